@@ -1,6 +1,8 @@
 # Writes OUT: a C++ table of the Lua files in FILES, keyed by module name
 # ("lua/imgbuild/dsl.lua" -> "imgbuild.dsl"), as byte arrays so that no
 # character in a Lua file can break the generated source.
+# FILES arrives '|'-separated: a ';' list would be split by the build tool's shell.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "")
 set(entries "")
 set(i 0)

@@ -1,0 +1,547 @@
+-- The recipe language. Evaluating a recipe only describes: every call builds an
+-- immutable value and records the recipe line it came from; nothing is read or
+-- built until the engine walks the description that collect() returns.
+--
+-- The host runs this chunk once per engine with a settings table:
+--   params         --set NAME=VALUE pairs
+--   recipe_dir     folder of the recipe (first place `require` looks)
+--   search_path    IMGBUILD_PATH entries
+--   embedded       function(name) -> source, chunkname of a shipped module, or nil
+
+local settings = ...
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- Errors at the user's line
+
+--- The "file:line" of the innermost call made from user code: recipe files and
+--- the user's own modules. The engine's Lua and the shipped stdlib are loaded
+--- under "=imgbuild/..." chunk names and are skipped, so a mistake in a call to
+--- a stdlib function is reported where the user made it.
+local method_loc -- set while an image method runs: see ImageMT.__index
+
+local function caller_loc()
+  if method_loc then return method_loc end
+  for level = 2, math.huge do
+    local info = debug.getinfo(level, "Sl")
+    if not info then return "?" end
+    local src = info.source
+    if info.currentline > 0 then
+      if src:sub(1, 1) == "@" then return src:sub(2) .. ":" .. info.currentline end
+      if src:sub(1, 1) ~= "=" then return info.short_src .. ":" .. info.currentline end
+    end
+  end
+end
+
+local function fail(fmt, ...)
+  error(caller_loc() .. ": " .. string.format(fmt, ...), 0)
+end
+
+--- Levenshtein distance, for "did you mean" hints.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+--- " (did you mean 'copy'?)" when a known name is close to `name`, else "".
+local function suggest(name, known)
+  if type(name) ~= "string" then return "" end
+  local best, best_d
+  for _, k in ipairs(known) do
+    local d = distance(name, k)
+    if d <= math.max(1, #k // 3) and (not best_d or d < best_d) then best, best_d = k, d end
+  end
+  return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "string" then return mt end -- image / file values
+  return type(v)
+end
+
+--- Rejects option keys that `allowed` (a set) does not hold, with a hint.
+local function check_options(what, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
+    fail("%s: expected a table of options, got %s", what, typename(opts))
+  end
+  local names = sorted_keys(allowed)
+  for _, k in ipairs(sorted_keys(opts)) do
+    if type(k) ~= "string" or not allowed[k] then
+      fail("%s: unknown option '%s'%s", what, tostring(k), suggest(k, names))
+    end
+  end
+  return opts
+end
+
+local function check_string(what, v)
+  if type(v) ~= "string" or v == "" then fail("%s: expected a non-empty string, got %s", what, typename(v)) end
+  return v
+end
+
+--- A list of strings (a table with 1..n), as argv-like values need.
+local function check_string_list(what, v, example)
+  if type(v) ~= "table" or getmetatable(v) ~= nil then
+    fail("%s: expected a list of strings such as %s, got %s", what, example, typename(v))
+  end
+  local n = 0
+  for k in pairs(v) do
+    if math.type(k) ~= "integer" or k < 1 then fail("%s: expected a list of strings such as %s", what, example) end
+    n = math.max(n, k)
+  end
+  local out = {}
+  for i = 1, n do
+    if type(v[i]) ~= "string" then fail("%s: item %d is %s, not a string", what, i, typename(v[i])) end
+    out[i] = v[i]
+  end
+  return out
+end
+
+--- A NAME = value table; numbers become strings, other types are errors.
+local function check_string_map(what, v, key_ok, key_rule)
+  if type(v) ~= "table" or getmetatable(v) ~= nil then
+    fail("%s: expected a table of NAME = value, got %s", what, typename(v))
+  end
+  local out = {}
+  for _, k in ipairs(sorted_keys(v)) do
+    if type(k) ~= "string" or not key_ok(k) then fail("%s: invalid name '%s' (%s)", what, tostring(k), key_rule) end
+    local val = v[k]
+    if math.type(val) == "integer" then val = tostring(val) end
+    if type(val) ~= "string" then fail("%s: value of %s is %s, not a string", what, k, typename(val)) end
+    out[k] = val
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
+-- Values: images and files. Their state lives in these weak tables, keyed by
+-- the value, so a recipe can neither change nor forge it.
+
+local nodes = setmetatable({}, { __mode = "k" })
+local Image = {}
+local ImageMT
+local FileMT = {
+  __metatable = "file",
+  __newindex = function() fail("files are immutable values") end,
+  __tostring = function(self) return "file (" .. nodes[self].description .. ")" end,
+}
+FileMT.__index = function(_, key)
+  fail("a file value has no field '%s': use it as a :copy source", tostring(key))
+end
+
+local function new_image(node)
+  local img = setmetatable({}, ImageMT)
+  nodes[img] = node
+  return img
+end
+
+local function is_image(v) return getmetatable(v) == "image" end
+local function is_file(v) return getmetatable(v) == "file" end
+
+local function check_self(self, method)
+  if not is_image(self) then
+    fail("%s: called on %s; call it as a method: img:%s(...)", method, typename(self), method)
+  end
+  return nodes[self]
+end
+
+--- A new image: `self` plus one step.
+local function derive(self, method, node)
+  node.parent = check_self(self, method)
+  node.loc = caller_loc()
+  return new_image(node)
+end
+
+local function config_step(self, key, value)
+  return derive(self, key, { kind = "config", key = key, value = value })
+end
+
+---------------------------------------------------------------------------
+-- Image methods
+
+local copy_options = { chown = true, chmod = true }
+local later = {
+  from = "copying from another image (from =) arrives with multi-stage builds",
+  static = "static-binary checks (static =) arrive with the ELF inspector",
+}
+
+local function parse_chown(v)
+  if math.type(v) == "integer" and v >= 0 then return { uid = v, gid = v } end
+  if type(v) == "string" then
+    local uid, gid = v:match("^(%d+):(%d+)$")
+    if not uid then uid = v:match("^(%d+)$"); gid = uid end
+    if uid then return { uid = tonumber(uid), gid = tonumber(gid) } end
+    if v:match("^[%a_][%w_.-]*") then
+      fail("copy: chown '%s': user names need the image's /etc/passwd; give numeric ids such as \"1000:1000\"", v)
+    end
+  end
+  fail("copy: chown: expected \"uid[:gid]\" such as \"1000:1000\", got %s", type(v) == "string" and ("'" .. v .. "'") or typename(v))
+end
+
+local function parse_chmod(v)
+  if type(v) == "string" and v:match("^0?[0-7][0-7][0-7][0-7]?$") and #v <= 4 then return tonumber(v, 8) end
+  if type(v) == "number" then
+    fail("copy: chmod: give the mode as an octal string such as \"0755\" (the number %s would be read as decimal)", tostring(v))
+  end
+  fail("copy: chmod: expected an octal mode such as \"0755\", got %s", type(v) == "string" and ("'" .. v .. "'") or typename(v))
+end
+
+---@param src string|file|table a build-context path or glob, a file value, or a list of them
+---@param dst string destination in the image; relative paths start at the workdir
+---@param opts? { chown?: string|integer, chmod?: string }
+function Image:copy(src, dst, opts)
+  check_self(self, "copy")
+  local sources = {}
+  local function add(v)
+    if type(v) == "string" and v ~= "" then sources[#sources + 1] = v
+    elseif is_file(v) then sources[#sources + 1] = nodes[v]
+    else fail("copy: source must be a path, a file value or a list of them, got %s", typename(v)) end
+  end
+  if type(src) == "table" and getmetatable(src) == nil then
+    if #src == 0 then fail("copy: the source list is empty") end
+    for i = 1, #src do add(src[i]) end
+  else
+    add(src)
+  end
+  check_string("copy: destination", dst)
+  if type(opts) == "table" and getmetatable(opts) == nil then
+    for key, why in pairs(later) do
+      if opts[key] ~= nil then fail("copy: option '%s' is not available yet: %s", key, why) end
+    end
+  end
+  opts = check_options("copy", opts, copy_options)
+  return derive(self, "copy", {
+    kind = "copy", sources = sources, dest = dst,
+    chown = opts.chown ~= nil and parse_chown(opts.chown) or nil,
+    chmod = opts.chmod ~= nil and parse_chmod(opts.chmod) or nil,
+  })
+end
+
+local function env_name_ok(k) return k:match("^[%a_][%w_]*$") ~= nil end
+
+---@param vars table<string, string|integer> variables to set
+function Image:env(vars)
+  check_self(self, "env")
+  return config_step(self, "env", check_string_map("env", vars, env_name_ok, "letters, digits and _"))
+end
+
+---@param dir string working directory; a relative one is taken from the current one
+function Image:workdir(dir)
+  check_self(self, "workdir")
+  return config_step(self, "workdir", check_string("workdir", dir))
+end
+
+---@param user string|integer "name", "uid" or "uid:gid"
+function Image:user(user)
+  check_self(self, "user")
+  if math.type(user) == "integer" and user >= 0 then user = tostring(user) end
+  return config_step(self, "user", check_string("user", user))
+end
+
+---@param argv string[] the program and its arguments (exec form)
+function Image:entrypoint(argv)
+  check_self(self, "entrypoint")
+  return config_step(self, "entrypoint", check_string_list("entrypoint", argv, '{ "/app" }'))
+end
+
+---@param argv string[] default arguments (exec form)
+function Image:cmd(argv)
+  check_self(self, "cmd")
+  return config_step(self, "cmd", check_string_list("cmd", argv, '{ "--port", "8080" }'))
+end
+
+---@param ... integer|string ports: 8080, "8080/tcp", "53/udp"
+function Image:expose(...)
+  check_self(self, "expose")
+  local ports = {}
+  for i = 1, select("#", ...) do
+    local p = select(i, ...)
+    local port, proto
+    if math.type(p) == "integer" then port, proto = p, "tcp"
+    elseif type(p) == "string" then
+      local n, pr = p:match("^(%d+)/(%a+)$")
+      if not n then n, pr = p:match("^(%d+)$"), "tcp" end
+      port, proto = tonumber(n), pr
+    end
+    if not port or port < 1 or port > 65535 or not (proto == "tcp" or proto == "udp" or proto == "sctp") then
+      fail("expose: invalid port %s (expected 1-65535, optionally /tcp, /udp or /sctp)",
+        type(p) == "string" and ("'" .. p .. "'") or tostring(p))
+    end
+    ports[#ports + 1] = port .. "/" .. proto
+  end
+  if #ports == 0 then fail("expose: expected at least one port") end
+  return config_step(self, "expose", ports)
+end
+
+---@param labels table<string, string>
+function Image:label(labels)
+  check_self(self, "label")
+  return config_step(self, "label", check_string_map("label", labels,
+    function(k) return k ~= "" end, "labels need a non-empty name"))
+end
+
+---@param ... string absolute paths of volumes
+function Image:volume(...)
+  check_self(self, "volume")
+  local paths = {}
+  for i = 1, select("#", ...) do
+    local p = select(i, ...)
+    if type(p) ~= "string" or p:sub(1, 1) ~= "/" then
+      fail("volume: expected an absolute path, got %s", type(p) == "string" and ("'" .. p .. "'") or typename(p))
+    end
+    paths[#paths + 1] = p
+  end
+  if #paths == 0 then fail("volume: expected at least one path") end
+  return config_step(self, "volume", paths)
+end
+
+---@param signal string|integer "SIGTERM" or a signal number
+function Image:stopsignal(signal)
+  check_self(self, "stopsignal")
+  if math.type(signal) == "integer" and signal > 0 then signal = tostring(signal) end
+  if type(signal) ~= "string" or not (signal:match("^SIG%u+%d*$") or signal:match("^%d+$")) then
+    fail("stopsignal: expected a signal name such as \"SIGTERM\" or a number, got %s", typename(signal))
+  end
+  return config_step(self, "stopsignal", signal)
+end
+
+local method_names = sorted_keys(Image)
+
+-- Lua gives every call of a method chain the line where the chain starts, so in
+--   scratch
+--     :copy(...)
+--     :expose(8080)
+-- both calls would report the `scratch` line. The method lookup, though, runs
+-- at the line of its `:name`, so __index takes the location there and the
+-- method runs with it as `method_loc`: steps and their errors get their own line.
+ImageMT = {
+  __metatable = "image",
+  __index = function(_, key)
+    local method = Image[key]
+    if not method then fail("image has no method '%s'%s", tostring(key), suggest(key, method_names)) end
+    local loc = caller_loc()
+    return function(...)
+      local outer = method_loc
+      method_loc = loc
+      local ok, result = pcall(method, ...)
+      method_loc = outer
+      if not ok then error(result, 0) end
+      return result
+    end
+  end,
+  __newindex = function() fail("images are immutable: every method returns a new image") end,
+  __tostring = function(self) return "image (" .. nodes[self].loc .. ")" end,
+}
+
+---------------------------------------------------------------------------
+-- The recipe API
+
+local api = {}
+local targets, target_by_name = {}, {}
+local params_used = {}
+
+api.scratch = new_image({ kind = "scratch", loc = "scratch" })
+
+---@param name string the image's name in the store ("hello", "team/api")
+---@param img image
+function api.image(name, img)
+  if type(name) ~= "string" or not name:match("^[a-z0-9][a-z0-9._/-]*$") then
+    fail("image: invalid name %s (use lowercase letters, digits, '.', '_', '-' and '/')",
+      type(name) == "string" and ("'" .. name .. "'") or typename(name))
+  end
+  if not is_image(img) then fail("image: expected an image as second argument, got %s", typename(img)) end
+  local loc = caller_loc()
+  if target_by_name[name] then fail("image: '%s' is already defined at %s", name, target_by_name[name].loc) end
+  local t = { name = name, node = nodes[img], loc = loc }
+  targets[#targets + 1] = t
+  target_by_name[name] = t
+  return img
+end
+
+---@param name string parameter name, set with --set NAME=VALUE
+---@param default? string|number|boolean value when --set does not give one
+function api.param(name, default)
+  check_string("param: name", name)
+  params_used[name] = true
+  local v = settings.params[name]
+  if v ~= nil then return v end
+  if default == nil then fail("param '%s' has no default; pass --set %s=VALUE", name, name) end
+  return default
+end
+
+---@param name string environment variable of the build
+---@param default? string value when it is unset
+function api.env(name, default)
+  check_string("env: name", name)
+  local v = os.getenv(name)
+  if v == nil then return default end
+  return v
+end
+
+-- Names of PRODUCT.md that later versions provide: say so instead of "unknown".
+local planned = {
+  from = "base images arrive with the registry client",
+  push = "pushing arrives with the registry client",
+  exists = "registry queries arrive with the registry client",
+  cached = "registry-backed caching arrives with the cache",
+  hash = "lockfile hashes arrive with the cache",
+  inspect = "ELF inspection arrives with the static-binary checks",
+  ci = "the CI context arrives with the CI integration",
+}
+
+---------------------------------------------------------------------------
+-- The private interface the shipped stdlib builds on.
+
+local internal = {
+  fail = fail,
+  check_options = check_options,
+  check_string = check_string,
+  check_string_list = check_string_list,
+  check_string_map = check_string_map,
+  typename = typename,
+}
+
+--- A file produced by a command on the host when the build needs it (see
+--- HostBuildOp in src/core/graph.hpp for the fields).
+function internal.host_file(spec)
+  local node = {
+    kind = "host", loc = caller_loc(), description = spec.description, argv = spec.argv, env = spec.env,
+    dir = spec.dir, input_root = spec.input_root, inputs = spec.inputs, host_env = spec.host_env,
+    output_name = spec.output_name, tools = spec.tools,
+  }
+  local f = setmetatable({}, FileMT)
+  nodes[f] = node
+  return f
+end
+
+---------------------------------------------------------------------------
+-- require: next to the recipe, then IMGBUILD_PATH, then the shipped stdlib.
+
+local function file_searcher(dirs)
+  return function(name)
+    local rel = name:gsub("%.", "/")
+    local tried = {}
+    for _, dir in ipairs(dirs) do
+      for _, pattern in ipairs({ "%s/%s.lua", "%s/%s/init.lua" }) do
+        local path = pattern:format(dir, rel)
+        local f = io.open(path, "r")
+        if f then
+          f:close()
+          local chunk, err = loadfile(path)
+          if not chunk then error(err, 0) end
+          return chunk, path
+        end
+        tried[#tried + 1] = "\n\tno file '" .. path .. "'"
+      end
+    end
+    return table.concat(tried)
+  end
+end
+
+local function embedded_searcher(name)
+  local source, chunkname = settings.embedded(name)
+  if not source then return "\n\tno module '" .. name .. "' in imgbuild's stdlib" end
+  local chunk, err = load(source, chunkname, "t")
+  if not chunk then error(err, 0) end
+  return chunk, chunkname
+end
+
+package.loaded["imgbuild.internal"] = internal
+package.path, package.cpath = "", ""
+package.searchers = {
+  package.searchers[1], -- package.preload
+  file_searcher({ settings.recipe_dir }),
+  file_searcher(settings.search_path),
+  embedded_searcher,
+}
+
+---------------------------------------------------------------------------
+-- The recipe's globals: Lua's standard library plus the API. Reading a name
+-- that does not exist is an error with a hint, so a typo such as `scrach`
+-- fails at its line instead of as "attempt to index a nil value".
+
+for k, v in pairs(api) do _G[k] = v end
+
+os.exit = function()
+  fail("os.exit: a recipe cannot exit imgbuild; call error(\"...\") to stop the build")
+end
+
+local global_names = {}
+for k in pairs(_G) do global_names[#global_names + 1] = k end
+for k in pairs(planned) do global_names[#global_names + 1] = k end
+table.sort(global_names)
+
+setmetatable(_G, {
+  __index = function(_, name)
+    if planned[name] then fail("'%s' is not available yet in this version of imgbuild: %s", name, planned[name]) end
+    fail("unknown name '%s'%s", tostring(name), suggest(name, global_names))
+  end,
+})
+
+---------------------------------------------------------------------------
+-- The description handed to the engine.
+
+--- Numbers the nodes the targets need, dependencies first, and flattens them
+--- into plain tables (parents and file sources become node numbers). Iterative,
+--- so a chain of 100 000 steps needs no deep recursion.
+function M.collect()
+  local ids, list = {}, {}
+  local function number(root)
+    local stack = { root }
+    while #stack > 0 do
+      local node = stack[#stack]
+      if ids[node] then
+        stack[#stack] = nil
+      else
+        local pending = false
+        local deps = { node.parent }
+        for _, s in ipairs(node.sources or {}) do
+          if type(s) == "table" then deps[#deps + 1] = s end
+        end
+        for _, d in ipairs(deps) do
+          if not ids[d] then stack[#stack + 1] = d; pending = true end
+        end
+        if not pending then
+          stack[#stack] = nil
+          local out = {}
+          for k, v in pairs(node) do out[k] = v end
+          out.parent = node.parent and ids[node.parent] or nil
+          if node.sources then
+            out.sources = {}
+            for i, s in ipairs(node.sources) do out.sources[i] = type(s) == "table" and ids[s] or s end
+          end
+          list[#list + 1] = out
+          ids[node] = #list
+        end
+      end
+    end
+  end
+  local out_targets = {}
+  for _, t in ipairs(targets) do
+    number(t.node)
+    out_targets[#out_targets + 1] = { name = t.name, node = ids[t.node], loc = t.loc }
+  end
+  local used = {}
+  for _, k in ipairs(sorted_keys(params_used)) do used[#used + 1] = k end
+  return { nodes = list, targets = out_targets, params_used = used }
+end
+
+return M

@@ -1,0 +1,270 @@
+// imgbuild: the command line. Parses arguments, evaluates the recipe, hands the
+// graph to the builder and prints what was made. Exit status: 0 success, 1 build
+// or recipe error, 2 usage error.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/builder.hpp"
+#include "core/docker_archive.hpp"
+#include "core/layout.hpp"
+#include "lua/recipe.hpp"
+
+namespace fs = std::filesystem;
+using namespace imgbuild;
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+/// A mistake in how imgbuild was called (exit status 2).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
+       imgbuild images
+       imgbuild inspect NAME | oci:DIR[:NAME]
+
+Build the images a Lua recipe describes (all of them when no TARGET is named)
+into the local store.
+
+build options:
+  -o, --output oci:DIR | docker-archive:FILE   also write each target there
+  --set NAME=VALUE      set a recipe parameter (param("NAME", default))
+  --context DIR         build context (default: the recipe's folder)
+  --no-cache            rebuild everything, ignoring cached results
+  --cache-dir DIR       build cache (default: $XDG_CACHE_HOME/imgbuild)
+  --debug               tracebacks with recipe errors
+
+  -h, --help            this help
+  --version             imgbuild's version
+
+Environment: SOURCE_DATE_EPOCH (image and file times, default 0),
+IMGBUILD_PATH (where `require` looks after the recipe's folder),
+XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild).
+See imgbuild(1) and imgbuild-recipe(5).
+)";
+
+struct Output {
+  enum class Kind { Oci, DockerArchive } kind;
+  fs::path path;
+};
+
+struct BuildArgs {
+  fs::path recipe;
+  std::vector<std::string> targets;
+  std::vector<Output> outputs;
+  std::map<std::string, std::string> params;
+  std::optional<fs::path> context, cache_dir;
+  bool use_cache = true;
+  bool debug = false;
+};
+
+Output parse_output(const std::string& spec) {
+  if (spec.starts_with("oci:") && spec.size() > 4) return {Output::Kind::Oci, spec.substr(4)};
+  if (spec.starts_with("docker-archive:") && spec.size() > 15) return {Output::Kind::DockerArchive, spec.substr(15)};
+  throw UsageError("invalid output '" + spec + "' (expected oci:DIR or docker-archive:FILE)");
+}
+
+BuildArgs parse_build_args(const std::vector<std::string>& args) {
+  BuildArgs b;
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](const std::string& flag) -> std::string {
+      if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
+      return args[++i];
+    };
+    // --flag=value is accepted for every option that takes a value.
+    std::string flag = a, inline_value;
+    bool has_inline = false;
+    if (a.starts_with("--") && a.find('=') != std::string::npos) {
+      flag = a.substr(0, a.find('='));
+      inline_value = a.substr(a.find('=') + 1);
+      has_inline = true;
+    }
+    auto take = [&]() { return has_inline ? inline_value : value(flag); };
+    if (flag == "-o" || flag == "--output") b.outputs.push_back(parse_output(take()));
+    else if (flag == "--set") {
+      std::string kv = take();
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw UsageError("--set expects NAME=VALUE, got '" + kv + "'");
+      b.params[kv.substr(0, eq)] = kv.substr(eq + 1);
+    } else if (flag == "--context") b.context = take();
+    else if (flag == "--cache-dir") b.cache_dir = take();
+    else if (a == "--no-cache") b.use_cache = false;
+    else if (a == "--debug") b.debug = true;
+    else if (a.starts_with("-") && a != "-") throw UsageError("unknown option '" + a + "'");
+    else positional.push_back(a);
+  }
+  if (positional.empty()) throw UsageError("no recipe given");
+  b.recipe = positional[0];
+  b.targets.assign(positional.begin() + 1, positional.end());
+  std::error_code ec;
+  if (!fs::is_regular_file(b.recipe, ec)) throw UsageError("cannot open recipe " + b.recipe.string() + ": no such file");
+  return b;
+}
+
+int64_t source_date_epoch() {
+  const char* v = std::getenv("SOURCE_DATE_EPOCH");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  if (*end || n < 0) throw UsageError(std::string("SOURCE_DATE_EPOCH must be a number of seconds, got '") + v + "'");
+  return n;
+}
+
+std::vector<std::string> split_path_list(const char* v) {
+  std::vector<std::string> out;
+  if (!v) return out;
+  std::stringstream in(v);
+  for (std::string item; std::getline(in, item, ':');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int cmd_build(const std::vector<std::string>& args) {
+  BuildArgs b = parse_build_args(args);
+  int64_t epoch = source_date_epoch();
+
+  RecipeOptions ro{b.recipe, b.params, split_path_list(std::getenv("IMGBUILD_PATH")), b.debug};
+  Evaluation ev = evaluate_recipe(ro);
+  for (auto& [name, value] : b.params)
+    if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
+      std::cerr << "imgbuild: warning: --set " << name << ": the recipe never asks for param(\"" << name << "\")\n";
+
+  std::vector<const Target*> chosen;
+  for (auto& name : b.targets) {
+    auto it = std::find_if(ev.graph.targets.begin(), ev.graph.targets.end(), [&](auto& t) { return t.name == name; });
+    if (it == ev.graph.targets.end()) {
+      std::string known;
+      for (auto& t : ev.graph.targets) known += (known.empty() ? "" : ", ") + t.name;
+      throw UsageError("no image named '" + name + "' in " + b.recipe.string() +
+                       (known.empty() ? " (it defines none)" : " (it defines: " + known + ")"));
+    }
+    chosen.push_back(&*it);
+  }
+  if (b.targets.empty())
+    for (auto& t : ev.graph.targets) chosen.push_back(&t);
+  if (chosen.empty()) {
+    std::cerr << "imgbuild: " << b.recipe.string() << " defines no image: call image(\"name\", img)\n";
+    return kExitError;
+  }
+
+  Layout store(default_store_dir());
+  BuildSettings settings;
+  settings.context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+  settings.cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
+  settings.use_cache = b.use_cache;
+  settings.source_date_epoch = epoch;
+  settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
+  Builder builder(ev.graph, store, settings);
+
+  for (const Target* t : chosen) {
+    const BuiltImage& built = builder.build(t->node);
+    store.set_ref(t->name, built.manifest);
+    for (auto& out : b.outputs) {
+      if (out.kind == Output::Kind::Oci) {
+        Layout(out.path).import_image(store, built.manifest, t->name);
+      } else {
+        std::string tag = t->name.find(':') == std::string::npos ? t->name + ":latest" : t->name;
+        write_docker_archive(store, built.manifest, tag, out.path, epoch);
+      }
+    }
+    std::cout << t->name << "  " << built.manifest.digest.str() << "  " << human_size(built.size) << "  ("
+              << built.image.layers.size() << (built.image.layers.size() == 1 ? " layer" : " layers") << ")\n";
+  }
+  return 0;
+}
+
+int cmd_images(const std::vector<std::string>& args) {
+  if (!args.empty()) throw UsageError("images takes no arguments");
+  Layout store(default_store_dir());
+  std::printf("%-24s %-19s %10s  %s\n", "NAME", "DIGEST", "SIZE", "CREATED");
+  for (auto& d : store.refs()) {
+    StoredImage img = store.load(d);
+    std::string name = d.annotations.count(kRefNameAnnotation) ? d.annotations.at(kRefNameAnnotation) : "<none>";
+    std::string digest = "sha256:" + std::string(d.digest.short_hex());
+    std::printf("%-24s %-19s %10s  %s\n", name.c_str(), digest.c_str(), human_size(img.total_size()).c_str(),
+                img.config_json.value("created", "").c_str());
+  }
+  return 0;
+}
+
+int cmd_inspect(const std::vector<std::string>& args) {
+  if (args.size() != 1) throw UsageError("inspect takes one image: NAME or oci:DIR[:NAME]");
+  std::string ref = args[0];
+  fs::path layout_dir = default_store_dir();
+  std::string name = ref;
+  if (ref.starts_with("oci:")) {
+    std::string rest = ref.substr(4);
+    size_t colon = rest.rfind(':');
+    layout_dir = colon == std::string::npos ? rest : rest.substr(0, colon);
+    name = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    if (!fs::exists(layout_dir / "index.json")) throw UsageError(layout_dir.string() + " is not an OCI image layout");
+  }
+  Layout layout(layout_dir);
+  std::optional<Descriptor> d;
+  if (name.empty()) {
+    auto refs = layout.refs();
+    if (refs.size() != 1) throw UsageError(layout_dir.string() + " holds " + std::to_string(refs.size()) + " images: name one as oci:DIR:NAME");
+    d = refs[0];
+  } else {
+    d = layout.find_ref(name);
+  }
+  if (!d) throw std::runtime_error("no image named '" + name + "' in " + layout_dir.string());
+  StoredImage img = layout.load(*d);
+  nlohmann::json layers = nlohmann::json::array();
+  for (auto& l : img.manifest_json["layers"]) layers.push_back(l);
+  nlohmann::json out = {{"name", name},
+                        {"digest", d->digest.str()},
+                        {"size", img.total_size()},
+                        {"manifest", img.manifest_json},
+                        {"config", img.config_json}};
+  std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  const std::string& first = args[0];
+  if (first == "-h" || first == "--help" || first == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (first == "--version") {
+    std::cout << "imgbuild " << IMGBUILD_VERSION << "\n";
+    return 0;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (first == "build") return cmd_build(rest);
+  if (first == "images") return cmd_images(rest);
+  if (first == "inspect") return cmd_inspect(rest);
+  return cmd_build(args);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "imgbuild: " << e.what() << "\n(see imgbuild --help)\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "imgbuild: " << e.what() << "\n";
+    return kExitError;
+  }
+}

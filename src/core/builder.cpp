@@ -1,0 +1,143 @@
+#include "core/builder.hpp"
+
+#include <cstdio>
+
+#include "core/hostbuild.hpp"
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (auto& s : v) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+/// The history line of a config change, as docker would show the instruction.
+std::string describe_config(const ConfigOp& op) {
+  if (op.value.is_string()) return op.key + " " + op.value.get<std::string>();
+  if (op.value.is_array()) return op.key + " " + op.value.dump();
+  std::vector<std::string> pairs;
+  for (auto& [k, v] : op.value.items()) pairs.push_back(k + "=" + v.get<std::string>());
+  return op.key + " " + join(pairs, " ");
+}
+
+}  // namespace
+
+std::string human_size(uint64_t bytes) {
+  static const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
+    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context) {}
+
+const BuiltImage& Builder::build(size_t node) {
+  if (auto it = finished_.find(node); it != finished_.end()) return it->second;
+  Image image = build_image(node);
+  std::string config = image.config_document();
+  Descriptor config_desc = store_.put_document(config, media_type::kConfig);
+  std::string manifest = image.manifest_document(config_desc);
+  Descriptor manifest_desc = store_.put_document(manifest, media_type::kManifest);
+  uint64_t size = manifest_desc.size + config_desc.size;
+  for (auto& l : image.layers) size += l.size;
+  return finished_.emplace(node, BuiltImage{std::move(image), manifest_desc, size}).first->second;
+}
+
+Image Builder::build_image(size_t id) {
+  if (auto it = images_.find(id); it != images_.end()) return it->second;
+  const Node& node = graph_.nodes.at(id);
+  Image image;
+  if (node.parent) {
+    image = build_image(*node.parent);
+  } else {
+    image.platform = settings_.platform;
+    image.created = settings_.source_date_epoch;
+  }
+  try {
+    if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(image, *copy, node);
+    else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(image, *cfg);
+  } catch (const BuildError&) {
+    throw;
+  } catch (const std::exception& e) {
+    const char* what = std::holds_alternative<CopyOp>(node.op) ? "copy" : std::get<ConfigOp>(node.op).key.c_str();
+    throw BuildError(node.loc, std::string(what) + ": " + e.what());
+  }
+  return images_.emplace(id, std::move(image)).first->second;
+}
+
+CopyItem Builder::build_file(size_t id) {
+  if (auto it = files_.find(id); it != files_.end()) return it->second;
+  const Node& node = graph_.nodes.at(id);
+  const auto& op = std::get<HostBuildOp>(node.op);
+  HostBuildResult result;
+  try {
+    result = run_host_build(op, context_, settings_.platform, settings_.cache_dir, settings_.use_cache);
+  } catch (const std::exception& e) {
+    throw BuildError(node.loc, op.description + ": " + e.what());
+  }
+  settings_.progress(node.loc + "  " + op.description + (result.cached ? "  (cached)" : "  (built)"));
+  return files_.emplace(id, CopyItem{result.file, result.file.filename().string()}).first->second;
+}
+
+void Builder::apply_copy(Image& image, const CopyOp& op, const Node& node) {
+  std::vector<CopyItem> files;
+  std::vector<std::string> names;
+  for (auto& s : op.sources) {
+    if (s.file_node) {
+      files.push_back(build_file(*s.file_node));
+      names.push_back(std::get<HostBuildOp>(graph_.nodes[*s.file_node].op).description);
+    } else {
+      names.push_back(s.context_path);
+    }
+  }
+  std::vector<LayerEntry> entries = plan_copy(op, context_, image.config.workdir, files);
+  LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(),
+                               LayerOptions{settings_.source_date_epoch, 6});
+  std::string description = "copy " + join(names, " ") + " " + op.dest;
+  settings_.progress(node.loc + "  " + description + "  " + human_size(blob.size));
+  image.layers.push_back(blob);
+  image.history.push_back({description, false});
+}
+
+void Builder::apply_config(Image& image, const ConfigOp& op) {
+  RuntimeConfig& c = image.config;
+  const json& v = op.value;
+  if (op.key == "env") {
+    for (auto& [k, val] : v.items()) c.set_env(k, val.get<std::string>());
+  } else if (op.key == "workdir") {
+    std::string dir = v.get<std::string>();
+    // Like WORKDIR, a relative directory is taken from the current one.
+    c.workdir = clean_image_path(dir.starts_with("/") ? dir : (c.workdir.empty() ? "/" : c.workdir) + "/" + dir);
+  } else if (op.key == "user") {
+    c.user = v.get<std::string>();
+  } else if (op.key == "entrypoint") {
+    c.entrypoint = v.get<std::vector<std::string>>();
+  } else if (op.key == "cmd") {
+    c.cmd = v.get<std::vector<std::string>>();
+  } else if (op.key == "expose") {
+    for (auto& p : v) c.exposed_ports.insert(p.get<std::string>());
+  } else if (op.key == "label") {
+    for (auto& [k, val] : v.items()) c.labels[k] = val.get<std::string>();
+  } else if (op.key == "volume") {
+    for (auto& p : v) c.volumes.insert(p.get<std::string>());
+  } else if (op.key == "stopsignal") {
+    c.stop_signal = v.get<std::string>();
+  } else {
+    throw std::runtime_error("unknown config key '" + op.key + "'");
+  }
+  image.history.push_back({describe_config(op), true});
+}
+
+}  // namespace imgbuild

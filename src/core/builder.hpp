@@ -1,0 +1,69 @@
+#pragma once
+// Executes a build graph: builds the images the requested targets need into a
+// layout, from the bottom of each chain up, reusing what is already built.
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "core/context.hpp"
+#include "core/graph.hpp"
+#include "core/image.hpp"
+#include "core/layout.hpp"
+
+namespace imgbuild {
+
+/// An error in a build step, tied to the recipe line that described the step.
+/// what() is "recipe.lua:7: copy: no such file in the build context: go.sm".
+class BuildError : public std::runtime_error {
+public:
+  BuildError(const std::string& loc, const std::string& message)
+      : std::runtime_error(loc.empty() ? message : loc + ": " + message) {}
+};
+
+struct BuildSettings {
+  std::filesystem::path context;
+  std::filesystem::path cache_dir;
+  bool use_cache = true;
+  int64_t source_date_epoch = 0;
+  Platform platform = Platform::host();
+  /// One human-readable line per step event.
+  std::function<void(const std::string&)> progress = [](const std::string&) {};
+};
+
+/// A built image and where its manifest is in the layout.
+struct BuiltImage {
+  Image image;
+  Descriptor manifest;
+  /// manifest + config + compressed layers
+  uint64_t size = 0;
+};
+
+class Builder {
+public:
+  /// Blobs are written into `store`.
+  Builder(const Graph& graph, Layout& store, BuildSettings settings);
+
+  /// Builds the image node `node` (and what it depends on) once.
+  const BuiltImage& build(size_t node);
+
+private:
+  Image build_image(size_t node);
+  CopyItem build_file(size_t node);
+  void apply_config(Image& image, const ConfigOp& op);
+  void apply_copy(Image& image, const CopyOp& op, const Node& node);
+
+  const Graph& graph_;
+  Layout& store_;
+  BuildSettings settings_;
+  BuildContext context_;
+  std::map<size_t, Image> images_;
+  std::map<size_t, BuiltImage> finished_;
+  std::map<size_t, CopyItem> files_;
+};
+
+/// "1.9 MB": sizes for people (decimal units, as registries and docker show them).
+std::string human_size(uint64_t bytes);
+
+}  // namespace imgbuild

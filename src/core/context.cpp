@@ -1,0 +1,250 @@
+#include "core/context.hpp"
+
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+
+namespace imgbuild {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has_glob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+/// Splits a path into cleaned segments ("./a//b/../c" -> a, c). A ".." above
+/// the start either stays at the start (`clamp`, as in an image's file system)
+/// or makes the path invalid (nullopt: it would leave the build context).
+std::optional<std::vector<std::string>> clean_segments(const std::string& path, bool clamp) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    std::string seg = path.substr(i, j - i);
+    if (seg == "..") {
+      if (parts.empty() && !clamp) return std::nullopt;
+      if (!parts.empty()) parts.pop_back();
+    } else if (!seg.empty() && seg != ".") {
+      parts.push_back(seg);
+    }
+    i = j + 1;
+  }
+  return parts;
+}
+
+/// A context-relative path, cleaned: "/a" and "./a/" are "a"; "" is the context itself.
+std::optional<std::string> clean_context_path(const std::string& path) {
+  auto parts = clean_segments(path, false);
+  if (!parts) return std::nullopt;
+  std::string out;
+  for (auto& p : *parts) out += (out.empty() ? "" : "/") + p;
+  return out;
+}
+
+struct stat lstat_or_throw(const fs::path& p) {
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p.string());
+  return st;
+}
+
+/// Permissions are normalised the way git stores them, so the same commit gives
+/// the same layer on every machine whatever its umask: 0755 for directories and
+/// executables, 0644 for other files.
+uint32_t normalised_mode(const struct stat& st) {
+  if (S_ISDIR(st.st_mode)) return 0755;
+  if (S_ISLNK(st.st_mode)) return 0777;
+  return (st.st_mode & 0111) ? 0755 : 0644;
+}
+
+std::string join_image_path(const std::string& dir, const std::string& name) {
+  return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
+LayerEntry entry_for(const fs::path& host, const struct stat& st, const std::string& image_path) {
+  LayerEntry e;
+  e.path = image_path.substr(1);
+  e.mode = normalised_mode(st);
+  if (S_ISREG(st.st_mode)) {
+    e.type = LayerEntry::Type::File;
+    e.source = host;
+    e.size = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISDIR(st.st_mode)) {
+    e.type = LayerEntry::Type::Directory;
+  } else if (S_ISLNK(st.st_mode)) {
+    e.type = LayerEntry::Type::Symlink;
+    std::error_code ec;
+    e.link_target = fs::read_symlink(host, ec).string();
+    if (ec) throw std::runtime_error("cannot read symlink " + host.string());
+  } else {
+    throw std::runtime_error(host.string() + ": sockets, pipes and devices cannot be copied");
+  }
+  return e;
+}
+
+}  // namespace
+
+std::string clean_image_path(const std::string& path) {
+  std::vector<std::string> parts = *clean_segments(path, true);
+  std::string out;
+  for (auto& p : parts) out += "/" + p;
+  return out.empty() ? "/" : out;
+}
+
+BuildContext::BuildContext(fs::path root) : root_(fs::weakly_canonical(std::move(root))) {
+  if (!fs::is_directory(root_)) throw std::runtime_error("build context " + root_.string() + " is not a directory");
+  ignore_ = IgnoreRules::load(root_);
+}
+
+std::string BuildContext::relative(const fs::path& p) const {
+  std::string rel = p.lexically_relative(root_).generic_string();
+  return rel == "." ? "" : rel;
+}
+
+std::vector<CopyItem> BuildContext::resolve(const std::string& source) const {
+  auto rel = clean_context_path(source);
+  if (!rel) throw std::runtime_error(source + ": outside the build context");
+
+  std::vector<std::string> matches;
+  if (has_glob(*rel)) {
+    // Walk only as deep as the pattern has segments; '*' never crosses '/'.
+    size_t depth = static_cast<size_t>(std::count(rel->begin(), rel->end(), '/')) + 1;
+    std::vector<std::pair<std::string, size_t>> stack{{"", 0}};
+    while (!stack.empty()) {
+      auto [dir, level] = stack.back();
+      stack.pop_back();
+      std::error_code ec;
+      for (auto& de : fs::directory_iterator(dir.empty() ? root_ : root_ / dir, ec)) {
+        std::string child = dir.empty() ? de.path().filename().string() : dir + "/" + de.path().filename().string();
+        if (level + 1 == depth) {
+          if (::fnmatch(rel->c_str(), child.c_str(), FNM_PATHNAME) == 0 && !ignore_.excluded(child))
+            matches.push_back(child);
+        } else if (de.is_directory(ec) && !de.is_symlink(ec)) {
+          stack.push_back({child, level + 1});
+        }
+      }
+    }
+    std::sort(matches.begin(), matches.end());
+  } else if (rel->empty() || !ignore_.excluded(*rel)) {
+    struct stat st {};
+    if (::lstat((root_ / *rel).c_str(), &st) == 0) matches.push_back(*rel);
+  }
+  if (matches.empty()) throw std::runtime_error("no such file in the build context: " + source);
+
+  std::vector<CopyItem> items;
+  for (auto& m : matches) {
+    fs::path host = m.empty() ? root_ : root_ / m;
+    // A named symlink is followed, as docker does, but only to somewhere
+    // inside the context: the context is all a recipe may read.
+    if (fs::is_symlink(host)) {
+      std::error_code ec;
+      fs::path target = fs::canonical(host, ec);
+      std::string target_rel = ec ? std::string("..") : target.lexically_relative(root_).generic_string();
+      if (ec || target_rel == ".." || target_rel.starts_with("../"))
+        throw std::runtime_error(source + ": symlink points outside the build context");
+      host = target;
+    }
+    items.push_back({host, m.empty() ? root_.filename().string() : fs::path(m).filename().string()});
+  }
+  return items;
+}
+
+void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, std::vector<LayerEntry>& out) const {
+  std::vector<fs::directory_entry> children;
+  for (auto& de : fs::directory_iterator(host_dir)) children.push_back(de);
+  std::sort(children.begin(), children.end(),
+            [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
+  for (auto& de : children) {
+    std::string rel = relative(de.path());
+    struct stat st = lstat_or_throw(de.path());
+    bool excluded = !ignore_.empty() && ignore_.excluded(rel);
+    std::string image_path = join_image_path(dest, de.path().filename().string());
+    if (excluded) {
+      if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) add_tree(de.path(), image_path, out);
+      continue;
+    }
+    out.push_back(entry_for(de.path(), st, image_path));
+    if (S_ISDIR(st.st_mode)) add_tree(de.path(), image_path, out);
+  }
+}
+
+std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
+                                  const std::vector<CopyItem>& files) {
+  std::vector<CopyItem> items;
+  size_t next_file = 0;
+  for (auto& s : op.sources) {
+    if (s.file_node) {
+      items.push_back(files.at(next_file++));
+    } else {
+      auto resolved = context.resolve(s.context_path);
+      items.insert(items.end(), resolved.begin(), resolved.end());
+    }
+  }
+
+  std::string dest = op.dest.starts_with("/") ? op.dest : join_image_path(workdir.empty() ? "/" : workdir, op.dest);
+  bool dest_is_dir = op.dest.ends_with("/") || op.dest == "." || op.dest.ends_with("/.");
+  if (items.size() > 1 && !dest_is_dir)
+    throw std::runtime_error("copying " + std::to_string(items.size()) + " sources to " + op.dest +
+                             ": the destination must be a directory ending in /");
+  dest = clean_image_path(dest);
+
+  std::vector<LayerEntry> entries;
+  std::string dest_dir = dest;  // the directory whose implied parents are created
+  for (auto& item : items) {
+    struct stat st = lstat_or_throw(item.host_path);
+    if (S_ISDIR(st.st_mode)) {
+      // Like docker, a directory's contents are copied, not the directory itself.
+      context.add_tree(item.host_path, dest, entries);
+      dest_is_dir = true;
+    } else {
+      std::string target = dest_is_dir ? join_image_path(dest, item.name) : dest;
+      if (target == "/") throw std::runtime_error("cannot copy a file over /");
+      entries.push_back(entry_for(item.host_path, st, target));
+      if (!dest_is_dir) dest_dir = fs::path(dest).parent_path().string();
+    }
+  }
+
+  if (op.chown || op.chmod)
+    for (auto& e : entries) {
+      if (op.chown) { e.uid = op.chown->uid; e.gid = op.chown->gid; }
+      if (op.chmod && e.type != LayerEntry::Type::Symlink) e.mode = *op.chmod;
+    }
+
+  // Parents of the destination that the layer must create. The destination
+  // directory itself takes the copy's owner, as docker's --chown does.
+  std::map<std::string, LayerEntry> by_path;
+  for (auto& e : entries) by_path[e.path] = std::move(e);
+  auto add_parent = [&](const std::string& path, bool is_dest) {
+    if (path.empty() || by_path.count(path)) return;
+    LayerEntry d;
+    d.path = path;
+    d.type = LayerEntry::Type::Directory;
+    d.mode = 0755;
+    if (is_dest && op.chown) { d.uid = op.chown->uid; d.gid = op.chown->gid; }
+    by_path[path] = d;
+  };
+  std::string dir_rel = dest_dir == "/" ? "" : dest_dir.substr(1);
+  if (dest_is_dir) add_parent(dir_rel, true);
+  for (size_t slash = dir_rel.rfind('/'); slash != std::string::npos && slash > 0; slash = dir_rel.rfind('/', slash - 1))
+    add_parent(dir_rel.substr(0, slash), false);
+  if (!dest_is_dir) add_parent(dir_rel, false);
+
+  std::vector<LayerEntry> result;
+  for (auto& [path, e] : by_path) {
+    // A file standing where a directory must be would make the layer ambiguous.
+    auto slash = path.rfind('/');
+    if (slash != std::string::npos) {
+      auto parent = by_path.find(path.substr(0, slash));
+      if (parent != by_path.end() && parent->second.type != LayerEntry::Type::Directory)
+        throw std::runtime_error("/" + parent->first + " is copied as a file and as a directory");
+    }
+    result.push_back(std::move(e));
+  }
+  return result;
+}
+
+}  // namespace imgbuild

@@ -1,0 +1,53 @@
+#pragma once
+// The build context: the directory `:copy` reads from, with .dockerignore applied,
+// and the planner that turns a copy into layer entries with Docker's COPY rules.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dockerignore.hpp"
+#include "core/graph.hpp"
+#include "core/layer.hpp"
+
+namespace imgbuild {
+
+/// A source file or directory resolved on the host, ready to copy.
+struct CopyItem {
+  std::filesystem::path host_path;  ///< what is read
+  std::string name;                 ///< base name used when the destination is a directory
+};
+
+/// The build context directory. Nothing outside it, and nothing .dockerignore
+/// excludes, can be read through it.
+class BuildContext {
+public:
+  explicit BuildContext(std::filesystem::path root);
+  const std::filesystem::path& root() const { return root_; }
+
+  /// Resolves a context path or glob to the items it names. Throws
+  /// std::runtime_error "no such file in the build context: go.sm" and the like.
+  std::vector<CopyItem> resolve(const std::string& source) const;
+
+  /// Adds to `out` the entries of the directory `host_dir` (a context directory),
+  /// placed under `dest`, skipping what .dockerignore excludes.
+  void add_tree(const std::filesystem::path& host_dir, const std::string& dest,
+                std::vector<LayerEntry>& out) const;
+
+private:
+  std::string relative(const std::filesystem::path& p) const;
+  std::filesystem::path root_;
+  IgnoreRules ignore_;
+};
+
+/// Lexically normalises an absolute image path: "/a/./b/../c/" -> "/a/c".
+/// ".." never climbs above "/".
+std::string clean_image_path(const std::string& path);
+
+/// Turns one `:copy` into the entries of its layer. `workdir` resolves a
+/// relative destination; `files` are the already built file-valued sources, in
+/// the order of op.sources that have a file_node.
+std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
+                                  const std::vector<CopyItem>& files);
+
+}  // namespace imgbuild

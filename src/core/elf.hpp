@@ -1,0 +1,92 @@
+#pragma once
+// Native ELF inspection: what a recipe needs to know about a service binary
+// before putting it in an image (architecture, whether it needs a loader and
+// libraries, and for Go binaries whether it needs CA certificates or tzdata).
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace imgbuild {
+
+/// The build information the Go toolchain embeds in every executable
+/// (what `go version -m` prints), read without running Go.
+struct GoBuildInfo {
+  /// Toolchain that built the binary, e.g. "go1.19.8".
+  std::string go_version;
+  /// Import path of the main package, e.g. "example.com/hello".
+  std::string main_path;
+  /// Version of the main module; "(devel)" for a build from a work tree.
+  std::string main_version;
+  /// `build` lines in the order found: CGO_ENABLED, GOOS, GOARCH, GOAMD64,
+  /// -ldflags, -trimpath, vcs.revision, ... with Go quoting removed.
+  std::vector<std::pair<std::string, std::string>> settings;
+  /// Module paths of the dependencies (`dep` lines; replacements not listed).
+  std::vector<std::string> deps;
+  /// The binary links crypto/x509, so it will look for CA certificates at run
+  /// time and an image without them fails on the first TLS connection.
+  bool uses_x509 = false;
+  /// The binary carries its own zoneinfo (time/tzdata), so the image does not
+  /// need /usr/share/zoneinfo.
+  bool embeds_tzdata = false;
+
+  /// Value of the first build setting named `key`; empty when there is none.
+  std::string setting(std::string_view key) const;
+};
+
+/// What inspect_elf found in one file.
+struct ElfInfo {
+  /// How the program gets its code at run time, which decides whether the image
+  /// needs a dynamic loader and shared libraries.
+  enum class Linking {
+    /// Needs nothing from the image: no loader, no libraries.
+    Static,
+    /// Position independent and relocates itself; still needs nothing.
+    StaticPie,
+    /// Needs the interpreter and the DT_NEEDED libraries in the image.
+    Dynamic,
+  };
+
+  /// False for anything that does not start with the ELF magic; every other
+  /// field is then left at its default.
+  bool is_elf = false;
+  /// 32 or 64.
+  int elf_class = 0;
+  /// Byte order of the file (and so of the target).
+  bool big_endian = false;
+  /// "x86_64", "aarch64", "arm", "riscv64", "s390x", "ppc64le", "ppc64", "386",
+  /// "riscv32", "s390", or "unknown(N)" with N the e_machine number.
+  std::string machine;
+  /// See Linking.
+  Linking linking = Linking::Static;
+  /// PT_INTERP, e.g. "/lib64/ld-linux-x86-64.so.2"; empty when there is none.
+  std::string interpreter;
+  /// DT_NEEDED sonames in file order.
+  std::vector<std::string> needed;
+  /// No .symtab: the file has been stripped (or was linked with -s).
+  bool stripped = false;
+  /// Present for Go executables.
+  std::optional<GoBuildInfo> go;
+};
+
+/// Inspects the file at `file` through a read-only mapping. Throws
+/// std::runtime_error, prefixed with the path, naming what is wrong ("truncated
+/// program header table", "section header offset past end of file", ...) for a
+/// malformed ELF file or one that cannot be read; a non-ELF file returns
+/// is_elf = false.
+ElfInfo inspect_elf(const std::filesystem::path& file);
+
+/// Same as inspect_elf, over bytes in memory (for tests and fuzzing); error
+/// messages carry no path.
+ElfInfo inspect_elf_bytes(std::span<const unsigned char> bytes);
+
+/// The OCI platform architecture name for an ELF machine ("amd64", "arm64",
+/// "arm", "riscv64", "s390x", "ppc64le", "ppc64", "386"). Throws
+/// std::runtime_error for a non-ELF file or a machine OCI has no name for, so a
+/// wrong platform is never written into an image config.
+std::string oci_architecture(const ElfInfo& info);
+
+}  // namespace imgbuild

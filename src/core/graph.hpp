@@ -1,0 +1,87 @@
+#pragma once
+// The build graph: what evaluating a recipe describes, before anything runs.
+// Every node carries the recipe location ("recipe.lua:7") of the call that made
+// it, so errors raised while building point at the user's line.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace imgbuild {
+
+/// The empty image every image starts from.
+struct ScratchOp {};
+
+/// uid:gid for copied files (`chown = "1000:1000"`).
+struct Owner {
+  uint32_t uid = 0, gid = 0;
+};
+
+/// `:copy(src, dst, {...})`: sources are build-context paths (globs allowed) or
+/// file-producing nodes such as `go.build{}`.
+struct CopyOp {
+  struct Source {
+    std::string context_path;         ///< set for build-context sources
+    std::optional<size_t> file_node;  ///< set for file values
+  };
+  std::vector<Source> sources;
+  std::string dest;
+  std::optional<Owner> chown;
+  std::optional<uint32_t> chmod;
+};
+
+/// A change to the image config: env, workdir, user, entrypoint, cmd, expose,
+/// label, volume, stopsignal. `value` has the shape the DSL validated.
+struct ConfigOp {
+  std::string key;
+  nlohmann::json value;
+};
+
+/// A file produced by a command on the host (the Go toolchain for `go.build`).
+/// `${TARGETOS}`, `${TARGETARCH}`, `${TARGETVARIANT}` in argv and env are
+/// replaced by the platform of the image the file is copied into, and `${OUT}`
+/// by the path the command must write its file to.
+struct HostBuildOp {
+  std::string description;              ///< "go build ." for progress and errors
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string dir;                      ///< working directory, relative to the context
+  std::string input_root;               ///< relative to the context: where `inputs` are matched
+  std::vector<std::string> inputs;      ///< patterns of the files the command reads
+  std::vector<std::string> host_env;    ///< host environment variable prefixes that affect it ("GO")
+  std::string output_name;              ///< the file's base name
+  std::vector<std::string> tools;       ///< programs looked up in PATH and fingerprinted
+};
+
+/// One step of the graph. Image nodes have a parent (except scratch); file
+/// nodes (HostBuildOp) stand alone.
+struct Node {
+  std::string loc;
+  std::optional<size_t> parent;
+  std::variant<ScratchOp, CopyOp, ConfigOp, HostBuildOp> op;
+
+  bool is_file() const { return std::holds_alternative<HostBuildOp>(op); }
+};
+
+/// `image(name, img)`.
+struct Target {
+  std::string name;
+  size_t node = 0;
+  std::string loc;
+};
+
+struct Graph {
+  std::vector<Node> nodes;
+  std::vector<Target> targets;
+
+  /// Reads the description the recipe engine hands over (nodes numbered from 1,
+  /// parents before children). Throws std::runtime_error for a malformed one:
+  /// that is an engine bug, never a user error.
+  static Graph from_json(const nlohmann::json& description);
+};
+
+}  // namespace imgbuild

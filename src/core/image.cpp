@@ -1,0 +1,151 @@
+#include "core/image.hpp"
+
+#include <sys/utsname.h>
+
+#include <ctime>
+#include <stdexcept>
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+json Descriptor::to_json() const {
+  json j = {{"mediaType", media_type}, {"digest", digest.str()}, {"size", size}};
+  if (!annotations.empty()) j["annotations"] = annotations;
+  return j;
+}
+
+Descriptor Descriptor::from_json(const json& j) {
+  if (!j.is_object()) throw std::runtime_error("descriptor is not an object");
+  auto field = [&](const char* name) -> const json& {
+    auto it = j.find(name);
+    if (it == j.end()) throw std::runtime_error(std::string("descriptor has no ") + name);
+    return *it;
+  };
+  const json& mt = field("mediaType");
+  const json& size = field("size");
+  if (!mt.is_string()) throw std::runtime_error("descriptor mediaType is not a string");
+  if (!size.is_number_unsigned()) throw std::runtime_error("descriptor size is not a non-negative integer");
+  const json& digest = field("digest");
+  if (!digest.is_string()) throw std::runtime_error("descriptor digest is not a string");
+  Descriptor d{mt.get<std::string>(), Digest::parse(digest.get<std::string>()), size.get<uint64_t>(), {}};
+  if (auto it = j.find("annotations"); it != j.end() && it->is_object())
+    for (auto& [k, v] : it->items())
+      if (v.is_string()) d.annotations[k] = v.get<std::string>();
+  return d;
+}
+
+Platform Platform::host() {
+  struct utsname u {};
+  ::uname(&u);
+  std::string m = u.machine;
+  Platform p;
+  if (m == "x86_64") p.architecture = "amd64";
+  else if (m == "aarch64" || m == "arm64") p.architecture = "arm64";
+  else if (m.starts_with("armv7")) { p.architecture = "arm"; p.variant = "v7"; }
+  else if (m.starts_with("armv6")) { p.architecture = "arm"; p.variant = "v6"; }
+  else if (m == "i386" || m == "i686") p.architecture = "386";
+  else if (m == "ppc64le" || m == "s390x" || m == "riscv64") p.architecture = m;
+  else p.architecture = m;
+  return p;
+}
+
+Platform Platform::parse(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    size_t slash = text.find('/', start);
+    parts.push_back(text.substr(start, slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  bool ok = (parts.size() == 2 || parts.size() == 3);
+  for (auto& p : parts) ok = ok && !p.empty();
+  if (!ok) throw std::runtime_error("invalid platform '" + text + "' (expected os/arch[/variant], e.g. linux/arm64)");
+  Platform p{parts[0], parts[1], parts.size() == 3 ? parts[2] : ""};
+  return p;
+}
+
+std::string Platform::str() const { return os + "/" + architecture + (variant.empty() ? "" : "/" + variant); }
+
+void RuntimeConfig::set_env(const std::string& name, const std::string& value) {
+  std::string entry = name + "=" + value;
+  for (auto& e : env)
+    if (e.compare(0, name.size() + 1, name + "=") == 0) {
+      e = entry;
+      return;
+    }
+  env.push_back(entry);
+}
+
+std::optional<std::string> RuntimeConfig::get_env(const std::string& name) const {
+  for (auto& e : env)
+    if (e.compare(0, name.size() + 1, name + "=") == 0) return e.substr(name.size() + 1);
+  return std::nullopt;
+}
+
+std::string rfc3339(int64_t seconds) {
+  time_t t = static_cast<time_t>(seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+json string_set(const std::set<std::string>& s) {
+  json j = json::object();
+  for (auto& k : s) j[k] = json::object();
+  return j;
+}
+}  // namespace
+
+std::string Image::config_document() const {
+  json cfg = json::object();
+  if (!config.env.empty()) cfg["Env"] = config.env;
+  if (config.entrypoint) cfg["Entrypoint"] = *config.entrypoint;
+  if (config.cmd) cfg["Cmd"] = *config.cmd;
+  if (!config.workdir.empty()) cfg["WorkingDir"] = config.workdir;
+  if (!config.user.empty()) cfg["User"] = config.user;
+  if (!config.stop_signal.empty()) cfg["StopSignal"] = config.stop_signal;
+  if (!config.exposed_ports.empty()) cfg["ExposedPorts"] = string_set(config.exposed_ports);
+  if (!config.volumes.empty()) cfg["Volumes"] = string_set(config.volumes);
+  if (!config.labels.empty()) cfg["Labels"] = config.labels;
+
+  json diff_ids = json::array();
+  for (auto& l : layers) diff_ids.push_back(l.diff_id.str());
+  json hist = json::array();
+  for (auto& h : history) {
+    json e = {{"created", rfc3339(created)}, {"created_by", h.created_by}};
+    if (h.empty_layer) e["empty_layer"] = true;
+    hist.push_back(e);
+  }
+  json doc = {{"created", rfc3339(created)},
+              {"architecture", platform.architecture},
+              {"os", platform.os},
+              {"config", cfg},
+              {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
+              {"history", hist}};
+  if (!platform.variant.empty()) doc["variant"] = platform.variant;
+  return doc.dump();
+}
+
+std::string Image::manifest_document(const Descriptor& cfg) const {
+  json layer_list = json::array();
+  for (auto& l : layers)
+    layer_list.push_back(Descriptor{media_type::kLayerGzip, l.digest, l.size, {}}.to_json());
+  json doc = {{"schemaVersion", 2},
+              {"mediaType", media_type::kManifest},
+              {"config", cfg.to_json()},
+              {"layers", layer_list}};
+  return doc.dump();
+}
+
+uint64_t StoredImage::total_size() const {
+  uint64_t total = manifest.size + manifest_json.at("config").at("size").get<uint64_t>();
+  for (auto& l : manifest_json.at("layers")) total += l.at("size").get<uint64_t>();
+  return total;
+}
+
+}  // namespace imgbuild

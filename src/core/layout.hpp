@@ -1,0 +1,56 @@
+#pragma once
+// An OCI image layout directory: the local store, and `-o oci:DIR` outputs.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/digest.hpp"
+#include "core/image.hpp"
+
+namespace imgbuild {
+
+/// Manifests and configs are small documents; anything bigger is refused
+/// rather than read into memory.
+inline constexpr size_t kMaxDocumentSize = 4 << 20;
+
+/// An OCI image layout (oci-layout, index.json, blobs/sha256/). Blobs are
+/// written atomically under their digest; index.json is replaced atomically
+/// under a lock, so concurrent builds into one layout never corrupt it.
+class Layout {
+public:
+  /// Opens the layout at `root`, creating an empty one if the directory has none.
+  explicit Layout(std::filesystem::path root);
+
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path blob_dir() const { return root_ / "blobs" / "sha256"; }
+  std::filesystem::path blob_path(const Digest& d) const { return blob_dir() / std::string(d.hex()); }
+  bool has_blob(const Digest& d) const;
+
+  /// Stores a small document (manifest, config) and describes it.
+  Descriptor put_document(const std::string& data, const std::string& media_type);
+  /// Reads a document blob, verifying its size and digest.
+  std::string read_document(const Descriptor& d) const;
+
+  /// Names `manifest` `name` in index.json, replacing an earlier image of that name.
+  void set_ref(const std::string& name, Descriptor manifest);
+  /// The named images, in index.json order.
+  std::vector<Descriptor> refs() const;
+  std::optional<Descriptor> find_ref(const std::string& name) const;
+
+  /// Reads a stored image's manifest and config.
+  StoredImage load(const Descriptor& manifest) const;
+  /// Copies an image's blobs from `src` (hard links where possible) and names it.
+  void import_image(const Layout& src, const Descriptor& manifest, const std::string& name);
+
+private:
+  nlohmann::json read_index() const;
+  std::filesystem::path root_;
+};
+
+/// The local store: $XDG_DATA_HOME/imgbuild, else ~/.local/share/imgbuild.
+std::filesystem::path default_store_dir();
+/// The build cache: $XDG_CACHE_HOME/imgbuild, else ~/.cache/imgbuild.
+std::filesystem::path default_cache_dir();
+
+}  // namespace imgbuild

@@ -1,0 +1,199 @@
+// The Lua binding. Debian's Lua is compiled as C, so lua_error is a longjmp:
+// it must never cross a live C++ object, and no C++ exception may reach Lua.
+// Two rules keep that true:
+//  - every native runs through trampoline<>, which catches, copies the message
+//    into a plain buffer, leaves the catch block and only then raises;
+//  - host code that owns C++ objects calls into Lua only through lua_pcall and
+//    API functions that cannot raise except when memory runs out.
+#include "lua/recipe.hpp"
+
+#include <lua.hpp>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "lua/embedded.hpp"
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+namespace {
+
+struct StateCloser {
+  void operator()(lua_State* L) const { lua_close(L); }
+};
+
+template <int (*Native)(lua_State*)>
+int trampoline(lua_State* L) {
+  char message[2048];
+  try {
+    return Native(L);
+  } catch (const std::exception& e) {
+    std::snprintf(message, sizeof message, "%s", e.what());
+  } catch (...) {
+    std::snprintf(message, sizeof message, "unexpected internal error");
+  }
+  lua_pushstring(L, message);
+  return lua_error(L);
+}
+
+const lua::EmbeddedModule* find_embedded(std::string_view name) {
+  for (auto& m : lua::embedded_modules())
+    if (name == m.name) return &m;
+  return nullptr;
+}
+
+/// embedded(name) -> source, chunkname | nil. Serves the public stdlib only:
+/// the engine's own Lua cannot be loaded a second time by a recipe.
+int native_embedded(lua_State* L) {
+  size_t len = 0;
+  const char* name = lua_tolstring(L, 1, &len);
+  if (!name) throw std::runtime_error("embedded: expected a module name");
+  const lua::EmbeddedModule* m = find_embedded(std::string_view(name, len));
+  if (!m || !std::string_view(m->path).starts_with("stdlib/")) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, m->source.data(), m->source.size());
+  lua_pushfstring(L, "=%s", m->path);
+  return 2;
+}
+
+/// Copies a Lua value of the description into JSON. The description is plain
+/// data made by the DSL: strings, numbers, booleans and tables of them.
+json to_json(lua_State* L, int index, int depth) {
+  index = lua_absindex(L, index);
+  switch (lua_type(L, index)) {
+    case LUA_TNIL: return nullptr;
+    case LUA_TBOOLEAN: return lua_toboolean(L, index) != 0;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, index)) return static_cast<int64_t>(lua_tointeger(L, index));
+      return lua_tonumber(L, index);
+    case LUA_TSTRING: {
+      size_t n = 0;
+      const char* s = lua_tolstring(L, index, &n);
+      return std::string(s, n);
+    }
+    case LUA_TTABLE: break;
+    default: throw std::runtime_error(std::string("cannot describe a ") + luaL_typename(L, index));
+  }
+  if (depth > 64) throw std::runtime_error("description nested too deeply");
+  if (!lua_checkstack(L, 3)) throw std::runtime_error("Lua stack exhausted");
+  json object = json::object();
+  std::map<int64_t, json> items;
+  lua_pushnil(L);
+  while (lua_next(L, index) != 0) {
+    json value = to_json(L, -1, depth + 1);
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      size_t n = 0;
+      const char* k = lua_tolstring(L, -2, &n);
+      object[std::string(k, n)] = std::move(value);
+    } else if (lua_isinteger(L, -2)) {
+      items[lua_tointeger(L, -2)] = std::move(value);
+    } else {
+      throw std::runtime_error("description has a key that is neither a string nor an integer");
+    }
+    lua_pop(L, 1);
+  }
+  if (items.empty()) return object.empty() ? json::array() : object;
+  if (!object.empty()) throw std::runtime_error("description mixes list and record keys");
+  json array = json::array();
+  int64_t expected = 1;
+  for (auto& [k, v] : items) {
+    if (k != expected++) throw std::runtime_error("description has a list with holes");
+    array.push_back(std::move(v));
+  }
+  return array;
+}
+
+/// describe(table, out): converts the DSL's description into *out.
+int native_describe(lua_State* L) {
+  auto* out = static_cast<json*>(lua_touserdata(L, 2));
+  *out = to_json(L, 1, 0);
+  return 0;
+}
+
+/// The message handler of every pcall: keeps the message as Lua made it
+/// ("recipe.lua:7: ..."), adding a traceback only in --debug mode.
+int message_handler(lua_State* L) {
+  const char* msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  if (lua_toboolean(L, lua_upvalueindex(1))) luaL_traceback(L, L, msg, 1);
+  else lua_pushstring(L, msg);
+  return 1;
+}
+
+std::string pop_message(lua_State* L) {
+  size_t n = 0;
+  const char* s = lua_tolstring(L, -1, &n);
+  std::string msg = s ? std::string(s, n) : "(error object is not a string)";
+  lua_pop(L, 1);
+  return msg;
+}
+
+void push_settings(lua_State* L, const RecipeOptions& o) {
+  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, static_cast<int>(o.params.size()));
+  for (auto& [k, v] : o.params) {
+    lua_pushlstring(L, v.data(), v.size());
+    lua_setfield(L, -2, k.c_str());
+  }
+  lua_setfield(L, -2, "params");
+  std::string dir = o.recipe.parent_path().string();
+  lua_pushstring(L, dir.empty() ? "." : dir.c_str());
+  lua_setfield(L, -2, "recipe_dir");
+  lua_createtable(L, static_cast<int>(o.search_path.size()), 0);
+  for (size_t i = 0; i < o.search_path.size(); ++i) {
+    lua_pushstring(L, o.search_path[i].c_str());
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+  lua_setfield(L, -2, "search_path");
+  lua_pushcfunction(L, trampoline<native_embedded>);
+  lua_setfield(L, -2, "embedded");
+}
+
+}  // namespace
+
+Evaluation evaluate_recipe(const RecipeOptions& options) {
+  std::unique_ptr<lua_State, StateCloser> state(luaL_newstate());
+  if (!state) throw std::runtime_error("cannot create a Lua state");
+  lua_State* L = state.get();
+  luaL_openlibs(L);
+
+  lua_pushboolean(L, options.debug);
+  lua_pushcclosure(L, message_handler, 1);
+  const int handler = lua_gettop(L);
+
+  const lua::EmbeddedModule* dsl = find_embedded("imgbuild.dsl");
+  if (!dsl) throw std::logic_error("the DSL is not embedded");
+  std::string dsl_chunk = std::string("=") + dsl->path;
+  if (luaL_loadbufferx(L, dsl->source.data(), dsl->source.size(), dsl_chunk.c_str(), "t") != LUA_OK)
+    throw std::logic_error(pop_message(L));
+  push_settings(L, options);
+  if (lua_pcall(L, 1, 1, handler) != LUA_OK) throw std::logic_error(pop_message(L));
+  const int dsl_table = lua_gettop(L);
+
+  // Text only: a precompiled chunk could bypass every check the parser makes.
+  if (luaL_loadfilex(L, options.recipe.c_str(), "t") != LUA_OK) throw RecipeError(pop_message(L));
+  if (lua_pcall(L, 0, 0, handler) != LUA_OK) throw RecipeError(pop_message(L));
+
+  lua_getfield(L, dsl_table, "collect");
+  if (lua_pcall(L, 0, 1, handler) != LUA_OK) throw RecipeError(pop_message(L));
+  json description;
+  lua_pushcfunction(L, trampoline<native_describe>);
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, &description);
+  if (lua_pcall(L, 2, 0, handler) != LUA_OK) throw std::logic_error(pop_message(L));
+
+  Evaluation ev{Graph::from_json(description), {}};
+  if (auto used = description.find("params_used"); used != description.end())
+    for (auto& p : *used) ev.params_used.push_back(p.get<std::string>());
+  return ev;
+}
+
+}  // namespace imgbuild

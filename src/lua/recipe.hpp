@@ -1,0 +1,36 @@
+#pragma once
+// Evaluating a recipe: the boundary between Lua and the C++ core. Nothing here
+// exposes a Lua type; callers get a plain Graph or a RecipeError.
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/graph.hpp"
+
+namespace imgbuild {
+
+/// A recipe failed to load or evaluate. what() is complete and located:
+/// "recipe.lua:7: copy: expected a non-empty string, got nil".
+class RecipeError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct RecipeOptions {
+  std::filesystem::path recipe;                ///< as the user named it: errors use this spelling
+  std::map<std::string, std::string> params;   ///< --set NAME=VALUE
+  std::vector<std::string> search_path;        ///< IMGBUILD_PATH entries
+  bool debug = false;                          ///< tracebacks in error messages
+};
+
+struct Evaluation {
+  Graph graph;
+  std::vector<std::string> params_used;  ///< names the recipe asked param() for
+};
+
+/// Runs the recipe in a fresh Lua state and returns what it describes. Each
+/// call has its own state: many evaluations can live in one process.
+Evaluation evaluate_recipe(const RecipeOptions& options);
+
+}  // namespace imgbuild

@@ -1,0 +1,98 @@
+--- imgbuild.go: Go services built with the host's Go toolchain (the ko way: no
+--- builder image). The result is a file value for `:copy`; it is compiled when
+--- the build needs it, for the platform of the image it is copied into, and
+--- reused until a Go source, go.mod or go.sum changes.
+local internal = require "imgbuild.internal"
+
+local go = {}
+
+local build_options = {
+  main = true, module = true, static = true, output = true, ldflags = true,
+  trimpath = true, tags = true, flags = true, env = true, inputs = true,
+}
+
+-- What `go build` reads from a module: its sources and module files, and a
+-- vendor tree when there is one. Files pulled in by //go:embed are not Go
+-- sources: name them with `inputs` so that changing them rebuilds.
+local go_inputs = { "**/*.go", "**/*.s", "**/go.mod", "**/go.sum", "go.work", "go.work.sum", "**/vendor/modules.txt" }
+
+local function env_name_ok(k) return k:match("^[%a_][%w_]*$") ~= nil end
+
+---@class GoBuildOptions
+---@field main? string      main package directory, relative to the build context (default ".")
+---@field module? string    module root (the folder with go.mod), relative to the context (default ".")
+---@field static? boolean   CGO_ENABLED=0, so the binary needs no libc (default true)
+---@field output? string    binary name (default: the main package's folder name)
+---@field ldflags? string   default "-s -w" (no symbol table or DWARF: a smaller image)
+---@field trimpath? boolean default true (no build-machine paths in the binary)
+---@field tags? string[]    build tags
+---@field flags? string[]   further `go build` flags
+---@field env? table<string,string> further environment for the compiler
+---@field inputs? string[]  further input patterns (.dockerignore syntax), e.g. files used by //go:embed
+
+--- Compiles a Go main package into a static binary.
+---@param opts? GoBuildOptions
+---@return file
+function go.build(opts)
+  opts = internal.check_options("go.build", opts, build_options)
+  local main = opts.main or "."
+  internal.check_string("go.build: main", main)
+  local module = opts.module or "."
+  internal.check_string("go.build: module", module)
+  local static = opts.static
+  if static == nil then static = true end
+  if type(static) ~= "boolean" then internal.fail("go.build: static: expected true or false, got %s", internal.typename(static)) end
+  local trimpath = opts.trimpath
+  if trimpath == nil then trimpath = true end
+  local ldflags = opts.ldflags or "-s -w"
+  if type(ldflags) ~= "string" then internal.fail("go.build: ldflags: expected a string, got %s", internal.typename(ldflags)) end
+
+  -- -buildvcs=false keeps the binary a function of its sources alone: stamping
+  -- the git revision would make every commit a new binary and a new image.
+  local argv = { "go", "build", "-buildvcs=false", "-ldflags=" .. ldflags }
+  if trimpath then argv[#argv + 1] = "-trimpath" end
+  if opts.tags then
+    argv[#argv + 1] = "-tags=" .. table.concat(internal.check_string_list("go.build: tags", opts.tags, '{ "netgo" }'), ",")
+  end
+  if opts.flags then
+    for _, f in ipairs(internal.check_string_list("go.build: flags", opts.flags, '{ "-race" }')) do argv[#argv + 1] = f end
+  end
+  argv[#argv + 1] = "-o"
+  argv[#argv + 1] = "${OUT}"
+  argv[#argv + 1] = "."
+
+  local env = { GOOS = "${TARGETOS}", GOARCH = "${TARGETARCH}" }
+  if static then env.CGO_ENABLED = "0" end
+  if opts.env then
+    for k, v in pairs(internal.check_string_map("go.build: env", opts.env, env_name_ok, "letters, digits and _")) do
+      env[k] = v
+    end
+  end
+
+  local inputs = {}
+  for _, p in ipairs(go_inputs) do inputs[#inputs + 1] = p end
+  if opts.inputs then
+    for _, p in ipairs(internal.check_string_list("go.build: inputs", opts.inputs, '{ "static/**" }')) do
+      inputs[#inputs + 1] = p
+    end
+  end
+
+  local output = opts.output
+  if output ~= nil and (type(output) ~= "string" or not output:match("^[%w._-]+$")) then
+    internal.fail("go.build: output: expected a file name, got %s", internal.typename(output))
+  end
+
+  return internal.host_file {
+    description = "go build " .. main,
+    argv = argv,
+    env = env,
+    dir = main,
+    input_root = module,
+    inputs = inputs,
+    host_env = { "GO", "CGO_" },
+    output_name = output or "",
+    tools = { "go" },
+  }
+end
+
+return go
