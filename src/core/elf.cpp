@@ -23,7 +23,9 @@ using Bytes = std::span<const unsigned char>;
 // checked against the bytes we actually have before use, with subtractions
 // instead of additions so that hostile values cannot wrap around. Tables are
 // never copied out: entries are decoded one at a time from the mapping, which is
-// what keeps every allocation bounded by the size of the file.
+// what keeps every allocation bounded by the size of the file. Links between
+// structures (sh_link, DT_STRTAB, the Go string pointers) are followed exactly
+// one step, never chased, so a file whose links form a cycle cannot loop.
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
 
