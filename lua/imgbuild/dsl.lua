@@ -38,19 +38,22 @@ local function fail(fmt, ...)
   error(caller_loc() .. ": " .. string.format(fmt, ...), 0)
 end
 
---- Levenshtein distance, for "did you mean" hints.
+--- Edit distance with adjacent transpositions (optimal string alignment), for
+--- "did you mean" hints: "form" is one step from "from".
 local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
   for i = 1, #a do
-    local cur = { [0] = i }
     for j = 1, #b do
       local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
     end
-    prev = cur
   end
-  return prev[#b]
+  return d[#a][#b]
 end
 
 --- " (did you mean 'copy'?)" when a known name is close to `name`, else "".
@@ -77,13 +80,15 @@ local function typename(v)
   return type(v)
 end
 
---- Rejects option keys that `allowed` (a set) does not hold, with a hint.
-local function check_options(what, opts, allowed)
+--- Rejects option keys that `allowed` (a set) does not hold, with a hint drawn
+--- from `allowed` and the optional set `also_known`.
+local function check_options(what, opts, allowed, also_known)
   if opts == nil then return {} end
   if type(opts) ~= "table" or getmetatable(opts) ~= nil then
     fail("%s: expected a table of options, got %s", what, typename(opts))
   end
   local names = sorted_keys(allowed)
+  for k in pairs(also_known or {}) do names[#names + 1] = k end
   for _, k in ipairs(sorted_keys(opts)) do
     if type(k) ~= "string" or not allowed[k] then
       fail("%s: unknown option '%s'%s", what, tostring(k), suggest(k, names))
@@ -227,7 +232,7 @@ function Image:copy(src, dst, opts)
       if opts[key] ~= nil then fail("copy: option '%s' is not available yet: %s", key, why) end
     end
   end
-  opts = check_options("copy", opts, copy_options)
+  opts = check_options("copy", opts, copy_options, later)
   return derive(self, "copy", {
     kind = "copy", sources = sources, dest = dst,
     chown = opts.chown ~= nil and parse_chown(opts.chown) or nil,

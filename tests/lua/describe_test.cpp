@@ -1,0 +1,103 @@
+// Tier 2: what evaluation describes. Nothing is built here: these check the
+// graph a recipe hands the engine.
+#include <catch2/catch.hpp>
+
+#include "recipe_harness.hpp"
+
+using imgbuild::test::RecipeRun;
+using namespace imgbuild;
+
+namespace {
+const ConfigOp& config_of(const Evaluation& ev, size_t node) { return std::get<ConfigOp>(ev.graph.nodes.at(node).op); }
+}  // namespace
+
+TEST_CASE("every step of a method chain records its own line", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "image(\"svc\", scratch\n"
+      "  :env { MODE = \"release\" }\n"
+      "  :expose(8080)\n"
+      "  :entrypoint { \"/app\" })\n");
+  REQUIRE(ev.graph.targets.size() == 1);
+  const Target& t = ev.graph.targets[0];
+  CHECK(t.name == "svc");
+  CHECK(t.loc.ends_with("recipe.lua:1"));
+  std::vector<std::string> lines;
+  for (std::optional<size_t> n = t.node; n; n = ev.graph.nodes[*n].parent) {
+    const std::string& loc = ev.graph.nodes[*n].loc;
+    lines.push_back(loc.substr(loc.rfind(':') + 1));
+  }
+  CHECK(lines == std::vector<std::string>{"4", "3", "2", "scratch"});
+}
+
+TEST_CASE("images are immutable values: deriving leaves the original unchanged", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "local base = scratch:env { A = \"1\" }\n"
+      "local one = base:env { B = \"2\" }\n"
+      "local two = base:user \"65534\"\n"
+      "image(\"one\", one)\nimage(\"two\", two)\n");
+  REQUIRE(ev.graph.targets.size() == 2);
+  size_t one = ev.graph.targets[0].node, two = ev.graph.targets[1].node;
+  CHECK(config_of(ev, one).key == "env");
+  CHECK(config_of(ev, two).key == "user");
+  // Both share the one `base` node: it was described once.
+  REQUIRE(ev.graph.nodes[one].parent == ev.graph.nodes[two].parent);
+  CHECK(config_of(ev, *ev.graph.nodes[one].parent).value == nlohmann::json{{"A", "1"}});
+}
+
+TEST_CASE("only what the targets need is described", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate("local unused = scratch:copy(\"missing\", \"/m\")\nimage(\"a\", scratch:user \"1\")\n");
+  CHECK(ev.graph.nodes.size() == 2);
+}
+
+TEST_CASE("params come from --set, env from the environment", "[recipe][describe]") {
+  RecipeRun r;
+  ::setenv("IMGBUILD_TEST_VALUE", "from-env", 1);
+  Evaluation ev = r.evaluate(
+      "image(\"a\", scratch:label { version = param(\"VERSION\", \"dev\"), e = env(\"IMGBUILD_TEST_VALUE\"),"
+      " d = env(\"IMGBUILD_TEST_UNSET\", \"fallback\") })\n",
+      {{"VERSION", "1.4.2"}});
+  ::unsetenv("IMGBUILD_TEST_VALUE");
+  CHECK(config_of(ev, ev.graph.targets[0].node).value ==
+        nlohmann::json{{"version", "1.4.2"}, {"e", "from-env"}, {"d", "fallback"}});
+  CHECK(ev.params_used == std::vector<std::string>{"VERSION"});
+}
+
+TEST_CASE("require finds modules next to the recipe, then in IMGBUILD_PATH, then the stdlib", "[recipe][describe]") {
+  RecipeRun r;
+  TempDir shared(std::filesystem::temp_directory_path(), "imgbuild-lua-path-");
+  write_file_atomic(shared.path() / "team.lua", "return { port = 9090 }\n");
+  r.file("local_lib.lua", "return { user = \"10001\" }\n");
+  Evaluation ev = r.evaluate(
+      "local team = require \"team\"\nlocal lib = require \"local_lib\"\nlocal go = require \"imgbuild.go\"\n"
+      "image(\"a\", scratch:expose(team.port):user(lib.user))\n",
+      {}, {shared.path().string()});
+  size_t user = ev.graph.targets[0].node;
+  CHECK(config_of(ev, user).value == "10001");
+  CHECK(config_of(ev, *ev.graph.nodes[user].parent).value == nlohmann::json{"9090/tcp"});
+}
+
+TEST_CASE("the engine's own Lua cannot be loaded by a recipe", "[recipe][describe]") {
+  RecipeRun r;
+  CHECK(r.error_of("require \"imgbuild.dsl\"\n").starts_with("recipe.lua:1: module 'imgbuild.dsl' not found:"));
+}
+
+TEST_CASE("go.build describes a host build for the image's platform", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "local go = require \"imgbuild.go\"\n"
+      "image(\"a\", scratch:copy(go.build { main = \"cmd/api\", tags = { \"netgo\" } }, \"/api\"))\n");
+  const auto& copy = std::get<CopyOp>(ev.graph.nodes[ev.graph.targets[0].node].op);
+  REQUIRE(copy.sources.size() == 1);
+  REQUIRE(copy.sources[0].file_node);
+  const Node& host = ev.graph.nodes[*copy.sources[0].file_node];
+  CHECK(host.loc.ends_with("recipe.lua:2"));
+  const auto& op = std::get<HostBuildOp>(host.op);
+  CHECK(op.dir == "cmd/api");
+  CHECK(op.env.at("CGO_ENABLED") == "0");
+  CHECK(op.env.at("GOARCH") == "${TARGETARCH}");
+  CHECK(op.argv == std::vector<std::string>{"go", "build", "-buildvcs=false", "-ldflags=-s -w", "-trimpath",
+                                            "-tags=netgo", "-o", "${OUT}", "."});
+}

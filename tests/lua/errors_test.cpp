@@ -1,0 +1,128 @@
+// Tier 2: recipes that are wrong in the ways users get them wrong. Each error
+// is one line naming the recipe file and line; these assert the exact text.
+#include <catch2/catch.hpp>
+
+#include "recipe_harness.hpp"
+
+using imgbuild::test::RecipeRun;
+
+TEST_CASE("a syntax error names its line", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local x = 1\nimage(\"a\", scratch:env { A = })\n") ==
+        "recipe.lua:2: unexpected symbol near '}'");
+}
+
+TEST_CASE("a wrong argument type names the method and the line", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("image(\"a\",\n  scratch:env(5))\n") ==
+        "recipe.lua:2: env: expected a table of NAME = value, got number");
+  CHECK(r.error_of("image(\"a\", scratch:entrypoint \"/app\")\n") ==
+        "recipe.lua:1: entrypoint: expected a list of strings such as { \"/app\" }, got string");
+  CHECK(r.error_of("image(\"a\", scratch:expose(70000))\n") ==
+        "recipe.lua:1: expose: invalid port 70000 (expected 1-65535, optionally /tcp, /udp or /sctp)");
+  CHECK(r.error_of("image(\"a\", scratch:env { PATH = true })\n") ==
+        "recipe.lua:1: env: value of PATH is boolean, not a string");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { chmod = 755 }))\n") ==
+        "recipe.lua:1: copy: chmod: give the mode as an octal string such as \"0755\" (the number 755 would be "
+        "read as decimal)");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { chown = \"app\" }))\n") ==
+        "recipe.lua:1: copy: chown 'app': user names need the image's /etc/passwd; give numeric ids such as "
+        "\"1000:1000\"");
+  CHECK(r.error_of("image(\"a\", 42)\n") == "recipe.lua:1: image: expected an image as second argument, got number");
+  CHECK(r.error_of("image(\"A b\", scratch)\n") ==
+        "recipe.lua:1: image: invalid name 'A b' (use lowercase letters, digits, '.', '_', '-' and '/')");
+}
+
+TEST_CASE("an unknown option key is rejected with a hint", "[recipe][errors]") {
+  RecipeRun r;
+  r.file("f", "x");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { chwon = \"1:1\" }))\n") ==
+        "recipe.lua:1: copy: unknown option 'chwon' (did you mean 'chown'?)");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { form = 1 }))\n") ==
+        "recipe.lua:1: copy: unknown option 'form' (did you mean 'from'?)");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { from = scratch }))\n") ==
+        "recipe.lua:1: copy: option 'from' is not available yet: copying from another image (from =) arrives with "
+        "multi-stage builds");
+  CHECK(r.error_of("local go = require \"imgbuild.go\"\n"
+                   "image(\"a\", scratch:copy(go.build { mian = \".\" }, \"/app\"))\n") ==
+        "recipe.lua:2: go.build: unknown option 'mian' (did you mean 'main'?)");
+}
+
+TEST_CASE("a missing source file is reported at the copy's line", "[recipe][errors]") {
+  RecipeRun r;
+  r.file("go.mod", "module x\n");
+  CHECK(r.error_of("image(\"a\", scratch\n"
+                   "  :workdir \"/src\"\n"
+                   "  :copy({ \"go.mod\", \"go.sm\" }, \"./\"))\n") ==
+        "recipe.lua:3: copy: no such file in the build context: go.sm");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"../etc/passwd\", \"/x\"))\n") ==
+        "recipe.lua:1: copy: ../etc/passwd: outside the build context");
+  CHECK(r.error_of("image(\"a\", scratch:copy({ \"go.mod\", \"recipe.lua\" }, \"/src\"))\n") ==
+        "recipe.lua:1: copy: copying 2 sources to /src: the destination must be a directory ending in /");
+}
+
+TEST_CASE("files excluded by .dockerignore are not in the context", "[recipe][errors]") {
+  RecipeRun r;
+  r.file(".dockerignore", "secrets/\n*.key\n");
+  r.file("secrets/token", "s3cr3t");
+  r.file("tls.key", "k");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"tls.key\", \"/k\"))\n") ==
+        "recipe.lua:1: copy: no such file in the build context: tls.key");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"secrets/token\", \"/t\"))\n") ==
+        "recipe.lua:1: copy: no such file in the build context: secrets/token");
+}
+
+TEST_CASE("a typo in a method or global name gets a suggestion", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("image(\"a\", scratch\n  :cpy(\"f\", \"/f\"))\n") ==
+        "recipe.lua:2: image has no method 'cpy' (did you mean 'copy'?)");
+  CHECK(r.error_of("image(\"a\", scrach)\n") == "recipe.lua:1: unknown name 'scrach' (did you mean 'scratch'?)");
+  CHECK(r.error_of("imgae(\"a\", scratch)\n") == "recipe.lua:1: unknown name 'imgae' (did you mean 'image'?)");
+  CHECK(r.error_of("local b = from \"golang:1.22\"\n") ==
+        "recipe.lua:1: 'from' is not available yet in this version of imgbuild: base images arrive with the registry "
+        "client");
+}
+
+TEST_CASE("methods check what they are called on", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local x = 1\nimage(\"a\", scratch.env({ A = \"1\" }))\n") ==
+        "recipe.lua:2: env: called on table; call it as a method: img:env(...)");
+  CHECK(r.error_of("scratch.x = 1\n") == "recipe.lua:1: images are immutable: every method returns a new image");
+}
+
+TEST_CASE("params need a value or a default", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local v = param(\"VERSION\")\n") ==
+        "recipe.lua:1: param 'VERSION' has no default; pass --set VERSION=VALUE");
+  CHECK(r.error_of("local v = param(\"VERSION\")\nimage(\"a\", scratch:label { v = v })\n", {{"VERSION", "1.2"}}) ==
+        "");
+}
+
+TEST_CASE("an image name can be defined once", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("image(\"a\", scratch)\n\nimage(\"a\", scratch:user \"1\")\n") ==
+        "recipe.lua:3: image: 'a' is already defined at recipe.lua:1");
+}
+
+TEST_CASE("errors raised by the recipe's own code keep Lua's location", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local t = nil\nlocal x = t.field\n") ==
+        "recipe.lua:2: attempt to index a nil value (local 't')");
+  CHECK(r.error_of("error(\"stop here\")\n") == "recipe.lua:1: stop here");
+  CHECK(r.error_of("error({})\n") == "(error object is a table value)");
+  CHECK(r.error_of("os.exit(3)\n") ==
+        "recipe.lua:1: os.exit: a recipe cannot exit imgbuild; call error(\"...\") to stop the build");
+}
+
+TEST_CASE("errors inside a user's module point into that module", "[recipe][errors]") {
+  RecipeRun r;
+  r.file("lib/service.lua",
+         "local M = {}\n"
+         "function M.with_port(img, port)\n"
+         "  return img:expose(port)\n"
+         "end\n"
+         "return M\n");
+  CHECK(r.error_of("local svc = require \"lib.service\"\nimage(\"a\", svc.with_port(scratch, \"http\"))\n") ==
+        "lib/service.lua:3: expose: invalid port 'http' (expected 1-65535, optionally /tcp, /udp or /sctp)");
+  CHECK(r.error_of("local m = require \"nope\"\n").starts_with("recipe.lua:1: module 'nope' not found:"));
+}

@@ -1,0 +1,62 @@
+#pragma once
+// Runs a recipe in a fresh engine, in-process: evaluation, then a build of its
+// targets into a private store. Recipes are written to a temporary folder that
+// is also the build context; messages come back with that folder's path
+// removed, so tests read "recipe.lua:3: ..." as a user would.
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "core/builder.hpp"
+#include "core/fs.hpp"
+#include "lua/recipe.hpp"
+
+namespace imgbuild::test {
+
+class RecipeRun {
+public:
+  RecipeRun()
+      : dir_(std::filesystem::temp_directory_path(), "imgbuild-lua-test-"),
+        state_(std::filesystem::temp_directory_path(), "imgbuild-lua-state-") {}
+
+  const std::filesystem::path& dir() const { return dir_.path(); }
+
+  /// Writes a file into the context (parents created).
+  void file(const std::string& rel, const std::string& content) {
+    auto p = dir() / rel;
+    std::filesystem::create_directories(p.parent_path());
+    write_file_atomic(p, content);
+  }
+
+  /// Evaluates `recipe` (written as recipe.lua) and returns the description.
+  Evaluation evaluate(const std::string& recipe, std::map<std::string, std::string> params = {},
+                      std::vector<std::string> search_path = {}) {
+    file("recipe.lua", recipe);
+    return evaluate_recipe(RecipeOptions{dir() / "recipe.lua", std::move(params), std::move(search_path), false});
+  }
+
+  /// Evaluates and builds every target; returns the error message, "" on success.
+  std::string error_of(const std::string& recipe, std::map<std::string, std::string> params = {}) {
+    try {
+      Evaluation ev = evaluate(recipe, std::move(params));
+      Layout store(state_.path() / "store");
+      BuildSettings settings;
+      settings.context = dir();
+      settings.cache_dir = state_.path() / "cache";
+      Builder builder(ev.graph, store, settings);
+      for (auto& t : ev.graph.targets) builder.build(t.node);
+      return "";
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      std::string prefix = dir().string() + "/";
+      for (size_t pos; (pos = msg.find(prefix)) != std::string::npos;) msg.erase(pos, prefix.size());
+      return msg;
+    }
+  }
+
+private:
+  TempDir dir_;    // the build context, holding recipe.lua
+  TempDir state_;  // store and cache, outside the context
+};
+
+}  // namespace imgbuild::test
