@@ -16,10 +16,13 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   return out;
 }
 
-/// The history line of a config change, as docker would show the instruction.
+/// The history line of a config change, written the way docker shows its
+/// instructions: argv lists in JSON (their exact words matter), other lists
+/// and maps as plain words.
 std::string describe_config(const ConfigOp& op) {
   if (op.value.is_string()) return op.key + " " + op.value.get<std::string>();
-  if (op.value.is_array()) return op.key + " " + op.value.dump();
+  if (op.key == "entrypoint" || op.key == "cmd") return op.key + " " + op.value.dump();
+  if (op.value.is_array()) return op.key + " " + join(op.value.get<std::vector<std::string>>(), " ");
   std::vector<std::string> pairs;
   for (auto& [k, v] : op.value.items()) pairs.push_back(k + "=" + v.get<std::string>());
   return op.key + " " + join(pairs, " ");

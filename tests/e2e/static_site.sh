@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Tier 3: examples/static-site: the rest of the recipe API seen from outside.
+# Parameters and SOURCE_DATE_EPOCH reach the config, .dockerignore keeps drafts
+# out, chown gives the content to a non-root user, the server runs as that user
+# under runc, and two builds running at once share one store safely.
+#
+#   tests/e2e/static_site.sh IMGBUILD REPO_ROOT
+set -uo pipefail
+IMGBUILD=$(realpath "$1")
+ROOT=$(realpath "$2")
+VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+RECIPE="$ROOT/examples/static-site/recipe.lua"
+source "$ROOT/tests/e2e/lib.sh"
+
+work=$(mktemp -d /tmp/imgbuild-e2e-site.XXXXXX)
+container="imgbuild-e2e-site-$$"
+cleanup() {
+  runc --root "$work/runc" kill "$container" KILL >/dev/null 2>&1
+  runc --root "$work/runc" delete -f "$container" >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
+
+step "build with --set and SOURCE_DATE_EPOCH"
+SOURCE_DATE_EPOCH=1700000000 check_cmd "$IMGBUILD" "$RECIPE" --set VERSION=1.2.3 -o "oci:$work/oci"
+check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+skopeo inspect --config "oci:$work/oci:static-site" >"$work/config.json" 2>&1
+cfg() { jq -e "$1" "$work/config.json" >/dev/null; }
+check "the version label comes from --set" cfg '.config.Labels["org.opencontainers.image.version"] == "1.2.3"'
+check "created comes from SOURCE_DATE_EPOCH" cfg '.created == "2023-11-14T22:13:20Z"'
+check "env, user, workdir" cfg '.config.Env == ["LISTEN=:8081","ROOT=/srv/www"] and .config.User == "10001:10001" and .config.WorkingDir == "/srv"'
+check "entrypoint, cmd, port, volume, stop signal" cfg '.config.Entrypoint == ["/usr/local/bin/server"] and .config.Cmd == ["-quiet"] and (.config.ExposedPorts | has("8081/tcp")) and (.config.Volumes | has("/srv/cache")) and .config.StopSignal == "SIGINT"'
+check "one history entry per step, two of them layers" cfg '(.history | length) == 11 and ([.history[] | select(.empty_layer != true)] | length) == 2'
+
+step "the layers"
+manifest=$(jq -r '.manifests[0].digest[7:]' "$work/oci/index.json")
+: >"$work/listing"
+for layer in $(jq -r '.layers[].digest[7:]' "$work/oci/blobs/sha256/$manifest"); do
+  tar -tvzf "$work/oci/blobs/sha256/$layer" >>"$work/listing"
+done
+check "the content belongs to 10001" grep -Eq '^-rw-r--r-- 10001/10001 .* srv/www/index.html$' "$work/listing"
+check "implied parents belong to root" grep -Eq '^drwxr-xr-x 0/0 .* srv/$' "$work/listing"
+check "every mtime is SOURCE_DATE_EPOCH" sh -c "! grep -v ' 2023-11-14 22:13 ' '$work/listing'"
+check "drafts are excluded by .dockerignore" sh -c "! grep -q drafts '$work/listing'"
+
+step "it runs as uid 10001 under runc and serves the folder"
+if [[ $(id -u) -ne 0 ]]; then
+  fail "runc needs root here (run the suite as root)"
+elif (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null; then
+  fail "port 8081 is already in use on this machine"
+else
+  umoci unpack --image "$work/oci:static-site" "$work/bundle" >/dev/null 2>&1
+  check "the bundle runs as 10001" jq -e '.process.user.uid == 10001' "$work/bundle/config.json"
+  jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
+    "$work/bundle/config.json" >"$work/bundle.json" && mv "$work/bundle.json" "$work/bundle/config.json"
+  (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)
+  page=""
+  for _ in $(seq 50); do
+    page=$(curl -sf --max-time 1 http://127.0.0.1:8081/ 2>/dev/null) && break
+    sleep 0.1
+  done
+  check "GET / returns the page" grep -q "served from a scratch image" <<<"$page"
+fi
+
+step "two builds at once share one store"
+"$IMGBUILD" "$RECIPE" >"$work/a.out" 2>&1 &
+a=$!
+"$IMGBUILD" "$ROOT/examples/hello/recipe.lua" >"$work/b.out" 2>&1 &
+b=$!
+wait $a; ra=$?
+wait $b; rb=$?
+check "both succeeded" test "$ra$rb" = "00"
+check "the store lists both" sh -c "'$IMGBUILD' images | grep -q '^hello ' && '$IMGBUILD' images | grep -q '^static-site '"
+check "the store is a valid layout" sh -c "python3 '$VALIDATE' '$XDG_DATA_HOME/imgbuild' | grep -qx OK"
+
+finish
