@@ -179,9 +179,8 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   for (auto& a : argv) a = replace_all(a, "${OUT}", out.string());
   int rc = spawn_and_wait(argv, env, context.root() / op.dir, work.path() / "log");
   if (rc != 0)
-    throw std::runtime_error(op.description + " failed (exit status " + std::to_string(rc) + "):" +
-                             last_lines(work.path() / "log", 20));
-  if (!fs::is_regular_file(out)) throw std::runtime_error(op.description + " did not write its output file");
+    throw std::runtime_error("exited with status " + std::to_string(rc) + ":" + last_lines(work.path() / "log", 20));
+  if (!fs::is_regular_file(out)) throw std::runtime_error("succeeded but wrote no output file");
 
   // Publish under the key by renaming a finished directory: readers see the
   // whole file or nothing.

@@ -63,6 +63,16 @@ else
   check "GET / returns the page" grep -q "served from a scratch image" <<<"$page"
 fi
 
+step "--context: the recipe can live outside its build context"
+mkdir -p "$work/recipes"
+cp "$RECIPE" "$work/recipes/site.lua"
+SOURCE_DATE_EPOCH=1700000000 check_cmd "$IMGBUILD" "$work/recipes/site.lua" --context "$ROOT/examples/static-site" \
+  --set VERSION=1.2.3
+check "same image as built from the example's folder" grep -q "^static-site  sha256:$manifest " "$work/last.out"
+"$IMGBUILD" "$work/recipes/site.lua" >/dev/null 2>"$work/err.txt"
+check "without --context, go build fails at the recipe line" \
+  grep -qx "imgbuild: $work/recipes/site.lua:10: go build .: exited with status 1:" "$work/err.txt"
+
 step "two builds at once share one store"
 "$IMGBUILD" "$RECIPE" >"$work/a.out" 2>&1 &
 a=$!
