@@ -323,7 +323,8 @@ function Image:stopsignal(signal)
   check_self(self, "stopsignal")
   if math.type(signal) == "integer" and signal > 0 then signal = tostring(signal) end
   if type(signal) ~= "string" or not (signal:match("^SIG%u+%d*$") or signal:match("^%d+$")) then
-    fail("stopsignal: expected a signal name such as \"SIGTERM\" or a number, got %s", typename(signal))
+    fail("stopsignal: expected a signal name such as \"SIGTERM\" or a number, got %s",
+      type(signal) == "string" and ("'" .. signal .. "'") or typename(signal))
   end
   return config_step(self, "stopsignal", signal)
 end
@@ -387,9 +388,25 @@ function api.param(name, default)
   check_string("param: name", name)
   params_used[name] = true
   local v = settings.params[name]
-  if v ~= nil then return v end
-  if default == nil then fail("param '%s' has no default; pass --set %s=VALUE", name, name) end
-  return default
+  if v == nil then
+    if default == nil then fail("param '%s' has no default; pass --set %s=VALUE", name, name) end
+    return default
+  end
+  -- A --set value takes the type of the default, so `param("replicas", 3)`
+  -- is a number whether or not it was set.
+  if math.type(default) == "integer" then
+    local n = math.tointeger(tonumber(v))
+    if not n then fail("param '%s': --set %s=%s is not an integer", name, name, v) end
+    return n
+  elseif type(default) == "number" then
+    local n = tonumber(v)
+    if not n then fail("param '%s': --set %s=%s is not a number", name, name, v) end
+    return n
+  elseif type(default) == "boolean" then
+    if v == "true" then return true elseif v == "false" then return false end
+    fail("param '%s': --set %s=%s is not true or false", name, name, v)
+  end
+  return v
 end
 
 ---@param name string environment variable of the build
@@ -415,7 +432,20 @@ local planned = {
 ---------------------------------------------------------------------------
 -- The private interface the shipped stdlib builds on.
 
+--- A folder of the build context, given relative to it; never outside it.
+local function check_context_dir(what, path)
+  check_string(what, path)
+  if path:sub(1, 1) == "/" then fail("%s: '%s' must be relative to the build context", what, path) end
+  local depth = 0
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." then depth = depth - 1 elseif seg ~= "." then depth = depth + 1 end
+    if depth < 0 then fail("%s: '%s' is outside the build context", what, path) end
+  end
+  return path
+end
+
 local internal = {
+  check_context_dir = check_context_dir,
   fail = fail,
   check_options = check_options,
   check_string = check_string,
@@ -450,20 +480,21 @@ local function file_searcher(dirs)
         local f = io.open(path, "r")
         if f then
           f:close()
-          local chunk, err = loadfile(path)
+          local chunk, err = loadfile(path, "t")
           if not chunk then error(err, 0) end
           return chunk, path
         end
-        tried[#tried + 1] = "\n\tno file '" .. path .. "'"
+        tried[#tried + 1] = "no file '" .. path .. "'"
       end
     end
-    return table.concat(tried)
+    -- Lua joins searchers' messages with "\n\t"; nil adds nothing.
+    return #tried > 0 and table.concat(tried, "\n\t") or nil
   end
 end
 
 local function embedded_searcher(name)
   local source, chunkname = settings.embedded(name)
-  if not source then return "\n\tno module '" .. name .. "' in imgbuild's stdlib" end
+  if not source then return "no module '" .. name .. "' in imgbuild's stdlib" end
   local chunk, err = load(source, chunkname, "t")
   if not chunk then error(err, 0) end
   return chunk, chunkname
@@ -484,6 +515,32 @@ package.searchers = {
 -- fails at its line instead of as "attempt to index a nil value".
 
 for k, v in pairs(api) do _G[k] = v end
+
+-- Precompiled chunks can crash the Lua VM; recipes and their modules are text.
+-- (An env argument is passed on only when given: an explicit nil would become
+-- the chunk's _ENV.)
+local load_, loadfile_ = load, loadfile
+load = function(chunk, name, _, ...)
+  if select("#", ...) > 0 then return load_(chunk, name, "t", ...) end
+  return load_(chunk, name, "t")
+end
+loadfile = function(path, _, ...)
+  if select("#", ...) > 0 then return loadfile_(path, "t", ...) end
+  return loadfile_(path, "t")
+end
+dofile = function(path)
+  local chunk, err = loadfile_(path, "t")
+  if not chunk then error(err, 2) end
+  return chunk()
+end
+
+-- stdout carries the build's results (one line per image) for scripts to read;
+-- what a recipe prints goes to stderr beside the build's progress.
+print = function(...)
+  local parts = table.pack(...)
+  for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+  io.stderr:write(table.concat(parts, "\t", 1, parts.n), "\n")
+end
 
 os.exit = function()
   fail("os.exit: a recipe cannot exit imgbuild; call error(\"...\") to stop the build")

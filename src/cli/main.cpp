@@ -3,6 +3,9 @@
 // or recipe error, 2 usage error.
 #include <unistd.h>
 
+#include <clocale>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -154,6 +157,11 @@ int cmd_build(const std::vector<std::string>& args) {
   }
   if (b.targets.empty())
     for (auto& t : ev.graph.targets) chosen.push_back(&t);
+  bool to_archive = std::any_of(b.outputs.begin(), b.outputs.end(),
+                                [](auto& o) { return o.kind == Output::Kind::DockerArchive; });
+  if (to_archive && chosen.size() > 1)
+    throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
+                     std::to_string(chosen.size()) + ")");
   if (chosen.empty()) {
     std::cerr << "imgbuild: " << b.recipe.string() << " defines no image: call image(\"name\", img)\n";
     return kExitError;
@@ -175,8 +183,7 @@ int cmd_build(const std::vector<std::string>& args) {
       if (out.kind == Output::Kind::Oci) {
         Layout(out.path).import_image(store, built.manifest, t->name);
       } else {
-        std::string tag = t->name.find(':') == std::string::npos ? t->name + ":latest" : t->name;
-        write_docker_archive(store, built.manifest, tag, out.path, epoch);
+        write_docker_archive(store, built.manifest, t->name + ":latest", out.path, epoch);
       }
     }
     std::cout << t->name << "  " << built.manifest.digest.str() << "  " << human_size(built.size) << "  ("
@@ -222,9 +229,8 @@ int cmd_inspect(const std::vector<std::string>& args) {
   }
   if (!d) throw std::runtime_error("no image named '" + name + "' in " + layout_dir.string());
   StoredImage img = layout.load(*d);
-  nlohmann::json layers = nlohmann::json::array();
-  for (auto& l : img.manifest_json["layers"]) layers.push_back(l);
-  nlohmann::json out = {{"name", name},
+  auto ref_name = d->annotations.find(kRefNameAnnotation);
+  nlohmann::json out = {{"name", ref_name != d->annotations.end() ? ref_name->second : name},
                         {"digest", d->digest.str()},
                         {"size", img.total_size()},
                         {"manifest", img.manifest_json},
@@ -240,7 +246,8 @@ int run(int argc, char** argv) {
     return kExitUsage;
   }
   const std::string& first = args[0];
-  if (first == "-h" || first == "--help" || first == "help") {
+  bool wants_help = first == "help" || std::any_of(args.begin(), args.end(), [](auto& a) { return a == "-h" || a == "--help"; });
+  if (wants_help) {
     std::cout << kUsage;
     return 0;
   }
@@ -258,6 +265,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // libarchive writes a PAX name as UTF-8 only when the locale says names are
+  // UTF-8; under "C" every non-ASCII name would become hdrcharset=BINARY, which
+  // GNU tar warns about. Only the character type changes: number formatting
+  // stays "C".
+  std::setlocale(LC_CTYPE, "C.UTF-8");
   try {
     return run(argc, argv);
   } catch (const UsageError& e) {

@@ -105,6 +105,13 @@ std::string BuildContext::relative(const fs::path& p) const {
   return rel == "." ? "" : rel;
 }
 
+bool BuildContext::visible(const std::string& rel) const {
+  if (rel.empty() || ignore_.empty() || !ignore_.excluded(rel)) return true;
+  // An excluded folder can still be named when an exception re-includes
+  // something inside it; add_tree then copies only what is included.
+  return fs::is_directory(root_ / rel) && ignore_.must_descend(rel);
+}
+
 std::vector<CopyItem> BuildContext::resolve(const std::string& source) const {
   auto rel = clean_context_path(source);
   if (!rel) throw std::runtime_error(source + ": outside the build context");
@@ -121,36 +128,43 @@ std::vector<CopyItem> BuildContext::resolve(const std::string& source) const {
       for (auto& de : fs::directory_iterator(dir.empty() ? root_ : root_ / dir, ec)) {
         std::string child = dir.empty() ? de.path().filename().string() : dir + "/" + de.path().filename().string();
         if (level + 1 == depth) {
-          if (::fnmatch(rel->c_str(), child.c_str(), FNM_PATHNAME) == 0 && !ignore_.excluded(child))
-            matches.push_back(child);
+          if (::fnmatch(rel->c_str(), child.c_str(), FNM_PATHNAME) == 0) matches.push_back(child);
         } else if (de.is_directory(ec) && !de.is_symlink(ec)) {
           stack.push_back({child, level + 1});
         }
       }
     }
     std::sort(matches.begin(), matches.end());
-  } else if (rel->empty() || !ignore_.excluded(*rel)) {
-    struct stat st {};
-    if (::lstat((root_ / *rel).c_str(), &st) == 0) matches.push_back(*rel);
+  } else {
+    matches.push_back(*rel);
   }
-  if (matches.empty()) throw std::runtime_error("no such file in the build context: " + source);
 
   std::vector<CopyItem> items;
   for (auto& m : matches) {
-    fs::path host = m.empty() ? root_ : root_ / m;
-    // A named symlink is followed, as docker does, but only to somewhere
-    // inside the context: the context is all a recipe may read.
-    if (fs::is_symlink(host)) {
-      std::error_code ec;
-      fs::path target = fs::canonical(host, ec);
-      std::string target_rel = ec ? std::string("..") : target.lexically_relative(root_).generic_string();
-      if (ec || target_rel == ".." || target_rel.starts_with("../"))
-        throw std::runtime_error(source + ": symlink points outside the build context");
-      host = target;
-    }
+    // Symlinks anywhere in the path are followed, as docker does, but the file
+    // they lead to must be inside the context and not excluded, under its real
+    // name as well as the name written: the context is all a recipe may read.
+    std::error_code ec;
+    fs::path host = fs::canonical(root_ / m, ec);
+    if (ec) continue;  // missing, or a dangling symlink
+    std::string real = relative(host);
+    if (real == ".." || real.starts_with("../"))
+      throw std::runtime_error(source + ": symlink points outside the build context");
+    if (!visible(m) || !visible(real)) continue;
     items.push_back({host, m.empty() ? root_.filename().string() : fs::path(m).filename().string()});
   }
+  if (items.empty()) throw std::runtime_error("no such file in the build context: " + source);
   return items;
+}
+
+fs::path BuildContext::directory(const std::string& dir) const {
+  auto rel = clean_context_path(dir);
+  std::error_code ec;
+  fs::path host = rel ? fs::canonical(root_ / *rel, ec) : fs::path();
+  std::string inside = (rel && !ec) ? host.lexically_relative(root_).generic_string() : "..";
+  if (inside == ".." || inside.starts_with("../")) throw std::runtime_error(dir + ": outside the build context");
+  if (!fs::is_directory(host)) throw std::runtime_error(dir + ": no such folder in the build context");
+  return host;
 }
 
 void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, std::vector<LayerEntry>& out) const {
@@ -164,7 +178,14 @@ void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, s
     bool excluded = !ignore_.empty() && ignore_.excluded(rel);
     std::string image_path = join_image_path(dest, de.path().filename().string());
     if (excluded) {
-      if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) add_tree(de.path(), image_path, out);
+      // Walk an excluded folder only for what an exception re-includes, and
+      // keep the folder's own entry only when something inside survived.
+      if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) {
+        size_t before = out.size();
+        out.push_back(entry_for(de.path(), st, image_path));
+        add_tree(de.path(), image_path, out);
+        if (out.size() == before + 1) out.pop_back();
+      }
       continue;
     }
     out.push_back(entry_for(de.path(), st, image_path));
@@ -217,7 +238,16 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
   // Parents of the destination that the layer must create. The destination
   // directory itself takes the copy's owner, as docker's --chown does.
   std::map<std::string, LayerEntry> by_path;
-  for (auto& e : entries) by_path[e.path] = std::move(e);
+  auto is_dir = [](const LayerEntry& e) { return e.type == LayerEntry::Type::Directory; };
+  for (auto& e : entries) {
+    // Later sources replace earlier ones, but a file never replaces a folder
+    // or the other way round: the layer would silently lose one of them.
+    auto [it, inserted] = by_path.try_emplace(e.path, e);
+    if (inserted) continue;
+    if (is_dir(it->second) != is_dir(e))
+      throw std::runtime_error("/" + e.path + " is copied as a file and as a directory");
+    it->second = std::move(e);
+  }
   auto add_parent = [&](const std::string& path, bool is_dest) {
     if (path.empty() || by_path.count(path)) return;
     LayerEntry d;

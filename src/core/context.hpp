@@ -29,6 +29,11 @@ public:
   /// std::runtime_error "no such file in the build context: go.sm" and the like.
   std::vector<CopyItem> resolve(const std::string& source) const;
 
+  /// The host path of a context folder named relative to the context; throws
+  /// "<dir>: outside the build context" for one that leaves it, through ".." or
+  /// a symlink.
+  std::filesystem::path directory(const std::string& dir) const;
+
   /// Adds to `out` the entries of the directory `host_dir` (a context directory),
   /// placed under `dest`, skipping what .dockerignore excludes.
   void add_tree(const std::filesystem::path& host_dir, const std::string& dest,
@@ -36,6 +41,8 @@ public:
 
 private:
   std::string relative(const std::filesystem::path& p) const;
+  /// Whether .dockerignore lets a recipe name this context path.
+  bool visible(const std::string& rel) const;
   std::filesystem::path root_;
   IgnoreRules ignore_;
 };

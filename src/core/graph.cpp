@@ -80,7 +80,7 @@ Graph Graph::from_json(const json& d) {
   if (!d.is_object() || !d.contains("nodes") || !d["nodes"].is_array())
     throw std::runtime_error("malformed build graph: no node list");
   const json& nodes = d["nodes"];
-  for (size_t i = 0; i < nodes.size(); ++i) {
+  for (size_t i = 0; i < nodes.size(); ++i) try {
     const json& n = nodes[i];
     if (!n.is_object()) malformed(i, "not an object");
     Node node;
@@ -99,13 +99,17 @@ Graph Graph::from_json(const json& d) {
       for (auto& s : copy->sources)
         if (s.file_node && !g.nodes[*s.file_node].is_file()) malformed(i, "copy source is not a file");
     g.nodes.push_back(std::move(node));
+  } catch (const json::exception& e) {
+    malformed(i, e.what());  // a value of the wrong type
   }
   if (auto t = d.find("targets"); t != d.end() && t->is_array())
-    for (auto& target : *t) {
+    for (auto& target : *t) try {
       Target tg{target.at("name").get<std::string>(), node_ref(target.at("node"), g.nodes.size()),
                 target.value("loc", "")};
       if (g.nodes[tg.node].is_file()) throw std::runtime_error("malformed build graph: target is a file");
       g.targets.push_back(std::move(tg));
+    } catch (const json::exception& e) {
+      throw std::runtime_error(std::string("malformed build graph: target: ") + e.what());
     }
   return g;
 }

@@ -141,8 +141,9 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   for (auto& a : argv) key.update("arg " + a + "\n");
   for (auto& [k, v] : env_overrides) key.update("env " + k + "=" + v + "\n");
   // Like `go build`, an unnamed output is named after the folder it is built in.
-  std::string output_name =
-      op.output_name.empty() ? fs::weakly_canonical(context.root() / op.dir).filename().string() : op.output_name;
+  fs::path work_dir = context.directory(op.dir);
+  fs::path root = context.directory(op.input_root);
+  std::string output_name = op.output_name.empty() ? work_dir.filename().string() : op.output_name;
   key.update("dir " + op.dir + "\noutput " + output_name + "\n");
   for (auto& tool : op.tools) {
     fs::path found = find_in_path(tool);
@@ -166,7 +167,6 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   }
   for (auto& [k, v] : env_overrides) env.push_back(k + "=" + v);
 
-  fs::path root = context.root() / op.input_root;
   hash_inputs(op, root, key);
   std::string key_hex = key.finish_hex();
 
@@ -177,7 +177,7 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   TempDir work(cache_dir / "tmp", "host-");
   fs::path out = work.path() / output_name;
   for (auto& a : argv) a = replace_all(a, "${OUT}", out.string());
-  int rc = spawn_and_wait(argv, env, context.root() / op.dir, work.path() / "log");
+  int rc = spawn_and_wait(argv, env, work_dir, work.path() / "log");
   if (rc != 0)
     throw std::runtime_error("exited with status " + std::to_string(rc) + ":" + last_lines(work.path() / "log", 20));
   if (!fs::is_regular_file(out)) throw std::runtime_error("succeeded but wrote no output file");

@@ -103,10 +103,9 @@ public:
   TarWriter(ArchiveSink& sink) : sink_(sink), a_(archive_write_new()) {
     if (!a_) throw std::runtime_error("libarchive: out of memory");
     // pax_restricted: plain ustar headers, PAX extensions only where ustar cannot
-    // hold a value (long names, big sizes); hdrcharset=BINARY stores names as
-    // raw bytes instead of converting them through the build machine's locale.
+    // hold a value (long or non-ASCII names, big sizes), so most layers are
+    // readable by any tar and carry no per-entry overhead.
     check(archive_write_set_format_pax_restricted(a_.get()));
-    check(archive_write_set_format_option(a_.get(), "pax", "hdrcharset", "BINARY"));
     check(archive_write_add_filter_none(a_.get()));
     check(archive_write_set_bytes_per_block(a_.get(), 65536));
     check(archive_write_set_bytes_in_last_block(a_.get(), 1));

@@ -35,7 +35,7 @@ struct LayerBlob {
 
 /// Settings that decide the bytes of a layer; fixed, so equal inputs give equal digests.
 struct LayerOptions {
-  int64_t mtime = 0;        ///< every entry's mtime (SOURCE_DATE_EPOCH, clamped)
+  int64_t mtime = 0;        ///< every entry's mtime (SOURCE_DATE_EPOCH): no build-time clock leaks in
   int gzip_level = 6;
 };
 

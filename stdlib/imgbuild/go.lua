@@ -35,15 +35,14 @@ local function env_name_ok(k) return k:match("^[%a_][%w_]*$") ~= nil end
 ---@return file
 function go.build(opts)
   opts = internal.check_options("go.build", opts, build_options)
-  local main = opts.main or "."
-  internal.check_string("go.build: main", main)
-  local module = opts.module or "."
-  internal.check_string("go.build: module", module)
+  local main = internal.check_context_dir("go.build: main", opts.main or ".")
+  local module = internal.check_context_dir("go.build: module", opts.module or ".")
   local static = opts.static
   if static == nil then static = true end
   if type(static) ~= "boolean" then internal.fail("go.build: static: expected true or false, got %s", internal.typename(static)) end
   local trimpath = opts.trimpath
   if trimpath == nil then trimpath = true end
+  if type(trimpath) ~= "boolean" then internal.fail("go.build: trimpath: expected true or false, got %s", internal.typename(trimpath)) end
   local ldflags = opts.ldflags or "-s -w"
   if type(ldflags) ~= "string" then internal.fail("go.build: ldflags: expected a string, got %s", internal.typename(ldflags)) end
 
@@ -79,7 +78,8 @@ function go.build(opts)
 
   local output = opts.output
   if output ~= nil and (type(output) ~= "string" or not output:match("^[%w._-]+$")) then
-    internal.fail("go.build: output: expected a file name, got %s", internal.typename(output))
+    internal.fail("go.build: output: expected a file name such as \"server\", got %s",
+      type(output) == "string" and ("'" .. output .. "'") or internal.typename(output))
   end
 
   return internal.host_file {

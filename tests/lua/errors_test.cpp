@@ -126,3 +126,29 @@ TEST_CASE("errors inside a user's module point into that module", "[recipe][erro
         "lib/service.lua:3: expose: invalid port 'http' (expected 1-65535, optionally /tcp, /udp or /sctp)");
   CHECK(r.error_of("local m = require \"nope\"\n").starts_with("recipe.lua:1: module 'nope' not found:"));
 }
+
+TEST_CASE("go.build stays inside the build context", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local go = require \"imgbuild.go\"\nlocal f = go.build { main = \"cmd/../../x\" }\n") ==
+        "recipe.lua:2: go.build: main: 'cmd/../../x' is outside the build context");
+  CHECK(r.error_of("local go = require \"imgbuild.go\"\nlocal f = go.build { module = \"/src\" }\n") ==
+        "recipe.lua:2: go.build: module: '/src' must be relative to the build context");
+  std::filesystem::create_symlink("/tmp", r.dir() / "escape");
+  CHECK(r.error_of("local go = require \"imgbuild.go\"\n"
+                   "image(\"a\", scratch:copy(go.build { main = \"escape\" }, \"/app\"))\n") ==
+        "recipe.lua:2: go build escape: escape: outside the build context");
+}
+
+TEST_CASE("param values take the type of their default", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local n = param(\"REPLICAS\", 3)\nassert(n == 5, type(n))\n", {{"REPLICAS", "5"}}) == "");
+  CHECK(r.error_of("local n = param(\"REPLICAS\", 3)\n", {{"REPLICAS", "five"}}) ==
+        "recipe.lua:1: param 'REPLICAS': --set REPLICAS=five is not an integer");
+  CHECK(r.error_of("local b = param(\"DEBUG\", false)\nassert(b == true)\n", {{"DEBUG", "true"}}) == "");
+}
+
+TEST_CASE("recipes load text chunks only", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("local f, err = load(string.dump(function() end))\nassert(f == nil)\nerror(err)\n") ==
+        "recipe.lua:3: attempt to load a binary chunk (mode is 't')");
+}

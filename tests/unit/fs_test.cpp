@@ -1,0 +1,356 @@
+// Tests for the file-system primitives: atomic writes, file locks, temporary
+// directories and the small helpers around file descriptors.
+#include "core/fs.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace fs = std::filesystem;
+using imgbuild::AtomicFile;
+using imgbuild::Fd;
+using imgbuild::FileLock;
+using imgbuild::TempDir;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A private directory under /tmp made with mkdtemp (not TempDir, which is under test).
+struct FsScratch {
+  fs::path path;
+  FsScratch() {
+    std::string tmpl = "/tmp/imgbuild-fs-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~FsScratch() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  FsScratch(const FsScratch&) = delete;
+  FsScratch& operator=(const FsScratch&) = delete;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void spit(const fs::path& p, const std::string& data) { std::ofstream(p, std::ios::binary) << data; }
+
+std::vector<std::string> names_in(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (auto& de : fs::directory_iterator(dir)) out.push_back(de.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool fd_is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
+
+// Forks a child that tries a non-blocking exclusive flock on `path` through its
+// own open file description. Returns 0 when the lock was busy, 1 when the child
+// got it, 2 or more on an unexpected error.
+int probe_lock_in_child(const fs::path& path) {
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) ::_exit(3);
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::_exit(1);
+    ::_exit(errno == EWOULDBLOCK ? 0 : 2);
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) throw std::runtime_error("waitpid failed");
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+}  // namespace
+
+TEST_CASE("AtomicFile destroyed without commit leaves nothing", "[fs]") {
+  FsScratch dir;
+  fs::path final_path = dir.path / "doc.json";
+  fs::path temp;
+  {
+    AtomicFile f(final_path);
+    temp = f.temp_path();
+    f.write("partial content");
+    // The temporary sits next to the final name, hidden, and holds the bytes.
+    REQUIRE(temp.parent_path() == dir.path);
+    REQUIRE(temp.filename().string().rfind(".doc.json.tmp-", 0) == 0);
+    REQUIRE(fs::exists(temp));
+    REQUIRE(slurp(temp) == "partial content");
+    REQUIRE_FALSE(fs::exists(final_path));
+  }
+  REQUIRE_FALSE(fs::exists(temp));
+  REQUIRE_FALSE(fs::exists(final_path));
+  REQUIRE(fs::is_empty(dir.path));
+}
+
+TEST_CASE("AtomicFile unwinding through an exception leaves the old file intact", "[fs]") {
+  FsScratch dir;
+  fs::path final_path = dir.path / "index.json";
+  spit(final_path, "old");
+  try {
+    AtomicFile f(final_path);
+    f.write("new but torn");
+    throw std::runtime_error("writer died");
+  } catch (const std::runtime_error&) {
+  }
+  REQUIRE(slurp(final_path) == "old");
+  REQUIRE(names_in(dir.path) == std::vector<std::string>{"index.json"});
+}
+
+TEST_CASE("AtomicFile::commit replaces the file atomically", "[fs]") {
+  FsScratch dir;
+  fs::path final_path = dir.path / "index.json";
+  spit(final_path, "old content");
+  struct stat before {};
+  REQUIRE(::stat(final_path.c_str(), &before) == 0);
+  // A reader that opened the old file keeps seeing the old bytes: the new file is
+  // a different inode renamed over the name, never the old one truncated.
+  Fd reader = imgbuild::open_read(final_path);
+
+  AtomicFile f(final_path);
+  fs::path temp = f.temp_path();
+  f.write("new ");
+  f.write("content");
+  REQUIRE(slurp(final_path) == "old content");  // nothing visible before commit
+  f.commit();
+
+  REQUIRE(slurp(final_path) == "new content");
+  REQUIRE_FALSE(fs::exists(temp));
+  REQUIRE(names_in(dir.path) == std::vector<std::string>{"index.json"});
+  struct stat after {};
+  REQUIRE(::stat(final_path.c_str(), &after) == 0);
+  REQUIRE(after.st_ino != before.st_ino);
+  REQUIRE((after.st_mode & 07777) == 0644);
+
+  char buf[64] = {};
+  ssize_t n = ::pread(reader.get(), buf, sizeof buf, 0);
+  REQUIRE(n == 11);
+  REQUIRE(std::string(buf, static_cast<size_t>(n)) == "old content");
+}
+
+TEST_CASE("AtomicFile committed survives its destructor", "[fs]") {
+  FsScratch dir;
+  fs::path final_path = dir.path / "blob";
+  {
+    AtomicFile f(final_path);
+    f.write("kept");
+    f.commit();
+  }
+  REQUIRE(slurp(final_path) == "kept");
+  REQUIRE(names_in(dir.path) == std::vector<std::string>{"blob"});
+}
+
+TEST_CASE("AtomicFile::commit_as names the file only once written", "[fs]") {
+  FsScratch dir;
+  fs::path provisional = dir.path / "layer";
+  fs::path named = dir.path / "0123abcd";
+  {
+    AtomicFile f(provisional);
+    ::ssize_t w = ::write(f.fd(), "via fd ", 7);  // the raw fd is the temporary file
+    REQUIRE(w == 7);
+    f.write("and write()");
+    f.commit_as(named);
+  }
+  REQUIRE(slurp(named) == "via fd and write()");
+  REQUIRE_FALSE(fs::exists(provisional));
+  REQUIRE(names_in(dir.path) == std::vector<std::string>{"0123abcd"});
+  struct stat st {};
+  REQUIRE(::stat(named.c_str(), &st) == 0);
+  REQUIRE((st.st_mode & 07777) == 0644);
+}
+
+TEST_CASE("AtomicFile in a missing directory throws naming the directory", "[fs]") {
+  FsScratch dir;
+  fs::path missing = dir.path / "no" / "such" / "file";
+  REQUIRE_THROWS_AS(AtomicFile(missing), std::system_error);
+  REQUIRE_THROWS_WITH(AtomicFile(missing), Contains((dir.path / "no" / "such").string()));
+}
+
+TEST_CASE("write_file_atomic creates and replaces", "[fs]") {
+  FsScratch dir;
+  fs::path p = dir.path / "oci-layout";
+  imgbuild::write_file_atomic(p, "first");
+  REQUIRE(slurp(p) == "first");
+  imgbuild::write_file_atomic(p, "second, longer than the first");
+  REQUIRE(slurp(p) == "second, longer than the first");
+  imgbuild::write_file_atomic(p, "");
+  REQUIRE(fs::exists(p));
+  REQUIRE(fs::file_size(p) == 0);
+  std::string binary("a\0b\xff", 4);
+  imgbuild::write_file_atomic(p, binary);
+  REQUIRE(slurp(p) == binary);
+  REQUIRE(names_in(dir.path) == std::vector<std::string>{"oci-layout"});
+}
+
+TEST_CASE("read_file, open_read and write_all", "[fs]") {
+  FsScratch dir;
+  fs::path p = dir.path / "big";
+  std::string data;
+  for (int i = 0; i < 200000; ++i) data.push_back(static_cast<char>(i % 253));  // > the 64 KiB read buffer
+  {
+    int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    REQUIRE(fd >= 0);
+    Fd owned(fd);
+    imgbuild::write_all(owned.get(), data.data(), data.size(), p);
+  }
+  REQUIRE(imgbuild::read_file(p) == data);
+
+  fs::path empty = dir.path / "empty";
+  spit(empty, "");
+  REQUIRE(imgbuild::read_file(empty).empty());
+
+  fs::path missing = dir.path / "missing";
+  REQUIRE_THROWS_AS(imgbuild::read_file(missing), std::system_error);
+  REQUIRE_THROWS_WITH(imgbuild::read_file(missing), Contains(missing.string()));
+  REQUIRE_THROWS_WITH(imgbuild::open_read(missing), Contains(missing.string()));
+  try {
+    imgbuild::open_read(missing);
+    FAIL("open_read of a missing file did not throw");
+  } catch (const std::system_error& e) {
+    REQUIRE(e.code().value() == ENOENT);
+  }
+}
+
+TEST_CASE("Fd closes on destruction and transfers on move", "[fs]") {
+  FsScratch dir;
+  fs::path p = dir.path / "f";
+  spit(p, "x");
+  int raw = -1;
+  {
+    Fd a = imgbuild::open_read(p);
+    raw = a.get();
+    REQUIRE(static_cast<bool>(a));
+    REQUIRE(fd_is_open(raw));
+    Fd b(std::move(a));
+    REQUIRE_FALSE(static_cast<bool>(a));
+    REQUIRE(a.get() == -1);
+    REQUIRE(b.get() == raw);
+    REQUIRE(fd_is_open(raw));  // the move did not close it
+    Fd c;
+    REQUIRE_FALSE(static_cast<bool>(c));
+    c = std::move(b);
+    REQUIRE(c.get() == raw);
+    REQUIRE(fd_is_open(raw));
+  }
+  REQUIRE_FALSE(fd_is_open(raw));
+
+  Fd d = imgbuild::open_read(p);
+  int released = d.release();
+  REQUIRE(d.get() == -1);
+  { Fd gone(std::move(d)); }
+  REQUIRE(fd_is_open(released));  // release() handed ownership out
+  ::close(released);
+}
+
+TEST_CASE("FileLock excludes a second process", "[fs]") {
+  FsScratch dir;
+  fs::path lock_path = dir.path / ".imgbuild.lock";
+  {
+    FileLock lock(lock_path);
+    REQUIRE(fs::exists(lock_path));  // the lock file is created
+    REQUIRE(probe_lock_in_child(lock_path) == 0);
+    REQUIRE(probe_lock_in_child(lock_path) == 0);
+  }
+  // Released on destruction: now the child gets it.
+  REQUIRE(probe_lock_in_child(lock_path) == 1);
+  // And again after a second FileLock comes and goes.
+  { FileLock again(lock_path); REQUIRE(probe_lock_in_child(lock_path) == 0); }
+  REQUIRE(probe_lock_in_child(lock_path) == 1);
+}
+
+TEST_CASE("FileLock blocks a second FileLock until released", "[fs]") {
+  FsScratch dir;
+  fs::path lock_path = dir.path / "lock";
+  int pipefd[2];
+  REQUIRE(::pipe(pipefd) == 0);
+  auto lock = std::make_unique<FileLock>(lock_path);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    try {
+      FileLock mine(lock_path);  // blocks while the parent holds the lock
+      char c = 'L';
+      if (::write(pipefd[1], &c, 1) != 1) ::_exit(2);
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  struct pollfd pfd {pipefd[0], POLLIN, 0};
+  int ready = ::poll(&pfd, 1, 300);
+  bool acquired_while_held = ready > 0;
+  lock.reset();  // release: the child may proceed now
+  ready = ::poll(&pfd, 1, 10000);
+  char c = 0;
+  ssize_t n = ready > 0 ? ::read(pipefd[0], &c, 1) : -1;
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+
+  REQUIRE_FALSE(acquired_while_held);
+  REQUIRE(n == 1);
+  REQUIRE(c == 'L');
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("FileLock on an impossible path throws", "[fs]") {
+  FsScratch dir;
+  fs::path bad = dir.path / "missing-dir" / "lock";
+  REQUIRE_THROWS_AS(FileLock(bad), std::system_error);
+  REQUIRE_THROWS_WITH(FileLock(bad), Contains("open lock " + bad.string()));
+}
+
+TEST_CASE("TempDir is private and removed on destruction", "[fs]") {
+  FsScratch dir;
+  fs::path parent = dir.path / "not" / "yet";  // created on demand
+  fs::path made;
+  {
+    TempDir t(parent, "build-");
+    made = t.path();
+    REQUIRE(made.parent_path() == parent);
+    REQUIRE(made.filename().string().rfind("build-", 0) == 0);
+    REQUIRE(made.filename().string().size() == std::string("build-").size() + 6);
+    REQUIRE(fs::is_directory(made));
+    struct stat st {};
+    REQUIRE(::stat(made.c_str(), &st) == 0);
+    REQUIRE((st.st_mode & 0077) == 0);  // mkdtemp: owner only
+
+    fs::create_directories(made / "a" / "b");
+    spit(made / "a" / "b" / "file", "data");
+    fs::create_symlink(dir.path, made / "link-out");  // must not be followed on removal
+    spit(dir.path / "outside", "survives");
+  }
+  REQUIRE_FALSE(fs::exists(made));
+  REQUIRE(fs::is_directory(parent));
+  REQUIRE(fs::is_empty(parent));
+  REQUIRE(slurp(dir.path / "outside") == "survives");
+
+  TempDir a(parent), b(parent);
+  REQUIRE(a.path() != b.path());
+  REQUIRE(a.path().filename().string().rfind("imgbuild-", 0) == 0);
+}

@@ -1,0 +1,267 @@
+// Tests for the OCI image model: the config and manifest documents, runtime
+// config helpers, platforms, descriptors and time formatting.
+#include "core/image.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/utsname.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/digest.hpp"
+
+using imgbuild::Descriptor;
+using imgbuild::Digest;
+using imgbuild::Image;
+using imgbuild::LayerBlob;
+using imgbuild::Platform;
+using imgbuild::RuntimeConfig;
+using imgbuild::rfc3339;
+using imgbuild::sha256_of;
+using Catch::Matchers::Contains;
+using json = nlohmann::json;
+
+namespace {
+
+Digest dg(char c) { return Digest::parse("sha256:" + std::string(64, c)); }
+
+// Two layers whose digests sort opposite to their order, so order is visible.
+std::vector<LayerBlob> two_layers() {
+  return {LayerBlob{dg('f'), 300, dg('e'), 1024}, LayerBlob{dg('1'), 200, dg('0'), 2048}};
+}
+
+std::string platform_error(const std::string& text) {
+  try {
+    Platform::parse(text);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("rfc3339 formats epoch seconds in UTC", "[image]") {
+  REQUIRE(rfc3339(0) == "1970-01-01T00:00:00Z");
+  REQUIRE(rfc3339(1700000000) == "2023-11-14T22:13:20Z");
+  REQUIRE(rfc3339(951782400) == "2000-02-29T00:00:00Z");
+  REQUIRE(rfc3339(-1) == "1969-12-31T23:59:59Z");
+  REQUIRE(rfc3339(253402300799) == "9999-12-31T23:59:59Z");
+}
+
+TEST_CASE("config_document of a fully configured image is canonical", "[image]") {
+  Image img;
+  img.platform = Platform::parse("linux/arm64/v8");
+  img.created = 1700000000;
+  img.config.env = {"PATH=/usr/bin", "APORT=8080"};
+  img.config.entrypoint = std::vector<std::string>{"/server"};
+  img.config.cmd = std::vector<std::string>{"--port", "8080"};
+  img.config.workdir = "/srv";
+  img.config.user = "1000:1000";
+  img.config.stop_signal = "SIGTERM";
+  img.config.exposed_ports = {"8080/tcp", "53/udp"};
+  img.config.labels = {{"b", "2"}, {"a", "1"}};
+  img.config.volumes = {"/data"};
+  img.layers = two_layers();
+  img.history = {{"copy a", false}, {"env PORT", true}};
+
+  const std::string expected =
+      R"({"architecture":"arm64",)"
+      R"("config":{"Cmd":["--port","8080"],"Entrypoint":["/server"],"Env":["PATH=/usr/bin","APORT=8080"],)"
+      R"("ExposedPorts":{"53/udp":{},"8080/tcp":{}},"Labels":{"a":"1","b":"2"},"StopSignal":"SIGTERM",)"
+      R"("User":"1000:1000","Volumes":{"/data":{}},"WorkingDir":"/srv"},)"
+      R"("created":"2023-11-14T22:13:20Z",)"
+      R"("history":[{"created":"2023-11-14T22:13:20Z","created_by":"copy a"},)"
+      R"({"created":"2023-11-14T22:13:20Z","created_by":"env PORT","empty_layer":true}],)"
+      R"("os":"linux",)"
+      R"("rootfs":{"diff_ids":["sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",)"
+      R"("sha256:0000000000000000000000000000000000000000000000000000000000000000"],"type":"layers"},)"
+      R"("variant":"v8"})";
+  std::string doc = img.config_document();
+  REQUIRE(doc == expected);
+  // Canonical: re-serialising the parsed document gives the same bytes.
+  REQUIRE(json::parse(doc).dump() == doc);
+  // The same image gives the same bytes every time.
+  REQUIRE(img.config_document() == doc);
+}
+
+TEST_CASE("config_document includes runtime fields only when set", "[image]") {
+  Image img;
+  img.platform = Platform::parse("linux/amd64");
+  json doc = json::parse(img.config_document());
+  REQUIRE(doc["config"] == json::object());
+  REQUIRE(doc["architecture"] == "amd64");
+  REQUIRE(doc["os"] == "linux");
+  REQUIRE_FALSE(doc.contains("variant"));
+  REQUIRE(doc["created"] == "1970-01-01T00:00:00Z");
+  REQUIRE(doc["rootfs"] == json{{"type", "layers"}, {"diff_ids", json::array()}});
+  REQUIRE(doc["history"] == json::array());
+
+  struct Case {
+    const char* key;
+    void (*set)(RuntimeConfig&);
+  };
+  const Case cases[] = {
+      {"Env", [](RuntimeConfig& c) { c.set_env("A", "1"); }},
+      {"Entrypoint", [](RuntimeConfig& c) { c.entrypoint = std::vector<std::string>{"/e"}; }},
+      {"Cmd", [](RuntimeConfig& c) { c.cmd = std::vector<std::string>{"c"}; }},
+      {"WorkingDir", [](RuntimeConfig& c) { c.workdir = "/w"; }},
+      {"User", [](RuntimeConfig& c) { c.user = "nobody"; }},
+      {"ExposedPorts", [](RuntimeConfig& c) { c.exposed_ports.insert("80/tcp"); }},
+      {"Labels", [](RuntimeConfig& c) { c.labels["k"] = "v"; }},
+      {"Volumes", [](RuntimeConfig& c) { c.volumes.insert("/v"); }},
+      {"StopSignal", [](RuntimeConfig& c) { c.stop_signal = "SIGINT"; }},
+  };
+  for (auto& c : cases) {
+    INFO(c.key);
+    Image one = img;
+    c.set(one.config);
+    json cfg = json::parse(one.config_document())["config"];
+    REQUIRE(cfg.size() == 1);
+    REQUIRE(cfg.contains(c.key));
+  }
+
+  // An entrypoint or cmd explicitly set to nothing is still set (it clears a base's).
+  Image cleared = img;
+  cleared.config.entrypoint = std::vector<std::string>{};
+  json cfg = json::parse(cleared.config_document())["config"];
+  REQUIRE(cfg == json{{"Entrypoint", json::array()}});
+}
+
+TEST_CASE("config_document history and diff_ids", "[image]") {
+  Image img;
+  img.platform = Platform::parse("linux/amd64");
+  img.created = 951782400;
+  img.layers = two_layers();
+  img.history = {{"first", false}, {"config", true}, {"second", false}};
+  json doc = json::parse(img.config_document());
+  REQUIRE(doc["created"] == "2000-02-29T00:00:00Z");
+  REQUIRE(doc["rootfs"]["diff_ids"] == json::array({dg('e').str(), dg('0').str()}));
+  REQUIRE(doc["history"].size() == 3);
+  for (auto& h : doc["history"]) REQUIRE(h["created"] == "2000-02-29T00:00:00Z");
+  REQUIRE(doc["history"][0] == json{{"created", "2000-02-29T00:00:00Z"}, {"created_by", "first"}});
+  REQUIRE(doc["history"][1]["empty_layer"] == true);
+  REQUIRE_FALSE(doc["history"][2].contains("empty_layer"));
+  REQUIRE(doc["history"][2]["created_by"] == "second");
+}
+
+TEST_CASE("manifest_document describes the config and the compressed layers", "[image]") {
+  Image img;
+  img.platform = Platform::parse("linux/amd64");
+  img.layers = two_layers();
+  Descriptor cfg{imgbuild::media_type::kConfig, dg('c'), 1234, {}};
+  std::string doc = img.manifest_document(cfg);
+  const std::string expected =
+      R"({"config":{"digest":"sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",)"
+      R"("mediaType":"application/vnd.oci.image.config.v1+json","size":1234},)"
+      R"("layers":[{"digest":"sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",)"
+      R"("mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":300},)"
+      R"({"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111",)"
+      R"("mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":200}],)"
+      R"("mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2})";
+  REQUIRE(doc == expected);
+
+  Image empty;
+  json e = json::parse(empty.manifest_document(cfg));
+  REQUIRE(e["layers"] == json::array());
+  REQUIRE(e["config"]["digest"] == dg('c').str());
+}
+
+TEST_CASE("RuntimeConfig::set_env replaces in place", "[image]") {
+  RuntimeConfig c;
+  c.set_env("PATH", "/bin");
+  c.set_env("HOME", "/root");
+  c.set_env("LANG", "C");
+  REQUIRE(c.env == std::vector<std::string>{"PATH=/bin", "HOME=/root", "LANG=C"});
+  c.set_env("HOME", "/home/app");
+  REQUIRE(c.env == std::vector<std::string>{"PATH=/bin", "HOME=/home/app", "LANG=C"});
+  // A name that is a prefix of another is a different variable.
+  c.set_env("PA", "x");
+  REQUIRE(c.env == std::vector<std::string>{"PATH=/bin", "HOME=/home/app", "LANG=C", "PA=x"});
+  c.set_env("PATH", "");
+  REQUIRE(c.env[0] == "PATH=");
+  REQUIRE(c.env.size() == 4);
+
+  REQUIRE(c.get_env("HOME") == std::optional<std::string>("/home/app"));
+  REQUIRE(c.get_env("PA") == std::optional<std::string>("x"));
+  REQUIRE(c.get_env("PATH") == std::optional<std::string>(""));
+  REQUIRE_FALSE(c.get_env("P").has_value());
+  REQUIRE_FALSE(c.get_env("MISSING").has_value());
+  c.set_env("EQ", "a=b");
+  REQUIRE(c.get_env("EQ") == std::optional<std::string>("a=b"));
+}
+
+TEST_CASE("Platform::parse and str", "[image]") {
+  Platform amd = Platform::parse("linux/amd64");
+  REQUIRE(amd.os == "linux");
+  REQUIRE(amd.architecture == "amd64");
+  REQUIRE(amd.variant.empty());
+  REQUIRE(amd.str() == "linux/amd64");
+
+  Platform arm = Platform::parse("linux/arm/v7");
+  REQUIRE(arm.architecture == "arm");
+  REQUIRE(arm.variant == "v7");
+  REQUIRE(arm.str() == "linux/arm/v7");
+  REQUIRE_FALSE(arm == Platform::parse("linux/arm/v6"));
+  REQUIRE(arm == Platform::parse("linux/arm/v7"));
+
+  REQUIRE(Platform::parse("windows/amd64").os == "windows");
+
+  auto msg = [](const std::string& t) {
+    return "invalid platform '" + t + "' (expected os/arch[/variant], e.g. linux/arm64)";
+  };
+  for (std::string bad : {"", "linux", "linux/", "/amd64", "linux//v7", "linux/arm/", "linux/arm/v7/x", "//"}) {
+    INFO(bad);
+    REQUIRE(platform_error(bad) == msg(bad));
+  }
+}
+
+TEST_CASE("Platform::host names this machine in OCI terms", "[image]") {
+  Platform p = Platform::host();
+  REQUIRE(p.os == "linux");
+  REQUIRE_FALSE(p.architecture.empty());
+  struct utsname u {};
+  REQUIRE(::uname(&u) == 0);
+  std::string m = u.machine;
+  if (m == "x86_64") REQUIRE(p.str() == "linux/amd64");
+  else if (m == "aarch64") REQUIRE(p.str() == "linux/arm64");
+  REQUIRE(Platform::parse(p.str()) == p);
+}
+
+TEST_CASE("Descriptor JSON round trip and errors", "[image]") {
+  Descriptor d{imgbuild::media_type::kManifest, sha256_of("m"), 42, {{"org.opencontainers.image.ref.name", "x"}}};
+  json j = d.to_json();
+  REQUIRE(j.dump() == R"({"annotations":{"org.opencontainers.image.ref.name":"x"},"digest":")" + d.digest.str() +
+                          R"(","mediaType":"application/vnd.oci.image.manifest.v1+json","size":42})");
+  Descriptor back = Descriptor::from_json(j);
+  REQUIRE(back.media_type == d.media_type);
+  REQUIRE(back.digest == d.digest);
+  REQUIRE(back.size == 42);
+  REQUIRE(back.annotations == d.annotations);
+  REQUIRE_FALSE(Descriptor{"t", d.digest, 1, {}}.to_json().contains("annotations"));
+
+  REQUIRE_THROWS_WITH(Descriptor::from_json(json::array()), "descriptor is not an object");
+  json no_size = j;
+  no_size.erase("size");
+  REQUIRE_THROWS_WITH(Descriptor::from_json(no_size), "descriptor has no size");
+  json neg = j;
+  neg["size"] = -1;
+  REQUIRE_THROWS_WITH(Descriptor::from_json(neg), "descriptor size is not a non-negative integer");
+  json bad_digest = j;
+  bad_digest["digest"] = "sha256:abc";
+  REQUIRE_THROWS_WITH(Descriptor::from_json(bad_digest), Contains("invalid digest 'sha256:abc'"));
+  json mt = j;
+  mt["mediaType"] = 3;
+  REQUIRE_THROWS_WITH(Descriptor::from_json(mt), "descriptor mediaType is not a string");
+}
+
+TEST_CASE("StoredImage::total_size sums manifest, config and layers", "[image]") {
+  imgbuild::StoredImage s{Descriptor{imgbuild::media_type::kManifest, dg('a'), 500, {}},
+                          json{{"config", {{"size", 1000}}}, {"layers", json::array({{{"size", 20}}, {{"size", 3}}})}},
+                          json::object()};
+  REQUIRE(s.total_size() == 1523);
+}

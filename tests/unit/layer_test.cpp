@@ -1,0 +1,547 @@
+// Tests for layer assembly: the blob is named by its digest, both digests and
+// sizes are right, the tar holds exactly the planned entries in sorted order
+// with the fixed metadata, and equal inputs give equal bytes.
+#include "core/layer.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/digest.hpp"
+
+namespace fs = std::filesystem;
+using imgbuild::Digest;
+using imgbuild::LayerBlob;
+using imgbuild::LayerEntry;
+using imgbuild::LayerOptions;
+using imgbuild::Sha256;
+using imgbuild::sha256_of;
+using Catch::Matchers::Contains;
+
+namespace {
+
+struct LayerScratch {
+  fs::path path;
+  LayerScratch() {
+    std::string tmpl = "/tmp/imgbuild-layer-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~LayerScratch() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  LayerScratch(const LayerScratch&) = delete;
+  LayerScratch& operator=(const LayerScratch&) = delete;
+};
+
+std::string slurp_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_bytes(const fs::path& p, const std::string& data) { std::ofstream(p, std::ios::binary) << data; }
+
+LayerEntry file_entry(const std::string& path, const fs::path& source, uint32_t mode = 0644, uint32_t uid = 0,
+                      uint32_t gid = 0) {
+  LayerEntry e;
+  e.path = path;
+  e.type = LayerEntry::Type::File;
+  e.mode = mode;
+  e.uid = uid;
+  e.gid = gid;
+  e.source = source;
+  e.size = fs::file_size(source);
+  return e;
+}
+
+LayerEntry dir_entry(const std::string& path, uint32_t mode = 0755, uint32_t uid = 0, uint32_t gid = 0) {
+  LayerEntry e;
+  e.path = path;
+  e.type = LayerEntry::Type::Directory;
+  e.mode = mode;
+  e.uid = uid;
+  e.gid = gid;
+  return e;
+}
+
+LayerEntry link_entry(const std::string& path, const std::string& target, uint32_t uid = 0, uint32_t gid = 0) {
+  LayerEntry e;
+  e.path = path;
+  e.type = LayerEntry::Type::Symlink;
+  e.mode = 0777;
+  e.uid = uid;
+  e.gid = gid;
+  e.link_target = target;
+  return e;
+}
+
+// sha256 and size of a whole file, read in chunks.
+std::pair<Digest, uint64_t> hash_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  Sha256 h;
+  uint64_t size = 0;
+  std::vector<char> buf(1 << 16);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    auto n = static_cast<size_t>(in.gcount());
+    h.update(buf.data(), n);
+    size += n;
+  }
+  return {h.finish(), size};
+}
+
+struct Gunzipped {
+  Digest digest;
+  uint64_t size;
+};
+
+// Streams the gzip file `gz` into `tar_out` with zlib, returning the tar's sha256
+// and size. Fails on a truncated stream or trailing garbage.
+Gunzipped gunzip_to(const fs::path& gz, const fs::path& tar_out) {
+  std::ifstream in(gz, std::ios::binary);
+  std::ofstream out(tar_out, std::ios::binary);
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflateInit2");
+  std::vector<char> ibuf(1 << 16), obuf(1 << 16);
+  Sha256 h;
+  uint64_t size = 0;
+  int rc = Z_OK;
+  bool trailing = false;
+  while (rc != Z_STREAM_END) {
+    in.read(ibuf.data(), static_cast<std::streamsize>(ibuf.size()));
+    auto got = static_cast<uInt>(in.gcount());
+    if (got == 0) break;
+    z.next_in = reinterpret_cast<Bytef*>(ibuf.data());
+    z.avail_in = got;
+    do {
+      z.next_out = reinterpret_cast<Bytef*>(obuf.data());
+      z.avail_out = static_cast<uInt>(obuf.size());
+      rc = inflate(&z, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+        inflateEnd(&z);
+        throw std::runtime_error("inflate failed");
+      }
+      size_t produced = obuf.size() - z.avail_out;
+      h.update(obuf.data(), produced);
+      out.write(obuf.data(), static_cast<std::streamsize>(produced));
+      size += produced;
+    } while (z.avail_out == 0 && rc != Z_STREAM_END);
+    if (rc == Z_STREAM_END && z.avail_in != 0) trailing = true;
+  }
+  if (rc == Z_STREAM_END && !trailing) {
+    char extra;
+    in.read(&extra, 1);
+    trailing = in.gcount() != 0;
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) throw std::runtime_error("truncated gzip stream");
+  if (trailing) throw std::runtime_error("data after the gzip stream");
+  return {h.finish(), size};
+}
+
+struct TarRecord {
+  std::string path;  // without a trailing '/'
+  unsigned filetype = 0;
+  unsigned perm = 0;
+  int64_t uid = -1, gid = -1;
+  int64_t mtime = -1;
+  int64_t size = -1;
+  std::string link;
+  std::string content_sha;  // hex sha256 of the data, for regular files
+  std::string content;      // the data itself when small
+};
+
+// Reads a plain tar with libarchive.
+std::vector<TarRecord> read_tar(const fs::path& tar) {
+  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open_filename(a.get(), tar.c_str(), 65536) != ARCHIVE_OK)
+    throw std::runtime_error(std::string("open tar: ") + archive_error_string(a.get()));
+  std::vector<TarRecord> out;
+  archive_entry* e = nullptr;
+  for (;;) {
+    int rc = archive_read_next_header(a.get(), &e);
+    if (rc == ARCHIVE_EOF) break;
+    if (rc != ARCHIVE_OK) throw std::runtime_error(std::string("read tar: ") + archive_error_string(a.get()));
+    TarRecord r;
+    const char* name = archive_entry_pathname(e);
+    r.path = name ? name : "";
+    if (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
+    r.filetype = archive_entry_filetype(e);
+    r.perm = archive_entry_perm(e);
+    r.uid = archive_entry_uid(e);
+    r.gid = archive_entry_gid(e);
+    r.mtime = archive_entry_mtime(e);
+    r.size = archive_entry_size(e);
+    if (const char* l = archive_entry_symlink(e)) r.link = l;
+    if (r.filetype == AE_IFREG) {
+      Sha256 h;
+      std::vector<char> buf(1 << 16);
+      for (;;) {
+        la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
+        if (n < 0) throw std::runtime_error("read data");
+        if (n == 0) break;
+        h.update(buf.data(), static_cast<size_t>(n));
+        if (r.content.size() < 4096) r.content.append(buf.data(), static_cast<size_t>(n));
+      }
+      r.content_sha = h.finish_hex();
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (auto& de : fs::directory_iterator(dir)) out.push_back(de.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A small tree of sources on disk and the entries describing it.
+struct Fixture {
+  LayerScratch scratch;
+  fs::path src = scratch.path / "src";
+  fs::path blobs = scratch.path / "blobs" / "sha256";  // created by write_layer
+  Fixture() {
+    fs::create_directories(src);
+    write_bytes(src / "cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    write_bytes(src / "app", std::string("\x7f" "ELF binary\0\x01\x02", 15));
+    write_bytes(src / "empty", "");
+    write_bytes(src / "readme", "hello layer\n");
+  }
+  std::vector<LayerEntry> entries() const {
+    return {
+        dir_entry("etc"),
+        dir_entry("etc/ssl", 0700, 5, 6),
+        file_entry("etc/ssl/cert.pem", src / "cert.pem", 0600, 1000, 1001),
+        link_entry("bin", "usr/bin"),
+        dir_entry("usr"),
+        dir_entry("usr/bin"),
+        file_entry("usr/bin/app", src / "app", 04755),
+        file_entry("empty", src / "empty"),
+        dir_entry("tmp", 01777),
+        link_entry("etc/localtime", "/usr/share/zoneinfo/UTC", 7, 8),
+        file_entry("a-b", src / "readme"),
+        file_entry("usr/bin/app.txt", src / "readme"),
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("write_layer names the blob by its digest and reports both digests", "[layer]") {
+  Fixture fx;
+  LayerOptions opts;
+  opts.mtime = 1700000000;
+  LayerBlob blob = imgbuild::write_layer(fx.entries(), fx.blobs, opts);
+
+  REQUIRE(files_in(fx.blobs) == std::vector<std::string>{std::string(blob.digest.hex())});
+  fs::path blob_path = fx.blobs / std::string(blob.digest.hex());
+  auto [gz_digest, gz_size] = hash_file(blob_path);
+  REQUIRE(gz_digest == blob.digest);
+  REQUIRE(gz_size == blob.size);
+  REQUIRE(fs::file_size(blob_path) == blob.size);
+  struct stat st {};
+  REQUIRE(::stat(blob_path.c_str(), &st) == 0);
+  REQUIRE((st.st_mode & 07777) == 0644);
+
+  // gzip header: magic, deflate, no flags (so no file name), mtime 0.
+  std::string head = slurp_file(blob_path).substr(0, 10);
+  REQUIRE(static_cast<unsigned char>(head[0]) == 0x1f);
+  REQUIRE(static_cast<unsigned char>(head[1]) == 0x8b);
+  REQUIRE(head[2] == 8);
+  REQUIRE(head[3] == 0);
+  REQUIRE(head.substr(4, 4) == std::string(4, '\0'));
+
+  fs::path tar = fx.scratch.path / "layer.tar";
+  Gunzipped g = gunzip_to(blob_path, tar);
+  REQUIRE(g.digest == blob.diff_id);
+  REQUIRE(g.size == blob.uncompressed_size);
+  REQUIRE(blob.uncompressed_size % 512 == 0);
+  REQUIRE(blob.diff_id != blob.digest);
+}
+
+TEST_CASE("write_layer writes sorted entries with the given metadata", "[layer]") {
+  Fixture fx;
+  LayerOptions opts;
+  opts.mtime = 1700000000;
+  LayerBlob blob = imgbuild::write_layer(fx.entries(), fx.blobs, opts);
+  fs::path tar = fx.scratch.path / "layer.tar";
+  gunzip_to(fx.blobs / std::string(blob.digest.hex()), tar);
+  std::vector<TarRecord> recs = read_tar(tar);
+
+  std::vector<std::string> order;
+  for (auto& r : recs) order.push_back(r.path);
+  REQUIRE(order == std::vector<std::string>{"a-b", "bin", "empty", "etc", "etc/localtime", "etc/ssl",
+                                            "etc/ssl/cert.pem", "tmp", "usr", "usr/bin", "usr/bin/app",
+                                            "usr/bin/app.txt"});
+  // Parents come before their children.
+  for (size_t i = 0; i < order.size(); ++i) {
+    auto slash = order[i].rfind('/');
+    if (slash == std::string::npos) continue;
+    auto parent = std::find(order.begin(), order.end(), order[i].substr(0, slash));
+    REQUIRE(parent != order.end());
+    REQUIRE(parent < order.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+
+  for (auto& r : recs) {
+    INFO(r.path);
+    REQUIRE(r.mtime == 1700000000);
+  }
+  auto rec = [&](const std::string& p) -> const TarRecord& {
+    for (auto& r : recs)
+      if (r.path == p) return r;
+    throw std::runtime_error("no entry " + p);
+  };
+
+  const TarRecord& cert = rec("etc/ssl/cert.pem");
+  REQUIRE(cert.filetype == AE_IFREG);
+  REQUIRE(cert.perm == 0600);
+  REQUIRE(cert.uid == 1000);
+  REQUIRE(cert.gid == 1001);
+  REQUIRE(cert.content == "-----BEGIN CERTIFICATE-----\nMIIB\n");
+  REQUIRE(cert.size == static_cast<int64_t>(cert.content.size()));
+
+  const TarRecord& ssl = rec("etc/ssl");
+  REQUIRE(ssl.filetype == AE_IFDIR);
+  REQUIRE(ssl.perm == 0700);
+  REQUIRE(ssl.uid == 5);
+  REQUIRE(ssl.gid == 6);
+
+  REQUIRE(rec("etc").filetype == AE_IFDIR);
+  REQUIRE(rec("etc").perm == 0755);
+  REQUIRE(rec("etc").uid == 0);
+  REQUIRE(rec("tmp").perm == 01777);
+
+  const TarRecord& app = rec("usr/bin/app");
+  REQUIRE(app.filetype == AE_IFREG);
+  REQUIRE(app.perm == 04755);
+  REQUIRE(app.content == std::string("\x7f" "ELF binary\0\x01\x02", 15));
+
+  const TarRecord& bin = rec("bin");
+  REQUIRE(bin.filetype == AE_IFLNK);
+  REQUIRE(bin.link == "usr/bin");
+  const TarRecord& lt = rec("etc/localtime");
+  REQUIRE(lt.filetype == AE_IFLNK);
+  REQUIRE(lt.link == "/usr/share/zoneinfo/UTC");
+  REQUIRE(lt.uid == 7);
+  REQUIRE(lt.gid == 8);
+
+  REQUIRE(rec("empty").filetype == AE_IFREG);
+  REQUIRE(rec("empty").size == 0);
+  REQUIRE(rec("empty").content.empty());
+  REQUIRE(rec("a-b").content == "hello layer\n");
+  REQUIRE(rec("usr/bin/app.txt").content == "hello layer\n");
+}
+
+TEST_CASE("write_layer is deterministic", "[layer]") {
+  Fixture fx;
+  LayerOptions opts;
+  opts.mtime = 1234567890;
+  auto entries = fx.entries();
+  LayerBlob first = imgbuild::write_layer(entries, fx.blobs, opts);
+
+  SECTION("the same entries in another order give the same bytes") {
+    auto shuffled = entries;
+    std::reverse(shuffled.begin(), shuffled.end());
+    std::rotate(shuffled.begin(), shuffled.begin() + 5, shuffled.end());
+    fs::path other = fx.scratch.path / "other";
+    LayerBlob second = imgbuild::write_layer(shuffled, other, opts);
+    REQUIRE(second.digest == first.digest);
+    REQUIRE(second.diff_id == first.diff_id);
+    REQUIRE(second.size == first.size);
+    REQUIRE(second.uncompressed_size == first.uncompressed_size);
+    REQUIRE(slurp_file(other / std::string(second.digest.hex())) ==
+            slurp_file(fx.blobs / std::string(first.digest.hex())));
+  }
+  SECTION("writing the same layer again into the same directory keeps one blob") {
+    LayerBlob again = imgbuild::write_layer(entries, fx.blobs, opts);
+    REQUIRE(again.digest == first.digest);
+    REQUIRE(files_in(fx.blobs) == std::vector<std::string>{std::string(first.digest.hex())});
+  }
+  SECTION("a different mtime changes both digests") {
+    LayerOptions later = opts;
+    later.mtime = opts.mtime + 1;
+    LayerBlob other = imgbuild::write_layer(entries, fx.scratch.path / "later", later);
+    REQUIRE(other.diff_id != first.diff_id);
+    REQUIRE(other.digest != first.digest);
+    REQUIRE(other.uncompressed_size == first.uncompressed_size);
+  }
+  SECTION("a different owner changes the diff_id") {
+    auto changed = entries;
+    changed[0].uid = 1;
+    LayerBlob other = imgbuild::write_layer(changed, fx.scratch.path / "owner", opts);
+    REQUIRE(other.diff_id != first.diff_id);
+  }
+  SECTION("the gzip level changes the compression, not the tar") {
+    LayerOptions fast = opts;
+    fast.gzip_level = 1;
+    LayerBlob other = imgbuild::write_layer(entries, fx.scratch.path / "fast", fast);
+    REQUIRE(other.diff_id == first.diff_id);
+    REQUIRE(other.uncompressed_size == first.uncompressed_size);
+  }
+}
+
+TEST_CASE("write_layer of no entries is a valid empty tar", "[layer]") {
+  LayerScratch s;
+  LayerBlob blob = imgbuild::write_layer({}, s.path, LayerOptions{});
+  fs::path tar = s.path / "empty.tar";
+  Gunzipped g = gunzip_to(s.path / std::string(blob.digest.hex()), tar);
+  REQUIRE(g.digest == blob.diff_id);
+  REQUIRE(g.size == blob.uncompressed_size);
+  REQUIRE(blob.uncompressed_size > 0);  // the end-of-archive blocks
+  REQUIRE(read_tar(tar).empty());
+}
+
+TEST_CASE("write_layer refuses a file whose size changed", "[layer]") {
+  Fixture fx;
+  LayerOptions opts;
+
+  SECTION("shrank: fewer bytes than planned") {
+    auto e = file_entry("readme", fx.src / "readme");
+    e.size += 10;
+    REQUIRE_THROWS_AS(imgbuild::write_layer({dir_entry("d"), e}, fx.blobs, opts), std::runtime_error);
+    REQUIRE_THROWS_WITH(imgbuild::write_layer({dir_entry("d"), e}, fx.blobs, opts),
+                        Contains("shrank") && Contains((fx.src / "readme").string()));
+  }
+  SECTION("grew: more bytes than planned") {
+    auto e = file_entry("readme", fx.src / "readme");
+    e.size -= 1;
+    REQUIRE_THROWS_AS(imgbuild::write_layer({e}, fx.blobs, opts), std::runtime_error);
+    REQUIRE_THROWS_WITH(imgbuild::write_layer({e}, fx.blobs, opts),
+                        Contains("grew") && Contains((fx.src / "readme").string()));
+  }
+  SECTION("grew from empty") {
+    auto e = file_entry("readme", fx.src / "readme");
+    e.size = 0;
+    REQUIRE_THROWS_WITH(imgbuild::write_layer({e}, fx.blobs, opts), Contains("grew"));
+  }
+  SECTION("a missing source") {
+    auto e = file_entry("readme", fx.src / "readme");
+    e.source = fx.src / "gone";
+    REQUIRE_THROWS_WITH(imgbuild::write_layer({e}, fx.blobs, opts), Contains((fx.src / "gone").string()));
+  }
+  // A failed layer leaves no blob and no temporary behind.
+  REQUIRE(fs::is_directory(fx.blobs));
+  REQUIRE(fs::is_empty(fx.blobs));
+}
+
+TEST_CASE("write_layer refuses duplicate paths", "[layer]") {
+  Fixture fx;
+  auto entries = fx.entries();
+  entries.push_back(dir_entry("etc/ssl"));
+  REQUIRE_THROWS_WITH(imgbuild::write_layer(entries, fx.blobs, LayerOptions{}), Contains("duplicate") &&
+                                                                                    Contains("etc/ssl"));
+  auto files = std::vector<LayerEntry>{file_entry("x", fx.src / "readme"), file_entry("x", fx.src / "app")};
+  REQUIRE_THROWS(imgbuild::write_layer(files, fx.scratch.path / "dup", LayerOptions{}));
+  REQUIRE_FALSE(fs::exists(fx.scratch.path / "dup" / "layer"));
+  if (fs::exists(fx.blobs)) REQUIRE(fs::is_empty(fx.blobs));
+}
+
+TEST_CASE("write_layer keeps long names, big ids and non-ASCII names", "[layer]") {
+  Fixture fx;
+  std::string long_dir(120, 'd');
+  std::string long_file = long_dir + "/" + std::string(150, 'f') + ".txt";
+  std::string utf8 = "caf\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac.txt";
+  std::vector<LayerEntry> entries{dir_entry(long_dir), file_entry(long_file, fx.src / "readme", 0644, 100000000, 3000000),
+                                  file_entry(utf8, fx.src / "cert.pem")};
+  LayerOptions opts;
+  opts.mtime = 42;
+  LayerBlob blob = imgbuild::write_layer(entries, fx.blobs, opts);
+  fs::path tar = fx.scratch.path / "layer.tar";
+  gunzip_to(fx.blobs / std::string(blob.digest.hex()), tar);
+  auto recs = read_tar(tar);
+  REQUIRE(recs.size() == 3);
+  REQUIRE(recs[0].path == utf8);
+  REQUIRE(recs[0].content == "-----BEGIN CERTIFICATE-----\nMIIB\n");
+  REQUIRE(recs[1].path == long_dir);
+  REQUIRE(recs[2].path == long_file);
+  REQUIRE(recs[2].uid == 100000000);
+  REQUIRE(recs[2].gid == 3000000);
+  REQUIRE(recs[2].content == "hello layer\n");
+  for (auto& r : recs) REQUIRE(r.mtime == 42);
+}
+
+TEST_CASE("write_tar writes entries in the order given", "[layer]") {
+  Fixture fx;
+  std::vector<LayerEntry> entries{file_entry("z", fx.src / "readme"), dir_entry("a"),
+                                  link_entry("m", "z")};
+  std::string tar_bytes;
+  imgbuild::write_tar(entries, [&](const void* d, size_t n) { tar_bytes.append(static_cast<const char*>(d), n); },
+                      99);
+  REQUIRE(tar_bytes.size() % 512 == 0);
+  fs::path tar = fx.scratch.path / "plain.tar";
+  write_bytes(tar, tar_bytes);
+  auto recs = read_tar(tar);
+  REQUIRE(recs.size() == 3);
+  REQUIRE(recs[0].path == "z");
+  REQUIRE(recs[1].path == "a");
+  REQUIRE(recs[2].path == "m");
+  REQUIRE(recs[2].link == "z");
+  for (auto& r : recs) REQUIRE(r.mtime == 99);
+
+  // A failing sink surfaces its own exception.
+  auto failing = [](const void*, size_t) { throw std::runtime_error("disk full"); };
+  REQUIRE_THROWS_WITH(imgbuild::write_tar(entries, failing, 0), Contains("disk full"));
+}
+
+TEST_CASE("write_layer streams a 50 MB sparse file", "[layer]") {
+  LayerScratch s;
+  fs::path big = s.path / "big.img";
+  constexpr uint64_t kSize = 50ull << 20;
+  {
+    int fd = ::open(big.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, static_cast<off_t>(kSize)) == 0);
+    // A few islands of data in the holes, including across the 1 MiB chunks.
+    const std::string marks[] = {"start", "middle", "across-chunk", "end!"};
+    const uint64_t offsets[] = {0, kSize / 2 + 12345, (3ull << 20) - 5, kSize - 4};
+    for (int i = 0; i < 4; ++i)
+      REQUIRE(::pwrite(fd, marks[i].data(), marks[i].size(), static_cast<off_t>(offsets[i])) ==
+              static_cast<ssize_t>(marks[i].size()));
+    ::close(fd);
+  }
+  REQUIRE(fs::file_size(big) == kSize);
+  auto [file_digest, file_size] = hash_file(big);
+
+  fs::path blobs = s.path / "blobs";
+  LayerOptions opts;
+  opts.gzip_level = 1;
+  LayerBlob blob = imgbuild::write_layer({dir_entry("data"), file_entry("data/big.img", big, 0600)}, blobs, opts);
+  fs::path blob_path = blobs / std::string(blob.digest.hex());
+  REQUIRE(blob.uncompressed_size > kSize);
+  REQUIRE(blob.uncompressed_size < kSize + 64 * 1024);
+  REQUIRE(blob.size < kSize / 100);  // mostly zeros
+  REQUIRE(hash_file(blob_path).first == blob.digest);
+
+  fs::path tar = s.path / "big.tar";
+  Gunzipped g = gunzip_to(blob_path, tar);
+  REQUIRE(g.digest == blob.diff_id);
+  REQUIRE(g.size == blob.uncompressed_size);
+  auto recs = read_tar(tar);
+  REQUIRE(recs.size() == 2);
+  REQUIRE(recs[1].path == "data/big.img");
+  REQUIRE(recs[1].size == static_cast<int64_t>(kSize));
+  REQUIRE(recs[1].perm == 0600);
+  REQUIRE(recs[1].content_sha == std::string(file_digest.hex()));
+  REQUIRE(file_size == kSize);
+}

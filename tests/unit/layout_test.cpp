@@ -1,0 +1,444 @@
+// Tests for the OCI image layout: creation, documents, refs in index.json,
+// importing images between layouts, concurrent writers and the XDG defaults.
+#include "core/layout.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/digest.hpp"
+#include "core/image.hpp"
+#include "core/layer.hpp"
+
+namespace fs = std::filesystem;
+using imgbuild::Descriptor;
+using imgbuild::Digest;
+using imgbuild::Layout;
+using imgbuild::sha256_of;
+using Catch::Matchers::Contains;
+using json = nlohmann::json;
+
+namespace {
+
+struct LayoutScratch {
+  fs::path path;
+  explicit LayoutScratch(const std::string& base = "/tmp") {
+    std::string tmpl = base + "/imgbuild-layout-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~LayoutScratch() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  LayoutScratch(const LayoutScratch&) = delete;
+  LayoutScratch& operator=(const LayoutScratch&) = delete;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void spit(const fs::path& p, const std::string& data) { std::ofstream(p, std::ios::binary) << data; }
+
+// A manifest descriptor that needs no blob (set_ref does not read it).
+Descriptor fake_manifest(const std::string& seed) {
+  std::string doc = "{\"fake\":\"" + seed + "\"}";
+  return Descriptor{imgbuild::media_type::kManifest, sha256_of(doc), doc.size(), {}};
+}
+
+std::vector<std::string> ref_names(const Layout& l) {
+  std::vector<std::string> out;
+  for (auto& d : l.refs()) out.push_back(d.annotations.at(imgbuild::kRefNameAnnotation));
+  return out;
+}
+
+// A complete image (one layer, config, manifest) stored in `layout`.
+struct StoredFixture {
+  Descriptor manifest;
+  Descriptor config;
+  imgbuild::LayerBlob layer;
+};
+
+StoredFixture store_image(Layout& layout, const fs::path& scratch) {
+  fs::create_directories(scratch / "src");
+  spit(scratch / "src" / "hello", "hello from the layer\n");
+  imgbuild::LayerEntry e;
+  e.path = "hello";
+  e.source = scratch / "src" / "hello";
+  e.size = fs::file_size(e.source);
+  imgbuild::LayerOptions opts;
+  opts.mtime = 1000;
+  imgbuild::Image img;
+  img.platform = imgbuild::Platform::parse("linux/amd64");
+  img.created = 1000;
+  img.config.cmd = std::vector<std::string>{"/hello"};
+  img.layers.push_back(imgbuild::write_layer({e}, layout.blob_dir(), opts));
+  img.history.push_back({"copy hello", false});
+  Descriptor cfg = layout.put_document(img.config_document(), imgbuild::media_type::kConfig);
+  Descriptor man = layout.put_document(img.manifest_document(cfg), imgbuild::media_type::kManifest);
+  return {man, cfg, img.layers[0]};
+}
+
+// Sets an environment variable for a scope and restores the old value.
+class EnvGuard {
+public:
+  explicit EnvGuard(const char* name) : name_(name) {
+    if (const char* v = std::getenv(name)) old_ = v;
+  }
+  ~EnvGuard() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  void set(const char* value) const { ::setenv(name_, value, 1); }
+  void unset() const { ::unsetenv(name_); }
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+
+private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST_CASE("a new layout has oci-layout and an empty index.json", "[layout]") {
+  LayoutScratch s;
+  fs::path root = s.path / "store" / "nested";
+  Layout l(root);
+  REQUIRE(l.root() == root);
+  REQUIRE(fs::is_directory(root / "blobs" / "sha256"));
+  REQUIRE(l.blob_dir() == root / "blobs" / "sha256");
+
+  json layout = json::parse(slurp(root / "oci-layout"));
+  REQUIRE(layout == json{{"imageLayoutVersion", "1.0.0"}});
+
+  json index = json::parse(slurp(root / "index.json"));
+  REQUIRE(index["schemaVersion"] == 2);
+  REQUIRE(index["mediaType"] == "application/vnd.oci.image.index.v1+json");
+  REQUIRE(index["manifests"].is_array());
+  REQUIRE(index["manifests"].empty());
+  REQUIRE(l.refs().empty());
+  REQUIRE_FALSE(l.find_ref("anything").has_value());
+
+  // Reopening an existing layout keeps what it holds.
+  l.set_ref("app", fake_manifest("app"));
+  Layout again(root);
+  REQUIRE(ref_names(again) == std::vector<std::string>{"app"});
+}
+
+TEST_CASE("put_document and read_document round trip", "[layout]") {
+  LayoutScratch s;
+  Layout l(s.path);
+  std::string doc = R"({"schemaVersion":2,"x":"y"})";
+  REQUIRE_FALSE(l.has_blob(sha256_of(doc)));
+  Descriptor d = l.put_document(doc, imgbuild::media_type::kConfig);
+  REQUIRE(d.media_type == imgbuild::media_type::kConfig);
+  REQUIRE(d.digest == sha256_of(doc));
+  REQUIRE(d.size == doc.size());
+  REQUIRE(d.annotations.empty());
+  REQUIRE(l.has_blob(d.digest));
+  REQUIRE(l.blob_path(d.digest) == s.path / "blobs" / "sha256" / std::string(d.digest.hex()));
+  REQUIRE(slurp(l.blob_path(d.digest)) == doc);
+  REQUIRE(l.read_document(d) == doc);
+
+  // Storing it again is harmless and gives the same descriptor.
+  Descriptor again = l.put_document(doc, imgbuild::media_type::kConfig);
+  REQUIRE(again.digest == d.digest);
+  REQUIRE(again.size == d.size);
+  REQUIRE(l.read_document(again) == doc);
+
+  // A directory where a blob should be is not a blob.
+  Digest dir_digest = sha256_of("not a blob");
+  fs::create_directories(l.blob_path(dir_digest));
+  REQUIRE_FALSE(l.has_blob(dir_digest));
+}
+
+TEST_CASE("read_document detects corrupt, missing and oversized blobs", "[layout]") {
+  LayoutScratch s;
+  Layout l(s.path);
+  std::string doc = R"({"config":{"Cmd":["/bin/sh"]}})";
+  Descriptor d = l.put_document(doc, imgbuild::media_type::kConfig);
+
+  SECTION("bytes overwritten, same size") {
+    std::string bad = doc;
+    bad[3] = 'X';
+    spit(l.blob_path(d.digest), bad);
+    REQUIRE(fs::file_size(l.blob_path(d.digest)) == doc.size());
+    REQUIRE_THROWS_AS(l.read_document(d), std::runtime_error);
+    REQUIRE_THROWS_WITH(l.read_document(d), Contains("corrupt") && Contains(d.digest.str()));
+  }
+  SECTION("truncated") {
+    spit(l.blob_path(d.digest), doc.substr(0, 5));
+    REQUIRE_THROWS_WITH(l.read_document(d), Contains("corrupt"));
+  }
+  SECTION("descriptor size disagrees with the blob") {
+    Descriptor wrong = d;
+    wrong.size = d.size + 1;
+    REQUIRE_THROWS_WITH(l.read_document(wrong), Contains("corrupt"));
+  }
+  SECTION("missing blob") {
+    Descriptor other{imgbuild::media_type::kConfig, sha256_of("absent"), 6, {}};
+    REQUIRE_THROWS(l.read_document(other));
+  }
+  SECTION("larger than a document may be") {
+    Descriptor huge = d;
+    huge.size = imgbuild::kMaxDocumentSize + 1;
+    REQUIRE_THROWS_WITH(l.read_document(huge), Contains("too large"));
+  }
+}
+
+TEST_CASE("set_ref replaces an image of the same name and keeps the others", "[layout]") {
+  LayoutScratch s;
+  Layout l(s.path);
+  l.set_ref("a:1", fake_manifest("a1"));
+  l.set_ref("b:1", fake_manifest("b1"));
+  l.set_ref("c:1", fake_manifest("c1"));
+  REQUIRE(ref_names(l) == std::vector<std::string>{"a:1", "b:1", "c:1"});
+
+  Descriptor newer = fake_manifest("b2");
+  l.set_ref("b:1", newer);
+  REQUIRE(l.refs().size() == 3);
+  REQUIRE(ref_names(l) == std::vector<std::string>{"a:1", "c:1", "b:1"});
+
+  auto b = l.find_ref("b:1");
+  REQUIRE(b.has_value());
+  REQUIRE(b->digest == newer.digest);
+  REQUIRE(b->size == newer.size);
+  REQUIRE(b->media_type == imgbuild::media_type::kManifest);
+  REQUIRE(b->annotations.at(imgbuild::kRefNameAnnotation) == "b:1");
+  REQUIRE(l.find_ref("a:1")->digest == fake_manifest("a1").digest);
+  REQUIRE(l.find_ref("c:1")->digest == fake_manifest("c1").digest);
+  REQUIRE_FALSE(l.find_ref("b").has_value());
+  REQUIRE_FALSE(l.find_ref("d:1").has_value());
+
+  // The same manifest under two names is two entries.
+  l.set_ref("alias", newer);
+  REQUIRE(l.refs().size() == 4);
+  REQUIRE(l.find_ref("alias")->digest == newer.digest);
+
+  // Annotations already on the descriptor are kept, the name is overwritten.
+  Descriptor annotated = fake_manifest("ann");
+  annotated.annotations["org.example.note"] = "kept";
+  annotated.annotations[imgbuild::kRefNameAnnotation] = "wrong-name";
+  l.set_ref("named", annotated);
+  auto named = l.find_ref("named");
+  REQUIRE(named.has_value());
+  REQUIRE(named->annotations.at("org.example.note") == "kept");
+  REQUIRE_FALSE(l.find_ref("wrong-name").has_value());
+
+  json index = json::parse(slurp(s.path / "index.json"));
+  REQUIRE(index["schemaVersion"] == 2);
+  REQUIRE(index["manifests"].size() == 5);
+  REQUIRE(index["manifests"][0]["annotations"][imgbuild::kRefNameAnnotation] == "a:1");
+  REQUIRE(index["manifests"][0]["digest"] == fake_manifest("a1").digest.str());
+}
+
+TEST_CASE("a broken index.json is reported", "[layout]") {
+  LayoutScratch s;
+  Layout l(s.path);
+  spit(s.path / "index.json", "{not json");
+  REQUIRE_THROWS_WITH(l.refs(), Contains("not a valid index"));
+  REQUIRE_THROWS_WITH(l.set_ref("x", fake_manifest("x")), Contains("not a valid index"));
+  REQUIRE(slurp(s.path / "index.json") == "{not json");  // a failed set_ref changed nothing
+}
+
+TEST_CASE("load reads a stored image's manifest and config", "[layout]") {
+  LayoutScratch s;
+  Layout l(s.path / "store");
+  StoredFixture img = store_image(l, s.path);
+  imgbuild::StoredImage loaded = l.load(img.manifest);
+  REQUIRE(loaded.manifest_json["config"]["digest"] == img.config.digest.str());
+  REQUIRE(loaded.manifest_json["layers"].size() == 1);
+  REQUIRE(loaded.manifest_json["layers"][0]["digest"] == img.layer.digest.str());
+  REQUIRE(loaded.config_json["rootfs"]["diff_ids"][0] == img.layer.diff_id.str());
+  REQUIRE(loaded.total_size() == img.manifest.size + img.config.size + img.layer.size);
+}
+
+TEST_CASE("import_image copies blobs into another layout and names it", "[layout]") {
+  LayoutScratch s;
+  Layout src(s.path / "src");
+  StoredFixture img = store_image(src, s.path);
+  src.set_ref("original:tag", img.manifest);
+  Descriptor from_src = *src.find_ref("original:tag");  // carries the source's name annotation
+
+  auto check_import = [&](Layout& dst) {
+    dst.import_image(src, from_src, "imported:v1");
+    for (const Digest& d : {img.manifest.digest, img.config.digest, img.layer.digest}) {
+      INFO(d.str());
+      REQUIRE(dst.has_blob(d));
+      REQUIRE(slurp(dst.blob_path(d)) == slurp(src.blob_path(d)));
+    }
+    REQUIRE(dst.refs().size() == 1);
+    auto named = dst.find_ref("imported:v1");
+    REQUIRE(named.has_value());
+    REQUIRE(named->digest == img.manifest.digest);
+    REQUIRE(named->size == img.manifest.size);
+    REQUIRE(named->annotations.size() == 1);  // the source's name does not travel
+    REQUIRE_FALSE(dst.find_ref("original:tag").has_value());
+    REQUIRE(dst.load(*named).config_json["config"]["Cmd"][0] == "/hello");
+    // The source is untouched.
+    REQUIRE(ref_names(src) == std::vector<std::string>{"original:tag"});
+
+    // Importing again under another name reuses the blobs.
+    dst.import_image(src, from_src, "imported:v2");
+    REQUIRE(ref_names(dst) == std::vector<std::string>{"imported:v1", "imported:v2"});
+  };
+
+  SECTION("same file system: hard links") {
+    Layout dst(s.path / "dst");
+    check_import(dst);
+    struct stat a {}, b {};
+    REQUIRE(::stat(src.blob_path(img.layer.digest).c_str(), &a) == 0);
+    REQUIRE(::stat(dst.blob_path(img.layer.digest).c_str(), &b) == 0);
+    REQUIRE(a.st_ino == b.st_ino);
+  }
+  SECTION("another file system: copies") {
+    struct stat shm {}, tmp {};
+    if (::stat("/dev/shm", &shm) != 0 || ::stat(s.path.c_str(), &tmp) != 0 || shm.st_dev == tmp.st_dev) {
+      WARN("no second file system at /dev/shm; copy path not exercised");
+      return;
+    }
+    LayoutScratch other("/dev/shm");
+    Layout dst(other.path / "dst");
+    check_import(dst);
+    struct stat a {}, b {};
+    REQUIRE(::stat(src.blob_path(img.layer.digest).c_str(), &a) == 0);
+    REQUIRE(::stat(dst.blob_path(img.layer.digest).c_str(), &b) == 0);
+    REQUIRE(a.st_dev != b.st_dev);
+    // No temporary is left next to the blobs.
+    size_t n = 0;
+    for (auto& de : fs::directory_iterator(dst.blob_dir())) {
+      INFO(de.path().filename().string());
+      REQUIRE(de.path().filename().string().front() != '.');
+      ++n;
+    }
+    REQUIRE(n == 3);
+  }
+}
+
+TEST_CASE("import_image fails on a corrupt source manifest", "[layout]") {
+  LayoutScratch s;
+  Layout src(s.path / "src");
+  StoredFixture img = store_image(src, s.path);
+  std::string m = slurp(src.blob_path(img.manifest.digest));
+  m[m.size() / 2] ^= 0x20;
+  spit(src.blob_path(img.manifest.digest), m);
+  Layout dst(s.path / "dst");
+  REQUIRE_THROWS_WITH(dst.import_image(src, img.manifest, "x"), Contains("corrupt"));
+  REQUIRE(dst.refs().empty());
+}
+
+TEST_CASE("concurrent set_ref from two processes loses no name", "[layout]") {
+  LayoutScratch s;
+  fs::path root = s.path / "store";
+  bool create_in_children = GENERATE(false, true);
+  INFO("layout created by " << (create_in_children ? "the racing children" : "the parent"));
+  if (!create_in_children) Layout pre(root);
+
+  constexpr int kPerChild = 50;
+  std::vector<pid_t> children;
+  for (int c = 0; c < 2; ++c) {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int rc = 0;
+      try {
+        Layout l(root);
+        for (int i = 0; i < kPerChild; ++i) {
+          std::string name = "p" + std::to_string(c) + "-" + std::to_string(i);
+          l.set_ref(name, fake_manifest(name));
+        }
+      } catch (...) {
+        rc = 1;
+      }
+      ::_exit(rc);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+  }
+
+  json index = json::parse(slurp(root / "index.json"), nullptr, false);
+  REQUIRE_FALSE(index.is_discarded());
+  REQUIRE(index["manifests"].size() == 2 * kPerChild);
+
+  Layout l(root);
+  std::set<std::string> names;
+  for (auto& d : l.refs()) names.insert(d.annotations.at(imgbuild::kRefNameAnnotation));
+  REQUIRE(names.size() == 2 * kPerChild);
+  for (int c = 0; c < 2; ++c)
+    for (int i = 0; i < kPerChild; ++i) {
+      std::string name = "p" + std::to_string(c) + "-" + std::to_string(i);
+      INFO(name);
+      auto d = l.find_ref(name);
+      REQUIRE(d.has_value());
+      REQUIRE(d->digest == fake_manifest(name).digest);
+    }
+  // No temporaries left in the layout root.
+  for (auto& de : fs::directory_iterator(root)) {
+    std::string n = de.path().filename().string();
+    INFO(n);
+    REQUIRE((n == "blobs" || n == "index.json" || n == "oci-layout" || n == ".imgbuild.lock"));
+  }
+}
+
+TEST_CASE("default_store_dir and default_cache_dir follow XDG, then HOME", "[layout]") {
+  EnvGuard home("HOME"), data("XDG_DATA_HOME"), cache("XDG_CACHE_HOME");
+  home.set("/home/tester");
+
+  SECTION("XDG variables win") {
+    data.set("/xdg/data");
+    cache.set("/xdg/cache");
+    REQUIRE(imgbuild::default_store_dir() == fs::path("/xdg/data/imgbuild"));
+    REQUIRE(imgbuild::default_cache_dir() == fs::path("/xdg/cache/imgbuild"));
+  }
+  SECTION("unset XDG variables fall back to HOME") {
+    data.unset();
+    cache.unset();
+    REQUIRE(imgbuild::default_store_dir() == fs::path("/home/tester/.local/share/imgbuild"));
+    REQUIRE(imgbuild::default_cache_dir() == fs::path("/home/tester/.cache/imgbuild"));
+  }
+  SECTION("empty or relative XDG variables are ignored") {
+    data.set("");
+    cache.set("relative/cache");
+    REQUIRE(imgbuild::default_store_dir() == fs::path("/home/tester/.local/share/imgbuild"));
+    REQUIRE(imgbuild::default_cache_dir() == fs::path("/home/tester/.cache/imgbuild"));
+  }
+  SECTION("each variable only affects its own directory") {
+    data.set("/xdg/data");
+    cache.unset();
+    REQUIRE(imgbuild::default_store_dir() == fs::path("/xdg/data/imgbuild"));
+    REQUIRE(imgbuild::default_cache_dir() == fs::path("/home/tester/.cache/imgbuild"));
+  }
+  SECTION("neither set is an error") {
+    data.unset();
+    cache.unset();
+    home.unset();
+    REQUIRE_THROWS_WITH(imgbuild::default_store_dir(), "neither $XDG_DATA_HOME nor $HOME is set");
+    REQUIRE_THROWS_WITH(imgbuild::default_cache_dir(), "neither $XDG_CACHE_HOME nor $HOME is set");
+    home.set("");
+    REQUIRE_THROWS_AS(imgbuild::default_store_dir(), std::runtime_error);
+  }
+}
