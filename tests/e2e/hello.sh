@@ -14,8 +14,7 @@ source "$ROOT/tests/e2e/lib.sh"
 work=$(mktemp -d /tmp/imgbuild-e2e-hello.XXXXXX)
 container="imgbuild-e2e-$$"
 cleanup() {
-  runc --root "$work/runc" kill "$container" KILL >/dev/null 2>&1
-  runc --root "$work/runc" delete -f "$container" >/dev/null 2>&1
+  stop_image
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,24 +38,7 @@ check "inspect shows the entrypoint" sh -c "'$IMGBUILD' inspect hello | jq -e '.
 check "inspect oci:DIR:hello gives the same digest" sh -c "'$IMGBUILD' inspect oci:$work/oci:hello | jq -e '.digest == \"$digest\"'"
 
 step "the image runs under runc and answers HTTP"
-if [[ $(id -u) -ne 0 ]]; then
-  fail "runc needs root here (run the suite as root)"
-elif (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
-  fail "port 8080 is already in use on this machine"
-else
-  umoci unpack --image "$work/oci:hello" "$work/bundle" >/dev/null 2>&1
-  # crun refuses these machines' hybrid cgroups, runc works; the bundle shares
-  # the host network so that 127.0.0.1:8080 reaches the server.
-  jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
-    "$work/bundle/config.json" >"$work/config.json" && mv "$work/config.json" "$work/bundle/config.json"
-  (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)
-  reply=""
-  for _ in $(seq 50); do
-    reply=$(curl -s --max-time 1 http://127.0.0.1:8080/ 2>/dev/null) && [[ -n $reply ]] && break
-    sleep 0.1
-  done
-  check "GET 127.0.0.1:8080 returns hello" test "$reply" = "hello"
-fi
+run_image "$work/oci:hello" 8080 http://127.0.0.1:8080/ "^hello$" "GET 127.0.0.1:8080 returns hello"
 
 step "reproducible: another checkout, a cold cache, the same manifest"
 mkdir -p "$work/checkout2/examples"

@@ -42,3 +42,34 @@ finish() {
   printf '\n%d passed, %d failed\n' "$passed" "$failed"
   [[ $failed -eq 0 ]]
 }
+
+# run_image LAYOUT:NAME PORT URL PATTERN DESCRIPTION: unpacks the image with
+# umoci, runs it under runc on the host network (crun refuses these machines'
+# hybrid cgroups; runc works), waits for URL and checks that its body matches
+# PATTERN. Needs $work and $container; the caller's cleanup kills the container.
+run_image() {
+  local image=$1 port=$2 url=$3 pattern=$4 what=$5 body=""
+  if [[ $(id -u) -ne 0 ]]; then
+    fail "$what: runc needs root here (run the suite as root)"
+    return
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    fail "$what: port $port is already in use on this machine"
+    return
+  fi
+  umoci unpack --image "$image" "$work/bundle" >/dev/null 2>&1
+  jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
+    "$work/bundle/config.json" >"$work/bundle.json" && mv "$work/bundle.json" "$work/bundle/config.json"
+  (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)
+  for _ in $(seq 50); do
+    body=$(curl -sf --max-time 1 "$url" 2>/dev/null) && break
+    sleep 0.1
+  done
+  check "$what" grep -q "$pattern" <<<"$body"
+}
+
+# stop_image: kills and deletes the container run_image started.
+stop_image() {
+  runc --root "$work/runc" kill "$container" KILL >/dev/null 2>&1
+  runc --root "$work/runc" delete -f "$container" >/dev/null 2>&1
+}

@@ -15,8 +15,7 @@ source "$ROOT/tests/e2e/lib.sh"
 work=$(mktemp -d /tmp/imgbuild-e2e-site.XXXXXX)
 container="imgbuild-e2e-site-$$"
 cleanup() {
-  runc --root "$work/runc" kill "$container" KILL >/dev/null 2>&1
-  runc --root "$work/runc" delete -f "$container" >/dev/null 2>&1
+  stop_image
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,23 +44,8 @@ check "every mtime is SOURCE_DATE_EPOCH" sh -c "! grep -v ' 2023-11-14 22:13 ' '
 check "drafts are excluded by .dockerignore" sh -c "! grep -q drafts '$work/listing'"
 
 step "it runs as uid 10001 under runc and serves the folder"
-if [[ $(id -u) -ne 0 ]]; then
-  fail "runc needs root here (run the suite as root)"
-elif (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null; then
-  fail "port 8081 is already in use on this machine"
-else
-  umoci unpack --image "$work/oci:static-site" "$work/bundle" >/dev/null 2>&1
-  check "the bundle runs as 10001" jq -e '.process.user.uid == 10001' "$work/bundle/config.json"
-  jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
-    "$work/bundle/config.json" >"$work/bundle.json" && mv "$work/bundle.json" "$work/bundle/config.json"
-  (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)
-  page=""
-  for _ in $(seq 50); do
-    page=$(curl -sf --max-time 1 http://127.0.0.1:8081/ 2>/dev/null) && break
-    sleep 0.1
-  done
-  check "GET / returns the page" grep -q "served from a scratch image" <<<"$page"
-fi
+run_image "$work/oci:static-site" 8081 http://127.0.0.1:8081/ "served from a scratch image" "GET / returns the page"
+check "the bundle runs as 10001" jq -e '.process.user.uid == 10001' "$work/bundle/config.json"
 
 step "--context: the recipe can live outside its build context"
 mkdir -p "$work/recipes"
