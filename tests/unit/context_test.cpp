@@ -7,14 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::BuildContext;
@@ -24,28 +24,14 @@ using imgbuild::CopyOp;
 using imgbuild::LayerEntry;
 using imgbuild::Owner;
 using imgbuild::plan_copy;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 
 namespace {
 
-struct CtxScratch {
-  fs::path path;
-  CtxScratch() {
-    std::string tmpl = "/tmp/imgbuild-context-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~CtxScratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  CtxScratch(const CtxScratch&) = delete;
-  CtxScratch& operator=(const CtxScratch&) = delete;
-};
-
 void put(const fs::path& p, const std::string& data, mode_t mode = 0644) {
   fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << data;
+  spit(p, data);
   if (::chmod(p.c_str(), mode) != 0) throw std::runtime_error("chmod failed");
 }
 
@@ -54,7 +40,7 @@ void put(const fs::path& p, const std::string& data, mode_t mode = 0644) {
 //   src/{main.go, lib/util.go, bin/tool(0700), link-to-main -> main.go, abs-link -> /etc/passwd}
 //   secretdir(0700)/inner.txt   link-to-app -> app.py   link-out -> ../outside.txt
 struct Ctx {
-  CtxScratch scratch;
+  ScratchDir scratch;
   fs::path root = scratch.path / "ctx";
   explicit Ctx(const std::string& dockerignore = "") {
     put(scratch.path / "outside.txt", "outside\n");
@@ -98,12 +84,7 @@ std::vector<LayerEntry> plan(const Ctx& c, std::vector<std::string> sources, std
 
 // The message plan_copy throws, or "" when it does not.
 std::string plan_error(const Ctx& c, std::vector<std::string> sources, std::string dest) {
-  try {
-    plan(c, std::move(sources), std::move(dest));
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return error_of([&] { plan(c, std::move(sources), std::move(dest)); });
 }
 
 std::vector<std::string> paths_of(const std::vector<LayerEntry>& entries) {

@@ -9,10 +9,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "test_support.hpp"
+
 using imgbuild::Digest;
 using imgbuild::Sha256;
 using imgbuild::sha256_of;
 using imgbuild::to_hex;
+using namespace imgbuild::test;
 
 namespace {
 
@@ -21,12 +24,7 @@ constexpr const char* kEmptyHex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b9
 
 // The message Digest::parse throws for `text`, or "" when it accepts it.
 std::string digest_parse_error(const std::string& text) {
-  try {
-    Digest::parse(text);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return error_of([&] { Digest::parse(text); });
 }
 
 }  // namespace

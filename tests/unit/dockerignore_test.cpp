@@ -2,42 +2,21 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 
+#include "test_support.hpp"
+
 using imgbuild::IgnoreRules;
+using namespace imgbuild::test;
 
 namespace {
 
 // The message parse() throws for `text`, or "" when it does not throw.
 std::string parse_error(const std::string& text) {
-  try {
-    IgnoreRules::parse(text);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return error_of([&] { IgnoreRules::parse(text); });
 }
-
-// A private directory standing in for a build context, removed afterwards.
-struct ScratchDir {
-  std::filesystem::path path;
-  ScratchDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dockerignore-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& content) const {
-    std::ofstream(path / name, std::ios::binary) << content;
-  }
-};
 
 }  // namespace
 
@@ -355,14 +334,14 @@ TEST_CASE("must_descend only when an exception can reach below", "[dockerignore]
 }
 
 TEST_CASE("load reads .dockerignore from the context", "[dockerignore]") {
-  ScratchDir dir;
+  ScratchDir dir(std::filesystem::temp_directory_path(), "dockerignore-test-");
   SECTION("no file means no rules") {
     auto r = IgnoreRules::load(dir.path);
     REQUIRE(r.empty());
     REQUIRE_FALSE(r.excluded("anything"));
   }
   SECTION("the file's rules apply") {
-    dir.write(".dockerignore", "# build output\nbuild\n*.md\n!README.md\n");
+    spit(dir.path / ".dockerignore", "# build output\nbuild\n*.md\n!README.md\n");
     auto r = IgnoreRules::load(dir.path);
     REQUIRE_FALSE(r.empty());
     REQUIRE(r.excluded("build/app"));
@@ -371,7 +350,7 @@ TEST_CASE("load reads .dockerignore from the context", "[dockerignore]") {
     REQUIRE_FALSE(r.excluded("src/main.cpp"));
   }
   SECTION("parse errors are prefixed with the file name") {
-    dir.write(".dockerignore", "ok\n\nbad[\n");
+    spit(dir.path / ".dockerignore", "ok\n\nbad[\n");
     try {
       IgnoreRules::load(dir.path);
       FAIL("load accepted an invalid pattern");

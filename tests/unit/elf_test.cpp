@@ -5,8 +5,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -15,16 +13,18 @@
 #include <iterator>
 #include <map>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::ElfInfo;
 using imgbuild::inspect_elf;
 using imgbuild::inspect_elf_bytes;
 using imgbuild::oci_architecture;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
@@ -34,30 +34,15 @@ using ByteVec = std::vector<unsigned char>;
 
 // ---- scratch directory and external tools ---------------------------------
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "imgbuild-elf-test-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 // One per test process, shared by all cases so the Go build cache is reused.
 const fs::path& scratch() {
-  static ScratchDir dir;
+  static ScratchDir dir(fs::temp_directory_path(), "imgbuild-elf-test-");
   return dir.path;
 }
 
 void write_text(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
-  std::ofstream out(p, std::ios::binary);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + p.string());
+  spit(p, text);
 }
 
 ByteVec read_bytes(const fs::path& p) {
@@ -76,10 +61,7 @@ CommandResult run(const std::string& cmd) {
   fs::path log = scratch() / "command.log";
   CommandResult r;
   r.status = std::system(("( " + cmd + " ) >" + quote(log) + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.output = ss.str();
+  r.output = slurp(log);
   return r;
 }
 

@@ -11,58 +11,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::AtomicFile;
 using imgbuild::Fd;
 using imgbuild::FileLock;
 using imgbuild::TempDir;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 
 namespace {
-
-// A private directory under /tmp made with mkdtemp (not TempDir, which is under test).
-struct FsScratch {
-  fs::path path;
-  FsScratch() {
-    std::string tmpl = "/tmp/imgbuild-fs-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~FsScratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  FsScratch(const FsScratch&) = delete;
-  FsScratch& operator=(const FsScratch&) = delete;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const fs::path& p, const std::string& data) { std::ofstream(p, std::ios::binary) << data; }
-
-std::vector<std::string> names_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (auto& de : fs::directory_iterator(dir)) out.push_back(de.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 bool fd_is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
 
@@ -86,7 +54,7 @@ int probe_lock_in_child(const fs::path& path) {
 }  // namespace
 
 TEST_CASE("AtomicFile destroyed without commit leaves nothing", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path final_path = dir.path / "doc.json";
   fs::path temp;
   {
@@ -106,7 +74,7 @@ TEST_CASE("AtomicFile destroyed without commit leaves nothing", "[fs]") {
 }
 
 TEST_CASE("AtomicFile unwinding through an exception leaves the old file intact", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path final_path = dir.path / "index.json";
   spit(final_path, "old");
   try {
@@ -120,7 +88,7 @@ TEST_CASE("AtomicFile unwinding through an exception leaves the old file intact"
 }
 
 TEST_CASE("AtomicFile::commit replaces the file atomically", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path final_path = dir.path / "index.json";
   spit(final_path, "old content");
   struct stat before {};
@@ -151,7 +119,7 @@ TEST_CASE("AtomicFile::commit replaces the file atomically", "[fs]") {
 }
 
 TEST_CASE("AtomicFile committed survives its destructor", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path final_path = dir.path / "blob";
   {
     AtomicFile f(final_path);
@@ -163,7 +131,7 @@ TEST_CASE("AtomicFile committed survives its destructor", "[fs]") {
 }
 
 TEST_CASE("AtomicFile::commit_as names the file only once written", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path provisional = dir.path / "layer";
   fs::path named = dir.path / "0123abcd";
   {
@@ -182,14 +150,14 @@ TEST_CASE("AtomicFile::commit_as names the file only once written", "[fs]") {
 }
 
 TEST_CASE("AtomicFile in a missing directory throws naming the directory", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path missing = dir.path / "no" / "such" / "file";
   REQUIRE_THROWS_AS(AtomicFile(missing), std::system_error);
   REQUIRE_THROWS_WITH(AtomicFile(missing), Contains((dir.path / "no" / "such").string()));
 }
 
 TEST_CASE("write_file_atomic creates and replaces", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path p = dir.path / "oci-layout";
   imgbuild::write_file_atomic(p, "first");
   REQUIRE(slurp(p) == "first");
@@ -205,7 +173,7 @@ TEST_CASE("write_file_atomic creates and replaces", "[fs]") {
 }
 
 TEST_CASE("read_file, open_read and write_all", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path p = dir.path / "big";
   std::string data;
   for (int i = 0; i < 200000; ++i) data.push_back(static_cast<char>(i % 253));  // > the 64 KiB read buffer
@@ -234,7 +202,7 @@ TEST_CASE("read_file, open_read and write_all", "[fs]") {
 }
 
 TEST_CASE("Fd closes on destruction and transfers on move", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path p = dir.path / "f";
   spit(p, "x");
   int raw = -1;
@@ -265,7 +233,7 @@ TEST_CASE("Fd closes on destruction and transfers on move", "[fs]") {
 }
 
 TEST_CASE("FileLock excludes a second process", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path lock_path = dir.path / ".imgbuild.lock";
   {
     FileLock lock(lock_path);
@@ -281,7 +249,7 @@ TEST_CASE("FileLock excludes a second process", "[fs]") {
 }
 
 TEST_CASE("FileLock blocks a second FileLock until released", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path lock_path = dir.path / "lock";
   int pipefd[2];
   REQUIRE(::pipe(pipefd) == 0);
@@ -319,14 +287,14 @@ TEST_CASE("FileLock blocks a second FileLock until released", "[fs]") {
 }
 
 TEST_CASE("FileLock on an impossible path throws", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path bad = dir.path / "missing-dir" / "lock";
   REQUIRE_THROWS_AS(FileLock(bad), std::system_error);
   REQUIRE_THROWS_WITH(FileLock(bad), Contains("open lock " + bad.string()));
 }
 
 TEST_CASE("TempDir is private and removed on destruction", "[fs]") {
-  FsScratch dir;
+  ScratchDir dir;
   fs::path parent = dir.path / "not" / "yet";  // created on demand
   fs::path made;
   {

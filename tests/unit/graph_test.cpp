@@ -11,11 +11,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_support.hpp"
+
 using imgbuild::ConfigOp;
 using imgbuild::CopyOp;
 using imgbuild::Graph;
 using imgbuild::HostBuildOp;
 using imgbuild::ScratchOp;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 using json = nlohmann::json;
@@ -41,12 +44,7 @@ json valid_description() {
 
 // The message from_json throws for `d`, or "" when it accepts it.
 std::string graph_error(const json& d) {
-  try {
-    Graph::from_json(d);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return error_of([&] { Graph::from_json(d); });
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/digest.hpp"
+#include "test_support.hpp"
 
 using imgbuild::Descriptor;
 using imgbuild::Digest;
@@ -22,6 +23,7 @@ using imgbuild::Platform;
 using imgbuild::RuntimeConfig;
 using imgbuild::rfc3339;
 using imgbuild::sha256_of;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 using json = nlohmann::json;
 
@@ -35,12 +37,7 @@ std::vector<LayerBlob> two_layers() {
 }
 
 std::string platform_error(const std::string& text) {
-  try {
-    Platform::parse(text);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return error_of([&] { Platform::parse(text); });
 }
 
 }  // namespace

@@ -13,16 +13,15 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/digest.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::Digest;
@@ -31,33 +30,10 @@ using imgbuild::LayerEntry;
 using imgbuild::LayerOptions;
 using imgbuild::Sha256;
 using imgbuild::sha256_of;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 
 namespace {
-
-struct LayerScratch {
-  fs::path path;
-  LayerScratch() {
-    std::string tmpl = "/tmp/imgbuild-layer-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~LayerScratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  LayerScratch(const LayerScratch&) = delete;
-  LayerScratch& operator=(const LayerScratch&) = delete;
-};
-
-std::string slurp_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_bytes(const fs::path& p, const std::string& data) { std::ofstream(p, std::ios::binary) << data; }
 
 LayerEntry file_entry(const std::string& path, const fs::path& source, uint32_t mode = 0644, uint32_t uid = 0,
                       uint32_t gid = 0) {
@@ -209,24 +185,17 @@ std::vector<TarRecord> read_tar(const fs::path& tar) {
   return out;
 }
 
-std::vector<std::string> files_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (auto& de : fs::directory_iterator(dir)) out.push_back(de.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // A small tree of sources on disk and the entries describing it.
 struct Fixture {
-  LayerScratch scratch;
+  ScratchDir scratch;
   fs::path src = scratch.path / "src";
   fs::path blobs = scratch.path / "blobs" / "sha256";  // created by write_layer
   Fixture() {
     fs::create_directories(src);
-    write_bytes(src / "cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
-    write_bytes(src / "app", std::string("\x7f" "ELF binary\0\x01\x02", 15));
-    write_bytes(src / "empty", "");
-    write_bytes(src / "readme", "hello layer\n");
+    spit(src / "cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    spit(src / "app", std::string("\x7f" "ELF binary\0\x01\x02", 15));
+    spit(src / "empty", "");
+    spit(src / "readme", "hello layer\n");
   }
   std::vector<LayerEntry> entries() const {
     return {
@@ -254,7 +223,7 @@ TEST_CASE("write_layer names the blob by its digest and reports both digests", "
   opts.mtime = 1700000000;
   LayerBlob blob = imgbuild::write_layer(fx.entries(), fx.blobs, opts);
 
-  REQUIRE(files_in(fx.blobs) == std::vector<std::string>{std::string(blob.digest.hex())});
+  REQUIRE(names_in(fx.blobs) == std::vector<std::string>{std::string(blob.digest.hex())});
   fs::path blob_path = fx.blobs / std::string(blob.digest.hex());
   auto [gz_digest, gz_size] = hash_file(blob_path);
   REQUIRE(gz_digest == blob.digest);
@@ -265,7 +234,7 @@ TEST_CASE("write_layer names the blob by its digest and reports both digests", "
   REQUIRE((st.st_mode & 07777) == 0644);
 
   // gzip header: magic, deflate, no flags (so no file name), mtime 0.
-  std::string head = slurp_file(blob_path).substr(0, 10);
+  std::string head = slurp(blob_path).substr(0, 10);
   REQUIRE(static_cast<unsigned char>(head[0]) == 0x1f);
   REQUIRE(static_cast<unsigned char>(head[1]) == 0x8b);
   REQUIRE(head[2] == 8);
@@ -370,13 +339,13 @@ TEST_CASE("write_layer is deterministic", "[layer]") {
     REQUIRE(second.diff_id == first.diff_id);
     REQUIRE(second.size == first.size);
     REQUIRE(second.uncompressed_size == first.uncompressed_size);
-    REQUIRE(slurp_file(other / std::string(second.digest.hex())) ==
-            slurp_file(fx.blobs / std::string(first.digest.hex())));
+    REQUIRE(slurp(other / std::string(second.digest.hex())) ==
+            slurp(fx.blobs / std::string(first.digest.hex())));
   }
   SECTION("writing the same layer again into the same directory keeps one blob") {
     LayerBlob again = imgbuild::write_layer(entries, fx.blobs, opts);
     REQUIRE(again.digest == first.digest);
-    REQUIRE(files_in(fx.blobs) == std::vector<std::string>{std::string(first.digest.hex())});
+    REQUIRE(names_in(fx.blobs) == std::vector<std::string>{std::string(first.digest.hex())});
   }
   SECTION("a different mtime changes both digests") {
     LayerOptions later = opts;
@@ -402,7 +371,7 @@ TEST_CASE("write_layer is deterministic", "[layer]") {
 }
 
 TEST_CASE("write_layer of no entries is a valid empty tar", "[layer]") {
-  LayerScratch s;
+  ScratchDir s;
   LayerBlob blob = imgbuild::write_layer({}, s.path, LayerOptions{});
   fs::path tar = s.path / "empty.tar";
   Gunzipped g = gunzip_to(s.path / std::string(blob.digest.hex()), tar);
@@ -490,7 +459,7 @@ TEST_CASE("write_tar writes entries in the order given", "[layer]") {
                       99);
   REQUIRE(tar_bytes.size() % 512 == 0);
   fs::path tar = fx.scratch.path / "plain.tar";
-  write_bytes(tar, tar_bytes);
+  spit(tar, tar_bytes);
   auto recs = read_tar(tar);
   REQUIRE(recs.size() == 3);
   REQUIRE(recs[0].path == "z");
@@ -505,7 +474,7 @@ TEST_CASE("write_tar writes entries in the order given", "[layer]") {
 }
 
 TEST_CASE("write_layer streams a 50 MB sparse file", "[layer]") {
-  LayerScratch s;
+  ScratchDir s;
   fs::path big = s.path / "big.img";
   constexpr uint64_t kSize = 50ull << 20;
   {

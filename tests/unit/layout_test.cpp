@@ -10,10 +10,8 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,40 +21,18 @@
 #include "core/digest.hpp"
 #include "core/image.hpp"
 #include "core/layer.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::Descriptor;
 using imgbuild::Digest;
 using imgbuild::Layout;
 using imgbuild::sha256_of;
+using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 using json = nlohmann::json;
 
 namespace {
-
-struct LayoutScratch {
-  fs::path path;
-  explicit LayoutScratch(const std::string& base = "/tmp") {
-    std::string tmpl = base + "/imgbuild-layout-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~LayoutScratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  LayoutScratch(const LayoutScratch&) = delete;
-  LayoutScratch& operator=(const LayoutScratch&) = delete;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const fs::path& p, const std::string& data) { std::ofstream(p, std::ios::binary) << data; }
 
 // A manifest descriptor that needs no blob (set_ref does not read it).
 Descriptor fake_manifest(const std::string& seed) {
@@ -120,7 +96,7 @@ private:
 }  // namespace
 
 TEST_CASE("a new layout has oci-layout and an empty index.json", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   fs::path root = s.path / "store" / "nested";
   Layout l(root);
   REQUIRE(l.root() == root);
@@ -145,7 +121,7 @@ TEST_CASE("a new layout has oci-layout and an empty index.json", "[layout]") {
 }
 
 TEST_CASE("put_document and read_document round trip", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout l(s.path);
   std::string doc = R"({"schemaVersion":2,"x":"y"})";
   REQUIRE_FALSE(l.has_blob(sha256_of(doc)));
@@ -172,7 +148,7 @@ TEST_CASE("put_document and read_document round trip", "[layout]") {
 }
 
 TEST_CASE("read_document detects corrupt, missing and oversized blobs", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout l(s.path);
   std::string doc = R"({"config":{"Cmd":["/bin/sh"]}})";
   Descriptor d = l.put_document(doc, imgbuild::media_type::kConfig);
@@ -206,7 +182,7 @@ TEST_CASE("read_document detects corrupt, missing and oversized blobs", "[layout
 }
 
 TEST_CASE("set_ref replaces an image of the same name and keeps the others", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout l(s.path);
   l.set_ref("a:1", fake_manifest("a1"));
   l.set_ref("b:1", fake_manifest("b1"));
@@ -252,7 +228,7 @@ TEST_CASE("set_ref replaces an image of the same name and keeps the others", "[l
 }
 
 TEST_CASE("a broken index.json is reported", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout l(s.path);
   spit(s.path / "index.json", "{not json");
   REQUIRE_THROWS_WITH(l.refs(), Contains("not a valid index"));
@@ -261,7 +237,7 @@ TEST_CASE("a broken index.json is reported", "[layout]") {
 }
 
 TEST_CASE("load reads a stored image's manifest and config", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout l(s.path / "store");
   StoredFixture img = store_image(l, s.path);
   imgbuild::StoredImage loaded = l.load(img.manifest);
@@ -273,7 +249,7 @@ TEST_CASE("load reads a stored image's manifest and config", "[layout]") {
 }
 
 TEST_CASE("import_image copies blobs into another layout and names it", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout src(s.path / "src");
   StoredFixture img = store_image(src, s.path);
   src.set_ref("original:tag", img.manifest);
@@ -316,7 +292,7 @@ TEST_CASE("import_image copies blobs into another layout and names it", "[layout
       WARN("no second file system at /dev/shm; copy path not exercised");
       return;
     }
-    LayoutScratch other("/dev/shm");
+    ScratchDir other("/dev/shm");
     Layout dst(other.path / "dst");
     check_import(dst);
     struct stat a {}, b {};
@@ -335,7 +311,7 @@ TEST_CASE("import_image copies blobs into another layout and names it", "[layout
 }
 
 TEST_CASE("import_image fails on a corrupt source manifest", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   Layout src(s.path / "src");
   StoredFixture img = store_image(src, s.path);
   std::string m = slurp(src.blob_path(img.manifest.digest));
@@ -347,7 +323,7 @@ TEST_CASE("import_image fails on a corrupt source manifest", "[layout]") {
 }
 
 TEST_CASE("concurrent set_ref from two processes loses no name", "[layout]") {
-  LayoutScratch s;
+  ScratchDir s;
   fs::path root = s.path / "store";
   bool create_in_children = GENERATE(false, true);
   INFO("layout created by " << (create_in_children ? "the racing children" : "the parent"));
