@@ -7,6 +7,7 @@
 --   recipe_dir     folder of the recipe (first place `require` looks)
 --   search_path    IMGBUILD_PATH entries
 --   embedded       function(name) -> source, chunkname of a shipped module, or nil
+--   inspect        function(path) -> ELF facts of a build-context file (raises a message)
 
 local settings = ...
 
@@ -182,10 +183,9 @@ end
 ---------------------------------------------------------------------------
 -- Image methods
 
-local copy_options = { chown = true, chmod = true }
+local copy_options = { chown = true, chmod = true, static = true }
 local later = {
   from = "copying from another image (from =) arrives with multi-stage builds",
-  static = "static-binary checks (static =) arrive with the ELF inspector",
 }
 
 local function parse_chown(v)
@@ -211,7 +211,7 @@ end
 
 ---@param src string|file|table a build-context path or glob, a file value, or a list of them
 ---@param dst string destination in the image; relative paths start at the workdir
----@param opts? { chown?: string|integer, chmod?: string }
+---@param opts? { chown?: string|integer, chmod?: string, static?: boolean }
 function Image:copy(src, dst, opts)
   check_self(self, "copy")
   local sources = {}
@@ -233,10 +233,14 @@ function Image:copy(src, dst, opts)
     end
   end
   opts = check_options("copy", opts, copy_options, later)
+  if opts.static ~= nil and type(opts.static) ~= "boolean" then
+    fail("copy: static: expected true or false, got %s", typename(opts.static))
+  end
   return derive(self, "copy", {
     kind = "copy", sources = sources, dest = dst,
     chown = opts.chown ~= nil and parse_chown(opts.chown) or nil,
     chmod = opts.chmod ~= nil and parse_chmod(opts.chmod) or nil,
+    static = opts.static or nil,
   })
 end
 
@@ -329,6 +333,23 @@ function Image:stopsignal(signal)
   return config_step(self, "stopsignal", signal)
 end
 
+-- The doctor's warnings (src/core/doctor.hpp, kDoctorWarnings).
+local doctor_warnings = { entrypoint = true, root = true, tls = true, tzdata = true }
+
+---@param opts { ignore: string[] } warnings not to report for this image: "entrypoint", "root", "tls", "tzdata"
+function Image:doctor(opts)
+  check_self(self, "doctor")
+  opts = check_options("doctor", opts, { ignore = true })
+  local names = sorted_keys(doctor_warnings)
+  local ignore = check_string_list("doctor: ignore", opts.ignore or {}, '{ "tls" }')
+  for _, name in ipairs(ignore) do
+    if not doctor_warnings[name] then
+      fail("doctor: unknown warning '%s'%s (known: %s)", name, suggest(name, names), table.concat(names, ", "))
+    end
+  end
+  return derive(self, "doctor", { kind = "doctor", ignore = ignore })
+end
+
 local method_names = sorted_keys(Image)
 
 -- Lua gives every call of a method chain the line where the chain starts, so in
@@ -418,6 +439,15 @@ function api.env(name, default)
   return v
 end
 
+---@param path string a file in the build context
+---@return table facts about it: elf, machine, architecture, linking, static, interpreter, needed, stripped, go
+function api.inspect(path)
+  check_string("inspect", path)
+  local ok, facts = pcall(settings.inspect, path)
+  if not ok then fail("inspect: %s", facts) end
+  return facts
+end
+
 -- Names of PRODUCT.md that later versions provide: say so instead of "unknown".
 local planned = {
   from = "base images arrive with the registry client",
@@ -425,7 +455,6 @@ local planned = {
   exists = "registry queries arrive with the registry client",
   cached = "registry-backed caching arrives with the cache",
   hash = "lockfile hashes arrive with the cache",
-  inspect = "ELF inspection arrives with the static-binary checks",
   ci = "the CI context arrives with the CI integration",
 }
 
@@ -464,6 +493,14 @@ function internal.host_file(spec)
   }
   local f = setmetatable({}, FileMT)
   nodes[f] = node
+  return f
+end
+
+--- A file or folder of the build machine offered as a copy source: the first
+--- of `candidates` (absolute host paths) that exists when the build needs it.
+function internal.host_path(description, candidates)
+  local f = setmetatable({}, FileMT)
+  nodes[f] = { kind = "host_path", loc = caller_loc(), description = description, candidates = candidates }
   return f
 end
 

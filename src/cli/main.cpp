@@ -10,12 +10,15 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/builder.hpp"
 #include "core/docker_archive.hpp"
+#include "core/elf.hpp"
+#include "core/elf_report.hpp"
 #include "core/layout.hpp"
 #include "lua/recipe.hpp"
 
@@ -35,6 +38,7 @@ struct UsageError : std::runtime_error {
 const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild images
        imgbuild inspect NAME | oci:DIR[:NAME]
+       imgbuild check [--json] FILE...
 
 Build the images a Lua recipe describes (all of them when no TARGET is named)
 into the local store.
@@ -43,6 +47,8 @@ build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
   --set NAME=VALUE      set a recipe parameter (param("NAME", default))
   --context DIR         build context (default: the recipe's folder)
+  --strict              doctor warnings are errors
+  --ignore WARNING      do not report a doctor warning: entrypoint, root, tls, tzdata
   --no-cache            rebuild everything, ignoring cached results
   --cache-dir DIR       build cache (default: $XDG_CACHE_HOME/imgbuild)
   --debug               tracebacks with recipe errors
@@ -69,6 +75,8 @@ struct BuildArgs {
   std::optional<fs::path> context, cache_dir;
   bool use_cache = true;
   bool debug = false;
+  bool strict = false;
+  std::set<std::string> ignore;  ///< doctor warnings not to report
 };
 
 Output parse_output(const std::string& spec) {
@@ -103,6 +111,15 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
       b.params[kv.substr(0, eq)] = kv.substr(eq + 1);
     } else if (flag == "--context") b.context = take();
     else if (flag == "--cache-dir") b.cache_dir = take();
+    else if (flag == "--ignore") {
+      std::string name = take();
+      if (!kDoctorWarnings.count(name)) {
+        std::string known;
+        for (auto& w : kDoctorWarnings) known += (known.empty() ? "" : ", ") + w;
+        throw UsageError("--ignore " + name + ": no such warning (known: " + known + ")");
+      }
+      b.ignore.insert(name);
+    } else if (a == "--strict") b.strict = true;
     else if (a == "--no-cache") b.use_cache = false;
     else if (a == "--debug") b.debug = true;
     else if (a.starts_with("-") && a != "-") throw UsageError("unknown option '" + a + "'");
@@ -138,7 +155,8 @@ int cmd_build(const std::vector<std::string>& args) {
   BuildArgs b = parse_build_args(args);
   int64_t epoch = source_date_epoch();
 
-  RecipeOptions ro{b.recipe, b.params, split_path_list(std::getenv("IMGBUILD_PATH")), b.debug};
+  fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+  RecipeOptions ro{b.recipe, context, b.params, split_path_list(std::getenv("IMGBUILD_PATH")), b.debug};
   Evaluation ev = evaluate_recipe(ro);
   for (auto& [name, value] : b.params)
     if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
@@ -169,7 +187,7 @@ int cmd_build(const std::vector<std::string>& args) {
 
   Layout store(default_store_dir());
   BuildSettings settings;
-  settings.context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+  settings.context = context;
   settings.cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
@@ -178,6 +196,19 @@ int cmd_build(const std::vector<std::string>& args) {
 
   for (const Target* t : chosen) {
     const BuiltImage& built = builder.build(t->node);
+    // The doctor sees every image before it is stored or written anywhere.
+    bool refused = false;
+    for (const Finding& f : builder.examine(*t, b.ignore)) {
+      bool fatal = f.error || b.strict;
+      refused = refused || fatal;
+      std::cerr << "imgbuild: " << (fatal ? "" : "warning: ") << f.loc << ": " << f.message
+                << (f.error ? "" : " [" + f.check + "]") << "\n";
+    }
+    if (refused) {
+      std::cerr << "imgbuild: " << t->name << " was not stored"
+                << (b.strict ? " (--strict makes warnings errors)" : "") << "\n";
+      return kExitError;
+    }
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
@@ -239,6 +270,39 @@ int cmd_inspect(const std::vector<std::string>& args) {
   return 0;
 }
 
+/// imgbuild check: the static-binary report of each file. Exit 1 when a file
+/// cannot be read or is a malformed ELF file.
+int cmd_check(const std::vector<std::string>& args) {
+  bool as_json = false;
+  std::vector<std::string> files;
+  for (auto& a : args) {
+    if (a == "--json") as_json = true;
+    else if (a.starts_with("-")) throw UsageError("unknown option '" + a + "'");
+    else files.push_back(a);
+  }
+  if (files.empty()) throw UsageError("check needs at least one file");
+  int status = 0;
+  nlohmann::json reports = nlohmann::json::array();
+  for (auto& f : files) {
+    try {
+      ElfInfo info = inspect_elf(f);
+      if (as_json) {
+        nlohmann::json r = elf_json(info);
+        r["file"] = f;
+        reports.push_back(r);
+      } else {
+        std::cout << elf_text_report(f, info);
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "imgbuild: " << e.what() << "\n";
+      if (as_json) reports.push_back({{"file", f}, {"error", e.what()}});
+      status = kExitError;
+    }
+  }
+  if (as_json) std::cout << reports.dump(2) << "\n";
+  return status;
+}
+
 int run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -259,6 +323,7 @@ int run(int argc, char** argv) {
   if (first == "build") return cmd_build(rest);
   if (first == "images") return cmd_images(rest);
   if (first == "inspect") return cmd_inspect(rest);
+  if (first == "check") return cmd_check(rest);
   return cmd_build(args);
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "core/elf.hpp"
 #include "core/hostbuild.hpp"
 
 namespace imgbuild {
@@ -48,7 +49,7 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
 
 const BuiltImage& Builder::build(size_t node) {
   if (auto it = finished_.find(node); it != finished_.end()) return it->second;
-  Image image = build_image(node);
+  Image image = stage(node).image;
   std::string config = image.config_document();
   Descriptor config_desc = store_.put_document(config, media_type::kConfig);
   std::string manifest = image.manifest_document(config_desc);
@@ -58,31 +59,48 @@ const BuiltImage& Builder::build(size_t node) {
   return finished_.emplace(node, BuiltImage{std::move(image), manifest_desc, size}).first->second;
 }
 
-Image Builder::build_image(size_t id) {
-  if (auto it = images_.find(id); it != images_.end()) return it->second;
+std::vector<Finding> Builder::examine(const Target& target, const std::set<std::string>& ignore) {
+  const Stage& s = stage(target.node);
+  DoctorContext ctx{s.entrypoint_loc.empty() ? target.loc : s.entrypoint_loc, target.loc, s.ignore};
+  ctx.ignore.insert(ignore.begin(), ignore.end());
+  return examine_image(s.image, *s.tree, ctx);
+}
+
+const Builder::Stage& Builder::stage(size_t id) {
+  if (auto it = stages_.find(id); it != stages_.end()) return it->second;
   const Node& node = graph_.nodes.at(id);
-  Image image;
+  Stage st;
   if (node.parent) {
-    image = build_image(*node.parent);
+    st = stage(*node.parent);
   } else {
-    image.platform = settings_.platform;
-    image.created = settings_.source_date_epoch;
+    st.image.platform = settings_.platform;
+    st.image.created = settings_.source_date_epoch;
   }
   try {
-    if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(image, *copy, node);
-    else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(image, *cfg);
+    if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
+    else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
+    else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
   } catch (const BuildError&) {
     throw;
   } catch (const std::exception& e) {
-    const char* what = std::holds_alternative<CopyOp>(node.op) ? "copy" : std::get<ConfigOp>(node.op).key.c_str();
-    throw BuildError(node.loc, std::string(what) + ": " + e.what());
+    auto* cfg = std::get_if<ConfigOp>(&node.op);
+    throw BuildError(node.loc, (cfg ? cfg->key : std::string("copy")) + ": " + e.what());
   }
-  return images_.emplace(id, std::move(image)).first->second;
+  return stages_.emplace(id, std::move(st)).first->second;
 }
 
 CopyItem Builder::build_file(size_t id) {
   if (auto it = files_.find(id); it != files_.end()) return it->second;
   const Node& node = graph_.nodes.at(id);
+  if (auto* host_path = std::get_if<HostPathOp>(&node.op)) {
+    for (auto& candidate : host_path->candidates)
+      if (std::filesystem::exists(candidate))
+        return files_.emplace(id, CopyItem{candidate, std::filesystem::path(candidate).filename().string(), false})
+            .first->second;
+    std::string tried;
+    for (auto& c : host_path->candidates) tried += (tried.empty() ? "" : ", ") + c;
+    throw BuildError(node.loc, host_path->description + ": not on this machine (looked for " + tried + ")");
+  }
   const auto& op = std::get<HostBuildOp>(node.op);
   HostBuildResult result;
   try {
@@ -94,28 +112,56 @@ CopyItem Builder::build_file(size_t id) {
   return files_.emplace(id, CopyItem{result.file, result.file.filename().string()}).first->second;
 }
 
-void Builder::apply_copy(Image& image, const CopyOp& op, const Node& node) {
+void Builder::check_static(const std::vector<LayerEntry>& entries, const Platform& platform) {
+  for (auto& e : entries) {
+    if (e.type != LayerEntry::Type::File) continue;
+    ElfInfo info = inspect_elf(e.source);
+    if (!info.is_elf) continue;
+    std::string what = "/" + e.path;
+    if (info.linking == ElfInfo::Linking::Dynamic) {
+      std::string why = info.interpreter.empty() ? "needs " + info.needed.front() : "interpreter " + info.interpreter;
+      if (info.go && info.go->setting("CGO_ENABLED") == "1") why += ", CGO_ENABLED=1";
+      throw std::runtime_error(what + ": not a static ELF binary (" + why + ")");
+    }
+    std::string arch;
+    try {
+      arch = oci_architecture(info);
+    } catch (const std::exception&) {
+      arch = info.machine;
+    }
+    if (arch != platform.architecture)
+      throw std::runtime_error(what + ": built for " + info.machine + ", image is " + platform.str());
+  }
+}
+
+void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   std::vector<CopyItem> files;
   std::vector<std::string> names;
   for (auto& s : op.sources) {
     if (s.file_node) {
       files.push_back(build_file(*s.file_node));
-      names.push_back(std::get<HostBuildOp>(graph_.nodes[*s.file_node].op).description);
+      const Node& file = graph_.nodes[*s.file_node];
+      auto* built = std::get_if<HostBuildOp>(&file.op);
+      names.push_back(built ? built->description : std::get<HostPathOp>(file.op).description);
     } else {
       names.push_back(s.context_path);
     }
   }
-  std::vector<LayerEntry> entries = plan_copy(op, context_, image.config.workdir, files);
+  std::vector<LayerEntry> entries = plan_copy(op, context_, st.image.config.workdir, files);
+  if (op.static_only) check_static(entries, st.image.platform);
+  auto tree = std::make_shared<ImageTree>(*st.tree);
+  tree->apply(entries);
   LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(),
                                LayerOptions{settings_.source_date_epoch, 6});
   std::string description = "copy " + join(names, " ") + " " + op.dest;
   settings_.progress(node.loc + "  " + description + "  " + human_size(blob.size));
-  image.layers.push_back(blob);
-  image.history.push_back({description, false});
+  st.tree = std::move(tree);
+  st.image.layers.push_back(blob);
+  st.image.history.push_back({description, false});
 }
 
-void Builder::apply_config(Image& image, const ConfigOp& op) {
-  RuntimeConfig& c = image.config;
+void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
+  RuntimeConfig& c = st.image.config;
   const json& v = op.value;
   if (op.key == "env") {
     for (auto& [k, val] : v.items()) c.set_env(k, val.get<std::string>());
@@ -127,8 +173,11 @@ void Builder::apply_config(Image& image, const ConfigOp& op) {
     c.user = v.get<std::string>();
   } else if (op.key == "entrypoint") {
     c.entrypoint = v.get<std::vector<std::string>>();
+    st.entrypoint_loc = node.loc;
   } else if (op.key == "cmd") {
     c.cmd = v.get<std::vector<std::string>>();
+    // Without an entrypoint the cmd is the program, so its line is the one to blame.
+    if (!c.entrypoint) st.entrypoint_loc = node.loc;
   } else if (op.key == "expose") {
     for (auto& p : v) c.exposed_ports.insert(p.get<std::string>());
   } else if (op.key == "label") {
@@ -140,7 +189,7 @@ void Builder::apply_config(Image& image, const ConfigOp& op) {
   } else {
     throw std::runtime_error("unknown config key '" + op.key + "'");
   }
-  image.history.push_back({describe_config(op), true});
+  st.image.history.push_back({describe_config(op), true});
 }
 
 }  // namespace imgbuild

@@ -4,10 +4,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 
 #include "core/context.hpp"
+#include "core/doctor.hpp"
 #include "core/graph.hpp"
 #include "core/image.hpp"
 #include "core/layout.hpp"
@@ -48,17 +50,30 @@ public:
   /// Builds the image node `node` (and what it depends on) once.
   const BuiltImage& build(size_t node);
 
+  /// Runs the doctor on the built image of `target`: what would make it fail
+  /// at run time. `ignore` adds warnings to silence to the recipe's own.
+  std::vector<Finding> examine(const Target& target, const std::set<std::string>& ignore = {});
+
 private:
-  Image build_image(size_t node);
+  /// An image being built, with what the doctor needs to know about it.
+  struct Stage {
+    Image image;
+    std::shared_ptr<const ImageTree> tree = std::make_shared<ImageTree>();
+    std::string entrypoint_loc;
+    std::set<std::string> ignore;
+  };
+
+  const Stage& stage(size_t node);
   CopyItem build_file(size_t node);
-  void apply_config(Image& image, const ConfigOp& op);
-  void apply_copy(Image& image, const CopyOp& op, const Node& node);
+  void apply_config(Stage& stage, const ConfigOp& op, const Node& node);
+  void apply_copy(Stage& stage, const CopyOp& op, const Node& node);
+  void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);
 
   const Graph& graph_;
   Layout& store_;
   BuildSettings settings_;
   BuildContext context_;
-  std::map<size_t, Image> images_;
+  std::map<size_t, Stage> stages_;
   std::map<size_t, BuiltImage> finished_;
   std::map<size_t, CopyItem> files_;
 };

@@ -167,15 +167,16 @@ fs::path BuildContext::directory(const std::string& dir) const {
   return host;
 }
 
-void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, std::vector<LayerEntry>& out) const {
+void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, bool in_context,
+                            std::vector<LayerEntry>& out) const {
   std::vector<fs::directory_entry> children;
   for (auto& de : fs::directory_iterator(host_dir)) children.push_back(de);
   std::sort(children.begin(), children.end(),
             [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
   for (auto& de : children) {
-    std::string rel = relative(de.path());
+    std::string rel = in_context ? relative(de.path()) : std::string();
     struct stat st = lstat_or_throw(de.path());
-    bool excluded = !ignore_.empty() && ignore_.excluded(rel);
+    bool excluded = in_context && !ignore_.empty() && ignore_.excluded(rel);
     std::string image_path = join_image_path(dest, de.path().filename().string());
     if (excluded) {
       // Walk an excluded folder only for what an exception re-includes, and
@@ -183,13 +184,13 @@ void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, s
       if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) {
         size_t before = out.size();
         out.push_back(entry_for(de.path(), st, image_path));
-        add_tree(de.path(), image_path, out);
+        add_tree(de.path(), image_path, in_context, out);
         if (out.size() == before + 1) out.pop_back();
       }
       continue;
     }
     out.push_back(entry_for(de.path(), st, image_path));
-    if (S_ISDIR(st.st_mode)) add_tree(de.path(), image_path, out);
+    if (S_ISDIR(st.st_mode)) add_tree(de.path(), image_path, in_context, out);
   }
 }
 
@@ -219,7 +220,7 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
     struct stat st = lstat_or_throw(item.host_path);
     if (S_ISDIR(st.st_mode)) {
       // Like docker, a directory's contents are copied, not the directory itself.
-      context.add_tree(item.host_path, dest, entries);
+      context.add_tree(item.host_path, dest, item.in_context, entries);
       dest_is_dir = true;
     } else {
       std::string target = dest_is_dir ? join_image_path(dest, item.name) : dest;

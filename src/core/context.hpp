@@ -16,6 +16,7 @@ namespace imgbuild {
 struct CopyItem {
   std::filesystem::path host_path;  ///< what is read
   std::string name;                 ///< base name used when the destination is a directory
+  bool in_context = true;           ///< false for files a stdlib module offers from the host
 };
 
 /// The build context directory. Nothing outside it, and nothing .dockerignore
@@ -34,9 +35,10 @@ public:
   /// a symlink.
   std::filesystem::path directory(const std::string& dir) const;
 
-  /// Adds to `out` the entries of the directory `host_dir` (a context directory),
-  /// placed under `dest`, skipping what .dockerignore excludes.
-  void add_tree(const std::filesystem::path& host_dir, const std::string& dest,
+  /// Adds to `out` the entries of the directory `host_dir` placed under `dest`:
+  /// for a context directory, skipping what .dockerignore excludes; for a host
+  /// folder a stdlib module offers (in_context false), all of it.
+  void add_tree(const std::filesystem::path& host_dir, const std::string& dest, bool in_context,
                 std::vector<LayerEntry>& out) const;
 
 private:

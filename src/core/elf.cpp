@@ -556,6 +556,19 @@ bool has_name_with_prefix(std::string_view names, std::string_view prefix) {
   return false;
 }
 
+// Whether the function `name` itself (or a closure or method nested in it,
+// "name.func1") is in `names`, a table of NUL-separated function names: unlike
+// has_name_with_prefix, "time.LoadLocation" does not match
+// "time.LoadLocationFromTZData".
+bool has_function(std::string_view names, std::string_view name) {
+  for (auto pos = names.find(name); pos != std::string_view::npos; pos = names.find(name, pos + 1)) {
+    if (pos != 0 && is_path_char(names[pos - 1])) continue;
+    std::size_t end = pos + name.size();
+    if (end == names.size() || names[end] == '\0' || names[end] == '.') return true;
+  }
+  return false;
+}
+
 // Which packages were linked in is read from function names, because the build
 // info lists modules, not standard-library packages:
 //  - With section headers, the names are in .gopclntab (kept even by -s -w,
@@ -564,12 +577,16 @@ bool has_name_with_prefix(std::string_view names, std::string_view prefix) {
 //    function "crypto/x509.*" means the package's code was linked, and so will
 //    run: the binary needs CA certificates. "time/tzdata.*" (its init registers
 //    the embedded zip) means zoneinfo is inside the binary, whether it came from
-//    `import _ "time/tzdata"` or `-tags timetzdata`.
+//    `import _ "time/tzdata"` or `-tags timetzdata`. The function
+//    "time.LoadLocation" means zones are loaded by name from zoneinfo; the
+//    complete name is required, because "time.LoadLocationFromTZData" is linked
+//    by any binary that uses the local time zone (net/http does).
 //  - Without section headers there is nothing to delimit the name table, so the
 //    whole file is searched for a few complete names that only a binary using
 //    the package would contain ("crypto/x509.(*CertPool)" methods,
 //    "crypto/x509.SystemCertPool", "time/tzdata.init",
-//    "time/tzdata.loadFromEmbeddedTZData"). That may miss a binary using only a
+//    "time/tzdata.loadFromEmbeddedTZData", "time.LoadLocation" followed by the
+//    NUL that ends it in the name table). That may miss a binary using only a
 //    corner of crypto/x509, which is the conservative error for a scan of raw
 //    bytes where a stray string could otherwise count as a use.
 void detect_packages(const Image& img, const std::optional<Shdr>& pclntab,
@@ -586,6 +603,7 @@ void detect_packages(const Image& img, const std::optional<Shdr>& pclntab,
     for (std::string_view t : tables) {
       go.uses_x509 = go.uses_x509 || has_name_with_prefix(t, "crypto/x509.");
       go.embeds_tzdata = go.embeds_tzdata || has_name_with_prefix(t, "time/tzdata.");
+      go.loads_zoneinfo = go.loads_zoneinfo || has_function(t, "time.LoadLocation");
     }
     return;
   }
@@ -593,6 +611,7 @@ void detect_packages(const Image& img, const std::optional<Shdr>& pclntab,
   auto contains = [all](std::string_view s) { return all.find(s) != std::string_view::npos; };
   go.uses_x509 = contains("crypto/x509.(*CertPool)") || contains("crypto/x509.SystemCertPool");
   go.embeds_tzdata = contains("time/tzdata.init") || contains("time/tzdata.loadFromEmbeddedTZData");
+  go.loads_zoneinfo = contains(std::string_view("time.LoadLocation\0", 18));
 }
 
 struct GoSections {

@@ -32,6 +32,15 @@ struct GoBuildInfo {
   /// The binary carries its own zoneinfo (time/tzdata), so the image does not
   /// need /usr/share/zoneinfo.
   bool embeds_tzdata = false;
+  /// The binary links time.LoadLocation, so it loads time zones by name
+  /// ("Europe/Berlin") at run time: they come from /usr/share/zoneinfo (or
+  /// $ZONEINFO), and in an image without that directory LoadLocation returns an
+  /// error, unless the binary also embeds tzdata (embeds_tzdata), its fallback.
+  /// Only LoadLocation itself counts: time.LoadLocationFromTZData, which every
+  /// binary using the local time zone links, reads the bytes it is given.
+  /// The local zone is not covered either: Go reads it from /etc/localtime, or
+  /// from zoneinfo when $TZ names a zone, and silently uses UTC when that fails.
+  bool loads_zoneinfo = false;
 
   /// Value of the first build setting named `key`; empty when there is none.
   std::string setting(std::string_view key) const;

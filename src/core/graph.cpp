@@ -54,6 +54,7 @@ CopyOp parse_copy(const json& n, size_t index) {
   if (auto it = n.find("chown"); it != n.end() && !it->is_null())
     op.chown = Owner{it->at("uid").get<uint32_t>(), it->at("gid").get<uint32_t>()};
   if (auto it = n.find("chmod"); it != n.end() && !it->is_null()) op.chmod = it->get<uint32_t>();
+  op.static_only = n.value("static", false);
   return op;
 }
 
@@ -91,6 +92,8 @@ Graph Graph::from_json(const json& d) {
     else if (kind == "copy") node.op = parse_copy(n, i);
     else if (kind == "config") node.op = ConfigOp{str(n, "key", i), n.value("value", json())};
     else if (kind == "host") node.op = parse_host(n, i);
+    else if (kind == "host_path") node.op = HostPathOp{str(n, "description", i), strings(n, "candidates", i)};
+    else if (kind == "doctor") node.op = DoctorOp{strings(n, "ignore", i)};
     else malformed(i, "unknown kind '" + kind + "'");
     bool needs_parent = !std::holds_alternative<ScratchOp>(node.op) && !node.is_file();
     if (needs_parent != node.parent.has_value()) malformed(i, needs_parent ? "missing parent" : "unexpected parent");

@@ -32,6 +32,9 @@ struct CopyOp {
   std::string dest;
   std::optional<Owner> chown;
   std::optional<uint32_t> chmod;
+  /// `static = true`: every ELF file copied must be statically linked and built
+  /// for the image's platform.
+  bool static_only = false;
 };
 
 /// A change to the image config: env, workdir, user, entrypoint, cmd, expose,
@@ -57,14 +60,27 @@ struct HostBuildOp {
   std::vector<std::string> tools;       ///< programs looked up in PATH and fingerprinted
 };
 
+/// A file or folder of the build machine that a stdlib module offers as a copy
+/// source (the CA bundle, the zoneinfo tree): the first candidate that exists.
+struct HostPathOp {
+  std::string description;              ///< "imgbuild.certs bundle"
+  std::vector<std::string> candidates;  ///< absolute host paths, in order of preference
+};
+
+/// `:doctor { ignore = {...} }`: silences named doctor warnings for this image
+/// and those built on it. Changes nothing in the image itself.
+struct DoctorOp {
+  std::vector<std::string> ignore;
+};
+
 /// One step of the graph. Image nodes have a parent (except scratch); file
-/// nodes (HostBuildOp) stand alone.
+/// nodes (HostBuildOp, HostPathOp) stand alone.
 struct Node {
   std::string loc;
   std::optional<size_t> parent;
-  std::variant<ScratchOp, CopyOp, ConfigOp, HostBuildOp> op;
+  std::variant<ScratchOp, CopyOp, ConfigOp, DoctorOp, HostBuildOp, HostPathOp> op;
 
-  bool is_file() const { return std::holds_alternative<HostBuildOp>(op); }
+  bool is_file() const { return std::holds_alternative<HostBuildOp>(op) || std::holds_alternative<HostPathOp>(op); }
 };
 
 /// `image(name, img)`.

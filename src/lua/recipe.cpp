@@ -13,6 +13,9 @@
 #include <map>
 #include <memory>
 
+#include "core/context.hpp"
+#include "core/elf.hpp"
+#include "core/elf_report.hpp"
 #include "lua/embedded.hpp"
 
 namespace imgbuild {
@@ -108,6 +111,60 @@ json to_json(lua_State* L, int index, int depth) {
   return array;
 }
 
+/// Pushes a JSON value as the Lua value a recipe expects: objects and arrays
+/// become tables, null becomes nil.
+void push_json(lua_State* L, const json& v, int depth) {
+  if (depth > 64 || !lua_checkstack(L, 3)) throw std::runtime_error("value nested too deeply");
+  switch (v.type()) {
+    case json::value_t::null: lua_pushnil(L); break;
+    case json::value_t::boolean: lua_pushboolean(L, v.get<bool>()); break;
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: lua_pushinteger(L, v.get<lua_Integer>()); break;
+    case json::value_t::number_float: lua_pushnumber(L, v.get<double>()); break;
+    case json::value_t::string: {
+      const auto& str = v.get_ref<const std::string&>();
+      lua_pushlstring(L, str.data(), str.size());
+      break;
+    }
+    case json::value_t::array: {
+      lua_createtable(L, static_cast<int>(v.size()), 0);
+      lua_Integer i = 1;
+      for (auto& item : v) {
+        push_json(L, item, depth + 1);
+        lua_rawseti(L, -2, i++);
+      }
+      break;
+    }
+    case json::value_t::object: {
+      lua_createtable(L, 0, static_cast<int>(v.size()));
+      for (auto& [k, item] : v.items()) {
+        push_json(L, item, depth + 1);
+        lua_setfield(L, -2, k.c_str());
+      }
+      break;
+    }
+    default: throw std::runtime_error("cannot hand this value to Lua");
+  }
+}
+
+/// inspect(path) -> facts: the ELF report of a build-context file. The context
+/// root is the closure's upvalue.
+int native_inspect(lua_State* L) {
+  size_t n = 0;
+  const char* path = lua_tolstring(L, 1, &n);
+  if (!path) throw std::runtime_error("expected a path");
+  json facts;
+  {
+    BuildContext context(lua_tostring(L, lua_upvalueindex(1)));
+    std::vector<CopyItem> items = context.resolve(std::string(path, n));
+    if (items.size() != 1 || std::filesystem::is_directory(items[0].host_path))
+      throw std::runtime_error(std::string(path, n) + ": not a single file");
+    facts = elf_json(inspect_elf(items[0].host_path));
+  }
+  push_json(L, facts, 0);
+  return 1;
+}
+
 /// describe(table, out): converts the DSL's description into *out.
 int native_describe(lua_State* L) {
   auto* out = static_cast<json*>(lua_touserdata(L, 2));
@@ -155,6 +212,9 @@ void push_settings(lua_State* L, const RecipeOptions& o) {
   lua_setfield(L, -2, "search_path");
   lua_pushcfunction(L, trampoline<native_embedded>);
   lua_setfield(L, -2, "embedded");
+  lua_pushstring(L, o.context.c_str());
+  lua_pushcclosure(L, trampoline<native_inspect>, 1);
+  lua_setfield(L, -2, "inspect");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ class RecipeError : public std::runtime_error {
 
 struct RecipeOptions {
   std::filesystem::path recipe;                ///< as the user named it: errors use this spelling
+  std::filesystem::path context;               ///< the build context, for inspect()
   std::map<std::string, std::string> params;   ///< --set NAME=VALUE
   std::vector<std::string> search_path;        ///< IMGBUILD_PATH entries
   bool debug = false;                          ///< tracebacks in error messages

@@ -32,6 +32,23 @@ check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -q
 check "skopeo inspect docker-archive:" skopeo inspect "docker-archive:$work/hello.tar"
 check "the store layout is valid too" sh -c "python3 '$VALIDATE' '$XDG_DATA_HOME/imgbuild' | grep -qx OK"
 
+step "the doctor looked at the image before it was stored"
+check "it warns that the image runs as root" grep -q "^imgbuild: warning: .*recipe.lua:5: the image runs as root.* \[root\]$" "$work/last.err"
+check "it warns that TLS would fail without CA certificates" grep -q "^imgbuild: warning: .*recipe.lua:8: entrypoint /app links crypto/x509 .* \[tls\]$" "$work/last.err"
+"$IMGBUILD" "$ROOT/examples/hello/recipe.lua" --strict >"$work/strict.out" 2>"$work/strict.err"
+check "--strict makes those warnings errors (exit 1)" test $? -eq 1
+check "--strict says the image was not stored" grep -q "^imgbuild: hello was not stored (--strict makes warnings errors)$" "$work/strict.err"
+check "--ignore silences them" "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" --strict --ignore root --ignore tls
+
+step "imgbuild check reports the binary"
+binary=$(find "$XDG_CACHE_HOME/imgbuild/files" -type f -name hello | head -1)
+"$IMGBUILD" check "$binary" >"$work/check.txt" 2>&1
+check "static, stripped, linux/amd64" grep -q ": ELF 64-bit little-endian x86_64 (linux/amd64), static, stripped$" "$work/check.txt"
+check "the Go build settings" grep -q "example.com/hello (devel); CGO_ENABLED=0 GOOS=linux GOARCH=amd64 -trimpath=true" "$work/check.txt"
+check "--json says the same" sh -c "'$IMGBUILD' check --json '$binary' | jq -e '.[0].static and .[0].go.uses_x509 and .[0].architecture == \"amd64\"'"
+"$IMGBUILD" check "$ROOT/examples/hello/main.go" >"$work/check2.txt" 2>&1
+check "a source file is not ELF" grep -q "main.go: not an ELF file$" "$work/check2.txt"
+
 step "imgbuild images and inspect"
 check "images lists hello with its digest" sh -c "'$IMGBUILD' images | grep -q '^hello  *sha256:${digest:7:12}'"
 check "inspect shows the entrypoint" sh -c "'$IMGBUILD' inspect hello | jq -e '.config.config.Entrypoint == [\"/app\"]'"
@@ -50,7 +67,6 @@ check "same manifest digest ($digest)" test "$digest" = "$digest2"
 check "byte-identical manifests" cmp "$work/oci/blobs/sha256/${digest:7}" "$work/oci2/blobs/sha256/${digest2:7}"
 
 step "a scratch image is its binary and little else"
-binary=$(find "$XDG_CACHE_HOME/imgbuild/files" -type f -name hello | head -1)
 gz=$(gzip -6 -c "$binary" | wc -c)
 image_size=$("$IMGBUILD" inspect hello | jq '.size')
 echo "  figures: binary $(stat -c %s "$binary") B, gzip -6 of binary $gz B, whole image $image_size B (bound: $((gz + 4096)))"

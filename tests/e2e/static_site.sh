@@ -30,6 +30,7 @@ check "the version label comes from --set" cfg '.config.Labels["org.opencontaine
 check "created comes from SOURCE_DATE_EPOCH" cfg '.created == "2023-11-14T22:13:20Z"'
 check "env, user, workdir" cfg '.config.Env == ["LISTEN=:8081","ROOT=/srv/www"] and .config.User == "10001:10001" and .config.WorkingDir == "/srv"'
 check "entrypoint, cmd, port, volume, stop signal" cfg '.config.Entrypoint == ["/usr/local/bin/server"] and .config.Cmd == ["-quiet"] and (.config.ExposedPorts | has("8081/tcp")) and (.config.Volumes | has("/srv/cache")) and .config.StopSignal == "SIGINT"'
+check "the doctor found nothing to say" sh -c "! grep -q warning '$work/last.err'"
 check "one history entry per step, two of them layers" cfg '(.history | length) == 11 and ([.history[] | select(.empty_layer != true)] | length) == 2'
 
 step "the layers"

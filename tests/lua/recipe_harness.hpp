@@ -32,7 +32,31 @@ public:
   Evaluation evaluate(const std::string& recipe, std::map<std::string, std::string> params = {},
                       std::vector<std::string> search_path = {}) {
     file("recipe.lua", recipe);
-    return evaluate_recipe(RecipeOptions{dir() / "recipe.lua", std::move(params), std::move(search_path), false});
+    return evaluate_recipe(
+        RecipeOptions{dir() / "recipe.lua", dir(), std::move(params), std::move(search_path), false});
+  }
+
+  /// Evaluates, builds every target and runs the doctor on each: one line per
+  /// finding, "error LOC: message" or "warning[check] LOC: message" (paths
+  /// relative to the context), or the single error that stopped the build.
+  std::vector<std::string> findings_of(const std::string& recipe) {
+    std::vector<std::string> out;
+    try {
+      Evaluation ev = evaluate(recipe);
+      Layout store(state_.path() / "store");
+      BuildSettings settings;
+      settings.context = dir();
+      settings.cache_dir = state_.path() / "cache";
+      Builder builder(ev.graph, store, settings);
+      for (auto& t : ev.graph.targets) {
+        builder.build(t.node);
+        for (auto& f : builder.examine(t))
+          out.push_back(relative((f.error ? "error " : "warning[" + f.check + "] ") + f.loc + ": " + f.message));
+      }
+    } catch (const std::exception& e) {
+      out.push_back(relative(e.what()));
+    }
+    return out;
   }
 
   /// Evaluates and builds every target; returns the error message, "" on success.
@@ -47,11 +71,15 @@ public:
       for (auto& t : ev.graph.targets) builder.build(t.node);
       return "";
     } catch (const std::exception& e) {
-      std::string msg = e.what();
-      std::string prefix = dir().string() + "/";
-      for (size_t pos; (pos = msg.find(prefix)) != std::string::npos;) msg.erase(pos, prefix.size());
-      return msg;
+      return relative(e.what());
     }
+  }
+
+  /// `msg` with the context folder's path removed.
+  std::string relative(std::string msg) const {
+    std::string prefix = dir().string() + "/";
+    for (size_t pos; (pos = msg.find(prefix)) != std::string::npos;) msg.erase(pos, prefix.size());
+    return msg;
   }
 
 private:

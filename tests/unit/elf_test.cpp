@@ -7,16 +7,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <map>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "elf_fixtures.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -25,130 +22,13 @@ using imgbuild::inspect_elf;
 using imgbuild::inspect_elf_bytes;
 using imgbuild::oci_architecture;
 using namespace imgbuild::test;
+using namespace imgbuild::test::elf;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
 namespace {
 
-using ByteVec = std::vector<unsigned char>;
-
-// ---- scratch directory and external tools ---------------------------------
-
-// One per test process, shared by all cases so the Go build cache is reused.
-const fs::path& scratch() {
-  static ScratchDir dir(fs::temp_directory_path(), "imgbuild-elf-test-");
-  return dir.path;
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  spit(p, text);
-}
-
-ByteVec read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return ByteVec(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
-
-struct CommandResult {
-  int status = 0;
-  std::string output;
-};
-
-CommandResult run(const std::string& cmd) {
-  fs::path log = scratch() / "command.log";
-  CommandResult r;
-  r.status = std::system(("( " + cmd + " ) >" + quote(log) + " 2>&1").c_str());
-  r.output = slurp(log);
-  return r;
-}
-
-bool have_go() { return std::system("command -v go >/dev/null 2>&1") == 0; }
-
-// GOFLAGS from the developer's environment (e.g. -mod=mod) is dropped, the user's
-// go env file ignored and the network refused, so the build is the same
-// everywhere; the module uses a local replace, so it needs no download.
-std::string go_env() {
-  const fs::path& s = scratch();
-  return "env -u GOFLAGS GOENV=off GOPROXY=off GOWORK=off GO111MODULE=on GOCACHE=" + quote(s / "gocache") +
-         " GOPATH=" + quote(s / "gopath") + " CGO_ENABLED=0";
-}
-
-void write_go_sources() {
-  const fs::path src = scratch() / "gosrc";
-  if (fs::exists(src / "go.mod")) return;
-  write_text(src / "go.mod", R"(module example.com/hello
-
-go 1.19
-
-require example.com/greet v0.0.0
-
-replace example.com/greet => ./greet
-)");
-  write_text(src / "main.go", R"(package main
-
-import (
-	"fmt"
-
-	"example.com/greet"
-)
-
-func main() { fmt.Println(greet.Hello()) }
-)");
-  write_text(src / "greet/go.mod", "module example.com/greet\n\ngo 1.19\n");
-  write_text(src / "greet/greet.go", "package greet\n\nfunc Hello() string { return \"hello\" }\n");
-  write_text(src / "web/main.go", R"(package main
-
-import (
-	"fmt"
-	"net/http"
-)
-
-func main() {
-	resp, err := http.Get("https://example.com/")
-	fmt.Println(resp, err)
-}
-)");
-  write_text(src / "tz/main.go", R"(package main
-
-import (
-	"fmt"
-	"time"
-	_ "time/tzdata"
-)
-
-func main() { fmt.Println(time.LoadLocation("Europe/Paris")) }
-)");
-}
-
-// Builds (once per process) the Go fixture `name`: `env` is extra environment,
-// `flags` go build flags, `pkg` the package inside the module.
-fs::path go_binary(const std::string& name, const std::string& env, const std::string& flags,
-                   const std::string& pkg) {
-  static std::map<std::string, fs::path> built;
-  if (auto it = built.find(name); it != built.end()) return it->second;
-  if (!have_go()) FAIL("`go` is not on PATH: install golang-go, the Go fixtures are compiled at test time");
-  write_go_sources();
-  fs::path out = scratch() / "bin" / name;
-  fs::create_directories(out.parent_path());
-  CommandResult r = run("cd " + quote(scratch() / "gosrc") + " && " + go_env() + " " + env + " go build " + flags +
-                        " -o " + quote(out) + " " + pkg);
-  INFO(r.output);
-  REQUIRE(r.status == 0);
-  built[name] = out;
-  return out;
-}
-
-std::string go_version() {
-  CommandResult r = run("env -u GOFLAGS GOENV=off go env GOVERSION");
-  INFO(r.output);
-  REQUIRE(r.status == 0);
-  std::string v = r.output;
-  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
-  return v;
-}
+// The real fixtures (scratch(), go_binary, c_binary, ...) are in elf_fixtures.hpp.
 
 // Drops the section header table the way sstrip-like tools do, which forces the
 // segment scan and the raw-bytes package heuristics (64-bit little endian only).
@@ -433,6 +313,7 @@ TEST_CASE("Go static binary: version, paths, settings, deps", "[elf]") {
   CHECK(go.deps == std::vector<std::string>{"example.com/greet"});
   CHECK_FALSE(go.uses_x509);
   CHECK_FALSE(go.embeds_tzdata);
+  CHECK_FALSE(go.loads_zoneinfo);
 #if defined(__x86_64__)
   CHECK(info.machine == "x86_64");
   CHECK(oci_architecture(info) == "amd64");
@@ -467,6 +348,9 @@ TEST_CASE("Go binary using net/http links crypto/x509", "[elf]") {
   CHECK(info.go->main_path == "example.com/hello/web");
   CHECK(info.go->uses_x509);
   CHECK_FALSE(info.go->embeds_tzdata);
+  // net/http links time.LoadLocationFromTZData (through the local time zone),
+  // but not time.LoadLocation: it loads no zone by name.
+  CHECK_FALSE(info.go->loads_zoneinfo);
 
   SECTION("found again without section headers (data segment scan, raw-bytes heuristic)") {
     ElfInfo bare = inspect_elf_bytes(without_section_headers(read_bytes(bin)));
@@ -476,6 +360,35 @@ TEST_CASE("Go binary using net/http links crypto/x509", "[elf]") {
     CHECK(bare.go->main_path == "example.com/hello/web");
     CHECK(bare.go->uses_x509);
     CHECK_FALSE(bare.go->embeds_tzdata);
+    CHECK_FALSE(bare.go->loads_zoneinfo);
+  }
+}
+
+TEST_CASE("Go binary calling time.LoadLocation loads zoneinfo", "[elf]") {
+  fs::path bin = go_binary("zone", "", "", "./zone");
+  ElfInfo info = inspect_elf(bin);
+  REQUIRE(info.go);
+  CHECK(info.go->main_path == "example.com/hello/zone");
+  CHECK(info.go->loads_zoneinfo);
+  CHECK_FALSE(info.go->embeds_tzdata);
+  CHECK_FALSE(info.go->uses_x509);
+
+  SECTION("stripped: the names are still in .gopclntab") {
+    ElfInfo stripped = inspect_elf(go_binary("zone-stripped", "", "-ldflags='-s -w'", "./zone"));
+    CHECK(stripped.stripped);
+    REQUIRE(stripped.go);
+    CHECK(stripped.go->loads_zoneinfo);
+  }
+  SECTION("without section headers (raw-bytes heuristic)") {
+    ElfInfo bare = inspect_elf_bytes(without_section_headers(read_bytes(bin)));
+    REQUIRE(bare.go);
+    CHECK(bare.go->loads_zoneinfo);
+    CHECK_FALSE(bare.go->embeds_tzdata);
+  }
+  SECTION("the plain hello does not") {
+    ElfInfo hello = inspect_elf_bytes(without_section_headers(read_bytes(go_binary("hello", "", "", "."))));
+    REQUIRE(hello.go);
+    CHECK_FALSE(hello.go->loads_zoneinfo);
   }
 }
 
@@ -484,11 +397,13 @@ TEST_CASE("Go binary importing time/tzdata embeds it", "[elf]") {
   ElfInfo info = inspect_elf(bin);
   REQUIRE(info.go);
   CHECK(info.go->embeds_tzdata);
+  CHECK(info.go->loads_zoneinfo);
   CHECK_FALSE(info.go->uses_x509);
 
   ElfInfo bare = inspect_elf_bytes(without_section_headers(read_bytes(bin)));
   REQUIRE(bare.go);
   CHECK(bare.go->embeds_tzdata);
+  CHECK(bare.go->loads_zoneinfo);
   CHECK_FALSE(bare.go->uses_x509);
 
   ElfInfo hello = inspect_elf_bytes(without_section_headers(read_bytes(go_binary("hello", "", "", "."))));
@@ -511,12 +426,7 @@ TEST_CASE("Go binary cross-compiled for arm64", "[elf]") {
 
 TEST_CASE("C binaries: dynamic, static, static-pie", "[elf]") {
   const fs::path dir = scratch() / "c";
-  write_text(dir / "t.c", "int main(void) { return 0; }\n");
-
-  CommandResult r = run("cc -o " + quote(dir / "dyn") + " " + quote(dir / "t.c"));
-  INFO(r.output);
-  REQUIRE(r.status == 0);
-  ElfInfo dyn = inspect_elf(dir / "dyn");
+  ElfInfo dyn = inspect_elf(c_binary("dyn", ""));
   CHECK(dyn.linking == ElfInfo::Linking::Dynamic);
   CHECK(std::find(dyn.needed.begin(), dyn.needed.end(), "libc.so.6") != dyn.needed.end());
   CHECK_FALSE(dyn.go);
@@ -526,7 +436,7 @@ TEST_CASE("C binaries: dynamic, static, static-pie", "[elf]") {
   CHECK_FALSE(dyn.interpreter.empty());
 #endif
 
-  r = run("cc -static -o " + quote(dir / "static") + " " + quote(dir / "t.c"));
+  CommandResult r = try_c_binary("static", "-static");
   if (r.status == 0) {
     ElfInfo st = inspect_elf(dir / "static");
     CHECK(st.linking == ElfInfo::Linking::Static);
@@ -536,7 +446,7 @@ TEST_CASE("C binaries: dynamic, static, static-pie", "[elf]") {
     WARN("cc -static failed (no static libc?), static C case skipped:\n" << r.output);
   }
 
-  r = run("cc -static-pie -o " + quote(dir / "static-pie") + " " + quote(dir / "t.c"));
+  r = try_c_binary("static-pie", "-static-pie");
   if (r.status == 0) {
     ElfInfo sp = inspect_elf(dir / "static-pie");
     CHECK(sp.linking == ElfInfo::Linking::StaticPie);
@@ -603,6 +513,36 @@ TEST_CASE("synthetic dynamic ELF with inline Go build info", "[elf]") {
     CHECK(bare.go->main_path == "example.com/svc");
     CHECK(bare.go->uses_x509);
   }
+}
+
+TEST_CASE("synthetic: time.LoadLocation must be the complete function name", "[elf]") {
+  // A Go file whose .gopclntab holds only `names`.
+  auto with_names = [](const std::string& names) {
+    ElfBuilder e;
+    std::string info = go_header(8, 2) + uvarint(6) + "go1.99" + uvarint(kModinfo.size()) + kModinfo;
+    std::size_t bi = e.add(info, 16);
+    std::size_t pcln = e.add(names);
+    e.phdrs = {{1, 6, 0, kBase, e.payload.size()}};
+    e.sections = {{".go.buildinfo", 1, kBase + bi, bi, info.size()},
+                  {".gopclntab", 1, kBase + pcln, pcln, names.size()}};
+    return e.build().bytes;
+  };
+  auto loads = [](const ByteVec& b) {
+    ElfInfo info = inspect_elf_bytes(b);
+    REQUIRE(info.go);
+    return info.go->loads_zoneinfo;
+  };
+  using namespace std::string_literals;
+  CHECK(loads(with_names("\0main.main\0time.LoadLocation\0"s)));
+  CHECK(loads(with_names("\0time.LoadLocation.func1\0"s)));
+  CHECK(loads(with_names("time.LoadLocation"s)));  // last name, unterminated table
+  CHECK_FALSE(loads(with_names("\0time.LoadLocationFromTZData\0"s)));
+  CHECK_FALSE(loads(with_names("\0example.com/time.LoadLocation\0"s)));
+  CHECK_FALSE(loads(with_names("\0main.main\0"s)));
+
+  // Without section headers only the NUL-terminated name counts.
+  CHECK(loads(without_section_headers(with_names("\0time.LoadLocation\0"s))));
+  CHECK_FALSE(loads(without_section_headers(with_names("\0time.LoadLocationFromTZData\0"s))));
 }
 
 TEST_CASE("synthetic static and static-pie classification", "[elf]") {

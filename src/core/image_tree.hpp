@@ -1,0 +1,45 @@
+#pragma once
+// The file tree of an image as its layers build it, known without unpacking
+// anything: what the doctor checks entrypoints, loaders and libraries against.
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/layer.hpp"
+
+namespace imgbuild {
+
+class ImageTree {
+public:
+  struct File {
+    LayerEntry::Type type = LayerEntry::Type::File;
+    uint32_t mode = 0;
+    std::string link_target;
+    std::filesystem::path source;  ///< where a file's bytes can be read on the host
+  };
+  struct Resolved {
+    std::string path;  ///< absolute, symlinks resolved
+    const File* file;  ///< nullptr for a folder that only exists as a parent
+  };
+
+  /// Applies one layer: its entries replace what stood at their paths, and an
+  /// entry that is not a folder drops whatever was below it.
+  void apply(const std::vector<LayerEntry>& entries);
+
+  /// Resolves an absolute path inside the image, following the image's own
+  /// symlinks in every component (relative ones from the link's folder,
+  /// absolute ones from the image root, never the host's). nullopt when it does
+  /// not exist or loops.
+  std::optional<Resolved> resolve(const std::string& path) const;
+
+  /// Whether anything stands below the resolved folder `path` (a folder can
+  /// exist only as the parent of its entries).
+  bool has_children(const std::string& path) const;
+
+private:
+  std::map<std::string, File> files_;  ///< keyed by absolute path
+};
+
+}  // namespace imgbuild

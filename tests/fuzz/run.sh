@@ -1,0 +1,138 @@
+#!/bin/sh
+# Builds the libFuzzer targets with clang in build-fuzz/ and runs each one for a
+# bounded time over a corpus seeded with real ELF files made here (nothing is
+# committed). Exits non-zero on any finding: crash, sanitizer report, uncaught
+# exception other than std::runtime_error, leak, timeout or out of memory. The
+# input that caused it is left in build-fuzz/findings/.
+#
+#   tests/fuzz/run.sh                 30 s per target
+#   FUZZ_SECONDS=600 tests/fuzz/run.sh
+#   FUZZ_JOBS=4 tests/fuzz/run.sh     parallel build jobs (default 2)
+#
+# Needs clang-14 with its runtime libraries (installed from Debian when missing,
+# as root), go and the project's build dependencies.
+set -eu
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build="$root/build-fuzz"
+seconds=${FUZZ_SECONDS:-30}
+targets="elf"
+
+say() { printf '%s\n' "fuzz: $*" >&2; }
+die() { say "$*"; exit 2; }
+
+# -fsanitize=fuzzer links libclang_rt.fuzzer, which Debian ships in
+# libclang-rt-14-dev (only recommended by clang-14); libfuzzer-14-dev holds the
+# standalone libFuzzer.a, which this build does not use. Whether the toolchain
+# works is tested by linking an empty target, not by asking dpkg.
+toolchain_ok() {
+  command -v clang++-14 >/dev/null 2>&1 || return 1
+  probe=$(mktemp -d)
+  printf '%s\n' '#include <cstddef>' '#include <cstdint>' \
+    'extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { return 0; }' >"$probe/p.cpp"
+  ok=0
+  clang++-14 -fsanitize=fuzzer,address,undefined "$probe/p.cpp" -o "$probe/p" >/dev/null 2>&1 || ok=1
+  rm -rf "$probe"
+  return $ok
+}
+
+if ! toolchain_ok; then
+  say "installing clang-14 and libclang-rt-14-dev"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    die "clang-14 with libFuzzer is missing and this is not root: apt-get install clang-14 libclang-rt-14-dev"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev
+  toolchain_ok || die "clang++-14 -fsanitize=fuzzer still cannot link a fuzz target"
+fi
+command -v go >/dev/null 2>&1 || die "go is not on PATH (apt-get install golang-go): it builds the Go seed"
+
+# ---- build ------------------------------------------------------------------
+# A build dir of its own: the whole project is configured with clang there.
+mkdir -p "$build"
+CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DIMGBUILD_FUZZ=ON -DBUILD_TESTING=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 ||
+  { cat "$build/configure.log" >&2; die "cmake configure failed"; }
+if ! grep -q '^IMGBUILD_FUZZ:BOOL=ON' "$build/CMakeCache.txt" || [ ! -d "$build/tests/fuzz" ]; then
+  die "the top-level CMakeLists.txt has no IMGBUILD_FUZZ option / add_subdirectory(tests/fuzz)"
+fi
+grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang' "$build/CMakeCache.txt" ||
+  die "$build was configured with another compiler: remove it and run again"
+cmake --build "$build" --target fuzz_targets -j"${FUZZ_JOBS:-2}"
+
+# ---- seed corpus ---------------------------------------------------------------
+seeds="$build/seeds"
+rm -rf "$seeds"
+mkdir -p "$seeds/go"
+cat >"$seeds/go/go.mod" <<'EOF'
+module example.com/seed
+
+go 1.19
+EOF
+# Small on purpose (no fmt, no net/http: 1.3 MB instead of 6.6 MB), since every
+# run copies and parses the whole input; it keeps its symbol table and links
+# time.LoadLocation, so those paths are in the corpus from the start.
+cat >"$seeds/go/main.go" <<'EOF'
+package main
+
+import "time"
+
+func main() {
+	loc, err := time.LoadLocation("Europe/Berlin")
+	println(loc.String(), err == nil)
+}
+EOF
+(cd "$seeds/go" && env -u GOFLAGS GOENV=off GOPROXY=off GOWORK=off GO111MODULE=on CGO_ENABLED=0 \
+  GOCACHE="$build/gocache" GOPATH="$build/gopath" go build -trimpath -o "$seeds/go-static" .) ||
+  die "cannot build the Go seed"
+printf 'int main(void) { return 0; }\n' >"$seeds/t.c"
+clang-14 -o "$seeds/c-dynamic" "$seeds/t.c" || die "cannot build the C seed"
+
+corpus="$build/corpus/elf"
+mkdir -p "$corpus"
+cp "$seeds/go-static" "$corpus/seed-go-static"
+cp "$seeds/c-dynamic" "$corpus/seed-c-dynamic"
+cp /bin/true "$corpus/seed-bin-true"
+# The first half: headers intact, tables and section headers cut off.
+c_size=$(wc -c <"$seeds/c-dynamic")
+head -c $((c_size / 2)) "$seeds/c-dynamic" >"$corpus/seed-c-truncated"
+
+# libFuzzer caps inputs at its -max_len (1 MiB unless the corpus says more);
+# the Go seed is larger, and a cut copy would never reach the build info.
+max_len=0
+for f in "$corpus"/*; do
+  n=$(wc -c <"$f")
+  [ "$n" -gt "$max_len" ] && max_len=$n
+done
+
+# ---- run ------------------------------------------------------------------------
+status=0
+summary=""
+for t in $targets; do
+  bin="$build/tests/fuzz/${t}_fuzz"
+  corpus="$build/corpus/$t"
+  findings="$build/findings/$t"
+  log="$build/$t.log"
+  rm -rf "$findings"
+  mkdir -p "$corpus" "$findings"
+  say "running ${t}_fuzz for ${seconds}s (log: $log)"
+  rc=0
+  ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0:${ASAN_OPTIONS:-}" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}" \
+    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" \
+    -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" >"$log" 2>&1 || rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  per_sec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+  files=$(find "$corpus" -type f | wc -l)
+  bytes=$(du -sk "$corpus" | cut -f1)
+  line="$t: ${execs:-?} runs, ${per_sec:-?} exec/s, corpus $files files ($bytes KiB)"
+  if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$findings")" ]; then
+    status=1
+    line="$line: FINDING (exit $rc), see $log and $findings/"
+    grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*terminate called|.*Test unit written)' "$log" >&2 || tail -n 30 "$log" >&2
+  fi
+  summary="$summary$line
+"
+done
+printf '%s' "$summary"
+exit $status
