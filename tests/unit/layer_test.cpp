@@ -89,47 +89,40 @@ struct Gunzipped {
   uint64_t size;
 };
 
-// Streams the gzip file `gz` into `tar_out` with zlib, returning the tar's sha256
-// and size. Fails on a truncated stream or trailing garbage.
+// Decompresses the gzip file `gz` into `tar_out` with zlib, returning the tar's
+// sha256 and size. Layers are a run of gzip members (one per compressed chunk),
+// which every gzip reader joins, so this does too. Fails on a truncated stream
+// or on trailing bytes that are not another member.
 Gunzipped gunzip_to(const fs::path& gz, const fs::path& tar_out) {
-  std::ifstream in(gz, std::ios::binary);
+  std::string input = slurp(gz);
   std::ofstream out(tar_out, std::ios::binary);
   z_stream z{};
   if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflateInit2");
-  std::vector<char> ibuf(1 << 16), obuf(1 << 16);
+  z.next_in = reinterpret_cast<Bytef*>(input.data());
+  z.avail_in = static_cast<uInt>(input.size());
+  std::vector<char> obuf(1 << 16);
   Sha256 h;
   uint64_t size = 0;
   int rc = Z_OK;
-  bool trailing = false;
-  while (rc != Z_STREAM_END) {
-    in.read(ibuf.data(), static_cast<std::streamsize>(ibuf.size()));
-    auto got = static_cast<uInt>(in.gcount());
-    if (got == 0) break;
-    z.next_in = reinterpret_cast<Bytef*>(ibuf.data());
-    z.avail_in = got;
-    do {
-      z.next_out = reinterpret_cast<Bytef*>(obuf.data());
-      z.avail_out = static_cast<uInt>(obuf.size());
-      rc = inflate(&z, Z_NO_FLUSH);
-      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-        inflateEnd(&z);
-        throw std::runtime_error("inflate failed");
-      }
-      size_t produced = obuf.size() - z.avail_out;
-      h.update(obuf.data(), produced);
-      out.write(obuf.data(), static_cast<std::streamsize>(produced));
-      size += produced;
-    } while (z.avail_out == 0 && rc != Z_STREAM_END);
-    if (rc == Z_STREAM_END && z.avail_in != 0) trailing = true;
-  }
-  if (rc == Z_STREAM_END && !trailing) {
-    char extra;
-    in.read(&extra, 1);
-    trailing = in.gcount() != 0;
+  for (;;) {
+    z.next_out = reinterpret_cast<Bytef*>(obuf.data());
+    z.avail_out = static_cast<uInt>(obuf.size());
+    rc = inflate(&z, Z_NO_FLUSH);
+    size_t produced = obuf.size() - z.avail_out;
+    h.update(obuf.data(), produced);
+    out.write(obuf.data(), static_cast<std::streamsize>(produced));
+    size += produced;
+    if (rc == Z_STREAM_END) {
+      if (z.avail_in == 0) break;
+      inflateReset(&z);  // the next member
+      continue;
+    }
+    if (rc != Z_OK) {
+      inflateEnd(&z);
+      throw std::runtime_error(rc == Z_BUF_ERROR ? "truncated gzip stream" : "inflate failed");
+    }
   }
   inflateEnd(&z);
-  if (rc != Z_STREAM_END) throw std::runtime_error("truncated gzip stream");
-  if (trailing) throw std::runtime_error("data after the gzip stream");
   return {h.finish(), size};
 }
 
