@@ -123,13 +123,7 @@ void Builder::check_static(const std::vector<LayerEntry>& entries, const Platfor
       if (info.go && info.go->setting("CGO_ENABLED") == "1") why += ", CGO_ENABLED=1";
       throw std::runtime_error(what + ": not a static ELF binary (" + why + ")");
     }
-    std::string arch;
-    try {
-      arch = oci_architecture(info);
-    } catch (const std::exception&) {
-      arch = info.machine;
-    }
-    if (arch != platform.architecture)
+    if (architecture_or_machine(info) != platform.architecture)
       throw std::runtime_error(what + ": built for " + info.machine + ", image is " + platform.str());
   }
 }

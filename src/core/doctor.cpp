@@ -146,13 +146,7 @@ private:
   }
 
   void check_elf(const std::string& what, const ElfInfo& info) {
-    std::string arch;
-    try {
-      arch = oci_architecture(info);
-    } catch (const std::exception&) {
-      arch = info.machine;
-    }
-    if (arch != image_.platform.architecture) {
+    if (architecture_or_machine(info) != image_.platform.architecture) {
       error(what + ": built for " + info.machine + ", image is " + image_.platform.str());
       return;
     }

@@ -789,4 +789,12 @@ std::string oci_architecture(const ElfInfo& info) {
   throw std::runtime_error("no OCI architecture for ELF machine " + m);
 }
 
+std::string architecture_or_machine(const ElfInfo& info) {
+  try {
+    return oci_architecture(info);
+  } catch (const std::runtime_error&) {
+    return info.machine;
+  }
+}
+
 }  // namespace imgbuild

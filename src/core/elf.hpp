@@ -98,4 +98,8 @@ ElfInfo inspect_elf_bytes(std::span<const unsigned char> bytes);
 /// wrong platform is never written into an image config.
 std::string oci_architecture(const ElfInfo& info);
 
+/// The OCI architecture name when OCI has one, else the ELF machine name: what
+/// an image's platform is compared with (a machine OCI cannot name never matches).
+std::string architecture_or_machine(const ElfInfo& info);
+
 }  // namespace imgbuild
