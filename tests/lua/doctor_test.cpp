@@ -21,6 +21,12 @@ const char* kTlsClient =
 const char* kZoneUser =
     "package main\n\nimport (\"fmt\"; \"time\")\n\nfunc main() { l, _ := time.LoadLocation(\"Europe/Berlin\"); fmt.Println(l) }\n";
 
+/// A Go program that calls a tiny C function: built with CGO_ENABLED=1 it links
+/// libc dynamically.
+const char* kCgoProgram =
+    "package main\n\n// int answer(void) { return 42; }\nimport \"C\"\n\nimport \"fmt\"\n\n"
+    "func main() { fmt.Println(C.answer()) }\n";
+
 /// Compiles a dynamic C program into the context as `name`.
 void c_program(RecipeRun& r, const std::string& name, const std::string& flags = "") {
   r.file(name + ".c", "int main(void) { return 0; }\n");
@@ -169,4 +175,23 @@ TEST_CASE("inspect() gives a recipe the ELF facts of a context file", "[recipe][
   CHECK(r.error_of("local f = inspect(\"nope\")\n") == "recipe.lua:1: inspect: no such file in the build context: nope");
   CHECK(r.error_of("image(\"a\", scratch:doctor { ignore = { \"tsl\" } })\n") ==
         "recipe.lua:1: doctor: unknown warning 'tsl' (did you mean 'tls'?) (known: entrypoint, root, tls, tzdata)");
+}
+
+TEST_CASE("cgo binaries: copy { static = true } names CGO_ENABLED=1, the doctor the missing loader",
+          "[recipe][doctor]") {
+  RecipeRun r;
+  r.file("go.mod", kGoMod);
+  r.file("main.go", kCgoProgram);
+  CHECK(r.error_of("local go = require \"imgbuild.go\"\n"
+                   "local app = go.build { static = false, env = { CGO_ENABLED = \"1\" } }\n"
+                   "image(\"a\", scratch\n"
+                   "  :copy(app, \"/app\", { static = true }))\n") ==
+        "recipe.lua:4: copy: /app: not a static ELF binary (interpreter /lib64/ld-linux-x86-64.so.2, "
+        "CGO_ENABLED=1)");
+  CHECK(r.findings_of("local go = require \"imgbuild.go\"\n"
+                      "local app = go.build { static = false, env = { CGO_ENABLED = \"1\" } }\n"
+                      "image(\"a\", scratch:copy(app, \"/app\"):user \"65534\"\n"
+                      "  :entrypoint { \"/app\" })\n") ==
+        Lines{"error recipe.lua:4: entrypoint /app: needs the loader /lib64/ld-linux-x86-64.so.2, which the image "
+              "lacks (build it static, or copy the loader and libraries in)"});
 }

@@ -69,7 +69,9 @@ inline std::string go_env() {
 
 /// The module example.com/hello: "." prints a greeting from a local dependency,
 /// "./web" makes an HTTPS request (crypto/x509), "./tz" loads a zone with
-/// time/tzdata embedded, "./zone" loads a zone from the system's zoneinfo.
+/// time/tzdata embedded, "./zone" loads a zone from the system's zoneinfo,
+/// "./cgo" calls a tiny C function (import "C"; build it with CGO_ENABLED=1,
+/// which needs a C compiler).
 inline void write_go_sources() {
   const fs::path src = scratch() / "gosrc";
   if (fs::exists(src / "go.mod")) return;
@@ -124,9 +126,19 @@ import (
 
 func main() { fmt.Println(time.LoadLocation("Europe/Berlin")) }
 )");
+  write_text(src / "cgo/main.go", R"(package main
+
+// int answer(void) { return 42; }
+import "C"
+
+import "fmt"
+
+func main() { fmt.Println(C.answer()) }
+)");
 }
 
-/// Builds (once per process) the Go fixture `name`: `env` is extra environment,
+/// Builds (once per process) the Go fixture `name`: `env` is extra environment
+/// (it comes after go_env(), so "CGO_ENABLED=1" overrides its CGO_ENABLED=0),
 /// `flags` go build flags, `pkg` the package inside the module.
 inline fs::path go_binary(const std::string& name, const std::string& env, const std::string& flags,
                           const std::string& pkg) {

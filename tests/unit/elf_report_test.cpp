@@ -151,6 +151,13 @@ TEST_CASE("report: non-ELF file", "[elf]") {
   ElfInfo info = inspect_elf(scratch() / "notes.txt");
   CHECK(elf_json(info) == json{{"elf", false}});
   CHECK(elf_text_report("notes.txt", info) == "notes.txt: not an ELF file\n");
+
+  // A shell script is an executable, but not an ELF one.
+  write_text(scratch() / "run.sh", "#!/bin/sh\nexec /app \"$@\"\n");
+  ElfInfo script = inspect_elf(scratch() / "run.sh");
+  CHECK_FALSE(script.is_elf);
+  CHECK(elf_json(script) == json{{"elf", false}});
+  CHECK(elf_text_report("bin/run.sh", script) == "bin/run.sh: not an ELF file\n");
 }
 
 TEST_CASE("report: values real fixtures do not show", "[elf]") {

@@ -424,6 +424,33 @@ TEST_CASE("Go binary cross-compiled for arm64", "[elf]") {
   CHECK(info.go->setting("GOOS") == "linux");
 }
 
+TEST_CASE("Go binary built with cgo is dynamic and records CGO_ENABLED=1", "[elf]") {
+  ElfInfo info = inspect_elf(go_binary("hello-cgo", "CGO_ENABLED=1", "", "./cgo"));
+  CHECK(info.is_elf);
+  CHECK(info.elf_class == 64);
+  CHECK(info.linking == ElfInfo::Linking::Dynamic);
+  CHECK(std::find(info.needed.begin(), info.needed.end(), "libc.so.6") != info.needed.end());
+  CHECK_FALSE(info.stripped);
+  REQUIRE(info.go);
+  const auto& go = *info.go;
+  CHECK(go.go_version == go_version());
+  CHECK(go.main_path == "example.com/hello/cgo");
+  CHECK(go.setting("CGO_ENABLED") == "1");
+  CHECK(go.setting("GOOS") == "linux");
+  CHECK(go.deps.empty());
+  CHECK_FALSE(go.uses_x509);
+  CHECK_FALSE(go.embeds_tzdata);
+  CHECK_FALSE(go.loads_zoneinfo);
+#if defined(__x86_64__) && defined(__GLIBC__)
+  CHECK(info.machine == "x86_64");
+  CHECK(oci_architecture(info) == "amd64");
+  CHECK(info.interpreter == "/lib64/ld-linux-x86-64.so.2");
+  CHECK(go.setting("GOARCH") == "amd64");
+#else
+  CHECK_FALSE(info.interpreter.empty());
+#endif
+}
+
 TEST_CASE("C binaries: dynamic, static, static-pie", "[elf]") {
   const fs::path dir = scratch() / "c";
   ElfInfo dyn = inspect_elf(c_binary("dyn", ""));
