@@ -95,7 +95,9 @@ CopyItem Builder::build_file(size_t id) {
   if (auto* host_path = std::get_if<HostPathOp>(&node.op)) {
     for (auto& candidate : host_path->candidates)
       if (std::filesystem::exists(candidate))
-        return files_.emplace(id, CopyItem{candidate, std::filesystem::path(candidate).filename().string(), false})
+        // The real file, not a symlink to it: a link to a host path would dangle in the image.
+        return files_.emplace(id, CopyItem{std::filesystem::canonical(candidate),
+                                           std::filesystem::path(candidate).filename().string(), false})
             .first->second;
     std::string tried;
     for (auto& c : host_path->candidates) tried += (tried.empty() ? "" : ", ") + c;
@@ -115,11 +117,13 @@ CopyItem Builder::build_file(size_t id) {
 void Builder::check_static(const std::vector<LayerEntry>& entries, const Platform& platform) {
   for (auto& e : entries) {
     if (e.type != LayerEntry::Type::File) continue;
-    ElfInfo info = inspect_elf(e.source);
-    if (!info.is_elf) continue;
     std::string what = "/" + e.path;
+    ElfInfo info = inspect_elf_named(e.source, what);
+    if (!info.is_elf) continue;
     if (info.linking == ElfInfo::Linking::Dynamic) {
-      std::string why = info.interpreter.empty() ? "needs " + info.needed.front() : "interpreter " + info.interpreter;
+      std::string why = !info.interpreter.empty() ? "interpreter " + info.interpreter
+                        : info.needed.empty()      ? "dynamically linked"
+                                                   : "needs " + info.needed.front();
       if (info.go && info.go->setting("CGO_ENABLED") == "1") why += ", CGO_ENABLED=1";
       throw std::runtime_error(what + ": not a static ELF binary (" + why + ")");
     }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/context.hpp"
 #include "core/elf.hpp"
 #include "core/fs.hpp"
 
@@ -73,7 +74,7 @@ private:
   /// a bare name through the image's PATH.
   std::optional<ImageTree::Resolved> locate(const std::string& program, std::string& shown) const {
     if (program.find('/') != std::string::npos) {
-      shown = program.starts_with("/") ? program : (image_.config.workdir.empty() ? "/" : image_.config.workdir) + "/" + program;
+      shown = clean_image_path(program.starts_with("/") ? program : (image_.config.workdir.empty() ? "/" : image_.config.workdir) + "/" + program);
       return tree_.resolve(shown);
     }
     shown = program;
@@ -119,7 +120,13 @@ private:
       check_script(what, head);
       return;
     }
-    ElfInfo info = inspect_elf(source);
+    ElfInfo info;
+    try {
+      info = inspect_elf_named(source, shown);
+    } catch (const std::runtime_error& e) {
+      error("entrypoint " + std::string(e.what()));
+      return;
+    }
     if (!info.is_elf) {
       error(what + ": neither an ELF binary nor a #! script");
       return;

@@ -797,4 +797,15 @@ std::string architecture_or_machine(const ElfInfo& info) {
   }
 }
 
+ElfInfo inspect_elf_named(const std::filesystem::path& file, const std::string& shown) {
+  try {
+    return inspect_elf(file);
+  } catch (const std::runtime_error& e) {
+    std::string msg = e.what();
+    std::string prefix = file.string() + ": ";
+    if (msg.starts_with(prefix)) msg.erase(0, prefix.size());
+    throw std::runtime_error(shown + ": " + msg);
+  }
+}
+
 }  // namespace imgbuild

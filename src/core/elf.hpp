@@ -88,6 +88,10 @@ struct ElfInfo {
 /// is_elf = false.
 ElfInfo inspect_elf(const std::filesystem::path& file);
 
+/// Same as inspect_elf, but errors name the file `shown` (its path in an
+/// image) instead of its path on the build machine.
+ElfInfo inspect_elf_named(const std::filesystem::path& file, const std::string& shown);
+
 /// Same as inspect_elf, over bytes in memory (for tests and fuzzing); error
 /// messages carry no path.
 ElfInfo inspect_elf_bytes(std::span<const unsigned char> bytes);

@@ -195,3 +195,14 @@ TEST_CASE("cgo binaries: copy { static = true } names CGO_ENABLED=1, the doctor 
         Lines{"error recipe.lua:4: entrypoint /app: needs the loader /lib64/ld-linux-x86-64.so.2, which the image "
               "lacks (build it static, or copy the loader and libraries in)"});
 }
+
+TEST_CASE("a malformed ELF program is a located error, named by its image path", "[recipe][doctor]") {
+  RecipeRun r;
+  r.file("app", std::string("\x7f" "ELF\x02\x01\x01", 7));
+  std::filesystem::permissions(r.dir() / "app", std::filesystem::perms::owner_exec, std::filesystem::perm_options::add);
+  CHECK(r.findings_of("image(\"a\", scratch:user \"1\":workdir \"/srv\":copy(\"app\", \"app\")\n"
+                      "  :entrypoint { \"./app\" })\n") ==
+        Lines{"error recipe.lua:2: entrypoint /srv/app: truncated ELF header"});
+  CHECK(r.error_of("image(\"b\", scratch:copy(\"app\", \"/app\", { static = true }))\n") ==
+        "recipe.lua:1: copy: /app: truncated ELF header");
+}
