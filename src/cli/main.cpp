@@ -11,7 +11,6 @@
 #include <iostream>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,6 +19,7 @@
 #include "core/elf.hpp"
 #include "core/elf_report.hpp"
 #include "core/layout.hpp"
+#include "core/text.hpp"
 #include "lua/recipe.hpp"
 
 namespace fs = std::filesystem;
@@ -113,11 +113,8 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
     else if (flag == "--cache-dir") b.cache_dir = take();
     else if (flag == "--ignore") {
       std::string name = take();
-      if (!kDoctorWarnings.count(name)) {
-        std::string known;
-        for (auto& w : kDoctorWarnings) known += (known.empty() ? "" : ", ") + w;
-        throw UsageError("--ignore " + name + ": no such warning (known: " + known + ")");
-      }
+      if (!kDoctorWarnings.count(name))
+        throw UsageError("--ignore " + name + ": no such warning (known: " + join(kDoctorWarnings, ", ") + ")");
       b.ignore.insert(name);
     } else if (a == "--strict") b.strict = true;
     else if (a == "--no-cache") b.use_cache = false;
@@ -142,21 +139,12 @@ int64_t source_date_epoch() {
   return n;
 }
 
-std::vector<std::string> split_path_list(const char* v) {
-  std::vector<std::string> out;
-  if (!v) return out;
-  std::stringstream in(v);
-  for (std::string item; std::getline(in, item, ':');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 int cmd_build(const std::vector<std::string>& args) {
   BuildArgs b = parse_build_args(args);
   int64_t epoch = source_date_epoch();
 
   fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  RecipeOptions ro{b.recipe, context, b.params, split_path_list(std::getenv("IMGBUILD_PATH")), b.debug};
+  RecipeOptions ro{b.recipe, context, b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'), b.debug};
   Evaluation ev = evaluate_recipe(ro);
   for (auto& [name, value] : b.params)
     if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
@@ -166,8 +154,9 @@ int cmd_build(const std::vector<std::string>& args) {
   for (auto& name : b.targets) {
     auto it = std::find_if(ev.graph.targets.begin(), ev.graph.targets.end(), [&](auto& t) { return t.name == name; });
     if (it == ev.graph.targets.end()) {
-      std::string known;
-      for (auto& t : ev.graph.targets) known += (known.empty() ? "" : ", ") + t.name;
+      std::vector<std::string> names;
+      for (auto& t : ev.graph.targets) names.push_back(t.name);
+      std::string known = join(names, ", ");
       throw UsageError("no image named '" + name + "' in " + b.recipe.string() +
                        (known.empty() ? " (it defines none)" : " (it defines: " + known + ")"));
     }

@@ -4,18 +4,13 @@
 
 #include "core/elf.hpp"
 #include "core/hostbuild.hpp"
+#include "core/text.hpp"
 
 namespace imgbuild {
 
 using json = nlohmann::json;
 
 namespace {
-
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (auto& s : v) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
 
 /// The history line of a config change, written the way docker shows its
 /// instructions: argv lists in JSON (their exact words matter), other lists
@@ -99,9 +94,8 @@ CopyItem Builder::build_file(size_t id) {
         return files_.emplace(id, CopyItem{std::filesystem::canonical(candidate),
                                            std::filesystem::path(candidate).filename().string(), false})
             .first->second;
-    std::string tried;
-    for (auto& c : host_path->candidates) tried += (tried.empty() ? "" : ", ") + c;
-    throw BuildError(node.loc, host_path->description + ": not on this machine (looked for " + tried + ")");
+    throw BuildError(node.loc, host_path->description + ": not on this machine (looked for " +
+                                   join(host_path->candidates, ", ") + ")");
   }
   const auto& op = std::get<HostBuildOp>(node.op);
   HostBuildResult result;
@@ -166,7 +160,7 @@ void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
   } else if (op.key == "workdir") {
     std::string dir = v.get<std::string>();
     // Like WORKDIR, a relative directory is taken from the current one.
-    c.workdir = clean_image_path(dir.starts_with("/") ? dir : (c.workdir.empty() ? "/" : c.workdir) + "/" + dir);
+    c.workdir = resolve_image_path(c.workdir, dir);
   } else if (op.key == "user") {
     c.user = v.get<std::string>();
   } else if (op.key == "entrypoint") {

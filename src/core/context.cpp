@@ -1,5 +1,7 @@
 #include "core/context.hpp"
 
+#include "core/text.hpp"
+
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,9 +43,7 @@ std::optional<std::vector<std::string>> clean_segments(const std::string& path, 
 std::optional<std::string> clean_context_path(const std::string& path) {
   auto parts = clean_segments(path, false);
   if (!parts) return std::nullopt;
-  std::string out;
-  for (auto& p : *parts) out += (out.empty() ? "" : "/") + p;
-  return out;
+  return join(*parts, "/");
 }
 
 struct stat lstat_or_throw(const fs::path& p) {
@@ -93,6 +93,11 @@ std::string clean_image_path(const std::string& path) {
   std::string out;
   for (auto& p : parts) out += "/" + p;
   return out.empty() ? "/" : out;
+}
+
+std::string resolve_image_path(const std::string& workdir, const std::string& path) {
+  if (path.starts_with("/")) return clean_image_path(path);
+  return clean_image_path((workdir.empty() ? std::string("/") : workdir) + "/" + path);
 }
 
 BuildContext::BuildContext(fs::path root) : root_(fs::weakly_canonical(std::move(root))) {
@@ -207,12 +212,11 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
     }
   }
 
-  std::string dest = op.dest.starts_with("/") ? op.dest : join_image_path(workdir.empty() ? "/" : workdir, op.dest);
   bool dest_is_dir = op.dest.ends_with("/") || op.dest == "." || op.dest.ends_with("/.");
   if (items.size() > 1 && !dest_is_dir)
     throw std::runtime_error("copying " + std::to_string(items.size()) + " sources to " + op.dest +
                              ": the destination must be a directory ending in /");
-  dest = clean_image_path(dest);
+  std::string dest = resolve_image_path(workdir, op.dest);
 
   std::vector<LayerEntry> entries;
   std::string dest_dir = dest;  // the directory whose implied parents are created

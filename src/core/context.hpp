@@ -53,6 +53,10 @@ private:
 /// ".." never climbs above "/".
 std::string clean_image_path(const std::string& path);
 
+/// `path` as the image sees it from `workdir` (empty: "/"): a relative path
+/// is taken from there, as WORKDIR, COPY destinations and exec do; then cleaned.
+std::string resolve_image_path(const std::string& workdir, const std::string& path);
+
 /// Turns one `:copy` into the entries of its layer. `workdir` resolves a
 /// relative destination; `files` are the already built file-valued sources, in
 /// the order of op.sources that have a file_node.

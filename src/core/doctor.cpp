@@ -3,11 +3,11 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <sstream>
 
 #include "core/context.hpp"
 #include "core/elf.hpp"
 #include "core/fs.hpp"
+#include "core/text.hpp"
 
 namespace imgbuild {
 
@@ -31,14 +31,6 @@ std::string library_triplet(const std::string& arch) {
   if (arch == "s390x") return "s390x-linux-gnu";
   if (arch == "riscv64") return "riscv64-linux-gnu";
   return arch + "-linux-gnu";
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, sep);)
-    if (!item.empty()) out.push_back(item);
-  return out;
 }
 
 class Examination {
@@ -74,7 +66,7 @@ private:
   /// a bare name through the image's PATH.
   std::optional<ImageTree::Resolved> locate(const std::string& program, std::string& shown) const {
     if (program.find('/') != std::string::npos) {
-      shown = clean_image_path(program.starts_with("/") ? program : (image_.config.workdir.empty() ? "/" : image_.config.workdir) + "/" + program);
+      shown = resolve_image_path(image_.config.workdir, program);
       return tree_.resolve(shown);
     }
     shown = program;
@@ -167,13 +159,13 @@ private:
       dirs.push_back("/lib/" + triplet);
       dirs.push_back("/usr/lib/" + triplet);
       for (auto& d : split(env("LD_LIBRARY_PATH").value_or(""), ':')) dirs.push_back(d);
-      std::string missing;
+      std::vector<std::string> missing;
       for (auto& lib : info.needed) {
         bool found = false;
         for (auto& d : dirs) found = found || exists(d + "/" + lib);
-        if (!found) missing += (missing.empty() ? "" : ", ") + lib;
+        if (!found) missing.push_back(lib);
       }
-      if (!missing.empty()) error(what + ": needs " + missing + ", which the image lacks");
+      if (!missing.empty()) error(what + ": needs " + join(missing, ", ") + ", which the image lacks");
     }
     if (info.go) check_go(what, *info.go);
   }
