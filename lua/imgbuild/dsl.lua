@@ -8,6 +8,7 @@
 --   search_path    IMGBUILD_PATH entries
 --   embedded       function(name) -> source, chunkname of a shipped module, or nil
 --   inspect        function(path) -> ELF facts of a build-context file (raises a message)
+--   doctor_warnings  names of the doctor's warnings (what :doctor may ignore)
 
 local settings = ...
 
@@ -333,8 +334,9 @@ function Image:stopsignal(signal)
   return config_step(self, "stopsignal", signal)
 end
 
--- The doctor's warnings (src/core/doctor.hpp, kDoctorWarnings).
-local doctor_warnings = { entrypoint = true, root = true, tls = true, tzdata = true }
+-- The doctor's warnings, as the engine names them.
+local doctor_warnings = {}
+for _, name in ipairs(settings.doctor_warnings) do doctor_warnings[name] = true end
 
 ---@param opts { ignore: string[] } warnings not to report for this image: "entrypoint", "root", "tls", "tzdata"
 function Image:doctor(opts)

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "core/context.hpp"
+#include "core/doctor.hpp"
 #include "core/elf.hpp"
 #include "core/elf_report.hpp"
 #include "lua/embedded.hpp"
@@ -215,6 +216,13 @@ void push_settings(lua_State* L, const RecipeOptions& o) {
   lua_pushstring(L, o.context.c_str());
   lua_pushcclosure(L, trampoline<native_inspect>, 1);
   lua_setfield(L, -2, "inspect");
+  lua_createtable(L, static_cast<int>(kDoctorWarnings.size()), 0);
+  lua_Integer i = 1;
+  for (auto& name : kDoctorWarnings) {
+    lua_pushstring(L, name.c_str());
+    lua_rawseti(L, -2, i++);
+  }
+  lua_setfield(L, -2, "doctor_warnings");
 }
 
 }  // namespace
