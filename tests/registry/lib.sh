@@ -1,0 +1,260 @@
+# shellcheck shell=bash disable=SC2034
+# (SC2034: REGISTRY, PROXY and the like are set for the caller.)
+# Real registries for end-to-end tests: docker-registry (distribution 2.8) with
+# no auth, Basic auth or token auth, a fault-injecting proxy, and seeded base
+# images. Everything listens on 127.0.0.1 only. See README.md for the API.
+#
+# Source it, then call registry_start and proxy_start directly, never inside
+# $(...) or a pipeline: they record the processes they start and set variables
+# in the calling shell, which a subshell would lose. Every function returns
+# non-zero after printing what failed (and the log tail of a process that died).
+
+REG_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REG_PASSWORD=${REG_PASSWORD:-canary-pw-7f3a9c}
+REG_PASSWORD_BOB=${REG_PASSWORD_BOB:-canary-pw-bob-41d2}
+REG_TOKEN_TTL=${REG_TOKEN_TTL:-300}
+REG_SERVICE=imgbuild-test-registry
+REG_ISSUER=imgbuild-test-token-server
+
+if [[ -n ${REG_WORK:-} ]]; then
+  mkdir -p "$REG_WORK"
+  _reg_own_work=0
+else
+  REG_WORK=$(mktemp -d /tmp/imgbuild-registry.XXXXXX)
+  _reg_own_work=1
+fi
+REG_CACHE=${REG_CACHE:-$REG_WORK/cache}
+_reg_pids=()
+_reg_names=()
+_reg_logs=()
+_reg_proxies=0
+_reg_prev_trap=""
+
+# registry_cleanup: stops every process started here and removes $REG_WORK if
+# this library created it. Runs from the EXIT trap; safe to call again.
+registry_cleanup() {
+  local rc=$? i
+  for i in "${!_reg_pids[@]}"; do
+    if ! kill -0 "${_reg_pids[i]}" 2>/dev/null; then
+      _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) had already exited" "${_reg_logs[i]}"
+    fi
+    kill "${_reg_pids[i]}" 2>/dev/null
+  done
+  for i in "${!_reg_pids[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      kill -0 "${_reg_pids[i]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "${_reg_pids[i]}" 2>/dev/null
+    wait "${_reg_pids[i]}" 2>/dev/null
+  done
+  _reg_pids=() _reg_names=() _reg_logs=()
+  if ((_reg_own_work)); then rm -rf "$REG_WORK"; fi
+  return "$rc"
+}
+
+# The EXIT trap runs registry_cleanup, then whatever EXIT trap was set before.
+# Checked again before each start, so a caller's `trap ... EXIT` set after
+# sourcing gets chained too; a caller whose own trap calls registry_cleanup is
+# left alone.
+# shellcheck disable=SC2120 # $3 is from `set --`, not an argument
+_reg_trap() {
+  local current
+  current=$(trap -p EXIT)
+  [[ $current == *registry_cleanup* ]] && return
+  _reg_prev_trap=""
+  if [[ -n $current ]]; then
+    eval "set -- $current" # trap -- 'COMMAND' EXIT
+    _reg_prev_trap=$3
+  fi
+  trap 'registry_cleanup; eval "$_reg_prev_trap"' EXIT
+}
+_reg_trap
+
+_reg_report() {
+  printf 'tests/registry: %s\n' "$1" >&2
+  if [[ -s ${2:-} ]]; then
+    printf '  last lines of %s:\n' "$2" >&2
+    tail -n 20 "$2" | sed 's/^/    /' >&2
+  fi
+}
+
+# _reg_spawn NAME LOG COMMAND...: starts COMMAND in the background, tracked for
+# cleanup. The parent-death signal stops it even if this shell is SIGKILLed
+# (a CTest timeout) and never gets to run its trap.
+_reg_spawn() {
+  local name=$1 log=$2
+  shift 2
+  setpriv --pdeathsig TERM "$@" </dev/null >"$log" 2>&1 &
+  _reg_pids+=("$!")
+  _reg_names+=("$name")
+  _reg_logs+=("$log")
+}
+
+# _reg_wait_for TEST...: polls TEST for up to 10 s while the last spawned
+# process is alive.
+_reg_wait_for() {
+  local indexes=("${!_reg_pids[@]}") i rc
+  i=${indexes[-1]}
+  for _ in $(seq 100); do
+    "$@" && return 0
+    if ! kill -0 "${_reg_pids[i]}" 2>/dev/null; then
+      wait "${_reg_pids[i]}"
+      rc=$?
+      _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) exited with status $rc while starting" "${_reg_logs[i]}"
+      unset "_reg_pids[i]" "_reg_names[i]" "_reg_logs[i]" # reported once is enough
+      return 1
+    fi
+    sleep 0.1
+  done
+  _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) did not come up within 10 s" "${_reg_logs[i]}"
+  return 1
+}
+
+_reg_answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$1/v2/") && [[ $code == 200 || $code == 401 ]]
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# registry_start MODE [NAME]: MODE is open, basic or token; NAME (default MODE,
+# [A-Za-z0-9_]) tells several registries apart. Sets REGISTRY and
+# REGISTRY_<NAME> to 127.0.0.1:PORT; token mode also sets TOKEN_REALM(_<NAME>)
+# and TOKEN_LOG(_<NAME>). Files live in $REG_WORK/NAME/.
+registry_start() {
+  local mode=${1:-} name=${2:-${1:-}} dir port auth=""
+  case $mode in
+    open | basic | token) ;;
+    *) _reg_report "registry_start: mode must be open, basic or token, not '$mode'"; return 1 ;;
+  esac
+  if [[ ! $name =~ ^[A-Za-z0-9_]+$ || -e $REG_WORK/$name ]]; then
+    _reg_report "registry_start: '$name' is not a usable registry name (taken, or not [A-Za-z0-9_]+)"
+    return 1
+  fi
+  _reg_trap
+  dir=$REG_WORK/$name
+  mkdir -p "$dir/storage"
+  case $mode in
+    basic)
+      if ! { htpasswd -cBb "$dir/htpasswd" alice "$REG_PASSWORD" && htpasswd -Bb "$dir/htpasswd" bob "$REG_PASSWORD_BOB"; } \
+        >"$dir/htpasswd.log" 2>&1; then
+        _reg_report "registry_start: htpasswd failed" "$dir/htpasswd.log"
+        return 1
+      fi
+      auth="auth: {htpasswd: {realm: imgbuild-test, path: $dir/htpasswd}}"
+      ;;
+    token)
+      # Passed to this process only: exported, they would also reach imgbuild
+      # and could show up where a test looks for leaked passwords.
+      _reg_spawn "token server of registry '$name'" "$dir/token-server.log" \
+        env REG_PASSWORD="$REG_PASSWORD" REG_PASSWORD_BOB="$REG_PASSWORD_BOB" python3 "$REG_LIB/token_server.py" --dir "$dir" --service "$REG_SERVICE" --issuer "$REG_ISSUER" \
+        --expires-in "$REG_TOKEN_TTL" --log "$dir/token.log" --port-file "$dir/token.port"
+      _reg_wait_for test -s "$dir/token.port" || return 1
+      TOKEN_REALM=http://127.0.0.1:$(<"$dir/token.port")/token TOKEN_LOG=$dir/token.log
+      printf -v "TOKEN_REALM_$name" '%s' "$TOKEN_REALM"
+      printf -v "TOKEN_LOG_$name" '%s' "$TOKEN_LOG"
+      : >"$TOKEN_LOG"
+      auth="auth: {token: {realm: '$TOKEN_REALM', service: $REG_SERVICE, issuer: $REG_ISSUER, rootcertbundle: $dir/token-cert.pem}}"
+      ;;
+  esac
+  port=$(free_port) || return 1
+  cat >"$dir/config.yml" <<EOF
+version: 0.1
+log: {level: info, formatter: text}
+storage:
+  filesystem: {rootdirectory: $dir/storage}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$port
+  secret: imgbuild-test-secret
+$auth
+EOF
+  _reg_spawn "docker-registry '$name'" "$dir/registry.log" docker-registry serve "$dir/config.yml"
+  _reg_wait_for _reg_answers "127.0.0.1:$port" || return 1
+  printf -v "REGISTRY_$name" '127.0.0.1:%s' "$port"
+  REGISTRY=127.0.0.1:$port
+}
+
+# token_requests [JQ_FILTER]: the requests the last started token server
+# answered, one JSON object a line.
+token_requests() {
+  jq -c "${1:-.}" "$TOKEN_LOG"
+}
+
+# proxy_start UPSTREAM [USER:PASSWORD]: starts fault_proxy.py in front of
+# UPSTREAM (HOST:PORT). Sets PROXY (127.0.0.1:PORT), PROXY_OTHER
+# (localhost:PORT2, the "other host" of redirect_other), PROXY_LOG and
+# PROXY_RULES. The credentials are only used by the other listener, to fetch
+# from an upstream that needs auth.
+proxy_start() {
+  local upstream=${1:?proxy_start UPSTREAM [USER:PASSWORD]} dir ports
+  _reg_trap
+  _reg_proxies=$((_reg_proxies + 1))
+  dir=$REG_WORK/proxy$_reg_proxies
+  mkdir -p "$dir"
+  PROXY_RULES=$dir/rules.json PROXY_LOG=$dir/requests.log
+  : >"$PROXY_LOG"
+  _reg_spawn "fault proxy $_reg_proxies (to $upstream)" "$dir/proxy.log" \
+    env FAULT_PROXY_UPSTREAM_CREDS="${2:-}" python3 "$REG_LIB/fault_proxy.py" \
+    --upstream "$upstream" --rules "$PROXY_RULES" --log "$PROXY_LOG" --port-file "$dir/port"
+  _reg_wait_for test -s "$dir/port" || return 1
+  read -r -a ports <"$dir/port"
+  PROXY=127.0.0.1:${ports[0]} PROXY_OTHER=localhost:${ports[1]}
+}
+
+# proxy_faults JSON: replaces the rules of the last started proxy (atomically,
+# which also resets their counters). '[]' removes all faults.
+proxy_faults() {
+  if ! jq -e 'type == "array"' >/dev/null 2>&1 <<<"${1:-}"; then
+    _reg_report "proxy_faults: rules must be a JSON list, got: ${1:-}"
+    return 1
+  fi
+  printf '%s\n' "$1" >"$PROXY_RULES.tmp" && mv "$PROXY_RULES.tmp" "$PROXY_RULES"
+}
+
+# proxy_requests [JQ_FILTER]: the proxy's request log, one JSON object a line,
+# e.g. proxy_requests 'select(.method == "PATCH") | .status'.
+proxy_requests() {
+  jq -c "${1:-.}" "$PROXY_LOG"
+}
+
+# proxy_reset: no faults and an empty request log.
+proxy_reset() {
+  proxy_faults '[]' && : >"$PROXY_LOG"
+}
+
+# _reg_layout: builds base_images.sh's layout once into $REG_CACHE/layout.
+_reg_layout() {
+  local layout=$REG_CACHE/layout tmp=$REG_CACHE/layout.$$ log=$REG_CACHE/layout.log
+  [[ -d $layout ]] && return 0
+  mkdir -p "$REG_CACHE"
+  rm -rf "$tmp"
+  if ! "$REG_LIB/base_images.sh" "$tmp" >"$log" 2>&1; then
+    _reg_report "seed_images: building the base images failed" "$log"
+    return 1
+  fi
+  # Another test sharing REG_CACHE may have finished first: keep its copy.
+  mv -T "$tmp" "$layout" 2>/dev/null || rm -rf "$tmp"
+}
+
+# seed_images ADDR [USER:PASSWORD]: pushes base/busybox:oci, base/busybox:docker,
+# base/multi:oci and base/multi:docker to the registry at ADDR.
+seed_images() {
+  local addr=${1:?seed_images ADDR [USER:PASSWORD]} layout=$REG_CACHE/layout/oci dest log
+  dest=(--dest-tls-verify=false)
+  [[ -n ${2:-} ]] && dest+=(--dest-creds "$2")
+  _reg_layout || return 1
+  log=$REG_WORK/seed.log
+  if ! {
+    skopeo copy --format oci "${dest[@]}" "oci:$layout:busybox" "docker://$addr/base/busybox:oci" &&
+      skopeo copy --format v2s2 "${dest[@]}" "oci:$layout:busybox" "docker://$addr/base/busybox:docker" &&
+      skopeo copy --all --format oci "${dest[@]}" "oci:$layout:multi" "docker://$addr/base/multi:oci" &&
+      skopeo copy --all --format v2s2 "${dest[@]}" "oci:$layout:multi" "docker://$addr/base/multi:docker"
+  } >"$log" 2>&1; then
+    _reg_report "seed_images: pushing to $addr failed" "$log"
+    return 1
+  fi
+}
