@@ -385,6 +385,7 @@ ImageMT = {
 
 local api = {}
 local targets, target_by_name = {}, {}
+local pushes = {}
 local params_used = {}
 
 api.scratch = new_image({ kind = "scratch", loc = "scratch" })
@@ -402,6 +403,39 @@ function api.image(name, img)
   local t = { name = name, node = nodes[img], loc = loc }
   targets[#targets + 1] = t
   target_by_name[name] = t
+  return img
+end
+
+--- A registry reference, normalised as docker does ("alpine" is
+--- "docker.io/library/alpine:latest"); a malformed one fails at the caller's line.
+local function check_reference(what, ref)
+  check_string(what, ref)
+  local ok, normal = pcall(settings.reference, ref)
+  if not ok then fail("%s: %s", what, normal) end
+  return normal
+end
+
+---@param ref string image reference: "alpine:3.20", "ghcr.io/o/r@sha256:..."
+---@param opts? table { platform = "linux/arm64" } (default: the build's platform)
+function api.from(ref, opts)
+  local normal = check_reference("from", ref)
+  opts = check_options("from", opts, { platform = true })
+  if opts.platform ~= nil then
+    check_string("from: platform", opts.platform)
+    if not (opts.platform:match("^%w+/[%w_]+$") or opts.platform:match("^%w+/[%w_]+/%w+$")) then
+      fail("from: invalid platform '%s' (expected os/arch[/variant], e.g. linux/arm64)", opts.platform)
+    end
+  end
+  return new_image({ kind = "from", loc = caller_loc(), ref = normal, platform = opts.platform })
+end
+
+---@param img image
+---@param ref string where to push it: "registry.example.com/team/app:tag"
+function api.push(img, ref)
+  if not is_image(img) then fail("push: expected an image as first argument, got %s", typename(img)) end
+  local normal = check_reference("push", ref)
+  if normal:find("@", 1, true) then fail("push: '%s' names a digest; push to a tag", ref) end
+  pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = caller_loc() }
   return img
 end
 
@@ -452,9 +486,7 @@ end
 
 -- Names of PRODUCT.md that later versions provide: say so instead of "unknown".
 local planned = {
-  from = "base images arrive with the registry client",
-  push = "pushing arrives with the registry client",
-  exists = "registry queries arrive with the registry client",
+  exists = "registry queries from recipes arrive with the cache",
   cached = "registry-backed caching arrives with the cache",
   hash = "lockfile hashes arrive with the cache",
   ci = "the CI context arrives with the CI integration",
@@ -640,9 +672,14 @@ function M.collect()
     number(t.node)
     out_targets[#out_targets + 1] = { name = t.name, node = ids[t.node], loc = t.loc }
   end
+  local out_pushes = {}
+  for _, p in ipairs(pushes) do
+    number(p.node)
+    out_pushes[#out_pushes + 1] = { node = ids[p.node], ref = p.ref, loc = p.loc }
+  end
   local used = {}
   for _, k in ipairs(sorted_keys(params_used)) do used[#used + 1] = k end
-  return { nodes = list, targets = out_targets, params_used = used }
+  return { nodes = list, targets = out_targets, pushes = out_pushes, params_used = used }
 end
 
 return M

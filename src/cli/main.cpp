@@ -21,6 +21,9 @@
 #include "core/layout.hpp"
 #include "core/text.hpp"
 #include "lua/recipe.hpp"
+#include "registry/credentials.hpp"
+#include "registry/registry.hpp"
+#include "registry/transfer.hpp"
 
 namespace fs = std::filesystem;
 using namespace imgbuild;
@@ -37,6 +40,7 @@ struct UsageError : std::runtime_error {
 
 const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild images
+       imgbuild push NAME REF
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
 
@@ -51,14 +55,25 @@ build options:
   --ignore WARNING      do not report a doctor warning: entrypoint, root, tls, tzdata
   --no-cache            rebuild everything, ignoring cached results
   --cache-dir DIR       build cache (default: $XDG_CACHE_HOME/imgbuild)
-  --debug               tracebacks with recipe errors
+  --pull                resolve base image tags again (default: the digest pulled before)
+  --push / --no-push    run the recipe's push() calls (default), or only say what they would push
+  --debug               tracebacks with recipe errors, one line per registry request
+
+registry options (build and push):
+  --insecure-registry HOST   allow plain HTTP and unverified TLS for HOST
+                             (loopback registries may use plain HTTP anyway)
 
   -h, --help            this help
   --version             imgbuild's version
 
 Environment: SOURCE_DATE_EPOCH (image and file times, default 0),
 IMGBUILD_PATH (where `require` looks after the recipe's folder),
-XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild).
+XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild),
+IMGBUILD_REGISTRY_AUTH_<HOST>=user:password (credentials for CI; HOST in
+capitals, other characters as '_': IMGBUILD_REGISTRY_AUTH_GHCR_IO),
+IMGBUILD_INSECURE_REGISTRIES (comma-separated, as --insecure-registry),
+SSL_CERT_FILE (CA bundle for registries; per registry: /etc/docker/certs.d/HOST/ca.crt),
+DOCKER_CONFIG (where config.json and its credential helpers are found).
 See imgbuild(1) and imgbuild-recipe(5).
 )";
 
@@ -76,8 +91,51 @@ struct BuildArgs {
   bool use_cache = true;
   bool debug = false;
   bool strict = false;
+  bool pull = false;
+  bool push = true;
   std::set<std::string> ignore;  ///< doctor warnings not to report
+  std::set<std::string> insecure;
 };
+
+/// Hosts named insecure in the environment (IMGBUILD_INSECURE_REGISTRIES).
+std::set<std::string> insecure_from_environment() {
+  std::set<std::string> hosts;
+  if (const char* v = std::getenv("IMGBUILD_INSECURE_REGISTRIES"))
+    for (auto& h : split(v, ','))
+      if (!h.empty()) hosts.insert(h);
+  return hosts;
+}
+
+/// The registry client, made on first use: a build without `from` or `push`
+/// reads no credentials and opens no connection.
+class RegistryAccess {
+public:
+  RegistryAccess(std::set<std::string> insecure, bool debug) : insecure_(std::move(insecure)), debug_(debug) {}
+
+  RegistryClient& client() {
+    if (!client_) {
+      RegistryOptions options;
+      options.insecure = insecure_;
+      // As Go programs (docker, skopeo) do: a CA bundle replacing the system's.
+      if (const char* ca = std::getenv("SSL_CERT_FILE")) options.ca_file = ca;
+      if (debug_) options.debug = [](const std::string& line) { std::cerr << "imgbuild: registry: " << line << "\n"; };
+      client_ = std::make_unique<RegistryClient>(Credentials::load(), std::move(options));
+    }
+    return *client_;
+  }
+
+private:
+  std::set<std::string> insecure_;
+  bool debug_;
+  std::unique_ptr<RegistryClient> client_;
+};
+
+/// "pushed localhost:5000/app:1@sha256:…" and what it took.
+void report_push(const Reference& dest, const PushResult& r) {
+  std::cout << "pushed " << dest.str() << "@" << r.digest.str() << "\n";
+  std::cerr << "  " << dest.str() << ": " << r.uploaded << " uploaded (" << human_size(r.bytes) << "), " << r.mounted
+            << " mounted, " << r.present << " already there\n";
+}
 
 Output parse_output(const std::string& spec) {
   if (spec.starts_with("oci:") && spec.size() > 4) return {Output::Kind::Oci, spec.substr(4)};
@@ -116,7 +174,11 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
       if (!kDoctorWarnings.count(name))
         throw UsageError("--ignore " + name + ": no such warning (known: " + join(kDoctorWarnings, ", ") + ")");
       b.ignore.insert(name);
-    } else if (a == "--strict") b.strict = true;
+    } else if (flag == "--insecure-registry") b.insecure.insert(take());
+    else if (a == "--strict") b.strict = true;
+    else if (a == "--pull") b.pull = true;
+    else if (a == "--push") b.push = true;
+    else if (a == "--no-push") b.push = false;
     else if (a == "--no-cache") b.use_cache = false;
     else if (a == "--debug") b.debug = true;
     else if (a.starts_with("-") && a != "-") throw UsageError("unknown option '" + a + "'");
@@ -169,8 +231,8 @@ int cmd_build(const std::vector<std::string>& args) {
   if (to_archive && chosen.size() > 1)
     throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
                      std::to_string(chosen.size()) + ")");
-  if (chosen.empty()) {
-    std::cerr << "imgbuild: " << b.recipe.string() << " defines no image: call image(\"name\", img)\n";
+  if (chosen.empty() && ev.graph.pushes.empty()) {
+    std::cerr << "imgbuild: " << b.recipe.string() << " defines no image: call image(\"name\", img) or push(img, ref)\n";
     return kExitError;
   }
 
@@ -181,23 +243,30 @@ int cmd_build(const std::vector<std::string>& args) {
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
   settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
+  b.insecure.merge(insecure_from_environment());
+  RegistryAccess registry(b.insecure, b.debug);
+  settings.pull = [&](const PullOp& op, const Platform& platform) {
+    return pull_image(registry.client(), store, Reference::parse(op.reference), platform, b.pull).image;
+  };
   Builder builder(ev.graph, store, settings);
 
-  for (const Target* t : chosen) {
-    const BuiltImage& built = builder.build(t->node);
-    // The doctor sees every image before it is stored or written anywhere.
+  // The doctor sees every image before it is stored, written or pushed.
+  auto examine = [&](const Target& t, const char* refusal) {
     bool refused = false;
-    for (const Finding& f : builder.examine(*t, b.ignore)) {
+    for (const Finding& f : builder.examine(t, b.ignore)) {
       bool fatal = f.error || b.strict;
       refused = refused || fatal;
       std::cerr << "imgbuild: " << (fatal ? "" : "warning: ") << f.loc << ": " << f.message
                 << (f.error ? "" : " [" + f.check + "]") << "\n";
     }
-    if (refused) {
-      std::cerr << "imgbuild: " << t->name << " was not stored"
-                << (b.strict ? " (--strict makes warnings errors)" : "") << "\n";
-      return kExitError;
-    }
+    if (refused)
+      std::cerr << "imgbuild: " << t.name << refusal << (b.strict ? " (--strict makes warnings errors)" : "") << "\n";
+    return !refused;
+  };
+
+  for (const Target* t : chosen) {
+    const BuiltImage& built = builder.build(t->node);
+    if (!examine(*t, " was not stored")) return kExitError;
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
@@ -209,6 +278,61 @@ int cmd_build(const std::vector<std::string>& args) {
     std::cout << t->name << "  " << built.manifest.digest.str() << "  " << human_size(built.size) << "  ("
               << built.image.layers.size() << (built.image.layers.size() == 1 ? " layer" : " layers") << ")\n";
   }
+
+  // Pushes follow the builds they need: all of them, or those of the named targets.
+  for (const Push& p : ev.graph.pushes) {
+    bool wanted = b.targets.empty() ||
+                  std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) { return t->node == p.node; });
+    if (!wanted) continue;
+    const BuiltImage& built = builder.build(p.node);
+    if (!examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
+    Reference dest = Reference::parse(p.reference);
+    if (!b.push) {
+      std::cout << "would push " << dest.str() << "@" << built.manifest.digest.str() << " (--no-push)\n";
+      continue;
+    }
+    try {
+      report_push(dest, push_image(registry.client(), store, built.manifest, dest));
+    } catch (const std::exception& e) {
+      throw BuildError(p.loc, std::string("push: ") + e.what());
+    }
+  }
+  return 0;
+}
+
+/// imgbuild push NAME REF: a stored image to a registry.
+int cmd_push(const std::vector<std::string>& args) {
+  std::vector<std::string> positional;
+  std::set<std::string> insecure = insecure_from_environment();
+  bool debug = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--insecure-registry") {
+      if (i + 1 >= args.size()) throw UsageError("--insecure-registry needs a value");
+      insecure.insert(args[++i]);
+    } else if (a.starts_with("--insecure-registry=")) {
+      insecure.insert(a.substr(a.find('=') + 1));
+    } else if (a == "--debug") {
+      debug = true;
+    } else if (a.starts_with("-")) {
+      throw UsageError("unknown option '" + a + "'");
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (positional.size() != 2) throw UsageError("push takes a stored image and a reference: imgbuild push NAME REF");
+  Reference dest;
+  try {
+    dest = Reference::parse(positional[1]);
+  } catch (const ReferenceError& e) {
+    throw UsageError(e.what());
+  }
+  if (dest.digest) throw UsageError("push: '" + positional[1] + "' names a digest; push to a tag");
+  Layout store(default_store_dir());
+  auto manifest = store.find_ref(positional[0]);
+  if (!manifest) throw std::runtime_error("no image named '" + positional[0] + "' in the store (see imgbuild images)");
+  RegistryAccess registry(insecure, debug);
+  report_push(dest, push_image(registry.client(), store, *manifest, dest));
   return 0;
 }
 
@@ -311,6 +435,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (first == "build") return cmd_build(rest);
   if (first == "images") return cmd_images(rest);
+  if (first == "push") return cmd_push(rest);
   if (first == "inspect") return cmd_inspect(rest);
   if (first == "check") return cmd_check(rest);
   return cmd_build(args);

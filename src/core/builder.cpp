@@ -73,13 +73,15 @@ const Builder::Stage& Builder::stage(size_t id) {
   }
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
+    else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull);
     else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
     else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
   } catch (const BuildError&) {
     throw;
   } catch (const std::exception& e) {
     auto* cfg = std::get_if<ConfigOp>(&node.op);
-    throw BuildError(node.loc, (cfg ? cfg->key : std::string("copy")) + ": " + e.what());
+    std::string step = cfg ? cfg->key : std::holds_alternative<PullOp>(node.op) ? "from" : "copy";
+    throw BuildError(node.loc, step + ": " + e.what());
   }
   return stages_.emplace(id, std::move(st)).first->second;
 }
@@ -152,6 +154,17 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   st.image.history.push_back({description, false});
 }
 
+void Builder::apply_pull(Stage& st, const PullOp& op) {
+  if (!settings_.pull) throw std::runtime_error(op.reference + ": this build has no registry access");
+  Platform platform = op.platform ? Platform::parse(*op.platform) : settings_.platform;
+  st.image = settings_.pull(op, platform);
+  st.image.created = settings_.source_date_epoch;
+  auto tree = std::make_shared<ImageTree>();
+  for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
+  st.tree = std::move(tree);
+  st.cmd_from_base = st.image.config.cmd.has_value();
+}
+
 void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
   RuntimeConfig& c = st.image.config;
   const json& v = op.value;
@@ -166,8 +179,10 @@ void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
   } else if (op.key == "entrypoint") {
     c.entrypoint = v.get<std::vector<std::string>>();
     st.entrypoint_loc = node.loc;
+    if (st.cmd_from_base) c.cmd.reset();
   } else if (op.key == "cmd") {
     c.cmd = v.get<std::vector<std::string>>();
+    st.cmd_from_base = false;
     // Without an entrypoint the cmd is the program, so its line is the one to blame.
     if (!c.entrypoint) st.entrypoint_loc = node.loc;
   } else if (op.key == "expose") {

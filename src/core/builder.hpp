@@ -32,6 +32,10 @@ struct BuildSettings {
   Platform platform = Platform::host();
   /// One human-readable line per step event.
   std::function<void(const std::string&)> progress = [](const std::string&) {};
+  /// Provides a base image for `from` (the registry client, through the
+  /// store): its config and layers, with the layer blobs in the store. Unset,
+  /// a recipe with `from` fails at that line.
+  std::function<Image(const PullOp&, const Platform&)> pull;
 };
 
 /// A built image and where its manifest is in the layout.
@@ -61,10 +65,14 @@ private:
     std::shared_ptr<const ImageTree> tree = std::make_shared<ImageTree>();
     std::string entrypoint_loc;
     std::set<std::string> ignore;
+    /// The cmd came with the base image: setting an entrypoint drops it, as
+    /// docker does, since a base's cmd was meant for the base's entrypoint.
+    bool cmd_from_base = false;
   };
 
   const Stage& stage(size_t node);
   CopyItem build_file(size_t node);
+  void apply_pull(Stage& stage, const PullOp& op);
   void apply_config(Stage& stage, const ConfigOp& op, const Node& node);
   void apply_copy(Stage& stage, const CopyOp& op, const Node& node);
   void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);

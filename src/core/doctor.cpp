@@ -15,6 +15,9 @@ namespace {
 
 /// The PATH runtimes give a container whose config sets none.
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Entrypoints are read into memory to be inspected; past this size only their
+/// start is, which holds the ELF headers of any real program.
+constexpr size_t kMaxProgramSize = size_t(512) << 20;
 
 /// Where Go's crypto/x509 looks for CA certificates on Linux (files, then folders).
 const std::vector<std::string> kCertFiles = {
@@ -98,25 +101,25 @@ private:
       error(what + ": not executable (mode " + mode + ")");
       return;
     }
-    const std::filesystem::path& source = found->file->source;
-    if (source.empty()) return;  // bytes not readable from here: nothing more to check
-
-    std::string head;
-    {
-      Fd fd = open_read(source);
-      char buf[256];
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n > 0) head.assign(buf, static_cast<size_t>(n));
+    // The program itself: read whole, up to a size no real entrypoint reaches.
+    std::string bytes;
+    try {
+      bytes = tree_.contents(*found->file, kMaxProgramSize);
+    } catch (const std::runtime_error& e) {
+      error(what + ": cannot be read: " + e.what());
+      return;
     }
-    if (head.starts_with("#!")) {
-      check_script(what, head);
+    if (bytes.empty() && found->file->source.empty() && found->file->layer.empty())
+      return;  // bytes not readable from here: nothing more to check
+    if (bytes.starts_with("#!")) {
+      check_script(what, bytes.substr(0, 256));
       return;
     }
     ElfInfo info;
     try {
-      info = inspect_elf_named(source, shown);
+      info = inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()});
     } catch (const std::runtime_error& e) {
-      error("entrypoint " + std::string(e.what()));
+      error("entrypoint " + shown + ": " + e.what());
       return;
     }
     if (!info.is_elf) {

@@ -89,13 +89,16 @@ Graph Graph::from_json(const json& d) {
     std::string kind = str(n, "kind", i);
     if (auto p = n.find("parent"); p != n.end() && !p->is_null()) node.parent = node_ref(*p, i);
     if (kind == "scratch") node.op = ScratchOp{};
+    else if (kind == "from")
+      node.op = PullOp{str(n, "ref", i), n.contains("platform") ? std::optional(str(n, "platform", i)) : std::nullopt};
     else if (kind == "copy") node.op = parse_copy(n, i);
     else if (kind == "config") node.op = ConfigOp{str(n, "key", i), n.value("value", json())};
     else if (kind == "host") node.op = parse_host(n, i);
     else if (kind == "host_path") node.op = HostPathOp{str(n, "description", i), strings(n, "candidates", i)};
     else if (kind == "doctor") node.op = DoctorOp{strings(n, "ignore", i)};
     else malformed(i, "unknown kind '" + kind + "'");
-    bool needs_parent = !std::holds_alternative<ScratchOp>(node.op) && !node.is_file();
+    bool needs_parent =
+        !std::holds_alternative<ScratchOp>(node.op) && !std::holds_alternative<PullOp>(node.op) && !node.is_file();
     if (needs_parent != node.parent.has_value()) malformed(i, needs_parent ? "missing parent" : "unexpected parent");
     if (node.parent && g.nodes[*node.parent].is_file()) malformed(i, "parent is a file, not an image");
     if (auto* copy = std::get_if<CopyOp>(&node.op))
@@ -113,6 +116,14 @@ Graph Graph::from_json(const json& d) {
       g.targets.push_back(std::move(tg));
     } catch (const json::exception& e) {
       throw std::runtime_error(std::string("malformed build graph: target: ") + e.what());
+    }
+  if (auto p = d.find("pushes"); p != d.end() && p->is_array())
+    for (auto& push : *p) try {
+      Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", "")};
+      if (g.nodes[ps.node].is_file()) throw std::runtime_error("malformed build graph: pushed node is a file");
+      g.pushes.push_back(std::move(ps));
+    } catch (const json::exception& e) {
+      throw std::runtime_error(std::string("malformed build graph: push: ") + e.what());
     }
   return g;
 }

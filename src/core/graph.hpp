@@ -16,6 +16,13 @@ namespace imgbuild {
 /// The empty image every image starts from.
 struct ScratchOp {};
 
+/// `from "ref"`: a base image from a registry. `reference` is normalised
+/// ("docker.io/library/alpine:3.20"); the platform defaults to the build's.
+struct PullOp {
+  std::string reference;
+  std::optional<std::string> platform;
+};
+
 /// uid:gid for copied files (`chown = "1000:1000"`).
 struct Owner {
   uint32_t uid = 0, gid = 0;
@@ -73,12 +80,12 @@ struct DoctorOp {
   std::vector<std::string> ignore;
 };
 
-/// One step of the graph. Image nodes have a parent (except scratch); file
+/// One step of the graph. Image nodes have a parent (except scratch and pulled bases); file
 /// nodes (HostBuildOp, HostPathOp) stand alone.
 struct Node {
   std::string loc;
   std::optional<size_t> parent;
-  std::variant<ScratchOp, CopyOp, ConfigOp, DoctorOp, HostBuildOp, HostPathOp> op;
+  std::variant<ScratchOp, PullOp, CopyOp, ConfigOp, DoctorOp, HostBuildOp, HostPathOp> op;
 
   bool is_file() const { return std::holds_alternative<HostBuildOp>(op) || std::holds_alternative<HostPathOp>(op); }
 };
@@ -90,9 +97,17 @@ struct Target {
   std::string loc;
 };
 
+/// `push(img, ref)`: after the build, the image goes to `reference` (normalised).
+struct Push {
+  size_t node = 0;
+  std::string reference;
+  std::string loc;
+};
+
 struct Graph {
   std::vector<Node> nodes;
   std::vector<Target> targets;
+  std::vector<Push> pushes;
 
   /// Reads the description the recipe engine hands over (nodes numbered from 1,
   /// parents before children). Throws std::runtime_error for a malformed one:

@@ -12,6 +12,10 @@ using json = nlohmann::json;
 json Descriptor::to_json() const {
   json j = {{"mediaType", media_type}, {"digest", digest.str()}, {"size", size}};
   if (!annotations.empty()) j["annotations"] = annotations;
+  if (platform) {
+    j["platform"] = {{"os", platform->os}, {"architecture", platform->architecture}};
+    if (!platform->variant.empty()) j["platform"]["variant"] = platform->variant;
+  }
   return j;
 }
 
@@ -32,6 +36,9 @@ Descriptor Descriptor::from_json(const json& j) {
   if (auto it = j.find("annotations"); it != j.end() && it->is_object())
     for (auto& [k, v] : it->items())
       if (v.is_string()) d.annotations[k] = v.get<std::string>();
+  if (auto it = j.find("platform"); it != j.end() && it->is_object())
+    d.platform = Platform{it->value("os", std::string()), it->value("architecture", std::string()),
+                          it->value("variant", std::string())};
   return d;
 }
 
@@ -102,7 +109,7 @@ json string_set(const std::set<std::string>& s) {
 }  // namespace
 
 std::string Image::config_document() const {
-  json cfg = json::object();
+  json cfg = inherited_config;
   if (!config.env.empty()) cfg["Env"] = config.env;
   if (config.entrypoint) cfg["Entrypoint"] = *config.entrypoint;
   if (config.cmd) cfg["Cmd"] = *config.cmd;
@@ -117,7 +124,10 @@ std::string Image::config_document() const {
   for (auto& l : layers) diff_ids.push_back(l.diff_id.str());
   json hist = json::array();
   for (auto& h : history) {
-    json e = {{"created", rfc3339(created)}, {"created_by", h.created_by}};
+    json e = {{"created", h.created.empty() ? rfc3339(created) : h.created}};
+    if (!h.created_by.empty()) e["created_by"] = h.created_by;
+    if (!h.author.empty()) e["author"] = h.author;
+    if (!h.comment.empty()) e["comment"] = h.comment;
     if (h.empty_layer) e["empty_layer"] = true;
     hist.push_back(e);
   }
@@ -134,12 +144,101 @@ std::string Image::config_document() const {
 std::string Image::manifest_document(const Descriptor& cfg) const {
   json layer_list = json::array();
   for (auto& l : layers)
-    layer_list.push_back(Descriptor{media_type::kLayerGzip, l.digest, l.size, {}}.to_json());
+    layer_list.push_back(Descriptor{l.media_type, l.digest, l.size, {}}.to_json());
   json doc = {{"schemaVersion", 2},
               {"mediaType", media_type::kManifest},
               {"config", cfg.to_json()},
               {"layers", layer_list}};
+  if (!annotations.empty()) doc["annotations"] = annotations;
   return doc.dump();
+}
+
+namespace {
+
+std::vector<std::string> string_list(const json& j, const char* what) {
+  std::vector<std::string> out;
+  if (j.is_null()) return out;
+  if (!j.is_array()) throw std::runtime_error(std::string("config ") + what + " is not a list");
+  for (auto& v : j) {
+    if (!v.is_string()) throw std::runtime_error(std::string("config ") + what + " has a non-string entry");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+std::set<std::string> key_set(const json& j, const char* what) {
+  std::set<std::string> out;
+  if (j.is_null()) return out;
+  if (!j.is_object()) throw std::runtime_error(std::string("config ") + what + " is not an object");
+  for (auto& [k, v] : j.items()) out.insert(k);
+  return out;
+}
+
+std::string string_field(const json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return "";
+  if (!it->is_string()) throw std::runtime_error(std::string("config field ") + name + " is not a string");
+  return it->get<std::string>();
+}
+
+std::string oci_layer_type(const std::string& type) {
+  if (type == media_type::kLayerGzip || type == media_type::kLayerTar || type == media_type::kLayerZstd) return type;
+  if (type == media_type::kDockerLayerGzip) return media_type::kLayerGzip;
+  throw std::runtime_error("unsupported layer type '" + type + "'");
+}
+
+}  // namespace
+
+Image image_from_documents(const json& manifest, const json& config) {
+  if (!config.is_object()) throw std::runtime_error("the image config is not a JSON object");
+  Image image;
+  image.platform = Platform{string_field(config, "os"), string_field(config, "architecture"),
+                            string_field(config, "variant")};
+  if (config.contains("config") && config["config"].is_object()) {
+    json c = config["config"];
+    RuntimeConfig& rc = image.config;
+    rc.env = string_list(c.value("Env", json()), "Env");
+    if (c.contains("Entrypoint") && !c["Entrypoint"].is_null()) rc.entrypoint = string_list(c["Entrypoint"], "Entrypoint");
+    if (c.contains("Cmd") && !c["Cmd"].is_null()) rc.cmd = string_list(c["Cmd"], "Cmd");
+    rc.workdir = string_field(c, "WorkingDir");
+    rc.user = string_field(c, "User");
+    rc.stop_signal = string_field(c, "StopSignal");
+    rc.exposed_ports = key_set(c.value("ExposedPorts", json()), "ExposedPorts");
+    rc.volumes = key_set(c.value("Volumes", json()), "Volumes");
+    if (c.contains("Labels") && c["Labels"].is_object())
+      for (auto& [k, v] : c["Labels"].items())
+        if (v.is_string()) rc.labels[k] = v.get<std::string>();
+    for (const char* known : {"Env", "Entrypoint", "Cmd", "WorkingDir", "User", "StopSignal", "ExposedPorts",
+                              "Volumes", "Labels"})
+      c.erase(known);
+    // Docker writes empty values for every field it knows; only real ones carry on.
+    for (auto it = c.begin(); it != c.end();)
+      it = (it->is_null() || (it->is_string() && it->get<std::string>().empty()) || (it->is_boolean() && !*it))
+               ? c.erase(it)
+               : std::next(it);
+    image.inherited_config = std::move(c);
+  }
+  if (config.contains("history") && config["history"].is_array())
+    for (auto& h : config["history"]) {
+      if (!h.is_object()) continue;
+      image.history.push_back(HistoryEntry{string_field(h, "created_by"), h.value("empty_layer", json(false)) == json(true),
+                                           string_field(h, "created"), string_field(h, "author"),
+                                           string_field(h, "comment")});
+    }
+  const json& diff_ids = config.contains("rootfs") ? config["rootfs"].value("diff_ids", json::array()) : json::array();
+  if (!manifest.contains("layers") || !manifest["layers"].is_array())
+    throw std::runtime_error("the manifest has no layer list");
+  const json& layers = manifest["layers"];
+  if (!diff_ids.is_array() || diff_ids.size() != layers.size())
+    throw std::runtime_error("the config lists " + std::to_string(diff_ids.is_array() ? diff_ids.size() : 0) +
+                             " layer diff IDs for " + std::to_string(layers.size()) + " layers");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Descriptor d = Descriptor::from_json(layers[i]);
+    if (!diff_ids[i].is_string()) throw std::runtime_error("a layer diff ID is not a string");
+    image.layers.push_back(LayerBlob{d.digest, d.size, Digest::parse(diff_ids[i].get<std::string>()), 0,
+                                     oci_layer_type(d.media_type)});
+  }
+  return image;
 }
 
 uint64_t StoredImage::total_size() const {

@@ -19,22 +19,20 @@ inline constexpr const char* kManifest = "application/vnd.oci.image.manifest.v1+
 inline constexpr const char* kIndex = "application/vnd.oci.image.index.v1+json";
 inline constexpr const char* kConfig = "application/vnd.oci.image.config.v1+json";
 inline constexpr const char* kLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+inline constexpr const char* kLayerTar = "application/vnd.oci.image.layer.v1.tar";
+inline constexpr const char* kLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+// Docker's schema 2 types: read from registries, never written.
+inline constexpr const char* kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr const char* kDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr const char* kDockerConfig = "application/vnd.docker.container.image.v1+json";
+inline constexpr const char* kDockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 }  // namespace media_type
 
 /// Annotation that names an image inside an OCI layout's index.json.
 inline constexpr const char* kRefNameAnnotation = "org.opencontainers.image.ref.name";
-
-/// An OCI content descriptor.
-struct Descriptor {
-  std::string media_type;
-  Digest digest;
-  uint64_t size = 0;
-  std::map<std::string, std::string> annotations;
-
-  nlohmann::json to_json() const;
-  /// Throws std::runtime_error naming the missing or malformed field.
-  static Descriptor from_json(const nlohmann::json& j);
-};
+/// Annotations of an image built on a pulled base: which one, exactly.
+inline constexpr const char* kBaseNameAnnotation = "org.opencontainers.image.base.name";
+inline constexpr const char* kBaseDigestAnnotation = "org.opencontainers.image.base.digest";
 
 /// os/architecture[/variant], in OCI's names ("linux/amd64", "linux/arm/v7").
 struct Platform {
@@ -48,6 +46,19 @@ struct Platform {
   static Platform parse(const std::string& text);
   std::string str() const;
   friend bool operator==(const Platform&, const Platform&) = default;
+};
+
+/// An OCI content descriptor.
+struct Descriptor {
+  std::string media_type;
+  Digest digest;
+  uint64_t size = 0;
+  std::map<std::string, std::string> annotations;
+  std::optional<Platform> platform;  ///< in indexes: what the manifest is for
+
+  nlohmann::json to_json() const;
+  /// Throws std::runtime_error naming the missing or malformed field.
+  static Descriptor from_json(const nlohmann::json& j);
 };
 
 /// The runtime part of an image config (the "config" object of the OCI config).
@@ -67,6 +78,9 @@ struct RuntimeConfig {
 struct HistoryEntry {
   std::string created_by;
   bool empty_layer = false;
+  /// Kept from a base image's history; empty for entries of this build, which
+  /// get the image's creation time.
+  std::string created, author, comment;
 };
 
 /// A built image: layers in order, their history and the config.
@@ -76,6 +90,11 @@ struct Image {
   std::vector<LayerBlob> layers;
   std::vector<HistoryEntry> history;
   int64_t created = 0;  ///< seconds since the epoch (SOURCE_DATE_EPOCH)
+  /// Fields of a base image's runtime config that this model does not know
+  /// (Healthcheck, Shell, OnBuild...), carried through unchanged.
+  nlohmann::json inherited_config = nlohmann::json::object();
+  /// Manifest annotations (the base image an image was built on).
+  std::map<std::string, std::string> annotations;
 
   /// The OCI image config document (canonical: sorted keys, no whitespace).
   std::string config_document() const;
@@ -85,6 +104,12 @@ struct Image {
 
 /// "1970-01-01T00:00:00Z" for an epoch time.
 std::string rfc3339(int64_t seconds);
+
+/// Reads an image config document (OCI or Docker) and its manifest's layer
+/// descriptors back into the model, to build on it. Docker layer types become
+/// their OCI equivalents (the same bytes). Throws std::runtime_error naming
+/// what is malformed or unsupported.
+Image image_from_documents(const nlohmann::json& manifest, const nlohmann::json& config);
 
 /// The pieces of an image stored in a layout, read back for listing and inspection.
 struct StoredImage {

@@ -1,6 +1,15 @@
 #include "core/image_tree.hpp"
 
+#include <archive.h>
+#include <unistd.h>
+#include <archive_entry.h>
+
+#include <cerrno>
 #include <deque>
+#include <memory>
+#include <stdexcept>
+
+#include "core/fs.hpp"
 
 namespace imgbuild {
 
@@ -18,7 +27,117 @@ std::deque<std::string> components(const std::string& path) {
   return out;
 }
 
+/// "./a/b/" -> "/a/b": tar member names as tree keys.
+std::string tree_path(std::string_view name) {
+  while (name.starts_with("./")) name.remove_prefix(2);
+  while (name.starts_with("/")) name.remove_prefix(1);
+  while (name.ends_with("/")) name.remove_suffix(1);
+  return "/" + std::string(name);
+}
+
+using Archive = std::unique_ptr<archive, decltype(&archive_read_free)>;
+
+Archive open_layer(const std::filesystem::path& blob) {
+  Archive a(archive_read_new(), archive_read_free);
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open_filename(a.get(), blob.c_str(), 1 << 16) != ARCHIVE_OK)
+    throw std::runtime_error(blob.string() + ": " + archive_error_string(a.get()));
+  return a;
+}
+
+constexpr std::string_view kWhiteout = ".wh.";
+constexpr std::string_view kOpaque = ".wh..wh..opq";
+
 }  // namespace
+
+void ImageTree::apply_layer_blob(const std::filesystem::path& blob) {
+  Archive a = open_layer(blob);
+  // Whiteouts hide what lower layers had, never what this layer adds, wherever
+  // they stand in the tar: so they go first, then the entries.
+  std::vector<std::string> removed, opaque;
+  std::vector<std::pair<std::string, File>> added;
+  std::vector<std::pair<std::string, std::string>> hardlinks;  // path, target
+  archive_entry* e = nullptr;
+  for (;;) {
+    int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) throw std::runtime_error(blob.string() + ": " + archive_error_string(a.get()));
+    const char* raw = archive_entry_pathname(e);
+    if (!raw) continue;
+    std::string path = tree_path(raw);
+    std::string dir = path.substr(0, path.rfind('/'));
+    std::string base = path.substr(path.rfind('/') + 1);
+    if (base == kOpaque) {
+      opaque.push_back(dir);
+      continue;
+    }
+    if (base.starts_with(kWhiteout)) {
+      removed.push_back(dir + "/" + base.substr(kWhiteout.size()));
+      continue;
+    }
+    if (const char* target = archive_entry_hardlink(e)) {
+      hardlinks.emplace_back(path, tree_path(target));
+      continue;
+    }
+    File f;
+    f.mode = archive_entry_perm(e);
+    switch (archive_entry_filetype(e)) {
+      case AE_IFREG: f.type = LayerEntry::Type::File; f.layer = blob; f.member = raw; break;
+      case AE_IFDIR: f.type = LayerEntry::Type::Directory; break;
+      case AE_IFLNK:
+        f.type = LayerEntry::Type::Symlink;
+        f.link_target = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
+        break;
+      default: continue;  // devices and fifos: nothing the doctor looks at
+    }
+    added.emplace_back(std::move(path), std::move(f));
+  }
+  auto erase_tree = [&](const std::string& path, bool keep_self) {
+    std::string prefix = path + "/";
+    for (auto it = files_.lower_bound(prefix); it != files_.end() && it->first.starts_with(prefix);)
+      it = files_.erase(it);
+    if (!keep_self) files_.erase(path);
+  };
+  for (auto& d : opaque) erase_tree(d, true);
+  for (auto& r : removed) erase_tree(r, false);
+  for (auto& [path, f] : added) {
+    if (f.type != LayerEntry::Type::Directory) erase_tree(path, true);
+    files_[path] = std::move(f);
+  }
+  for (auto& [path, target] : hardlinks)
+    if (auto it = files_.find(target); it != files_.end()) files_[path] = it->second;
+}
+
+std::string ImageTree::contents(const File& file, size_t max) const {
+  if (!file.source.empty()) {
+    Fd fd = open_read(file.source);
+    std::string out(max, '\0');
+    size_t got = 0;
+    while (got < max) {
+      ssize_t n = ::read(fd.get(), out.data() + got, max - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno(file.source.string());
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    out.resize(got);
+    return out;
+  }
+  if (file.layer.empty()) return "";
+  Archive a = open_layer(file.layer);
+  archive_entry* e = nullptr;
+  while (archive_read_next_header(a.get(), &e) >= ARCHIVE_WARN) {
+    const char* name = archive_entry_pathname(e);
+    if (!name || file.member != name) continue;
+    std::string out;
+    char buf[1 << 16];
+    for (la_ssize_t n; out.size() < max && (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;)
+      out.append(buf, std::min<size_t>(static_cast<size_t>(n), max - out.size()));
+    return out;
+  }
+  throw std::runtime_error(file.layer.string() + ": " + file.member + " is missing from its layer");
+}
 
 void ImageTree::apply(const std::vector<LayerEntry>& entries) {
   for (const auto& e : entries) {
@@ -29,7 +148,7 @@ void ImageTree::apply(const std::vector<LayerEntry>& entries) {
       for (auto it = files_.lower_bound(prefix); it != files_.end() && it->first.starts_with(prefix);)
         it = files_.erase(it);
     }
-    files_[path] = File{e.type, e.mode, e.link_target, e.source};
+    files_[path] = File{e.type, e.mode, e.link_target, e.source, {}, {}};
   }
 }
 

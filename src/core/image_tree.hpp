@@ -17,7 +17,9 @@ public:
     LayerEntry::Type type = LayerEntry::Type::File;
     uint32_t mode = 0;
     std::string link_target;
-    std::filesystem::path source;  ///< where a file's bytes can be read on the host
+    std::filesystem::path source;  ///< where a file's bytes can be read on the host, or
+    std::filesystem::path layer;   ///< the layer blob holding them, as `member`
+    std::string member;
   };
   struct Resolved {
     std::string path;  ///< absolute, symlinks resolved
@@ -27,6 +29,15 @@ public:
   /// Applies one layer: its entries replace what stood at their paths, and an
   /// entry that is not a folder drops whatever was below it.
   void apply(const std::vector<LayerEntry>& entries);
+
+  /// Applies a layer blob of a pulled image (a tar, compressed or not),
+  /// honouring OCI whiteouts. Reads the listing only; file bytes stay in the
+  /// blob until contents() asks. Throws std::runtime_error for a blob that is
+  /// not a readable tar.
+  void apply_layer_blob(const std::filesystem::path& blob);
+
+  /// The bytes of a file (at most `max` of them), from the host or its layer.
+  std::string contents(const File& file, size_t max) const;
 
   /// Resolves an absolute path inside the image, following the image's own
   /// symlinks in every component (relative ones from the link's folder,

@@ -30,7 +30,8 @@ struct LayerBlob {
   Digest digest;        ///< sha256 of the compressed blob
   uint64_t size = 0;    ///< compressed size
   Digest diff_id;       ///< sha256 of the uncompressed tar
-  uint64_t uncompressed_size = 0;
+  uint64_t uncompressed_size = 0;  ///< 0 when unknown (layers of pulled images)
+  std::string media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
 };
 
 /// Settings that decide the bytes of a layer; fixed, so equal inputs give equal digests.

@@ -74,7 +74,8 @@ void Layout::set_ref(const std::string& name, Descriptor manifest) {
   for (auto& m : idx["manifests"]) {
     auto ann = m.find("annotations");
     bool same_name = ann != m.end() && ann->is_object() && ann->value(kRefNameAnnotation, "") == name;
-    if (!same_name) kept.push_back(m);
+    bool same_platform = Descriptor::from_json(m).platform == manifest.platform;
+    if (!(same_name && same_platform)) kept.push_back(m);
   }
   kept.push_back(manifest.to_json());
   idx["manifests"] = kept;
@@ -88,10 +89,10 @@ std::vector<Descriptor> Layout::refs() const {
   return out;
 }
 
-std::optional<Descriptor> Layout::find_ref(const std::string& name) const {
+std::optional<Descriptor> Layout::find_ref(const std::string& name, const std::optional<Platform>& platform) const {
   for (auto& d : refs()) {
     auto it = d.annotations.find(kRefNameAnnotation);
-    if (it != d.annotations.end() && it->second == name) return d;
+    if (it != d.annotations.end() && it->second == name && d.platform == platform) return d;
   }
   return std::nullopt;
 }

@@ -32,11 +32,13 @@ public:
   /// Reads a document blob, verifying its size and digest.
   std::string read_document(const Descriptor& d) const;
 
-  /// Names `manifest` `name` in index.json, replacing an earlier image of that name.
+  /// Names `manifest` `name` in index.json, replacing an earlier image of that
+  /// name and platform. Built images have no platform in the index; pulled
+  /// bases do, since one tag can name an image per platform.
   void set_ref(const std::string& name, Descriptor manifest);
   /// The named images, in index.json order.
   std::vector<Descriptor> refs() const;
-  std::optional<Descriptor> find_ref(const std::string& name) const;
+  std::optional<Descriptor> find_ref(const std::string& name, const std::optional<Platform>& platform = {}) const;
 
   /// Reads a stored image's manifest and config.
   StoredImage load(const Descriptor& manifest) const;

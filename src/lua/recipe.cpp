@@ -18,6 +18,7 @@
 #include "core/elf.hpp"
 #include "core/elf_report.hpp"
 #include "lua/embedded.hpp"
+#include "registry/reference.hpp"
 
 namespace imgbuild {
 
@@ -166,6 +167,16 @@ int native_inspect(lua_State* L) {
   return 1;
 }
 
+/// reference(text) -> the normalised reference ("docker.io/library/alpine:3.20").
+int native_reference(lua_State* L) {
+  size_t n = 0;
+  const char* text = lua_tolstring(L, 1, &n);
+  if (!text) throw std::runtime_error("expected a string");
+  std::string normal = Reference::parse(std::string_view(text, n)).str();
+  lua_pushlstring(L, normal.data(), normal.size());
+  return 1;
+}
+
 /// describe(table, out): converts the DSL's description into *out.
 int native_describe(lua_State* L) {
   auto* out = static_cast<json*>(lua_touserdata(L, 2));
@@ -216,6 +227,8 @@ void push_settings(lua_State* L, const RecipeOptions& o) {
   lua_pushstring(L, o.context.c_str());
   lua_pushcclosure(L, trampoline<native_inspect>, 1);
   lua_setfield(L, -2, "inspect");
+  lua_pushcfunction(L, trampoline<native_reference>);
+  lua_setfield(L, -2, "reference");
   lua_createtable(L, static_cast<int>(kDoctorWarnings.size()), 0);
   lua_Integer i = 1;
   for (auto& name : kDoctorWarnings) {

@@ -101,3 +101,24 @@ TEST_CASE("go.build describes a host build for the image's platform", "[recipe][
   CHECK(op.argv == std::vector<std::string>{"go", "build", "-buildvcs=false", "-ldflags=-s -w", "-trimpath",
                                             "-tags=netgo", "-o", "${OUT}", "."});
 }
+
+TEST_CASE("from describes a normalised reference; push a normalised target", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "local base = from \"alpine:3.20\"\n"
+      "local arm = from(\"ghcr.io/o/r:1\", { platform = \"linux/arm64\" })\n"
+      "image(\"a\", base:user \"1\")\n"
+      "push(arm, \"localhost:5000/team/arm\")\n");
+  REQUIRE(ev.graph.targets.size() == 1);
+  const Node& user = ev.graph.nodes[ev.graph.targets[0].node];
+  const auto& pull = std::get<PullOp>(ev.graph.nodes[*user.parent].op);
+  CHECK(pull.reference == "docker.io/library/alpine:3.20");
+  CHECK(!pull.platform);
+  REQUIRE(ev.graph.pushes.size() == 1);
+  const Push& push = ev.graph.pushes[0];
+  CHECK(push.reference == "localhost:5000/team/arm:latest");
+  CHECK(push.loc.ends_with("recipe.lua:4"));
+  const auto& arm = std::get<PullOp>(ev.graph.nodes[push.node].op);
+  CHECK(arm.reference == "ghcr.io/o/r:1");
+  CHECK(arm.platform == "linux/arm64");
+}

@@ -78,9 +78,26 @@ TEST_CASE("a typo in a method or global name gets a suggestion", "[recipe][error
         "recipe.lua:2: image has no method 'cpy' (did you mean 'copy'?)");
   CHECK(r.error_of("image(\"a\", scrach)\n") == "recipe.lua:1: unknown name 'scrach' (did you mean 'scratch'?)");
   CHECK(r.error_of("imgae(\"a\", scratch)\n") == "recipe.lua:1: unknown name 'imgae' (did you mean 'image'?)");
-  CHECK(r.error_of("local b = from \"golang:1.22\"\n") ==
-        "recipe.lua:1: 'from' is not available yet in this version of imgbuild: base images arrive with the registry "
-        "client");
+  CHECK(r.error_of("local b = exists \"golang:1.22\"\n") ==
+        "recipe.lua:1: 'exists' is not available yet in this version of imgbuild: registry queries from recipes "
+        "arrive with the cache");
+}
+
+TEST_CASE("from and push check references and options at the recipe line", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("image(\"a\", from \"Alpine:3.20\")\n").starts_with(
+      "recipe.lua:1: from: invalid image reference \"Alpine:3.20\": "));
+  CHECK(r.error_of("image(\"a\", from(\"alpine\", { platfrom = \"linux/arm64\" }))\n") ==
+        "recipe.lua:1: from: unknown option 'platfrom' (did you mean 'platform'?)");
+  CHECK(r.error_of("image(\"a\", from(\"alpine\", { platform = \"arm64\" }))\n") ==
+        "recipe.lua:1: from: invalid platform 'arm64' (expected os/arch[/variant], e.g. linux/arm64)");
+  CHECK(r.error_of("image(\"a\", from(nil))\n") == "recipe.lua:1: from: expected a non-empty string, got nil");
+  CHECK(r.error_of("\npush(\"alpine\", \"localhost:5000/a:1\")\n") ==
+        "recipe.lua:2: push: expected an image as first argument, got string");
+  CHECK(r.error_of("push(scratch, \"localhost:5000/a@sha256:" + std::string(64, 'a') + "\")\n") ==
+        "recipe.lua:1: push: 'localhost:5000/a@sha256:" + std::string(64, 'a') + "' names a digest; push to a tag");
+  CHECK(r.error_of("push(scratch, \"localhost:5000/A:1\")\n").starts_with(
+      "recipe.lua:1: push: invalid image reference \"localhost:5000/A:1\": "));
 }
 
 TEST_CASE("methods check what they are called on", "[recipe][errors]") {

@@ -23,6 +23,8 @@ file is replaced. Actions:
   {"replace_body": "x"}   replace the body
   {"oversize": N}         pad the body with spaces to N bytes
   {"redirect_other": true}  307 to the same path on the other listener
+  {"delay": SECONDS}      wait before handling the request (with or without
+                          another action), e.g. to let a token expire
 
 Every request is appended to --log as one JSON line: listener, method, path,
 status, authorization (whether the header arrived; never its value), range,
@@ -36,6 +38,7 @@ import json
 import os
 import re
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlencode
@@ -43,7 +46,7 @@ from urllib.parse import urlencode
 CHUNK = 64 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"}
 ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 405: "UNSUPPORTED", 429: "TOOMANYREQUESTS"}
-FAULTS = ("status", "drop_after", "corrupt", "replace_body", "oversize", "redirect_other")
+FAULTS = ("status", "drop_after", "corrupt", "replace_body", "oversize", "redirect_other", "delay")
 
 
 class Rules:
@@ -98,6 +101,8 @@ class Handler(BaseHTTPRequestHandler):
             "authorization": "Authorization" in self.headers, "range": self.headers.get("Range"),
             "fault": next((k for k in FAULTS if k in action), None) if action else None,
         }
+        if action and "delay" in action:
+            time.sleep(action["delay"])
         try:
             if action and "status" in action:
                 record["status"] = self.inject_status(action)

@@ -12,6 +12,7 @@
 REG_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REG_PASSWORD=${REG_PASSWORD:-canary-pw-7f3a9c}
 REG_PASSWORD_BOB=${REG_PASSWORD_BOB:-canary-pw-bob-41d2}
+REG_IDENTITY_TOKEN=${REG_IDENTITY_TOKEN:-canary-refresh-9b1e}
 REG_TOKEN_TTL=${REG_TOKEN_TTL:-300}
 REG_SERVICE=imgbuild-test-registry
 REG_ISSUER=imgbuild-test-token-server
@@ -113,22 +114,24 @@ _reg_wait_for() {
 
 _reg_answers() {
   local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$1/v2/") && [[ $code == 200 || $code == 401 ]]
+  code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$1/v2/") && [[ $code == 200 || $code == 401 ]]
 }
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# registry_start MODE [NAME]: MODE is open, basic or token; NAME (default MODE,
+# registry_start MODE [NAME]: MODE is open, basic, token or tls (open, served
+# over https with a self-signed certificate for 127.0.0.1 whose CA file is
+# $REG_WORK/NAME/tls.crt, also set as TLS_CA(_<NAME>)); NAME (default MODE,
 # [A-Za-z0-9_]) tells several registries apart. Sets REGISTRY and
 # REGISTRY_<NAME> to 127.0.0.1:PORT; token mode also sets TOKEN_REALM(_<NAME>)
 # and TOKEN_LOG(_<NAME>). Files live in $REG_WORK/NAME/.
 registry_start() {
   local mode=${1:-} name=${2:-${1:-}} dir port auth=""
   case $mode in
-    open | basic | token) ;;
-    *) _reg_report "registry_start: mode must be open, basic or token, not '$mode'"; return 1 ;;
+    open | basic | token | tls) ;;
+    *) _reg_report "registry_start: mode must be open, basic, token or tls, not '$mode'"; return 1 ;;
   esac
   if [[ ! $name =~ ^[A-Za-z0-9_]+$ || -e $REG_WORK/$name ]]; then
     _reg_report "registry_start: '$name' is not a usable registry name (taken, or not [A-Za-z0-9_]+)"
@@ -150,7 +153,7 @@ registry_start() {
       # Passed to this process only: exported, they would also reach imgbuild
       # and could show up where a test looks for leaked passwords.
       _reg_spawn "token server of registry '$name'" "$dir/token-server.log" \
-        env REG_PASSWORD="$REG_PASSWORD" REG_PASSWORD_BOB="$REG_PASSWORD_BOB" python3 "$REG_LIB/token_server.py" --dir "$dir" --service "$REG_SERVICE" --issuer "$REG_ISSUER" \
+        env REG_PASSWORD="$REG_PASSWORD" REG_PASSWORD_BOB="$REG_PASSWORD_BOB" REG_IDENTITY_TOKEN="$REG_IDENTITY_TOKEN" python3 "$REG_LIB/token_server.py" --dir "$dir" --service "$REG_SERVICE" --issuer "$REG_ISSUER" \
         --expires-in "$REG_TOKEN_TTL" --log "$dir/token.log" --port-file "$dir/token.port"
       _reg_wait_for test -s "$dir/token.port" || return 1
       TOKEN_REALM=http://127.0.0.1:$(<"$dir/token.port")/token TOKEN_LOG=$dir/token.log
@@ -158,6 +161,13 @@ registry_start() {
       printf -v "TOKEN_LOG_$name" '%s' "$TOKEN_LOG"
       : >"$TOKEN_LOG"
       auth="auth: {token: {realm: '$TOKEN_REALM', service: $REG_SERVICE, issuer: $REG_ISSUER, rootcertbundle: $dir/token-cert.pem}}"
+      ;;
+    tls)
+      openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null || return 1
+      auth="  tls: {certificate: $dir/tls.crt, key: $dir/tls.key}"
+      TLS_CA=$dir/tls.crt
+      printf -v "TLS_CA_$name" '%s' "$TLS_CA"
       ;;
   esac
   port=$(free_port) || return 1
@@ -173,7 +183,9 @@ http:
 $auth
 EOF
   _reg_spawn "docker-registry '$name'" "$dir/registry.log" docker-registry serve "$dir/config.yml"
-  _reg_wait_for _reg_answers "127.0.0.1:$port" || return 1
+  local scheme=http
+  [[ $mode == tls ]] && scheme=https
+  _reg_wait_for _reg_answers "$scheme://127.0.0.1:$port" || return 1
   printf -v "REGISTRY_$name" '127.0.0.1:%s' "$port"
   REGISTRY=127.0.0.1:$port
 }

@@ -120,16 +120,27 @@ class TokenHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        requested = [s for param in query.get("scope", []) for s in param.split()]
         ok, account = self.authenticate()
-        record = {"path": self.path, "account": account, "requested": requested, "granted": []}
-        if url.path != "/token":
+        self.answer(url.path, parse_qs(url.query), ok, account)
+
+    def do_POST(self):
+        """The OAuth2 refresh-token grant: docker's identity tokens."""
+        length = int(self.headers.get("Content-Length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        token = form.get("refresh_token", [""])[0]
+        ok = form.get("grant_type", [""])[0] == "refresh_token" and hmac.compare_digest(
+            token.encode(), self.server.refresh_token.encode())
+        self.answer(urlsplit(self.path).path, form, ok, "alice" if ok else None)
+
+    def answer(self, path, query, ok, account):
+        requested = [s for param in query.get("scope", []) for s in param.split()]
+        record = {"path": path, "method": self.command, "account": account, "requested": requested, "granted": []}
+        if path != "/token":
             record["status"] = 404
             self.reply(404, {"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]})
         elif not ok:
             record["status"] = 401
-            self.reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong user name or password"}]},
+            self.reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong user name, password or token"}]},
                        [("WWW-Authenticate", 'Basic realm="imgbuild test token server"')])
         elif query.get("service", [self.server.service])[0] != self.server.service:
             record["status"] = 400
@@ -159,6 +170,8 @@ class TokenServer(ThreadingHTTPServer):
         self.key, cert = load_or_create_key(args.dir)
         self.x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
         self.passwords = {"alice": os.environ["REG_PASSWORD"], "bob": os.environ["REG_PASSWORD_BOB"]}
+        # alice's identity token, as `docker login` stores for OAuth registries.
+        self.refresh_token = os.environ["REG_IDENTITY_TOKEN"]
         self.log_path = args.log
         self.log_lock = threading.Lock()
 

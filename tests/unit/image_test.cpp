@@ -262,3 +262,68 @@ TEST_CASE("StoredImage::total_size sums manifest, config and layers", "[image]")
                           json::object()};
   REQUIRE(s.total_size() == 1523);
 }
+
+TEST_CASE("image_from_documents reads a Docker base image to build on", "[image]") {
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", imgbuild::media_type::kDockerManifest},
+                   {"config", {{"mediaType", imgbuild::media_type::kDockerConfig}, {"digest", dg('c').str()}, {"size", 10u}}},
+                   {"layers", {{{"mediaType", imgbuild::media_type::kDockerLayerGzip}, {"digest", dg('1').str()}, {"size", 100u}},
+                               {{"mediaType", imgbuild::media_type::kLayerZstd}, {"digest", dg('2').str()}, {"size", 200u}}}}};
+  json config = {{"architecture", "arm64"}, {"os", "linux"}, {"variant", "v8"},
+                 {"config", {{"Env", {"PATH=/bin"}}, {"Cmd", {"/bin/sh"}}, {"Entrypoint", nullptr},
+                             {"WorkingDir", "/w"}, {"User", ""}, {"ExposedPorts", {{"80/tcp", json::object()}}},
+                             {"Labels", {{"a", "b"}}}, {"Healthcheck", {{"Test", {"CMD", "true"}}}},
+                             {"OnBuild", nullptr}, {"ArgsEscaped", false}, {"Shell", {"/bin/ash", "-c"}}}},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", {dg('a').str(), dg('b').str()}}}},
+                 {"history", {{{"created", "2024-01-01T00:00:00Z"}, {"created_by", "ADD rootfs"}, {"author", "x"}},
+                              {{"created", "2024-01-02T00:00:00Z"}, {"created_by", "CMD sh"}, {"empty_layer", true}}}}};
+  Image image = imgbuild::image_from_documents(manifest, config);
+  CHECK(image.platform == Platform{"linux", "arm64", "v8"});
+  CHECK(image.config.env == std::vector<std::string>{"PATH=/bin"});
+  CHECK(image.config.cmd == std::vector<std::string>{"/bin/sh"});
+  CHECK(!image.config.entrypoint);
+  CHECK(image.config.workdir == "/w");
+  CHECK(image.config.exposed_ports == std::set<std::string>{"80/tcp"});
+  // What the model does not know is carried through; empty Docker defaults are not.
+  CHECK(image.inherited_config == json{{"Healthcheck", {{"Test", {"CMD", "true"}}}}, {"Shell", {"/bin/ash", "-c"}}});
+  REQUIRE(image.layers.size() == 2);
+  CHECK(image.layers[0].media_type == imgbuild::media_type::kLayerGzip);  // Docker's gzip is OCI's gzip
+  CHECK(image.layers[1].media_type == imgbuild::media_type::kLayerZstd);
+  CHECK(image.layers[1].diff_id == dg('b'));
+  REQUIRE(image.history.size() == 2);
+  CHECK(image.history[0].author == "x");
+  CHECK(image.history[1].empty_layer);
+
+  // Written back: the base's history keeps its times, the inherited fields stay.
+  json written = json::parse(image.config_document());
+  CHECK(written["history"][0]["created"] == "2024-01-01T00:00:00Z");
+  CHECK(written["config"]["Shell"] == json{"/bin/ash", "-c"});
+  json m = json::parse(image.manifest_document(Descriptor{imgbuild::media_type::kConfig, dg('c'), 10, {}, {}}));
+  CHECK(m["layers"][0]["mediaType"] == imgbuild::media_type::kLayerGzip);
+  CHECK(m["layers"][1]["mediaType"] == imgbuild::media_type::kLayerZstd);
+}
+
+TEST_CASE("image_from_documents rejects what it cannot build on", "[image]") {
+  json config = {{"os", "linux"}, {"architecture", "amd64"}, {"rootfs", {{"diff_ids", {dg('a').str()}}}}};
+  auto layers = [](const char* type) {
+    return json{{"layers", {{{"mediaType", type}, {"digest", dg('1').str()}, {"size", 1u}}}}};
+  };
+  CHECK(error_of([&] { imgbuild::image_from_documents(layers("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"), config); }) ==
+        "unsupported layer type 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip'");
+  json two = layers(imgbuild::media_type::kLayerGzip);
+  two["layers"].push_back(two["layers"][0]);
+  CHECK(error_of([&] { imgbuild::image_from_documents(two, config); }) == "the config lists 1 layer diff IDs for 2 layers");
+  CHECK(error_of([&] { imgbuild::image_from_documents(json::object(), config); }) == "the manifest has no layer list");
+  json bad_env = config;
+  bad_env["config"] = {{"Env", "PATH=/bin"}};
+  CHECK(error_of([&] { imgbuild::image_from_documents(layers(imgbuild::media_type::kLayerGzip), bad_env); }) ==
+        "config Env is not a list");
+}
+
+TEST_CASE("descriptors carry a platform through JSON", "[image]") {
+  Descriptor d{imgbuild::media_type::kManifest, dg('1'), 5, {}, Platform{"linux", "arm", "v7"}};
+  json j = d.to_json();
+  CHECK(j["platform"] == json{{"os", "linux"}, {"architecture", "arm"}, {"variant", "v7"}});
+  CHECK(Descriptor::from_json(j).platform == d.platform);
+  CHECK(!Descriptor::from_json(Descriptor{imgbuild::media_type::kManifest, dg('1'), 5, {}, {}}.to_json()).platform);
+}

@@ -227,6 +227,31 @@ TEST_CASE("set_ref replaces an image of the same name and keeps the others", "[l
   REQUIRE(index["manifests"][0]["digest"] == fake_manifest("a1").digest.str());
 }
 
+TEST_CASE("one name holds one image per platform", "[layout]") {
+  ScratchDir s;
+  Layout l(s.path);
+  Descriptor amd = fake_manifest("amd64"), arm = fake_manifest("arm64"), built = fake_manifest("built");
+  amd.platform = imgbuild::Platform{"linux", "amd64", ""};
+  arm.platform = imgbuild::Platform{"linux", "arm64", "v8"};
+  l.set_ref("docker.io/library/alpine:3.20", amd);
+  l.set_ref("docker.io/library/alpine:3.20", arm);
+  l.set_ref("docker.io/library/alpine:3.20", built);
+  REQUIRE(l.refs().size() == 3);
+  CHECK(l.find_ref("docker.io/library/alpine:3.20", amd.platform)->digest == amd.digest);
+  CHECK(l.find_ref("docker.io/library/alpine:3.20", arm.platform)->digest == arm.digest);
+  CHECK(l.find_ref("docker.io/library/alpine:3.20")->digest == built.digest);
+  CHECK_FALSE(l.find_ref("docker.io/library/alpine:3.20", imgbuild::Platform{"linux", "arm64", ""}));
+
+  // Replacing one platform's image leaves the others.
+  Descriptor newer = fake_manifest("arm64-newer");
+  newer.platform = arm.platform;
+  l.set_ref("docker.io/library/alpine:3.20", newer);
+  REQUIRE(l.refs().size() == 3);
+  CHECK(l.find_ref("docker.io/library/alpine:3.20", arm.platform)->digest == newer.digest);
+  json index = json::parse(slurp(s.path / "index.json"));
+  CHECK(index["manifests"][2]["platform"] == json{{"os", "linux"}, {"architecture", "arm64"}, {"variant", "v8"}});
+}
+
 TEST_CASE("a broken index.json is reported", "[layout]") {
   ScratchDir s;
   Layout l(s.path);

@@ -1,0 +1,447 @@
+#include "registry/credentials.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.hpp"
+#include "core/text.hpp"
+
+extern char** environ;
+
+namespace imgbuild {
+
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kDockerHub = "docker.io";
+// Docker Hub's key in config.json and what its helpers are asked for.
+constexpr std::string_view kDockerHubServer = "https://index.docker.io/v1/";
+constexpr std::string_view kEnvPrefix = "IMGBUILD_REGISTRY_AUTH_";
+// docker-credential-helpers' message for a host it has nothing for.
+constexpr std::string_view kHelperNotFound = "credentials not found in native keychain";
+// A helper answers with one small JSON object; more is a broken helper.
+constexpr size_t kMaxHelperOutput = 64 * 1024;
+constexpr size_t kMaxStderrShown = 200;
+
+/// A config.json key or registry name reduced to the host it stands for.
+std::string server_host(std::string_view key) {
+  if (key.starts_with("http://")) key.remove_prefix(7);
+  else if (key.starts_with("https://")) key.remove_prefix(8);
+  key = key.substr(0, key.find('/'));
+  if (key == "index.docker.io" || key == "registry-1.docker.io") return std::string(kDockerHub);
+  return std::string(key);
+}
+
+/// What docker calls the server: the key it writes in config.json and sends helpers.
+std::string server_url(const std::string& host) { return host == kDockerHub ? std::string(kDockerHubServer) : host; }
+
+std::string quote(std::string_view s) { return json(std::string(s)).dump(-1, ' ', true, json::error_handler_t::replace); }
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  // Go's StdEncoding, which docker uses, skips line breaks.
+  std::string clean;
+  for (char c : in)
+    if (c != '\r' && c != '\n') clean += c;
+  size_t pad = 0;
+  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
+  if (clean.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  unsigned bits = 0;
+  int nbits = 0;
+  for (size_t i = 0; i < clean.size() - pad; ++i) {
+    char c = clean[i];
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+'             ? 62
+            : c == '/'             ? 63
+                                   : -1;
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | static_cast<unsigned>(v);
+    nbits += 6;
+    if (nbits >= 8) {
+      nbits -= 8;
+      out += static_cast<char>((bits >> nbits) & 0xff);
+    }
+  }
+  return out;
+}
+
+/// Helper names become part of a program name searched in PATH: a '/' would
+/// turn them into a path to anything.
+bool is_helper_name(std::string_view name) {
+  return !name.empty() && name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+std::string format_duration(milliseconds d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
+  return std::to_string(d.count()) + " ms";
+}
+
+/// An absolute executable `name` in one of `path`'s directories. Empty and
+/// relative entries are skipped, as Go's exec.LookPath does since 1.19, so a
+/// helper never runs from whatever the current directory is.
+std::string find_program(const std::string& name, const std::string& path) {
+  for (const std::string& dir : split(path, ':')) {
+    if (dir.front() != '/') continue;
+    std::string candidate = dir + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return {};
+}
+
+struct HelperResult {
+  int exit_status = 0;   ///< when it exited
+  int signal = 0;        ///< when a signal ended it
+  std::string out, err;  ///< err: only what fits in kMaxStderrShown
+};
+
+/// Runs `program get` with `input` on stdin and `env` as its environment, and
+/// collects its output. Throws CredentialError (prefixed `what`) when it cannot
+/// start, takes longer than `timeout` or prints too much; the child is killed
+/// and reaped in every case.
+HelperResult run_helper(const std::string& program, const std::string& input, const std::vector<std::string>& env,
+                        milliseconds timeout, const std::string& what) {
+  auto fail = [&](const std::string& why) { return CredentialError(what + " " + why); };
+  // stdin is a socket so that a helper exiting before it reads gives EPIPE to
+  // send(MSG_NOSIGNAL) rather than a SIGPIPE that would kill this process.
+  int in_pair[2], out_pipe[2], err_pipe[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_pair) != 0)
+    throw fail(std::string("cannot start: socketpair: ") + std::strerror(errno));
+  Fd in_child(in_pair[0]), in_parent(in_pair[1]);
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw fail(std::string("cannot start: pipe: ") + std::strerror(errno));
+  Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw fail(std::string("cannot start: pipe: ") + std::strerror(errno));
+  Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_child.get(), 0);
+  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
+  // Signals this process ignores or blocks would otherwise stay so in the helper.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, pipe_only;
+  sigemptyset(&none);
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &pipe_only);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::string arg0 = std::filesystem::path(program).filename().string(), arg1 = "get";
+  char* argv[] = {arg0.data(), arg1.data(), nullptr};
+  std::vector<std::string> env_copy = env;
+  std::vector<char*> envp;
+  for (std::string& e : env_copy) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw fail(std::string("cannot start: ") + std::strerror(rc));
+  in_child = Fd();
+  out_write = Fd();
+  err_write = Fd();
+
+  auto deadline = Clock::now() + timeout;
+  auto kill_and_reap = [&] {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  };
+
+  // Far below a socket buffer, so this cannot block on a helper that never reads.
+  ::send(in_parent.get(), input.data(), input.size(), MSG_NOSIGNAL);
+  in_parent = Fd();
+
+  HelperResult result;
+  bool out_open = true, err_open = true;
+  char buf[4096];
+  while (out_open || err_open) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      kill_and_reap();
+      throw fail("did not answer within " + format_duration(timeout) + " and was killed");
+    }
+    pollfd fds[2] = {{out_open ? out_read.get() : -1, POLLIN, 0}, {err_open ? err_read.get() : -1, POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(left)) < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      kill_and_reap();
+      throw fail(std::string("failed: poll: ") + std::strerror(e));
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) {
+        (i == 0 ? out_open : err_open) = false;
+        continue;
+      }
+      if (i == 0) {
+        result.out.append(buf, static_cast<size_t>(n));
+        if (result.out.size() > kMaxHelperOutput) {
+          kill_and_reap();
+          throw fail("printed more than " + std::to_string(kMaxHelperOutput) + " bytes");
+        }
+      } else if (result.err.size() < kMaxStderrShown + 1) {
+        // Kept only up to what a message shows; the rest is drained unread.
+        result.err.append(buf, std::min(static_cast<size_t>(n), kMaxStderrShown + 1 - result.err.size()));
+      }
+    }
+  }
+
+  // Both pipes closed: the helper is exiting. It still gets the deadline.
+  for (;;) {
+    int status = 0;
+    pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done < 0 && errno == EINTR) continue;
+    if (done < 0) throw fail(std::string("failed: waitpid: ") + std::strerror(errno));
+    if (done == pid) {
+      if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
+      else result.signal = WTERMSIG(status);
+      return result;
+    }
+    if (Clock::now() >= deadline) {
+      kill_and_reap();
+      throw fail("did not exit within " + format_duration(timeout) + " and was killed");
+    }
+    ::usleep(1000);
+  }
+}
+
+/// The first line of a helper's stderr, shortened, for a message.
+std::string first_line(const std::string& err) {
+  std::string line = err.substr(0, err.find('\n'));
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (line.size() > kMaxStderrShown) line = line.substr(0, kMaxStderrShown) + "...";
+  // Control characters could rewrite the terminal the message is shown on.
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return line;
+}
+
+std::string trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  return std::string(s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1));
+}
+
+/// Line and column (1-based) of byte offset `pos` in `text`.
+std::string position(std::string_view text, size_t pos) {
+  pos = std::min(pos, text.size());
+  size_t line = 1, line_start = 0;
+  for (size_t i = 0; i < pos; ++i)
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  return "line " + std::to_string(line) + ", column " + std::to_string(pos - line_start + 1);
+}
+
+}  // namespace
+
+struct Credentials::HelperCache {
+  // Held across a helper run: one keychain prompt per host, not one per thread.
+  std::mutex mutex;
+  std::map<std::string, std::optional<Credential>> by_host;
+};
+
+Credentials::Credentials() : cache_(std::make_unique<HelperCache>()) {}
+Credentials::~Credentials() = default;
+Credentials::Credentials(Credentials&&) noexcept = default;
+Credentials& Credentials::operator=(Credentials&&) noexcept = default;
+
+Credentials Credentials::parse_config(std::string_view json_text, std::string_view origin) {
+  Credentials c;
+  c.origin_ = origin;
+  const std::string where(origin);
+  // docker accepts an empty file as an empty configuration.
+  if (json_text.find_first_not_of(" \t\r\n") == std::string_view::npos) return c;
+  json doc;
+  try {
+    doc = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    // e.what() quotes the text near the error, which may be a secret.
+    size_t at = e.byte > 0 ? e.byte - 1 : 0;
+    throw CredentialError(where + ": invalid JSON at " + position(json_text, at));
+  }
+  if (!doc.is_object()) throw CredentialError(where + ": expected a JSON object at the top level");
+
+  // `path` locates `obj` in the document; "" for the top level.
+  auto string_field = [&](const json& obj, const char* field, const std::string& path) -> std::string {
+    auto it = obj.find(field);
+    if (it == obj.end() || it->is_null()) return {};
+    if (!it->is_string())
+      throw CredentialError(where + ": " + (path.empty() ? quote(field) : path + "." + field) + " must be a string");
+    return it->get<std::string>();
+  };
+
+  if (auto auths = doc.find("auths"); auths != doc.end() && !auths->is_null()) {
+    if (!auths->is_object()) throw CredentialError(where + ": \"auths\" must be an object");
+    // Several keys can name one host; the one docker itself writes wins, then
+    // the first in key order, so the choice never depends on the file's order.
+    for (bool canonical_pass : {true, false}) {
+      for (auto& [key, entry] : auths->items()) {
+        std::string host = server_host(key);
+        if ((key == server_url(host)) != canonical_pass || c.auths_.count(host)) continue;
+        std::string path = "auths[" + quote(key) + "]";
+        if (!entry.is_object()) throw CredentialError(where + ": " + path + " must be an object");
+        Credential cred;
+        cred.username = string_field(entry, "username", path);
+        cred.password = string_field(entry, "password", path);
+        cred.identity_token = string_field(entry, "identitytoken", path);
+        if (std::string auth = string_field(entry, "auth", path); !auth.empty()) {
+          std::optional<std::string> decoded = base64_decode(auth);
+          if (!decoded) throw CredentialError(where + ": " + path + ".auth is not valid base64");
+          size_t colon = decoded->find(':');
+          if (colon == std::string::npos || colon == 0)
+            throw CredentialError(where + ": " + path + ".auth does not decode to \"user:password\"");
+          cred.username = decoded->substr(0, colon);
+          cred.password = decoded->substr(colon + 1);
+        }
+        // `docker login` with a credsStore leaves empty placeholders here.
+        if (cred != Credential{}) c.auths_.emplace(host, std::move(cred));
+      }
+    }
+  }
+
+  if (auto helpers = doc.find("credHelpers"); helpers != doc.end() && !helpers->is_null()) {
+    if (!helpers->is_object()) throw CredentialError(where + ": \"credHelpers\" must be an object");
+    for (auto& [key, name] : helpers->items()) {
+      std::string path = "credHelpers[" + quote(key) + "]";
+      if (!name.is_string()) throw CredentialError(where + ": " + path + " must be a string");
+      if (!is_helper_name(name.get<std::string>()))
+        throw CredentialError(where + ": " + path + " is not a credential helper name: " + quote(name.get<std::string>()));
+      c.helpers_.emplace(server_host(key), name.get<std::string>());
+    }
+  }
+
+  c.store_ = string_field(doc, "credsStore", "");
+  if (!c.store_.empty() && !is_helper_name(c.store_))
+    throw CredentialError(where + ": credsStore is not a credential helper name: " + quote(c.store_));
+  return c;
+}
+
+Credentials Credentials::load(const std::map<std::string, std::string>& env, milliseconds helper_timeout) {
+  std::filesystem::path dir;
+  if (auto it = env.find("DOCKER_CONFIG"); it != env.end() && !it->second.empty()) dir = it->second;
+  else if (auto home = env.find("HOME"); home != env.end() && !home->second.empty())
+    dir = std::filesystem::path(home->second) / ".docker";
+
+  Credentials c;
+  if (!dir.empty()) {
+    std::filesystem::path file = dir / "config.json";
+    try {
+      c = parse_config(read_file(file), file.string());
+    } catch (const std::system_error& e) {
+      if (e.code() != std::errc::no_such_file_or_directory && e.code() != std::errc::not_a_directory)
+        throw CredentialError(std::string("cannot read Docker config ") + e.what());
+    }
+  }
+  c.env_ = env;
+  c.helper_timeout_ = helper_timeout;
+  return c;
+}
+
+Credentials Credentials::load() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view entry = *e;
+    size_t eq = entry.find('=');
+    if (eq != std::string_view::npos) env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return load(env);
+}
+
+std::optional<Credential> Credentials::from_environment(const std::string& host) const {
+  std::string name(kEnvPrefix);
+  for (char c : host) {
+    if (c >= 'a' && c <= 'z') name += static_cast<char>(c - 'a' + 'A');
+    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) name += c;
+    else name += '_';
+  }
+  auto it = env_.find(name);
+  if (it == env_.end()) return std::nullopt;
+  // An empty value is usually a CI secret that is not there: anonymous access
+  // would fail later with a less helpful "unauthorized".
+  size_t colon = it->second.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == it->second.size())
+    throw CredentialError(name + " must be \"user:password\" with neither part empty");
+  return Credential{it->second.substr(0, colon), it->second.substr(colon + 1), {}};
+}
+
+std::optional<Credential> Credentials::from_helper(const std::string& helper, const std::string& host) const {
+  std::lock_guard lock(cache_->mutex);
+  if (auto it = cache_->by_host.find(host); it != cache_->by_host.end()) return it->second;
+
+  std::string program = "docker-credential-" + helper;
+  std::string what = "credential helper " + program + " for " + host;
+  auto path = env_.find("PATH");
+  std::string found = find_program(program, path == env_.end() ? std::string() : path->second);
+  if (found.empty()) throw CredentialError(what + ": not found in PATH");
+
+  std::vector<std::string> env;
+  for (auto& [k, v] : env_) env.push_back(k + "=" + v);
+  HelperResult r = run_helper(found, server_url(host), env, helper_timeout_, what);
+
+  std::optional<Credential> cred;
+  if (r.signal != 0) throw CredentialError(what + " was killed by signal " + std::to_string(r.signal));
+  if (r.exit_status != 0) {
+    if (trim(r.out) != kHelperNotFound) {
+      std::string line = first_line(r.err);
+      throw CredentialError(what + " exited with status " + std::to_string(r.exit_status) +
+                            (line.empty() ? "" : ": " + line));
+    }
+  } else {
+    json answer = json::parse(r.out, nullptr, false);
+    auto field = [&](const char* name) -> const json* {
+      auto it = answer.is_object() ? answer.find(name) : answer.end();
+      return it != answer.end() && it->is_string() ? &*it : nullptr;
+    };
+    const json* user = field("Username");
+    const json* secret = field("Secret");
+    if (!user || !secret) throw CredentialError(what + " printed no JSON object with a Username and a Secret");
+    if (*user == "<token>") cred = Credential{{}, {}, secret->get<std::string>()};
+    else if (!user->get_ref<const std::string&>().empty() || !secret->get_ref<const std::string&>().empty())
+      cred = Credential{user->get<std::string>(), secret->get<std::string>(), {}};
+  }
+  cache_->by_host.emplace(host, cred);
+  return cred;
+}
+
+std::optional<Credential> Credentials::lookup(const std::string& registry) const {
+  std::string host = server_host(registry);
+  if (auto c = from_environment(host)) return c;
+  auto named = helpers_.find(host);
+  const std::string& helper = named != helpers_.end() ? named->second : store_;
+  if (!helper.empty())
+    if (auto c = from_helper(helper, host)) return c;
+  if (auto it = auths_.find(host); it != auths_.end()) return it->second;
+  return std::nullopt;
+}
+
+}  // namespace imgbuild

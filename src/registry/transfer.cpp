@@ -1,0 +1,193 @@
+#include "registry/transfer.hpp"
+
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "core/text.hpp"
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+namespace {
+
+/// Blob transfers in flight at once: enough to hide a registry's per-request
+/// latency, few enough not to starve a 2-core machine or a registry.
+constexpr size_t kParallelBlobs = 4;
+
+/// Runs `work(i)` for i in [0, n) on up to `width` threads. The first failure
+/// stops the handing out of new items and is rethrown once all threads end.
+void parallel_each(size_t n, size_t width, const std::function<void(size_t)>& work) {
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto run = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) {
+      try {
+        work(i);
+      } catch (...) {
+        std::lock_guard lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+        next = n;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(width, n); ++t) threads.emplace_back(run);
+  run();
+  for (auto& t : threads) t.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+/// arm64's only variant is v8, which indexes may or may not spell out.
+std::string normal_variant(const Platform& p) {
+  return p.architecture == "arm64" && p.variant == "v8" ? "" : p.variant;
+}
+
+bool platform_matches(const Platform& wanted, const Platform& have) {
+  if (wanted.os != have.os || wanted.architecture != have.architecture) return false;
+  return wanted.variant.empty() || normal_variant(wanted) == normal_variant(have);
+}
+
+bool is_index(const std::string& type) { return type == media_type::kIndex || type == media_type::kDockerManifestList; }
+
+json parse_document(const std::string& body, const std::string& what) {
+  json doc = json::parse(body, nullptr, false);
+  if (!doc.is_object()) throw RegistryError(what + ": not a valid JSON document");
+  return doc;
+}
+
+/// The manifest of `platform` in an index; an error listing what there is otherwise.
+Descriptor choose_platform(const json& index, const Platform& platform, const std::string& what) {
+  if (!index.contains("manifests") || !index["manifests"].is_array())
+    throw RegistryError(what + ": the index has no manifest list");
+  std::vector<std::string> offered;
+  for (auto& m : index["manifests"]) {
+    Descriptor d = Descriptor::from_json(m);
+    if (!d.platform) continue;
+    if (platform_matches(platform, *d.platform)) return d;
+    offered.push_back(d.platform->str());
+  }
+  throw RegistryError(what + ": no image for " + platform.str() + " (the index has " +
+                      (offered.empty() ? std::string("none with a platform") : join(offered, ", ")) + ")");
+}
+
+}  // namespace
+
+namespace {
+
+PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, const Platform& platform, bool refresh,
+                 const TransferLog& log) {
+  const std::string name = ref.str();
+  auto annotate = [&](Image image, const Descriptor& manifest) {
+    image.annotations[kBaseNameAnnotation] = name;
+    image.annotations[kBaseDigestAnnotation] = manifest.digest.str();
+    return image;
+  };
+  if (!refresh) {
+    if (auto recorded = store.find_ref(name, platform)) {
+      StoredImage stored = store.load(*recorded);
+      Image image = image_from_documents(stored.manifest_json, stored.config_json);
+      bool complete = true;
+      for (auto& l : image.layers) complete = complete && store.has_blob(l.digest);
+      if (complete) return PulledImage{*recorded, annotate(std::move(image), *recorded), true};
+    }
+  }
+
+  Manifest fetched = client.get_manifest(ref);
+  if (is_index(fetched.media_type)) {
+    Descriptor chosen = choose_platform(parse_document(fetched.body, name), platform, name);
+    if (log) log(name + ": " + platform.str() + " is " + chosen.digest.str());
+    fetched = client.get_manifest(ref.with_digest(chosen.digest));
+    if (fetched.body.size() != chosen.size)
+      throw RegistryError(name + ": the " + platform.str() + " manifest is not the size its index gives");
+    if (is_index(fetched.media_type)) throw RegistryError(name + ": an index inside an index is not supported");
+  }
+  json manifest = parse_document(fetched.body, name);
+  if (!manifest.contains("config")) throw RegistryError(name + ": the manifest has no config");
+  Descriptor config_desc = Descriptor::from_json(manifest["config"]);
+  std::string config_text = store.has_blob(config_desc.digest) ? store.read_document(config_desc)
+                                                               : client.get_document(ref, config_desc);
+  json config = parse_document(config_text, name + ": config");
+  Image image = image_from_documents(manifest, config);
+  if (!platform_matches(platform, image.platform))
+    throw RegistryError(name + ": the image is for " + image.platform.str() + ", not " + platform.str() +
+                        " (from(ref, { platform = ... }) chooses the platform)");
+
+  parallel_each(image.layers.size(), kParallelBlobs, [&](size_t i) {
+    const LayerBlob& layer = image.layers[i];
+    if (store.has_blob(layer.digest)) return;
+    client.download_blob(ref, Descriptor{layer.media_type, layer.digest, layer.size, {}, {}},
+                         store.blob_path(layer.digest));
+    if (log) log(name + ": layer " + std::string(layer.digest.short_hex()) + " " + std::to_string(layer.size) + " bytes");
+  });
+  store.put_document(config_text, config_desc.media_type);
+  Descriptor stored = store.put_document(fetched.body, fetched.media_type);
+  // Recorded under the platform asked for: that is what the next build looks up.
+  stored.platform = platform;
+  store.set_ref(name, stored);
+  if (log) log(name + ": pulled " + fetched.digest.str());
+  return PulledImage{stored, annotate(std::move(image), stored), false};
+}
+
+}  // namespace
+
+PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& ref, const Platform& platform,
+                       bool refresh, const TransferLog& log) {
+  try {
+    return pull(client, store, ref, platform, refresh, log);
+  } catch (const RegistryError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    // A malformed document (a descriptor without a digest...): say whose.
+    throw RegistryError(ref.str() + ": " + e.what());
+  }
+}
+
+PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
+                      const TransferLog& log) {
+  StoredImage image = store.load(manifest);
+  std::vector<Descriptor> blobs;
+  for (auto& l : image.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
+  blobs.push_back(Descriptor::from_json(image.manifest_json.at("config")));
+
+  // Layers of a base pulled from this same registry can be mounted instead of sent.
+  std::string mount_from;
+  if (auto ann = image.manifest_json.find("annotations"); ann != image.manifest_json.end() && ann->is_object()) {
+    if (auto base = ann->find(kBaseNameAnnotation); base != ann->end() && base->is_string()) {
+      try {
+        Reference b = Reference::parse(base->get<std::string>());
+        if (b.registry == dest.registry && b.repository != dest.repository) mount_from = b.repository;
+      } catch (const ReferenceError&) {
+        // An annotation we cannot read only costs the mount.
+      }
+    }
+  }
+
+  size_t uploaded = 0, mounted_count = 0, present = 0;
+  uint64_t bytes = 0;
+  std::mutex result_mutex;
+  parallel_each(blobs.size(), kParallelBlobs, [&](size_t i) {
+    const Descriptor& blob = blobs[i];
+    if (client.has_blob(dest, blob.digest)) {
+      std::lock_guard lock(result_mutex);
+      ++present;
+      return;
+    }
+    bool mounted = client.upload_blob(dest, blob, store.blob_path(blob.digest), mount_from);
+    std::lock_guard lock(result_mutex);
+    if (mounted) {
+      ++mounted_count;
+    } else {
+      ++uploaded;
+      bytes += blob.size;
+    }
+    if (log) log(dest.name() + ": " + (mounted ? "mounted " : "uploaded ") + std::string(blob.digest.short_hex()));
+  });
+  std::string body = store.read_document(manifest);
+  return PushResult{client.put_manifest(dest, manifest.media_type, body), uploaded, mounted_count, present, bytes};
+}
+
+}  // namespace imgbuild
