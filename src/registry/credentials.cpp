@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -110,6 +111,22 @@ std::string find_program(const std::string& name, const std::string& path) {
   return {};
 }
 
+/// A started helper, killed and reaped when it is abandoned (timeout, too
+/// much output, or any exception), so no zombie or stray helper outlives a lookup.
+struct Child {
+  pid_t pid = 0;
+  bool reaped = false;
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid <= 0 || reaped) return;
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+};
+
 struct HelperResult {
   int exit_status = 0;   ///< when it exited
   int signal = 0;        ///< when a signal ended it
@@ -118,8 +135,7 @@ struct HelperResult {
 
 /// Runs `program get` with `input` on stdin and `env` as its environment, and
 /// collects its output. Throws CredentialError (prefixed `what`) when it cannot
-/// start, takes longer than `timeout` or prints too much; the child is killed
-/// and reaped in every case.
+/// start, takes longer than `timeout` or prints too much.
 HelperResult run_helper(const std::string& program, const std::string& input, const std::vector<std::string>& env,
                         milliseconds timeout, const std::string& what) {
   auto fail = [&](const std::string& why) { return CredentialError(what + " " + why); };
@@ -135,20 +151,24 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
   posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_child.get(), 0);
-  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
-  // Signals this process ignores or blocks would otherwise stay so in the helper.
   posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
+  if (posix_spawn_file_actions_init(&actions) != 0) throw fail("cannot start: out of memory");
+  if (posix_spawnattr_init(&attr) != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    throw fail("cannot start: out of memory");
+  }
+  // Signals this process ignores or blocks would otherwise stay so in the helper.
   sigset_t none, pipe_only;
   sigemptyset(&none);
   sigemptyset(&pipe_only);
   sigaddset(&pipe_only, SIGPIPE);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &pipe_only);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  int setup = 0;  // the first error of these, all of which return an errno value
+  for (int r : {posix_spawn_file_actions_adddup2(&actions, in_child.get(), 0),
+                posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1),
+                posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2),
+                posix_spawnattr_setsigmask(&attr, &none), posix_spawnattr_setsigdefault(&attr, &pipe_only),
+                posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)})
+    if (setup == 0) setup = r;
 
   std::string arg0 = std::filesystem::path(program).filename().string(), arg1 = "get";
   char* argv[] = {arg0.data(), arg1.data(), nullptr};
@@ -157,8 +177,8 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   for (std::string& e : env_copy) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv, envp.data());
+  Child child;
+  int rc = setup != 0 ? setup : ::posix_spawn(&child.pid, program.c_str(), &actions, &attr, argv, envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) throw fail(std::string("cannot start: ") + std::strerror(rc));
@@ -167,11 +187,6 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   err_write = Fd();
 
   auto deadline = Clock::now() + timeout;
-  auto kill_and_reap = [&] {
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  };
 
   // Far below a socket buffer, so this cannot block on a helper that never reads.
   ::send(in_parent.get(), input.data(), input.size(), MSG_NOSIGNAL);
@@ -182,16 +197,11 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   char buf[4096];
   while (out_open || err_open) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      kill_and_reap();
-      throw fail("did not answer within " + format_duration(timeout) + " and was killed");
-    }
+    if (left <= 0) throw fail("did not answer within " + format_duration(timeout) + " and was killed");
     pollfd fds[2] = {{out_open ? out_read.get() : -1, POLLIN, 0}, {err_open ? err_read.get() : -1, POLLIN, 0}};
     if (::poll(fds, 2, static_cast<int>(left)) < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      kill_and_reap();
-      throw fail(std::string("failed: poll: ") + std::strerror(e));
+      throw fail(std::string("failed: poll: ") + std::strerror(errno));
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
@@ -203,10 +213,8 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
       }
       if (i == 0) {
         result.out.append(buf, static_cast<size_t>(n));
-        if (result.out.size() > kMaxHelperOutput) {
-          kill_and_reap();
+        if (result.out.size() > kMaxHelperOutput)
           throw fail("printed more than " + std::to_string(kMaxHelperOutput) + " bytes");
-        }
       } else if (result.err.size() < kMaxStderrShown + 1) {
         // Kept only up to what a message shows; the rest is drained unread.
         result.err.append(buf, std::min(static_cast<size_t>(n), kMaxStderrShown + 1 - result.err.size()));
@@ -217,18 +225,20 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   // Both pipes closed: the helper is exiting. It still gets the deadline.
   for (;;) {
     int status = 0;
-    pid_t done = ::waitpid(pid, &status, WNOHANG);
+    pid_t done = ::waitpid(child.pid, &status, WNOHANG);
     if (done < 0 && errno == EINTR) continue;
-    if (done < 0) throw fail(std::string("failed: waitpid: ") + std::strerror(errno));
-    if (done == pid) {
+    if (done < 0) {
+      child.reaped = errno == ECHILD;  // reaped elsewhere (SIGCHLD ignored): its pid may be reused
+      throw fail(std::string("failed: waitpid: ") + std::strerror(errno));
+    }
+    if (done == child.pid) {
+      child.reaped = true;
       if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
       else result.signal = WTERMSIG(status);
       return result;
     }
-    if (Clock::now() >= deadline) {
-      kill_and_reap();
+    if (Clock::now() >= deadline)
       throw fail("did not exit within " + format_duration(timeout) + " and was killed");
-    }
     ::usleep(1000);
   }
 }
@@ -288,6 +298,10 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
     // e.what() quotes the text near the error, which may be a secret.
     size_t at = e.byte > 0 ? e.byte - 1 : 0;
     throw CredentialError(where + ": invalid JSON at " + position(json_text, at));
+  } catch (const json::exception&) {
+    // The one other error the parser raises: out_of_range 406, a number like
+    // 1e999 that does not fit a double.
+    throw CredentialError(where + ": invalid JSON: a number is out of range");
   }
   if (!doc.is_object()) throw CredentialError(where + ": expected a JSON object at the top level");
 

@@ -278,6 +278,13 @@ std::string Reference::familiar() const {
   // keeps its prefix, or it would read back as docker.io/a/b.
   if (out.starts_with(kOfficialPrefix) && out.find('/', kOfficialPrefix.size()) == std::string::npos)
     out.erase(0, kOfficialPrefix.size());
+  // Docker shortens docker.io/a.b/c to "a.b/c", which reads back as registry
+  // a.b. Here a first component that would be taken for a registry keeps the
+  // full form, so the short form always names the same image.
+  if (size_t slash = out.find('/'); slash != std::string::npos) {
+    std::string_view first = std::string_view(out).substr(0, slash);
+    if (first == "localhost" || first.find('.') != std::string_view::npos) return str();
+  }
   if (!tag.empty()) out += ":" + tag;
   if (digest) out += "@" + digest->str();
   return out;

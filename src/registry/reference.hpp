@@ -43,7 +43,9 @@ struct Reference {
   /// The full form, which parse() maps back to this reference:
   /// "docker.io/library/alpine:3.20", "ghcr.io/o/r@sha256:...", "x/y:t@sha256:...".
   std::string str() const;
-  /// Docker's short form: "alpine:3.20" and "o/r:t" on docker.io; str() elsewhere.
+  /// Docker's short form: "alpine:3.20" and "o/r:t" on docker.io; str() elsewhere,
+  /// and for docker.io/a.b/c or docker.io/localhost/c, whose short form would
+  /// name a registry (Docker prints "a.b/c" there).
   std::string familiar() const;
   /// registry + "/" + repository.
   std::string name() const;

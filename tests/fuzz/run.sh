@@ -1,8 +1,10 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang in build-fuzz/ and runs each one for a
-# bounded time over a corpus seeded with real ELF files made here (nothing is
-# committed). Exits non-zero on any finding: crash, sanitizer report, uncaught
-# exception other than std::runtime_error, leak, timeout or out of memory. The
+# bounded time over a corpus seeded here (nothing is committed): real ELF files
+# for elf, real-world strings and a dictionary for each registry parser
+# (reference, www_authenticate, credentials). Exits non-zero on any finding:
+# crash, sanitizer report, broken property, uncaught exception other than the
+# target's documented error, leak, timeout or out of memory. The
 # input that caused it is left in build-fuzz/findings/.
 #
 #   tests/fuzz/run.sh                 30 s per target
@@ -16,7 +18,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-30}
-targets="elf"
+targets="elf reference www_authenticate credentials"
 
 say() { printf '%s\n' "fuzz: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -99,11 +101,102 @@ head -c $((c_size / 2)) "$seeds/c-dynamic" >"$corpus/seed-c-truncated"
 
 # libFuzzer caps inputs at its -max_len (1 MiB unless the corpus says more);
 # the Go seed is larger, and a cut copy would never reach the build info.
-max_len=0
+elf_max_len=0
 for f in "$corpus"/*; do
   n=$(wc -c <"$f")
-  [ "$n" -gt "$max_len" ] && max_len=$n
+  [ "$n" -gt "$elf_max_len" ] && elf_max_len=$n
 done
+
+# The text targets: one seed per line, and a dictionary of the tokens their
+# grammars turn on, so that a short run gets past the punctuation.
+seed_lines() {
+  mkdir -p "$build/corpus/$1"
+  i=0
+  while IFS= read -r line; do
+    i=$((i + 1))
+    printf '%s' "$line" >"$build/corpus/$1/seed-$i"
+  done
+}
+write_dict() {
+  mkdir -p "$build/dict"
+  cat >"$build/dict/$1.dict"
+}
+
+seed_lines reference <<'EOF'
+alpine
+alpine:3.20
+library/alpine
+docker.io/library/alpine:3.20
+index.docker.io/library/debian
+localhost:5000/a/b:tag
+127.0.0.1:5000/debian
+[::1]:5000/a/b
+[fc00:1:2:3:4:5:6:7]:5000/library/debian
+ghcr.io/o/r@sha256:86e0e091d0da6bde2456dbb48306f3956bbeb2eae1b5b9a43045843f69fe4aaa
+busybox:latest@sha256:86e0e091d0da6bde2456dbb48306f3956bbeb2eae1b5b9a43045843f69fe4aaa
+Foo/bar
+docker---rules/dock__er.x_y:_V1.2-rc
+a:b:c
+EOF
+write_dict reference <<'EOF'
+"/"
+":"
+"@"
+"."
+"__"
+"--"
+"sha256:"
+"sha512:"
+"docker.io/"
+"index.docker.io/"
+"library/"
+"localhost"
+":5000/"
+"[::1]"
+"86e0e091d0da6bde2456dbb48306f3956bbeb2eae1b5b9a43045843f69fe4aaa"
+EOF
+
+seed_lines www_authenticate <<'EOF'
+Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"
+Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com"
+Bearer realm="https://harbor.example.com/service/token",service="harbor-registry",scope="repository:a/b:pull,push"
+Bearer realm="https://a/token", service="reg", scope="repository:a/b:pull", error="insufficient_scope"
+Negotiate, NTLM, Basic realm=x
+Negotiate YIIGhgYJKoZIhvcSAQICAQBugg==, Basic realm="say \"hi\" \\ bye"
+ ,, Bearer   realm = "r" ,, service= s ,  ,
+EOF
+write_dict www_authenticate <<'EOF'
+"Bearer"
+"Basic"
+"realm="
+"service="
+"scope="
+"error="
+"\""
+"\\"
+", "
+"=="
+EOF
+
+seed_lines credentials <<'EOF'
+{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"ghcr.io":{"username":"u","password":"p"}}}
+{"auths":{"http://localhost:5000/v2/":{"auth":"YTpi","identitytoken":"t"},"quay.io":{}},"credsStore":"desktop"}
+{"credHelpers":{"ghcr.io":"gcloud","registry-1.docker.io":"pass"},"auths":null}
+{"auths":{"docker.io":{"auth":"YT\npi"},"index.docker.io":{"auth":"Yzpk"}}}
+EOF
+write_dict credentials <<'EOF'
+"auths"
+"auth"
+"username"
+"password"
+"identitytoken"
+"credHelpers"
+"credsStore"
+"https://index.docker.io/v1/"
+"ghcr.io"
+"localhost:5000"
+"=="
+EOF
 
 # ---- run ------------------------------------------------------------------------
 status=0
@@ -115,11 +208,13 @@ for t in $targets; do
   log="$build/$t.log"
   rm -rf "$findings"
   mkdir -p "$corpus" "$findings"
+  # The text targets' inputs are header- and file-sized, and need the tokens.
+  if [ "$t" = elf ]; then options="-max_len=$elf_max_len"; else options="-max_len=4096 -dict=$build/dict/$t.dict"; fi
   say "running ${t}_fuzz for ${seconds}s (log: $log)"
   rc=0
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0:${ASAN_OPTIONS:-}" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}" \
-    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" \
+    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 $options \
     -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   per_sec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
