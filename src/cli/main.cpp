@@ -130,6 +130,18 @@ private:
   std::unique_ptr<RegistryClient> client_;
 };
 
+/// A stored image by name: a built one, else a pulled base (recorded per
+/// platform), the host's platform first.
+std::optional<Descriptor> find_stored(const Layout& layout, const std::string& name) {
+  if (auto d = layout.find_ref(name)) return d;
+  if (auto d = layout.find_ref(name, Platform::host())) return d;
+  for (auto& d : layout.refs()) {
+    auto it = d.annotations.find(kRefNameAnnotation);
+    if (it != d.annotations.end() && it->second == name) return d;
+  }
+  return std::nullopt;
+}
+
 /// "pushed localhost:5000/app:1@sha256:…" and what it took.
 void report_push(const Reference& dest, const PushResult& r) {
   std::cout << "pushed " << dest.str() << "@" << r.digest.str() << "\n";
@@ -329,7 +341,7 @@ int cmd_push(const std::vector<std::string>& args) {
   }
   if (dest.digest) throw UsageError("push: '" + positional[1] + "' names a digest; push to a tag");
   Layout store(default_store_dir());
-  auto manifest = store.find_ref(positional[0]);
+  auto manifest = find_stored(store, positional[0]);
   if (!manifest) throw std::runtime_error("no image named '" + positional[0] + "' in the store (see imgbuild images)");
   RegistryAccess registry(insecure, debug);
   report_push(dest, push_image(registry.client(), store, *manifest, dest));
@@ -369,7 +381,7 @@ int cmd_inspect(const std::vector<std::string>& args) {
     if (refs.size() != 1) throw UsageError(layout_dir.string() + " holds " + std::to_string(refs.size()) + " images: name one as oci:DIR:NAME");
     d = refs[0];
   } else {
-    d = layout.find_ref(name);
+    d = find_stored(layout, name);
   }
   if (!d) throw std::runtime_error("no image named '" + name + "' in " + layout_dir.string());
   StoredImage img = layout.load(*d);

@@ -36,9 +36,13 @@ Descriptor Descriptor::from_json(const json& j) {
   if (auto it = j.find("annotations"); it != j.end() && it->is_object())
     for (auto& [k, v] : it->items())
       if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  if (auto it = j.find("platform"); it != j.end() && it->is_object())
-    d.platform = Platform{it->value("os", std::string()), it->value("architecture", std::string()),
-                          it->value("variant", std::string())};
+  if (auto it = j.find("platform"); it != j.end() && it->is_object()) {
+    auto text = [&](const char* key) {
+      auto v = it->find(key);
+      return v != it->end() && v->is_string() ? v->get<std::string>() : std::string();
+    };
+    d.platform = Platform{text("os"), text("architecture"), text("variant")};
+  }
   return d;
 }
 
@@ -225,7 +229,9 @@ Image image_from_documents(const json& manifest, const json& config) {
                                            string_field(h, "created"), string_field(h, "author"),
                                            string_field(h, "comment")});
     }
-  const json& diff_ids = config.contains("rootfs") ? config["rootfs"].value("diff_ids", json::array()) : json::array();
+  json diff_ids = json::array();
+  if (auto rootfs = config.find("rootfs"); rootfs != config.end() && rootfs->is_object() && rootfs->contains("diff_ids"))
+    diff_ids = (*rootfs)["diff_ids"];
   if (!manifest.contains("layers") || !manifest["layers"].is_array())
     throw std::runtime_error("the manifest has no layer list");
   const json& layers = manifest["layers"];

@@ -51,7 +51,23 @@ constexpr std::string_view kOpaque = ".wh..wh..opq";
 
 }  // namespace
 
-void ImageTree::apply_layer_blob(const std::filesystem::path& blob) {
+void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }
+
+void ImageTree::apply(const std::vector<LayerEntry>& entries) {
+  if (pending_.empty()) apply_entries(entries);
+  else pending_.emplace_back(entries);
+}
+
+void ImageTree::settle() const {
+  std::vector<Layer> layers;
+  layers.swap(pending_);
+  for (auto& layer : layers) {
+    if (auto* blob = std::get_if<std::filesystem::path>(&layer)) apply_blob(*blob);
+    else apply_entries(std::get<std::vector<LayerEntry>>(layer));
+  }
+}
+
+void ImageTree::apply_blob(const std::filesystem::path& blob) const {
   Archive a = open_layer(blob);
   // Whiteouts hide what lower layers had, never what this layer adds, wherever
   // they stand in the tar: so they go first, then the entries.
@@ -139,7 +155,7 @@ std::string ImageTree::contents(const File& file, size_t max) const {
   throw std::runtime_error(file.layer.string() + ": " + file.member + " is missing from its layer");
 }
 
-void ImageTree::apply(const std::vector<LayerEntry>& entries) {
+void ImageTree::apply_entries(const std::vector<LayerEntry>& entries) const {
   for (const auto& e : entries) {
     std::string path = "/" + e.path;
     if (e.type != LayerEntry::Type::Directory) {
@@ -153,12 +169,14 @@ void ImageTree::apply(const std::vector<LayerEntry>& entries) {
 }
 
 bool ImageTree::has_children(const std::string& path) const {
+  settle();
   std::string prefix = path == "/" ? "/" : path + "/";
   auto it = files_.lower_bound(prefix);
   return it != files_.end() && it->first.starts_with(prefix);
 }
 
 std::optional<ImageTree::Resolved> ImageTree::resolve(const std::string& path) const {
+  settle();
   constexpr int kMaxLinks = 40;  // as the kernel's ELOOP limit
   std::deque<std::string> todo = components(path);
   std::string current;  // "" is the root

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/layer.hpp"
@@ -31,9 +32,10 @@ public:
   void apply(const std::vector<LayerEntry>& entries);
 
   /// Applies a layer blob of a pulled image (a tar, compressed or not),
-  /// honouring OCI whiteouts. Reads the listing only; file bytes stay in the
-  /// blob until contents() asks. Throws std::runtime_error for a blob that is
-  /// not a readable tar.
+  /// honouring OCI whiteouts. The listing is read only when the tree is first
+  /// asked something, so building on a large base costs nothing until the
+  /// doctor looks; file bytes stay in the blob until contents() asks. A blob
+  /// that is not a readable tar throws std::runtime_error then.
   void apply_layer_blob(const std::filesystem::path& blob);
 
   /// The bytes of a file (at most `max` of them), from the host or its layer.
@@ -50,7 +52,14 @@ public:
   bool has_children(const std::string& path) const;
 
 private:
-  std::map<std::string, File> files_;  ///< keyed by absolute path
+  using Layer = std::variant<std::filesystem::path, std::vector<LayerEntry>>;
+  /// Applies the layers not read yet, in order.
+  void settle() const;
+  void apply_entries(const std::vector<LayerEntry>& entries) const;
+  void apply_blob(const std::filesystem::path& blob) const;
+
+  mutable std::map<std::string, File> files_;  ///< keyed by absolute path
+  mutable std::vector<Layer> pending_;
 };
 
 }  // namespace imgbuild

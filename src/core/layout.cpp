@@ -98,9 +98,16 @@ std::optional<Descriptor> Layout::find_ref(const std::string& name, const std::o
 }
 
 StoredImage Layout::load(const Descriptor& manifest) const {
-  StoredImage img{manifest, json::parse(read_document(manifest)), {}};
-  Descriptor cfg = Descriptor::from_json(img.manifest_json.at("config"));
-  img.config_json = json::parse(read_document(cfg));
+  auto document = [&](const Descriptor& d) {
+    json doc = json::parse(read_document(d), nullptr, false);
+    if (!doc.is_object()) throw std::runtime_error(root_.string() + ": blob " + d.digest.str() + " is not a JSON object");
+    return doc;
+  };
+  StoredImage img{manifest, document(manifest), {}};
+  auto config = img.manifest_json.find("config");
+  if (config == img.manifest_json.end())
+    throw std::runtime_error(root_.string() + ": manifest " + manifest.digest.str() + " has no config");
+  img.config_json = document(Descriptor::from_json(*config));
   return img;
 }
 

@@ -91,8 +91,11 @@ std::string describe_registry_error(const HttpResponse& response) {
   if (body.is_object() && body.contains("errors") && body["errors"].is_array()) {
     for (auto& e : body["errors"]) {
       if (!e.is_object()) continue;
-      std::string code = e.value("code", std::string());
-      std::string message = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
+      auto text = [&](const char* key) {
+        auto it = e.find(key);
+        return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
+      std::string code = text("code"), message = text("message");
       if (!code.empty() || !message.empty())
         parts.push_back(code.empty() ? message : message.empty() ? code : code + ": " + message);
     }
@@ -437,7 +440,7 @@ std::string repo_path(const Reference& ref) { return "/v2/" + ref.repository; }
 /// says, else by Content-Type.
 std::string manifest_media_type(const HttpResponse& r, const json& doc, const std::string& what) {
   if (!doc.is_object()) throw RegistryError(what + ": the manifest is not a JSON object");
-  if (doc.value("schemaVersion", 0) == 1)
+  if (doc.contains("schemaVersion") && doc["schemaVersion"] == 1)
     throw RegistryError(what + ": Docker schema 1 manifests are not supported (push the image again with a current client)");
   if (doc.contains("mediaType") && doc["mediaType"].is_string()) return doc["mediaType"];
   std::string type = bare_media_type(r.header("content-type").value_or(""));
@@ -456,8 +459,8 @@ void expect(const HttpResponse& r, std::initializer_list<long> ok, const std::st
   std::string code;
   json body = json::parse(r.body, nullptr, false);
   if (body.is_object() && body.contains("errors") && body["errors"].is_array() && !body["errors"].empty() &&
-      body["errors"][0].is_object())
-    code = body["errors"][0].value("code", std::string());
+      body["errors"][0].is_object() && body["errors"][0].contains("code") && body["errors"][0]["code"].is_string())
+    code = body["errors"][0]["code"];
   throw RegistryError(what + ": " + describe_registry_error(r), r.status, code);
 }
 

@@ -105,6 +105,7 @@ build web --set "REGISTRY=$PROXY" --no-push --pull
 check "--pull resolves the tag again, downloading no layer again" \
   sh -c "[ \$(jq -c 'select(.path | test(\"/manifests/\"))' '$PROXY_LOG' | wc -l) -ge 1 ] && ! jq -e 'select(.path | test(\"/blobs/sha256\")) | select(.method == \"GET\")' '$PROXY_LOG' | grep -q ."
 check "imgbuild images lists the base under its full name" sh -c "'$IMGBUILD' images | grep -q '^$PROXY/base/busybox:oci '"
+check "imgbuild inspect shows it" sh -c "'$IMGBUILD' inspect '$PROXY/base/busybox:oci' | jq -e '.config.architecture == \"amd64\"'"
 
 step "Docker schema 2 bases and multi-platform indexes"
 recipe bases 'local reg = param("REGISTRY")

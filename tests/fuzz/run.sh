@@ -18,7 +18,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-30}
-targets="elf reference www_authenticate credentials"
+targets="elf reference www_authenticate credentials documents"
 
 say() { printf '%s\n' "fuzz: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -196,6 +196,37 @@ write_dict credentials <<'EOF'
 "ghcr.io"
 "localhost:5000"
 "=="
+EOF
+
+# Registry documents as the pull reads them: a Docker manifest and config, an
+# OCI one with a zstd layer and carried-over config fields, an index.
+seed_lines documents <<'EOF'
+{"manifest":{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":10},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":100}]},"config":{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"],"WorkingDir":"","OnBuild":null},"rootfs":{"type":"layers","diff_ids":["sha256:3333333333333333333333333333333333333333333333333333333333333333"]},"history":[{"created":"2024-01-01T00:00:00Z","created_by":"ADD x /"}]}}
+{"manifest":{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":10},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":7,"annotations":{"a":"b"}}]},"config":{"architecture":"arm64","variant":"v8","os":"linux","config":{"Entrypoint":["/app"],"ExposedPorts":{"80/tcp":{}},"Labels":{"l":"v"},"Healthcheck":{"Test":["CMD","true"]},"Shell":["/bin/sh","-c"]},"rootfs":{"type":"layers","diff_ids":["sha256:3333333333333333333333333333333333333333333333333333333333333333"]},"history":[{"empty_layer":true}]}}
+{"index":{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:4444444444444444444444444444444444444444444444444444444444444444","size":500,"platform":{"architecture":"arm","os":"linux","variant":"v7"}}]}}
+EOF
+write_dict documents <<'EOF'
+"manifest"
+"config"
+"index"
+"manifests"
+"layers"
+"mediaType"
+"digest"
+"size"
+"platform"
+"rootfs"
+"diff_ids"
+"history"
+"Env"
+"Entrypoint"
+"Cmd"
+"ExposedPorts"
+"Labels"
+"empty_layer"
+"sha256:"
+"application/vnd.docker.image.rootfs.diff.tar.gzip"
+"application/vnd.oci.image.layer.v1.tar"
 EOF
 
 # ---- run ------------------------------------------------------------------------

@@ -32,22 +32,23 @@ _reg_proxies=0
 _reg_prev_trap=""
 
 # registry_cleanup: stops every process started here and removes $REG_WORK if
-# this library created it. Runs from the EXIT trap; safe to call again.
+# this library created it. Runs from the EXIT trap; safe to call again, and
+# under `set -e` (a process that is already gone is not a failure).
 registry_cleanup() {
   local rc=$? i
   for i in "${!_reg_pids[@]}"; do
     if ! kill -0 "${_reg_pids[i]}" 2>/dev/null; then
       _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) had already exited" "${_reg_logs[i]}"
     fi
-    kill "${_reg_pids[i]}" 2>/dev/null
+    kill "${_reg_pids[i]}" 2>/dev/null || true
   done
   for i in "${!_reg_pids[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do
       kill -0 "${_reg_pids[i]}" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "${_reg_pids[i]}" 2>/dev/null
-    wait "${_reg_pids[i]}" 2>/dev/null
+    kill -KILL "${_reg_pids[i]}" 2>/dev/null || true
+    wait "${_reg_pids[i]}" 2>/dev/null || true
   done
   _reg_pids=() _reg_names=() _reg_logs=()
   if ((_reg_own_work)); then rm -rf "$REG_WORK"; fi
