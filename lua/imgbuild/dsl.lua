@@ -184,10 +184,7 @@ end
 ---------------------------------------------------------------------------
 -- Image methods
 
-local copy_options = { chown = true, chmod = true, static = true }
-local later = {
-  from = "copying from another image (from =) arrives with multi-stage builds",
-}
+local copy_options = { chown = true, chmod = true, static = true, from = true }
 
 local function parse_chown(v)
   if math.type(v) == "integer" and v >= 0 then return { uid = v, gid = v } end
@@ -210,15 +207,19 @@ local function parse_chmod(v)
   fail("copy: chmod: expected an octal mode such as \"0755\", got %s", type(v) == "string" and ("'" .. v .. "'") or typename(v))
 end
 
----@param src string|file|table a build-context path or glob, a file value, or a list of them
+---@param src string|file|table a build-context path or glob, a file value, or a list of them;
+---with `from`, paths in that image
 ---@param dst string destination in the image; relative paths start at the workdir
----@param opts? { chown?: string|integer, chmod?: string, static?: boolean }
+---@param opts? { chown?: string|integer, chmod?: string, static?: boolean, from?: image }
 function Image:copy(src, dst, opts)
   check_self(self, "copy")
+  local from = type(opts) == "table" and getmetatable(opts) == nil and opts.from or nil
+  if from ~= nil and not is_image(from) then fail("copy: from: expected an image, got %s", typename(from)) end
   local sources = {}
   local function add(v)
     if type(v) == "string" and v ~= "" then sources[#sources + 1] = v
-    elseif is_file(v) then sources[#sources + 1] = nodes[v]
+    elseif is_file(v) and not from then sources[#sources + 1] = nodes[v]
+    elseif is_file(v) then fail("copy: with from, sources are paths in that image, not file values")
     else fail("copy: source must be a path, a file value or a list of them, got %s", typename(v)) end
   end
   if type(src) == "table" and getmetatable(src) == nil then
@@ -228,12 +229,7 @@ function Image:copy(src, dst, opts)
     add(src)
   end
   check_string("copy: destination", dst)
-  if type(opts) == "table" and getmetatable(opts) == nil then
-    for key, why in pairs(later) do
-      if opts[key] ~= nil then fail("copy: option '%s' is not available yet: %s", key, why) end
-    end
-  end
-  opts = check_options("copy", opts, copy_options, later)
+  opts = check_options("copy", opts, copy_options)
   if opts.static ~= nil and type(opts.static) ~= "boolean" then
     fail("copy: static: expected true or false, got %s", typename(opts.static))
   end
@@ -242,10 +238,62 @@ function Image:copy(src, dst, opts)
     chown = opts.chown ~= nil and parse_chown(opts.chown) or nil,
     chmod = opts.chmod ~= nil and parse_chmod(opts.chmod) or nil,
     static = opts.static or nil,
+    from = from and nodes[from] or nil,
   })
 end
 
 local function env_name_ok(k) return k:match("^[%a_][%w_]*$") ~= nil end
+
+local run_options = { env = true, workdir = true, user = true, network = true, cache = true, secrets = true }
+
+---@param cmd string|table a shell command ("go mod download"), or an argv list with options
+---@param opts? { env?: table, workdir?: string, user?: string, network?: "host"|"none", cache?: string[], secrets?: table<string, string> }
+function Image:run(cmd, opts)
+  check_self(self, "run")
+  local argv, shown = {}, nil
+  if type(cmd) == "string" then
+    if cmd == "" then fail("run: the command is empty") end
+    argv, shown = { "/bin/sh", "-c", cmd }, cmd
+  elseif type(cmd) == "table" and getmetatable(cmd) == nil then
+    if opts ~= nil then fail("run: give options inside the argv table, or use run(\"command\", { ... })") end
+    opts = {}
+    for k, v in pairs(cmd) do
+      if math.type(k) == "integer" then
+        if type(v) ~= "string" then fail("run: argv[%d]: expected a string, got %s", k, typename(v)) end
+      else
+        opts[k] = v
+      end
+    end
+    for i = 1, #cmd do argv[i] = cmd[i] end
+    if #argv == 0 then fail("run: the argv list is empty") end
+  else
+    fail("run: expected a shell command string or an argv table, got %s", typename(cmd))
+  end
+  opts = check_options("run", opts, run_options)
+  local env
+  if opts.env ~= nil then env = check_string_map("run: env", opts.env, env_name_ok, "a letter or '_', then letters, digits or '_'") end
+  if opts.workdir ~= nil then check_string("run: workdir", opts.workdir) end
+  if opts.user ~= nil then check_string("run: user", opts.user) end
+  if opts.network ~= nil and opts.network ~= "host" and opts.network ~= "none" then
+    fail("run: network: expected \"host\" or \"none\", got %s", type(opts.network) == "string" and ("'" .. opts.network .. "'") or typename(opts.network))
+  end
+  local cache
+  if opts.cache ~= nil then
+    cache = check_string_list("run: cache", opts.cache, "{ \"/root/.cache/go-build\" }")
+    for _, dir in ipairs(cache) do
+      if dir:sub(1, 1) ~= "/" then fail("run: cache: '%s' must be an absolute path in the image", dir) end
+    end
+  end
+  local secrets
+  if opts.secrets ~= nil then
+    secrets = check_string_map("run: secrets", opts.secrets, function(k) return k:match("^[%w_.-]+$") ~= nil end,
+      "letters, digits, '.', '_' or '-'")
+  end
+  return derive(self, "run", {
+    kind = "run", argv = argv, shell = shown, env = env, workdir = opts.workdir, user = opts.user,
+    network = opts.network, cache = cache, secrets = secrets,
+  })
+end
 
 ---@param vars table<string, string|integer> variables to set
 function Image:env(vars)
@@ -645,7 +693,7 @@ function M.collect()
         stack[#stack] = nil
       else
         local pending = false
-        local deps = { node.parent }
+        local deps = { node.parent, node.from }
         for _, s in ipairs(node.sources or {}) do
           if type(s) == "table" then deps[#deps + 1] = s end
         end
@@ -657,6 +705,7 @@ function M.collect()
           local out = {}
           for k, v in pairs(node) do out[k] = v end
           out.parent = node.parent and ids[node.parent] or nil
+          out.from = node.from and ids[node.from] or nil
           if node.sources then
             out.sources = {}
             for i, s in ipairs(node.sources) do out.sources[i] = type(s) == "table" and ids[s] or s end

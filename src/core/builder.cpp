@@ -3,8 +3,11 @@
 #include <cstdio>
 
 #include "core/elf.hpp"
+#include "core/fs.hpp"
 #include "core/hostbuild.hpp"
+#include "core/sandbox.hpp"
 #include "core/text.hpp"
+#include "core/unpack.hpp"
 
 namespace imgbuild {
 
@@ -74,13 +77,17 @@ const Builder::Stage& Builder::stage(size_t id) {
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
     else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull);
+    else if (auto* run = std::get_if<RunOp>(&node.op)) apply_run(st, *run, node);
     else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
     else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
   } catch (const BuildError&) {
     throw;
   } catch (const std::exception& e) {
     auto* cfg = std::get_if<ConfigOp>(&node.op);
-    std::string step = cfg ? cfg->key : std::holds_alternative<PullOp>(node.op) ? "from" : "copy";
+    std::string step = cfg                                         ? cfg->key
+                       : std::holds_alternative<PullOp>(node.op) ? "from"
+                       : std::holds_alternative<RunOp>(node.op)  ? "run"
+                                                                 : "copy";
     throw BuildError(node.loc, step + ": " + e.what());
   }
   return stages_.emplace(id, std::move(st)).first->second;
@@ -141,7 +148,14 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
       names.push_back(s.context_path);
     }
   }
-  std::vector<LayerEntry> entries = plan_copy(op, context_, st.image.config.workdir, files);
+  std::vector<LayerEntry> entries;
+  if (op.from_node) {
+    const Image& source = stage(*op.from_node).image;
+    entries = plan_copy_from(op, image_root(source), source.config.workdir, st.image.config.workdir);
+    names.insert(names.begin(), "--from=" + graph_.nodes[*op.from_node].loc);
+  } else {
+    entries = plan_copy(op, context_, st.image.config.workdir, files);
+  }
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply(entries);
@@ -163,6 +177,103 @@ void Builder::apply_pull(Stage& st, const PullOp& op) {
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
   st.tree = std::move(tree);
   st.cmd_from_base = st.image.config.cmd.has_value();
+}
+
+namespace {
+
+/// The OCI chain ID of a layer stack: the identity of the file system it makes.
+Digest chain_id(const std::vector<LayerBlob>& layers) {
+  Digest chain = layers.front().diff_id;
+  for (size_t i = 1; i < layers.size(); ++i) chain = sha256_of(chain.str() + " " + layers[i].diff_id.str());
+  return chain;
+}
+
+/// The PATH a step gets when the image sets none (docker's default).
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+}  // namespace
+
+std::filesystem::path Builder::image_root(const Image& image) {
+  namespace fs = std::filesystem;
+  fs::path roots = settings_.cache_dir / "roots";
+  fs::create_directories(roots);
+  fs::path root = roots / (image.layers.empty() ? std::string("empty") : std::string(chain_id(image.layers).hex()));
+  if (fs::exists(root)) return root;
+  // Unpacked beside its final name and renamed when whole: a build killed
+  // half-way leaves no root that looks complete.
+  TempDir scratch(roots, ".unpack-");
+  std::vector<UnpackLayer> layers;
+  for (size_t i = 0; i < image.layers.size(); ++i)
+    layers.push_back({store_.blob_path(image.layers[i].digest),
+                      "layer " + std::to_string(i + 1) + " (" + image.layers[i].digest.str() + ")"});
+  unpack_image(scratch.path() / "root", layers);
+  std::error_code ec;
+  fs::rename(scratch.path() / "root", root, ec);
+  if (ec && !fs::exists(root)) throw std::runtime_error("cannot store the unpacked image at " + root.string() + ": " + ec.message());
+  return root;
+}
+
+void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
+  namespace fs = std::filesystem;
+  fs::path root = image_root(st.image);
+  fs::create_directories(settings_.cache_dir / "steps");
+  TempDir step(settings_.cache_dir / "steps", "run-");
+  SandboxSpec spec;
+  spec.lower = root;
+  spec.upper = step.path() / "upper";
+  spec.work = step.path() / "work";
+  fs::create_directory(spec.upper);
+  fs::create_directory(spec.work);
+  spec.argv = op.argv;
+  RuntimeConfig env = st.image.config;
+  for (auto& [k, v] : op.env) env.set_env(k, v);
+  if (!env.get_env("PATH")) env.set_env("PATH", kDefaultPath);
+  spec.env = env.env;
+  spec.workdir = op.workdir ? resolve_image_path(st.image.config.workdir, *op.workdir)
+                            : (st.image.config.workdir.empty() ? "/" : st.image.config.workdir);
+  spec.user = op.user.value_or(st.image.config.user);
+  spec.network = op.network;
+  // Everything mounted into the step, and the folders made to mount on, stays
+  // out of its layer.
+  std::vector<std::string> mount_points = {"/proc", "/dev", "/etc", "/etc/hosts", "/etc/resolv.conf"};
+  auto mount_point = [&](const std::string& target) {
+    for (std::string p = target; p != "/" && !p.empty(); p = fs::path(p).parent_path().string())
+      mount_points.push_back(p);
+  };
+  for (auto& dir : op.cache) {
+    // One cache per image path, shared by every build that mounts it.
+    fs::path host = settings_.cache_dir / "run-cache" / std::string(sha256_of(dir).hex().substr(0, 16));
+    fs::create_directories(host);
+    spec.mounts.push_back({host, dir, false});
+    mount_point(dir);
+  }
+  for (auto& [id, path] : op.secrets) {
+    fs::path host = fs::path(path).is_absolute() ? fs::path(path) : context_.root() / path;
+    if (!fs::is_regular_file(host)) throw std::runtime_error("secret '" + id + "': no such file " + host.string());
+    std::string target = "/run/secrets/" + id;
+    spec.mounts.push_back({host, target, true});
+    mount_point(target);
+  }
+  std::string shown = op.shell.empty() ? nlohmann::json(op.argv).dump() : op.shell;
+  spec.output = [&](std::string_view line) { settings_.progress(node.loc + " | " + std::string(line)); };
+  settings_.progress(node.loc + "  run " + shown);
+  SandboxResult result = run_in_sandbox(spec);
+  if (result.exit_code != 0) {
+    std::string tail;
+    for (auto& l : result.last_lines) tail += "\n    " + l;
+    throw BuildError(node.loc, "run: " + shown + ": exited with status " + std::to_string(result.exit_code) +
+                                   (tail.empty() ? "" : ":" + tail));
+  }
+  write_file_atomic(step.path() / "empty", "");
+  std::vector<LayerEntry> entries = overlay_diff(spec.upper, root, mount_points, step.path() / "empty");
+  st.image.history.push_back({"run " + shown, entries.empty()});
+  if (entries.empty()) return;
+  LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(), LayerOptions{settings_.source_date_epoch, 6});
+  settings_.progress(node.loc + "  run " + shown + "  " + human_size(blob.size));
+  auto tree = std::make_shared<ImageTree>(*st.tree);
+  tree->apply_layer_blob(store_.blob_path(blob.digest));
+  st.tree = std::move(tree);
+  st.image.layers.push_back(blob);
 }
 
 void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {

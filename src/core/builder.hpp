@@ -73,6 +73,10 @@ private:
   const Stage& stage(size_t node);
   CopyItem build_file(size_t node);
   void apply_pull(Stage& stage, const PullOp& op);
+  void apply_run(Stage& stage, const RunOp& op, const Node& node);
+  /// The file system of `image`, unpacked read-only into the build cache
+  /// under its layers' chain ID, so RUN steps and copies from it share it.
+  std::filesystem::path image_root(const Image& image);
   void apply_config(Stage& stage, const ConfigOp& op, const Node& node);
   void apply_copy(Stage& stage, const CopyOp& op, const Node& node);
   void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);

@@ -199,19 +199,16 @@ void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, b
   }
 }
 
-std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
-                                  const std::vector<CopyItem>& files) {
-  std::vector<CopyItem> items;
-  size_t next_file = 0;
-  for (auto& s : op.sources) {
-    if (s.file_node) {
-      items.push_back(files.at(next_file++));
-    } else {
-      auto resolved = context.resolve(s.context_path);
-      items.insert(items.end(), resolved.begin(), resolved.end());
-    }
-  }
+namespace {
 
+/// Docker's COPY rules for what sources name: several sources need a
+/// destination folder ("dir/"); a folder's contents are copied, not the
+/// folder; a file goes to the destination, or into it when it is a folder.
+/// `add_dir` appends a source folder's tree under an image path, `entry`
+/// makes one source's entry at an image path.
+template <class Item, class AddDir, class Entry>
+std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workdir, const std::vector<Item>& items,
+                                      AddDir add_dir, Entry entry) {
   bool dest_is_dir = op.dest.ends_with("/") || op.dest == "." || op.dest.ends_with("/.");
   if (items.size() > 1 && !dest_is_dir)
     throw std::runtime_error("copying " + std::to_string(items.size()) + " sources to " + op.dest +
@@ -224,12 +221,12 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
     struct stat st = lstat_or_throw(item.host_path);
     if (S_ISDIR(st.st_mode)) {
       // Like docker, a directory's contents are copied, not the directory itself.
-      context.add_tree(item.host_path, dest, item.in_context, entries);
+      add_dir(item, dest, entries);
       dest_is_dir = true;
     } else {
       std::string target = dest_is_dir ? join_image_path(dest, item.name) : dest;
       if (target == "/") throw std::runtime_error("cannot copy a file over /");
-      entries.push_back(entry_for(item.host_path, st, target));
+      entries.push_back(entry(item, st, target));
       if (!dest_is_dir) dest_dir = fs::path(dest).parent_path().string();
     }
   }
@@ -280,6 +277,120 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
     result.push_back(std::move(e));
   }
   return result;
+}
+
+/// An entry of another image's file system as it is there: mode kept, owned
+/// by root (docker's COPY --from without --chown).
+LayerEntry image_entry(const fs::path& host, const struct stat& st, const std::string& image_path) {
+  LayerEntry e = entry_for(host, st, image_path);
+  e.mode = st.st_mode & 07777;
+  return e;
+}
+
+void add_image_tree(const fs::path& host_dir, const std::string& dest, std::vector<LayerEntry>& out) {
+  std::vector<fs::path> children;
+  for (auto& de : fs::directory_iterator(host_dir)) children.push_back(de.path());
+  std::sort(children.begin(), children.end());
+  for (auto& child : children) {
+    struct stat st = lstat_or_throw(child);
+    std::string image_path = join_image_path(dest, child.filename().string());
+    out.push_back(image_entry(child, st, image_path));
+    if (S_ISDIR(st.st_mode)) add_image_tree(child, image_path, out);
+  }
+}
+
+}  // namespace
+
+std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
+                                  const std::vector<CopyItem>& files) {
+  std::vector<CopyItem> items;
+  size_t next_file = 0;
+  for (auto& s : op.sources) {
+    if (s.file_node) {
+      items.push_back(files.at(next_file++));
+    } else {
+      auto resolved = context.resolve(s.context_path);
+      items.insert(items.end(), resolved.begin(), resolved.end());
+    }
+  }
+  return place_sources(
+      op, workdir, items,
+      [&](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
+        context.add_tree(item.host_path, dest, item.in_context, out);
+      },
+      [](const CopyItem& item, const struct stat& st, const std::string& target) {
+        return entry_for(item.host_path, st, target);
+      });
+}
+
+std::optional<fs::path> resolve_in_image(const fs::path& root, const std::string& path) {
+  constexpr int kMaxLinks = 40;  // as the kernel's ELOOP limit
+  std::vector<std::string> todo = *clean_segments(path, true);
+  std::reverse(todo.begin(), todo.end());
+  std::vector<std::string> current;
+  int links = 0;
+  while (!todo.empty()) {
+    std::string part = std::move(todo.back());
+    todo.pop_back();
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!current.empty()) current.pop_back();
+      continue;
+    }
+    fs::path host = root;
+    for (auto& c : current) host /= c;
+    host /= part;
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) return std::nullopt;
+    if (S_ISLNK(st.st_mode)) {
+      if (++links > kMaxLinks) return std::nullopt;
+      // Absolute targets start at the image root, relative ones at the
+      // link's folder; their ".." are walked above (never past the root).
+      std::string target = fs::read_symlink(host).string();
+      if (target.starts_with("/")) current.clear();
+      auto parts = split(target, '/');
+      todo.insert(todo.end(), parts.rbegin(), parts.rend());
+      continue;
+    }
+    current.push_back(part);
+  }
+  fs::path host = root;
+  for (auto& c : current) host /= c;
+  return host;
+}
+
+std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, const std::string& source_workdir,
+                                       const std::string& workdir) {
+  std::vector<CopyItem> items;
+  for (auto& s : op.sources) {
+    std::string path = resolve_image_path(source_workdir, s.context_path);
+    std::vector<std::string> names{path};
+    if (has_glob(path)) {
+      // A pattern in the last component, matched in its (resolved) folder.
+      names.clear();
+      std::string dir = fs::path(path).parent_path().string(), pattern = fs::path(path).filename().string();
+      if (has_glob(dir)) throw std::runtime_error(s.context_path + ": patterns only in the last component of a path from another image");
+      if (auto host_dir = resolve_in_image(root, dir); host_dir && fs::is_directory(*host_dir)) {
+        for (auto& de : fs::directory_iterator(*host_dir))
+          if (::fnmatch(pattern.c_str(), de.path().filename().c_str(), 0) == 0)
+            names.push_back(join_image_path(dir, de.path().filename().string()));
+        std::sort(names.begin(), names.end());
+      }
+    }
+    for (auto& name : names)
+      if (auto host = resolve_in_image(root, name))
+        items.push_back({*host, name == "/" ? "" : fs::path(name).filename().string(), false});
+    if (names.empty() || items.empty())
+      throw std::runtime_error("no such file in the source image: " + s.context_path);
+  }
+  return place_sources(
+      op, workdir, items,
+      [](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
+        add_image_tree(item.host_path, dest, out);
+      },
+      [](const CopyItem& item, const struct stat& st, const std::string& target) {
+        return image_entry(item.host_path, st, target);
+      });
 }
 
 }  // namespace imgbuild

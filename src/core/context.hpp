@@ -63,4 +63,16 @@ std::string resolve_image_path(const std::string& workdir, const std::string& pa
 std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
                                   const std::vector<CopyItem>& files);
 
+/// The host path of `path` in an image file system unpacked at `root`, with
+/// every symlink resolved inside it (absolute targets from the image root, ".."
+/// never above it); nullopt when it does not exist or loops.
+std::optional<std::filesystem::path> resolve_in_image(const std::filesystem::path& root, const std::string& path);
+
+/// `:copy(src, dst, { from = other })`: the sources are paths in the other
+/// image, unpacked at `root` (relative ones from `source_workdir`; a pattern
+/// in the last component). Modes are kept and owners are root unless chown
+/// says otherwise, as docker's COPY --from does.
+std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::filesystem::path& root,
+                                       const std::string& source_workdir, const std::string& workdir);
+
 }  // namespace imgbuild

@@ -55,6 +55,23 @@ CopyOp parse_copy(const json& n, size_t index) {
     op.chown = Owner{it->at("uid").get<uint32_t>(), it->at("gid").get<uint32_t>()};
   if (auto it = n.find("chmod"); it != n.end() && !it->is_null()) op.chmod = it->get<uint32_t>();
   op.static_only = n.value("static", false);
+  if (auto it = n.find("from"); it != n.end() && !it->is_null()) op.from_node = node_ref(*it, index);
+  return op;
+}
+
+RunOp parse_run(const json& n, size_t index) {
+  RunOp op;
+  op.argv = strings(n, "argv", index);
+  if (op.argv.empty()) malformed(index, "run without argv");
+  if (auto it = n.find("shell"); it != n.end() && !it->is_null()) op.shell = str(n, "shell", index);
+  if (auto it = n.find("env"); it != n.end() && it->is_object())
+    for (auto& [k, v] : it->items()) op.env[k] = v.get<std::string>();
+  if (auto it = n.find("workdir"); it != n.end() && !it->is_null()) op.workdir = str(n, "workdir", index);
+  if (auto it = n.find("user"); it != n.end() && !it->is_null()) op.user = str(n, "user", index);
+  op.network = n.value("network", std::string("host")) != "none";
+  op.cache = strings(n, "cache", index);
+  if (auto it = n.find("secrets"); it != n.end() && it->is_object())
+    for (auto& [k, v] : it->items()) op.secrets[k] = v.get<std::string>();
   return op;
 }
 
@@ -92,6 +109,7 @@ Graph Graph::from_json(const json& d) {
     else if (kind == "from")
       node.op = PullOp{str(n, "ref", i), n.contains("platform") ? std::optional(str(n, "platform", i)) : std::nullopt};
     else if (kind == "copy") node.op = parse_copy(n, i);
+    else if (kind == "run") node.op = parse_run(n, i);
     else if (kind == "config") node.op = ConfigOp{str(n, "key", i), n.value("value", json())};
     else if (kind == "host") node.op = parse_host(n, i);
     else if (kind == "host_path") node.op = HostPathOp{str(n, "description", i), strings(n, "candidates", i)};
@@ -101,9 +119,11 @@ Graph Graph::from_json(const json& d) {
         !std::holds_alternative<ScratchOp>(node.op) && !std::holds_alternative<PullOp>(node.op) && !node.is_file();
     if (needs_parent != node.parent.has_value()) malformed(i, needs_parent ? "missing parent" : "unexpected parent");
     if (node.parent && g.nodes[*node.parent].is_file()) malformed(i, "parent is a file, not an image");
-    if (auto* copy = std::get_if<CopyOp>(&node.op))
+    if (auto* copy = std::get_if<CopyOp>(&node.op)) {
       for (auto& s : copy->sources)
         if (s.file_node && !g.nodes[*s.file_node].is_file()) malformed(i, "copy source is not a file");
+      if (copy->from_node && g.nodes[*copy->from_node].is_file()) malformed(i, "copy from a file, not an image");
+    }
     g.nodes.push_back(std::move(node));
   } catch (const json::exception& e) {
     malformed(i, e.what());  // a value of the wrong type

@@ -42,6 +42,19 @@ struct CopyOp {
   /// `static = true`: every ELF file copied must be statically linked and built
   /// for the image's platform.
   bool static_only = false;
+  /// `from = other`: the sources are paths in that image's file system.
+  std::optional<size_t> from_node;
+};
+
+/// `:run(...)`: a command executed in the image's file system (see sandbox.hpp).
+struct RunOp {
+  std::vector<std::string> argv;
+  std::string shell;  ///< the command as written, for the shell form
+  std::map<std::string, std::string> env;
+  std::optional<std::string> workdir, user;
+  bool network = true;
+  std::vector<std::string> cache;                ///< image paths of persistent cache mounts
+  std::map<std::string, std::string> secrets;    ///< id -> host file, relative to the context
 };
 
 /// A change to the image config: env, workdir, user, entrypoint, cmd, expose,
@@ -85,7 +98,7 @@ struct DoctorOp {
 struct Node {
   std::string loc;
   std::optional<size_t> parent;
-  std::variant<ScratchOp, PullOp, CopyOp, ConfigOp, DoctorOp, HostBuildOp, HostPathOp> op;
+  std::variant<ScratchOp, PullOp, CopyOp, RunOp, ConfigOp, DoctorOp, HostBuildOp, HostPathOp> op;
 
   bool is_file() const { return std::holds_alternative<HostBuildOp>(op) || std::holds_alternative<HostPathOp>(op); }
 };

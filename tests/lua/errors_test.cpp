@@ -40,9 +40,10 @@ TEST_CASE("an unknown option key is rejected with a hint", "[recipe][errors]") {
         "recipe.lua:1: copy: unknown option 'chwon' (did you mean 'chown'?)");
   CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { form = 1 }))\n") ==
         "recipe.lua:1: copy: unknown option 'form' (did you mean 'from'?)");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { from = \"builder\" }))\n") ==
+        "recipe.lua:1: copy: from: expected an image, got string");
   CHECK(r.error_of("image(\"a\", scratch:copy(\"f\", \"/f\", { from = scratch }))\n") ==
-        "recipe.lua:1: copy: option 'from' is not available yet: copying from another image (from =) arrives with "
-        "multi-stage builds");
+        "recipe.lua:1: copy: no such file in the source image: f");
   CHECK(r.error_of("local go = require \"imgbuild.go\"\n"
                    "image(\"a\", scratch:copy(go.build { mian = \".\" }, \"/app\"))\n") ==
         "recipe.lua:2: go.build: unknown option 'mian' (did you mean 'main'?)");
@@ -98,6 +99,25 @@ TEST_CASE("from and push check references and options at the recipe line", "[rec
         "recipe.lua:1: push: 'localhost:5000/a@sha256:" + std::string(64, 'a') + "' names a digest; push to a tag");
   CHECK(r.error_of("push(scratch, \"localhost:5000/A:1\")\n").starts_with(
       "recipe.lua:1: push: invalid image reference \"localhost:5000/A:1\": "));
+}
+
+TEST_CASE("run checks its command and options at the recipe line", "[recipe][errors]") {
+  RecipeRun r;
+  CHECK(r.error_of("image(\"a\", scratch:run \"\")\n") == "recipe.lua:1: run: the command is empty");
+  CHECK(r.error_of("image(\"a\", scratch:run {})\n") == "recipe.lua:1: run: the argv list is empty");
+  CHECK(r.error_of("image(\"a\", scratch:run { \"go\", 1 })\n") == "recipe.lua:1: run: argv[2]: expected a string, got number");
+  CHECK(r.error_of("image(\"a\", scratch:run { \"go\", netwrok = \"none\" })\n") ==
+        "recipe.lua:1: run: unknown option 'netwrok' (did you mean 'network'?)");
+  CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { network = \"bridge\" }))\n") ==
+        "recipe.lua:1: run: network: expected \"host\" or \"none\", got 'bridge'");
+  CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { cache = { \"go-build\" } }))\n") ==
+        "recipe.lua:1: run: cache: 'go-build' must be an absolute path in the image");
+  CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { secrets = { [\"a b\"] = \"f\" } }))\n") ==
+        "recipe.lua:1: run: secrets: invalid name 'a b' (letters, digits, '.', '_' or '-')");
+  CHECK(r.error_of("image(\"a\", scratch:run({ \"make\" }, { env = {} }))\n") ==
+        "recipe.lua:1: run: give options inside the argv table, or use run(\"command\", { ... })");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"/x\", \"/x\", { from = scratch:run \"true\", static = 1 }))\n") ==
+        "recipe.lua:1: copy: static: expected true or false, got number");
 }
 
 TEST_CASE("methods check what they are called on", "[recipe][errors]") {

@@ -143,8 +143,8 @@ TEST_CASE("Graph::from_json refuses malformed descriptions", "[graph]") {
     REQUIRE(graph_error(d) == "malformed build graph: node 3: copy source is not a file");
   }
   SECTION("an unknown kind") {
-    d["nodes"][3]["kind"] = "run";
-    REQUIRE(graph_error(d) == "malformed build graph: node 4: unknown kind 'run'");
+    d["nodes"][3]["kind"] = "exec";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: unknown kind 'exec'");
   }
   SECTION("missing and mistyped fields") {
     json a = d;

@@ -1,0 +1,63 @@
+#pragma once
+// Unpacking image layers into a directory: the file system of a base image that
+// RUN steps execute in. Layers come from registries, so every one is treated as
+// hostile: whatever its entries say, nothing is written, linked, chmodded,
+// chowned or deleted outside the root, and symlinks already in the root are
+// followed as if the root were "/".
+#include <unistd.h>
+
+#include <filesystem>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace imgbuild {
+
+/// A layer that is malformed or tries to reach outside the root, or a failure
+/// while applying it. what() names the layer and, when there is one, the entry:
+/// `layer 2: entry "../../etc/passwd": path escapes the image root`.
+class UnpackError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct UnpackOptions {
+  /// Give entries the uid/gid of their header; without privileges they stay
+  /// the caller's.
+  bool preserve_owners = (::geteuid() == 0);
+  /// Resolve paths with openat2(RESOLVE_IN_ROOT). When false, or when the
+  /// kernel or a seccomp filter refuses openat2, paths are resolved by walking
+  /// them one component at a time instead (the tests cover both this way).
+  bool use_openat2 = true;
+};
+
+/// One layer of an image: its blob and how errors name it ("layer 2 (sha256:ab12…)").
+struct UnpackLayer {
+  std::filesystem::path blob;
+  std::string label;
+};
+
+/// Applies one layer (a tar, plain or gzip- or zstd-compressed) onto the
+/// existing directory `root`, with OCI whiteouts. Entries are streamed and
+/// file data copied through a fixed buffer, so memory does not grow with the
+/// layer. On error the root is left as far as it got.
+void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
+                 const UnpackOptions& options = {});
+
+/// The same for a layer held in memory (the fuzzer's input).
+void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,
+                 const UnpackOptions& options = {});
+
+/// Creates `root` (its parent must exist, it must not) and applies `layers` in
+/// order. On any error the partly built root is removed before rethrowing, so
+/// nothing half-built remains.
+void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
+                  const UnpackOptions& options = {});
+
+/// Removes `path` and, if it is a directory, everything below it, never
+/// following a symlink (a symlink is removed, not what it points to). Depth is
+/// not limited by open files or stack. Nothing happens when `path` is missing.
+void remove_tree(const std::filesystem::path& path);
+
+}  // namespace imgbuild
