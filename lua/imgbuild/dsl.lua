@@ -5,6 +5,7 @@
 -- The host runs this chunk once per engine with a settings table:
 --   params         --set NAME=VALUE pairs
 --   recipe_dir     folder of the recipe (first place `require` looks)
+--   context        the build context, absolute (imgbuild.ci reads its git repository)
 --   search_path    IMGBUILD_PATH entries
 --   embedded       function(name) -> source, chunkname of a shipped module, or nil
 --   inspect        function(path) -> ELF facts of a build-context file (raises a message)
@@ -537,7 +538,6 @@ local planned = {
   exists = "registry queries from recipes arrive with the cache",
   cached = "registry-backed caching arrives with the cache",
   hash = "lockfile hashes arrive with the cache",
-  ci = "the CI context arrives with the CI integration",
 }
 
 ---------------------------------------------------------------------------
@@ -556,6 +556,7 @@ local function check_context_dir(what, path)
 end
 
 local internal = {
+  context_dir = settings.context,
   check_context_dir = check_context_dir,
   fail = fail,
   check_options = check_options,
@@ -668,10 +669,17 @@ end
 local global_names = {}
 for k in pairs(_G) do global_names[#global_names + 1] = k end
 for k in pairs(planned) do global_names[#global_names + 1] = k end
+global_names[#global_names + 1] = "ci"
 table.sort(global_names)
 
 setmetatable(_G, {
   __index = function(_, name)
+    -- `ci` reads the environment and the git repository only when used.
+    if name == "ci" then
+      local ci = require "imgbuild.ci"
+      rawset(_G, "ci", ci)
+      return ci
+    end
     if planned[name] then fail("'%s' is not available yet in this version of imgbuild: %s", name, planned[name]) end
     fail("unknown name '%s'%s", tostring(name), suggest(name, global_names))
   end,

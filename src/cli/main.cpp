@@ -62,6 +62,8 @@ build options:
 registry options (build and push):
   --insecure-registry HOST   allow plain HTTP and unverified TLS for HOST
                              (loopback registries may use plain HTTP anyway)
+  --registry-mirror REG=HOST pull REG's images from HOST first (build only;
+                             e.g. docker.io=mirror.example.com)
 
   -h, --help            this help
   --version             imgbuild's version
@@ -72,6 +74,7 @@ XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild),
 IMGBUILD_REGISTRY_AUTH_<HOST>=user:password (credentials for CI; HOST in
 capitals, other characters as '_': IMGBUILD_REGISTRY_AUTH_GHCR_IO),
 IMGBUILD_INSECURE_REGISTRIES (comma-separated, as --insecure-registry),
+IMGBUILD_REGISTRY_MIRRORS (comma-separated REG=HOST, as --registry-mirror),
 SSL_CERT_FILE (CA bundle for registries; per registry: /etc/docker/certs.d/HOST/ca.crt),
 DOCKER_CONFIG (where config.json and its credential helpers are found).
 See imgbuild(1) and imgbuild-recipe(5).
@@ -95,6 +98,7 @@ struct BuildArgs {
   bool push = true;
   std::set<std::string> ignore;  ///< doctor warnings not to report
   std::set<std::string> insecure;
+  std::map<std::string, std::vector<std::string>> mirrors;
 };
 
 /// Hosts named insecure in the environment (IMGBUILD_INSECURE_REGISTRIES).
@@ -106,16 +110,30 @@ std::set<std::string> insecure_from_environment() {
   return hosts;
 }
 
+/// REGISTRY=MIRROR pairs (--registry-mirror, IMGBUILD_REGISTRY_MIRRORS).
+void add_mirror(std::map<std::string, std::vector<std::string>>& mirrors, const std::string& spec) {
+  size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    throw UsageError("registry mirror '" + spec + "': expected REGISTRY=MIRROR, e.g. docker.io=mirror.example.com");
+  mirrors[spec.substr(0, eq)].push_back(spec.substr(eq + 1));
+}
+
 /// The registry client, made on first use: a build without `from` or `push`
 /// reads no credentials and opens no connection.
 class RegistryAccess {
 public:
-  RegistryAccess(std::set<std::string> insecure, bool debug) : insecure_(std::move(insecure)), debug_(debug) {}
+  RegistryAccess(std::set<std::string> insecure, std::map<std::string, std::vector<std::string>> mirrors, bool debug)
+      : insecure_(std::move(insecure)), mirrors_(std::move(mirrors)), debug_(debug) {
+    if (const char* env = std::getenv("IMGBUILD_REGISTRY_MIRRORS"))
+      for (auto& spec : split(env, ','))
+        if (!spec.empty()) add_mirror(mirrors_, spec);
+  }
 
   RegistryClient& client() {
     if (!client_) {
       RegistryOptions options;
       options.insecure = insecure_;
+      options.mirrors = mirrors_;
       // As Go programs (docker, skopeo) do: a CA bundle replacing the system's.
       if (const char* ca = std::getenv("SSL_CERT_FILE")) options.ca_file = ca;
       if (debug_) options.debug = [](const std::string& line) { std::cerr << "imgbuild: registry: " << line << "\n"; };
@@ -126,6 +144,7 @@ public:
 
 private:
   std::set<std::string> insecure_;
+  std::map<std::string, std::vector<std::string>> mirrors_;
   bool debug_;
   std::unique_ptr<RegistryClient> client_;
 };
@@ -187,6 +206,7 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
         throw UsageError("--ignore " + name + ": no such warning (known: " + join(kDoctorWarnings, ", ") + ")");
       b.ignore.insert(name);
     } else if (flag == "--insecure-registry") b.insecure.insert(take());
+    else if (flag == "--registry-mirror") add_mirror(b.mirrors, take());
     else if (a == "--strict") b.strict = true;
     else if (a == "--pull") b.pull = true;
     else if (a == "--push") b.push = true;
@@ -256,7 +276,7 @@ int cmd_build(const std::vector<std::string>& args) {
   settings.source_date_epoch = epoch;
   settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
   b.insecure.merge(insecure_from_environment());
-  RegistryAccess registry(b.insecure, b.debug);
+  RegistryAccess registry(b.insecure, b.mirrors, b.debug);
   settings.pull = [&](const PullOp& op, const Platform& platform) {
     return pull_image(registry.client(), store, Reference::parse(op.reference), platform, b.pull).image;
   };
@@ -343,7 +363,7 @@ int cmd_push(const std::vector<std::string>& args) {
   Layout store(default_store_dir());
   auto manifest = find_stored(store, positional[0]);
   if (!manifest) throw std::runtime_error("no image named '" + positional[0] + "' in the store (see imgbuild images)");
-  RegistryAccess registry(insecure, debug);
+  RegistryAccess registry(insecure, {}, debug);
   report_push(dest, push_image(registry.client(), store, *manifest, dest));
   return 0;
 }

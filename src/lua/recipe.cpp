@@ -216,6 +216,10 @@ void push_settings(lua_State* L, const RecipeOptions& o) {
   std::string dir = o.recipe.parent_path().string();
   lua_pushstring(L, dir.empty() ? "." : dir.c_str());
   lua_setfield(L, -2, "recipe_dir");
+  std::string context = std::filesystem::absolute(o.context).lexically_normal().string();
+  if (context.size() > 1 && context.back() == '/') context.pop_back();
+  lua_pushstring(L, context.c_str());
+  lua_setfield(L, -2, "context");
   lua_createtable(L, static_cast<int>(o.search_path.size()), 0);
   for (size_t i = 0; i < o.search_path.size(); ++i) {
     lua_pushstring(L, o.search_path[i].c_str());

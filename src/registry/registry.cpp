@@ -182,6 +182,18 @@ RegistryClient::RegistryClient(Credentials credentials, RegistryOptions options)
 
 RegistryClient::~RegistryClient() = default;
 
+std::vector<Reference> RegistryClient::pull_sources(const Reference& ref) const {
+  std::vector<Reference> sources;
+  if (auto m = options_.mirrors.find(ref.registry); m != options_.mirrors.end())
+    for (auto& host : m->second) {
+      Reference mirrored = ref;
+      mirrored.registry = host;
+      sources.push_back(std::move(mirrored));
+    }
+  sources.push_back(ref);
+  return sources;
+}
+
 RegistryClient::Endpoint& RegistryClient::endpoint(const Reference& ref) {
   std::lock_guard lock(mutex_);
   auto& ep = endpoints_[ref.registry];

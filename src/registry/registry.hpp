@@ -47,6 +47,10 @@ struct RegistryOptions {
   /// with a HOST/ca.crt for registries with a private CA (docker's certs.d).
   std::string ca_file;
   std::vector<std::filesystem::path> cert_dirs = {"/etc/docker/certs.d", "/etc/containers/certs.d"};
+  /// Registries to pull from before the one a reference names, by registry
+  /// ("docker.io" -> {"mirror.example.com"}), as docker's registry-mirrors.
+  /// Pushes never go to a mirror.
+  std::map<std::string, std::vector<std::string>> mirrors;
   /// Attempts for one request when the registry answers 429 or 5xx or the
   /// connection drops.
   int max_attempts = 5;
@@ -96,6 +100,10 @@ public:
   /// An upload that fails part-way is restarted from a new session.
   bool upload_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,
                    const std::string& mount_from = {}, const TransferProgress& progress = {});
+
+  /// Where to pull `ref` from, in order: its mirrors (the same repository and
+  /// tag or digest on each), then its own registry.
+  std::vector<Reference> pull_sources(const Reference& ref) const;
 
   /// Blobs at or above this size go up in chunks (default 64 MiB).
   void set_chunk_threshold(uint64_t bytes) { chunk_threshold_ = bytes; }

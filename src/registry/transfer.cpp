@@ -96,11 +96,29 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
     }
   }
 
-  Manifest fetched = client.get_manifest(ref);
+  // The first source that has the image serves all of it; the store records
+  // it under the name the recipe used.
+  std::vector<Reference> sources = client.pull_sources(ref);
+  std::optional<Manifest> got;
+  const Reference* served_by = nullptr;
+  std::string mirror_errors;
+  for (auto& source : sources) {
+    try {
+      got = client.get_manifest(source);
+      served_by = &source;
+      break;
+    } catch (const RegistryError& e) {
+      if (&source == &sources.back()) throw RegistryError(e.what() + mirror_errors, e.status(), e.code());
+      mirror_errors += std::string(" (mirror: ") + e.what() + ")";
+      if (log) log(name + ": not from mirror " + source.registry + ": " + e.what());
+    }
+  }
+  const Reference& from = *served_by;
+  Manifest fetched = std::move(*got);
   if (is_index(fetched.media_type)) {
     Descriptor chosen = choose_platform(parse_document(fetched.body, name), platform, name);
     if (log) log(name + ": " + platform.str() + " is " + chosen.digest.str());
-    fetched = client.get_manifest(ref.with_digest(chosen.digest));
+    fetched = client.get_manifest(from.with_digest(chosen.digest));
     if (fetched.body.size() != chosen.size)
       throw RegistryError(name + ": the " + platform.str() + " manifest is not the size its index gives");
     if (is_index(fetched.media_type)) throw RegistryError(name + ": an index inside an index is not supported");
@@ -109,7 +127,7 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
   if (!manifest.contains("config")) throw RegistryError(name + ": the manifest has no config");
   Descriptor config_desc = Descriptor::from_json(manifest["config"]);
   std::string config_text = store.has_blob(config_desc.digest) ? store.read_document(config_desc)
-                                                               : client.get_document(ref, config_desc);
+                                                               : client.get_document(from, config_desc);
   json config = parse_document(config_text, name + ": config");
   Image image = image_from_documents(manifest, config);
   if (!platform_matches(platform, image.platform))
@@ -119,7 +137,7 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
   parallel_each(image.layers.size(), kParallelBlobs, [&](size_t i) {
     const LayerBlob& layer = image.layers[i];
     if (store.has_blob(layer.digest)) return;
-    client.download_blob(ref, Descriptor{layer.media_type, layer.digest, layer.size, {}, {}},
+    client.download_blob(from, Descriptor{layer.media_type, layer.digest, layer.size, {}, {}},
                          store.blob_path(layer.digest));
     if (log) log(name + ": layer " + std::string(layer.digest.short_hex()) + " " + std::to_string(layer.size) + " bytes");
   });

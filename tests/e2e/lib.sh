@@ -57,7 +57,14 @@ run_image() {
     fail "$what: port $port is already in use on this machine"
     return
   fi
-  umoci unpack --image "$image" "$work/bundle" >/dev/null 2>&1
+  # A fresh bundle each time: umoci refuses an existing one, and running the
+  # previous image instead would pass for the wrong reason.
+  rm -rf "$work/bundle"
+  if ! umoci unpack --image "$image" "$work/bundle" >"$work/umoci.log" 2>&1; then
+    fail "$what: umoci unpack failed"
+    tail -n 5 "$work/umoci.log" | sed 's/^/        /'
+    return
+  fi
   jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
     "$work/bundle/config.json" >"$work/bundle.json" && mv "$work/bundle.json" "$work/bundle/config.json"
   (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)

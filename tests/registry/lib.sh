@@ -271,3 +271,26 @@ seed_images() {
     return 1
   fi
 }
+
+# seed_golang ADDR NAME [USER:PASSWORD]: pushes the Go builder image
+# (golang_image.sh: busybox plus this machine's Go toolchain) as ADDR/NAME, e.g.
+# library/golang:1.22-alpine for recipes that say from "golang:1.22-alpine"
+# and a build that mirrors docker.io to ADDR.
+seed_golang() {
+  local addr=${1:?seed_golang ADDR NAME [USER:PASSWORD]} name=${2:?seed_golang ADDR NAME} dest log
+  dest=(--dest-tls-verify=false)
+  [[ -n ${3:-} ]] && dest+=(--dest-creds "$3")
+  _reg_layout || return 1
+  log=$REG_WORK/seed-golang.log
+  if [[ ! -e $REG_CACHE/layout/golang.done ]]; then
+    if ! "$REG_LIB/golang_image.sh" "$REG_CACHE/layout/oci" >"$log" 2>&1; then
+      _reg_report "seed_golang: building the Go image failed" "$log"
+      return 1
+    fi
+    touch "$REG_CACHE/layout/golang.done"
+  fi
+  if ! skopeo copy --format oci "${dest[@]}" "oci:$REG_CACHE/layout/oci:golang" "docker://$addr/$name" >>"$log" 2>&1; then
+    _reg_report "seed_golang: pushing to $addr failed" "$log"
+    return 1
+  fi
+}

@@ -1,0 +1,3 @@
+module example.com/multistage
+
+go 1.19

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Tier 3: RUN steps and multi-stage builds. examples/multistage (the PRODUCT.md
+# recipe) builds in a Go builder image pulled from a local registry that mirrors
+# docker.io, and its scratch result runs under runc; a busybox final stage
+# does too. RUN layers agree with umoci's view of them, secrets stay out of
+# every blob, failing steps point at their line.
+#
+#   tests/e2e/multistage.sh IMGBUILD REPO_ROOT
+set -uo pipefail
+IMGBUILD=$(realpath "$1")
+ROOT=$(realpath "$2")
+VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+EXAMPLE="$ROOT/examples/multistage"
+source "$ROOT/tests/e2e/lib.sh"
+
+work=$(mktemp -d /tmp/imgbuild-e2e-multistage.XXXXXX)
+container="imgbuild-e2e-multistage-$$"
+cleanup() {
+  stop_image
+  rm -rf "$work"
+}
+trap cleanup EXIT
+REG_WORK="$work/reg"
+source "$ROOT/tests/registry/lib.sh"
+export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
+mkdir -p "$DOCKER_CONFIG" "$work/ctx"
+
+# here DESCRIPTION COMMAND...: check, in this shell (lib.sh sets variables).
+here() {
+  local what=$1
+  shift
+  if "$@" >"$work/here.log" 2>&1; then pass "$what"; else fail "$what"; tail -n 20 "$work/here.log" | sed 's/^/        /'; fi
+}
+# imgbuild ARGS...: runs it, keeping stdout and stderr for the checks.
+imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }
+outcome() {
+  if grep -q -- "$2" "$work/last.out"; then pass "$1"; else fail "$1"; tail -n 15 "$work/last.err" | sed 's/^/        /'; fi
+}
+layers_of() {  # LAYOUT NAME: the image's layer blobs, one path a line
+  local m
+  m=$(jq -r --arg n "$2" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $n) | .digest[7:]' "$1/index.json")
+  jq -r --arg d "$1/blobs/sha256/" '.layers[].digest[7:] | $d + .' "$1/blobs/sha256/$m"
+}
+
+step "a registry mirroring docker.io, with a Go builder image and busybox"
+here "registry" registry_start open
+REG=$REGISTRY_open
+here "seed busybox" seed_images "$REG"
+here "seed golang:1.22-alpine (busybox and this machine's Go)" seed_golang "$REG" library/golang:1.22-alpine
+MIRROR=(--registry-mirror "docker.io=$REG")
+
+step "examples/multistage: the PRODUCT.md recipe"
+imgbuild "$EXAMPLE/recipe.lua" "${MIRROR[@]}" -o "oci:$work/oci" --no-push
+outcome "it builds" "^hello  sha256:"
+check "go build ran in the builder, its output streamed with the recipe line" grep -q "recipe.lua:9  run \[\"go\",\"build\"" "$work/last.err"
+branch=$(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null) sha=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)
+check "push() says where it would push: ci.branch and ci.sha from the repository" \
+  grep -q "^would push localhost:5000/hello:${branch}_${sha}@sha256:" "$work/last.out"
+check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+: >"$work/listing"
+for l in $(layers_of "$work/oci" hello); do tar -tzf "$l" >>"$work/listing"; done
+check "the scratch image holds the binary and the CA bundle, no Go toolchain" \
+  sh -c "grep -qx app '$work/listing' && grep -q 'etc/ssl/certs/ca-certificates.crt' '$work/listing' && ! grep -q 'usr/lib/go' '$work/listing'"
+run_image "$work/oci:hello" 8080 http://127.0.0.1:8080/ "hello from a multi-stage build (GIN_MODE=release)" \
+  "the binary built in the builder stage answers on 8080 under runc"
+stop_image
+imgbuild "$EXAMPLE/recipe.lua" "${MIRROR[@]}" --no-push
+outcome "an unchanged rebuild reuses the unpacked builder root" "^hello  sha256:"
+
+step "a busybox final stage (alpine-like) with a tool from the builder"
+cat >"$work/ctx/busybox.lua" <<EOF
+local builder = from "golang:1.22-alpine"
+  :workdir "/src"
+  :copy(".", ".")
+  :run { "go", "build", "-o", "/out/app", ".", env = { CGO_ENABLED = "0" } }
+image("tools", from "$REG/base/busybox:oci"
+  :copy("/out/app", "/usr/local/bin/app", { from = builder, static = true })
+  :user "app"
+  :entrypoint { "/usr/local/bin/app" })
+EOF
+imgbuild "$work/ctx/busybox.lua" --context "$EXAMPLE" "${MIRROR[@]}" -o "oci:$work/busybox"
+outcome "it builds" "^tools  sha256:"
+run_image "$work/busybox:tools" 8080 http://127.0.0.1:8080/ "hello from a multi-stage build" \
+  "it runs as the image's user 'app' under runc"
+check "the user came from the image's /etc/passwd" sh -c "jq -c .process.user \"$work/bundle/config.json\"; jq -e '.process.user.uid == 1000' \"$work/bundle/config.json\""
+stop_image
+
+step "what a step changes is the layer umoci sees"
+echo "canary-secret-5f2e91" >"$work/ctx/token.txt"
+token_sum=$(sha256sum <"$work/ctx/token.txt" | cut -c1-64)
+cat >"$work/ctx/diff.lua" <<EOF
+local base = from "$REG/base/busybox:oci"
+  :run "mkdir -p /data/d1 /data/d2 && echo a > /data/d1/a && echo b > /data/d2/b && echo keep > /data/keep"
+local changed = base:run({ "sh", "-c", [[
+  rm /data/keep /bin/ls && rm -rf /data/d1 && echo file > /data/d1 &&
+  rm -rf /data/d2 && mkdir /data/d2 && echo new > /data/d2/new &&
+  sha256sum /run/secrets/token | grep -q $token_sum && echo secret-seen &&
+  find /data /bin/ls -exec stat -c '%n %F %s' {} + 2>/dev/null | sort > /listing
+]], secrets = { token = "token.txt" }, network = "none" })
+image("diff", changed:doctor { ignore = { "root", "entrypoint" } })
+EOF
+imgbuild "$work/ctx/diff.lua" -o "oci:$work/diff"
+outcome "it builds" "^diff  sha256:"
+check "the step saw its secret at /run/secrets/token" grep -q "diff.lua:3 | secret-seen" "$work/last.err"
+last=$(layers_of "$work/diff" diff | tail -n1)
+tar -tzf "$last" >"$work/step-layer"
+check "the layer has whiteouts for deleted files" sh -c "grep -qx 'data/.wh.keep' '$work/step-layer' && grep -qx 'bin/.wh.ls' '$work/step-layer'"
+check "and an opaque marker for the replaced folder" grep -qx 'data/d2/.wh..wh..opq' "$work/step-layer"
+check "nothing mounted into the step is in it" sh -c "! grep -Eq '^(proc|dev|run|etc/hosts|etc/resolv.conf)' '$work/step-layer'"
+here "umoci unpacks the image" umoci unpack --image "$work/diff:diff" "$work/diff-bundle"
+(cd "$work/diff-bundle/rootfs" && find data bin/ls -exec stat -c '/%n %F %s' {} + 2>/dev/null | sort) >"$work/umoci-listing"
+check "umoci's tree is the tree the step left" diff "$work/umoci-listing" "$work/diff-bundle/rootfs/listing"
+check "the secret is in no blob of the output or the store" \
+  sh -c "! grep -rqa canary-secret-5f2e91 '$work/diff/blobs' '$XDG_DATA_HOME/imgbuild/blobs'"
+check "nor in the config or history" sh -c "! grep -rq token.txt '$work/diff/blobs'"
+
+step "a failing step"
+cat >"$work/ctx/fails.lua" <<EOF
+image("f", from "$REG/base/busybox:oci"
+  :run "echo preparing; echo broken >&2; exit 3")
+EOF
+imgbuild "$work/ctx/fails.lua"
+check "exit status 1" test $? -eq 1
+check "the recipe line, the step and its status" grep -q "fails.lua:2: run: echo preparing; echo broken >&2; exit 3: exited with status 3:" "$work/last.err"
+check "the last lines of its output" sh -c "grep -q '^    preparing$' '$work/last.err' && grep -q '^    broken$' '$work/last.err'"
+cat >"$work/ctx/nouser.lua" <<EOF
+image("u", from "$REG/base/busybox:oci":run({ "true", user = "nobody" }))
+EOF
+imgbuild "$work/ctx/nouser.lua"
+check "an unknown user is an error naming it" grep -q "nouser.lua:1: run: user 'nobody' is not in the image's /etc/passwd" "$work/last.err"
+
+finish
