@@ -7,7 +7,6 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -17,7 +16,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string_view>
 #include <system_error>
 #include <unordered_set>
@@ -337,7 +335,7 @@ std::string archive_message(archive* a) {
 class LayerApplier {
 public:
   LayerApplier(int root, const UnpackOptions& options)
-      : root_(root), resolver_(root, options.use_openat2), options_(options), buffer_(kBuffer) {}
+      : root_(root), resolver_(root, options.use_openat2), options_(options) {}
 
   void entry(archive* a, archive_entry* e, std::string_view name) {
     if (name.empty()) throw std::runtime_error("empty path");
@@ -472,12 +470,22 @@ private:
     clear(parent, name, path, false);
     Fd fd(::openat(parent, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd) throw_errno("cannot create the file");
+    // Blocks come straight from libarchive's buffer, with their offsets: the
+    // holes of a sparse file stay holes instead of being written out as zeros
+    // (a few bytes of sparse map can describe terabytes).
+    la_int64_t end = 0;
     for (;;) {
-      la_ssize_t n = archive_read_data(a, buffer_.data(), buffer_.size());
-      if (n == 0) break;
-      if (n < 0) throw std::runtime_error(archive_message(a));
-      write_all(fd.get(), buffer_.data(), static_cast<size_t>(n), "write");
+      const void* block;
+      size_t size;
+      la_int64_t offset;
+      int rc = archive_read_data_block(a, &block, &size, &offset);
+      if (rc == ARCHIVE_EOF) break;
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) throw std::runtime_error(archive_message(a));
+      if (offset != end && ::lseek(fd.get(), offset, SEEK_SET) < 0) throw_errno("seek");
+      write_all(fd.get(), block, size, "write");
+      end = offset + static_cast<la_int64_t>(size);
     }
+    if (archive_entry_size(e) > end && ::ftruncate(fd.get(), archive_entry_size(e)) != 0) throw_errno("truncate");
     // chown clears setuid, setgid and security.capability: it goes first.
     if (options_.preserve_owners && ::fchown(fd.get(), meta.uid, meta.gid) != 0) throw_errno("chown");
     restore_xattrs(e, fd.get(), "");
@@ -608,7 +616,6 @@ private:
   const UnpackOptions& options_;
   std::unordered_set<std::string> created_;  ///< paths this layer made, with their parents
   std::map<std::string, Meta> dirs_;         ///< directories waiting for their mode and times
-  std::vector<char> buffer_;
 };
 
 using ArchivePtr = std::unique_ptr<archive, int (*)(archive*)>;

@@ -39,9 +39,9 @@ struct UnpackLayer {
 };
 
 /// Applies one layer (a tar, plain or gzip- or zstd-compressed) onto the
-/// existing directory `root`, with OCI whiteouts. Entries are streamed and
-/// file data copied through a fixed buffer, so memory does not grow with the
-/// layer. On error the root is left as far as it got.
+/// existing directory `root`, with OCI whiteouts. Entries and their data are
+/// streamed: memory grows with the number of paths in the layer, not with its
+/// size. On error the root is left as far as it got.
 void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
                  const UnpackOptions& options = {});
 

@@ -18,7 +18,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-30}
-targets="elf reference www_authenticate credentials documents"
+targets="elf reference www_authenticate credentials documents unpack"
 
 say() { printf '%s\n' "fuzz: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -229,6 +229,69 @@ write_dict documents <<'EOF'
 "application/vnd.oci.image.layer.v1.tar"
 EOF
 
+# Layers: small PAX tars (normal, whiteouts and an opaque folder, links aimed
+# out of the root, xattrs, nodes and long names, a hostile "..") and a gzip one.
+# Cut after the end-of-archive blocks: the record padding would only eat -max_len.
+mkdir -p "$build/corpus/unpack"
+python3 - "$build/corpus/unpack" <<'EOF'
+import gzip, io, os, sys, tarfile
+
+def layer(name, items):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, kind, data, extra in items:
+            info = tarfile.TarInfo(path)
+            info.mode, info.mtime = 0o755 if kind == "d" else 0o644, 1700000000
+            info.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE,
+                         "h": tarfile.LNKTYPE, "c": tarfile.CHRTYPE, "p": tarfile.FIFOTYPE}[kind]
+            if kind in "lh":
+                info.linkname = data
+            if kind == "c":
+                info.devmajor, info.devminor = 1, 3
+            info.pax_headers = extra
+            body = data.encode() if kind == "f" else b""
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    data = buf.getvalue().rstrip(b"\0")
+    data += b"\0" * (-len(data) % 512) + b"\0" * 1024
+    with open(os.path.join(sys.argv[1], "seed-" + name), "wb") as f:
+        f.write(data)
+    return data
+
+# struct vfs_cap_data revision 2: cap_net_bind_service, effective.
+cap = "\x01\x00\x00\x02\x00\x04" + "\x00" * 14
+normal = layer("normal", [("./", "d", "", {}), ("./etc/", "d", "", {}), ("./etc/hostname", "f", "box\n", {}),
+                          ("./bin/sh", "f", "#!", {}), ("./lib", "l", "usr/lib", {})])
+layer("whiteouts", [("etc/.wh.passwd", "f", "", {}), ("d/new", "f", "n", {}), ("d/.wh..wh..opq", "f", "", {}),
+                    (".wh.lib", "f", "", {}), ("d/sub/later", "f", "l", {})])
+layer("links", [("abs/x", "f", "x", {}), ("up/y", "f", "y", {}), ("bin/sh2", "h", "bin/sh", {}),
+                ("pw", "h", "/etc/passwd", {}), ("esc", "l", "../../../etc", {}), ("esc/z", "f", "z", {})])
+layer("pax", [("usr/share/" + "long-name-" * 20, "f", "long", {}),
+              ("ping", "f", "cap", {"SCHILY.xattr.user.test": "v", "SCHILY.xattr.security.capability": cap}),
+              ("dev/null", "c", "", {}), ("run/fifo", "p", "", {})])
+layer("hostile", [("a/../../escape", "f", "x", {}), ("bin", "f", "replaces a folder", {})])
+with open(os.path.join(sys.argv[1], "seed-normal.gz"), "wb") as f:
+    f.write(gzip.compress(normal, mtime=0))
+EOF
+write_dict unpack <<'EOF'
+"ustar\x0000"
+"ustar  \x00"
+".wh."
+".wh..wh..opq"
+"../"
+"/"
+"path="
+"linkpath="
+"size="
+"uid="
+"mtime="
+"SCHILY.xattr.user.x="
+"SCHILY.xattr.security.capability="
+"GNU.sparse.map="
+"\x1f\x8b\x08"
+"\x28\xb5\x2f\xfd"
+EOF
+
 # ---- run ------------------------------------------------------------------------
 status=0
 summary=""
@@ -241,6 +304,8 @@ for t in $targets; do
   mkdir -p "$corpus" "$findings"
   # The text targets' inputs are header- and file-sized, and need the tokens.
   if [ "$t" = elf ]; then options="-max_len=$elf_max_len"; else options="-max_len=4096 -dict=$build/dict/$t.dict"; fi
+  # A tar needs 512 bytes a header, PAX records another 1024.
+  if [ "$t" = unpack ]; then options="-max_len=16384 -dict=$build/dict/$t.dict"; fi
   say "running ${t}_fuzz for ${seconds}s (log: $log)"
   rc=0
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0:${ASAN_OPTIONS:-}" \

@@ -1,0 +1,713 @@
+// Tests for the layer unpacker: what each kind of entry becomes on disk, OCI
+// whiteouts, replacement rules, and hostile layers (escapes through "..",
+// symlinks and hardlinks, invalid whiteouts, malformed archives), each checked
+// for its exact error and for nothing having appeared outside the root. The
+// escape cases run with both resolvers: openat2 and the component walk.
+#include "core/unpack.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using imgbuild::UnpackError;
+using imgbuild::UnpackLayer;
+using imgbuild::UnpackOptions;
+using namespace imgbuild::test;
+
+namespace {
+
+/// One tar entry as a test writes it. type: f file, d directory, l symlink,
+/// h hardlink, c char device, b block device, p fifo.
+struct Entry {
+  std::string path;
+  char type = 'f';
+  unsigned mode = 0644;
+  std::string content = {};
+  std::string link = {};  ///< symlink or hardlink target
+  int64_t uid = 0, gid = 0;
+  std::vector<std::pair<std::string, std::string>> xattrs = {};
+  unsigned major = 0, minor = 0;
+  int64_t mtime = 1700000000;
+  long nsec = 0;
+  /// A sparse file: its logical size and data blocks {offset, length}; content
+  /// covers the file up to the end of the last block.
+  int64_t sparse_size = 0;
+  std::vector<std::pair<int64_t, int64_t>> sparse = {};
+};
+
+la_ssize_t append_to_string(archive*, void* out, const void* data, size_t size) {
+  static_cast<std::string*>(out)->append(static_cast<const char*>(data), size);
+  return static_cast<la_ssize_t>(size);
+}
+
+enum class Compression { None, Gzip, Zstd };
+
+/// A PAX tar of `entries`, names and targets written exactly as given.
+std::string make_tar(const std::vector<Entry>& entries, Compression compression = Compression::None) {
+  std::string out;
+  std::unique_ptr<archive, decltype(&archive_write_free)> a(archive_write_new(), &archive_write_free);
+  archive_write_set_format_pax(a.get());
+  if (compression == Compression::Gzip) archive_write_add_filter_gzip(a.get());
+  if (compression == Compression::Zstd) archive_write_add_filter_zstd(a.get());
+  archive_write_set_bytes_in_last_block(a.get(), 1);
+  if (archive_write_open2(a.get(), &out, nullptr, append_to_string, nullptr, nullptr) != ARCHIVE_OK)
+    throw std::runtime_error("archive_write_open2 failed");
+  for (const Entry& en : entries) {
+    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), &archive_entry_free);
+    archive_entry_copy_pathname(e.get(), en.path.c_str());
+    archive_entry_set_perm(e.get(), en.mode);
+    archive_entry_set_uid(e.get(), en.uid);
+    archive_entry_set_gid(e.get(), en.gid);
+    archive_entry_set_mtime(e.get(), en.mtime, en.nsec);
+    for (const auto& [name, value] : en.xattrs)
+      archive_entry_xattr_add_entry(e.get(), name.c_str(), value.data(), value.size());
+    switch (en.type) {
+      case 'f': archive_entry_set_filetype(e.get(), AE_IFREG); break;
+      case 'd': archive_entry_set_filetype(e.get(), AE_IFDIR); break;
+      case 'l':
+        archive_entry_set_filetype(e.get(), AE_IFLNK);
+        archive_entry_copy_symlink(e.get(), en.link.c_str());
+        break;
+      case 'h':
+        archive_entry_set_filetype(e.get(), AE_IFREG);
+        archive_entry_copy_hardlink(e.get(), en.link.c_str());
+        break;
+      case 'c': archive_entry_set_filetype(e.get(), AE_IFCHR); break;
+      case 'b': archive_entry_set_filetype(e.get(), AE_IFBLK); break;
+      case 'p': archive_entry_set_filetype(e.get(), AE_IFIFO); break;
+      default: throw std::logic_error("unknown entry type");
+    }
+    archive_entry_set_rdevmajor(e.get(), en.major);
+    archive_entry_set_rdevminor(e.get(), en.minor);
+    archive_entry_set_size(e.get(), en.type != 'f' ? 0 : en.sparse_size ? en.sparse_size : static_cast<la_int64_t>(en.content.size()));
+    for (const auto& [offset, length] : en.sparse) archive_entry_sparse_add_entry(e.get(), offset, length);
+    if (archive_write_header(a.get(), e.get()) < ARCHIVE_WARN)
+      throw std::runtime_error(std::string("tar header: ") + archive_error_string(a.get()));
+    if (en.type == 'f' && !en.content.empty() &&
+        archive_write_data(a.get(), en.content.data(), en.content.size()) != static_cast<la_ssize_t>(en.content.size()))
+      throw std::runtime_error("tar data");
+  }
+  if (archive_write_close(a.get()) != ARCHIVE_OK) throw std::runtime_error("tar close");
+  return out;
+}
+
+std::span<const unsigned char> bytes(const std::string& s) {
+  return {reinterpret_cast<const unsigned char*>(s.data()), s.size()};
+}
+
+/// A root to unpack into, next to an empty sentinel directory that every escape
+/// would most likely reach ("../outside", or its absolute path).
+struct Sandbox {
+  ScratchDir scratch;
+  fs::path root = scratch.path / "root";
+  fs::path outside = scratch.path / "outside";
+  UnpackOptions options;
+
+  Sandbox() {
+    fs::create_directory(root);
+    fs::create_directory(outside);
+  }
+
+  void apply(const std::vector<Entry>& entries, const std::string& label = "layer 1") {
+    imgbuild::apply_layer(root, bytes(make_tar(entries)), label, options);
+  }
+
+  /// The error a layer gives, "" when it applies.
+  std::string error(const std::vector<Entry>& entries, const std::string& label = "layer 1") {
+    try {
+      apply(entries, label);
+    } catch (const UnpackError& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  /// Only the root and the still-empty sentinel next to it.
+  bool nothing_outside() const {
+    return names_in(scratch.path) == std::vector<std::string>{"outside", "root"} && fs::is_empty(outside);
+  }
+};
+
+struct stat lstat_of(const fs::path& p) {
+  struct stat st;
+  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("lstat " + p.string() + ": " + std::strerror(errno));
+  return st;
+}
+
+unsigned perm_of(const fs::path& p) { return lstat_of(p).st_mode & 07777; }
+
+std::string xattr_of(const fs::path& p, const char* name) {
+  char buf[256];
+  ssize_t n = ::lgetxattr(p.c_str(), name, buf, sizeof buf);
+  return n < 0 ? "<" + std::string(std::strerror(errno)) + ">" : std::string(buf, static_cast<size_t>(n));
+}
+
+bool is_root() { return ::geteuid() == 0; }
+
+struct UmaskGuard {
+  explicit UmaskGuard(mode_t mask) : old(::umask(mask)) {}
+  ~UmaskGuard() { ::umask(old); }
+  UmaskGuard(const UmaskGuard&) = delete;
+  UmaskGuard& operator=(const UmaskGuard&) = delete;
+  mode_t old;
+};
+
+/// Both resolvers: openat2 and the component walk used without it.
+bool use_openat2_or_walk() {
+  bool use = GENERATE(true, false);
+  UNSCOPED_INFO((use ? "resolver: openat2" : "resolver: component walk"));
+  return use;
+}
+
+}  // namespace
+
+TEST_CASE("files, directories, symlinks and hardlinks are unpacked with their metadata", "[unpack]") {
+  auto compression = GENERATE(Compression::None, Compression::Gzip, Compression::Zstd);
+  Sandbox box;
+  // A parent the layer leaves out is made 0755, whatever the umask.
+  UmaskGuard umask_077(077);
+  std::string tar = make_tar(
+      {
+          {.path = "./", .type = 'd', .mode = 0750, .mtime = 1500000000},
+          {.path = "etc/", .type = 'd', .mode = 0755},
+          {.path = "etc/hostname", .content = "box\n", .mtime = 1700000000, .nsec = 123456789},
+          {.path = "bin/", .type = 'd', .mode = 0711, .mtime = 1600000000},
+          {.path = "bin/sh", .mode = 0755, .content = "#!shell", .uid = 1000, .gid = 1001},
+          {.path = "bin/ash", .type = 'h', .link = "bin/sh"},
+          {.path = "usr/lib/os-release", .content = "ID=test\n"},
+          {.path = "lib", .type = 'l', .link = "usr/lib", .mtime = 1400000000},
+          {.path = "/abs/dangling", .type = 'l', .link = "/no/such/file"},
+          {.path = "caf\xc3\xa9", .content = "utf-8 name"},
+      },
+      compression);
+  imgbuild::apply_layer(box.root, bytes(tar), "layer 1", box.options);
+
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"abs", "bin", "caf\xc3\xa9", "etc", "lib", "usr"});
+  REQUIRE(slurp(box.root / "etc/hostname") == "box\n");
+  REQUIRE(perm_of(box.root / "etc/hostname") == 0644);
+  struct stat host = lstat_of(box.root / "etc/hostname");
+  REQUIRE(host.st_mtim.tv_sec == 1700000000);
+  REQUIRE(host.st_mtim.tv_nsec == 123456789);
+
+  REQUIRE(slurp(box.root / "bin/sh") == "#!shell");
+  REQUIRE(perm_of(box.root / "bin/sh") == 0755);
+  struct stat sh = lstat_of(box.root / "bin/sh"), ash = lstat_of(box.root / "bin/ash");
+  REQUIRE(sh.st_ino == ash.st_ino);
+  REQUIRE(sh.st_nlink == 2);
+  if (is_root()) {
+    REQUIRE(sh.st_uid == 1000);
+    REQUIRE(sh.st_gid == 1001);
+  }
+  // Directories get mode and mtime after their contents were written.
+  REQUIRE(perm_of(box.root / "bin") == 0711);
+  REQUIRE(lstat_of(box.root / "bin").st_mtim.tv_sec == 1600000000);
+  REQUIRE(perm_of(box.root) == 0750);
+  REQUIRE(lstat_of(box.root).st_mtim.tv_sec == 1500000000);
+
+  REQUIRE(perm_of(box.root / "usr") == 0755);
+  REQUIRE(perm_of(box.root / "usr/lib") == 0755);
+  REQUIRE(slurp(box.root / "usr/lib/os-release") == "ID=test\n");
+  REQUIRE(fs::read_symlink(box.root / "lib") == "usr/lib");
+  REQUIRE(lstat_of(box.root / "lib").st_mtim.tv_sec == 1400000000);
+  REQUIRE(fs::read_symlink(box.root / "abs/dangling") == "/no/such/file");
+  REQUIRE(slurp(box.root / "caf\xc3\xa9") == "utf-8 name");
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("a sparse file keeps its holes", "[unpack]") {
+  Sandbox box;
+  // 1 GiB described by a 10 KiB tar: written out as zeros it would take the disk.
+  box.apply({{.path = "sparse", .content = std::string(1000000, '\0') + "hello", .sparse_size = 1 << 30,
+              .sparse = {{1000000, 5}}}});
+  struct stat st = lstat_of(box.root / "sparse");
+  REQUIRE(st.st_size == 1 << 30);
+  REQUIRE(st.st_blocks * 512 <= 64 * 1024);
+  std::ifstream in(box.root / "sparse", std::ios::binary);
+  in.seekg(999998);
+  char data[9] = {};
+  in.read(data, 9);
+  REQUIRE(std::string(data, 9) == std::string("\0\0hello\0\0", 9));
+}
+
+TEST_CASE("symlinks in a path are followed inside the root, never out of it", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+
+  box.apply({
+      {.path = "tmp/", .type = 'd', .mode = 01777},
+      {.path = "outside/", .type = 'd'},
+      {.path = "evil", .type = 'l', .link = "../../../.."},
+      {.path = "abs", .type = 'l', .link = "/tmp"},
+      {.path = "up", .type = 'l', .link = "tmp/../../../outside"},
+      {.path = "sub/abs", .type = 'l', .link = "/tmp"},
+      {.path = "sub/climb", .type = 'l', .link = "../../../outside"},
+      // Through a symlink made earlier in the same layer.
+      {.path = "evil/same-layer", .content = "1"},
+  });
+  box.apply(
+      {
+          {.path = "evil/pwned", .content = "2"},
+          {.path = "abs/pwned", .content = "3"},
+          {.path = "up/pwned", .content = "4"},
+          {.path = "sub/abs/pwned-from-sub", .content = "5"},
+          {.path = "sub/climb/pwned-from-sub", .content = "6"},
+      },
+      "layer 2");
+  REQUIRE(slurp(box.root / "same-layer") == "1");
+  REQUIRE(slurp(box.root / "pwned") == "2");
+  REQUIRE(slurp(box.root / "tmp/pwned") == "3");
+  REQUIRE(slurp(box.root / "outside/pwned") == "4");
+  REQUIRE(slurp(box.root / "tmp/pwned-from-sub") == "5");
+  REQUIRE(slurp(box.root / "outside/pwned-from-sub") == "6");
+  REQUIRE(names_in(box.root / "sub") == std::vector<std::string>{"abs", "climb"});
+  REQUIRE(perm_of(box.root / "tmp") == 01777);
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"abs", "evil", "outside", "pwned", "same-layer", "sub", "tmp", "up"});
+  REQUIRE(box.nothing_outside());
+
+  // A symlink to the sentinel's absolute host path means that path inside the
+  // image, where it does not exist: no directory is made through it.
+  box.apply({{.path = "etc", .type = 'l', .link = box.outside.string()}}, "layer 3");
+  REQUIRE(box.error({{.path = "etc/passwd", .content = "root::0:0::/:/bin/sh\n"}}, "layer 4") ==
+          "layer 4: entry \"etc/passwd\": cannot open directory \"etc\": No such file or directory");
+  REQUIRE(fs::read_symlink(box.root / "etc") == box.outside);
+  REQUIRE(box.nothing_outside());
+
+  box.apply({{.path = "loop1", .type = 'l', .link = "loop2"}, {.path = "loop2", .type = 'l', .link = "/loop1"}});
+  REQUIRE(box.error({{.path = "loop1/x"}}) ==
+          "layer 1: entry \"loop1/x\": cannot open directory \"loop1\": Too many levels of symbolic links");
+  box.apply({{.path = "file", .content = "f"}, {.path = "to-file", .type = 'l', .link = "file"}});
+  REQUIRE(box.error({{.path = "to-file/x"}}) ==
+          "layer 1: entry \"to-file/x\": cannot open directory \"to-file\": Not a directory");
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("a path that climbs out of the root is an error naming layer and entry", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  REQUIRE(box.error({{.path = "a/../../etc/passwd"}}, "layer 2") ==
+          "layer 2: entry \"a/../../etc/passwd\": path escapes the image root");
+  REQUIRE(box.error({{.path = "../outside/x"}}) == "layer 1: entry \"../outside/x\": path escapes the image root");
+  // Control characters in a name cannot forge lines in the message.
+  REQUIRE(box.error({{.path = "x\n/../../y"}}) == "layer 1: entry \"x\\x0a/../../y\": path escapes the image root");
+  REQUIRE(names_in(box.root).empty());
+  REQUIRE(box.nothing_outside());
+
+  // ".." that stays inside is applied lexically; a leading "/" means the root.
+  box.apply({{.path = "a/b/../c", .content = "c"}, {.path = "/abs", .content = "abs"}});
+  REQUIRE(slurp(box.root / "a/c") == "c");
+  REQUIRE(names_in(box.root / "a") == std::vector<std::string>{"c"});
+  REQUIRE(slurp(box.root / "abs") == "abs");
+}
+
+TEST_CASE("hardlinks resolve their target inside the root", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = "../../x"}}) ==
+          "layer 1: entry \"h\": hardlink target \"../../x\" escapes the image root");
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = "/etc/passwd"}}) ==
+          "layer 1: entry \"h\": hardlink target \"/etc/passwd\" does not exist");
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = "etc/shadow"}}) ==
+          "layer 1: entry \"h\": hardlink target \"etc/shadow\" does not exist");
+  REQUIRE(names_in(box.root).empty());
+
+  box.apply({
+      {.path = "etc/", .type = 'd'},
+      {.path = "etc/passwd", .content = "root:x:0:0::/root:/bin/sh\n"},
+      {.path = "evil", .type = 'l', .link = "../../.."},
+      {.path = "passwd", .type = 'h', .link = "/etc/passwd"},
+      {.path = "through-link", .type = 'h', .link = "evil/etc/passwd"},
+      {.path = "sym", .type = 'l', .link = "/etc/passwd"},
+      {.path = "sym-link", .type = 'h', .link = "sym"},
+  });
+  ino_t passwd = lstat_of(box.root / "etc/passwd").st_ino;
+  REQUIRE(lstat_of(box.root / "passwd").st_ino == passwd);
+  REQUIRE(lstat_of(box.root / "through-link").st_ino == passwd);
+  REQUIRE(lstat_of(box.root / "etc/passwd").st_nlink == 3);
+  REQUIRE(lstat_of("/etc/passwd").st_ino != passwd);
+  // A hardlink to a symlink links the symlink itself.
+  REQUIRE(lstat_of(box.root / "sym-link").st_ino == lstat_of(box.root / "sym").st_ino);
+  REQUIRE(fs::read_symlink(box.root / "sym-link") == "/etc/passwd");
+
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = "etc"}}) ==
+          "layer 1: entry \"h\": hardlink target \"etc\" is a directory");
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = "evil"}}) == "");
+  REQUIRE(box.error({{.path = "h2", .type = 'h', .link = "./"}}) ==
+          "layer 1: entry \"h2\": hardlink target \"./\" is a directory");
+  REQUIRE(fs::is_symlink(box.root / "h"));
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("whiteouts delete lower files and directories and are not created", "[unpack]") {
+  Sandbox box;
+  box.apply({
+      {.path = "a", .content = "a"},
+      {.path = "d/", .type = 'd'},
+      {.path = "d/x", .content = "x"},
+      {.path = "d/sub/y", .content = "y"},
+      {.path = "keep", .content = "keep"},
+      {.path = "link", .type = 'l', .link = "keep"},
+  });
+  box.apply(
+      {
+          {.path = ".wh.a"},
+          {.path = ".wh.d", .type = 'd'},
+          {.path = ".wh.link"},
+          {.path = ".wh.never-existed"},
+          {.path = "missing-dir/.wh.x"},
+      },
+      "layer 2");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"keep"});
+  REQUIRE(slurp(box.root / "keep") == "keep");
+}
+
+TEST_CASE("an opaque directory keeps only what its own layer puts in it, wherever the marker is", "[unpack]") {
+  Sandbox box;
+  box.apply({
+      {.path = "o/old1", .content = "old"},
+      {.path = "o/sub/old2", .content = "old"},
+      {.path = "o/gone/old3", .content = "old"},
+      {.path = "o/file-whiteout-later", .content = "old"},
+      {.path = "other/kept", .content = "kept"},
+  });
+  box.apply(
+      {
+          {.path = "o/new1", .content = "1"},
+          {.path = "o/sub/new2", .content = "2"},
+          {.path = "o/.wh..wh..opq"},
+          {.path = "o/new3", .content = "3"},
+          {.path = "o/sub2/new4", .content = "4"},
+          // This layer's own file survives its whiteout too.
+          {.path = "o/.wh.new1"},
+      },
+      "layer 2");
+  REQUIRE(names_in(box.root / "o") == std::vector<std::string>{"new1", "new3", "sub", "sub2"});
+  REQUIRE(names_in(box.root / "o/sub") == std::vector<std::string>{"new2"});
+  REQUIRE(slurp(box.root / "o/new1") == "1");
+  REQUIRE(slurp(box.root / "o/sub/new2") == "2");
+  REQUIRE(slurp(box.root / "o/new3") == "3");
+  REQUIRE(slurp(box.root / "o/sub2/new4") == "4");
+  REQUIRE(slurp(box.root / "other/kept") == "kept");
+
+  // A whiteout of a directory this layer also fills removes only the lower contents.
+  box.apply({{.path = "w/lower", .content = "l"}}, "layer 3");
+  box.apply({{.path = "w/upper", .content = "u"}, {.path = ".wh.w"}}, "layer 4");
+  REQUIRE(names_in(box.root / "w") == std::vector<std::string>{"upper"});
+}
+
+TEST_CASE("invalid whiteouts are errors", "[unpack]") {
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {".wh.", "layer 1: entry \".wh.\": invalid whiteout: no name after \".wh.\""},
+      {"d/.wh..", "layer 1: entry \"d/.wh..\": invalid whiteout: it names \".\""},
+      {".wh...", "layer 1: entry \".wh...\": invalid whiteout: it names \"..\""},
+      {".wh..wh.x", "layer 1: entry \".wh..wh.x\": invalid whiteout: it names another whiteout"},
+      {".wh..wh..opqx", "layer 1: entry \".wh..wh..opqx\": invalid whiteout: it names another whiteout"},
+      {".wh.a/b", "layer 1: entry \".wh.a/b\": invalid whiteout: \".wh.a\" is used as a directory"},
+      {"x/.wh..wh..opq/y", "layer 1: entry \"x/.wh..wh..opq/y\": invalid whiteout: \".wh..wh..opq\" is used as a directory"},
+  };
+  for (const auto& [name, message] : cases) {
+    Sandbox box;
+    box.apply({{.path = "a", .content = "a"}});
+    REQUIRE(box.error({{.path = name}}) == message);
+    REQUIRE(names_in(box.root) == std::vector<std::string>{"a"});
+  }
+}
+
+TEST_CASE("special bits, owners, device nodes and fifos", "[unpack]") {
+  if (!is_root()) {
+    WARN("not root: owners and device nodes not checked");
+    return;
+  }
+  Sandbox box;
+  box.apply({
+      {.path = "usr/bin/su", .mode = 04755, .content = "su", .uid = 1000, .gid = 1000},
+      {.path = "usr/bin/wall", .mode = 02755, .content = "wall", .gid = 5},
+      {.path = "tmp/", .type = 'd', .mode = 01777},
+      {.path = "srv/", .type = 'd', .mode = 02770, .uid = 33, .gid = 33},
+      {.path = "dev/null", .type = 'c', .mode = 0666, .major = 1, .minor = 3},
+      {.path = "dev/loop9", .type = 'b', .mode = 0660, .gid = 6, .major = 7, .minor = 9},
+      {.path = "run/fifo", .type = 'p', .mode = 0620, .uid = 7},
+      {.path = "home/link", .type = 'l', .link = "/", .uid = 1000, .gid = 1000},
+  });
+  struct stat su = lstat_of(box.root / "usr/bin/su");
+  REQUIRE((su.st_mode & 07777) == 04755);
+  REQUIRE(su.st_uid == 1000);
+  REQUIRE(su.st_gid == 1000);
+  REQUIRE(perm_of(box.root / "usr/bin/wall") == 02755);
+  REQUIRE(lstat_of(box.root / "usr/bin/wall").st_gid == 5);
+  REQUIRE(perm_of(box.root / "tmp") == 01777);
+  struct stat srv = lstat_of(box.root / "srv");
+  REQUIRE((srv.st_mode & 07777) == 02770);
+  REQUIRE(srv.st_uid == 33);
+
+  struct stat null = lstat_of(box.root / "dev/null");
+  REQUIRE(S_ISCHR(null.st_mode));
+  REQUIRE(major(null.st_rdev) == 1);
+  REQUIRE(minor(null.st_rdev) == 3);
+  REQUIRE((null.st_mode & 07777) == 0666);
+  struct stat loop = lstat_of(box.root / "dev/loop9");
+  REQUIRE(S_ISBLK(loop.st_mode));
+  REQUIRE(loop.st_rdev == makedev(7, 9));
+  REQUIRE((loop.st_mode & 07777) == 0660);
+  REQUIRE(loop.st_gid == 6);
+  struct stat fifo = lstat_of(box.root / "run/fifo");
+  REQUIRE(S_ISFIFO(fifo.st_mode));
+  REQUIRE((fifo.st_mode & 07777) == 0620);
+  REQUIRE(fifo.st_uid == 7);
+  struct stat link = lstat_of(box.root / "home/link");
+  REQUIRE(S_ISLNK(link.st_mode));
+  REQUIRE(link.st_uid == 1000);
+
+  REQUIRE(box.error({{.path = "f", .uid = 4294967295}}) == "layer 1: entry \"f\": uid 4294967295 is out of range");
+  REQUIRE(box.error({{.path = "f", .gid = 4294967296}}) == "layer 1: entry \"f\": gid 4294967296 is out of range");
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("without privileges, owners stay the caller's and device nodes are skipped", "[unpack]") {
+  if (!is_root()) {
+    WARN("not root: cannot switch to an unprivileged user to check this");
+    return;
+  }
+  Sandbox box;
+  constexpr uid_t nobody = 65534;
+  REQUIRE(::chmod(box.scratch.path.c_str(), 0755) == 0);  // mkdtemp's 0700 would keep nobody out
+  REQUIRE(::chown(box.root.c_str(), nobody, nobody) == 0);
+  std::string tar = make_tar({
+      {.path = "dev/null", .type = 'c', .mode = 0666, .major = 1, .minor = 3},
+      {.path = "run/fifo", .type = 'p', .mode = 0600},
+      {.path = "etc/owned", .mode = 0640, .content = "x", .uid = 1000, .gid = 1000},
+  });
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (::setresgid(nobody, nobody, nobody) != 0 || ::setresuid(nobody, nobody, nobody) != 0) ::_exit(3);
+    try {
+      imgbuild::apply_layer(box.root, bytes(tar), "layer 1");  // default options: not root, so no chown
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      ::_exit(2);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(names_in(box.root / "dev").empty());
+  REQUIRE(S_ISFIFO(lstat_of(box.root / "run/fifo").st_mode));
+  struct stat owned = lstat_of(box.root / "etc/owned");
+  REQUIRE(owned.st_uid == nobody);
+  REQUIRE(owned.st_gid == nobody);
+  REQUIRE((owned.st_mode & 07777) == 0640);
+}
+
+TEST_CASE("extended attributes are restored, overlayfs's own are not", "[unpack]") {
+  Sandbox box;
+  fs::path probe = box.scratch.path / "probe";
+  spit(probe, "");
+  bool user_xattrs = ::setxattr(probe.c_str(), "user.probe", "1", 1, 0) == 0;
+  if (!user_xattrs) WARN("the file system of /tmp has no user xattrs: " << std::strerror(errno) << "; user.* not checked");
+  fs::remove(probe);
+  // struct vfs_cap_data, revision 2, effective: cap_net_bind_service (10) permitted.
+  std::string cap("\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+  box.apply({
+      {.path = "d/", .type = 'd', .xattrs = {{"user.test", "on a dir"}, {"trusted.overlay.opaque", "y"}}},
+      {.path = "d/f", .content = "f", .xattrs = {{"user.test", "value"}}},
+      {.path = "bin/ping", .mode = 0755, .content = "ELF", .uid = 1000, .xattrs = {{"security.capability", cap}}},
+      // user.* is not allowed on a symlink: skipped, not an error.
+      {.path = "l", .type = 'l', .link = "d", .xattrs = {{"user.test", "symlink"}}},
+  });
+  if (user_xattrs) {
+    REQUIRE(xattr_of(box.root / "d", "user.test") == "on a dir");
+    REQUIRE(xattr_of(box.root / "d/f", "user.test") == "value");
+  }
+  REQUIRE(xattr_of(box.root / "l", "user.test") == "<No data available>");
+  if (is_root()) {
+    REQUIRE(xattr_of(box.root / "d", "trusted.overlay.opaque") == "<No data available>");
+    // Survives the chown to uid 1000, which clears file capabilities.
+    REQUIRE(xattr_of(box.root / "bin/ping", "security.capability") == cap);
+    REQUIRE(lstat_of(box.root / "bin/ping").st_uid == 1000);
+  }
+}
+
+TEST_CASE("long names work up to the file system's limits", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  std::string c49(49, 'n');
+  std::string long_path = c49 + "/" + c49 + "/" + c49 + "/" + c49 + "x/file";  // 206 bytes
+  std::string c255(255, 'm');
+  box.apply({{.path = long_path, .content = "deep"}, {.path = c255, .content = "255"}});
+  REQUIRE(slurp(box.root / long_path) == "deep");
+  REQUIRE(slurp(box.root / c255) == "255");
+
+  std::string c300(300, 'z');
+  REQUIRE(box.error({{.path = "dir/" + c300}}) ==
+          "layer 1: entry \"dir/" + c300 + "\": path has a component longer than 255 bytes");
+  std::string huge;
+  for (int i = 0; i < 20; ++i) huge += c255 + "/";
+  huge += "f";
+  REQUIRE(box.error({{.path = huge}}) == "layer 1: entry \"" + huge + "\": path is longer than 4095 bytes");
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = c300}}) ==
+          "layer 1: entry \"h\": hardlink target \"" + c300 + "\" has a component longer than 255 bytes");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{c255, c49});
+}
+
+TEST_CASE("entries replace what stands at their path without following it", "[unpack]") {
+  Sandbox box;
+  box.apply({
+      {.path = "file-then-dir", .content = "f"},
+      {.path = "dir-then-file/", .type = 'd'},
+      {.path = "dir-then-file/inner", .content = "i"},
+      {.path = "dir-then-file/sub/deep", .content = "d"},
+      {.path = "kept/", .type = 'd', .mode = 0700},
+      {.path = "kept/f", .content = "f"},
+      {.path = "target/", .type = 'd'},
+      {.path = "target/t", .content = "t"},
+      {.path = "sym", .type = 'l', .link = "target"},
+      {.path = "sym-to-outside", .type = 'l', .link = "../outside/victim"},
+      {.path = "a", .content = "old"},
+      {.path = "b", .type = 'h', .link = "a"},
+  });
+  box.apply(
+      {
+          {.path = "file-then-dir/", .type = 'd', .mode = 0751},
+          {.path = "file-then-dir/in", .content = "in"},
+          {.path = "dir-then-file", .content = "now a file"},
+          {.path = "kept/", .type = 'd', .mode = 0755},
+          {.path = "sym/", .type = 'd', .mode = 0700},
+          {.path = "sym-to-outside", .content = "written in the root"},
+          {.path = "a", .content = "new"},
+      },
+      "layer 2");
+  REQUIRE(perm_of(box.root / "file-then-dir") == 0751);
+  REQUIRE(names_in(box.root / "file-then-dir") == std::vector<std::string>{"in"});
+  REQUIRE(fs::is_regular_file(fs::symlink_status(box.root / "dir-then-file")));
+  REQUIRE(slurp(box.root / "dir-then-file") == "now a file");
+  REQUIRE(perm_of(box.root / "kept") == 0755);
+  REQUIRE(names_in(box.root / "kept") == std::vector<std::string>{"f"});
+  REQUIRE(fs::is_directory(fs::symlink_status(box.root / "sym")));
+  REQUIRE(names_in(box.root / "sym").empty());
+  REQUIRE(names_in(box.root / "target") == std::vector<std::string>{"t"});
+  REQUIRE(slurp(box.root / "sym-to-outside") == "written in the root");
+  // The new "a" is a new file: the old one lives on under its other name.
+  REQUIRE(slurp(box.root / "a") == "new");
+  REQUIRE(slurp(box.root / "b") == "old");
+  REQUIRE(box.nothing_outside());
+
+  REQUIRE(box.error({{.path = ".", .content = "x"}}) ==
+          "layer 1: entry \".\": only a directory can stand at the image root");
+  REQUIRE(box.error({{.path = ""}}) == "layer 1: entry \"\": empty path");
+}
+
+TEST_CASE("unpack_image builds the root from layers in order and removes it on error", "[unpack]") {
+  ScratchDir scratch;
+  fs::path root = scratch.path / "rootfs";
+  fs::path one = scratch.path / "one.tar.gz", two = scratch.path / "two.tar", bad = scratch.path / "bad.tar.gz";
+  spit(one, make_tar({{.path = "etc/os-release", .content = "ID=one\n"}, {.path = "old", .content = "old"}},
+                     Compression::Gzip));
+  spit(two, make_tar({{.path = ".wh.old"}, {.path = "new", .content = "new"}}));
+  spit(bad, make_tar({{.path = "fine", .content = "fine"}, {.path = "x/../../up"}}, Compression::Gzip));
+
+  imgbuild::unpack_image(root, {{one, "layer 1"}, {two, "layer 2"}});
+  REQUIRE(names_in(root) == std::vector<std::string>{"etc", "new"});
+  REQUIRE(slurp(root / "etc/os-release") == "ID=one\n");
+  REQUIRE(perm_of(root) == 0755);
+  REQUIRE(error_of([&] { imgbuild::unpack_image(root, {}); }) == "cannot create " + root.string() + ": File exists");
+
+  fs::path root2 = scratch.path / "rootfs2";
+  REQUIRE(error_of([&] { imgbuild::unpack_image(root2, {{one, "layer 1"}, {bad, "layer 2 (sha256:abcd)"}}); }) ==
+          "layer 2 (sha256:abcd): entry \"x/../../up\": path escapes the image root");
+  REQUIRE_FALSE(fs::exists(fs::symlink_status(root2)));
+  fs::path missing = scratch.path / "missing.tar";
+  REQUIRE(error_of([&] { imgbuild::unpack_image(root2, {{missing, "layer 1"}}); }) ==
+          "layer 1: cannot open " + missing.string() + ": No such file or directory");
+  REQUIRE(names_in(scratch.path) == std::vector<std::string>{"bad.tar.gz", "one.tar.gz", "rootfs", "two.tar"});
+}
+
+TEST_CASE("malformed layers are clean errors", "[unpack]") {
+  Sandbox box;
+  std::string payload;
+  for (int i = 0; i < 20000; ++i) payload += std::to_string(i * 7919) + "\n";
+  std::string gz = make_tar({{.path = "a", .content = "a"}, {.path = "big", .content = payload}}, Compression::Gzip);
+
+  std::string cut = gz.substr(0, gz.size() / 2);
+  REQUIRE(error_of([&] { imgbuild::apply_layer(box.root, bytes(cut), "layer 3"); }) ==
+          "layer 3: entry \"big\": truncated gzip input");
+  std::string random(4096, '\0');
+  for (size_t i = 0; i < random.size(); ++i) random[i] = static_cast<char>((i * 2654435761u) >> 13);
+  REQUIRE(error_of([&] { imgbuild::apply_layer(box.root, bytes(random), "layer 1"); }) ==
+          "layer 1: Unrecognized archive format");
+  REQUIRE(error_of([&] { imgbuild::apply_layer(box.root, bytes(""), "layer 1"); }) ==
+          "layer 1: Unrecognized archive format");
+
+  std::string zip;
+  {
+    std::unique_ptr<archive, decltype(&archive_write_free)> a(archive_write_new(), &archive_write_free);
+    archive_write_set_format_zip(a.get());
+    archive_write_open2(a.get(), &zip, nullptr, append_to_string, nullptr, nullptr);
+    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), &archive_entry_free);
+    archive_entry_copy_pathname(e.get(), "z");
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_set_size(e.get(), 1);
+    archive_write_header(a.get(), e.get());
+    archive_write_data(a.get(), "z", 1);
+    archive_write_close(a.get());
+  }
+  REQUIRE(error_of([&] { imgbuild::apply_layer(box.root, bytes(zip), "layer 1"); }) ==
+          "layer 1: Unrecognized archive format");
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("remove_tree removes deep trees without following symlinks", "[unpack]") {
+  Sandbox box;
+  spit(box.outside / "precious", "p");
+  fs::path tree = box.root / "tree";
+  fs::path deep = tree;
+  for (int i = 0; i < 300; ++i) deep /= "d";
+  fs::create_directories(deep);
+  spit(deep / "leaf", "l");
+  fs::create_directory_symlink(box.outside, tree / "to-outside");
+  fs::create_directory_symlink(box.outside, deep / "to-outside");
+  REQUIRE(::mkfifo((tree / "fifo").c_str(), 0600) == 0);
+
+  // One directory open at a time: 300 levels with 32 descriptors.
+  struct rlimit old_limit;
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old_limit) == 0);
+  struct rlimit low = old_limit;
+  low.rlim_cur = 32;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::string error = error_of([&] { imgbuild::remove_tree(tree); });
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old_limit) == 0);
+  REQUIRE(error == "");
+  REQUIRE(names_in(box.root).empty());
+  REQUIRE(names_in(box.outside) == std::vector<std::string>{"precious"});
+
+  fs::create_directory_symlink(box.outside, box.root / "link");
+  imgbuild::remove_tree(box.root / "link");
+  imgbuild::remove_tree(box.root / "never-existed");
+  REQUIRE(names_in(box.root).empty());
+  REQUIRE(names_in(box.outside) == std::vector<std::string>{"precious"});
+  REQUIRE(error_of([] { imgbuild::remove_tree("/"); }) == "cannot remove /: not a path to remove");
+  REQUIRE(error_of([] { imgbuild::remove_tree(".."); }) == "cannot remove ..: not a path to remove");
+}
