@@ -296,6 +296,17 @@ int cmd_build(const std::vector<std::string>& args) {
     return !refused;
   };
 
+  // Pushes follow the builds they need: all of them, or those of the named targets.
+  std::vector<const Push*> pushes;
+  for (const Push& p : ev.graph.pushes)
+    if (b.targets.empty() ||
+        std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) { return t->node == p.node; }))
+      pushes.push_back(&p);
+  std::vector<size_t> needed;
+  for (const Target* t : chosen) needed.push_back(t->node);
+  for (const Push* p : pushes) needed.push_back(p->node);
+  builder.prepare(needed);
+
   for (const Target* t : chosen) {
     const BuiltImage& built = builder.build(t->node);
     if (!examine(*t, " was not stored")) return kExitError;
@@ -311,11 +322,8 @@ int cmd_build(const std::vector<std::string>& args) {
               << built.image.layers.size() << (built.image.layers.size() == 1 ? " layer" : " layers") << ")\n";
   }
 
-  // Pushes follow the builds they need: all of them, or those of the named targets.
-  for (const Push& p : ev.graph.pushes) {
-    bool wanted = b.targets.empty() ||
-                  std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) { return t->node == p.node; });
-    if (!wanted) continue;
+  for (const Push* push : pushes) {
+    const Push& p = *push;
     const BuiltImage& built = builder.build(p.node);
     if (!examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
     Reference dest = Reference::parse(p.reference);

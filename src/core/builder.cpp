@@ -43,7 +43,26 @@ std::string human_size(uint64_t bytes) {
 }
 
 Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
-    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context) {}
+    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context) {
+  // Steps of independent stages report from several threads: whole lines only.
+  auto report = std::make_shared<std::mutex>();
+  settings_.progress = [report, inner = std::move(settings_.progress)](const std::string& line) {
+    std::lock_guard lock(*report);
+    inner(line);
+  };
+}
+
+void Builder::prepare(const std::vector<size_t>& nodes) {
+  std::vector<std::future<void>> running;
+  for (size_t n : nodes) running.push_back(std::async(std::launch::async, [this, n] { stage(n); }));
+  std::exception_ptr first;
+  for (auto& r : running) try {
+      r.get();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  if (first) std::rethrow_exception(first);
+}
 
 const BuiltImage& Builder::build(size_t node) {
   if (auto it = finished_.find(node); it != finished_.end()) return it->second;
@@ -65,15 +84,52 @@ std::vector<Finding> Builder::examine(const Target& target, const std::set<std::
 }
 
 const Builder::Stage& Builder::stage(size_t id) {
-  if (auto it = stages_.find(id); it != stages_.end()) return it->second;
+  std::promise<const Stage*> promise;
+  std::shared_future<const Stage*> result;
+  {
+    std::lock_guard lock(mutex_);
+    auto [it, first] = stages_.try_emplace(id);
+    if (!first) {
+      result = it->second;
+    } else {
+      it->second = promise.get_future().share();
+    }
+  }
+  if (result.valid()) return *result.get();
+  try {
+    Stage built = make_stage(id);
+    const Stage* done;
+    {
+      std::lock_guard lock(mutex_);
+      done = &stage_storage_.emplace(id, std::move(built)).first->second;
+    }
+    promise.set_value(done);
+    return *done;
+  } catch (...) {
+    promise.set_exception(std::current_exception());
+    throw;
+  }
+}
+
+Builder::Stage Builder::make_stage(size_t id) {
   const Node& node = graph_.nodes.at(id);
+  // A copy from another image needs that image: it is built beside this chain.
+  std::future<void> other;
+  if (auto* copy = std::get_if<CopyOp>(&node.op); copy && copy->from_node)
+    other = std::async(std::launch::async, [this, n = *copy->from_node] { stage(n); });
   Stage st;
   if (node.parent) {
-    st = stage(*node.parent);
+    try {
+      st = stage(*node.parent);
+    } catch (...) {
+      if (other.valid()) other.wait();
+      throw;
+    }
   } else {
     st.image.platform = settings_.platform;
     st.image.created = settings_.source_date_epoch;
   }
+  if (other.valid()) other.get();
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
     else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull);
@@ -90,10 +146,12 @@ const Builder::Stage& Builder::stage(size_t id) {
                                                                  : "copy";
     throw BuildError(node.loc, step + ": " + e.what());
   }
-  return stages_.emplace(id, std::move(st)).first->second;
+  return st;
 }
 
 CopyItem Builder::build_file(size_t id) {
+  // One host build at a time: they use every core already, and share a cache.
+  std::lock_guard lock(files_mutex_);
   if (auto it = files_.find(id); it != files_.end()) return it->second;
   const Node& node = graph_.nodes.at(id);
   if (auto* host_path = std::get_if<HostPathOp>(&node.op)) {

@@ -2,8 +2,10 @@
 // Executes a build graph: builds the images the requested targets need into a
 // layout, from the bottom of each chain up, reusing what is already built.
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -54,6 +56,12 @@ public:
   /// Builds the image node `node` (and what it depends on) once.
   const BuiltImage& build(size_t node);
 
+  /// Builds the steps of all `nodes` at once, as far as they are independent
+  /// (each chain on its own thread; a copy from another image builds that
+  /// image beside its own chain). build() then finds them done. The first
+  /// error is rethrown after every started step has ended.
+  void prepare(const std::vector<size_t>& nodes);
+
   /// Runs the doctor on the built image of `target`: what would make it fail
   /// at run time. `ignore` adds warnings to silence to the recipe's own.
   std::vector<Finding> examine(const Target& target, const std::set<std::string>& ignore = {});
@@ -71,6 +79,7 @@ private:
   };
 
   const Stage& stage(size_t node);
+  Stage make_stage(size_t node);
   CopyItem build_file(size_t node);
   void apply_pull(Stage& stage, const PullOp& op);
   void apply_run(Stage& stage, const RunOp& op, const Node& node);
@@ -85,9 +94,14 @@ private:
   Layout& store_;
   BuildSettings settings_;
   BuildContext context_;
-  std::map<size_t, Stage> stages_;
-  std::map<size_t, BuiltImage> finished_;
+  /// Stages and files are built once, whichever thread asks first; the others
+  /// wait for that one's result (or its error).
+  std::mutex mutex_;
+  std::map<size_t, std::shared_future<const Stage*>> stages_;
+  std::map<size_t, Stage> stage_storage_;
+  std::mutex files_mutex_;
   std::map<size_t, CopyItem> files_;
+  std::map<size_t, BuiltImage> finished_;
 };
 
 /// "1.9 MB": sizes for people (decimal units, as registries and docker show them).

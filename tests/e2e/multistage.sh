@@ -114,6 +114,22 @@ check "the secret is in no blob of the output or the store" \
   sh -c "! grep -rqa canary-secret-5f2e91 '$work/diff/blobs' '$XDG_DATA_HOME/imgbuild/blobs'"
 check "nor in the config or history" sh -c "! grep -rq token.txt '$work/diff/blobs'"
 
+step "independent stages build at the same time"
+# Each stage's step waits (up to 20 s) for the other's mark in a shared cache
+# mount: built one after the other, the first would give up and fail.
+cat >"$work/ctx/parallel.lua" <<'EOF'
+local function waits_for(me, other)
+  return from(param("REGISTRY") .. "/base/busybox:oci"):run({ "sh", "-c",
+    "touch /sync/" .. me .. "; i=0; while [ ! -e /sync/" .. other .. " ]; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.1; done; echo " .. me .. " > /" .. me,
+    cache = { "/sync" } })
+end
+local a, b = waits_for("a", "b"), waits_for("b", "a")
+image("both", scratch:copy("/a", "/a", { from = a }):copy("/b", "/b", { from = b })
+  :doctor { ignore = { "entrypoint" } })
+EOF
+imgbuild "$work/ctx/parallel.lua" --set "REGISTRY=$REG"
+outcome "two stages that wait for each other both finish" "^both  sha256:"
+
 step "a failing step"
 cat >"$work/ctx/fails.lua" <<EOF
 image("f", from "$REG/base/busybox:oci"
