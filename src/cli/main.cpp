@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -130,6 +131,8 @@ public:
   }
 
   RegistryClient& client() {
+    // Stages pull in parallel: the first to ask makes the client.
+    std::lock_guard lock(mutex_);
     if (!client_) {
       RegistryOptions options;
       options.insecure = insecure_;
@@ -146,6 +149,7 @@ private:
   std::set<std::string> insecure_;
   std::map<std::string, std::vector<std::string>> mirrors_;
   bool debug_;
+  std::mutex mutex_;
   std::unique_ptr<RegistryClient> client_;
 };
 
@@ -325,7 +329,9 @@ int cmd_build(const std::vector<std::string>& args) {
   for (const Push* push : pushes) {
     const Push& p = *push;
     const BuiltImage& built = builder.build(p.node);
-    if (!examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
+    // An image stored above was examined there; say nothing twice.
+    bool examined = std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) { return t->node == p.node; });
+    if (!examined && !examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
     Reference dest = Reference::parse(p.reference);
     if (!b.push) {
       std::cout << "would push " << dest.str() << "@" << built.manifest.digest.str() << " (--no-push)\n";
@@ -379,14 +385,30 @@ int cmd_push(const std::vector<std::string>& args) {
 int cmd_images(const std::vector<std::string>& args) {
   if (!args.empty()) throw UsageError("images takes no arguments");
   Layout store(default_store_dir());
-  std::printf("%-24s %-19s %10s  %s\n", "NAME", "DIGEST", "SIZE", "CREATED");
+  struct Row {
+    std::string name, platform, digest, size, created;
+  };
+  std::vector<Row> rows{{"NAME", "PLATFORM", "DIGEST", "SIZE", "CREATED"}};
   for (auto& d : store.refs()) {
     StoredImage img = store.load(d);
-    std::string name = d.annotations.count(kRefNameAnnotation) ? d.annotations.at(kRefNameAnnotation) : "<none>";
-    std::string digest = "sha256:" + std::string(d.digest.short_hex());
-    std::printf("%-24s %-19s %10s  %s\n", name.c_str(), digest.c_str(), human_size(img.total_size()).c_str(),
-                img.config_json.value("created", "").c_str());
+    auto text = [&](const char* key) {
+      auto it = img.config_json.find(key);
+      return it != img.config_json.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    Platform p{text("os"), text("architecture"), text("variant")};
+    rows.push_back({d.annotations.count(kRefNameAnnotation) ? d.annotations.at(kRefNameAnnotation) : "<none>",
+                    p.architecture.empty() ? "" : p.str(), "sha256:" + std::string(d.digest.short_hex()),
+                    human_size(img.total_size()), text("created")});
   }
+  // Columns as wide as their widest cell: base image names are long.
+  size_t name_w = 0, platform_w = 0;
+  for (auto& r : rows) {
+    name_w = std::max(name_w, r.name.size());
+    platform_w = std::max(platform_w, r.platform.size());
+  }
+  for (auto& r : rows)
+    std::printf("%-*s  %-*s  %-19s %9s  %s\n", static_cast<int>(name_w), r.name.c_str(), static_cast<int>(platform_w),
+                r.platform.c_str(), r.digest.c_str(), r.size.c_str(), r.created.c_str());
   return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "core/builder.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "core/elf.hpp"
@@ -14,6 +16,14 @@ namespace imgbuild {
 using json = nlohmann::json;
 
 namespace {
+
+/// The OCI chain ID of a layer stack: the identity of the file system it makes.
+Digest chain_id(const std::vector<LayerBlob>& layers) {
+  Digest chain = layers.front().diff_id;
+  for (size_t i = 1; i < layers.size(); ++i) chain = sha256_of(chain.str() + " " + layers[i].diff_id.str());
+  return chain;
+}
+
 
 /// The history line of a config change, written the way docker shows its
 /// instructions: argv lists in JSON (their exact words matter), other lists
@@ -132,7 +142,7 @@ Builder::Stage Builder::make_stage(size_t id) {
   if (other.valid()) other.get();
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
-    else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull);
+    else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull, node);
     else if (auto* run = std::get_if<RunOp>(&node.op)) apply_run(st, *run, node);
     else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
     else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
@@ -210,7 +220,10 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   if (op.from_node) {
     const Image& source = stage(*op.from_node).image;
     entries = plan_copy_from(op, image_root(source), source.config.workdir, st.image.config.workdir);
-    names.insert(names.begin(), "--from=" + graph_.nodes[*op.from_node].loc);
+    // Named by content, not by recipe line: the history (and so the image's
+    // digest) must not depend on how the recipe's path was typed.
+    names.insert(names.begin(), "--from=" + (source.layers.empty() ? std::string("scratch")
+                                                                   : std::string(chain_id(source.layers).short_hex())));
   } else {
     entries = plan_copy(op, context_, st.image.config.workdir, files);
   }
@@ -226,10 +239,13 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   st.image.history.push_back({description, false});
 }
 
-void Builder::apply_pull(Stage& st, const PullOp& op) {
+void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
   if (!settings_.pull) throw std::runtime_error(op.reference + ": this build has no registry access");
   Platform platform = op.platform ? Platform::parse(*op.platform) : settings_.platform;
   st.image = settings_.pull(op, platform);
+  auto digest = st.image.annotations.find(kBaseDigestAnnotation);
+  settings_.progress(node.loc + "  from " + op.reference +
+                     (digest != st.image.annotations.end() ? "@" + digest->second : ""));
   st.image.created = settings_.source_date_epoch;
   auto tree = std::make_shared<ImageTree>();
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
@@ -237,19 +253,6 @@ void Builder::apply_pull(Stage& st, const PullOp& op) {
   st.cmd_from_base = st.image.config.cmd.has_value();
 }
 
-namespace {
-
-/// The OCI chain ID of a layer stack: the identity of the file system it makes.
-Digest chain_id(const std::vector<LayerBlob>& layers) {
-  Digest chain = layers.front().diff_id;
-  for (size_t i = 1; i < layers.size(); ++i) chain = sha256_of(chain.str() + " " + layers[i].diff_id.str());
-  return chain;
-}
-
-/// The PATH a step gets when the image sets none (docker's default).
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-}  // namespace
 
 std::filesystem::path Builder::image_root(const Image& image) {
   namespace fs = std::filesystem;
@@ -323,7 +326,15 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
                                    (tail.empty() ? "" : ":" + tail));
   }
   write_file_atomic(step.path() / "empty", "");
-  std::vector<LayerEntry> entries = overlay_diff(spec.upper, root, mount_points, step.path() / "empty");
+  if (result.snapshot)
+    settings_.progress(node.loc + "  run: no overlay here (" + result.overlay_error + "): ran on a copy of the image");
+  std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
+  if (::geteuid() != 0)
+    // Rootless: the step's root is the invoking user on disk; in the image it is root.
+    for (auto& e : entries) {
+      if (e.uid == ::geteuid()) e.uid = 0;
+      if (e.gid == ::getegid()) e.gid = 0;
+    }
   st.image.history.push_back({"run " + shown, entries.empty()});
   if (entries.empty()) return;
   LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(), LayerOptions{settings_.source_date_epoch, 6});

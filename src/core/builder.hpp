@@ -81,7 +81,7 @@ private:
   const Stage& stage(size_t node);
   Stage make_stage(size_t node);
   CopyItem build_file(size_t node);
-  void apply_pull(Stage& stage, const PullOp& op);
+  void apply_pull(Stage& stage, const PullOp& op, const Node& node);
   void apply_run(Stage& stage, const RunOp& op, const Node& node);
   /// The file system of `image`, unpacked read-only into the build cache
   /// under its layers' chain ID, so RUN steps and copies from it share it.

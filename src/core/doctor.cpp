@@ -13,8 +13,6 @@ namespace imgbuild {
 
 namespace {
 
-/// The PATH runtimes give a container whose config sets none.
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Entrypoints are read into memory to be inspected; past this size only their
 /// start is, which holds the ELF headers of any real program.
 constexpr size_t kMaxProgramSize = size_t(512) << 20;

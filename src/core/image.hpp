@@ -61,6 +61,9 @@ struct Descriptor {
   static Descriptor from_json(const nlohmann::json& j);
 };
 
+/// The PATH runtimes (and RUN steps) give a container whose config sets none.
+inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The runtime part of an image config (the "config" object of the OCI config).
 struct RuntimeConfig {
   std::vector<std::string> env;  ///< "NAME=value", in the order first set

@@ -50,7 +50,7 @@ check "--json says the same" sh -c "'$IMGBUILD' check --json '$binary' | jq -e '
 check "a source file is not ELF" grep -q "main.go: not an ELF file$" "$work/check2.txt"
 
 step "imgbuild images and inspect"
-check "images lists hello with its digest" sh -c "'$IMGBUILD' images | grep -q '^hello  *sha256:${digest:7:12}'"
+check "images lists hello with its digest" sh -c "'$IMGBUILD' images | grep -q '^hello  *linux/amd64  *sha256:${digest:7:12}'"
 check "inspect shows the entrypoint" sh -c "'$IMGBUILD' inspect hello | jq -e '.config.config.Entrypoint == [\"/app\"]'"
 check "inspect oci:DIR:hello gives the same digest" sh -c "'$IMGBUILD' inspect oci:$work/oci:hello | jq -e '.digest == \"$digest\"'"
 

@@ -130,6 +130,22 @@ EOF
 imgbuild "$work/ctx/parallel.lua" --set "REGISTRY=$REG"
 outcome "two stages that wait for each other both finish" "^both  sha256:"
 
+step "rootless: the same step as an unprivileged user, in a user namespace"
+mkdir -p "$work/rootless"
+chmod 755 "$work"
+printf '%s\n' "image(\"r\", from(\"$REG/base/busybox:oci\"):run(\"id -u; echo made > /made\"):doctor { ignore = { \"root\", \"entrypoint\" } })" \
+  >"$work/rootless/r.lua"
+chown -R nobody "$work/rootless"
+(cd "$work/rootless" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+  env HOME="$work/rootless" XDG_DATA_HOME="$work/rootless/data" XDG_CACHE_HOME="$work/rootless/cache" \
+  "$IMGBUILD" r.lua) >"$work/last.out" 2>"$work/last.err"
+outcome "it builds" "^r  sha256:"
+check "the step ran as root inside its user namespace" grep -q "r.lua:1 | 0$" "$work/last.err"
+m=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "r") | .digest[7:]' "$work/rootless/data/imgbuild/index.json" 2>/dev/null)
+l=$(jq -r '.layers[-1].digest[7:]' "$work/rootless/data/imgbuild/blobs/sha256/$m" 2>/dev/null)
+check "its file is owned by root in the layer, not by the invoking user" \
+  sh -c "tar -tvzf '$work/rootless/data/imgbuild/blobs/sha256/$l' | grep -q '^-rw-r--r-- 0/0 .* made$'"
+
 step "a failing step"
 cat >"$work/ctx/fails.lua" <<EOF
 image("f", from "$REG/base/busybox:oci"

@@ -1,0 +1,378 @@
+// Tests for RUN steps: users resolved from the image's own files, the step's
+// exit status and output, no descriptor of ours leaking in, and above all that
+// an overlay run and a snapshot run of the same step give the same entries.
+// Running a step needs root (namespaces, mounts); those tests are skipped
+// without it.
+#include "core/sandbox.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/fs.hpp"
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using imgbuild::Fd;
+using imgbuild::LayerEntry;
+using imgbuild::resolve_user;
+using imgbuild::run_in_sandbox;
+using imgbuild::SandboxError;
+using imgbuild::SandboxResult;
+using imgbuild::SandboxSpec;
+using imgbuild::UserIds;
+using namespace imgbuild::test;
+
+namespace {
+
+/// A tiny image root: busybox, its applets, a passwd with root and app (1000),
+/// and files for the steps below to change.
+void make_image(const fs::path& root) {
+  fs::create_directories(root / "bin");
+  fs::copy_file("/bin/busybox", root / "bin/busybox");
+  for (const char* applet : {"sh", "ls", "rm", "mkdir", "touch", "chmod", "chown", "ln", "printf", "cat"})
+    fs::create_symlink("busybox", root / "bin" / applet);
+  fs::create_directories(root / "etc");
+  spit(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n");
+  spit(root / "etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\n");
+  // The image's own /etc/hosts, mounted over by the step: never part of the diff.
+  spit(root / "etc/hosts", "127.0.0.1 image\n");
+  fs::create_directories(root / "tmp");
+  fs::permissions(root / "tmp", fs::perms(01777));
+  fs::create_directories(root / "var");
+  fs::path d = root / "data";
+  fs::create_directories(d / "gonedir/sub");
+  spit(d / "gone.txt", "gone\n");
+  spit(d / "gonedir/a", "a\n");
+  spit(d / "gonedir/sub/b", "b\n");
+  fs::create_directories(d / "dir2file");
+  spit(d / "dir2file/x", "x\n");
+  spit(d / "file2dir", "file\n");
+  fs::create_directories(d / "recreate");
+  spit(d / "recreate/old1", "1\n");
+  spit(d / "recreate/old2", "2\n");
+  fs::create_directories(d / "emptied");
+  spit(d / "emptied/e1", "1\n");
+  spit(d / "emptied/e2", "2\n");
+  fs::create_directories(d / "remade");
+  spit(d / "remade/r1", "r\n");
+  fs::create_directories(d / "o1/s");
+  spit(d / "o1/s/z", "z\n");
+  spit(d / "same.txt", "hello world\n");
+  spit(d / "mode.txt", "mode\n");
+  spit(d / "rewrite.txt", "same\n");
+  spit(d / "owned", "owned\n");
+  spit(d / "hl1", "link\n");
+  fs::create_hard_link(d / "hl1", d / "hl2");
+  fs::create_directories(d / "untouched/deep");
+  spit(d / "untouched/deep/f", "f\n");
+  for (auto& e : fs::recursive_directory_iterator(root))
+    if (!e.is_symlink()) fs::permissions(e.path(), e.is_directory() ? fs::perms(0755) : fs::perms(0644));
+  fs::permissions(root / "bin/busybox", fs::perms(0755));
+  fs::permissions(root / "tmp", fs::perms(01777));
+}
+
+/// Everything about a tree that a step must not change: the lower folder is
+/// shared and read-only.
+std::string listing(const fs::path& root) {
+  std::vector<std::string> lines;
+  for (auto& e : fs::recursive_directory_iterator(root)) {
+    struct stat st {};
+    REQUIRE(::lstat(e.path().c_str(), &st) == 0);
+    std::ostringstream line;
+    line << e.path().lexically_relative(root).generic_string() << " " << std::oct << st.st_mode << std::dec << " "
+         << st.st_uid << ":" << st.st_gid << " " << st.st_nlink << " " << st.st_mtim.tv_sec << "."
+         << st.st_mtim.tv_nsec;
+    if (S_ISREG(st.st_mode)) line << " " << slurp(e.path());
+    if (S_ISLNK(st.st_mode)) line << " -> " << fs::read_symlink(e.path()).string();
+    lines.push_back(line.str());
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (auto& l : lines) out += l + "\n";
+  return out;
+}
+
+/// One line per entry, with the bytes a file entry would put in the layer.
+std::vector<std::string> describe(const std::vector<LayerEntry>& entries) {
+  std::vector<std::string> out;
+  for (auto& e : entries) {
+    std::ostringstream line;
+    line << e.path << " ";
+    switch (e.type) {
+      case LayerEntry::Type::Directory: line << "dir"; break;
+      case LayerEntry::Type::Symlink: line << "link"; break;
+      case LayerEntry::Type::File: line << "file"; break;
+    }
+    line << " " << std::oct << e.mode << std::dec << " " << e.uid << ":" << e.gid;
+    if (e.type == LayerEntry::Type::Symlink) line << " -> " << e.link_target;
+    if (e.type == LayerEntry::Type::File) {
+      CHECK(fs::file_size(e.source) == e.size);
+      line << " " << slurp(e.source);
+    }
+    out.push_back(line.str());
+  }
+  return out;
+}
+
+/// What the builder leaves out of a step's layer: its own mounts and the cache
+/// mounted at /var/cache/thing, with the folders made to mount it on.
+const std::vector<std::string> kMountPoints = {"/proc",           "/dev",             "/etc",       "/etc/hosts",
+                                               "/etc/resolv.conf", "/var/cache/thing", "/var/cache", "/var"};
+
+/// What the step changed, described.
+struct StepRun {
+  SandboxResult result;
+  std::vector<std::string> changes;
+};
+
+StepRun run_step(const fs::path& image, const fs::path& cache, const std::string& script, bool snapshot,
+                 const std::string& user = "") {
+  ScratchDir step;
+  SandboxSpec spec;
+  spec.lower = image;
+  spec.upper = step.path / "upper";
+  spec.work = step.path / "work";
+  fs::create_directory(spec.upper);
+  fs::create_directory(spec.work);
+  spec.argv = {"/bin/sh", "-c", "set -e; umask 022; " + script};
+  spec.env = {"PATH=/bin"};
+  spec.user = user;
+  spec.network = false;
+  spec.force_snapshot = snapshot;
+  spec.mounts = {{cache, "/var/cache/thing", false}};
+  StepRun run;
+  run.result = run_in_sandbox(spec);
+  std::string output;
+  for (auto& l : run.result.last_lines) output += l + "\n";
+  INFO(output);
+  REQUIRE(run.result.exit_code == 0);
+  spit(step.path / "empty", "");
+  std::vector<LayerEntry> entries = imgbuild::step_changes(spec, run.result, kMountPoints, step.path / "empty");
+  CHECK(std::is_sorted(entries.begin(), entries.end(),
+                       [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; }));
+  run.changes = describe(entries);
+  return run;
+}
+
+bool is_root() {
+  if (::geteuid() == 0) return true;
+  WARN("RUN steps need root here: skipped");
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("resolve_user reads the image's own passwd and group", "[sandbox]") {
+  ScratchDir dir;
+  make_image(dir.path);
+  auto ids = [&](const std::string& user) {
+    UserIds u = resolve_user(dir.path, user);
+    std::ostringstream s;
+    s << u.uid << ":" << u.gid << " [";
+    for (auto g : u.groups) s << " " << g;
+    s << " ]";
+    return s.str();
+  };
+  CHECK(ids("") == "0:0 [ ]");
+  CHECK(ids("root") == "0:0 [ 0 ]");
+  CHECK(ids("app") == "1000:1000 [ 1000 50 ]");
+  CHECK(ids("1000") == "1000:1000 [ 1000 50 ]");
+  CHECK(ids("4242") == "4242:0 [ 0 ]");
+  CHECK(ids("app:staff") == "1000:50 [ 50 ]");
+  // Named with another group, app still has the groups it is a member of.
+  CHECK(ids("app:7") == "1000:7 [ 7 50 ]");
+  CHECK(ids("4242:4243") == "4242:4243 [ 4243 ]");
+  CHECK(error_of([&] { resolve_user(dir.path, "nobody"); }) == "user 'nobody' is not in the image's /etc/passwd");
+  CHECK(error_of([&] { resolve_user(dir.path, "app:wheel"); }) == "group 'wheel' is not in the image's /etc/group");
+}
+
+TEST_CASE("an overlay step and a snapshot step give the same entries", "[sandbox]") {
+  if (!is_root()) return;
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache";
+  make_image(image);
+  fs::create_directories(cache);
+  std::string before = listing(image);
+
+  const std::string script =
+      "cd /data; "
+      "rm gone.txt; "
+      "rm -rf gonedir; "
+      "rm -rf dir2file; echo file > dir2file; "
+      "rm file2dir; mkdir file2dir; echo inside > file2dir/f; "
+      "rm -rf recreate; mkdir recreate; echo new > recreate/new; "
+      "rm -rf emptied/*; touch emptied/new; "
+      "rm -rf remade; mkdir remade; "
+      "rm -rf o1; mkdir -p o1/s; "
+      "printf 'HELLO WORLD\\n' > same.txt; "
+      "chmod 600 mode.txt; "
+      "echo same > rewrite.txt; "
+      "echo more >> hl1; "
+      "chown 1000:1000 owned; "
+      "ln -s /etc/passwd link_abs; "
+      "ln -s busybox /bin/ls2; "
+      "echo cached > /var/cache/thing/c";
+  StepRun overlay = run_step(image, cache, script, false);
+  if (overlay.result.snapshot) WARN("overlay refused here (" + overlay.result.overlay_error + "): snapshot runs only");
+  else CHECK(overlay.result.overlay_error.empty());
+  StepRun snapshot = run_step(image, cache, script, true);
+  CHECK(snapshot.result.overlay_error.empty());
+
+  std::vector<std::string> expected = {
+      "bin dir 755 0:0",
+      "bin/ls2 link 777 0:0 -> busybox",
+      "data dir 755 0:0",
+      "data/.wh.gone.txt file 644 0:0 ",
+      "data/.wh.gonedir file 644 0:0 ",
+      "data/dir2file file 644 0:0 file\n",
+      "data/emptied dir 755 0:0",
+      "data/emptied/.wh.e1 file 644 0:0 ",
+      "data/emptied/.wh.e2 file 644 0:0 ",
+      "data/emptied/new file 644 0:0 ",
+      "data/file2dir dir 755 0:0",
+      "data/file2dir/.wh..wh..opq file 644 0:0 ",
+      "data/file2dir/f file 644 0:0 inside\n",
+      "data/hl1 file 644 0:0 link\nmore\n",
+      "data/link_abs link 777 0:0 -> /etc/passwd",
+      "data/mode.txt file 600 0:0 mode\n",
+      "data/o1 dir 755 0:0",
+      "data/o1/.wh..wh..opq file 644 0:0 ",
+      "data/o1/s dir 755 0:0",
+      "data/owned file 644 1000:1000 owned\n",
+      "data/recreate dir 755 0:0",
+      "data/recreate/.wh..wh..opq file 644 0:0 ",
+      "data/recreate/new file 644 0:0 new\n",
+      "data/remade dir 755 0:0",
+      "data/remade/.wh..wh..opq file 644 0:0 ",
+      "data/same.txt file 644 0:0 HELLO WORLD\n",
+  };
+  std::sort(expected.begin(), expected.end());
+  CHECK(overlay.changes == expected);
+  CHECK(snapshot.changes == overlay.changes);
+  // Written under the cache mount: in the cache, not in the layer.
+  CHECK(slurp(cache / "c") == "cached\n");
+  CHECK(listing(image) == before);
+
+  SECTION("as the image's user") {
+    StepRun as_app = run_step(image, cache, "touch /tmp/appfile", false, "app");
+    StepRun as_app_copy = run_step(image, cache, "touch /tmp/appfile", true, "app");
+    CHECK(as_app.changes == std::vector<std::string>{"tmp dir 1777 0:0", "tmp/appfile file 644 1000:1000 "});
+    CHECK(as_app_copy.changes == as_app.changes);
+  }
+  SECTION("a step that changes nothing has no entries") {
+    CHECK(run_step(image, cache, "cat /data/same.txt >/dev/null; touch /data/rewrite.txt", false).changes.empty());
+    CHECK(run_step(image, cache, "cat /data/same.txt >/dev/null; touch /data/rewrite.txt", true).changes.empty());
+  }
+  CHECK(listing(image) == before);
+}
+
+TEST_CASE("an overlay the kernel refuses falls back to a snapshot", "[sandbox]") {
+  if (!is_root()) return;
+  ScratchDir dir, elsewhere("/dev/shm");
+  fs::path image = dir.path / "image";
+  make_image(image);
+  SandboxSpec spec;
+  spec.lower = image;
+  spec.upper = dir.path / "upper";
+  // Overlay wants its work folder on the upper folder's mount: refused.
+  spec.work = elsewhere.path / "work";
+  fs::create_directory(spec.upper);
+  fs::create_directory(spec.work);
+  spec.argv = {"/bin/sh", "-c", "echo hi > /data/new"};
+  spec.network = false;
+  SandboxResult result = run_in_sandbox(spec);
+  CHECK(result.exit_code == 0);
+  CHECK(result.snapshot);
+  CHECK(result.overlay_error == "mounting the overlay: Invalid argument");
+  spit(dir.path / "empty", "");
+  CHECK(describe(imgbuild::step_changes(spec, result, kMountPoints, dir.path / "empty")) ==
+        std::vector<std::string>{"data dir 755 0:0", "data/new file 644 0:0 hi\n"});
+}
+
+TEST_CASE("a failing step reports its status and last lines", "[sandbox]") {
+  if (!is_root()) return;
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  for (bool snapshot : {false, true}) {
+    ScratchDir step;
+    SandboxSpec spec;
+    spec.lower = image;
+    spec.upper = step.path / "upper";
+    spec.work = step.path / "work";
+    fs::create_directory(spec.upper);
+    fs::create_directory(spec.work);
+    spec.env = {"PATH=/bin"};
+    spec.network = false;
+    spec.force_snapshot = snapshot;
+    std::vector<std::string> seen;
+    spec.output = [&](std::string_view line) { seen.emplace_back(line); };
+    spec.argv = {"/bin/sh", "-c", "i=0; while [ $i -lt 25 ]; do echo line $i; i=$((i+1)); done; echo oops >&2; exit 3"};
+    SandboxResult result = run_in_sandbox(spec);
+    CHECK(result.exit_code == 3);
+    CHECK(result.snapshot == snapshot);
+    REQUIRE(seen.size() == 26);
+    CHECK(seen.front() == "line 0");
+    REQUIRE(result.last_lines.size() == 20);
+    CHECK(result.last_lines.front() == "line 6");
+    CHECK(result.last_lines.back() == "oops");
+
+    fs::remove_all(spec.upper);
+    fs::remove_all(spec.work);
+    fs::create_directory(spec.upper);
+    fs::create_directory(spec.work);
+    spec.argv = {"/no/such/program"};
+    result = run_in_sandbox(spec);
+    CHECK(result.exit_code == 127);
+    CHECK(result.last_lines == std::vector<std::string>{"/no/such/program: No such file or directory"});
+  }
+}
+
+TEST_CASE("a step cannot start as a user the image does not have", "[sandbox]") {
+  ScratchDir dir;
+  make_image(dir.path / "image");
+  SandboxSpec spec;
+  spec.lower = dir.path / "image";
+  spec.upper = dir.path / "upper";
+  spec.work = dir.path / "work";
+  spec.argv = {"/bin/true"};
+  spec.user = "ghost";
+  CHECK_THROWS_AS(run_in_sandbox(spec), SandboxError);
+  CHECK(error_of([&] { run_in_sandbox(spec); }) == "user 'ghost' is not in the image's /etc/passwd");
+}
+
+TEST_CASE("no descriptor of imgbuild leaks into the step", "[sandbox]") {
+  if (!is_root()) return;
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  // Opened without O_CLOEXEC, as a careless library in the same process might.
+  Fd leaky(::open("/dev/null", O_RDONLY));
+  REQUIRE(leaky);
+  for (bool snapshot : {false, true}) {
+    ScratchDir step;
+    SandboxSpec spec;
+    spec.lower = image;
+    spec.upper = step.path / "upper";
+    spec.work = step.path / "work";
+    fs::create_directory(spec.upper);
+    fs::create_directory(spec.work);
+    spec.env = {"PATH=/bin"};
+    spec.network = false;
+    spec.force_snapshot = snapshot;
+    spec.argv = {"/bin/ls", "/proc/self/fd"};
+    SandboxResult result = run_in_sandbox(spec);
+    CHECK(result.exit_code == 0);
+    // 0, 1 and 2, and the folder ls itself has open to list.
+    CHECK(result.last_lines == std::vector<std::string>{"0", "1", "2", "3"});
+  }
+}
