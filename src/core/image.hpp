@@ -54,7 +54,7 @@ struct Descriptor {
   Digest digest;
   uint64_t size = 0;
   std::map<std::string, std::string> annotations;
-  std::optional<Platform> platform;  ///< in indexes: what the manifest is for
+  std::optional<Platform> platform{};  ///< in indexes: what the manifest is for
 
   nlohmann::json to_json() const;
   /// Throws std::runtime_error naming the missing or malformed field.
@@ -83,7 +83,7 @@ struct HistoryEntry {
   bool empty_layer = false;
   /// Kept from a base image's history; empty for entries of this build, which
   /// get the image's creation time.
-  std::string created, author, comment;
+  std::string created{}, author{}, comment{};
 };
 
 /// A built image: layers in order, their history and the config.

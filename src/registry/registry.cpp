@@ -129,7 +129,7 @@ struct RegistryClient::Endpoint {
 struct RegistryClient::Scope {
   std::string repository;
   bool push = false;
-  std::string mount_from;
+  std::string mount_from{};
 
   std::string text() const {
     std::string s = "repository:" + repository + (push ? ":pull,push" : ":pull");

@@ -38,6 +38,30 @@ check_cmd() {
   fi
 }
 
+# here DESCRIPTION COMMAND...: like check, but in this shell, so that the
+# variables a command sets (tests/registry/lib.sh's REGISTRY_*, PROXY...) stay set.
+here() {
+  local what=$1
+  shift
+  if "$@" >"$work/here.log" 2>&1; then
+    pass "$what"
+  else
+    fail "$what"
+    tail -n 20 "$work/here.log" | sed 's/^/        /'
+  fi
+}
+
+# outcome DESCRIPTION PATTERN: the last run's stdout ($work/last.out) has
+# PATTERN; shows the end of its stderr when not.
+outcome() {
+  if grep -q -- "$2" "$work/last.out"; then
+    pass "$1"
+  else
+    fail "$1"
+    tail -n 15 "$work/last.err" | sed 's/^/        /'
+  fi
+}
+
 finish() {
   printf '\n%d passed, %d failed\n' "$passed" "$failed"
   [[ $failed -eq 0 ]]

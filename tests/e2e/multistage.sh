@@ -25,17 +25,8 @@ source "$ROOT/tests/registry/lib.sh"
 export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
 mkdir -p "$DOCKER_CONFIG" "$work/ctx"
 
-# here DESCRIPTION COMMAND...: check, in this shell (lib.sh sets variables).
-here() {
-  local what=$1
-  shift
-  if "$@" >"$work/here.log" 2>&1; then pass "$what"; else fail "$what"; tail -n 20 "$work/here.log" | sed 's/^/        /'; fi
-}
 # imgbuild ARGS...: runs it, keeping stdout and stderr for the checks.
 imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }
-outcome() {
-  if grep -q -- "$2" "$work/last.out"; then pass "$1"; else fail "$1"; tail -n 15 "$work/last.err" | sed 's/^/        /'; fi
-}
 layers_of() {  # LAYOUT NAME: the image's layer blobs, one path a line
   local m
   m=$(jq -r --arg n "$2" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $n) | .digest[7:]' "$1/index.json")

@@ -42,28 +42,6 @@ fails() {
     check "$what" grep -q -- "$pattern" "$work/last.err"
   fi
 }
-# here DESCRIPTION COMMAND...: like check, but in this shell, so that the
-# variables lib.sh sets (REGISTRY_*, PROXY...) stay set.
-here() {
-  local what=$1
-  shift
-  if "$@" >"$work/here.log" 2>&1; then
-    pass "$what"
-  else
-    fail "$what"
-    tail -n 20 "$work/here.log" | sed 's/^/        /'
-  fi
-}
-# outcome DESCRIPTION PATTERN: the last run's stdout has PATTERN; shows its
-# stderr when not.
-outcome() {
-  if grep -q -- "$2" "$work/last.out"; then
-    pass "$1"
-  else
-    fail "$1"
-    tail -n 10 "$work/last.err" | sed 's/^/        /'
-  fi
-}
 # Every output of every imgbuild run, for the canary check at the end.
 keep() { cat "$work/last.out" "$work/last.err" >>"$work/all-output"; }
 
