@@ -711,3 +711,238 @@ TEST_CASE("remove_tree removes deep trees without following symlinks", "[unpack]
   REQUIRE(error_of([] { imgbuild::remove_tree("/"); }) == "cannot remove /: not a path to remove");
   REQUIRE(error_of([] { imgbuild::remove_tree(".."); }) == "cannot remove ..: not a path to remove");
 }
+
+TEST_CASE("a sibling directory sharing the root's name prefix is out of reach", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  fs::path victim = box.scratch.path / "root-victim", rootx = box.scratch.path / "rootx";
+  fs::create_directory(victim);
+  fs::create_directory(rootx);
+  auto untouched = [&] {
+    return names_in(box.scratch.path) == std::vector<std::string>{"outside", "root", "root-victim", "rootx"} &&
+           fs::is_empty(victim) && fs::is_empty(rootx) && fs::is_empty(box.outside);
+  };
+
+  REQUIRE(box.error({{.path = "../root-victim/pwned", .content = "x"}}) ==
+          "layer 1: entry \"../root-victim/pwned\": path escapes the image root");
+  REQUIRE(box.error({{.path = "../rootx/pwned", .content = "x"}}) ==
+          "layer 1: entry \"../rootx/pwned\": path escapes the image root");
+  REQUIRE(box.error({{.path = "h", .type = 'h', .link = "../root-victim/x"}}) ==
+          "layer 1: entry \"h\": hardlink target \"../root-victim/x\" escapes the image root");
+  REQUIRE(names_in(box.root).empty());
+  REQUIRE(untouched());
+
+  // Through symlinks, "../root-victim" and its absolute host path mean paths
+  // inside the image, where they do not exist.
+  box.apply({
+      {.path = "s", .type = 'l', .link = "../root-victim"},
+      {.path = "x", .type = 'l', .link = "../../rootx"},
+      {.path = "abs", .type = 'l', .link = victim.string()},
+  });
+  REQUIRE(box.error({{.path = "s/pwned", .content = "x"}}, "layer 2") ==
+          "layer 2: entry \"s/pwned\": cannot open directory \"s\": No such file or directory");
+  REQUIRE(box.error({{.path = "x/pwned", .content = "x"}}, "layer 2") ==
+          "layer 2: entry \"x/pwned\": cannot open directory \"x\": No such file or directory");
+  REQUIRE(box.error({{.path = "abs/pwned", .content = "x"}}, "layer 2") ==
+          "layer 2: entry \"abs/pwned\": cannot open directory \"abs\": No such file or directory");
+  REQUIRE(box.error({{.path = "s/.wh.pwned"}}, "layer 2") == "");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"abs", "s", "x"});
+  REQUIRE(untouched());
+
+  // Once the image has its own "root-victim", the symlink leads there.
+  box.apply({{.path = "root-victim/", .type = 'd'}, {.path = "s/pwned", .content = "in"}}, "layer 3");
+  REQUIRE(slurp(box.root / "root-victim/pwned") == "in");
+  REQUIRE(untouched());
+}
+
+TEST_CASE("a root that is a symlink is unpacked into the directory it names", "[unpack]") {
+  ScratchDir scratch;
+  UnpackOptions options;
+  options.use_openat2 = use_openat2_or_walk();
+  fs::path real = scratch.path / "real", link = scratch.path / "link", outside = scratch.path / "outside";
+  fs::create_directory(real);
+  fs::create_directory(outside);
+  fs::create_directory_symlink(real, link);
+  auto apply = [&](const std::vector<Entry>& entries, const std::string& label) {
+    imgbuild::apply_layer(link, bytes(make_tar(entries)), label, options);
+  };
+
+  // apply_layer follows the symlink to the root itself, then keeps every entry inside it.
+  apply({{.path = "etc/hostname", .content = "box\n"}, {.path = "up", .type = 'l', .link = "../../.."}}, "layer 1");
+  apply({{.path = "up/pwned", .content = "p"}, {.path = "up/outside/pwned", .content = "o"}}, "layer 2");
+  REQUIRE(fs::is_symlink(link));
+  REQUIRE(fs::read_symlink(link) == real);
+  REQUIRE(slurp(real / "etc/hostname") == "box\n");
+  REQUIRE(slurp(real / "pwned") == "p");
+  REQUIRE(slurp(real / "outside/pwned") == "o");
+  REQUIRE(error_of([&] { apply({{.path = "../outside/x"}}, "layer 3"); }) ==
+          "layer 3: entry \"../outside/x\": path escapes the image root");
+  REQUIRE(error_of([&] { apply({{.path = "../link/x"}}, "layer 3"); }) ==
+          "layer 3: entry \"../link/x\": path escapes the image root");
+  REQUIRE(names_in(real) == std::vector<std::string>{"etc", "outside", "pwned", "up"});
+  REQUIRE(names_in(scratch.path) == std::vector<std::string>{"link", "outside", "real"});
+  REQUIRE(fs::is_empty(outside));
+
+  // unpack_image makes its root: a symlink standing there, dangling or not, is
+  // refused and left alone, and nothing is made where it points.
+  fs::path layer = scratch.path / "layer.tar";
+  spit(layer, make_tar({{.path = "f", .content = "f"}}));
+  REQUIRE(error_of([&] { imgbuild::unpack_image(link, {{layer, "layer 1"}}, options); }) ==
+          "cannot create " + link.string() + ": File exists");
+  fs::path dangling = scratch.path / "dangling", missing = scratch.path / "missing";
+  fs::create_directory_symlink(missing, dangling);
+  REQUIRE(error_of([&] { imgbuild::unpack_image(dangling, {{layer, "layer 1"}}, options); }) ==
+          "cannot create " + dangling.string() + ": File exists");
+  REQUIRE(fs::read_symlink(link) == real);
+  REQUIRE(fs::read_symlink(dangling) == missing);
+  REQUIRE(names_in(real) == std::vector<std::string>{"etc", "outside", "pwned", "up"});
+  REQUIRE(names_in(scratch.path) == std::vector<std::string>{"dangling", "layer.tar", "link", "outside", "real"});
+  REQUIRE(fs::is_empty(outside));
+}
+
+TEST_CASE("a chain of symlinks is followed inside the root, across layers or within one", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  bool across_layers = GENERATE(true, false);
+  UNSCOPED_INFO((across_layers ? "across layers" : "within one layer"));
+  std::vector<Entry> links = {
+      {.path = "tmp/", .type = 'd'},
+      {.path = "a", .type = 'l', .link = "b"},
+      {.path = "b", .type = 'l', .link = "../../outside"},
+      {.path = "c", .type = 'l', .link = "d"},
+      {.path = "d", .type = 'l', .link = box.outside.string()},
+      {.path = "e", .type = 'l', .link = "f"},
+      {.path = "f", .type = 'l', .link = "../../tmp"},
+      {.path = "g", .type = 'l', .link = "/e"},
+  };
+  auto with_links = [&](const Entry& write) {
+    if (across_layers) return box.error({write}, "layer 2");
+    std::vector<Entry> all = links;
+    all.push_back(write);
+    return box.error(all, "layer 2");
+  };
+  if (across_layers) box.apply(links);
+
+  REQUIRE(with_links({.path = "a/pwned", .content = "x"}) ==
+          "layer 2: entry \"a/pwned\": cannot open directory \"a\": No such file or directory");
+  REQUIRE(with_links({.path = "c/pwned", .content = "x"}) ==
+          "layer 2: entry \"c/pwned\": cannot open directory \"c\": No such file or directory");
+  REQUIRE(box.nothing_outside());
+  // Two hops that end inside the root write there.
+  REQUIRE(with_links({.path = "e/in", .content = "e"}) == "");
+  REQUIRE(with_links({.path = "g/in-too", .content = "g"}) == "");
+  REQUIRE(names_in(box.root / "tmp") == std::vector<std::string>{"in", "in-too"});
+  REQUIRE(slurp(box.root / "tmp/in") == "e");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g", "tmp"});
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("a whiteout under a symlinked directory deletes nothing outside the root", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  spit(box.outside / "file", "precious");
+  fs::create_directory(box.outside / "dir");
+  spit(box.outside / "dir/inner", "inner");
+  auto victim_intact = [&] {
+    return names_in(box.scratch.path) == std::vector<std::string>{"outside", "root"} &&
+           names_in(box.outside) == std::vector<std::string>{"dir", "file"} && slurp(box.outside / "file") == "precious" &&
+           names_in(box.outside / "dir") == std::vector<std::string>{"inner"};
+  };
+
+  box.apply({
+      {.path = "d", .type = 'l', .link = "../outside"},
+      {.path = "deep", .type = 'l', .link = "../../../../../../outside"},
+      {.path = "abs", .type = 'l', .link = box.outside.string()},
+      {.path = "sys", .type = 'l', .link = "/etc"},
+      {.path = "inner/", .type = 'd'},
+      {.path = "inner/file", .content = "image's"},
+      {.path = "inner/keep", .content = "keep"},
+      {.path = "in", .type = 'l', .link = "/inner"},
+  });
+  box.apply(
+      {
+          {.path = "d/.wh.file"},
+          {.path = "d/.wh.dir"},
+          {.path = "d/.wh..wh..opq"},
+          {.path = "deep/.wh.file"},
+          {.path = "abs/.wh.file"},
+          {.path = "abs/.wh..wh..opq"},
+          {.path = "sys/.wh.hostname"},
+          {.path = "sys/.wh..wh..opq"},
+          {.path = "in/.wh.file"},
+      },
+      "layer 2");
+  REQUIRE(victim_intact());
+  // The one symlink that leads somewhere inside the image is followed there.
+  REQUIRE(names_in(box.root / "inner") == std::vector<std::string>{"keep"});
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"abs", "d", "deep", "in", "inner", "sys"});
+  // A whiteout of the symlink itself removes the symlink, not its target.
+  box.apply({{.path = ".wh.d"}, {.path = ".wh.abs"}}, "layer 3");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"deep", "in", "inner", "sys"});
+  // "/etc" inside an image whose "etc" is that very symlink is a loop: an error.
+  box.apply({{.path = "etc", .type = 'l', .link = "/etc"}}, "layer 4");
+  REQUIRE(box.error({{.path = "etc/.wh.hostname"}}, "layer 5") ==
+          "layer 5: entry \"etc/.wh.hostname\": cannot open directory \"etc\": Too many levels of symbolic links");
+  REQUIRE(victim_intact());
+}
+
+TEST_CASE("a file replacing a symlink replaces the symlink, not its target", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  spit(box.outside / "file", "victim");
+  box.apply({
+      {.path = "x", .type = 'l', .link = "../outside/file"},
+      {.path = "y", .type = 'l', .link = box.outside.string() + "/file"},
+      {.path = "z", .type = 'l', .link = "../outside"},
+  });
+  box.apply(
+      {
+          {.path = "x", .mode = 0600, .content = "new x"},
+          {.path = "y", .content = "new y"},
+          {.path = "z/", .type = 'd', .mode = 0700},
+      },
+      "layer 2");
+  REQUIRE(fs::is_regular_file(fs::symlink_status(box.root / "x")));
+  REQUIRE(slurp(box.root / "x") == "new x");
+  REQUIRE(perm_of(box.root / "x") == 0600);
+  REQUIRE(fs::is_regular_file(fs::symlink_status(box.root / "y")));
+  REQUIRE(slurp(box.root / "y") == "new y");
+  REQUIRE(fs::is_directory(fs::symlink_status(box.root / "z")));
+  REQUIRE(perm_of(box.root / "z") == 0700);
+  REQUIRE(names_in(box.outside) == std::vector<std::string>{"file"});
+  REQUIRE(slurp(box.outside / "file") == "victim");
+  REQUIRE(perm_of(box.outside / "file") != 0700);
+  REQUIRE(names_in(box.scratch.path) == std::vector<std::string>{"outside", "root"});
+}
+
+TEST_CASE("out-of-range owners are errors naming the entry, whether or not owners are restored", "[unpack]") {
+  Sandbox box;
+  // Checked whether or not owners are restored.
+  box.options.preserve_owners = GENERATE(false, true) && is_root();
+  REQUIRE(box.error({{.path = "f", .content = "x", .uid = int64_t{1} << 40}}) ==
+          "layer 1: entry \"f\": uid 1099511627776 is out of range");
+  REQUIRE(box.error({{.path = "g", .content = "x", .gid = int64_t{1} << 40}}) ==
+          "layer 1: entry \"g\": gid 1099511627776 is out of range");
+  REQUIRE(box.error({{.path = "d/", .type = 'd', .uid = 4294967295}}) ==
+          "layer 1: entry \"d/\": uid 4294967295 is out of range");
+  REQUIRE(box.error({{.path = "l", .type = 'l', .link = "x", .gid = 4294967295}}) ==
+          "layer 1: entry \"l\": gid 4294967295 is out of range");
+  REQUIRE(box.error({{.path = "ok", .content = "x", .uid = 4294967294, .gid = 4294967294}}) == "");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"ok"});
+  if (box.options.preserve_owners) REQUIRE(lstat_of(box.root / "ok").st_uid == 4294967294u);
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("a device number the kernel cannot hold is an error naming the entry", "[unpack]") {
+  if (!is_root()) {
+    WARN("not root: device nodes are skipped, not checked");
+    return;
+  }
+  Sandbox box;
+  REQUIRE(box.error({{.path = "dev/big-major", .type = 'c', .major = 1u << 20, .minor = 1}}) ==
+          "layer 1: entry \"dev/big-major\": cannot create the node: Invalid argument");
+  REQUIRE(box.error({{.path = "dev/big-minor", .type = 'b', .major = 1, .minor = 1u << 20}}) ==
+          "layer 1: entry \"dev/big-minor\": cannot create the node: Invalid argument");
+  REQUIRE(names_in(box.root / "dev").empty());
+  REQUIRE(box.nothing_outside());
+}
