@@ -9,6 +9,9 @@
 --   search_path    IMGBUILD_PATH entries
 --   embedded       function(name) -> source, chunkname of a shipped module, or nil
 --   inspect        function(path) -> ELF facts of a build-context file (raises a message)
+--   hash           function(algorithm, path...) -> hex digest of build-context files (raises a message)
+--   exists         function(normalised_ref) -> whether the registry has it (raises a
+--                  message); nil when the evaluation has no registry access
 --   doctor_warnings  names of the doctor's warnings (what :doctor may ignore)
 
 local settings = ...
@@ -478,12 +481,18 @@ function api.from(ref, opts)
   return new_image({ kind = "from", loc = caller_loc(), ref = normal, platform = opts.platform })
 end
 
+--- A reference to push to: normalised, and a tag rather than a digest.
+local function check_push_reference(what, ref)
+  local normal = check_reference(what, ref)
+  if normal:find("@", 1, true) then fail("%s: '%s' names a digest; push to a tag", what, ref) end
+  return normal
+end
+
 ---@param img image
 ---@param ref string where to push it: "registry.example.com/team/app:tag"
 function api.push(img, ref)
   if not is_image(img) then fail("push: expected an image as first argument, got %s", typename(img)) end
-  local normal = check_reference("push", ref)
-  if normal:find("@", 1, true) then fail("push: '%s' names a digest; push to a tag", ref) end
+  local normal = check_push_reference("push", ref)
   pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = caller_loc() }
   return img
 end
@@ -533,17 +542,8 @@ function api.inspect(path)
   return facts
 end
 
--- Names of PRODUCT.md that later versions provide: say so instead of "unknown".
-local planned = {
-  exists = "registry queries from recipes arrive with the cache",
-  cached = "registry-backed caching arrives with the cache",
-  hash = "lockfile hashes arrive with the cache",
-}
-
----------------------------------------------------------------------------
--- The private interface the shipped stdlib builds on.
-
---- A folder of the build context, given relative to it; never outside it.
+--- A path in the build context, given relative to it; never outside it. This
+--- is the lexical check: the host refuses symlinks that lead out.
 local function check_context_dir(what, path)
   check_string(what, path)
   if path:sub(1, 1) == "/" then fail("%s: '%s' must be relative to the build context", what, path) end
@@ -554,6 +554,65 @@ local function check_context_dir(what, path)
   end
   return path
 end
+
+---@param ... string|table build-context files, or one list of them with an option:
+---`hash{ "glide.lock", algorithm = "md5" }` ("sha256" by default)
+---@return string the hex digest of the files' contents, concatenated in order
+function api.hash(...)
+  local paths, algorithm = table.pack(...), "sha256"
+  paths.n = nil
+  if select("#", ...) == 1 and type(paths[1]) == "table" and getmetatable(paths[1]) == nil then
+    local list, opts = {}, {}
+    for k, v in pairs(paths[1]) do
+      if math.type(k) == "integer" then list[k] = v else opts[k] = v end
+    end
+    opts = check_options("hash", opts, { algorithm = true })
+    if opts.algorithm ~= nil then algorithm = check_string("hash: algorithm", opts.algorithm) end
+    paths = list
+  end
+  paths = check_string_list("hash", paths, '{ "glide.lock", algorithm = "md5" }')
+  if #paths == 0 then fail("hash: expected at least one file") end
+  for _, path in ipairs(paths) do check_context_dir("hash", path) end
+  local ok, digest = pcall(settings.hash, algorithm, table.unpack(paths))
+  if not ok then fail("hash: %s", digest) end
+  return digest
+end
+
+--- Whether the registry has the normalised reference, asked with one HEAD
+--- request; `what` names the API function in errors.
+local function registry_has(what, normal)
+  if not settings.exists then fail("%s: this evaluation has no registry access", what) end
+  local ok, found = pcall(settings.exists, normal)
+  if not ok then fail("%s: %s", what, found) end
+  return found
+end
+
+---@param ref string image reference: "registry.example.com/team/app:builder-1f2e"
+---@return boolean whether its registry has it (mirrors are not asked)
+function api.exists(ref)
+  return registry_has("exists", check_reference("exists", ref))
+end
+
+---@param ref string where the image lives: "registry.example.com/team/app:builder-" .. hash "go.sum"
+---@param build fun(): image makes the image when the registry lacks `ref`
+---@return image `from(ref)` when the registry has it; otherwise build()'s image, pushed to `ref`
+function api.cached(ref, build)
+  local normal = check_push_reference("cached", ref)
+  if type(build) ~= "function" then
+    fail("cached: expected a function returning the image as second argument, got %s", typename(build))
+  end
+  local loc = caller_loc()
+  if registry_has("cached", normal) then return new_image({ kind = "from", loc = loc, ref = normal }) end
+  local img = build()
+  if not is_image(img) then fail("cached: the function returned %s, not an image", typename(img)) end
+  -- always: the next build finds it only if this one pushes it, whichever
+  -- targets it was asked for (see Push::always in src/core/graph.hpp).
+  pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = loc, always = true }
+  return img
+end
+
+---------------------------------------------------------------------------
+-- The private interface the shipped stdlib builds on.
 
 local internal = {
   context_dir = settings.context,
@@ -668,7 +727,6 @@ end
 
 local global_names = {}
 for k in pairs(_G) do global_names[#global_names + 1] = k end
-for k in pairs(planned) do global_names[#global_names + 1] = k end
 global_names[#global_names + 1] = "ci"
 table.sort(global_names)
 
@@ -680,7 +738,6 @@ setmetatable(_G, {
       rawset(_G, "ci", ci)
       return ci
     end
-    if planned[name] then fail("'%s' is not available yet in this version of imgbuild: %s", name, planned[name]) end
     fail("unknown name '%s'%s", tostring(name), suggest(name, global_names))
   end,
 })
@@ -732,7 +789,7 @@ function M.collect()
   local out_pushes = {}
   for _, p in ipairs(pushes) do
     number(p.node)
-    out_pushes[#out_pushes + 1] = { node = ids[p.node], ref = p.ref, loc = p.loc }
+    out_pushes[#out_pushes + 1] = { node = ids[p.node], ref = p.ref, loc = p.loc, always = p.always }
   end
   local used = {}
   for _, k in ipairs(sorted_keys(params_used)) do used[#used + 1] = k end

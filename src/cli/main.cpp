@@ -242,7 +242,10 @@ int cmd_build(const std::vector<std::string>& args) {
   int64_t epoch = source_date_epoch();
 
   fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  RecipeOptions ro{b.recipe, context, b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'), b.debug};
+  b.insecure.merge(insecure_from_environment());
+  RegistryAccess registry(b.insecure, b.mirrors, b.debug);
+  RecipeOptions ro{b.recipe, context, b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'), b.debug,
+                   [&](const std::string& ref) { return registry.client().has_manifest(Reference::parse(ref)); }};
   Evaluation ev = evaluate_recipe(ro);
   for (auto& [name, value] : b.params)
     if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
@@ -279,8 +282,6 @@ int cmd_build(const std::vector<std::string>& args) {
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
   settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
-  b.insecure.merge(insecure_from_environment());
-  RegistryAccess registry(b.insecure, b.mirrors, b.debug);
   settings.pull = [&](const PullOp& op, const Platform& platform) {
     return pull_image(registry.client(), store, Reference::parse(op.reference), platform, b.pull).image;
   };
@@ -300,11 +301,13 @@ int cmd_build(const std::vector<std::string>& args) {
     return !refused;
   };
 
-  // Pushes follow the builds they need: all of them, or those of the named targets.
+  // Pushes follow the builds they need: all of them, or those of the named
+  // targets; a cached() image's push, whenever a named target is built on it.
   std::vector<const Push*> pushes;
   for (const Push& p : ev.graph.pushes)
-    if (b.targets.empty() ||
-        std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) { return t->node == p.node; }))
+    if (b.targets.empty() || std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) {
+          return p.always ? ev.graph.needs(t->node, p.node) : t->node == p.node;
+        }))
       pushes.push_back(&p);
   std::vector<size_t> needed;
   for (const Target* t : chosen) needed.push_back(t->node);

@@ -1,8 +1,12 @@
 #include "core/digest.hpp"
 
 #include <openssl/evp.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <stdexcept>
+
+#include "core/fs.hpp"
 
 namespace imgbuild {
 
@@ -34,36 +38,78 @@ std::string to_hex(std::span<const unsigned char> bytes) {
   return out;
 }
 
-struct Sha256::Ctx {
+struct Hasher::Ctx {
+  std::string algorithm;
   EVP_MD_CTX* md = EVP_MD_CTX_new();
   ~Ctx() { EVP_MD_CTX_free(md); }
 };
 
-Sha256::Sha256() : ctx_(std::make_unique<Ctx>()) {
-  if (!ctx_->md || EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("sha256: OpenSSL initialisation failed");
+namespace {
+struct Algorithm {
+  std::string_view name;
+  const EVP_MD* (*md)();
+};
+constexpr Algorithm kAlgorithms[] = {{"md5", EVP_md5}, {"sha256", EVP_sha256}};
+}  // namespace
+
+Hasher::Hasher(std::string_view algorithm) : ctx_(std::make_unique<Ctx>()) {
+  ctx_->algorithm = algorithm;
+  const EVP_MD* md = nullptr;
+  std::string known;
+  for (auto& a : kAlgorithms) {
+    if (a.name == algorithm) md = a.md();
+    known += (known.empty() ? "" : ", ") + std::string(a.name);
+  }
+  if (!md) throw std::runtime_error("unknown algorithm '" + ctx_->algorithm + "' (known: " + known + ")");
+  if (!ctx_->md || EVP_DigestInit_ex(ctx_->md, md, nullptr) != 1)
+    throw std::runtime_error(ctx_->algorithm + ": OpenSSL initialisation failed");
 }
 
-Sha256::~Sha256() = default;
+Hasher::~Hasher() = default;
 
-void Sha256::update(const void* data, size_t size) {
-  if (size && EVP_DigestUpdate(ctx_->md, data, size) != 1) throw std::runtime_error("sha256: update failed");
+void Hasher::update(const void* data, size_t size) {
+  if (size && EVP_DigestUpdate(ctx_->md, data, size) != 1)
+    throw std::runtime_error(ctx_->algorithm + ": update failed");
 }
+
+void Hasher::update_file(const std::string& path) {
+  Fd fd = open_read(path);
+  std::string buffer(1 << 16, '\0');
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("read " + path);
+    if (n == 0) break;
+    update(buffer.data(), static_cast<size_t>(n));
+  }
+}
+
+std::vector<unsigned char> Hasher::finish_bytes() {
+  std::vector<unsigned char> out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_->md, out.data(), &len) != 1)
+    throw std::runtime_error(ctx_->algorithm + ": finish failed");
+  out.resize(len);
+  return out;
+}
+
+std::string Hasher::finish_hex() { return to_hex(finish_bytes()); }
 
 Digest Sha256::finish() {
-  std::array<unsigned char, 32> out{};
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_->md, out.data(), &len) != 1 || len != out.size())
-    throw std::runtime_error("sha256: finish failed");
-  return Digest::from_bytes(out);
+  std::vector<unsigned char> out = finish_bytes();  // 32 bytes: the constructor chose sha256
+  return Digest::from_bytes(std::span<const unsigned char, 32>(out.data(), 32));
 }
-
-std::string Sha256::finish_hex() { return std::string(finish().hex()); }
 
 Digest sha256_of(std::string_view bytes) {
   Sha256 h;
   h.update(bytes);
   return h.finish();
+}
+
+Digest sha256_file(const std::string& path) {
+  Sha256 hash;
+  hash.update_file(path);
+  return hash.finish();
 }
 
 }  // namespace imgbuild

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace imgbuild {
 
@@ -32,28 +33,47 @@ private:
   std::string text_;
 };
 
-/// Incremental sha256 over OpenSSL EVP; feed bytes as they stream past.
-class Sha256 {
+/// Incremental hash over OpenSSL EVP, by algorithm name; feed bytes as they
+/// stream past. Besides sha256 it knows md5, because recipes must reproduce
+/// the tags existing CI scripts made with `md5sum glide.lock`.
+class Hasher {
 public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
+  /// "md5" or "sha256"; throws std::runtime_error naming those for another name.
+  explicit Hasher(std::string_view algorithm);
+  ~Hasher();
+  Hasher(const Hasher&) = delete;
+  Hasher& operator=(const Hasher&) = delete;
 
   void update(const void* data, size_t size);
   void update(std::string_view s) { update(s.data(), s.size()); }
-  /// Finishes the hash; the hasher must not be fed afterwards.
-  Digest finish();
-  /// Finishes and returns lowercase hex without the algorithm prefix.
+  /// Feeds a file's bytes, read in chunks (files may be large).
+  void update_file(const std::string& path);
+  /// Finishes and returns lowercase hex without the algorithm prefix; the
+  /// hasher must not be fed afterwards.
   std::string finish_hex();
+
+protected:
+  /// Finishes and returns the raw digest bytes.
+  std::vector<unsigned char> finish_bytes();
 
 private:
   struct Ctx;
   std::unique_ptr<Ctx> ctx_;
 };
 
+/// Incremental sha256, finishing into a Digest.
+class Sha256 : public Hasher {
+public:
+  Sha256() : Hasher("sha256") {}
+  /// Finishes the hash; the hasher must not be fed afterwards.
+  Digest finish();
+};
+
 /// sha256 of a whole byte string (manifests, configs: small documents).
 Digest sha256_of(std::string_view bytes);
+
+/// sha256 of a file's bytes, read in chunks (layer blobs, copied files).
+Digest sha256_file(const std::string& path);
 
 /// Lowercase hex of arbitrary bytes.
 std::string to_hex(std::span<const unsigned char> bytes);

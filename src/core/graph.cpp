@@ -139,13 +139,27 @@ Graph Graph::from_json(const json& d) {
     }
   if (auto p = d.find("pushes"); p != d.end() && p->is_array())
     for (auto& push : *p) try {
-      Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", "")};
+      Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", ""),
+              push.value("always", false)};
       if (g.nodes[ps.node].is_file()) throw std::runtime_error("malformed build graph: pushed node is a file");
       g.pushes.push_back(std::move(ps));
     } catch (const json::exception& e) {
       throw std::runtime_error(std::string("malformed build graph: push: ") + e.what());
     }
   return g;
+}
+
+bool Graph::needs(size_t node, size_t ancestor) const {
+  // Nodes point only backwards, so one sweep down from `node` marks all it needs.
+  if (ancestor > node) return false;
+  std::vector<bool> reached(node + 1);
+  reached[node] = true;
+  for (size_t i = node; i > ancestor; --i) {
+    if (!reached[i]) continue;
+    if (nodes[i].parent) reached[*nodes[i].parent] = true;
+    if (auto* copy = std::get_if<CopyOp>(&nodes[i].op); copy && copy->from_node) reached[*copy->from_node] = true;
+  }
+  return reached[ancestor];
 }
 
 }  // namespace imgbuild

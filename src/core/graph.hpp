@@ -115,6 +115,10 @@ struct Push {
   size_t node = 0;
   std::string reference;
   std::string loc;
+  /// Made by `cached(ref, fn)` when the registry lacked `ref`: the image must
+  /// reach the registry whenever a build uses it, even when targets are named
+  /// and none of them is this image, or the next build would rebuild it again.
+  bool always = false;
 };
 
 struct Graph {
@@ -126,6 +130,10 @@ struct Graph {
   /// parents before children). Throws std::runtime_error for a malformed one:
   /// that is an engine bug, never a user error.
   static Graph from_json(const nlohmann::json& description);
+
+  /// Whether building `node` needs `ancestor`: it is `node` itself, or is
+  /// reached through parents and `copy { from = ... }` images.
+  bool needs(size_t node, size_t ancestor) const;
 };
 
 }  // namespace imgbuild

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "core/context.hpp"
+#include "core/digest.hpp"
 #include "core/doctor.hpp"
 #include "core/elf.hpp"
 #include "core/elf_report.hpp"
@@ -167,6 +168,45 @@ int native_inspect(lua_State* L) {
   return 1;
 }
 
+/// hash(algorithm, path...) -> the hex digest of build-context files, their
+/// contents concatenated in order. The context root is the closure's upvalue.
+int native_hash(lua_State* L) {
+  std::string digest;
+  {
+    size_t n = 0;
+    const char* algorithm = lua_tolstring(L, 1, &n);
+    if (!algorithm) throw std::runtime_error("expected an algorithm name");
+    Hasher hasher(std::string_view(algorithm, n));
+    BuildContext context(lua_tostring(L, lua_upvalueindex(1)));
+    for (int i = 2, top = lua_gettop(L); i <= top; ++i) {
+      const char* path = lua_tolstring(L, i, &n);
+      if (!path) throw std::runtime_error("expected a path");
+      std::string name(path, n);
+      std::vector<CopyItem> items = context.resolve(name);
+      if (items.size() != 1)
+        throw std::runtime_error(name + ": matches " + std::to_string(items.size()) + " files; name each one");
+      if (std::filesystem::is_directory(items[0].host_path))
+        throw std::runtime_error(name + ": is a directory, not a file");
+      hasher.update_file(items[0].host_path.string());
+    }
+    digest = hasher.finish_hex();
+  }
+  lua_pushlstring(L, digest.data(), digest.size());
+  return 1;
+}
+
+/// exists(normalised_ref) -> whether the registry has it. The upvalue is the
+/// RecipeOptions::exists callback, alive for the whole evaluation.
+int native_exists(lua_State* L) {
+  size_t n = 0;
+  const char* ref = lua_tolstring(L, 1, &n);
+  if (!ref) throw std::runtime_error("expected a reference");
+  const auto& exists =
+      *static_cast<const std::function<bool(const std::string&)>*>(lua_touserdata(L, lua_upvalueindex(1)));
+  lua_pushboolean(L, exists(std::string(ref, n)));
+  return 1;
+}
+
 /// reference(text) -> the normalised reference ("docker.io/library/alpine:3.20").
 int native_reference(lua_State* L) {
   size_t n = 0;
@@ -231,6 +271,15 @@ void push_settings(lua_State* L, const RecipeOptions& o) {
   lua_pushstring(L, o.context.c_str());
   lua_pushcclosure(L, trampoline<native_inspect>, 1);
   lua_setfield(L, -2, "inspect");
+  lua_pushstring(L, o.context.c_str());
+  lua_pushcclosure(L, trampoline<native_hash>, 1);
+  lua_setfield(L, -2, "hash");
+  if (o.exists) {
+    // The options outlive the Lua state: evaluate_recipe closes it before returning.
+    lua_pushlightuserdata(L, const_cast<std::function<bool(const std::string&)>*>(&o.exists));
+    lua_pushcclosure(L, trampoline<native_exists>, 1);
+    lua_setfield(L, -2, "exists");
+  }
   lua_pushcfunction(L, trampoline<native_reference>);
   lua_setfield(L, -2, "reference");
   lua_createtable(L, static_cast<int>(kDoctorWarnings.size()), 0);

@@ -2,6 +2,7 @@
 // Evaluating a recipe: the boundary between Lua and the C++ core. Nothing here
 // exposes a Lua type; callers get a plain Graph or a RecipeError.
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -19,10 +20,15 @@ class RecipeError : public std::runtime_error {
 
 struct RecipeOptions {
   std::filesystem::path recipe;                ///< as the user named it: errors use this spelling
-  std::filesystem::path context;               ///< the build context, for inspect()
+  std::filesystem::path context;               ///< the build context, for inspect() and hash()
   std::map<std::string, std::string> params;   ///< --set NAME=VALUE
   std::vector<std::string> search_path;        ///< IMGBUILD_PATH entries
   bool debug = false;                          ///< tracebacks in error messages
+  /// For exists() and cached(): whether the registry has the manifest of a
+  /// normalised reference (one HEAD request); throws with the registry's
+  /// message when it cannot tell. Unset, those functions fail: the evaluation
+  /// has no registry access.
+  std::function<bool(const std::string& normalised_ref)> exists;
 };
 
 struct Evaluation {

@@ -79,9 +79,8 @@ TEST_CASE("a typo in a method or global name gets a suggestion", "[recipe][error
         "recipe.lua:2: image has no method 'cpy' (did you mean 'copy'?)");
   CHECK(r.error_of("image(\"a\", scrach)\n") == "recipe.lua:1: unknown name 'scrach' (did you mean 'scratch'?)");
   CHECK(r.error_of("imgae(\"a\", scratch)\n") == "recipe.lua:1: unknown name 'imgae' (did you mean 'image'?)");
-  CHECK(r.error_of("local b = exists \"golang:1.22\"\n") ==
-        "recipe.lua:1: 'exists' is not available yet in this version of imgbuild: registry queries from recipes "
-        "arrive with the cache");
+  CHECK(r.error_of("local b = exsts \"golang:1.22\"\n") ==
+        "recipe.lua:1: unknown name 'exsts' (did you mean 'exists'?)");
 }
 
 TEST_CASE("from and push check references and options at the recipe line", "[recipe][errors]") {

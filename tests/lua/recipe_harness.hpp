@@ -4,6 +4,7 @@
 // is also the build context; messages come back with that folder's path
 // removed, so tests read "recipe.lua:3: ..." as a user would.
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -33,8 +34,12 @@ public:
                       std::vector<std::string> search_path = {}) {
     file("recipe.lua", recipe);
     return evaluate_recipe(
-        RecipeOptions{dir() / "recipe.lua", dir(), std::move(params), std::move(search_path), false});
+        RecipeOptions{dir() / "recipe.lua", dir(), std::move(params), std::move(search_path), false, exists});
   }
+
+  /// The registry that exists() and cached() ask; unset, they fail as in an
+  /// evaluation without registry access.
+  std::function<bool(const std::string&)> exists;
 
   /// Evaluates, builds every target and runs the doctor on each: one line per
   /// finding, "error LOC: message" or "warning[check] LOC: message" (paths

@@ -12,6 +12,7 @@
 #include "test_support.hpp"
 
 using imgbuild::Digest;
+using imgbuild::Hasher;
 using imgbuild::Sha256;
 using imgbuild::sha256_of;
 using imgbuild::to_hex;
@@ -123,4 +124,25 @@ TEST_CASE("Digest::from_bytes and to_hex", "[digest]") {
   const unsigned char few[] = {0x00, 0x0f, 0xf0, 0xff};
   REQUIRE(to_hex(few) == "000ff0ff");
   REQUIRE(to_hex(std::span<const unsigned char>()) == "");
+}
+
+TEST_CASE("Hasher: md5 and sha256 by name, files read in chunks", "[digest]") {
+  Hasher md5("md5");
+  md5.update("abc");
+  REQUIRE(md5.finish_hex() == "900150983cd24fb0d6963f7d28e17f72");
+  Hasher sha("sha256");
+  sha.update("abc");
+  REQUIRE(sha.finish_hex() == kAbcHex);
+  REQUIRE(error_of([] { Hasher h("sha1"); }) == "unknown algorithm 'sha1' (known: md5, sha256)");
+
+  // A file larger than one read chunk hashes as its bytes do.
+  ScratchDir dir;
+  std::string data(200000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31 % 256);
+  spit(dir.path / "big", data);
+  Hasher from_file("sha256");
+  from_file.update_file((dir.path / "big").string());
+  REQUIRE(from_file.finish_hex() == sha256_of(data).hex());
+  REQUIRE(error_of([&] { Hasher("md5").update_file((dir.path / "missing").string()); }).starts_with(
+      (dir.path / "missing").string() + ": "));
 }

@@ -227,3 +227,29 @@ TEST_CASE("Graph::from_json reports mistyped values as a malformed graph", "[gra
   e["targets"][0].erase("name");
   check(e);
 }
+
+TEST_CASE("Graph::needs follows parents and copy-from images; pushes keep always", "[graph]") {
+  Graph g = Graph::from_json(json::parse(R"({
+    "nodes": [
+      {"kind": "from", "loc": "recipe.lua:1", "ref": "docker.io/library/golang:1.22-alpine"},
+      {"kind": "run", "loc": "recipe.lua:2", "parent": 1, "argv": ["go", "mod", "download"]},
+      {"kind": "scratch", "loc": "scratch"},
+      {"kind": "copy", "loc": "recipe.lua:4", "parent": 3, "sources": ["/out/app"], "dest": "/app", "from": 2},
+      {"kind": "config", "loc": "recipe.lua:5", "parent": 4, "key": "user", "value": "65534"},
+      {"kind": "config", "loc": "recipe.lua:6", "parent": 1, "key": "user", "value": "0"}
+    ],
+    "pushes": [{"node": 2, "ref": "localhost:5000/b:1", "loc": "recipe.lua:3", "always": true},
+               {"node": 5, "ref": "localhost:5000/a:1", "loc": "recipe.lua:7"}]
+  })"));
+  CHECK(g.needs(4, 4));
+  CHECK(g.needs(4, 3));
+  CHECK(g.needs(4, 1));  // through the copy's from image
+  CHECK(g.needs(4, 0));
+  CHECK(g.needs(4, 2));
+  CHECK_FALSE(g.needs(4, 5));  // a sibling stage on the same base
+  CHECK_FALSE(g.needs(5, 1));
+  CHECK_FALSE(g.needs(1, 4));
+  REQUIRE(g.pushes.size() == 2);
+  CHECK(g.pushes[0].always);
+  CHECK_FALSE(g.pushes[1].always);
+}

@@ -1,0 +1,3 @@
+module example.com/lockfile-builder
+
+go 1.19
