@@ -22,6 +22,8 @@
 #include "core/layout.hpp"
 #include "core/text.hpp"
 #include "lua/recipe.hpp"
+#include "core/step_cache.hpp"
+#include "registry/cache_transfer.hpp"
 #include "registry/credentials.hpp"
 #include "registry/registry.hpp"
 #include "registry/transfer.hpp"
@@ -40,13 +42,18 @@ struct UsageError : std::runtime_error {
 };
 
 const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
+       imgbuild plan RECIPE [TARGET...] [options]
+       imgbuild cache ls | prune [--keep-bytes SIZE] [--older-than AGE] [--cache-dir DIR]
        imgbuild images
        imgbuild push NAME REF
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
 
 Build the images a Lua recipe describes (all of them when no TARGET is named)
-into the local store.
+into the local store. `plan` shows each step with its cache key and whether
+it would come from the cache or run, building nothing. `cache prune` removes
+every cached step (or the least recently used beyond SIZE, or those unused
+for AGE such as 7d) and the store's blobs no stored image needs.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -54,8 +61,11 @@ build options:
   --context DIR         build context (default: the recipe's folder)
   --strict              doctor warnings are errors
   --ignore WARNING      do not report a doctor warning: entrypoint, root, tls, tzdata
-  --no-cache            rebuild everything, ignoring cached results
+  --no-cache            run every step again, ignoring cached results
   --cache-dir DIR       build cache (default: $XDG_CACHE_HOME/imgbuild)
+  --cache-from REF      reuse steps exported to this registry repository tag
+                        (repeatable); only the layers needed are downloaded
+  --cache-to REF        export this build's steps and their layers there
   --pull                resolve base image tags again (default: the digest pulled before)
   --push / --no-push    run the recipe's push() calls (default), or only say what they would push
   --debug               tracebacks with recipe errors, one line per registry request
@@ -92,6 +102,8 @@ struct BuildArgs {
   std::vector<Output> outputs;
   std::map<std::string, std::string> params;
   std::optional<fs::path> context, cache_dir;
+  std::vector<Reference> cache_from;
+  std::optional<Reference> cache_to;
   bool use_cache = true;
   bool debug = false;
   bool strict = false;
@@ -178,6 +190,17 @@ Output parse_output(const std::string& spec) {
   throw UsageError("invalid output '" + spec + "' (expected oci:DIR or docker-archive:FILE)");
 }
 
+/// A registry reference for --cache-from/--cache-to: a tag, never a digest.
+Reference parse_cache_ref(const std::string& flag, const std::string& text) {
+  try {
+    Reference r = Reference::parse(text);
+    if (r.digest) throw UsageError(flag + " " + text + ": name a tag, not a digest");
+    return r;
+  } catch (const ReferenceError& e) {
+    throw UsageError(flag + ": " + e.what());
+  }
+}
+
 BuildArgs parse_build_args(const std::vector<std::string>& args) {
   BuildArgs b;
   std::vector<std::string> positional;
@@ -204,6 +227,8 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
       b.params[kv.substr(0, eq)] = kv.substr(eq + 1);
     } else if (flag == "--context") b.context = take();
     else if (flag == "--cache-dir") b.cache_dir = take();
+    else if (flag == "--cache-from") b.cache_from.push_back(parse_cache_ref(flag, take()));
+    else if (flag == "--cache-to") b.cache_to = parse_cache_ref(flag, take());
     else if (flag == "--ignore") {
       std::string name = take();
       if (!kDoctorWarnings.count(name))
@@ -237,55 +262,124 @@ int64_t source_date_epoch() {
   return n;
 }
 
-int cmd_build(const std::vector<std::string>& args) {
-  BuildArgs b = parse_build_args(args);
-  int64_t epoch = source_date_epoch();
+/// What a build and a plan share: the evaluated recipe, the chosen targets and
+/// pushes, the store, the cache and the registry, and a builder over them.
+/// Holding one keeps the store and the cache in use (prune waits for it).
+class Session {
+public:
+  Session(BuildArgs args, bool planning) : b(std::move(args)) {
+    epoch = source_date_epoch();
+    fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+    b.insecure.merge(insecure_from_environment());
+    registry = std::make_unique<RegistryAccess>(b.insecure, b.mirrors, b.debug);
+    RecipeOptions ro{b.recipe, context, b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'), b.debug,
+                     [this](const std::string& ref) { return registry->client().has_manifest(Reference::parse(ref)); }};
+    ev = evaluate_recipe(ro);
+    for (auto& [name, value] : b.params)
+      if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
+        std::cerr << "imgbuild: warning: --set " << name << ": the recipe never asks for param(\"" << name << "\")\n";
+    choose_targets();
 
-  fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  b.insecure.merge(insecure_from_environment());
-  RegistryAccess registry(b.insecure, b.mirrors, b.debug);
-  RecipeOptions ro{b.recipe, context, b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'), b.debug,
-                   [&](const std::string& ref) { return registry.client().has_manifest(Reference::parse(ref)); }};
-  Evaluation ev = evaluate_recipe(ro);
-  for (auto& [name, value] : b.params)
-    if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
-      std::cerr << "imgbuild: warning: --set " << name << ": the recipe never asks for param(\"" << name << "\")\n";
+    fs::path cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
+    fs::create_directories(cache_dir);
+    auto waiting = [] { std::cerr << "imgbuild: waiting for `imgbuild cache prune` to finish\n"; };
+    cache_lock = std::make_unique<FileLock>(usage_lock_path(cache_dir), FileLock::Mode::Shared, waiting);
+    store = std::make_unique<Layout>(default_store_dir());
+    store_lock = std::make_unique<FileLock>(usage_lock_path(store->root()), FileLock::Mode::Shared, waiting);
 
-  std::vector<const Target*> chosen;
-  for (auto& name : b.targets) {
-    auto it = std::find_if(ev.graph.targets.begin(), ev.graph.targets.end(), [&](auto& t) { return t.name == name; });
-    if (it == ev.graph.targets.end()) {
-      std::vector<std::string> names;
-      for (auto& t : ev.graph.targets) names.push_back(t.name);
-      std::string known = join(names, ", ");
-      throw UsageError("no image named '" + name + "' in " + b.recipe.string() +
-                       (known.empty() ? " (it defines none)" : " (it defines: " + known + ")"));
+    BuildSettings settings;
+    settings.context = context;
+    settings.cache_dir = cache_dir;
+    settings.use_cache = b.use_cache;
+    settings.source_date_epoch = epoch;
+    if (!planning) settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
+    settings.pull = [this](const PullOp& op, const Platform& platform) {
+      return pull_image(registry->client(), *store, Reference::parse(op.reference), platform, b.pull).image;
+    };
+    settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source) {
+      fetch_layers(registry->client(), *store, Reference::parse(source), layers);
+    };
+    for (auto& ref : b.cache_from) {
+      auto steps = import_step_cache(registry->client(), ref);
+      if (steps.empty()) std::cerr << "imgbuild: --cache-from " << ref.str() << ": no cache there yet\n";
+      settings.remote_cache.merge(steps);
     }
-    chosen.push_back(&*it);
+    builder = std::make_unique<Builder>(ev.graph, *store, std::move(settings));
   }
-  if (b.targets.empty())
-    for (auto& t : ev.graph.targets) chosen.push_back(&t);
-  bool to_archive = std::any_of(b.outputs.begin(), b.outputs.end(),
-                                [](auto& o) { return o.kind == Output::Kind::DockerArchive; });
-  if (to_archive && chosen.size() > 1)
-    throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
-                     std::to_string(chosen.size()) + ")");
-  if (chosen.empty() && ev.graph.pushes.empty()) {
+
+  /// The nodes the chosen targets and pushes need.
+  std::vector<size_t> needed() const {
+    std::vector<size_t> nodes;
+    for (const Target* t : chosen) nodes.push_back(t->node);
+    for (const Push* p : pushes) nodes.push_back(p->node);
+    return nodes;
+  }
+
+  BuildArgs b;
+  int64_t epoch = 0;
+  Evaluation ev;
+  std::vector<const Target*> chosen;
+  std::vector<const Push*> pushes;
+  std::unique_ptr<RegistryAccess> registry;
+  std::unique_ptr<FileLock> cache_lock, store_lock;
+  std::unique_ptr<Layout> store;
+  std::unique_ptr<Builder> builder;
+
+private:
+  void choose_targets() {
+    for (auto& name : b.targets) {
+      auto it = std::find_if(ev.graph.targets.begin(), ev.graph.targets.end(), [&](auto& t) { return t.name == name; });
+      if (it == ev.graph.targets.end()) {
+        std::vector<std::string> names;
+        for (auto& t : ev.graph.targets) names.push_back(t.name);
+        std::string known = join(names, ", ");
+        throw UsageError("no image named '" + name + "' in " + b.recipe.string() +
+                         (known.empty() ? " (it defines none)" : " (it defines: " + known + ")"));
+      }
+      chosen.push_back(&*it);
+    }
+    if (b.targets.empty())
+      for (auto& t : ev.graph.targets) chosen.push_back(&t);
+    bool to_archive = std::any_of(b.outputs.begin(), b.outputs.end(),
+                                  [](auto& o) { return o.kind == Output::Kind::DockerArchive; });
+    if (to_archive && chosen.size() > 1)
+      throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
+                       std::to_string(chosen.size()) + ")");
+    // Pushes follow the builds they need: all of them, or those of the named
+    // targets; a cached() image's push, whenever a named target is built on it.
+    for (const Push& p : ev.graph.pushes)
+      if (b.targets.empty() || std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) {
+            return p.always ? ev.graph.needs(t->node, p.node) : t->node == p.node;
+          }))
+        pushes.push_back(&p);
+  }
+};
+
+/// --cache-to: this build's steps, and the layers the registry lacks, to `dest`.
+void export_cache(Session& s, const Reference& dest) {
+  std::vector<CachedStep> steps = s.builder->used_steps();
+  RegistryClient& client = s.registry->client();
+  // Layers only known from another registry cache come through the store.
+  std::vector<LayerBlob> missing;
+  for (auto& step : steps)
+    if (step.layer && !s.store->has_blob(step.layer->digest) && !client.has_blob(dest, step.layer->digest))
+      missing.push_back(*step.layer);
+  s.builder->ensure_local(missing);
+  Descriptor manifest = store_cache_manifest(*s.store, steps);
+  PushResult r = push_image(client, *s.store, manifest, dest);
+  std::cerr << "imgbuild: exported " << steps.size() << " cached steps to " << dest.str() << "@" << r.digest.str()
+            << " (" << r.uploaded << " layers uploaded, " << human_size(r.bytes) << ")\n";
+}
+
+int cmd_build(const std::vector<std::string>& args) {
+  Session s(parse_build_args(args), false);
+  BuildArgs& b = s.b;
+  if (s.chosen.empty() && s.ev.graph.pushes.empty()) {
     std::cerr << "imgbuild: " << b.recipe.string() << " defines no image: call image(\"name\", img) or push(img, ref)\n";
     return kExitError;
   }
-
-  Layout store(default_store_dir());
-  BuildSettings settings;
-  settings.context = context;
-  settings.cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
-  settings.use_cache = b.use_cache;
-  settings.source_date_epoch = epoch;
-  settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
-  settings.pull = [&](const PullOp& op, const Platform& platform) {
-    return pull_image(registry.client(), store, Reference::parse(op.reference), platform, b.pull).image;
-  };
-  Builder builder(ev.graph, store, settings);
+  Builder& builder = *s.builder;
+  Layout& store = *s.store;
 
   // The doctor sees every image before it is stored, written or pushed.
   auto examine = [&](const Target& t, const char* refusal) {
@@ -301,20 +395,9 @@ int cmd_build(const std::vector<std::string>& args) {
     return !refused;
   };
 
-  // Pushes follow the builds they need: all of them, or those of the named
-  // targets; a cached() image's push, whenever a named target is built on it.
-  std::vector<const Push*> pushes;
-  for (const Push& p : ev.graph.pushes)
-    if (b.targets.empty() || std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) {
-          return p.always ? ev.graph.needs(t->node, p.node) : t->node == p.node;
-        }))
-      pushes.push_back(&p);
-  std::vector<size_t> needed;
-  for (const Target* t : chosen) needed.push_back(t->node);
-  for (const Push* p : pushes) needed.push_back(p->node);
-  builder.prepare(needed);
+  builder.prepare(s.needed());
 
-  for (const Target* t : chosen) {
+  for (const Target* t : s.chosen) {
     const BuiltImage& built = builder.build(t->node);
     if (!examine(*t, " was not stored")) return kExitError;
     store.set_ref(t->name, built.manifest);
@@ -322,18 +405,18 @@ int cmd_build(const std::vector<std::string>& args) {
       if (out.kind == Output::Kind::Oci) {
         Layout(out.path).import_image(store, built.manifest, t->name);
       } else {
-        write_docker_archive(store, built.manifest, t->name + ":latest", out.path, epoch);
+        write_docker_archive(store, built.manifest, t->name + ":latest", out.path, s.epoch);
       }
     }
     std::cout << t->name << "  " << built.manifest.digest.str() << "  " << human_size(built.size) << "  ("
               << built.image.layers.size() << (built.image.layers.size() == 1 ? " layer" : " layers") << ")\n";
   }
 
-  for (const Push* push : pushes) {
+  for (const Push* push : s.pushes) {
     const Push& p = *push;
     const BuiltImage& built = builder.build(p.node);
     // An image stored above was examined there; say nothing twice.
-    bool examined = std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) { return t->node == p.node; });
+    bool examined = std::any_of(s.chosen.begin(), s.chosen.end(), [&](const Target* t) { return t->node == p.node; });
     if (!examined && !examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
     Reference dest = Reference::parse(p.reference);
     if (!b.push) {
@@ -341,12 +424,136 @@ int cmd_build(const std::vector<std::string>& args) {
       continue;
     }
     try {
-      report_push(dest, push_image(registry.client(), store, built.manifest, dest));
+      report_push(dest, push_image(s.registry->client(), store, built.manifest, dest));
     } catch (const std::exception& e) {
       throw BuildError(p.loc, std::string("push: ") + e.what());
     }
   }
+  if (b.cache_to) {
+    if (b.push) export_cache(s, *b.cache_to);
+    else std::cout << "would export the step cache to " << b.cache_to->str() << " (--no-push)\n";
+  }
   return 0;
+}
+
+/// imgbuild plan: each step the targets need, its key and where its result
+/// would come from. Nothing is built, written or pushed.
+int cmd_plan(const std::vector<std::string>& args) {
+  Session s(parse_build_args(args), true);
+  std::vector<PlannedStep> steps = s.builder->plan(s.needed());
+  using Outcome = PlannedStep::Outcome;
+  size_t loc_w = 0;
+  for (auto& st : steps) loc_w = std::max(loc_w, st.loc.size());
+  std::map<Outcome, size_t> counts;
+  for (auto& st : steps) {
+    ++counts[st.outcome];
+    const char* outcome = st.outcome == Outcome::Local      ? "cached"
+                          : st.outcome == Outcome::Registry ? "registry"
+                          : st.outcome == Outcome::Run      ? "run"
+                          : st.outcome == Outcome::AfterRun ? "run"
+                                                            : "";
+    std::string key = st.key ? std::string(st.key->short_hex()) : st.outcome == Outcome::AfterRun ? "?" : "";
+    std::printf("%-*s  %-8s  %-12s  %s\n", static_cast<int>(loc_w), st.loc.c_str(), outcome, key.c_str(),
+                st.description.c_str());
+  }
+  for (const Target* t : s.chosen) std::printf("image %s (%s)\n", t->name.c_str(), t->loc.c_str());
+  for (const Push* p : s.pushes) std::printf("push %s (%s)\n", p->reference.c_str(), p->loc.c_str());
+  size_t runs = counts[Outcome::Run] + counts[Outcome::AfterRun];
+  std::printf("%zu cached, %zu from the registry cache, %zu to run\n", counts[Outcome::Local], counts[Outcome::Registry],
+              runs);
+  return 0;
+}
+
+/// "10GB", "500MB", "1.5G", "4096": decimal units as sizes are shown; KiB-style binary ones too.
+uint64_t parse_bytes(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  static const std::map<std::string, double> units = {
+      {"", 1},      {"B", 1},     {"k", 1e3},   {"kB", 1e3},  {"K", 1e3},   {"KB", 1e3},        {"M", 1e6},
+      {"MB", 1e6},  {"G", 1e9},   {"GB", 1e9},  {"T", 1e12},  {"TB", 1e12}, {"KiB", 1024.0},   {"MiB", 1048576.0},
+      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  auto it = units.find(unit);
+  if (used == 0 || value < 0 || it == units.end())
+    throw UsageError("--keep-bytes: '" + text + "' is not a size (e.g. 10GB, 500MB, 2GiB)");
+  return static_cast<uint64_t>(value * it->second);
+}
+
+/// "7d", "12h", "30m", "2w", "90s".
+int64_t parse_duration(const std::string& text) {
+  size_t used = 0;
+  long long value = -1;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  static const std::map<std::string, int64_t> units = {{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {"w", 604800}};
+  auto it = units.find(text.substr(used));
+  if (used == 0 || value < 0 || it == units.end())
+    throw UsageError("--older-than: '" + text + "' is not a duration (e.g. 7d, 12h, 30m)");
+  return value * it->second;
+}
+
+/// imgbuild cache ls | prune [--keep-bytes N] [--older-than D] [--cache-dir DIR]
+int cmd_cache(const std::vector<std::string>& args) {
+  if (args.empty()) throw UsageError("cache needs a command: ls or prune");
+  fs::path cache_dir = default_cache_dir();
+  PruneOptions options;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string flag = a.substr(0, a.find('='));
+    auto value = [&]() -> std::string {
+      if (a.find('=') != std::string::npos) return a.substr(a.find('=') + 1);
+      if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
+      return args[++i];
+    };
+    if (flag == "--cache-dir") cache_dir = value();
+    else if (flag == "--keep-bytes" && args[0] == "prune") options.keep_bytes = parse_bytes(value());
+    else if (flag == "--older-than" && args[0] == "prune") options.older_than = parse_duration(value());
+    else throw UsageError("cache " + args[0] + ": unknown option '" + a + "'");
+  }
+  if (args[0] == "ls") {
+    StepCache cache(cache_dir);
+    auto when = [](int64_t t) {
+      char buf[32];
+      std::tm tm{};
+      ::localtime_r(&t, &tm);
+      std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
+      return std::string(buf);
+    };
+    std::printf("%-12s  %9s  %-16s  %s\n", "KEY", "SIZE", "LAST USED", "STEP");
+    uint64_t total = 0;
+    auto entries = cache.list();
+    for (auto& e : entries) {
+      uint64_t size = e.layer ? e.layer->size : 0;
+      total += size;
+      std::printf("%-12s  %9s  %-16s  %s\n", std::string(e.key.short_hex()).c_str(), human_size(size).c_str(),
+                  when(e.last_used).c_str(), e.step.c_str());
+    }
+    for (auto& t : cache_trees(cache_dir)) {
+      total += t.bytes;
+      std::printf("%-12s  %9s  %-16s  %s\n", t.kind.c_str(), human_size(t.bytes).c_str(), when(t.last_used).c_str(),
+                  t.path.filename().c_str());
+    }
+    std::printf("%zu steps; %s in all\n", entries.size(), human_size(total).c_str());
+    return 0;
+  }
+  if (args[0] == "prune") {
+    Layout store(default_store_dir());
+    PruneReport r = prune_cache(cache_dir, store, options, [] {
+      std::cerr << "imgbuild: waiting for running builds to finish\n";
+    });
+    std::printf("removed %zu steps, %zu unpacked trees and %zu blobs: %s freed\n", r.entries, r.trees, r.blobs,
+                human_size(r.bytes).c_str());
+    return 0;
+  }
+  throw UsageError("cache: unknown command '" + args[0] + "' (ls or prune)");
 }
 
 /// imgbuild push NAME REF: a stored image to a registry.
@@ -499,6 +706,8 @@ int run(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (first == "build") return cmd_build(rest);
+  if (first == "plan") return cmd_plan(rest);
+  if (first == "cache") return cmd_cache(rest);
   if (first == "images") return cmd_images(rest);
   if (first == "push") return cmd_push(rest);
   if (first == "inspect") return cmd_inspect(rest);

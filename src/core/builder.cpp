@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 
 #include "core/elf.hpp"
 #include "core/fs.hpp"
@@ -24,6 +25,18 @@ Digest chain_id(const std::vector<LayerBlob>& layers) {
   return chain;
 }
 
+
+/// The identity of an image's file system in step keys: its layers' chain ID.
+std::string filesystem_id(const Image& image) {
+  return image.layers.empty() ? std::string("empty") : chain_id(image.layers).str();
+}
+
+/// "--from=<chain id>": a copy from another image named by content, not by
+/// recipe line, so the history (and so the digest) does not depend on how the
+/// recipe's path was typed.
+std::string from_name(const Image& source) {
+  return "--from=" + (source.layers.empty() ? std::string("scratch") : std::string(chain_id(source.layers).short_hex()));
+}
 
 /// The history line of a config change, written the way docker shows its
 /// instructions: argv lists in JSON (their exact words matter), other lists
@@ -53,7 +66,8 @@ std::string human_size(uint64_t bytes) {
 }
 
 Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
-    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context) {
+    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context),
+      cache_(settings_.cache_dir) {
   // Steps of independent stages report from several threads: whole lines only.
   auto report = std::make_shared<std::mutex>();
   settings_.progress = [report, inner = std::move(settings_.progress)](const std::string& line) {
@@ -77,6 +91,7 @@ void Builder::prepare(const std::vector<size_t>& nodes) {
 const BuiltImage& Builder::build(size_t node) {
   if (auto it = finished_.find(node); it != finished_.end()) return it->second;
   Image image = stage(node).image;
+  ensure_local(image.layers);
   std::string config = image.config_document();
   Descriptor config_desc = store_.put_document(config, media_type::kConfig);
   std::string manifest = image.manifest_document(config_desc);
@@ -91,6 +106,99 @@ std::vector<Finding> Builder::examine(const Target& target, const std::set<std::
   DoctorContext ctx{s.entrypoint_loc.empty() ? target.loc : s.entrypoint_loc, target.loc, s.ignore};
   ctx.ignore.insert(ignore.begin(), ignore.end());
   return examine_image(s.image, *s.tree, ctx);
+}
+
+std::vector<PlannedStep> Builder::plan(const std::vector<size_t>& nodes) {
+  planning_ = true;
+  for (size_t n : nodes) stage(n);
+  std::vector<PlannedStep> out;
+  for (auto& [id, step] : planned_) out.push_back(step);
+  return out;
+}
+
+std::vector<CachedStep> Builder::used_steps() const {
+  std::lock_guard lock(records_mutex_);
+  std::vector<CachedStep> out;
+  for (auto& [key, step] : used_) out.push_back(step);
+  return out;
+}
+
+void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
+  std::map<std::string, std::vector<LayerBlob>> missing;
+  for (auto& layer : layers) {
+    if (store_.has_blob(layer.digest)) continue;
+    std::string source;
+    {
+      std::lock_guard lock(records_mutex_);
+      if (auto it = layer_sources_.find(layer.digest); it != layer_sources_.end()) source = it->second;
+    }
+    if (source.empty())
+      throw std::runtime_error("layer " + layer.digest.str() + " is missing from the store " + store_.root().string() +
+                               " (was it removed while the build ran?)");
+    missing[source].push_back(layer);
+  }
+  for (auto& [source, list] : missing) {
+    if (!settings_.fetch) throw std::runtime_error(source + ": this build has no registry access");
+    settings_.fetch(list, source);
+  }
+}
+
+void Builder::note(const Node& node, const std::string& description, std::optional<Digest> key,
+                   PlannedStep::Outcome outcome) {
+  if (!planning_) return;
+  size_t id = static_cast<size_t>(&node - graph_.nodes.data());
+  std::lock_guard lock(records_mutex_);
+  planned_[id] = PlannedStep{id, node.loc, description, std::move(key), outcome};
+}
+
+std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& description, const Node& node) {
+  using Outcome = PlannedStep::Outcome;
+  // Whether the store holds a layer whole; while planning, its size is enough.
+  auto whole = [&](const LayerBlob& l) {
+    if (!store_.has_blob(l.digest)) return false;
+    return planning_ ? std::filesystem::file_size(store_.blob_path(l.digest)) == l.size
+                     : store_.verify_blob(l.digest, l.size);
+  };
+  if (settings_.use_cache) {
+    if (auto local = cache_.find(key); local && (!local->layer || whole(*local->layer))) {
+      note(node, description, key, Outcome::Local);
+      if (!planning_) {
+        std::lock_guard lock(records_mutex_);
+        used_.emplace(key, *local);
+      }
+      return local;
+    }
+    if (auto remote = settings_.remote_cache.find(key); remote != settings_.remote_cache.end()) {
+      CachedStep step = remote->second.entry;
+      note(node, description, key, Outcome::Registry);
+      if (!planning_) {
+        if (step.layer && !whole(*step.layer)) {
+          std::lock_guard lock(records_mutex_);
+          layer_sources_[step.layer->digest] = remote->second.source;
+        }
+        step.created = std::time(nullptr);
+        remember(step);
+      }
+      return step;
+    }
+  }
+  note(node, description, key, Outcome::Run);
+  return std::nullopt;
+}
+
+void Builder::remember(const CachedStep& step) {
+  cache_.put(step);
+  std::lock_guard lock(records_mutex_);
+  used_.insert_or_assign(step.key, step);
+}
+
+void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const std::string& description) {
+  st.image.history.push_back({description, !layer});
+  if (!layer) return;
+  auto tree = std::make_shared<ImageTree>(*st.tree);
+  tree->apply_layer_blob(store_.blob_path(layer->digest));
+  st.tree = std::move(tree);
+  st.image.layers.push_back(*layer);
 }
 
 const Builder::Stage& Builder::stage(size_t id) {
@@ -177,10 +285,11 @@ CopyItem Builder::build_file(size_t id) {
   const auto& op = std::get<HostBuildOp>(node.op);
   HostBuildResult result;
   try {
-    result = run_host_build(op, context_, settings_.platform, settings_.cache_dir, settings_.use_cache);
+    result = run_host_build(op, context_, settings_.platform, settings_.cache_dir, settings_.use_cache, planning_);
   } catch (const std::exception& e) {
     throw BuildError(node.loc, op.description + ": " + e.what());
   }
+  if (result.file.empty()) return CopyItem{};  // planning: it would be built
   settings_.progress(node.loc + "  " + op.description + (result.cached ? "  (cached)" : "  (built)"));
   return files_.emplace(id, CopyItem{result.file, result.file.filename().string()}).first->second;
 }
@@ -203,12 +312,21 @@ void Builder::check_static(const std::vector<LayerEntry>& entries, const Platfor
   }
 }
 
+namespace {
+
+/// What every layer's bytes depend on besides its files.
+json layer_settings(int64_t mtime) { return {{"mtime", mtime}, {"compression", "gzip"}, {"level", 6}}; }
+
+}  // namespace
+
 void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   std::vector<CopyItem> files;
   std::vector<std::string> names;
+  bool unknown = st.unknown;
   for (auto& s : op.sources) {
     if (s.file_node) {
       files.push_back(build_file(*s.file_node));
+      unknown = unknown || files.back().host_path.empty();
       const Node& file = graph_.nodes[*s.file_node];
       auto* built = std::get_if<HostBuildOp>(&file.op);
       names.push_back(built ? built->description : std::get<HostPathOp>(file.op).description);
@@ -216,24 +334,57 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
       names.push_back(s.context_path);
     }
   }
-  std::vector<LayerEntry> entries;
-  if (op.from_node) {
-    const Image& source = stage(*op.from_node).image;
-    entries = plan_copy_from(op, image_root(source), source.config.workdir, st.image.config.workdir);
-    // Named by content, not by recipe line: the history (and so the image's
-    // digest) must not depend on how the recipe's path was typed.
-    names.insert(names.begin(), "--from=" + (source.layers.empty() ? std::string("scratch")
-                                                                   : std::string(chain_id(source.layers).short_hex())));
-  } else {
-    entries = plan_copy(op, context_, st.image.config.workdir, files);
+  const Stage* source = op.from_node ? &stage(*op.from_node) : nullptr;
+  if (source) {
+    unknown = unknown || source->unknown;
+    names.insert(names.begin(), source->unknown ? std::string("--from=?") : from_name(source->image));
   }
+  std::string description = "copy " + join(names, " ") + " " + op.dest;
+  if (unknown) {
+    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
+    st.unknown = true;
+    return;
+  }
+
+  json inputs = {{"op", "copy"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
+                 {"static", op.static_only}, {"layer", layer_settings(settings_.source_date_epoch)}};
+  std::vector<LayerEntry> entries;
+  if (source) {
+    // The other image's file system is known by its chain ID: no need to
+    // unpack it to know whether this copy is cached.
+    json paths = json::array();
+    for (auto& s : op.sources) paths.push_back(s.context_path);
+    inputs["from"] = {{"filesystem", filesystem_id(source->image)}, {"workdir", source->image.config.workdir},
+                      {"paths", paths}};
+    inputs["dest"] = op.dest;
+    inputs["workdir"] = st.image.config.workdir;
+    inputs["chown"] = op.chown ? json{op.chown->uid, op.chown->gid} : json(nullptr);
+    inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
+  } else {
+    // Everything that reaches the layer, each file by its content.
+    entries = plan_copy(op, context_, st.image.config.workdir, files);
+    json described = json::array();
+    for (auto& e : entries) described.push_back(describe_entry(e));
+    inputs["entries"] = std::move(described);
+  }
+  Digest key = step_key(std::move(inputs));
+  if (auto hit = reuse(key, description, node)) {
+    settings_.progress(node.loc + "  " + description + "  (cached)");
+    add_layer(st, hit->layer, description);
+    return;
+  }
+  if (planning_) {
+    st.unknown = true;
+    return;
+  }
+  if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply(entries);
   LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(),
                                LayerOptions{settings_.source_date_epoch, 6});
-  std::string description = "copy " + join(names, " ") + " " + op.dest;
   settings_.progress(node.loc + "  " + description + "  " + human_size(blob.size));
+  remember(CachedStep{key, description, blob, std::time(nullptr)});
   st.tree = std::move(tree);
   st.image.layers.push_back(blob);
   st.image.history.push_back({description, false});
@@ -244,10 +395,17 @@ void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
   Platform platform = op.platform ? Platform::parse(*op.platform) : settings_.platform;
   st.image = settings_.pull(op, platform);
   auto digest = st.image.annotations.find(kBaseDigestAnnotation);
-  settings_.progress(node.loc + "  from " + op.reference +
-                     (digest != st.image.annotations.end() ? "@" + digest->second : ""));
+  std::string description = "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
+  note(node, description, std::nullopt, PlannedStep::Outcome::From);
+  settings_.progress(node.loc + "  " + description);
   st.image.created = settings_.source_date_epoch;
   auto tree = std::make_shared<ImageTree>();
+  {
+    // The layers come when a step or an output needs them (most cached builds never do).
+    std::lock_guard lock(records_mutex_);
+    for (auto& layer : st.image.layers)
+      if (!store_.has_blob(layer.digest)) layer_sources_[layer.digest] = op.reference;
+  }
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
   st.tree = std::move(tree);
   st.cmd_from_base = st.image.config.cmd.has_value();
@@ -259,7 +417,11 @@ std::filesystem::path Builder::image_root(const Image& image) {
   fs::path roots = settings_.cache_dir / "roots";
   fs::create_directories(roots);
   fs::path root = roots / (image.layers.empty() ? std::string("empty") : std::string(chain_id(image.layers).hex()));
-  if (fs::exists(root)) return root;
+  if (fs::exists(root)) {
+    mark_used(root);
+    return root;
+  }
+  ensure_local(image.layers);
   // Unpacked beside its final name and renamed when whole: a build killed
   // half-way leaves no root that looks complete.
   TempDir scratch(roots, ".unpack-");
@@ -276,15 +438,13 @@ std::filesystem::path Builder::image_root(const Image& image) {
 
 void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
   namespace fs = std::filesystem;
-  fs::path root = image_root(st.image);
-  fs::create_directories(settings_.cache_dir / "steps");
-  TempDir step(settings_.cache_dir / "steps", "run-");
+  std::string shown = op.shell.empty() ? nlohmann::json(op.argv).dump() : op.shell;
+  std::string description = "run " + shown;
+  if (st.unknown) {
+    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
+    return;
+  }
   SandboxSpec spec;
-  spec.lower = root;
-  spec.upper = step.path() / "upper";
-  spec.work = step.path() / "work";
-  fs::create_directory(spec.upper);
-  fs::create_directory(spec.work);
   spec.argv = op.argv;
   RuntimeConfig env = st.image.config;
   for (auto& [k, v] : op.env) env.set_env(k, v);
@@ -294,6 +454,31 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
                             : (st.image.config.workdir.empty() ? "/" : st.image.config.workdir);
   spec.user = op.user.value_or(st.image.config.user);
   spec.network = op.network;
+
+  // A secret is a credential, not an input: the step's result must not depend
+  // on it, and not even a hash of it may reach a key shared through a registry.
+  json secret_ids = json::array();
+  for (auto& [id, path] : op.secrets) secret_ids.push_back(id);
+  Digest key = step_key({{"op", "run"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
+                         {"argv", spec.argv}, {"env", spec.env}, {"workdir", spec.workdir}, {"user", spec.user},
+                         {"network", spec.network}, {"cache", op.cache}, {"secrets", secret_ids},
+                         {"layer", layer_settings(settings_.source_date_epoch)}});
+  if (auto hit = reuse(key, description, node)) {
+    settings_.progress(node.loc + "  " + description + "  (cached)");
+    add_layer(st, hit->layer, description);
+    return;
+  }
+  if (planning_) {
+    st.unknown = true;
+    return;
+  }
+
+  spec.lower = image_root(st.image);
+  TempDir step(settings_.cache_dir / "tmp", "run-");
+  spec.upper = step.path() / "upper";
+  spec.work = step.path() / "work";
+  fs::create_directory(spec.upper);
+  fs::create_directory(spec.work);
   // Everything mounted into the step, and the folders made to mount on, stays
   // out of its layer.
   std::vector<std::string> mount_points = {"/proc", "/dev", "/etc", "/etc/hosts", "/etc/resolv.conf"};
@@ -315,9 +500,8 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
     spec.mounts.push_back({host, target, true});
     mount_point(target);
   }
-  std::string shown = op.shell.empty() ? nlohmann::json(op.argv).dump() : op.shell;
   spec.output = [&](std::string_view line) { settings_.progress(node.loc + " | " + std::string(line)); };
-  settings_.progress(node.loc + "  run " + shown);
+  settings_.progress(node.loc + "  " + description);
   SandboxResult result = run_in_sandbox(spec);
   if (result.exit_code != 0) {
     std::string tail;
@@ -335,14 +519,13 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
       if (e.uid == ::geteuid()) e.uid = 0;
       if (e.gid == ::getegid()) e.gid = 0;
     }
-  st.image.history.push_back({"run " + shown, entries.empty()});
-  if (entries.empty()) return;
-  LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(), LayerOptions{settings_.source_date_epoch, 6});
-  settings_.progress(node.loc + "  run " + shown + "  " + human_size(blob.size));
-  auto tree = std::make_shared<ImageTree>(*st.tree);
-  tree->apply_layer_blob(store_.blob_path(blob.digest));
-  st.tree = std::move(tree);
-  st.image.layers.push_back(blob);
+  std::optional<LayerBlob> layer;
+  if (!entries.empty()) {
+    layer = write_layer(std::move(entries), store_.blob_dir(), LayerOptions{settings_.source_date_epoch, 6});
+    settings_.progress(node.loc + "  " + description + "  " + human_size(layer->size));
+  }
+  remember(CachedStep{key, description, layer, std::time(nullptr)});
+  add_layer(st, layer, description);
 }
 
 void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
@@ -377,6 +560,7 @@ void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
     throw std::runtime_error("unknown config key '" + op.key + "'");
   }
   st.image.history.push_back({describe_config(op), true});
+  note(node, describe_config(op), std::nullopt, PlannedStep::Outcome::Config);
 }
 
 }  // namespace imgbuild

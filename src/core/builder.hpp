@@ -15,6 +15,7 @@
 #include "core/graph.hpp"
 #include "core/image.hpp"
 #include "core/layout.hpp"
+#include "core/step_cache.hpp"
 
 namespace imgbuild {
 
@@ -37,7 +38,29 @@ struct BuildSettings {
   /// Provides a base image for `from` (the registry client, through the
   /// store): its config and layers, with the layer blobs in the store. Unset,
   /// a recipe with `from` fails at that line.
+  /// Base image layers are fetched only when a step needs their files or an
+  /// output needs their bytes: downloads `layers` from `source` (a registry
+  /// reference) into the store.
   std::function<Image(const PullOp&, const Platform&)> pull;
+  std::function<void(const std::vector<LayerBlob>& layers, const std::string& source)> fetch;
+  /// Step results imported from registries, by key.
+  std::map<Digest, RemoteStep> remote_cache;
+};
+
+/// One step as `imgbuild plan` reports it.
+struct PlannedStep {
+  enum class Outcome {
+    Config,     ///< a config change: nothing to run or cache
+    From,       ///< a base image, resolved to its digest
+    Local,      ///< found in the local cache
+    Registry,   ///< found in a registry cache (--cache-from)
+    Run,        ///< not cached: it would run
+    AfterRun,   ///< its key depends on the result of a step that would run
+  };
+  size_t node = 0;
+  std::string loc, description;
+  std::optional<Digest> key;
+  Outcome outcome = Outcome::Config;
 };
 
 /// A built image and where its manifest is in the layout.
@@ -62,6 +85,18 @@ public:
   /// error is rethrown after every started step has ended.
   void prepare(const std::vector<size_t>& nodes);
 
+  /// Works out every step `nodes` need without running, writing or pushing
+  /// anything: each step's cache key and where its result would come from.
+  /// Only bases never pulled before are resolved (manifest and config).
+  std::vector<PlannedStep> plan(const std::vector<size_t>& nodes);
+
+  /// Every step result this build used or made, for `--cache-to`.
+  std::vector<CachedStep> used_steps() const;
+
+  /// Makes sure the store holds `layers`, fetching those it lacks from where
+  /// the build learnt of them (a base image's registry, a registry cache).
+  void ensure_local(const std::vector<LayerBlob>& layers);
+
   /// Runs the doctor on the built image of `target`: what would make it fail
   /// at run time. `ignore` adds warnings to silence to the recipe's own.
   std::vector<Finding> examine(const Target& target, const std::set<std::string>& ignore = {});
@@ -76,6 +111,9 @@ private:
     /// The cmd came with the base image: setting an entrypoint drops it, as
     /// docker does, since a base's cmd was meant for the base's entrypoint.
     bool cmd_from_base = false;
+    /// While planning: a step before would run, so the file system (and every
+    /// later key) is not known.
+    bool unknown = false;
   };
 
   const Stage& stage(size_t node);
@@ -89,6 +127,14 @@ private:
   void apply_config(Stage& stage, const ConfigOp& op, const Node& node);
   void apply_copy(Stage& stage, const CopyOp& op, const Node& node);
   void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);
+  /// The verified cached result of a step, or nullopt (it must run). Notes in
+  /// the plan where it came from.
+  std::optional<CachedStep> reuse(const Digest& key, const std::string& description, const Node& node);
+  /// Records a finished step in the cache and in this build's list.
+  void remember(const CachedStep& step);
+  /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
+  void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description);
+  void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome);
 
   const Graph& graph_;
   Layout& store_;
@@ -102,6 +148,14 @@ private:
   std::mutex files_mutex_;
   std::map<size_t, CopyItem> files_;
   std::map<size_t, BuiltImage> finished_;
+  StepCache cache_;
+  /// Planning instead of building: nothing runs, nothing is written.
+  bool planning_ = false;
+  mutable std::mutex records_mutex_;
+  std::map<size_t, PlannedStep> planned_;
+  std::map<Digest, CachedStep> used_;
+  /// Where layers not yet in the store can be fetched from (a registry reference).
+  std::map<Digest, std::string> layer_sources_;
 };
 
 /// "1.9 MB": sizes for people (decimal units, as registries and docker show them).

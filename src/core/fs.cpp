@@ -95,17 +95,23 @@ void AtomicFile::commit_as(fs::path final_path) {
   commit();
 }
 
+void mark_used(const fs::path& path) { ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0); }
+
 void write_file_atomic(const fs::path& path, std::string_view data) {
   AtomicFile f(path);
   f.write(data);
   f.commit();
 }
 
-FileLock::FileLock(const fs::path& lock_path) {
+FileLock::FileLock(const fs::path& lock_path, Mode mode, const std::function<void()>& on_wait) {
   int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw_errno("open lock " + lock_path.string());
   fd_ = Fd(fd);
-  while (::flock(fd_.get(), LOCK_EX) != 0) {
+  const int operation = mode == Mode::Shared ? LOCK_SH : LOCK_EX;
+  if (::flock(fd_.get(), operation | LOCK_NB) == 0) return;
+  if (errno != EWOULDBLOCK && errno != EINTR) throw_errno("lock " + lock_path.string());
+  if (on_wait) on_wait();
+  while (::flock(fd_.get(), operation) != 0) {
     if (errno != EINTR) throw_errno("lock " + lock_path.string());
   }
 }

@@ -2,6 +2,7 @@
 // File-system primitives with RAII and the atomic-write discipline every store
 // and cache update follows: write a temporary file, fsync, rename into place.
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -62,14 +63,22 @@ private:
   bool committed_ = false;
 };
 
+/// Marks `path` as used now (its mtime): the cache's least-recently-used
+/// order goes by it. A path that is gone is no error.
+void mark_used(const fs::path& path);
+
 /// Atomically replaces `path` with `data`.
 void write_file_atomic(const fs::path& path, std::string_view data);
 
-/// An exclusive advisory lock (flock) on a lock file, held until destruction.
-/// Lets concurrent builds share a store without corrupting it.
+/// An advisory lock (flock) on a lock file, held until destruction. Lets
+/// concurrent builds share a store and a cache without corrupting them.
 class FileLock {
 public:
-  explicit FileLock(const fs::path& lock_path);
+  enum class Mode { Exclusive, Shared };
+  /// Waits for the lock; `on_wait` is called first when another holder has
+  /// it, to say why nothing happens.
+  explicit FileLock(const fs::path& lock_path, Mode mode = Mode::Exclusive,
+                    const std::function<void()>& on_wait = {});
   ~FileLock();
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;

@@ -62,17 +62,7 @@ void hash_inputs(const HostBuildOp& op, const fs::path& root, Sha256& key) {
     struct stat st {};
     ::stat((root / rel).c_str(), &st);
     key.update("input " + rel + ((st.st_mode & 0111) ? " x " : " - "));
-    Sha256 content;
-    Fd fd = open_read(root / rel);
-    char buf[1 << 16];
-    for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) != 0;) {
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw_errno((root / rel).string());
-      }
-      content.update(buf, static_cast<size_t>(n));
-    }
-    key.update(content.finish().str() + "\n");
+    key.update(sha256_file(root / rel).str() + "\n");
   }
 }
 
@@ -130,7 +120,7 @@ std::string substitute_platform(const std::string& text, const Platform& platfor
 }
 
 HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& context, const Platform& platform,
-                               const fs::path& cache_dir, bool use_cache) {
+                               const fs::path& cache_dir, bool use_cache, bool lookup_only) {
   std::vector<std::string> argv;
   for (auto& a : op.argv) argv.push_back(substitute_platform(a, platform));
   std::map<std::string, std::string> env_overrides;
@@ -171,7 +161,11 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   std::string key_hex = key.finish_hex();
 
   fs::path cached = cache_dir / "files" / key_hex / output_name;
-  if (use_cache && fs::exists(cached)) return {cached, true};
+  if (use_cache && fs::exists(cached)) {
+    mark_used(cached.parent_path());
+    return {cached, true};
+  }
+  if (lookup_only) return {};
 
   fs::create_directories(cache_dir / "tmp");
   TempDir work(cache_dir / "tmp", "host-");

@@ -43,6 +43,16 @@ bool Layout::has_blob(const Digest& d) const {
   return ::stat(blob_path(d).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool Layout::verify_blob(const Digest& d, uint64_t size) const {
+  struct stat st {};
+  fs::path path = blob_path(d);
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (static_cast<uint64_t>(st.st_size) == size && sha256_file(path) == d) return true;
+  std::error_code ec;
+  fs::remove(path, ec);
+  return false;
+}
+
 Descriptor Layout::put_document(const std::string& data, const std::string& media_type) {
   Digest d = sha256_of(data);
   if (!has_blob(d)) write_file_atomic(blob_path(d), data);
@@ -109,6 +119,41 @@ StoredImage Layout::load(const Descriptor& manifest) const {
     throw std::runtime_error(root_.string() + ": manifest " + manifest.digest.str() + " has no config");
   img.config_json = document(Descriptor::from_json(*config));
   return img;
+}
+
+std::pair<size_t, uint64_t> Layout::collect_garbage(const std::set<Digest>& keep) const {
+  std::set<Digest> live = keep;
+  // Named images, and the manifests an index names, with their configs and layers.
+  std::vector<Descriptor> pending = refs();
+  while (!pending.empty()) {
+    Descriptor d = pending.back();
+    pending.pop_back();
+    if (!live.insert(d.digest).second || !has_blob(d.digest)) continue;
+    json doc = json::parse(read_document(d), nullptr, false);
+    if (!doc.is_object()) continue;
+    if (auto it = doc.find("manifests"); it != doc.end() && it->is_array())
+      for (auto& item : *it) pending.push_back(Descriptor::from_json(item));
+    if (auto it = doc.find("layers"); it != doc.end() && it->is_array())
+      for (auto& item : *it) live.insert(Descriptor::from_json(item).digest);
+    if (auto config = doc.find("config"); config != doc.end()) live.insert(Descriptor::from_json(*config).digest);
+  }
+  size_t removed = 0;
+  uint64_t bytes = 0;
+  for (auto& f : fs::directory_iterator(blob_dir())) {
+    std::string name = f.path().filename().string();
+    if (name.size() == 64) try {
+        if (live.count(Digest::parse("sha256:" + name))) continue;
+      } catch (const std::runtime_error&) {
+        // not a blob name: a stray file, removed below
+      }
+    std::error_code ec;
+    uint64_t size = f.is_regular_file(ec) ? f.file_size(ec) : 0;
+    if (fs::remove(f.path(), ec)) {
+      ++removed;
+      bytes += size;
+    }
+  }
+  return {removed, bytes};
 }
 
 void Layout::import_image(const Layout& src, const Descriptor& manifest, const std::string& name) {

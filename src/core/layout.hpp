@@ -2,6 +2,8 @@
 // An OCI image layout directory: the local store, and `-o oci:DIR` outputs.
 #include <filesystem>
 #include <optional>
+#include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,9 @@ public:
   std::filesystem::path blob_dir() const { return root_ / "blobs" / "sha256"; }
   std::filesystem::path blob_path(const Digest& d) const { return blob_dir() / std::string(d.hex()); }
   bool has_blob(const Digest& d) const;
+  /// Whether the store holds `d` whole: its size and, read through, its
+  /// digest. A damaged blob is removed, so it is fetched or made again.
+  bool verify_blob(const Digest& d, uint64_t size) const;
 
   /// Stores a small document (manifest, config) and describes it.
   Descriptor put_document(const std::string& data, const std::string& media_type);
@@ -44,6 +49,12 @@ public:
   StoredImage load(const Descriptor& manifest) const;
   /// Copies an image's blobs from `src` (hard links where possible) and names it.
   void import_image(const Layout& src, const Descriptor& manifest, const std::string& name);
+
+  /// Removes every blob (and leftover temporary file) that neither a named
+  /// image nor `keep` needs. The caller holds the store's usage lock
+  /// exclusively: no build is writing blobs it has not named yet.
+  /// Returns how many files went and their bytes.
+  std::pair<size_t, uint64_t> collect_garbage(const std::set<Digest>& keep) const;
 
 private:
   nlohmann::json read_index() const;

@@ -90,9 +90,7 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
     if (auto recorded = store.find_ref(name, platform)) {
       StoredImage stored = store.load(*recorded);
       Image image = image_from_documents(stored.manifest_json, stored.config_json);
-      bool complete = true;
-      for (auto& l : image.layers) complete = complete && store.has_blob(l.digest);
-      if (complete) return PulledImage{*recorded, annotate(std::move(image), *recorded), true};
+      return PulledImage{*recorded, annotate(std::move(image), *recorded), true};
     }
   }
 
@@ -134,13 +132,6 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
     throw RegistryError(name + ": the image is for " + image.platform.str() + ", not " + platform.str() +
                         " (from(ref, { platform = ... }) chooses the platform)");
 
-  parallel_each(image.layers.size(), kParallelBlobs, [&](size_t i) {
-    const LayerBlob& layer = image.layers[i];
-    if (store.has_blob(layer.digest)) return;
-    client.download_blob(from, Descriptor{layer.media_type, layer.digest, layer.size, {}, {}},
-                         store.blob_path(layer.digest));
-    if (log) log(name + ": layer " + std::string(layer.digest.short_hex()) + " " + std::to_string(layer.size) + " bytes");
-  });
   store.put_document(config_text, config_desc.media_type);
   Descriptor stored = store.put_document(fetched.body, fetched.media_type);
   // Recorded under the platform asked for: that is what the next build looks up.
@@ -162,6 +153,26 @@ PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& r
     // A malformed document (a descriptor without a digest...): say whose.
     throw RegistryError(ref.str() + ": " + e.what());
   }
+}
+
+void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
+                  const TransferLog& log) {
+  std::vector<Reference> sources = client.pull_sources(ref);
+  parallel_each(layers.size(), kParallelBlobs, [&](size_t i) {
+    const LayerBlob& layer = layers[i];
+    if (store.has_blob(layer.digest)) return;
+    Descriptor blob{layer.media_type, layer.digest, layer.size, {}, {}};
+    // A mirror that lacks the blob is no reason to fail while the registry has it.
+    for (auto& source : sources) {
+      try {
+        client.download_blob(source, blob, store.blob_path(layer.digest));
+        break;
+      } catch (const RegistryError&) {
+        if (&source == &sources.back()) throw;
+      }
+    }
+    if (log) log(ref.str() + ": layer " + std::string(layer.digest.short_hex()) + " " + std::to_string(layer.size) + " bytes");
+  });
 }
 
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,

@@ -21,12 +21,18 @@ struct PulledImage {
   bool from_store = false;
 };
 
-/// The image `ref` names for `platform`, with its config and layers in `store`.
+/// The image `ref` names for `platform`, its manifest and config in `store`;
+/// its layers come with fetch_layers(), when something needs their bytes.
 /// Without `refresh`, a reference pulled before is used exactly as recorded
-/// (no network); with it, the tag is resolved again. Blobs the store has are
-/// not downloaded again. The store names the result `ref.str()` for `platform`.
+/// (no network); with it, the tag is resolved again. The store names the
+/// result `ref.str()` for `platform`.
 PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& ref, const Platform& platform,
                        bool refresh, const TransferLog& log = {});
+
+/// Downloads the `layers` the store lacks from `ref`'s repository (its mirrors
+/// first), several at once, each verified against its digest and size.
+void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
+                  const TransferLog& log = {});
 
 struct PushResult {
   Digest digest;           ///< of the manifest pushed

@@ -1,0 +1,224 @@
+#include "core/step_cache.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <set>
+
+#include "core/layout.hpp"
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+namespace {
+
+/// Changes whenever the engine would produce different bytes (or a different
+/// image) for the same inputs: older entries then simply stop matching.
+constexpr const char* kFormat = "imgbuild-step-1";
+
+const char* type_name(LayerEntry::Type t) {
+  switch (t) {
+    case LayerEntry::Type::File: return "file";
+    case LayerEntry::Type::Directory: return "dir";
+    case LayerEntry::Type::Symlink: return "symlink";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Digest step_key(json inputs) {
+  inputs["format"] = kFormat;
+  // nlohmann's objects are ordered maps: dump() is canonical.
+  return sha256_of(inputs.dump());
+}
+
+json describe_entry(const LayerEntry& e) {
+  json j = {{"path", e.path}, {"type", type_name(e.type)}, {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}};
+  if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
+  if (e.type == LayerEntry::Type::File) {
+    j["size"] = e.size;
+    j["sha256"] = sha256_file(e.source).str();
+  }
+  return j;
+}
+
+json layer_to_json(const LayerBlob& l) {
+  return {{"mediaType", l.media_type}, {"digest", l.digest.str()}, {"size", l.size},
+          {"diffID", l.diff_id.str()}, {"uncompressedSize", l.uncompressed_size}};
+}
+
+LayerBlob layer_from_json(const json& j) {
+  return LayerBlob{Digest::parse(j.at("digest").get<std::string>()), j.at("size").get<uint64_t>(),
+                   Digest::parse(j.at("diffID").get<std::string>()), j.value("uncompressedSize", uint64_t{0}),
+                   j.at("mediaType").get<std::string>()};
+}
+
+json CachedStep::to_json() const {
+  json j = {{"key", key.str()}, {"step", step}, {"created", created}, {"layer", nullptr}};
+  if (layer) j["layer"] = layer_to_json(*layer);
+  return j;
+}
+
+CachedStep CachedStep::from_json(const json& j) {
+  CachedStep s{Digest::parse(j.at("key").get<std::string>()), j.at("step").get<std::string>(), std::nullopt,
+               j.value("created", int64_t{0})};
+  if (!j.at("layer").is_null()) s.layer = layer_from_json(j.at("layer"));
+  return s;
+}
+
+StepCache::StepCache(fs::path cache_dir) : dir_(cache_dir / "steps") { fs::create_directories(dir_); }
+
+fs::path StepCache::entry_path(const Digest& key) const { return dir_ / (std::string(key.hex()) + ".json"); }
+
+namespace {
+
+/// Reads an entry file; nullopt for one that is damaged (and is then removed:
+/// a torn or edited entry must cost a rebuild, never an error or a wrong image).
+std::optional<CachedStep> read_entry(const fs::path& path, const std::optional<Digest>& expected_key) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  try {
+    json j = json::parse(read_file(path));
+    CachedStep entry = CachedStep::from_json(j);
+    if (expected_key && entry.key != *expected_key) throw std::runtime_error("entry under the wrong key");
+    entry.last_used = st.st_mtim.tv_sec;
+    entry.entry_bytes = static_cast<uint64_t>(st.st_size);
+    return entry;
+  } catch (const std::exception&) {
+    std::error_code ec;
+    fs::remove(path, ec);
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<CachedStep> StepCache::find(const Digest& key) const {
+  fs::path path = entry_path(key);
+  auto entry = read_entry(path, key);
+  if (entry) {
+    // The entry's mtime is its last use: what prune --older-than and the
+    // least-recently-used order go by.
+    mark_used(path);
+    entry->last_used = std::time(nullptr);
+  }
+  return entry;
+}
+
+void StepCache::put(const CachedStep& entry) const {
+  write_file_atomic(entry_path(entry.key), entry.to_json().dump() + "\n");
+}
+
+void StepCache::remove(const Digest& key) const {
+  std::error_code ec;
+  fs::remove(entry_path(key), ec);
+}
+
+std::vector<CachedStep> StepCache::list() const {
+  std::vector<CachedStep> out;
+  std::error_code ec;
+  for (auto& f : fs::directory_iterator(dir_, ec)) {
+    if (f.path().extension() != ".json") continue;
+    if (auto entry = read_entry(f.path(), std::nullopt)) out.push_back(std::move(*entry));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  return out;
+}
+
+fs::path usage_lock_path(const fs::path& dir) { return dir / ".imgbuild-usage.lock"; }
+
+namespace {
+
+uint64_t tree_bytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+}  // namespace
+
+std::vector<CacheTree> cache_trees(const fs::path& cache_dir) {
+  std::vector<CacheTree> out;
+  for (auto [folder, kind] : {std::pair{"roots", "root"}, {"files", "file"}, {"run-cache", "run-cache"}}) {
+    std::error_code ec;
+    for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
+      // ".unpack-" folders are unpacks in progress (or killed): not trees yet.
+      if (d.path().filename().string().starts_with(".")) continue;
+      struct stat st {};
+      if (::lstat(d.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+      out.push_back({d.path(), kind, tree_bytes(d.path()), st.st_mtim.tv_sec});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  return out;
+}
+
+PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const PruneOptions& options,
+                        const std::function<void()>& on_wait) {
+  fs::create_directories(cache_dir);
+  FileLock cache_lock(usage_lock_path(cache_dir), FileLock::Mode::Exclusive, on_wait);
+  FileLock store_lock(usage_lock_path(store.root()), FileLock::Mode::Exclusive, on_wait);
+  StepCache cache(cache_dir);
+  PruneReport report;
+
+  // Entries and trees in one least-recently-used order.
+  struct Item {
+    int64_t last_used;
+    uint64_t bytes;
+    std::optional<CachedStep> entry;
+    fs::path tree;
+  };
+  std::vector<Item> items;
+  for (auto& e : cache.list())
+    items.push_back({e.last_used, e.entry_bytes + (e.layer ? e.layer->size : 0), e, {}});
+  for (auto& t : cache_trees(cache_dir)) items.push_back({t.last_used, t.bytes, std::nullopt, t.path});
+  std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  uint64_t total = 0;
+  for (auto& i : items) total += i.bytes;
+
+  const bool everything = !options.keep_bytes && !options.older_than;
+  const int64_t now = std::time(nullptr);
+  std::set<Digest> kept_layers;
+  for (auto& item : items) {
+    bool stale = options.older_than && item.last_used < now - *options.older_than;
+    bool over = options.keep_bytes && total > *options.keep_bytes;
+    if (!(everything || stale || over)) {
+      if (item.entry && item.entry->layer) kept_layers.insert(item.entry->layer->digest);
+      continue;
+    }
+    std::error_code ec;
+    if (item.entry) {
+      cache.remove(item.entry->key);
+      ++report.entries;
+    } else {
+      fs::remove_all(item.tree, ec);
+      ++report.trees;
+    }
+    total -= item.bytes;
+  }
+  // What killed builds left: their step folders and half-unpacked roots.
+  std::error_code ec;
+  fs::remove_all(cache_dir / "tmp", ec);
+  for (auto& d : fs::directory_iterator(cache_dir / "roots", ec))
+    if (d.path().filename().string().starts_with(".unpack-")) fs::remove_all(d.path(), ec);
+
+  auto [blobs, bytes] = store.collect_garbage(kept_layers);
+  report.blobs = blobs;
+  report.bytes = bytes;
+  for (auto& item : items)
+    if (!item.entry && !fs::exists(item.tree)) report.bytes += item.bytes;
+  return report;
+}
+
+}  // namespace imgbuild

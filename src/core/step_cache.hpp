@@ -1,0 +1,112 @@
+#pragma once
+// The step cache: what each build step produced, found again by a key computed
+// before the step runs. Entries are small JSON files under <cache>/steps,
+// named by their key and replaced atomically; the layers they name are blobs
+// of the local store, so a cached step and a stored image share one copy.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/digest.hpp"
+#include "core/fs.hpp"
+#include "core/layer.hpp"
+
+namespace imgbuild {
+
+/// The key of a step: sha256 over the canonical form of everything the step's
+/// result depends on (`inputs`, a JSON object the builder fills), tagged with
+/// the cache format so an engine that writes layers differently never reuses
+/// an older engine's results.
+Digest step_key(nlohmann::json inputs);
+
+/// One file of a layer as a key sees it: every field that reaches the tar, and
+/// the sha256 of a regular file's bytes (read here, in chunks).
+nlohmann::json describe_entry(const LayerEntry& entry);
+
+/// What a step produced.
+struct CachedStep {
+  Digest key;
+  std::string step;                 ///< "run go mod download", for `imgbuild cache ls`
+  std::optional<LayerBlob> layer;   ///< none: the step changed no file
+  int64_t created = 0;              ///< seconds since the epoch
+  int64_t last_used = 0;            ///< the entry file's mtime, renewed on every hit
+  uint64_t entry_bytes = 0;         ///< the entry file itself
+
+  nlohmann::json to_json() const;
+  static CachedStep from_json(const nlohmann::json& j);
+};
+
+/// A step result another machine exported to a registry (`--cache-from`).
+struct RemoteStep {
+  CachedStep entry;
+  std::string source;  ///< the registry reference its layer blob is fetched from
+};
+
+nlohmann::json layer_to_json(const LayerBlob& layer);
+LayerBlob layer_from_json(const nlohmann::json& j);
+
+class StepCache {
+public:
+  /// The cache in `cache_dir` (created when missing).
+  explicit StepCache(std::filesystem::path cache_dir);
+
+  /// The entry of `key`, its last use renewed; nullopt when there is none or
+  /// it cannot be read (a damaged entry is removed: it is a miss, never an error).
+  std::optional<CachedStep> find(const Digest& key) const;
+  /// Records a step's result (atomically: a reader sees the old entry or the new one).
+  void put(const CachedStep& entry) const;
+  void remove(const Digest& key) const;
+  /// Every readable entry, oldest use first.
+  std::vector<CachedStep> list() const;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+private:
+  std::filesystem::path entry_path(const Digest& key) const;
+  std::filesystem::path dir_;
+};
+
+/// What `imgbuild cache prune` removes: everything by default; with a limit,
+/// what was last used longest ago until the cache fits.
+struct PruneOptions {
+  std::optional<uint64_t> keep_bytes;      ///< keep at most this much (most recently used first)
+  std::optional<int64_t> older_than;       ///< remove what was not used for this many seconds
+};
+
+struct PruneReport {
+  size_t entries = 0, trees = 0, blobs = 0;  ///< step entries, unpacked roots/files/run caches, store blobs
+  uint64_t bytes = 0;                        ///< freed
+};
+
+/// Something the cache holds besides step entries: an unpacked base root, a
+/// host-built file, a RUN cache mount. All can be made again.
+struct CacheTree {
+  std::filesystem::path path;
+  std::string kind;  ///< "root", "file", "run-cache"
+  uint64_t bytes = 0;
+  int64_t last_used = 0;
+};
+
+/// The cache's trees, oldest use first (sizes walk the trees).
+std::vector<CacheTree> cache_trees(const std::filesystem::path& cache_dir);
+
+class Layout;
+
+/// Removes what `options` select from the cache in `cache_dir`, the leftovers
+/// of killed builds, and then every blob of `store` that neither a stored
+/// image nor a remaining entry needs. Takes both usage locks exclusively,
+/// waiting for running builds (`on_wait` says so first).
+PruneReport prune_cache(const std::filesystem::path& cache_dir, const Layout& store, const PruneOptions& options,
+                        const std::function<void()>& on_wait = {});
+
+/// The lock file of a cache (or store) directory. Builds hold it shared while
+/// they run; `imgbuild cache prune` holds it exclusively, so it never removes
+/// what a running build uses or has just written.
+std::filesystem::path usage_lock_path(const std::filesystem::path& dir);
+
+}  // namespace imgbuild
