@@ -588,6 +588,15 @@ int cmd_push(const std::vector<std::string>& args) {
   auto manifest = find_stored(store, positional[0]);
   if (!manifest) throw std::runtime_error("no image named '" + positional[0] + "' in the store (see imgbuild images)");
   RegistryAccess registry(insecure, {}, debug);
+  // A pulled base is stored without the layers no build needed yet; they come
+  // from the registry it was pulled from (its stored name).
+  StoredImage stored = store.load(*manifest);
+  Image image = image_from_documents(stored.manifest_json, stored.config_json);
+  std::vector<LayerBlob> missing;
+  for (auto& layer : image.layers)
+    if (!store.has_blob(layer.digest)) missing.push_back(layer);
+  if (!missing.empty() && manifest->platform)
+    fetch_layers(registry.client(), store, Reference::parse(positional[0]), missing);
   report_push(dest, push_image(registry.client(), store, *manifest, dest));
   return 0;
 }

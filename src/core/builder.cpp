@@ -31,12 +31,12 @@ std::string filesystem_id(const Image& image) {
   return image.layers.empty() ? std::string("empty") : chain_id(image.layers).str();
 }
 
-/// "--from=<chain id>": a copy from another image named by content, not by
-/// recipe line, so the history (and so the digest) does not depend on how the
-/// recipe's path was typed.
-std::string from_name(const Image& source) {
-  return "--from=" + (source.layers.empty() ? std::string("scratch") : std::string(chain_id(source.layers).short_hex()));
-}
+/// How the history names the image a copy reads from. Not by recipe line (the
+/// digest would depend on where the recipe lies) nor by the other image's
+/// layers: a builder stage's layers differ from build to build (compiler
+/// caches, timestamps) while the files copied out of it do not, and the image
+/// must come out the same.
+std::string from_name(const Image& source) { return source.layers.empty() ? "--from=scratch" : "--from=stage"; }
 
 /// The history line of a config change, written the way docker shows its
 /// instructions: argv lists in JSON (their exact words matter), other lists
@@ -160,21 +160,24 @@ std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& d
                      : store_.verify_blob(l.digest, l.size);
   };
   if (settings_.use_cache) {
-    if (auto local = cache_.find(key); local && (!local->layer || whole(*local->layer))) {
+    // A result first taken from a registry cache may still have its layer there.
+    auto local = cache_.find(key);
+    if (local && (!local->layer || whole(*local->layer) || !local->source.empty())) {
       note(node, description, key, Outcome::Local);
       if (!planning_) {
         std::lock_guard lock(records_mutex_);
+        if (local->layer && !store_.has_blob(local->layer->digest)) layer_sources_[local->layer->digest] = local->source;
         used_.emplace(key, *local);
       }
       return local;
     }
     if (auto remote = settings_.remote_cache.find(key); remote != settings_.remote_cache.end()) {
-      CachedStep step = remote->second.entry;
+      CachedStep step = remote->second;
       note(node, description, key, Outcome::Registry);
       if (!planning_) {
         if (step.layer && !whole(*step.layer)) {
           std::lock_guard lock(records_mutex_);
-          layer_sources_[step.layer->digest] = remote->second.source;
+          layer_sources_[step.layer->digest] = step.source;
         }
         step.created = std::time(nullptr);
         remember(step);
@@ -337,7 +340,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   const Stage* source = op.from_node ? &stage(*op.from_node) : nullptr;
   if (source) {
     unknown = unknown || source->unknown;
-    names.insert(names.begin(), source->unknown ? std::string("--from=?") : from_name(source->image));
+    names.insert(names.begin(), from_name(source->image));
   }
   std::string description = "copy " + join(names, " ") + " " + op.dest;
   if (unknown) {
@@ -422,14 +425,31 @@ std::filesystem::path Builder::image_root(const Image& image) {
     return root;
   }
   ensure_local(image.layers);
+  // The root of the longest prefix of these layers unpacked before (a base's,
+  // an earlier step's) is the start: only the layers above it are applied.
+  size_t start = 0;
+  fs::path below;
+  for (size_t n = image.layers.empty() ? 0 : image.layers.size() - 1; n > 0 && below.empty(); --n) {
+    fs::path candidate = roots / std::string(chain_id({image.layers.begin(), image.layers.begin() + n}).hex());
+    if (fs::exists(candidate)) {
+      start = n;
+      below = candidate;
+    }
+  }
   // Unpacked beside its final name and renamed when whole: a build killed
   // half-way leaves no root that looks complete.
   TempDir scratch(roots, ".unpack-");
   std::vector<UnpackLayer> layers;
-  for (size_t i = 0; i < image.layers.size(); ++i)
+  for (size_t i = start; i < image.layers.size(); ++i)
     layers.push_back({store_.blob_path(image.layers[i].digest),
                       "layer " + std::to_string(i + 1) + " (" + image.layers[i].digest.str() + ")"});
-  unpack_image(scratch.path() / "root", layers);
+  if (below.empty()) {
+    unpack_image(scratch.path() / "root", layers);
+  } else {
+    mark_used(below);
+    link_tree(below, scratch.path() / "root");
+    for (auto& layer : layers) apply_layer(scratch.path() / "root", layer.blob, layer.label);
+  }
   std::error_code ec;
   fs::rename(scratch.path() / "root", root, ec);
   if (ec && !fs::exists(root)) throw std::runtime_error("cannot store the unpacked image at " + root.string() + ": " + ec.message());

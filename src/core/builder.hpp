@@ -43,8 +43,9 @@ struct BuildSettings {
   /// reference) into the store.
   std::function<Image(const PullOp&, const Platform&)> pull;
   std::function<void(const std::vector<LayerBlob>& layers, const std::string& source)> fetch;
-  /// Step results imported from registries, by key.
-  std::map<Digest, RemoteStep> remote_cache;
+  /// Step results imported from registries (`--cache-from`), by key; their
+  /// source names the registry cache.
+  std::map<Digest, CachedStep> remote_cache;
 };
 
 /// One step as `imgbuild plan` reports it.

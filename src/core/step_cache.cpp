@@ -61,12 +61,13 @@ LayerBlob layer_from_json(const json& j) {
 json CachedStep::to_json() const {
   json j = {{"key", key.str()}, {"step", step}, {"created", created}, {"layer", nullptr}};
   if (layer) j["layer"] = layer_to_json(*layer);
+  if (!source.empty()) j["source"] = source;
   return j;
 }
 
 CachedStep CachedStep::from_json(const json& j) {
   CachedStep s{Digest::parse(j.at("key").get<std::string>()), j.at("step").get<std::string>(), std::nullopt,
-               j.value("created", int64_t{0})};
+               j.value("created", int64_t{0}), j.value("source", std::string())};
   if (!j.at("layer").is_null()) s.layer = layer_from_json(j.at("layer"));
   return s;
 }

@@ -34,17 +34,14 @@ struct CachedStep {
   std::string step;                 ///< "run go mod download", for `imgbuild cache ls`
   std::optional<LayerBlob> layer;   ///< none: the step changed no file
   int64_t created = 0;              ///< seconds since the epoch
-  int64_t last_used = 0;            ///< the entry file's mtime, renewed on every hit
-  uint64_t entry_bytes = 0;         ///< the entry file itself
+  /// For a result taken from a registry cache: where its layer is fetched
+  /// from while the store lacks it.
+  std::string source{};
+  int64_t last_used{};              ///< the entry file's mtime, renewed on every hit (not stored)
+  uint64_t entry_bytes{};           ///< the entry file itself
 
   nlohmann::json to_json() const;
   static CachedStep from_json(const nlohmann::json& j);
-};
-
-/// A step result another machine exported to a registry (`--cache-from`).
-struct RemoteStep {
-  CachedStep entry;
-  std::string source;  ///< the registry reference its layer blob is fetched from
 };
 
 nlohmann::json layer_to_json(const LayerBlob& layer);

@@ -694,6 +694,28 @@ void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLay
   }
 }
 
+void link_tree(const std::filesystem::path& from, const std::filesystem::path& to) {
+  namespace fs = std::filesystem;
+  auto make_dir = [](const fs::path& dir, const struct stat& st) {
+    if (::mkdir(dir.c_str(), 0700) != 0) throw_errno("cannot create " + dir.string());
+    // Owner first: chown clears setuid and setgid bits.
+    if (::lchown(dir.c_str(), st.st_uid, st.st_gid) != 0 && errno != EPERM) throw_errno("chown " + dir.string());
+    if (::chmod(dir.c_str(), st.st_mode & 07777) != 0) throw_errno("chmod " + dir.string());
+  };
+  struct stat st {};
+  if (::lstat(from.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw_errno("not a directory: " + from.string());
+  make_dir(to, st);
+  for (auto it = fs::recursive_directory_iterator(from); it != fs::recursive_directory_iterator(); ++it) {
+    fs::path target = to / it->path().lexically_relative(from);
+    if (::lstat(it->path().c_str(), &st) != 0) throw_errno("stat " + it->path().string());
+    if (S_ISDIR(st.st_mode)) {
+      make_dir(target, st);
+    } else if (::link(it->path().c_str(), target.c_str()) != 0) {
+      throw_errno("cannot link " + it->path().string());
+    }
+  }
+}
+
 void remove_tree(const std::filesystem::path& path) {
   std::filesystem::path p = path.lexically_normal();
   if (!p.has_filename()) p = p.parent_path();

@@ -55,6 +55,13 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options = {});
 
+/// Makes `to` (which must not exist) a copy of the unpacked root `from` that
+/// shares its files: folders are made anew (mode and owner kept), everything
+/// else is hard-linked. Safe because roots are only read, and apply_layer
+/// replaces a file by unlinking it, never by writing into it: applying a
+/// layer onto the copy leaves `from` as it was. Symlinks are never followed.
+void link_tree(const std::filesystem::path& from, const std::filesystem::path& to);
+
 /// Removes `path` and, if it is a directory, everything below it, never
 /// following a symlink (a symlink is removed, not what it points to). Depth is
 /// not limited by open files or stack. Nothing happens when `path` is missing.

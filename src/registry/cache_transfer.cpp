@@ -13,7 +13,9 @@ Descriptor store_cache_manifest(Layout& store, const std::vector<CachedStep>& st
   std::set<Digest> listed;
   for (auto& step : steps) {
     json entry = step.to_json();
-    entry.erase("created");  // the same steps export the same document
+    // The same steps export the same document; the layers are beside it.
+    entry.erase("created");
+    entry.erase("source");
     entries.push_back(entry);
     if (step.layer && listed.insert(step.layer->digest).second)
       layers.push_back(Descriptor{step.layer->media_type, step.layer->digest, step.layer->size, {}, {}}.to_json());
@@ -28,7 +30,7 @@ Descriptor store_cache_manifest(Layout& store, const std::vector<CachedStep>& st
   return store.put_document(manifest.dump(), media_type::kManifest);
 }
 
-std::map<Digest, RemoteStep> import_step_cache(RegistryClient& client, const Reference& ref) {
+std::map<Digest, CachedStep> import_step_cache(RegistryClient& client, const Reference& ref) {
   std::optional<Manifest> fetched;
   try {
     fetched = client.get_manifest(ref);
@@ -45,11 +47,12 @@ std::map<Digest, RemoteStep> import_step_cache(RegistryClient& client, const Ref
   json doc = json::parse(client.get_document(ref, config), nullptr, false);
   if (!doc.is_object() || !doc.contains("entries") || !doc["entries"].is_array())
     throw RegistryError(ref.str() + ": the step cache's config has no entry list");
-  std::map<Digest, RemoteStep> steps;
+  std::map<Digest, CachedStep> steps;
   for (auto& e : doc["entries"]) {
     try {
       CachedStep step = CachedStep::from_json(e);
-      steps.insert_or_assign(step.key, RemoteStep{step, ref.str()});
+      step.source = ref.str();
+      steps.insert_or_assign(step.key, std::move(step));
     } catch (const std::exception& error) {
       throw RegistryError(ref.str() + ": a malformed step cache entry: " + error.what());
     }

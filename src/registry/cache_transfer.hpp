@@ -23,6 +23,6 @@ Descriptor store_cache_manifest(Layout& store, const std::vector<CachedStep>& st
 
 /// The steps exported at `ref`, their layers to be fetched from it; empty when
 /// nothing is there yet. Anything else that is not a readable cache is an error.
-std::map<Digest, RemoteStep> import_step_cache(RegistryClient& client, const Reference& ref);
+std::map<Digest, CachedStep> import_step_cache(RegistryClient& client, const Reference& ref);
 
 }  // namespace imgbuild

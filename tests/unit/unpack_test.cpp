@@ -946,3 +946,40 @@ TEST_CASE("a device number the kernel cannot hold is an error naming the entry",
   REQUIRE(names_in(box.root / "dev").empty());
   REQUIRE(box.nothing_outside());
 }
+
+TEST_CASE("a linked copy of a root takes a layer without changing the original", "[unpack]") {
+  Sandbox box;
+  box.apply({
+      {.path = "bin/", .type = 'd', .mode = 0711},
+      {.path = "bin/sh", .mode = 04755, .content = "#!shell"},
+      {.path = "etc/", .type = 'd', .mode = 0755},
+      {.path = "etc/hostname", .content = "box\n"},
+      {.path = "etc/motd", .content = "hello\n"},
+      {.path = "lib", .type = 'l', .link = "usr/lib"},
+  });
+  fs::path copy = box.scratch.path / "copy";
+  imgbuild::link_tree(box.root, copy);
+  REQUIRE(perm_of(copy / "bin") == 0711);
+  REQUIRE(perm_of(copy / "bin/sh") == 04755);
+  REQUIRE(fs::read_symlink(copy / "lib") == "usr/lib");
+  REQUIRE(lstat_of(copy / "etc/motd").st_ino == lstat_of(box.root / "etc/motd").st_ino);
+  REQUIRE(lstat_of(copy / "etc").st_ino != lstat_of(box.root / "etc").st_ino);
+
+  imgbuild::apply_layer(copy,
+                        bytes(make_tar({
+                            {.path = "etc/hostname", .mode = 0600, .content = "changed\n"},
+                            {.path = "etc/.wh.motd", .content = ""},
+                            {.path = "bin/", .type = 'd', .mode = 0700},
+                        })),
+                        "layer 2", box.options);
+  CHECK(slurp(copy / "etc/hostname") == "changed\n");
+  CHECK(perm_of(copy / "etc/hostname") == 0600);
+  CHECK_FALSE(fs::exists(copy / "etc/motd"));
+  CHECK(perm_of(copy / "bin") == 0700);
+  // The original root is as it was.
+  CHECK(slurp(box.root / "etc/hostname") == "box\n");
+  CHECK(perm_of(box.root / "etc/hostname") == 0644);
+  CHECK(slurp(box.root / "etc/motd") == "hello\n");
+  CHECK(perm_of(box.root / "bin") == 0711);
+  CHECK_THROWS(imgbuild::link_tree(box.root, copy));
+}

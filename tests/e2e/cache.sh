@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The step cache (issue 5): an unchanged rebuild runs nothing and writes no
+# layer; an edit re-runs exactly the steps whose inputs changed; builds killed
+# with SIGKILL at random moments leave a cache the next build trusts; two
+# builds share one cache; a second machine reuses a first one's steps through
+# the registry, downloading only the layers its result needs; plan, cache ls
+# and cache prune say and do what they should.
+#
+#   tests/e2e/cache.sh IMGBUILD REPO_ROOT
+set -uo pipefail
+IMGBUILD=$(realpath "$1")
+ROOT=$(realpath "$2")
+VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+source "$ROOT/tests/e2e/lib.sh"
+
+work=$(mktemp -d /tmp/imgbuild-e2e-cache.XXXXXX)
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+REG_WORK="$work/reg"
+source "$ROOT/tests/registry/lib.sh"
+export DOCKER_CONFIG="$work/docker"
+mkdir -p "$DOCKER_CONFIG"
+
+# machine NAME: the store and cache of one (simulated) machine.
+machine() { export XDG_DATA_HOME="$work/$1/data" XDG_CACHE_HOME="$work/$1/cache"; }
+imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }
+# ran: the recipe lines of the steps the last build ran (not taken from the cache).
+ran() {
+  grep -oE 'recipe\.lua:[0-9]+  (run|copy) .*' "$work/last.err" | grep -v '(cached)$' |
+    sed -E 's/^recipe\.lua:([0-9]+) .*/\1/' | sort -un | tr '\n' ' ' | sed 's/ $//'
+}
+digest_of() { grep -oE "^$1  sha256:[0-9a-f]{64}" "$work/last.out" | cut -d' ' -f3; }  # NAME: its sha256:...
+blob_count() { find "$XDG_DATA_HOME/imgbuild/blobs/sha256" -type f | wc -l; }
+expect_ran() {  # DESCRIPTION "LINES"
+  local got
+  got=$(ran)
+  if [[ $got == "$2" ]]; then pass "$1 (steps at lines: ${got:-none})"; else
+    fail "$1: expected lines '$2' to run, got '$got'"
+    tail -n 15 "$work/last.err" | sed 's/^/        /'
+  fi
+}
+
+step "a registry mirroring docker.io with the Go builder image"
+here "registry" registry_start open
+REG=$REGISTRY_open
+here "seed golang:1.22-alpine" seed_golang "$REG" library/golang:1.22-alpine
+MIRROR=(--registry-mirror "docker.io=$REG")
+
+# The app: examples/multistage with an env value before the steps, lines numbered.
+mkdir -p "$work/app"
+cp "$ROOT"/examples/multistage/{go.mod,go.sum,main.go} "$work/app/"
+cat >"$work/app/recipe.lua" <<'EOF'
+local certs = require "imgbuild.certs"
+local builder = from "golang:1.22-alpine"
+  :workdir "/go/src/app"
+  :env { FLAVOR = param("flavor", "plain") }
+  :copy({ "go.mod", "go.sum" }, "./")
+  :run "go mod download"
+  :copy(".", ".")
+  :run { "go", "build", "-o", "/out/app", ".", env = { CGO_ENABLED = "0" } }
+image("app", scratch
+  :copy("/out/app", "/app", { from = builder, static = true })
+  :copy(certs.bundle, "/etc/ssl/certs/ca-certificates.crt")
+  :entrypoint { "/app" })
+EOF
+APP="$work/app/recipe.lua"
+
+step "an unchanged rebuild runs no step and writes no layer"
+machine a
+imgbuild "$APP" "${MIRROR[@]}" --cache-to "$REG/cache/app:main"
+outcome "the first build builds" "^app  sha256:"
+expect_ran "the first build runs every step" "5 6 7 8 10 11"
+first=$(digest_of app)
+check "--cache-to exported the steps" grep -q "exported 6 cached steps to $REG/cache/app:main@sha256:" "$work/last.err"
+blobs=$(blob_count)
+imgbuild "$APP" "${MIRROR[@]}"
+outcome "the rebuild builds the same image" "^app  $first"
+expect_ran "the rebuild runs nothing" ""
+check "the rebuild wrote no blob" test "$(blob_count)" = "$blobs"
+"$IMGBUILD" plan "$APP" "${MIRROR[@]}" >"$work/plan.out" 2>&1
+check "plan: every step hits the local cache" grep -qx "6 cached, 0 from the registry cache, 0 to run" "$work/plan.out"
+check "plan shows each step's key" grep -qE "recipe\.lua:6 +cached +[0-9a-f]{12}  run go mod download$" "$work/plan.out"
+
+step "edits re-run exactly the steps whose inputs changed"
+sed -i 's/hello from a multi-stage build/hello from an edited build/' "$work/app/main.go"
+imgbuild "$APP" "${MIRROR[@]}"
+# The certificates' copy runs too: it lands on a different file system (a new binary below it).
+expect_ran "a Go file: copy . and go build, the copy of the new binary and what lies on it" "7 8 10 11"
+echo "" >>"$work/app/go.sum"
+imgbuild "$APP" "${MIRROR[@]}"
+# Go builds the same binary: its layer is the same, so the certificates' copy stays cached.
+expect_ran "go.sum: from its copy on, go mod download included" "5 6 7 8 10"
+imgbuild "$APP" "${MIRROR[@]}" --set flavor=spicy
+ran_now=$(ran)
+check "an env value: both RUN steps after it run again (got: $ran_now)" sh -c "echo ' $ran_now ' | grep -q ' 6 ' && echo ' $ran_now ' | grep -q ' 8 '"
+check "an env value: copies, which do not read it, stay cached" sh -c "! echo ' $ran_now ' | grep -qE ' (5|7|11) '"
+"$IMGBUILD" plan "$APP" "${MIRROR[@]}" --set flavor=sour >"$work/plan.out" 2>&1
+check "plan of a changed env: go mod download runs, the steps after it are unknown" \
+  sh -c "grep -qE 'recipe\.lua:6 +run ' '$work/plan.out' && grep -qE 'recipe\.lua:8 +run +\?' '$work/plan.out'"
+imgbuild "$APP" "${MIRROR[@]}" --no-cache
+expect_ran "--no-cache runs everything" "5 6 7 8 10 11"
+
+step "a second machine reuses the first one's steps through the registry"
+machine b
+# The sources machine a exported its steps for.
+cp "$ROOT/examples/multistage/main.go" "$work/app/main.go"
+cp "$ROOT/examples/multistage/go.sum" "$work/app/go.sum"
+"$IMGBUILD" plan "$APP" "${MIRROR[@]}" --cache-from "$REG/cache/app:main" >"$work/plan.out" 2>&1
+check "plan with the exported sources: all 6 steps from the registry cache" \
+  grep -qx "0 cached, 6 from the registry cache, 0 to run" "$work/plan.out"
+imgbuild "$APP" "${MIRROR[@]}" --cache-from "$REG/cache/app:main" -o "oci:$work/b-oci"
+outcome "machine b builds the same image as machine a" "^app  $first"
+expect_ran "machine b runs no step" ""
+check "machine b has no builder layer: only the result's layers and the base's documents" \
+  test "$(blob_count)" -le 6
+check "the image validates" sh -c "python3 '$VALIDATE' '$work/b-oci' | grep -qx OK"
+imgbuild "$APP" "${MIRROR[@]}"
+expect_ran "what came from the registry is in machine b's local cache now" ""
+
+step "builds killed with SIGKILL at random moments leave a usable cache"
+machine kill
+for i in $(seq 1 24); do
+  echo "// edit $i" >>"$work/app/main.go"
+  setsid "$IMGBUILD" "$APP" "${MIRROR[@]}" >/dev/null 2>&1 &
+  pid=$!
+  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % 600) / 100 }')"
+  kill -KILL -- "-$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+done
+imgbuild "$APP" "${MIRROR[@]}" -o "oci:$work/kill-oci"
+outcome "the build after 24 kills succeeds" "^app  sha256:"
+after_kills=$(digest_of app)
+check "its image validates" sh -c "python3 '$VALIDATE' '$work/kill-oci' | grep -qx OK"
+machine clean
+imgbuild "$APP" "${MIRROR[@]}"
+clean=$(digest_of app)
+check "a clean build of the same sources gives the same digest ($clean, after the kills: $after_kills)" test "$clean" = "$after_kills"
+
+step "two builds of different recipes at once on one cache"
+machine shared
+"$IMGBUILD" "$APP" "${MIRROR[@]}" -o "oci:$work/shared-app" >"$work/one.out" 2>"$work/one.err" &
+one=$!
+"$IMGBUILD" "$ROOT/examples/static-site/recipe.lua" -o "oci:$work/shared-site" >"$work/two.out" 2>"$work/two.err" &
+two=$!
+wait $one
+r1=$?
+wait $two
+r2=$?
+check "both succeed" test "$r1$r2" = 00
+check "both images validate" sh -c "python3 '$VALIDATE' '$work/shared-app' | grep -qx OK && python3 '$VALIDATE' '$work/shared-site' | grep -qx OK"
+
+step "cache ls and cache prune"
+"$IMGBUILD" cache ls >"$work/ls.out" 2>&1
+check "cache ls lists the steps with size and last use" grep -qE "^[0-9a-f]{12} +[0-9.]+ [kMG]?B +20[0-9-]+ [0-9:]+  run go mod download$" "$work/ls.out"
+"$IMGBUILD" cache prune --keep-bytes 100GB >"$work/prune.out" 2>&1
+check "prune --keep-bytes 100GB keeps a cache that fits" grep -q "^removed 0 steps, 0 unpacked trees" "$work/prune.out"
+"$IMGBUILD" cache prune --older-than 1d >"$work/prune.out" 2>&1
+check "prune --older-than 1d keeps what was just used" grep -q "^removed 0 steps" "$work/prune.out"
+"$IMGBUILD" cache prune >"$work/prune.out" 2>&1
+check "prune removes every step" grep -qE "^removed [1-9][0-9]* steps" "$work/prune.out"
+"$IMGBUILD" cache ls >"$work/ls.out" 2>&1
+check "the cache is empty" grep -q "^0 steps" "$work/ls.out"
+check "the stored images keep their blobs" sh -c "skopeo inspect --raw 'oci:$XDG_DATA_HOME/imgbuild:app' >/dev/null && \
+  for d in \$(skopeo inspect --raw 'oci:$XDG_DATA_HOME/imgbuild:app' | jq -r '.layers[].digest[7:]'); do test -f '$XDG_DATA_HOME/imgbuild/blobs/sha256/'\$d || exit 1; done"
+imgbuild "$APP" "${MIRROR[@]}"
+expect_ran "after prune, every step runs again" "5 6 7 8 10 11"
+outcome "and makes the same image" "^app  $after_kills"
+
+finish

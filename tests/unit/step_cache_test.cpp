@@ -1,0 +1,183 @@
+#include "core/step_cache.hpp"
+
+#include <sys/stat.h>
+#include <utime.h>
+
+#include <catch2/catch.hpp>
+
+#include "core/layer.hpp"
+#include "core/layout.hpp"
+#include "test_support.hpp"
+
+using namespace imgbuild;
+using imgbuild::test::ScratchDir;
+using imgbuild::test::slurp;
+using imgbuild::test::spit;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Sets a path's mtime `age` seconds into the past: its last use.
+void age(const fs::path& p, long seconds) {
+  struct utimbuf times {};
+  times.actime = times.modtime = std::time(nullptr) - seconds;
+  REQUIRE(::utime(p.c_str(), &times) == 0);
+}
+
+LayerBlob layer_in(Layout& store, const std::string& file_content, const fs::path& scratch) {
+  spit(scratch / "f", file_content);
+  LayerEntry e{"f", LayerEntry::Type::File, 0644, 0, 0, scratch / "f", file_content.size(), {}};
+  return write_layer({e}, store.blob_dir(), LayerOptions{});
+}
+
+}  // namespace
+
+TEST_CASE("step keys are canonical and cover every input", "[step_cache]") {
+  nlohmann::json a = {{"op", "run"}, {"argv", {"go", "build"}}, {"env", {"A=1"}}};
+  nlohmann::json reordered = {{"env", {"A=1"}}, {"argv", {"go", "build"}}, {"op", "run"}};
+  CHECK(step_key(a) == step_key(reordered));
+  nlohmann::json other_env = a;
+  other_env["env"] = {"A=2"};
+  CHECK(step_key(a) != step_key(other_env));
+  nlohmann::json other_argv = a;
+  other_argv["argv"] = {"go", "vet"};
+  CHECK(step_key(a) != step_key(other_argv));
+}
+
+TEST_CASE("a layer entry is described by content, not by where it is read from", "[step_cache]") {
+  ScratchDir dir;
+  spit(dir.path / "one", "same bytes");
+  spit(dir.path / "two", "same bytes");
+  spit(dir.path / "three", "other bytes");
+  LayerEntry e{"app/main.go", LayerEntry::Type::File, 0644, 0, 0, dir.path / "one", 10, {}};
+  nlohmann::json first = describe_entry(e);
+  e.source = dir.path / "two";
+  CHECK(describe_entry(e) == first);
+  e.source = dir.path / "three";
+  e.size = 11;
+  CHECK(describe_entry(e) != first);
+  e.source = dir.path / "one";
+  e.size = 10;
+  e.mode = 0755;
+  CHECK(describe_entry(e) != first);
+  LayerEntry link{"bin/sh", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "busybox"};
+  CHECK(describe_entry(link)["target"] == "busybox");
+  CHECK_FALSE(describe_entry(link).contains("sha256"));
+}
+
+TEST_CASE("the step cache keeps results by key and survives damage", "[step_cache]") {
+  ScratchDir dir;
+  Layout store(dir.path / "store");
+  StepCache cache(dir.path / "cache");
+  LayerBlob layer = layer_in(store, "hello", dir.path);
+  Digest key = step_key({{"op", "copy"}});
+  Digest empty_key = step_key({{"op", "run"}});
+
+  CHECK_FALSE(cache.find(key));
+  cache.put(CachedStep{key, "copy f /", layer, 100});
+  cache.put(CachedStep{empty_key, "run true", std::nullopt, 100});
+  auto found = cache.find(key);
+  REQUIRE(found);
+  CHECK(found->step == "copy f /");
+  REQUIRE(found->layer);
+  CHECK(found->layer->digest == layer.digest);
+  CHECK(found->layer->diff_id == layer.diff_id);
+  CHECK(found->layer->size == layer.size);
+  auto empty = cache.find(empty_key);
+  REQUIRE(empty);
+  CHECK_FALSE(empty->layer);
+  CHECK(cache.list().size() == 2);
+
+  SECTION("a torn entry is a miss and is removed") {
+    fs::path file = dir.path / "cache" / "steps" / (std::string(key.hex()) + ".json");
+    std::string text = slurp(file);
+    spit(file, text.substr(0, text.size() / 2));
+    CHECK_FALSE(cache.find(key));
+    CHECK_FALSE(fs::exists(file));
+  }
+  SECTION("an entry filed under another key is a miss") {
+    fs::copy_file(dir.path / "cache" / "steps" / (std::string(key.hex()) + ".json"),
+                  dir.path / "cache" / "steps" / (std::string(step_key({{"op", "x"}}).hex()) + ".json"));
+    CHECK_FALSE(cache.find(step_key({{"op", "x"}})));
+  }
+  SECTION("finding an entry renews its last use") {
+    fs::path file = dir.path / "cache" / "steps" / (std::string(key.hex()) + ".json");
+    age(file, 3600);
+    REQUIRE(cache.find(key));
+    struct stat st {};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK(st.st_mtime >= std::time(nullptr) - 5);
+  }
+}
+
+TEST_CASE("a damaged blob fails verification and leaves the store", "[step_cache]") {
+  ScratchDir dir;
+  Layout store(dir.path / "store");
+  LayerBlob layer = layer_in(store, "hello", dir.path);
+  CHECK(store.verify_blob(layer.digest, layer.size));
+  CHECK_FALSE(store.verify_blob(layer.digest, layer.size + 1));
+  CHECK_FALSE(store.has_blob(layer.digest));
+
+  LayerBlob again = layer_in(store, "hello", dir.path);
+  REQUIRE(again.digest == layer.digest);
+  std::string bytes = slurp(store.blob_path(layer.digest));
+  bytes[bytes.size() / 2] ^= 0x20;
+  spit(store.blob_path(layer.digest), bytes);
+  CHECK_FALSE(store.verify_blob(layer.digest, layer.size));
+  CHECK_FALSE(store.has_blob(layer.digest));
+}
+
+TEST_CASE("prune removes entries by age and size, and blobs nothing needs", "[step_cache]") {
+  ScratchDir dir;
+  Layout store(dir.path / "store");
+  fs::path cache_dir = dir.path / "cache";
+  StepCache cache(cache_dir);
+  LayerBlob old_layer = layer_in(store, "old", dir.path);
+  LayerBlob new_layer = layer_in(store, "new", dir.path);
+  LayerBlob image_layer = layer_in(store, "image", dir.path);
+  Digest old_key = step_key({{"n", 1}}), new_key = step_key({{"n", 2}});
+  cache.put(CachedStep{old_key, "old", old_layer, 1});
+  cache.put(CachedStep{new_key, "new", new_layer, 2});
+  age(cache_dir / "steps" / (std::string(old_key.hex()) + ".json"), 10 * 86400);
+  fs::create_directories(cache_dir / "roots" / "abc" / "bin");
+  spit(cache_dir / "roots" / "abc" / "bin" / "sh", std::string(10000, 'x'));
+  age(cache_dir / "roots" / "abc", 20 * 86400);
+  fs::create_directories(cache_dir / "tmp" / "run-killed");
+  spit(store.blob_dir() / ".layer.tmp-abcdef", "torn");
+
+  // A stored image needs its own layer, whatever the cache holds.
+  Image image;
+  image.layers.push_back(image_layer);
+  Descriptor config = store.put_document(image.config_document(), media_type::kConfig);
+  store.set_ref("kept", store.put_document(image.manifest_document(config), media_type::kManifest));
+
+  SECTION("--older-than") {
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{std::nullopt, 7 * 86400});
+    CHECK(r.entries == 1);
+    CHECK(r.trees == 1);
+    CHECK_FALSE(cache.find(old_key));
+    CHECK(cache.find(new_key));
+    CHECK_FALSE(store.has_blob(old_layer.digest));
+    CHECK(store.has_blob(new_layer.digest));
+    CHECK(store.has_blob(image_layer.digest));
+    CHECK_FALSE(fs::exists(cache_dir / "roots" / "abc"));
+    CHECK_FALSE(fs::exists(cache_dir / "tmp"));
+    CHECK_FALSE(fs::exists(store.blob_dir() / ".layer.tmp-abcdef"));
+  }
+  SECTION("--keep-bytes removes the least recently used first") {
+    uint64_t newest = new_layer.size + fs::file_size(cache_dir / "steps" / (std::string(new_key.hex()) + ".json"));
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{newest, std::nullopt});
+    CHECK(r.entries == 1);
+    CHECK(r.trees == 1);
+    CHECK(cache.find(new_key));
+    CHECK(store.has_blob(new_layer.digest));
+  }
+  SECTION("no option: everything the stored images do not need") {
+    prune_cache(cache_dir, store, PruneOptions{});
+    CHECK(cache.list().empty());
+    CHECK_FALSE(store.has_blob(old_layer.digest));
+    CHECK_FALSE(store.has_blob(new_layer.digest));
+    CHECK(store.has_blob(image_layer.digest));
+    CHECK(store.load(*store.find_ref("kept")).config_json.is_object());
+  }
+}
