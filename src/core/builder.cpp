@@ -189,6 +189,18 @@ std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& d
   return std::nullopt;
 }
 
+bool Builder::settled_without_running(Stage& st, const Digest& key, const std::string& description,
+                                      const Node& node) {
+  if (auto hit = reuse(key, description, node)) {
+    settings_.progress(node.loc + "  " + description + "  (cached)");
+    add_layer(st, hit->layer, description);
+    return true;
+  }
+  // Planning: the step would run, so what comes after it is not known.
+  if (planning_) st.unknown = true;
+  return planning_;
+}
+
 void Builder::remember(const CachedStep& step) {
   cache_.put(step);
   std::lock_guard lock(records_mutex_);
@@ -371,15 +383,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     inputs["entries"] = std::move(described);
   }
   Digest key = step_key(std::move(inputs));
-  if (auto hit = reuse(key, description, node)) {
-    settings_.progress(node.loc + "  " + description + "  (cached)");
-    add_layer(st, hit->layer, description);
-    return;
-  }
-  if (planning_) {
-    st.unknown = true;
-    return;
-  }
+  if (settled_without_running(st, key, description, node)) return;
   if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
@@ -483,15 +487,7 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
                          {"argv", spec.argv}, {"env", spec.env}, {"workdir", spec.workdir}, {"user", spec.user},
                          {"network", spec.network}, {"cache", op.cache}, {"secrets", secret_ids},
                          {"layer", layer_settings(settings_.source_date_epoch)}});
-  if (auto hit = reuse(key, description, node)) {
-    settings_.progress(node.loc + "  " + description + "  (cached)");
-    add_layer(st, hit->layer, description);
-    return;
-  }
-  if (planning_) {
-    st.unknown = true;
-    return;
-  }
+  if (settled_without_running(st, key, description, node)) return;
 
   spec.lower = image_root(st.image);
   TempDir step(settings_.cache_dir / "tmp", "run-");

@@ -131,6 +131,9 @@ private:
   /// The verified cached result of a step, or nullopt (it must run). Notes in
   /// the plan where it came from.
   std::optional<CachedStep> reuse(const Digest& key, const std::string& description, const Node& node);
+  /// Takes a step's result from the cache; while planning, a miss marks the
+  /// stage unknown. True when the step needs nothing more.
+  bool settled_without_running(Stage& stage, const Digest& key, const std::string& description, const Node& node);
   /// Records a finished step in the cache and in this build's list.
   void remember(const CachedStep& step);
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
