@@ -128,6 +128,21 @@ std::vector<std::string> describe(const std::vector<LayerEntry>& entries) {
 const std::vector<std::string> kMountPoints = {"/proc",           "/dev",             "/etc",       "/etc/hosts",
                                                "/etc/resolv.conf", "/var/cache/thing", "/var/cache", "/var"};
 
+/// A step on `image` with its overlay folders in `step_dir`, no network and
+/// only /bin in PATH; `snapshot` forces the copy used where overlay is refused.
+SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snapshot) {
+  SandboxSpec spec;
+  spec.lower = image;
+  spec.upper = step_dir / "upper";
+  spec.work = step_dir / "work";
+  fs::create_directory(spec.upper);
+  fs::create_directory(spec.work);
+  spec.env = {"PATH=/bin"};
+  spec.network = false;
+  spec.force_snapshot = snapshot;
+  return spec;
+}
+
 /// What the step changed, described.
 struct StepRun {
   SandboxResult result;
@@ -137,17 +152,9 @@ struct StepRun {
 StepRun run_step(const fs::path& image, const fs::path& cache, const std::string& script, bool snapshot,
                  const std::string& user = "") {
   ScratchDir step;
-  SandboxSpec spec;
-  spec.lower = image;
-  spec.upper = step.path / "upper";
-  spec.work = step.path / "work";
-  fs::create_directory(spec.upper);
-  fs::create_directory(spec.work);
+  SandboxSpec spec = step_spec(image, step.path, snapshot);
   spec.argv = {"/bin/sh", "-c", "set -e; umask 022; " + script};
-  spec.env = {"PATH=/bin"};
   spec.user = user;
-  spec.network = false;
-  spec.force_snapshot = snapshot;
   spec.mounts = {{cache, "/var/cache/thing", false}};
   StepRun run;
   run.result = run_in_sandbox(spec);
@@ -305,15 +312,7 @@ TEST_CASE("a failing step reports its status and last lines", "[sandbox]") {
   make_image(image);
   for (bool snapshot : {false, true}) {
     ScratchDir step;
-    SandboxSpec spec;
-    spec.lower = image;
-    spec.upper = step.path / "upper";
-    spec.work = step.path / "work";
-    fs::create_directory(spec.upper);
-    fs::create_directory(spec.work);
-    spec.env = {"PATH=/bin"};
-    spec.network = false;
-    spec.force_snapshot = snapshot;
+    SandboxSpec spec = step_spec(image, step.path, snapshot);
     std::vector<std::string> seen;
     spec.output = [&](std::string_view line) { seen.emplace_back(line); };
     spec.argv = {"/bin/sh", "-c", "i=0; while [ $i -lt 25 ]; do echo line $i; i=$((i+1)); done; echo oops >&2; exit 3"};
@@ -360,15 +359,7 @@ TEST_CASE("no descriptor of imgbuild leaks into the step", "[sandbox]") {
   REQUIRE(leaky);
   for (bool snapshot : {false, true}) {
     ScratchDir step;
-    SandboxSpec spec;
-    spec.lower = image;
-    spec.upper = step.path / "upper";
-    spec.work = step.path / "work";
-    fs::create_directory(spec.upper);
-    fs::create_directory(spec.work);
-    spec.env = {"PATH=/bin"};
-    spec.network = false;
-    spec.force_snapshot = snapshot;
+    SandboxSpec spec = step_spec(image, step.path, snapshot);
     spec.argv = {"/bin/ls", "/proc/self/fd"};
     SandboxResult result = run_in_sandbox(spec);
     CHECK(result.exit_code == 0);
