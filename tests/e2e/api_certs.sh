@@ -63,8 +63,9 @@ printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$REGISTRY_basic" "$(printf 'alice:%s'
   >"$DOCKER_CONFIG/config.json"
 check_cmd "${CI_ENV[@]}" "$IMGBUILD" "$RECIPE" --set "registry=$REGISTRY_basic/team"
 check "pushed under the commit's short sha" grep -q "^pushed $REGISTRY_basic/team/api-certs:5eed0123@$digest$" "$work/last.out"
-check "the registry has that manifest" sh -c "skopeo inspect --tls-verify=false --creds 'alice:$REG_PASSWORD' \
-  docker://$REGISTRY_basic/team/api-certs:5eed0123 | jq -e '.Digest == \"$digest\"'"
+pushed=$(skopeo inspect --tls-verify=false --creds "alice:$REG_PASSWORD" \
+  "docker://$REGISTRY_basic/team/api-certs:5eed0123" | jq -r .Digest)
+check "the registry has that manifest" test "$pushed" = "$digest"
 check "the password is in no output" sh -c "! grep -q '$REG_PASSWORD' '$work/last.out' '$work/last.err'"
 
 finish
