@@ -11,6 +11,7 @@
 ---   sha        the full commit id; short_sha its first 8 characters
 ---   tag        the tag built, on CI services
 ---   pr         the pull/merge request number, as a string
+---   repository the repository's web address, on CI services
 ---
 --- Outside CI the git repository of the build context is read directly (HEAD,
 --- refs, packed-refs; no git program needed); a folder that is not in a
@@ -81,6 +82,7 @@ local function detect()
       branch = get("GITHUB_HEAD_REF") or (kind ~= "tag" and get("GITHUB_REF_NAME") or nil),
       tag = kind == "tag" and get("GITHUB_REF_NAME") or nil,
       pr = ref:match("^refs/pull/(%d+)/"),
+      repository = get("GITHUB_REPOSITORY") and (get("GITHUB_SERVER_URL") or "https://github.com") .. "/" .. get("GITHUB_REPOSITORY"),
     }
   elseif get("GITLAB_CI") then
     -- Current variable names, then the CI_BUILD_* ones of GitLab before 9.0.
@@ -91,6 +93,8 @@ local function detect()
         or (not get("CI_COMMIT_TAG") and not get("CI_BUILD_TAG") and (get("CI_COMMIT_REF_NAME") or get("CI_BUILD_REF_NAME")) or nil),
       tag = get("CI_COMMIT_TAG") or get("CI_BUILD_TAG"),
       pr = get("CI_MERGE_REQUEST_IID"),
+      -- Never CI_REPOSITORY_URL or the old CI_BUILD_REPO: they carry the job's token.
+      repository = get("CI_PROJECT_URL"),
     }
   elseif get("TRAVIS") then
     local pr = get("TRAVIS_PULL_REQUEST")
@@ -99,6 +103,7 @@ local function detect()
       branch = get("TRAVIS_PULL_REQUEST_BRANCH") or (not get("TRAVIS_TAG") and get("TRAVIS_BRANCH") or nil),
       tag = get("TRAVIS_TAG"),
       pr = pr ~= "false" and pr or nil,
+      repository = get("TRAVIS_REPO_SLUG") and "https://github.com/" .. get("TRAVIS_REPO_SLUG"),
     }
   end
   return from_git(internal.context_dir)

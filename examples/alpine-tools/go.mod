@@ -1,0 +1,3 @@
+module example.com/alpine-tools
+
+go 1.19

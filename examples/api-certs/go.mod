@@ -1,0 +1,3 @@
+module example.com/api-certs
+
+go 1.19

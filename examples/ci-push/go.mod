@@ -1,0 +1,3 @@
+module example.com/ci-push
+
+go 1.19
