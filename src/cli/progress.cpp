@@ -245,11 +245,12 @@ private:
     write_stderr(draw());
   }
 
-  /// Moves back over the block drawn last and clears it.
+  /// Moves back over the block drawn last, clearing it line by line. Not
+  /// with "clear to the end of the screen": from the top left corner that
+  /// clears the whole screen, which tmux copies into its history first.
   std::string erase() {
-    if (drawn_ == 0) return "";
-    std::string out = "\x1b[" + std::to_string(drawn_) + "A\r\x1b[J";
-    drawn_ = 0;
+    std::string out = drawn_ ? "\r" : "";
+    for (; drawn_ > 0; --drawn_) out += "\x1b[1A\x1b[2K";
     return out;
   }
 
