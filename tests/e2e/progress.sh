@@ -6,7 +6,7 @@
 # control characters and no line twice; tty output, drawn in a real terminal
 # (tmux) narrower than its lines, ends as a clean log; :budget fails a build.
 #
-#   tests/e2e/progress.sh IMGBUILD REPO_ROOT
+#   tests/e2e/progress.sh IMGBUILD REPO_ROOT     (KEEP=1 keeps its work folder)
 set -uo pipefail
 IMGBUILD=$(realpath "$1")
 ROOT=$(realpath "$2")
