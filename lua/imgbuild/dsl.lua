@@ -13,6 +13,7 @@
 --   exists         function(normalised_ref) -> whether the registry has it (raises a
 --                  message); nil when the evaluation has no registry access
 --   doctor_warnings  names of the doctor's warnings (what :doctor may ignore)
+--   size           function(text) -> bytes of a size such as "10MB", or nil
 
 local settings = ...
 
@@ -425,6 +426,23 @@ function Image:doctor(opts)
     end
   end
   return derive(self, "doctor", { kind = "doctor", ignore = ignore })
+end
+
+---@param opts { size: string|integer } the most compressed layer bytes the image may have when it is
+---stored, written or pushed: "10MB", "500kB", "2MiB", or a number of bytes
+function Image:budget(opts)
+  check_self(self, "budget")
+  opts = check_options("budget", opts, { size = true })
+  local size, bytes = opts.size, nil
+  if math.type(size) == "integer" and size >= 0 then
+    bytes, size = size, size .. " B"
+  elseif type(size) == "string" then
+    bytes = settings.size(size)
+    if not bytes then fail("budget: size '%s' is not a size (e.g. \"10MB\", \"500kB\", \"2MiB\")", size) end
+  else
+    fail("budget: size: expected a size such as \"10MB\", got %s", typename(size))
+  end
+  return derive(self, "budget", { kind = "budget", bytes = bytes, size = size })
 end
 
 local method_names = sorted_keys(Image)

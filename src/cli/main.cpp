@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/progress.hpp"
 #include "core/builder.hpp"
 #include "core/docker_archive.hpp"
 #include "core/elf.hpp"
@@ -68,6 +69,9 @@ build options:
   --cache-to REF        export this build's steps and their layers there
   --pull                resolve base image tags again (default: the digest pulled before)
   --push / --no-push    run the recipe's push() calls (default), or only say what they would push
+  --progress MODE       auto (default: tty on a terminal, else plain), tty (live
+                        lines), plain (a line per event, for CI logs) or json (an
+                        object per event and result on stdout, for tools)
   --debug               tracebacks with recipe errors, one line per registry request
 
 registry options (build and push):
@@ -109,6 +113,7 @@ struct BuildArgs {
   bool strict = false;
   bool pull = false;
   bool push = true;
+  ProgressMode progress = ProgressMode::Auto;
   std::set<std::string> ignore;  ///< doctor warnings not to report
   std::set<std::string> insecure;
   std::map<std::string, std::vector<std::string>> mirrors;
@@ -177,13 +182,6 @@ std::optional<Descriptor> find_stored(const Layout& layout, const std::string& n
   return std::nullopt;
 }
 
-/// "pushed localhost:5000/app:1@sha256:…" and what it took.
-void report_push(const Reference& dest, const PushResult& r) {
-  std::cout << "pushed " << dest.str() << "@" << r.digest.str() << "\n";
-  std::cerr << "  " << dest.str() << ": " << r.uploaded << " uploaded (" << human_size(r.bytes) << "), " << r.mounted
-            << " mounted, " << r.present << " already there\n";
-}
-
 Output parse_output(const std::string& spec) {
   if (spec.starts_with("oci:") && spec.size() > 4) return {Output::Kind::Oci, spec.substr(4)};
   if (spec.starts_with("docker-archive:") && spec.size() > 15) return {Output::Kind::DockerArchive, spec.substr(15)};
@@ -236,6 +234,12 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
       b.ignore.insert(name);
     } else if (flag == "--insecure-registry") b.insecure.insert(take());
     else if (flag == "--registry-mirror") add_mirror(b.mirrors, take());
+    else if (flag == "--progress") {
+      std::string mode = take();
+      auto parsed = parse_progress_mode(mode);
+      if (!parsed) throw UsageError("--progress " + mode + ": expected auto, tty, plain or json");
+      b.progress = *parsed;
+    }
     else if (a == "--strict") b.strict = true;
     else if (a == "--pull") b.pull = true;
     else if (a == "--push") b.push = true;
@@ -292,12 +296,15 @@ public:
     settings.cache_dir = cache_dir;
     settings.use_cache = b.use_cache;
     settings.source_date_epoch = epoch;
-    if (!planning) settings.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
+    if (!planning) {
+      view = ProgressView::make(b.progress);
+      settings.progress = view->sink();
+    }
     settings.pull = [this](const PullOp& op, const Platform& platform) {
       return pull_image(registry->client(), *store, Reference::parse(op.reference), platform, b.pull).image;
     };
     settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source) {
-      fetch_layers(registry->client(), *store, Reference::parse(source), layers);
+      fetch_layers(registry->client(), *store, Reference::parse(source), layers, {}, meter(TransferDirection::Pull, source));
     };
     for (auto& ref : b.cache_from) {
       auto steps = import_step_cache(registry->client(), ref);
@@ -305,6 +312,13 @@ public:
       settings.remote_cache.merge(steps);
     }
     builder = std::make_unique<Builder>(ev.graph, *store, std::move(settings));
+  }
+
+  /// Byte counts of blobs moving to or from `ref`, as the view's transfer events.
+  BlobProgress meter(TransferDirection direction, const std::string& ref) {
+    if (!view) return {};
+    auto m = std::make_shared<TransferMeter>(view->sink(), direction, ref);
+    return [m](const Digest& blob, uint64_t done, uint64_t total) { m->update(blob, done, total); };
   }
 
   /// The nodes the chosen targets and pushes need.
@@ -323,6 +337,8 @@ public:
   std::unique_ptr<RegistryAccess> registry;
   std::unique_ptr<FileLock> cache_lock, store_lock;
   std::unique_ptr<Layout> store;
+  /// Declared before the builder: it outlives the builder's threads that report to it.
+  std::unique_ptr<ProgressView> view;
   std::unique_ptr<Builder> builder;
 
 private:
@@ -366,7 +382,7 @@ void export_cache(Session& s, const Reference& dest) {
       missing.push_back(*step.layer);
   s.builder->ensure_local(missing);
   Descriptor manifest = store_cache_manifest(*s.store, steps);
-  PushResult r = push_image(client, *s.store, manifest, dest);
+  PushResult r = push_image(client, *s.store, manifest, dest, {}, s.meter(TransferDirection::Push, dest.str()));
   std::cerr << "imgbuild: exported " << steps.size() << " cached steps to " << dest.str() << "@" << r.digest.str()
             << " (" << r.uploaded << " layers uploaded, " << human_size(r.bytes) << ")\n";
 }
@@ -397,9 +413,14 @@ int cmd_build(const std::vector<std::string>& args) {
 
   builder.prepare(s.needed());
 
+  ProgressView& view = *s.view;
+  std::set<size_t> shown;  ///< nodes with a row in the size table
   for (const Target* t : s.chosen) {
     const BuiltImage& built = builder.build(t->node);
     if (!examine(*t, " was not stored")) return kExitError;
+    // What the name held before: the size table compares with it.
+    std::optional<PreviousBuild> previous;
+    if (auto before = store.find_ref(t->name)) previous = PreviousBuild{before->digest, store.load(*before).layers_size()};
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
@@ -408,8 +429,8 @@ int cmd_build(const std::vector<std::string>& args) {
         write_docker_archive(store, built.manifest, t->name + ":latest", out.path, s.epoch);
       }
     }
-    std::cout << t->name << "  " << built.manifest.digest.str() << "  " << human_size(built.size) << "  ("
-              << built.image.layers.size() << (built.image.layers.size() == 1 ? " layer" : " layers") << ")\n";
+    view.image(OutputImage{t->name, built, previous});
+    shown.insert(t->node);
   }
 
   for (const Push* push : s.pushes) {
@@ -419,20 +440,24 @@ int cmd_build(const std::vector<std::string>& args) {
     bool examined = std::any_of(s.chosen.begin(), s.chosen.end(), [&](const Target* t) { return t->node == p.node; });
     if (!examined && !examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
     Reference dest = Reference::parse(p.reference);
+    // An image only pushed has its own row in the size table, under its reference.
+    if (shown.insert(p.node).second) view.image(OutputImage{dest.str(), built, std::nullopt});
     if (!b.push) {
-      std::cout << "would push " << dest.str() << "@" << built.manifest.digest.str() << " (--no-push)\n";
+      view.pushed(dest.str(), built.manifest.digest, std::nullopt);
       continue;
     }
     try {
-      report_push(dest, push_image(s.registry->client(), store, built.manifest, dest));
+      view.pushed(dest.str(), built.manifest.digest,
+                  push_image(s.registry->client(), store, built.manifest, dest, {}, s.meter(TransferDirection::Push, dest.str())));
     } catch (const std::exception& e) {
       throw BuildError(p.loc, std::string("push: ") + e.what());
     }
   }
   if (b.cache_to) {
     if (b.push) export_cache(s, *b.cache_to);
-    else std::cout << "would export the step cache to " << b.cache_to->str() << " (--no-push)\n";
+    else std::cerr << "imgbuild: would export the step cache to " << b.cache_to->str() << " (--no-push)\n";
   }
+  view.finish();
   return 0;
 }
 
@@ -464,24 +489,10 @@ int cmd_plan(const std::vector<std::string>& args) {
   return 0;
 }
 
-/// "10GB", "500MB", "1.5G", "4096": decimal units as sizes are shown; KiB-style binary ones too.
+/// --keep-bytes SIZE: "10GB", "500MB", "2GiB" (parse_size()).
 uint64_t parse_bytes(const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  std::string unit = text.substr(used);
-  static const std::map<std::string, double> units = {
-      {"", 1},      {"B", 1},     {"k", 1e3},   {"kB", 1e3},  {"K", 1e3},   {"KB", 1e3},        {"M", 1e6},
-      {"MB", 1e6},  {"G", 1e9},   {"GB", 1e9},  {"T", 1e12},  {"TB", 1e12}, {"KiB", 1024.0},   {"MiB", 1048576.0},
-      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
-  auto it = units.find(unit);
-  if (used == 0 || value < 0 || it == units.end())
-    throw UsageError("--keep-bytes: '" + text + "' is not a size (e.g. 10GB, 500MB, 2GiB)");
-  return static_cast<uint64_t>(value * it->second);
+  if (auto bytes = parse_size(text)) return *bytes;
+  throw UsageError("--keep-bytes: '" + text + "' is not a size (e.g. 10GB, 500MB, 2GiB)");
 }
 
 /// "7d", "12h", "30m", "2w", "90s".
@@ -597,7 +608,7 @@ int cmd_push(const std::vector<std::string>& args) {
     if (!store.has_blob(layer.digest)) missing.push_back(layer);
   if (!missing.empty() && manifest->platform)
     fetch_layers(registry.client(), store, Reference::parse(positional[0]), missing);
-  report_push(dest, push_image(registry.client(), store, *manifest, dest));
+  print_push(dest.str(), push_image(registry.client(), store, *manifest, dest));
   return 0;
 }
 

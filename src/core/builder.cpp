@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
@@ -52,6 +55,41 @@ std::string describe_config(const ConfigOp& op) {
 
 }  // namespace
 
+/// Emits a step's start, and its end: as the step says, or as failed when it
+/// is left by an exception. While planning it reports nothing.
+class Builder::StepReport {
+public:
+  StepReport(Builder& builder, const Node& node, std::string description, StepKind kind, bool cached = false)
+      : builder_(builder), node_(node), description_(std::move(description)), kind_(kind),
+        ended_(builder.planning_) {
+    if (!ended_) builder_.settings_.progress(StepStarted{builder_.index_of(node_), node_.loc, description_, kind_, cached});
+  }
+  StepReport(const StepReport&) = delete;
+  StepReport& operator=(const StepReport&) = delete;
+  ~StepReport() {
+    if (!ended_) end(StepStatus::Failed);
+  }
+
+  /// The description the end reports (a base image's tag resolved to its digest).
+  void describe(std::string description) { description_ = std::move(description); }
+
+  void end(StepStatus status, std::optional<uint64_t> layer_size = std::nullopt) {
+    if (ended_) return;
+    ended_ = true;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    builder_.settings_.progress(
+        StepEnded{builder_.index_of(node_), node_.loc, description_, kind_, status, seconds, layer_size});
+  }
+
+private:
+  Builder& builder_;
+  const Node& node_;
+  std::string description_;
+  StepKind kind_;
+  bool ended_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
 std::string human_size(uint64_t bytes) {
   static const char* units[] = {"B", "kB", "MB", "GB", "TB"};
   double v = static_cast<double>(bytes);
@@ -65,6 +103,26 @@ std::string human_size(uint64_t bytes) {
   return buf;
 }
 
+std::optional<uint64_t> parse_size(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  static const std::map<std::string, double> units = {
+      {"", 1},      {"B", 1},     {"k", 1e3},   {"kB", 1e3},  {"K", 1e3},   {"KB", 1e3},        {"M", 1e6},
+      {"MB", 1e6},  {"G", 1e9},   {"GB", 1e9},  {"T", 1e12},  {"TB", 1e12}, {"KiB", 1024.0},   {"MiB", 1048576.0},
+      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  auto it = units.find(text.substr(used));
+  // Only digits start a size: stod would also take "inf", "nan", "0x1p3" and leading blanks.
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.') || value < 0 ||
+      it == units.end())
+    return std::nullopt;
+  return static_cast<uint64_t>(value * it->second);
+}
+
 Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
     : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context),
       cache_(settings_.cache_dir) {
@@ -75,11 +133,11 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
   }
   for (auto& t : graph_.targets) ++consumers_.at(t.node);
   for (auto& p : graph_.pushes) ++consumers_.at(p.node);
-  // Steps of independent stages report from several threads: whole lines only.
+  // Steps of independent stages report from several threads: one event at a time.
   auto report = std::make_shared<std::mutex>();
-  settings_.progress = [report, inner = std::move(settings_.progress)](const std::string& line) {
+  settings_.progress = [report, inner = std::move(settings_.progress)](const ProgressEvent& event) {
     std::lock_guard lock(*report);
-    inner(line);
+    inner(event);
   };
 }
 
@@ -97,16 +155,50 @@ void Builder::prepare(const std::vector<size_t>& nodes) {
 
 const BuiltImage& Builder::build(size_t node) {
   if (auto it = finished_.find(node); it != finished_.end()) return it->second;
-  Image image = stage(node).image;
-  ensure_local(image.layers);
-  std::string config = image.config_document();
+  const Stage& st = stage(node);
+  uint64_t compressed = 0, base_compressed = 0, uncompressed = 0;
+  for (size_t i = 0; i < st.image.layers.size(); ++i) {
+    compressed += st.image.layers[i].size;
+    if (i < st.base_layers) base_compressed += st.image.layers[i].size;
+  }
+  // Before any base layer is downloaded: an image over its budget goes nowhere.
+  check_budget(st, compressed);
+  ensure_local(st.image.layers);
+  // A pulled layer's manifest gives only its compressed size: the tar's comes
+  // from reading it.
+  for (auto& l : st.image.layers)
+    uncompressed += l.uncompressed_size ? l.uncompressed_size : tar_size(store_.blob_path(l.digest));
+  std::string config = st.image.config_document();
   Descriptor config_desc = store_.put_document(config, media_type::kConfig);
-  std::string manifest = image.manifest_document(config_desc);
+  std::string manifest = st.image.manifest_document(config_desc);
   Descriptor manifest_desc = store_.put_document(manifest, media_type::kManifest);
-  uint64_t size = manifest_desc.size + config_desc.size;
-  for (auto& l : image.layers) size += l.size;
-  return finished_.emplace(node, BuiltImage{std::move(image), manifest_desc, size}).first->second;
+  auto base = st.image.annotations.find(kBaseNameAnnotation);
+  BuiltImage built{st.image,
+                   manifest_desc,
+                   manifest_desc.size + config_desc.size + compressed,
+                   compressed,
+                   uncompressed,
+                   base != st.image.annotations.end() ? base->second : std::string(),
+                   st.base_layers,
+                   base_compressed};
+  return finished_.emplace(node, std::move(built)).first->second;
 }
+
+void Builder::check_budget(const Stage& st, uint64_t compressed) const {
+  if (!st.budget || compressed <= st.budget->bytes) return;
+  std::vector<size_t> order(st.image.layers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return st.image.layers[a].size > st.image.layers[b].size; });
+  std::string biggest;
+  for (size_t i = 0; i < std::min<size_t>(order.size(), 3); ++i)
+    biggest += "\n    " + human_size(st.image.layers[order[i]].size) + "  " + st.layer_steps[order[i]];
+  throw BuildError(st.budget->loc, "budget: the image is " + human_size(compressed) +
+                                       " (compressed layers), over its budget of " + st.budget->text +
+                                       "; biggest layers:" + biggest);
+}
+
+size_t Builder::index_of(const Node& node) const { return static_cast<size_t>(&node - graph_.nodes.data()); }
 
 std::vector<Finding> Builder::examine(const Target& target, const std::set<std::string>& ignore) {
   const Stage& s = stage(target.node);
@@ -153,7 +245,7 @@ void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
 void Builder::note(const Node& node, const std::string& description, std::optional<Digest> key,
                    PlannedStep::Outcome outcome) {
   if (!planning_) return;
-  size_t id = static_cast<size_t>(&node - graph_.nodes.data());
+  size_t id = index_of(node);
   std::lock_guard lock(records_mutex_);
   planned_[id] = PlannedStep{id, node.loc, description, std::move(key), outcome};
 }
@@ -196,11 +288,12 @@ std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& d
   return std::nullopt;
 }
 
-bool Builder::settled_without_running(Stage& st, const Digest& key, const std::string& description,
+bool Builder::settled_without_running(Stage& st, const Digest& key, const std::string& description, StepKind kind,
                                       const Node& node) {
   if (auto hit = reuse(key, description, node)) {
-    settings_.progress(node.loc + "  " + description + "  (cached)");
-    add_layer(st, hit->layer, description);
+    StepReport report(*this, node, description, kind, true);
+    add_layer(st, hit->layer, description, node);
+    report.end(StepStatus::Cached, hit->layer ? std::optional(hit->layer->size) : std::nullopt);
     return true;
   }
   // Planning: the step would run, so what comes after it is not known.
@@ -214,9 +307,11 @@ void Builder::remember(const CachedStep& step) {
   used_.insert_or_assign(step.key, step);
 }
 
-void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const std::string& description) {
+void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const std::string& description,
+                        const Node& node) {
   st.image.history.push_back({description, !layer});
   if (!layer) return;
+  st.layer_steps.push_back(node.loc + "  " + description);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply_layer_blob(store_.blob_path(layer->digest));
   st.tree = std::move(tree);
@@ -291,6 +386,7 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
     else if (auto* run = std::get_if<RunOp>(&node.op)) apply_run(st, *run, node);
     else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
     else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
+    else if (auto* budget = std::get_if<BudgetOp>(&node.op)) st.budget = Budget{budget->bytes, budget->size, node.loc};
   } catch (const BuildError&) {
     throw;
   } catch (const std::exception& e) {
@@ -320,6 +416,7 @@ CopyItem Builder::build_file(size_t id) {
                                    join(host_path->candidates, ", ") + ")");
   }
   const auto& op = std::get<HostBuildOp>(node.op);
+  StepReport report(*this, node, op.description, StepKind::Build);
   HostBuildResult result;
   try {
     result = run_host_build(op, context_, settings_.platform, settings_.cache_dir, settings_.use_cache, planning_);
@@ -327,7 +424,7 @@ CopyItem Builder::build_file(size_t id) {
     throw BuildError(node.loc, op.description + ": " + e.what());
   }
   if (result.file.empty()) return CopyItem{};  // planning: it would be built
-  settings_.progress(node.loc + "  " + op.description + (result.cached ? "  (cached)" : "  (built)"));
+  report.end(result.cached ? StepStatus::Cached : StepStatus::Done);
   return files_.emplace(id, CopyItem{result.file, result.file.filename().string()}).first->second;
 }
 
@@ -405,28 +502,33 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     inputs["entries"] = std::move(described);
   }
   Digest key = step_key(std::move(inputs));
-  if (settled_without_running(st, key, description, node)) return;
+  if (settled_without_running(st, key, description, StepKind::Copy, node)) return;
+  StepReport report(*this, node, description, StepKind::Copy);
   if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply(entries);
   LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(),
                                LayerOptions{settings_.source_date_epoch, 6});
-  settings_.progress(node.loc + "  " + description + "  " + human_size(blob.size));
   remember(CachedStep{key, description, blob, std::time(nullptr)});
   st.tree = std::move(tree);
   st.image.layers.push_back(blob);
+  st.layer_steps.push_back(node.loc + "  " + description);
   st.image.history.push_back({description, false});
+  report.end(StepStatus::Done, blob.size);
 }
 
 void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
   if (!settings_.pull) throw std::runtime_error(op.reference + ": this build has no registry access");
   Platform platform = op.platform ? Platform::parse(*op.platform) : settings_.platform;
+  StepReport report(*this, node, "from " + op.reference, StepKind::From);
   st.image = settings_.pull(op, platform);
   auto digest = st.image.annotations.find(kBaseDigestAnnotation);
   std::string description = "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
   note(node, description, std::nullopt, PlannedStep::Outcome::From);
-  settings_.progress(node.loc + "  " + description);
+  st.base_layers = st.image.layers.size();
+  for (size_t i = 0; i < st.image.layers.size(); ++i)
+    st.layer_steps.push_back(node.loc + "  from " + op.reference + " (layer " + std::to_string(i + 1) + ")");
   st.image.created = settings_.source_date_epoch;
   auto tree = std::make_shared<ImageTree>();
   {
@@ -438,6 +540,8 @@ void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
   st.tree = std::move(tree);
   st.cmd_from_base = st.image.config.cmd.has_value();
+  report.describe(description);
+  report.end(StepStatus::Done);
 }
 
 
@@ -509,7 +613,8 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
                          {"argv", spec.argv}, {"env", spec.env}, {"workdir", spec.workdir}, {"user", spec.user},
                          {"network", spec.network}, {"cache", op.cache}, {"secrets", secret_ids},
                          {"layer", layer_settings(settings_.source_date_epoch)}});
-  if (settled_without_running(st, key, description, node)) return;
+  if (settled_without_running(st, key, description, StepKind::Run, node)) return;
+  StepReport report(*this, node, description, StepKind::Run);
 
   spec.lower = image_root(st.image);
   TempDir step(settings_.cache_dir / "tmp", "run-");
@@ -538,8 +643,7 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
     spec.mounts.push_back({host, target, true});
     mount_point(target);
   }
-  spec.output = [&](std::string_view line) { settings_.progress(node.loc + " | " + std::string(line)); };
-  settings_.progress(node.loc + "  " + description);
+  spec.output = [&](std::string_view line) { settings_.progress(StepOutput{index_of(node), node.loc, std::string(line)}); };
   SandboxResult result = run_in_sandbox(spec);
   if (result.exit_code != 0) {
     std::string tail;
@@ -549,7 +653,8 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
   }
   write_file_atomic(step.path() / "empty", "");
   if (result.snapshot)
-    settings_.progress(node.loc + "  run: no overlay here (" + result.overlay_error + "): ran on a copy of the image");
+    settings_.progress(StepNotice{index_of(node), node.loc,
+                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
   std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
   if (::geteuid() != 0)
     // Rootless: the step's root is the invoking user on disk; in the image it is root.
@@ -558,15 +663,15 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
       if (e.gid == ::getegid()) e.gid = 0;
     }
   std::optional<LayerBlob> layer;
-  if (!entries.empty()) {
+  if (!entries.empty())
     layer = write_layer(std::move(entries), store_.blob_dir(), LayerOptions{settings_.source_date_epoch, 6});
-    settings_.progress(node.loc + "  " + description + "  " + human_size(layer->size));
-  }
   remember(CachedStep{key, description, layer, std::time(nullptr)});
-  add_layer(st, layer, description);
+  add_layer(st, layer, description, node);
+  report.end(StepStatus::Done, layer ? std::optional(layer->size) : std::nullopt);
 }
 
 void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
+  StepReport report(*this, node, describe_config(op), StepKind::Config);
   RuntimeConfig& c = st.image.config;
   const json& v = op.value;
   if (op.key == "env") {
@@ -599,6 +704,7 @@ void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
   }
   st.image.history.push_back({describe_config(op), true});
   note(node, describe_config(op), std::nullopt, PlannedStep::Outcome::Config);
+  report.end(StepStatus::Done);
 }
 
 }  // namespace imgbuild

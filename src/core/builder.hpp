@@ -15,6 +15,7 @@
 #include "core/graph.hpp"
 #include "core/image.hpp"
 #include "core/layout.hpp"
+#include "core/progress.hpp"
 #include "core/step_cache.hpp"
 
 namespace imgbuild {
@@ -33,8 +34,9 @@ struct BuildSettings {
   bool use_cache = true;
   int64_t source_date_epoch = 0;
   Platform platform = Platform::host();
-  /// One human-readable line per step event.
-  std::function<void(const std::string&)> progress = [](const std::string&) {};
+  /// Step events (started, output, ended), serialised: the sink sees one
+  /// event at a time even while stages build in parallel.
+  ProgressSink progress = [](const ProgressEvent&) {};
   /// Provides a base image for `from` (the registry client, through the
   /// store): its config and layers, with the layer blobs in the store. Unset,
   /// a recipe with `from` fails at that line.
@@ -70,6 +72,16 @@ struct BuiltImage {
   Descriptor manifest;
   /// manifest + config + compressed layers
   uint64_t size = 0;
+  /// The compressed layers alone: what a pull of the image downloads, and
+  /// what `:budget { size = ... }` limits.
+  uint64_t compressed = 0;
+  /// The layers' tar streams: what the image takes unpacked.
+  uint64_t uncompressed = 0;
+  /// The pulled image this one is built on ("" for scratch) and its
+  /// compressed layers, the first `base_layers` of this image.
+  std::string base;
+  size_t base_layers = 0;
+  uint64_t base_compressed = 0;
 };
 
 class Builder {
@@ -77,7 +89,8 @@ public:
   /// Blobs are written into `store`.
   Builder(const Graph& graph, Layout& store, BuildSettings settings);
 
-  /// Builds the image node `node` (and what it depends on) once.
+  /// Builds the image node `node` (and what it depends on) once. Fails when
+  /// the image is larger than its `:budget`, naming its biggest layers.
   const BuiltImage& build(size_t node);
 
   /// Builds the steps of all `nodes` at once, as far as they are independent
@@ -103,9 +116,21 @@ public:
   std::vector<Finding> examine(const Target& target, const std::set<std::string>& ignore = {});
 
 private:
+  /// `:budget { size = ... }` as it applies to an image.
+  struct Budget {
+    uint64_t bytes = 0;
+    std::string text, loc;  ///< as the recipe wrote it, and where
+  };
+
   /// An image being built, with what the doctor needs to know about it.
   struct Stage {
     Image image;
+    /// Which step made each of image.layers ("recipe.lua:7  copy . ."),
+    /// for the budget's report of the biggest layers.
+    std::vector<std::string> layer_steps;
+    /// How many of image.layers came with the pulled base.
+    size_t base_layers = 0;
+    std::optional<Budget> budget;
     std::shared_ptr<const ImageTree> tree = std::make_shared<ImageTree>();
     std::string entrypoint_loc;
     std::set<std::string> ignore;
@@ -134,11 +159,19 @@ private:
   std::optional<CachedStep> reuse(const Digest& key, const std::string& description, const Node& node);
   /// Takes a step's result from the cache; while planning, a miss marks the
   /// stage unknown. True when the step needs nothing more.
-  bool settled_without_running(Stage& stage, const Digest& key, const std::string& description, const Node& node);
+  bool settled_without_running(Stage& stage, const Digest& key, const std::string& description, StepKind kind,
+                               const Node& node);
   /// Records a finished step in the cache and in this build's list.
   void remember(const CachedStep& step);
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
-  void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description);
+  void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description, const Node& node);
+  /// Reports one step from its start to its end; a step left without an end
+  /// (an exception) ends as failed.
+  class StepReport;
+  /// Throws when `compressed` layer bytes are over the budget of `stage`.
+  void check_budget(const Stage& stage, uint64_t compressed) const;
+  /// The node's number in the graph: steps' identity in progress events.
+  size_t index_of(const Node& node) const;
   void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome);
 
   const Graph& graph_;
@@ -168,5 +201,10 @@ private:
 
 /// "1.9 MB": sizes for people (decimal units, as registries and docker show them).
 std::string human_size(uint64_t bytes);
+
+/// Reads a size as people write it: "10MB", "500kB", "1.5G", "4096" (decimal
+/// units, as human_size() prints them) or "2GiB" (binary ones). nullopt when
+/// `text` is not a size.
+std::optional<uint64_t> parse_size(const std::string& text);
 
 }  // namespace imgbuild

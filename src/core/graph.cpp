@@ -114,6 +114,7 @@ Graph Graph::from_json(const json& d) {
     else if (kind == "host") node.op = parse_host(n, i);
     else if (kind == "host_path") node.op = HostPathOp{str(n, "description", i), strings(n, "candidates", i)};
     else if (kind == "doctor") node.op = DoctorOp{strings(n, "ignore", i)};
+    else if (kind == "budget") node.op = BudgetOp{n.at("bytes").get<uint64_t>(), str(n, "size", i)};
     else malformed(i, "unknown kind '" + kind + "'");
     bool needs_parent =
         !std::holds_alternative<ScratchOp>(node.op) && !std::holds_alternative<PullOp>(node.op) && !node.is_file();

@@ -93,12 +93,19 @@ struct DoctorOp {
   std::vector<std::string> ignore;
 };
 
+/// `:budget { size = "10MB" }`: the image (and those built on it) may not
+/// have more compressed layer bytes than this. Changes nothing in the image.
+struct BudgetOp {
+  uint64_t bytes = 0;
+  std::string size;  ///< as the recipe wrote it, for messages
+};
+
 /// One step of the graph. Image nodes have a parent (except scratch and pulled bases); file
 /// nodes (HostBuildOp, HostPathOp) stand alone.
 struct Node {
   std::string loc;
   std::optional<size_t> parent;
-  std::variant<ScratchOp, PullOp, CopyOp, RunOp, ConfigOp, DoctorOp, HostBuildOp, HostPathOp> op;
+  std::variant<ScratchOp, PullOp, CopyOp, RunOp, ConfigOp, DoctorOp, BudgetOp, HostBuildOp, HostPathOp> op;
 
   bool is_file() const { return std::holds_alternative<HostBuildOp>(op) || std::holds_alternative<HostPathOp>(op); }
 };

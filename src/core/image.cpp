@@ -248,7 +248,11 @@ Image image_from_documents(const json& manifest, const json& config) {
 }
 
 uint64_t StoredImage::total_size() const {
-  uint64_t total = manifest.size + manifest_json.at("config").at("size").get<uint64_t>();
+  return manifest.size + manifest_json.at("config").at("size").get<uint64_t>() + layers_size();
+}
+
+uint64_t StoredImage::layers_size() const {
+  uint64_t total = 0;
   for (auto& l : manifest_json.at("layers")) total += l.at("size").get<uint64_t>();
   return total;
 }

@@ -121,6 +121,8 @@ struct StoredImage {
   nlohmann::json config_json;
   /// Sum of the manifest, config and compressed layer sizes.
   uint64_t total_size() const;
+  /// Sum of the compressed layer sizes alone (BuiltImage::compressed).
+  uint64_t layers_size() const;
 };
 
 }  // namespace imgbuild

@@ -183,7 +183,10 @@ void make_file(const std::string& path) {
   close_fds(3, static_cast<unsigned>(report_fd) - 1);
   close_fds(static_cast<unsigned>(report_fd) + 1, ~0U);
 
-  pid_t cmd = ::fork();
+  // The raw system call, not fork(): glibc's fork takes the malloc and stdio
+  // locks first, and this child of a raw clone may hold copies of them that
+  // another thread of imgbuild had locked at that instant: it would wait forever.
+  pid_t cmd = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
   if (cmd < 0) child_fail(report_fd, "fork");
   if (cmd == 0) {
     environ = const_cast<char**>(p.envp.data());

@@ -678,6 +678,26 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
   apply_archive(a.get(), root, label, options);
 }
 
+uint64_t tar_size(const std::filesystem::path& blob) {
+  ArchivePtr a(archive_read_new(), archive_read_free);
+  if (!a) throw UnpackError(blob.string() + ": libarchive: out of memory");
+  // The raw format: the decompressed stream as one entry, whatever it holds.
+  if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
+      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
+      archive_read_support_format_raw(a.get()) != ARCHIVE_OK ||
+      archive_read_open_filename(a.get(), blob.c_str(), kBuffer) != ARCHIVE_OK)
+    throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+  archive_entry* e = nullptr;
+  if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+  uint64_t total = 0;
+  std::vector<char> buf(kBuffer);
+  for (la_ssize_t n; (n = archive_read_data(a.get(), buf.data(), buf.size())) != 0;) {
+    if (n < 0) throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+    total += static_cast<uint64_t>(n);
+  }
+  return total;
+}
+
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options) {
   if (::mkdir(root.c_str(), 0755) != 0 || ::chmod(root.c_str(), 0755) != 0)

@@ -6,6 +6,7 @@
 // followed as if the root were "/".
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <stdexcept>
@@ -54,6 +55,11 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
 /// nothing half-built remains.
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options = {});
+
+/// The size of the tar stream a layer blob holds (plain, gzip or zstd): what
+/// the layer takes unpacked, for layers whose manifest gives only the
+/// compressed size. Streams the blob; nothing is unpacked.
+uint64_t tar_size(const std::filesystem::path& blob);
 
 /// Makes `to` (which must not exist) a copy of the unpacked root `from` that
 /// shares its files: folders are made anew (mode and owner kept), everything

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 
+#include "core/builder.hpp"
 #include "core/context.hpp"
 #include "core/digest.hpp"
 #include "core/doctor.hpp"
@@ -217,6 +218,16 @@ int native_reference(lua_State* L) {
   return 1;
 }
 
+/// size(text) -> bytes, or nil when `text` is not a size ("10MB", "2MiB").
+int native_size(lua_State* L) {
+  size_t n = 0;
+  const char* text = lua_tolstring(L, 1, &n);
+  std::optional<uint64_t> bytes = text ? parse_size(std::string(text, n)) : std::nullopt;
+  if (bytes && *bytes <= static_cast<uint64_t>(LUA_MAXINTEGER)) lua_pushinteger(L, static_cast<lua_Integer>(*bytes));
+  else lua_pushnil(L);
+  return 1;
+}
+
 /// describe(table, out): converts the DSL's description into *out.
 int native_describe(lua_State* L) {
   auto* out = static_cast<json*>(lua_touserdata(L, 2));
@@ -282,6 +293,8 @@ void push_settings(lua_State* L, const RecipeOptions& o) {
   }
   lua_pushcfunction(L, trampoline<native_reference>);
   lua_setfield(L, -2, "reference");
+  lua_pushcfunction(L, trampoline<native_size>);
+  lua_setfield(L, -2, "size");
   lua_createtable(L, static_cast<int>(kDoctorWarnings.size()), 0);
   lua_Integer i = 1;
   for (auto& name : kDoctorWarnings) {

@@ -596,6 +596,8 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
       if (progress) progress(received, blob.size);
     };
   };
+  // Progress starts before the first byte: a blob read in one go still gets a rate.
+  if (progress) progress(0, blob.size);
   // A transfer that drops is retried by send(); one that ends early without an
   // error (a short body) is resumed here.
   for (int attempt = 1;; ++attempt) {
@@ -653,6 +655,8 @@ bool RegistryClient::upload_once(const Reference& repo, const Descriptor& blob, 
   HttpResponse r = send(repo, scope, start);
   if (r.status == 201 && !mount_from.empty()) return true;
   expect(r, {202}, what);
+  // Progress starts before the first byte: a blob sent in one go still gets a rate.
+  if (progress) progress(0, blob.size);
 
   auto next_location = [&](const HttpResponse& resp, const std::string& current) {
     auto loc = resp.header("location");

@@ -155,8 +155,18 @@ PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& r
   }
 }
 
+namespace {
+
+/// The client's per-blob callback for `blob`, or none.
+TransferProgress blob_progress(const BlobProgress& progress, const Digest& blob) {
+  if (!progress) return {};
+  return [&progress, blob](uint64_t done, uint64_t total) { progress(blob, done, total); };
+}
+
+}  // namespace
+
 void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
-                  const TransferLog& log) {
+                  const TransferLog& log, const BlobProgress& progress) {
   std::vector<Reference> sources = client.pull_sources(ref);
   parallel_each(layers.size(), kParallelBlobs, [&](size_t i) {
     const LayerBlob& layer = layers[i];
@@ -165,7 +175,7 @@ void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, c
     // A mirror that lacks the blob is no reason to fail while the registry has it.
     for (auto& source : sources) {
       try {
-        client.download_blob(source, blob, store.blob_path(layer.digest));
+        client.download_blob(source, blob, store.blob_path(layer.digest), blob_progress(progress, layer.digest));
         break;
       } catch (const RegistryError&) {
         if (&source == &sources.back()) throw;
@@ -176,7 +186,7 @@ void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, c
 }
 
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
-                      const TransferLog& log) {
+                      const TransferLog& log, const BlobProgress& progress) {
   StoredImage image = store.load(manifest);
   std::vector<Descriptor> blobs;
   for (auto& l : image.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
@@ -205,7 +215,8 @@ PushResult push_image(RegistryClient& client, const Layout& store, const Descrip
       ++present;
       return;
     }
-    bool mounted = client.upload_blob(dest, blob, store.blob_path(blob.digest), mount_from);
+    bool mounted =
+        client.upload_blob(dest, blob, store.blob_path(blob.digest), mount_from, blob_progress(progress, blob.digest));
     std::lock_guard lock(result_mutex);
     if (mounted) {
       ++mounted_count;

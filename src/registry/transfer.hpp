@@ -14,6 +14,9 @@ namespace imgbuild {
 
 /// One line per event (resolved, downloaded, skipped), for progress output.
 using TransferLog = std::function<void(const std::string&)>;
+/// Bytes of one blob moved so far (TransferMeter turns these into events).
+/// Called from the threads that move blobs, several at once.
+using BlobProgress = std::function<void(const Digest& blob, uint64_t done, uint64_t total)>;
 
 struct PulledImage {
   Descriptor manifest;  ///< the platform manifest, as stored
@@ -32,7 +35,7 @@ PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& r
 /// Downloads the `layers` the store lacks from `ref`'s repository (its mirrors
 /// first), several at once, each verified against its digest and size.
 void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
-                  const TransferLog& log = {});
+                  const TransferLog& log = {}, const BlobProgress& progress = {});
 
 struct PushResult {
   Digest digest;           ///< of the manifest pushed
@@ -46,6 +49,6 @@ struct PushResult {
 /// lacks (mounted from the image's base repository when it is on the same
 /// registry), several at once, then the manifest.
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
-                      const TransferLog& log = {});
+                      const TransferLog& log = {}, const BlobProgress& progress = {});
 
 }  // namespace imgbuild

@@ -1,0 +1,66 @@
+#pragma once
+// How `imgbuild build` shows what happens (--progress): live lines on a
+// terminal, one line per event for CI logs, one JSON object per event for
+// tools; and what it made: a result line per image, a size table.
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/builder.hpp"
+#include "core/progress.hpp"
+#include "registry/transfer.hpp"
+
+namespace imgbuild {
+
+/// --progress auto|tty|plain|json.
+enum class ProgressMode { Auto, Tty, Plain, Json };
+
+/// The mode `text` names; nullopt for anything else.
+std::optional<ProgressMode> parse_progress_mode(const std::string& text);
+
+/// The same name stored before this build replaced it: what the size table
+/// compares a new image with.
+struct PreviousBuild {
+  Digest digest;
+  uint64_t compressed = 0;  ///< its compressed layers
+};
+
+/// An image the build made, under the name it went out as (a target's name,
+/// or the reference of an image that is only pushed).
+struct OutputImage {
+  std::string name;
+  BuiltImage built;
+  std::optional<PreviousBuild> previous;
+};
+
+/// "pushed REF@DIGEST" on stdout, and on stderr what the push took.
+void print_push(const std::string& ref, const PushResult& result);
+
+/// Shows a build's events and results. Text modes write events to stderr and
+/// results to stdout (a line per image that scripts read), then the size
+/// table to stderr; the JSON mode writes every event and result to stdout,
+/// one object a line, and leaves stderr to warnings and errors.
+class ProgressView {
+public:
+  /// The view for `mode`. `auto` and `tty` draw live only when stderr is a
+  /// terminal (and TERM is not "dumb"); otherwise they print plain lines.
+  static std::unique_ptr<ProgressView> make(ProgressMode mode);
+  virtual ~ProgressView() = default;
+
+  /// Takes any event, from any thread.
+  virtual void event(const ProgressEvent& event) = 0;
+  /// An image was stored (or is about to be pushed): its result line and its
+  /// row of the size table.
+  virtual void image(const OutputImage& image) = 0;
+  /// A push went to `ref` (`result` unset: --no-push, it would have).
+  virtual void pushed(const std::string& ref, const Digest& digest, const std::optional<PushResult>& result) = 0;
+  /// The build succeeded: the size table of every image().
+  virtual void finish() = 0;
+
+  /// This view's events as a sink for the builder and transfer meters.
+  ProgressSink sink() {
+    return [this](const ProgressEvent& e) { event(e); };
+  }
+};
+
+}  // namespace imgbuild

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Tier 3: what a build shows. --progress json parses line by line and has a
+# start and an end for every step `imgbuild plan` lists, output lines, and
+# transfer events for a pull and a push to a local registry; the size table's
+# figures are those skopeo reports for the pushed image; plain output has no
+# control characters and no line twice; tty output, drawn in a real terminal
+# (tmux) narrower than its lines, ends as a clean log; :budget fails a build.
+#
+#   tests/e2e/progress.sh IMGBUILD REPO_ROOT     (KEEP=1 keeps its work folder)
+set -uo pipefail
+IMGBUILD=$(realpath "$1")
+ROOT=$(realpath "$2")
+source "$ROOT/tests/e2e/lib.sh"
+
+work=$(mktemp -d /tmp/imgbuild-e2e-progress.XXXXXX)
+cleanup() {
+  tmux -S "$work/tmux.sock" kill-server >/dev/null 2>&1
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+REG_WORK="$work/reg"
+source "$ROOT/tests/registry/lib.sh"
+export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
+mkdir -p "$DOCKER_CONFIG" "$work/ctx"
+
+imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }
+
+step "a local registry with busybox"
+here "registry" registry_start open
+REG=$REGISTRY_open
+here "seed busybox" seed_images "$REG"
+
+# Two stages from a pulled base (one RUN step each, built in parallel) and a
+# final image on the same base with files from both and from the context.
+ctx=$work/ctx
+cd "$ctx" || exit 1  # messages and events name recipe.lua as given
+cat >recipe.lua <<EOF
+local base = "$REG/base/busybox:oci"
+local builder = from(base)
+  :workdir "/src"
+  :copy("data.txt", "data.txt")
+  :run "echo building; cp data.txt /out.txt; echo built"
+local tools = from(base)
+  :run "mkdir -p /t && echo tool >/t/tool"
+local app = from(base)
+  :copy("/out.txt", "/app/data.txt", { from = builder })
+  :copy("/t/tool", "/app/tool", { from = tools })
+  :copy("blob.bin", "/app/blob.bin")
+  :env { MODE = "release" }
+  :cmd { "cat", "/app/data.txt" }
+image("app", app)
+push(app, "$REG/test/app:1")
+EOF
+echo "version 1" >"$ctx/data.txt"
+head -c 300000 /dev/urandom >"$ctx/blob.bin"
+
+step "--progress json: every line an object, every step started and ended"
+"$IMGBUILD" plan recipe.lua >"$work/plan.out" 2>&1
+grep -oE '^recipe\.lua:[0-9]+' "$work/plan.out" | sort >"$work/plan.locs"
+check "plan lists the steps" test "$(wc -l <"$work/plan.locs")" -ge 10
+imgbuild recipe.lua --progress json
+check "the build succeeds" test -s "$work/last.out"
+cat >"$work/events.py" <<'EOF'
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+starts = {e["step"]: e for e in events if e["event"] == "step_start"}
+ends = {e["step"]: e for e in events if e["event"] == "step_end"}
+assert len(starts) == sum(e["event"] == "step_start" for e in events), "a step started twice"
+assert starts.keys() == ends.keys(), f"started {sorted(starts)} but ended {sorted(ends)}"
+for e in ends.values():
+    assert e["status"] in ("done", "cached"), e
+    assert e["kind"] == starts[e["step"]]["kind"], e
+    assert events.index(starts[e["step"]]) < events.index(e), e
+# One start per step plan lists, by recipe line (host builds are not plan steps).
+locs = sorted(s["loc"].split("/")[-1] for s in starts.values() if s["kind"] != "build")
+plan = sorted(open(sys.argv[2]).read().split())
+assert locs == plan, f"events {locs} != plan {plan}"
+print(len(starts), "steps")
+EOF
+check "each line parses; a start and an end for each of plan's steps" python3 "$work/events.py" "$work/last.out" "$work/plan.locs"
+check "RUN output arrives as output events" jq -s -e 'any(.[]; .event == "output" and .line == "building")' "$work/last.out"
+check "base layers pulled: finished transfer events, done == total" \
+  jq -s -e 'any(.[]; .event == "transfer" and .direction == "pull" and .finished and .done == .total and .total > 0)' "$work/last.out"
+check "blobs pushed: transfer events with a rate" \
+  jq -s -e 'any(.[]; .event == "transfer" and .direction == "push" and .finished and .rate > 0)' "$work/last.out"
+check "the push is an event" jq -s -e "any(.[]; .event == \"push\" and .ref == \"$REG/test/app:1\" and .pushed)" "$work/last.out"
+check "json mode prints nothing else on stdout" sh -c "jq -e . '$work/last.out' >/dev/null"
+
+step "the size table's figures are skopeo's"
+skopeo inspect --raw --tls-verify=false "docker://$REG/test/app:1" >"$work/manifest.json" 2>"$work/skopeo.err"
+skopeo inspect --tls-verify=false "docker://$REG/test/app:1" >"$work/skopeo.json" 2>>"$work/skopeo.err"
+jq -c 'select(.event == "image")' "$work/last.out" >"$work/image.json"
+compressed=$(jq '[.layers[].size] | add' "$work/manifest.json")
+check "compressed: the sum of the pushed manifest's layer sizes ($compressed)" \
+  jq -e ".compressed == $compressed and .layers == $(jq '.layers | length' "$work/manifest.json")" "$work/image.json"
+check "the digest is the pushed one" jq -e ".digest == $(jq '.Digest' "$work/skopeo.json")" "$work/image.json"
+uncompressed=0
+for d in $(jq -r '.layers[].digest[7:]' "$work/manifest.json"); do
+  uncompressed=$((uncompressed + $(gzip -dc "$XDG_DATA_HOME/imgbuild/blobs/sha256/$d" | wc -c)))
+done
+check "uncompressed: the sum of the layers' tar sizes ($uncompressed)" jq -e ".uncompressed == $uncompressed" "$work/image.json"
+base_size=$(skopeo inspect --raw --tls-verify=false "docker://$REG/base/busybox:oci" | jq '[.layers[].size] | add')
+check "change vs the base: the layers over busybox's" \
+  jq -e ".base == \"$REG/base/busybox:oci\" and .vs_base == $compressed - $base_size and .previous == null" "$work/image.json"
+
+step "--progress plain: a rebuild from the cache"
+imgbuild recipe.lua --progress plain
+outcome "the result line" "^app  sha256:"
+check "every step cached" sh -c "! grep -E '^  recipe\.lua:[0-9]+  (copy|run) ' '$work/last.err' | grep -v '(cached)$'"
+check "no carriage return, no escape" sh -c "! grep -q \$'[\\r\\x1b]' '$work/last.err' '$work/last.out'"
+check "no line twice" sh -c "test -z \"\$(sort '$work/last.err' | uniq -d)\""
+human() { python3 -c 'import sys
+v, u = float(sys.argv[1]), 0
+while v >= 1000 and u < 4: v, u = v / 1000, u + 1
+print(("%.0f %s" if u == 0 else "%.1f %s") % (v, ["B", "kB", "MB", "GB", "TB"][u]))' "$1"; }
+row="^app +sha256:[0-9a-f]{12} +$(jq '.layers | length' "$work/manifest.json") +$(human "$compressed") +$(human "$uncompressed") +\+$(human $((compressed - base_size))) over $REG/base/busybox:oci +unchanged$"
+check "the table: skopeo's figures, unchanged since the last build" grep -qE "$row" "$work/last.err"
+check "the table has its header" grep -qE '^IMAGE +DIGEST +LAYERS +COMPRESSED +UNCOMPRESSED +VS BASE +VS PREVIOUS$' "$work/last.err"
+
+step "a change: the table says how much the image grew"
+head -c 200000 /dev/urandom >>"$ctx/blob.bin"
+imgbuild recipe.lua --progress plain
+check "a grown image: a positive change vs the previous build" grep -qE '^app +sha256:.* \+20[0-9]\.[0-9] kB$' "$work/last.err"
+check "pushed blobs are logged with size and rate" grep -qE "^  push $REG/test/app:1  [0-9a-f]{12}  [0-9.]+ [kM]?B in [0-9.]+s \([0-9.]+ [kM]?B/s\)$" "$work/last.err"
+
+step "--progress tty in a terminal 50 columns wide (tmux)"
+echo "version 2" >"$ctx/data.txt"
+tmux -S "$work/tmux.sock" new-session -d -x 50 -y 40 -c "$ctx" \
+  "'$IMGBUILD' recipe.lua --progress tty --no-push; echo EXIT=\$?; sleep 600"
+for _ in $(seq 300); do
+  tmux -S "$work/tmux.sock" capture-pane -p -J -S - >"$work/screen" 2>/dev/null
+  grep -q '^EXIT=' "$work/screen" && break
+  sleep 0.2
+done
+check "the build ends with status 0" grep -qx 'EXIT=0' "$work/screen"
+check "the RUN step that ran is on the screen once, with its size" \
+  test "$(grep -cE '^  recipe\.lua:5  run echo building' "$work/screen")" = 1
+check "its output is shown" grep -q '^  recipe\.lua:5 | building' "$work/screen"
+check "cached steps are listed once each" test "$(grep -cE '^  recipe\.lua:7  run mkdir .*\(cached\)' "$work/screen")" = 1
+check "no live line is left behind, not even in the history" sh -c "! grep -qE 'running [0-9]|\.\.\.$' '$work/screen'"
+check "the result and the table follow" sh -c "grep -q '^app  sha256:' '$work/screen' && grep -q '^IMAGE' '$work/screen'"
+"$IMGBUILD" recipe.lua --progress tty --no-push >"$work/tty.out" 2>"$work/tty.err"
+check "--progress tty without a terminal prints plain lines" sh -c "! grep -q \$'\\x1b' '$work/tty.err' && grep -q '(cached)' '$work/tty.err'"
+TERM=dumb script -qec "'$IMGBUILD' recipe.lua --no-push" "$work/dumb.log" >/dev/null 2>&1
+check "auto on a dumb terminal prints plain lines" sh -c "! grep -q \$'\\x1b' '$work/dumb.log' && grep -q '(cached)' '$work/dumb.log'"
+
+step ":budget fails a build over it, naming the biggest layers"
+sed -i 's|^  :cmd { "cat", "/app/data.txt" }$|&\n  :budget { size = "100kB" }|' recipe.lua
+"$IMGBUILD" recipe.lua --no-push >"$work/last.out" 2>"$work/last.err"
+check "exit status 1" test $? -eq 1
+check "the message names the budget and the size" \
+  grep -qE '^imgbuild: recipe\.lua:14: budget: the image is [0-9.]+ [kM]B \(compressed layers\), over its budget of 100kB; biggest layers:$' "$work/last.err"
+check "the biggest layers with the steps that made them" grep -qE '^    50[0-9]\.[0-9] kB  recipe\.lua:11  copy blob\.bin /app/blob\.bin$' "$work/last.err"
+check "base layers are named by their from line" grep -qE "^    [0-9.]+ [kM]B  recipe\.lua:8  from $REG/base/busybox:oci \(layer 1\)$" "$work/last.err"
+check "nothing was stored or printed as a result" test ! -s "$work/last.out"
+
+finish
