@@ -164,10 +164,7 @@ const BuiltImage& Builder::build(size_t node) {
   // Before any base layer is downloaded: an image over its budget goes nowhere.
   check_budget(st, compressed);
   ensure_local(st.image.layers);
-  // A pulled layer's manifest gives only its compressed size: the tar's comes
-  // from reading it.
-  for (auto& l : st.image.layers)
-    uncompressed += l.uncompressed_size ? l.uncompressed_size : tar_size(store_.blob_path(l.digest));
+  for (auto& l : st.image.layers) uncompressed += l.uncompressed_size ? l.uncompressed_size : pulled_tar_size(l);
   std::string config = st.image.config_document();
   Descriptor config_desc = store_.put_document(config, media_type::kConfig);
   std::string manifest = st.image.manifest_document(config_desc);
@@ -182,6 +179,23 @@ const BuiltImage& Builder::build(size_t node) {
                    st.base_layers,
                    base_compressed};
   return finished_.emplace(node, std::move(built)).first->second;
+}
+
+uint64_t Builder::pulled_tar_size(const LayerBlob& layer) {
+  // A pulled layer's manifest gives only its compressed size: the tar's comes
+  // from reading it, once per blob, so a large base costs nothing on rebuilds.
+  auto memo = settings_.cache_dir / "tar-sizes" / layer.digest.hex();
+  try {
+    return std::stoull(read_file(memo));
+  } catch (const std::exception&) {
+    // Not measured yet (or a torn memo): measure again.
+  }
+  uint64_t size = tar_size(store_.blob_path(layer.digest));
+  if (!planning_) {
+    std::filesystem::create_directories(memo.parent_path());
+    write_file_atomic(memo, std::to_string(size));
+  }
+  return size;
 }
 
 void Builder::check_budget(const Stage& st, uint64_t compressed) const {

@@ -169,6 +169,8 @@ private:
   /// (an exception) ends as failed.
   class StepReport;
   /// Throws when `compressed` layer bytes are over the budget of `stage`.
+  /// The uncompressed size of a layer known only by its blob (a base image's).
+  uint64_t pulled_tar_size(const LayerBlob& layer);
   void check_budget(const Stage& stage, uint64_t compressed) const;
   /// The node's number in the graph: steps' identity in progress events.
   size_t index_of(const Node& node) const;
