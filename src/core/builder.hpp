@@ -32,6 +32,8 @@ struct BuildSettings {
   std::filesystem::path cache_dir;
   bool use_cache = true;
   int64_t source_date_epoch = 0;
+  /// How the layers this build writes are compressed (part of every step's key).
+  Compression compression = Compression::Gzip;
   Platform platform = Platform::host();
   /// One human-readable line per step event.
   std::function<void(const std::string&)> progress = [](const std::string&) {};
@@ -139,6 +141,8 @@ private:
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
   void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description);
   void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome);
+  /// How this build writes layers.
+  LayerOptions layer_options() const;
 
   const Graph& graph_;
   Layout& store_;
