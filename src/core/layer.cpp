@@ -370,15 +370,15 @@ private:
       ssize_t n = ::read(fd.get(), buf, std::min<uint64_t>(kReadSize, left));
       if (n < 0) {
         if (errno == EINTR) continue;
-        throw_errno(e.source.string());
+        throw_errno(e.source);
       }
-      if (n == 0) throw std::runtime_error(e.source.string() + ": file shrank while it was being read");
+      if (n == 0) throw std::runtime_error(e.source + ": file shrank while it was being read");
       if (archive_write_data(a_.get(), buf, static_cast<size_t>(n)) != n) check(ARCHIVE_FATAL);
       left -= static_cast<uint64_t>(n);
     }
     char extra;
     if (::read(fd.get(), &extra, 1) > 0)
-      throw std::runtime_error(e.source.string() + ": file grew while it was being read");
+      throw std::runtime_error(e.source + ": file grew while it was being read");
   }
 
   void check(int rc) {

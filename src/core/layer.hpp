@@ -22,7 +22,10 @@ struct LayerEntry {
   Type type = Type::File;
   uint32_t mode = 0644;  ///< permission bits, including setuid/setgid/sticky
   uint32_t uid = 0, gid = 0;
-  std::filesystem::path source;  ///< File: where its bytes are read from
+  /// File: where its bytes are read from. A string, not a std::filesystem::path:
+  /// that keeps a list of its components, several times the memory, and a
+  /// layer may have a hundred thousand entries.
+  std::string source;
   uint64_t size = 0;             ///< File: expected size; a file that changes while read is an error
   std::string link_target;       ///< Symlink: stored exactly as given
 };
@@ -42,8 +45,8 @@ enum class Compression {
   /// gzip that every tool reads: libdeflate level 6, and chunks that cannot
   /// shrink stored as they are; about 4x `gzip -6`'s speed, never bigger.
   Gzip,
-  /// zstd level 3 (`application/vnd.oci.image.layer.v1.tar+zstd`): about 3x
-  /// faster again and smaller, read by containerd, podman and docker 23+.
+  /// zstd level 3 (`application/vnd.oci.image.layer.v1.tar+zstd`): two to
+  /// three times faster again and smaller; read by containerd 1.5+ and podman.
   Zstd,
 };
 
