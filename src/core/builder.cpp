@@ -463,9 +463,13 @@ void Builder::check_static(const std::vector<LayerEntry>& entries, const Platfor
 namespace {
 
 /// What every layer's bytes depend on besides its files.
-json layer_settings(int64_t mtime) { return {{"mtime", mtime}, {"compression", "gzip"}, {"level", 6}}; }
+json layer_settings(const LayerOptions& o) { return {{"mtime", o.mtime}, {"compression", compression_name(o.compression)}}; }
 
 }  // namespace
+
+LayerOptions Builder::layer_options() const {
+  return LayerOptions{settings_.source_date_epoch, settings_.compression};
+}
 
 void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   std::vector<CopyItem> files;
@@ -495,7 +499,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   }
 
   json inputs = {{"op", "copy"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
-                 {"static", op.static_only}, {"layer", layer_settings(settings_.source_date_epoch)}};
+                 {"static", op.static_only}, {"layer", layer_settings(layer_options())}};
   std::vector<LayerEntry> entries;
   if (source) {
     // The other image's file system is known by its chain ID: no need to
@@ -511,9 +515,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   } else {
     // Everything that reaches the layer, each file by its content.
     entries = plan_copy(op, context_, st.image.config.workdir, files);
-    json described = json::array();
-    for (auto& e : entries) described.push_back(describe_entry(e));
-    inputs["entries"] = std::move(described);
+    inputs["entries"] = describe_entries(entries).str();
   }
   Digest key = step_key(std::move(inputs));
   if (settled_without_running(st, key, description, StepKind::Copy, node)) return;
@@ -522,8 +524,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply(entries);
-  LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(),
-                               LayerOptions{settings_.source_date_epoch, 6});
+  LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(), layer_options());
   remember(CachedStep{key, description, blob, std::time(nullptr)});
   st.tree = std::move(tree);
   st.image.layers.push_back(blob);
@@ -626,7 +627,7 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
   Digest key = step_key({{"op", "run"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
                          {"argv", spec.argv}, {"env", spec.env}, {"workdir", spec.workdir}, {"user", spec.user},
                          {"network", spec.network}, {"cache", op.cache}, {"secrets", secret_ids},
-                         {"layer", layer_settings(settings_.source_date_epoch)}});
+                         {"layer", layer_settings(layer_options())}});
   if (settled_without_running(st, key, description, StepKind::Run, node)) return;
   StepReport report(*this, node, description, StepKind::Run);
 
@@ -677,8 +678,7 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
       if (e.gid == ::getegid()) e.gid = 0;
     }
   std::optional<LayerBlob> layer;
-  if (!entries.empty())
-    layer = write_layer(std::move(entries), store_.blob_dir(), LayerOptions{settings_.source_date_epoch, 6});
+  if (!entries.empty()) layer = write_layer(std::move(entries), store_.blob_dir(), layer_options());
   remember(CachedStep{key, description, layer, std::time(nullptr)});
   add_layer(st, layer, description, node);
   report.end(StepStatus::Done, layer ? std::optional(layer->size) : std::nullopt);

@@ -33,6 +33,8 @@ struct BuildSettings {
   std::filesystem::path cache_dir;
   bool use_cache = true;
   int64_t source_date_epoch = 0;
+  /// How the layers this build writes are compressed (part of every step's key).
+  Compression compression = Compression::Gzip;
   Platform platform = Platform::host();
   /// Step events (started, output, ended), serialised: the sink sees one
   /// event at a time even while stages build in parallel.
@@ -175,6 +177,8 @@ private:
   /// The node's number in the graph: steps' identity in progress events.
   size_t index_of(const Node& node) const;
   void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome);
+  /// How this build writes layers.
+  LayerOptions layer_options() const;
 
   const Graph& graph_;
   Layout& store_;

@@ -244,7 +244,7 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
   for (auto& e : entries) {
     // Later sources replace earlier ones, but a file never replaces a folder
     // or the other way round: the layer would silently lose one of them.
-    auto [it, inserted] = by_path.try_emplace(e.path, e);
+    auto [it, inserted] = by_path.try_emplace(e.path, std::move(e));
     if (inserted) continue;
     if (is_dir(it->second) != is_dir(e))
       throw std::runtime_error("/" + e.path + " is copied as a file and as a directory");
@@ -265,7 +265,9 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
     add_parent(dir_rel.substr(0, slash), false);
   if (!dest_is_dir) add_parent(dir_rel, false);
 
+  std::vector<LayerEntry>().swap(entries);  // all moved into by_path: a context may have many
   std::vector<LayerEntry> result;
+  result.reserve(by_path.size());
   for (auto& [path, e] : by_path) {
     // A file standing where a directory must be would make the layer ambiguous.
     auto slash = path.rfind('/');

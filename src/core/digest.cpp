@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <stdexcept>
 
@@ -74,7 +75,9 @@ void Hasher::update(const void* data, size_t size) {
 
 void Hasher::update_file(const std::string& path) {
   Fd fd = open_read(path);
-  std::string buffer(1 << 16, '\0');
+  // One buffer per thread, reused: hashing a context of many small files
+  // must not allocate (and fault in) a fresh one for each.
+  thread_local std::array<char, 1 << 16> buffer;
   for (;;) {
     ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;

@@ -133,7 +133,7 @@ std::string ImageTree::contents(const File& file, size_t max) const {
     while (got < max) {
       ssize_t n = ::read(fd.get(), out.data() + got, max - got);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_errno(file.source.string());
+      if (n < 0) throw_errno(file.source);
       if (n == 0) break;
       got += static_cast<size_t>(n);
     }

@@ -18,7 +18,7 @@ public:
     LayerEntry::Type type = LayerEntry::Type::File;
     uint32_t mode = 0;
     std::string link_target;
-    std::filesystem::path source;  ///< where a file's bytes can be read on the host, or
+    std::string source;            ///< where a file's bytes can be read on the host (as LayerEntry), or
     std::filesystem::path layer;   ///< the layer blob holding them, as `member`
     std::string member;
   };

@@ -4,7 +4,9 @@
 #include <archive_entry.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <libdeflate.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +18,7 @@
 #include <thread>
 
 #include "core/fs.hpp"
+#include "core/image.hpp"
 
 namespace imgbuild {
 
@@ -23,22 +26,79 @@ namespace {
 
 constexpr size_t kChunk = 1 << 20;
 
-/// The byte sink behind libarchive: hashes the tar (diffID) and compresses it
-/// the way pigz does, on every core: the stream is cut into kChunk-byte pieces,
-/// each compressed by a worker as one gzip member (libdeflate: several times
-/// zlib's speed at a slightly smaller size), and the members are written and
-/// hashed in order. A run of members is one valid gzip stream that gzip, Go,
-/// Python and docker read as a whole; with fixed cuts and level the bytes are
-/// the same on every machine, however many cores it has. Memory stays bounded:
-/// at most two chunks per worker are in flight.
+/// Where the compressed bytes go: hashed (the blob's digest), counted and
+/// written in order. Write-back to the disk is started every few MiB, so the
+/// fsync that commits the blob finds little left to wait for.
+class BlobOutput {
+public:
+  BlobOutput(int fd, const std::filesystem::path& path) : fd_(fd), path_(path) {}
+
+  void write(const void* data, size_t size) {
+    hash_.update(data, size);
+    write_all(fd_, data, size, path_);
+    size_ += size;
+    if (size_ - synced_ >= kWriteBack) {
+      // Only a hint (it fails harmlessly on file systems without it): the
+      // commit's fsync is what makes the blob durable.
+      ::sync_file_range(fd_, static_cast<off_t>(synced_), static_cast<off_t>(size_ - synced_), SYNC_FILE_RANGE_WRITE);
+      synced_ = size_;
+    }
+  }
+  uint64_t size() const { return size_; }
+  Digest finish() { return hash_.finish(); }
+
+private:
+  static constexpr uint64_t kWriteBack = 8 << 20;
+  int fd_;
+  const std::filesystem::path& path_;
+  Sha256 hash_;
+  uint64_t size_ = 0, synced_ = 0;
+};
+
+unsigned thread_count(unsigned requested) {
+  return requested ? requested : std::max(1u, std::thread::hardware_concurrency());
+}
+
+/// Whether a block of bytes looks incompressible: its byte histogram is so
+/// flat that coding literals could save at most about 0.01 bit a byte (the
+/// chi-square distance from uniform, in integers so that every machine
+/// decides alike). Random and already compressed data (archives, images,
+/// packed binaries) are; text and code are far from it.
+bool incompressible(const unsigned char* p, size_t n) {
+  uint32_t h[4][256] = {};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][p[i]];
+    ++h[1][p[i + 1]];
+    ++h[2][p[i + 2]];
+    ++h[3][p[i + 3]];
+  }
+  for (; i < n; ++i) ++h[0][p[i]];
+  uint64_t squares = 0;
+  for (int b = 0; b < 256; ++b) {
+    uint64_t c = uint64_t{h[0][b]} + h[1][b] + h[2][b] + h[3][b];
+    squares += c * c;
+  }
+  // chi2 / n = 256 * squares / n^2 - 1 < 0.014, i.e. 8 - entropy < ~0.01 bit.
+  return squares * 256 * 1000 < uint64_t{1014} * n * n;
+}
+
+/// The gzip compressor: compresses the tar the way pigz does, on every core:
+/// the stream is cut into kChunk-byte pieces, each compressed by a worker
+/// into gzip members (libdeflate at level 6: about 3x zlib's speed at a
+/// slightly smaller size), and the members are written in order. A run of
+/// members is one valid gzip stream that gzip, Go, Python and docker read as
+/// a whole; with fixed cuts the bytes are the same on every machine, however
+/// many cores it has. Memory stays bounded: at most two chunks per worker are
+/// in flight.
 ///
-/// Errors are kept here because they must not unwind through libarchive's C
-/// frames; the caller rethrows them.
+/// Within a chunk, 64 KiB blocks that cannot shrink (see incompressible())
+/// are stored, not searched for matches they do not have: deflate spends
+/// more time on such bytes than on text, to save nothing. Each run of stored
+/// or compressed blocks is its own member.
 class ParallelGzipSink {
 public:
-  ParallelGzipSink(int fd, const std::filesystem::path& path, int level)
-      : fd_(fd), path_(path), level_(level),
-        workers_(std::max(1u, std::thread::hardware_concurrency())) {
+  ParallelGzipSink(BlobOutput& out, unsigned threads) : out_(out), workers_(thread_count(threads)) {
     for (size_t i = 0; i < workers_.size(); ++i) workers_[i] = std::thread([this] { work(); });
     current_ = std::make_shared<Job>();
     current_->in.reserve(kChunk);
@@ -55,8 +115,6 @@ public:
   ParallelGzipSink& operator=(const ParallelGzipSink&) = delete;
 
   void write(const void* data, size_t size) {
-    tar_hash_.update(data, size);
-    tar_size_ += size;
     auto p = static_cast<const char*>(data);
     while (size > 0) {
       size_t n = std::min(size, kChunk - current_->in.size());
@@ -67,18 +125,28 @@ public:
     }
   }
 
-  LayerBlob finish() {
+  void finish() {
     // An empty stream still needs one (empty) member to be valid gzip.
     if (!current_->in.empty() || order_.empty()) submit();
     while (!order_.empty()) write_front();
-    return LayerBlob{gz_hash_.finish(), gz_size_, tar_hash_.finish(), tar_size_};
   }
 
 private:
+  static constexpr int kLevel = 6;
+  static constexpr size_t kBlock = 64 << 10;
+
   struct Job {
     std::vector<char> in, out;
     bool done = false;
     bool failed = false;
+  };
+
+  struct Compressors {
+    struct Deleter {
+      void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
+    };
+    std::unique_ptr<libdeflate_compressor, Deleter> deflate{libdeflate_alloc_compressor(kLevel)};
+    std::unique_ptr<libdeflate_compressor, Deleter> store{libdeflate_alloc_compressor(0)};
   };
 
   void submit() {
@@ -93,7 +161,7 @@ private:
     current_->in.reserve(kChunk);
   }
 
-  /// Waits for the oldest chunk, then writes and hashes its member.
+  /// Waits for the oldest chunk, then writes its members.
   void write_front() {
     std::shared_ptr<Job> job = order_.front();
     {
@@ -102,16 +170,45 @@ private:
     }
     order_.pop_front();
     if (job->failed) throw std::runtime_error("gzip: compression failed");
-    gz_hash_.update(job->out.data(), job->out.size());
-    gz_size_ += job->out.size();
-    write_all(fd_, job->out.data(), job->out.size(), path_);
+    out_.write(job->out.data(), job->out.size());
+  }
+
+  /// Compresses one chunk into members; false when libdeflate fails.
+  static bool compress(Compressors& c, Job& job) {
+    if (!c.deflate || !c.store) return false;
+    auto in = reinterpret_cast<const unsigned char*>(job.in.data());
+    const size_t size = job.in.size();
+    // Runs of blocks of one kind: [start, end) and whether they are stored.
+    struct Run {
+      size_t start, end;
+      bool stored;
+    };
+    std::vector<Run> runs;
+    size_t bound = 0;
+    for (size_t at = 0; at < size || runs.empty();) {
+      size_t end = std::min(size, at + kBlock);
+      bool stored = end > at && incompressible(in + at, end - at);
+      if (!runs.empty() && runs.back().stored == stored)
+        runs.back().end = end;
+      else
+        runs.push_back({at, end, stored});
+      at = end;
+    }
+    for (auto& r : runs) bound += libdeflate_gzip_compress_bound(c.deflate.get(), r.end - r.start);
+    job.out.resize(bound);
+    size_t written = 0;
+    for (auto& r : runs) {
+      size_t n = libdeflate_gzip_compress(r.stored ? c.store.get() : c.deflate.get(), in + r.start, r.end - r.start,
+                                          job.out.data() + written, job.out.size() - written);
+      if (n == 0) return false;
+      written += n;
+    }
+    job.out.resize(written);
+    return true;
   }
 
   void work() {
-    struct Deleter {
-      void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
-    };
-    std::unique_ptr<libdeflate_compressor, Deleter> compressor(libdeflate_alloc_compressor(level_));
+    Compressors compressors;
     for (;;) {
       std::shared_ptr<Job> job;
       {
@@ -121,26 +218,18 @@ private:
         job = pending_.front();
         pending_.pop_front();
       }
-      size_t n = 0;
-      if (compressor) {
-        job->out.resize(libdeflate_gzip_compress_bound(compressor.get(), job->in.size()));
-        n = libdeflate_gzip_compress(compressor.get(), job->in.data(), job->in.size(), job->out.data(),
-                                     job->out.size());
-        job->out.resize(n);
-      }
+      bool ok = compress(compressors, *job);
       std::vector<char>().swap(job->in);
       {
         std::lock_guard lock(mutex_);
-        job->failed = (n == 0);
+        job->failed = !ok;
         job->done = true;
       }
       job_done_.notify_all();
     }
   }
 
-  int fd_;
-  const std::filesystem::path& path_;
-  int level_;
+  BlobOutput& out_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_workers_, job_done_;
@@ -148,8 +237,59 @@ private:
   std::deque<std::shared_ptr<Job>> pending_;  ///< waiting for a worker
   std::deque<std::shared_ptr<Job>> order_;    ///< submitted, not yet written: output order
   std::shared_ptr<Job> current_;
-  Sha256 tar_hash_, gz_hash_;
-  uint64_t tar_size_ = 0, gz_size_ = 0;
+};
+
+/// The zstd compressor: libzstd's own workers, one per core. Its streaming
+/// multi-threaded output is the same for any number of workers (it cuts jobs
+/// at fixed offsets; facebook/zstd#2238, #2327), so it is deterministic; at
+/// least one worker always, because the single-threaded format differs.
+class ZstdSink {
+public:
+  ZstdSink(BlobOutput& out, unsigned threads) : out_(out), ctx_(ZSTD_createCCtx()), buffer_(ZSTD_CStreamOutSize()) {
+    if (!ctx_) throw std::runtime_error("zstd: out of memory");
+    check(ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_compressionLevel, kLevel));
+    check(ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_checksumFlag, 1));
+    // Jobs of 4 MiB: enough to keep every worker busy on a layer of a few
+    // dozen MB, while the buffered jobs stay small.
+    check(ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_jobSize, kJobSize));
+    size_t workers = ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_nbWorkers, static_cast<int>(thread_count(threads)));
+    if (ZSTD_isError(workers)) throw std::runtime_error("zstd: this libzstd has no multi-threading support");
+  }
+
+  void write(const void* data, size_t size) {
+    ZSTD_inBuffer in{data, size, 0};
+    while (in.pos < in.size) drain(ZSTD_e_continue, in);
+  }
+
+  void finish() {
+    ZSTD_inBuffer in{nullptr, 0, 0};
+    while (drain(ZSTD_e_end, in) != 0) {
+    }
+  }
+
+private:
+  static constexpr int kLevel = 3;
+  static constexpr int kJobSize = 4 << 20;
+
+  struct Deleter {
+    void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+  };
+
+  size_t drain(ZSTD_EndDirective mode, ZSTD_inBuffer& in) {
+    ZSTD_outBuffer out{buffer_.data(), buffer_.size(), 0};
+    size_t left = check(ZSTD_compressStream2(ctx_.get(), &out, &in, mode));
+    out_.write(buffer_.data(), out.pos);
+    return left;
+  }
+
+  static size_t check(size_t rc) {
+    if (ZSTD_isError(rc)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(rc));
+    return rc;
+  }
+
+  BlobOutput& out_;
+  std::unique_ptr<ZSTD_CCtx, Deleter> ctx_;
+  std::vector<char> buffer_;
 };
 
 struct ArchiveSink {
@@ -221,21 +361,24 @@ public:
 private:
   void copy_data(const LayerEntry& e) {
     Fd fd = open_read(e.source);
-    std::vector<char> buf(std::min<uint64_t>(kChunk, std::max<uint64_t>(e.size, 1)));
+    // One buffer for every file (not zeroed): many small files must not each
+    // cost an allocation.
+    if (!buf_) buf_ = std::make_unique_for_overwrite<char[]>(kReadSize);
+    char* buf = buf_.get();
     uint64_t left = e.size;
     while (left > 0) {
-      ssize_t n = ::read(fd.get(), buf.data(), std::min<uint64_t>(buf.size(), left));
+      ssize_t n = ::read(fd.get(), buf, std::min<uint64_t>(kReadSize, left));
       if (n < 0) {
         if (errno == EINTR) continue;
-        throw_errno(e.source.string());
+        throw_errno(e.source);
       }
-      if (n == 0) throw std::runtime_error(e.source.string() + ": file shrank while it was being read");
-      if (archive_write_data(a_.get(), buf.data(), static_cast<size_t>(n)) != n) check(ARCHIVE_FATAL);
+      if (n == 0) throw std::runtime_error(e.source + ": file shrank while it was being read");
+      if (archive_write_data(a_.get(), buf, static_cast<size_t>(n)) != n) check(ARCHIVE_FATAL);
       left -= static_cast<uint64_t>(n);
     }
     char extra;
     if (::read(fd.get(), &extra, 1) > 0)
-      throw std::runtime_error(e.source.string() + ": file grew while it was being read");
+      throw std::runtime_error(e.source + ": file grew while it was being read");
   }
 
   void check(int rc) {
@@ -245,8 +388,10 @@ private:
     throw std::runtime_error(std::string("tar: ") + (msg ? msg : "write failed"));
   }
 
+  static constexpr size_t kReadSize = 256 << 10;
   ArchiveSink& sink_;
   std::unique_ptr<struct archive, ArchiveDeleter> a_;
+  std::unique_ptr<char[]> buf_;
 };
 
 }  // namespace
@@ -258,6 +403,14 @@ void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int
   tar.close();
 }
 
+const char* compression_name(Compression c) { return c == Compression::Zstd ? "zstd" : "gzip"; }
+
+std::optional<Compression> parse_compression(std::string_view name) {
+  if (name == "gzip") return Compression::Gzip;
+  if (name == "zstd") return Compression::Zstd;
+  return std::nullopt;
+}
+
 LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::path& blob_dir,
                       const LayerOptions& options) {
   std::sort(entries.begin(), entries.end(), [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; });
@@ -266,11 +419,29 @@ LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::pa
       throw std::logic_error("layer: duplicate entry " + entries[i].path);
 
   std::filesystem::create_directories(blob_dir);
-  AtomicFile out(blob_dir / "layer");
-  ParallelGzipSink sink(out.fd(), out.temp_path(), options.gzip_level);
-  write_tar(entries, [&sink](const void* data, size_t size) { sink.write(data, size); }, options.mtime);
-  LayerBlob blob = sink.finish();
-  out.commit_as(blob_dir / std::string(blob.digest.hex()));
+  AtomicFile file(blob_dir / "layer");
+  BlobOutput out(file.fd(), file.temp_path());
+  Sha256 tar_hash;
+  uint64_t tar_size = 0;
+  auto compress = [&](auto& sink) {
+    write_tar(entries, [&](const void* data, size_t size) {
+      tar_hash.update(data, size);
+      tar_size += size;
+      sink.write(data, size);
+    }, options.mtime);
+    sink.finish();
+  };
+  std::string type = media_type::kLayerGzip;
+  if (options.compression == Compression::Zstd) {
+    ZstdSink sink(out, options.threads);
+    compress(sink);
+    type = media_type::kLayerZstd;
+  } else {
+    ParallelGzipSink sink(out, options.threads);
+    compress(sink);
+  }
+  LayerBlob blob{out.finish(), out.size(), tar_hash.finish(), tar_size, type};
+  file.commit_as(blob_dir / std::string(blob.digest.hex()));
   return blob;
 }
 

@@ -1,11 +1,13 @@
 #pragma once
-// Layer assembly: a deterministic PAX tar, gzip-compressed, streamed straight
+// Layer assembly: a deterministic PAX tar, compressed on every core, streamed straight
 // into a content-addressed blob while both of its digests are computed.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/digest.hpp"
@@ -20,7 +22,10 @@ struct LayerEntry {
   Type type = Type::File;
   uint32_t mode = 0644;  ///< permission bits, including setuid/setgid/sticky
   uint32_t uid = 0, gid = 0;
-  std::filesystem::path source;  ///< File: where its bytes are read from
+  /// File: where its bytes are read from. A string, not a std::filesystem::path:
+  /// that keeps a list of its components, several times the memory, and a
+  /// layer may have a hundred thousand entries.
+  std::string source;
   uint64_t size = 0;             ///< File: expected size; a file that changes while read is an error
   std::string link_target;       ///< Symlink: stored exactly as given
 };
@@ -34,10 +39,30 @@ struct LayerBlob {
   std::string media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
 };
 
+/// How a layer's tar is compressed. Each has one fixed setting (no levels to
+/// choose), so a compression names the exact bytes it makes.
+enum class Compression {
+  /// gzip that every tool reads: libdeflate level 6, and blocks that cannot
+  /// shrink stored as they are; about 4x `gzip -6`'s speed per core, and no
+  /// bigger on the trees measured (source, binaries, documentation).
+  Gzip,
+  /// zstd level 3 (`application/vnd.oci.image.layer.v1.tar+zstd`): two to
+  /// three times faster again and smaller; read by containerd 1.5+ and podman.
+  Zstd,
+};
+
+/// "gzip" or "zstd", as recipes, the command line and step keys spell it.
+const char* compression_name(Compression c);
+/// Parses "gzip" or "zstd"; nullopt for anything else.
+std::optional<Compression> parse_compression(std::string_view name);
+
 /// Settings that decide the bytes of a layer; fixed, so equal inputs give equal digests.
 struct LayerOptions {
   int64_t mtime = 0;        ///< every entry's mtime (SOURCE_DATE_EPOCH): no build-time clock leaks in
-  int gzip_level = 6;
+  Compression compression = Compression::Gzip;
+  /// Compression threads; 0: one per core. Never changes the bytes: chunks and
+  /// zstd jobs are cut at fixed offsets whatever the number of threads.
+  unsigned threads = 0;
 };
 
 /// Receives the bytes of a tar stream as it is written.
@@ -47,7 +72,7 @@ using ByteSink = std::function<void(const void* data, size_t size)>;
 /// (callers sort them). Every entry gets `mtime`.
 void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime);
 
-/// Writes `entries` (sorted here by path, parents first) as a gzip tar layer into
+/// Writes `entries` (sorted here by path, parents first) as a compressed tar layer into
 /// `blob_dir` (an OCI layout's blobs/sha256), named by its digest. File data is
 /// read once, in chunks; nothing is held whole in memory.
 LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::path& blob_dir,

@@ -24,9 +24,10 @@ namespace imgbuild {
 /// an older engine's results.
 Digest step_key(nlohmann::json inputs);
 
-/// One file of a layer as a key sees it: every field that reaches the tar, and
-/// the sha256 of a regular file's bytes (read here, in chunks).
-nlohmann::json describe_entry(const LayerEntry& entry);
+/// The entries of a layer as a key sees them: every field that reaches the
+/// tar, and the sha256 of each regular file's bytes (read here, on every
+/// core), in the order given. Where a file is read from does not count.
+Digest describe_entries(const std::vector<LayerEntry>& entries);
 
 /// What a step produced.
 struct CachedStep {

@@ -194,6 +194,20 @@ std::vector<Reference> RegistryClient::pull_sources(const Reference& ref) const 
   return sources;
 }
 
+bool RegistryClient::answers_plain_http(const std::string& host) {
+  // Only a registry answers /v2/ with 200 or 401; a TLS server asked in plain
+  // HTTP answers 400 or hangs up.
+  HttpRequest probe;
+  probe.method = "HEAD";
+  probe.url = "http://" + host + "/v2/";
+  try {
+    long status = http_.perform(probe).status;
+    return status == 200 || status == 401;
+  } catch (const HttpError&) {
+    return false;
+  }
+}
+
 RegistryClient::Endpoint& RegistryClient::endpoint(const Reference& ref) {
   std::lock_guard lock(mutex_);
   auto& ep = endpoints_[ref.registry];
@@ -205,11 +219,17 @@ RegistryClient::Endpoint& RegistryClient::endpoint(const Reference& ref) {
     ep->verify_tls = !insecure;
     ep->ca_file = ca_file_for(ref.registry);
     ep->base = "https://" + ref.api_host();
-    if (ep->plain_allowed) {
-      // A loopback or insecure registry may not speak TLS: asked once, at
-      // first contact, before any request that matters. Only a failed
-      // handshake means plain HTTP; a certificate that does not verify stays
-      // an error (no silent downgrade).
+    if (is_loopback_host(ref.registry) && answers_plain_http(ref.api_host())) {
+      // A loopback registry is asked in plain HTTP first: that is what test
+      // and CI registries speak, and a TLS attempt costs more than the whole
+      // request (OpenSSL loads every CA certificate before its handshake).
+      ep->base = "http://" + ref.api_host();
+    } else if (ep->plain_allowed) {
+      // An insecure registry, or a loopback one that does not answer in
+      // plain HTTP, may still not speak TLS: asked once, at first contact,
+      // before any request that matters. Only a failed handshake means plain
+      // HTTP; a certificate that does not verify stays an error (no silent
+      // downgrade).
       HttpRequest probe;
       probe.method = "HEAD";
       probe.url = ep->base + "/v2/";

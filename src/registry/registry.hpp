@@ -114,6 +114,8 @@ private:
   struct Call;
 
   Endpoint& endpoint(const Reference& ref);
+  /// Whether a loopback `host` speaks plain HTTP as a registry (one HEAD /v2/).
+  bool answers_plain_http(const std::string& host);
   std::string ca_file_for(const std::string& host) const;
   HttpResponse send(const Reference& ref, const Scope& scope, Call& call);
   HttpResponse exchange(Endpoint& ep, const Scope& scope, Call& call, bool& authorized);

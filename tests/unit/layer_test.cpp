@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -87,6 +88,7 @@ std::pair<Digest, uint64_t> hash_file(const fs::path& p) {
 struct Gunzipped {
   Digest digest;
   uint64_t size;
+  int members = 1;
 };
 
 // Decompresses the gzip file `gz` into `tar_out` with zlib, returning the tar's
@@ -103,6 +105,7 @@ Gunzipped gunzip_to(const fs::path& gz, const fs::path& tar_out) {
   std::vector<char> obuf(1 << 16);
   Sha256 h;
   uint64_t size = 0;
+  int members = 1;
   int rc = Z_OK;
   for (;;) {
     z.next_out = reinterpret_cast<Bytef*>(obuf.data());
@@ -115,6 +118,7 @@ Gunzipped gunzip_to(const fs::path& gz, const fs::path& tar_out) {
     if (rc == Z_STREAM_END) {
       if (z.avail_in == 0) break;
       inflateReset(&z);  // the next member
+      ++members;
       continue;
     }
     if (rc != Z_OK) {
@@ -123,7 +127,54 @@ Gunzipped gunzip_to(const fs::path& gz, const fs::path& tar_out) {
     }
   }
   inflateEnd(&z);
+  return {h.finish(), size, members};
+}
+
+// Decompresses the zstd file `zst` into `tar_out` with libzstd, returning the
+// tar's sha256 and size. Fails on a truncated stream.
+Gunzipped unzstd_to(const fs::path& zst, const fs::path& tar_out) {
+  std::string input = slurp(zst);
+  std::ofstream out(tar_out, std::ios::binary);
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  ZSTD_inBuffer in{input.data(), input.size(), 0};
+  std::vector<char> obuf(ZSTD_DStreamOutSize());
+  Sha256 h;
+  uint64_t size = 0;
+  size_t rc = 1;
+  while (in.pos < in.size || rc != 0) {
+    ZSTD_outBuffer o{obuf.data(), obuf.size(), 0};
+    size_t before = in.pos;
+    rc = ZSTD_decompressStream(ctx.get(), &o, &in);
+    if (ZSTD_isError(rc)) throw std::runtime_error(ZSTD_getErrorName(rc));
+    h.update(obuf.data(), o.pos);
+    out.write(obuf.data(), static_cast<std::streamsize>(o.pos));
+    size += o.pos;
+    if (o.pos == 0 && in.pos == before && rc != 0) throw std::runtime_error("truncated zstd stream");
+  }
   return {h.finish(), size};
+}
+
+// Bytes that look like source code, and bytes that look random (compressed
+// data), from a fixed seed: a layer of both exercises every path of the
+// compressors.
+std::string mixed_bytes(size_t size, uint64_t seed) {
+  std::string out;
+  out.reserve(size);
+  static const char* words[] = {"func ", "return ", "if err != nil {\n", "}\n", "x := ", "ctx", "\t", "0, "};
+  uint64_t x = seed;
+  auto next = [&] {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return x >> 33;
+  };
+  while (out.size() < size) {
+    bool random = (out.size() / (300 << 10)) % 3 == 1;  // every third 300 KiB is random
+    if (random)
+      out.push_back(static_cast<char>(next()));
+    else
+      out += words[next() % 8];
+  }
+  out.resize(size);
+  return out;
 }
 
 struct TarRecord {
@@ -354,12 +405,15 @@ TEST_CASE("write_layer is deterministic", "[layer]") {
     LayerBlob other = imgbuild::write_layer(changed, fx.scratch.path / "owner", opts);
     REQUIRE(other.diff_id != first.diff_id);
   }
-  SECTION("the gzip level changes the compression, not the tar") {
-    LayerOptions fast = opts;
-    fast.gzip_level = 1;
-    LayerBlob other = imgbuild::write_layer(entries, fx.scratch.path / "fast", fast);
+  SECTION("zstd changes the compression, not the tar") {
+    LayerOptions zstd = opts;
+    zstd.compression = imgbuild::Compression::Zstd;
+    LayerBlob other = imgbuild::write_layer(entries, fx.scratch.path / "zstd", zstd);
+    REQUIRE(other.digest != first.digest);
     REQUIRE(other.diff_id == first.diff_id);
     REQUIRE(other.uncompressed_size == first.uncompressed_size);
+    REQUIRE(other.media_type == "application/vnd.oci.image.layer.v1.tar+zstd");
+    REQUIRE(first.media_type == "application/vnd.oci.image.layer.v1.tar+gzip");
   }
 }
 
@@ -486,9 +540,7 @@ TEST_CASE("write_layer streams a 50 MB sparse file", "[layer]") {
   auto [file_digest, file_size] = hash_file(big);
 
   fs::path blobs = s.path / "blobs";
-  LayerOptions opts;
-  opts.gzip_level = 1;
-  LayerBlob blob = imgbuild::write_layer({dir_entry("data"), file_entry("data/big.img", big, 0600)}, blobs, opts);
+  LayerBlob blob = imgbuild::write_layer({dir_entry("data"), file_entry("data/big.img", big, 0600)}, blobs, LayerOptions{});
   fs::path blob_path = blobs / std::string(blob.digest.hex());
   REQUIRE(blob.uncompressed_size > kSize);
   REQUIRE(blob.uncompressed_size < kSize + 64 * 1024);
@@ -506,4 +558,77 @@ TEST_CASE("write_layer streams a 50 MB sparse file", "[layer]") {
   REQUIRE(recs[1].perm == 0600);
   REQUIRE(recs[1].content_sha == std::string(file_digest.hex()));
   REQUIRE(file_size == kSize);
+}
+
+TEST_CASE("a zstd layer holds the same tar", "[layer]") {
+  Fixture fx;
+  LayerOptions opts;
+  opts.mtime = 7;
+  LayerBlob gz = imgbuild::write_layer(fx.entries(), fx.blobs, opts);
+  opts.compression = imgbuild::Compression::Zstd;
+  LayerBlob zst = imgbuild::write_layer(fx.entries(), fx.blobs, opts);
+  fs::path zst_path = fx.blobs / std::string(zst.digest.hex());
+  REQUIRE(hash_file(zst_path) == std::pair{zst.digest, zst.size});
+  REQUIRE(slurp(zst_path).substr(0, 4) == "\x28\xb5\x2f\xfd");  // the zstd frame magic
+  fs::path tar = fx.scratch.path / "layer.tar";
+  Gunzipped z = unzstd_to(zst_path, tar);
+  REQUIRE(z.digest == zst.diff_id);
+  REQUIRE(z.size == zst.uncompressed_size);
+  REQUIRE(zst.diff_id == gz.diff_id);
+  auto recs = read_tar(tar);
+  REQUIRE(recs.size() == fx.entries().size());
+  for (auto& r : recs) REQUIRE(r.mtime == 7);
+}
+
+TEST_CASE("layers are the same bytes whatever the number of threads", "[layer]") {
+  // 13 MiB: 13 gzip chunks and more than three zstd jobs, a third of it random.
+  ScratchDir s;
+  spit(s.path / "mixed", mixed_bytes(13 << 20, 42));
+  spit(s.path / "small", mixed_bytes(5000, 7));
+  std::vector<LayerEntry> entries{file_entry("mixed", s.path / "mixed"), file_entry("small", s.path / "small")};
+  for (auto compression : {imgbuild::Compression::Gzip, imgbuild::Compression::Zstd}) {
+    INFO(imgbuild::compression_name(compression));
+    LayerOptions one{0, compression, 1}, three{0, compression, 3};
+    LayerBlob a = imgbuild::write_layer(entries, s.path / "one", one);
+    LayerBlob b = imgbuild::write_layer(entries, s.path / "three", three);
+    REQUIRE(a.digest == b.digest);
+    REQUIRE(a.size == b.size);
+    REQUIRE(a.diff_id == b.diff_id);
+    fs::path tar = s.path / "out.tar";
+    Gunzipped back = compression == imgbuild::Compression::Gzip
+                         ? gunzip_to(s.path / "one" / std::string(a.digest.hex()), tar)
+                         : unzstd_to(s.path / "one" / std::string(a.digest.hex()), tar);
+    REQUIRE(back.digest == a.diff_id);
+    auto recs = read_tar(tar);
+    REQUIRE(recs.size() == 2);
+    REQUIRE(recs[0].content_sha == std::string(sha256_of(slurp(s.path / "mixed")).hex()));
+  }
+}
+
+TEST_CASE("incompressible bytes are stored, and the gzip stream stays whole", "[layer]") {
+  ScratchDir s;
+  // 3 MiB of random bytes: deflate cannot shrink them, so they are stored
+  // (a few bytes of block headers per 64 KiB), and text around them still
+  // shrinks.
+  std::string random = mixed_bytes(900 << 10, 1).substr(300 << 10, 300 << 10);
+  std::string data;
+  for (int i = 0; i < 10; ++i) data += random;  // repeats lie beyond deflate's 32 KiB window
+  std::string text = mixed_bytes(250 << 10, 3);
+  spit(s.path / "random", data);
+  spit(s.path / "text", text);
+  LayerBlob blob = imgbuild::write_layer({file_entry("random", s.path / "random"), file_entry("text", s.path / "text")},
+                                         s.path / "blobs", LayerOptions{});
+  REQUIRE(blob.size > data.size());
+  REQUIRE(blob.size < data.size() + data.size() / 500 + text.size() / 2);
+  fs::path tar = s.path / "out.tar";
+  Gunzipped g = gunzip_to(s.path / "blobs" / std::string(blob.digest.hex()), tar);
+  REQUIRE(g.digest == blob.diff_id);
+  // 4 chunks of 1 MiB, one member each where all their blocks are of one
+  // kind; two in the first (the first block holds the tar header, the rest is
+  // stored) and in the last (the end of the random bytes, then the text).
+  REQUIRE(g.members == 6);
+  auto recs = read_tar(tar);
+  REQUIRE(recs.size() == 2);
+  REQUIRE(recs[0].content_sha == std::string(sha256_of(data).hex()));
+  REQUIRE(recs[1].content_sha == std::string(sha256_of(text).hex()));
 }

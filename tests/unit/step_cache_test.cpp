@@ -44,25 +44,45 @@ TEST_CASE("step keys are canonical and cover every input", "[step_cache]") {
   CHECK(step_key(a) != step_key(other_argv));
 }
 
-TEST_CASE("a layer entry is described by content, not by where it is read from", "[step_cache]") {
+TEST_CASE("layer entries are described by content, not by where they are read from", "[step_cache]") {
   ScratchDir dir;
   spit(dir.path / "one", "same bytes");
   spit(dir.path / "two", "same bytes");
   spit(dir.path / "three", "other bytes");
   LayerEntry e{"app/main.go", LayerEntry::Type::File, 0644, 0, 0, dir.path / "one", 10, {}};
-  nlohmann::json first = describe_entry(e);
+  LayerEntry link{"bin/sh", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "busybox"};
+  Digest first = describe_entries({e, link});
   e.source = dir.path / "two";
-  CHECK(describe_entry(e) == first);
+  CHECK(describe_entries({e, link}) == first);
   e.source = dir.path / "three";
   e.size = 11;
-  CHECK(describe_entry(e) != first);
+  CHECK(describe_entries({e, link}) != first);
   e.source = dir.path / "one";
   e.size = 10;
   e.mode = 0755;
-  CHECK(describe_entry(e) != first);
-  LayerEntry link{"bin/sh", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "busybox"};
-  CHECK(describe_entry(link)["target"] == "busybox");
-  CHECK_FALSE(describe_entry(link).contains("sha256"));
+  CHECK(describe_entries({e, link}) != first);
+  e.mode = 0644;
+  link.link_target = "toybox";
+  CHECK(describe_entries({e, link}) != first);
+  link.link_target = "busybox";
+  CHECK(describe_entries({link, e}) != first);  // order is part of it
+  CHECK(describe_entries({e, link}) == first);
+}
+
+TEST_CASE("describing many files reads each one, on every core", "[step_cache]") {
+  ScratchDir dir;
+  std::vector<LayerEntry> entries;
+  for (int i = 0; i < 200; ++i) {
+    std::string name = "f" + std::to_string(i);
+    spit(dir.path / name, "content " + std::to_string(i));
+    entries.push_back(LayerEntry{name, LayerEntry::Type::File, 0644, 0, 0, dir.path / name,
+                                 std::to_string(i).size() + 8, {}});
+  }
+  Digest all = describe_entries(entries);
+  spit(dir.path / "f150", "content 15x");  // same size, other bytes
+  CHECK(describe_entries(entries) != all);
+  fs::remove(dir.path / "f99");
+  CHECK_THROWS_WITH(describe_entries(entries), Catch::Matchers::Contains("f99"));
 }
 
 TEST_CASE("the step cache keeps results by key and survives damage", "[step_cache]") {
