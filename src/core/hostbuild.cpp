@@ -154,6 +154,9 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
     std::string entry = *e;
     std::string name = entry.substr(0, entry.find('='));
     if (env_overrides.count(name)) continue;
+    // Registry credentials are the registry client's alone: the tool does not
+    // get them, nor does a hash of them reach the key.
+    if (name.starts_with("IMGBUILD_REGISTRY_AUTH_")) continue;
     for (auto& prefix : op.host_env)
       if (name.starts_with(prefix)) key.update("host-env " + entry + "\n");
     env.push_back(entry);

@@ -127,6 +127,22 @@ for b in "$work"/outputs/oci-default/blobs/sha256/*; do tar -xzOf "$b" step-env 
 check "the step's environment is the image's" grep -q '^PATH=' "$work/step-env"
 check "the recipe saw the token" jq -e '.config.Labels.deploy == "yes"' "$work/config.json"
 
+step "go build: the host's tools do not get the registry credentials"
+mkdir -p "$ctx/app"
+printf 'module example.com/app\n\ngo 1.19\n' >"$ctx/app/go.mod"
+printf 'package main\n\nfunc main() { println("hi") }\n' >"$ctx/app/main.go"
+# go runs every compiler and linker through -toolexec: each records what it was given.
+printf '#!/bin/sh\nenv >>"%s"\nexec "$@"\n' "$work/tool-env" >"$work/record-env"
+chmod +x "$work/record-env"
+cat >"$ctx/go.lua" <<EOF
+local go = require "imgbuild.go"
+image("app", scratch:copy(go.build { main = "app", module = "app", flags = { "-toolexec=$work/record-env" } }, "/app"))
+EOF
+ok "go build" "$ctx/go.lua"
+check "the tools ran with the environment" grep -q "^PATH=" "$work/tool-env"
+# DEPLOY_TOKEN is the user's own variable: tools may see it, as any child would.
+check "no registry credential in it" sh -c "! grep -v '^DEPLOY_TOKEN=' '$work/tool-env' | grep -F -f '$work/canaries'"
+
 step "failures after authentication: the errors carry no secret"
 proxy_faults '[{"method": "PUT", "path": "/manifests/", "times": -1, "action": {"status": 500}}]'
 run push app "$PROXY/team/fails:1" --debug
