@@ -16,6 +16,28 @@
 
 local settings = ...
 
+-- The engine's own globals: a snapshot of the standard ones with private copies
+-- of the library tables, taken before any recipe code runs. A recipe that sets
+-- `type = nil` or empties `string.format` breaks its own code, as any Lua
+-- program would, but not the engine's checks and error messages. `_G` (the
+-- recipe's globals) and `package` (one module system) stay shared.
+local _ENV = (function(globals)
+  local env = {}
+  for name, value in pairs(globals) do
+    if type(value) == "table" and name ~= "_G" and name ~= "package" then
+      local copy = {}
+      for k, v in pairs(value) do copy[k] = v end
+      value = copy
+    end
+    env[name] = value
+  end
+  return env
+end)(_G)
+
+-- Methods on strings ("x":sub(1)) go through the shared `string` table; a
+-- function a recipe removes from it is still found in the engine's copy.
+setmetatable(_G.string, { __index = string })
+
 local M = {}
 
 ---------------------------------------------------------------------------
@@ -133,7 +155,8 @@ local function check_string_map(what, v, key_ok, key_rule)
   end
   local out = {}
   for _, k in ipairs(sorted_keys(v)) do
-    if type(k) ~= "string" or not key_ok(k) then fail("%s: invalid name '%s' (%s)", what, tostring(k), key_rule) end
+    if type(k) ~= "string" then fail("%s: names must be strings, got %s", what, typename(k)) end
+    if not key_ok(k) then fail("%s: invalid name '%s' (%s)", what, k, key_rule) end
     local val = v[k]
     if math.type(val) == "integer" then val = tostring(val) end
     if type(val) ~= "string" then fail("%s: value of %s is %s, not a string", what, k, typename(val)) end
@@ -614,7 +637,7 @@ end
 ---------------------------------------------------------------------------
 -- The private interface the shipped stdlib builds on.
 
-local internal = {
+local internal_functions = {
   context_dir = settings.context,
   check_context_dir = check_context_dir,
   fail = fail,
@@ -627,7 +650,7 @@ local internal = {
 
 --- A file produced by a command on the host when the build needs it (see
 --- HostBuildOp in src/core/graph.hpp for the fields).
-function internal.host_file(spec)
+function internal_functions.host_file(spec)
   local node = {
     kind = "host", loc = caller_loc(), description = spec.description, argv = spec.argv, env = spec.env,
     dir = spec.dir, input_root = spec.input_root, inputs = spec.inputs, host_env = spec.host_env,
@@ -640,14 +663,46 @@ end
 
 --- A file or folder of the build machine offered as a copy source: the first
 --- of `candidates` (absolute host paths) that exists when the build needs it.
-function internal.host_path(description, candidates)
+function internal_functions.host_path(description, candidates)
   local f = setmetatable({}, FileMT)
   nodes[f] = { kind = "host_path", loc = caller_loc(), description = description, candidates = candidates }
   return f
 end
 
+--- The engine's functions for the shipped stdlib (see embedded_searcher),
+--- read-only, so no module can change what the others rely on.
+local internal = setmetatable({}, {
+  __index = internal_functions,
+  __newindex = function() fail("the engine's internal functions are read-only") end,
+  __metatable = false,
+})
+
 ---------------------------------------------------------------------------
 -- require: next to the recipe, then IMGBUILD_PATH, then the shipped stdlib.
+
+-- The modules being loaded, innermost last. A module that requires itself,
+-- directly or through others, would recurse until the C stack overflows; the
+-- first searcher names the circle at the line that closes it instead.
+local loading = {}
+
+local function cycle_searcher(name)
+  for i, other in ipairs(loading) do
+    if other == name then
+      local circle = table.move(loading, i, #loading, 1, {})
+      circle[#circle + 1] = name
+      fail("require: '%s' requires itself: %s", name, table.concat(circle, " -> "))
+    end
+  end
+end
+
+--- `chunk` as a loader that keeps `loading` up to date, errors included.
+local function tracked(name, chunk)
+  return function(...)
+    loading[#loading + 1] = name
+    local _ <close> = setmetatable({}, { __close = function() loading[#loading] = nil end })
+    return chunk(...)
+  end
+end
 
 local function file_searcher(dirs)
   return function(name)
@@ -661,7 +716,7 @@ local function file_searcher(dirs)
           f:close()
           local chunk, err = loadfile(path, "t")
           if not chunk then error(err, 0) end
-          return chunk, path
+          return tracked(name, chunk), path
         end
         tried[#tried + 1] = "no file '" .. path .. "'"
       end
@@ -671,17 +726,20 @@ local function file_searcher(dirs)
   end
 end
 
+--- The stdlib's modules get the engine's private functions as require's
+--- loader data (`local _, internal = ...`), not through package.loaded, where
+--- a recipe could replace them.
 local function embedded_searcher(name)
   local source, chunkname = settings.embedded(name)
   if not source then return "no module '" .. name .. "' in imgbuild's stdlib" end
   local chunk, err = load(source, chunkname, "t")
   if not chunk then error(err, 0) end
-  return chunk, chunkname
+  return tracked(name, chunk), internal
 end
 
-package.loaded["imgbuild.internal"] = internal
 package.path, package.cpath = "", ""
 package.searchers = {
+  cycle_searcher,
   package.searchers[1], -- package.preload
   file_searcher({ settings.recipe_dir }),
   file_searcher(settings.search_path),
@@ -698,32 +756,44 @@ for k, v in pairs(api) do _G[k] = v end
 -- Precompiled chunks can crash the Lua VM; recipes and their modules are text.
 -- (An env argument is passed on only when given: an explicit nil would become
 -- the chunk's _ENV.)
-local load_, loadfile_ = load, loadfile
-load = function(chunk, name, _, ...)
-  if select("#", ...) > 0 then return load_(chunk, name, "t", ...) end
-  return load_(chunk, name, "t")
+_G.load = function(chunk, name, _, ...)
+  if select("#", ...) > 0 then return load(chunk, name, "t", ...) end
+  return load(chunk, name, "t")
 end
-loadfile = function(path, _, ...)
-  if select("#", ...) > 0 then return loadfile_(path, "t", ...) end
-  return loadfile_(path, "t")
+_G.loadfile = function(path, _, ...)
+  if select("#", ...) > 0 then return loadfile(path, "t", ...) end
+  return loadfile(path, "t")
 end
-dofile = function(path)
-  local chunk, err = loadfile_(path, "t")
+_G.dofile = function(path)
+  local chunk, err = loadfile(path, "t")
   if not chunk then error(err, 2) end
   return chunk()
 end
 
 -- stdout carries the build's results (one line per image) for scripts to read;
 -- what a recipe prints goes to stderr beside the build's progress.
-print = function(...)
+_G.print = function(...)
   local parts = table.pack(...)
   for i = 1, parts.n do parts[i] = tostring(parts[i]) end
   io.stderr:write(table.concat(parts, "\t", 1, parts.n), "\n")
 end
 
-os.exit = function()
+_G.os.exit = function()
   fail("os.exit: a recipe cannot exit imgbuild; call error(\"...\") to stop the build")
 end
+
+-- The locale is the whole process's: a recipe that changed it would change how
+-- the engine writes and reads numbers. Asking for it is fine.
+_G.os.setlocale = function(locale, ...)
+  if locale ~= nil then
+    fail("os.setlocale: a recipe cannot change imgbuild's locale (it would change how numbers are written)")
+  end
+  return os.setlocale(nil, ...)
+end
+
+-- The debug library could reach into the engine's private state (upvalues,
+-- the registry, metatables); recipes keep what serves debugging.
+_G.debug = { traceback = debug.traceback, getinfo = debug.getinfo }
 
 local global_names = {}
 for k in pairs(_G) do global_names[#global_names + 1] = k end

@@ -68,6 +68,13 @@ std::string human_size(uint64_t bytes) {
 Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
     : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context),
       cache_(settings_.cache_dir) {
+  consumers_.resize(graph_.nodes.size());
+  for (auto& node : graph_.nodes) {
+    if (node.parent) ++consumers_.at(*node.parent);
+    if (auto* copy = std::get_if<CopyOp>(&node.op); copy && copy->from_node) ++consumers_.at(*copy->from_node);
+  }
+  for (auto& t : graph_.targets) ++consumers_.at(t.node);
+  for (auto& p : graph_.pushes) ++consumers_.at(p.node);
   // Steps of independent stages report from several threads: whole lines only.
   auto report = std::make_shared<std::mutex>();
   settings_.progress = [report, inner = std::move(settings_.progress)](const std::string& line) {
@@ -217,52 +224,67 @@ void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const 
 }
 
 const Builder::Stage& Builder::stage(size_t id) {
-  std::promise<const Stage*> promise;
-  std::shared_future<const Stage*> result;
+  // Claims `id` and every ancestor no thread has claimed yet in one walk up the
+  // parent chain, then builds them oldest first. A loop, not recursion: a
+  // recipe may chain 100 000 steps.
+  std::vector<std::pair<size_t, std::promise<const Stage*>>> claimed;
+  std::shared_future<const Stage*> claimed_elsewhere;  // the nearest ancestor another thread builds
   {
     std::lock_guard lock(mutex_);
-    auto [it, first] = stages_.try_emplace(id);
-    if (!first) {
-      result = it->second;
-    } else {
-      it->second = promise.get_future().share();
+    for (std::optional<size_t> n = id; n; n = graph_.nodes.at(*n).parent) {
+      auto [it, first] = stages_.try_emplace(*n);
+      if (!first) {
+        claimed_elsewhere = it->second;
+        break;
+      }
+      claimed.emplace_back(*n, std::promise<const Stage*>());
+      it->second = claimed.back().second.get_future().share();
     }
   }
-  if (result.valid()) return *result.get();
+  if (claimed.empty()) return *claimed_elsewhere.get();
+
+  // Images copied from are built beside this chain, not after it.
+  std::vector<std::future<void>> others;
+  for (auto& [n, promise] : claimed)
+    if (auto* copy = std::get_if<CopyOp>(&graph_.nodes.at(n).op); copy && copy->from_node)
+      others.push_back(std::async(std::launch::async, [this, from = *copy->from_node] { stage(from); }));
+
+  size_t next = claimed.size();
   try {
-    Stage built = make_stage(id);
-    const Stage* done;
-    {
-      std::lock_guard lock(mutex_);
-      done = &stage_storage_.emplace(id, std::move(built)).first->second;
+    const Stage* parent = claimed_elsewhere.valid() ? claimed_elsewhere.get() : nullptr;
+    // A step whose only consumer is the next step of this chain hands its stage
+    // on instead of keeping a copy: a long chain would otherwise hold every
+    // intermediate image (and its growing history) at once.
+    std::optional<Stage> handed_on;
+    for (; next-- > 0;) {
+      auto& [n, promise] = claimed[next];
+      Stage built = make_stage(n, handed_on ? std::move(*handed_on) : parent ? *parent : Stage{});
+      handed_on.reset();
+      if (next > 0 && consumers_[n] == 1) {
+        handed_on = std::move(built);
+        promise.set_exception(std::make_exception_ptr(std::logic_error("stage of a step with one consumer is not kept")));
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        parent = &stage_storage_.emplace(n, std::move(built)).first->second;
+      }
+      promise.set_value(parent);
     }
-    promise.set_value(done);
-    return *done;
+    return *parent;
   } catch (...) {
-    promise.set_exception(std::current_exception());
+    // This step and the later ones of the chain fail with it.
+    for (size_t i = 0; i < claimed.size() && i <= next; ++i) claimed[i].second.set_exception(std::current_exception());
     throw;
   }
 }
 
-Builder::Stage Builder::make_stage(size_t id) {
+Builder::Stage Builder::make_stage(size_t id, Stage st) {
   const Node& node = graph_.nodes.at(id);
-  // A copy from another image needs that image: it is built beside this chain.
-  std::future<void> other;
-  if (auto* copy = std::get_if<CopyOp>(&node.op); copy && copy->from_node)
-    other = std::async(std::launch::async, [this, n = *copy->from_node] { stage(n); });
-  Stage st;
-  if (node.parent) {
-    try {
-      st = stage(*node.parent);
-    } catch (...) {
-      if (other.valid()) other.wait();
-      throw;
-    }
-  } else {
+  if (!node.parent) {
     st.image.platform = settings_.platform;
     st.image.created = settings_.source_date_epoch;
   }
-  if (other.valid()) other.get();
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
     else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull, node);

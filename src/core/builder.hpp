@@ -118,7 +118,8 @@ private:
   };
 
   const Stage& stage(size_t node);
-  Stage make_stage(size_t node);
+  /// Applies `node`'s step to `parent`, its parent's stage (empty for a root).
+  Stage make_stage(size_t node, Stage parent);
   CopyItem build_file(size_t node);
   void apply_pull(Stage& stage, const PullOp& op, const Node& node);
   void apply_run(Stage& stage, const RunOp& op, const Node& node);
@@ -149,6 +150,9 @@ private:
   std::mutex mutex_;
   std::map<size_t, std::shared_future<const Stage*>> stages_;
   std::map<size_t, Stage> stage_storage_;
+  /// How many steps, targets and pushes use each node's result: a stage with
+  /// one user is handed on rather than kept (see stage()).
+  std::vector<unsigned> consumers_;
   std::mutex files_mutex_;
   std::map<size_t, CopyItem> files_;
   std::map<size_t, BuiltImage> finished_;

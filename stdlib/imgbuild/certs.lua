@@ -4,7 +4,7 @@
 ---
 ---   local certs = require "imgbuild.certs"
 ---   img:copy(certs.bundle, "/etc/ssl/certs/ca-certificates.crt")
-local internal = require "imgbuild.internal"
+local _, internal = ... -- the engine's private functions (see lua/imgbuild/dsl.lua)
 
 local certs = {}
 

@@ -15,7 +15,7 @@
 --- Outside CI the git repository of the build context is read directly (HEAD,
 --- refs, packed-refs; no git program needed); a folder that is not in a
 --- repository gives nils.
-local internal = require "imgbuild.internal"
+local _, internal = ... -- the engine's private functions (see lua/imgbuild/dsl.lua)
 
 local function get(name)
   local v = os.getenv(name)

@@ -2,7 +2,7 @@
 --- builder image). The result is a file value for `:copy`; it is compiled when
 --- the build needs it, for the platform of the image it is copied into, and
 --- reused until a Go source, go.mod or go.sum changes.
-local internal = require "imgbuild.internal"
+local _, internal = ... -- the engine's private functions (see lua/imgbuild/dsl.lua)
 
 local go = {}
 

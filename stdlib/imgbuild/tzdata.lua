@@ -5,7 +5,7 @@
 ---   img:copy(tzdata.zoneinfo, "/usr/share/zoneinfo/")
 ---
 --- A Go program can instead embed it: import _ "time/tzdata" (about 450 kB).
-local internal = require "imgbuild.internal"
+local _, internal = ... -- the engine's private functions (see lua/imgbuild/dsl.lua)
 
 local tzdata = {}
 

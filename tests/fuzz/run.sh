@@ -2,10 +2,12 @@
 # Builds the libFuzzer targets with clang in build-fuzz/ and runs each one for a
 # bounded time over a corpus seeded here (nothing is committed): real ELF files
 # for elf, real-world strings and a dictionary for each registry parser
-# (reference, www_authenticate, credentials). Exits non-zero on any finding:
+# (reference, www_authenticate, credentials, documents) and for .dockerignore. Exits non-zero on any finding:
 # crash, sanitizer report, broken property, uncaught exception other than the
 # target's documented error, leak, timeout or out of memory. The
-# input that caused it is left in build-fuzz/findings/.
+# input that caused it is left in build-fuzz/findings/; once the bug is fixed,
+# the input goes into tests/fuzz/regressions/TARGET/ (committed), which every
+# run replays before it explores, so a fixed finding stays fixed.
 #
 #   tests/fuzz/run.sh                 30 s per target
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh
@@ -18,7 +20,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-30}
-targets="elf reference www_authenticate credentials documents unpack"
+targets="elf reference www_authenticate credentials documents dockerignore unpack"
 
 say() { printf '%s\n' "fuzz: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -229,6 +231,42 @@ write_dict documents <<'EOF'
 "application/vnd.oci.image.layer.v1.tar"
 EOF
 
+# .dockerignore files, each followed by a NUL and the context paths to match.
+mkdir -p "$build/corpus/dockerignore"
+python3 - "$build/corpus/dockerignore" <<'EOF'
+import os, sys
+seeds = {
+    "go-service": ("# build output\n*.md\n!README.md\nbin/\n.git\n**/*_test.go\nvendor/**\n!vendor/modules.txt\n",
+                   ["README.md", "CHANGES.md", "bin/app", "main.go", "pkg/x_test.go", "vendor/a/b.go",
+                    "vendor/modules.txt", ".git/HEAD"]),
+    "classes": ("[a-c]?/[!x]*\n\\*literal\nsrc/**/gen[0-9].go\n  spaced/ \n./dot/../clean\n",
+                ["a1/y", "b2/x", "*literal", "src/gen1.go", "src/a/b/gen9.go", "spaced", "clean/f"]),
+    "exceptions": ("*\n!keep/**\nkeep/drop\n!**/important\n**.log\n",
+                   ["x", "keep/a", "keep/drop", "deep/dir/important", "a/b.log", "keep/c.log"]),
+    "unicode": ("d\u00e9j\u00e0/*\n[\u00e0-\u00ff]\n?\n",
+                ["d\u00e9j\u00e0/vu", "\u00e9", "x", "ab"]),
+}
+for name, (rules, paths) in seeds.items():
+    with open(os.path.join(sys.argv[1], "seed-" + name), "wb") as f:
+        f.write(rules.encode() + b"\0" + "\n".join(paths).encode())
+EOF
+write_dict dockerignore <<'EOF'
+"*"
+"**"
+"**/"
+"?"
+"!"
+"["
+"]"
+"[!"
+"-"
+"\\"
+"/"
+"#"
+"\x00"
+"\x0a"
+EOF
+
 # Layers: small PAX tars (normal, whiteouts and an opaque folder, links aimed
 # out of the root, xattrs, nodes and long names, a hostile "..") and a gzip one.
 # Cut after the end-of-archive blocks: the record padding would only eat -max_len.
@@ -307,11 +345,14 @@ for t in $targets; do
   # A tar needs 512 bytes a header, PAX records another 1024.
   if [ "$t" = unpack ]; then options="-max_len=16384 -dict=$build/dict/$t.dict"; fi
   say "running ${t}_fuzz for ${seconds}s (log: $log)"
+  # libFuzzer reads every corpus folder given and only writes to the first.
+  regressions="$root/tests/fuzz/regressions/$t"
+  [ -d "$regressions" ] || regressions=""
   rc=0
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0:${ASAN_OPTIONS:-}" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}" \
     "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 $options \
-    -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" >"$log" 2>&1 || rc=$?
+    -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" $regressions >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   per_sec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   files=$(find "$corpus" -type f | wc -l)
@@ -319,7 +360,7 @@ for t in $targets; do
   line="$t: ${execs:-?} runs, ${per_sec:-?} exec/s, corpus $files files ($bytes KiB)"
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$findings")" ]; then
     status=1
-    line="$line: FINDING (exit $rc), see $log and $findings/"
+    line="$line: FINDING (exit $rc), see $log and $findings/ (fixed, it belongs in tests/fuzz/regressions/$t/)"
     grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*terminate called|.*Test unit written)' "$log" >&2 || tail -n 30 "$log" >&2
   fi
   summary="$summary$line
