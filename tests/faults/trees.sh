@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Faults: deep trees and many files. A context tree 1000 folders deep is
 # copied whole; one 2500 deep (paths past PATH_MAX) fails with exit status 1
-# and "File name too long", never a crash; a RUN step that makes a tree 2500
+# and "File name too long", never a crash; a RUN step that makes a tree 2050
 # deep either works or fails the same way; 20 000 tiny files are copied.
 # The peak memory of each build is printed (no threshold: a figure to watch).
 #
@@ -57,11 +57,13 @@ deep "$work/deep2500" 2500
 build "$work/deep2500" "$copy_all"
 clean_failure "copying it"
 
-step "a RUN step that makes a tree 2500 folders deep"
+step "a RUN step that makes a tree 2050 folders deep"
 mkdir -p "$work/ctx"
 cp /bin/busybox "$work/ctx/busybox"
-build "$work/ctx" 'image("tree", scratch:copy("busybox", "/bin/busybox"):run { "/bin/busybox", "sh", "-c",
-  "i=0; while [ $i -lt 2500 ]; do /bin/busybox mkdir d; cd d; i=$((i+1)); done; echo leaf > leaf" })'
+# Two trees 1024 deep (paths of 2 kB, which a shell takes), one moved into the
+# other: 2050 deep, with paths past PATH_MAX.
+build "$work/ctx" 'image("tree", scratch:copy("busybox", "/bin/busybox"):run { "/bin/busybox", "sh", "-ec",
+  "p=d; for i in 1 2 3 4 5 6 7 8 9 10; do p=$p/$p; done; /bin/busybox mkdir -p /t/a/$p /t/b/$p; /bin/busybox mv /t/a /t/b/$p/" })'
 if [[ $status == 0 ]]; then
   pass "the step's tree is stored (peak memory ${peak} kB)"
 else
