@@ -1,6 +1,7 @@
 // imgbuild: the command line. Parses arguments, evaluates the recipe, hands the
 // graph to the builder and prints what was made. Exit status: 0 success, 1 build
-// or recipe error, 2 usage error.
+// or recipe error, 2 usage error, 128 + N after signal N (SIGINT, SIGTERM).
+#include <signal.h>
 #include <unistd.h>
 
 #include <clocale>
@@ -20,6 +21,7 @@
 #include "core/docker_archive.hpp"
 #include "core/elf.hpp"
 #include "core/elf_report.hpp"
+#include "core/interrupt.hpp"
 #include "core/layout.hpp"
 #include "core/text.hpp"
 #include "lua/recipe.hpp"
@@ -744,6 +746,15 @@ int run(int argc, char** argv) {
   return cmd_build(args);
 }
 
+/// Exit status 128 + N after signal N (130 for Ctrl-C, 143 for SIGTERM), as
+/// shells report a process killed by it; the cleanup has run by then.
+int interrupted() {
+  int sig = interrupt_signal();
+  std::cerr << "imgbuild: interrupted by " << (sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal")
+            << "; temporary files removed\n";
+  return 128 + sig;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -752,12 +763,19 @@ int main(int argc, char** argv) {
   // GNU tar warns about. Only the character type changes: number formatting
   // stays "C".
   std::setlocale(LC_CTYPE, "C.UTF-8");
+  install_interrupt_handlers();
   try {
-    return run(argc, argv);
+    int status = run(argc, argv);
+    return interrupt_signal() ? interrupted() : status;
+  } catch (const Interrupted&) {
+    return interrupted();
   } catch (const UsageError& e) {
     std::cerr << "imgbuild: " << e.what() << "\n(see imgbuild --help)\n";
     return kExitUsage;
   } catch (const std::exception& e) {
+    // After a signal, an error is its consequence (an aborted transfer, a
+    // killed step): the interrupt is what to report.
+    if (interrupt_signal()) return interrupted();
     std::cerr << "imgbuild: " << e.what() << "\n";
     return kExitError;
   }

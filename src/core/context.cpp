@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 
@@ -48,7 +50,7 @@ std::optional<std::string> clean_context_path(const std::string& path) {
 
 struct stat lstat_or_throw(const fs::path& p) {
   struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p.string());
+  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p.string() + ": " + std::strerror(errno));
   return st;
 }
 

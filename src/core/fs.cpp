@@ -9,6 +9,8 @@
 #include <cstring>
 #include <system_error>
 
+#include "core/interrupt.hpp"
+
 namespace imgbuild {
 
 void throw_errno(const std::string& what) {
@@ -111,8 +113,11 @@ FileLock::FileLock(const fs::path& lock_path, Mode mode, const std::function<voi
   if (::flock(fd_.get(), operation | LOCK_NB) == 0) return;
   if (errno != EWOULDBLOCK && errno != EINTR) throw_errno("lock " + lock_path.string());
   if (on_wait) on_wait();
-  while (::flock(fd_.get(), operation) != 0) {
-    if (errno != EINTR) throw_errno("lock " + lock_path.string());
+  // Polled rather than blocking: flock is restarted after a signal, and a
+  // build waiting for `cache prune` must still stop on Ctrl-C.
+  while (::flock(fd_.get(), operation | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) throw_errno("lock " + lock_path.string());
+    sleep_or_interrupt(std::chrono::milliseconds(100));
   }
 }
 

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include "core/context.hpp"
 #include "core/dockerignore.hpp"
 #include "core/fs.hpp"
+#include "core/interrupt.hpp"
 
 extern char** environ;
 
@@ -97,18 +97,21 @@ int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::
   cargv.push_back(nullptr);
   for (auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
+  // A process group of its own: on an interrupt the tool and every process it
+  // started (go build's compilers and linker) are killed together.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attributes, 0);
   pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, cargv[0], &actions, nullptr, cargv.data(), cenv.data());
+  int rc = ::posix_spawnp(&pid, cargv[0], &actions, &attributes, cargv.data(), cenv.data());
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   if (rc != 0) {
     errno = rc;
     throw_errno("cannot start " + argv[0]);
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw_errno("wait for " + argv[0]);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  return ChildProcess(pid, true).wait();
 }
 
 }  // namespace
@@ -151,6 +154,9 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
     std::string entry = *e;
     std::string name = entry.substr(0, entry.find('='));
     if (env_overrides.count(name)) continue;
+    // Registry credentials are the registry client's alone: the tool does not
+    // get them, nor does a hash of them reach the key.
+    if (name.starts_with("IMGBUILD_REGISTRY_AUTH_")) continue;
     for (auto& prefix : op.host_env)
       if (name.starts_with(prefix)) key.update("host-env " + entry + "\n");
     env.push_back(entry);
@@ -171,6 +177,11 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   TempDir work(cache_dir / "tmp", "host-");
   fs::path out = work.path() / output_name;
   for (auto& a : argv) a = replace_all(a, "${OUT}", out.string());
+  // The tool's own temporary files (go build's work folder) go where this
+  // build's do, so an interrupted build leaves none of them behind either.
+  fs::create_directory(work.path() / "tmp");
+  std::erase_if(env, [](const std::string& e) { return e.starts_with("TMPDIR="); });
+  env.push_back("TMPDIR=" + (work.path() / "tmp").string());
   int rc = spawn_and_wait(argv, env, work_dir, work.path() / "log");
   if (rc != 0)
     throw std::runtime_error("exited with status " + std::to_string(rc) + ":" + last_lines(work.path() / "log", 20));

@@ -19,6 +19,7 @@
 
 #include "core/fs.hpp"
 #include "core/image.hpp"
+#include "core/interrupt.hpp"
 
 namespace imgbuild {
 
@@ -399,7 +400,10 @@ private:
 void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime) {
   ArchiveSink archive_sink{sink, nullptr};
   TarWriter tar(archive_sink);
-  for (const auto& e : entries) tar.add(e, mtime);
+  for (const auto& e : entries) {
+    check_interrupt();
+    tar.add(e, mtime);
+  }
   tar.close();
 }
 

@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "core/fs.hpp"
+#include "core/interrupt.hpp"
 #include "core/text.hpp"
 
 extern char** environ;
@@ -348,6 +349,7 @@ Fd open_dir_at(int parent, const std::string& name, const std::string& rel) {
 /// changing one name then changes only that one in both kinds of run.
 void copy_tree(int from, int to, const std::string& rel) {
   for (const std::string& name : names_at(from, rel)) {
+    check_interrupt();
     std::string child = join(rel, name);
     const char* n = name.c_str();
     struct stat st {};
@@ -420,6 +422,9 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     throw SandboxError(std::string("cannot create the step's namespaces: ") + strerror(e));
   }
   if (pid == 0) child_main(p, out_write.get(), sync_read.get(), report_write.get());
+  // Killed (and with it the whole PID namespace) if anything below throws,
+  // an interrupt included.
+  ChildProcess child(pid, false);
 
   out_write = Fd();
   sync_read = Fd();
@@ -448,6 +453,7 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
   };
   char buf[1 << 16];
   for (;;) {
+    if (!wait_readable(out_read.get())) check_interrupt();
     ssize_t n = ::read(out_read.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -458,10 +464,7 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     }
   }
   if (!pending.empty()) emit(pending);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.exit_code = child.wait();
   result.last_lines.assign(tail.begin(), tail.end());
   SetupFailure failure;
   if (::read(report_read.get(), &failure, sizeof failure) == static_cast<ssize_t>(sizeof failure)) return failure;

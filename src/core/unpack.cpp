@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "core/fs.hpp"
+#include "core/interrupt.hpp"
 #include "core/text.hpp"
 
 namespace imgbuild {
@@ -638,6 +639,7 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
   if (!root_fd) throw UnpackError(label + ": cannot open " + root.string() + ": " + std::strerror(errno));
   LayerApplier applier(root_fd.get(), options);
   for (;;) {
+    check_interrupt();
     archive_entry* e = nullptr;
     int rc = archive_read_next_header(a, &e);
     if (rc == ARCHIVE_EOF) break;

@@ -19,6 +19,7 @@
 #include "core/doctor.hpp"
 #include "core/elf.hpp"
 #include "core/elf_report.hpp"
+#include "core/interrupt.hpp"
 #include "lua/embedded.hpp"
 #include "registry/reference.hpp"
 
@@ -39,6 +40,8 @@ int trampoline(lua_State* L) {
     return Native(L);
   } catch (const std::exception& e) {
     std::snprintf(message, sizeof message, "%s", e.what());
+  } catch (const Interrupted&) {
+    std::snprintf(message, sizeof message, "interrupted");
   } catch (...) {
     std::snprintf(message, sizeof message, "unexpected internal error");
   }
@@ -248,7 +251,15 @@ int message_handler(lua_State* L) {
   return 1;
 }
 
+/// Ctrl-C while the recipe runs: raised in the recipe, so even one that loops
+/// for ever stops. One that keeps catching it with pcall is ended by a second signal.
+void interrupt_hook(lua_State* L, lua_Debug*) {
+  if (interrupt_signal()) luaL_error(L, "interrupted");
+}
+
+/// The message of a failed pcall; Interrupted instead when a signal caused it.
 std::string pop_message(lua_State* L) {
+  check_interrupt();
   size_t n = 0;
   const char* s = lua_tolstring(L, -1, &n);
   std::string msg = s ? std::string(s, n) : "(error object is not a string)";
@@ -311,6 +322,7 @@ Evaluation evaluate_recipe(const RecipeOptions& options) {
   if (!state) throw std::runtime_error("cannot create a Lua state");
   lua_State* L = state.get();
   luaL_openlibs(L);
+  lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 10000);
 
   lua_pushboolean(L, options.debug);
   lua_pushcclosure(L, message_handler, 1);

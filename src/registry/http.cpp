@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <exception>
 
+#include "core/interrupt.hpp"
+
 namespace imgbuild {
 
 namespace {
@@ -112,6 +114,10 @@ size_t on_read(char* buf, size_t size, size_t count, void* user) {
   }
 }
 
+/// Called while a transfer runs, idle or not: aborts it on Ctrl-C, so a
+/// stalled registry cannot hold an interrupted build.
+int on_progress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) { return interrupt_signal() ? 1 : 0; }
+
 HttpError::Kind kind_of(CURLcode code) {
   switch (code) {
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -205,6 +211,8 @@ HttpResponse Http::perform(const HttpRequest& request) {
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &ex);
   curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
 
   if (request.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
@@ -229,6 +237,7 @@ HttpResponse Http::perform(const HttpRequest& request) {
   }
 
   CURLcode code = curl_easy_perform(curl);
+  check_interrupt();
   if (ex.failure) std::rethrow_exception(ex.failure);
   std::string where = request.method + " " + redact_url(request.url);
   if (ex.too_large)

@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <ctime>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "core/fs.hpp"
+#include "core/interrupt.hpp"
 #include "core/layout.hpp"
 #include "core/text.hpp"
 #include "registry/www_authenticate.hpp"
@@ -257,14 +257,14 @@ HttpResponse RegistryClient::send(const Reference& ref, const Scope& scope, Call
       auto wait = retry_after(r).value_or(delay);
       if (wait > kMaxRetryAfter) return r;
       if (options_.debug) options_.debug("retrying in " + std::to_string(wait.count()) + " ms");
-      std::this_thread::sleep_for(wait);
+      sleep_or_interrupt(wait);
     } catch (const HttpError& e) {
       if (e.kind() == HttpError::Kind::TooLarge)
         throw RegistryError(call.what + ": the registry sent more than " + std::to_string(call.max_body >> 20) +
                             " MiB: refused");
       if (!e.retryable() || last) throw RegistryError(call.what + ": " + e.what());
       if (options_.debug) options_.debug(std::string("retrying after: ") + e.what());
-      std::this_thread::sleep_for(delay);
+      sleep_or_interrupt(delay);
     }
     delay *= 2;
   }
@@ -435,13 +435,13 @@ RegistryClient::Token RegistryClient::fetch_token(Endpoint& ep, const std::map<s
       r = http_.perform(req);
     } catch (const HttpError& e) {
       if (!e.retryable() || attempt >= options_.max_attempts) throw RegistryError(what + ": token: " + e.what());
-      std::this_thread::sleep_for(delay);
+      sleep_or_interrupt(delay);
       delay *= 2;
       continue;
     }
     if (options_.debug) options_.debug(req.method + " " + redact_url(req.url) + " -> " + std::to_string(r.status));
     if (!retryable_status(r.status) || attempt >= options_.max_attempts) break;
-    std::this_thread::sleep_for(retry_after(r).value_or(delay));
+    sleep_or_interrupt(retry_after(r).value_or(delay));
     delay *= 2;
   }
   if (r.status == 401 || r.status == 403)
@@ -656,7 +656,7 @@ bool RegistryClient::upload_blob(const Reference& repo, const Descriptor& blob, 
       bool transient = e.status() == 0 || retryable_status(e.status());
       if (!transient || attempt >= options_.max_attempts) throw;
       if (options_.debug) options_.debug(std::string("restarting upload: ") + e.what());
-      std::this_thread::sleep_for(delay);
+      sleep_or_interrupt(delay);
       delay *= 2;
     }
   }

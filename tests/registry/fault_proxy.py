@@ -22,7 +22,9 @@ file is replaced. Actions:
   {"corrupt": true}       flip one bit in the middle of the body
   {"replace_body": "x"}   replace the body
   {"oversize": N}         pad the body with spaces to N bytes
-  {"redirect_other": true}  307 to the same path on the other listener
+  {"redirect_other": true}  307 to the same path on the other listener;
+                          with "query": "X-Amz-Signature=..." that query is
+                          added, as a storage service's signed URL carries one
   {"delay": SECONDS}      wait before handling the request (with or without
                           another action), e.g. to let a token expire
 
@@ -107,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
             if action and "status" in action:
                 record["status"] = self.inject_status(action)
             elif action and action.get("redirect_other"):
-                record["status"] = self.redirect_other()
+                record["status"] = self.redirect_other(action.get("query"))
             elif self.server.listener == "other" and self.command not in ("GET", "HEAD"):
                 record["status"] = self.reply_error(405, {}, "UNSUPPORTED")
             else:
@@ -200,9 +202,12 @@ class Handler(BaseHTTPRequestHandler):
         code = action.get("code", ERROR_CODES.get(status, "UNKNOWN"))
         return self.reply_error(status, action.get("headers", {}), code)
 
-    def redirect_other(self):
+    def redirect_other(self, query=None):
         self.discard_body()
-        self.send_head(307, [("Location", f"http://{self.server.other_address}{self.path}")], 0)
+        location = f"http://{self.server.other_address}{self.path}"
+        if query:
+            location += ("&" if "?" in location else "?") + query
+        self.send_head(307, [("Location", location)], 0)
         return 307
 
     def upstream_headers(self):

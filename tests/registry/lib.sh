@@ -126,8 +126,9 @@ free_port() {
 # over https with a self-signed certificate for 127.0.0.1 whose CA file is
 # $REG_WORK/NAME/tls.crt, also set as TLS_CA(_<NAME>)); NAME (default MODE,
 # [A-Za-z0-9_]) tells several registries apart. Sets REGISTRY and
-# REGISTRY_<NAME> to 127.0.0.1:PORT; token mode also sets TOKEN_REALM(_<NAME>)
-# and TOKEN_LOG(_<NAME>). Files live in $REG_WORK/NAME/.
+# REGISTRY_<NAME> to 127.0.0.1:PORT; token mode also sets TOKEN_REALM(_<NAME>),
+# TOKEN_LOG(_<NAME>) and TOKEN_ISSUED(_<NAME>) (every token issued, one a
+# line). Files live in $REG_WORK/NAME/.
 registry_start() {
   local mode=${1:-} name=${2:-${1:-}} dir port auth=""
   case $mode in
@@ -155,11 +156,12 @@ registry_start() {
       # and could show up where a test looks for leaked passwords.
       _reg_spawn "token server of registry '$name'" "$dir/token-server.log" \
         env REG_PASSWORD="$REG_PASSWORD" REG_PASSWORD_BOB="$REG_PASSWORD_BOB" REG_IDENTITY_TOKEN="$REG_IDENTITY_TOKEN" python3 "$REG_LIB/token_server.py" --dir "$dir" --service "$REG_SERVICE" --issuer "$REG_ISSUER" \
-        --expires-in "$REG_TOKEN_TTL" --log "$dir/token.log" --port-file "$dir/token.port"
+        --expires-in "$REG_TOKEN_TTL" --log "$dir/token.log" --port-file "$dir/token.port" --tokens "$dir/tokens"
       _reg_wait_for test -s "$dir/token.port" || return 1
-      TOKEN_REALM=http://127.0.0.1:$(<"$dir/token.port")/token TOKEN_LOG=$dir/token.log
+      TOKEN_REALM=http://127.0.0.1:$(<"$dir/token.port")/token TOKEN_LOG=$dir/token.log TOKEN_ISSUED=$dir/tokens
       printf -v "TOKEN_REALM_$name" '%s' "$TOKEN_REALM"
       printf -v "TOKEN_LOG_$name" '%s' "$TOKEN_LOG"
+      printf -v "TOKEN_ISSUED_$name" '%s' "$TOKEN_ISSUED"
       : >"$TOKEN_LOG"
       auth="auth: {token: {realm: '$TOKEN_REALM', service: $REG_SERVICE, issuer: $REG_ISSUER, rootcertbundle: $dir/token-cert.pem}}"
       ;;

@@ -6,7 +6,9 @@ HTTP Basic auth answers {"token", "access_token", "expires_in", "issued_at"}.
 The ACL: alice ($REG_PASSWORD) may pull and push everywhere, bob
 ($REG_PASSWORD_BOB) may pull everywhere, anonymous may pull under public/.
 Each request is appended to --log as one JSON line (account, requested and
-granted scopes); passwords are never written anywhere.
+granted scopes); passwords are never written anywhere. With --tokens FILE,
+every token issued is appended to FILE, one a line: the canary test greps
+imgbuild's outputs for them.
 
 On start it creates --dir/token-key.pem and --dir/token-cert.pem (the
 registry's rootcertbundle) unless they exist, then binds 127.0.0.1 on a free
@@ -172,7 +174,7 @@ class TokenServer(ThreadingHTTPServer):
         self.passwords = {"alice": os.environ["REG_PASSWORD"], "bob": os.environ["REG_PASSWORD_BOB"]}
         # alice's identity token, as `docker login` stores for OAuth registries.
         self.refresh_token = os.environ["REG_IDENTITY_TOKEN"]
-        self.log_path = args.log
+        self.log_path, self.tokens_path = args.log, args.tokens
         self.log_lock = threading.Lock()
 
     def issue(self, account, access):
@@ -187,7 +189,11 @@ class TokenServer(ThreadingHTTPServer):
                                  for part in (header, claims))
         signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         issued_at = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return signing_input + "." + b64url(signature), issued_at
+        token = signing_input + "." + b64url(signature)
+        if self.tokens_path:
+            with self.log_lock, open(self.tokens_path, "a") as f:
+                f.write(token + "\n")
+        return token, issued_at
 
     def log(self, record):
         record["time"] = time.strftime("%H:%M:%S")
@@ -203,6 +209,7 @@ def main():
     parser.add_argument("--expires-in", type=int, default=300)
     parser.add_argument("--log", required=True)
     parser.add_argument("--port-file", required=True)
+    parser.add_argument("--tokens", help="append every token issued to this file")
     args = parser.parse_args()
     server = TokenServer(args)
     with open(args.port_file + ".tmp", "w") as f:

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "core/fs.hpp"
+#include "core/interrupt.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -365,5 +367,36 @@ TEST_CASE("no descriptor of imgbuild leaks into the step", "[sandbox]") {
     CHECK(result.exit_code == 0);
     // 0, 1 and 2, and the folder ls itself has open to list.
     CHECK(result.last_lines == std::vector<std::string>{"0", "1", "2", "3"});
+  }
+}
+
+TEST_CASE("an interrupted step is killed with everything it started", "[sandbox][interrupt]") {
+  if (!is_root()) return;
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  for (bool snapshot : {false, true}) {
+    ScratchDir step;
+    SandboxSpec spec = step_spec(image, step.path, snapshot);
+    // A child of the step that outlives the shell would keep running on the
+    // host if only the shell were killed; the sleep's own argument finds it.
+    spec.argv = {"/bin/sh", "-c", "sleep 86401 & echo started; wait"};
+    spec.output = [](std::string_view line) {
+      if (line == "started") imgbuild::set_interrupt_for_testing(SIGINT);
+    };
+    int signal = 0;
+    try {
+      run_in_sandbox(spec);
+    } catch (const imgbuild::Interrupted& i) {
+      signal = i.signal;
+    }
+    imgbuild::set_interrupt_for_testing(0);
+    CHECK(signal == SIGINT);
+    bool sleeping = false;
+    for (auto& p : fs::directory_iterator("/proc"))
+      if (slurp(p.path() / "cmdline").find("86401") != std::string::npos) sleeping = true;
+    CHECK_FALSE(sleeping);
+    // The sandbox's own scratch folder is gone; the caller's are left to it.
+    CHECK(names_in(step.path) == std::vector<std::string>{"upper", "work"});
   }
 }

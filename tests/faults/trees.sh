@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Faults: deep trees and many files. A context tree 1000 folders deep is
+# copied whole; one 2500 deep (paths past PATH_MAX) fails with exit status 1
+# and "File name too long", never a crash; a RUN step that makes a tree 2050
+# deep either works or fails the same way; 20 000 tiny files are copied.
+# The peak memory of each build is printed (no threshold: a figure to watch).
+#
+#   tests/faults/trees.sh IMGBUILD REPO_ROOT
+set -uo pipefail
+IMGBUILD=$(realpath "$1")
+ROOT=$(realpath "$2")
+source "$ROOT/tests/e2e/lib.sh"
+
+work=$(mktemp -d /tmp/imgbuild-faults-trees.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker-empty"
+mkdir -p "$DOCKER_CONFIG"
+
+# deep DIR DEPTH: DIR/d/d/.../d/leaf, made by descriptors (the path of the
+# leaf may be longer than any system call takes).
+deep() {
+  python3 - "$1" "$2" <<'EOF'
+import os, sys
+os.makedirs(sys.argv[1])
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for _ in range(int(sys.argv[2])):
+    os.mkdir("d", dir_fd=fd)
+    fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+    os.close(old)
+with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+    f.write("leaf\n")
+EOF
+}
+# build CONTEXT RECIPE: imgbuild under /usr/bin/time; $status, $work/last.{out,err}, $peak (kB).
+build() {
+  printf '%s\n' "$2" >"$work/recipe.lua"
+  /usr/bin/time -f '%M' -o "$work/peak" "$IMGBUILD" "$work/recipe.lua" --context "$1" >"$work/last.out" 2>"$work/last.err"
+  status=$?
+  peak=$(tail -n 1 "$work/peak")
+}
+# clean_failure WHAT: the build failed with status 1 (an error, not a signal)
+# and said why.
+clean_failure() {
+  check "$1: exit status 1 (no crash)" test "$status" = 1
+  check "$1: says the name is too long" grep -q "File name too long" "$work/last.err"
+}
+copy_all='image("tree", scratch:copy(".", "/ctx"))'
+
+step "a context 1000 folders deep"
+deep "$work/deep1000" 1000
+build "$work/deep1000" "$copy_all"
+check "it is copied (peak memory ${peak} kB)" test "$status" = 0
+outcome "the image is stored" "^tree  sha256:"
+
+step "a context 2500 folders deep: paths longer than PATH_MAX"
+deep "$work/deep2500" 2500
+build "$work/deep2500" "$copy_all"
+clean_failure "copying it"
+
+step "a RUN step that makes a tree 2050 folders deep"
+mkdir -p "$work/ctx"
+cp /bin/busybox "$work/ctx/busybox"
+# Two trees 1024 deep (paths of 2 kB, which a shell takes), one moved into the
+# other: 2050 deep, with paths past PATH_MAX.
+build "$work/ctx" 'image("tree", scratch:copy("busybox", "/bin/busybox"):run { "/bin/busybox", "sh", "-ec",
+  "p=d; for i in 1 2 3 4 5 6 7 8 9 10; do p=$p/$p; done; /bin/busybox mkdir -p /t/a/$p /t/b/$p; /bin/busybox mv /t/a /t/b/$p/" })'
+if [[ $status == 0 ]]; then
+  pass "the step's tree is stored (peak memory ${peak} kB)"
+else
+  clean_failure "storing the step's tree"
+fi
+
+step "20 000 tiny files"
+mkdir -p "$work/many/files"
+(cd "$work/many/files" && seq -f 'f%05g' 20000 | xargs touch)
+build "$work/many" "$copy_all"
+check "they are copied (peak memory ${peak} kB)" test "$status" = 0
+
+finish

@@ -1,0 +1,175 @@
+// Tests for interrupts: a recorded SIGINT or SIGTERM stops the work at its next
+// check point with Interrupted, and the unwinding leaves nothing behind: no
+// child process, no partial blob, no half-unpacked root, no lock wait.
+#include "core/interrupt.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "core/fs.hpp"
+#include "core/layer.hpp"
+#include "core/unpack.hpp"
+#include "test_support.hpp"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using imgbuild::ChildProcess;
+using imgbuild::Interrupted;
+using imgbuild::set_interrupt_for_testing;
+using namespace imgbuild::test;
+
+namespace {
+
+/// Forgets the recorded signal however the test ends: the next test must not
+/// start interrupted.
+struct ClearInterrupt {
+  ~ClearInterrupt() { set_interrupt_for_testing(0); }
+};
+
+/// The signal `f` was interrupted by, 0 when it returned.
+template <class F>
+int interrupted_by(F&& f) {
+  try {
+    f();
+  } catch (const Interrupted& i) {
+    return i.signal;
+  }
+  return 0;
+}
+
+pid_t spawn(std::vector<std::string> argv, bool own_group) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  if (own_group) {
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
+  }
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, args[0], nullptr, &attributes, args.data(), environ);
+  posix_spawnattr_destroy(&attributes);
+  REQUIRE(rc == 0);
+  return pid;
+}
+
+/// Whether `pid` still runs: gone, or a zombie nobody reaped yet, is not.
+bool running(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return false;
+  size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+}  // namespace
+
+TEST_CASE("a SIGINT or SIGTERM is recorded, and check points throw it", "[interrupt]") {
+  ClearInterrupt clear;
+  imgbuild::install_interrupt_handlers();
+  CHECK(imgbuild::interrupt_signal() == 0);
+  CHECK_NOTHROW(imgbuild::check_interrupt());
+  REQUIRE(::raise(SIGTERM) == 0);
+  CHECK(imgbuild::interrupt_signal() == SIGTERM);
+  CHECK(interrupted_by([] { imgbuild::check_interrupt(); }) == SIGTERM);
+  CHECK(interrupted_by([] { imgbuild::sleep_or_interrupt(std::chrono::hours(1)); }) == SIGTERM);
+  set_interrupt_for_testing(0);
+  CHECK_NOTHROW(imgbuild::sleep_or_interrupt(std::chrono::milliseconds(1)));
+}
+
+TEST_CASE("a child process ends with its status, or is killed when interrupted", "[interrupt]") {
+  ClearInterrupt clear;
+  CHECK(ChildProcess(spawn({"sh", "-c", "exit 7"}, false), false).wait() == 7);
+  CHECK(ChildProcess(spawn({"sh", "-c", "kill -9 $$"}, false), false).wait() == 128 + SIGKILL);
+
+  // The shell's background sleep is in its process group: both go.
+  ScratchDir dir;
+  fs::path pid_file = dir.path / "sleep.pid";
+  pid_t shell = spawn({"sh", "-c", "sleep 1000 & echo $! > " + pid_file.string() + "; wait"}, true);
+  {
+    ChildProcess child(shell, true);
+    std::thread interrupt([&] {
+      while (slurp(pid_file).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      set_interrupt_for_testing(SIGINT);
+    });
+    CHECK(interrupted_by([&] { child.wait(); }) == SIGINT);
+    interrupt.join();
+  }
+  pid_t sleeper = std::stoi(slurp(pid_file));
+  CHECK_FALSE(running(shell));
+  // Killed with its group; it may stay a zombie until init reaps it.
+  for (int i = 0; i < 100 && running(sleeper); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK_FALSE(running(sleeper));
+}
+
+TEST_CASE("a child process is killed and reaped when its owner unwinds", "[interrupt]") {
+  pid_t pid = spawn({"sleep", "1000"}, false);
+  { ChildProcess child(pid, false); }
+  errno = 0;
+  CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
+  CHECK(errno == ECHILD);
+}
+
+TEST_CASE("an interrupted layer leaves no partial blob", "[interrupt]") {
+  ClearInterrupt clear;
+  ScratchDir dir;
+  // The first file comes through a fifo whose writer records the signal
+  // before it sends the bytes: the interrupt arrives while the blob is half
+  // written, and the check before the second entry sees it.
+  fs::path fifo = dir.path / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  spit(dir.path / "second", "second file\n");
+  std::thread writer([&] {
+    imgbuild::Fd fd(::open(fifo.c_str(), O_WRONLY | O_CLOEXEC));
+    set_interrupt_for_testing(SIGTERM);
+    imgbuild::write_all(fd.get(), "0123456789", 10, fifo);
+  });
+  std::vector<imgbuild::LayerEntry> entries = {
+      {"a", imgbuild::LayerEntry::Type::File, 0644, 0, 0, fifo, 10, ""},
+      {"b", imgbuild::LayerEntry::Type::File, 0644, 0, 0, dir.path / "second", 12, ""}};
+  fs::path blobs = dir.path / "blobs";
+  CHECK(interrupted_by([&] { imgbuild::write_layer(entries, blobs, {}); }) == SIGTERM);
+  writer.join();
+  CHECK(names_in(blobs).empty());
+}
+
+TEST_CASE("an interrupted unpack removes the root it made", "[interrupt]") {
+  ClearInterrupt clear;
+  ScratchDir dir;
+  std::vector<imgbuild::LayerEntry> entries = {{"f", imgbuild::LayerEntry::Type::File, 0644, 0, 0, dir.path / "f", 2, ""}};
+  spit(dir.path / "f", "f\n");
+  imgbuild::LayerBlob blob = imgbuild::write_layer(entries, dir.path / "blobs", {});
+  set_interrupt_for_testing(SIGINT);
+  fs::path root = dir.path / "root";
+  CHECK(interrupted_by([&] {
+          imgbuild::unpack_image(root, {{dir.path / "blobs" / std::string(blob.digest.hex()), "layer 1"}});
+        }) == SIGINT);
+  CHECK_FALSE(fs::exists(root));
+}
+
+TEST_CASE("waiting for a lock stops when interrupted", "[interrupt]") {
+  ClearInterrupt clear;
+  ScratchDir dir;
+  imgbuild::FileLock held(dir.path / "lock");
+  bool waited = false;
+  CHECK(interrupted_by([&] {
+          imgbuild::FileLock second(dir.path / "lock", imgbuild::FileLock::Mode::Shared, [&] {
+            waited = true;
+            set_interrupt_for_testing(SIGINT);
+          });
+        }) == SIGINT);
+  CHECK(waited);
+}
