@@ -9,7 +9,7 @@
 # the input goes into tests/fuzz/regressions/TARGET/ (committed), which every
 # run replays before it explores, so a fixed finding stays fixed.
 #
-#   tests/fuzz/run.sh                 30 s per target
+#   tests/fuzz/run.sh                 20 s per target
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh
 #   FUZZ_JOBS=4 tests/fuzz/run.sh     parallel build jobs (default 2)
 #
@@ -19,7 +19,7 @@ set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
-seconds=${FUZZ_SECONDS:-30}
+seconds=${FUZZ_SECONDS:-20}
 targets="elf reference www_authenticate credentials documents dockerignore unpack"
 
 say() { printf '%s\n' "fuzz: $*" >&2; }
