@@ -191,10 +191,8 @@ uint64_t Builder::pulled_tar_size(const LayerBlob& layer) {
     // Not measured yet (or a torn memo): measure again.
   }
   uint64_t size = tar_size(store_.blob_path(layer.digest));
-  if (!planning_) {
-    std::filesystem::create_directories(memo.parent_path());
-    write_file_atomic(memo, std::to_string(size));
-  }
+  std::filesystem::create_directories(memo.parent_path());
+  write_file_atomic(memo, std::to_string(size));
   return size;
 }
 
