@@ -511,24 +511,51 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     inputs["chown"] = op.chown ? json{op.chown->uid, op.chown->gid} : json(nullptr);
     inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
   } else {
-    // Everything that reaches the layer, each file by its content.
     entries = plan_copy(op, context_, st.image.config.workdir, files);
-    inputs["entries"] = describe_entries(entries).str();
+    sort_layer_entries(entries);
   }
-  Digest key = step_key(std::move(inputs));
-  if (settled_without_running(st, key, description, StepKind::Copy, node)) return;
+  // Known before any file is read. A copy of a shape never built cannot be
+  // cached: it is built while its key is computed, reading each file once.
+  std::optional<Digest> shape;
+  if (!source) {
+    json shape_inputs = inputs;
+    shape_inputs["shape"] = describe_shape(entries).str();
+    shape = step_key(std::move(shape_inputs));
+  }
+  const bool first_of_shape = shape && !planning_ && !could_be_cached(*shape);
+  std::optional<Digest> key;
+  if (!first_of_shape) {
+    // Everything that reaches the layer, each file by its content.
+    if (!source) inputs["entries"] = describe_entries(entries).str();
+    key = step_key(inputs);
+    if (settled_without_running(st, *key, description, StepKind::Copy, node)) return;
+  }
   StepReport report(*this, node, description, StepKind::Copy);
-  if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
+  if (source) {
+    entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
+    sort_layer_entries(entries);
+  }
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply(entries);
-  LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(), layer_options());
-  remember(CachedStep{key, description, blob, std::time(nullptr)});
+  FileDigests contents;
+  LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
+  if (!key) {
+    inputs["entries"] = describe_entries(entries, contents).str();
+    key = step_key(std::move(inputs));
+  }
+  remember(CachedStep{*key, description, blob, std::time(nullptr)});
+  if (shape) cache_.add_shape(*shape);
   st.tree = std::move(tree);
   st.image.layers.push_back(blob);
   st.layer_steps.push_back(node.loc + "  " + description);
   st.image.history.push_back({description, false});
   report.end(StepStatus::Done, blob.size);
+}
+
+bool Builder::could_be_cached(const Digest& shape) const {
+  // A registry cache's entries come without shapes.
+  return settings_.use_cache && (cache_.knows_shape(shape) || !settings_.remote_cache.empty());
 }
 
 void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {

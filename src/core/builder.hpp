@@ -163,6 +163,10 @@ private:
   /// stage unknown. True when the step needs nothing more.
   bool settled_without_running(Stage& stage, const Digest& key, const std::string& description, StepKind kind,
                                const Node& node);
+  /// Whether a copy of this shape (describe_shape in a step key) may have a
+  /// cached result: never, when neither this cache nor a registry cache can
+  /// hold one.
+  bool could_be_cached(const Digest& shape) const;
   /// Records a finished step in the cache and in this build's list.
   void remember(const CachedStep& step);
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.

@@ -331,7 +331,8 @@ public:
     check(archive_write_open2(a_.get(), &sink_, nullptr, archive_write_cb, nullptr, nullptr));
   }
 
-  void add(const LayerEntry& e, int64_t mtime) {
+  /// Adds one entry; returns the sha256 of a file's bytes when `hash_file` is set.
+  std::optional<Digest> add(const LayerEntry& e, int64_t mtime, bool hash_file) {
     std::unique_ptr<archive_entry, EntryDeleter> entry(archive_entry_new());
     if (!entry) throw std::runtime_error("libarchive: out of memory");
     archive_entry* en = entry.get();
@@ -354,13 +355,20 @@ public:
         break;
     }
     check(archive_write_header(a_.get(), en));
-    if (e.type == LayerEntry::Type::File) copy_data(e);
+    if (e.type != LayerEntry::Type::File) return std::nullopt;
+    if (!hash_file) {
+      copy_data(e, nullptr);
+      return std::nullopt;
+    }
+    Sha256 content;
+    copy_data(e, &content);
+    return content.finish();
   }
 
   void close() { check(archive_write_close(a_.get())); }
 
 private:
-  void copy_data(const LayerEntry& e) {
+  void copy_data(const LayerEntry& e, Sha256* content) {
     Fd fd = open_read(e.source);
     // One buffer for every file (not zeroed): many small files must not each
     // cost an allocation.
@@ -374,6 +382,7 @@ private:
         throw_errno(e.source);
       }
       if (n == 0) throw std::runtime_error(e.source + ": file shrank while it was being read");
+      if (content) content->update(buf, static_cast<size_t>(n));
       if (archive_write_data(a_.get(), buf, static_cast<size_t>(n)) != n) check(ARCHIVE_FATAL);
       left -= static_cast<uint64_t>(n);
     }
@@ -397,14 +406,24 @@ private:
 
 }  // namespace
 
-void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime) {
+void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime,
+               FileDigests* file_digests) {
   ArchiveSink archive_sink{sink, nullptr};
   TarWriter tar(archive_sink);
-  for (const auto& e : entries) {
+  if (file_digests) file_digests->assign(entries.size(), std::nullopt);
+  for (size_t i = 0; i < entries.size(); ++i) {
     check_interrupt();
-    tar.add(e, mtime);
+    auto digest = tar.add(entries[i], mtime, file_digests != nullptr);
+    if (file_digests) (*file_digests)[i] = std::move(digest);
   }
   tar.close();
+}
+
+void sort_layer_entries(std::vector<LayerEntry>& entries) {
+  std::sort(entries.begin(), entries.end(), [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; });
+  for (size_t i = 1; i < entries.size(); ++i)
+    if (entries[i].path == entries[i - 1].path)
+      throw std::logic_error("layer: duplicate entry " + entries[i].path);
 }
 
 const char* compression_name(Compression c) { return c == Compression::Zstd ? "zstd" : "gzip"; }
@@ -417,10 +436,15 @@ std::optional<Compression> parse_compression(std::string_view name) {
 
 LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::path& blob_dir,
                       const LayerOptions& options) {
-  std::sort(entries.begin(), entries.end(), [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; });
-  for (size_t i = 1; i < entries.size(); ++i)
-    if (entries[i].path == entries[i - 1].path)
-      throw std::logic_error("layer: duplicate entry " + entries[i].path);
+  sort_layer_entries(entries);
+  return write_sorted_layer(entries, blob_dir, options);
+}
+
+LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
+                             const LayerOptions& options, FileDigests* file_digests) {
+  if (std::adjacent_find(entries.begin(), entries.end(), [](auto& a, auto& b) { return !(a.path < b.path); }) !=
+      entries.end())
+    throw std::logic_error("layer: entries are not in layer order (sorted, each path once)");
 
   std::filesystem::create_directories(blob_dir);
   AtomicFile file(blob_dir / "layer");
@@ -432,7 +456,7 @@ LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::pa
       tar_hash.update(data, size);
       tar_size += size;
       sink.write(data, size);
-    }, options.mtime);
+    }, options.mtime, file_digests);
     sink.finish();
   };
   std::string type = media_type::kLayerGzip;

@@ -65,17 +65,34 @@ struct LayerOptions {
   unsigned threads = 0;
 };
 
+/// The sha256 of each entry's bytes, indexed like the entries; empty for
+/// entries that are not regular files.
+using FileDigests = std::vector<std::optional<Digest>>;
+
 /// Receives the bytes of a tar stream as it is written.
 using ByteSink = std::function<void(const void* data, size_t size)>;
 
 /// Writes `entries` as a deterministic PAX tar into `sink`, in the given order
-/// (callers sort them). Every entry gets `mtime`.
-void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime);
+/// (callers sort them). Every entry gets `mtime`. With `file_digests`, fills
+/// it with the sha256 of each file's bytes as written.
+void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime,
+               FileDigests* file_digests = nullptr);
 
-/// Writes `entries` (sorted here by path, parents first) as a compressed tar layer into
+/// Sorts `entries` into layer order (by path, so parents come first);
+/// throws std::logic_error on a path given twice.
+void sort_layer_entries(std::vector<LayerEntry>& entries);
+
+/// Writes `entries` (sorted here with sort_layer_entries) as a compressed tar layer into
 /// `blob_dir` (an OCI layout's blobs/sha256), named by its digest. File data is
 /// read once, in chunks; nothing is held whole in memory.
 LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::path& blob_dir,
                       const LayerOptions& options);
+
+/// write_layer() for entries already in layer order (sort_layer_entries;
+/// std::logic_error otherwise). With `file_digests`, also hashes each file's
+/// bytes as they are written, so a caller that needs them (a step key) does
+/// not read the files a second time.
+LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
+                             const LayerOptions& options, FileDigests* file_digests = nullptr);
 
 }  // namespace imgbuild

@@ -1,5 +1,6 @@
 #include "core/step_cache.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,17 +41,16 @@ Digest step_key(json inputs) {
   return sha256_of(inputs.dump());
 }
 
-Digest describe_entries(const std::vector<LayerEntry>& entries) {
-  // The files' contents first, on every core: for a large context this read
-  // is most of what a cache hit costs.
+FileDigests hash_files(const std::vector<LayerEntry>& entries) {
+  // On every core: for a large context this read is most of what a cache hit costs.
   std::vector<size_t> files;
   for (size_t i = 0; i < entries.size(); ++i)
     if (entries[i].type == LayerEntry::Type::File) files.push_back(i);
-  std::vector<std::optional<Digest>> contents(entries.size());
+  FileDigests contents(entries.size());
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;
-  auto hash_files = [&] {
+  auto hash = [&] {
     for (size_t n; (n = next++) < files.size();) try {
         contents[files[n]] = sha256_file(entries[files[n]].source);
       } catch (...) {
@@ -61,13 +61,19 @@ Digest describe_entries(const std::vector<LayerEntry>& entries) {
   };
   size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), files.size() / 16 + 1);
   std::vector<std::thread> workers;
-  for (size_t t = 1; t < threads; ++t) workers.emplace_back(hash_files);
-  hash_files();
+  for (size_t t = 1; t < threads; ++t) workers.emplace_back(hash);
+  hash();
   for (auto& w : workers) w.join();
   if (error) std::rethrow_exception(error);
+  return contents;
+}
 
-  // One canonical line per entry, hashed as it is made: a context of many
-  // files costs no description held in memory.
+namespace {
+
+/// One canonical line per entry, hashed as it is made: a context of many
+/// files costs no description held in memory. Without `contents`, files are
+/// described by their size alone (a shape).
+Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* contents) {
   Sha256 hash;
   for (size_t i = 0; i < entries.size(); ++i) {
     const LayerEntry& e = entries[i];
@@ -75,12 +81,22 @@ Digest describe_entries(const std::vector<LayerEntry>& entries) {
     if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
     if (e.type == LayerEntry::Type::File) {
       j["size"] = e.size;
-      j["sha256"] = contents[i]->str();
+      if (contents) j["sha256"] = (*contents)[i].value().str();
     }
     hash.update(j.dump() + "\n");
   }
   return hash.finish();
 }
+
+}  // namespace
+
+Digest describe_entries(const std::vector<LayerEntry>& entries, const FileDigests& contents) {
+  return describe(entries, &contents);
+}
+
+Digest describe_entries(const std::vector<LayerEntry>& entries) { return describe_entries(entries, hash_files(entries)); }
+
+Digest describe_shape(const std::vector<LayerEntry>& entries) { return describe(entries, nullptr); }
 
 json layer_to_json(const LayerBlob& l) {
   return {{"mediaType", l.media_type}, {"digest", l.digest.str()}, {"size", l.size},
@@ -107,7 +123,20 @@ CachedStep CachedStep::from_json(const json& j) {
   return s;
 }
 
-StepCache::StepCache(fs::path cache_dir) : dir_(cache_dir / "steps") { fs::create_directories(dir_); }
+StepCache::StepCache(fs::path cache_dir) : dir_(cache_dir / "steps"), shapes_dir_(cache_dir / "shapes") {
+  fs::create_directories(dir_);
+}
+
+bool StepCache::knows_shape(const Digest& shape) const {
+  return ::access((shapes_dir_ / shape.hex()).c_str(), F_OK) == 0;
+}
+
+void StepCache::add_shape(const Digest& shape) const {
+  fs::create_directories(shapes_dir_);
+  // An empty file: its name is all it says, and a torn write cannot damage it.
+  Fd fd(::open((shapes_dir_ / shape.hex()).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) throw_errno((shapes_dir_ / shape.hex()).string());
+}
 
 fs::path StepCache::entry_path(const Digest& key) const { return dir_ / (std::string(key.hex()) + ".json"); }
 
@@ -245,6 +274,9 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
   }
   // What killed builds left: their step folders and half-unpacked roots.
   std::error_code ec;
+  // Shapes only speed up first builds; one outliving its entries costs a
+  // file read before a build, never a wrong result.
+  if (everything) fs::remove_all(cache_dir / "shapes", ec);
   fs::remove_all(cache_dir / "tmp", ec);
   for (auto& d : fs::directory_iterator(cache_dir / "roots", ec))
     if (d.path().filename().string().starts_with(".unpack-")) fs::remove_all(d.path(), ec);

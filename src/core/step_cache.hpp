@@ -24,10 +24,20 @@ namespace imgbuild {
 /// an older engine's results.
 Digest step_key(nlohmann::json inputs);
 
+/// The sha256 of each regular file's bytes, read on every core.
+FileDigests hash_files(const std::vector<LayerEntry>& entries);
+
 /// The entries of a layer as a key sees them: every field that reaches the
-/// tar, and the sha256 of each regular file's bytes (read here, on every
-/// core), in the order given. Where a file is read from does not count.
+/// tar, and the sha256 of each regular file's bytes (`contents`, indexed like
+/// the entries), in the order given. Where a file is read from does not count.
+Digest describe_entries(const std::vector<LayerEntry>& entries, const FileDigests& contents);
+/// describe_entries() with the files read here (hash_files).
 Digest describe_entries(const std::vector<LayerEntry>& entries);
+
+/// The entries as describe_entries() sees them, but files by size instead of
+/// content: what a layer's step is known by before any file is read. A step
+/// whose shape was never built cannot be cached, whatever the files hold.
+Digest describe_shape(const std::vector<LayerEntry>& entries);
 
 /// What a step produced.
 struct CachedStep {
@@ -62,11 +72,19 @@ public:
   /// Every readable entry, oldest use first.
   std::vector<CachedStep> list() const;
 
+  /// Whether a step of this shape (describe_shape, in a step_key) was ever
+  /// recorded. When not, no entry can match it: the step can be built while
+  /// its key is computed, reading each file once, instead of reading every
+  /// file first to look for a result that cannot be there.
+  bool knows_shape(const Digest& shape) const;
+  /// Records a shape (<cache>/shapes/HEX, an empty file).
+  void add_shape(const Digest& shape) const;
+
   const std::filesystem::path& dir() const { return dir_; }
 
 private:
   std::filesystem::path entry_path(const Digest& key) const;
-  std::filesystem::path dir_;
+  std::filesystem::path dir_, shapes_dir_;
 };
 
 /// What `imgbuild cache prune` removes: everything by default; with a limit,

@@ -80,6 +80,28 @@ public:
     }
   }
 
+  /// Evaluates and builds every target; returns "LOC DESCRIPTION: cached" or
+  /// "...: done" for each step that ended, in the order they ended.
+  std::vector<std::string> steps_of(const std::string& recipe) {
+    Evaluation ev = evaluate(recipe);
+    Layout store(state_.path() / "store");
+    BuildSettings settings;
+    settings.context = dir();
+    settings.cache_dir = cache_dir();
+    std::vector<std::string> out;
+    settings.progress = [&](const ProgressEvent& event) {
+      if (auto* end = std::get_if<StepEnded>(&event))
+        out.push_back(relative(end->loc + " " + end->description + ": " +
+                               (end->status == StepStatus::Cached ? "cached" : "done")));
+    };
+    Builder builder(ev.graph, store, settings);
+    for (auto& t : ev.graph.targets) builder.build(t.node);
+    return out;
+  }
+
+  /// The step cache of every build this run makes.
+  std::filesystem::path cache_dir() const { return state_.path() / "cache"; }
+
   /// `msg` with the context folder's path removed.
   std::string relative(std::string msg) const {
     std::string prefix = dir().string() + "/";

@@ -293,6 +293,25 @@ TEST_CASE("write_layer names the blob by its digest and reports both digests", "
   REQUIRE(blob.diff_id != blob.digest);
 }
 
+TEST_CASE("write_sorted_layer hashes each file as it writes it, as a step key reads it", "[layer]") {
+  Fixture fx;
+  std::vector<LayerEntry> entries = fx.entries();
+  imgbuild::sort_layer_entries(entries);
+  imgbuild::FileDigests digests;
+  LayerBlob blob = imgbuild::write_sorted_layer(entries, fx.blobs, LayerOptions{}, &digests);
+  CHECK(blob.digest == imgbuild::write_layer(fx.entries(), fx.scratch.path / "plain", LayerOptions{}).digest);
+  REQUIRE(digests.size() == entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    INFO(entries[i].path);
+    if (entries[i].type == LayerEntry::Type::File)
+      CHECK(digests[i] == imgbuild::sha256_file(entries[i].source));
+    else
+      CHECK_FALSE(digests[i]);
+  }
+  std::swap(entries[0], entries[1]);
+  CHECK_THROWS_AS(imgbuild::write_sorted_layer(entries, fx.blobs, LayerOptions{}), std::logic_error);
+}
+
 TEST_CASE("write_layer writes sorted entries with the given metadata", "[layer]") {
   Fixture fx;
   LayerOptions opts;

@@ -201,3 +201,39 @@ TEST_CASE("prune removes entries by age and size, and blobs nothing needs", "[st
     CHECK(store.load(*store.find_ref("kept")).config_json.is_object());
   }
 }
+
+TEST_CASE("a shape describes entries by size, without reading them", "[step_cache]") {
+  ScratchDir dir;
+  spit(dir.path / "one", "same bytes");
+  LayerEntry e{"app/main.go", LayerEntry::Type::File, 0644, 0, 0, dir.path / "one", 10, {}};
+  Digest first = describe_shape({e});
+  spit(dir.path / "one", "SAME BYTES");
+  CHECK(describe_shape({e}) == first);
+  fs::remove(dir.path / "one");
+  CHECK(describe_shape({e}) == first);  // nothing is read
+  e.size = 11;
+  CHECK(describe_shape({e}) != first);
+  e.size = 10;
+  e.mode = 0755;
+  CHECK(describe_shape({e}) != first);
+}
+
+TEST_CASE("shapes are remembered until the whole cache is pruned", "[step_cache]") {
+  ScratchDir dir;
+  Layout store(dir.path / "store");
+  StepCache cache(dir.path / "cache");
+  Digest shape = step_key({{"shape", "a"}});
+  CHECK_FALSE(cache.knows_shape(shape));
+  cache.add_shape(shape);
+  cache.add_shape(shape);  // again: no error
+  CHECK(cache.knows_shape(shape));
+  CHECK_FALSE(cache.knows_shape(step_key({{"shape", "b"}})));
+  SECTION("a partial prune keeps them") {
+    prune_cache(dir.path / "cache", store, PruneOptions{uint64_t{1} << 30, std::nullopt});
+    CHECK(cache.knows_shape(shape));
+  }
+  SECTION("pruning everything removes them") {
+    prune_cache(dir.path / "cache", store, PruneOptions{});
+    CHECK_FALSE(cache.knows_shape(shape));
+  }
+}
