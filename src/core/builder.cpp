@@ -21,6 +21,13 @@ using json = nlohmann::json;
 
 namespace {
 
+/// The wall clock in nanoseconds, as file ctimes are written.
+int64_t now_ns() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
 /// The OCI chain ID of a layer stack: the identity of the file system it makes.
 Digest chain_id(const std::vector<LayerBlob>& layers) {
   Digest chain = layers.front().diff_id;
@@ -516,6 +523,8 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   }
   // Known before any file is read. A copy of a shape never built cannot be
   // cached: it is built while its key is computed, reading each file once.
+  // A known shape brings the digests of its files as last read: only files
+  // whose stamp changed since are read for the key.
   std::optional<Digest> shape;
   if (!source) {
     json shape_inputs = inputs;
@@ -524,9 +533,16 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   }
   const bool first_of_shape = shape && !planning_ && !could_be_cached(*shape);
   std::optional<Digest> key;
+  FileDigests contents;
+  const int64_t read_since = now_ns();
   if (!first_of_shape) {
     // Everything that reaches the layer, each file by its content.
-    if (!source) inputs["entries"] = describe_entries(entries).str();
+    if (!source) {
+      FileDigests known = cache_.shape_files(*shape, entries.size());
+      contents = hash_files(entries, known);
+      if (!planning_ && contents != known) cache_.add_shape(*shape, contents, read_since);
+      inputs["entries"] = describe_entries(entries, contents).str();
+    }
     key = step_key(inputs);
     if (settled_without_running(st, *key, description, StepKind::Copy, node)) return;
   }
@@ -538,14 +554,13 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   if (op.static_only) check_static(entries, st.image.platform);
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply(entries);
-  FileDigests contents;
   LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
   if (!key) {
     inputs["entries"] = describe_entries(entries, contents).str();
     key = step_key(std::move(inputs));
+    cache_.add_shape(*shape, contents, read_since);
   }
   remember(CachedStep{*key, description, blob, std::time(nullptr)});
-  if (shape) cache_.add_shape(*shape);
   st.tree = std::move(tree);
   st.image.layers.push_back(blob);
   st.layer_steps.push_back(node.loc + "  " + description);

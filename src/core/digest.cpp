@@ -75,13 +75,17 @@ void Hasher::update(const void* data, size_t size) {
 
 void Hasher::update_file(const std::string& path) {
   Fd fd = open_read(path);
+  update_fd(fd.get(), path);
+}
+
+void Hasher::update_fd(int fd, const std::string& name) {
   // One buffer per thread, reused: hashing a context of many small files
   // must not allocate (and fault in) a fresh one for each.
   thread_local std::array<char, 1 << 16> buffer;
   for (;;) {
-    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    ssize_t n = ::read(fd, buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("read " + path);
+    if (n < 0) throw_errno("read " + name);
     if (n == 0) break;
     update(buffer.data(), static_cast<size_t>(n));
   }

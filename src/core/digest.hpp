@@ -48,6 +48,8 @@ public:
   void update(std::string_view s) { update(s.data(), s.size()); }
   /// Feeds a file's bytes, read in chunks (files may be large).
   void update_file(const std::string& path);
+  /// Feeds what is left to read from an open file; `name` is for errors.
+  void update_fd(int fd, const std::string& name);
   /// Finishes and returns lowercase hex without the algorithm prefix; the
   /// hasher must not be fed afterwards.
   std::string finish_hex();

@@ -331,8 +331,8 @@ public:
     check(archive_write_open2(a_.get(), &sink_, nullptr, archive_write_cb, nullptr, nullptr));
   }
 
-  /// Adds one entry; returns the sha256 of a file's bytes when `hash_file` is set.
-  std::optional<Digest> add(const LayerEntry& e, int64_t mtime, bool hash_file) {
+  /// Adds one entry; returns the digest of a file's bytes when `hash_file` is set.
+  std::optional<FileDigest> add(const LayerEntry& e, int64_t mtime, bool hash_file) {
     std::unique_ptr<archive_entry, EntryDeleter> entry(archive_entry_new());
     if (!entry) throw std::runtime_error("libarchive: out of memory");
     archive_entry* en = entry.get();
@@ -361,15 +361,23 @@ public:
       return std::nullopt;
     }
     Sha256 content;
-    copy_data(e, &content);
-    return content.finish();
+    FileStamp stamp = copy_data(e, &content);
+    return FileDigest{content.finish(), stamp};
   }
 
   void close() { check(archive_write_close(a_.get())); }
 
 private:
-  void copy_data(const LayerEntry& e, Sha256* content) {
+  /// Copies a file's bytes into the tar; with `content`, also hashes them and
+  /// returns the file's stamp from before the read.
+  FileStamp copy_data(const LayerEntry& e, Sha256* content) {
     Fd fd = open_read(e.source);
+    FileStamp stamp;
+    if (content) {
+      struct ::stat st {};
+      if (::fstat(fd.get(), &st) != 0) throw_errno(e.source);
+      stamp = FileStamp::of(st);
+    }
     // One buffer for every file (not zeroed): many small files must not each
     // cost an allocation.
     if (!buf_) buf_ = std::make_unique_for_overwrite<char[]>(kReadSize);
@@ -389,6 +397,7 @@ private:
     char extra;
     if (::read(fd.get(), &extra, 1) > 0)
       throw std::runtime_error(e.source + ": file grew while it was being read");
+    return stamp;
   }
 
   void check(int rc) {
@@ -424,6 +433,12 @@ void sort_layer_entries(std::vector<LayerEntry>& entries) {
   for (size_t i = 1; i < entries.size(); ++i)
     if (entries[i].path == entries[i - 1].path)
       throw std::logic_error("layer: duplicate entry " + entries[i].path);
+}
+
+FileStamp FileStamp::of(const struct ::stat& st) {
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size),
+          st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec,
+          st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec};
 }
 
 const char* compression_name(Compression c) { return c == Compression::Zstd ? "zstd" : "gzip"; }

@@ -1,6 +1,8 @@
 #pragma once
 // Layer assembly: a deterministic PAX tar, compressed on every core, streamed straight
 // into a content-addressed blob while both of its digests are computed.
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -65,9 +67,27 @@ struct LayerOptions {
   unsigned threads = 0;
 };
 
-/// The sha256 of each entry's bytes, indexed like the entries; empty for
+/// What a file's bytes are known by without reading them. When none of these
+/// changed, neither did the bytes: the kernel renews ctime on every write
+/// and rename, and no user can set it.
+struct FileStamp {
+  uint64_t dev = 0, ino = 0, size = 0;
+  int64_t mtime_ns = 0, ctime_ns = 0;
+  static FileStamp of(const struct ::stat& st);
+  friend bool operator==(const FileStamp&, const FileStamp&) = default;
+};
+
+/// A file's sha256, with its stamp taken before it was read (so that a write
+/// during the read leaves a stamp that no longer matches).
+struct FileDigest {
+  Digest sha256;
+  FileStamp stamp;
+  friend bool operator==(const FileDigest&, const FileDigest&) = default;
+};
+
+/// The digest of each entry's bytes, indexed like the entries; empty for
 /// entries that are not regular files.
-using FileDigests = std::vector<std::optional<Digest>>;
+using FileDigests = std::vector<std::optional<FileDigest>>;
 
 /// Receives the bytes of a tar stream as it is written.
 using ByteSink = std::function<void(const void* data, size_t size)>;

@@ -1,6 +1,5 @@
 #include "core/step_cache.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +9,7 @@
 #include <ctime>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "core/layout.hpp"
@@ -41,7 +41,23 @@ Digest step_key(json inputs) {
   return sha256_of(inputs.dump());
 }
 
-FileDigests hash_files(const std::vector<LayerEntry>& entries) {
+namespace {
+
+/// A file's digest: `known`'s when the file's stamp still matches it, else
+/// read and hashed.
+FileDigest hash_file(const std::string& path, const std::optional<FileDigest>* known) {
+  struct ::stat st {};
+  if (known && *known && ::stat(path.c_str(), &st) == 0 && FileStamp::of(st) == (*known)->stamp) return **known;
+  Fd fd = open_read(path);
+  if (::fstat(fd.get(), &st) != 0) throw_errno(path);
+  Sha256 hash;
+  hash.update_fd(fd.get(), path);
+  return {hash.finish(), FileStamp::of(st)};
+}
+
+}  // namespace
+
+FileDigests hash_files(const std::vector<LayerEntry>& entries, const FileDigests& known) {
   // On every core: for a large context this read is most of what a cache hit costs.
   std::vector<size_t> files;
   for (size_t i = 0; i < entries.size(); ++i)
@@ -52,7 +68,7 @@ FileDigests hash_files(const std::vector<LayerEntry>& entries) {
   std::mutex error_mutex;
   auto hash = [&] {
     for (size_t n; (n = next++) < files.size();) try {
-        contents[files[n]] = sha256_file(entries[files[n]].source);
+        contents[files[n]] = hash_file(entries[files[n]].source, known.empty() ? nullptr : &known[files[n]]);
       } catch (...) {
         std::lock_guard lock(error_mutex);
         if (!error) error = std::current_exception();
@@ -81,7 +97,7 @@ Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* conte
     if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
     if (e.type == LayerEntry::Type::File) {
       j["size"] = e.size;
-      if (contents) j["sha256"] = (*contents)[i].value().str();
+      if (contents) j["sha256"] = (*contents)[i].value().sha256.str();
     }
     hash.update(j.dump() + "\n");
   }
@@ -127,15 +143,61 @@ StepCache::StepCache(fs::path cache_dir) : dir_(cache_dir / "steps"), shapes_dir
   fs::create_directories(dir_);
 }
 
-bool StepCache::knows_shape(const Digest& shape) const {
-  return ::access((shapes_dir_ / shape.hex()).c_str(), F_OK) == 0;
+fs::path StepCache::shape_path(const Digest& shape) const { return shapes_dir_ / shape.hex(); }
+
+bool StepCache::knows_shape(const Digest& shape) const { return ::access(shape_path(shape).c_str(), F_OK) == 0; }
+
+namespace {
+constexpr std::string_view kShapeFormat = "imgbuild-shape-1";
+}  // namespace
+
+FileDigests StepCache::shape_files(const Digest& shape, size_t entries) const {
+  // Anything unexpected is "nothing known": the files are read, never trusted.
+  FileDigests out;
+  std::string text;
+  try {
+    text = read_file(shape_path(shape));
+  } catch (const std::exception&) {
+    return {};
+  }
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line) || line != kShapeFormat) return {};
+  while (std::getline(in, line)) {
+    if (line == "-") {
+      out.emplace_back();
+      continue;
+    }
+    std::istringstream fields(line);
+    FileStamp st;
+    std::string hex;
+    if (!(fields >> st.dev >> st.ino >> st.size >> st.mtime_ns >> st.ctime_ns >> hex)) return {};
+    try {
+      out.push_back(FileDigest{Digest::parse("sha256:" + hex), st});
+    } catch (const std::exception&) {
+      return {};
+    }
+  }
+  if (out.size() != entries) return {};
+  return out;
 }
 
-void StepCache::add_shape(const Digest& shape) const {
+void StepCache::add_shape(const Digest& shape, const FileDigests& files, int64_t read_since_ns) const {
   fs::create_directories(shapes_dir_);
-  // An empty file: its name is all it says, and a torn write cannot damage it.
-  Fd fd(::open((shapes_dir_ / shape.hex()).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd) throw_errno((shapes_dir_ / shape.hex()).string());
+  std::string text = std::string(kShapeFormat) + "\n";
+  for (auto& f : files) {
+    // A file changed within a second of being read could have changed again
+    // within the same tick of a coarse clock, keeping its stamp: it is read
+    // again next time rather than trusted.
+    if (!f || f->stamp.ctime_ns + 1'000'000'000 > read_since_ns) {
+      text += "-\n";
+      continue;
+    }
+    auto& st = f->stamp;
+    text += std::to_string(st.dev) + ' ' + std::to_string(st.ino) + ' ' + std::to_string(st.size) + ' ' +
+            std::to_string(st.mtime_ns) + ' ' + std::to_string(st.ctime_ns) + ' ' + std::string(f->sha256.hex()) + '\n';
+  }
+  write_file_atomic(shape_path(shape), text);
 }
 
 fs::path StepCache::entry_path(const Digest& key) const { return dir_ / (std::string(key.hex()) + ".json"); }

@@ -24,8 +24,10 @@ namespace imgbuild {
 /// an older engine's results.
 Digest step_key(nlohmann::json inputs);
 
-/// The sha256 of each regular file's bytes, read on every core.
-FileDigests hash_files(const std::vector<LayerEntry>& entries);
+/// The sha256 of each regular file's bytes, read on every core; a file whose
+/// stamp is still the one in `known` (indexed like the entries, or empty) is
+/// not read again.
+FileDigests hash_files(const std::vector<LayerEntry>& entries, const FileDigests& known = {});
 
 /// The entries of a layer as a key sees them: every field that reaches the
 /// tar, and the sha256 of each regular file's bytes (`contents`, indexed like
@@ -77,13 +79,19 @@ public:
   /// its key is computed, reading each file once, instead of reading every
   /// file first to look for a result that cannot be there.
   bool knows_shape(const Digest& shape) const;
-  /// Records a shape (<cache>/shapes/HEX, an empty file).
-  void add_shape(const Digest& shape) const;
+  /// The file digests last recorded with a shape, indexed like its `entries`
+  /// entries; empty when there are none or the record is damaged.
+  FileDigests shape_files(const Digest& shape, size_t entries) const;
+  /// Records a shape (<cache>/shapes/HEX) with its files' digests, those
+  /// whose ctime is over a second before `read_since_ns` (when reading them
+  /// began, CLOCK_REALTIME): the next build reads only files whose stamp changed.
+  void add_shape(const Digest& shape, const FileDigests& files, int64_t read_since_ns) const;
 
   const std::filesystem::path& dir() const { return dir_; }
 
 private:
   std::filesystem::path entry_path(const Digest& key) const;
+  std::filesystem::path shape_path(const Digest& shape) const;
   std::filesystem::path dir_, shapes_dir_;
 };
 

@@ -303,9 +303,13 @@ TEST_CASE("write_sorted_layer hashes each file as it writes it, as a step key re
   REQUIRE(digests.size() == entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     INFO(entries[i].path);
-    if (entries[i].type == LayerEntry::Type::File)
-      CHECK(digests[i] == imgbuild::sha256_file(entries[i].source));
-    else
+    if (entries[i].type == LayerEntry::Type::File) {
+      REQUIRE(digests[i]);
+      CHECK(digests[i]->sha256 == imgbuild::sha256_file(entries[i].source));
+      struct stat st {};
+      REQUIRE(::stat(entries[i].source.c_str(), &st) == 0);
+      CHECK(digests[i]->stamp == imgbuild::FileStamp::of(st));
+    } else
       CHECK_FALSE(digests[i]);
   }
   std::swap(entries[0], entries[1]);

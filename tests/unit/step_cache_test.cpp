@@ -224,8 +224,8 @@ TEST_CASE("shapes are remembered until the whole cache is pruned", "[step_cache]
   StepCache cache(dir.path / "cache");
   Digest shape = step_key({{"shape", "a"}});
   CHECK_FALSE(cache.knows_shape(shape));
-  cache.add_shape(shape);
-  cache.add_shape(shape);  // again: no error
+  cache.add_shape(shape, {}, 0);
+  cache.add_shape(shape, {}, 0);  // again: no error
   CHECK(cache.knows_shape(shape));
   CHECK_FALSE(cache.knows_shape(step_key({{"shape", "b"}})));
   SECTION("a partial prune keeps them") {
@@ -235,5 +235,71 @@ TEST_CASE("shapes are remembered until the whole cache is pruned", "[step_cache]
   SECTION("pruning everything removes them") {
     prune_cache(dir.path / "cache", store, PruneOptions{});
     CHECK_FALSE(cache.knows_shape(shape));
+  }
+}
+
+namespace {
+int64_t now_ns() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+}  // namespace
+
+TEST_CASE("a file whose stamp is unchanged is not read again for a key", "[step_cache]") {
+  ScratchDir dir;
+  spit(dir.path / "a", "alpha");
+  spit(dir.path / "b", "bravo");
+  std::vector<LayerEntry> entries{
+      LayerEntry{"a", LayerEntry::Type::File, 0644, 0, 0, dir.path / "a", 5, {}},
+      LayerEntry{"d", LayerEntry::Type::Directory, 0755, 0, 0, {}, 0, {}},
+      LayerEntry{"b", LayerEntry::Type::File, 0644, 0, 0, dir.path / "b", 5, {}},
+  };
+  FileDigests read = hash_files(entries);
+  REQUIRE(read[0]);
+  CHECK_FALSE(read[1]);
+  CHECK(read[0]->sha256 == sha256_of("alpha"));
+  // A known digest with a matching stamp is taken as it is: a wrong one shows
+  // that the file was not read.
+  FileDigests known = read;
+  known[0]->sha256 = sha256_of("not read");
+  known[2]->stamp.ctime_ns -= 1;  // b changed since
+  FileDigests again = hash_files(entries, known);
+  CHECK(again[0]->sha256 == sha256_of("not read"));
+  CHECK(again[2]->sha256 == sha256_of("bravo"));
+  CHECK(again[2]->stamp == read[2]->stamp);
+}
+
+TEST_CASE("a shape keeps its files' digests, but not those of files changed just before", "[step_cache]") {
+  ScratchDir dir;
+  StepCache cache(dir.path / "cache");
+  spit(dir.path / "a", "alpha");
+  std::vector<LayerEntry> entries{
+      LayerEntry{"a", LayerEntry::Type::File, 0644, 0, 0, dir.path / "a", 5, {}},
+      LayerEntry{"d", LayerEntry::Type::Directory, 0755, 0, 0, {}, 0, {}},
+  };
+  Digest shape = step_key({{"shape", describe_shape(entries).str()}});
+  FileDigests read = hash_files(entries);
+  CHECK(cache.shape_files(shape, 2).empty());
+
+  SECTION("a file changed over a second before it was read is trusted next time") {
+    cache.add_shape(shape, read, read[0]->stamp.ctime_ns + 1'000'000'001);
+    CHECK(cache.knows_shape(shape));
+    CHECK(cache.shape_files(shape, 2) == read);
+    CHECK(cache.shape_files(shape, 3).empty());  // another number of entries: not this record
+  }
+  SECTION("one changed within the second may change again unseen (a coarse clock): read again") {
+    cache.add_shape(shape, read, now_ns());
+    CHECK(cache.knows_shape(shape));
+    CHECK(cache.shape_files(shape, 2) == FileDigests(2));
+  }
+  SECTION("a damaged record is nothing known") {
+    cache.add_shape(shape, read, read[0]->stamp.ctime_ns + 2'000'000'000);
+    fs::path file = dir.path / "cache" / "shapes" / std::string(shape.hex());
+    std::string text = slurp(file);
+    spit(file, text.substr(0, text.size() - 10) + "\n");
+    CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, "imgbuild-shape-0\n-\n-\n");
+    CHECK(cache.shape_files(shape, 2).empty());
   }
 }
