@@ -19,7 +19,7 @@ work=$(mktemp -d /tmp/imgbuild-e2e-push-overlap.XXXXXX)
 build_pid=""
 cleanup() {
   [[ -n $build_pid ]] && kill -KILL "$build_pid" 2>/dev/null
-  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+  rm -rf "$work"
 }
 trap cleanup EXIT
 REG_WORK="$work/reg"
