@@ -36,11 +36,11 @@ for f in data data-fail data-int; do head -c 3000000 /dev/urandom >"$ctx/$f"; do
 # WAIT: a blob the last step waits for in the pushed repository (none: it
 # waits for nothing); FAIL: that step's exit status once the blob is there.
 cat >"$ctx/overlap.lua" <<'EOF'
-local reg, tag = param("REGISTRY"), param("TAG", "v1")
+local reg, repo, tag = param("REGISTRY"), param("REPO", "test/overlap"), param("TAG", "v1")
 local wait, fail = param("WAIT", ""), param("FAIL", "0")
 local script = "exit " .. fail
 if wait ~= "" then
-  script = "for i in $(seq 1200); do wget -q -O /dev/null http://" .. reg .. "/v2/test/overlap/blobs/" .. wait ..
+  script = "for i in $(seq 1200); do wget -q -O /dev/null http://" .. reg .. "/v2/" .. repo .. "/blobs/" .. wait ..
     " && exit " .. fail .. "; sleep 0.1; done; echo the layer never reached the registry; exit 2"
 end
 local app = scratch
@@ -48,7 +48,7 @@ local app = scratch
   :copy(param("DATA", "data"), "/data")
   :run { "/bin/busybox", "sh", "-c", script, network = "host" }
 image("overlap", app)
-push(app, reg .. "/test/overlap:" .. tag)
+push(app, reg .. "/" .. repo .. ":" .. tag)
 EOF
 
 # data_layer DATA: the digest of the layer `copy(DATA, "/data")` makes, from a
@@ -111,7 +111,23 @@ check "no manifest was put" test -z "$(manifest_puts)"
 check "the tag does not exist" test "$(curl -s -o /dev/null -w '%{http_code}' \
   -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REGISTRY/v2/test/overlap/manifests/broken")" = 404
 
+step "an upload the registry refuses fails at the push() line, with the message a later push gives"
+proxy_faults '[{"method": "POST", "path": "/blobs/uploads/", "times": -1, "action": {"status": 400, "code": "DENIED"}}]'
+if "$IMGBUILD" "$ctx/overlap.lua" --set "REGISTRY=$PROXY" --set REPO=test/refused >"$work/last.out" 2>"$work/last.err"; then
+  fail "the build failed (it succeeded)"
+else
+  check "it fails at the push() line" grep -q '^imgbuild: .*overlap.lua:[0-9]*: push: push .*/test/refused: blob sha256:' \
+    "$work/last.err"
+fi
+overlapped_error=$(grep '^imgbuild: .*push: push' "$work/last.err" | sed 's/^imgbuild: .*: push: push /push /; s/sha256:[0-9a-f]*/BLOB/')
+"$IMGBUILD" push overlap "$PROXY/test/refused:v1" >"$work/last.out" 2>"$work/last.err"
+later_error=$(grep '^imgbuild: push' "$work/last.err" | sed 's/^imgbuild: //; s/sha256:[0-9a-f]*/BLOB/')
+check "the same message as imgbuild push ($later_error)" test "$overlapped_error" = "$later_error"
+check "no manifest was put" test -z "$(manifest_puts | grep refused)"
+proxy_faults '[]'
+
 step "Ctrl-C while a layer is going up stops the upload and pushes no tag"
+proxy_reset
 proxy_faults '[{"method": "PUT", "path": "/blobs/uploads/", "times": -1, "action": {"delay": 86400}}]'
 start_build "$ctx/overlap.lua" --no-cache --set "REGISTRY=$PROXY" --set DATA=data-int --set WAIT=sha256:none \
   --set TAG=interrupted
