@@ -417,12 +417,13 @@ else
       measure push-skopeo "$empty" 'skopeo copy -q --dest-tls-verify=false "oci:$PSTORE/imgbuild:pushbench" "docker://$REG/bench/push:1"'
       measure repush-imgbuild "" 'XDG_DATA_HOME=$PSTORE "$BIN" push pushbench "$REG/bench/push:1"'
       measure repush-skopeo "" 'skopeo copy -q --dest-tls-verify=false "oci:$PSTORE/imgbuild:pushbench" "docker://$REG/bench/push:1"'
+      measure pull-imgbuild 'rm -rf "$T/pull-store"' 'XDG_DATA_HOME=$T/pull-store "$BIN" build "$PCTX/pull.lua" --ignore entrypoint'
+      measure pull-skopeo 'rm -rf "$T/pull-oci"' 'skopeo copy -q --src-tls-verify=false "docker://$REG/bench/push:1" "oci:$T/pull-oci:pulled"'
+      # Last: each run empties the registry the pulls above read from.
       fresh='rm -rf "$T/bp-store" "$T/bp-cache" "$STORAGE/docker"'
       bp='XDG_DATA_HOME=$T/bp-store XDG_CACHE_HOME=$T/bp-cache "$BIN"'
       measure bp-overlap "$fresh" "$bp build \"\$PCTX/build-push.lua\""
       measure bp-then "$fresh" "$bp build \"\$PCTX/build-push.lua\" --no-push && $bp push pushbench \"\$REG/bench/bp:1\""
-      measure pull-imgbuild 'rm -rf "$T/pull-store"' 'XDG_DATA_HOME=$T/pull-store "$BIN" build "$PCTX/pull.lua" --ignore entrypoint'
-      measure pull-skopeo 'rm -rf "$T/pull-oci"' 'skopeo copy -q --src-tls-verify=false "docker://$REG/bench/push:1" "oci:$T/pull-oci:pulled"'
     else
       for k in "${push_keys[@]}"; do STATUS[$k]="failed: building the image failed (see bench/out/logs/push-image.log)"; done
     fi
