@@ -317,6 +317,7 @@ public:
     settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source) {
       fetch_layers(registry->client(), *store, Reference::parse(source), layers, {}, meter(TransferDirection::Pull, source));
     };
+    if (!planning && b.push && !pushes.empty()) push_early(settings);
     for (auto& ref : b.cache_from) {
       auto steps = import_step_cache(registry->client(), ref);
       if (steps.empty()) std::cerr << "imgbuild: --cache-from " << ref.str() << ": no cache there yet\n";
@@ -350,9 +351,35 @@ public:
   std::unique_ptr<Layout> store;
   /// Declared before the builder: it outlives the builder's threads that report to it.
   std::unique_ptr<ProgressView> view;
+  /// Layers on their way to the registries this build pushes to, and each
+  /// push's meter (shared by those uploads and the push); unset with --no-push.
+  /// Between the view and the builder: its uploads report to the view, and the
+  /// builder's threads add to it.
+  std::unique_ptr<BlobUploader> uploads;
+  std::map<std::string, BlobProgress> push_meters;
   std::unique_ptr<Builder> builder;
 
 private:
+  /// Sends each layer to the registries of the pushes whose image is built on
+  /// its step as soon as the step has stored it, while later steps still run.
+  void push_early(BuildSettings& settings) {
+    // The steps of a pushed image: its own node and its parents (a copy's
+    // source image is not part of it).
+    std::map<size_t, std::vector<Reference>> destinations;
+    for (const Push* p : pushes) {
+      Reference dest = Reference::parse(p->reference);
+      push_meters.emplace(dest.str(), meter(TransferDirection::Push, dest.str()));
+      for (std::optional<size_t> n = p->node; n; n = ev.graph.nodes.at(*n).parent) destinations[*n].push_back(dest);
+    }
+    uploads = std::make_unique<BlobUploader>(registry->client(), *store);
+    settings.layer_stored = [this, destinations = std::move(destinations)](size_t node, const LayerBlob& layer) {
+      auto it = destinations.find(node);
+      if (it == destinations.end()) return;
+      for (const Reference& dest : it->second)
+        uploads->add(dest, Descriptor{layer.media_type, layer.digest, layer.size, {}, {}}, push_meters.at(dest.str()));
+    };
+  }
+
   void choose_targets() {
     for (auto& name : b.targets) {
       auto it = std::find_if(ev.graph.targets.begin(), ev.graph.targets.end(), [&](auto& t) { return t.name == name; });
@@ -459,7 +486,8 @@ int cmd_build(const std::vector<std::string>& args) {
     }
     try {
       view.pushed(dest.str(), built.manifest.digest,
-                  push_image(s.registry->client(), store, built.manifest, dest, {}, s.meter(TransferDirection::Push, dest.str())));
+                  push_image(s.registry->client(), store, built.manifest, dest, {}, s.push_meters.at(dest.str()),
+                             s.uploads.get()));
     } catch (const std::exception& e) {
       throw BuildError(p.loc, std::string("push: ") + e.what());
     }

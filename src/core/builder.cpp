@@ -399,6 +399,7 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
     st.image.platform = settings_.platform;
     st.image.created = settings_.source_date_epoch;
   }
+  size_t layers_before = st.image.layers.size();
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
     else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull, node);
@@ -416,6 +417,10 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
                                                                  : "copy";
     throw BuildError(node.loc, step + ": " + e.what());
   }
+  if (settings_.layer_stored && !planning_ && !std::holds_alternative<PullOp>(node.op))
+    for (size_t i = layers_before; i < st.image.layers.size(); ++i)
+      // A layer only a registry cache has comes to the store later, for the push itself.
+      if (store_.has_blob(st.image.layers[i].digest)) settings_.layer_stored(id, st.image.layers[i]);
   return st;
 }
 

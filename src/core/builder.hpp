@@ -47,6 +47,11 @@ struct BuildSettings {
   /// reference) into the store.
   std::function<Image(const PullOp&, const Platform&)> pull;
   std::function<void(const std::vector<LayerBlob>& layers, const std::string& source)> fetch;
+  /// A step of `node` has put `layer` in the store, whole (made by the step or
+  /// taken from the cache; a base's layers are not reported). An image built
+  /// on `node` may push the layer before the build ends. Called from the
+  /// threads that build stages: it must be quick and must not throw.
+  std::function<void(size_t node, const LayerBlob& layer)> layer_stored;
   /// Step results imported from registries (`--cache-from`), by key; their
   /// source names the registry cache.
   std::map<Digest, CachedStep> remote_cache;

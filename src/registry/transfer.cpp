@@ -185,8 +185,93 @@ void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, c
   });
 }
 
+namespace {
+
+/// Thrown from an abandoned upload's progress callback: cuts the transfer short.
+/// Not a std::exception, so no retry takes it for a network failure.
+struct Abandoned {};
+
+/// "127.0.0.1:5000/app@sha256:...": a blob in a repository, whatever the tag.
+std::string blob_key(const Reference& repo, const Digest& digest) {
+  return repo.registry + "/" + repo.repository + "@" + digest.str();
+}
+
+/// One blob of a push: nothing when the repository has it, else mounted from
+/// `mount_from` or uploaded.
+BlobOutcome send_blob(RegistryClient& client, const Layout& store, const Reference& dest, const Descriptor& blob,
+                      const std::string& mount_from, const TransferProgress& progress) {
+  if (client.has_blob(dest, blob.digest)) return BlobOutcome::Present;
+  return client.upload_blob(dest, blob, store.blob_path(blob.digest), mount_from, progress) ? BlobOutcome::Mounted
+                                                                                            : BlobOutcome::Uploaded;
+}
+
+}  // namespace
+
+BlobUploader::BlobUploader(RegistryClient& client, const Layout& store) : client_(client), store_(store) {}
+
+BlobUploader::~BlobUploader() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void BlobUploader::add(const Reference& dest, const Descriptor& blob, BlobProgress progress) {
+  std::lock_guard lock(mutex_);
+  auto [it, fresh] = started_.try_emplace(blob_key(dest, blob.digest));
+  if (!fresh) return;
+  queue_.push_back(Job{dest, blob, std::move(progress), {}});
+  it->second.outcome = queue_.back().done.get_future().share();
+  // A worker for each job no idle worker takes, up to the limit; the others wait their turn.
+  if (queue_.size() > idle_ && workers_.size() < kParallelBlobs) workers_.emplace_back([this] { work(); });
+  else wake_.notify_one();
+}
+
+void BlobUploader::work() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    ++idle_;
+    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    --idle_;
+    if (stopping_) return;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    try {
+      // No mount: only a base's layers could be mounted, and those are left to the push.
+      job.done.set_value(send_blob(client_, store_, job.dest, job.blob, {},
+                                   [this, report = blob_progress(job.progress, job.blob.digest)](uint64_t done,
+                                                                                                 uint64_t total) {
+                                     if (stopping_) throw Abandoned{};
+                                     if (report) report(done, total);
+                                   }));
+    } catch (...) {
+      job.done.set_exception(std::current_exception());
+    }
+    lock.lock();
+  }
+}
+
+std::optional<BlobOutcome> BlobUploader::claim(const Reference& dest, const Digest& digest) {
+  std::shared_future<BlobOutcome> outcome;
+  bool first = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = started_.find(blob_key(dest, digest));
+    if (it == started_.end()) return std::nullopt;
+    first = !it->second.claimed;
+    it->second.claimed = true;
+    outcome = it->second.outcome;
+  }
+  BlobOutcome o = outcome.get();
+  return first ? o : BlobOutcome::Present;
+}
+
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
-                      const TransferLog& log, const BlobProgress& progress) {
+                      const TransferLog& log, const BlobProgress& progress, BlobUploader* started) {
   StoredImage image = store.load(manifest);
   std::vector<Descriptor> blobs;
   for (auto& l : image.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
@@ -210,14 +295,14 @@ PushResult push_image(RegistryClient& client, const Layout& store, const Descrip
   std::mutex result_mutex;
   parallel_each(blobs.size(), kParallelBlobs, [&](size_t i) {
     const Descriptor& blob = blobs[i];
-    if (client.has_blob(dest, blob.digest)) {
-      std::lock_guard lock(result_mutex);
+    std::optional<BlobOutcome> outcome = started ? started->claim(dest, blob.digest) : std::nullopt;
+    if (!outcome) outcome = send_blob(client, store, dest, blob, mount_from, blob_progress(progress, blob.digest));
+    std::lock_guard lock(result_mutex);
+    if (*outcome == BlobOutcome::Present) {
       ++present;
       return;
     }
-    bool mounted =
-        client.upload_blob(dest, blob, store.blob_path(blob.digest), mount_from, blob_progress(progress, blob.digest));
-    std::lock_guard lock(result_mutex);
+    bool mounted = *outcome == BlobOutcome::Mounted;
     if (mounted) {
       ++mounted_count;
     } else {

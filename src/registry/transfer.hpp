@@ -2,8 +2,17 @@
 // Whole images between a registry and the local store: pulling a base image
 // for one platform, and pushing a stored image (blobs first, several at once,
 // only what the registry lacks; the manifest last).
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/image.hpp"
 #include "core/layout.hpp"
@@ -45,10 +54,64 @@ struct PushResult {
   uint64_t bytes = 0;      ///< bytes uploaded
 };
 
+/// What became of one blob of a push.
+enum class BlobOutcome { Present, Mounted, Uploaded };
+
+/// Uploads that start before the image they belong to is complete: a build
+/// that will push sends each layer as soon as a step has stored it, so the
+/// network works while later layers are still compressed. push_image() then
+/// waits for these instead of sending the blobs again; the manifest still
+/// goes last, only once the build has succeeded. At most kParallelBlobs at
+/// once. Destroying the uploader (a failed build) drops what has not started
+/// and cuts short what has; an interrupt stops them as it stops any transfer.
+class BlobUploader {
+public:
+  BlobUploader(RegistryClient& client, const Layout& store);
+  ~BlobUploader();
+  BlobUploader(const BlobUploader&) = delete;
+  BlobUploader& operator=(const BlobUploader&) = delete;
+
+  /// Queues the stored `blob` for `dest`'s repository (once per repository;
+  /// later calls for it are ignored). Never blocks on the network.
+  void add(const Reference& dest, const Descriptor& blob, BlobProgress progress = {});
+
+  /// Waits for the upload of `digest` to `dest`'s repository and returns what
+  /// became of it, or nullopt when none was queued. Its failure is rethrown
+  /// here, with the message a push would have given. The first claim gets the
+  /// outcome; later ones (another tag of the same repository) get Present, as
+  /// a second push would have found the blob there.
+  std::optional<BlobOutcome> claim(const Reference& dest, const Digest& digest);
+
+private:
+  struct Job {
+    Reference dest;
+    Descriptor blob;
+    BlobProgress progress;
+    std::promise<BlobOutcome> done;
+  };
+  struct Started {
+    std::shared_future<BlobOutcome> outcome;
+    bool claimed = false;
+  };
+  void work();
+
+  RegistryClient& client_;
+  const Layout& store_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  std::map<std::string, Started> started_;  ///< by "registry/repository@digest"
+  size_t idle_ = 0;                         ///< workers waiting for a job
+  std::atomic<bool> stopping_{false};
+  std::vector<std::thread> workers_;
+};
+
 /// Pushes the stored image `manifest` to `dest`: every blob the repository
 /// lacks (mounted from the image's base repository when it is on the same
-/// registry), several at once, then the manifest.
+/// registry), several at once, then the manifest. Blobs `started` uploads
+/// are awaited there rather than sent again.
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
-                      const TransferLog& log = {}, const BlobProgress& progress = {});
+                      const TransferLog& log = {}, const BlobProgress& progress = {},
+                      BlobUploader* started = nullptr);
 
 }  // namespace imgbuild
