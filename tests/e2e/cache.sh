@@ -8,18 +8,8 @@
 #
 #   tests/e2e/cache.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-cache.XXXXXX)
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-export DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 
 # machine NAME: the store and cache of one (simulated) machine.
 machine() { export XDG_DATA_HOME="$work/$1/data" XDG_CACHE_HOME="$work/$1/cache"; }

@@ -7,14 +7,8 @@
 #
 #   tests/faults/trees.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-faults-trees.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker-empty"
-mkdir -p "$DOCKER_CONFIG"
+source "$(dirname "$0")/../e2e/lib.sh"
+e2e_workspace "$@"
 
 # deep DIR DEPTH: DIR/d/d/.../d/leaf, made by descriptors (the path of the
 # leaf may be longer than any system call takes).
