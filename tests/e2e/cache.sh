@@ -107,13 +107,27 @@ check "the image validates" sh -c "python3 '$VALIDATE' '$work/b-oci' | grep -qx 
 imgbuild "$APP" "${MIRROR[@]}"
 expect_ran "what came from the registry is in machine b's local cache now" ""
 
+# wait_at_most SECONDS PID: returns after SECONDS, or as soon as PID (a child
+# of this shell, so a zombie once it is done) has ended: a kill planned for
+# after the end of the build finds nothing to kill either way, so the rest of
+# the wait would only cost time.
+# SECONDS is given with two decimals; the times here are in microseconds.
+wait_at_most() {
+  local state end=$((${EPOCHREALTIME//[!0-9]/} + 10#${1//[!0-9]/} * 10000))
+  while ((${EPOCHREALTIME//[!0-9]/} < end)); do
+    read -r _ _ state _ 2>/dev/null <"/proc/$2/stat" || return 0
+    [[ $state == Z ]] && return 0
+    sleep 0.05
+  done
+}
+
 step "builds killed with SIGKILL at random moments leave a usable cache"
 machine kill
 for i in $(seq 1 24); do
   echo "// edit $i" >>"$work/app/main.go"
   setsid "$IMGBUILD" "$APP" "${MIRROR[@]}" >/dev/null 2>&1 &
   pid=$!
-  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % 600) / 100 }')"
+  wait_at_most "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % 600) / 100 }')" "$pid"
   kill -KILL -- "-$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
 done
