@@ -142,7 +142,9 @@ run_image() {
   jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
     "$work/bundle/config.json" >"$work/bundle.json" && mv "$work/bundle.json" "$work/bundle/config.json"
   (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)
-  for _ in $(seq 50); do
+  # Up to 30 s: with tests running side by side, a loaded machine may take a
+  # while to start the container; the loop ends as soon as it answers.
+  for _ in $(seq 300); do
     body=$(curl -sf --max-time 1 "$url" 2>/dev/null) && break
     sleep 0.1
   done

@@ -93,12 +93,13 @@ _reg_spawn() {
   _reg_logs+=("$log")
 }
 
-# _reg_wait_for TEST...: polls TEST for up to 10 s while the last spawned
+# _reg_wait_for TEST...: polls TEST for up to 30 s (a loaded machine running
+# tests side by side may be slow to start a server) while the last spawned
 # process is alive.
 _reg_wait_for() {
   local indexes=("${!_reg_pids[@]}") i rc
   i=${indexes[-1]}
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     "$@" && return 0
     if ! kill -0 "${_reg_pids[i]}" 2>/dev/null; then
       wait "${_reg_pids[i]}"
@@ -109,7 +110,7 @@ _reg_wait_for() {
     fi
     sleep 0.1
   done
-  _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) did not come up within 10 s" "${_reg_logs[i]}"
+  _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) did not come up within 30 s" "${_reg_logs[i]}"
   return 1
 }
 
