@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034
+# (SC2034: e2e_workspace sets IMGBUILD, ROOT, VALIDATE and the like for the caller.)
 # Shared by the end-to-end scripts: the workspace every script starts with,
 # named checks, a running count, and the closing "N passed, N failed" line
 # that CI reads.
