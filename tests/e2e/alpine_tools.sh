@@ -7,23 +7,9 @@
 #
 #   tests/e2e/alpine_tools.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 RECIPE="$ROOT/examples/alpine-tools/recipe.lua"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-alpine-tools.XXXXXX)
-container="imgbuild-e2e-alpine-tools-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG"
 
 step "a registry mirroring docker.io: alpine (busybox) and a Go builder image"
 here "registry" registry_start open

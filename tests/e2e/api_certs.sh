@@ -7,25 +7,10 @@
 #
 #   tests/e2e/api_certs.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 RECIPE="$ROOT/examples/api-certs/recipe.lua"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-api-certs.XXXXXX)
-container="imgbuild-e2e-api-certs-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-# The Go build cache of this machine: the compiled standard library is reused.
-GOCACHE=$(go env GOCACHE)
-export GOCACHE XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG"
+share_go_cache
 # A build outside CI would take the checkout's commit: one fixed commit instead.
 CI_ENV=(env -u GITLAB_CI -u TRAVIS GITHUB_ACTIONS=true GITHUB_REF_NAME=main GITHUB_SHA=5eed0123456789abcdef0123456789abcdef0123)
 

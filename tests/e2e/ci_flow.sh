@@ -8,21 +8,10 @@
 #
 #   tests/e2e/ci_flow.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 EXAMPLE="$ROOT/examples/ci-push"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-ci-flow.XXXXXX)
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-# The Go build cache of this machine: the compiled standard library is reused.
-GOCACHE=$(go env GOCACHE)
-export GOCACHE XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG"
+share_go_cache
 
 SHA=0a1b2c3d4e5f60718293a4b5c6d7e8f901234567
 SHORT=${SHA:0:8}

@@ -6,20 +6,8 @@
 #
 #   tests/e2e/compression.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-compression.XXXXXX)
-export REG_WORK=$work/registries
-source "$ROOT/tests/registry/lib.sh"
-cleanup() {
-  registry_cleanup
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 
 mkdir -p "$work/ctx/src"
 for i in $(seq 1 40); do seq "$i" 3000 >"$work/ctx/src/f$i.txt"; done

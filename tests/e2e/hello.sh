@@ -6,19 +6,8 @@
 #
 #   tests/e2e/hello.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-hello.XXXXXX)
-container="imgbuild-e2e-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 
 step "build examples/hello to the store, an OCI layout and a docker archive"
 check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" -o "oci:$work/oci" -o "docker-archive:$work/hello.tar"

@@ -1,9 +1,61 @@
-# Shared by the end-to-end scripts: named checks, a running count, and the
-# closing "N passed, N failed" line that CI reads.
+# shellcheck shell=bash disable=SC2034
+# (SC2034: e2e_workspace sets IMGBUILD, ROOT, VALIDATE and the like for the caller.)
+# Shared by the end-to-end scripts: the workspace every script starts with,
+# named checks, a running count, and the closing "N passed, N failed" line
+# that CI reads.
 passed=0
 failed=0
 
-step() { printf '\n== %s\n' "$*"; }
+# e2e_workspace IMGBUILD REPO_ROOT: the start of every script, which ctest
+# calls with these two arguments. Sets IMGBUILD, ROOT, VALIDATE (the shared
+# OCI validator), $work (a fresh folder, removed on exit unless KEEP is set)
+# and $container (a runc container name for run_image); sources
+# tests/registry/lib.sh with its files under $work/reg; points the store, the
+# cache and DOCKER_CONFIG (empty: no credentials of this machine's user) into
+# $work, so that nothing a test does reaches the machine's own. The folder
+# and container names come from the script's: tests/faults/full_disk.sh gets
+# /tmp/imgbuild-faults-full-disk.XXXXXX. A script with more to undo on exit
+# adds it with at_exit.
+e2e_workspace() {
+  local name
+  name=$(basename "$(dirname "$0")")-$(basename "$0" .sh)
+  name=${name//_/-}
+  IMGBUILD=$(realpath "$1")
+  ROOT=$(realpath "$2")
+  VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+  work=$(mktemp -d "/tmp/imgbuild-$name.XXXXXX")
+  container="imgbuild-$name-$$"
+  _e2e_at_exit=()
+  trap _e2e_cleanup EXIT
+  REG_WORK="$work/reg"
+  # shellcheck source=tests/registry/lib.sh
+  source "$ROOT/tests/registry/lib.sh"
+  export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
+  mkdir -p "$DOCKER_CONFIG"
+}
+
+# share_go_cache: host Go builds (go.build steps) use this machine's Go build
+# cache, so the compiled standard library is reused. Only for scripts that do
+# not time or interrupt a compilation.
+share_go_cache() {
+  GOCACHE=$(go env GOCACHE)
+  export GOCACHE
+}
+
+# at_exit COMMAND: run on exit (as one eval'd string), before $work is removed;
+# the last one added runs first.
+at_exit() { _e2e_at_exit=("$*" "${_e2e_at_exit[@]}"); }
+
+_e2e_cleanup() {
+  local command
+  for command in "${_e2e_at_exit[@]}"; do eval "$command"; done
+  stop_image
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+}
+
+# step TITLE: a section header, with the seconds since the script started, so
+# that a slow section shows in the log.
+step() { printf '\n== %s  (at %ds)\n' "$*" "$SECONDS"; }
 
 pass() {
   passed=$((passed + 1))
@@ -92,15 +144,18 @@ run_image() {
   jq '.process.terminal = false | .linux.namespaces |= map(select(.type != "network"))' \
     "$work/bundle/config.json" >"$work/bundle.json" && mv "$work/bundle.json" "$work/bundle/config.json"
   (cd "$work/bundle" && runc --root "$work/runc" run -d "$container" >"$work/runc.log" 2>&1 </dev/null)
-  for _ in $(seq 50); do
+  # Up to 30 s: with tests running side by side, a loaded machine may take a
+  # while to start the container; the loop ends as soon as it answers.
+  for _ in $(seq 300); do
     body=$(curl -sf --max-time 1 "$url" 2>/dev/null) && break
     sleep 0.1
   done
   check "$what" grep -q "$pattern" <<<"$body"
 }
 
-# stop_image: kills and deletes the container run_image started.
+# stop_image: kills and deletes the container run_image started, if any.
 stop_image() {
+  [[ -d $work/runc ]] || return 0
   runc --root "$work/runc" kill "$container" KILL >/dev/null 2>&1
   runc --root "$work/runc" delete -f "$container" >/dev/null 2>&1
 }

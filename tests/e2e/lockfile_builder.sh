@@ -7,22 +7,8 @@
 #
 #   tests/e2e/lockfile_builder.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-lockfile.XXXXXX)
-container="imgbuild-e2e-lockfile-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 
 # A plain folder, not a git checkout: ci.branch and ci.sha are nil there, and
 # the lockfile can be changed.

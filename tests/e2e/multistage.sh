@@ -7,23 +7,10 @@
 #
 #   tests/e2e/multistage.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 EXAMPLE="$ROOT/examples/multistage"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-multistage.XXXXXX)
-container="imgbuild-e2e-multistage-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG" "$work/ctx"
+mkdir -p "$work/ctx"
 
 # imgbuild ARGS...: runs it, keeping stdout and stderr for the checks.
 imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }

@@ -8,20 +8,10 @@
 #
 #   tests/e2e/progress.sh IMGBUILD REPO_ROOT     (KEEP=1 keeps its work folder)
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-progress.XXXXXX)
-cleanup() {
-  tmux -S "$work/tmux.sock" kill-server >/dev/null 2>&1
-  [[ -n ${KEEP:-} ]] || rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
-mkdir -p "$DOCKER_CONFIG" "$work/ctx"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
+at_exit 'tmux -S "$work/tmux.sock" kill-server >/dev/null 2>&1'
+mkdir -p "$work/ctx"
 
 imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }
 

@@ -7,25 +7,10 @@
 #
 #   tests/e2e/registry.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-registry.XXXXXX)
-container="imgbuild-e2e-registry-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
-# No credentials of this machine's user: each case says which it gives.
-export DOCKER_CONFIG="$work/docker-empty"
-mkdir -p "$DOCKER_CONFIG" "$work/ctx/www"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
+# No credentials of this machine's user (DOCKER_CONFIG is empty): each case says which it gives.
+mkdir -p "$work/ctx/www"
 echo "served by busybox httpd from a pulled base" >"$work/ctx/www/index.html"
 
 # recipe NAME BODY: writes $work/ctx/NAME.lua.

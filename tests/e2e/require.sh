@@ -7,16 +7,9 @@
 #
 #   tests/e2e/require.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-require.XXXXXX)
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
-GOCACHE=$(go env GOCACHE)
-export GOCACHE XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
+share_go_cache
 mkdir -p "$work/bin" "$work/lib/team" "$work/app" "$work/elsewhere"
 cp "$IMGBUILD" "$work/bin/imgbuild"
 

@@ -6,20 +6,9 @@
 #
 #   tests/e2e/static_site.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 RECIPE="$ROOT/examples/static-site/recipe.lua"
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-site.XXXXXX)
-container="imgbuild-e2e-site-$$"
-cleanup() {
-  stop_image
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
 
 step "build with --set and SOURCE_DATE_EPOCH"
 SOURCE_DATE_EPOCH=1700000000 check_cmd "$IMGBUILD" "$RECIPE" --set VERSION=1.2.3 -o "oci:$work/oci"

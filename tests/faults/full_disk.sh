@@ -8,18 +8,11 @@
 #
 #   tests/faults/full_disk.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-source "$ROOT/tests/e2e/lib.sh"
-source "$ROOT/tests/faults/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-faults-disk.XXXXXX)
+source "$(dirname "$0")/../e2e/lib.sh"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 small=$work/small
-cleanup() {
-  mountpoint -q "$small" && umount -l "$small"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+at_exit 'mountpoint -q "$small" && umount -l "$small"'
 if [[ $(id -u) -ne 0 ]]; then
   fail "mounting a small tmpfs needs root (run the suite as root)"
   finish
@@ -32,10 +25,9 @@ if ! mount -t tmpfs -o size=20m tmpfs "$small"; then
   exit
 fi
 
-export XDG_DATA_HOME="$small/data" XDG_CACHE_HOME="$small/cache" DOCKER_CONFIG="$work/docker-empty"
+export XDG_DATA_HOME="$small/data" XDG_CACHE_HOME="$small/cache"
 store=$XDG_DATA_HOME/imgbuild cache=$XDG_CACHE_HOME/imgbuild
 ctx=$work/ctx
-mkdir -p "$DOCKER_CONFIG"
 cp /bin/busybox "$ctx/busybox"
 # Random bytes do not compress: the layer is as large as the file.
 head -c 30000000 /dev/urandom >"$ctx/big"

@@ -7,25 +7,13 @@
 #
 #   tests/faults/interrupts.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-source "$ROOT/tests/e2e/lib.sh"
-source "$ROOT/tests/faults/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-faults-interrupts.XXXXXX)
+source "$(dirname "$0")/../e2e/lib.sh"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 build_pid=""
-cleanup() {
-  [[ -n $build_pid ]] && kill -KILL "$build_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
-export DOCKER_CONFIG="$work/docker-empty"
+at_exit '[[ -n $build_pid ]] && kill -KILL "$build_pid" 2>/dev/null'
 store=$XDG_DATA_HOME/imgbuild cache=$XDG_CACHE_HOME/imgbuild
-mkdir -p "$DOCKER_CONFIG" "$work/ctx"
+mkdir -p "$work/ctx"
 ctx=$work/ctx
 # RUN steps without a registry: a scratch image with a static busybox.
 cp /bin/busybox "$ctx/busybox"

@@ -12,20 +12,11 @@
 #
 #   tests/faults/secrets.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-source "$ROOT/tests/e2e/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-faults-secrets.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache"
-export DOCKER_CONFIG="$work/docker"
+source "$(dirname "$0")/../e2e/lib.sh"
+e2e_workspace "$@"
 store=$XDG_DATA_HOME/imgbuild cache=$XDG_CACHE_HOME/imgbuild
 ctx=$work/ctx
-mkdir -p "$DOCKER_CONFIG" "$ctx" "$work/outputs"
+mkdir -p "$ctx" "$work/outputs"
 
 SECRET_MOUNT=canary-secret-mount-5d1c93
 SECRET_ENV=canary-env-var-e8a2f1

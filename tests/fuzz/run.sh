@@ -12,6 +12,7 @@
 #   tests/fuzz/run.sh                 20 s per target
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh
 #   FUZZ_JOBS=4 tests/fuzz/run.sh     parallel build jobs (default 2)
+#   FUZZ_PARALLEL=1 tests/fuzz/run.sh targets fuzzed at once (default: nproc)
 #
 # Needs clang-14 with its runtime libraries (installed from Debian when missing,
 # as root), go and the project's build dependencies.
@@ -331,14 +332,16 @@ write_dict unpack <<'EOF'
 EOF
 
 # ---- run ------------------------------------------------------------------------
-status=0
-summary=""
-for t in $targets; do
+# run_target TARGET: fuzzes TARGET for $seconds; writes its report line to
+# $build/TARGET.summary, and the sanitizer's or libFuzzer's words to
+# $build/TARGET.finding when it found something.
+run_target() {
+  t=$1
   bin="$build/tests/fuzz/${t}_fuzz"
   corpus="$build/corpus/$t"
   findings="$build/findings/$t"
   log="$build/$t.log"
-  rm -rf "$findings"
+  rm -rf "$findings" "$build/$t.finding" "$build/$t.summary"
   mkdir -p "$corpus" "$findings"
   # The text targets' inputs are header- and file-sized, and need the tokens.
   if [ "$t" = elf ]; then options="-max_len=$elf_max_len"; else options="-max_len=4096 -dict=$build/dict/$t.dict"; fi
@@ -359,12 +362,37 @@ for t in $targets; do
   bytes=$(du -sk "$corpus" | cut -f1)
   line="$t: ${execs:-?} runs, ${per_sec:-?} exec/s, corpus $files files ($bytes KiB)"
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$findings")" ]; then
-    status=1
     line="$line: FINDING (exit $rc), see $log and $findings/ (fixed, it belongs in tests/fuzz/regressions/$t/)"
-    grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*terminate called|.*Test unit written)' "$log" >&2 || tail -n 30 "$log" >&2
+    grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*terminate called|.*Test unit written)' "$log" >"$build/$t.finding" ||
+      tail -n 30 "$log" >"$build/$t.finding"
   fi
-  summary="$summary$line
-"
+  printf '%s\n' "$line" >"$build/$t.summary"
+}
+
+# FUZZ_PARALLEL targets at a time (default: one per core). Each target is one
+# process on one core, so running them side by side gives each the same
+# seconds, and about the same executions, as running them one after another.
+parallel=${FUZZ_PARALLEL:-$(nproc)}
+pids=""
+running=0
+for t in $targets; do
+  run_target "$t" &
+  pids="$pids $!"
+  running=$((running + 1))
+  if [ "$running" -ge "$parallel" ]; then
+    for pid in $pids; do wait "$pid"; done
+    pids=""
+    running=0
+  fi
 done
-printf '%s' "$summary"
+for pid in $pids; do wait "$pid"; done
+
+status=0
+for t in $targets; do
+  if [ -s "$build/$t.finding" ]; then
+    status=1
+    cat "$build/$t.finding" >&2
+  fi
+  cat "$build/$t.summary" 2>/dev/null || { status=1; echo "$t: no report (the run did not finish)"; }
+done
 exit $status

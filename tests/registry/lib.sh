@@ -93,12 +93,13 @@ _reg_spawn() {
   _reg_logs+=("$log")
 }
 
-# _reg_wait_for TEST...: polls TEST for up to 10 s while the last spawned
+# _reg_wait_for TEST...: polls TEST for up to 30 s (a loaded machine running
+# tests side by side may be slow to start a server) while the last spawned
 # process is alive.
 _reg_wait_for() {
   local indexes=("${!_reg_pids[@]}") i rc
   i=${indexes[-1]}
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     "$@" && return 0
     if ! kill -0 "${_reg_pids[i]}" 2>/dev/null; then
       wait "${_reg_pids[i]}"
@@ -109,7 +110,7 @@ _reg_wait_for() {
     fi
     sleep 0.1
   done
-  _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) did not come up within 10 s" "${_reg_logs[i]}"
+  _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) did not come up within 30 s" "${_reg_logs[i]}"
   return 1
 }
 
@@ -241,27 +242,58 @@ proxy_reset() {
   proxy_faults '[]' && : >"$PROXY_LOG"
 }
 
-# _reg_layout: builds base_images.sh's layout once into $REG_CACHE/layout.
-_reg_layout() {
-  local layout=$REG_CACHE/layout tmp=$REG_CACHE/layout.$$ log=$REG_CACHE/layout.log
-  [[ -d $layout ]] && return 0
-  mkdir -p "$REG_CACHE"
+# _reg_seeds: the folder of the seed layouts for this machine's inputs, under
+# $REG_CACHE: keyed by the scripts that build them, busybox and the Go
+# toolchain, so a cache shared across runs (ctest points every test at one in
+# the build folder) never serves an image that its inputs no longer make.
+_reg_seeds() {
+  local key
+  key=$({ cat "$REG_LIB/base_images.sh" "$REG_LIB/golang_image.sh" /bin/busybox; go version; go env GOROOT; } 2>&1 |
+    sha256sum | cut -c1-16)
+  printf '%s\n' "$REG_CACHE/$key"
+}
+
+# _reg_build NAME COMMAND...: makes $seeds/NAME once: COMMAND writes it into a
+# temporary folder given as its last argument, which then takes its place. A
+# test sharing $REG_CACHE that finished first keeps its copy, so what a
+# reader sees there is always whole and never changes.
+_reg_build() {
+  local name=$1 tmp=$seeds/$1.$$ log=$seeds/$1.$$.log
+  shift
+  [[ -d $seeds/$name ]] && return 0
+  mkdir -p "$seeds"
   rm -rf "$tmp"
-  if ! "$REG_LIB/base_images.sh" "$tmp" >"$log" 2>&1; then
-    _reg_report "seed_images: building the base images failed" "$log"
+  if ! "$@" "$tmp" >"$log" 2>&1; then
+    _reg_report "building the $name seed failed" "$log"
     return 1
   fi
-  # Another test sharing REG_CACHE may have finished first: keep its copy.
-  mv -T "$tmp" "$layout" 2>/dev/null || rm -rf "$tmp"
+  mv -T "$tmp" "$seeds/$name" 2>/dev/null || rm -rf "$tmp"
+  rm -f "$log"
+}
+
+# _reg_golang_layout OUT: base_images.sh's layout plus the Go builder image,
+# in OUT/oci (golang_image.sh adds to the layout it is given, so it gets a copy).
+_reg_golang_layout() {
+  mkdir -p "$1" && cp -a "$seeds/layout/oci" "$1/oci" && "$REG_LIB/golang_image.sh" "$1/oci"
+}
+
+# seed_prepare: builds every seed layout in $REG_CACHE now. ctest runs it as a
+# fixture before the tests that seed registries, so that they share one build.
+seed_prepare() {
+  local seeds
+  seeds=$(_reg_seeds)
+  _reg_build layout "$REG_LIB/base_images.sh" && _reg_build golang _reg_golang_layout
 }
 
 # seed_images ADDR [USER:PASSWORD]: pushes base/busybox:oci, base/busybox:docker,
 # base/multi:oci and base/multi:docker to the registry at ADDR.
 seed_images() {
-  local addr=${1:?seed_images ADDR [USER:PASSWORD]} layout=$REG_CACHE/layout/oci dest log
+  local addr=${1:?seed_images ADDR [USER:PASSWORD]} seeds layout dest log
   dest=(--dest-tls-verify=false)
   [[ -n ${2:-} ]] && dest+=(--dest-creds "$2")
-  _reg_layout || return 1
+  seeds=$(_reg_seeds)
+  _reg_build layout "$REG_LIB/base_images.sh" || return 1
+  layout=$seeds/layout/oci
   log=$REG_WORK/seed.log
   if ! {
     skopeo copy --format oci "${dest[@]}" "oci:$layout:busybox" "docker://$addr/base/busybox:oci" &&
@@ -279,19 +311,13 @@ seed_images() {
 # library/golang:1.22-alpine for recipes that say from "golang:1.22-alpine"
 # and a build that mirrors docker.io to ADDR.
 seed_golang() {
-  local addr=${1:?seed_golang ADDR NAME [USER:PASSWORD]} name=${2:?seed_golang ADDR NAME} dest log
+  local addr=${1:?seed_golang ADDR NAME [USER:PASSWORD]} name=${2:?seed_golang ADDR NAME} seeds dest log
   dest=(--dest-tls-verify=false)
   [[ -n ${3:-} ]] && dest+=(--dest-creds "$3")
-  _reg_layout || return 1
+  seeds=$(_reg_seeds)
+  _reg_build layout "$REG_LIB/base_images.sh" && _reg_build golang _reg_golang_layout || return 1
   log=$REG_WORK/seed-golang.log
-  if [[ ! -e $REG_CACHE/layout/golang.done ]]; then
-    if ! "$REG_LIB/golang_image.sh" "$REG_CACHE/layout/oci" >"$log" 2>&1; then
-      _reg_report "seed_golang: building the Go image failed" "$log"
-      return 1
-    fi
-    touch "$REG_CACHE/layout/golang.done"
-  fi
-  if ! skopeo copy --format oci "${dest[@]}" "oci:$REG_CACHE/layout/oci:golang" "docker://$addr/$name" >>"$log" 2>&1; then
+  if ! skopeo copy --format oci "${dest[@]}" "oci:$seeds/golang/oci:golang" "docker://$addr/$name" >"$log" 2>&1; then
     _reg_report "seed_golang: pushing to $addr failed" "$log"
     return 1
   fi
