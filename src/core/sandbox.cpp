@@ -804,7 +804,7 @@ std::vector<LayerEntry> overlay_diff(const fs::path& upper, const fs::path& lowe
                                      const std::vector<std::string>& mount_points, const fs::path& whiteout_source) {
   Diff diff(lower, mount_points, whiteout_source);
   const std::string opaque_xattr = rootless() ? "user.overlay.opaque" : "trusted.overlay.opaque";
-  std::set<std::string> opaque;
+  std::set<std::string, std::less<>> opaque;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(upper, fs::directory_options::none, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -822,9 +822,12 @@ std::vector<LayerEntry> overlay_diff(const fs::path& upper, const fs::path& lowe
       diff.add_whiteout(rel);  // overlay's whiteout: the file was deleted
       continue;
     }
+    // Every ancestor, as a prefix of rel: no path objects, so that a tree
+    // thousands of folders deep does not cost cubic time.
     bool below_opaque = false;
-    for (fs::path p = fs::path(rel).parent_path(); !p.empty() && !below_opaque; p = p.parent_path())
-      below_opaque = opaque.count(p.generic_string()) > 0;
+    for (size_t slash = rel.rfind('/'); !opaque.empty() && !below_opaque && slash != std::string::npos && slash > 0;
+         slash = rel.rfind('/', slash - 1))
+      below_opaque = opaque.contains(std::string_view(rel).substr(0, slash));
     diff.add(full, rel, st, below_opaque);
     char v[4] = {};
     if (S_ISDIR(st.st_mode) && ::lgetxattr(full.c_str(), opaque_xattr.c_str(), v, sizeof v) == 1 && v[0] == 'y') {

@@ -10,25 +10,14 @@
 #
 #   tests/e2e/push_overlap.sh IMGBUILD REPO_ROOT
 set -uo pipefail
-IMGBUILD=$(realpath "$1")
-ROOT=$(realpath "$2")
-source "$ROOT/tests/e2e/lib.sh"
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
 source "$ROOT/tests/faults/lib.sh"
-
-work=$(mktemp -d /tmp/imgbuild-e2e-push-overlap.XXXXXX)
 build_pid=""
-cleanup() {
-  [[ -n $build_pid ]] && kill -KILL "$build_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-REG_WORK="$work/reg"
-source "$ROOT/tests/registry/lib.sh"
-
-export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker-empty"
+at_exit '[[ -n $build_pid ]] && kill -KILL "$build_pid" 2>/dev/null'
 store=$XDG_DATA_HOME/imgbuild cache=$XDG_CACHE_HOME/imgbuild
 ctx=$work/ctx
-mkdir -p "$DOCKER_CONFIG" "$ctx"
+mkdir -p "$ctx"
 # RUN steps without a base image: a scratch image with a static busybox.
 cp /bin/busybox "$ctx/busybox"
 for f in data data-fail data-int; do head -c 3000000 /dev/urandom >"$ctx/$f"; done
