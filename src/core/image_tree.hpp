@@ -1,8 +1,9 @@
 #pragma once
 // The file tree of an image as its layers build it, known without unpacking
 // anything: what the doctor checks entrypoints, loaders and libraries against.
+#include <cstdint>
 #include <filesystem>
-#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -14,13 +15,20 @@ namespace imgbuild {
 
 class ImageTree {
 public:
+  /// One path of the image. Small on purpose: a context of a million files
+  /// puts a million of these in the tree, and the tree lives until the build
+  /// ends.
   struct File {
     LayerEntry::Type type = LayerEntry::Type::File;
     uint32_t mode = 0;
-    std::string link_target;
-    std::string source;            ///< where a file's bytes can be read on the host (as LayerEntry), or
-    std::filesystem::path layer;   ///< the layer blob holding them, as `member`
-    std::string member;
+    /// A symlink's target; a file's host path (`layer` is kOnHost) or its
+    /// member name in the layer blob `layer`; empty for a file whose bytes
+    /// cannot be read from here.
+    std::string where;
+    uint32_t layer = kOnHost;
+    static constexpr uint32_t kOnHost = UINT32_MAX;
+    /// Whether contents() can read this file's bytes.
+    bool readable() const { return !where.empty(); }
   };
   struct Resolved {
     std::string path;  ///< absolute, symlinks resolved
@@ -52,14 +60,29 @@ public:
   bool has_children(const std::string& path) const;
 
 private:
-  using Layer = std::variant<std::filesystem::path, std::vector<LayerEntry>>;
+  /// An absolute path and what stands there.
+  using Node = std::pair<std::string, File>;
+  /// Paths in sorted order. Shared, and never changed while shared: copying
+  /// a tree (every step that adds a layer does) costs a pointer, not a
+  /// million paths.
+  using Nodes = std::shared_ptr<std::vector<Node>>;
+  /// A pending layer: a blob to read, or the nodes of a copy's entries.
+  using Layer = std::variant<std::filesystem::path, Nodes>;
   /// Applies the layers not read yet, in order.
   void settle() const;
-  void apply_entries(const std::vector<LayerEntry>& entries) const;
   void apply_blob(const std::filesystem::path& blob) const;
+  /// Makes the tree of one more layer: `added` (sorted, unique paths)
+  /// replace what stood at their paths, and drop everything below those
+  /// that are not folders; paths in `removed` (sorted) go with everything
+  /// below them, and everything below the folders in `emptied` (sorted).
+  void merge(std::vector<Node> added, const std::vector<std::string>& removed,
+             const std::vector<std::string>& emptied) const;
+  const Node* find(std::string_view path) const;
 
-  mutable std::map<std::string, File> files_;  ///< keyed by absolute path
+  mutable Nodes files_ = std::make_shared<std::vector<Node>>();
   mutable std::vector<Layer> pending_;
+  /// The layer blobs files are read from; File::layer indexes it.
+  mutable std::vector<std::filesystem::path> blobs_;
 };
 
 }  // namespace imgbuild
