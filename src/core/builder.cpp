@@ -520,14 +520,9 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   StepReport report(*this, node, description, StepKind::Copy);
   if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) check_static(entries, st.image.platform);
-  auto tree = std::make_shared<ImageTree>(*st.tree);
-  tree->apply(entries);
   LayerBlob blob = write_layer(std::move(entries), store_.blob_dir(), layer_options());
   remember(CachedStep{key, description, blob, std::time(nullptr)});
-  st.tree = std::move(tree);
-  st.image.layers.push_back(blob);
-  st.layer_steps.push_back(node.loc + "  " + description);
-  st.image.history.push_back({description, false});
+  add_layer(st, blob, description, node);
   report.end(StepStatus::Done, blob.size);
 }
 

@@ -1,17 +1,13 @@
 #include "core/image_tree.hpp"
 
 #include <archive.h>
-#include <unistd.h>
 #include <archive_entry.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <functional>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <stdexcept>
-
-#include "core/fs.hpp"
 
 namespace imgbuild {
 
@@ -82,30 +78,10 @@ std::vector<Node> unique_paths(std::vector<Node> nodes) {
 
 void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }
 
-void ImageTree::apply(const std::vector<LayerEntry>& entries) {
-  std::vector<Node> nodes;
-  nodes.reserve(entries.size());
-  for (const auto& e : entries)
-    nodes.emplace_back("/" + e.path, File{e.type, e.mode, e.type == LayerEntry::Type::Symlink ? e.link_target : e.source});
-  // A layer's paths are unique (write_layer refuses duplicates); callers mostly sort them already.
-  if (!std::is_sorted(nodes.begin(), nodes.end(), by_path))
-    std::sort(nodes.begin(), nodes.end(), by_path);
-  if (pending_.empty()) merge(std::move(nodes), {}, {});
-  else pending_.emplace_back(std::make_shared<std::vector<Node>>(std::move(nodes)));
-}
-
 void ImageTree::settle() const {
-  std::vector<Layer> layers;
+  std::vector<std::filesystem::path> layers;
   layers.swap(pending_);
-  for (auto& layer : layers) {
-    if (auto* blob = std::get_if<std::filesystem::path>(&layer)) {
-      apply_blob(*blob);
-    } else {
-      auto& nodes = std::get<Nodes>(layer);
-      // Moved when no copy of this tree shares them, copied otherwise.
-      merge(nodes.use_count() == 1 ? std::move(*nodes) : *nodes, {}, {});
-    }
-  }
+  for (auto& blob : layers) apply_blob(blob);
 }
 
 void ImageTree::apply_blob(const std::filesystem::path& blob) const {
@@ -204,21 +180,7 @@ void ImageTree::merge(std::vector<Node> added, const std::vector<std::string>& r
 const ImageTree::Node* ImageTree::find(std::string_view path) const { return find_in(*files_, path); }
 
 std::string ImageTree::contents(const File& file, size_t max) const {
-  if (!file.readable()) return "";
-  if (file.layer == File::kOnHost) {
-    Fd fd = open_read(file.where);
-    std::string out(max, '\0');
-    size_t got = 0;
-    while (got < max) {
-      ssize_t n = ::read(fd.get(), out.data() + got, max - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_errno(file.where);
-      if (n == 0) break;
-      got += static_cast<size_t>(n);
-    }
-    out.resize(got);
-    return out;
-  }
+  if (file.type != LayerEntry::Type::File) return "";
   const std::filesystem::path& blob = blobs_.at(file.layer);
   Archive a = open_layer(blob);
   archive_entry* e = nullptr;

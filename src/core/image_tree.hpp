@@ -6,7 +6,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "core/layer.hpp"
@@ -21,32 +20,23 @@ public:
   struct File {
     LayerEntry::Type type = LayerEntry::Type::File;
     uint32_t mode = 0;
-    /// A symlink's target; a file's host path (`layer` is kOnHost) or its
-    /// member name in the layer blob `layer`; empty for a file whose bytes
-    /// cannot be read from here.
+    /// A symlink's target, or a file's member name in the layer blob `layer`.
     std::string where;
-    uint32_t layer = kOnHost;
-    static constexpr uint32_t kOnHost = UINT32_MAX;
-    /// Whether contents() can read this file's bytes.
-    bool readable() const { return !where.empty(); }
+    uint32_t layer = 0;  ///< which of the tree's layer blobs holds a file's bytes
   };
   struct Resolved {
     std::string path;  ///< absolute, symlinks resolved
     const File* file;  ///< nullptr for a folder that only exists as a parent
   };
 
-  /// Applies one layer: its entries replace what stood at their paths, and an
-  /// entry that is not a folder drops whatever was below it.
-  void apply(const std::vector<LayerEntry>& entries);
-
-  /// Applies a layer blob of a pulled image (a tar, compressed or not),
-  /// honouring OCI whiteouts. The listing is read only when the tree is first
+  /// Applies a layer blob (a tar, compressed or not: a pulled image's or one
+  /// this build wrote), honouring OCI whiteouts. The listing is read only when the tree is first
   /// asked something, so building on a large base costs nothing until the
   /// doctor looks; file bytes stay in the blob until contents() asks. A blob
   /// that is not a readable tar throws std::runtime_error then.
   void apply_layer_blob(const std::filesystem::path& blob);
 
-  /// The bytes of a file (at most `max` of them), from the host or its layer.
+  /// The bytes of a file (at most `max` of them), read from its layer.
   std::string contents(const File& file, size_t max) const;
 
   /// Resolves an absolute path inside the image, following the image's own
@@ -66,8 +56,6 @@ private:
   /// a tree (every step that adds a layer does) costs a pointer, not a
   /// million paths.
   using Nodes = std::shared_ptr<std::vector<Node>>;
-  /// A pending layer: a blob to read, or the nodes of a copy's entries.
-  using Layer = std::variant<std::filesystem::path, Nodes>;
   /// Applies the layers not read yet, in order.
   void settle() const;
   void apply_blob(const std::filesystem::path& blob) const;
@@ -80,7 +68,7 @@ private:
   const Node* find(std::string_view path) const;
 
   mutable Nodes files_ = std::make_shared<std::vector<Node>>();
-  mutable std::vector<Layer> pending_;
+  mutable std::vector<std::filesystem::path> pending_;  ///< layer blobs not read yet
   /// The layer blobs files are read from; File::layer indexes it.
   mutable std::vector<std::filesystem::path> blobs_;
 };
