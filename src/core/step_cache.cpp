@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -46,13 +47,16 @@ Digest describe_entries(const std::vector<LayerEntry>& entries) {
   std::vector<size_t> files;
   for (size_t i = 0; i < entries.size(); ++i)
     if (entries[i].type == LayerEntry::Type::File) files.push_back(i);
-  std::vector<std::optional<Digest>> contents(entries.size());
+  // Each file's digest as its 64 hex digits, not a Digest (a string on the
+  // heap): a context may have a million files.
+  std::vector<std::array<char, 64>> contents(files.size());
   std::atomic<size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;
   auto hash_files = [&] {
     for (size_t n; (n = next++) < files.size();) try {
-        contents[files[n]] = sha256_file(entries[files[n]].source);
+        Digest d = sha256_file(entries[files[n]].source);
+        std::copy(d.hex().begin(), d.hex().end(), contents[n].begin());
       } catch (...) {
         std::lock_guard lock(error_mutex);
         if (!error) error = std::current_exception();
@@ -69,13 +73,14 @@ Digest describe_entries(const std::vector<LayerEntry>& entries) {
   // One canonical line per entry, hashed as it is made: a context of many
   // files costs no description held in memory.
   Sha256 hash;
-  for (size_t i = 0; i < entries.size(); ++i) {
+  for (size_t i = 0, file = 0; i < entries.size(); ++i) {
     const LayerEntry& e = entries[i];
     json j = {{"path", e.path}, {"type", type_name(e.type)}, {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}};
     if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
     if (e.type == LayerEntry::Type::File) {
       j["size"] = e.size;
-      j["sha256"] = contents[i]->str();
+      j["sha256"] = "sha256:" + std::string(contents[file].data(), contents[file].size());
+      ++file;
     }
     hash.update(j.dump() + "\n");
   }
