@@ -331,6 +331,16 @@ measure many-imgbuild 'rm -rf "$T/data" "$T/cache"' \
   'XDG_DATA_HOME=$T/data XDG_CACHE_HOME=$T/cache "$BIN" build "$MCTX/recipe.lua"'
 rm -rf "$tmp/data" "$tmp/cache"
 
+# a million tiny files: the per-entry memory at the scale issue 9 asks for
+export TCTX=$out/tiny
+tree_ready tiny "$TCTX"
+write_recipe "$TCTX"
+tiny_files=$(tree_files "$TCTX/tree")
+fingerprint "$TCTX/tree" >/dev/null
+measure tiny-imgbuild 'rm -rf "$T/data" "$T/cache"' \
+  'XDG_DATA_HOME=$T/data XDG_CACHE_HOME=$T/cache "$BIN" build "$TCTX/recipe.lua"'
+rm -rf "$tmp/data" "$tmp/cache"
+
 # The registry on 127.0.0.1 serves section 2 (multistage's Go builder image,
 # under the name docker.io's mirror would give it) and section 4.
 registry_up=""
@@ -543,13 +553,14 @@ met() {  # AWK_CONDITION -> **met** or **not met**
   echo
   echo "| command | max RSS | wall (median) | range | throughput | CPU | other load | compressed layer | ratio |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for key in big-imgbuild big-tar-gzip big-umoci many-imgbuild; do
+  for key in big-imgbuild big-tar-gzip big-umoci many-imgbuild tiny-imgbuild; do
     bytes=$big_bytes
     case $key in
       big-imgbuild) label="imgbuild build" ;;
       big-tar-gzip) label="tar \| gzip -6 \| sha256sum" ;;
       big-umoci) label="umoci repack" ;;
       many-imgbuild) label="imgbuild build, $many_files empty files (not 1 GB: per-entry memory)" bytes=- ;;
+      tiny-imgbuild) label="imgbuild build, $tiny_files files of 0-100 bytes (per-entry memory)" bytes=- ;;
     esac
     if ! ok $key; then echo "| $label | ${STATUS[$key]:-not measured} | | | | | | | |"; continue; fi
     vs="" sz="" speed=""
