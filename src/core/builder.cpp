@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <new>
 
 #include "core/elf.hpp"
 #include "core/fs.hpp"
@@ -407,7 +408,10 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
                        : std::holds_alternative<PullOp>(node.op) ? "from"
                        : std::holds_alternative<RunOp>(node.op)  ? "run"
                                                                  : "copy";
-    throw BuildError(node.loc, step + ": " + e.what());
+    // Memory runs out as an exception, not a kill, for what a step holds per
+    // file; "std::bad_alloc" would say nothing to a user.
+    bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+    throw BuildError(node.loc, step + ": " + (memory ? std::string("out of memory") : e.what()));
   }
   return st;
 }
