@@ -4,10 +4,11 @@
     gen_tree.py layer DIR   205 MB: 20 000 small text files (1-16 KiB) + 3 large files (90 MiB)
     gen_tree.py big DIR     1 GiB: one incompressible and one text file, 512 MiB each
     gen_tree.py many DIR    60 000 empty files in 600 folders (per-entry costs)
+    gen_tree.py tiny DIR    1 000 000 files of 0-100 bytes ("x" repeated) in 1000 folders
 
-Every byte comes from AES-128-CTR keystreams made by `openssl enc` with a key
-derived from a fixed seed string, so the same command gives the same tree on any
-machine (file contents, names, sizes and modes; mtimes are not fixed). Text is
+Every byte of the first three comes from AES-128-CTR keystreams made by
+`openssl enc` with a key derived from a fixed seed string, so the same command
+gives the same tree on any machine (file contents, names, sizes and modes; mtimes are not fixed). Text is
 pseudo-words, operators and line breaks drawn by keystream bytes: it compresses
 like source code (gzip -6: about 4x); the keystream itself does not compress
 at all.
@@ -182,14 +183,23 @@ def many_tree(root):
             open(os.path.join(folder, "f%03d" % i), "wb").close()
 
 
+def tiny_tree(root):
+    for d in range(1000):
+        folder = os.path.join(root, "d%04d" % d)
+        os.makedirs(folder)
+        for i in range(1000):
+            with open(os.path.join(folder, "f%04d" % i), "wb") as f:
+                f.write(b"x" * ((d * 7 + i * 13) % 101))
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("layer", "big", "many"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("layer", "big", "many", "tiny"):
         raise SystemExit(__doc__)
     kind, root = sys.argv[1], sys.argv[2]
     if os.path.exists(root):
         raise SystemExit("gen_tree: %s exists" % root)
     os.umask(0o022)
-    {"layer": layer_tree, "big": big_tree, "many": many_tree}[kind](root)
+    {"layer": layer_tree, "big": big_tree, "many": many_tree, "tiny": tiny_tree}[kind](root)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <new>
 
 #include "core/elf.hpp"
 #include "core/fs.hpp"
@@ -415,7 +416,10 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
                        : std::holds_alternative<PullOp>(node.op) ? "from"
                        : std::holds_alternative<RunOp>(node.op)  ? "run"
                                                                  : "copy";
-    throw BuildError(node.loc, step + ": " + e.what());
+    // Memory runs out as an exception, not a kill, for what a step holds per
+    // file; "std::bad_alloc" would say nothing to a user.
+    bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+    throw BuildError(node.loc, step + ": " + (memory ? std::string("out of memory") : e.what()));
   }
   if (settings_.layer_stored && !planning_ && !std::holds_alternative<PullOp>(node.op))
     for (size_t i = layers_before; i < st.image.layers.size(); ++i)
@@ -543,9 +547,9 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   if (!first_of_shape) {
     // Everything that reaches the layer, each file by its content.
     if (!source) {
-      FileDigests known = cache_.shape_files(*shape, entries.size());
-      contents = hash_files(entries, known);
-      if (!planning_ && contents != known) cache_.add_shape(*shape, contents, read_since);
+      size_t files_read = 0;
+      contents = hash_files(entries, cache_.shape_files(*shape, entries.size()), &files_read);
+      if (!planning_ && files_read > 0) cache_.add_shape(*shape, contents, read_since);
       inputs["entries"] = describe_entries(entries, contents).str();
     }
     key = step_key(inputs);
@@ -557,8 +561,6 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     sort_layer_entries(entries);
   }
   if (op.static_only) check_static(entries, st.image.platform);
-  auto tree = std::make_shared<ImageTree>(*st.tree);
-  tree->apply(entries);
   LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
   if (!key) {
     inputs["entries"] = describe_entries(entries, contents).str();
@@ -566,10 +568,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     cache_.add_shape(*shape, contents, read_since);
   }
   remember(CachedStep{*key, description, blob, std::time(nullptr)});
-  st.tree = std::move(tree);
-  st.image.layers.push_back(blob);
-  st.layer_steps.push_back(node.loc + "  " + description);
-  st.image.history.push_back({description, false});
+  add_layer(st, blob, description, node);
   report.end(StepStatus::Done, blob.size);
 }
 

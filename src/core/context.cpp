@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <stdexcept>
 
 namespace imgbuild {
@@ -239,27 +238,44 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
       if (op.chmod && e.type != LayerEntry::Type::Symlink) e.mode = *op.chmod;
     }
 
+  // Sorted by path, as layers and step keys list them, in place: a context
+  // may have a million files. One source's entries never share a path, so
+  // the order among equal paths only matters, and a stable sort (with its
+  // buffer as large as the list) is only paid, when there are several.
+  auto by_path = [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; };
+  if (items.size() > 1) std::stable_sort(entries.begin(), entries.end(), by_path);
+  else std::sort(entries.begin(), entries.end(), by_path);
+  auto is_dir = [](const LayerEntry& e) { return e.type == LayerEntry::Type::Directory; };
+  size_t kept = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i + 1 < entries.size() && entries[i + 1].path == entries[i].path) {
+      // Later sources replace earlier ones, but a file never replaces a folder
+      // or the other way round: the layer would silently lose one of them.
+      if (is_dir(entries[i]) != is_dir(entries[i + 1]))
+        throw std::runtime_error("/" + entries[i].path + " is copied as a file and as a directory");
+      continue;
+    }
+    if (kept != i) entries[kept] = std::move(entries[i]);
+    ++kept;
+  }
+  entries.resize(kept);
+  auto find = [&](const std::string& path) {
+    auto it = std::lower_bound(entries.begin(), entries.end(), path,
+                               [](const LayerEntry& e, const std::string& p) { return e.path < p; });
+    return std::pair{it, it != entries.end() && it->path == path};
+  };
+
   // Parents of the destination that the layer must create. The destination
   // directory itself takes the copy's owner, as docker's --chown does.
-  std::map<std::string, LayerEntry> by_path;
-  auto is_dir = [](const LayerEntry& e) { return e.type == LayerEntry::Type::Directory; };
-  for (auto& e : entries) {
-    // Later sources replace earlier ones, but a file never replaces a folder
-    // or the other way round: the layer would silently lose one of them.
-    auto [it, inserted] = by_path.try_emplace(e.path, std::move(e));
-    if (inserted) continue;
-    if (is_dir(it->second) != is_dir(e))
-      throw std::runtime_error("/" + e.path + " is copied as a file and as a directory");
-    it->second = std::move(e);
-  }
   auto add_parent = [&](const std::string& path, bool is_dest) {
-    if (path.empty() || by_path.count(path)) return;
+    auto [at, found] = find(path);
+    if (path.empty() || found) return;
     LayerEntry d;
     d.path = path;
     d.type = LayerEntry::Type::Directory;
     d.mode = 0755;
     if (is_dest && op.chown) { d.uid = op.chown->uid; d.gid = op.chown->gid; }
-    by_path[path] = d;
+    entries.insert(at, std::move(d));
   };
   std::string dir_rel = dest_dir == "/" ? "" : dest_dir.substr(1);
   if (dest_is_dir) add_parent(dir_rel, true);
@@ -267,20 +283,15 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
     add_parent(dir_rel.substr(0, slash), false);
   if (!dest_is_dir) add_parent(dir_rel, false);
 
-  std::vector<LayerEntry>().swap(entries);  // all moved into by_path: a context may have many
-  std::vector<LayerEntry> result;
-  result.reserve(by_path.size());
-  for (auto& [path, e] : by_path) {
+  for (auto& e : entries) {
     // A file standing where a directory must be would make the layer ambiguous.
-    auto slash = path.rfind('/');
-    if (slash != std::string::npos) {
-      auto parent = by_path.find(path.substr(0, slash));
-      if (parent != by_path.end() && parent->second.type != LayerEntry::Type::Directory)
-        throw std::runtime_error("/" + parent->first + " is copied as a file and as a directory");
-    }
-    result.push_back(std::move(e));
+    auto slash = e.path.rfind('/');
+    if (slash == std::string::npos) continue;
+    auto [parent, found] = find(e.path.substr(0, slash));
+    if (found && !is_dir(*parent))
+      throw std::runtime_error("/" + parent->path + " is copied as a file and as a directory");
   }
-  return result;
+  return entries;
 }
 
 /// An entry of another image's file system as it is there: mode kept, owned

@@ -107,6 +107,13 @@ Digest Sha256::finish() {
   return Digest::from_bytes(std::span<const unsigned char, 32>(out.data(), 32));
 }
 
+std::array<unsigned char, 32> Sha256::finish_raw() {
+  std::vector<unsigned char> out = finish_bytes();
+  std::array<unsigned char, 32> raw;
+  std::copy_n(out.begin(), raw.size(), raw.begin());
+  return raw;
+}
+
 Digest sha256_of(std::string_view bytes) {
   Sha256 h;
   h.update(bytes);

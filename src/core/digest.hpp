@@ -69,6 +69,9 @@ public:
   Sha256() : Hasher("sha256") {}
   /// Finishes the hash; the hasher must not be fed afterwards.
   Digest finish();
+  /// finish() as the 32 raw bytes: a quarter of a Digest's memory, for
+  /// callers that keep one per file.
+  std::array<unsigned char, 32> finish_raw();
 };
 
 /// sha256 of a whole byte string (manifests, configs: small documents).

@@ -107,8 +107,6 @@ private:
       error(what + ": cannot be read: " + e.what());
       return;
     }
-    if (bytes.empty() && found->file->source.empty() && found->file->layer.empty())
-      return;  // bytes not readable from here: nothing more to check
     if (bytes.starts_with("#!")) {
       check_script(what, bytes.substr(0, 256));
       return;

@@ -1,15 +1,13 @@
 #include "core/image_tree.hpp"
 
 #include <archive.h>
-#include <unistd.h>
 #include <archive_entry.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <stdexcept>
-
-#include "core/fs.hpp"
 
 namespace imgbuild {
 
@@ -49,30 +47,51 @@ Archive open_layer(const std::filesystem::path& blob) {
 constexpr std::string_view kWhiteout = ".wh.";
 constexpr std::string_view kOpaque = ".wh..wh..opq";
 
+using Node = std::pair<std::string, ImageTree::File>;
+
+bool by_path(const Node& a, const Node& b) { return a.first < b.first; }
+bool key_less(const Node& n, std::string_view path) { return n.first < path; }
+
+const Node* find_in(const std::vector<Node>& nodes, std::string_view path) {
+  auto it = std::lower_bound(nodes.begin(), nodes.end(), path, key_less);
+  return it != nodes.end() && it->first == path ? &*it : nullptr;
+}
+
+bool listed(const std::vector<std::string>& sorted, std::string_view path) {
+  return std::binary_search(sorted.begin(), sorted.end(), path, std::less<>());
+}
+
+/// Sorted by path; of the nodes a tar names twice, the later one.
+std::vector<Node> unique_paths(std::vector<Node> nodes) {
+  std::stable_sort(nodes.begin(), nodes.end(), by_path);
+  size_t out = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (i + 1 < nodes.size() && nodes[i + 1].first == nodes[i].first) continue;
+    if (out != i) nodes[out] = std::move(nodes[i]);
+    ++out;
+  }
+  nodes.resize(out);
+  return nodes;
+}
+
 }  // namespace
 
 void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }
 
-void ImageTree::apply(const std::vector<LayerEntry>& entries) {
-  if (pending_.empty()) apply_entries(entries);
-  else pending_.emplace_back(entries);
-}
-
 void ImageTree::settle() const {
-  std::vector<Layer> layers;
+  std::vector<std::filesystem::path> layers;
   layers.swap(pending_);
-  for (auto& layer : layers) {
-    if (auto* blob = std::get_if<std::filesystem::path>(&layer)) apply_blob(*blob);
-    else apply_entries(std::get<std::vector<LayerEntry>>(layer));
-  }
+  for (auto& blob : layers) apply_blob(blob);
 }
 
 void ImageTree::apply_blob(const std::filesystem::path& blob) const {
   Archive a = open_layer(blob);
+  const auto layer = static_cast<uint32_t>(blobs_.size());
+  blobs_.push_back(blob);
   // Whiteouts hide what lower layers had, never what this layer adds, wherever
-  // they stand in the tar: so they go first, then the entries.
+  // they stand in the tar: merge() applies them to the lower layers only.
   std::vector<std::string> removed, opaque;
-  std::vector<std::pair<std::string, File>> added;
+  std::vector<Node> added;
   std::vector<std::pair<std::string, std::string>> hardlinks;  // path, target
   archive_entry* e = nullptr;
   for (;;) {
@@ -99,80 +118,89 @@ void ImageTree::apply_blob(const std::filesystem::path& blob) const {
     File f;
     f.mode = archive_entry_perm(e);
     switch (archive_entry_filetype(e)) {
-      case AE_IFREG: f.type = LayerEntry::Type::File; f.layer = blob; f.member = raw; break;
+      case AE_IFREG: f.type = LayerEntry::Type::File; f.where = raw; f.layer = layer; break;
       case AE_IFDIR: f.type = LayerEntry::Type::Directory; break;
       case AE_IFLNK:
         f.type = LayerEntry::Type::Symlink;
-        f.link_target = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
+        f.where = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
         break;
       default: continue;  // devices and fifos: nothing the doctor looks at
     }
     added.emplace_back(std::move(path), std::move(f));
   }
-  auto erase_tree = [&](const std::string& path, bool keep_self) {
-    std::string prefix = path + "/";
-    for (auto it = files_.lower_bound(prefix); it != files_.end() && it->first.starts_with(prefix);)
-      it = files_.erase(it);
-    if (!keep_self) files_.erase(path);
-  };
-  for (auto& d : opaque) erase_tree(d, true);
-  for (auto& r : removed) erase_tree(r, false);
-  for (auto& [path, f] : added) {
-    if (f.type != LayerEntry::Type::Directory) erase_tree(path, true);
-    files_[path] = std::move(f);
-  }
+  std::sort(removed.begin(), removed.end());
+  std::sort(opaque.begin(), opaque.end());
+  merge(unique_paths(std::move(added)), removed, opaque);
+  // Hard links take what their targets are once the layer stands.
+  std::vector<Node> linked;
   for (auto& [path, target] : hardlinks)
-    if (auto it = files_.find(target); it != files_.end()) files_[path] = it->second;
+    if (const Node* n = find(target)) linked.emplace_back(std::move(path), n->second);
+  if (!linked.empty()) merge(unique_paths(std::move(linked)), {}, {});
 }
 
-std::string ImageTree::contents(const File& file, size_t max) const {
-  if (!file.source.empty()) {
-    Fd fd = open_read(file.source);
-    std::string out(max, '\0');
-    size_t got = 0;
-    while (got < max) {
-      ssize_t n = ::read(fd.get(), out.data() + got, max - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_errno(file.source);
-      if (n == 0) break;
-      got += static_cast<size_t>(n);
-    }
-    out.resize(got);
-    return out;
+void ImageTree::merge(std::vector<Node> added, const std::vector<std::string>& removed,
+                      const std::vector<std::string>& emptied) const {
+  if (files_->empty()) {
+    files_ = std::make_shared<std::vector<Node>>(std::move(added));
+    return;
   }
-  if (file.layer.empty()) return "";
-  Archive a = open_layer(file.layer);
+  std::vector<Node>& old = *files_;
+  // A path of the lower layers goes when this layer puts something at it or
+  // removes it, or at one of its parents: a non-folder, a whiteout or an opaque marker.
+  auto goes = [&](std::string_view path) {
+    if (find_in(added, path) || listed(removed, path)) return true;
+    for (size_t slash = path.find('/'); slash != std::string_view::npos; slash = path.find('/', slash + 1)) {
+      std::string_view parent = path.substr(0, slash);
+      const Node* n = find_in(added, parent);
+      if ((n && n->second.type != LayerEntry::Type::Directory) || listed(removed, parent) || listed(emptied, parent))
+        return true;
+    }
+    return false;
+  };
+  std::vector<bool> kept(old.size());
+  size_t count = added.size();
+  for (size_t i = 0; i < old.size(); ++i) {
+    kept[i] = !goes(old[i].first);
+    if (kept[i]) ++count;
+  }
+  // Moved when no copy of this tree shares the lower layers' nodes, copied otherwise.
+  const bool own = files_.use_count() == 1;
+  auto out = std::make_shared<std::vector<Node>>();
+  out->reserve(count);
+  auto next = added.begin();
+  for (size_t i = 0; i < old.size(); ++i) {
+    if (!kept[i]) continue;
+    for (; next != added.end() && next->first < old[i].first; ++next) out->push_back(std::move(*next));
+    out->push_back(own ? std::move(old[i]) : old[i]);
+  }
+  for (; next != added.end(); ++next) out->push_back(std::move(*next));
+  files_ = std::move(out);
+}
+
+const ImageTree::Node* ImageTree::find(std::string_view path) const { return find_in(*files_, path); }
+
+std::string ImageTree::contents(const File& file, size_t max) const {
+  if (file.type != LayerEntry::Type::File) return "";
+  const std::filesystem::path& blob = blobs_.at(file.layer);
+  Archive a = open_layer(blob);
   archive_entry* e = nullptr;
   while (archive_read_next_header(a.get(), &e) >= ARCHIVE_WARN) {
     const char* name = archive_entry_pathname(e);
-    if (!name || file.member != name) continue;
+    if (!name || file.where != name) continue;
     std::string out;
     char buf[1 << 16];
     for (la_ssize_t n; out.size() < max && (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;)
       out.append(buf, std::min<size_t>(static_cast<size_t>(n), max - out.size()));
     return out;
   }
-  throw std::runtime_error(file.layer.string() + ": " + file.member + " is missing from its layer");
-}
-
-void ImageTree::apply_entries(const std::vector<LayerEntry>& entries) const {
-  for (const auto& e : entries) {
-    std::string path = "/" + e.path;
-    if (e.type != LayerEntry::Type::Directory) {
-      // A file or link replacing a folder takes the folder's contents with it.
-      std::string prefix = path + "/";
-      for (auto it = files_.lower_bound(prefix); it != files_.end() && it->first.starts_with(prefix);)
-        it = files_.erase(it);
-    }
-    files_[path] = File{e.type, e.mode, e.link_target, e.source, {}, {}};
-  }
+  throw std::runtime_error(blob.string() + ": " + file.where + " is missing from its layer");
 }
 
 bool ImageTree::has_children(const std::string& path) const {
   settle();
   std::string prefix = path == "/" ? "/" : path + "/";
-  auto it = files_.lower_bound(prefix);
-  return it != files_.end() && it->first.starts_with(prefix);
+  auto it = std::lower_bound(files_->begin(), files_->end(), prefix, key_less);
+  return it != files_->end() && it->first.starts_with(prefix);
 }
 
 std::optional<ImageTree::Resolved> ImageTree::resolve(const std::string& path) const {
@@ -194,8 +222,8 @@ std::optional<ImageTree::Resolved> ImageTree::resolve(const std::string& path) c
     // Only folders can be walked through.
     if (file && file->type != LayerEntry::Type::Directory) return std::nullopt;
     std::string next = current + "/" + part;
-    auto it = files_.find(next);
-    if (it == files_.end()) {
+    const Node* it = find(next);
+    if (!it) {
       if (!has_children(next)) return std::nullopt;
       current = next;
       file = nullptr;
@@ -203,9 +231,9 @@ std::optional<ImageTree::Resolved> ImageTree::resolve(const std::string& path) c
     }
     if (it->second.type == LayerEntry::Type::Symlink) {
       if (++links > kMaxLinks) return std::nullopt;
-      std::deque<std::string> target = components(it->second.link_target);
+      std::deque<std::string> target = components(it->second.where);
       todo.insert(todo.begin(), target.begin(), target.end());
-      if (it->second.link_target.starts_with("/")) current.clear();
+      if (it->second.where.starts_with("/")) current.clear();
       file = nullptr;
       continue;
     }

@@ -1,11 +1,11 @@
 #pragma once
 // The file tree of an image as its layers build it, known without unpacking
 // anything: what the doctor checks entrypoints, loaders and libraries against.
+#include <cstdint>
 #include <filesystem>
-#include <map>
+#include <memory>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "core/layer.hpp"
@@ -14,31 +14,29 @@ namespace imgbuild {
 
 class ImageTree {
 public:
+  /// One path of the image. Small on purpose: a context of a million files
+  /// puts a million of these in the tree, and the tree lives until the build
+  /// ends.
   struct File {
     LayerEntry::Type type = LayerEntry::Type::File;
     uint32_t mode = 0;
-    std::string link_target;
-    std::string source;            ///< where a file's bytes can be read on the host (as LayerEntry), or
-    std::filesystem::path layer;   ///< the layer blob holding them, as `member`
-    std::string member;
+    /// A symlink's target, or a file's member name in the layer blob `layer`.
+    std::string where;
+    uint32_t layer = 0;  ///< which of the tree's layer blobs holds a file's bytes
   };
   struct Resolved {
     std::string path;  ///< absolute, symlinks resolved
     const File* file;  ///< nullptr for a folder that only exists as a parent
   };
 
-  /// Applies one layer: its entries replace what stood at their paths, and an
-  /// entry that is not a folder drops whatever was below it.
-  void apply(const std::vector<LayerEntry>& entries);
-
-  /// Applies a layer blob of a pulled image (a tar, compressed or not),
-  /// honouring OCI whiteouts. The listing is read only when the tree is first
+  /// Applies a layer blob (a tar, compressed or not: a pulled image's or one
+  /// this build wrote), honouring OCI whiteouts. The listing is read only when the tree is first
   /// asked something, so building on a large base costs nothing until the
   /// doctor looks; file bytes stay in the blob until contents() asks. A blob
   /// that is not a readable tar throws std::runtime_error then.
   void apply_layer_blob(const std::filesystem::path& blob);
 
-  /// The bytes of a file (at most `max` of them), from the host or its layer.
+  /// The bytes of a file (at most `max` of them), read from its layer.
   std::string contents(const File& file, size_t max) const;
 
   /// Resolves an absolute path inside the image, following the image's own
@@ -52,14 +50,27 @@ public:
   bool has_children(const std::string& path) const;
 
 private:
-  using Layer = std::variant<std::filesystem::path, std::vector<LayerEntry>>;
+  /// An absolute path and what stands there.
+  using Node = std::pair<std::string, File>;
+  /// Paths in sorted order. Shared, and never changed while shared: copying
+  /// a tree (every step that adds a layer does) costs a pointer, not a
+  /// million paths.
+  using Nodes = std::shared_ptr<std::vector<Node>>;
   /// Applies the layers not read yet, in order.
   void settle() const;
-  void apply_entries(const std::vector<LayerEntry>& entries) const;
   void apply_blob(const std::filesystem::path& blob) const;
+  /// Makes the tree of one more layer: `added` (sorted, unique paths)
+  /// replace what stood at their paths, and drop everything below those
+  /// that are not folders; paths in `removed` (sorted) go with everything
+  /// below them, and everything below the folders in `emptied` (sorted).
+  void merge(std::vector<Node> added, const std::vector<std::string>& removed,
+             const std::vector<std::string>& emptied) const;
+  const Node* find(std::string_view path) const;
 
-  mutable std::map<std::string, File> files_;  ///< keyed by absolute path
-  mutable std::vector<Layer> pending_;
+  mutable Nodes files_ = std::make_shared<std::vector<Node>>();
+  mutable std::vector<std::filesystem::path> pending_;  ///< layer blobs not read yet
+  /// The layer blobs files are read from; File::layer indexes it.
+  mutable std::vector<std::filesystem::path> blobs_;
 };
 
 }  // namespace imgbuild

@@ -362,7 +362,7 @@ public:
     }
     Sha256 content;
     FileStamp stamp = copy_data(e, &content);
-    return FileDigest{content.finish(), stamp};
+    return FileDigest{content.finish_raw(), stamp};
   }
 
   void close() { check(archive_write_close(a_.get())); }

@@ -3,6 +3,7 @@
 // into a content-addressed blob while both of its digests are computed.
 #include <sys/stat.h>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -80,8 +81,9 @@ struct FileStamp {
 /// A file's sha256, with its stamp taken before it was read (so that a write
 /// during the read leaves a stamp that no longer matches).
 struct FileDigest {
-  Digest sha256;
+  std::array<unsigned char, 32> sha256;  ///< raw: a context may have a million files
   FileStamp stamp;
+  Digest digest() const { return Digest::from_bytes(sha256); }
   friend bool operator==(const FileDigest&, const FileDigest&) = default;
 };
 

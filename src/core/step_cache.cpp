@@ -43,32 +43,41 @@ Digest step_key(json inputs) {
 
 namespace {
 
-/// A file's digest: `known`'s when the file's stamp still matches it, else
-/// read and hashed.
-FileDigest hash_file(const std::string& path, const std::optional<FileDigest>* known) {
+/// Whether `known` is the digest of the file at `path` still: its stamp matches.
+bool reusable(const std::string& path, const std::optional<FileDigest>& known) {
   struct ::stat st {};
-  if (known && *known && ::stat(path.c_str(), &st) == 0 && FileStamp::of(st) == (*known)->stamp) return **known;
+  return known && ::stat(path.c_str(), &st) == 0 && FileStamp::of(st) == known->stamp;
+}
+
+/// A file's digest, read and hashed, with its stamp from before the read.
+FileDigest hash_file(const std::string& path) {
+  struct ::stat st {};
   Fd fd = open_read(path);
   if (::fstat(fd.get(), &st) != 0) throw_errno(path);
   Sha256 hash;
   hash.update_fd(fd.get(), path);
-  return {hash.finish(), FileStamp::of(st)};
+  return {hash.finish_raw(), FileStamp::of(st)};
 }
 
 }  // namespace
 
-FileDigests hash_files(const std::vector<LayerEntry>& entries, const FileDigests& known) {
+FileDigests hash_files(const std::vector<LayerEntry>& entries, FileDigests known, size_t* files_read) {
   // On every core: for a large context this read is most of what a cache hit costs.
   std::vector<size_t> files;
   for (size_t i = 0; i < entries.size(); ++i)
     if (entries[i].type == LayerEntry::Type::File) files.push_back(i);
-  FileDigests contents(entries.size());
-  std::atomic<size_t> next{0};
+  // In place: what is known stays, what changed is replaced (one list, not two).
+  FileDigests contents = known.size() == entries.size() ? std::move(known) : FileDigests(entries.size());
+  std::atomic<size_t> next{0}, read{0};
   std::exception_ptr error;
   std::mutex error_mutex;
   auto hash = [&] {
     for (size_t n; (n = next++) < files.size();) try {
-        contents[files[n]] = hash_file(entries[files[n]].source, known.empty() ? nullptr : &known[files[n]]);
+        std::optional<FileDigest>& digest = contents[files[n]];
+        if (!reusable(entries[files[n]].source, digest)) {
+          digest = hash_file(entries[files[n]].source);
+          ++read;
+        }
       } catch (...) {
         std::lock_guard lock(error_mutex);
         if (!error) error = std::current_exception();
@@ -81,6 +90,7 @@ FileDigests hash_files(const std::vector<LayerEntry>& entries, const FileDigests
   hash();
   for (auto& w : workers) w.join();
   if (error) std::rethrow_exception(error);
+  if (files_read) *files_read = read;
   return contents;
 }
 
@@ -97,7 +107,7 @@ Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* conte
     if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
     if (e.type == LayerEntry::Type::File) {
       j["size"] = e.size;
-      if (contents) j["sha256"] = (*contents)[i].value().sha256.str();
+      if (contents) j["sha256"] = (*contents)[i].value().digest().str();
     }
     hash.update(j.dump() + "\n");
   }
@@ -148,7 +158,21 @@ fs::path StepCache::shape_path(const Digest& shape) const { return shapes_dir_ /
 bool StepCache::knows_shape(const Digest& shape) const { return ::access(shape_path(shape).c_str(), F_OK) == 0; }
 
 namespace {
+
 constexpr std::string_view kShapeFormat = "imgbuild-shape-1";
+
+/// Parses 64 lowercase hex digits into `out`; false for anything else.
+bool from_hex(std::string_view hex, std::array<unsigned char, 32>& out) {
+  auto nibble = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  if (hex.size() != 64) return false;
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  return true;
+}
+
 }  // namespace
 
 FileDigests StepCache::shape_files(const Digest& shape, size_t entries) const {
@@ -169,14 +193,12 @@ FileDigests StepCache::shape_files(const Digest& shape, size_t entries) const {
       continue;
     }
     std::istringstream fields(line);
-    FileStamp st;
+    FileDigest f{};
     std::string hex;
-    if (!(fields >> st.dev >> st.ino >> st.size >> st.mtime_ns >> st.ctime_ns >> hex)) return {};
-    try {
-      out.push_back(FileDigest{Digest::parse("sha256:" + hex), st});
-    } catch (const std::exception&) {
+    if (!(fields >> f.stamp.dev >> f.stamp.ino >> f.stamp.size >> f.stamp.mtime_ns >> f.stamp.ctime_ns >> hex) ||
+        !from_hex(hex, f.sha256))
       return {};
-    }
+    out.push_back(f);
   }
   if (out.size() != entries) return {};
   return out;
@@ -184,8 +206,15 @@ FileDigests StepCache::shape_files(const Digest& shape, size_t entries) const {
 
 void StepCache::add_shape(const Digest& shape, const FileDigests& files, int64_t read_since_ns) const {
   fs::create_directories(shapes_dir_);
+  AtomicFile file(shape_path(shape));
+  // Written as it is made, in pieces: a line per entry of a million-file
+  // context would otherwise be a hundred megabytes held at once.
   std::string text = std::string(kShapeFormat) + "\n";
   for (auto& f : files) {
+    if (text.size() >= (1 << 16)) {
+      file.write(text);
+      text.clear();
+    }
     // A file changed within a second of being read could have changed again
     // within the same tick of a coarse clock, keeping its stamp: it is read
     // again next time rather than trusted.
@@ -195,9 +224,10 @@ void StepCache::add_shape(const Digest& shape, const FileDigests& files, int64_t
     }
     auto& st = f->stamp;
     text += std::to_string(st.dev) + ' ' + std::to_string(st.ino) + ' ' + std::to_string(st.size) + ' ' +
-            std::to_string(st.mtime_ns) + ' ' + std::to_string(st.ctime_ns) + ' ' + std::string(f->sha256.hex()) + '\n';
+            std::to_string(st.mtime_ns) + ' ' + std::to_string(st.ctime_ns) + ' ' + to_hex(f->sha256) + '\n';
   }
-  write_file_atomic(shape_path(shape), text);
+  file.write(text);
+  file.commit();
 }
 
 fs::path StepCache::entry_path(const Digest& key) const { return dir_ / (std::string(key.hex()) + ".json"); }

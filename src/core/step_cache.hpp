@@ -26,8 +26,8 @@ Digest step_key(nlohmann::json inputs);
 
 /// The sha256 of each regular file's bytes, read on every core; a file whose
 /// stamp is still the one in `known` (indexed like the entries, or empty) is
-/// not read again.
-FileDigests hash_files(const std::vector<LayerEntry>& entries, const FileDigests& known = {});
+/// not read again. `files_read` receives how many were.
+FileDigests hash_files(const std::vector<LayerEntry>& entries, FileDigests known = {}, size_t* files_read = nullptr);
 
 /// The entries of a layer as a key sees them: every field that reaches the
 /// tar, and the sha256 of each regular file's bytes (`contents`, indexed like

@@ -76,4 +76,35 @@ mkdir -p "$work/many/files"
 build "$work/many" "$copy_all"
 check "they are copied (peak memory ${peak} kB)" test "$status" = 0
 
+step "100 000 tiny files in bounded memory"
+plain=$IMGBUILD
+grep -qa __asan_init "$plain" && plain=$ROOT/build/imgbuild
+if [[ ! -x $plain ]] || grep -qa __asan_init "$plain"; then
+  fail "no plain (unsanitized) imgbuild to measure memory with: $IMGBUILD is sanitized and $plain is missing"
+else
+  # 100 folders of 1000 files of 0 to 100 bytes.
+  python3 - "$work/tiny/tree" <<'EOF'
+import os, sys
+for d in range(100):
+    folder = os.path.join(sys.argv[1], "d%03d" % d)
+    os.makedirs(folder)
+    for i in range(1000):
+        with open(os.path.join(folder, "f%03d" % i), "wb") as f:
+            f.write(b"x" * ((d * 7 + i * 13) % 101))
+EOF
+  mkdir -p "$work/one/tree"
+  echo one >"$work/one/tree/file"
+  given=$IMGBUILD
+  IMGBUILD=$plain
+  build "$work/one" 'image("one", scratch:copy("tree", "/"))'
+  base=$peak
+  check "one file is copied (peak memory ${base} kB)" test "$status" = 0
+  build "$work/tiny" 'image("tiny", scratch:copy("tree", "/"))'
+  IMGBUILD=$given
+  check "100 000 files are copied (peak memory ${peak} kB)" test "$status" = 0
+  outcome "the image is stored" "^tiny  sha256:"
+  per_file=$(((peak - base) * 1024 / 100000))
+  check "each file costs less than 400 bytes of memory (it costs $per_file)" test "$per_file" -lt 400
+fi
+
 finish

@@ -77,10 +77,11 @@ TEST_CASE("pulled layers apply with whiteouts, opaque folders and hard links", "
                              {"etc/.wh.old", 'f', ""},
                              {".wh.opt", 'f', ""},
                              {"bin/ash", 'h', "bin/busybox"}});
+  write_layer(s.path / "3", {{"app", 'f', "app", 0755}});
   ImageTree tree;
   tree.apply_layer_blob(s.path / "1");
   tree.apply_layer_blob(s.path / "2");
-  tree.apply({LayerEntry{"app", LayerEntry::Type::File, 0755, 0, 0, s.path / "1", 0, ""}});
+  tree.apply_layer_blob(s.path / "3");
 
   CHECK(exists(tree, "/etc/passwd"));
   CHECK_FALSE(exists(tree, "/etc/old"));
@@ -108,10 +109,41 @@ TEST_CASE("pulled layers apply with whiteouts, opaque folders and hard links", "
 TEST_CASE("a pulled layer is read only when the tree is asked something", "[image_tree]") {
   ScratchDir s;
   spit(s.path / "not-a-tar", "this is not a tar archive at all, not even compressed");
+  write_layer(s.path / "app", {{"app", 'f', "app", 0755}});
   ImageTree tree;
   tree.apply_layer_blob(s.path / "not-a-tar");
-  tree.apply({LayerEntry{"app", LayerEntry::Type::File, 0755, 0, 0, s.path / "not-a-tar", 0, ""}});
+  tree.apply_layer_blob(s.path / "app");
   // Nothing read yet; the first question reads it and fails, naming the blob.
   std::string error = error_of([&] { tree.resolve("/app"); });
   CHECK(error.starts_with((s.path / "not-a-tar").string() + ": "));
+}
+
+TEST_CASE("a layer replaces lower paths; a copy of a tree keeps what it had", "[image_tree]") {
+  ScratchDir s;
+  write_layer(s.path / "1", {{"a/", 'd', "", 0755}, {"a/x", 'f', "x1"}, {"a.txt", 'f', "t"}, {"a-b/y", 'f', "y"},
+                             {"keep/z", 'f', "z"}, {"f", 'f', "old"}});
+  // A file where a folder stood drops the folder's contents, but not "a.txt" or "a-b/y",
+  // which sort between "a" and "a/x"; a folder where a folder stood keeps them.
+  write_layer(s.path / "2", {{"a", 'f', "now a file", 0600}, {"keep/", 'd', "", 0700}, {"f", 'f', "new"}});
+  ImageTree lower;
+  lower.apply_layer_blob(s.path / "1");
+  REQUIRE(exists(lower, "/a/x"));  // read before the copy: the copy shares these nodes
+  ImageTree upper = lower;
+  upper.apply_layer_blob(s.path / "2");
+
+  CHECK_FALSE(exists(upper, "/a/x"));
+  auto a = upper.resolve("/a");
+  REQUIRE(a);
+  CHECK(a->file->type == LayerEntry::Type::File);
+  CHECK(a->file->mode == 0600);
+  CHECK(upper.contents(*a->file, 100) == "now a file");
+  CHECK(exists(upper, "/a.txt"));
+  CHECK(exists(upper, "/a-b/y"));
+  CHECK(exists(upper, "/keep/z"));
+  CHECK(upper.resolve("/keep")->file->mode == 0700);
+  CHECK(upper.contents(*upper.resolve("/f")->file, 100) == "new");
+
+  CHECK(exists(lower, "/a/x"));
+  CHECK(lower.resolve("/a")->file->type == LayerEntry::Type::Directory);
+  CHECK(lower.contents(*lower.resolve("/f")->file, 100) == "old");
 }
