@@ -2,6 +2,7 @@
 
 #include "core/text.hpp"
 
+#include <dirent.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,9 +48,9 @@ std::optional<std::string> clean_context_path(const std::string& path) {
   return join(*parts, "/");
 }
 
-struct stat lstat_or_throw(const fs::path& p) {
+struct stat lstat_or_throw(const std::string& p) {
   struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p.string() + ": " + std::strerror(errno));
+  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p + ": " + std::strerror(errno));
   return st;
 }
 
@@ -66,7 +67,7 @@ std::string join_image_path(const std::string& dir, const std::string& name) {
   return dir == "/" ? "/" + name : dir + "/" + name;
 }
 
-LayerEntry entry_for(const fs::path& host, const struct stat& st, const std::string& image_path) {
+LayerEntry entry_for(const std::string& host, const struct stat& st, const std::string& image_path) {
   LayerEntry e;
   e.path = image_path.substr(1);
   e.mode = normalised_mode(st);
@@ -80,11 +81,27 @@ LayerEntry entry_for(const fs::path& host, const struct stat& st, const std::str
     e.type = LayerEntry::Type::Symlink;
     std::error_code ec;
     e.link_target = fs::read_symlink(host, ec).string();
-    if (ec) throw std::runtime_error("cannot read symlink " + host.string());
+    if (ec) throw std::runtime_error("cannot read symlink " + host);
   } else {
-    throw std::runtime_error(host.string() + ": sockets, pipes and devices cannot be copied");
+    throw std::runtime_error(host + ": sockets, pipes and devices cannot be copied");
   }
   return e;
+}
+
+/// The names in a host folder, sorted (as bytes: the layer's order does not
+/// depend on the locale or the file system's).
+std::vector<std::string> sorted_names(const std::string& dir) {
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* de = ::readdir(d.get())) {
+    std::string_view name = de->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  if (errno != 0) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace
@@ -173,30 +190,35 @@ fs::path BuildContext::directory(const std::string& dir) const {
   return host;
 }
 
+
 void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, bool in_context,
                             std::vector<LayerEntry>& out) const {
-  std::vector<fs::directory_entry> children;
-  for (auto& de : fs::directory_iterator(host_dir)) children.push_back(de);
-  std::sort(children.begin(), children.end(),
-            [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
-  for (auto& de : children) {
-    std::string rel = in_context ? relative(de.path()) : std::string();
-    struct stat st = lstat_or_throw(de.path());
+  walk(host_dir.string(), in_context ? relative(host_dir) : std::string(), dest, in_context, out);
+}
+
+void BuildContext::walk(const std::string& host_dir, const std::string& rel_dir, const std::string& dest,
+                        bool in_context, std::vector<LayerEntry>& out) const {
+  // Strings, not std::filesystem paths: a path object per name and per
+  // comparison made most of the cost of planning a copy of many files.
+  for (const std::string& name : sorted_names(host_dir)) {
+    std::string host = host_dir + "/" + name;
+    std::string rel = in_context ? (rel_dir.empty() ? name : rel_dir + "/" + name) : std::string();
+    struct stat st = lstat_or_throw(host);
     bool excluded = in_context && !ignore_.empty() && ignore_.excluded(rel);
-    std::string image_path = join_image_path(dest, de.path().filename().string());
+    std::string image_path = join_image_path(dest, name);
     if (excluded) {
       // Walk an excluded folder only for what an exception re-includes, and
       // keep the folder's own entry only when something inside survived.
       if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) {
         size_t before = out.size();
-        out.push_back(entry_for(de.path(), st, image_path));
-        add_tree(de.path(), image_path, in_context, out);
+        out.push_back(entry_for(host, st, image_path));
+        walk(host, rel, image_path, in_context, out);
         if (out.size() == before + 1) out.pop_back();
       }
       continue;
     }
-    out.push_back(entry_for(de.path(), st, image_path));
-    if (S_ISDIR(st.st_mode)) add_tree(de.path(), image_path, in_context, out);
+    out.push_back(entry_for(host, st, image_path));
+    if (S_ISDIR(st.st_mode)) walk(host, rel, image_path, in_context, out);
   }
 }
 
@@ -219,7 +241,7 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
   std::vector<LayerEntry> entries;
   std::string dest_dir = dest;  // the directory whose implied parents are created
   for (auto& item : items) {
-    struct stat st = lstat_or_throw(item.host_path);
+    struct stat st = lstat_or_throw(item.host_path.string());
     if (S_ISDIR(st.st_mode)) {
       // Like docker, a directory's contents are copied, not the directory itself.
       add_dir(item, dest, entries);
@@ -296,19 +318,17 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
 
 /// An entry of another image's file system as it is there: mode kept, owned
 /// by root (docker's COPY --from without --chown).
-LayerEntry image_entry(const fs::path& host, const struct stat& st, const std::string& image_path) {
+LayerEntry image_entry(const std::string& host, const struct stat& st, const std::string& image_path) {
   LayerEntry e = entry_for(host, st, image_path);
   e.mode = st.st_mode & 07777;
   return e;
 }
 
-void add_image_tree(const fs::path& host_dir, const std::string& dest, std::vector<LayerEntry>& out) {
-  std::vector<fs::path> children;
-  for (auto& de : fs::directory_iterator(host_dir)) children.push_back(de.path());
-  std::sort(children.begin(), children.end());
-  for (auto& child : children) {
+void add_image_tree(const std::string& host_dir, const std::string& dest, std::vector<LayerEntry>& out) {
+  for (const std::string& name : sorted_names(host_dir)) {
+    std::string child = host_dir + "/" + name;
     struct stat st = lstat_or_throw(child);
-    std::string image_path = join_image_path(dest, child.filename().string());
+    std::string image_path = join_image_path(dest, name);
     out.push_back(image_entry(child, st, image_path));
     if (S_ISDIR(st.st_mode)) add_image_tree(child, image_path, out);
   }
@@ -334,7 +354,7 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
         context.add_tree(item.host_path, dest, item.in_context, out);
       },
       [](const CopyItem& item, const struct stat& st, const std::string& target) {
-        return entry_for(item.host_path, st, target);
+        return entry_for(item.host_path.string(), st, target);
       });
 }
 
@@ -401,7 +421,7 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
   return place_sources(
       op, workdir, items,
       [](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
-        add_image_tree(item.host_path, dest, out);
+        add_image_tree(item.host_path.string(), dest, out);
       },
       [](const CopyItem& item, const struct stat& st, const std::string& target) {
         return image_entry(item.host_path, st, target);

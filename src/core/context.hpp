@@ -42,6 +42,9 @@ public:
                 std::vector<LayerEntry>& out) const;
 
 private:
+  /// add_tree() for the folder `host_dir`, `rel_dir` in the context.
+  void walk(const std::string& host_dir, const std::string& rel_dir, const std::string& dest, bool in_context,
+            std::vector<LayerEntry>& out) const;
   std::string relative(const std::filesystem::path& p) const;
   /// Whether .dockerignore lets a recipe name this context path.
   bool visible(const std::string& rel) const;
