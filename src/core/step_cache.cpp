@@ -120,8 +120,6 @@ Digest describe_entries(const std::vector<LayerEntry>& entries, const FileDigest
   return describe(entries, &contents);
 }
 
-Digest describe_entries(const std::vector<LayerEntry>& entries) { return describe_entries(entries, hash_files(entries)); }
-
 Digest describe_shape(const std::vector<LayerEntry>& entries) { return describe(entries, nullptr); }
 
 json layer_to_json(const LayerBlob& l) {

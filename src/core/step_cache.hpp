@@ -33,8 +33,6 @@ FileDigests hash_files(const std::vector<LayerEntry>& entries, FileDigests known
 /// tar, and the sha256 of each regular file's bytes (`contents`, indexed like
 /// the entries), in the order given. Where a file is read from does not count.
 Digest describe_entries(const std::vector<LayerEntry>& entries, const FileDigests& contents);
-/// describe_entries() with the files read here (hash_files).
-Digest describe_entries(const std::vector<LayerEntry>& entries);
 
 /// The entries as describe_entries() sees them, but files by size instead of
 /// content: what a layer's step is known by before any file is read. A step

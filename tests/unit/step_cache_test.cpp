@@ -24,6 +24,9 @@ void age(const fs::path& p, long seconds) {
   REQUIRE(::utime(p.c_str(), &times) == 0);
 }
 
+/// The entries' description with their files read now, as a key reads them.
+Digest described(const std::vector<LayerEntry>& entries) { return describe_entries(entries, hash_files(entries)); }
+
 LayerBlob layer_in(Layout& store, const std::string& file_content, const fs::path& scratch) {
   spit(scratch / "f", file_content);
   LayerEntry e{"f", LayerEntry::Type::File, 0644, 0, 0, scratch / "f", file_content.size(), {}};
@@ -51,22 +54,22 @@ TEST_CASE("layer entries are described by content, not by where they are read fr
   spit(dir.path / "three", "other bytes");
   LayerEntry e{"app/main.go", LayerEntry::Type::File, 0644, 0, 0, dir.path / "one", 10, {}};
   LayerEntry link{"bin/sh", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "busybox"};
-  Digest first = describe_entries({e, link});
+  Digest first = described({e, link});
   e.source = dir.path / "two";
-  CHECK(describe_entries({e, link}) == first);
+  CHECK(described({e, link}) == first);
   e.source = dir.path / "three";
   e.size = 11;
-  CHECK(describe_entries({e, link}) != first);
+  CHECK(described({e, link}) != first);
   e.source = dir.path / "one";
   e.size = 10;
   e.mode = 0755;
-  CHECK(describe_entries({e, link}) != first);
+  CHECK(described({e, link}) != first);
   e.mode = 0644;
   link.link_target = "toybox";
-  CHECK(describe_entries({e, link}) != first);
+  CHECK(described({e, link}) != first);
   link.link_target = "busybox";
-  CHECK(describe_entries({link, e}) != first);  // order is part of it
-  CHECK(describe_entries({e, link}) == first);
+  CHECK(described({link, e}) != first);  // order is part of it
+  CHECK(described({e, link}) == first);
 }
 
 TEST_CASE("describing many files reads each one, on every core", "[step_cache]") {
@@ -78,11 +81,11 @@ TEST_CASE("describing many files reads each one, on every core", "[step_cache]")
     entries.push_back(LayerEntry{name, LayerEntry::Type::File, 0644, 0, 0, dir.path / name,
                                  std::to_string(i).size() + 8, {}});
   }
-  Digest all = describe_entries(entries);
+  Digest all = described(entries);
   spit(dir.path / "f150", "content 15x");  // same size, other bytes
-  CHECK(describe_entries(entries) != all);
+  CHECK(described(entries) != all);
   fs::remove(dir.path / "f99");
-  CHECK_THROWS_WITH(describe_entries(entries), Catch::Matchers::Contains("f99"));
+  CHECK_THROWS_WITH(described(entries), Catch::Matchers::Contains("f99"));
 }
 
 TEST_CASE("the step cache keeps results by key and survives damage", "[step_cache]") {
