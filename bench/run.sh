@@ -266,7 +266,7 @@ measure imgbuild 'rm -rf "$T/data" "$T/cache"' \
   'XDG_DATA_HOME=$T/data XDG_CACHE_HOME=$T/cache "$BIN" build "$LCTX/recipe.lua"'
 if ok imgbuild; then
   SIZE[imgbuild]=$(XDG_DATA_HOME=$tmp/data "$bin" inspect bench | jq -r '.manifest.layers[0].size')
-  img_digests=$(grep -o '^bench  sha256:[0-9a-f]*' "$logs/imgbuild.log" | sort -u | wc -l)
+  img_digests=$(grep -o '^bench  sha256:[0-9a-f]\{64\}' "$logs/imgbuild.log" | sort -u | wc -l)
 fi
 measure imgbuild-zstd 'rm -rf "$T/data" "$T/cache"' \
   'XDG_DATA_HOME=$T/data XDG_CACHE_HOME=$T/cache "$BIN" build "$LCTX/recipe.lua" --compression zstd'
