@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -293,6 +294,111 @@ private:
   std::vector<char> buffer_;
 };
 
+/// Carries a byte stream, in kChunk pieces and in order, to `consume`, which
+/// runs on a thread of its own: the tar writer goes on with the next files
+/// while the last chunk is hashed and compressed. At most kDepth chunks wait
+/// in between. An exception in `consume` stops the stream and reaches the
+/// writer from its next write() or from finish().
+class ChunkPipe {
+public:
+  using Consumer = std::function<void(const char* data, size_t size)>;
+  explicit ChunkPipe(Consumer consume) : consume_(std::move(consume)) {
+    fill_.reserve(kChunk);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~ChunkPipe() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    readable_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  ChunkPipe(const ChunkPipe&) = delete;
+  ChunkPipe& operator=(const ChunkPipe&) = delete;
+
+  void write(const void* data, size_t size) {
+    auto p = static_cast<const char*>(data);
+    while (size > 0) {
+      size_t n = std::min(size, kChunk - fill_.size());
+      fill_.insert(fill_.end(), p, p + n);
+      p += n;
+      size -= n;
+      if (fill_.size() == kChunk) send();
+    }
+  }
+
+  /// Sends the last bytes and returns once `consume` has taken them all.
+  void finish() {
+    if (!fill_.empty()) send();
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    readable_.notify_all();
+    thread_.join();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+private:
+  static constexpr size_t kDepth = 2;
+
+  void send() {
+    std::vector<char> next;
+    {
+      std::unique_lock lock(mutex_);
+      writable_.wait(lock, [&] { return error_ || queue_.size() < kDepth; });
+      if (error_) std::rethrow_exception(error_);
+      queue_.push_back(std::move(fill_));
+      if (!spare_.empty()) {
+        next = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    readable_.notify_one();
+    next.clear();
+    next.reserve(kChunk);
+    fill_ = std::move(next);
+  }
+
+  void run() {
+    try {
+      for (;;) {
+        std::vector<char> chunk;
+        {
+          std::unique_lock lock(mutex_);
+          readable_.wait(lock, [&] { return stopping_ || closed_ || !queue_.empty(); });
+          if (stopping_ || queue_.empty()) return;
+          chunk = std::move(queue_.front());
+          queue_.pop_front();
+        }
+        consume_(chunk.data(), chunk.size());
+        {
+          std::lock_guard lock(mutex_);
+          spare_.push_back(std::move(chunk));
+        }
+        writable_.notify_one();
+      }
+    } catch (...) {
+      {
+        std::lock_guard lock(mutex_);
+        error_ = std::current_exception();
+      }
+      writable_.notify_all();
+    }
+  }
+
+  Consumer consume_;
+  std::vector<char> fill_;  ///< the chunk being written
+  std::mutex mutex_;
+  std::condition_variable readable_, writable_;
+  std::deque<std::vector<char>> queue_;  ///< full chunks, oldest first
+  std::vector<std::vector<char>> spare_;  ///< consumed chunks, to fill again
+  bool closed_ = false, stopping_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
 struct ArchiveSink {
   const ByteSink& sink;
   std::exception_ptr error;
@@ -317,6 +423,199 @@ struct EntryDeleter {
   void operator()(archive_entry* e) const { archive_entry_free(e); }
 };
 
+/// Reads the files of a layer ahead of the tar writer, on every core, and
+/// hands their bytes over in entry order. Opening, reading and hashing
+/// thousands of small files is most of a layer's serial work: done here,
+/// it overlaps with the tar, the compression and the other files. Memory
+/// stays bounded: at most kAhead bytes and kWindow files are held ahead of
+/// the writer, whatever the size of the layer.
+class FileReadAhead {
+public:
+  FileReadAhead(const std::vector<LayerEntry>& entries, bool hash)
+      : entries_(entries), hash_(hash), slots_(kWindow) {
+    size_t readers = std::min<size_t>(thread_count(0), kMaxReaders);
+    for (size_t i = 0; i < readers; ++i) readers_.emplace_back([this] { read_files(); });
+  }
+  ~FileReadAhead() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    writable_.notify_all();
+    for (auto& t : readers_) t.join();
+  }
+  FileReadAhead(const FileReadAhead&) = delete;
+  FileReadAhead& operator=(const FileReadAhead&) = delete;
+
+  /// Passes the bytes of the next file (entry `index`, files are taken in
+  /// entry order) to `data`, piece by piece; returns its digest when hashing.
+  /// Rethrows what reading it threw.
+  template <typename Data>
+  std::optional<FileDigest> next(size_t index, Data&& data) {
+    Slot& slot = slots_[taken_ % kWindow];
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      readable_.wait(lock, [&] { return !slot.pieces.empty() || slot.complete; });
+      if (slot.entry != index) throw std::logic_error("layer: files read out of order");
+      if (slot.pieces.empty()) break;
+      Piece piece = std::move(slot.pieces.front());
+      slot.pieces.pop_front();
+      lock.unlock();
+      data(piece.bytes.get(), piece.size);
+      lock.lock();
+      buffered_ -= piece.held();
+      if (piece.pooled) spare_.push_back(std::move(piece.bytes));
+      lock.unlock();
+      writable_.notify_all();
+    }
+    std::optional<FileDigest> digest;
+    {
+      std::lock_guard lock(mutex_);
+      if (slot.error) std::rethrow_exception(slot.error);
+      digest = std::move(slot.digest);
+      slot = Slot{};
+      ++taken_;
+    }
+    writable_.notify_all();
+    return digest;
+  }
+
+private:
+  static constexpr size_t kAhead = 4 << 20;
+  static constexpr size_t kWindow = 256;
+  static constexpr size_t kPiece = 256 << 10;
+  static constexpr size_t kMaxReaders = 4;
+  static constexpr size_t kPooled = 64 << 10;
+
+  struct Piece {
+    std::unique_ptr<char[]> bytes;
+    size_t size = 0;
+    bool pooled = false;  ///< a kPiece + 1 buffer, handed back to spare_ when written
+    /// The memory it holds, as the budget counts it.
+    size_t held() const { return pooled ? kPiece + 1 : size; }
+  };
+  struct Slot {
+    size_t entry = SIZE_MAX;  ///< which entry this slot holds, once claimed
+    std::deque<Piece> pieces;
+    bool complete = false;
+    std::exception_ptr error;
+    std::optional<FileDigest> digest;
+  };
+
+  void read_files() {
+    for (;;) {
+      size_t ordinal, index;
+      {
+        std::unique_lock lock(mutex_);
+        writable_.wait(lock, [&] { return stopping_ || claimed_ < taken_ + kWindow; });
+        while (next_entry_ < entries_.size() && entries_[next_entry_].type != LayerEntry::Type::File) ++next_entry_;
+        if (stopping_ || next_entry_ == entries_.size()) return;
+        ordinal = claimed_++;
+        index = next_entry_++;
+        slots_[ordinal % kWindow].entry = index;
+      }
+      std::optional<FileDigest> digest;
+      std::exception_ptr error;
+      try {
+        digest = read_file(ordinal, entries_[index]);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard lock(mutex_);
+        Slot& slot = slots_[ordinal % kWindow];
+        slot.complete = true;
+        slot.error = error;
+        slot.digest = std::move(digest);
+      }
+      readable_.notify_all();
+    }
+  }
+
+  /// Reads one file into pieces; the last read asks for one byte more than
+  /// the file should have left, so that a short read is the end-of-file
+  /// check and a file that grew is caught without another read.
+  std::optional<FileDigest> read_file(size_t ordinal, const LayerEntry& e) {
+    int raw = ::open(e.source.c_str(), O_RDONLY | O_CLOEXEC);
+    if (raw < 0) throw_errno(e.source);
+    Fd fd(raw);
+    std::optional<Sha256> content;
+    FileStamp stamp;
+    if (hash_) {
+      struct ::stat st {};
+      if (::fstat(fd.get(), &st) != 0) throw_errno(e.source);
+      stamp = FileStamp::of(st);
+      content.emplace();
+    }
+    uint64_t left = e.size;
+    do {
+      const bool last = left <= kPiece;
+      const size_t want = last ? static_cast<size_t>(left) + 1 : kPiece;
+      Piece piece = buffer(want);
+      while (piece.size < want) {
+        ssize_t n = ::read(fd.get(), piece.bytes.get() + piece.size, want - piece.size);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          throw_errno(e.source);
+        }
+        if (n == 0) break;
+        piece.size += static_cast<size_t>(n);
+        if (last && piece.size == left) break;  // what is left to check is the extra byte
+      }
+      if (last && piece.size > left) throw std::runtime_error(e.source + ": file grew while it was being read");
+      if (piece.size < want - (last ? 1 : 0))
+        throw std::runtime_error(e.source + ": file shrank while it was being read");
+      left -= piece.size;
+      if (content) content->update(piece.bytes.get(), piece.size);
+      if (piece.size > 0 && !hand_over(ordinal, std::move(piece))) return std::nullopt;
+    } while (left > 0);
+    if (!content) return std::nullopt;
+    return FileDigest{content->finish_raw(), stamp};
+  }
+
+  /// An empty piece of `capacity` bytes. Large ones are recycled: a fresh
+  /// mapping per piece of a big file would cost a page fault every 4 KiB.
+  Piece buffer(size_t capacity) {
+    if (capacity < kPooled) return {std::make_unique_for_overwrite<char[]>(capacity), 0, false};
+    std::lock_guard lock(mutex_);
+    if (spare_.empty()) return {std::make_unique_for_overwrite<char[]>(kPiece + 1), 0, true};
+    Piece piece{std::move(spare_.back()), 0, true};
+    spare_.pop_back();
+    return piece;
+  }
+
+  /// Queues a piece for the writer; false when the writer has stopped.
+  bool hand_over(size_t ordinal, Piece piece) {
+    {
+      std::unique_lock lock(mutex_);
+      // A piece the writer is waiting for always gets through (when the
+      // others hold the whole budget, it is what frees it), but only one.
+      Slot& slot = slots_[ordinal % kWindow];
+      writable_.wait(lock, [&] {
+        return stopping_ || buffered_ + piece.held() <= kAhead || (ordinal == taken_ && slot.pieces.empty());
+      });
+      if (stopping_) return false;
+      buffered_ += piece.held();
+      slot.pieces.push_back(std::move(piece));
+    }
+    readable_.notify_all();
+    return true;
+  }
+
+  const std::vector<LayerEntry>& entries_;
+  const bool hash_;
+  std::mutex mutex_;
+  std::condition_variable readable_, writable_;
+  std::vector<Slot> slots_;      ///< ring: file ordinal n lives in slots_[n % kWindow]
+  size_t next_entry_ = 0;        ///< the next entry a reader looks at
+  size_t claimed_ = 0;           ///< files claimed by readers, in order
+  size_t taken_ = 0;             ///< files the writer has finished
+  size_t buffered_ = 0;          ///< bytes read and not yet taken
+  bool stopping_ = false;
+  std::vector<std::unique_ptr<char[]>> spare_;  ///< pooled buffers, written and free again
+  std::vector<std::thread> readers_;
+};
+
 class TarWriter {
 public:
   TarWriter(ArchiveSink& sink) : sink_(sink), a_(archive_write_new()) {
@@ -331,8 +630,9 @@ public:
     check(archive_write_open2(a_.get(), &sink_, nullptr, archive_write_cb, nullptr, nullptr));
   }
 
-  /// Adds one entry; returns the digest of a file's bytes when `hash_file` is set.
-  std::optional<FileDigest> add(const LayerEntry& e, int64_t mtime, bool hash_file) {
+  /// Adds entry `index`; a file's bytes come from `files`, and its digest
+  /// is returned when `files` hashes.
+  std::optional<FileDigest> add(const LayerEntry& e, size_t index, int64_t mtime, FileReadAhead& files) {
     std::unique_ptr<archive_entry, EntryDeleter> entry(archive_entry_new());
     if (!entry) throw std::runtime_error("libarchive: out of memory");
     archive_entry* en = entry.get();
@@ -356,50 +656,14 @@ public:
     }
     check(archive_write_header(a_.get(), en));
     if (e.type != LayerEntry::Type::File) return std::nullopt;
-    if (!hash_file) {
-      copy_data(e, nullptr);
-      return std::nullopt;
-    }
-    Sha256 content;
-    FileStamp stamp = copy_data(e, &content);
-    return FileDigest{content.finish_raw(), stamp};
+    return files.next(index, [&](const char* data, size_t size) {
+      if (archive_write_data(a_.get(), data, size) != static_cast<la_ssize_t>(size)) check(ARCHIVE_FATAL);
+    });
   }
 
   void close() { check(archive_write_close(a_.get())); }
 
 private:
-  /// Copies a file's bytes into the tar; with `content`, also hashes them and
-  /// returns the file's stamp from before the read.
-  FileStamp copy_data(const LayerEntry& e, Sha256* content) {
-    Fd fd = open_read(e.source);
-    FileStamp stamp;
-    if (content) {
-      struct ::stat st {};
-      if (::fstat(fd.get(), &st) != 0) throw_errno(e.source);
-      stamp = FileStamp::of(st);
-    }
-    // One buffer for every file (not zeroed): many small files must not each
-    // cost an allocation.
-    if (!buf_) buf_ = std::make_unique_for_overwrite<char[]>(kReadSize);
-    char* buf = buf_.get();
-    uint64_t left = e.size;
-    while (left > 0) {
-      ssize_t n = ::read(fd.get(), buf, std::min<uint64_t>(kReadSize, left));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw_errno(e.source);
-      }
-      if (n == 0) throw std::runtime_error(e.source + ": file shrank while it was being read");
-      if (content) content->update(buf, static_cast<size_t>(n));
-      if (archive_write_data(a_.get(), buf, static_cast<size_t>(n)) != n) check(ARCHIVE_FATAL);
-      left -= static_cast<uint64_t>(n);
-    }
-    char extra;
-    if (::read(fd.get(), &extra, 1) > 0)
-      throw std::runtime_error(e.source + ": file grew while it was being read");
-    return stamp;
-  }
-
   void check(int rc) {
     if (rc >= ARCHIVE_WARN) return;
     if (sink_.error) std::rethrow_exception(sink_.error);
@@ -407,10 +671,8 @@ private:
     throw std::runtime_error(std::string("tar: ") + (msg ? msg : "write failed"));
   }
 
-  static constexpr size_t kReadSize = 256 << 10;
   ArchiveSink& sink_;
   std::unique_ptr<struct archive, ArchiveDeleter> a_;
-  std::unique_ptr<char[]> buf_;
 };
 
 }  // namespace
@@ -419,10 +681,11 @@ void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int
                FileDigests* file_digests) {
   ArchiveSink archive_sink{sink, nullptr};
   TarWriter tar(archive_sink);
+  FileReadAhead files(entries, file_digests != nullptr);
   if (file_digests) file_digests->assign(entries.size(), std::nullopt);
   for (size_t i = 0; i < entries.size(); ++i) {
     check_interrupt();
-    auto digest = tar.add(entries[i], mtime, file_digests != nullptr);
+    auto digest = tar.add(entries[i], i, mtime, files);
     if (file_digests) (*file_digests)[i] = std::move(digest);
   }
   tar.close();
@@ -467,11 +730,13 @@ LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::
   Sha256 tar_hash;
   uint64_t tar_size = 0;
   auto compress = [&](auto& sink) {
-    write_tar(entries, [&](const void* data, size_t size) {
+    ChunkPipe pipe([&](const char* data, size_t size) {
       tar_hash.update(data, size);
       tar_size += size;
       sink.write(data, size);
-    }, options.mtime, file_digests);
+    });
+    write_tar(entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
+    pipe.finish();
     sink.finish();
   };
   std::string type = media_type::kLayerGzip;

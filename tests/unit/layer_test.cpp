@@ -316,6 +316,60 @@ TEST_CASE("write_sorted_layer hashes each file as it writes it, as a step key re
   CHECK_THROWS_AS(imgbuild::write_sorted_layer(entries, fx.blobs, LayerOptions{}), std::logic_error);
 }
 
+TEST_CASE("files read ahead on several threads reach the tar whole and in order", "[layer]") {
+  // More files than the read-ahead window (256), more bytes than its budget
+  // (4 MiB), and files that end exactly on, just past and far past a 256 KiB
+  // read piece, among hundreds of small ones and directories.
+  ScratchDir s;
+  std::vector<LayerEntry> entries;
+  std::string pattern;
+  for (int i = 0; i < 997; ++i) pattern += static_cast<char>((i * 131 + 7) % 251);
+  auto sized = [&](size_t size, int salt) {
+    std::string bytes;
+    bytes.reserve(size);
+    for (size_t at = 0; bytes.size() < size; ++at) bytes += static_cast<char>(pattern[(at + salt) % pattern.size()] ^ salt);
+    return bytes;
+  };
+  const std::vector<size_t> big = {256 << 10, (256 << 10) + 1, (5 << 20) + 3, 0, (1 << 20) - 1};
+  for (int i = 0; i < 700; ++i) {
+    std::string name = "f" + std::to_string(1000 + i);
+    if (i % 50 == 0) entries.push_back(dir_entry("d" + std::to_string(1000 + i)));
+    size_t size = i % 150 == 7 ? big[static_cast<size_t>(i / 150)] : static_cast<size_t>(i * 37 % 9000);
+    spit(s.path / name, sized(size, i));
+    entries.push_back(file_entry(name, s.path / name));
+  }
+  imgbuild::sort_layer_entries(entries);
+  imgbuild::FileDigests digests;
+  LayerBlob blob = imgbuild::write_sorted_layer(entries, s.path / "blobs", LayerOptions{}, &digests);
+
+  fs::path tar = s.path / "layer.tar";
+  REQUIRE(gunzip_to(s.path / "blobs" / std::string(blob.digest.hex()), tar).digest == blob.diff_id);
+  std::vector<TarRecord> recs = read_tar(tar);
+  REQUIRE(recs.size() == entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    INFO(entries[i].path);
+    REQUIRE(recs[i].path == entries[i].path);
+    if (entries[i].type != LayerEntry::Type::File) continue;
+    Digest expected = imgbuild::sha256_file(entries[i].source);
+    CHECK(recs[i].content_sha == expected.hex());
+    CHECK(recs[i].size == static_cast<int64_t>(entries[i].size));
+    REQUIRE(digests[i]);
+    CHECK(digests[i]->digest() == expected);
+  }
+
+  SECTION("a file that changed far into the layer fails the layer with its own name") {
+    auto victim = std::find_if(entries.begin(), entries.end(), [](auto& e) { return e.path == "f1600"; });
+    REQUIRE(victim != entries.end());
+    victim->size += 1;
+    REQUIRE_THROWS_WITH(imgbuild::write_sorted_layer(entries, s.path / "blobs2", LayerOptions{}),
+                        Contains("shrank") && Contains(victim->source));
+    victim->size -= 1;
+    fs::remove(victim->source);
+    REQUIRE_THROWS_WITH(imgbuild::write_sorted_layer(entries, s.path / "blobs2", LayerOptions{}),
+                        Contains(victim->source));
+  }
+}
+
 TEST_CASE("write_layer writes sorted entries with the given metadata", "[layer]") {
   Fixture fx;
   LayerOptions opts;
