@@ -4,15 +4,22 @@
 # checks that a store and a cache were left consistent.
 
 # start_build ARGS...: runs imgbuild ARGS in the background; $build_pid, its
-# output in $work/bg.out and $work/bg.err.
+# output in $work/bg.out and $work/bg.err. Both are emptied here, before the
+# fork: the child truncates them only once the scheduler runs it, and a
+# wait_until that meanwhile found the previous build's "| started" would
+# signal that child, a copy of this shell that has not yet become imgbuild
+# (bash then runs this shell's EXIT trap in it, which removes $work).
 start_build() {
+  : >"$work/bg.out"
+  : >"$work/bg.err"
   "$IMGBUILD" "$@" >"$work/bg.out" 2>"$work/bg.err" &
   build_pid=$!
 }
 
 # wait_until DESCRIPTION TEST...: polls TEST for up to 120 s while the
 # background build runs; when it never holds, fails the check, kills the
-# build and returns 1.
+# build and returns 1. TEST must only hold on what this build made, never on
+# what an earlier one left.
 wait_until() {
   local what=$1
   shift
