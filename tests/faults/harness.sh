@@ -32,7 +32,7 @@ check "the registry still answers" curl -sf --max-time 5 -o /dev/null "http://$R
 check "a fork ran the EXIT trap (else this bash shows no race and the case proves nothing)" \
   test -s "$work/exit-traps"
 
-step "start_build empties the previous build's output before it starts the next one"
+step "start_build empties the previous build's output before it starts the next one; its pid is forgotten after the wait"
 printf 'x | started\nimgbuild: interrupted by SIGINT\n' >"$work/bg.err"
 start_build --version
 # Read at once, with builtins only: no fork here lets the child run first.
@@ -41,5 +41,7 @@ IFS= read -r first <"$work/bg.err"
 check "bg.err holds nothing of the previous build ($first)" test -z "$first"
 finish_build
 check "the build ran to its end" test "$status" = 0
+# bash has reaped it: its pid may name another process before the at_exit kill.
+check "its pid is forgotten once waited for" test -z "$build_pid"
 
 finish
