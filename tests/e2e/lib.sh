@@ -26,6 +26,7 @@ e2e_workspace() {
   work=$(mktemp -d "/tmp/imgbuild-$name.XXXXXX")
   container="imgbuild-$name-$$"
   _e2e_at_exit=()
+  _e2e_shell=$BASHPID
   trap _e2e_cleanup EXIT
   REG_WORK="$work/reg"
   # shellcheck source=tests/registry/lib.sh
@@ -46,8 +47,13 @@ share_go_cache() {
 # the last one added runs first.
 at_exit() { _e2e_at_exit=("$*" "${_e2e_at_exit[@]}"); }
 
+# _e2e_cleanup: the EXIT trap, in the script's own shell only. A fork of it
+# (an `&` child before its exec, a $(...)) that a signal ends before bash
+# has reset its traps runs this trap too (bash 5.2 does, nearly every time
+# when SIGTERM comes right after the fork); it must leave $work alone.
 _e2e_cleanup() {
   local command
+  [[ $BASHPID == "$_e2e_shell" ]] || return 0
   for command in "${_e2e_at_exit[@]}"; do eval "$command"; done
   stop_image
   [[ -n ${KEEP:-} ]] || rm -rf "$work"

@@ -4,15 +4,24 @@
 # checks that a store and a cache were left consistent.
 
 # start_build ARGS...: runs imgbuild ARGS in the background; $build_pid, its
-# output in $work/bg.out and $work/bg.err.
+# output in $work/bg.out and $work/bg.err. Both files are emptied here, before
+# the fork: the child truncates them only once the scheduler runs it, and a
+# wait_until that meanwhile found the previous build's "| started" would
+# signal that child, a copy of this shell that has not yet become imgbuild
+# (bash then runs this shell's EXIT trap in it). $build_pid is emptied once
+# the build has been waited for: bash reaps a child as soon as it ends, so
+# its pid may soon be another process's, which an at_exit kill must not hit.
 start_build() {
+  : >"$work/bg.out"
+  : >"$work/bg.err"
   "$IMGBUILD" "$@" >"$work/bg.out" 2>"$work/bg.err" &
   build_pid=$!
 }
 
 # wait_until DESCRIPTION TEST...: polls TEST for up to 120 s while the
 # background build runs; when it never holds, fails the check, kills the
-# build and returns 1.
+# build and returns 1. TEST must only hold on what this build made, never on
+# what an earlier one left.
 wait_until() {
   local what=$1
   shift
@@ -25,6 +34,7 @@ wait_until() {
   tail -n 20 "$work/bg.err" | sed 's/^/        /'
   kill -KILL "$build_pid" 2>/dev/null
   wait "$build_pid" 2>/dev/null
+  build_pid=""
   return 1
 }
 
@@ -34,12 +44,14 @@ stop_build() {
   kill -"$1" "$build_pid"
   wait "$build_pid"
   status=$?
+  build_pid=""
 }
 
 # finish_build: waits for the background build; $status is its exit status.
 finish_build() {
   wait "$build_pid"
   status=$?
+  build_pid=""
 }
 
 # no_process PATTERN: no process has PATTERN in its command line (zombies

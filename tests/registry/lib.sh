@@ -30,12 +30,17 @@ _reg_names=()
 _reg_logs=()
 _reg_proxies=0
 _reg_prev_trap=""
+_reg_shell=$BASHPID
 
 # registry_cleanup: stops every process started here and removes $REG_WORK if
 # this library created it. Runs from the EXIT trap; safe to call again, and
-# under `set -e` (a process that is already gone is not a failure).
+# under `set -e` (a process that is already gone is not a failure). Does
+# nothing in a fork of the shell that sourced this library: bash may run the
+# EXIT trap in a child that a signal ends before it has reset its traps, and
+# the registries are not that child's to stop.
 registry_cleanup() {
   local rc=$? i
+  [[ $BASHPID == "$_reg_shell" ]] || return "$rc"
   for i in "${!_reg_pids[@]}"; do
     if ! kill -0 "${_reg_pids[i]}" 2>/dev/null; then
       _reg_report "${_reg_names[i]} (pid ${_reg_pids[i]}) had already exited" "${_reg_logs[i]}"
