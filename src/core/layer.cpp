@@ -426,15 +426,20 @@ struct EntryDeleter {
 /// Reads the files of a layer ahead of the tar writer, on every core, and
 /// hands their bytes over in entry order. Opening, reading and hashing
 /// thousands of small files is most of a layer's serial work: done here,
-/// it overlaps with the tar, the compression and the other files. Memory
-/// stays bounded: at most kAhead bytes and kWindow files are held ahead of
-/// the writer, whatever the size of the layer.
+/// it overlaps with the tar, the compression and the other files.
+///
+/// Readers take *batches*: a run of small files read into one buffer, or
+/// one large file streamed in pieces, so that threads meet once per batch,
+/// not once per file. Memory stays bounded whatever the layer: at most
+/// kAhead bytes and kWindow batches are held ahead of the writer. Both
+/// sides wait with hysteresis (a blocked reader resumes at half the
+/// budget), so a full read-ahead does not cost a thread switch per file.
 class FileReadAhead {
 public:
   FileReadAhead(const std::vector<LayerEntry>& entries, bool hash)
       : entries_(entries), hash_(hash), slots_(kWindow) {
     size_t readers = std::min<size_t>(thread_count(0), kMaxReaders);
-    for (size_t i = 0; i < readers; ++i) readers_.emplace_back([this] { read_files(); });
+    for (size_t i = 0; i < readers; ++i) readers_.emplace_back([this] { read_batches(); });
   }
   ~FileReadAhead() {
     {
@@ -447,45 +452,56 @@ public:
   FileReadAhead(const FileReadAhead&) = delete;
   FileReadAhead& operator=(const FileReadAhead&) = delete;
 
-  /// Passes the bytes of the next file (entry `index`, files are taken in
-  /// entry order) to `data`, piece by piece; returns its digest when hashing.
-  /// Rethrows what reading it threw.
+  /// Passes the bytes of the next file (entry `index`: files are taken in
+  /// entry order) to `data`, in one or more pieces; returns its digest when
+  /// hashing. Rethrows what reading it threw.
   template <typename Data>
   std::optional<FileDigest> next(size_t index, Data&& data) {
+    std::unique_lock lock(mutex_);
     Slot& slot = slots_[taken_ % kWindow];
-    for (;;) {
-      std::unique_lock lock(mutex_);
-      readable_.wait(lock, [&] { return !slot.pieces.empty() || slot.complete; });
-      if (slot.entry != index) throw std::logic_error("layer: files read out of order");
-      if (slot.pieces.empty()) break;
-      Piece piece = std::move(slot.pieces.front());
-      slot.pieces.pop_front();
-      lock.unlock();
-      data(piece.bytes.get(), piece.size);
-      lock.lock();
-      buffered_ -= piece.held();
-      if (piece.pooled) spare_.push_back(std::move(piece.bytes));
-      lock.unlock();
-      writable_.notify_all();
+    wait_for_writer_data(lock, slot);
+    if (slot.files.empty() || slot.files[slot.next_file].entry != index)
+      throw std::logic_error("layer: files read out of order");
+    if (slot.streamed) {
+      // One large file: its pieces as they come.
+      for (;;) {
+        wait_for_writer_data(lock, slot);
+        if (slot.pieces.empty()) break;
+        Piece piece = std::move(slot.pieces.front());
+        slot.pieces.pop_front();
+        lock.unlock();
+        data(piece.bytes.get(), piece.size);
+        lock.lock();
+        release(std::move(piece));
+      }
+    } else {
+      FileRead& file = slot.files[slot.next_file];
+      if (!file.error && entries_[index].size > 0) {
+        const char* bytes = slot.pieces.front().bytes.get() + file.offset;
+        lock.unlock();
+        data(bytes, static_cast<size_t>(entries_[index].size));
+        lock.lock();
+      }
     }
-    std::optional<FileDigest> digest;
-    {
-      std::lock_guard lock(mutex_);
-      if (slot.error) std::rethrow_exception(slot.error);
-      digest = std::move(slot.digest);
+    FileRead& file = slot.files[slot.next_file];
+    if (file.error) std::rethrow_exception(file.error);
+    std::optional<FileDigest> digest = std::move(file.digest);
+    if (++slot.next_file == slot.files.size()) {
+      if (!slot.pieces.empty()) release(std::move(slot.pieces.front()));
       slot = Slot{};
       ++taken_;
+      wake_readers();
     }
-    writable_.notify_all();
     return digest;
   }
 
 private:
   static constexpr size_t kAhead = 4 << 20;
-  static constexpr size_t kWindow = 256;
-  static constexpr size_t kPiece = 256 << 10;
+  static constexpr size_t kWindow = 64;          ///< batches
+  static constexpr size_t kBatchBytes = 64 << 10;
+  static constexpr size_t kBatchFiles = 64;
+  static constexpr size_t kPiece = 256 << 10;    ///< files above this are streamed, in pieces of this size
   static constexpr size_t kMaxReaders = 4;
-  static constexpr size_t kPooled = 64 << 10;
 
   struct Piece {
     std::unique_ptr<char[]> bytes;
@@ -494,89 +510,176 @@ private:
     /// The memory it holds, as the budget counts it.
     size_t held() const { return pooled ? kPiece + 1 : size; }
   };
+  struct FileRead {
+    size_t entry = 0;
+    size_t offset = 0;  ///< where its bytes start in a batch's piece
+    std::optional<FileDigest> digest;
+    std::exception_ptr error;
+  };
   struct Slot {
-    size_t entry = SIZE_MAX;  ///< which entry this slot holds, once claimed
+    std::vector<FileRead> files;  ///< set when a reader claims the batch
+    bool streamed = false;        ///< one large file, in pieces; else one piece holds every file
     std::deque<Piece> pieces;
     bool complete = false;
-    std::exception_ptr error;
-    std::optional<FileDigest> digest;
+    size_t next_file = 0;         ///< the writer's place in `files`
   };
 
-  void read_files() {
+  void wait_for_writer_data(std::unique_lock<std::mutex>& lock, Slot& slot) {
+    while (!slot.complete && slot.pieces.empty()) {
+      // The reader of this very batch may be waiting for budget, which it
+      // is owed now (see hand_over).
+      if (readers_waiting_) writable_.notify_all();
+      writer_waiting_ = true;
+      readable_.wait(lock);
+      writer_waiting_ = false;
+    }
+  }
+
+  /// Returns a written piece's memory (under the lock).
+  void release(Piece piece) {
+    buffered_ -= piece.held();
+    if (piece.pooled) spare_.push_back(std::move(piece.bytes));
+  }
+
+  /// Wakes blocked readers once there is room for half the read-ahead again
+  /// (under the lock).
+  void wake_readers() {
+    if (readers_waiting_ && (buffered_ <= kAhead / 2 || claimed_ <= taken_ + kWindow / 2)) writable_.notify_all();
+  }
+
+  void read_batches() {
     for (;;) {
-      size_t ordinal, index;
+      size_t ordinal;
+      std::vector<FileRead> files;
+      bool streamed = false;
       {
         std::unique_lock lock(mutex_);
-        writable_.wait(lock, [&] { return stopping_ || claimed_ < taken_ + kWindow; });
-        while (next_entry_ < entries_.size() && entries_[next_entry_].type != LayerEntry::Type::File) ++next_entry_;
-        if (stopping_ || next_entry_ == entries_.size()) return;
+        if (!stopping_ && claimed_ >= taken_ + kWindow) {
+          ++readers_waiting_;
+          writable_.wait(lock, [&] { return stopping_ || claimed_ <= taken_ + kWindow / 2; });
+          --readers_waiting_;
+        }
+        size_t bytes = 0;
+        for (; next_entry_ < entries_.size() && files.size() < kBatchFiles && bytes < kBatchBytes; ++next_entry_) {
+          const LayerEntry& e = entries_[next_entry_];
+          if (e.type != LayerEntry::Type::File) continue;
+          const bool large = e.size > kPiece;
+          if (large && !files.empty()) break;  // a large file is a batch of its own
+          files.push_back({next_entry_, bytes, std::nullopt, nullptr});
+          bytes += e.size;
+          if (large) {
+            streamed = true;
+            ++next_entry_;
+            break;
+          }
+        }
+        if (stopping_ || files.empty()) return;
         ordinal = claimed_++;
-        index = next_entry_++;
-        slots_[ordinal % kWindow].entry = index;
+        Slot& slot = slots_[ordinal % kWindow];
+        slot.files = files;
+        slot.streamed = streamed;
       }
-      std::optional<FileDigest> digest;
-      std::exception_ptr error;
-      try {
-        digest = read_file(ordinal, entries_[index]);
-      } catch (...) {
-        error = std::current_exception();
-      }
+      if (streamed)
+        stream_file(ordinal, files.front());
+      else
+        read_batch(ordinal, files);
       {
         std::lock_guard lock(mutex_);
         Slot& slot = slots_[ordinal % kWindow];
         slot.complete = true;
-        slot.error = error;
-        slot.digest = std::move(digest);
+        for (size_t i = 0; i < files.size(); ++i) {
+          slot.files[i].digest = std::move(files[i].digest);
+          slot.files[i].error = files[i].error;
+        }
+        if (writer_waiting_ && ordinal == taken_) readable_.notify_one();
       }
-      readable_.notify_all();
     }
   }
 
-  /// Reads one file into pieces; the last read asks for one byte more than
-  /// the file should have left, so that a short read is the end-of-file
-  /// check and a file that grew is caught without another read.
-  std::optional<FileDigest> read_file(size_t ordinal, const LayerEntry& e) {
+  /// Reads a batch of small files into one piece; stops at the first
+  /// failure, which the writer reports when it reaches that file.
+  void read_batch(size_t ordinal, std::vector<FileRead>& files) {
+    const FileRead& last = files.back();
+    const size_t total = last.offset + static_cast<size_t>(entries_[last.entry].size);
+    // One spare byte: each file is read asking for one byte more than its
+    // size (see read_into), and the next file overwrites it.
+    Piece piece{std::make_unique_for_overwrite<char[]>(total + 1), total, false};
+    for (FileRead& f : files) {
+      try {
+        const LayerEntry& e = entries_[f.entry];
+        std::optional<Sha256> content;
+        Fd fd = open_file(e, f, content);
+        read_exactly(fd, e, piece.bytes.get() + f.offset, static_cast<size_t>(e.size), true, content);
+        if (content) f.digest->sha256 = content->finish_raw();
+      } catch (...) {
+        f.error = std::current_exception();
+        break;
+      }
+    }
+    hand_over(ordinal, std::move(piece));
+  }
+
+  /// Streams one large file in pooled pieces.
+  void stream_file(size_t ordinal, FileRead& f) {
+    try {
+      const LayerEntry& e = entries_[f.entry];
+      std::optional<Sha256> content;
+      Fd fd = open_file(e, f, content);
+      for (uint64_t left = e.size; left > 0;) {
+        Piece piece = pooled_buffer();
+        piece.size = static_cast<size_t>(std::min<uint64_t>(left, kPiece));
+        left -= piece.size;
+        read_exactly(fd, e, piece.bytes.get(), piece.size, left == 0, content);
+        if (!hand_over(ordinal, std::move(piece))) return;
+      }
+      if (content) f.digest->sha256 = content->finish_raw();
+    } catch (...) {
+      f.error = std::current_exception();
+    }
+  }
+
+  /// Opens an entry's file; when hashing, takes its stamp before any read
+  /// (so a write during the read leaves a stamp that no longer matches) and
+  /// starts `content`.
+  Fd open_file(const LayerEntry& e, FileRead& f, std::optional<Sha256>& content) {
     int raw = ::open(e.source.c_str(), O_RDONLY | O_CLOEXEC);
     if (raw < 0) throw_errno(e.source);
     Fd fd(raw);
-    std::optional<Sha256> content;
-    FileStamp stamp;
     if (hash_) {
       struct ::stat st {};
       if (::fstat(fd.get(), &st) != 0) throw_errno(e.source);
-      stamp = FileStamp::of(st);
+      f.digest = FileDigest{{}, FileStamp::of(st)};
       content.emplace();
     }
-    uint64_t left = e.size;
-    do {
-      const bool last = left <= kPiece;
-      const size_t want = last ? static_cast<size_t>(left) + 1 : kPiece;
-      Piece piece = buffer(want);
-      while (piece.size < want) {
-        ssize_t n = ::read(fd.get(), piece.bytes.get() + piece.size, want - piece.size);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          throw_errno(e.source);
-        }
-        if (n == 0) break;
-        piece.size += static_cast<size_t>(n);
-        if (last && piece.size == left) break;  // what is left to check is the extra byte
-      }
-      if (last && piece.size > left) throw std::runtime_error(e.source + ": file grew while it was being read");
-      if (piece.size < want - (last ? 1 : 0))
-        throw std::runtime_error(e.source + ": file shrank while it was being read");
-      left -= piece.size;
-      if (content) content->update(piece.bytes.get(), piece.size);
-      if (piece.size > 0 && !hand_over(ordinal, std::move(piece))) return std::nullopt;
-    } while (left > 0);
-    if (!content) return std::nullopt;
-    return FileDigest{content->finish_raw(), stamp};
+    return fd;
   }
 
-  /// An empty piece of `capacity` bytes. Large ones are recycled: a fresh
-  /// mapping per piece of a big file would cost a page fault every 4 KiB.
-  Piece buffer(size_t capacity) {
-    if (capacity < kPooled) return {std::make_unique_for_overwrite<char[]>(capacity), 0, false};
+  /// Reads the next `size` bytes of `e` into `out` and into `content`. With
+  /// `at_end`, the file must end there: the read asks for one byte more
+  /// (`out` has room for it), so that a short read is the end-of-file check
+  /// and a file that grew is caught without another read.
+  static void read_exactly(const Fd& fd, const LayerEntry& e, char* out, size_t size, bool at_end,
+                           std::optional<Sha256>& content) {
+    const size_t want = size + (at_end ? 1 : 0);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::read(fd.get(), out + got, want - got);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(e.source);
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+      if (at_end && got == size) break;  // short by the extra byte: the end
+    }
+    if (got > size) throw std::runtime_error(e.source + ": file grew while it was being read");
+    if (got < size) throw std::runtime_error(e.source + ": file shrank while it was being read");
+    if (content) content->update(out, got);
+  }
+
+  /// An empty pooled piece. Pieces of large files are recycled: a fresh
+  /// mapping per piece would cost a page fault every 4 KiB.
+  Piece pooled_buffer() {
     std::lock_guard lock(mutex_);
     if (spare_.empty()) return {std::make_unique_for_overwrite<char[]>(kPiece + 1), 0, true};
     Piece piece{std::move(spare_.back()), 0, true};
@@ -586,19 +689,20 @@ private:
 
   /// Queues a piece for the writer; false when the writer has stopped.
   bool hand_over(size_t ordinal, Piece piece) {
-    {
-      std::unique_lock lock(mutex_);
-      // A piece the writer is waiting for always gets through (when the
-      // others hold the whole budget, it is what frees it), but only one.
-      Slot& slot = slots_[ordinal % kWindow];
-      writable_.wait(lock, [&] {
-        return stopping_ || buffered_ + piece.held() <= kAhead || (ordinal == taken_ && slot.pieces.empty());
-      });
-      if (stopping_) return false;
-      buffered_ += piece.held();
-      slot.pieces.push_back(std::move(piece));
+    std::unique_lock lock(mutex_);
+    Slot& slot = slots_[ordinal % kWindow];
+    // The piece the writer waits for always gets through (when the others
+    // hold the whole budget, it is what frees it), but only one.
+    auto owed = [&] { return ordinal == taken_ && slot.pieces.empty(); };
+    if (!stopping_ && buffered_ + piece.held() > kAhead && !owed()) {
+      ++readers_waiting_;
+      writable_.wait(lock, [&] { return stopping_ || buffered_ + piece.held() <= kAhead / 2 || owed(); });
+      --readers_waiting_;
     }
-    readable_.notify_all();
+    if (stopping_) return false;
+    buffered_ += piece.held();
+    slot.pieces.push_back(std::move(piece));
+    if (writer_waiting_ && ordinal == taken_) readable_.notify_one();
     return true;
   }
 
@@ -606,11 +710,13 @@ private:
   const bool hash_;
   std::mutex mutex_;
   std::condition_variable readable_, writable_;
-  std::vector<Slot> slots_;      ///< ring: file ordinal n lives in slots_[n % kWindow]
+  std::vector<Slot> slots_;      ///< ring: batch n lives in slots_[n % kWindow]
   size_t next_entry_ = 0;        ///< the next entry a reader looks at
-  size_t claimed_ = 0;           ///< files claimed by readers, in order
-  size_t taken_ = 0;             ///< files the writer has finished
-  size_t buffered_ = 0;          ///< bytes read and not yet taken
+  size_t claimed_ = 0;           ///< batches claimed by readers, in order
+  size_t taken_ = 0;             ///< batches the writer has finished
+  size_t buffered_ = 0;          ///< bytes read and not yet written
+  size_t readers_waiting_ = 0;   ///< readers blocked on writable_
+  bool writer_waiting_ = false;  ///< the writer is blocked on readable_
   bool stopping_ = false;
   std::vector<std::unique_ptr<char[]>> spare_;  ///< pooled buffers, written and free again
   std::vector<std::thread> readers_;
