@@ -524,8 +524,11 @@ private:
     size_t next_file = 0;         ///< the writer's place in `files`
   };
 
+  /// Waits until the writer can go on with `slot`: a piece of a streamed
+  /// file is there, or the reader is done with it (a batch is handed over
+  /// whole: its digests and errors come with its end).
   void wait_for_writer_data(std::unique_lock<std::mutex>& lock, Slot& slot) {
-    while (!slot.complete && slot.pieces.empty()) {
+    while (!slot.complete && (!slot.streamed || slot.pieces.empty())) {
       // The reader of this very batch may be waiting for budget, which it
       // is owed now (see hand_over).
       if (readers_waiting_) writable_.notify_all();

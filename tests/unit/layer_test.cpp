@@ -370,6 +370,28 @@ TEST_CASE("files read ahead on several threads reach the tar whole and in order"
   }
 }
 
+TEST_CASE("every file of a read-ahead batch gets its digest, however the threads interleave", "[layer]") {
+  // Thousands of small files: a writer that could take a batch before its
+  // reader has finished with it would find digests missing (or crash).
+  ScratchDir s;
+  std::vector<LayerEntry> entries;
+  for (int i = 0; i < 4000; ++i) {
+    std::string name = "f" + std::to_string(10000 + i);
+    spit(s.path / name, std::string(static_cast<size_t>(i % 700), static_cast<char>('a' + i % 26)));
+    entries.push_back(file_entry(name, s.path / name));
+  }
+  for (int round = 0; round < 5; ++round) {
+    imgbuild::FileDigests digests;
+    imgbuild::write_sorted_layer(entries, s.path / "blobs", LayerOptions{}, &digests);
+    REQUIRE(digests.size() == entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      INFO(entries[i].path);
+      REQUIRE(digests[i]);
+      REQUIRE(digests[i]->digest() == imgbuild::sha256_file(entries[i].source));
+    }
+  }
+}
+
 TEST_CASE("write_layer writes sorted entries with the given metadata", "[layer]") {
   Fixture fx;
   LayerOptions opts;
