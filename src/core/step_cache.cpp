@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <mutex>
@@ -96,21 +97,74 @@ FileDigests hash_files(const std::vector<LayerEntry>& entries, FileDigests known
 
 namespace {
 
-/// One canonical line per entry, hashed as it is made: a context of many
+/// Appends `s` as nlohmann's dump() spells a JSON string: the bytes of the
+/// step keys in users' caches. Most names need no escape and are copied as
+/// they are; the others go through nlohmann itself, so its escapes and its
+/// UTF-8 check stay the only ones. `what` names `s` in the error for a string
+/// that is not UTF-8: JSON cannot carry it, and libarchive would write it as
+/// a PAX name with hdrcharset=BINARY, which tar tools warn about.
+void append_json_string(std::string& out, const std::string& s, const LayerEntry& e, const char* what) {
+  auto plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
+  if (std::all_of(s.begin(), s.end(), plain)) {
+    out += '"';
+    out += s;
+    out += '"';
+    return;
+  }
+  try {
+    out += json(s).dump();
+  } catch (const json::type_error&) {
+    // Shown with U+FFFD for the bad bytes and control characters escaped.
+    std::string path = json("/" + e.path).dump(-1, ' ', false, json::error_handler_t::replace);
+    throw std::runtime_error(path.substr(1, path.size() - 2) + ": " + what + " is not valid UTF-8");
+  }
+}
+
+void append_number(std::string& out, uint64_t n) {
+  char digits[20];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+}
+
+/// One line per entry, as json{...}.dump() made it when keys were first
+/// computed (keys sorted, no spaces): built as a string, without a JSON
+/// object per entry, and hashed in blocks as it is made, so a context of many
 /// files costs no description held in memory. Without `contents`, files are
 /// described by their size alone (a shape).
 Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* contents) {
   Sha256 hash;
+  std::string text;
   for (size_t i = 0; i < entries.size(); ++i) {
-    const LayerEntry& e = entries[i];
-    json j = {{"path", e.path}, {"type", type_name(e.type)}, {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}};
-    if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
-    if (e.type == LayerEntry::Type::File) {
-      j["size"] = e.size;
-      if (contents) j["sha256"] = (*contents)[i].value().digest().str();
+    if (text.size() >= (1 << 16)) {
+      hash.update(text);
+      text.clear();
     }
-    hash.update(j.dump() + "\n");
+    const LayerEntry& e = entries[i];
+    text += "{\"gid\":";
+    append_number(text, e.gid);
+    text += ",\"mode\":";
+    append_number(text, e.mode);
+    text += ",\"path\":";
+    append_json_string(text, e.path, e, "the name");
+    if (e.type == LayerEntry::Type::File) {
+      if (contents) {
+        text += ",\"sha256\":\"sha256:";
+        text += to_hex((*contents)[i].value().sha256);
+        text += '"';
+      }
+      text += ",\"size\":";
+      append_number(text, e.size);
+    }
+    if (e.type == LayerEntry::Type::Symlink) {
+      text += ",\"target\":";
+      append_json_string(text, e.link_target, e, "the symlink target");
+    }
+    text += ",\"type\":\"";
+    text += type_name(e.type);
+    text += "\",\"uid\":";
+    append_number(text, e.uid);
+    text += "}\n";
   }
+  hash.update(text);
   return hash.finish();
 }
 

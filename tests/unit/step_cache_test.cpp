@@ -12,6 +12,7 @@
 #include "test_support.hpp"
 
 using namespace imgbuild;
+using imgbuild::test::error_of;
 using imgbuild::test::ScratchDir;
 using imgbuild::test::slurp;
 using imgbuild::test::spit;
@@ -294,6 +295,16 @@ TEST_CASE("descriptions keep their exact bytes: the step keys in users' caches s
   LayerEntry l{"l", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "t"};
   CHECK(describe_shape({l, l}) == sha256_of("{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"
                                              "{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"));
+}
+
+TEST_CASE("a name or link target that is not UTF-8 cannot be described, and the error says which", "[step_cache]") {
+  // JSON (the key) carries only UTF-8; the bad bytes are shown as U+FFFD and
+  // control characters escaped, so the message is safe on a terminal.
+  LayerEntry latin1{"dir/caf\xe9", LayerEntry::Type::File, 0644, 0, 0, "/x", 1, {}};
+  CHECK(error_of([&] { describe_shape({latin1}); }) == "/dir/caf\xef\xbf\xbd: the name is not valid UTF-8");
+  LayerEntry link{"new\nline", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "\xc3"};
+  CHECK(error_of([&] { describe_entries({link}, FileDigests(1)); }) ==
+        "/new\\nline: the symlink target is not valid UTF-8");
 }
 
 TEST_CASE("shapes are remembered until the whole cache is pruned", "[step_cache]") {
