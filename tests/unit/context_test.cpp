@@ -379,6 +379,22 @@ TEST_CASE(".dockerignore exclusions", "[context]") {
   }
 }
 
+TEST_CASE("a pipe in a copied directory fails, the first one in path order, unless excluded", "[context]") {
+  Ctx c("pipes/c\n");
+  fs::create_directories(c.root / "pipes" / "a");
+  REQUIRE(::mkfifo((c.root / "pipes/a/fifo").c_str(), 0644) == 0);
+  REQUIRE(::mkfifo((c.root / "pipes/b").c_str(), 0644) == 0);
+  REQUIRE(::mkfifo((c.root / "pipes/c").c_str(), 0644) == 0);
+  std::string pipes = fs::canonical(c.root / "pipes").string();
+  // The same tree always fails on the same pipe: the one inside a/ comes
+  // before b, whatever order the walk visits them in.
+  CHECK(plan_error(c, {"pipes"}, "/p/") == pipes + "/a/fifo: sockets, pipes and devices cannot be copied");
+  fs::remove(c.root / "pipes/a/fifo");
+  CHECK(plan_error(c, {"pipes"}, "/p/") == pipes + "/b: sockets, pipes and devices cannot be copied");
+  fs::remove(c.root / "pipes/b");
+  CHECK(paths_of(plan(c, {"pipes"}, "/p/")) == std::vector<std::string>{"p", "p/a"});
+}
+
 TEST_CASE("a file re-included from an excluded directory has its directory in the plan", "[context]") {
   // Docker (BuildKit's context walker) sends the parent directory of a file an
   // exception re-includes, so the image gets it with its real metadata and the
