@@ -3,6 +3,7 @@
 #include "core/text.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 
 namespace imgbuild {
@@ -48,36 +52,55 @@ std::optional<std::string> clean_context_path(const std::string& path) {
   return join(*parts, "/");
 }
 
-struct stat lstat_or_throw(const std::string& p) {
+/// What an entry needs of a host path's lstat. A walk keeps this, not the
+/// whole stat, for each name of every folder it is inside.
+struct HostStat {
+  mode_t mode = 0;
+  uint64_t size = 0;
+};
+
+/// The lstat of `name` in the folder open as `at` (AT_FDCWD: a path);
+/// nullopt, with errno set, when there is none.
+std::optional<HostStat> lstat_at(int at, const char* name) {
   struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p + ": " + std::strerror(errno));
-  return st;
+  if (::fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
+  return HostStat{st.st_mode, static_cast<uint64_t>(st.st_size)};
+}
+
+std::runtime_error unreadable(const std::string& host, int error) {
+  return std::runtime_error("cannot read " + host + ": " + std::strerror(error));
+}
+
+HostStat lstat_or_throw(const std::string& path) {
+  auto st = lstat_at(AT_FDCWD, path.c_str());
+  if (!st) throw unreadable(path, errno);
+  return *st;
 }
 
 /// Permissions are normalised the way git stores them, so the same commit gives
 /// the same layer on every machine whatever its umask: 0755 for directories and
 /// executables, 0644 for other files.
-uint32_t normalised_mode(const struct stat& st) {
-  if (S_ISDIR(st.st_mode)) return 0755;
-  if (S_ISLNK(st.st_mode)) return 0777;
-  return (st.st_mode & 0111) ? 0755 : 0644;
+uint32_t normalised_mode(mode_t mode) {
+  if (S_ISDIR(mode)) return 0755;
+  if (S_ISLNK(mode)) return 0777;
+  return (mode & 0111) ? 0755 : 0644;
 }
 
 std::string join_image_path(const std::string& dir, const std::string& name) {
   return dir == "/" ? "/" + name : dir + "/" + name;
 }
 
-LayerEntry entry_for(const std::string& host, const struct stat& st, const std::string& image_path) {
+LayerEntry entry_for(const std::string& host, const HostStat& st, const std::string& image_path) {
   LayerEntry e;
   e.path = image_path.substr(1);
-  e.mode = normalised_mode(st);
-  if (S_ISREG(st.st_mode)) {
+  e.mode = normalised_mode(st.mode);
+  if (S_ISREG(st.mode)) {
     e.type = LayerEntry::Type::File;
     e.source = host;
-    e.size = static_cast<uint64_t>(st.st_size);
-  } else if (S_ISDIR(st.st_mode)) {
+    e.size = st.size;
+  } else if (S_ISDIR(st.mode)) {
     e.type = LayerEntry::Type::Directory;
-  } else if (S_ISLNK(st.st_mode)) {
+  } else if (S_ISLNK(st.mode)) {
     e.type = LayerEntry::Type::Symlink;
     std::error_code ec;
     e.link_target = fs::read_symlink(host, ec).string();
@@ -88,20 +111,40 @@ LayerEntry entry_for(const std::string& host, const struct stat& st, const std::
   return e;
 }
 
-/// The names in a host folder, sorted (as bytes: the layer's order does not
-/// depend on the locale or the file system's).
-std::vector<std::string> sorted_names(const std::string& dir) {
-  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-  if (!d) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
-  std::vector<std::string> names;
-  errno = 0;
-  while (const dirent* de = ::readdir(d.get())) {
-    std::string_view name = de->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
+/// Calls `each(name, host, st)` for every name in the host folder `dir`, in
+/// byte order (the layer's order does not depend on the locale or the file
+/// system's), `host` being its whole path. The names are stat'ed first,
+/// relative to the open folder: the kernel resolves one name, not the whole
+/// path again. The folder is closed before `each` runs, so a walk that calls
+/// this again for a sub-folder holds one descriptor at a time, whatever the
+/// depth. A name that cannot be stat'ed fails after `each` has seen the names
+/// before it, as when each name was stat'ed in turn.
+template <class Each>
+void for_each_name(const std::string& dir, Each each) {
+  std::vector<std::pair<std::string, HostStat>> names;
+  std::exception_ptr failed;
+  {
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+    if (!d) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
+    errno = 0;
+    while (const dirent* de = ::readdir(d.get())) {
+      std::string_view name = de->d_name;
+      if (name != "." && name != "..") names.emplace_back(name, HostStat{});
+    }
+    if (errno != 0) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
+    std::sort(names.begin(), names.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto st = lstat_at(::dirfd(d.get()), names[i].first.c_str());
+      if (!st) {
+        failed = std::make_exception_ptr(unreadable(dir + "/" + names[i].first, errno));
+        names.resize(i);
+        break;
+      }
+      names[i].second = *st;
+    }
   }
-  if (errno != 0) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
-  std::sort(names.begin(), names.end());
-  return names;
+  for (auto& [name, st] : names) each(name, dir + "/" + name, st);
+  if (failed) std::rethrow_exception(failed);
 }
 
 }  // namespace
@@ -200,26 +243,24 @@ void BuildContext::walk(const std::string& host_dir, const std::string& rel_dir,
                         bool in_context, std::vector<LayerEntry>& out) const {
   // Strings, not std::filesystem paths: a path object per name and per
   // comparison made most of the cost of planning a copy of many files.
-  for (const std::string& name : sorted_names(host_dir)) {
-    std::string host = host_dir + "/" + name;
+  for_each_name(host_dir, [&](const std::string& name, const std::string& host, const HostStat& st) {
     std::string rel = in_context ? (rel_dir.empty() ? name : rel_dir + "/" + name) : std::string();
-    struct stat st = lstat_or_throw(host);
     bool excluded = in_context && !ignore_.empty() && ignore_.excluded(rel);
     std::string image_path = join_image_path(dest, name);
     if (excluded) {
       // Walk an excluded folder only for what an exception re-includes, and
       // keep the folder's own entry only when something inside survived.
-      if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) {
+      if (S_ISDIR(st.mode) && ignore_.must_descend(rel)) {
         size_t before = out.size();
         out.push_back(entry_for(host, st, image_path));
         walk(host, rel, image_path, in_context, out);
         if (out.size() == before + 1) out.pop_back();
       }
-      continue;
+      return;
     }
     out.push_back(entry_for(host, st, image_path));
-    if (S_ISDIR(st.st_mode)) walk(host, rel, image_path, in_context, out);
-  }
+    if (S_ISDIR(st.mode)) walk(host, rel, image_path, in_context, out);
+  });
 }
 
 namespace {
@@ -241,8 +282,8 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
   std::vector<LayerEntry> entries;
   std::string dest_dir = dest;  // the directory whose implied parents are created
   for (auto& item : items) {
-    struct stat st = lstat_or_throw(item.host_path.string());
-    if (S_ISDIR(st.st_mode)) {
+    HostStat st = lstat_or_throw(item.host_path.string());
+    if (S_ISDIR(st.mode)) {
       // Like docker, a directory's contents are copied, not the directory itself.
       add_dir(item, dest, entries);
       dest_is_dir = true;
@@ -318,20 +359,18 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
 
 /// An entry of another image's file system as it is there: mode kept, owned
 /// by root (docker's COPY --from without --chown).
-LayerEntry image_entry(const std::string& host, const struct stat& st, const std::string& image_path) {
+LayerEntry image_entry(const std::string& host, const HostStat& st, const std::string& image_path) {
   LayerEntry e = entry_for(host, st, image_path);
-  e.mode = st.st_mode & 07777;
+  e.mode = st.mode & 07777;
   return e;
 }
 
 void add_image_tree(const std::string& host_dir, const std::string& dest, std::vector<LayerEntry>& out) {
-  for (const std::string& name : sorted_names(host_dir)) {
-    std::string child = host_dir + "/" + name;
-    struct stat st = lstat_or_throw(child);
+  for_each_name(host_dir, [&](const std::string& name, const std::string& host, const HostStat& st) {
     std::string image_path = join_image_path(dest, name);
-    out.push_back(image_entry(child, st, image_path));
-    if (S_ISDIR(st.st_mode)) add_image_tree(child, image_path, out);
-  }
+    out.push_back(image_entry(host, st, image_path));
+    if (S_ISDIR(st.mode)) add_image_tree(host, image_path, out);
+  });
 }
 
 }  // namespace
@@ -353,7 +392,7 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
       [&](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
         context.add_tree(item.host_path, dest, item.in_context, out);
       },
-      [](const CopyItem& item, const struct stat& st, const std::string& target) {
+      [](const CopyItem& item, const HostStat& st, const std::string& target) {
         return entry_for(item.host_path.string(), st, target);
       });
 }
@@ -423,7 +462,7 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
       [](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
         add_image_tree(item.host_path.string(), dest, out);
       },
-      [](const CopyItem& item, const struct stat& st, const std::string& target) {
+      [](const CopyItem& item, const HostStat& st, const std::string& target) {
         return image_entry(item.host_path, st, target);
       });
 }
