@@ -384,6 +384,19 @@ TEST_CASE("a shape keeps its files' digests, but not those of files changed just
     CHECK(cache.knows_shape(shape));
     CHECK(cache.shape_files(shape, 2) == FileDigests(2));
   }
+  SECTION("the record is a line per entry, read back as written, older mtimes included") {
+    FileDigest f{};
+    for (size_t b = 0; b < f.sha256.size(); ++b) f.sha256[b] = static_cast<unsigned char>(b * 8 + 1);
+    f.stamp = FileStamp{2049, 18446744073709551615u, 5, -1'000'000'001, 1'700'000'000'123'456'789};
+    cache.add_shape(shape, {f, std::nullopt}, std::numeric_limits<int64_t>::max());
+    fs::path file = dir.path / "cache" / "shapes" / std::string(shape.hex());
+    CHECK(slurp(file) ==
+          "imgbuild-shape-1\n"
+          "2049 18446744073709551615 5 -1000000001 1700000000123456789 "
+          "0109111921293139414951596169717981899199a1a9b1b9c1c9d1d9e1e9f1f9\n"
+          "-\n");
+    CHECK(cache.shape_files(shape, 2) == FileDigests{f, std::nullopt});
+  }
   SECTION("a damaged record is nothing known") {
     cache.add_shape(shape, read, read[0]->stamp.ctime_ns + 2'000'000'000);
     fs::path file = dir.path / "cache" / "shapes" / std::string(shape.hex());
