@@ -403,6 +403,12 @@ TEST_CASE("a shape keeps its files' digests, but not those of files changed just
     std::string text = slurp(file);
     spit(file, text.substr(0, text.size() - 10) + "\n");
     CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, text.substr(0, text.size() - 6) + "A" + text.substr(text.size() - 5));  // not lowercase hex
+    CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, text.substr(0, text.size() - 1));  // no final newline: cut short
+    CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, text);
+    CHECK(cache.shape_files(shape, 2).size() == 2);
     spit(file, "imgbuild-shape-0\n-\n-\n");
     CHECK(cache.shape_files(shape, 2).empty());
   }
