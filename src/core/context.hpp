@@ -12,6 +12,8 @@
 
 namespace imgbuild {
 
+class FolderReader;
+
 /// A source file or directory resolved on the host, ready to copy.
 struct CopyItem {
   std::filesystem::path host_path;  ///< what is read
@@ -43,8 +45,8 @@ public:
 
 private:
   /// add_tree() for the folder `host_dir`, `rel_dir` in the context.
-  void walk(const std::string& host_dir, const std::string& rel_dir, const std::string& dest, bool in_context,
-            std::vector<LayerEntry>& out) const;
+  void walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir, const std::string& dest,
+            bool in_context, std::vector<LayerEntry>& out) const;
   std::string relative(const std::filesystem::path& p) const;
   /// Whether .dockerignore lets a recipe name this context path.
   bool visible(const std::string& rel) const;
