@@ -528,7 +528,6 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
   } else {
     entries = plan_copy(op, context_, st.image.config.workdir, files);
-    sort_layer_entries(entries);
   }
   // Known before any file is read. A copy of a shape never built cannot be
   // cached: it is built while its key is computed, reading each file once.
@@ -558,7 +557,6 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   StepReport report(*this, node, description, StepKind::Copy);
   if (source) {
     entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
-    sort_layer_entries(entries);
   }
   if (op.static_only) check_static(entries, st.image.platform);
   LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);

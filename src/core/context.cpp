@@ -3,14 +3,24 @@
 #include "core/text.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
 #include <stdexcept>
+#include <thread>
+#include <unordered_map>
 
 namespace imgbuild {
 
@@ -48,36 +58,55 @@ std::optional<std::string> clean_context_path(const std::string& path) {
   return join(*parts, "/");
 }
 
-struct stat lstat_or_throw(const std::string& p) {
+/// What an entry needs of a host path's lstat. A walk keeps this, not the
+/// whole stat, for each name of every folder it is inside.
+struct HostStat {
+  mode_t mode = 0;
+  uint64_t size = 0;
+};
+
+/// The lstat of `name` in the folder open as `at` (AT_FDCWD: a path);
+/// nullopt, with errno set, when there is none.
+std::optional<HostStat> lstat_at(int at, const char* name) {
   struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0) throw std::runtime_error("cannot read " + p + ": " + std::strerror(errno));
-  return st;
+  if (::fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
+  return HostStat{st.st_mode, static_cast<uint64_t>(st.st_size)};
+}
+
+std::runtime_error unreadable(const std::string& host, int error) {
+  return std::runtime_error("cannot read " + host + ": " + std::strerror(error));
+}
+
+HostStat lstat_or_throw(const std::string& path) {
+  auto st = lstat_at(AT_FDCWD, path.c_str());
+  if (!st) throw unreadable(path, errno);
+  return *st;
 }
 
 /// Permissions are normalised the way git stores them, so the same commit gives
 /// the same layer on every machine whatever its umask: 0755 for directories and
 /// executables, 0644 for other files.
-uint32_t normalised_mode(const struct stat& st) {
-  if (S_ISDIR(st.st_mode)) return 0755;
-  if (S_ISLNK(st.st_mode)) return 0777;
-  return (st.st_mode & 0111) ? 0755 : 0644;
+uint32_t normalised_mode(mode_t mode) {
+  if (S_ISDIR(mode)) return 0755;
+  if (S_ISLNK(mode)) return 0777;
+  return (mode & 0111) ? 0755 : 0644;
 }
 
 std::string join_image_path(const std::string& dir, const std::string& name) {
   return dir == "/" ? "/" + name : dir + "/" + name;
 }
 
-LayerEntry entry_for(const std::string& host, const struct stat& st, const std::string& image_path) {
+LayerEntry entry_for(const std::string& host, const HostStat& st, const std::string& image_path) {
   LayerEntry e;
   e.path = image_path.substr(1);
-  e.mode = normalised_mode(st);
-  if (S_ISREG(st.st_mode)) {
+  e.mode = normalised_mode(st.mode);
+  if (S_ISREG(st.mode)) {
     e.type = LayerEntry::Type::File;
     e.source = host;
-    e.size = static_cast<uint64_t>(st.st_size);
-  } else if (S_ISDIR(st.st_mode)) {
+    e.size = st.size;
+  } else if (S_ISDIR(st.mode)) {
     e.type = LayerEntry::Type::Directory;
-  } else if (S_ISLNK(st.st_mode)) {
+  } else if (S_ISLNK(st.mode)) {
     e.type = LayerEntry::Type::Symlink;
     std::error_code ec;
     e.link_target = fs::read_symlink(host, ec).string();
@@ -88,20 +117,180 @@ LayerEntry entry_for(const std::string& host, const struct stat& st, const std::
   return e;
 }
 
-/// The names in a host folder, sorted (as bytes: the layer's order does not
-/// depend on the locale or the file system's).
-std::vector<std::string> sorted_names(const std::string& dir) {
+std::exception_ptr folder_error(const std::string& dir, int error) {
+  return std::make_exception_ptr(std::runtime_error("cannot read folder " + dir + ": " + std::strerror(error)));
+}
+
+}  // namespace
+
+/// A host folder's names in byte order (the layer's order does not depend on
+/// the locale or the file system's), each with what its lstat says. `failed`
+/// is the error of the folder (no names) or of the first name that could not
+/// be stat'ed (the names before it): a walk raises it once it has visited
+/// those, as when each name was stat'ed in turn.
+struct Listing {
+  std::vector<std::pair<std::string, HostStat>> names;
+  std::exception_ptr failed;
+};
+
+namespace {
+
+/// Lists and stats a folder, each name relative to the open folder (the
+/// kernel resolves one name, not the whole path again), and closes it: a walk
+/// holds no descriptor while it visits the names, whatever the depth.
+Listing list_folder(const std::string& dir) {
+  Listing out;
   std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-  if (!d) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
-  std::vector<std::string> names;
+  if (!d) {
+    out.failed = folder_error(dir, errno);
+    return out;
+  }
   errno = 0;
   while (const dirent* de = ::readdir(d.get())) {
     std::string_view name = de->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
+    if (name != "." && name != "..") out.names.emplace_back(name, HostStat{});
   }
-  if (errno != 0) throw std::runtime_error("cannot read folder " + dir + ": " + std::strerror(errno));
-  std::sort(names.begin(), names.end());
-  return names;
+  if (errno != 0) {
+    out.names.clear();
+    out.failed = folder_error(dir, errno);
+    return out;
+  }
+  std::sort(out.names.begin(), out.names.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < out.names.size(); ++i) {
+    auto st = lstat_at(::dirfd(d.get()), out.names[i].first.c_str());
+    if (!st) {
+      out.failed = std::make_exception_ptr(unreadable(dir + "/" + out.names[i].first, errno));
+      out.names.resize(i);
+      break;
+    }
+    out.names[i].second = *st;
+  }
+  return out;
+}
+
+}  // namespace
+
+/// Reads the folders of a tree for a walk on every core. The walk itself
+/// stays serial, so its entries keep their depth-first order and its errors
+/// their path order; but most of its time is the kernel's, listing and
+/// stat'ing, and that is shared: a helper thread reads ahead, depth first,
+/// the folders the walk will enter, and the walk reads one itself when it
+/// gets there first, or another while it waits for one being read.
+class FolderReader {
+public:
+  /// `enters(rel)`: whether the walk enters the sub-folder at `rel` (as the
+  /// walk names it). One it does not foresee is read when the walk asks.
+  explicit FolderReader(std::function<bool(const std::string& rel)> enters) : enters_(std::move(enters)) {
+    if (std::thread::hardware_concurrency() > 1) helper_ = std::thread([this] { help(); });
+  }
+  ~FolderReader() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    if (helper_.joinable()) helper_.join();
+  }
+  FolderReader(const FolderReader&) = delete;
+  FolderReader& operator=(const FolderReader&) = delete;
+
+  /// The listing of the folder `dir` at `rel` (each folder is taken once).
+  Listing take(const std::string& dir, const std::string& rel) {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      auto it = folders_.find(dir);
+      if (it == folders_.end()) break;
+      if (it->second.read) {
+        ahead_ -= it->second.listing.names.size();
+        changed_.notify_all();
+        return std::move(it->second.listing);  // the entry stays: the folder is not read again
+      }
+      // Being read by the helper: read another one meanwhile.
+      if (!read_next(lock)) changed_.wait(lock);
+    }
+    return std::move(read(lock, dir, rel).listing);
+  }
+
+private:
+  struct Folder {
+    bool read = false;  ///< false while being read
+    Listing listing;
+  };
+
+  /// Reads `dir` (claimed here) unlocked, then queues the sub-folders the walk
+  /// will enter, the first on top: the walk enters them in that order.
+  Folder& read(std::unique_lock<std::mutex>& lock, const std::string& dir, const std::string& rel) {
+    folders_.emplace(dir, Folder{});
+    std::vector<std::pair<std::string, std::string>> next;
+    Listing listing;
+    lock.unlock();
+    try {
+      listing = list_folder(dir);
+      for (auto& [name, st] : listing.names | std::views::reverse)
+        if (S_ISDIR(st.mode)) {
+          std::string child_rel = rel.empty() ? name : rel + "/" + name;
+          if (enters_(child_rel)) next.emplace_back(dir + "/" + name, std::move(child_rel));
+        }
+    } catch (...) {
+      // Out of memory: unclaimed, so that no one waits for it.
+      lock.lock();
+      folders_.erase(dir);
+      changed_.notify_all();
+      throw;
+    }
+    lock.lock();
+    Folder& folder = folders_[dir];
+    folder.read = true;
+    folder.listing = std::move(listing);
+    std::move(next.begin(), next.end(), std::back_inserter(todo_));
+    changed_.notify_all();
+    return folder;
+  }
+
+  /// Reads the folder on top of the queue not read yet; false when there is
+  /// none, or when too much read is not taken yet (memory stays bounded).
+  bool read_next(std::unique_lock<std::mutex>& lock) {
+    while (!todo_.empty() && ahead_ < kMaxAhead) {
+      auto [dir, rel] = std::move(todo_.back());
+      todo_.pop_back();
+      if (folders_.contains(dir)) continue;
+      ahead_ += read(lock, dir, rel).listing.names.size();
+      return true;
+    }
+    return false;
+  }
+
+  void help() {
+    std::unique_lock lock(mutex_);
+    try {
+      while (!stop_)
+        if (!read_next(lock)) changed_.wait(lock);
+    } catch (...) {
+      // Out of memory: the walk reads what is left itself.
+    }
+  }
+
+  /// Names read ahead and not yet taken, at most.
+  static constexpr size_t kMaxAhead = 1 << 16;
+  std::function<bool(const std::string&)> enters_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::pair<std::string, std::string>> todo_;  ///< host path and rel of folders to read: a stack
+  std::unordered_map<std::string, Folder> folders_;        ///< by host path: being read, read, or taken
+  size_t ahead_ = 0;
+  bool stop_ = false;
+  std::thread helper_;
+};
+
+namespace {
+
+/// Calls `each(name, host, st)` for every name in the host folder `dir` at
+/// `rel`, from `reader`, then raises the listing's error if it has one.
+template <class Each>
+void for_each_name(FolderReader& reader, const std::string& dir, const std::string& rel, Each each) {
+  Listing listing = reader.take(dir, rel);
+  for (auto& [name, st] : listing.names) each(name, dir + "/" + name, st);
+  if (listing.failed) std::rethrow_exception(listing.failed);
 }
 
 }  // namespace
@@ -193,33 +382,36 @@ fs::path BuildContext::directory(const std::string& dir) const {
 
 void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, bool in_context,
                             std::vector<LayerEntry>& out) const {
-  walk(host_dir.string(), in_context ? relative(host_dir) : std::string(), dest, in_context, out);
+  // A folder is entered when not excluded, or when an exception may
+  // re-include something inside it (walk below).
+  FolderReader reader([&](const std::string& rel) {
+    return !in_context || ignore_.empty() || !ignore_.excluded(rel) || ignore_.must_descend(rel);
+  });
+  walk(reader, host_dir.string(), in_context ? relative(host_dir) : std::string(), dest, in_context, out);
 }
 
-void BuildContext::walk(const std::string& host_dir, const std::string& rel_dir, const std::string& dest,
-                        bool in_context, std::vector<LayerEntry>& out) const {
+void BuildContext::walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir,
+                        const std::string& dest, bool in_context, std::vector<LayerEntry>& out) const {
   // Strings, not std::filesystem paths: a path object per name and per
   // comparison made most of the cost of planning a copy of many files.
-  for (const std::string& name : sorted_names(host_dir)) {
-    std::string host = host_dir + "/" + name;
+  for_each_name(reader, host_dir, rel_dir, [&](const std::string& name, const std::string& host, const HostStat& st) {
     std::string rel = in_context ? (rel_dir.empty() ? name : rel_dir + "/" + name) : std::string();
-    struct stat st = lstat_or_throw(host);
     bool excluded = in_context && !ignore_.empty() && ignore_.excluded(rel);
     std::string image_path = join_image_path(dest, name);
     if (excluded) {
       // Walk an excluded folder only for what an exception re-includes, and
       // keep the folder's own entry only when something inside survived.
-      if (S_ISDIR(st.st_mode) && ignore_.must_descend(rel)) {
+      if (S_ISDIR(st.mode) && ignore_.must_descend(rel)) {
         size_t before = out.size();
         out.push_back(entry_for(host, st, image_path));
-        walk(host, rel, image_path, in_context, out);
+        walk(reader, host, rel, image_path, in_context, out);
         if (out.size() == before + 1) out.pop_back();
       }
-      continue;
+      return;
     }
     out.push_back(entry_for(host, st, image_path));
-    if (S_ISDIR(st.st_mode)) walk(host, rel, image_path, in_context, out);
-  }
+    if (S_ISDIR(st.mode)) walk(reader, host, rel, image_path, in_context, out);
+  });
 }
 
 namespace {
@@ -241,8 +433,8 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
   std::vector<LayerEntry> entries;
   std::string dest_dir = dest;  // the directory whose implied parents are created
   for (auto& item : items) {
-    struct stat st = lstat_or_throw(item.host_path.string());
-    if (S_ISDIR(st.st_mode)) {
+    HostStat st = lstat_or_throw(item.host_path.string());
+    if (S_ISDIR(st.mode)) {
       // Like docker, a directory's contents are copied, not the directory itself.
       add_dir(item, dest, entries);
       dest_is_dir = true;
@@ -318,20 +510,19 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
 
 /// An entry of another image's file system as it is there: mode kept, owned
 /// by root (docker's COPY --from without --chown).
-LayerEntry image_entry(const std::string& host, const struct stat& st, const std::string& image_path) {
+LayerEntry image_entry(const std::string& host, const HostStat& st, const std::string& image_path) {
   LayerEntry e = entry_for(host, st, image_path);
-  e.mode = st.st_mode & 07777;
+  e.mode = st.mode & 07777;
   return e;
 }
 
-void add_image_tree(const std::string& host_dir, const std::string& dest, std::vector<LayerEntry>& out) {
-  for (const std::string& name : sorted_names(host_dir)) {
-    std::string child = host_dir + "/" + name;
-    struct stat st = lstat_or_throw(child);
+void add_image_tree(FolderReader& reader, const std::string& host_dir, const std::string& dest,
+                    std::vector<LayerEntry>& out) {
+  for_each_name(reader, host_dir, "", [&](const std::string& name, const std::string& host, const HostStat& st) {
     std::string image_path = join_image_path(dest, name);
-    out.push_back(image_entry(child, st, image_path));
-    if (S_ISDIR(st.st_mode)) add_image_tree(child, image_path, out);
-  }
+    out.push_back(image_entry(host, st, image_path));
+    if (S_ISDIR(st.mode)) add_image_tree(reader, host, image_path, out);
+  });
 }
 
 }  // namespace
@@ -353,7 +544,7 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
       [&](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
         context.add_tree(item.host_path, dest, item.in_context, out);
       },
-      [](const CopyItem& item, const struct stat& st, const std::string& target) {
+      [](const CopyItem& item, const HostStat& st, const std::string& target) {
         return entry_for(item.host_path.string(), st, target);
       });
 }
@@ -421,9 +612,10 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
   return place_sources(
       op, workdir, items,
       [](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
-        add_image_tree(item.host_path.string(), dest, out);
+        FolderReader reader([](const std::string&) { return true; });
+        add_image_tree(reader, item.host_path.string(), dest, out);
       },
-      [](const CopyItem& item, const struct stat& st, const std::string& target) {
+      [](const CopyItem& item, const HostStat& st, const std::string& target) {
         return image_entry(item.host_path, st, target);
       });
 }

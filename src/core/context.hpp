@@ -12,6 +12,8 @@
 
 namespace imgbuild {
 
+class FolderReader;
+
 /// A source file or directory resolved on the host, ready to copy.
 struct CopyItem {
   std::filesystem::path host_path;  ///< what is read
@@ -43,8 +45,8 @@ public:
 
 private:
   /// add_tree() for the folder `host_dir`, `rel_dir` in the context.
-  void walk(const std::string& host_dir, const std::string& rel_dir, const std::string& dest, bool in_context,
-            std::vector<LayerEntry>& out) const;
+  void walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir, const std::string& dest,
+            bool in_context, std::vector<LayerEntry>& out) const;
   std::string relative(const std::filesystem::path& p) const;
   /// Whether .dockerignore lets a recipe name this context path.
   bool visible(const std::string& rel) const;
@@ -60,7 +62,8 @@ std::string clean_image_path(const std::string& path);
 /// is taken from there, as WORKDIR, COPY destinations and exec do; then cleaned.
 std::string resolve_image_path(const std::string& workdir, const std::string& path);
 
-/// Turns one `:copy` into the entries of its layer. `workdir` resolves a
+/// Turns one `:copy` into the entries of its layer, in layer order (as
+/// sort_layer_entries leaves them: by path, none twice). `workdir` resolves a
 /// relative destination; `files` are the already built file-valued sources, in
 /// the order of op.sources that have a file_node.
 std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
@@ -74,7 +77,7 @@ std::optional<std::filesystem::path> resolve_in_image(const std::filesystem::pat
 /// `:copy(src, dst, { from = other })`: the sources are paths in the other
 /// image, unpacked at `root` (relative ones from `source_workdir`; a pattern
 /// in the last component). Modes are kept and owners are root unless chown
-/// says otherwise, as docker's COPY --from does.
+/// says otherwise, as docker's COPY --from does. In layer order, as plan_copy.
 std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::filesystem::path& root,
                                        const std::string& source_workdir, const std::string& workdir);
 

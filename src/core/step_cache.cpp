@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "core/layout.hpp"
@@ -96,21 +96,75 @@ FileDigests hash_files(const std::vector<LayerEntry>& entries, FileDigests known
 
 namespace {
 
-/// One canonical line per entry, hashed as it is made: a context of many
+/// Appends `s` as nlohmann's dump() spells a JSON string: the bytes of the
+/// step keys in users' caches. Most names need no escape and are copied as
+/// they are; the others go through nlohmann itself, so its escapes and its
+/// UTF-8 check stay the only ones. `what` names `s` in the error for a string
+/// that is not UTF-8: JSON cannot carry it, and libarchive would write it as
+/// a PAX name with hdrcharset=BINARY, which tar tools warn about.
+void append_json_string(std::string& out, const std::string& s, const LayerEntry& e, const char* what) {
+  auto plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
+  if (std::all_of(s.begin(), s.end(), plain)) {
+    out += '"';
+    out += s;
+    out += '"';
+    return;
+  }
+  try {
+    out += json(s).dump();
+  } catch (const json::type_error&) {
+    // Shown with U+FFFD for the bad bytes and control characters escaped.
+    std::string path = json("/" + e.path).dump(-1, ' ', false, json::error_handler_t::replace);
+    throw std::runtime_error(path.substr(1, path.size() - 2) + ": " + what + " is not valid UTF-8");
+  }
+}
+
+template <class Int>
+void append_number(std::string& out, Int n) {
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+}
+
+/// One line per entry, as json{...}.dump() made it when keys were first
+/// computed (keys sorted, no spaces): built as a string, without a JSON
+/// object per entry, and hashed in blocks as it is made, so a context of many
 /// files costs no description held in memory. Without `contents`, files are
 /// described by their size alone (a shape).
 Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* contents) {
   Sha256 hash;
+  std::string text;
   for (size_t i = 0; i < entries.size(); ++i) {
-    const LayerEntry& e = entries[i];
-    json j = {{"path", e.path}, {"type", type_name(e.type)}, {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}};
-    if (e.type == LayerEntry::Type::Symlink) j["target"] = e.link_target;
-    if (e.type == LayerEntry::Type::File) {
-      j["size"] = e.size;
-      if (contents) j["sha256"] = (*contents)[i].value().digest().str();
+    if (text.size() >= (1 << 16)) {
+      hash.update(text);
+      text.clear();
     }
-    hash.update(j.dump() + "\n");
+    const LayerEntry& e = entries[i];
+    text += "{\"gid\":";
+    append_number(text, e.gid);
+    text += ",\"mode\":";
+    append_number(text, e.mode);
+    text += ",\"path\":";
+    append_json_string(text, e.path, e, "the name");
+    if (e.type == LayerEntry::Type::File) {
+      if (contents) {
+        text += ",\"sha256\":\"sha256:";
+        text += to_hex((*contents)[i].value().sha256);
+        text += '"';
+      }
+      text += ",\"size\":";
+      append_number(text, e.size);
+    }
+    if (e.type == LayerEntry::Type::Symlink) {
+      text += ",\"target\":";
+      append_json_string(text, e.link_target, e, "the symlink target");
+    }
+    text += ",\"type\":\"";
+    text += type_name(e.type);
+    text += "\",\"uid\":";
+    append_number(text, e.uid);
+    text += "}\n";
   }
+  hash.update(text);
   return hash.finish();
 }
 
@@ -161,13 +215,32 @@ constexpr std::string_view kShapeFormat = "imgbuild-shape-1";
 
 /// Parses 64 lowercase hex digits into `out`; false for anything else.
 bool from_hex(std::string_view hex, std::array<unsigned char, 32>& out) {
-  auto nibble = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  // A table, not comparisons: a shape record has a digest per file.
+  static constexpr auto nibbles = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<int8_t>(i);
+    for (int i = 0; i < 6; ++i) t['a' + i] = static_cast<int8_t>(10 + i);
+    return t;
+  }();
   if (hex.size() != 64) return false;
+  int bad = 0;
   for (size_t i = 0; i < 32; ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
+    int hi = nibbles[static_cast<unsigned char>(hex[2 * i])], lo = nibbles[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= hi | lo;
     out[i] = static_cast<unsigned char>(hi * 16 + lo);
   }
+  return bad >= 0;
+}
+
+/// Parses the number that starts `fields` and the space after it, and drops
+/// both; false for anything else.
+template <class Int>
+bool take_number(std::string_view& fields, Int& value) {
+  const char* end = fields.data() + fields.size();
+  auto [at, error] = std::from_chars(fields.data(), end, value);
+  if (error != std::errc() || at == end || *at != ' ') return false;
+  fields.remove_prefix(static_cast<size_t>(at - fields.data()) + 1);
   return true;
 }
 
@@ -182,22 +255,30 @@ FileDigests StepCache::shape_files(const Digest& shape, size_t entries) const {
   } catch (const std::exception&) {
     return {};
   }
-  std::istringstream in(text);
-  std::string line;
-  if (!std::getline(in, line) || line != kShapeFormat) return {};
-  while (std::getline(in, line)) {
+  std::string_view rest = text;
+  auto take_line = [&](std::string_view& line) {
+    size_t end = rest.find('\n');
+    if (end == std::string_view::npos) return false;
+    line = rest.substr(0, end);
+    rest.remove_prefix(end + 1);
+    return true;
+  };
+  std::string_view line;
+  if (!take_line(line) || line != kShapeFormat) return {};
+  out.reserve(entries);
+  while (take_line(line)) {
     if (line == "-") {
       out.emplace_back();
       continue;
     }
-    std::istringstream fields(line);
     FileDigest f{};
-    std::string hex;
-    if (!(fields >> f.stamp.dev >> f.stamp.ino >> f.stamp.size >> f.stamp.mtime_ns >> f.stamp.ctime_ns >> hex) ||
-        !from_hex(hex, f.sha256))
+    FileStamp& st = f.stamp;
+    if (!take_number(line, st.dev) || !take_number(line, st.ino) || !take_number(line, st.size) ||
+        !take_number(line, st.mtime_ns) || !take_number(line, st.ctime_ns) || !from_hex(line, f.sha256))
       return {};
     out.push_back(f);
   }
+  if (!rest.empty()) return {};
   if (out.size() != entries) return {};
   return out;
 }
@@ -220,9 +301,18 @@ void StepCache::add_shape(const Digest& shape, const FileDigests& files, int64_t
       text += "-\n";
       continue;
     }
-    auto& st = f->stamp;
-    text += std::to_string(st.dev) + ' ' + std::to_string(st.ino) + ' ' + std::to_string(st.size) + ' ' +
-            std::to_string(st.mtime_ns) + ' ' + std::to_string(st.ctime_ns) + ' ' + to_hex(f->sha256) + '\n';
+    auto field = [&](auto n) {
+      append_number(text, n);
+      text += ' ';
+    };
+    const FileStamp& st = f->stamp;
+    field(st.dev);
+    field(st.ino);
+    field(st.size);
+    field(st.mtime_ns);
+    field(st.ctime_ns);
+    text += to_hex(f->sha256);
+    text += '\n';
   }
   file.write(text);
   file.commit();

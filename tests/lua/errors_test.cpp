@@ -73,6 +73,13 @@ TEST_CASE("files excluded by .dockerignore are not in the context", "[recipe][er
         "recipe.lua:1: copy: no such file in the build context: secrets/token");
 }
 
+TEST_CASE("a context file whose name is not UTF-8 is reported at the copy's line", "[recipe][errors]") {
+  RecipeRun r;
+  r.file("site/caf\xe9.html", "<p>");
+  CHECK(r.error_of("image(\"a\", scratch\n  :copy(\"site\", \"/www/\"))\n") ==
+        "recipe.lua:2: copy: /www/caf\xef\xbf\xbd.html: the name is not valid UTF-8");
+}
+
 TEST_CASE("a typo in a method or global name gets a suggestion", "[recipe][errors]") {
   RecipeRun r;
   CHECK(r.error_of("image(\"a\", scratch\n  :cpy(\"f\", \"/f\"))\n") ==

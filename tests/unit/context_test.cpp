@@ -379,6 +379,48 @@ TEST_CASE(".dockerignore exclusions", "[context]") {
   }
 }
 
+TEST_CASE("a pipe in a copied directory fails, the first one in path order, unless excluded", "[context]") {
+  Ctx c("pipes/c\n");
+  fs::create_directories(c.root / "pipes" / "a");
+  REQUIRE(::mkfifo((c.root / "pipes/a/fifo").c_str(), 0644) == 0);
+  REQUIRE(::mkfifo((c.root / "pipes/b").c_str(), 0644) == 0);
+  REQUIRE(::mkfifo((c.root / "pipes/c").c_str(), 0644) == 0);
+  std::string pipes = fs::canonical(c.root / "pipes").string();
+  // The same tree always fails on the same pipe: the one inside a/ comes
+  // before b, whatever order the walk visits them in.
+  CHECK(plan_error(c, {"pipes"}, "/p/") == pipes + "/a/fifo: sockets, pipes and devices cannot be copied");
+  fs::remove(c.root / "pipes/a/fifo");
+  CHECK(plan_error(c, {"pipes"}, "/p/") == pipes + "/b: sockets, pipes and devices cannot be copied");
+  fs::remove(c.root / "pipes/b");
+  CHECK(paths_of(plan(c, {"pipes"}, "/p/")) == std::vector<std::string>{"p", "p/a"});
+}
+
+TEST_CASE("a tree of many folders is planned as it is on disk, exclusions and exceptions included", "[context]") {
+  // Enough folders for the walk and the thread reading ahead of it to
+  // share them; what comes out must not depend on which read which.
+  Ctx c("tree/*/s2\n!tree/d07/s2/f3\n");
+  fs::path tree = c.root / "tree";
+  std::vector<std::string> expected{"t"};
+  for (int d = 0; d < 30; ++d) {
+    std::string dn = (d < 10 ? "d0" : "d") + std::to_string(d);
+    expected.push_back("t/" + dn);
+    for (int sub = 0; sub < 4; ++sub) {
+      std::string sn = dn + "/s" + std::to_string(sub);
+      bool excluded = sub == 2;
+      if (!excluded || dn == "d07") expected.push_back("t/" + sn);
+      for (int f = 0; f < 6; ++f) {
+        std::string fn = sn + "/f" + std::to_string(f);
+        put(tree / fn, fn);
+        if (!excluded || (dn == "d07" && f == 3)) expected.push_back("t/" + fn);
+      }
+    }
+    put(tree / dn / "z-file", "z");
+    expected.push_back("t/" + dn + "/z-file");
+  }
+  std::sort(expected.begin(), expected.end());
+  CHECK(paths_of(plan(c, {"tree"}, "/t/")) == expected);
+}
+
 TEST_CASE("a file re-included from an excluded directory has its directory in the plan", "[context]") {
   // Docker (BuildKit's context walker) sends the parent directory of a file an
   // exception re-includes, so the image gets it with its real metadata and the

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <utime.h>
 
+#include <limits>
+
 #include <catch2/catch.hpp>
 
 #include "core/layer.hpp"
@@ -10,6 +12,7 @@
 #include "test_support.hpp"
 
 using namespace imgbuild;
+using imgbuild::test::error_of;
 using imgbuild::test::ScratchDir;
 using imgbuild::test::slurp;
 using imgbuild::test::spit;
@@ -221,6 +224,89 @@ TEST_CASE("a shape describes entries by size, without reading them", "[step_cach
   CHECK(describe_shape({e}) != first);
 }
 
+namespace {
+
+/// Entries with every field and every kind of name a description must keep
+/// apart: owners, setuid/setgid/sticky modes, sizes up to the largest, names
+/// with spaces, quotes, backslashes, control characters and UTF-8.
+std::vector<LayerEntry> varied_entries() {
+  using T = LayerEntry::Type;
+  auto file = [](std::string path, uint32_t mode, uint64_t size, uint32_t uid = 0, uint32_t gid = 0) {
+    return LayerEntry{std::move(path), T::File, mode, uid, gid, "/nonexistent", size, {}};
+  };
+  auto dir = [](std::string path, uint32_t mode, uint32_t uid = 0, uint32_t gid = 0) {
+    return LayerEntry{std::move(path), T::Directory, mode, uid, gid, {}, 0, {}};
+  };
+  auto link = [](std::string path, std::string target) {
+    return LayerEntry{std::move(path), T::Symlink, 0777, 0, 0, {}, 0, std::move(target)};
+  };
+  return {
+      dir("app", 0755),
+      file("app/main.go", 0644, 10),
+      file("app/with space.txt", 0600, 0, 1000, 1000),
+      dir("home/nobody", 0700, 65534, 65534),
+      file("bin/su", 04755, 123456789012),
+      file("bin/wall", 02755, 4096, 0, 5),
+      dir("tmp", 01777),
+      link("bin/sh", "busybox"),
+      link("etc/localtime", "/usr/share/zoneinfo/Europe/Z\xc3\xbcrich"),
+      file("quote\"back\\slash/", 0644, 1),
+      file("ctl\x01\x08\t\n\x0b\f\r\x1b\x1f\x7f", 0644, 2),
+      file("caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac/\xf0\x9f\x98\x80.txt", 0644, 3),
+      link("odd", "a \"quoted\" \\ target\n"),
+      file("<html> & 'js' </script>", 0644, 4),
+      file("max", 07777, std::numeric_limits<uint64_t>::max(), 4294967295u, 4294967295u),
+      file(std::string("nul\0inside", 10), 0644, 5),
+      // One reason to escape each, alone in its name.
+      file("only\\backslash", 0644, 6),
+      file("only\"quote", 0644, 7),
+      file("only\ttab", 0644, 8),
+      file("only-\xc3\xa9", 0644, 9),
+      link("only-\x7f", "only\\backslash"),
+  };
+}
+
+/// Made-up file digests (nothing is read), a different one per file.
+FileDigests varied_digests(const std::vector<LayerEntry>& entries) {
+  FileDigests out(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (entries[i].type == LayerEntry::Type::File) {
+      FileDigest f{};
+      for (size_t b = 0; b < f.sha256.size(); ++b) f.sha256[b] = static_cast<unsigned char>(i * 37 + b * 11);
+      out[i] = f;
+    }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("descriptions keep their exact bytes: the step keys in users' caches stay valid", "[step_cache]") {
+  // Pinned when these digests were made with nlohmann::json: a change here
+  // would orphan every cached copy step.
+  std::vector<LayerEntry> entries = varied_entries();
+  CHECK(describe_shape(entries).str() == "sha256:ca7640be10b738088dd8e2bf5841993327d1c9e484811d97de7aeb2fa66db4b8");
+  CHECK(describe_entries(entries, varied_digests(entries)).str() ==
+        "sha256:db6e670811d26ff52872e6da606d8cecdde5b09404ce55428dc18343ac3b6a8a");
+  // The form of one line, readable: keys sorted, JSON escapes, one line per entry.
+  LayerEntry e{"a \"b\"\\\n\x01", LayerEntry::Type::File, 04755, 1, 2, "/x", 7, {}};
+  CHECK(describe_shape({e}) ==
+        sha256_of("{\"gid\":2,\"mode\":2541,\"path\":\"a \\\"b\\\"\\\\\\n\\u0001\",\"size\":7,"
+                  "\"type\":\"file\",\"uid\":1}\n"));
+  LayerEntry l{"l", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "t"};
+  CHECK(describe_shape({l, l}) == sha256_of("{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"
+                                             "{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"));
+}
+
+TEST_CASE("a name or link target that is not UTF-8 cannot be described, and the error says which", "[step_cache]") {
+  // JSON (the key) carries only UTF-8; the bad bytes are shown as U+FFFD and
+  // control characters escaped, so the message is safe on a terminal.
+  LayerEntry latin1{"dir/caf\xe9", LayerEntry::Type::File, 0644, 0, 0, "/x", 1, {}};
+  CHECK(error_of([&] { describe_shape({latin1}); }) == "/dir/caf\xef\xbf\xbd: the name is not valid UTF-8");
+  LayerEntry link{"new\nline", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "\xc3"};
+  CHECK(error_of([&] { describe_entries({link}, FileDigests(1)); }) ==
+        "/new\\nline: the symlink target is not valid UTF-8");
+}
+
 TEST_CASE("shapes are remembered until the whole cache is pruned", "[step_cache]") {
   ScratchDir dir;
   Layout store(dir.path / "store");
@@ -298,12 +384,31 @@ TEST_CASE("a shape keeps its files' digests, but not those of files changed just
     CHECK(cache.knows_shape(shape));
     CHECK(cache.shape_files(shape, 2) == FileDigests(2));
   }
+  SECTION("the record is a line per entry, read back as written, older mtimes included") {
+    FileDigest f{};
+    for (size_t b = 0; b < f.sha256.size(); ++b) f.sha256[b] = static_cast<unsigned char>(b * 8 + 1);
+    f.stamp = FileStamp{2049, 18446744073709551615u, 5, -1'000'000'001, 1'700'000'000'123'456'789};
+    cache.add_shape(shape, {f, std::nullopt}, std::numeric_limits<int64_t>::max());
+    fs::path file = dir.path / "cache" / "shapes" / std::string(shape.hex());
+    CHECK(slurp(file) ==
+          "imgbuild-shape-1\n"
+          "2049 18446744073709551615 5 -1000000001 1700000000123456789 "
+          "0109111921293139414951596169717981899199a1a9b1b9c1c9d1d9e1e9f1f9\n"
+          "-\n");
+    CHECK(cache.shape_files(shape, 2) == FileDigests{f, std::nullopt});
+  }
   SECTION("a damaged record is nothing known") {
     cache.add_shape(shape, read, read[0]->stamp.ctime_ns + 2'000'000'000);
     fs::path file = dir.path / "cache" / "shapes" / std::string(shape.hex());
     std::string text = slurp(file);
     spit(file, text.substr(0, text.size() - 10) + "\n");
     CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, text.substr(0, text.size() - 6) + "A" + text.substr(text.size() - 5));  // not lowercase hex
+    CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, text.substr(0, text.size() - 1));  // no final newline: cut short
+    CHECK(cache.shape_files(shape, 2).empty());
+    spit(file, text);
+    CHECK(cache.shape_files(shape, 2).size() == 2);
     spit(file, "imgbuild-shape-0\n-\n-\n");
     CHECK(cache.shape_files(shape, 2).empty());
   }
