@@ -86,7 +86,7 @@ bool incompressible(const unsigned char* p, size_t n) {
 }
 
 /// The gzip compressor: compresses the tar the way pigz does, on every core:
-/// the stream is cut into kChunk-byte pieces, each compressed by a worker
+/// the stream comes cut into kChunk-byte pieces (ChunkPipe), each compressed by a worker
 /// into gzip members (libdeflate at level 6: about 3x zlib's speed at a
 /// slightly smaller size), and the members are written in order. A run of
 /// members is one valid gzip stream that gzip, Go, Python and docker read as
@@ -102,8 +102,6 @@ class ParallelGzipSink {
 public:
   ParallelGzipSink(BlobOutput& out, unsigned threads) : out_(out), workers_(thread_count(threads)) {
     for (size_t i = 0; i < workers_.size(); ++i) workers_[i] = std::thread([this] { work(); });
-    current_ = std::make_shared<Job>();
-    current_->in.reserve(kChunk);
   }
   ~ParallelGzipSink() {
     {
@@ -116,20 +114,23 @@ public:
   ParallelGzipSink(const ParallelGzipSink&) = delete;
   ParallelGzipSink& operator=(const ParallelGzipSink&) = delete;
 
-  void write(const void* data, size_t size) {
-    auto p = static_cast<const char*>(data);
-    while (size > 0) {
-      size_t n = std::min(size, kChunk - current_->in.size());
-      current_->in.insert(current_->in.end(), p, p + n);
-      p += n;
-      size -= n;
-      if (current_->in.size() == kChunk) submit();
+  /// Takes the next chunk of the stream, kChunk bytes (fewer only for the
+  /// last), as ChunkPipe cuts it: the cuts decide the bytes.
+  void add(std::vector<char>&& chunk) {
+    while (order_.size() >= 2 * workers_.size()) write_front();
+    auto job = std::make_shared<Job>();
+    job->in = std::move(chunk);
+    {
+      std::lock_guard lock(mutex_);
+      pending_.push_back(job);
+      order_.push_back(job);
     }
+    wake_workers_.notify_one();
   }
 
   void finish() {
     // An empty stream still needs one (empty) member to be valid gzip.
-    if (!current_->in.empty() || order_.empty()) submit();
+    if (order_.empty()) add({});
     while (!order_.empty()) write_front();
   }
 
@@ -150,18 +151,6 @@ private:
     std::unique_ptr<libdeflate_compressor, Deleter> deflate{libdeflate_alloc_compressor(kLevel)};
     std::unique_ptr<libdeflate_compressor, Deleter> store{libdeflate_alloc_compressor(0)};
   };
-
-  void submit() {
-    while (order_.size() >= 2 * workers_.size()) write_front();
-    {
-      std::lock_guard lock(mutex_);
-      pending_.push_back(current_);
-      order_.push_back(current_);
-    }
-    wake_workers_.notify_one();
-    current_ = std::make_shared<Job>();
-    current_->in.reserve(kChunk);
-  }
 
   /// Waits for the oldest chunk, then writes its members.
   void write_front() {
@@ -238,7 +227,6 @@ private:
   bool stopping_ = false;
   std::deque<std::shared_ptr<Job>> pending_;  ///< waiting for a worker
   std::deque<std::shared_ptr<Job>> order_;    ///< submitted, not yet written: output order
-  std::shared_ptr<Job> current_;
 };
 
 /// The zstd compressor: libzstd's own workers, one per core. Its streaming
@@ -258,8 +246,9 @@ public:
     if (ZSTD_isError(workers)) throw std::runtime_error("zstd: this libzstd has no multi-threading support");
   }
 
-  void write(const void* data, size_t size) {
-    ZSTD_inBuffer in{data, size, 0};
+  /// Compresses the next chunk of the stream.
+  void add(const std::vector<char>& chunk) {
+    ZSTD_inBuffer in{chunk.data(), chunk.size(), 0};
     while (in.pos < in.size) drain(ZSTD_e_continue, in);
   }
 
@@ -294,14 +283,17 @@ private:
   std::vector<char> buffer_;
 };
 
-/// Carries a byte stream, in kChunk pieces and in order, to `consume`, which
-/// runs on a thread of its own: the tar writer goes on with the next files
-/// while the last chunk is hashed and compressed. At most kDepth chunks wait
-/// in between. An exception in `consume` stops the stream and reaches the
-/// writer from its next write() or from finish().
+/// Carries a byte stream, cut into kChunk-byte chunks (the last one shorter)
+/// and in order, to `consume`, which runs on a thread of its own: the tar
+/// writer goes on with the next files while the last chunk is hashed and
+/// compressed. At most kDepth chunks wait in between. An exception in
+/// `consume` stops the stream and reaches the writer from its next write()
+/// or from finish().
 class ChunkPipe {
 public:
-  using Consumer = std::function<void(const char* data, size_t size)>;
+  /// Receives each chunk; it may keep the buffer (move it out), or leave it
+  /// to be filled again.
+  using Consumer = std::function<void(std::vector<char>& chunk)>;
   explicit ChunkPipe(Consumer consume) : consume_(std::move(consume)) {
     fill_.reserve(kChunk);
     thread_ = std::thread([this] { run(); });
@@ -372,7 +364,7 @@ private:
           chunk = std::move(queue_.front());
           queue_.pop_front();
         }
-        consume_(chunk.data(), chunk.size());
+        consume_(chunk);
         {
           std::lock_guard lock(mutex_);
           spare_.push_back(std::move(chunk));
@@ -839,10 +831,10 @@ LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::
   Sha256 tar_hash;
   uint64_t tar_size = 0;
   auto compress = [&](auto& sink) {
-    ChunkPipe pipe([&](const char* data, size_t size) {
-      tar_hash.update(data, size);
-      tar_size += size;
-      sink.write(data, size);
+    ChunkPipe pipe([&](std::vector<char>& chunk) {
+      tar_hash.update(chunk.data(), chunk.size());
+      tar_size += chunk.size();
+      sink.add(std::move(chunk));
     });
     write_tar(entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
     pipe.finish();
