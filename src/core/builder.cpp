@@ -26,7 +26,7 @@ namespace {
 int64_t now_ns() {
   struct timespec ts {};
   ::clock_gettime(CLOCK_REALTIME, &ts);
-  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+  return nanoseconds(ts);
 }
 
 /// The OCI chain ID of a layer stack: the identity of the file system it makes.

@@ -801,8 +801,7 @@ void sort_layer_entries(std::vector<LayerEntry>& entries) {
 
 FileStamp FileStamp::of(const struct ::stat& st) {
   return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size),
-          st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec,
-          st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec};
+          nanoseconds(st.st_mtim), nanoseconds(st.st_ctim)};
 }
 
 const char* compression_name(Compression c) { return c == Compression::Zstd ? "zstd" : "gzip"; }

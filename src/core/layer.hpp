@@ -68,6 +68,9 @@ struct LayerOptions {
   unsigned threads = 0;
 };
 
+/// A time in nanoseconds since the epoch, as FileStamp keeps mtime and ctime.
+inline int64_t nanoseconds(const struct ::timespec& t) { return t.tv_sec * 1'000'000'000LL + t.tv_nsec; }
+
 /// What a file's bytes are known by without reading them. When none of these
 /// changed, neither did the bytes: the kernel renews ctime on every write
 /// and rename, and no user can set it.
