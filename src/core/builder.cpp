@@ -555,9 +555,7 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     if (settled_without_running(st, *key, description, StepKind::Copy, node)) return;
   }
   StepReport report(*this, node, description, StepKind::Copy);
-  if (source) {
-    entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
-  }
+  if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) check_static(entries, st.image.platform);
   LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
   if (!key) {

@@ -379,7 +379,6 @@ fs::path BuildContext::directory(const std::string& dir) const {
   return host;
 }
 
-
 void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, bool in_context,
                             std::vector<LayerEntry>& out) const {
   // A folder is entered when not excluded, or when an exception may
