@@ -1,6 +1,7 @@
 #include "core/context.hpp"
 
 #include "core/text.hpp"
+#include "core/threads.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -183,14 +184,7 @@ public:
   explicit FolderReader(std::function<bool(const std::string& rel)> enters) : enters_(std::move(enters)) {
     if (std::thread::hardware_concurrency() > 1) helper_ = std::thread([this] { help(); });
   }
-  ~FolderReader() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    changed_.notify_all();
-    if (helper_.joinable()) helper_.join();
-  }
+  ~FolderReader() { stop_threads(mutex_, stop_, changed_, {&helper_, 1}); }
   FolderReader(const FolderReader&) = delete;
   FolderReader& operator=(const FolderReader&) = delete;
 

@@ -21,6 +21,7 @@
 #include "core/fs.hpp"
 #include "core/image.hpp"
 #include "core/interrupt.hpp"
+#include "core/threads.hpp"
 
 namespace imgbuild {
 
@@ -103,14 +104,7 @@ public:
   ParallelGzipSink(BlobOutput& out, unsigned threads) : out_(out), workers_(thread_count(threads)) {
     for (size_t i = 0; i < workers_.size(); ++i) workers_[i] = std::thread([this] { work(); });
   }
-  ~ParallelGzipSink() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_workers_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  ~ParallelGzipSink() { stop_threads(mutex_, stopping_, wake_workers_, workers_); }
   ParallelGzipSink(const ParallelGzipSink&) = delete;
   ParallelGzipSink& operator=(const ParallelGzipSink&) = delete;
 
@@ -298,14 +292,7 @@ public:
     fill_.reserve(kChunk);
     thread_ = std::thread([this] { run(); });
   }
-  ~ChunkPipe() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    readable_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  ~ChunkPipe() { stop_threads(mutex_, stopping_, readable_, {&thread_, 1}); }
   ChunkPipe(const ChunkPipe&) = delete;
   ChunkPipe& operator=(const ChunkPipe&) = delete;
 
@@ -433,14 +420,7 @@ public:
     size_t readers = std::min<size_t>(thread_count(0), kMaxReaders);
     for (size_t i = 0; i < readers; ++i) readers_.emplace_back([this] { read_batches(); });
   }
-  ~FileReadAhead() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    writable_.notify_all();
-    for (auto& t : readers_) t.join();
-  }
+  ~FileReadAhead() { stop_threads(mutex_, stopping_, writable_, readers_); }
   FileReadAhead(const FileReadAhead&) = delete;
   FileReadAhead& operator=(const FileReadAhead&) = delete;
 
