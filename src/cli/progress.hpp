@@ -6,8 +6,8 @@
 #include <optional>
 #include <string>
 
-#include "core/builder.hpp"
-#include "core/progress.hpp"
+#include "build/builder.hpp"
+#include "build/progress.hpp"
 #include "registry/transfer.hpp"
 
 namespace imgbuild {

@@ -13,15 +13,15 @@
 #include <map>
 #include <memory>
 
-#include "core/builder.hpp"
-#include "core/context.hpp"
-#include "core/digest.hpp"
-#include "core/doctor.hpp"
-#include "core/elf.hpp"
-#include "core/elf_report.hpp"
-#include "core/interrupt.hpp"
+#include "build/builder.hpp"
+#include "build/context.hpp"
+#include "oci/digest.hpp"
+#include "inspect/doctor.hpp"
+#include "inspect/elf.hpp"
+#include "inspect/elf_report.hpp"
+#include "base/interrupt.hpp"
 #include "lua/embedded.hpp"
-#include "registry/reference.hpp"
+#include "oci/reference.hpp"
 
 namespace imgbuild {
 

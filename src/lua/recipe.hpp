@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/graph.hpp"
+#include "build/graph.hpp"
 
 namespace imgbuild {
 

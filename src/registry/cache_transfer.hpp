@@ -6,9 +6,9 @@
 #include <map>
 #include <vector>
 
-#include "core/layout.hpp"
-#include "core/step_cache.hpp"
-#include "registry/reference.hpp"
+#include "store/layout.hpp"
+#include "store/step_cache.hpp"
+#include "oci/reference.hpp"
 #include "registry/registry.hpp"
 
 namespace imgbuild {

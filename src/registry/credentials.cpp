@@ -19,8 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/fs.hpp"
-#include "core/text.hpp"
+#include "base/fs.hpp"
+#include "base/text.hpp"
 
 extern char** environ;
 

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <exception>
 
-#include "core/interrupt.hpp"
+#include "base/interrupt.hpp"
 
 namespace imgbuild {
 

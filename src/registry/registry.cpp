@@ -9,10 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/fs.hpp"
-#include "core/interrupt.hpp"
-#include "core/layout.hpp"
-#include "core/text.hpp"
+#include "base/fs.hpp"
+#include "base/interrupt.hpp"
+#include "store/layout.hpp"
+#include "base/text.hpp"
 #include "registry/www_authenticate.hpp"
 
 namespace imgbuild {

@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "core/digest.hpp"
-#include "core/image.hpp"
+#include "oci/digest.hpp"
+#include "oci/image.hpp"
 #include "registry/credentials.hpp"
 #include "registry/http.hpp"
-#include "registry/reference.hpp"
+#include "oci/reference.hpp"
 
 namespace imgbuild {
 

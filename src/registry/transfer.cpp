@@ -5,7 +5,7 @@
 #include <mutex>
 #include <thread>
 
-#include "core/text.hpp"
+#include "base/text.hpp"
 
 namespace imgbuild {
 

@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/image.hpp"
-#include "core/layout.hpp"
-#include "registry/reference.hpp"
+#include "oci/image.hpp"
+#include "store/layout.hpp"
+#include "oci/reference.hpp"
 #include "registry/registry.hpp"
 
 namespace imgbuild {

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/dockerignore.hpp"
+#include "build/dockerignore.hpp"
 
 namespace {
 

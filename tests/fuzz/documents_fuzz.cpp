@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/image.hpp"
+#include "oci/image.hpp"
 
 namespace {
 

@@ -11,8 +11,8 @@
 #include <span>
 #include <stdexcept>
 
-#include "core/elf.hpp"
-#include "core/elf_report.hpp"
+#include "inspect/elf.hpp"
+#include "inspect/elf_report.hpp"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "registry/reference.hpp"
+#include "oci/reference.hpp"
 
 namespace {
 

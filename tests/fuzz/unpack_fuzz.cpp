@@ -30,7 +30,7 @@
 #include <system_error>
 #include <vector>
 
-#include "core/unpack.hpp"
+#include "layer/unpack.hpp"
 
 namespace fs = std::filesystem;
 

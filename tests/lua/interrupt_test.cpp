@@ -5,7 +5,7 @@
 
 #include <signal.h>
 
-#include "core/interrupt.hpp"
+#include "base/interrupt.hpp"
 #include "recipe_harness.hpp"
 
 using imgbuild::Interrupted;

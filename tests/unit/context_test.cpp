@@ -1,6 +1,7 @@
 // Tests for the build context and the copy planner: Docker's COPY rules,
 // .dockerignore filtering, the context boundary and image path cleaning.
-#include "core/context.hpp"
+#include "build/context.hpp"
+#include "oci/image_path.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/text.hpp"
+#include "base/text.hpp"
 #include "test_support.hpp"
 
 using imgbuild::Credential;

@@ -1,5 +1,5 @@
 // Tests for content digests: parsing at the edge and the streaming hasher.
-#include "core/digest.hpp"
+#include "oci/digest.hpp"
 
 #include <catch2/catch.hpp>
 

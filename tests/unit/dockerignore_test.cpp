@@ -1,4 +1,4 @@
-#include "core/dockerignore.hpp"
+#include "build/dockerignore.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,7 +1,7 @@
 // Tests for the JSON and text forms of an ELF inspection, over real fixtures
 // compiled at test time (elf_fixtures.hpp, shared with elf_test.cpp) and a few
 // hand-made ElfInfo values for what real files do not show.
-#include "core/elf_report.hpp"
+#include "inspect/elf_report.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/elf.hpp"
+#include "inspect/elf.hpp"
 #include "elf_fixtures.hpp"
 
 namespace fs = std::filesystem;

@@ -1,7 +1,7 @@
 // Tests for the ELF inspector. Real fixtures (Go and C programs) are compiled
 // into a scratch directory at test time, so no binary is ever committed; the
 // malformed cases are built in memory from a small valid file.
-#include "core/elf.hpp"
+#include "inspect/elf.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 // Tests for the file-system primitives: atomic writes, file locks, temporary
 // directories and the small helpers around file descriptors.
-#include "core/fs.hpp"
+#include "base/fs.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,5 +1,5 @@
 // Tests for reading the build graph the recipe engine hands over.
-#include "core/graph.hpp"
+#include "build/graph.hpp"
 
 #include <catch2/catch.hpp>
 

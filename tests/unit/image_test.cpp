@@ -1,6 +1,6 @@
 // Tests for the OCI image model: the config and manifest documents, runtime
 // config helpers, platforms, descriptors and time formatting.
-#include "core/image.hpp"
+#include "oci/image.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/digest.hpp"
+#include "oci/digest.hpp"
 #include "test_support.hpp"
 
 using imgbuild::Descriptor;

@@ -1,7 +1,7 @@
 // Tests for the image tree the doctor reads: pulled layers applied from their
 // blobs (whiteouts, opaque folders, hard links), lazily, and file bytes read
 // back from the layer that holds them.
-#include "core/image_tree.hpp"
+#include "layer/image_tree.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -1,7 +1,8 @@
 // Tests for interrupts: a recorded SIGINT or SIGTERM stops the work at its next
 // check point with Interrupted, and the unwinding leaves nothing behind: no
 // child process, no partial blob, no half-unpacked root, no lock wait.
-#include "core/interrupt.hpp"
+#include "base/interrupt.hpp"
+#include "base/process.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,9 +19,9 @@
 #include <string>
 #include <thread>
 
-#include "core/fs.hpp"
-#include "core/layer.hpp"
-#include "core/unpack.hpp"
+#include "base/fs.hpp"
+#include "layer/layer.hpp"
+#include "layer/unpack.hpp"
 #include "test_support.hpp"
 
 extern char** environ;

@@ -1,7 +1,7 @@
 // Tests for layer assembly: the blob is named by its digest, both digests and
 // sizes are right, the tar holds exactly the planned entries in sorted order
 // with the fixed metadata, and equal inputs give equal bytes.
-#include "core/layer.hpp"
+#include "layer/layer.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "core/digest.hpp"
+#include "oci/digest.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

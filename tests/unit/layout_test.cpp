@@ -1,6 +1,6 @@
 // Tests for the OCI image layout: creation, documents, refs in index.json,
 // importing images between layouts, concurrent writers and the XDG defaults.
-#include "core/layout.hpp"
+#include "store/layout.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,9 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/digest.hpp"
-#include "core/image.hpp"
-#include "core/layer.hpp"
+#include "oci/digest.hpp"
+#include "oci/image.hpp"
+#include "layer/layer.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 // Tests for image references: Docker's normalisation, exact rejections, the
 // derived forms and loopback detection.
-#include "registry/reference.hpp"
+#include "oci/reference.hpp"
 
 #include <catch2/catch.hpp>
 

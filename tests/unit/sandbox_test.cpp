@@ -3,7 +3,7 @@
 // an overlay run and a snapshot run of the same step give the same entries.
 // Running a step needs root (namespaces, mounts); those tests are skipped
 // without it.
-#include "core/sandbox.hpp"
+#include "sandbox/sandbox.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "core/fs.hpp"
-#include "core/interrupt.hpp"
+#include "base/fs.hpp"
+#include "base/interrupt.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

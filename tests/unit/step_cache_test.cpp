@@ -1,4 +1,4 @@
-#include "core/step_cache.hpp"
+#include "store/step_cache.hpp"
 
 #include <sys/stat.h>
 #include <utime.h>
@@ -7,8 +7,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "core/layer.hpp"
-#include "core/layout.hpp"
+#include "layer/layer.hpp"
+#include "store/layout.hpp"
 #include "test_support.hpp"
 
 using namespace imgbuild;

@@ -3,7 +3,7 @@
 // symlinks and hardlinks, invalid whiteouts, malformed archives), each checked
 // for its exact error and for nothing having appeared outside the root. The
 // escape cases run with both resolvers: openat2 and the component walk.
-#include "core/unpack.hpp"
+#include "layer/unpack.hpp"
 
 #include <catch2/catch.hpp>
 

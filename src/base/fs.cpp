@@ -1,0 +1,134 @@
+#include "base/fs.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "base/interrupt.hpp"
+
+namespace imgbuild {
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Fd open_read(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno(path.string());
+  return Fd(fd);
+}
+
+std::string read_file(const fs::path& path) {
+  Fd fd = open_read(path);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(path.string());
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+void write_all(int fd, const void* data, size_t size, const fs::path& what) {
+  auto p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(what.string());
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+namespace {
+void fsync_dir(const fs::path& dir) {
+  Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (d && ::fsync(d.get()) != 0 && errno != EINVAL) throw_errno("fsync " + dir.string());
+}
+}  // namespace
+
+AtomicFile::AtomicFile(fs::path final_path) : final_(std::move(final_path)) {
+  fs::path dir = final_.parent_path().empty() ? fs::path(".") : final_.parent_path();
+  std::string tmpl = (dir / ("." + final_.filename().string() + ".tmp-XXXXXX")).string();
+  int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (fd < 0) throw_errno("create temporary file in " + dir.string());
+  fd_ = Fd(fd);
+  temp_ = tmpl;
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::commit() {
+  if (::fchmod(fd_.get(), 0644) != 0) throw_errno("chmod " + temp_.string());
+  if (::fsync(fd_.get()) != 0) throw_errno("fsync " + temp_.string());
+  if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno("rename to " + final_.string());
+  committed_ = true;
+  fsync_dir(final_.parent_path().empty() ? fs::path(".") : final_.parent_path());
+}
+
+void AtomicFile::commit_as(fs::path final_path) {
+  final_ = std::move(final_path);
+  commit();
+}
+
+void mark_used(const fs::path& path) { ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0); }
+
+void write_file_atomic(const fs::path& path, std::string_view data) {
+  AtomicFile f(path);
+  f.write(data);
+  f.commit();
+}
+
+FileLock::FileLock(const fs::path& lock_path, Mode mode, const std::function<void()>& on_wait) {
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw_errno("open lock " + lock_path.string());
+  fd_ = Fd(fd);
+  const int operation = mode == Mode::Shared ? LOCK_SH : LOCK_EX;
+  if (::flock(fd_.get(), operation | LOCK_NB) == 0) return;
+  if (errno != EWOULDBLOCK && errno != EINTR) throw_errno("lock " + lock_path.string());
+  if (on_wait) on_wait();
+  // Polled rather than blocking: flock is restarted after a signal, and a
+  // build waiting for `cache prune` must still stop on Ctrl-C.
+  while (::flock(fd_.get(), operation | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) throw_errno("lock " + lock_path.string());
+    sleep_or_interrupt(std::chrono::milliseconds(100));
+  }
+}
+
+FileLock::~FileLock() { ::flock(fd_.get(), LOCK_UN); }
+
+TempDir::TempDir(const fs::path& parent, std::string_view prefix) {
+  fs::create_directories(parent);
+  std::string tmpl = (parent / (std::string(prefix) + "XXXXXX")).string();
+  if (!::mkdtemp(tmpl.data())) throw_errno("create temporary directory in " + parent.string());
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+}  // namespace imgbuild

@@ -1,0 +1,102 @@
+#pragma once
+// File-system primitives with RAII and the atomic-write discipline every store
+// and cache update follows: write a temporary file, fsync, rename into place.
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "base/errors.hpp"
+
+namespace imgbuild {
+
+namespace fs = std::filesystem;
+
+/// An owned file descriptor, closed on destruction.
+class Fd {
+public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() { int fd = fd_; fd_ = -1; return fd; }
+
+private:
+  int fd_ = -1;
+};
+
+/// Opens read-only with O_CLOEXEC; throws naming the path.
+Fd open_read(const fs::path& path);
+/// Reads a whole (small) file: JSON documents, .dockerignore, lockfiles.
+std::string read_file(const fs::path& path);
+/// Writes all of `data` to `fd`, retrying short writes.
+void write_all(int fd, const void* data, size_t size, const fs::path& what);
+
+/// A file being written next to its final name. Nothing is visible under the
+/// final name until commit(), which fsyncs and renames; if the writer dies or
+/// throws first, the destructor removes the temporary, so no torn file remains.
+class AtomicFile {
+public:
+  explicit AtomicFile(fs::path final_path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  int fd() const { return fd_.get(); }
+  const fs::path& temp_path() const { return temp_; }
+  void write(std::string_view data) { write_all(fd_.get(), data.data(), data.size(), temp_); }
+  /// fsyncs, renames over the final path and fsyncs the directory.
+  void commit();
+  /// Same, for content whose name is known only once written (a blob named by its digest).
+  void commit_as(fs::path final_path);
+
+private:
+  fs::path final_, temp_;
+  Fd fd_;
+  bool committed_ = false;
+};
+
+/// Marks `path` as used now (its mtime): the cache's least-recently-used
+/// order goes by it. A path that is gone is no error.
+void mark_used(const fs::path& path);
+
+/// Atomically replaces `path` with `data`.
+void write_file_atomic(const fs::path& path, std::string_view data);
+
+/// An advisory lock (flock) on a lock file, held until destruction. Lets
+/// concurrent builds share a store and a cache without corrupting them.
+class FileLock {
+public:
+  enum class Mode { Exclusive, Shared };
+  /// Waits for the lock; `on_wait` is called first when another holder has
+  /// it, to say why nothing happens.
+  explicit FileLock(const fs::path& lock_path, Mode mode = Mode::Exclusive,
+                    const std::function<void()>& on_wait = {});
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+private:
+  Fd fd_;
+};
+
+/// A private temporary directory, removed recursively on destruction.
+class TempDir {
+public:
+  explicit TempDir(const fs::path& parent, std::string_view prefix = "imgbuild-");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+private:
+  fs::path path_;
+};
+
+}  // namespace imgbuild

@@ -1,0 +1,765 @@
+#include "build/builder.hpp"
+#include "oci/image_path.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <new>
+
+#include "inspect/elf.hpp"
+#include "base/fs.hpp"
+#include "build/hostbuild.hpp"
+#include "sandbox/sandbox.hpp"
+#include "base/text.hpp"
+#include "layer/unpack.hpp"
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+namespace {
+
+/// The wall clock in nanoseconds, as file ctimes are written.
+int64_t now_ns() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return nanoseconds(ts);
+}
+
+/// The OCI chain ID of a layer stack: the identity of the file system it makes.
+Digest chain_id(const std::vector<LayerBlob>& layers) {
+  Digest chain = layers.front().diff_id;
+  for (size_t i = 1; i < layers.size(); ++i) chain = sha256_of(chain.str() + " " + layers[i].diff_id.str());
+  return chain;
+}
+
+
+/// The identity of an image's file system in step keys: its layers' chain ID.
+std::string filesystem_id(const Image& image) {
+  return image.layers.empty() ? std::string("empty") : chain_id(image.layers).str();
+}
+
+/// How the history names the image a copy reads from. Not by recipe line (the
+/// digest would depend on where the recipe lies) nor by the other image's
+/// layers: a builder stage's layers differ from build to build (compiler
+/// caches, timestamps) while the files copied out of it do not, and the image
+/// must come out the same.
+std::string from_name(const Image& source) { return source.layers.empty() ? "--from=scratch" : "--from=stage"; }
+
+/// The history line of a config change, written the way docker shows its
+/// instructions: argv lists in JSON (their exact words matter), other lists
+/// and maps as plain words.
+std::string describe_config(const ConfigOp& op) {
+  if (op.value.is_string()) return op.key + " " + op.value.get<std::string>();
+  if (op.key == "entrypoint" || op.key == "cmd") return op.key + " " + op.value.dump();
+  if (op.value.is_array()) return op.key + " " + join(op.value.get<std::vector<std::string>>(), " ");
+  std::vector<std::string> pairs;
+  for (auto& [k, v] : op.value.items()) pairs.push_back(k + "=" + v.get<std::string>());
+  return op.key + " " + join(pairs, " ");
+}
+
+}  // namespace
+
+/// Emits a step's start, and its end: as the step says, or as failed when it
+/// is left by an exception. While planning it reports nothing.
+class Builder::StepReport {
+public:
+  StepReport(Builder& builder, const Node& node, std::string description, StepKind kind, bool cached = false)
+      : builder_(builder), node_(node), description_(std::move(description)), kind_(kind),
+        ended_(builder.planning_) {
+    if (!ended_) builder_.settings_.progress(StepStarted{builder_.index_of(node_), node_.loc, description_, kind_, cached});
+  }
+  StepReport(const StepReport&) = delete;
+  StepReport& operator=(const StepReport&) = delete;
+  ~StepReport() {
+    if (!ended_) end(StepStatus::Failed);
+  }
+
+  /// The description the end reports (a base image's tag resolved to its digest).
+  void describe(std::string description) { description_ = std::move(description); }
+
+  void end(StepStatus status, std::optional<uint64_t> layer_size = std::nullopt) {
+    if (ended_) return;
+    ended_ = true;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    builder_.settings_.progress(
+        StepEnded{builder_.index_of(node_), node_.loc, description_, kind_, status, seconds, layer_size});
+  }
+
+private:
+  Builder& builder_;
+  const Node& node_;
+  std::string description_;
+  StepKind kind_;
+  bool ended_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+std::string human_size(uint64_t bytes) {
+  static const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::optional<uint64_t> parse_size(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  static const std::map<std::string, double> units = {
+      {"", 1},      {"B", 1},     {"k", 1e3},   {"kB", 1e3},  {"K", 1e3},   {"KB", 1e3},        {"M", 1e6},
+      {"MB", 1e6},  {"G", 1e9},   {"GB", 1e9},  {"T", 1e12},  {"TB", 1e12}, {"KiB", 1024.0},   {"MiB", 1048576.0},
+      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  auto it = units.find(text.substr(used));
+  // Only digits start a size: stod would also take "inf", "nan", "0x1p3" and leading blanks.
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.') || value < 0 ||
+      it == units.end())
+    return std::nullopt;
+  return static_cast<uint64_t>(value * it->second);
+}
+
+Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
+    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context),
+      cache_(settings_.cache_dir) {
+  consumers_.resize(graph_.nodes.size());
+  for (auto& node : graph_.nodes) {
+    if (node.parent) ++consumers_.at(*node.parent);
+    if (auto* copy = std::get_if<CopyOp>(&node.op); copy && copy->from_node) ++consumers_.at(*copy->from_node);
+  }
+  for (auto& t : graph_.targets) ++consumers_.at(t.node);
+  for (auto& p : graph_.pushes) ++consumers_.at(p.node);
+  // Steps of independent stages report from several threads: one event at a time.
+  auto report = std::make_shared<std::mutex>();
+  settings_.progress = [report, inner = std::move(settings_.progress)](const ProgressEvent& event) {
+    std::lock_guard lock(*report);
+    inner(event);
+  };
+}
+
+void Builder::prepare(const std::vector<size_t>& nodes) {
+  std::vector<std::future<void>> running;
+  for (size_t n : nodes) running.push_back(std::async(std::launch::async, [this, n] { stage(n); }));
+  std::exception_ptr first;
+  for (auto& r : running) try {
+      r.get();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  if (first) std::rethrow_exception(first);
+}
+
+const BuiltImage& Builder::build(size_t node) {
+  if (auto it = finished_.find(node); it != finished_.end()) return it->second;
+  const Stage& st = stage(node);
+  uint64_t compressed = 0, base_compressed = 0, uncompressed = 0;
+  for (size_t i = 0; i < st.image.layers.size(); ++i) {
+    compressed += st.image.layers[i].size;
+    if (i < st.base_layers) base_compressed += st.image.layers[i].size;
+  }
+  // Before any base layer is downloaded: an image over its budget goes nowhere.
+  check_budget(st, compressed);
+  ensure_local(st.image.layers);
+  for (auto& l : st.image.layers) uncompressed += l.uncompressed_size ? l.uncompressed_size : pulled_tar_size(l);
+  std::string config = st.image.config_document();
+  Descriptor config_desc = store_.put_document(config, media_type::kConfig);
+  std::string manifest = st.image.manifest_document(config_desc);
+  Descriptor manifest_desc = store_.put_document(manifest, media_type::kManifest);
+  auto base = st.image.annotations.find(kBaseNameAnnotation);
+  BuiltImage built{st.image,
+                   manifest_desc,
+                   manifest_desc.size + config_desc.size + compressed,
+                   compressed,
+                   uncompressed,
+                   base != st.image.annotations.end() ? base->second : std::string(),
+                   st.base_layers,
+                   base_compressed};
+  return finished_.emplace(node, std::move(built)).first->second;
+}
+
+uint64_t Builder::pulled_tar_size(const LayerBlob& layer) {
+  // A pulled layer's manifest gives only its compressed size: the tar's comes
+  // from reading it, once per blob, so a large base costs nothing on rebuilds.
+  auto memo = settings_.cache_dir / "tar-sizes" / layer.digest.hex();
+  try {
+    return std::stoull(read_file(memo));
+  } catch (const std::exception&) {
+    // Not measured yet (or a torn memo): measure again.
+  }
+  uint64_t size = tar_size(store_.blob_path(layer.digest));
+  std::filesystem::create_directories(memo.parent_path());
+  write_file_atomic(memo, std::to_string(size));
+  return size;
+}
+
+void Builder::check_budget(const Stage& st, uint64_t compressed) const {
+  if (!st.budget || compressed <= st.budget->bytes) return;
+  std::vector<size_t> order(st.image.layers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return st.image.layers[a].size > st.image.layers[b].size; });
+  std::string biggest;
+  for (size_t i = 0; i < std::min<size_t>(order.size(), 3); ++i)
+    biggest += "\n    " + human_size(st.image.layers[order[i]].size) + "  " + st.layer_steps[order[i]];
+  throw BuildError(st.budget->loc, "budget: the image is " + human_size(compressed) +
+                                       " (compressed layers), over its budget of " + st.budget->text +
+                                       "; biggest layers:" + biggest);
+}
+
+size_t Builder::index_of(const Node& node) const { return static_cast<size_t>(&node - graph_.nodes.data()); }
+
+std::vector<Finding> Builder::examine(const Target& target, const std::set<std::string>& ignore) {
+  const Stage& s = stage(target.node);
+  DoctorContext ctx{s.entrypoint_loc.empty() ? target.loc : s.entrypoint_loc, target.loc, s.ignore};
+  ctx.ignore.insert(ignore.begin(), ignore.end());
+  return examine_image(s.image, *s.tree, ctx);
+}
+
+std::vector<PlannedStep> Builder::plan(const std::vector<size_t>& nodes) {
+  planning_ = true;
+  for (size_t n : nodes) stage(n);
+  std::vector<PlannedStep> out;
+  for (auto& [id, step] : planned_) out.push_back(step);
+  return out;
+}
+
+std::vector<CachedStep> Builder::used_steps() const {
+  std::lock_guard lock(records_mutex_);
+  std::vector<CachedStep> out;
+  for (auto& [key, step] : used_) out.push_back(step);
+  return out;
+}
+
+void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
+  std::map<std::string, std::vector<LayerBlob>> missing;
+  for (auto& layer : layers) {
+    if (store_.has_blob(layer.digest)) continue;
+    std::string source;
+    {
+      std::lock_guard lock(records_mutex_);
+      if (auto it = layer_sources_.find(layer.digest); it != layer_sources_.end()) source = it->second;
+    }
+    if (source.empty())
+      throw std::runtime_error("layer " + layer.digest.str() + " is missing from the store " + store_.root().string() +
+                               " (was it removed while the build ran?)");
+    missing[source].push_back(layer);
+  }
+  for (auto& [source, list] : missing) {
+    if (!settings_.fetch) throw std::runtime_error(source + ": this build has no registry access");
+    settings_.fetch(list, source);
+  }
+}
+
+void Builder::note(const Node& node, const std::string& description, std::optional<Digest> key,
+                   PlannedStep::Outcome outcome) {
+  if (!planning_) return;
+  size_t id = index_of(node);
+  std::lock_guard lock(records_mutex_);
+  planned_[id] = PlannedStep{id, node.loc, description, std::move(key), outcome};
+}
+
+std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& description, const Node& node) {
+  using Outcome = PlannedStep::Outcome;
+  // Whether the store holds a layer whole; while planning, its size is enough.
+  auto whole = [&](const LayerBlob& l) {
+    if (!store_.has_blob(l.digest)) return false;
+    return planning_ ? std::filesystem::file_size(store_.blob_path(l.digest)) == l.size
+                     : store_.verify_blob(l.digest, l.size);
+  };
+  if (settings_.use_cache) {
+    // A result first taken from a registry cache may still have its layer there.
+    auto local = cache_.find(key);
+    if (local && (!local->layer || whole(*local->layer) || !local->source.empty())) {
+      note(node, description, key, Outcome::Local);
+      if (!planning_) {
+        std::lock_guard lock(records_mutex_);
+        if (local->layer && !store_.has_blob(local->layer->digest)) layer_sources_[local->layer->digest] = local->source;
+        used_.emplace(key, *local);
+      }
+      return local;
+    }
+    if (auto remote = settings_.remote_cache.find(key); remote != settings_.remote_cache.end()) {
+      CachedStep step = remote->second;
+      note(node, description, key, Outcome::Registry);
+      if (!planning_) {
+        if (step.layer && !whole(*step.layer)) {
+          std::lock_guard lock(records_mutex_);
+          layer_sources_[step.layer->digest] = step.source;
+        }
+        step.created = std::time(nullptr);
+        remember(step);
+      }
+      return step;
+    }
+  }
+  note(node, description, key, Outcome::Run);
+  return std::nullopt;
+}
+
+bool Builder::settled_without_running(Stage& st, const Digest& key, const std::string& description, StepKind kind,
+                                      const Node& node) {
+  if (auto hit = reuse(key, description, node)) {
+    StepReport report(*this, node, description, kind, true);
+    add_layer(st, hit->layer, description, node);
+    report.end(StepStatus::Cached, hit->layer ? std::optional(hit->layer->size) : std::nullopt);
+    return true;
+  }
+  // Planning: the step would run, so what comes after it is not known.
+  if (planning_) st.unknown = true;
+  return planning_;
+}
+
+void Builder::remember(const CachedStep& step) {
+  cache_.put(step);
+  std::lock_guard lock(records_mutex_);
+  used_.insert_or_assign(step.key, step);
+}
+
+void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const std::string& description,
+                        const Node& node) {
+  st.image.history.push_back({description, !layer});
+  if (!layer) return;
+  st.layer_steps.push_back(node.loc + "  " + description);
+  auto tree = std::make_shared<ImageTree>(*st.tree);
+  tree->apply_layer_blob(store_.blob_path(layer->digest));
+  st.tree = std::move(tree);
+  st.image.layers.push_back(*layer);
+}
+
+const Builder::Stage& Builder::stage(size_t id) {
+  // Claims `id` and every ancestor no thread has claimed yet in one walk up the
+  // parent chain, then builds them oldest first. A loop, not recursion: a
+  // recipe may chain 100 000 steps.
+  std::vector<std::pair<size_t, std::promise<const Stage*>>> claimed;
+  std::shared_future<const Stage*> claimed_elsewhere;  // the nearest ancestor another thread builds
+  {
+    std::lock_guard lock(mutex_);
+    for (std::optional<size_t> n = id; n; n = graph_.nodes.at(*n).parent) {
+      auto [it, first] = stages_.try_emplace(*n);
+      if (!first) {
+        claimed_elsewhere = it->second;
+        break;
+      }
+      claimed.emplace_back(*n, std::promise<const Stage*>());
+      it->second = claimed.back().second.get_future().share();
+    }
+  }
+  if (claimed.empty()) return *claimed_elsewhere.get();
+
+  // Images copied from are built beside this chain, not after it.
+  std::vector<std::future<void>> others;
+  for (auto& [n, promise] : claimed)
+    if (auto* copy = std::get_if<CopyOp>(&graph_.nodes.at(n).op); copy && copy->from_node)
+      others.push_back(std::async(std::launch::async, [this, from = *copy->from_node] { stage(from); }));
+
+  size_t next = claimed.size();
+  try {
+    const Stage* parent = claimed_elsewhere.valid() ? claimed_elsewhere.get() : nullptr;
+    // A step whose only consumer is the next step of this chain hands its stage
+    // on instead of keeping a copy: a long chain would otherwise hold every
+    // intermediate image (and its growing history) at once.
+    std::optional<Stage> handed_on;
+    for (; next-- > 0;) {
+      auto& [n, promise] = claimed[next];
+      Stage built = make_stage(n, handed_on ? std::move(*handed_on) : parent ? *parent : Stage{});
+      handed_on.reset();
+      if (next > 0 && consumers_[n] == 1) {
+        handed_on = std::move(built);
+        promise.set_exception(std::make_exception_ptr(std::logic_error("stage of a step with one consumer is not kept")));
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        parent = &stage_storage_.emplace(n, std::move(built)).first->second;
+      }
+      promise.set_value(parent);
+    }
+    return *parent;
+  } catch (...) {
+    // This step and the later ones of the chain fail with it.
+    for (size_t i = 0; i < claimed.size() && i <= next; ++i) claimed[i].second.set_exception(std::current_exception());
+    throw;
+  }
+}
+
+Builder::Stage Builder::make_stage(size_t id, Stage st) {
+  const Node& node = graph_.nodes.at(id);
+  if (!node.parent) {
+    st.image.platform = settings_.platform;
+    st.image.created = settings_.source_date_epoch;
+  }
+  size_t layers_before = st.image.layers.size();
+  try {
+    if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
+    else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull, node);
+    else if (auto* run = std::get_if<RunOp>(&node.op)) apply_run(st, *run, node);
+    else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
+    else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
+    else if (auto* budget = std::get_if<BudgetOp>(&node.op)) st.budget = Budget{budget->bytes, budget->size, node.loc};
+  } catch (const BuildError&) {
+    throw;
+  } catch (const std::exception& e) {
+    auto* cfg = std::get_if<ConfigOp>(&node.op);
+    std::string step = cfg                                         ? cfg->key
+                       : std::holds_alternative<PullOp>(node.op) ? "from"
+                       : std::holds_alternative<RunOp>(node.op)  ? "run"
+                                                                 : "copy";
+    // Memory runs out as an exception, not a kill, for what a step holds per
+    // file; "std::bad_alloc" would say nothing to a user.
+    bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+    throw BuildError(node.loc, step + ": " + (memory ? std::string("out of memory") : e.what()));
+  }
+  if (settings_.layer_stored && !planning_ && !std::holds_alternative<PullOp>(node.op))
+    for (size_t i = layers_before; i < st.image.layers.size(); ++i)
+      // A layer only a registry cache has comes to the store later, for the push itself.
+      if (store_.has_blob(st.image.layers[i].digest)) settings_.layer_stored(id, st.image.layers[i]);
+  return st;
+}
+
+CopyItem Builder::build_file(size_t id) {
+  // One host build at a time: they use every core already, and share a cache.
+  std::lock_guard lock(files_mutex_);
+  if (auto it = files_.find(id); it != files_.end()) return it->second;
+  const Node& node = graph_.nodes.at(id);
+  if (auto* host_path = std::get_if<HostPathOp>(&node.op)) {
+    for (auto& candidate : host_path->candidates)
+      if (std::filesystem::exists(candidate))
+        // The real file, not a symlink to it: a link to a host path would dangle in the image.
+        return files_.emplace(id, CopyItem{std::filesystem::canonical(candidate),
+                                           std::filesystem::path(candidate).filename().string(), false})
+            .first->second;
+    throw BuildError(node.loc, host_path->description + ": not on this machine (looked for " +
+                                   join(host_path->candidates, ", ") + ")");
+  }
+  const auto& op = std::get<HostBuildOp>(node.op);
+  StepReport report(*this, node, op.description, StepKind::Build);
+  HostBuildResult result;
+  try {
+    result = run_host_build(op, context_, settings_.platform, settings_.cache_dir, settings_.use_cache, planning_);
+  } catch (const std::exception& e) {
+    throw BuildError(node.loc, op.description + ": " + e.what());
+  }
+  if (result.file.empty()) return CopyItem{};  // planning: it would be built
+  report.end(result.cached ? StepStatus::Cached : StepStatus::Done);
+  return files_.emplace(id, CopyItem{result.file, result.file.filename().string()}).first->second;
+}
+
+void Builder::check_static(const std::vector<LayerEntry>& entries, const Platform& platform) {
+  for (auto& e : entries) {
+    if (e.type != LayerEntry::Type::File) continue;
+    std::string what = "/" + e.path;
+    ElfInfo info = inspect_elf_named(e.source, what);
+    if (!info.is_elf) continue;
+    if (info.linking == ElfInfo::Linking::Dynamic) {
+      std::string why = !info.interpreter.empty() ? "interpreter " + info.interpreter
+                        : info.needed.empty()      ? "dynamically linked"
+                                                   : "needs " + info.needed.front();
+      if (info.go && info.go->setting("CGO_ENABLED") == "1") why += ", CGO_ENABLED=1";
+      throw std::runtime_error(what + ": not a static ELF binary (" + why + ")");
+    }
+    if (architecture_or_machine(info) != platform.architecture)
+      throw std::runtime_error(what + ": built for " + info.machine + ", image is " + platform.str());
+  }
+}
+
+namespace {
+
+/// What every layer's bytes depend on besides its files.
+json layer_settings(const LayerOptions& o) { return {{"mtime", o.mtime}, {"compression", compression_name(o.compression)}}; }
+
+}  // namespace
+
+LayerOptions Builder::layer_options() const {
+  return LayerOptions{settings_.source_date_epoch, settings_.compression};
+}
+
+void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
+  std::vector<CopyItem> files;
+  std::vector<std::string> names;
+  bool unknown = st.unknown;
+  for (auto& s : op.sources) {
+    if (s.file_node) {
+      files.push_back(build_file(*s.file_node));
+      unknown = unknown || files.back().host_path.empty();
+      const Node& file = graph_.nodes[*s.file_node];
+      auto* built = std::get_if<HostBuildOp>(&file.op);
+      names.push_back(built ? built->description : std::get<HostPathOp>(file.op).description);
+    } else {
+      names.push_back(s.context_path);
+    }
+  }
+  const Stage* source = op.from_node ? &stage(*op.from_node) : nullptr;
+  if (source) {
+    unknown = unknown || source->unknown;
+    names.insert(names.begin(), from_name(source->image));
+  }
+  std::string description = "copy " + join(names, " ") + " " + op.dest;
+  if (unknown) {
+    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
+    st.unknown = true;
+    return;
+  }
+
+  json inputs = {{"op", "copy"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
+                 {"static", op.static_only}, {"layer", layer_settings(layer_options())}};
+  std::vector<LayerEntry> entries;
+  if (source) {
+    // The other image's file system is known by its chain ID: no need to
+    // unpack it to know whether this copy is cached.
+    json paths = json::array();
+    for (auto& s : op.sources) paths.push_back(s.context_path);
+    inputs["from"] = {{"filesystem", filesystem_id(source->image)}, {"workdir", source->image.config.workdir},
+                      {"paths", paths}};
+    inputs["dest"] = op.dest;
+    inputs["workdir"] = st.image.config.workdir;
+    inputs["chown"] = op.chown ? json{op.chown->uid, op.chown->gid} : json(nullptr);
+    inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
+  } else {
+    entries = plan_copy(op, context_, st.image.config.workdir, files);
+  }
+  // Known before any file is read. A copy of a shape never built cannot be
+  // cached: it is built while its key is computed, reading each file once.
+  // A known shape brings the digests of its files as last read: only files
+  // whose stamp changed since are read for the key.
+  std::optional<Digest> shape;
+  if (!source) {
+    json shape_inputs = inputs;
+    shape_inputs["shape"] = describe_shape(entries).str();
+    shape = step_key(std::move(shape_inputs));
+  }
+  const bool first_of_shape = shape && !planning_ && !could_be_cached(*shape);
+  std::optional<Digest> key;
+  FileDigests contents;
+  const int64_t read_since = now_ns();
+  if (!first_of_shape) {
+    // Everything that reaches the layer, each file by its content.
+    if (!source) {
+      size_t files_read = 0;
+      contents = hash_files(entries, cache_.shape_files(*shape, entries.size()), &files_read);
+      if (!planning_ && files_read > 0) cache_.add_shape(*shape, contents, read_since);
+      inputs["entries"] = describe_entries(entries, contents).str();
+    }
+    key = step_key(inputs);
+    if (settled_without_running(st, *key, description, StepKind::Copy, node)) return;
+  }
+  StepReport report(*this, node, description, StepKind::Copy);
+  if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
+  if (op.static_only) check_static(entries, st.image.platform);
+  LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
+  if (!key) {
+    inputs["entries"] = describe_entries(entries, contents).str();
+    key = step_key(std::move(inputs));
+    cache_.add_shape(*shape, contents, read_since);
+  }
+  remember(CachedStep{*key, description, blob, std::time(nullptr)});
+  add_layer(st, blob, description, node);
+  report.end(StepStatus::Done, blob.size);
+}
+
+bool Builder::could_be_cached(const Digest& shape) const {
+  // A registry cache's entries come without shapes.
+  return settings_.use_cache && (cache_.knows_shape(shape) || !settings_.remote_cache.empty());
+}
+
+void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
+  if (!settings_.pull) throw std::runtime_error(op.reference + ": this build has no registry access");
+  Platform platform = op.platform ? Platform::parse(*op.platform) : settings_.platform;
+  StepReport report(*this, node, "from " + op.reference, StepKind::From);
+  st.image = settings_.pull(op, platform);
+  auto digest = st.image.annotations.find(kBaseDigestAnnotation);
+  std::string description = "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
+  note(node, description, std::nullopt, PlannedStep::Outcome::From);
+  st.base_layers = st.image.layers.size();
+  for (size_t i = 0; i < st.image.layers.size(); ++i)
+    st.layer_steps.push_back(node.loc + "  from " + op.reference + " (layer " + std::to_string(i + 1) + ")");
+  st.image.created = settings_.source_date_epoch;
+  auto tree = std::make_shared<ImageTree>();
+  {
+    // The layers come when a step or an output needs them (most cached builds never do).
+    std::lock_guard lock(records_mutex_);
+    for (auto& layer : st.image.layers)
+      if (!store_.has_blob(layer.digest)) layer_sources_[layer.digest] = op.reference;
+  }
+  for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
+  st.tree = std::move(tree);
+  st.cmd_from_base = st.image.config.cmd.has_value();
+  report.describe(description);
+  report.end(StepStatus::Done);
+}
+
+
+std::filesystem::path Builder::image_root(const Image& image) {
+  namespace fs = std::filesystem;
+  fs::path roots = settings_.cache_dir / "roots";
+  fs::create_directories(roots);
+  fs::path root = roots / (image.layers.empty() ? std::string("empty") : std::string(chain_id(image.layers).hex()));
+  if (fs::exists(root)) {
+    mark_used(root);
+    return root;
+  }
+  ensure_local(image.layers);
+  // The root of the longest prefix of these layers unpacked before (a base's,
+  // an earlier step's) is the start: only the layers above it are applied.
+  size_t start = 0;
+  fs::path below;
+  for (size_t n = image.layers.empty() ? 0 : image.layers.size() - 1; n > 0 && below.empty(); --n) {
+    fs::path candidate = roots / std::string(chain_id({image.layers.begin(), image.layers.begin() + n}).hex());
+    if (fs::exists(candidate)) {
+      start = n;
+      below = candidate;
+    }
+  }
+  // Unpacked beside its final name and renamed when whole: a build killed
+  // half-way leaves no root that looks complete.
+  TempDir scratch(roots, ".unpack-");
+  std::vector<UnpackLayer> layers;
+  for (size_t i = start; i < image.layers.size(); ++i)
+    layers.push_back({store_.blob_path(image.layers[i].digest),
+                      "layer " + std::to_string(i + 1) + " (" + image.layers[i].digest.str() + ")"});
+  if (below.empty()) {
+    unpack_image(scratch.path() / "root", layers);
+  } else {
+    mark_used(below);
+    link_tree(below, scratch.path() / "root");
+    for (auto& layer : layers) apply_layer(scratch.path() / "root", layer.blob, layer.label);
+  }
+  std::error_code ec;
+  fs::rename(scratch.path() / "root", root, ec);
+  if (ec && !fs::exists(root)) throw std::runtime_error("cannot store the unpacked image at " + root.string() + ": " + ec.message());
+  return root;
+}
+
+void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
+  namespace fs = std::filesystem;
+  std::string shown = op.shell.empty() ? nlohmann::json(op.argv).dump() : op.shell;
+  std::string description = "run " + shown;
+  if (st.unknown) {
+    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
+    return;
+  }
+  SandboxSpec spec;
+  spec.argv = op.argv;
+  RuntimeConfig env = st.image.config;
+  for (auto& [k, v] : op.env) env.set_env(k, v);
+  if (!env.get_env("PATH")) env.set_env("PATH", kDefaultPath);
+  spec.env = env.env;
+  spec.workdir = op.workdir ? resolve_image_path(st.image.config.workdir, *op.workdir)
+                            : (st.image.config.workdir.empty() ? "/" : st.image.config.workdir);
+  spec.user = op.user.value_or(st.image.config.user);
+  spec.network = op.network;
+
+  // A secret is a credential, not an input: the step's result must not depend
+  // on it, and not even a hash of it may reach a key shared through a registry.
+  json secret_ids = json::array();
+  for (auto& [id, path] : op.secrets) secret_ids.push_back(id);
+  Digest key = step_key({{"op", "run"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
+                         {"argv", spec.argv}, {"env", spec.env}, {"workdir", spec.workdir}, {"user", spec.user},
+                         {"network", spec.network}, {"cache", op.cache}, {"secrets", secret_ids},
+                         {"layer", layer_settings(layer_options())}});
+  if (settled_without_running(st, key, description, StepKind::Run, node)) return;
+  StepReport report(*this, node, description, StepKind::Run);
+
+  spec.lower = image_root(st.image);
+  TempDir step(settings_.cache_dir / "tmp", "run-");
+  spec.upper = step.path() / "upper";
+  spec.work = step.path() / "work";
+  fs::create_directory(spec.upper);
+  fs::create_directory(spec.work);
+  // Everything mounted into the step, and the folders made to mount on, stays
+  // out of its layer.
+  std::vector<std::string> mount_points = {"/proc", "/dev", "/etc", "/etc/hosts", "/etc/resolv.conf"};
+  auto mount_point = [&](const std::string& target) {
+    for (std::string p = target; p != "/" && !p.empty(); p = fs::path(p).parent_path().string())
+      mount_points.push_back(p);
+  };
+  for (auto& dir : op.cache) {
+    // One cache per image path, shared by every build that mounts it.
+    fs::path host = settings_.cache_dir / "run-cache" / std::string(sha256_of(dir).hex().substr(0, 16));
+    fs::create_directories(host);
+    spec.mounts.push_back({host, dir, false});
+    mount_point(dir);
+  }
+  for (auto& [id, path] : op.secrets) {
+    fs::path host = fs::path(path).is_absolute() ? fs::path(path) : context_.root() / path;
+    if (!fs::is_regular_file(host)) throw std::runtime_error("secret '" + id + "': no such file " + host.string());
+    std::string target = "/run/secrets/" + id;
+    spec.mounts.push_back({host, target, true});
+    mount_point(target);
+  }
+  spec.output = [&](std::string_view line) { settings_.progress(StepOutput{index_of(node), node.loc, std::string(line)}); };
+  SandboxResult result = run_in_sandbox(spec);
+  if (result.exit_code != 0) {
+    std::string tail;
+    for (auto& l : result.last_lines) tail += "\n    " + l;
+    throw BuildError(node.loc, "run: " + shown + ": exited with status " + std::to_string(result.exit_code) +
+                                   (tail.empty() ? "" : ":" + tail));
+  }
+  write_file_atomic(step.path() / "empty", "");
+  if (result.snapshot)
+    settings_.progress(StepNotice{index_of(node), node.loc,
+                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
+  std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
+  if (::geteuid() != 0)
+    // Rootless: the step's root is the invoking user on disk; in the image it is root.
+    for (auto& e : entries) {
+      if (e.uid == ::geteuid()) e.uid = 0;
+      if (e.gid == ::getegid()) e.gid = 0;
+    }
+  std::optional<LayerBlob> layer;
+  if (!entries.empty()) layer = write_layer(std::move(entries), store_.blob_dir(), layer_options());
+  remember(CachedStep{key, description, layer, std::time(nullptr)});
+  add_layer(st, layer, description, node);
+  report.end(StepStatus::Done, layer ? std::optional(layer->size) : std::nullopt);
+}
+
+void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
+  StepReport report(*this, node, describe_config(op), StepKind::Config);
+  RuntimeConfig& c = st.image.config;
+  const json& v = op.value;
+  if (op.key == "env") {
+    for (auto& [k, val] : v.items()) c.set_env(k, val.get<std::string>());
+  } else if (op.key == "workdir") {
+    std::string dir = v.get<std::string>();
+    // Like WORKDIR, a relative directory is taken from the current one.
+    c.workdir = resolve_image_path(c.workdir, dir);
+  } else if (op.key == "user") {
+    c.user = v.get<std::string>();
+  } else if (op.key == "entrypoint") {
+    c.entrypoint = v.get<std::vector<std::string>>();
+    st.entrypoint_loc = node.loc;
+    if (st.cmd_from_base) c.cmd.reset();
+  } else if (op.key == "cmd") {
+    c.cmd = v.get<std::vector<std::string>>();
+    st.cmd_from_base = false;
+    // Without an entrypoint the cmd is the program, so its line is the one to blame.
+    if (!c.entrypoint) st.entrypoint_loc = node.loc;
+  } else if (op.key == "expose") {
+    for (auto& p : v) c.exposed_ports.insert(p.get<std::string>());
+  } else if (op.key == "label") {
+    for (auto& [k, val] : v.items()) c.labels[k] = val.get<std::string>();
+  } else if (op.key == "volume") {
+    for (auto& p : v) c.volumes.insert(p.get<std::string>());
+  } else if (op.key == "stopsignal") {
+    c.stop_signal = v.get<std::string>();
+  } else {
+    throw std::runtime_error("unknown config key '" + op.key + "'");
+  }
+  st.image.history.push_back({describe_config(op), true});
+  note(node, describe_config(op), std::nullopt, PlannedStep::Outcome::Config);
+  report.end(StepStatus::Done);
+}
+
+}  // namespace imgbuild

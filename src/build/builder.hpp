@@ -1,0 +1,225 @@
+#pragma once
+// Executes a build graph: builds the images the requested targets need into a
+// layout, from the bottom of each chain up, reusing what is already built.
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "build/context.hpp"
+#include "inspect/doctor.hpp"
+#include "build/graph.hpp"
+#include "oci/image.hpp"
+#include "store/layout.hpp"
+#include "build/progress.hpp"
+#include "store/step_cache.hpp"
+
+namespace imgbuild {
+
+/// An error in a build step, tied to the recipe line that described the step.
+/// what() is "recipe.lua:7: copy: no such file in the build context: go.sm".
+class BuildError : public std::runtime_error {
+public:
+  BuildError(const std::string& loc, const std::string& message)
+      : std::runtime_error(loc.empty() ? message : loc + ": " + message) {}
+};
+
+struct BuildSettings {
+  std::filesystem::path context;
+  std::filesystem::path cache_dir;
+  bool use_cache = true;
+  int64_t source_date_epoch = 0;
+  /// How the layers this build writes are compressed (part of every step's key).
+  Compression compression = Compression::Gzip;
+  Platform platform = Platform::host();
+  /// Step events (started, output, ended), serialised: the sink sees one
+  /// event at a time even while stages build in parallel.
+  ProgressSink progress = [](const ProgressEvent&) {};
+  /// Provides a base image for `from` (the registry client, through the
+  /// store): its config and layers, with the layer blobs in the store. Unset,
+  /// a recipe with `from` fails at that line.
+  /// Base image layers are fetched only when a step needs their files or an
+  /// output needs their bytes: downloads `layers` from `source` (a registry
+  /// reference) into the store.
+  std::function<Image(const PullOp&, const Platform&)> pull;
+  std::function<void(const std::vector<LayerBlob>& layers, const std::string& source)> fetch;
+  /// A step of `node` has put `layer` in the store, whole (made by the step or
+  /// taken from the cache; a base's layers are not reported). An image built
+  /// on `node` may push the layer before the build ends. Called from the
+  /// threads that build stages: it must be quick and must not throw.
+  std::function<void(size_t node, const LayerBlob& layer)> layer_stored;
+  /// Step results imported from registries (`--cache-from`), by key; their
+  /// source names the registry cache.
+  std::map<Digest, CachedStep> remote_cache;
+};
+
+/// One step as `imgbuild plan` reports it.
+struct PlannedStep {
+  enum class Outcome {
+    Config,     ///< a config change: nothing to run or cache
+    From,       ///< a base image, resolved to its digest
+    Local,      ///< found in the local cache
+    Registry,   ///< found in a registry cache (--cache-from)
+    Run,        ///< not cached: it would run
+    AfterRun,   ///< its key depends on the result of a step that would run
+  };
+  size_t node = 0;
+  std::string loc, description;
+  std::optional<Digest> key;
+  Outcome outcome = Outcome::Config;
+};
+
+/// A built image and where its manifest is in the layout.
+struct BuiltImage {
+  Image image;
+  Descriptor manifest;
+  /// manifest + config + compressed layers
+  uint64_t size = 0;
+  /// The compressed layers alone: what a pull of the image downloads, and
+  /// what `:budget { size = ... }` limits.
+  uint64_t compressed = 0;
+  /// The layers' tar streams: what the image takes unpacked.
+  uint64_t uncompressed = 0;
+  /// The pulled image this one is built on ("" for scratch) and its
+  /// compressed layers, the first `base_layers` of this image.
+  std::string base;
+  size_t base_layers = 0;
+  uint64_t base_compressed = 0;
+};
+
+class Builder {
+public:
+  /// Blobs are written into `store`.
+  Builder(const Graph& graph, Layout& store, BuildSettings settings);
+
+  /// Builds the image node `node` (and what it depends on) once. Fails when
+  /// the image is larger than its `:budget`, naming its biggest layers.
+  const BuiltImage& build(size_t node);
+
+  /// Builds the steps of all `nodes` at once, as far as they are independent
+  /// (each chain on its own thread; a copy from another image builds that
+  /// image beside its own chain). build() then finds them done. The first
+  /// error is rethrown after every started step has ended.
+  void prepare(const std::vector<size_t>& nodes);
+
+  /// Works out every step `nodes` need without running, writing or pushing
+  /// anything: each step's cache key and where its result would come from.
+  /// Only bases never pulled before are resolved (manifest and config).
+  std::vector<PlannedStep> plan(const std::vector<size_t>& nodes);
+
+  /// Every step result this build used or made, for `--cache-to`.
+  std::vector<CachedStep> used_steps() const;
+
+  /// Makes sure the store holds `layers`, fetching those it lacks from where
+  /// the build learnt of them (a base image's registry, a registry cache).
+  void ensure_local(const std::vector<LayerBlob>& layers);
+
+  /// Runs the doctor on the built image of `target`: what would make it fail
+  /// at run time. `ignore` adds warnings to silence to the recipe's own.
+  std::vector<Finding> examine(const Target& target, const std::set<std::string>& ignore = {});
+
+private:
+  /// `:budget { size = ... }` as it applies to an image.
+  struct Budget {
+    uint64_t bytes = 0;
+    std::string text, loc;  ///< as the recipe wrote it, and where
+  };
+
+  /// An image being built, with what the doctor needs to know about it.
+  struct Stage {
+    Image image;
+    /// Which step made each of image.layers ("recipe.lua:7  copy . ."),
+    /// for the budget's report of the biggest layers.
+    std::vector<std::string> layer_steps;
+    /// How many of image.layers came with the pulled base.
+    size_t base_layers = 0;
+    std::optional<Budget> budget;
+    std::shared_ptr<const ImageTree> tree = std::make_shared<ImageTree>();
+    std::string entrypoint_loc;
+    std::set<std::string> ignore;
+    /// The cmd came with the base image: setting an entrypoint drops it, as
+    /// docker does, since a base's cmd was meant for the base's entrypoint.
+    bool cmd_from_base = false;
+    /// While planning: a step before would run, so the file system (and every
+    /// later key) is not known.
+    bool unknown = false;
+  };
+
+  const Stage& stage(size_t node);
+  /// Applies `node`'s step to `parent`, its parent's stage (empty for a root).
+  Stage make_stage(size_t node, Stage parent);
+  CopyItem build_file(size_t node);
+  void apply_pull(Stage& stage, const PullOp& op, const Node& node);
+  void apply_run(Stage& stage, const RunOp& op, const Node& node);
+  /// The file system of `image`, unpacked read-only into the build cache
+  /// under its layers' chain ID, so RUN steps and copies from it share it.
+  std::filesystem::path image_root(const Image& image);
+  void apply_config(Stage& stage, const ConfigOp& op, const Node& node);
+  void apply_copy(Stage& stage, const CopyOp& op, const Node& node);
+  void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);
+  /// The verified cached result of a step, or nullopt (it must run). Notes in
+  /// the plan where it came from.
+  std::optional<CachedStep> reuse(const Digest& key, const std::string& description, const Node& node);
+  /// Takes a step's result from the cache; while planning, a miss marks the
+  /// stage unknown. True when the step needs nothing more.
+  bool settled_without_running(Stage& stage, const Digest& key, const std::string& description, StepKind kind,
+                               const Node& node);
+  /// Whether a copy of this shape (describe_shape in a step key) may have a
+  /// cached result: never, when neither this cache nor a registry cache can
+  /// hold one.
+  bool could_be_cached(const Digest& shape) const;
+  /// Records a finished step in the cache and in this build's list.
+  void remember(const CachedStep& step);
+  /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
+  void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description, const Node& node);
+  /// Reports one step from its start to its end; a step left without an end
+  /// (an exception) ends as failed.
+  class StepReport;
+  /// Throws when `compressed` layer bytes are over the budget of `stage`.
+  /// The uncompressed size of a layer known only by its blob (a base image's).
+  uint64_t pulled_tar_size(const LayerBlob& layer);
+  void check_budget(const Stage& stage, uint64_t compressed) const;
+  /// The node's number in the graph: steps' identity in progress events.
+  size_t index_of(const Node& node) const;
+  void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome);
+  /// How this build writes layers.
+  LayerOptions layer_options() const;
+
+  const Graph& graph_;
+  Layout& store_;
+  BuildSettings settings_;
+  BuildContext context_;
+  /// Stages and files are built once, whichever thread asks first; the others
+  /// wait for that one's result (or its error).
+  std::mutex mutex_;
+  std::map<size_t, std::shared_future<const Stage*>> stages_;
+  std::map<size_t, Stage> stage_storage_;
+  /// How many steps, targets and pushes use each node's result: a stage with
+  /// one user is handed on rather than kept (see stage()).
+  std::vector<unsigned> consumers_;
+  std::mutex files_mutex_;
+  std::map<size_t, CopyItem> files_;
+  std::map<size_t, BuiltImage> finished_;
+  StepCache cache_;
+  /// Planning instead of building: nothing runs, nothing is written.
+  bool planning_ = false;
+  mutable std::mutex records_mutex_;
+  std::map<size_t, PlannedStep> planned_;
+  std::map<Digest, CachedStep> used_;
+  /// Where layers not yet in the store can be fetched from (a registry reference).
+  std::map<Digest, std::string> layer_sources_;
+};
+
+/// "1.9 MB": sizes for people (decimal units, as registries and docker show them).
+std::string human_size(uint64_t bytes);
+
+/// Reads a size as people write it: "10MB", "500kB", "1.5G", "4096" (decimal
+/// units, as human_size() prints them) or "2GiB" (binary ones). nullopt when
+/// `text` is not a size.
+std::optional<uint64_t> parse_size(const std::string& text);
+
+}  // namespace imgbuild

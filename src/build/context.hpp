@@ -1,0 +1,76 @@
+#pragma once
+// The build context: the directory `:copy` reads from, with .dockerignore applied,
+// and the planner that turns a copy into layer entries with Docker's COPY rules.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "build/dockerignore.hpp"
+#include "build/graph.hpp"
+#include "layer/layer.hpp"
+
+namespace imgbuild {
+
+class FolderReader;
+
+/// A source file or directory resolved on the host, ready to copy.
+struct CopyItem {
+  std::filesystem::path host_path;  ///< what is read
+  std::string name;                 ///< base name used when the destination is a directory
+  bool in_context = true;           ///< false for files a stdlib module offers from the host
+};
+
+/// The build context directory. Nothing outside it, and nothing .dockerignore
+/// excludes, can be read through it.
+class BuildContext {
+public:
+  explicit BuildContext(std::filesystem::path root);
+  const std::filesystem::path& root() const { return root_; }
+
+  /// Resolves a context path or glob to the items it names. Throws
+  /// std::runtime_error "no such file in the build context: go.sm" and the like.
+  std::vector<CopyItem> resolve(const std::string& source) const;
+
+  /// The host path of a context folder named relative to the context; throws
+  /// "<dir>: outside the build context" for one that leaves it, through ".." or
+  /// a symlink.
+  std::filesystem::path directory(const std::string& dir) const;
+
+  /// Adds to `out` the entries of the directory `host_dir` placed under `dest`:
+  /// for a context directory, skipping what .dockerignore excludes; for a host
+  /// folder a stdlib module offers (in_context false), all of it.
+  void add_tree(const std::filesystem::path& host_dir, const std::string& dest, bool in_context,
+                std::vector<LayerEntry>& out) const;
+
+private:
+  /// add_tree() for the folder `host_dir`, `rel_dir` in the context.
+  void walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir, const std::string& dest,
+            bool in_context, std::vector<LayerEntry>& out) const;
+  std::string relative(const std::filesystem::path& p) const;
+  /// Whether .dockerignore lets a recipe name this context path.
+  bool visible(const std::string& rel) const;
+  std::filesystem::path root_;
+  IgnoreRules ignore_;
+};
+
+/// Turns one `:copy` into the entries of its layer, in layer order (as
+/// sort_layer_entries leaves them: by path, none twice). `workdir` resolves a
+/// relative destination; `files` are the already built file-valued sources, in
+/// the order of op.sources that have a file_node.
+std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
+                                  const std::vector<CopyItem>& files);
+
+/// The host path of `path` in an image file system unpacked at `root`, with
+/// every symlink resolved inside it (absolute targets from the image root, ".."
+/// never above it); nullopt when it does not exist or loops.
+std::optional<std::filesystem::path> resolve_in_image(const std::filesystem::path& root, const std::string& path);
+
+/// `:copy(src, dst, { from = other })`: the sources are paths in the other
+/// image, unpacked at `root` (relative ones from `source_workdir`; a pattern
+/// in the last component). Modes are kept and owners are root unless chown
+/// says otherwise, as docker's COPY --from does. In layer order, as plan_copy.
+std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::filesystem::path& root,
+                                       const std::string& source_workdir, const std::string& workdir);
+
+}  // namespace imgbuild

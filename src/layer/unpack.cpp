@@ -1,0 +1,759 @@
+#include "layer/unpack.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string_view>
+#include <system_error>
+#include <unordered_set>
+#include <utility>
+
+#include "base/fs.hpp"
+#include "base/interrupt.hpp"
+#include "base/text.hpp"
+
+namespace imgbuild {
+
+namespace {
+
+constexpr size_t kBuffer = 1 << 20;
+/// The kernel's limit, so that both resolvers give up on the same paths.
+constexpr int kMaxSymlinks = 40;
+constexpr std::string_view kWhiteout = ".wh.";
+constexpr std::string_view kOpaque = ".wh..wh..opq";
+
+using Components = std::vector<std::string>;
+using ComponentSpan = std::span<const std::string>;
+
+/// Names from a layer are quoted with control bytes escaped, so a hostile name
+/// cannot forge lines in an error message.
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string child_path(const std::string& dir, std::string_view name) {
+  return dir.empty() ? std::string(name) : dir + "/" + std::string(name);
+}
+
+/// Splits a name from a layer into components below the root: empty and "."
+/// components dropped (so "/etc", "./etc" and "etc/" are all "etc"), ".." applied
+/// lexically, as Docker and containerd do. `what` names it in errors.
+Components normalise(std::string_view name, const std::string& what) {
+  Components out;
+  size_t length = 0;
+  for (size_t i = 0; i <= name.size();) {
+    size_t j = name.find('/', i);
+    if (j == std::string_view::npos) j = name.size();
+    std::string_view c = name.substr(i, j - i);
+    i = j + 1;
+    if (c.empty() || c == ".") continue;
+    if (c == "..") {
+      if (out.empty()) throw std::runtime_error(what + " escapes the image root");
+      length -= out.back().size() + 1;
+      out.pop_back();
+      continue;
+    }
+    if (c.size() > NAME_MAX) throw std::runtime_error(what + " has a component longer than 255 bytes");
+    out.emplace_back(c);
+    length += c.size() + 1;
+  }
+  // Checked here rather than left to the kernel, so the component walk, which
+  // has no such limit, accepts exactly what openat2 does.
+  if (length > PATH_MAX) throw std::runtime_error(what + " is longer than 4095 bytes");
+  return out;
+}
+
+long sys_openat2(int dirfd, const char* path, uint64_t flags, uint64_t resolve) {
+  open_how how{};
+  how.flags = flags;
+  how.resolve = resolve;
+  // EAGAIN: a rename raced with RESOLVE_IN_ROOT's lookup; the kernel asks for a retry.
+  for (int attempt = 0;; ++attempt) {
+    long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0 || (errno != EAGAIN && errno != EINTR) || attempt == 100) return fd;
+  }
+}
+
+std::pair<dev_t, ino_t> identity(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno("stat");
+  return {st.st_dev, st.st_ino};
+}
+
+Fd dup_fd(int fd) {
+  Fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) throw_errno("dup");
+  return copy;
+}
+
+Fd open_dir_nofollow(int dirfd, const std::string& name) {
+  return Fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
+
+/// Makes the missing directory dirfd/name as 0755 whatever the umask, as Docker
+/// does for the parents a layer leaves out. Returns 0 or an errno.
+int make_dir(int dirfd, const std::string& name, Fd& made) {
+  if (::mkdirat(dirfd, name.c_str(), 0755) != 0) return errno;
+  made = open_dir_nofollow(dirfd, name);
+  if (!made || ::fchmod(made.get(), 0755) != 0) return errno;
+  return 0;
+}
+
+/// Opens directories below the root as the kernel would if the root were "/":
+/// symlinks in the path are followed, but absolute targets and ".." stop at the
+/// root. openat2(RESOLVE_IN_ROOT) does it in the kernel; where that is missing
+/// (ENOSYS), or a seccomp filter refuses it (EPERM), the path is walked one
+/// component at a time with O_NOFOLLOW, reading symlinks and restarting absolute
+/// ones at the root.
+class Resolver {
+public:
+  Resolver(int root, bool use_openat2) : root_(root), root_id_(identity(root)) {
+    if (use_openat2) {
+      Fd probe(static_cast<int>(sys_openat2(root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, kResolve)));
+      openat2_ = static_cast<bool>(probe);
+    }
+  }
+
+  /// A descriptor of the directory `dir` (components below the root). Missing
+  /// directories are made when `create`, but never through a dangling symlink,
+  /// whose target may be anywhere. Throws std::system_error
+  /// `cannot open directory "a/b": <reason>` with the errno.
+  Fd open_dir(ComponentSpan dir, bool create) const {
+    return openat2_ ? open_with_openat2(dir, create) : walk(dir, create);
+  }
+
+private:
+  static constexpr uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+
+  [[noreturn]] static void fail(ComponentSpan prefix, int err) {
+    throw std::system_error(err, std::generic_category(), "cannot open directory " + quote(join(prefix, "/")));
+  }
+
+  Fd in_root(ComponentSpan dir) const {
+    std::string path = dir.empty() ? "." : join(dir, "/");
+    return Fd(static_cast<int>(sys_openat2(root_, path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, kResolve)));
+  }
+
+  Fd open_with_openat2(ComponentSpan dir, bool create) const {
+    Fd fd = in_root(dir);
+    if (fd) return fd;
+    if (errno != ENOENT || !create) fail(dir, errno);
+    // Something is missing: find the first missing component and make it and
+    // the rest; each is created right inside the directory resolved before it.
+    Fd parent = in_root({});
+    for (size_t i = 1; i <= dir.size(); ++i) {
+      ComponentSpan prefix = dir.first(i);
+      Fd next = in_root(prefix);
+      if (!next) {
+        if (errno != ENOENT) fail(prefix, errno);
+        // EEXIST: a dangling symlink stands there; report what openat2 said.
+        if (int err = make_dir(parent.get(), dir[i - 1], next)) fail(prefix, err == EEXIST ? ENOENT : err);
+      }
+      parent = std::move(next);
+    }
+    return parent;
+  }
+
+  struct Walk {
+    Fd cur;
+    std::vector<std::pair<dev_t, ino_t>> ids;  ///< of the root and each directory entered
+    int links = 0;
+  };
+
+  Fd walk(ComponentSpan dir, bool create) const {
+    Walk w{dup_fd(root_), {root_id_}, 0};
+    for (size_t i = 0; i < dir.size(); ++i)
+      if (int err = step(w, dir[i], create)) fail(dir.first(i + 1), err);
+    return std::move(w.cur);
+  }
+
+  /// Moves `w` into `name`; returns 0 or an errno. Only one directory is held
+  /// open: ".." is opened from the current one and checked against the identity
+  /// recorded on the way down, so a directory moved meanwhile cannot lead out.
+  int step(Walk& w, std::string_view name, bool create) const {
+    if (name.empty() || name == ".") return 0;
+    if (name == "..") {
+      if (w.ids.size() == 1) return 0;  // the root is its own parent
+      Fd up(::openat(w.cur.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+      struct stat st;
+      if (!up || ::fstat(up.get(), &st) != 0) return errno;
+      w.ids.pop_back();
+      if (st.st_dev != w.ids.back().first || st.st_ino != w.ids.back().second) return EXDEV;
+      w.cur = std::move(up);
+      return 0;
+    }
+    std::string n(name);
+    Fd next(::openat(w.cur.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!next) {
+      if (errno != ENOENT || !create) return errno;
+      if (int err = make_dir(w.cur.get(), n, next)) return err == EEXIST ? ENOENT : err;
+    }
+    struct stat st;
+    if (::fstat(next.get(), &st) != 0) return errno;
+    if (S_ISLNK(st.st_mode)) {
+      if (++w.links > kMaxSymlinks) return ELOOP;
+      char target[PATH_MAX];
+      ssize_t len = ::readlinkat(next.get(), "", target, sizeof target);
+      if (len < 0) return errno;
+      if (len == 0) return ENOENT;  // as the kernel treats an empty target
+      if (static_cast<size_t>(len) == sizeof target) return ENAMETOOLONG;
+      std::string_view t(target, static_cast<size_t>(len));
+      if (t.front() == '/') {
+        w.cur = dup_fd(root_);
+        w.ids.resize(1);
+      }
+      for (size_t i = 0; i <= t.size();) {
+        size_t j = t.find('/', i);
+        if (j == std::string_view::npos) j = t.size();
+        if (int err = step(w, t.substr(i, j - i), false)) return err;
+        i = j + 1;
+      }
+      return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+    w.cur = std::move(next);
+    w.ids.emplace_back(st.st_dev, st.st_ino);
+    return 0;
+  }
+
+  int root_;
+  std::pair<dev_t, ino_t> root_id_;
+  bool openat2_ = false;
+};
+
+/// Reads the names in directory `dirfd` and unlinks every non-directory among
+/// them; returns the subdirectories.
+std::vector<std::string> unlink_files(int dirfd) {
+  Fd fd(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open directory");
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd.get()), ::closedir);
+  if (!dir) throw_errno("cannot read directory");
+  fd.release();
+  std::vector<std::string> subdirs;
+  while (dirent* de = ::readdir(dir.get())) {
+    std::string_view name = de->d_name;
+    if (name == "." || name == "..") continue;
+    unsigned char type = de->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat st;
+      if (::fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) continue;
+        throw_errno("cannot stat " + quote(name));
+      }
+      type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+    }
+    if (type == DT_DIR)
+      subdirs.emplace_back(name);
+    else if (::unlinkat(dirfd, de->d_name, 0) != 0 && errno != ENOENT)
+      throw_errno("cannot remove " + quote(name));
+  }
+  return subdirs;
+}
+
+/// remove_tree for dirfd/name. One directory is held open at a time; the way
+/// back up is "..", checked against the identity recorded on the way down.
+void remove_tree_at(int dirfd, const std::string& name) {
+  Fd cur = open_dir_nofollow(dirfd, name);
+  if (!cur) {
+    if (errno == ENOENT) return;
+    if (errno != ENOTDIR && errno != ELOOP) throw_errno("cannot open " + quote(name));
+    if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) throw_errno("cannot remove " + quote(name));
+    return;
+  }
+  struct Level {
+    std::string name;                 ///< of this directory in its parent
+    std::pair<dev_t, ino_t> parent;   ///< where ".." must lead
+    std::vector<std::string> subdirs; ///< still to remove
+  };
+  std::vector<Level> levels;
+  levels.push_back({name, {}, unlink_files(cur.get())});
+  for (;;) {
+    Level& level = levels.back();
+    if (!level.subdirs.empty()) {
+      std::string sub = std::move(level.subdirs.back());
+      level.subdirs.pop_back();
+      Fd next = open_dir_nofollow(cur.get(), sub);
+      if (!next) {
+        if (errno == ENOENT) continue;
+        throw_errno("cannot open " + quote(sub));
+      }
+      auto parent = identity(cur.get());
+      std::vector<std::string> subdirs = unlink_files(next.get());
+      levels.push_back({std::move(sub), parent, std::move(subdirs)});
+      cur = std::move(next);
+      continue;
+    }
+    // A name unlinked while the directory was read may hide another from
+    // readdir on some file systems: look again before removing it.
+    level.subdirs = unlink_files(cur.get());
+    if (!level.subdirs.empty()) continue;
+    if (levels.size() == 1) break;
+    Fd up(::openat(cur.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!up) throw_errno("cannot open the parent of " + quote(level.name));
+    if (identity(up.get()) != level.parent)
+      throw std::runtime_error("cannot remove " + quote(level.name) + ": it was moved during the removal");
+    if (::unlinkat(up.get(), level.name.c_str(), AT_REMOVEDIR) != 0) throw_errno("cannot remove " + quote(level.name));
+    levels.pop_back();
+    cur = std::move(up);
+  }
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) throw_errno("cannot remove " + quote(name));
+}
+
+std::string archive_message(archive* a) {
+  const char* msg = archive_error_string(a);
+  return msg ? msg : "unreadable archive";
+}
+
+/// Applies the entries of one layer. Paths are resolved inside the root for
+/// every entry; the last component is never followed, whatever stands there is
+/// replaced.
+class LayerApplier {
+public:
+  LayerApplier(int root, const UnpackOptions& options)
+      : root_(root), resolver_(root, options.use_openat2), options_(options) {}
+
+  void entry(archive* a, archive_entry* e, std::string_view name) {
+    if (name.empty()) throw std::runtime_error("empty path");
+    Components path = normalise(name, "path");
+    for (size_t i = 0; i + 1 < path.size(); ++i)
+      if (path[i].starts_with(kWhiteout))
+        throw std::runtime_error("invalid whiteout: " + quote(path[i]) + " is used as a directory");
+    if (!path.empty() && path.back().starts_with(kWhiteout)) return whiteout(path);
+
+    Meta meta = metadata(e);
+    const char* hardlink = archive_entry_hardlink(e);
+    mode_t type = hardlink ? 0 : archive_entry_filetype(e);
+    if (path.empty()) {
+      if (type != AE_IFDIR) throw std::runtime_error("only a directory can stand at the image root");
+      finish_directory(e, root_, "", meta);
+      return;
+    }
+
+    std::string joined = join(path, "/");
+    mark_created(joined);
+    Fd parent = resolver_.open_dir(ComponentSpan(path).first(path.size() - 1), true);
+    const std::string& last = path.back();
+    if (hardlink) return link(parent.get(), last, joined, hardlink);
+    switch (type) {
+      case AE_IFREG: return write_file(a, e, parent.get(), last, joined, meta);
+      case AE_IFDIR: return make_directory(e, parent.get(), last, joined, meta);
+      case AE_IFLNK: {
+        const char* target = archive_entry_symlink(e);
+        clear(parent.get(), last, joined, false);
+        // Stored exactly as given: an absolute target means inside the image,
+        // and only this module's resolver ever follows it.
+        if (::symlinkat(target ? target : "", parent.get(), last.c_str()) != 0) throw_errno("cannot create the symlink");
+        return finish_node(e, parent.get(), last, meta, false);
+      }
+      case AE_IFCHR:
+      case AE_IFBLK:
+      case AE_IFIFO:
+        clear(parent.get(), last, joined, false);
+        if (::mknodat(parent.get(), last.c_str(), type | 0600, archive_entry_rdev(e)) != 0) {
+          // Device nodes need CAP_MKNOD; an unprivileged unpack goes without
+          // them, as rootless container tools do.
+          if (errno == EPERM && type != AE_IFIFO) return;
+          throw_errno("cannot create the node");
+        }
+        return finish_node(e, parent.get(), last, meta, true);
+      default:
+        throw std::runtime_error("unsupported entry type");
+    }
+  }
+
+  /// Directories get their mode and mtime last, deepest first: their contents
+  /// change their mtime, and a read-only one must still accept its contents.
+  void finish() {
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+      const auto& [path, meta] = *it;
+      try {
+        Fd dir = path.empty() ? dup_fd(root_) : open_entry_dir(path);
+        if (::fchmod(dir.get(), meta.mode) != 0) throw_errno("chmod");
+        if (::futimens(dir.get(), meta.times) != 0) throw_errno("set times");
+      } catch (const std::runtime_error& ex) {
+        throw std::runtime_error("entry " + quote(path) + ": " + ex.what());
+      }
+    }
+  }
+
+private:
+  struct Meta {
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    timespec times[2];  ///< atime, mtime: both the entry's mtime, so the result does not depend on the clock
+  };
+
+  static Meta metadata(archive_entry* e) {
+    la_int64_t uid = archive_entry_uid(e), gid = archive_entry_gid(e);
+    // (uid_t)-1 would mean "leave unchanged" to chown.
+    if (uid < 0 || uid >= UINT32_MAX) throw std::runtime_error("uid " + std::to_string(uid) + " is out of range");
+    if (gid < 0 || gid >= UINT32_MAX) throw std::runtime_error("gid " + std::to_string(gid) + " is out of range");
+    timespec t{archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+    return Meta{archive_entry_perm(e) & 07777, static_cast<uid_t>(uid), static_cast<gid_t>(gid), {t, t}};
+  }
+
+  /// Records `path` and its parents as this layer's, so that an opaque marker
+  /// or whiteout, wherever it comes in the tar, only removes lower layers' files.
+  void mark_created(std::string path) {
+    while (created_.insert(path).second) {
+      size_t slash = path.rfind('/');
+      if (slash == std::string::npos) break;
+      path.resize(slash);
+    }
+  }
+
+  /// Drops the pending metadata of a removed directory and everything below it.
+  void forget_dirs(const std::string& path) {
+    dirs_.erase(path);
+    // Every path below starts with "path/", and '0' is the character after '/'.
+    dirs_.erase(dirs_.lower_bound(path + "/"), dirs_.lower_bound(path + "0"));
+  }
+
+  void remove(int parent, const std::string& name, const std::string& path) {
+    remove_tree_at(parent, name);
+    forget_dirs(path);
+  }
+
+  /// Makes way for an entry at parent/name. Returns whether a directory stands
+  /// there and was kept (`keep_dir`: the entry is a directory too).
+  bool clear(int parent, const std::string& name, const std::string& path, bool keep_dir) {
+    struct stat st;
+    if (::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return false;
+      throw_errno("stat");
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (keep_dir) return true;
+      remove(parent, name, path);
+    } else if (::unlinkat(parent, name.c_str(), 0) != 0) {
+      throw_errno("cannot remove what stands there");
+    }
+    return false;
+  }
+
+  Fd open_entry_dir(const std::string& path) const {
+    Components c = split(path, '/');
+    Fd parent = resolver_.open_dir(ComponentSpan(c).first(c.size() - 1), false);
+    Fd dir = open_dir_nofollow(parent.get(), c.back());
+    if (!dir) throw_errno("cannot open the directory");
+    return dir;
+  }
+
+  void write_file(archive* a, archive_entry* e, int parent, const std::string& name, const std::string& path,
+                  const Meta& meta) {
+    clear(parent, name, path, false);
+    Fd fd(::openat(parent, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) throw_errno("cannot create the file");
+    // Blocks come straight from libarchive's buffer, with their offsets: the
+    // holes of a sparse file stay holes instead of being written out as zeros
+    // (a few bytes of sparse map can describe terabytes).
+    la_int64_t end = 0;
+    for (;;) {
+      const void* block;
+      size_t size;
+      la_int64_t offset;
+      int rc = archive_read_data_block(a, &block, &size, &offset);
+      if (rc == ARCHIVE_EOF) break;
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) throw std::runtime_error(archive_message(a));
+      if (offset != end && ::lseek(fd.get(), offset, SEEK_SET) < 0) throw_errno("seek");
+      write_all(fd.get(), block, size, "write");
+      end = offset + static_cast<la_int64_t>(size);
+    }
+    if (archive_entry_size(e) > end && ::ftruncate(fd.get(), archive_entry_size(e)) != 0) throw_errno("truncate");
+    // chown clears setuid, setgid and security.capability: it goes first.
+    if (options_.preserve_owners && ::fchown(fd.get(), meta.uid, meta.gid) != 0) throw_errno("chown");
+    restore_xattrs(e, fd.get(), "");
+    if (::fchmod(fd.get(), meta.mode) != 0) throw_errno("chmod");
+    if (::futimens(fd.get(), meta.times) != 0) throw_errno("set times");
+  }
+
+  void make_directory(archive_entry* e, int parent, const std::string& name, const std::string& path,
+                      const Meta& meta) {
+    if (!clear(parent, name, path, true) && ::mkdirat(parent, name.c_str(), 0700) != 0)
+      throw_errno("cannot create the directory");
+    Fd dir = open_dir_nofollow(parent, name);
+    if (!dir) throw_errno("cannot open the directory");
+    finish_directory(e, dir.get(), path, meta);
+  }
+
+  void finish_directory(archive_entry* e, int dir, const std::string& path, const Meta& meta) {
+    if (options_.preserve_owners && ::fchown(dir, meta.uid, meta.gid) != 0) throw_errno("chown");
+    restore_xattrs(e, dir, "");
+    dirs_[path] = meta;
+  }
+
+  /// Owner, xattrs, mode and times of a symlink, device or fifo, through its
+  /// parent and never following it: such nodes are not opened (opening a
+  /// device or fifo has effects).
+  void finish_node(archive_entry* e, int parent, const std::string& name, const Meta& meta, bool chmod) {
+    if (options_.preserve_owners && ::fchownat(parent, name.c_str(), meta.uid, meta.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      throw_errno("chown");
+    restore_xattrs(e, -1, "/proc/self/fd/" + std::to_string(parent) + "/" + name);
+    if (chmod && ::fchmodat(parent, name.c_str(), meta.mode, AT_SYMLINK_NOFOLLOW) != 0) throw_errno("chmod");
+    if (::utimensat(parent, name.c_str(), meta.times, AT_SYMLINK_NOFOLLOW) != 0) throw_errno("set times");
+  }
+
+  /// Sets the entry's xattrs on `fd`, or else on `path` without following its
+  /// last component. What the kernel or file system refuses as unsupported or
+  /// not permitted (user.* on a symlink, security.* unprivileged) is skipped.
+  static void restore_xattrs(archive_entry* e, int fd, const std::string& path) {
+    const char* name;
+    const void* value;
+    size_t size;
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+      std::string_view n = name;
+      // overlayfs keeps its own state (opaque directories, redirects, metacopy)
+      // in these; from a layer they would steer an overlay built on this root.
+      if (n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.")) continue;
+      int rc = fd >= 0 ? ::fsetxattr(fd, name, value, size, 0) : ::lsetxattr(path.c_str(), name, value, size, 0);
+      if (rc != 0 && errno != ENOTSUP && errno != EPERM) throw_errno("cannot set extended attribute " + quote(n));
+    }
+  }
+
+  void link(int parent, const std::string& name, const std::string& path, std::string_view target_name) {
+    std::string what = "hardlink target " + quote(target_name);
+    Components target = normalise(target_name, what);
+    if (target.empty()) throw std::runtime_error(what + " is a directory");
+    Fd target_parent;
+    try {
+      target_parent = resolver_.open_dir(ComponentSpan(target).first(target.size() - 1), false);
+    } catch (const std::system_error& ex) {
+      if (ex.code() != std::errc::no_such_file_or_directory) throw;
+      throw std::runtime_error(what + " does not exist");
+    }
+    struct stat st;
+    if (::fstatat(target_parent.get(), target.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) throw std::runtime_error(what + " does not exist");
+      throw_errno("stat " + what);
+    }
+    if (S_ISDIR(st.st_mode)) throw std::runtime_error(what + " is a directory");
+    struct stat here;
+    if (::fstatat(parent, name.c_str(), &here, AT_SYMLINK_NOFOLLOW) == 0 && here.st_dev == st.st_dev &&
+        here.st_ino == st.st_ino)
+      return;  // already that file (a link to itself, or a repeated entry)
+    clear(parent, name, path, false);
+    // Flags 0: a symlink target is linked itself, never followed.
+    if (::linkat(target_parent.get(), target.back().c_str(), parent, name.c_str(), 0) != 0)
+      throw_errno("cannot create the hardlink");
+  }
+
+  void whiteout(const Components& path) {
+    const std::string& name = path.back();
+    std::string_view target = std::string_view(name).substr(kWhiteout.size());
+    if (name != kOpaque) {
+      if (target.empty()) throw std::runtime_error("invalid whiteout: no name after \".wh.\"");
+      if (target == "." || target == "..") throw std::runtime_error("invalid whiteout: it names " + quote(target));
+      if (target.starts_with(kWhiteout)) throw std::runtime_error("invalid whiteout: it names another whiteout");
+    }
+    ComponentSpan dir = ComponentSpan(path).first(path.size() - 1);
+    Fd parent;
+    try {
+      parent = resolver_.open_dir(dir, false);
+    } catch (const std::system_error& ex) {
+      if (ex.code() == std::errc::no_such_file_or_directory) return;  // nothing below to hide
+      throw;
+    }
+    std::string dir_path = join(dir, "/");
+    if (name == kOpaque) return prune(parent.get(), dir_path);
+    std::string t(target), target_path = child_path(dir_path, target);
+    if (!created_.contains(target_path)) return remove(parent.get(), t, target_path);
+    // This layer made it: only what lower layers left inside it goes.
+    if (Fd sub = open_dir_nofollow(parent.get(), t)) prune(sub.get(), target_path);
+  }
+
+  /// Removes from directory `dir` (at `dir_path`) whatever this layer did not
+  /// create, recursing into the directories it did.
+  void prune(int dir, const std::string& dir_path) {
+    std::vector<std::string> names;
+    {
+      Fd fd(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!fd) throw_errno("cannot open directory " + quote(dir_path));
+      std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd.get()), ::closedir);
+      if (!d) throw_errno("cannot read directory " + quote(dir_path));
+      fd.release();
+      while (dirent* de = ::readdir(d.get()))
+        if (std::string_view n = de->d_name; n != "." && n != "..") names.emplace_back(n);
+    }
+    for (const std::string& name : names) {
+      std::string path = child_path(dir_path, name);
+      if (!created_.contains(path)) {
+        remove(dir, name, path);
+      } else if (Fd sub = open_dir_nofollow(dir, name)) {
+        prune(sub.get(), path);
+      }
+    }
+  }
+
+  int root_;
+  Resolver resolver_;
+  const UnpackOptions& options_;
+  std::unordered_set<std::string> created_;  ///< paths this layer made, with their parents
+  std::map<std::string, Meta> dirs_;         ///< directories waiting for their mode and times
+};
+
+using ArchivePtr = std::unique_ptr<archive, int (*)(archive*)>;
+
+ArchivePtr new_reader(const std::string& label) {
+  ArchivePtr a(archive_read_new(), archive_read_free);
+  if (!a) throw UnpackError(label + ": libarchive: out of memory");
+  // The compressions OCI layers use, in-process; tar formats only (ustar, pax,
+  // GNU): anything else is not a layer.
+  if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
+      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
+      archive_read_support_format_tar(a.get()) != ARCHIVE_OK)
+    throw UnpackError(label + ": libarchive: " + archive_message(a.get()));
+  return a;
+}
+
+void apply_archive(archive* a, const std::filesystem::path& root, const std::string& label,
+                   const UnpackOptions& options) {
+  Fd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) throw UnpackError(label + ": cannot open " + root.string() + ": " + std::strerror(errno));
+  LayerApplier applier(root_fd.get(), options);
+  for (;;) {
+    check_interrupt();
+    archive_entry* e = nullptr;
+    int rc = archive_read_next_header(a, &e);
+    if (rc == ARCHIVE_EOF) break;
+    // ARCHIVE_WARN is a name not valid in the locale's charset, or a malformed
+    // extension libarchive skipped: the entry itself is usable.
+    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) throw UnpackError(label + ": " + archive_message(a));
+    const char* name = archive_entry_pathname(e);
+    try {
+      applier.entry(a, e, name ? name : "");
+    } catch (const std::runtime_error& ex) {
+      throw UnpackError(label + ": entry " + quote(name ? name : "") + ": " + ex.what());
+    }
+  }
+  try {
+    applier.finish();
+  } catch (const std::runtime_error& ex) {
+    throw UnpackError(label + ": " + ex.what());
+  }
+}
+
+}  // namespace
+
+void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
+                 const UnpackOptions& options) {
+  ArchivePtr a = new_reader(label);
+  Fd fd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw UnpackError(label + ": cannot open " + blob.string() + ": " + std::strerror(errno));
+  if (archive_read_open_fd(a.get(), fd.get(), kBuffer) != ARCHIVE_OK)
+    throw UnpackError(label + ": " + archive_message(a.get()));
+  apply_archive(a.get(), root, label, options);
+}
+
+void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,
+                 const UnpackOptions& options) {
+  ArchivePtr a = new_reader(label);
+  if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK)
+    throw UnpackError(label + ": " + archive_message(a.get()));
+  apply_archive(a.get(), root, label, options);
+}
+
+uint64_t tar_size(const std::filesystem::path& blob) {
+  ArchivePtr a(archive_read_new(), archive_read_free);
+  if (!a) throw UnpackError(blob.string() + ": libarchive: out of memory");
+  // The raw format: the decompressed stream as one entry, whatever it holds.
+  if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
+      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
+      archive_read_support_format_raw(a.get()) != ARCHIVE_OK ||
+      archive_read_open_filename(a.get(), blob.c_str(), kBuffer) != ARCHIVE_OK)
+    throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+  archive_entry* e = nullptr;
+  if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+  uint64_t total = 0;
+  std::vector<char> buf(kBuffer);
+  for (la_ssize_t n; (n = archive_read_data(a.get(), buf.data(), buf.size())) != 0;) {
+    if (n < 0) throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+    total += static_cast<uint64_t>(n);
+  }
+  return total;
+}
+
+void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
+                  const UnpackOptions& options) {
+  if (::mkdir(root.c_str(), 0755) != 0 || ::chmod(root.c_str(), 0755) != 0)
+    throw UnpackError("cannot create " + root.string() + ": " + std::strerror(errno));
+  try {
+    for (const auto& layer : layers) apply_layer(root, layer.blob, layer.label, options);
+  } catch (...) {
+    // The layer's error is the one to report; a failed cleanup cannot add to it.
+    try {
+      remove_tree(root);
+    } catch (const std::runtime_error&) {
+    }
+    throw;
+  }
+}
+
+void link_tree(const std::filesystem::path& from, const std::filesystem::path& to) {
+  namespace fs = std::filesystem;
+  auto make_dir = [](const fs::path& dir, const struct stat& st) {
+    if (::mkdir(dir.c_str(), 0700) != 0) throw_errno("cannot create " + dir.string());
+    // Owner first: chown clears setuid and setgid bits.
+    if (::lchown(dir.c_str(), st.st_uid, st.st_gid) != 0 && errno != EPERM) throw_errno("chown " + dir.string());
+    if (::chmod(dir.c_str(), st.st_mode & 07777) != 0) throw_errno("chmod " + dir.string());
+  };
+  struct stat st {};
+  if (::lstat(from.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw_errno("not a directory: " + from.string());
+  make_dir(to, st);
+  for (auto it = fs::recursive_directory_iterator(from); it != fs::recursive_directory_iterator(); ++it) {
+    fs::path target = to / it->path().lexically_relative(from);
+    if (::lstat(it->path().c_str(), &st) != 0) throw_errno("stat " + it->path().string());
+    if (S_ISDIR(st.st_mode)) {
+      make_dir(target, st);
+    } else if (::link(it->path().c_str(), target.c_str()) != 0) {
+      throw_errno("cannot link " + it->path().string());
+    }
+  }
+}
+
+void remove_tree(const std::filesystem::path& path) {
+  std::filesystem::path p = path.lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  if (p.filename() == "." || p.filename() == ".." || p == p.root_path())
+    throw UnpackError("cannot remove " + path.string() + ": not a path to remove");
+  std::filesystem::path parent = p.parent_path().empty() ? "." : p.parent_path();
+  Fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
+    if (errno == ENOENT) return;
+    throw UnpackError("cannot remove " + path.string() + ": " + std::strerror(errno));
+  }
+  try {
+    remove_tree_at(dir.get(), p.filename().string());
+  } catch (const std::runtime_error& ex) {
+    throw UnpackError("cannot remove " + path.string() + ": " + ex.what());
+  }
+}
+
+}  // namespace imgbuild

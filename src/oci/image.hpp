@@ -1,0 +1,124 @@
+#pragma once
+// The OCI image model: what an image is once built, and its JSON documents.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "oci/digest.hpp"
+#include "oci/media_types.hpp"
+
+namespace imgbuild {
+
+
+/// What a finished layer is, as the manifest and config need it.
+struct LayerBlob {
+  Digest digest;        ///< sha256 of the compressed blob
+  uint64_t size = 0;    ///< compressed size
+  Digest diff_id;       ///< sha256 of the uncompressed tar
+  uint64_t uncompressed_size = 0;  ///< 0 when unknown (layers of pulled images)
+  std::string media_type = media_type::kLayerGzip;
+};
+
+/// Annotation that names an image inside an OCI layout's index.json.
+inline constexpr const char* kRefNameAnnotation = "org.opencontainers.image.ref.name";
+/// Annotations of an image built on a pulled base: which one, exactly.
+inline constexpr const char* kBaseNameAnnotation = "org.opencontainers.image.base.name";
+inline constexpr const char* kBaseDigestAnnotation = "org.opencontainers.image.base.digest";
+
+/// os/architecture[/variant], in OCI's names ("linux/amd64", "linux/arm/v7").
+struct Platform {
+  std::string os = "linux";
+  std::string architecture;
+  std::string variant;
+
+  /// The machine imgbuild runs on.
+  static Platform host();
+  /// Parses "os/arch[/variant]"; throws std::runtime_error for anything else.
+  static Platform parse(const std::string& text);
+  std::string str() const;
+  friend bool operator==(const Platform&, const Platform&) = default;
+};
+
+/// An OCI content descriptor.
+struct Descriptor {
+  std::string media_type;
+  Digest digest;
+  uint64_t size = 0;
+  std::map<std::string, std::string> annotations;
+  std::optional<Platform> platform{};  ///< in indexes: what the manifest is for
+
+  nlohmann::json to_json() const;
+  /// Throws std::runtime_error naming the missing or malformed field.
+  static Descriptor from_json(const nlohmann::json& j);
+};
+
+/// The PATH runtimes (and RUN steps) give a container whose config sets none.
+inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The runtime part of an image config (the "config" object of the OCI config).
+struct RuntimeConfig {
+  std::vector<std::string> env;  ///< "NAME=value", in the order first set
+  std::optional<std::vector<std::string>> entrypoint, cmd;
+  std::string workdir, user, stop_signal;
+  std::set<std::string> exposed_ports;  ///< "8080/tcp"
+  std::map<std::string, std::string> labels;
+  std::set<std::string> volumes;
+
+  /// Sets NAME, replacing an earlier value in place.
+  void set_env(const std::string& name, const std::string& value);
+  std::optional<std::string> get_env(const std::string& name) const;
+};
+
+struct HistoryEntry {
+  std::string created_by;
+  bool empty_layer = false;
+  /// Kept from a base image's history; empty for entries of this build, which
+  /// get the image's creation time.
+  std::string created{}, author{}, comment{};
+};
+
+/// A built image: layers in order, their history and the config.
+struct Image {
+  Platform platform;
+  RuntimeConfig config;
+  std::vector<LayerBlob> layers;
+  std::vector<HistoryEntry> history;
+  int64_t created = 0;  ///< seconds since the epoch (SOURCE_DATE_EPOCH)
+  /// Fields of a base image's runtime config that this model does not know
+  /// (Healthcheck, Shell, OnBuild...), carried through unchanged.
+  nlohmann::json inherited_config = nlohmann::json::object();
+  /// Manifest annotations (the base image an image was built on).
+  std::map<std::string, std::string> annotations;
+
+  /// The OCI image config document (canonical: sorted keys, no whitespace).
+  std::string config_document() const;
+  /// The OCI image manifest document for the given config descriptor.
+  std::string manifest_document(const Descriptor& config) const;
+};
+
+/// "1970-01-01T00:00:00Z" for an epoch time.
+std::string rfc3339(int64_t seconds);
+
+/// Reads an image config document (OCI or Docker) and its manifest's layer
+/// descriptors back into the model, to build on it. Docker layer types become
+/// their OCI equivalents (the same bytes). Throws std::runtime_error naming
+/// what is malformed or unsupported.
+Image image_from_documents(const nlohmann::json& manifest, const nlohmann::json& config);
+
+/// The pieces of an image stored in a layout, read back for listing and inspection.
+struct StoredImage {
+  Descriptor manifest;
+  nlohmann::json manifest_json;
+  nlohmann::json config_json;
+  /// Sum of the manifest, config and compressed layer sizes.
+  uint64_t total_size() const;
+  /// Sum of the compressed layer sizes alone (BuiltImage::compressed).
+  uint64_t layers_size() const;
+};
+
+}  // namespace imgbuild

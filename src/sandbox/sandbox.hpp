@@ -1,0 +1,111 @@
+#pragma once
+// RUN steps: a command executed inside an image's file system, isolated from
+// the host, whose changes become the step's layer.
+//
+// The command runs in fresh mount, PID, IPC and UTS namespaces (and network,
+// when asked), pivot_root-ed into an overlay of the image root, whose upper
+// folder is the diff. Where the kernel refuses that overlay (too old, no
+// overlayfs, a rootless mount it does not allow, an upper folder on a file
+// system overlay cannot use), the step runs on a copy of the image root and
+// the diff is a comparison of that copy with the root: slower, same layer.
+// /proc, a
+// minimal /dev, /etc/resolv.conf and /etc/hosts are provided by mounts and
+// never enter the diff. It runs as the image's user, resolved from the image's
+// own /etc/passwd and /etc/group, with a reduced capability set, and inherits
+// no file descriptor of imgbuild but its output pipe.
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "layer/layer.hpp"
+
+namespace imgbuild {
+
+/// A step that could not be started (not one that ran and failed): no overlay
+/// support, no user namespaces, an unknown user.
+class SandboxError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A host path mounted into the step.
+struct SandboxMount {
+  std::filesystem::path source;  ///< on the host
+  std::string target;            ///< absolute, inside the image
+  bool read_only = false;
+};
+
+struct SandboxSpec {
+  std::filesystem::path lower;  ///< the image root; never modified
+  /// An empty folder: receives the step's changes (overlay), or a whole copy
+  /// of `lower` that the step runs on (snapshot).
+  std::filesystem::path upper;
+  std::filesystem::path work;  ///< an empty folder on upper's file system (overlay's scratch)
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  ///< "NAME=value"
+  std::string workdir = "/";     ///< created when missing, as docker does
+  std::string user;              ///< "", "name", "uid", "name:group", "uid:gid"
+  bool network = true;           ///< false: an empty network namespace
+  std::vector<SandboxMount> mounts;
+  /// Every line the step writes to stdout or stderr, as it comes.
+  std::function<void(std::string_view line)> output;
+  /// Run on a copy of `lower` without trying overlay: the path taken anyway
+  /// when the kernel refuses the overlay, chosen here to test it or to avoid
+  /// an overlay that misbehaves on some file system.
+  bool force_snapshot = false;
+};
+
+struct SandboxResult {
+  int exit_code = 0;  ///< 128 + N when killed by signal N
+  std::vector<std::string> last_lines;  ///< the last 20 lines of output
+  /// The step ran on a copy of the image root in `upper`, not on an overlay;
+  /// step_changes compares that copy with `lower`.
+  bool snapshot = false;
+  /// Why the overlay was not used, when it was tried and refused
+  /// ("mounting the overlay: Operation not permitted"): worth telling the
+  /// user, since a snapshot step copies the whole image first.
+  std::string overlay_error;
+};
+
+/// Runs the step to its end: on an overlay, or on a snapshot when the overlay
+/// cannot be mounted or `force_snapshot` is set. Throws SandboxError when it
+/// cannot start.
+SandboxResult run_in_sandbox(const SandboxSpec& spec);
+
+/// uid, gid and supplementary groups of `user` as the image at `root` defines
+/// it (its /etc/passwd and /etc/group, never the host's). Numeric ids need no
+/// entry. Throws SandboxError naming the user when a name is unknown.
+struct UserIds {
+  uint32_t uid = 0, gid = 0;
+  std::vector<uint32_t> groups;
+};
+UserIds resolve_user(const std::filesystem::path& root, const std::string& user);
+
+/// The layer entries of an overlay upper folder: what a step changed. Overlay
+/// whiteouts (0/0 character devices) become OCI whiteouts and opaque folders
+/// get an opaque marker; `whiteout_source` is an empty host file the marker
+/// entries read. Paths in `mount_points` (created only to mount over) are
+/// left out when `lower` does not have them. Modes and owners are kept as
+/// the step left them. What overlay copied up but the step left as it was (a
+/// folder above a change, a file rewritten with the same bytes) is left out,
+/// except below an opaque folder. Sorted by path, so parents come first.
+std::vector<LayerEntry> overlay_diff(const std::filesystem::path& upper, const std::filesystem::path& lower,
+                                     const std::vector<std::string>& mount_points,
+                                     const std::filesystem::path& whiteout_source);
+
+/// What the step of `spec` changed, as layer entries: overlay_diff of its
+/// upper folder, or for a snapshot step the same entries found by comparing
+/// the copy with `lower` (type, mode, owner, symlink target and bytes). A
+/// deleted path becomes one whiteout (a folder's children get none); a folder
+/// the step deleted and made again, or made where a file was, becomes opaque,
+/// as overlay makes it. File entries read from `spec.upper`, so the entries
+/// must be written out before that folder goes. Sorted by path.
+std::vector<LayerEntry> step_changes(const SandboxSpec& spec, const SandboxResult& result,
+                                     const std::vector<std::string>& mount_points,
+                                     const std::filesystem::path& whiteout_source);
+
+}  // namespace imgbuild

@@ -1,0 +1,472 @@
+#include "store/step_cache.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <ctime>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "store/layout.hpp"
+
+namespace imgbuild {
+
+using json = nlohmann::json;
+
+namespace {
+
+/// Changes whenever the engine would produce different bytes (or a different
+/// image) for the same inputs: older entries then simply stop matching.
+constexpr const char* kFormat = "imgbuild-step-2";
+
+const char* type_name(LayerEntry::Type t) {
+  switch (t) {
+    case LayerEntry::Type::File: return "file";
+    case LayerEntry::Type::Directory: return "dir";
+    case LayerEntry::Type::Symlink: return "symlink";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Digest step_key(json inputs) {
+  inputs["format"] = kFormat;
+  // nlohmann's objects are ordered maps: dump() is canonical.
+  return sha256_of(inputs.dump());
+}
+
+namespace {
+
+/// Whether `known` is the digest of the file at `path` still: its stamp matches.
+bool reusable(const std::string& path, const std::optional<FileDigest>& known) {
+  struct ::stat st {};
+  return known && ::stat(path.c_str(), &st) == 0 && FileStamp::of(st) == known->stamp;
+}
+
+/// A file's digest, read and hashed, with its stamp from before the read.
+FileDigest hash_file(const std::string& path) {
+  struct ::stat st {};
+  Fd fd = open_read(path);
+  if (::fstat(fd.get(), &st) != 0) throw_errno(path);
+  Sha256 hash;
+  hash.update_fd(fd.get(), path);
+  return {hash.finish_raw(), FileStamp::of(st)};
+}
+
+}  // namespace
+
+FileDigests hash_files(const std::vector<LayerEntry>& entries, FileDigests known, size_t* files_read) {
+  // On every core: for a large context this read is most of what a cache hit costs.
+  std::vector<size_t> files;
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (entries[i].type == LayerEntry::Type::File) files.push_back(i);
+  // In place: what is known stays, what changed is replaced (one list, not two).
+  FileDigests contents = known.size() == entries.size() ? std::move(known) : FileDigests(entries.size());
+  std::atomic<size_t> next{0}, read{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto hash = [&] {
+    for (size_t n; (n = next++) < files.size();) try {
+        std::optional<FileDigest>& digest = contents[files[n]];
+        if (!reusable(entries[files[n]].source, digest)) {
+          digest = hash_file(entries[files[n]].source);
+          ++read;
+        }
+      } catch (...) {
+        std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next = files.size();
+      }
+  };
+  size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), files.size() / 16 + 1);
+  std::vector<std::thread> workers;
+  for (size_t t = 1; t < threads; ++t) workers.emplace_back(hash);
+  hash();
+  for (auto& w : workers) w.join();
+  if (error) std::rethrow_exception(error);
+  if (files_read) *files_read = read;
+  return contents;
+}
+
+namespace {
+
+/// Appends `s` as nlohmann's dump() spells a JSON string: the bytes of the
+/// step keys in users' caches. Most names need no escape and are copied as
+/// they are; the others go through nlohmann itself, so its escapes and its
+/// UTF-8 check stay the only ones. `what` names `s` in the error for a string
+/// that is not UTF-8: JSON cannot carry it, and libarchive would write it as
+/// a PAX name with hdrcharset=BINARY, which tar tools warn about.
+void append_json_string(std::string& out, const std::string& s, const LayerEntry& e, const char* what) {
+  auto plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
+  if (std::all_of(s.begin(), s.end(), plain)) {
+    out += '"';
+    out += s;
+    out += '"';
+    return;
+  }
+  try {
+    out += json(s).dump();
+  } catch (const json::type_error&) {
+    // Shown with U+FFFD for the bad bytes and control characters escaped.
+    std::string path = json("/" + e.path).dump(-1, ' ', false, json::error_handler_t::replace);
+    throw std::runtime_error(path.substr(1, path.size() - 2) + ": " + what + " is not valid UTF-8");
+  }
+}
+
+template <class Int>
+void append_number(std::string& out, Int n) {
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+}
+
+/// One line per entry, as json{...}.dump() made it when keys were first
+/// computed (keys sorted, no spaces): built as a string, without a JSON
+/// object per entry, and hashed in blocks as it is made, so a context of many
+/// files costs no description held in memory. Without `contents`, files are
+/// described by their size alone (a shape).
+Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* contents) {
+  Sha256 hash;
+  std::string text;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (text.size() >= (1 << 16)) {
+      hash.update(text);
+      text.clear();
+    }
+    const LayerEntry& e = entries[i];
+    text += "{\"gid\":";
+    append_number(text, e.gid);
+    text += ",\"mode\":";
+    append_number(text, e.mode);
+    text += ",\"path\":";
+    append_json_string(text, e.path, e, "the name");
+    if (e.type == LayerEntry::Type::File) {
+      if (contents) {
+        text += ",\"sha256\":\"sha256:";
+        text += to_hex((*contents)[i].value().sha256);
+        text += '"';
+      }
+      text += ",\"size\":";
+      append_number(text, e.size);
+    }
+    if (e.type == LayerEntry::Type::Symlink) {
+      text += ",\"target\":";
+      append_json_string(text, e.link_target, e, "the symlink target");
+    }
+    text += ",\"type\":\"";
+    text += type_name(e.type);
+    text += "\",\"uid\":";
+    append_number(text, e.uid);
+    text += "}\n";
+  }
+  hash.update(text);
+  return hash.finish();
+}
+
+}  // namespace
+
+Digest describe_entries(const std::vector<LayerEntry>& entries, const FileDigests& contents) {
+  return describe(entries, &contents);
+}
+
+Digest describe_shape(const std::vector<LayerEntry>& entries) { return describe(entries, nullptr); }
+
+json layer_to_json(const LayerBlob& l) {
+  return {{"mediaType", l.media_type}, {"digest", l.digest.str()}, {"size", l.size},
+          {"diffID", l.diff_id.str()}, {"uncompressedSize", l.uncompressed_size}};
+}
+
+LayerBlob layer_from_json(const json& j) {
+  return LayerBlob{Digest::parse(j.at("digest").get<std::string>()), j.at("size").get<uint64_t>(),
+                   Digest::parse(j.at("diffID").get<std::string>()), j.value("uncompressedSize", uint64_t{0}),
+                   j.at("mediaType").get<std::string>()};
+}
+
+json CachedStep::to_json() const {
+  json j = {{"key", key.str()}, {"step", step}, {"created", created}, {"layer", nullptr}};
+  if (layer) j["layer"] = layer_to_json(*layer);
+  if (!source.empty()) j["source"] = source;
+  return j;
+}
+
+CachedStep CachedStep::from_json(const json& j) {
+  CachedStep s{Digest::parse(j.at("key").get<std::string>()), j.at("step").get<std::string>(), std::nullopt,
+               j.value("created", int64_t{0}), j.value("source", std::string())};
+  if (!j.at("layer").is_null()) s.layer = layer_from_json(j.at("layer"));
+  return s;
+}
+
+StepCache::StepCache(fs::path cache_dir) : dir_(cache_dir / "steps"), shapes_dir_(cache_dir / "shapes") {
+  fs::create_directories(dir_);
+}
+
+fs::path StepCache::shape_path(const Digest& shape) const { return shapes_dir_ / shape.hex(); }
+
+bool StepCache::knows_shape(const Digest& shape) const { return ::access(shape_path(shape).c_str(), F_OK) == 0; }
+
+namespace {
+
+constexpr std::string_view kShapeFormat = "imgbuild-shape-1";
+
+/// Parses 64 lowercase hex digits into `out`; false for anything else.
+bool from_hex(std::string_view hex, std::array<unsigned char, 32>& out) {
+  // A table, not comparisons: a shape record has a digest per file.
+  static constexpr auto nibbles = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<int8_t>(i);
+    for (int i = 0; i < 6; ++i) t['a' + i] = static_cast<int8_t>(10 + i);
+    return t;
+  }();
+  if (hex.size() != 64) return false;
+  int bad = 0;
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = nibbles[static_cast<unsigned char>(hex[2 * i])], lo = nibbles[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= hi | lo;
+    out[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  return bad >= 0;
+}
+
+/// Parses the number that starts `fields` and the space after it, and drops
+/// both; false for anything else.
+template <class Int>
+bool take_number(std::string_view& fields, Int& value) {
+  const char* end = fields.data() + fields.size();
+  auto [at, error] = std::from_chars(fields.data(), end, value);
+  if (error != std::errc() || at == end || *at != ' ') return false;
+  fields.remove_prefix(static_cast<size_t>(at - fields.data()) + 1);
+  return true;
+}
+
+}  // namespace
+
+FileDigests StepCache::shape_files(const Digest& shape, size_t entries) const {
+  // Anything unexpected is "nothing known": the files are read, never trusted.
+  FileDigests out;
+  std::string text;
+  try {
+    text = read_file(shape_path(shape));
+  } catch (const std::exception&) {
+    return {};
+  }
+  std::string_view rest = text;
+  auto take_line = [&](std::string_view& line) {
+    size_t end = rest.find('\n');
+    if (end == std::string_view::npos) return false;
+    line = rest.substr(0, end);
+    rest.remove_prefix(end + 1);
+    return true;
+  };
+  std::string_view line;
+  if (!take_line(line) || line != kShapeFormat) return {};
+  out.reserve(entries);
+  while (take_line(line)) {
+    if (line == "-") {
+      out.emplace_back();
+      continue;
+    }
+    FileDigest f{};
+    FileStamp& st = f.stamp;
+    if (!take_number(line, st.dev) || !take_number(line, st.ino) || !take_number(line, st.size) ||
+        !take_number(line, st.mtime_ns) || !take_number(line, st.ctime_ns) || !from_hex(line, f.sha256))
+      return {};
+    out.push_back(f);
+  }
+  if (!rest.empty()) return {};
+  if (out.size() != entries) return {};
+  return out;
+}
+
+void StepCache::add_shape(const Digest& shape, const FileDigests& files, int64_t read_since_ns) const {
+  fs::create_directories(shapes_dir_);
+  AtomicFile file(shape_path(shape));
+  // Written as it is made, in pieces: a line per entry of a million-file
+  // context would otherwise be a hundred megabytes held at once.
+  std::string text = std::string(kShapeFormat) + "\n";
+  for (auto& f : files) {
+    if (text.size() >= (1 << 16)) {
+      file.write(text);
+      text.clear();
+    }
+    // A file changed within a second of being read could have changed again
+    // within the same tick of a coarse clock, keeping its stamp: it is read
+    // again next time rather than trusted.
+    if (!f || f->stamp.ctime_ns + 1'000'000'000 > read_since_ns) {
+      text += "-\n";
+      continue;
+    }
+    auto field = [&](auto n) {
+      append_number(text, n);
+      text += ' ';
+    };
+    const FileStamp& st = f->stamp;
+    field(st.dev);
+    field(st.ino);
+    field(st.size);
+    field(st.mtime_ns);
+    field(st.ctime_ns);
+    text += to_hex(f->sha256);
+    text += '\n';
+  }
+  file.write(text);
+  file.commit();
+}
+
+fs::path StepCache::entry_path(const Digest& key) const { return dir_ / (std::string(key.hex()) + ".json"); }
+
+namespace {
+
+/// Reads an entry file; nullopt for one that is damaged (and is then removed:
+/// a torn or edited entry must cost a rebuild, never an error or a wrong image).
+std::optional<CachedStep> read_entry(const fs::path& path, const std::optional<Digest>& expected_key) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  try {
+    json j = json::parse(read_file(path));
+    CachedStep entry = CachedStep::from_json(j);
+    if (expected_key && entry.key != *expected_key) throw std::runtime_error("entry under the wrong key");
+    entry.last_used = st.st_mtim.tv_sec;
+    entry.entry_bytes = static_cast<uint64_t>(st.st_size);
+    return entry;
+  } catch (const std::exception&) {
+    std::error_code ec;
+    fs::remove(path, ec);
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<CachedStep> StepCache::find(const Digest& key) const {
+  fs::path path = entry_path(key);
+  auto entry = read_entry(path, key);
+  if (entry) {
+    // The entry's mtime is its last use: what prune --older-than and the
+    // least-recently-used order go by.
+    mark_used(path);
+    entry->last_used = std::time(nullptr);
+  }
+  return entry;
+}
+
+void StepCache::put(const CachedStep& entry) const {
+  write_file_atomic(entry_path(entry.key), entry.to_json().dump() + "\n");
+}
+
+void StepCache::remove(const Digest& key) const {
+  std::error_code ec;
+  fs::remove(entry_path(key), ec);
+}
+
+std::vector<CachedStep> StepCache::list() const {
+  std::vector<CachedStep> out;
+  std::error_code ec;
+  for (auto& f : fs::directory_iterator(dir_, ec)) {
+    if (f.path().extension() != ".json") continue;
+    if (auto entry = read_entry(f.path(), std::nullopt)) out.push_back(std::move(*entry));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  return out;
+}
+
+fs::path usage_lock_path(const fs::path& dir) { return dir / ".imgbuild-usage.lock"; }
+
+namespace {
+
+uint64_t tree_bytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+}  // namespace
+
+std::vector<CacheTree> cache_trees(const fs::path& cache_dir) {
+  std::vector<CacheTree> out;
+  for (auto [folder, kind] : {std::pair{"roots", "root"}, {"files", "file"}, {"run-cache", "run-cache"}}) {
+    std::error_code ec;
+    for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
+      // ".unpack-" folders are unpacks in progress (or killed): not trees yet.
+      if (d.path().filename().string().starts_with(".")) continue;
+      struct stat st {};
+      if (::lstat(d.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+      out.push_back({d.path(), kind, tree_bytes(d.path()), st.st_mtim.tv_sec});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  return out;
+}
+
+PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const PruneOptions& options,
+                        const std::function<void()>& on_wait) {
+  fs::create_directories(cache_dir);
+  FileLock cache_lock(usage_lock_path(cache_dir), FileLock::Mode::Exclusive, on_wait);
+  FileLock store_lock(usage_lock_path(store.root()), FileLock::Mode::Exclusive, on_wait);
+  StepCache cache(cache_dir);
+  PruneReport report;
+
+  // Entries and trees in one least-recently-used order.
+  struct Item {
+    int64_t last_used;
+    uint64_t bytes;
+    std::optional<CachedStep> entry;
+    fs::path tree;
+  };
+  std::vector<Item> items;
+  for (auto& e : cache.list())
+    items.push_back({e.last_used, e.entry_bytes + (e.layer ? e.layer->size : 0), e, {}});
+  for (auto& t : cache_trees(cache_dir)) items.push_back({t.last_used, t.bytes, std::nullopt, t.path});
+  std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  uint64_t total = 0;
+  for (auto& i : items) total += i.bytes;
+
+  const bool everything = !options.keep_bytes && !options.older_than;
+  const int64_t now = std::time(nullptr);
+  std::set<Digest> kept_layers;
+  for (auto& item : items) {
+    bool stale = options.older_than && item.last_used < now - *options.older_than;
+    bool over = options.keep_bytes && total > *options.keep_bytes;
+    if (!(everything || stale || over)) {
+      if (item.entry && item.entry->layer) kept_layers.insert(item.entry->layer->digest);
+      continue;
+    }
+    std::error_code ec;
+    if (item.entry) {
+      cache.remove(item.entry->key);
+      ++report.entries;
+    } else {
+      fs::remove_all(item.tree, ec);
+      ++report.trees;
+    }
+    total -= item.bytes;
+  }
+  // What killed builds left: their step folders and half-unpacked roots.
+  std::error_code ec;
+  // Shapes only speed up first builds; one outliving its entries costs a
+  // file read before a build, never a wrong result.
+  if (everything) fs::remove_all(cache_dir / "shapes", ec);
+  fs::remove_all(cache_dir / "tmp", ec);
+  for (auto& d : fs::directory_iterator(cache_dir / "roots", ec))
+    if (d.path().filename().string().starts_with(".unpack-")) fs::remove_all(d.path(), ec);
+
+  auto [blobs, bytes] = store.collect_garbage(kept_layers);
+  report.blobs = blobs;
+  report.bytes = bytes;
+  for (auto& item : items)
+    if (!item.entry && !fs::exists(item.tree)) report.bytes += item.bytes;
+  return report;
+}
+
+}  // namespace imgbuild
