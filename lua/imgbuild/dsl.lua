@@ -647,7 +647,7 @@ function api.cached(ref, build)
   local img = build()
   if not is_image(img) then fail("cached: the function returned %s, not an image", typename(img)) end
   -- always: the next build finds it only if this one pushes it, whichever
-  -- targets it was asked for (see Push::always in src/core/graph.hpp).
+  -- targets it was asked for (see Push::always in src/build/graph.hpp).
   pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = loc, always = true }
   return img
 end
@@ -667,7 +667,7 @@ local internal_functions = {
 }
 
 --- A file produced by a command on the host when the build needs it (see
---- HostBuildOp in src/core/graph.hpp for the fields).
+--- HostBuildOp in src/build/graph.hpp for the fields).
 function internal_functions.host_file(spec)
   local node = {
     kind = "host", loc = caller_loc(), description = spec.description, argv = spec.argv, env = spec.env,

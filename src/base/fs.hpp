@@ -25,7 +25,11 @@ public:
 
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
-  int release() { int fd = fd_; fd_ = -1; return fd; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
 
 private:
   int fd_ = -1;
@@ -76,8 +80,7 @@ public:
   enum class Mode { Exclusive, Shared };
   /// Waits for the lock; `on_wait` is called first when another holder has
   /// it, to say why nothing happens.
-  explicit FileLock(const fs::path& lock_path, Mode mode = Mode::Exclusive,
-                    const std::function<void()>& on_wait = {});
+  explicit FileLock(const fs::path& lock_path, Mode mode = Mode::Exclusive, const std::function<void()>& on_wait = {});
   ~FileLock();
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;

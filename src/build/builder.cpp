@@ -10,12 +10,12 @@
 #include <ctime>
 #include <new>
 
-#include "inspect/elf.hpp"
 #include "base/fs.hpp"
-#include "build/hostbuild.hpp"
-#include "sandbox/sandbox.hpp"
 #include "base/text.hpp"
+#include "build/hostbuild.hpp"
+#include "inspect/elf.hpp"
 #include "layer/unpack.hpp"
+#include "sandbox/sandbox.hpp"
 
 namespace imgbuild {
 
@@ -36,7 +36,6 @@ Digest chain_id(const std::vector<LayerBlob>& layers) {
   for (size_t i = 1; i < layers.size(); ++i) chain = sha256_of(chain.str() + " " + layers[i].diff_id.str());
   return chain;
 }
-
 
 /// The identity of an image's file system in step keys: its layers' chain ID.
 std::string filesystem_id(const Image& image) {
@@ -69,9 +68,9 @@ std::string describe_config(const ConfigOp& op) {
 class Builder::StepReport {
 public:
   StepReport(Builder& builder, const Node& node, std::string description, StepKind kind, bool cached = false)
-      : builder_(builder), node_(node), description_(std::move(description)), kind_(kind),
-        ended_(builder.planning_) {
-    if (!ended_) builder_.settings_.progress(StepStarted{builder_.index_of(node_), node_.loc, description_, kind_, cached});
+      : builder_(builder), node_(node), description_(std::move(description)), kind_(kind), ended_(builder.planning_) {
+    if (!ended_)
+      builder_.settings_.progress(StepStarted{builder_.index_of(node_), node_.loc, description_, kind_, cached});
   }
   StepReport(const StepReport&) = delete;
   StepReport& operator=(const StepReport&) = delete;
@@ -120,10 +119,22 @@ std::optional<uint64_t> parse_size(const std::string& text) {
   } catch (const std::exception&) {
     return std::nullopt;
   }
-  static const std::map<std::string, double> units = {
-      {"", 1},      {"B", 1},     {"k", 1e3},   {"kB", 1e3},  {"K", 1e3},   {"KB", 1e3},        {"M", 1e6},
-      {"MB", 1e6},  {"G", 1e9},   {"GB", 1e9},  {"T", 1e12},  {"TB", 1e12}, {"KiB", 1024.0},   {"MiB", 1048576.0},
-      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  static const std::map<std::string, double> units = {{"", 1},
+                                                      {"B", 1},
+                                                      {"k", 1e3},
+                                                      {"kB", 1e3},
+                                                      {"K", 1e3},
+                                                      {"KB", 1e3},
+                                                      {"M", 1e6},
+                                                      {"MB", 1e6},
+                                                      {"G", 1e9},
+                                                      {"GB", 1e9},
+                                                      {"T", 1e12},
+                                                      {"TB", 1e12},
+                                                      {"KiB", 1024.0},
+                                                      {"MiB", 1048576.0},
+                                                      {"GiB", 1073741824.0},
+                                                      {"TiB", 1099511627776.0}};
   auto it = units.find(text.substr(used));
   // Only digits start a size: stod would also take "inf", "nan", "0x1p3" and leading blanks.
   if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.') || value < 0 ||
@@ -133,7 +144,10 @@ std::optional<uint64_t> parse_size(const std::string& text) {
 }
 
 Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
-    : graph_(graph), store_(store), settings_(std::move(settings)), context_(settings_.context),
+    : graph_(graph),
+      store_(store),
+      settings_(std::move(settings)),
+      context_(settings_.context),
       cache_(settings_.cache_dir) {
   consumers_.resize(graph_.nodes.size());
   for (auto& node : graph_.nodes) {
@@ -179,14 +193,9 @@ const BuiltImage& Builder::build(size_t node) {
   std::string manifest = st.image.manifest_document(config_desc);
   Descriptor manifest_desc = store_.put_document(manifest, media_type::kManifest);
   auto base = st.image.annotations.find(kBaseNameAnnotation);
-  BuiltImage built{st.image,
-                   manifest_desc,
-                   manifest_desc.size + config_desc.size + compressed,
-                   compressed,
-                   uncompressed,
-                   base != st.image.annotations.end() ? base->second : std::string(),
-                   st.base_layers,
-                   base_compressed};
+  BuiltImage built{st.image,       manifest_desc,  manifest_desc.size + config_desc.size + compressed,
+                   compressed,     uncompressed,   base != st.image.annotations.end() ? base->second : std::string(),
+                   st.base_layers, base_compressed};
   return finished_.emplace(node, std::move(built)).first->second;
 }
 
@@ -286,7 +295,8 @@ std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& d
       note(node, description, key, Outcome::Local);
       if (!planning_) {
         std::lock_guard lock(records_mutex_);
-        if (local->layer && !store_.has_blob(local->layer->digest)) layer_sources_[local->layer->digest] = local->source;
+        if (local->layer && !store_.has_blob(local->layer->digest))
+          layer_sources_[local->layer->digest] = local->source;
         used_.emplace(key, *local);
       }
       return local;
@@ -378,7 +388,8 @@ const Builder::Stage& Builder::stage(size_t id) {
       handed_on.reset();
       if (next > 0 && consumers_[n] == 1) {
         handed_on = std::move(built);
-        promise.set_exception(std::make_exception_ptr(std::logic_error("stage of a step with one consumer is not kept")));
+        promise.set_exception(
+            std::make_exception_ptr(std::logic_error("stage of a step with one consumer is not kept")));
         continue;
       }
       {
@@ -403,17 +414,23 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
   }
   size_t layers_before = st.image.layers.size();
   try {
-    if (auto* copy = std::get_if<CopyOp>(&node.op)) apply_copy(st, *copy, node);
-    else if (auto* pull = std::get_if<PullOp>(&node.op)) apply_pull(st, *pull, node);
-    else if (auto* run = std::get_if<RunOp>(&node.op)) apply_run(st, *run, node);
-    else if (auto* cfg = std::get_if<ConfigOp>(&node.op)) apply_config(st, *cfg, node);
-    else if (auto* doctor = std::get_if<DoctorOp>(&node.op)) st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
-    else if (auto* budget = std::get_if<BudgetOp>(&node.op)) st.budget = Budget{budget->bytes, budget->size, node.loc};
+    if (auto* copy = std::get_if<CopyOp>(&node.op))
+      apply_copy(st, *copy, node);
+    else if (auto* pull = std::get_if<PullOp>(&node.op))
+      apply_pull(st, *pull, node);
+    else if (auto* run = std::get_if<RunOp>(&node.op))
+      apply_run(st, *run, node);
+    else if (auto* cfg = std::get_if<ConfigOp>(&node.op))
+      apply_config(st, *cfg, node);
+    else if (auto* doctor = std::get_if<DoctorOp>(&node.op))
+      st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
+    else if (auto* budget = std::get_if<BudgetOp>(&node.op))
+      st.budget = Budget{budget->bytes, budget->size, node.loc};
   } catch (const BuildError&) {
     throw;
   } catch (const std::exception& e) {
     auto* cfg = std::get_if<ConfigOp>(&node.op);
-    std::string step = cfg                                         ? cfg->key
+    std::string step = cfg                                       ? cfg->key
                        : std::holds_alternative<PullOp>(node.op) ? "from"
                        : std::holds_alternative<RunOp>(node.op)  ? "run"
                                                                  : "copy";
@@ -438,8 +455,9 @@ CopyItem Builder::build_file(size_t id) {
     for (auto& candidate : host_path->candidates)
       if (std::filesystem::exists(candidate))
         // The real file, not a symlink to it: a link to a host path would dangle in the image.
-        return files_.emplace(id, CopyItem{std::filesystem::canonical(candidate),
-                                           std::filesystem::path(candidate).filename().string(), false})
+        return files_
+            .emplace(id, CopyItem{std::filesystem::canonical(candidate),
+                                  std::filesystem::path(candidate).filename().string(), false})
             .first->second;
     throw BuildError(node.loc, host_path->description + ": not on this machine (looked for " +
                                    join(host_path->candidates, ", ") + ")");
@@ -465,8 +483,8 @@ void Builder::check_static(const std::vector<LayerEntry>& entries, const Platfor
     if (!info.is_elf) continue;
     if (info.linking == ElfInfo::Linking::Dynamic) {
       std::string why = !info.interpreter.empty() ? "interpreter " + info.interpreter
-                        : info.needed.empty()      ? "dynamically linked"
-                                                   : "needs " + info.needed.front();
+                        : info.needed.empty()     ? "dynamically linked"
+                                                  : "needs " + info.needed.front();
       if (info.go && info.go->setting("CGO_ENABLED") == "1") why += ", CGO_ENABLED=1";
       throw std::runtime_error(what + ": not a static ELF binary (" + why + ")");
     }
@@ -478,13 +496,13 @@ void Builder::check_static(const std::vector<LayerEntry>& entries, const Platfor
 namespace {
 
 /// What every layer's bytes depend on besides its files.
-json layer_settings(const LayerOptions& o) { return {{"mtime", o.mtime}, {"compression", compression_name(o.compression)}}; }
+json layer_settings(const LayerOptions& o) {
+  return {{"mtime", o.mtime}, {"compression", compression_name(o.compression)}};
+}
 
 }  // namespace
 
-LayerOptions Builder::layer_options() const {
-  return LayerOptions{settings_.source_date_epoch, settings_.compression};
-}
+LayerOptions Builder::layer_options() const { return LayerOptions{settings_.source_date_epoch, settings_.compression}; }
 
 void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
   std::vector<CopyItem> files;
@@ -513,16 +531,19 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     return;
   }
 
-  json inputs = {{"op", "copy"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
-                 {"static", op.static_only}, {"layer", layer_settings(layer_options())}};
+  json inputs = {{"op", "copy"},
+                 {"filesystem", filesystem_id(st.image)},
+                 {"platform", st.image.platform.str()},
+                 {"static", op.static_only},
+                 {"layer", layer_settings(layer_options())}};
   std::vector<LayerEntry> entries;
   if (source) {
     // The other image's file system is known by its chain ID: no need to
     // unpack it to know whether this copy is cached.
     json paths = json::array();
     for (auto& s : op.sources) paths.push_back(s.context_path);
-    inputs["from"] = {{"filesystem", filesystem_id(source->image)}, {"workdir", source->image.config.workdir},
-                      {"paths", paths}};
+    inputs["from"] = {
+        {"filesystem", filesystem_id(source->image)}, {"workdir", source->image.config.workdir}, {"paths", paths}};
     inputs["dest"] = op.dest;
     inputs["workdir"] = st.image.config.workdir;
     inputs["chown"] = op.chown ? json{op.chown->uid, op.chown->gid} : json(nullptr);
@@ -556,7 +577,8 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
     if (settled_without_running(st, *key, description, StepKind::Copy, node)) return;
   }
   StepReport report(*this, node, description, StepKind::Copy);
-  if (source) entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
+  if (source)
+    entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) check_static(entries, st.image.platform);
   LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
   if (!key) {
@@ -600,7 +622,6 @@ void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
   report.end(StepStatus::Done);
 }
 
-
 std::filesystem::path Builder::image_root(const Image& image) {
   namespace fs = std::filesystem;
   fs::path roots = settings_.cache_dir / "roots";
@@ -638,7 +659,8 @@ std::filesystem::path Builder::image_root(const Image& image) {
   }
   std::error_code ec;
   fs::rename(scratch.path() / "root", root, ec);
-  if (ec && !fs::exists(root)) throw std::runtime_error("cannot store the unpacked image at " + root.string() + ": " + ec.message());
+  if (ec && !fs::exists(root))
+    throw std::runtime_error("cannot store the unpacked image at " + root.string() + ": " + ec.message());
   return root;
 }
 
@@ -665,9 +687,16 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
   // on it, and not even a hash of it may reach a key shared through a registry.
   json secret_ids = json::array();
   for (auto& [id, path] : op.secrets) secret_ids.push_back(id);
-  Digest key = step_key({{"op", "run"}, {"filesystem", filesystem_id(st.image)}, {"platform", st.image.platform.str()},
-                         {"argv", spec.argv}, {"env", spec.env}, {"workdir", spec.workdir}, {"user", spec.user},
-                         {"network", spec.network}, {"cache", op.cache}, {"secrets", secret_ids},
+  Digest key = step_key({{"op", "run"},
+                         {"filesystem", filesystem_id(st.image)},
+                         {"platform", st.image.platform.str()},
+                         {"argv", spec.argv},
+                         {"env", spec.env},
+                         {"workdir", spec.workdir},
+                         {"user", spec.user},
+                         {"network", spec.network},
+                         {"cache", op.cache},
+                         {"secrets", secret_ids},
                          {"layer", layer_settings(layer_options())}});
   if (settled_without_running(st, key, description, StepKind::Run, node)) return;
   StepReport report(*this, node, description, StepKind::Run);
@@ -699,7 +728,9 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
     spec.mounts.push_back({host, target, true});
     mount_point(target);
   }
-  spec.output = [&](std::string_view line) { settings_.progress(StepOutput{index_of(node), node.loc, std::string(line)}); };
+  spec.output = [&](std::string_view line) {
+    settings_.progress(StepOutput{index_of(node), node.loc, std::string(line)});
+  };
   SandboxResult result = run_in_sandbox(spec);
   if (result.exit_code != 0) {
     std::string tail;

@@ -11,11 +11,11 @@
 #include <string>
 
 #include "build/context.hpp"
-#include "inspect/doctor.hpp"
 #include "build/graph.hpp"
+#include "build/progress.hpp"
+#include "inspect/doctor.hpp"
 #include "oci/image.hpp"
 #include "store/layout.hpp"
-#include "build/progress.hpp"
 #include "store/step_cache.hpp"
 
 namespace imgbuild {
@@ -60,12 +60,12 @@ struct BuildSettings {
 /// One step as `imgbuild plan` reports it.
 struct PlannedStep {
   enum class Outcome {
-    Config,     ///< a config change: nothing to run or cache
-    From,       ///< a base image, resolved to its digest
-    Local,      ///< found in the local cache
-    Registry,   ///< found in a registry cache (--cache-from)
-    Run,        ///< not cached: it would run
-    AfterRun,   ///< its key depends on the result of a step that would run
+    Config,    ///< a config change: nothing to run or cache
+    From,      ///< a base image, resolved to its digest
+    Local,     ///< found in the local cache
+    Registry,  ///< found in a registry cache (--cache-from)
+    Run,       ///< not cached: it would run
+    AfterRun,  ///< its key depends on the result of a step that would run
   };
   size_t node = 0;
   std::string loc, description;

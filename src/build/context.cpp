@@ -409,7 +409,10 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
 
   if (op.chown || op.chmod)
     for (auto& e : entries) {
-      if (op.chown) { e.uid = op.chown->uid; e.gid = op.chown->gid; }
+      if (op.chown) {
+        e.uid = op.chown->uid;
+        e.gid = op.chown->gid;
+      }
       if (op.chmod && e.type != LayerEntry::Type::Symlink) e.mode = *op.chmod;
     }
 
@@ -418,8 +421,10 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
   // the order among equal paths only matters, and a stable sort (with its
   // buffer as large as the list) is only paid, when there are several.
   auto by_path = [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; };
-  if (items.size() > 1) std::stable_sort(entries.begin(), entries.end(), by_path);
-  else std::sort(entries.begin(), entries.end(), by_path);
+  if (items.size() > 1)
+    std::stable_sort(entries.begin(), entries.end(), by_path);
+  else
+    std::sort(entries.begin(), entries.end(), by_path);
   auto is_dir = [](const LayerEntry& e) { return e.type == LayerEntry::Type::Directory; };
   size_t kept = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -449,12 +454,16 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
     d.path = path;
     d.type = LayerEntry::Type::Directory;
     d.mode = 0755;
-    if (is_dest && op.chown) { d.uid = op.chown->uid; d.gid = op.chown->gid; }
+    if (is_dest && op.chown) {
+      d.uid = op.chown->uid;
+      d.gid = op.chown->gid;
+    }
     entries.insert(at, std::move(d));
   };
   std::string dir_rel = dest_dir == "/" ? "" : dest_dir.substr(1);
   if (dest_is_dir) add_parent(dir_rel, true);
-  for (size_t slash = dir_rel.rfind('/'); slash != std::string::npos && slash > 0; slash = dir_rel.rfind('/', slash - 1))
+  for (size_t slash = dir_rel.rfind('/'); slash != std::string::npos && slash > 0;
+       slash = dir_rel.rfind('/', slash - 1))
     add_parent(dir_rel.substr(0, slash), false);
   if (!dest_is_dir) add_parent(dir_rel, false);
 
@@ -556,7 +565,8 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
       // A pattern in the last component, matched in its (resolved) folder.
       names.clear();
       std::string dir = fs::path(path).parent_path().string(), pattern = fs::path(path).filename().string();
-      if (has_glob(dir)) throw std::runtime_error(s.context_path + ": patterns only in the last component of a path from another image");
+      if (has_glob(dir))
+        throw std::runtime_error(s.context_path + ": patterns only in the last component of a path from another image");
       if (auto host_dir = resolve_in_image(root, dir); host_dir && fs::is_directory(*host_dir)) {
         for (auto& de : fs::directory_iterator(*host_dir))
           if (::fnmatch(pattern.c_str(), de.path().filename().c_str(), 0) == 0)
@@ -567,8 +577,7 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
     for (auto& name : names)
       if (auto host = resolve_in_image(root, name))
         items.push_back({*host, name == "/" ? "" : fs::path(name).filename().string(), false});
-    if (names.empty() || items.empty())
-      throw std::runtime_error("no such file in the source image: " + s.context_path);
+    if (names.empty() || items.empty()) throw std::runtime_error("no such file in the source image: " + s.context_path);
   }
   return place_sources(
       op, workdir, items,

@@ -10,9 +10,7 @@ namespace imgbuild {
 
 namespace {
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
@@ -155,8 +153,7 @@ IgnoreRules IgnoreRules::parse(std::string_view text) {
         auto endpoint = [&](size_t& k, bool range_end) -> char32_t {
           if (k >= n) bad_line(line_no, "unterminated character class", line);
           if (p[k] == ']') {
-            bad_line(line_no, range_end ? "range without an end in character class" : "empty character class",
-                     line);
+            bad_line(line_no, range_end ? "range without an end in character class" : "empty character class", line);
           }
           if (p[k] == '-') bad_line(line_no, "unescaped '-' in character class", line);
           if (p[k] == '\\' && ++k >= n) bad_line(line_no, "unterminated character class", line);
@@ -181,8 +178,7 @@ IgnoreRules IgnoreRules::parse(std::string_view text) {
           // Go's Match accepts a backwards range that matches nothing, but
           // Docker's regex translation then fails at match time: refuse it now.
           if (hi < lo) {
-            bad_line(line_no, "backwards range '" + std::string(p.substr(lo_at, j - lo_at)) +
-                                  "' in character class",
+            bad_line(line_no, "backwards range '" + std::string(p.substr(lo_at, j - lo_at)) + "' in character class",
                      line);
           }
           tok.ranges.emplace_back(lo, hi);
@@ -228,8 +224,7 @@ IgnoreRules IgnoreRules::load(const std::filesystem::path& context_dir) {
   }
 }
 
-bool IgnoreRules::tokens_match(const std::vector<Token>& tokens, std::string_view s,
-                               bool prefix_only) {
+bool IgnoreRules::tokens_match(const std::vector<Token>& tokens, std::string_view s, bool prefix_only) {
   // reach[k]: the tokens seen so far can consume exactly s[0, k). One pass per
   // token keeps "**" from backtracking exponentially on long paths.
   const size_t n = s.size();

@@ -47,8 +47,10 @@ CopyOp parse_copy(const json& n, size_t index) {
   auto sources = n.find("sources");
   if (sources == n.end() || !sources->is_array() || sources->empty()) malformed(index, "copy without sources");
   for (auto& s : *sources) {
-    if (s.is_string()) op.sources.push_back({s.get<std::string>(), std::nullopt});
-    else op.sources.push_back({"", node_ref(s, index)});
+    if (s.is_string())
+      op.sources.push_back({s.get<std::string>(), std::nullopt});
+    else
+      op.sources.push_back({"", node_ref(s, index)});
   }
   op.dest = str(n, "dest", index);
   if (auto it = n.find("chown"); it != n.end() && !it->is_null())
@@ -99,54 +101,64 @@ Graph Graph::from_json(const json& d) {
     throw std::runtime_error("malformed build graph: no node list");
   const json& nodes = d["nodes"];
   for (size_t i = 0; i < nodes.size(); ++i) try {
-    const json& n = nodes[i];
-    if (!n.is_object()) malformed(i, "not an object");
-    Node node;
-    node.loc = str(n, "loc", i);
-    std::string kind = str(n, "kind", i);
-    if (auto p = n.find("parent"); p != n.end() && !p->is_null()) node.parent = node_ref(*p, i);
-    if (kind == "scratch") node.op = ScratchOp{};
-    else if (kind == "from")
-      node.op = PullOp{str(n, "ref", i), n.contains("platform") ? std::optional(str(n, "platform", i)) : std::nullopt};
-    else if (kind == "copy") node.op = parse_copy(n, i);
-    else if (kind == "run") node.op = parse_run(n, i);
-    else if (kind == "config") node.op = ConfigOp{str(n, "key", i), n.value("value", json())};
-    else if (kind == "host") node.op = parse_host(n, i);
-    else if (kind == "host_path") node.op = HostPathOp{str(n, "description", i), strings(n, "candidates", i)};
-    else if (kind == "doctor") node.op = DoctorOp{strings(n, "ignore", i)};
-    else if (kind == "budget") node.op = BudgetOp{n.at("bytes").get<uint64_t>(), str(n, "size", i)};
-    else malformed(i, "unknown kind '" + kind + "'");
-    bool needs_parent =
-        !std::holds_alternative<ScratchOp>(node.op) && !std::holds_alternative<PullOp>(node.op) && !node.is_file();
-    if (needs_parent != node.parent.has_value()) malformed(i, needs_parent ? "missing parent" : "unexpected parent");
-    if (node.parent && g.nodes[*node.parent].is_file()) malformed(i, "parent is a file, not an image");
-    if (auto* copy = std::get_if<CopyOp>(&node.op)) {
-      for (auto& s : copy->sources)
-        if (s.file_node && !g.nodes[*s.file_node].is_file()) malformed(i, "copy source is not a file");
-      if (copy->from_node && g.nodes[*copy->from_node].is_file()) malformed(i, "copy from a file, not an image");
+      const json& n = nodes[i];
+      if (!n.is_object()) malformed(i, "not an object");
+      Node node;
+      node.loc = str(n, "loc", i);
+      std::string kind = str(n, "kind", i);
+      if (auto p = n.find("parent"); p != n.end() && !p->is_null()) node.parent = node_ref(*p, i);
+      if (kind == "scratch")
+        node.op = ScratchOp{};
+      else if (kind == "from")
+        node.op =
+            PullOp{str(n, "ref", i), n.contains("platform") ? std::optional(str(n, "platform", i)) : std::nullopt};
+      else if (kind == "copy")
+        node.op = parse_copy(n, i);
+      else if (kind == "run")
+        node.op = parse_run(n, i);
+      else if (kind == "config")
+        node.op = ConfigOp{str(n, "key", i), n.value("value", json())};
+      else if (kind == "host")
+        node.op = parse_host(n, i);
+      else if (kind == "host_path")
+        node.op = HostPathOp{str(n, "description", i), strings(n, "candidates", i)};
+      else if (kind == "doctor")
+        node.op = DoctorOp{strings(n, "ignore", i)};
+      else if (kind == "budget")
+        node.op = BudgetOp{n.at("bytes").get<uint64_t>(), str(n, "size", i)};
+      else
+        malformed(i, "unknown kind '" + kind + "'");
+      bool needs_parent =
+          !std::holds_alternative<ScratchOp>(node.op) && !std::holds_alternative<PullOp>(node.op) && !node.is_file();
+      if (needs_parent != node.parent.has_value()) malformed(i, needs_parent ? "missing parent" : "unexpected parent");
+      if (node.parent && g.nodes[*node.parent].is_file()) malformed(i, "parent is a file, not an image");
+      if (auto* copy = std::get_if<CopyOp>(&node.op)) {
+        for (auto& s : copy->sources)
+          if (s.file_node && !g.nodes[*s.file_node].is_file()) malformed(i, "copy source is not a file");
+        if (copy->from_node && g.nodes[*copy->from_node].is_file()) malformed(i, "copy from a file, not an image");
+      }
+      g.nodes.push_back(std::move(node));
+    } catch (const json::exception& e) {
+      malformed(i, e.what());  // a value of the wrong type
     }
-    g.nodes.push_back(std::move(node));
-  } catch (const json::exception& e) {
-    malformed(i, e.what());  // a value of the wrong type
-  }
   if (auto t = d.find("targets"); t != d.end() && t->is_array())
     for (auto& target : *t) try {
-      Target tg{target.at("name").get<std::string>(), node_ref(target.at("node"), g.nodes.size()),
-                target.value("loc", "")};
-      if (g.nodes[tg.node].is_file()) throw std::runtime_error("malformed build graph: target is a file");
-      g.targets.push_back(std::move(tg));
-    } catch (const json::exception& e) {
-      throw std::runtime_error(std::string("malformed build graph: target: ") + e.what());
-    }
+        Target tg{target.at("name").get<std::string>(), node_ref(target.at("node"), g.nodes.size()),
+                  target.value("loc", "")};
+        if (g.nodes[tg.node].is_file()) throw std::runtime_error("malformed build graph: target is a file");
+        g.targets.push_back(std::move(tg));
+      } catch (const json::exception& e) {
+        throw std::runtime_error(std::string("malformed build graph: target: ") + e.what());
+      }
   if (auto p = d.find("pushes"); p != d.end() && p->is_array())
     for (auto& push : *p) try {
-      Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", ""),
-              push.value("always", false)};
-      if (g.nodes[ps.node].is_file()) throw std::runtime_error("malformed build graph: pushed node is a file");
-      g.pushes.push_back(std::move(ps));
-    } catch (const json::exception& e) {
-      throw std::runtime_error(std::string("malformed build graph: push: ") + e.what());
-    }
+        Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", ""),
+                push.value("always", false)};
+        if (g.nodes[ps.node].is_file()) throw std::runtime_error("malformed build graph: pushed node is a file");
+        g.pushes.push_back(std::move(ps));
+      } catch (const json::exception& e) {
+        throw std::runtime_error(std::string("malformed build graph: push: ") + e.what());
+      }
   return g;
 }
 

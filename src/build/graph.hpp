@@ -53,8 +53,8 @@ struct RunOp {
   std::map<std::string, std::string> env;
   std::optional<std::string> workdir, user;
   bool network = true;
-  std::vector<std::string> cache;                ///< image paths of persistent cache mounts
-  std::map<std::string, std::string> secrets;    ///< id -> host file, relative to the context
+  std::vector<std::string> cache;              ///< image paths of persistent cache mounts
+  std::map<std::string, std::string> secrets;  ///< id -> host file, relative to the context
 };
 
 /// A change to the image config: env, workdir, user, entrypoint, cmd, expose,
@@ -69,15 +69,15 @@ struct ConfigOp {
 /// replaced by the platform of the image the file is copied into, and `${OUT}`
 /// by the path the command must write its file to.
 struct HostBuildOp {
-  std::string description;              ///< "go build ." for progress and errors
+  std::string description;  ///< "go build ." for progress and errors
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;
-  std::string dir;                      ///< working directory, relative to the context
-  std::string input_root;               ///< relative to the context: where `inputs` are matched
-  std::vector<std::string> inputs;      ///< patterns of the files the command reads
-  std::vector<std::string> host_env;    ///< host environment variable prefixes that affect it ("GO")
-  std::string output_name;              ///< the file's base name
-  std::vector<std::string> tools;       ///< programs looked up in PATH and fingerprinted
+  std::string dir;                    ///< working directory, relative to the context
+  std::string input_root;             ///< relative to the context: where `inputs` are matched
+  std::vector<std::string> inputs;    ///< patterns of the files the command reads
+  std::vector<std::string> host_env;  ///< host environment variable prefixes that affect it ("GO")
+  std::string output_name;            ///< the file's base name
+  std::vector<std::string> tools;     ///< programs looked up in PATH and fingerprinted
 };
 
 /// A file or folder of the build machine that a stdlib module offers as a copy

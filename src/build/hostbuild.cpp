@@ -11,11 +11,11 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "build/context.hpp"
-#include "build/dockerignore.hpp"
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
 #include "base/process.hpp"
+#include "build/context.hpp"
+#include "build/dockerignore.hpp"
 
 extern char** environ;
 

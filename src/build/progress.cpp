@@ -4,20 +4,28 @@ namespace imgbuild {
 
 const char* to_string(StepKind kind) {
   switch (kind) {
-    case StepKind::From: return "from";
-    case StepKind::Copy: return "copy";
-    case StepKind::Run: return "run";
-    case StepKind::Build: return "build";
-    case StepKind::Config: return "config";
+    case StepKind::From:
+      return "from";
+    case StepKind::Copy:
+      return "copy";
+    case StepKind::Run:
+      return "run";
+    case StepKind::Build:
+      return "build";
+    case StepKind::Config:
+      return "config";
   }
   return "?";
 }
 
 const char* to_string(StepStatus status) {
   switch (status) {
-    case StepStatus::Cached: return "cached";
-    case StepStatus::Done: return "done";
-    case StepStatus::Failed: return "failed";
+    case StepStatus::Cached:
+      return "cached";
+    case StepStatus::Done:
+      return "done";
+    case StepStatus::Failed:
+      return "failed";
   }
   return "?";
 }

@@ -16,20 +16,20 @@
 #include <string>
 #include <vector>
 
-#include "cli/progress.hpp"
+#include "base/interrupt.hpp"
+#include "base/text.hpp"
 #include "build/builder.hpp"
-#include "store/docker_archive.hpp"
+#include "cli/progress.hpp"
 #include "inspect/elf.hpp"
 #include "inspect/elf_report.hpp"
-#include "base/interrupt.hpp"
-#include "store/layout.hpp"
-#include "base/text.hpp"
 #include "lua/recipe.hpp"
-#include "store/step_cache.hpp"
 #include "registry/cache_transfer.hpp"
 #include "registry/credentials.hpp"
 #include "registry/registry.hpp"
 #include "registry/transfer.hpp"
+#include "store/docker_archive.hpp"
+#include "store/layout.hpp"
+#include "store/step_cache.hpp"
 
 namespace fs = std::filesystem;
 using namespace imgbuild;
@@ -222,16 +222,21 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
       has_inline = true;
     }
     auto take = [&]() { return has_inline ? inline_value : value(flag); };
-    if (flag == "-o" || flag == "--output") b.outputs.push_back(parse_output(take()));
+    if (flag == "-o" || flag == "--output")
+      b.outputs.push_back(parse_output(take()));
     else if (flag == "--set") {
       std::string kv = take();
       size_t eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) throw UsageError("--set expects NAME=VALUE, got '" + kv + "'");
       b.params[kv.substr(0, eq)] = kv.substr(eq + 1);
-    } else if (flag == "--context") b.context = take();
-    else if (flag == "--cache-dir") b.cache_dir = take();
-    else if (flag == "--cache-from") b.cache_from.push_back(parse_cache_ref(flag, take()));
-    else if (flag == "--cache-to") b.cache_to = parse_cache_ref(flag, take());
+    } else if (flag == "--context")
+      b.context = take();
+    else if (flag == "--cache-dir")
+      b.cache_dir = take();
+    else if (flag == "--cache-from")
+      b.cache_from.push_back(parse_cache_ref(flag, take()));
+    else if (flag == "--cache-to")
+      b.cache_to = parse_cache_ref(flag, take());
     else if (flag == "--ignore") {
       std::string name = take();
       if (!kDoctorWarnings.count(name))
@@ -242,28 +247,38 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
       auto c = parse_compression(name);
       if (!c) throw UsageError("--compression " + name + ": expected gzip or zstd");
       b.compression = *c;
-    } else if (flag == "--insecure-registry") b.insecure.insert(take());
-    else if (flag == "--registry-mirror") add_mirror(b.mirrors, take());
+    } else if (flag == "--insecure-registry")
+      b.insecure.insert(take());
+    else if (flag == "--registry-mirror")
+      add_mirror(b.mirrors, take());
     else if (flag == "--progress") {
       std::string mode = take();
       auto parsed = parse_progress_mode(mode);
       if (!parsed) throw UsageError("--progress " + mode + ": expected auto, tty, plain or json");
       b.progress = *parsed;
-    }
-    else if (a == "--strict") b.strict = true;
-    else if (a == "--pull") b.pull = true;
-    else if (a == "--push") b.push = true;
-    else if (a == "--no-push") b.push = false;
-    else if (a == "--no-cache") b.use_cache = false;
-    else if (a == "--debug") b.debug = true;
-    else if (a.starts_with("-") && a != "-") throw UsageError("unknown option '" + a + "'");
-    else positional.push_back(a);
+    } else if (a == "--strict")
+      b.strict = true;
+    else if (a == "--pull")
+      b.pull = true;
+    else if (a == "--push")
+      b.push = true;
+    else if (a == "--no-push")
+      b.push = false;
+    else if (a == "--no-cache")
+      b.use_cache = false;
+    else if (a == "--debug")
+      b.debug = true;
+    else if (a.starts_with("-") && a != "-")
+      throw UsageError("unknown option '" + a + "'");
+    else
+      positional.push_back(a);
   }
   if (positional.empty()) throw UsageError("no recipe given");
   b.recipe = positional[0];
   b.targets.assign(positional.begin() + 1, positional.end());
   std::error_code ec;
-  if (!fs::is_regular_file(b.recipe, ec)) throw UsageError("cannot open recipe " + b.recipe.string() + ": no such file");
+  if (!fs::is_regular_file(b.recipe, ec))
+    throw UsageError("cannot open recipe " + b.recipe.string() + ": no such file");
   return b;
 }
 
@@ -283,11 +298,14 @@ class Session {
 public:
   Session(BuildArgs args, bool planning) : b(std::move(args)) {
     epoch = source_date_epoch();
-    fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+    fs::path context =
+        b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
     b.insecure.merge(insecure_from_environment());
     registry = std::make_unique<RegistryAccess>(b.insecure, b.mirrors, b.debug);
-    RecipeOptions ro{b.recipe, context, b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'), b.debug,
-                     [this](const std::string& ref) { return registry->client().has_manifest(Reference::parse(ref)); }};
+    RecipeOptions ro{
+        b.recipe, context,
+        b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'),
+        b.debug,  [this](const std::string& ref) { return registry->client().has_manifest(Reference::parse(ref)); }};
     ev = evaluate_recipe(ro);
     for (auto& [name, value] : b.params)
       if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
@@ -315,7 +333,8 @@ public:
       return pull_image(registry->client(), *store, Reference::parse(op.reference), platform, b.pull).image;
     };
     settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source) {
-      fetch_layers(registry->client(), *store, Reference::parse(source), layers, {}, meter(TransferDirection::Pull, source));
+      fetch_layers(registry->client(), *store, Reference::parse(source), layers, {},
+                   meter(TransferDirection::Pull, source));
     };
     if (!planning && b.push && !pushes.empty()) push_early(settings);
     for (auto& ref : b.cache_from) {
@@ -394,8 +413,8 @@ private:
     }
     if (b.targets.empty())
       for (auto& t : ev.graph.targets) chosen.push_back(&t);
-    bool to_archive = std::any_of(b.outputs.begin(), b.outputs.end(),
-                                  [](auto& o) { return o.kind == Output::Kind::DockerArchive; });
+    bool to_archive =
+        std::any_of(b.outputs.begin(), b.outputs.end(), [](auto& o) { return o.kind == Output::Kind::DockerArchive; });
     if (to_archive && chosen.size() > 1)
       throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
                        std::to_string(chosen.size()) + ")");
@@ -429,7 +448,8 @@ int cmd_build(const std::vector<std::string>& args) {
   Session s(parse_build_args(args), false);
   BuildArgs& b = s.b;
   if (s.chosen.empty() && s.ev.graph.pushes.empty()) {
-    std::cerr << "imgbuild: " << b.recipe.string() << " defines no image: call image(\"name\", img) or push(img, ref)\n";
+    std::cerr << "imgbuild: " << b.recipe.string()
+              << " defines no image: call image(\"name\", img) or push(img, ref)\n";
     return kExitError;
   }
   Builder& builder = *s.builder;
@@ -458,7 +478,8 @@ int cmd_build(const std::vector<std::string>& args) {
     if (!examine(*t, " was not stored")) return kExitError;
     // What the name held before: the size table compares with it.
     std::optional<PreviousBuild> previous;
-    if (auto before = store.find_ref(t->name)) previous = PreviousBuild{before->digest, store.load(*before).layers_size()};
+    if (auto before = store.find_ref(t->name))
+      previous = PreviousBuild{before->digest, store.load(*before).layers_size()};
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
@@ -493,8 +514,10 @@ int cmd_build(const std::vector<std::string>& args) {
     }
   }
   if (b.cache_to) {
-    if (b.push) export_cache(s, *b.cache_to);
-    else std::cerr << "imgbuild: would export the step cache to " << b.cache_to->str() << " (--no-push)\n";
+    if (b.push)
+      export_cache(s, *b.cache_to);
+    else
+      std::cerr << "imgbuild: would export the step cache to " << b.cache_to->str() << " (--no-push)\n";
   }
   view.finish();
   return 0;
@@ -523,8 +546,8 @@ int cmd_plan(const std::vector<std::string>& args) {
   for (const Target* t : s.chosen) std::printf("image %s (%s)\n", t->name.c_str(), t->loc.c_str());
   for (const Push* p : s.pushes) std::printf("push %s (%s)\n", p->reference.c_str(), p->loc.c_str());
   size_t runs = counts[Outcome::Run] + counts[Outcome::AfterRun];
-  std::printf("%zu cached, %zu from the registry cache, %zu to run\n", counts[Outcome::Local], counts[Outcome::Registry],
-              runs);
+  std::printf("%zu cached, %zu from the registry cache, %zu to run\n", counts[Outcome::Local],
+              counts[Outcome::Registry], runs);
   return 0;
 }
 
@@ -563,10 +586,14 @@ int cmd_cache(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
       return args[++i];
     };
-    if (flag == "--cache-dir") cache_dir = value();
-    else if (flag == "--keep-bytes" && args[0] == "prune") options.keep_bytes = parse_bytes(value());
-    else if (flag == "--older-than" && args[0] == "prune") options.older_than = parse_duration(value());
-    else throw UsageError("cache " + args[0] + ": unknown option '" + a + "'");
+    if (flag == "--cache-dir")
+      cache_dir = value();
+    else if (flag == "--keep-bytes" && args[0] == "prune")
+      options.keep_bytes = parse_bytes(value());
+    else if (flag == "--older-than" && args[0] == "prune")
+      options.older_than = parse_duration(value());
+    else
+      throw UsageError("cache " + args[0] + ": unknown option '" + a + "'");
   }
   if (args[0] == "ls") {
     StepCache cache(cache_dir);
@@ -596,9 +623,8 @@ int cmd_cache(const std::vector<std::string>& args) {
   }
   if (args[0] == "prune") {
     Layout store(default_store_dir());
-    PruneReport r = prune_cache(cache_dir, store, options, [] {
-      std::cerr << "imgbuild: waiting for running builds to finish\n";
-    });
+    PruneReport r =
+        prune_cache(cache_dir, store, options, [] { std::cerr << "imgbuild: waiting for running builds to finish\n"; });
     std::printf("removed %zu steps, %zu unpacked trees and %zu blobs: %s freed\n", r.entries, r.trees, r.blobs,
                 human_size(r.bytes).c_str());
     return 0;
@@ -697,7 +723,9 @@ int cmd_inspect(const std::vector<std::string>& args) {
   std::optional<Descriptor> d;
   if (name.empty()) {
     auto refs = layout.refs();
-    if (refs.size() != 1) throw UsageError(layout_dir.string() + " holds " + std::to_string(refs.size()) + " images: name one as oci:DIR:NAME");
+    if (refs.size() != 1)
+      throw UsageError(layout_dir.string() + " holds " + std::to_string(refs.size()) +
+                       " images: name one as oci:DIR:NAME");
     d = refs[0];
   } else {
     d = find_stored(layout, name);
@@ -720,9 +748,12 @@ int cmd_check(const std::vector<std::string>& args) {
   bool as_json = false;
   std::vector<std::string> files;
   for (auto& a : args) {
-    if (a == "--json") as_json = true;
-    else if (a.starts_with("-")) throw UsageError("unknown option '" + a + "'");
-    else files.push_back(a);
+    if (a == "--json")
+      as_json = true;
+    else if (a.starts_with("-"))
+      throw UsageError("unknown option '" + a + "'");
+    else
+      files.push_back(a);
   }
   if (files.empty()) throw UsageError("check needs at least one file");
   int status = 0;
@@ -754,7 +785,8 @@ int run(int argc, char** argv) {
     return kExitUsage;
   }
   const std::string& first = args[0];
-  bool wants_help = first == "help" || std::any_of(args.begin(), args.end(), [](auto& a) { return a == "-h" || a == "--help"; });
+  bool wants_help =
+      first == "help" || std::any_of(args.begin(), args.end(), [](auto& a) { return a == "-h" || a == "--help"; });
   if (wants_help) {
     std::cout << kUsage;
     return 0;
@@ -778,7 +810,10 @@ int run(int argc, char** argv) {
 /// shells report a process killed by it; the cleanup has run by then.
 int interrupted() {
   int sig = interrupt_signal();
-  std::cerr << "imgbuild: interrupted by " << (sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal")
+  std::cerr << "imgbuild: interrupted by "
+            << (sig == SIGINT    ? "SIGINT"
+                : sig == SIGTERM ? "SIGTERM"
+                                 : "a signal")
             << "; temporary files removed\n";
   return 128 + sig;
 }

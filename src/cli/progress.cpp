@@ -27,8 +27,10 @@ using json = nlohmann::json;
 /// "0.4s", "12.3s", "2m05s".
 std::string duration_text(double seconds) {
   char buf[32];
-  if (seconds < 60) std::snprintf(buf, sizeof buf, "%.1fs", seconds);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(seconds) / 60, static_cast<int>(seconds) % 60);
+  if (seconds < 60)
+    std::snprintf(buf, sizeof buf, "%.1fs", seconds);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(seconds) / 60, static_cast<int>(seconds) % 60);
   return buf;
 }
 
@@ -87,8 +89,8 @@ std::optional<std::string> plain_line(const ProgressEvent& event) {
   }
   const auto& t = std::get<TransferProgressed>(event);
   if (!t.finished) return std::nullopt;
-  return transfer_name(t) + "  " + human_size(t.total) + " in " + duration_text(t.seconds) + " (" + rate_text(t.rate()) +
-         ")";
+  return transfer_name(t) + "  " + human_size(t.total) + " in " + duration_text(t.seconds) + " (" +
+         rate_text(t.rate()) + ")";
 }
 
 /// Writes all of `text` to stderr in one go (stderr is unbuffered: a partial
@@ -111,10 +113,11 @@ std::string size_table(const std::vector<OutputImage>& images) {
     const BuiltImage& b = img.built;
     std::string vs_base = signed_size(static_cast<int64_t>(b.compressed - b.base_compressed)) + " over " +
                           (b.base.empty() ? std::string("scratch") : b.base);
-    std::string vs_previous = !img.previous                                  ? "new"
-                              : img.previous->digest == b.manifest.digest ? "unchanged"
-                                                                            : signed_size(static_cast<int64_t>(b.compressed) -
-                                                                                          static_cast<int64_t>(img.previous->compressed));
+    std::string vs_previous =
+        !img.previous ? "new"
+        : img.previous->digest == b.manifest.digest
+            ? "unchanged"
+            : signed_size(static_cast<int64_t>(b.compressed) - static_cast<int64_t>(img.previous->compressed));
     rows.push_back({img.name, "sha256:" + std::string(b.manifest.digest.short_hex()),
                     std::to_string(b.image.layers.size()), human_size(b.compressed), human_size(b.uncompressed),
                     vs_base, vs_previous});
@@ -207,8 +210,10 @@ public:
     if (auto* s = std::get_if<StepStarted>(&e)) {
       if (!s->cached) running_[s->step] = Running{s->loc + "  " + s->description, Clock::now()};
     } else if (auto* t = std::get_if<TransferProgressed>(&e)) {
-      if (t->finished) transfers_.erase(t->ref + t->digest.str());
-      else transfers_.insert_or_assign(t->ref + t->digest.str(), *t);
+      if (t->finished)
+        transfers_.erase(t->ref + t->digest.str());
+      else
+        transfers_.insert_or_assign(t->ref + t->digest.str(), *t);
     } else if (auto* end = std::get_if<StepEnded>(&e)) {
       running_.erase(end->step);
     }
@@ -322,8 +327,8 @@ private:
 
   std::map<size_t, Running> running_;
   std::map<std::string, TransferProgressed> transfers_;
-  size_t drawn_ = 0;     ///< lines of the block on the screen
-  std::string frame_;   ///< and what they say
+  size_t drawn_ = 0;   ///< lines of the block on the screen
+  std::string frame_;  ///< and what they say
   bool stop_ = false;
   std::condition_variable wake_;
   std::thread ticker_;
@@ -336,8 +341,8 @@ public:
   void event(const ProgressEvent& e) override {
     json j;
     if (auto* s = std::get_if<StepStarted>(&e)) {
-      j = {{"event", "step_start"}, {"step", s->step},       {"loc", s->loc},
-           {"kind", to_string(s->kind)}, {"description", s->description}, {"cached", s->cached}};
+      j = {{"event", "step_start"},         {"step", s->step},    {"loc", s->loc}, {"kind", to_string(s->kind)},
+           {"description", s->description}, {"cached", s->cached}};
     } else if (auto* o = std::get_if<StepOutput>(&e)) {
       j = {{"event", "output"}, {"step", o->step}, {"loc", o->loc}, {"line", o->line}};
     } else if (auto* n = std::get_if<StepNotice>(&e)) {
@@ -353,9 +358,11 @@ public:
            {"layer_size", end->layer_size ? json(*end->layer_size) : json(nullptr)}};
     } else {
       const auto& t = std::get<TransferProgressed>(e);
-      j = {{"event", "transfer"}, {"direction", to_string(t.direction)}, {"ref", t.ref}, {"digest", t.digest.str()},
-           {"done", t.done},      {"total", t.total},                    {"seconds", t.seconds},
-           {"rate", t.rate()},    {"finished", t.finished}};
+      j = {{"event", "transfer"},   {"direction", to_string(t.direction)},
+           {"ref", t.ref},          {"digest", t.digest.str()},
+           {"done", t.done},        {"total", t.total},
+           {"seconds", t.seconds},  {"rate", t.rate()},
+           {"finished", t.finished}};
     }
     write(std::move(j));
   }
@@ -374,9 +381,9 @@ public:
            {"vs_base", static_cast<int64_t>(b.compressed - b.base_compressed)},
            {"previous", img.previous ? json(img.previous->digest.str()) : json(nullptr)},
            {"previous_compressed", img.previous ? json(img.previous->compressed) : json(nullptr)},
-           {"vs_previous", img.previous ? json(static_cast<int64_t>(b.compressed) -
-                                               static_cast<int64_t>(img.previous->compressed))
-                                        : json(nullptr)}});
+           {"vs_previous",
+            img.previous ? json(static_cast<int64_t>(b.compressed) - static_cast<int64_t>(img.previous->compressed))
+                         : json(nullptr)}});
   }
 
   void pushed(const std::string& ref, const Digest& digest, const std::optional<PushResult>& r) override {

@@ -4,10 +4,10 @@
 
 #include <cstdio>
 
-#include "oci/image_path.hpp"
-#include "inspect/elf.hpp"
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "inspect/elf.hpp"
+#include "oci/image_path.hpp"
 
 namespace imgbuild {
 
@@ -18,9 +18,12 @@ namespace {
 constexpr size_t kMaxProgramSize = size_t(512) << 20;
 
 /// Where Go's crypto/x509 looks for CA certificates on Linux (files, then folders).
-const std::vector<std::string> kCertFiles = {
-    "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem",
-    "/etc/pki/tls/cacert.pem", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "/etc/ssl/cert.pem"};
+const std::vector<std::string> kCertFiles = {"/etc/ssl/certs/ca-certificates.crt",
+                                             "/etc/pki/tls/certs/ca-bundle.crt",
+                                             "/etc/ssl/ca-bundle.pem",
+                                             "/etc/pki/tls/cacert.pem",
+                                             "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+                                             "/etc/ssl/cert.pem"};
 const std::vector<std::string> kCertDirs = {"/etc/ssl/certs", "/etc/pki/tls/certs"};
 
 std::string library_triplet(const std::string& arch) {
@@ -43,8 +46,10 @@ public:
     check_user();
     const auto& cfg = image_.config;
     const std::vector<std::string>* argv = nullptr;
-    if (cfg.entrypoint && !cfg.entrypoint->empty()) argv = &*cfg.entrypoint;
-    else if (cfg.cmd && !cfg.cmd->empty()) argv = &*cfg.cmd;
+    if (cfg.entrypoint && !cfg.entrypoint->empty())
+      argv = &*cfg.entrypoint;
+    else if (cfg.cmd && !cfg.cmd->empty())
+      argv = &*cfg.cmd;
     if (!argv) {
       warn("entrypoint", context_.image_loc, "the image has no entrypoint or cmd: it cannot run on its own");
       return findings_;
@@ -86,7 +91,8 @@ private:
     auto found = locate(program, shown);
     std::string what = "entrypoint " + shown;
     if (!found) {
-      error(what + (program.find('/') == std::string::npos ? ": not found in the image's PATH" : ": no such file in the image"));
+      error(what + (program.find('/') == std::string::npos ? ": not found in the image's PATH"
+                                                           : ": no such file in the image"));
       return;
     }
     if (!found->file || found->file->type != LayerEntry::Type::File) {
@@ -150,7 +156,8 @@ private:
     }
     if (info.linking == ElfInfo::Linking::Dynamic) {
       if (!info.interpreter.empty() && !exists(info.interpreter)) {
-        error(what + ": needs the loader " + info.interpreter + ", which the image lacks (build it static, or copy the loader and libraries in)");
+        error(what + ": needs the loader " + info.interpreter +
+              ", which the image lacks (build it static, or copy the loader and libraries in)");
         return;
       }
       std::vector<std::string> dirs = {"/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib"};
@@ -172,12 +179,14 @@ private:
   void check_go(const std::string& what, const GoBuildInfo& go) {
     if (go.uses_x509 && !has_ca_certificates())
       warn("tls", context_.entrypoint_loc,
-           what + " links crypto/x509 but the image has no CA certificates, so TLS connections will fail "
-                  "(copy in require(\"imgbuild.certs\").bundle)");
+           what +
+               " links crypto/x509 but the image has no CA certificates, so TLS connections will fail "
+               "(copy in require(\"imgbuild.certs\").bundle)");
     if (go.loads_zoneinfo && !go.embeds_tzdata && !exists("/usr/share/zoneinfo") && !env("ZONEINFO"))
       warn("tzdata", context_.entrypoint_loc,
-           what + " loads time zones but the image has no /usr/share/zoneinfo and the binary embeds no tzdata "
-                  "(copy in require(\"imgbuild.tzdata\").zoneinfo, or import _ \"time/tzdata\")");
+           what +
+               " loads time zones but the image has no /usr/share/zoneinfo and the binary embeds no tzdata "
+               "(copy in require(\"imgbuild.tzdata\").zoneinfo, or import _ \"time/tzdata\")");
   }
 
   bool has_ca_certificates() const {

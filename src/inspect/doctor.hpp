@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "oci/image.hpp"
 #include "layer/image_tree.hpp"
+#include "oci/image.hpp"
 
 namespace imgbuild {
 
@@ -16,15 +16,15 @@ inline const std::set<std::string> kDoctorWarnings = {"entrypoint", "root", "tls
 
 struct Finding {
   bool error = false;
-  std::string check;    ///< "entrypoint", "root", "tls", "tzdata" (warnings) or "run" (errors)
-  std::string loc;      ///< recipe line the finding is about
+  std::string check;  ///< "entrypoint", "root", "tls", "tzdata" (warnings) or "run" (errors)
+  std::string loc;    ///< recipe line the finding is about
   std::string message;
 };
 
 /// What the doctor needs to know besides the image itself.
 struct DoctorContext {
-  std::string entrypoint_loc;  ///< line of the :entrypoint (or :cmd) step that set the program
-  std::string image_loc;       ///< line of the image() call
+  std::string entrypoint_loc;    ///< line of the :entrypoint (or :cmd) step that set the program
+  std::string image_loc;         ///< line of the image() call
   std::set<std::string> ignore;  ///< warnings not to report
 };
 

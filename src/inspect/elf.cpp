@@ -51,9 +51,7 @@ constexpr std::uint64_t kDtStrtab = 5;
 constexpr std::uint64_t kDtStrsz = 10;
 constexpr std::uint16_t kShnXindex = 0xffff;
 
-bool fits(Bytes b, std::uint64_t off, std::uint64_t len) {
-  return off <= b.size() && len <= b.size() - off;
-}
+bool fits(Bytes b, std::uint64_t off, std::uint64_t len) { return off <= b.size() && len <= b.size() - off; }
 
 // Callers check ranges first; the check here turns a logic slip into an
 // exception instead of an out-of-bounds read.
@@ -67,9 +65,7 @@ std::uint64_t load(Bytes b, std::uint64_t off, unsigned width, bool big_endian) 
   return v;
 }
 
-std::string_view as_chars(Bytes b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
+std::string_view as_chars(Bytes b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 struct Phdr {
   std::uint32_t type = 0, flags = 0;
@@ -91,14 +87,24 @@ public:
     constexpr std::size_t kIdent = 16;
     if (file.size() < kIdent) fail("truncated ELF header");
     switch (file[4]) {
-      case 1: is64_ = false; break;
-      case 2: is64_ = true; break;
-      default: fail("invalid ELF class " + std::to_string(file[4]));
+      case 1:
+        is64_ = false;
+        break;
+      case 2:
+        is64_ = true;
+        break;
+      default:
+        fail("invalid ELF class " + std::to_string(file[4]));
     }
     switch (file[5]) {
-      case 1: be_ = false; break;
-      case 2: be_ = true; break;
-      default: fail("invalid ELF data encoding " + std::to_string(file[5]));
+      case 1:
+        be_ = false;
+        break;
+      case 2:
+        be_ = true;
+        break;
+      default:
+        fail("invalid ELF data encoding " + std::to_string(file[5]));
     }
     if (file.size() < (is64_ ? 64u : 52u)) fail("truncated ELF header");
     type_ = u(file, 16, 2);
@@ -133,9 +139,7 @@ public:
   std::uint64_t shnum() const { return shnum_; }
   Bytes file() const { return file_; }
 
-  std::uint64_t u(Bytes b, std::uint64_t off, unsigned width) const {
-    return load(b, off, width, be_);
-  }
+  std::uint64_t u(Bytes b, std::uint64_t off, unsigned width) const { return load(b, off, width, be_); }
 
   Phdr phdr(std::uint64_t i) const {
     Bytes e = file_.subspan(phoff_ + i * phentsize_, phentsize_);
@@ -269,14 +273,22 @@ private:
 
 std::string machine_name(std::uint16_t machine, bool is64, bool big_endian) {
   switch (machine) {
-    case 3: return "386";
-    case 21: return big_endian ? "ppc64" : "ppc64le";
-    case 22: return is64 ? "s390x" : "s390";
-    case 40: return "arm";
-    case 62: return "x86_64";
-    case 183: return "aarch64";
-    case 243: return is64 ? "riscv64" : "riscv32";
-    default: return "unknown(" + std::to_string(machine) + ")";
+    case 3:
+      return "386";
+    case 21:
+      return big_endian ? "ppc64" : "ppc64le";
+    case 22:
+      return is64 ? "s390x" : "s390";
+    case 40:
+      return "arm";
+    case 62:
+      return "x86_64";
+    case 183:
+      return "aarch64";
+    case 243:
+      return is64 ? "riscv64" : "riscv32";
+    default:
+      return "unknown(" + std::to_string(machine) + ")";
   }
 }
 
@@ -355,8 +367,8 @@ std::string_view read_inline_string(Bytes data, std::size_t& pos, const std::str
   return s;
 }
 
-std::string_view read_pointed_string(const Image& img, std::uint64_t addr, unsigned ptr_size,
-                                     bool big_endian, const std::string& what) {
+std::string_view read_pointed_string(const Image& img, std::uint64_t addr, unsigned ptr_size, bool big_endian,
+                                     const std::string& what) {
   std::optional<Bytes> header = img.at_vaddr(addr);
   if (!header || header->size() < 2u * ptr_size) {
     fail("Go build info: " + what + " string header at " + hex(addr) + " is not mapped by any PT_LOAD segment");
@@ -418,15 +430,33 @@ std::optional<std::string> go_unquote(std::string_view q) {
     if (i >= body.size()) return std::nullopt;
     char e = body[i++];
     switch (e) {
-      case 'a': out += '\a'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'n': out += '\n'; break;
-      case 'r': out += '\r'; break;
-      case 't': out += '\t'; break;
-      case 'v': out += '\v'; break;
-      case '\\': out += '\\'; break;
-      case '"': out += '"'; break;
+      case 'a':
+        out += '\a';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'v':
+        out += '\v';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case '"':
+        out += '"';
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -542,8 +572,8 @@ void parse_modinfo(std::string_view mod, GoBuildInfo& go) {
 }
 
 bool is_path_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
-         c == '.' || c == '_' || c == '-' || c == '~' || c == '+';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '.' ||
+         c == '_' || c == '-' || c == '~' || c == '+';
 }
 
 // Whether some name in `names` starts with `prefix`: the prefix must not be
@@ -589,8 +619,8 @@ bool has_function(std::string_view names, std::string_view name) {
 //    NUL that ends it in the name table). That may miss a binary using only a
 //    corner of crypto/x509, which is the conservative error for a scan of raw
 //    bytes where a stray string could otherwise count as a use.
-void detect_packages(const Image& img, const std::optional<Shdr>& pclntab,
-                     const std::optional<Shdr>& symtab, GoBuildInfo& go) {
+void detect_packages(const Image& img, const std::optional<Shdr>& pclntab, const std::optional<Shdr>& symtab,
+                     GoBuildInfo& go) {
   std::vector<std::string_view> tables;
   if (pclntab) tables.push_back(as_chars(img.section(*pclntab, ".gopclntab")));
   if (symtab) {
@@ -661,7 +691,11 @@ std::optional<GoBuildInfo> read_go(const Image& img, const GoSections& secs) {
 
 ElfInfo inspect(Bytes file) {
   ElfInfo info;
-  if (file.size() < 4 || std::memcmp(file.data(), "\x7f" "ELF", 4) != 0) return info;
+  if (file.size() < 4 || std::memcmp(file.data(),
+                                     "\x7f"
+                                     "ELF",
+                                     4) != 0)
+    return info;
   Image img(file);
   info.is_elf = true;
   info.elf_class = img.is64() ? 64 : 32;

@@ -76,9 +76,12 @@ std::string printable(std::string_view s) {
 
 const char* linking_name(ElfInfo::Linking l) {
   switch (l) {
-    case ElfInfo::Linking::Static: return "static";
-    case ElfInfo::Linking::StaticPie: return "static-pie";
-    case ElfInfo::Linking::Dynamic: return "dynamic";
+    case ElfInfo::Linking::Static:
+      return "static";
+    case ElfInfo::Linking::StaticPie:
+      return "static-pie";
+    case ElfInfo::Linking::Dynamic:
+      return "dynamic";
   }
   return "unknown";
 }
@@ -192,8 +195,8 @@ std::string elf_text_report(const std::string& name, const ElfInfo& info) {
   const std::string file = printable(name);
   if (!info.is_elf) return file + ": not an ELF file\n";
 
-  std::string out = file + ": ELF " + std::to_string(info.elf_class) + "-bit " +
-                    (info.big_endian ? "big" : "little") + "-endian " + info.machine;
+  std::string out = file + ": ELF " + std::to_string(info.elf_class) + "-bit " + (info.big_endian ? "big" : "little") +
+                    "-endian " + info.machine;
   if (std::optional<std::string> arch = architecture(info)) {
     // ELF does not say which kernel a file is for; a Go binary records it.
     std::string os = info.go ? info.go->setting("GOOS") : "";

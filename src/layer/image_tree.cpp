@@ -118,13 +118,20 @@ void ImageTree::apply_blob(const std::filesystem::path& blob) const {
     File f;
     f.mode = archive_entry_perm(e);
     switch (archive_entry_filetype(e)) {
-      case AE_IFREG: f.type = LayerEntry::Type::File; f.where = raw; f.layer = layer; break;
-      case AE_IFDIR: f.type = LayerEntry::Type::Directory; break;
+      case AE_IFREG:
+        f.type = LayerEntry::Type::File;
+        f.where = raw;
+        f.layer = layer;
+        break;
+      case AE_IFDIR:
+        f.type = LayerEntry::Type::Directory;
+        break;
       case AE_IFLNK:
         f.type = LayerEntry::Type::Symlink;
         f.where = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
         break;
-      default: continue;  // devices and fifos: nothing the doctor looks at
+      default:
+        continue;  // devices and fifos: nothing the doctor looks at
     }
     added.emplace_back(std::move(path), std::move(f));
   }

@@ -2,10 +2,10 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <fcntl.h>
 #include <libdeflate.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "base/fs.hpp"
-#include "oci/image.hpp"
 #include "base/interrupt.hpp"
 #include "base/threads.hpp"
+#include "oci/image.hpp"
 
 namespace imgbuild {
 
@@ -371,7 +371,7 @@ private:
   std::vector<char> fill_;  ///< the chunk being written
   std::mutex mutex_;
   std::condition_variable readable_, writable_;
-  std::deque<std::vector<char>> queue_;  ///< full chunks, oldest first
+  std::deque<std::vector<char>> queue_;   ///< full chunks, oldest first
   std::vector<std::vector<char>> spare_;  ///< consumed chunks, to fill again
   bool closed_ = false, stopping_ = false;
   std::exception_ptr error_;
@@ -415,8 +415,7 @@ struct EntryDeleter {
 /// budget), so a full read-ahead does not cost a thread switch per file.
 class FileReadAhead {
 public:
-  FileReadAhead(const std::vector<LayerEntry>& entries, bool hash)
-      : entries_(entries), hash_(hash), slots_(kWindow) {
+  FileReadAhead(const std::vector<LayerEntry>& entries, bool hash) : entries_(entries), hash_(hash), slots_(kWindow) {
     size_t readers = std::min<size_t>(thread_count(0), kMaxReaders);
     for (size_t i = 0; i < readers; ++i) readers_.emplace_back([this] { read_batches(); });
   }
@@ -469,10 +468,10 @@ public:
 
 private:
   static constexpr size_t kAhead = 4 << 20;
-  static constexpr size_t kWindow = 64;          ///< batches
+  static constexpr size_t kWindow = 64;  ///< batches
   static constexpr size_t kBatchBytes = 64 << 10;
   static constexpr size_t kBatchFiles = 64;
-  static constexpr size_t kPiece = 256 << 10;    ///< files above this are streamed, in pieces of this size
+  static constexpr size_t kPiece = 256 << 10;  ///< files above this are streamed, in pieces of this size
   static constexpr size_t kMaxReaders = 4;
 
   struct Piece {
@@ -493,7 +492,7 @@ private:
     bool streamed = false;        ///< one large file, in pieces; else one piece holds every file
     std::deque<Piece> pieces;
     bool complete = false;
-    size_t next_file = 0;         ///< the writer's place in `files`
+    size_t next_file = 0;  ///< the writer's place in `files`
   };
 
   /// Waits until the writer can go on with `slot`: a piece of a streamed
@@ -758,8 +757,7 @@ private:
 
 }  // namespace
 
-void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime,
-               FileDigests* file_digests) {
+void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int64_t mtime, FileDigests* file_digests) {
   ArchiveSink archive_sink{sink, nullptr};
   TarWriter tar(archive_sink);
   FileReadAhead files(entries, file_digests != nullptr);
@@ -775,8 +773,7 @@ void write_tar(const std::vector<LayerEntry>& entries, const ByteSink& sink, int
 void sort_layer_entries(std::vector<LayerEntry>& entries) {
   std::sort(entries.begin(), entries.end(), [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; });
   for (size_t i = 1; i < entries.size(); ++i)
-    if (entries[i].path == entries[i - 1].path)
-      throw std::logic_error("layer: duplicate entry " + entries[i].path);
+    if (entries[i].path == entries[i - 1].path) throw std::logic_error("layer: duplicate entry " + entries[i].path);
 }
 
 FileStamp FileStamp::of(const struct ::stat& st) {
@@ -815,7 +812,8 @@ LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::
       tar_size += chunk.size();
       sink.add(std::move(chunk));
     });
-    write_tar(entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
+    write_tar(
+        entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
     pipe.finish();
     sink.finish();
   };

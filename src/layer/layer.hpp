@@ -29,8 +29,8 @@ struct LayerEntry {
   /// that keeps a list of its components, several times the memory, and a
   /// layer may have a hundred thousand entries.
   std::string source;
-  uint64_t size = 0;             ///< File: expected size; a file that changes while read is an error
-  std::string link_target;       ///< Symlink: stored exactly as given
+  uint64_t size = 0;        ///< File: expected size; a file that changes while read is an error
+  std::string link_target;  ///< Symlink: stored exactly as given
 };
 
 /// How a layer's tar is compressed. Each has one fixed setting (no levels to
@@ -52,7 +52,7 @@ std::optional<Compression> parse_compression(std::string_view name);
 
 /// Settings that decide the bytes of a layer; fixed, so equal inputs give equal digests.
 struct LayerOptions {
-  int64_t mtime = 0;        ///< every entry's mtime (SOURCE_DATE_EPOCH): no build-time clock leaks in
+  int64_t mtime = 0;  ///< every entry's mtime (SOURCE_DATE_EPOCH): no build-time clock leaks in
   Compression compression = Compression::Gzip;
   /// Compression threads; 0: one per core. Never changes the bytes: chunks and
   /// zstd jobs are cut at fixed offsets whatever the number of threads.

@@ -287,9 +287,9 @@ void remove_tree_at(int dirfd, const std::string& name) {
     return;
   }
   struct Level {
-    std::string name;                 ///< of this directory in its parent
-    std::pair<dev_t, ino_t> parent;   ///< where ".." must lead
-    std::vector<std::string> subdirs; ///< still to remove
+    std::string name;                  ///< of this directory in its parent
+    std::pair<dev_t, ino_t> parent;    ///< where ".." must lead
+    std::vector<std::string> subdirs;  ///< still to remove
   };
   std::vector<Level> levels;
   levels.push_back({name, {}, unlink_files(cur.get())});
@@ -361,14 +361,17 @@ public:
     const std::string& last = path.back();
     if (hardlink) return link(parent.get(), last, joined, hardlink);
     switch (type) {
-      case AE_IFREG: return write_file(a, e, parent.get(), last, joined, meta);
-      case AE_IFDIR: return make_directory(e, parent.get(), last, joined, meta);
+      case AE_IFREG:
+        return write_file(a, e, parent.get(), last, joined, meta);
+      case AE_IFDIR:
+        return make_directory(e, parent.get(), last, joined, meta);
       case AE_IFLNK: {
         const char* target = archive_entry_symlink(e);
         clear(parent.get(), last, joined, false);
         // Stored exactly as given: an absolute target means inside the image,
         // and only this module's resolver ever follows it.
-        if (::symlinkat(target ? target : "", parent.get(), last.c_str()) != 0) throw_errno("cannot create the symlink");
+        if (::symlinkat(target ? target : "", parent.get(), last.c_str()) != 0)
+          throw_errno("cannot create the symlink");
         return finish_node(e, parent.get(), last, meta, false);
       }
       case AE_IFCHR:
@@ -627,8 +630,7 @@ ArchivePtr new_reader(const std::string& label) {
   // The compressions OCI layers use, in-process; tar formats only (ustar, pax,
   // GNU): anything else is not a layer.
   if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
-      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
-      archive_read_support_format_tar(a.get()) != ARCHIVE_OK)
+      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK || archive_read_support_format_tar(a.get()) != ARCHIVE_OK)
     throw UnpackError(label + ": libarchive: " + archive_message(a.get()));
   return a;
 }
@@ -690,7 +692,8 @@ uint64_t tar_size(const std::filesystem::path& blob) {
       archive_read_open_filename(a.get(), blob.c_str(), kBuffer) != ARCHIVE_OK)
     throw UnpackError(blob.string() + ": " + archive_message(a.get()));
   archive_entry* e = nullptr;
-  if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) throw UnpackError(blob.string() + ": " + archive_message(a.get()));
+  if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK)
+    throw UnpackError(blob.string() + ": " + archive_message(a.get()));
   uint64_t total = 0;
   std::vector<char> buf(kBuffer);
   for (la_ssize_t n; (n = archive_read_data(a.get(), buf.data(), buf.size())) != 0;) {

@@ -7,8 +7,8 @@
 namespace imgbuild::lua {
 
 struct EmbeddedModule {
-  const char* name;        ///< module name: "imgbuild.dsl", "imgbuild.go"
-  const char* path;        ///< source path in the repository, for chunk names
+  const char* name;  ///< module name: "imgbuild.dsl", "imgbuild.go"
+  const char* path;  ///< source path in the repository, for chunk names
   std::string_view source;
 };
 

@@ -13,14 +13,14 @@
 #include <map>
 #include <memory>
 
+#include "base/interrupt.hpp"
 #include "build/builder.hpp"
 #include "build/context.hpp"
-#include "oci/digest.hpp"
 #include "inspect/doctor.hpp"
 #include "inspect/elf.hpp"
 #include "inspect/elf_report.hpp"
-#include "base/interrupt.hpp"
 #include "lua/embedded.hpp"
+#include "oci/digest.hpp"
 #include "oci/reference.hpp"
 
 namespace imgbuild {
@@ -76,8 +76,10 @@ int native_embedded(lua_State* L) {
 json to_json(lua_State* L, int index, int depth) {
   index = lua_absindex(L, index);
   switch (lua_type(L, index)) {
-    case LUA_TNIL: return nullptr;
-    case LUA_TBOOLEAN: return lua_toboolean(L, index) != 0;
+    case LUA_TNIL:
+      return nullptr;
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, index) != 0;
     case LUA_TNUMBER:
       if (lua_isinteger(L, index)) return static_cast<int64_t>(lua_tointeger(L, index));
       return lua_tonumber(L, index);
@@ -86,8 +88,10 @@ json to_json(lua_State* L, int index, int depth) {
       const char* s = lua_tolstring(L, index, &n);
       return std::string(s, n);
     }
-    case LUA_TTABLE: break;
-    default: throw std::runtime_error(std::string("cannot describe a ") + luaL_typename(L, index));
+    case LUA_TTABLE:
+      break;
+    default:
+      throw std::runtime_error(std::string("cannot describe a ") + luaL_typename(L, index));
   }
   if (depth > 64) throw std::runtime_error("description nested too deeply");
   if (!lua_checkstack(L, 3)) throw std::runtime_error("Lua stack exhausted");
@@ -123,11 +127,19 @@ json to_json(lua_State* L, int index, int depth) {
 void push_json(lua_State* L, const json& v, int depth) {
   if (depth > 64 || !lua_checkstack(L, 3)) throw std::runtime_error("value nested too deeply");
   switch (v.type()) {
-    case json::value_t::null: lua_pushnil(L); break;
-    case json::value_t::boolean: lua_pushboolean(L, v.get<bool>()); break;
+    case json::value_t::null:
+      lua_pushnil(L);
+      break;
+    case json::value_t::boolean:
+      lua_pushboolean(L, v.get<bool>());
+      break;
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: lua_pushinteger(L, v.get<lua_Integer>()); break;
-    case json::value_t::number_float: lua_pushnumber(L, v.get<double>()); break;
+    case json::value_t::number_unsigned:
+      lua_pushinteger(L, v.get<lua_Integer>());
+      break;
+    case json::value_t::number_float:
+      lua_pushnumber(L, v.get<double>());
+      break;
     case json::value_t::string: {
       const auto& str = v.get_ref<const std::string&>();
       lua_pushlstring(L, str.data(), str.size());
@@ -150,7 +162,8 @@ void push_json(lua_State* L, const json& v, int depth) {
       }
       break;
     }
-    default: throw std::runtime_error("cannot hand this value to Lua");
+    default:
+      throw std::runtime_error("cannot hand this value to Lua");
   }
 }
 
@@ -226,8 +239,10 @@ int native_size(lua_State* L) {
   size_t n = 0;
   const char* text = lua_tolstring(L, 1, &n);
   std::optional<uint64_t> bytes = text ? parse_size(std::string(text, n)) : std::nullopt;
-  if (bytes && *bytes <= static_cast<uint64_t>(LUA_MAXINTEGER)) lua_pushinteger(L, static_cast<lua_Integer>(*bytes));
-  else lua_pushnil(L);
+  if (bytes && *bytes <= static_cast<uint64_t>(LUA_MAXINTEGER))
+    lua_pushinteger(L, static_cast<lua_Integer>(*bytes));
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -243,11 +258,15 @@ int native_describe(lua_State* L) {
 int message_handler(lua_State* L) {
   const char* msg = lua_tostring(L, 1);
   if (!msg) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
-    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  if (lua_toboolean(L, lua_upvalueindex(1))) luaL_traceback(L, L, msg, 1);
-  else lua_pushstring(L, msg);
+  if (lua_toboolean(L, lua_upvalueindex(1)))
+    luaL_traceback(L, L, msg, 1);
+  else
+    lua_pushstring(L, msg);
   return 1;
 }
 

@@ -19,11 +19,11 @@ class RecipeError : public std::runtime_error {
 };
 
 struct RecipeOptions {
-  std::filesystem::path recipe;                ///< as the user named it: errors use this spelling
-  std::filesystem::path context;               ///< the build context, for inspect() and hash()
-  std::map<std::string, std::string> params;   ///< --set NAME=VALUE
-  std::vector<std::string> search_path;        ///< IMGBUILD_PATH entries
-  bool debug = false;                          ///< tracebacks in error messages
+  std::filesystem::path recipe;               ///< as the user named it: errors use this spelling
+  std::filesystem::path context;              ///< the build context, for inspect() and hash()
+  std::map<std::string, std::string> params;  ///< --set NAME=VALUE
+  std::vector<std::string> search_path;       ///< IMGBUILD_PATH entries
+  bool debug = false;                         ///< tracebacks in error messages
   /// For exists() and cached(): whether the registry has the manifest of a
   /// normalised reference (one HEAD request); throws with the registry's
   /// message when it cannot tell. Unset, those functions fail: the evaluation

@@ -51,13 +51,22 @@ Platform Platform::host() {
   ::uname(&u);
   std::string m = u.machine;
   Platform p;
-  if (m == "x86_64") p.architecture = "amd64";
-  else if (m == "aarch64" || m == "arm64") p.architecture = "arm64";
-  else if (m.starts_with("armv7")) { p.architecture = "arm"; p.variant = "v7"; }
-  else if (m.starts_with("armv6")) { p.architecture = "arm"; p.variant = "v6"; }
-  else if (m == "i386" || m == "i686") p.architecture = "386";
-  else if (m == "ppc64le" || m == "s390x" || m == "riscv64") p.architecture = m;
-  else p.architecture = m;
+  if (m == "x86_64")
+    p.architecture = "amd64";
+  else if (m == "aarch64" || m == "arm64")
+    p.architecture = "arm64";
+  else if (m.starts_with("armv7")) {
+    p.architecture = "arm";
+    p.variant = "v7";
+  } else if (m.starts_with("armv6")) {
+    p.architecture = "arm";
+    p.variant = "v6";
+  } else if (m == "i386" || m == "i686")
+    p.architecture = "386";
+  else if (m == "ppc64le" || m == "s390x" || m == "riscv64")
+    p.architecture = m;
+  else
+    p.architecture = m;
   return p;
 }
 
@@ -147,12 +156,9 @@ std::string Image::config_document() const {
 
 std::string Image::manifest_document(const Descriptor& cfg) const {
   json layer_list = json::array();
-  for (auto& l : layers)
-    layer_list.push_back(Descriptor{l.media_type, l.digest, l.size, {}}.to_json());
-  json doc = {{"schemaVersion", 2},
-              {"mediaType", media_type::kManifest},
-              {"config", cfg.to_json()},
-              {"layers", layer_list}};
+  for (auto& l : layers) layer_list.push_back(Descriptor{l.media_type, l.digest, l.size, {}}.to_json());
+  json doc = {
+      {"schemaVersion", 2}, {"mediaType", media_type::kManifest}, {"config", cfg.to_json()}, {"layers", layer_list}};
   if (!annotations.empty()) doc["annotations"] = annotations;
   return doc.dump();
 }
@@ -196,13 +202,14 @@ std::string oci_layer_type(const std::string& type) {
 Image image_from_documents(const json& manifest, const json& config) {
   if (!config.is_object()) throw std::runtime_error("the image config is not a JSON object");
   Image image;
-  image.platform = Platform{string_field(config, "os"), string_field(config, "architecture"),
-                            string_field(config, "variant")};
+  image.platform =
+      Platform{string_field(config, "os"), string_field(config, "architecture"), string_field(config, "variant")};
   if (config.contains("config") && config["config"].is_object()) {
     json c = config["config"];
     RuntimeConfig& rc = image.config;
     rc.env = string_list(c.value("Env", json()), "Env");
-    if (c.contains("Entrypoint") && !c["Entrypoint"].is_null()) rc.entrypoint = string_list(c["Entrypoint"], "Entrypoint");
+    if (c.contains("Entrypoint") && !c["Entrypoint"].is_null())
+      rc.entrypoint = string_list(c["Entrypoint"], "Entrypoint");
     if (c.contains("Cmd") && !c["Cmd"].is_null()) rc.cmd = string_list(c["Cmd"], "Cmd");
     rc.workdir = string_field(c, "WorkingDir");
     rc.user = string_field(c, "User");
@@ -212,8 +219,8 @@ Image image_from_documents(const json& manifest, const json& config) {
     if (c.contains("Labels") && c["Labels"].is_object())
       for (auto& [k, v] : c["Labels"].items())
         if (v.is_string()) rc.labels[k] = v.get<std::string>();
-    for (const char* known : {"Env", "Entrypoint", "Cmd", "WorkingDir", "User", "StopSignal", "ExposedPorts",
-                              "Volumes", "Labels"})
+    for (const char* known :
+         {"Env", "Entrypoint", "Cmd", "WorkingDir", "User", "StopSignal", "ExposedPorts", "Volumes", "Labels"})
       c.erase(known);
     // Docker writes empty values for every field it knows; only real ones carry on.
     for (auto it = c.begin(); it != c.end();)
@@ -225,12 +232,13 @@ Image image_from_documents(const json& manifest, const json& config) {
   if (config.contains("history") && config["history"].is_array())
     for (auto& h : config["history"]) {
       if (!h.is_object()) continue;
-      image.history.push_back(HistoryEntry{string_field(h, "created_by"), h.value("empty_layer", json(false)) == json(true),
-                                           string_field(h, "created"), string_field(h, "author"),
-                                           string_field(h, "comment")});
+      image.history.push_back(
+          HistoryEntry{string_field(h, "created_by"), h.value("empty_layer", json(false)) == json(true),
+                       string_field(h, "created"), string_field(h, "author"), string_field(h, "comment")});
     }
   json diff_ids = json::array();
-  if (auto rootfs = config.find("rootfs"); rootfs != config.end() && rootfs->is_object() && rootfs->contains("diff_ids"))
+  if (auto rootfs = config.find("rootfs");
+      rootfs != config.end() && rootfs->is_object() && rootfs->contains("diff_ids"))
     diff_ids = (*rootfs)["diff_ids"];
   if (!manifest.contains("layers") || !manifest["layers"].is_array())
     throw std::runtime_error("the manifest has no layer list");
@@ -241,8 +249,8 @@ Image image_from_documents(const json& manifest, const json& config) {
   for (size_t i = 0; i < layers.size(); ++i) {
     Descriptor d = Descriptor::from_json(layers[i]);
     if (!diff_ids[i].is_string()) throw std::runtime_error("a layer diff ID is not a string");
-    image.layers.push_back(LayerBlob{d.digest, d.size, Digest::parse(diff_ids[i].get<std::string>()), 0,
-                                     oci_layer_type(d.media_type)});
+    image.layers.push_back(
+        LayerBlob{d.digest, d.size, Digest::parse(diff_ids[i].get<std::string>()), 0, oci_layer_type(d.media_type)});
   }
   return image;
 }

@@ -14,12 +14,11 @@
 
 namespace imgbuild {
 
-
 /// What a finished layer is, as the manifest and config need it.
 struct LayerBlob {
-  Digest digest;        ///< sha256 of the compressed blob
-  uint64_t size = 0;    ///< compressed size
-  Digest diff_id;       ///< sha256 of the uncompressed tar
+  Digest digest;                   ///< sha256 of the compressed blob
+  uint64_t size = 0;               ///< compressed size
+  Digest diff_id;                  ///< sha256 of the uncompressed tar
   uint64_t uncompressed_size = 0;  ///< 0 when unknown (layers of pulled images)
   std::string media_type = media_type::kLayerGzip;
 };

@@ -173,8 +173,10 @@ bool is_digest_algorithm(std::string_view alg) {
   bool at_start = true;
   for (char c : alg) {
     if (at_start) {
-      if (is_upper(c) || (c >= 'a' && c <= 'z')) at_start = false;
-      else return false;
+      if (is_upper(c) || (c >= 'a' && c <= 'z'))
+        at_start = false;
+      else
+        return false;
     } else if (c == '+' || c == '.' || c == '_' || c == '-') {
       at_start = true;
     } else if (!is_alnum(c)) {
@@ -295,8 +297,7 @@ std::string Reference::api_host() const { return registry == kDockerHub ? std::s
 std::string Reference::manifest_ref() const { return digest ? digest->str() : tag; }
 
 Reference Reference::with_tag(std::string new_tag) const {
-  if (std::string e = tag_error(new_tag); !e.empty())
-    throw ReferenceError("invalid tag for " + name() + ": " + e);
+  if (std::string e = tag_error(new_tag); !e.empty()) throw ReferenceError("invalid tag for " + name() + ": " + e);
   Reference out = *this;
   out.tag = std::move(new_tag);
   out.digest.reset();

@@ -6,10 +6,10 @@
 #include <map>
 #include <vector>
 
-#include "store/layout.hpp"
-#include "store/step_cache.hpp"
 #include "oci/reference.hpp"
 #include "registry/registry.hpp"
+#include "store/layout.hpp"
+#include "store/step_cache.hpp"
 
 namespace imgbuild {
 

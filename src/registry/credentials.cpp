@@ -44,8 +44,10 @@ constexpr size_t kMaxStderrShown = 200;
 
 /// A config.json key or registry name reduced to the host it stands for.
 std::string server_host(std::string_view key) {
-  if (key.starts_with("http://")) key.remove_prefix(7);
-  else if (key.starts_with("https://")) key.remove_prefix(8);
+  if (key.starts_with("http://"))
+    key.remove_prefix(7);
+  else if (key.starts_with("https://"))
+    key.remove_prefix(8);
   key = key.substr(0, key.find('/'));
   if (key == "index.docker.io" || key == "registry-1.docker.io") return std::string(kDockerHub);
   return std::string(key);
@@ -54,7 +56,9 @@ std::string server_host(std::string_view key) {
 /// What docker calls the server: the key it writes in config.json and sends helpers.
 std::string server_url(const std::string& host) { return host == kDockerHub ? std::string(kDockerHubServer) : host; }
 
-std::string quote(std::string_view s) { return json(std::string(s)).dump(-1, ' ', true, json::error_handler_t::replace); }
+std::string quote(std::string_view s) {
+  return json(std::string(s)).dump(-1, ' ', true, json::error_handler_t::replace);
+}
 
 std::optional<std::string> base64_decode(std::string_view in) {
   // Go's StdEncoding, which docker uses, skips line breaks.
@@ -233,12 +237,13 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
     }
     if (done == child.pid) {
       child.reaped = true;
-      if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
-      else result.signal = WTERMSIG(status);
+      if (WIFEXITED(status))
+        result.exit_status = WEXITSTATUS(status);
+      else
+        result.signal = WTERMSIG(status);
       return result;
     }
-    if (Clock::now() >= deadline)
-      throw fail("did not exit within " + format_duration(timeout) + " and was killed");
+    if (Clock::now() >= deadline) throw fail("did not exit within " + format_duration(timeout) + " and was killed");
     ::usleep(1000);
   }
 }
@@ -349,7 +354,8 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
       std::string path = "credHelpers[" + quote(key) + "]";
       if (!name.is_string()) throw CredentialError(where + ": " + path + " must be a string");
       if (!is_helper_name(name.get<std::string>()))
-        throw CredentialError(where + ": " + path + " is not a credential helper name: " + quote(name.get<std::string>()));
+        throw CredentialError(where + ": " + path +
+                              " is not a credential helper name: " + quote(name.get<std::string>()));
       c.helpers_.emplace(server_host(key), name.get<std::string>());
     }
   }
@@ -362,7 +368,8 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
 
 Credentials Credentials::load(const std::map<std::string, std::string>& env, milliseconds helper_timeout) {
   std::filesystem::path dir;
-  if (auto it = env.find("DOCKER_CONFIG"); it != env.end() && !it->second.empty()) dir = it->second;
+  if (auto it = env.find("DOCKER_CONFIG"); it != env.end() && !it->second.empty())
+    dir = it->second;
   else if (auto home = env.find("HOME"); home != env.end() && !home->second.empty())
     dir = std::filesystem::path(home->second) / ".docker";
 
@@ -394,9 +401,12 @@ Credentials Credentials::load() {
 std::optional<Credential> Credentials::from_environment(const std::string& host) const {
   std::string name(kEnvPrefix);
   for (char c : host) {
-    if (c >= 'a' && c <= 'z') name += static_cast<char>(c - 'a' + 'A');
-    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) name += c;
-    else name += '_';
+    if (c >= 'a' && c <= 'z')
+      name += static_cast<char>(c - 'a' + 'A');
+    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+      name += c;
+    else
+      name += '_';
   }
   auto it = env_.find(name);
   if (it == env_.end()) return std::nullopt;
@@ -439,7 +449,8 @@ std::optional<Credential> Credentials::from_helper(const std::string& helper, co
     const json* user = field("Username");
     const json* secret = field("Secret");
     if (!user || !secret) throw CredentialError(what + " printed no JSON object with a Username and a Secret");
-    if (*user == "<token>") cred = Credential{{}, {}, secret->get<std::string>()};
+    if (*user == "<token>")
+      cred = Credential{{}, {}, secret->get<std::string>()};
     else if (!user->get_ref<const std::string&>().empty() || !secret->get_ref<const std::string&>().empty())
       cred = Credential{user->get<std::string>(), secret->get<std::string>(), {}};
   }

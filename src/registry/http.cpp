@@ -53,7 +53,8 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   if (line.starts_with("HTTP/")) {
     ex->response.headers.clear();
     auto space = line.find(' ');
-    ex->response.status = space == std::string_view::npos ? 0 : std::atol(std::string(line.substr(space + 1, 3)).c_str());
+    ex->response.status =
+        space == std::string_view::npos ? 0 : std::atol(std::string(line.substr(space + 1, 3)).c_str());
     return size * count;
   }
   if (trim(line).empty()) {
@@ -254,7 +255,8 @@ std::string redact_url(std::string_view url) {
   if (scheme_end == std::string_view::npos) return std::string(u);
   auto host_start = scheme_end + 3;
   auto path_start = u.find('/', host_start);
-  std::string_view authority = u.substr(host_start, path_start == std::string_view::npos ? u.npos : path_start - host_start);
+  std::string_view authority =
+      u.substr(host_start, path_start == std::string_view::npos ? u.npos : path_start - host_start);
   auto at = authority.rfind('@');
   if (at == std::string_view::npos) return std::string(u);
   return std::string(u.substr(0, host_start)) + std::string(authority.substr(at + 1)) +
@@ -265,14 +267,14 @@ std::string url_origin(std::string_view url) {
   auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return "";
   auto end = url.find_first_of("/?#", scheme_end + 3);
-  std::string_view authority = url.substr(scheme_end + 3, end == std::string_view::npos ? url.npos : end - scheme_end - 3);
+  std::string_view authority =
+      url.substr(scheme_end + 3, end == std::string_view::npos ? url.npos : end - scheme_end - 3);
   if (auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
   return lower(url.substr(0, scheme_end)) + "://" + lower(authority);
 }
 
 std::string resolve_url(std::string_view base, std::string_view location) {
-  if (location.find("://") != std::string_view::npos &&
-      location.find("://") < location.find_first_of("/?#"))
+  if (location.find("://") != std::string_view::npos && location.find("://") < location.find_first_of("/?#"))
     return std::string(location);
   std::string origin = url_origin(base);
   if (location.starts_with("//")) return std::string(base.substr(0, base.find("://") + 1)) + std::string(location);

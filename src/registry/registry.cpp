@@ -11,9 +11,9 @@
 
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
-#include "store/layout.hpp"
 #include "base/text.hpp"
 #include "registry/www_authenticate.hpp"
+#include "store/layout.hpp"
 
 namespace imgbuild {
 
@@ -70,16 +70,16 @@ std::string origin_host(const std::string& origin) { return origin.substr(origin
 /// Whether a host (no port) is an IP literal in a private, loopback or
 /// link-local range: places a public registry has no business sending us.
 bool is_private_address(std::string host) {
-  if (auto colon = host.rfind(':'); colon != std::string::npos && host.find(']') == std::string::npos &&
-                                    host.find(':') == colon)
+  if (auto colon = host.rfind(':');
+      colon != std::string::npos && host.find(']') == std::string::npos && host.find(':') == colon)
     host.resize(colon);
   if (host.starts_with("[")) host = host.substr(1, host.find(']') - 1);
   if (host == "localhost") return true;
   unsigned a, b, c, d;
   char tail;
   if (std::sscanf(host.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4)
-    return a == 10 || a == 127 || (a == 172 && b >= 16 && b < 32) || (a == 192 && b == 168) ||
-           (a == 169 && b == 254) || a == 0;
+    return a == 10 || a == 127 || (a == 172 && b >= 16 && b < 32) || (a == 192 && b == 168) || (a == 169 && b == 254) ||
+           a == 0;
   return host == "::1" || host.starts_with("fc") || host.starts_with("fd") || host.starts_with("fe80");
 }
 
@@ -147,8 +147,8 @@ struct RegistryClient::Call {
   std::function<void(HttpRequest&)> prepare;
   size_t max_body = kMaxDocumentSize;
   bool follow_redirects = false;
-  bool retry = true;   ///< false for requests whose body cannot simply be sent again
-  std::string what;    ///< names the operation in errors: "push localhost:5000/a:1: blob sha256:…"
+  bool retry = true;  ///< false for requests whose body cannot simply be sent again
+  std::string what;   ///< names the operation in errors: "push localhost:5000/a:1: blob sha256:…"
 };
 
 std::optional<std::string> token_realm_refusal(const std::string& registry_base, const std::string& realm,
@@ -293,14 +293,14 @@ HttpResponse RegistryClient::exchange(Endpoint& ep, const Scope& scope, Call& ca
       std::lock_guard lock(ep.mutex);
       if (ep.use_basic && ep.credential) {
         sent_basic = true;
-        req.headers.push_back("Authorization: Basic " + base64(ep.credential->username + ":" + ep.credential->password));
+        req.headers.push_back("Authorization: Basic " +
+                              base64(ep.credential->username + ":" + ep.credential->password));
       } else if (auto t = ep.tokens.find(scope.text()); t != ep.tokens.end() && t->second.expires > Clock::now()) {
         req.headers.push_back("Authorization: Bearer " + t->second.value);
       }
     }
     HttpResponse r = http_.perform(req);
-    if (options_.debug)
-      options_.debug(req.method + " " + redact_url(url) + " -> " + std::to_string(r.status));
+    if (options_.debug) options_.debug(req.method + " " + redact_url(url) + " -> " + std::to_string(r.status));
     if (r.status == 401 && url_origin(url) == home) {
       if (authorized) refused(ep, scope, r, call.what);
       authenticate(ep, scope, r, call.what, sent_basic);
@@ -359,8 +359,8 @@ void RegistryClient::authenticate(Endpoint& ep, const Scope& scope, const HttpRe
     if (!usable) refused(ep, scope, response, what);
     return;
   }
-  throw RegistryError(what + ": " + describe_registry_error(response) + ", and no usable authentication challenge",
-                      401, "UNAUTHORIZED");
+  throw RegistryError(what + ": " + describe_registry_error(response) + ", and no usable authentication challenge", 401,
+                      "UNAUTHORIZED");
 }
 
 void RegistryClient::refused(Endpoint& ep, const Scope& scope, const HttpResponse& response, const std::string& what) {
@@ -390,7 +390,8 @@ RegistryClient::Token RegistryClient::fetch_token(Endpoint& ep, const std::map<s
     std::lock_guard lock(ep.mutex);
     base = ep.base;
   }
-  if (auto refusal = token_realm_refusal(base, realm, options_.insecure)) throw RegistryError(what + ": " + *refusal, 401);
+  if (auto refusal = token_realm_refusal(base, realm, options_.insecure))
+    throw RegistryError(what + ": " + *refusal, 401);
 
   std::optional<Credential> cred;
   {
@@ -445,7 +446,8 @@ RegistryClient::Token RegistryClient::fetch_token(Endpoint& ep, const std::map<s
     delay *= 2;
   }
   if (r.status == 401 || r.status == 403)
-    throw RegistryError(what + ": the token server of " + ep.registry + (cred ? " rejected the credentials configured for it" : " refused anonymous access") +
+    throw RegistryError(what + ": the token server of " + ep.registry +
+                            (cred ? " rejected the credentials configured for it" : " refused anonymous access") +
                             " (" + describe_registry_error(r) + ")",
                         r.status, "UNAUTHORIZED");
   if (r.status != 200)
@@ -453,14 +455,17 @@ RegistryClient::Token RegistryClient::fetch_token(Endpoint& ep, const std::map<s
   json doc = json::parse(r.body, nullptr, false);
   std::string token;
   if (doc.is_object()) {
-    if (doc.contains("token") && doc["token"].is_string()) token = doc["token"];
-    else if (doc.contains("access_token") && doc["access_token"].is_string()) token = doc["access_token"];
+    if (doc.contains("token") && doc["token"].is_string())
+      token = doc["token"];
+    else if (doc.contains("access_token") && doc["access_token"].is_string())
+      token = doc["access_token"];
   }
   if (token.empty()) throw RegistryError(what + ": the token server of " + ep.registry + " sent no token", r.status);
   // Tokens live 60 s unless told otherwise; renew a little early so a request
   // never leaves with a token that expires on the way.
   long lifetime = 60;
-  if (doc.contains("expires_in") && doc["expires_in"].is_number_integer()) lifetime = std::max<long>(1, doc["expires_in"]);
+  if (doc.contains("expires_in") && doc["expires_in"].is_number_integer())
+    lifetime = std::max<long>(1, doc["expires_in"]);
   return {token, Clock::now() + std::chrono::milliseconds(lifetime * 900)};
 }
 
@@ -473,7 +478,8 @@ std::string repo_path(const Reference& ref) { return "/v2/" + ref.repository; }
 std::string manifest_media_type(const HttpResponse& r, const json& doc, const std::string& what) {
   if (!doc.is_object()) throw RegistryError(what + ": the manifest is not a JSON object");
   if (doc.contains("schemaVersion") && doc["schemaVersion"] == 1)
-    throw RegistryError(what + ": Docker schema 1 manifests are not supported (push the image again with a current client)");
+    throw RegistryError(what +
+                        ": Docker schema 1 manifests are not supported (push the image again with a current client)");
   if (doc.contains("mediaType") && doc["mediaType"].is_string()) return doc["mediaType"];
   std::string type = bare_media_type(r.header("content-type").value_or(""));
   if (type == media_type::kManifest || type == media_type::kIndex || type == media_type::kDockerManifest ||
@@ -609,7 +615,8 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
     };
     req.sink = [&](const char* data, size_t n) {
       if (received + n > blob.size)
-        throw RegistryError(what + ": the registry sent more than the " + std::to_string(blob.size) + " bytes described");
+        throw RegistryError(what + ": the registry sent more than the " + std::to_string(blob.size) +
+                            " bytes described");
       write_all(out.fd(), data, n, out.temp_path());
       hasher->update(data, n);
       received += n;
@@ -669,8 +676,7 @@ bool RegistryClient::upload_once(const Reference& repo, const Descriptor& blob, 
   Call start;
   start.method = "POST";
   start.url = repo_path(repo) + "/blobs/uploads/";
-  if (!mount_from.empty())
-    start.url += "?mount=" + url_encode(blob.digest.str()) + "&from=" + url_encode(mount_from);
+  if (!mount_from.empty()) start.url += "?mount=" + url_encode(blob.digest.str()) + "&from=" + url_encode(mount_from);
   start.what = what;
   HttpResponse r = send(repo, scope, start);
   if (r.status == 201 && !mount_from.empty()) return true;
@@ -725,9 +731,10 @@ bool RegistryClient::upload_once(const Reference& repo, const Descriptor& blob, 
   uint64_t chunk = std::max(kChunkSize, min_chunk);
   for (uint64_t offset = 0; offset < blob.size; offset += chunk) {
     uint64_t length = std::min(chunk, blob.size - offset);
-    HttpResponse part = body_call("PATCH", location, offset, length,
-                                  {"Content-Type: application/octet-stream",
-                                   "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + length - 1)});
+    HttpResponse part =
+        body_call("PATCH", location, offset, length,
+                  {"Content-Type: application/octet-stream",
+                   "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + length - 1)});
     expect(part, {202}, what);
     location = next_location(part, location);
   }

@@ -19,9 +19,9 @@
 
 #include "oci/digest.hpp"
 #include "oci/image.hpp"
+#include "oci/reference.hpp"
 #include "registry/credentials.hpp"
 #include "registry/http.hpp"
-#include "oci/reference.hpp"
 
 namespace imgbuild {
 
@@ -119,12 +119,12 @@ private:
   std::string ca_file_for(const std::string& host) const;
   HttpResponse send(const Reference& ref, const Scope& scope, Call& call);
   HttpResponse exchange(Endpoint& ep, const Scope& scope, Call& call, bool& authorized);
-  void authenticate(Endpoint& ep, const Scope& scope, const HttpResponse& challenge_response,
-                    const std::string& what, bool sent_basic);
+  void authenticate(Endpoint& ep, const Scope& scope, const HttpResponse& challenge_response, const std::string& what,
+                    bool sent_basic);
   [[noreturn]] void refused(Endpoint& ep, const Scope& scope, const HttpResponse& response, const std::string& what);
   struct Token;
-  Token fetch_token(Endpoint& ep, const std::map<std::string, std::string>& challenge,
-                    const std::string& scope_text, const std::string& what);
+  Token fetch_token(Endpoint& ep, const std::map<std::string, std::string>& challenge, const std::string& scope_text,
+                    const std::string& what);
   bool upload_once(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,
                    const std::string& mount_from, const TransferProgress& progress);
 

@@ -124,8 +124,8 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
   json manifest = parse_document(fetched.body, name);
   if (!manifest.contains("config")) throw RegistryError(name + ": the manifest has no config");
   Descriptor config_desc = Descriptor::from_json(manifest["config"]);
-  std::string config_text = store.has_blob(config_desc.digest) ? store.read_document(config_desc)
-                                                               : client.get_document(from, config_desc);
+  std::string config_text =
+      store.has_blob(config_desc.digest) ? store.read_document(config_desc) : client.get_document(from, config_desc);
   json config = parse_document(config_text, name + ": config");
   Image image = image_from_documents(manifest, config);
   if (!platform_matches(platform, image.platform))
@@ -181,7 +181,8 @@ void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, c
         if (&source == &sources.back()) throw;
       }
     }
-    if (log) log(ref.str() + ": layer " + std::string(layer.digest.short_hex()) + " " + std::to_string(layer.size) + " bytes");
+    if (log)
+      log(ref.str() + ": layer " + std::string(layer.digest.short_hex()) + " " + std::to_string(layer.size) + " bytes");
   });
 }
 
@@ -226,8 +227,10 @@ void BlobUploader::add(const Reference& dest, const Descriptor& blob, BlobProgre
   queue_.push_back(Job{dest, blob, std::move(progress), {}});
   it->second.outcome = queue_.back().done.get_future().share();
   // A worker for each job no idle worker takes, up to the limit; the others wait their turn.
-  if (queue_.size() > idle_ && workers_.size() < kParallelBlobs) workers_.emplace_back([this] { work(); });
-  else wake_.notify_one();
+  if (queue_.size() > idle_ && workers_.size() < kParallelBlobs)
+    workers_.emplace_back([this] { work(); });
+  else
+    wake_.notify_one();
 }
 
 void BlobUploader::work() {
@@ -242,12 +245,12 @@ void BlobUploader::work() {
     lock.unlock();
     try {
       // No mount: only a base's layers could be mounted, and those are left to the push.
-      job.done.set_value(send_blob(client_, store_, job.dest, job.blob, {},
-                                   [this, report = blob_progress(job.progress, job.blob.digest)](uint64_t done,
-                                                                                                 uint64_t total) {
-                                     if (stopping_) throw Abandoned{};
-                                     if (report) report(done, total);
-                                   }));
+      job.done.set_value(
+          send_blob(client_, store_, job.dest, job.blob, {},
+                    [this, report = blob_progress(job.progress, job.blob.digest)](uint64_t done, uint64_t total) {
+                      if (stopping_) throw Abandoned{};
+                      if (report) report(done, total);
+                    }));
     } catch (...) {
       job.done.set_exception(std::current_exception());
     }

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "oci/image.hpp"
-#include "store/layout.hpp"
 #include "oci/reference.hpp"
 #include "registry/registry.hpp"
+#include "store/layout.hpp"
 
 namespace imgbuild {
 
@@ -47,11 +47,11 @@ void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, c
                   const TransferLog& log = {}, const BlobProgress& progress = {});
 
 struct PushResult {
-  Digest digest;           ///< of the manifest pushed
-  size_t uploaded = 0;     ///< blobs sent
-  size_t mounted = 0;      ///< blobs the registry mounted from another repository
-  size_t present = 0;      ///< blobs the registry already had
-  uint64_t bytes = 0;      ///< bytes uploaded
+  Digest digest;        ///< of the manifest pushed
+  size_t uploaded = 0;  ///< blobs sent
+  size_t mounted = 0;   ///< blobs the registry mounted from another repository
+  size_t present = 0;   ///< blobs the registry already had
+  uint64_t bytes = 0;   ///< bytes uploaded
 };
 
 /// What became of one blob of a push.
@@ -111,7 +111,6 @@ private:
 /// registry), several at once, then the manifest. Blobs `started` uploads
 /// are awaited there rather than sent again.
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
-                      const TransferLog& log = {}, const BlobProgress& progress = {},
-                      BlobUploader* started = nullptr);
+                      const TransferLog& log = {}, const BlobProgress& progress = {}, BlobUploader* started = nullptr);
 
 }  // namespace imgbuild

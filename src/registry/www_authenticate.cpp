@@ -10,8 +10,21 @@ namespace {
 bool is_tchar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -114,9 +127,12 @@ public:
     bool in_quotes = false;
     for (; i_ < s_.size(); ++i_) {
       char c = s_[i_];
-      if (in_quotes && c == '\\' && i_ + 1 < s_.size()) ++i_;
-      else if (c == '"') in_quotes = !in_quotes;
-      else if (c == ',' && !in_quotes) return;
+      if (in_quotes && c == '\\' && i_ + 1 < s_.size())
+        ++i_;
+      else if (c == '"')
+        in_quotes = !in_quotes;
+      else if (c == ',' && !in_quotes)
+        return;
     }
   }
 

@@ -46,10 +46,9 @@ constexpr size_t kTailLines = 20;
 /// The capabilities a step keeps: docker's default set. Everything else
 /// (mounting, loading modules, raw I/O, tracing other processes...) is dropped
 /// from the bounding set before the command starts.
-constexpr int kKeptCapabilities[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,
-                                     CAP_MKNOD,  CAP_NET_RAW,      CAP_SETGID,           CAP_SETUID,
-                                     CAP_SETFCAP, CAP_SETPCAP,     CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
-                                     CAP_KILL,   CAP_AUDIT_WRITE};
+constexpr int kKeptCapabilities[] = {
+    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,           CAP_MKNOD,      CAP_NET_RAW, CAP_SETGID,
+    CAP_SETUID, CAP_SETFCAP,      CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,    CAP_AUDIT_WRITE};
 
 /// Host device nodes bind-mounted into the step's /dev.
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
@@ -79,7 +78,7 @@ struct ChildPlan {
   std::string snapshot;         // the copy bind-mounted as the root of a snapshot step
   std::string merged, workdir_path;
   std::vector<std::string> workdir_parents;  // "/a", "/a/b": made before entering it
-  std::vector<std::string> dirs_to_make;  // absolute, inside merged, before pivot
+  std::vector<std::string> dirs_to_make;     // absolute, inside merged, before pivot
   struct Bind {
     std::string source, target;
     bool read_only, is_file;
@@ -146,7 +145,8 @@ void make_file(const std::string& path) {
     child_fail(report_fd, "mounting /dev");
   for (auto& [host, target] : p.device_binds) {
     make_file(target);
-    if (::mount(host.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) child_fail(report_fd, "mounting a device");
+    if (::mount(host.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      child_fail(report_fd, "mounting a device");
   }
   for (auto& [to, link] : p.dev_links) (void)!::symlink(to.c_str(), link.c_str());
   ::mkdir(p.dev_shm.c_str(), 01777);
@@ -154,12 +154,14 @@ void make_file(const std::string& path) {
   ::mkdir(p.dev_pts.c_str(), 0755);
   ::mount("devpts", p.dev_pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
   for (auto& b : p.binds) {
-    if (b.is_file) make_file(b.target);
-    else ::mkdir(b.target.c_str(), 0755);
+    if (b.is_file)
+      make_file(b.target);
+    else
+      ::mkdir(b.target.c_str(), 0755);
     if (::mount(b.source.c_str(), b.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
       child_fail(report_fd, "bind-mounting into the step");
-    if (b.read_only &&
-        ::mount(nullptr, b.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+    if (b.read_only && ::mount(nullptr, b.target.c_str(), nullptr,
+                               MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
       child_fail(report_fd, "making a mount read-only");
   }
   ::sethostname("imgbuild", 8);
@@ -275,7 +277,8 @@ void copy_range(int in, int out, off_t offset, off_t len, const std::string& rel
   }
   std::vector<char> buf(1 << 16);
   while (len > 0) {
-    ssize_t n = ::pread(in, buf.data(), static_cast<size_t>(std::min<off_t>(len, static_cast<off_t>(buf.size()))), from);
+    ssize_t n =
+        ::pread(in, buf.data(), static_cast<size_t>(std::min<off_t>(len, static_cast<off_t>(buf.size()))), from);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) errno = EIO;
@@ -319,7 +322,8 @@ void copy_xattrs(int from, int to) {
   ssize_t n = ::flistxattr(from, names.data(), names.size());
   for (ssize_t i = 0; i < n; i += static_cast<ssize_t>(strlen(names.data() + i)) + 1) {
     std::string_view name = names.data() + i;
-    if (name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == snapshot_marker()) continue;
+    if (name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == snapshot_marker())
+      continue;
     ssize_t size = ::fgetxattr(from, name.data(), value.data(), value.size());
     if (size >= 0) (void)::fsetxattr(to, name.data(), value.data(), static_cast<size_t>(size), 0);
   }
@@ -389,7 +393,8 @@ void copy_tree(int from, int to, const std::string& rel) {
 
 /// Copies the image root `from` into the empty folder `to` for a snapshot step.
 void copy_image(const fs::path& from, const fs::path& to) {
-  Fd src(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)), dst(::open(to.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd src(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+      dst(::open(to.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!src || !dst) copy_failed("", "open");
   struct stat st {};
   if (::fstat(src.get(), &st) != 0) copy_failed("", "stat");
@@ -629,7 +634,7 @@ public:
 private:
   void path(const std::string& rel) {
     if (diff_.skipped(rel)) return;
-    struct stat st = lstat_of(copy_ / rel), old {};
+    struct stat st = lstat_of(copy_ / rel), old{};
     bool had = ::lstat((lower_ / rel).c_str(), &old) == 0;
     if (!S_ISDIR(st.st_mode)) {
       // The image's own device nodes and fifos, untouched, are not changes.
@@ -764,7 +769,8 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   }
   p.workdir_path = absolute_in(spec.workdir.empty() ? "/" : spec.workdir);
   for (size_t i = 1; i <= p.workdir_path.size(); ++i)
-    if (i == p.workdir_path.size() || p.workdir_path[i] == '/') p.workdir_parents.push_back(p.workdir_path.substr(0, i));
+    if (i == p.workdir_path.size() || p.workdir_path[i] == '/')
+      p.workdir_parents.push_back(p.workdir_path.substr(0, i));
   p.groups.assign(p.ids.groups.begin(), p.ids.groups.end());
   for (auto& a : spec.argv) p.strings.push_back(a);
   size_t argc = p.strings.size();
@@ -777,7 +783,8 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   if (!spec.force_snapshot) {
     for (auto& dir : {spec.lower, spec.upper, spec.work})
       if (result.overlay_error.empty() && dir.string().find_first_of(",:\\") != std::string::npos)
-        result.overlay_error = "the build folder " + dir.string() + " has a ',', ':' or '\\', which overlay options cannot take";
+        result.overlay_error =
+            "the build folder " + dir.string() + " has a ',', ':' or '\\', which overlay options cannot take";
     if (result.overlay_error.empty()) {
       // The upper folder must hold whole files and whole folders, as
       // overlay_diff reads it: no data left in the lower file (metacopy), no

@@ -60,7 +60,7 @@ struct SandboxSpec {
 };
 
 struct SandboxResult {
-  int exit_code = 0;  ///< 128 + N when killed by signal N
+  int exit_code = 0;                    ///< 128 + N when killed by signal N
   std::vector<std::string> last_lines;  ///< the last 20 lines of output
   /// The step ran on a copy of the image root in `upper`, not on an overlay;
   /// step_changes compares that copy with `lower`.

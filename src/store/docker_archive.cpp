@@ -33,11 +33,10 @@ void write_docker_archive(const Layout& layout, const Descriptor& manifest, cons
     write_file_atomic(docs.path() / name, content);
     return LayerEntry{name, LayerEntry::Type::File, 0644, 0, 0, docs.path() / name, content.size(), {}};
   };
-  std::vector<LayerEntry> entries{
-      doc_entry("manifest.json", legacy.dump()), doc_entry("index.json", index.dump()),
-      doc_entry("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"),
-      LayerEntry{"blobs", LayerEntry::Type::Directory, 0755, 0, 0, {}, 0, {}},
-      LayerEntry{"blobs/sha256", LayerEntry::Type::Directory, 0755, 0, 0, {}, 0, {}}};
+  std::vector<LayerEntry> entries{doc_entry("manifest.json", legacy.dump()), doc_entry("index.json", index.dump()),
+                                  doc_entry("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"),
+                                  LayerEntry{"blobs", LayerEntry::Type::Directory, 0755, 0, 0, {}, 0, {}},
+                                  LayerEntry{"blobs/sha256", LayerEntry::Type::Directory, 0755, 0, 0, {}, 0, {}}};
   std::sort(blobs.begin(), blobs.end());
   blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
   for (auto& d : blobs) {
@@ -47,8 +46,8 @@ void write_docker_archive(const Layout& layout, const Descriptor& manifest, cons
   std::sort(entries.begin(), entries.end(), [](auto& a, auto& b) { return a.path < b.path; });
 
   AtomicFile out(file);
-  write_tar(entries, [&out](const void* data, size_t size) { write_all(out.fd(), data, size, out.temp_path()); },
-            mtime);
+  write_tar(
+      entries, [&out](const void* data, size_t size) { write_all(out.fd(), data, size, out.temp_path()); }, mtime);
   out.commit();
 }
 

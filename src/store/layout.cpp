@@ -34,8 +34,9 @@ Layout::Layout(fs::path root) : root_(std::move(root)) {
   FileLock lock(root_ / kLockName);
   if (!fs::exists(root_ / "oci-layout")) write_file_atomic(root_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
   if (!fs::exists(root_ / "index.json"))
-    write_file_atomic(root_ / "index.json", json{{"schemaVersion", 2}, {"mediaType", media_type::kIndex},
-                                                 {"manifests", json::array()}}.dump());
+    write_file_atomic(
+        root_ / "index.json",
+        json{{"schemaVersion", 2}, {"mediaType", media_type::kIndex}, {"manifests", json::array()}}.dump());
 }
 
 bool Layout::has_blob(const Digest& d) const {
@@ -110,7 +111,8 @@ std::optional<Descriptor> Layout::find_ref(const std::string& name, const std::o
 StoredImage Layout::load(const Descriptor& manifest) const {
   auto document = [&](const Descriptor& d) {
     json doc = json::parse(read_document(d), nullptr, false);
-    if (!doc.is_object()) throw std::runtime_error(root_.string() + ": blob " + d.digest.str() + " is not a JSON object");
+    if (!doc.is_object())
+      throw std::runtime_error(root_.string() + ": blob " + d.digest.str() + " is not a JSON object");
     return doc;
   };
   StoredImage img{manifest, document(manifest), {}};

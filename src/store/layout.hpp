@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <optional>
 #include <set>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "oci/digest.hpp"

@@ -26,9 +26,12 @@ constexpr const char* kFormat = "imgbuild-step-2";
 
 const char* type_name(LayerEntry::Type t) {
   switch (t) {
-    case LayerEntry::Type::File: return "file";
-    case LayerEntry::Type::Directory: return "dir";
-    case LayerEntry::Type::Symlink: return "symlink";
+    case LayerEntry::Type::File:
+      return "file";
+    case LayerEntry::Type::Directory:
+      return "dir";
+    case LayerEntry::Type::Symlink:
+      return "symlink";
   }
   return "?";
 }
@@ -177,8 +180,11 @@ Digest describe_entries(const std::vector<LayerEntry>& entries, const FileDigest
 Digest describe_shape(const std::vector<LayerEntry>& entries) { return describe(entries, nullptr); }
 
 json layer_to_json(const LayerBlob& l) {
-  return {{"mediaType", l.media_type}, {"digest", l.digest.str()}, {"size", l.size},
-          {"diffID", l.diff_id.str()}, {"uncompressedSize", l.uncompressed_size}};
+  return {{"mediaType", l.media_type},
+          {"digest", l.digest.str()},
+          {"size", l.size},
+          {"diffID", l.diff_id.str()},
+          {"uncompressedSize", l.uncompressed_size}};
 }
 
 LayerBlob layer_from_json(const json& j) {
@@ -386,7 +392,8 @@ uint64_t tree_bytes(const fs::path& dir) {
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
     struct stat st {};
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return total;
 }
@@ -425,8 +432,7 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
     fs::path tree;
   };
   std::vector<Item> items;
-  for (auto& e : cache.list())
-    items.push_back({e.last_used, e.entry_bytes + (e.layer ? e.layer->size : 0), e, {}});
+  for (auto& e : cache.list()) items.push_back({e.last_used, e.entry_bytes + (e.layer ? e.layer->size : 0), e, {}});
   for (auto& t : cache_trees(cache_dir)) items.push_back({t.last_used, t.bytes, std::nullopt, t.path});
   std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
   uint64_t total = 0;

@@ -12,9 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "oci/digest.hpp"
 #include "base/fs.hpp"
 #include "layer/layer.hpp"
+#include "oci/digest.hpp"
 
 namespace imgbuild {
 
@@ -42,14 +42,14 @@ Digest describe_shape(const std::vector<LayerEntry>& entries);
 /// What a step produced.
 struct CachedStep {
   Digest key;
-  std::string step;                 ///< "run go mod download", for `imgbuild cache ls`
-  std::optional<LayerBlob> layer;   ///< none: the step changed no file
-  int64_t created = 0;              ///< seconds since the epoch
+  std::string step;                ///< "run go mod download", for `imgbuild cache ls`
+  std::optional<LayerBlob> layer;  ///< none: the step changed no file
+  int64_t created = 0;             ///< seconds since the epoch
   /// For a result taken from a registry cache: where its layer is fetched
   /// from while the store lacks it.
   std::string source{};
-  int64_t last_used{};              ///< the entry file's mtime, renewed on every hit (not stored)
-  uint64_t entry_bytes{};           ///< the entry file itself
+  int64_t last_used{};     ///< the entry file's mtime, renewed on every hit (not stored)
+  uint64_t entry_bytes{};  ///< the entry file itself
 
   nlohmann::json to_json() const;
   static CachedStep from_json(const nlohmann::json& j);
@@ -96,8 +96,8 @@ private:
 /// What `imgbuild cache prune` removes: everything by default; with a limit,
 /// what was last used longest ago until the cache fits.
 struct PruneOptions {
-  std::optional<uint64_t> keep_bytes;      ///< keep at most this much (most recently used first)
-  std::optional<int64_t> older_than;       ///< remove what was not used for this many seconds
+  std::optional<uint64_t> keep_bytes;  ///< keep at most this much (most recently used first)
+  std::optional<int64_t> older_than;   ///< remove what was not used for this many seconds
 };
 
 struct PruneReport {

@@ -28,8 +28,8 @@ void check(bool ok) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   json doc = json::parse(std::string_view(reinterpret_cast<const char*>(data), size), nullptr, false);
   if (!doc.is_object()) return 0;
-  if (auto index = doc.find("index"); index != doc.end() && index->is_object() && index->contains("manifests") &&
-                                      (*index)["manifests"].is_array())
+  if (auto index = doc.find("index");
+      index != doc.end() && index->is_object() && index->contains("manifests") && (*index)["manifests"].is_array())
     for (auto& m : (*index)["manifests"]) try {
         imgbuild::Descriptor d = imgbuild::Descriptor::from_json(m);
         check(imgbuild::Descriptor::from_json(d.to_json()).digest == d.digest);

@@ -53,11 +53,11 @@ std::string base_layer() {
     const char* data;
   };
   const Item items[] = {
-      {"etc", 'd', ""},          {"etc/passwd", 'f', "root:x:0:0::/root:/bin/sh\n"},
-      {"bin", 'd', ""},          {"bin/sh", 'f', "#!"},
+      {"etc", 'd', ""},           {"etc/passwd", 'f', "root:x:0:0::/root:/bin/sh\n"},
+      {"bin", 'd', ""},           {"bin/sh", 'f', "#!"},
       {"bin/ash", 'h', "bin/sh"}, {"usr/lib/libc.so", 'f', "ELF"},
-      {"lib", 'l', "usr/lib"},   {"abs", 'l', "/etc"},
-      {"up", 'l', "../../.."},   {"d/sub/f", 'f', "f"},
+      {"lib", 'l', "usr/lib"},    {"abs", 'l', "/etc"},
+      {"up", 'l', "../../.."},    {"d/sub/f", 'f', "f"},
   };
   std::string out;
   std::unique_ptr<archive, decltype(&archive_write_free)> a(archive_write_new(), &archive_write_free);
@@ -69,7 +69,9 @@ std::string base_layer() {
     archive_entry_set_perm(e.get(), 0755);
     std::string data = item.data;
     switch (item.type) {
-      case 'd': archive_entry_set_filetype(e.get(), AE_IFDIR); break;
+      case 'd':
+        archive_entry_set_filetype(e.get(), AE_IFDIR);
+        break;
       case 'l':
         archive_entry_set_filetype(e.get(), AE_IFLNK);
         archive_entry_copy_symlink(e.get(), item.data);
@@ -97,7 +99,8 @@ struct Workspace {
   Workspace() {
     // tmpfs when there is one: every run creates and removes two trees, which
     // costs a disk file system's journal a hundred times more.
-    std::string tmpl = (fs::is_directory("/dev/shm") ? "/dev/shm" : "/tmp") + std::string("/imgbuild-unpack-fuzz-XXXXXX");
+    std::string tmpl =
+        (fs::is_directory("/dev/shm") ? "/dev/shm" : "/tmp") + std::string("/imgbuild-unpack-fuzz-XXXXXX");
     check(::mkdtemp(tmpl.data()) != nullptr);
     dir = tmpl;
   }

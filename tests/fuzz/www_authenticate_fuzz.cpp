@@ -23,8 +23,8 @@ void check(bool ok) {
 bool is_lower_token(const std::string& s) {
   if (s.empty()) return false;
   for (char c : s)
-    if ((c >= 'A' && c <= 'Z') || c == ' ' || c == ',' || c == '=' || c == '"' || static_cast<unsigned char>(c) < 0x21 ||
-        static_cast<unsigned char>(c) >= 0x7f)
+    if ((c >= 'A' && c <= 'Z') || c == ' ' || c == ',' || c == '=' || c == '"' ||
+        static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) >= 0x7f)
       return false;
   return true;
 }

@@ -14,12 +14,12 @@ namespace {
 const char* kGoMod = "module example.com/svc\n\ngo 1.19\n";
 
 /// A Go service that makes TLS connections (net/http links crypto/x509).
-const char* kTlsClient =
-    "package main\n\nimport \"net/http\"\n\nfunc main() { http.Get(\"https://example.com\") }\n";
+const char* kTlsClient = "package main\n\nimport \"net/http\"\n\nfunc main() { http.Get(\"https://example.com\") }\n";
 
 /// A Go program that loads a time zone by name.
 const char* kZoneUser =
-    "package main\n\nimport (\"fmt\"; \"time\")\n\nfunc main() { l, _ := time.LoadLocation(\"Europe/Berlin\"); fmt.Println(l) }\n";
+    "package main\n\nimport (\"fmt\"; \"time\")\n\nfunc main() { l, _ := time.LoadLocation(\"Europe/Berlin\"); "
+    "fmt.Println(l) }\n";
 
 /// A Go program that calls a tiny C function: built with CGO_ENABLED=1 it links
 /// libc dynamically.
@@ -30,7 +30,8 @@ const char* kCgoProgram =
 /// Compiles a dynamic C program into the context as `name`.
 void c_program(RecipeRun& r, const std::string& name, const std::string& flags = "") {
   r.file(name + ".c", "int main(void) { return 0; }\n");
-  std::string cmd = "cc " + flags + " -o '" + (r.dir() / name).string() + "' '" + (r.dir() / (name + ".c")).string() + "'";
+  std::string cmd =
+      "cc " + flags + " -o '" + (r.dir() / name).string() + "' '" + (r.dir() / (name + ".c")).string() + "'";
   REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
@@ -157,8 +158,9 @@ TEST_CASE("copy { static = true } refuses dynamic binaries and other CPUs at the
   CHECK(r.error_of("image(\"a\", scratch:copy(\"stat\", \"/app\", { static = true }))\n") == "");
   r.file("go.mod", kGoMod);
   r.file("main.go", "package main\n\nfunc main() {}\n");
-  CHECK(r.error_of("local go = require \"imgbuild.go\"\n"
-                   "image(\"a\", scratch:copy(go.build { env = { GOARCH = \"arm64\" } }, \"/app\", { static = true }))\n") ==
+  CHECK(r.error_of(
+            "local go = require \"imgbuild.go\"\n"
+            "image(\"a\", scratch:copy(go.build { env = { GOARCH = \"arm64\" } }, \"/app\", { static = true }))\n") ==
         "recipe.lua:2: copy: /app: built for aarch64, image is linux/amd64");
   CHECK(r.error_of("image(\"a\", scratch:copy(\"dyn\", \"/app\", { static = 1 }))\n") ==
         "recipe.lua:1: copy: static: expected true or false, got number");
@@ -172,7 +174,8 @@ TEST_CASE("inspect() gives a recipe the ELF facts of a context file", "[recipe][
                    "assert(f.interpreter == \"/lib64/ld-linux-x86-64.so.2\", \"interpreter\")\n"
                    "assert(f.needed[1] == \"libc.so.6\" and f.architecture == \"amd64\", \"needed\")\n"
                    "assert(f.go == nil, \"go\")\n") == "");
-  CHECK(r.error_of("local f = inspect(\"nope\")\n") == "recipe.lua:1: inspect: no such file in the build context: nope");
+  CHECK(r.error_of("local f = inspect(\"nope\")\n") ==
+        "recipe.lua:1: inspect: no such file in the build context: nope");
   CHECK(r.error_of("image(\"a\", scratch:doctor { ignore = { \"tsl\" } })\n") ==
         "recipe.lua:1: doctor: unknown warning 'tsl' (did you mean 'tls'?) (known: entrypoint, root, tls, tzdata)");
 }
@@ -198,7 +201,9 @@ TEST_CASE("cgo binaries: copy { static = true } names CGO_ENABLED=1, the doctor 
 
 TEST_CASE("a malformed ELF program is a located error, named by its image path", "[recipe][doctor]") {
   RecipeRun r;
-  r.file("app", std::string("\x7f" "ELF\x02\x01\x01", 7));
+  r.file("app", std::string("\x7f"
+                            "ELF\x02\x01\x01",
+                            7));
   std::filesystem::permissions(r.dir() / "app", std::filesystem::perms::owner_exec, std::filesystem::perm_options::add);
   CHECK(r.findings_of("image(\"a\", scratch:user \"1\":workdir \"/srv\":copy(\"app\", \"app\")\n"
                       "  :entrypoint { \"./app\" })\n") ==

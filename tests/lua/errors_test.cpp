@@ -8,8 +8,7 @@ using imgbuild::test::RecipeRun;
 
 TEST_CASE("a syntax error names its line", "[recipe][errors]") {
   RecipeRun r;
-  CHECK(r.error_of("local x = 1\nimage(\"a\", scratch:env { A = })\n") ==
-        "recipe.lua:2: unexpected symbol near '}'");
+  CHECK(r.error_of("local x = 1\nimage(\"a\", scratch:env { A = })\n") == "recipe.lua:2: unexpected symbol near '}'");
 }
 
 TEST_CASE("a wrong argument type names the method and the line", "[recipe][errors]") {
@@ -92,8 +91,8 @@ TEST_CASE("a typo in a method or global name gets a suggestion", "[recipe][error
 
 TEST_CASE("from and push check references and options at the recipe line", "[recipe][errors]") {
   RecipeRun r;
-  CHECK(r.error_of("image(\"a\", from \"Alpine:3.20\")\n").starts_with(
-      "recipe.lua:1: from: invalid image reference \"Alpine:3.20\": "));
+  CHECK(r.error_of("image(\"a\", from \"Alpine:3.20\")\n")
+            .starts_with("recipe.lua:1: from: invalid image reference \"Alpine:3.20\": "));
   CHECK(r.error_of("image(\"a\", from(\"alpine\", { platfrom = \"linux/arm64\" }))\n") ==
         "recipe.lua:1: from: unknown option 'platfrom' (did you mean 'platform'?)");
   CHECK(r.error_of("image(\"a\", from(\"alpine\", { platform = \"arm64\" }))\n") ==
@@ -103,15 +102,16 @@ TEST_CASE("from and push check references and options at the recipe line", "[rec
         "recipe.lua:2: push: expected an image as first argument, got string");
   CHECK(r.error_of("push(scratch, \"localhost:5000/a@sha256:" + std::string(64, 'a') + "\")\n") ==
         "recipe.lua:1: push: 'localhost:5000/a@sha256:" + std::string(64, 'a') + "' names a digest; push to a tag");
-  CHECK(r.error_of("push(scratch, \"localhost:5000/A:1\")\n").starts_with(
-      "recipe.lua:1: push: invalid image reference \"localhost:5000/A:1\": "));
+  CHECK(r.error_of("push(scratch, \"localhost:5000/A:1\")\n")
+            .starts_with("recipe.lua:1: push: invalid image reference \"localhost:5000/A:1\": "));
 }
 
 TEST_CASE("run checks its command and options at the recipe line", "[recipe][errors]") {
   RecipeRun r;
   CHECK(r.error_of("image(\"a\", scratch:run \"\")\n") == "recipe.lua:1: run: the command is empty");
   CHECK(r.error_of("image(\"a\", scratch:run {})\n") == "recipe.lua:1: run: the argv list is empty");
-  CHECK(r.error_of("image(\"a\", scratch:run { \"go\", 1 })\n") == "recipe.lua:1: run: argv[2]: expected a string, got number");
+  CHECK(r.error_of("image(\"a\", scratch:run { \"go\", 1 })\n") ==
+        "recipe.lua:1: run: argv[2]: expected a string, got number");
   CHECK(r.error_of("image(\"a\", scratch:run { \"go\", netwrok = \"none\" })\n") ==
         "recipe.lua:1: run: unknown option 'netwrok' (did you mean 'network'?)");
   CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { network = \"bridge\" }))\n") ==
@@ -149,8 +149,7 @@ TEST_CASE("an image name can be defined once", "[recipe][errors]") {
 
 TEST_CASE("errors raised by the recipe's own code keep Lua's location", "[recipe][errors]") {
   RecipeRun r;
-  CHECK(r.error_of("local t = nil\nlocal x = t.field\n") ==
-        "recipe.lua:2: attempt to index a nil value (local 't')");
+  CHECK(r.error_of("local t = nil\nlocal x = t.field\n") == "recipe.lua:2: attempt to index a nil value (local 't')");
   CHECK(r.error_of("error(\"stop here\")\n") == "recipe.lua:1: stop here");
   CHECK(r.error_of("error({})\n") == "(error object is a table value)");
   CHECK(r.error_of("os.exit(3)\n") ==

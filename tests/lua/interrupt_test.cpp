@@ -39,8 +39,9 @@ TEST_CASE("a recipe that loops for ever stops on a signal", "[recipe][interrupt]
   };
   CHECK(interrupted_by(r, "exists(\"localhost:5000/a:1\")\nwhile true do end\n") == SIGINT);
   // Catching the error does not keep the recipe running.
-  CHECK(interrupted_by(r, "exists(\"localhost:5000/a:1\")\nlocal ok = pcall(function() while true do end end)\n"
-                          "while true do end\n") == SIGINT);
+  CHECK(interrupted_by(r,
+                       "exists(\"localhost:5000/a:1\")\nlocal ok = pcall(function() while true do end end)\n"
+                       "while true do end\n") == SIGINT);
   // Nor does looping in a coroutine.
   CHECK(interrupted_by(r, "exists(\"localhost:5000/a:1\")\ncoroutine.wrap(function() while true do end end)()\n") ==
         SIGINT);

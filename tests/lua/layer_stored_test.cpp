@@ -36,8 +36,8 @@ struct StoredRun {
     std::mutex mutex;
     settings.layer_stored = [&](size_t node, const LayerBlob& layer) {
       std::lock_guard lock(mutex);
-      reports.push_back({r.relative(ev.graph.nodes.at(node).loc), layer.digest,
-                         store.verify_blob(layer.digest, layer.size)});
+      reports.push_back(
+          {r.relative(ev.graph.nodes.at(node).loc), layer.digest, store.verify_blob(layer.digest, layer.size)});
     };
     Builder builder(ev.graph, store, settings);
     for (auto& t : ev.graph.targets) built.push_back(builder.build(t.node));

@@ -101,8 +101,8 @@ TEST_CASE("exists: one question to the registry, about the normalised reference"
   };
   CHECK(evaluation_error(r, "\nlocal found = exists \"localhost:5000/app:1\"\n") ==
         "recipe.lua:2: exists: localhost:5000/app:1: registry said: UNAUTHORIZED: authentication required");
-  CHECK(evaluation_error(r, "local found = exists \"Alpine\"\n").starts_with(
-      "recipe.lua:1: exists: invalid image reference \"Alpine\": "));
+  CHECK(evaluation_error(r, "local found = exists \"Alpine\"\n")
+            .starts_with("recipe.lua:1: exists: invalid image reference \"Alpine\": "));
 }
 
 TEST_CASE("exists and cached fail without registry access", "[recipe][exists][cached][errors]") {

@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
-#include "build/builder.hpp"
 #include "base/fs.hpp"
+#include "build/builder.hpp"
 #include "lua/recipe.hpp"
 
 namespace imgbuild::test {

@@ -60,7 +60,8 @@ TEST_CASE("a recipe cannot break the engine's own checks", "[recipe][robustness]
   RecipeRun r;
   CHECK(r.error_of("type, pairs, ipairs, error, tostring = nil, nil, nil, nil, nil\n"
                    "string.format, table.concat, string.sub = nil, nil, nil\n"
-                   "image(\"a\", scratch:env(5))\n") == "recipe.lua:3: env: expected a table of NAME = value, got number");
+                   "image(\"a\", scratch:env(5))\n") ==
+        "recipe.lua:3: env: expected a table of NAME = value, got number");
   // The recipe's own string methods still work, and so do the ones it adds.
   CHECK(r.error_of("function string.shout(s) return s:upper() .. \"!\" end\n"
                    "assert((\"hi\"):shout() == \"HI!\")\n") == "");
@@ -79,7 +80,8 @@ TEST_CASE("a recipe cannot break the engine's own checks", "[recipe][robustness]
 TEST_CASE("io and os stay available to recipes", "[recipe][robustness]") {
   RecipeRun r;
   r.file("VERSION", "1.4.2\n");
-  CHECK(r.error_of("local f = assert(io.open(\"" + r.dir().string() + "/VERSION\"))\n"
+  CHECK(r.error_of("local f = assert(io.open(\"" + r.dir().string() +
+                   "/VERSION\"))\n"
                    "local v = f:read(\"l\")\nf:close()\n"
                    "assert(v == \"1.4.2\" and os.getenv(\"PATH\") and os.time() > 0)\n"
                    "image(\"a\", scratch:label { version = v }:entrypoint { \"/x\" })\n") == "");

@@ -27,8 +27,10 @@ Lines steps_of(const Evaluation& ev) {
       for (auto& s : copy->sources) {
         if (s.file_node) {
           const Node& f = ev.graph.nodes[*s.file_node];
-          if (auto* host = std::get_if<HostBuildOp>(&f.op)) what += "[" + host->description + " -> " + host->output_name + "]";
-          else what += "[host file]";
+          if (auto* host = std::get_if<HostBuildOp>(&f.op))
+            what += "[" + host->description + " -> " + host->output_name + "]";
+          else
+            what += "[host file]";
         } else {
           what += s.context_path;
         }
@@ -64,15 +66,11 @@ TEST_CASE("service.image: binary, certificates, labels from ci, a non-root user"
       "image(\"api\", service.image { main = \"cmd/api\", port = 8080, tzdata = true,\n"
       "  env = { GIN_MODE = \"release\" }, args = { \"--quiet\" }, go = { tags = { \"netgo\" } } })\n");
   CHECK(steps_of(ev) ==
-        Lines{"cmd [\"--quiet\"]",
-              "entrypoint [\"/usr/local/bin/api\"]",
-              "user \"65534\"",
-              "expose [\"8080/tcp\"]",
+        Lines{"cmd [\"--quiet\"]", "entrypoint [\"/usr/local/bin/api\"]", "user \"65534\"", "expose [\"8080/tcp\"]",
               "label {\"org.opencontainers.image.revision\":\"0123456789abcdef0123456789abcdef01234567\","
               "\"org.opencontainers.image.source\":\"https://github.com/team/api\","
               "\"org.opencontainers.image.title\":\"api\"}",
-              "env {\"GIN_MODE\":\"release\"}",
-              "copy [host file] /usr/share/zoneinfo/",
+              "env {\"GIN_MODE\":\"release\"}", "copy [host file] /usr/share/zoneinfo/",
               "copy [host file] /etc/ssl/certs/ca-certificates.crt",
               "copy [go build cmd/api -> api] /usr/local/bin/api static"});
   // Every step is the recipe's line: the module's own lines are not the user's.
@@ -83,7 +81,7 @@ TEST_CASE("service.image: binary, certificates, labels from ci, a non-root user"
     if (auto* b = std::get_if<HostBuildOp>(&node.op)) build = b;
   REQUIRE(build);
   CHECK(build->argv == std::vector<std::string>{"go", "build", "-buildvcs=false", "-ldflags=-s -w", "-trimpath",
-                                               "-tags=netgo", "-o", "${OUT}", "."});
+                                                "-tags=netgo", "-o", "${OUT}", "."});
 }
 
 TEST_CASE("service.image: defaults, and given labels win", "[recipe][service]") {
@@ -93,13 +91,11 @@ TEST_CASE("service.image: defaults, and given labels win", "[recipe][service]") 
       "image(\"api\", service.image { source = \"https://example.com/x\", version = \"1.0\", user = 10001,\n"
       "  labels = { [\"org.opencontainers.image.title\"] = \"X\" } })\n");
   // Outside CI and a repository, ci gives no revision.
-  CHECK(steps_of(ev) ==
-        Lines{"entrypoint [\"/usr/local/bin/app\"]",
-              "user \"10001\"",
-              "label {\"org.opencontainers.image.source\":\"https://example.com/x\","
-              "\"org.opencontainers.image.title\":\"X\",\"org.opencontainers.image.version\":\"1.0\"}",
-              "copy [host file] /etc/ssl/certs/ca-certificates.crt",
-              "copy [go build . -> app] /usr/local/bin/app static"});
+  CHECK(steps_of(ev) == Lines{"entrypoint [\"/usr/local/bin/app\"]", "user \"10001\"",
+                              "label {\"org.opencontainers.image.source\":\"https://example.com/x\","
+                              "\"org.opencontainers.image.title\":\"X\",\"org.opencontainers.image.version\":\"1.0\"}",
+                              "copy [host file] /etc/ssl/certs/ca-certificates.crt",
+                              "copy [go build . -> app] /usr/local/bin/app static"});
 }
 
 TEST_CASE("service.image: bad options fail at the caller's line", "[recipe][service]") {
@@ -153,7 +149,8 @@ TEST_CASE("service.image: a TLS and time zone client passes the doctor", "[recip
   r.file("go.mod", "module example.com/svc\n\ngo 1.19\n");
   r.file("main.go",
          "package main\n\nimport (\"fmt\"; \"net/http\"; \"time\")\n\n"
-         "func main() { l, _ := time.LoadLocation(\"Europe/Berlin\"); fmt.Println(l); http.Get(\"https://example.com\") }\n");
+         "func main() { l, _ := time.LoadLocation(\"Europe/Berlin\"); fmt.Println(l); "
+         "http.Get(\"https://example.com\") }\n");
   CHECK(r.findings_of("local service = require \"imgbuild.service\"\n"
                       "image(\"a\", service.image { port = 8080 })\n") ==
         Lines{"warning[tzdata] recipe.lua:2: entrypoint /usr/local/bin/app loads time zones but the image has no "

@@ -468,10 +468,12 @@ TEST_CASE("a file and a directory at the same path is an error", "[context]") {
   fs::create_directories(c.root / "d2" / "sub");
 
   SECTION("directory first, then the file") {
-    REQUIRE_THAT(plan_error(c, {"d", "sub"}, "/out/"), Contains("/out/sub") && Contains("as a file and as a directory"));
+    REQUIRE_THAT(plan_error(c, {"d", "sub"}, "/out/"),
+                 Contains("/out/sub") && Contains("as a file and as a directory"));
   }
   SECTION("file first, then the directory") {
-    REQUIRE_THAT(plan_error(c, {"sub", "d"}, "/out/"), Contains("/out/sub") && Contains("as a file and as a directory"));
+    REQUIRE_THAT(plan_error(c, {"sub", "d"}, "/out/"),
+                 Contains("/out/sub") && Contains("as a file and as a directory"));
   }
   SECTION("file and an empty directory") {
     CHECK_THAT(plan_error(c, {"sub", "d2"}, "/out/"), Contains("/out/sub") && Contains("as a file and as a directory"));

@@ -117,8 +117,9 @@ TEST_CASE("config.json is found under DOCKER_CONFIG, else HOME/.docker", "[crede
   CHECK(Credentials::load({{"HOME", home.path.string()}}).lookup("ghcr.io") == user_pass("home", "pw"));
 
   Config other(R"({"auths": {"ghcr.io": {"auth": "ZGM6cHc="}}})");
-  CHECK(Credentials::load({{"HOME", home.path.string()}, {"DOCKER_CONFIG", other.dir.path.string()}})
-            .lookup("ghcr.io") == user_pass("dc", "pw"));
+  CHECK(
+      Credentials::load({{"HOME", home.path.string()}, {"DOCKER_CONFIG", other.dir.path.string()}}).lookup("ghcr.io") ==
+      user_pass("dc", "pw"));
   // An empty DOCKER_CONFIG is unset, as in docker.
   CHECK(Credentials::load({{"HOME", home.path.string()}, {"DOCKER_CONFIG", ""}}).lookup("ghcr.io") ==
         user_pass("home", "pw"));
@@ -127,7 +128,8 @@ TEST_CASE("config.json is found under DOCKER_CONFIG, else HOME/.docker", "[crede
 TEST_CASE("auths entries and their key forms", "[credentials]") {
   Config config(std::string(R"({
     "auths": {
-      "https://index.docker.io/v1/": {"auth": ")") + kUserAuth + R"("},
+      "https://index.docker.io/v1/": {"auth": ")") +
+                kUserAuth + R"("},
       "ghcr.io": {"username": "fields", "password": "CANARY-p"},
       "http://localhost:5000/v2/": {"auth": "bG9jYWw6cHc="},
       "https://registry.example.com/some/path": {"auth": "ZXg6cHc=", "identitytoken": "CANARY-refresh"},

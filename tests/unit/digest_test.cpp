@@ -143,6 +143,7 @@ TEST_CASE("Hasher: md5 and sha256 by name, files read in chunks", "[digest]") {
   Hasher from_file("sha256");
   from_file.update_file((dir.path / "big").string());
   REQUIRE(from_file.finish_hex() == sha256_of(data).hex());
-  REQUIRE(error_of([&] { Hasher("md5").update_file((dir.path / "missing").string()); }).starts_with(
-      (dir.path / "missing").string() + ": "));
+  REQUIRE(error_of([&] {
+            Hasher("md5").update_file((dir.path / "missing").string());
+          }).starts_with((dir.path / "missing").string() + ": "));
 }

@@ -275,8 +275,7 @@ TEST_CASE("invalid patterns name their line", "[dockerignore]") {
   REQUIRE(parse_error("x[^]\n") == "line 1: empty character class in \"x[^]\"");
   REQUIRE(parse_error("x[a-]\n") == "line 1: range without an end in character class in \"x[a-]\"");
   REQUIRE(parse_error("x[-a]\n") == "line 1: unescaped '-' in character class in \"x[-a]\"");
-  REQUIRE(parse_error("\n\n\n!x[z-a]\n") ==
-          "line 4: backwards range 'z-a' in character class in \"!x[z-a]\"");
+  REQUIRE(parse_error("\n\n\n!x[z-a]\n") == "line 4: backwards range 'z-a' in character class in \"!x[z-a]\"");
   REQUIRE(parse_error("[\\") == "line 1: unterminated character class in \"[\\\"");
   SECTION("valid lines around them parse") {
     REQUIRE(parse_error("[a-z]\n[\\-]\n[]a]x]") == "line 3: empty character class in \"[]a]x]\"");

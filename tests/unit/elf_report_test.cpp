@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "inspect/elf.hpp"
 #include "elf_fixtures.hpp"
+#include "inspect/elf.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::elf_json;
@@ -79,10 +79,13 @@ TEST_CASE("report: static Go binary", "[elf]") {
   CHECK_NOTHROW(j.dump());
 
   CHECK(elf_text_report("build/app", info) ==
-        "build/app: ELF 64-bit little-endian " + kMachine + " (linux/" + kArch + "), static, not stripped\n"
-        "  " + go + " example.com/hello (devel); CGO_ENABLED=0 GOOS=linux GOARCH=" + kArch + " -trimpath=true\n"
-        "  crypto/x509: not linked\n"
-        "  time zones: not loaded by name\n");
+        "build/app: ELF 64-bit little-endian " + kMachine + " (linux/" + kArch +
+            "), static, not stripped\n"
+            "  " +
+            go + " example.com/hello (devel); CGO_ENABLED=0 GOOS=linux GOARCH=" + kArch +
+            " -trimpath=true\n"
+            "  crypto/x509: not linked\n"
+            "  time zones: not loaded by name\n");
 }
 
 TEST_CASE("report: Go binaries that need CA certificates or zoneinfo", "[elf]") {
@@ -93,27 +96,33 @@ TEST_CASE("report: Go binaries that need CA certificates or zoneinfo", "[elf]") 
   ElfInfo stripped = inspect_elf(go_binary("hello-stripped", "", "-ldflags='-s -w'", "."));
   CHECK(elf_json(stripped)["stripped"] == true);
   CHECK(elf_json(stripped)["go"]["settings"]["-ldflags"] == "-s -w");
-  CHECK(elf_text_report("app", stripped) ==
-        "app: " + head + ", stripped\n"
-        "  " + go + " example.com/hello (devel); CGO_ENABLED=0 GOOS=linux GOARCH=" + kArch + " -ldflags=\"-s -w\"\n"
-        "  crypto/x509: not linked\n"
-        "  time zones: not loaded by name\n");
+  CHECK(elf_text_report("app", stripped) == "app: " + head +
+                                                ", stripped\n"
+                                                "  " +
+                                                go +
+                                                " example.com/hello (devel); CGO_ENABLED=0 GOOS=linux GOARCH=" + kArch +
+                                                " -ldflags=\"-s -w\"\n"
+                                                "  crypto/x509: not linked\n"
+                                                "  time zones: not loaded by name\n");
 
   ElfInfo web = inspect_elf(go_binary("web", "", "", "./web"));
   CHECK(elf_json(web)["go"]["uses_x509"] == true);
   CHECK(elf_json(web)["go"]["deps"] == json::array());
-  CHECK(elf_text_report("web", web) ==
-        "web: " + head + ", not stripped\n"
-        "  " + go + " example.com/hello/web (devel); CGO_ENABLED=0 GOOS=linux GOARCH=" + kArch + "\n"
-        "  crypto/x509: linked (needs CA certificates in the image)\n"
-        "  time zones: not loaded by name\n");
+  CHECK(elf_text_report("web", web) == "web: " + head +
+                                           ", not stripped\n"
+                                           "  " +
+                                           go +
+                                           " example.com/hello/web (devel); CGO_ENABLED=0 GOOS=linux GOARCH=" + kArch +
+                                           "\n"
+                                           "  crypto/x509: linked (needs CA certificates in the image)\n"
+                                           "  time zones: not loaded by name\n");
 
   ElfInfo zone = inspect_elf(go_binary("zone", "", "", "./zone"));
   CHECK(elf_json(zone)["go"]["loads_zoneinfo"] == true);
   CHECK(elf_json(zone)["go"]["embeds_tzdata"] == false);
-  CHECK(elf_text_report("zone", zone).ends_with(
-      "  crypto/x509: not linked\n"
-      "  time zones: loaded by name (needs /usr/share/zoneinfo in the image)\n"));
+  CHECK(elf_text_report("zone", zone)
+            .ends_with("  crypto/x509: not linked\n"
+                       "  time zones: loaded by name (needs /usr/share/zoneinfo in the image)\n"));
 
   ElfInfo tz = inspect_elf(go_binary("tz", "", "", "./tz"));
   CHECK(elf_json(tz)["go"]["loads_zoneinfo"] == true);
@@ -140,10 +149,12 @@ TEST_CASE("report: dynamic C binary", "[elf]") {
   CHECK(j["stripped"] == false);
   CHECK(j["go"].is_null());
 
-  CHECK(elf_text_report("build/dyn", info) ==
-        "build/dyn: ELF 64-bit little-endian " + kMachine + " (linux/" + kArch + "), dynamic, not stripped\n"
-        "  interpreter " + kInterp + ", needs libc.so.6\n"
-        "  the image must contain this interpreter and this library\n");
+  CHECK(elf_text_report("build/dyn", info) == "build/dyn: ELF 64-bit little-endian " + kMachine + " (linux/" + kArch +
+                                                  "), dynamic, not stripped\n"
+                                                  "  interpreter " +
+                                                  kInterp +
+                                                  ", needs libc.so.6\n"
+                                                  "  the image must contain this interpreter and this library\n");
 }
 
 TEST_CASE("report: non-ELF file", "[elf]") {
@@ -218,8 +229,7 @@ TEST_CASE("report: values real fixtures do not show", "[elf]") {
     CHECK(j["interpreter"] == "/lib/ld\n\x1b[31m.so");
     // Each byte of the bad sequences (a lone 0xff, an overlong NUL, a UTF-16
     // surrogate) becomes U+FFFD; valid UTF-8 is kept.
-    CHECK(j["needed"][0] ==
-          "lib\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx.so");
+    CHECK(j["needed"][0] == "lib\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx.so");
     CHECK(j["go"]["path"] == "caf\xc3\xa9");
     CHECK_NOTHROW(j.dump());
     CHECK(elf_text_report("bad\nname", info) ==

@@ -177,8 +177,16 @@ struct ElfBuilder {
   }
 };
 
-const std::string kSentinelStart("0w\xaf\x0c\x92t\x08\x02" "A\xe1\xc1\x07\xe6\xd6\x18\xe6", 16);
-const std::string kSentinelEnd("\xf9" "2C1\x86\x18 r\x00\x82" "B\x10" "A\x16\xd8\xf2", 16);
+const std::string kSentinelStart(
+    "0w\xaf\x0c\x92t\x08\x02"
+    "A\xe1\xc1\x07\xe6\xd6\x18\xe6",
+    16);
+const std::string kSentinelEnd(
+    "\xf9"
+    "2C1\x86\x18 r\x00\x82"
+    "B\x10"
+    "A\x16\xd8\xf2",
+    16);
 
 std::string uvarint(std::uint64_t v) {
   std::string s;
@@ -218,7 +226,7 @@ constexpr std::uint64_t kBase = 0x10000;
 // Where the interesting bytes of the fixture below live, for patching.
 struct DynamicFixture {
   ElfBuilder builder;
-  std::size_t dyn_rel = 0;     // DT_NEEDED, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_NULL
+  std::size_t dyn_rel = 0;  // DT_NEEDED, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_NULL
   std::size_t dynstr_rel = 0;
   std::size_t buildinfo_rel = 0;
 };
@@ -244,14 +252,15 @@ DynamicFixture dynamic_fixture() {
   e.set(f.dyn_rel + 56, 21, 8);
   std::string info = go_header(8, 2) + uvarint(6) + "go1.99" + uvarint(kModinfo.size()) + kModinfo;
   f.buildinfo_rel = e.add(info, 16);
-  std::size_t pcln = e.add(std::string("\0main.main\0crypto/x509.(*CertPool).AddCert\0example.com/time/tzdata.F\0", 69));
+  std::size_t pcln =
+      e.add(std::string("\0main.main\0crypto/x509.(*CertPool).AddCert\0example.com/time/tzdata.F\0", 69));
   std::size_t strtab = e.add(std::string("\0main.main\0", 11));
   std::size_t symtab = e.add(std::string(48, '\0'), 8);
   const std::uint64_t size = e.payload.size();
   e.phdrs = {
-      {1, 6, 0, kBase, size},                              // PT_LOAD RW
-      {3, 4, interp, kBase + interp, 18},                  // PT_INTERP
-      {2, 6, f.dyn_rel, kBase + f.dyn_rel, 80},            // PT_DYNAMIC
+      {1, 6, 0, kBase, size},                    // PT_LOAD RW
+      {3, 4, interp, kBase + interp, 18},        // PT_INTERP
+      {2, 6, f.dyn_rel, kBase + f.dyn_rel, 80},  // PT_DYNAMIC
   };
   e.sections = {
       {".interp", 1, kBase + interp, interp, 18},
@@ -799,11 +808,14 @@ TEST_CASE("hostile: Go build info", "[elf]") {
   const std::string inl = go_header(8, 2);
   CHECK(outcome(with_buildinfo(inl + uvarint(6) + "go1.99" + "\x80\x80")) ==
         "error: Go build info: varint length of module info runs past end of data");
-  CHECK(outcome(with_buildinfo(inl + "\xff")) == "error: Go build info: varint length of version runs past end of data");
+  CHECK(outcome(with_buildinfo(inl + "\xff")) ==
+        "error: Go build info: varint length of version runs past end of data");
   CHECK(outcome(with_buildinfo(inl + std::string(10, '\xff') + "\x01")) ==
         "error: Go build info: varint length of version overflows 64 bits");
-  CHECK(outcome(with_buildinfo(inl + uvarint(1000) + "go1.99")) == "error: Go build info: version runs past end of data");
-  CHECK(outcome(with_buildinfo(inl + uvarint(UINT64_MAX) + "go")) == "error: Go build info: version runs past end of data");
+  CHECK(outcome(with_buildinfo(inl + uvarint(1000) + "go1.99")) ==
+        "error: Go build info: version runs past end of data");
+  CHECK(outcome(with_buildinfo(inl + uvarint(UINT64_MAX) + "go")) ==
+        "error: Go build info: version runs past end of data");
   CHECK(outcome(with_buildinfo(inl.substr(0, 20))) == "error: truncated Go build info header");
   CHECK(outcome(with_buildinfo(go_header(3, 0))) == "error: invalid pointer size 3 in Go build info");
 
@@ -840,9 +852,14 @@ TEST_CASE("hostile: random corruption never crashes", "[elf]") {
     for (int n = count(rng); n > 0; --n) {
       std::size_t at = pos(rng);
       switch (special(rng)) {
-        case 0: b[at] = 0xff; break;
-        case 1: b[at] = 0; break;
-        default: b[at] = static_cast<unsigned char>(byte(rng));
+        case 0:
+          b[at] = 0xff;
+          break;
+        case 1:
+          b[at] = 0;
+          break;
+        default:
+          b[at] = static_cast<unsigned char>(byte(rng));
       }
     }
     std::string o = outcome(b);

@@ -244,7 +244,10 @@ TEST_CASE("FileLock excludes a second process", "[fs]") {
   // Released on destruction: now the child gets it.
   REQUIRE(probe_lock_in_child(lock_path) == 1);
   // And again after a second FileLock comes and goes.
-  { FileLock again(lock_path); REQUIRE(probe_lock_in_child(lock_path) == 0); }
+  {
+    FileLock again(lock_path);
+    REQUIRE(probe_lock_in_child(lock_path) == 0);
+  }
   REQUIRE(probe_lock_in_child(lock_path) == 1);
 }
 
@@ -268,7 +271,9 @@ TEST_CASE("FileLock blocks a second FileLock until released", "[fs]") {
     ::_exit(0);
   }
   ::close(pipefd[1]);
-  struct pollfd pfd {pipefd[0], POLLIN, 0};
+  struct pollfd pfd {
+    pipefd[0], POLLIN, 0
+  };
   int ready = ::poll(&pfd, 1, 300);
   bool acquired_while_held = ready > 0;
   lock.reset();  // release: the child may proceed now

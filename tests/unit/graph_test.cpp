@@ -5,9 +5,9 @@
 
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <variant>
 #include <vector>
-#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -180,7 +180,7 @@ TEST_CASE("Graph::from_json refuses malformed descriptions", "[graph]") {
     b["nodes"][1]["parent"] = 1;
     REQUIRE(graph_error(b) == "malformed build graph: node 2: unexpected parent");
     json c = json{{"nodes", json::array({json{{"kind", "scratch"}, {"loc", "r:1"}},
-                                          json{{"kind", "scratch"}, {"loc", "r:2"}, {"parent", 1}}})}};
+                                         json{{"kind", "scratch"}, {"loc", "r:2"}, {"parent", 1}}})}};
     REQUIRE(graph_error(c) == "malformed build graph: node 2: unexpected parent");
   }
   SECTION("a target that is a file or out of range") {

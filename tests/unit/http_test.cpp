@@ -33,7 +33,8 @@ TEST_CASE("resolve_url follows every form of Location", "[http]") {
   std::string base = "http://127.0.0.1:5000/v2/a/blobs/uploads/?mount=x";
   CHECK(resolve_url(base, "https://cdn.example.com/b?sig=1") == "https://cdn.example.com/b?sig=1");
   CHECK(resolve_url(base, "//cdn.example.com/b") == "http://cdn.example.com/b");
-  CHECK(resolve_url(base, "/v2/a/blobs/uploads/uuid?_state=s") == "http://127.0.0.1:5000/v2/a/blobs/uploads/uuid?_state=s");
+  CHECK(resolve_url(base, "/v2/a/blobs/uploads/uuid?_state=s") ==
+        "http://127.0.0.1:5000/v2/a/blobs/uploads/uuid?_state=s");
   CHECK(resolve_url(base, "uuid?_state=s") == "http://127.0.0.1:5000/v2/a/blobs/uploads/uuid?_state=s");
   CHECK(resolve_url("http://h/v2/a/blobs/uploads/uuid", "next") == "http://h/v2/a/blobs/uploads/next");
   // A path that merely contains "://" is still relative.

@@ -20,8 +20,8 @@ using imgbuild::Digest;
 using imgbuild::Image;
 using imgbuild::LayerBlob;
 using imgbuild::Platform;
-using imgbuild::RuntimeConfig;
 using imgbuild::rfc3339;
+using imgbuild::RuntimeConfig;
 using imgbuild::sha256_of;
 using namespace imgbuild::test;
 using Catch::Matchers::Contains;
@@ -224,8 +224,10 @@ TEST_CASE("Platform::host names this machine in OCI terms", "[image]") {
   struct utsname u {};
   REQUIRE(::uname(&u) == 0);
   std::string m = u.machine;
-  if (m == "x86_64") REQUIRE(p.str() == "linux/amd64");
-  else if (m == "aarch64") REQUIRE(p.str() == "linux/arm64");
+  if (m == "x86_64")
+    REQUIRE(p.str() == "linux/amd64");
+  else if (m == "aarch64")
+    REQUIRE(p.str() == "linux/arm64");
   REQUIRE(Platform::parse(p.str()) == p);
 }
 
@@ -264,19 +266,32 @@ TEST_CASE("StoredImage::total_size sums manifest, config and layers", "[image]")
 }
 
 TEST_CASE("image_from_documents reads a Docker base image to build on", "[image]") {
-  json manifest = {{"schemaVersion", 2},
-                   {"mediaType", imgbuild::media_type::kDockerManifest},
-                   {"config", {{"mediaType", imgbuild::media_type::kDockerConfig}, {"digest", dg('c').str()}, {"size", 10u}}},
-                   {"layers", {{{"mediaType", imgbuild::media_type::kDockerLayerGzip}, {"digest", dg('1').str()}, {"size", 100u}},
-                               {{"mediaType", imgbuild::media_type::kLayerZstd}, {"digest", dg('2').str()}, {"size", 200u}}}}};
-  json config = {{"architecture", "arm64"}, {"os", "linux"}, {"variant", "v8"},
-                 {"config", {{"Env", {"PATH=/bin"}}, {"Cmd", {"/bin/sh"}}, {"Entrypoint", nullptr},
-                             {"WorkingDir", "/w"}, {"User", ""}, {"ExposedPorts", {{"80/tcp", json::object()}}},
-                             {"Labels", {{"a", "b"}}}, {"Healthcheck", {{"Test", {"CMD", "true"}}}},
-                             {"OnBuild", nullptr}, {"ArgsEscaped", false}, {"Shell", {"/bin/ash", "-c"}}}},
+  json manifest = {
+      {"schemaVersion", 2},
+      {"mediaType", imgbuild::media_type::kDockerManifest},
+      {"config", {{"mediaType", imgbuild::media_type::kDockerConfig}, {"digest", dg('c').str()}, {"size", 10u}}},
+      {"layers",
+       {{{"mediaType", imgbuild::media_type::kDockerLayerGzip}, {"digest", dg('1').str()}, {"size", 100u}},
+        {{"mediaType", imgbuild::media_type::kLayerZstd}, {"digest", dg('2').str()}, {"size", 200u}}}}};
+  json config = {{"architecture", "arm64"},
+                 {"os", "linux"},
+                 {"variant", "v8"},
+                 {"config",
+                  {{"Env", {"PATH=/bin"}},
+                   {"Cmd", {"/bin/sh"}},
+                   {"Entrypoint", nullptr},
+                   {"WorkingDir", "/w"},
+                   {"User", ""},
+                   {"ExposedPorts", {{"80/tcp", json::object()}}},
+                   {"Labels", {{"a", "b"}}},
+                   {"Healthcheck", {{"Test", {"CMD", "true"}}}},
+                   {"OnBuild", nullptr},
+                   {"ArgsEscaped", false},
+                   {"Shell", {"/bin/ash", "-c"}}}},
                  {"rootfs", {{"type", "layers"}, {"diff_ids", {dg('a').str(), dg('b').str()}}}},
-                 {"history", {{{"created", "2024-01-01T00:00:00Z"}, {"created_by", "ADD rootfs"}, {"author", "x"}},
-                              {{"created", "2024-01-02T00:00:00Z"}, {"created_by", "CMD sh"}, {"empty_layer", true}}}}};
+                 {"history",
+                  {{{"created", "2024-01-01T00:00:00Z"}, {"created_by", "ADD rootfs"}, {"author", "x"}},
+                   {{"created", "2024-01-02T00:00:00Z"}, {"created_by", "CMD sh"}, {"empty_layer", true}}}}};
   Image image = imgbuild::image_from_documents(manifest, config);
   CHECK(image.platform == Platform{"linux", "arm64", "v8"});
   CHECK(image.config.env == std::vector<std::string>{"PATH=/bin"});
@@ -308,11 +323,13 @@ TEST_CASE("image_from_documents rejects what it cannot build on", "[image]") {
   auto layers = [](const char* type) {
     return json{{"layers", {{{"mediaType", type}, {"digest", dg('1').str()}, {"size", 1u}}}}};
   };
-  CHECK(error_of([&] { imgbuild::image_from_documents(layers("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"), config); }) ==
-        "unsupported layer type 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip'");
+  CHECK(error_of([&] {
+          imgbuild::image_from_documents(layers("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"), config);
+        }) == "unsupported layer type 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip'");
   json two = layers(imgbuild::media_type::kLayerGzip);
   two["layers"].push_back(two["layers"][0]);
-  CHECK(error_of([&] { imgbuild::image_from_documents(two, config); }) == "the config lists 1 layer diff IDs for 2 layers");
+  CHECK(error_of([&] { imgbuild::image_from_documents(two, config); }) ==
+        "the config lists 1 layer diff IDs for 2 layers");
   CHECK(error_of([&] { imgbuild::image_from_documents(json::object(), config); }) == "the manifest has no layer list");
   json bad_env = config;
   bad_env["config"] = {{"Env", "PATH=/bin"}};

@@ -21,7 +21,7 @@ namespace {
 
 struct TarEntry {
   std::string path;
-  char type = 'f';  ///< f file, d dir, l symlink, h hard link
+  char type = 'f';   ///< f file, d dir, l symlink, h hard link
   std::string data;  ///< file contents, or the link target
   unsigned mode = 0644;
 };
@@ -37,7 +37,9 @@ void write_layer(const std::filesystem::path& path, const std::vector<TarEntry>&
     archive_entry_set_pathname(e.get(), t.path.c_str());
     archive_entry_set_perm(e.get(), t.mode);
     switch (t.type) {
-      case 'd': archive_entry_set_filetype(e.get(), AE_IFDIR); break;
+      case 'd':
+        archive_entry_set_filetype(e.get(), AE_IFDIR);
+        break;
       case 'l':
         archive_entry_set_filetype(e.get(), AE_IFLNK);
         archive_entry_set_symlink(e.get(), t.data.c_str());
@@ -63,7 +65,10 @@ bool exists(const ImageTree& tree, const std::string& path) { return tree.resolv
 TEST_CASE("pulled layers apply with whiteouts, opaque folders and hard links", "[image_tree]") {
   ScratchDir s;
   write_layer(s.path / "1", {{"bin/", 'd', "", 0755},
-                             {"bin/busybox", 'f', "\x7f" "ELF...", 0755},
+                             {"bin/busybox", 'f',
+                              "\x7f"
+                              "ELF...",
+                              0755},
                              {"bin/sh", 'l', "busybox"},
                              {"etc/passwd", 'f', "root:x:0:0::/:/bin/sh\n"},
                              {"etc/old", 'f', "old"},
@@ -98,12 +103,18 @@ TEST_CASE("pulled layers apply with whiteouts, opaque folders and hard links", "
   REQUIRE(sh);
   CHECK(sh->path == "/bin/busybox");
   CHECK(sh->file->mode == 0755);
-  CHECK(tree.contents(*sh->file, 100) == "\x7f" "ELF...");
-  CHECK(tree.contents(*sh->file, 4) == "\x7f" "ELF");
+  CHECK(tree.contents(*sh->file, 100) ==
+        "\x7f"
+        "ELF...");
+  CHECK(tree.contents(*sh->file, 4) ==
+        "\x7f"
+        "ELF");
   // A hard link reads the bytes of the file it links to.
   auto ash = tree.resolve("/bin/ash");
   REQUIRE(ash);
-  CHECK(tree.contents(*ash->file, 100) == "\x7f" "ELF...");
+  CHECK(tree.contents(*ash->file, 100) ==
+        "\x7f"
+        "ELF...");
 }
 
 TEST_CASE("a pulled layer is read only when the tree is asked something", "[image_tree]") {
@@ -120,8 +131,12 @@ TEST_CASE("a pulled layer is read only when the tree is asked something", "[imag
 
 TEST_CASE("a layer replaces lower paths; a copy of a tree keeps what it had", "[image_tree]") {
   ScratchDir s;
-  write_layer(s.path / "1", {{"a/", 'd', "", 0755}, {"a/x", 'f', "x1"}, {"a.txt", 'f', "t"}, {"a-b/y", 'f', "y"},
-                             {"keep/z", 'f', "z"}, {"f", 'f', "old"}});
+  write_layer(s.path / "1", {{"a/", 'd', "", 0755},
+                             {"a/x", 'f', "x1"},
+                             {"a.txt", 'f', "t"},
+                             {"a-b/y", 'f', "y"},
+                             {"keep/z", 'f', "z"},
+                             {"f", 'f', "old"}});
   // A file where a folder stood drops the folder's contents, but not "a.txt" or "a-b/y",
   // which sort between "a" and "a/x"; a folder where a folder stood keeps them.
   write_layer(s.path / "2", {{"a", 'f', "now a file", 0600}, {"keep/", 'd', "", 0700}, {"f", 'f', "new"}});

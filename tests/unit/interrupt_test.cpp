@@ -150,7 +150,8 @@ TEST_CASE("an interrupted layer leaves no partial blob", "[interrupt]") {
 TEST_CASE("an interrupted unpack removes the root it made", "[interrupt]") {
   ClearInterrupt clear;
   ScratchDir dir;
-  std::vector<imgbuild::LayerEntry> entries = {{"f", imgbuild::LayerEntry::Type::File, 0644, 0, 0, dir.path / "f", 2, ""}};
+  std::vector<imgbuild::LayerEntry> entries = {
+      {"f", imgbuild::LayerEntry::Type::File, 0644, 0, 0, dir.path / "f", 2, ""}};
   spit(dir.path / "f", "f\n");
   imgbuild::LayerBlob blob = imgbuild::write_layer(entries, dir.path / "blobs", {});
   set_interrupt_for_testing(SIGINT);

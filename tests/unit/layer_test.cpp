@@ -237,7 +237,9 @@ struct Fixture {
   Fixture() {
     fs::create_directories(src);
     spit(src / "cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
-    spit(src / "app", std::string("\x7f" "ELF binary\0\x01\x02", 15));
+    spit(src / "app", std::string("\x7f"
+                                  "ELF binary\0\x01\x02",
+                                  15));
     spit(src / "empty", "");
     spit(src / "readme", "hello layer\n");
   }
@@ -327,7 +329,8 @@ TEST_CASE("files read ahead on several threads reach the tar whole and in order"
   auto sized = [&](size_t size, int salt) {
     std::string bytes;
     bytes.reserve(size);
-    for (size_t at = 0; bytes.size() < size; ++at) bytes += static_cast<char>(pattern[(at + salt) % pattern.size()] ^ salt);
+    for (size_t at = 0; bytes.size() < size; ++at)
+      bytes += static_cast<char>(pattern[(at + salt) % pattern.size()] ^ salt);
     return bytes;
   };
   const std::vector<size_t> big = {256 << 10, (256 << 10) + 1, (5 << 20) + 3, 0, (1 << 20) - 1};
@@ -447,7 +450,9 @@ TEST_CASE("write_layer writes sorted entries with the given metadata", "[layer]"
   const TarRecord& app = rec("usr/bin/app");
   REQUIRE(app.filetype == AE_IFREG);
   REQUIRE(app.perm == 04755);
-  REQUIRE(app.content == std::string("\x7f" "ELF binary\0\x01\x02", 15));
+  REQUIRE(app.content == std::string("\x7f"
+                                     "ELF binary\0\x01\x02",
+                                     15));
 
   const TarRecord& bin = rec("bin");
   REQUIRE(bin.filetype == AE_IFLNK);
@@ -482,8 +487,7 @@ TEST_CASE("write_layer is deterministic", "[layer]") {
     REQUIRE(second.diff_id == first.diff_id);
     REQUIRE(second.size == first.size);
     REQUIRE(second.uncompressed_size == first.uncompressed_size);
-    REQUIRE(slurp(other / std::string(second.digest.hex())) ==
-            slurp(fx.blobs / std::string(first.digest.hex())));
+    REQUIRE(slurp(other / std::string(second.digest.hex())) == slurp(fx.blobs / std::string(first.digest.hex())));
   }
   SECTION("writing the same layer again into the same directory keeps one blob") {
     LayerBlob again = imgbuild::write_layer(entries, fx.blobs, opts);
@@ -564,8 +568,8 @@ TEST_CASE("write_layer refuses duplicate paths", "[layer]") {
   Fixture fx;
   auto entries = fx.entries();
   entries.push_back(dir_entry("etc/ssl"));
-  REQUIRE_THROWS_WITH(imgbuild::write_layer(entries, fx.blobs, LayerOptions{}), Contains("duplicate") &&
-                                                                                    Contains("etc/ssl"));
+  REQUIRE_THROWS_WITH(imgbuild::write_layer(entries, fx.blobs, LayerOptions{}),
+                      Contains("duplicate") && Contains("etc/ssl"));
   auto files = std::vector<LayerEntry>{file_entry("x", fx.src / "readme"), file_entry("x", fx.src / "app")};
   REQUIRE_THROWS(imgbuild::write_layer(files, fx.scratch.path / "dup", LayerOptions{}));
   REQUIRE_FALSE(fs::exists(fx.scratch.path / "dup" / "layer"));
@@ -577,7 +581,8 @@ TEST_CASE("write_layer keeps long names, big ids and non-ASCII names", "[layer]"
   std::string long_dir(120, 'd');
   std::string long_file = long_dir + "/" + std::string(150, 'f') + ".txt";
   std::string utf8 = "caf\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac.txt";
-  std::vector<LayerEntry> entries{dir_entry(long_dir), file_entry(long_file, fx.src / "readme", 0644, 100000000, 3000000),
+  std::vector<LayerEntry> entries{dir_entry(long_dir),
+                                  file_entry(long_file, fx.src / "readme", 0644, 100000000, 3000000),
                                   file_entry(utf8, fx.src / "cert.pem")};
   LayerOptions opts;
   opts.mtime = 42;
@@ -598,11 +603,10 @@ TEST_CASE("write_layer keeps long names, big ids and non-ASCII names", "[layer]"
 
 TEST_CASE("write_tar writes entries in the order given", "[layer]") {
   Fixture fx;
-  std::vector<LayerEntry> entries{file_entry("z", fx.src / "readme"), dir_entry("a"),
-                                  link_entry("m", "z")};
+  std::vector<LayerEntry> entries{file_entry("z", fx.src / "readme"), dir_entry("a"), link_entry("m", "z")};
   std::string tar_bytes;
-  imgbuild::write_tar(entries, [&](const void* d, size_t n) { tar_bytes.append(static_cast<const char*>(d), n); },
-                      99);
+  imgbuild::write_tar(
+      entries, [&](const void* d, size_t n) { tar_bytes.append(static_cast<const char*>(d), n); }, 99);
   REQUIRE(tar_bytes.size() % 512 == 0);
   fs::path tar = fx.scratch.path / "plain.tar";
   spit(tar, tar_bytes);
@@ -639,7 +643,8 @@ TEST_CASE("write_layer streams a 50 MB sparse file", "[layer]") {
   auto [file_digest, file_size] = hash_file(big);
 
   fs::path blobs = s.path / "blobs";
-  LayerBlob blob = imgbuild::write_layer({dir_entry("data"), file_entry("data/big.img", big, 0600)}, blobs, LayerOptions{});
+  LayerBlob blob =
+      imgbuild::write_layer({dir_entry("data"), file_entry("data/big.img", big, 0600)}, blobs, LayerOptions{});
   fs::path blob_path = blobs / std::string(blob.digest.hex());
   REQUIRE(blob.uncompressed_size > kSize);
   REQUIRE(blob.uncompressed_size < kSize + 64 * 1024);

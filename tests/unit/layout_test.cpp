@@ -18,9 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "layer/layer.hpp"
 #include "oci/digest.hpp"
 #include "oci/image.hpp"
-#include "layer/layer.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -80,8 +80,10 @@ public:
     if (const char* v = std::getenv(name)) old_ = v;
   }
   ~EnvGuard() {
-    if (old_) ::setenv(name_, old_->c_str(), 1);
-    else ::unsetenv(name_);
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
   }
   void set(const char* value) const { ::setenv(name_, value, 1); }
   void unset() const { ::unsetenv(name_); }
@@ -306,13 +308,15 @@ TEST_CASE("import_image copies blobs into another layout and names it", "[layout
   SECTION("same file system: hard links") {
     Layout dst(s.path / "dst");
     check_import(dst);
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     REQUIRE(::stat(src.blob_path(img.layer.digest).c_str(), &a) == 0);
     REQUIRE(::stat(dst.blob_path(img.layer.digest).c_str(), &b) == 0);
     REQUIRE(a.st_ino == b.st_ino);
   }
   SECTION("another file system: copies") {
-    struct stat shm {}, tmp {};
+    struct stat shm {
+    }, tmp{};
     if (::stat("/dev/shm", &shm) != 0 || ::stat(s.path.c_str(), &tmp) != 0 || shm.st_dev == tmp.st_dev) {
       WARN("no second file system at /dev/shm; copy path not exercised");
       return;
@@ -320,7 +324,8 @@ TEST_CASE("import_image copies blobs into another layout and names it", "[layout
     ScratchDir other("/dev/shm");
     Layout dst(other.path / "dst");
     check_import(dst);
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     REQUIRE(::stat(src.blob_path(img.layer.digest).c_str(), &a) == 0);
     REQUIRE(::stat(dst.blob_path(img.layer.digest).c_str(), &b) == 0);
     REQUIRE(a.st_dev != b.st_dev);

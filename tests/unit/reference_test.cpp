@@ -46,8 +46,8 @@ TEST_CASE("references normalise as in Docker", "[reference]") {
       {"index.docker.io/library/debian", "docker.io/library/debian:latest", "docker.io", "library/debian", "latest"},
       {"index.docker.io/debian", "docker.io/library/debian:latest", "docker.io", "library/debian", "latest"},
       // registry-1.docker.io is only an API host: Docker keeps it as written.
-      {"registry-1.docker.io/library/x", "registry-1.docker.io/library/x:latest", "registry-1.docker.io",
-       "library/x", "latest"},
+      {"registry-1.docker.io/library/x", "registry-1.docker.io/library/x:latest", "registry-1.docker.io", "library/x",
+       "latest"},
       // Two components on Docker Hub: a user's repository, no library/.
       {"dmcgowan/myapp", "docker.io/dmcgowan/myapp:latest", "docker.io", "dmcgowan/myapp", "latest"},
       {"library/foo/bar", "docker.io/library/foo/bar:latest", "docker.io", "library/foo/bar", "latest"},

@@ -35,7 +35,7 @@ TEST_CASE("token realms: a public registry cannot send credentials to a private 
     CHECK(token_realm_refusal("https://registry.example.com", realm, none) ==
           std::string("refused the token realm ") + realm + ": a private address named by the public registry " +
               "registry.example.com");
-  CHECK(!token_realm_refusal("https://172.32.0.1", "https://172.32.0.1/token", none));  // outside 172.16/12
+  CHECK(!token_realm_refusal("https://172.32.0.1", "https://172.32.0.1/token", none));   // outside 172.16/12
   CHECK(!token_realm_refusal("https://10.1.2.3:5000", "https://10.1.2.4/token", none));  // private names private
   CHECK(!token_realm_refusal("https://registry.example.com", "https://10.0.0.1/token", {"10.0.0.1"}));
   // The query (where signed URLs keep secrets) is never repeated.

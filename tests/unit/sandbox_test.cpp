@@ -110,9 +110,15 @@ std::vector<std::string> describe(const std::vector<LayerEntry>& entries) {
     std::ostringstream line;
     line << e.path << " ";
     switch (e.type) {
-      case LayerEntry::Type::Directory: line << "dir"; break;
-      case LayerEntry::Type::Symlink: line << "link"; break;
-      case LayerEntry::Type::File: line << "file"; break;
+      case LayerEntry::Type::Directory:
+        line << "dir";
+        break;
+      case LayerEntry::Type::Symlink:
+        line << "link";
+        break;
+      case LayerEntry::Type::File:
+        line << "file";
+        break;
     }
     line << " " << std::oct << e.mode << std::dec << " " << e.uid << ":" << e.gid;
     if (e.type == LayerEntry::Type::Symlink) line << " -> " << e.link_target;
@@ -127,8 +133,8 @@ std::vector<std::string> describe(const std::vector<LayerEntry>& entries) {
 
 /// What the builder leaves out of a step's layer: its own mounts and the cache
 /// mounted at /var/cache/thing, with the folders made to mount it on.
-const std::vector<std::string> kMountPoints = {"/proc",           "/dev",             "/etc",       "/etc/hosts",
-                                               "/etc/resolv.conf", "/var/cache/thing", "/var/cache", "/var"};
+const std::vector<std::string> kMountPoints = {
+    "/proc", "/dev", "/etc", "/etc/hosts", "/etc/resolv.conf", "/var/cache/thing", "/var/cache", "/var"};
 
 /// A step on `image` with its overlay folders in `step_dir`, no network and
 /// only /bin in PATH; `snapshot` forces the copy used where overlay is refused.
@@ -231,8 +237,10 @@ TEST_CASE("an overlay step and a snapshot step give the same entries", "[sandbox
       "ln -s busybox /bin/ls2; "
       "echo cached > /var/cache/thing/c";
   StepRun overlay = run_step(image, cache, script, false);
-  if (overlay.result.snapshot) WARN("overlay refused here (" + overlay.result.overlay_error + "): snapshot runs only");
-  else CHECK(overlay.result.overlay_error.empty());
+  if (overlay.result.snapshot)
+    WARN("overlay refused here (" + overlay.result.overlay_error + "): snapshot runs only");
+  else
+    CHECK(overlay.result.overlay_error.empty());
   StepRun snapshot = run_step(image, cache, script, true);
   CHECK(snapshot.result.overlay_error.empty());
 

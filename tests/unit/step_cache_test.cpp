@@ -81,8 +81,8 @@ TEST_CASE("describing many files reads each one, on every core", "[step_cache]")
   for (int i = 0; i < 200; ++i) {
     std::string name = "f" + std::to_string(i);
     spit(dir.path / name, "content " + std::to_string(i));
-    entries.push_back(LayerEntry{name, LayerEntry::Type::File, 0644, 0, 0, dir.path / name,
-                                 std::to_string(i).size() + 8, {}});
+    entries.push_back(
+        LayerEntry{name, LayerEntry::Type::File, 0644, 0, 0, dir.path / name, std::to_string(i).size() + 8, {}});
   }
   Digest all = described(entries);
   spit(dir.path / "f150", "content 15x");  // same size, other bytes
@@ -289,12 +289,12 @@ TEST_CASE("descriptions keep their exact bytes: the step keys in users' caches s
         "sha256:db6e670811d26ff52872e6da606d8cecdde5b09404ce55428dc18343ac3b6a8a");
   // The form of one line, readable: keys sorted, JSON escapes, one line per entry.
   LayerEntry e{"a \"b\"\\\n\x01", LayerEntry::Type::File, 04755, 1, 2, "/x", 7, {}};
-  CHECK(describe_shape({e}) ==
-        sha256_of("{\"gid\":2,\"mode\":2541,\"path\":\"a \\\"b\\\"\\\\\\n\\u0001\",\"size\":7,"
-                  "\"type\":\"file\",\"uid\":1}\n"));
+  CHECK(describe_shape({e}) == sha256_of("{\"gid\":2,\"mode\":2541,\"path\":\"a \\\"b\\\"\\\\\\n\\u0001\",\"size\":7,"
+                                         "\"type\":\"file\",\"uid\":1}\n"));
   LayerEntry l{"l", LayerEntry::Type::Symlink, 0777, 0, 0, {}, 0, "t"};
-  CHECK(describe_shape({l, l}) == sha256_of("{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"
-                                             "{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"));
+  CHECK(describe_shape({l, l}) ==
+        sha256_of("{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"
+                  "{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"));
 }
 
 TEST_CASE("a name or link target that is not UTF-8 cannot be described, and the error says which", "[step_cache]") {

@@ -28,8 +28,7 @@ struct ScratchDir {
 
   explicit ScratchDir(const std::filesystem::path& base = "/tmp", std::string_view prefix = "imgbuild-test-") {
     std::string tmpl = (base / (std::string(prefix) + "XXXXXX")).string();
-    if (::mkdtemp(tmpl.data()) == nullptr)
-      throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
     path = tmpl;
   }
   ~ScratchDir() {

@@ -84,8 +84,12 @@ std::string make_tar(const std::vector<Entry>& entries, Compression compression 
     for (const auto& [name, value] : en.xattrs)
       archive_entry_xattr_add_entry(e.get(), name.c_str(), value.data(), value.size());
     switch (en.type) {
-      case 'f': archive_entry_set_filetype(e.get(), AE_IFREG); break;
-      case 'd': archive_entry_set_filetype(e.get(), AE_IFDIR); break;
+      case 'f':
+        archive_entry_set_filetype(e.get(), AE_IFREG);
+        break;
+      case 'd':
+        archive_entry_set_filetype(e.get(), AE_IFDIR);
+        break;
       case 'l':
         archive_entry_set_filetype(e.get(), AE_IFLNK);
         archive_entry_copy_symlink(e.get(), en.link.c_str());
@@ -94,14 +98,23 @@ std::string make_tar(const std::vector<Entry>& entries, Compression compression 
         archive_entry_set_filetype(e.get(), AE_IFREG);
         archive_entry_copy_hardlink(e.get(), en.link.c_str());
         break;
-      case 'c': archive_entry_set_filetype(e.get(), AE_IFCHR); break;
-      case 'b': archive_entry_set_filetype(e.get(), AE_IFBLK); break;
-      case 'p': archive_entry_set_filetype(e.get(), AE_IFIFO); break;
-      default: throw std::logic_error("unknown entry type");
+      case 'c':
+        archive_entry_set_filetype(e.get(), AE_IFCHR);
+        break;
+      case 'b':
+        archive_entry_set_filetype(e.get(), AE_IFBLK);
+        break;
+      case 'p':
+        archive_entry_set_filetype(e.get(), AE_IFIFO);
+        break;
+      default:
+        throw std::logic_error("unknown entry type");
     }
     archive_entry_set_rdevmajor(e.get(), en.major);
     archive_entry_set_rdevminor(e.get(), en.minor);
-    archive_entry_set_size(e.get(), en.type != 'f' ? 0 : en.sparse_size ? en.sparse_size : static_cast<la_int64_t>(en.content.size()));
+    archive_entry_set_size(e.get(), en.type != 'f'   ? 0
+                                    : en.sparse_size ? en.sparse_size
+                                                     : static_cast<la_int64_t>(en.content.size()));
     for (const auto& [offset, length] : en.sparse) archive_entry_sparse_add_entry(e.get(), offset, length);
     if (archive_write_header(a.get(), e.get()) < ARCHIVE_WARN)
       throw std::runtime_error(std::string("tar header: ") + archive_error_string(a.get()));
@@ -239,7 +252,9 @@ TEST_CASE("files, directories, symlinks and hardlinks are unpacked with their me
 TEST_CASE("a sparse file keeps its holes", "[unpack]") {
   Sandbox box;
   // 1 GiB described by a 10 KiB tar: written out as zeros it would take the disk.
-  box.apply({{.path = "sparse", .content = std::string(1000000, '\0') + "hello", .sparse_size = 1 << 30,
+  box.apply({{.path = "sparse",
+              .content = std::string(1000000, '\0') + "hello",
+              .sparse_size = 1 << 30,
               .sparse = {{1000000, 5}}}});
   struct stat st = lstat_of(box.root / "sparse");
   REQUIRE(st.st_size == 1 << 30);
@@ -283,7 +298,8 @@ TEST_CASE("symlinks in a path are followed inside the root, never out of it", "[
   REQUIRE(slurp(box.root / "outside/pwned-from-sub") == "6");
   REQUIRE(names_in(box.root / "sub") == std::vector<std::string>{"abs", "climb"});
   REQUIRE(perm_of(box.root / "tmp") == 01777);
-  REQUIRE(names_in(box.root) == std::vector<std::string>{"abs", "evil", "outside", "pwned", "same-layer", "sub", "tmp", "up"});
+  REQUIRE(names_in(box.root) ==
+          std::vector<std::string>{"abs", "evil", "outside", "pwned", "same-layer", "sub", "tmp", "up"});
   REQUIRE(box.nothing_outside());
 
   // A symlink to the sentinel's absolute host path means that path inside the
@@ -424,7 +440,8 @@ TEST_CASE("invalid whiteouts are errors", "[unpack]") {
       {".wh..wh.x", "layer 1: entry \".wh..wh.x\": invalid whiteout: it names another whiteout"},
       {".wh..wh..opqx", "layer 1: entry \".wh..wh..opqx\": invalid whiteout: it names another whiteout"},
       {".wh.a/b", "layer 1: entry \".wh.a/b\": invalid whiteout: \".wh.a\" is used as a directory"},
-      {"x/.wh..wh..opq/y", "layer 1: entry \"x/.wh..wh..opq/y\": invalid whiteout: \".wh..wh..opq\" is used as a directory"},
+      {"x/.wh..wh..opq/y",
+       "layer 1: entry \"x/.wh..wh..opq/y\": invalid whiteout: \".wh..wh..opq\" is used as a directory"},
   };
   for (const auto& [name, message] : cases) {
     Sandbox box;
@@ -527,7 +544,8 @@ TEST_CASE("extended attributes are restored, overlayfs's own are not", "[unpack]
   fs::path probe = box.scratch.path / "probe";
   spit(probe, "");
   bool user_xattrs = ::setxattr(probe.c_str(), "user.probe", "1", 1, 0) == 0;
-  if (!user_xattrs) WARN("the file system of /tmp has no user xattrs: " << std::strerror(errno) << "; user.* not checked");
+  if (!user_xattrs)
+    WARN("the file system of /tmp has no user xattrs: " << std::strerror(errno) << "; user.* not checked");
   fs::remove(probe);
   // struct vfs_cap_data, revision 2, effective: cap_net_bind_service (10) permitted.
   std::string cap("\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
@@ -636,12 +654,14 @@ TEST_CASE("unpack_image builds the root from layers in order and removes it on e
   REQUIRE(error_of([&] { imgbuild::unpack_image(root, {}); }) == "cannot create " + root.string() + ": File exists");
 
   fs::path root2 = scratch.path / "rootfs2";
-  REQUIRE(error_of([&] { imgbuild::unpack_image(root2, {{one, "layer 1"}, {bad, "layer 2 (sha256:abcd)"}}); }) ==
-          "layer 2 (sha256:abcd): entry \"x/../../up\": path escapes the image root");
+  REQUIRE(error_of([&] {
+            imgbuild::unpack_image(root2, {{one, "layer 1"}, {bad, "layer 2 (sha256:abcd)"}});
+          }) == "layer 2 (sha256:abcd): entry \"x/../../up\": path escapes the image root");
   REQUIRE_FALSE(fs::exists(fs::symlink_status(root2)));
   fs::path missing = scratch.path / "missing.tar";
-  REQUIRE(error_of([&] { imgbuild::unpack_image(root2, {{missing, "layer 1"}}); }) ==
-          "layer 1: cannot open " + missing.string() + ": No such file or directory");
+  REQUIRE(error_of([&] {
+            imgbuild::unpack_image(root2, {{missing, "layer 1"}});
+          }) == "layer 1: cannot open " + missing.string() + ": No such file or directory");
   REQUIRE(names_in(scratch.path) == std::vector<std::string>{"bad.tar.gz", "one.tar.gz", "rootfs", "two.tar"});
 }
 
@@ -787,12 +807,14 @@ TEST_CASE("a root that is a symlink is unpacked into the directory it names", "[
   // refused and left alone, and nothing is made where it points.
   fs::path layer = scratch.path / "layer.tar";
   spit(layer, make_tar({{.path = "f", .content = "f"}}));
-  REQUIRE(error_of([&] { imgbuild::unpack_image(link, {{layer, "layer 1"}}, options); }) ==
-          "cannot create " + link.string() + ": File exists");
+  REQUIRE(error_of([&] {
+            imgbuild::unpack_image(link, {{layer, "layer 1"}}, options);
+          }) == "cannot create " + link.string() + ": File exists");
   fs::path dangling = scratch.path / "dangling", missing = scratch.path / "missing";
   fs::create_directory_symlink(missing, dangling);
-  REQUIRE(error_of([&] { imgbuild::unpack_image(dangling, {{layer, "layer 1"}}, options); }) ==
-          "cannot create " + dangling.string() + ": File exists");
+  REQUIRE(error_of([&] {
+            imgbuild::unpack_image(dangling, {{layer, "layer 1"}}, options);
+          }) == "cannot create " + dangling.string() + ": File exists");
   REQUIRE(fs::read_symlink(link) == real);
   REQUIRE(fs::read_symlink(dangling) == missing);
   REQUIRE(names_in(real) == std::vector<std::string>{"etc", "outside", "pwned", "up"});
@@ -845,7 +867,8 @@ TEST_CASE("a whiteout under a symlinked directory deletes nothing outside the ro
   spit(box.outside / "dir/inner", "inner");
   auto victim_intact = [&] {
     return names_in(box.scratch.path) == std::vector<std::string>{"outside", "root"} &&
-           names_in(box.outside) == std::vector<std::string>{"dir", "file"} && slurp(box.outside / "file") == "precious" &&
+           names_in(box.outside) == std::vector<std::string>{"dir", "file"} &&
+           slurp(box.outside / "file") == "precious" &&
            names_in(box.outside / "dir") == std::vector<std::string>{"inner"};
   };
 

@@ -29,8 +29,8 @@ TEST_CASE("real registries' challenges", "[www-authenticate]") {
                                                     {"scope", "repository:library/alpine:pull"}})});
   }
   SECTION("GHCR") {
-    auto got = parse_www_authenticate(
-        R"(Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/r:pull")");
+    auto got =
+        parse_www_authenticate(R"(Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/r:pull")");
     REQUIRE(got == std::vector{challenge("bearer", {{"realm", "https://ghcr.io/token"},
                                                     {"service", "ghcr.io"},
                                                     {"scope", "repository:o/r:pull"}})});
@@ -82,7 +82,8 @@ TEST_CASE("several challenges in one header", "[www-authenticate]") {
   }
   SECTION("schemes without parameters") {
     auto got = parse_www_authenticate("Negotiate, NTLM, Basic realm=x");
-    REQUIRE(got == std::vector{challenge("negotiate", {}), challenge("ntlm", {}), challenge("basic", {{"realm", "x"}})});
+    REQUIRE(got ==
+            std::vector{challenge("negotiate", {}), challenge("ntlm", {}), challenge("basic", {{"realm", "x"}})});
   }
   SECTION("a scheme alone at the end") {
     auto got = parse_www_authenticate(R"(Basic realm="x", Negotiate)");
@@ -91,8 +92,14 @@ TEST_CASE("several challenges in one header", "[www-authenticate]") {
 }
 
 TEST_CASE("token68 challenges", "[www-authenticate]") {
-  CHECK(parse_www_authenticate("Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggS+YYIEujCCBLagAwIBBaENGwtFWEFNUExFLkNPTaIgMB6gAwIBAqEXMBUbBEhUVFAbDXdlYi5leGFtcGxlLmNvbQ==") ==
-        std::vector{challenge("negotiate", {}, "YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggS+YYIEujCCBLagAwIBBaENGwtFWEFNUExFLkNPTaIgMB6gAwIBAqEXMBUbBEhUVFAbDXdlYi5leGFtcGxlLmNvbQ==")});
+  CHECK(parse_www_authenticate(
+            "Negotiate "
+            "YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggS+"
+            "YYIEujCCBLagAwIBBaENGwtFWEFNUExFLkNPTaIgMB6gAwIBAqEXMBUbBEhUVFAbDXdlYi5leGFtcGxlLmNvbQ==") ==
+        std::vector{
+            challenge("negotiate", {},
+                      "YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggS+"
+                      "YYIEujCCBLagAwIBBaENGwtFWEFNUExFLkNPTaIgMB6gAwIBAqEXMBUbBEhUVFAbDXdlYi5leGFtcGxlLmNvbQ==")});
   // "abc=" cannot be a parameter (a value is never empty), so it is a token68.
   CHECK(parse_www_authenticate("Custom abc=, Basic realm=r") ==
         std::vector{challenge("custom", {}, "abc="), challenge("basic", {{"realm", "r"}})});
