@@ -1,0 +1,112 @@
+// imgbuild build: every chosen target built, examined by the doctor, stored
+// and written to each output; then the recipe's pushes and the cache export.
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "base/text.hpp"
+#include "cli/commands.hpp"
+#include "cli/report.hpp"
+#include "cli/session.hpp"
+#include "registry/cache_transfer.hpp"
+#include "store/docker_archive.hpp"
+#include "store/step_cache.hpp"
+
+namespace imgbuild::cli {
+namespace {
+
+/// --cache-to: this build's steps, and the layers the registry lacks, to `dest`.
+void export_cache(Session& s, const Reference& dest) {
+  std::vector<CachedStep> steps = s.builder->used_steps();
+  RegistryClient& client = s.registry->client();
+  // Layers only known from another registry cache come through the store.
+  std::vector<LayerBlob> missing;
+  for (auto& step : steps)
+    if (step.layer && !s.store->has_blob(step.layer->digest) && !client.has_blob(dest, step.layer->digest))
+      missing.push_back(*step.layer);
+  s.builder->ensure_local(missing);
+  Descriptor manifest = store_cache_manifest(*s.store, steps);
+  PushResult r = push_image(client, *s.store, manifest, dest, {}, s.meter(TransferDirection::Push, dest.str()));
+  report("exported " + std::to_string(steps.size()) + " cached steps to " + dest.str() + "@" + r.digest.str() + " (" +
+         std::to_string(r.uploaded) + " layers uploaded, " + human_size(r.bytes) + ")");
+}
+
+}  // namespace
+
+int cmd_build(const std::vector<std::string>& args) {
+  Session s(parse_build_args(args), false);
+  BuildArgs& b = s.b;
+  if (s.chosen.empty() && s.ev.graph.pushes.empty()) {
+    report(b.recipe.string() + " defines no image: call image(\"name\", img) or push(img, ref)");
+    return kExitError;
+  }
+  Builder& builder = *s.builder;
+  Layout& store = *s.store;
+
+  // The doctor sees every image before it is stored, written or pushed.
+  auto examine = [&](const Target& t, const char* refusal) {
+    bool refused = false;
+    for (const Finding& f : builder.examine(t, b.ignore)) {
+      bool fatal = f.error || b.strict;
+      refused = refused || fatal;
+      report((fatal ? "" : "warning: ") + f.loc + ": " + f.message + (f.error ? "" : " [" + f.check + "]"));
+    }
+    if (refused) report(t.name + refusal + (b.strict ? " (--strict makes warnings errors)" : ""));
+    return !refused;
+  };
+
+  builder.prepare(s.needed());
+
+  ProgressView& view = *s.view;
+  std::set<size_t> shown;  ///< nodes with a row in the size table
+  for (const Target* t : s.chosen) {
+    const BuiltImage& built = builder.build(t->node);
+    if (!examine(*t, " was not stored")) return kExitError;
+    // What the name held before: the size table compares with it.
+    std::optional<PreviousBuild> previous;
+    if (auto before = store.find_ref(t->name))
+      previous = PreviousBuild{before->digest, store.load(*before).layers_size()};
+    store.set_ref(t->name, built.manifest);
+    for (auto& out : b.outputs) {
+      if (out.kind == Output::Kind::Oci) {
+        Layout(out.path).import_image(store, built.manifest, t->name);
+      } else {
+        write_docker_archive(store, built.manifest, t->name + ":latest", out.path, s.epoch);
+      }
+    }
+    view.image(OutputImage{t->name, built, previous});
+    shown.insert(t->node);
+  }
+
+  for (const Push* push : s.pushes) {
+    const Push& p = *push;
+    const BuiltImage& built = builder.build(p.node);
+    // An image stored above was examined there; say nothing twice.
+    bool examined = std::any_of(s.chosen.begin(), s.chosen.end(), [&](const Target* t) { return t->node == p.node; });
+    if (!examined && !examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
+    Reference dest = Reference::parse(p.reference);
+    // An image only pushed has its own row in the size table, under its reference.
+    if (shown.insert(p.node).second) view.image(OutputImage{dest.str(), built, std::nullopt});
+    if (!b.push) {
+      view.pushed(dest.str(), built.manifest.digest, std::nullopt);
+      continue;
+    }
+    try {
+      view.pushed(dest.str(), built.manifest.digest,
+                  push_image(s.registry->client(), store, built.manifest, dest, {}, s.push_meters.at(dest.str()),
+                             s.uploads.get()));
+    } catch (const std::exception& e) {
+      throw BuildError(p.loc, std::string("push: ") + e.what());
+    }
+  }
+  if (b.cache_to) {
+    if (b.push)
+      export_cache(s, *b.cache_to);
+    else
+      report("would export the step cache to " + b.cache_to->str() + " (--no-push)");
+  }
+  view.finish();
+  return 0;
+}
+
+}  // namespace imgbuild::cli

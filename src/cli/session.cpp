@@ -1,0 +1,153 @@
+#include "cli/session.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "base/text.hpp"
+#include "cli/local_store.hpp"
+#include "cli/report.hpp"
+#include "registry/cache_transfer.hpp"
+#include "store/step_cache.hpp"
+
+namespace fs = std::filesystem;
+
+namespace imgbuild::cli {
+namespace {
+
+/// What `build` and `plan` take (`plan` accepts every option of `build`).
+const Syntax kBuildSyntax = {
+    OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression, Opt::NoCache,
+              Opt::CacheFrom, Opt::CacheTo, Opt::Pull, Opt::Push, Opt::NoPush, Opt::Progress, Opt::RegistryMirror} |
+        kCacheOptions | kRegistryOptions,
+    Operands::Any};
+
+int64_t source_date_epoch() {
+  const char* v = std::getenv("SOURCE_DATE_EPOCH");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  if (*end || n < 0) throw UsageError(std::string("SOURCE_DATE_EPOCH must be a number of seconds, got '") + v + "'");
+  return n;
+}
+
+}  // namespace
+
+BuildArgs parse_build_args(const std::vector<std::string>& args) {
+  BuildArgs b;
+  std::vector<std::string> operands = parse_options(args, kBuildSyntax, b);
+  if (operands.empty()) throw UsageError("no recipe given");
+  b.recipe = operands[0];
+  b.targets.assign(operands.begin() + 1, operands.end());
+  std::error_code ec;
+  if (!fs::is_regular_file(b.recipe, ec))
+    throw UsageError("cannot open recipe " + b.recipe.string() + ": no such file");
+  return b;
+}
+
+Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
+  epoch = source_date_epoch();
+  fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+  registry = std::make_unique<RegistryAccess>(b);
+  RecipeOptions ro{
+      b.recipe, context,
+      b.params, split(std::getenv("IMGBUILD_PATH") ? std::getenv("IMGBUILD_PATH") : "", ':'),
+      b.debug,  [this](const std::string& ref) { return registry->client().has_manifest(Reference::parse(ref)); }};
+  ev = evaluate_recipe(ro);
+  for (auto& [name, value] : b.params)
+    if (std::find(ev.params_used.begin(), ev.params_used.end(), name) == ev.params_used.end())
+      report("warning: --set " + name + ": the recipe never asks for param(\"" + name + "\")");
+  choose_targets();
+
+  fs::path cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
+  fs::create_directories(cache_dir);
+  auto waiting = [] { report("waiting for `imgbuild cache prune` to finish"); };
+  cache_lock = std::make_unique<FileLock>(usage_lock_path(cache_dir), FileLock::Mode::Shared, waiting);
+  store = std::make_unique<Layout>(open_store());
+  store_lock = std::make_unique<FileLock>(usage_lock_path(store->root()), FileLock::Mode::Shared, waiting);
+
+  BuildSettings settings;
+  settings.context = context;
+  settings.cache_dir = cache_dir;
+  settings.use_cache = b.use_cache;
+  settings.source_date_epoch = epoch;
+  settings.compression = b.compression;
+  if (!planning) {
+    view = ProgressView::make(b.progress);
+    settings.progress = view->sink();
+  }
+  settings.pull = [this](const PullOp& op, const Platform& platform) {
+    return pull_image(registry->client(), *store, Reference::parse(op.reference), platform, b.pull).image;
+  };
+  settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source) {
+    fetch_layers(registry->client(), *store, Reference::parse(source), layers, {},
+                 meter(TransferDirection::Pull, source));
+  };
+  if (!planning && b.push && !pushes.empty()) push_early(settings);
+  for (auto& ref : b.cache_from) {
+    auto steps = import_step_cache(registry->client(), ref);
+    if (steps.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
+    settings.remote_cache.merge(steps);
+  }
+  builder = std::make_unique<Builder>(ev.graph, *store, std::move(settings));
+}
+
+BlobProgress Session::meter(TransferDirection direction, const std::string& ref) {
+  if (!view) return {};
+  auto m = std::make_shared<TransferMeter>(view->sink(), direction, ref);
+  return [m](const Digest& blob, uint64_t done, uint64_t total) { m->update(blob, done, total); };
+}
+
+std::vector<size_t> Session::needed() const {
+  std::vector<size_t> nodes;
+  for (const Target* t : chosen) nodes.push_back(t->node);
+  for (const Push* p : pushes) nodes.push_back(p->node);
+  return nodes;
+}
+
+void Session::push_early(BuildSettings& settings) {
+  // The steps of a pushed image: its own node and its parents (a copy's
+  // source image is not part of it).
+  std::map<size_t, std::vector<Reference>> destinations;
+  for (const Push* p : pushes) {
+    Reference dest = Reference::parse(p->reference);
+    push_meters.emplace(dest.str(), meter(TransferDirection::Push, dest.str()));
+    for (std::optional<size_t> n = p->node; n; n = ev.graph.nodes.at(*n).parent) destinations[*n].push_back(dest);
+  }
+  uploads = std::make_unique<BlobUploader>(registry->client(), *store);
+  settings.layer_stored = [this, destinations = std::move(destinations)](size_t node, const LayerBlob& layer) {
+    auto it = destinations.find(node);
+    if (it == destinations.end()) return;
+    for (const Reference& dest : it->second)
+      uploads->add(dest, Descriptor{layer.media_type, layer.digest, layer.size, {}, {}}, push_meters.at(dest.str()));
+  };
+}
+
+void Session::choose_targets() {
+  for (auto& name : b.targets) {
+    auto it = std::find_if(ev.graph.targets.begin(), ev.graph.targets.end(), [&](auto& t) { return t.name == name; });
+    if (it == ev.graph.targets.end()) {
+      std::vector<std::string> names;
+      for (auto& t : ev.graph.targets) names.push_back(t.name);
+      std::string known = join(names, ", ");
+      throw UsageError("no image named '" + name + "' in " + b.recipe.string() +
+                       (known.empty() ? " (it defines none)" : " (it defines: " + known + ")"));
+    }
+    chosen.push_back(&*it);
+  }
+  if (b.targets.empty())
+    for (auto& t : ev.graph.targets) chosen.push_back(&t);
+  bool to_archive =
+      std::any_of(b.outputs.begin(), b.outputs.end(), [](auto& o) { return o.kind == Output::Kind::DockerArchive; });
+  if (to_archive && chosen.size() > 1)
+    throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
+                     std::to_string(chosen.size()) + ")");
+  // Pushes follow the builds they need: all of them, or those of the named
+  // targets; a cached() image's push, whenever a named target is built on it.
+  for (const Push& p : ev.graph.pushes)
+    if (b.targets.empty() || std::any_of(chosen.begin(), chosen.end(), [&](const Target* t) {
+          return p.always ? ev.graph.needs(t->node, p.node) : t->node == p.node;
+        }))
+      pushes.push_back(&p);
+}
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,73 @@
+#pragma once
+// What `build` and `plan` share: their options, the evaluated recipe, the
+// chosen targets and pushes, the store, the cache and the registry, and a
+// builder over them.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fs.hpp"
+#include "build/builder.hpp"
+#include "cli/options.hpp"
+#include "cli/progress.hpp"
+#include "cli/registry_access.hpp"
+#include "lua/recipe.hpp"
+#include "registry/transfer.hpp"
+#include "store/layout.hpp"
+
+namespace imgbuild::cli {
+
+/// What `build` and `plan` are asked: a recipe, its targets and the options.
+struct BuildArgs : Options {
+  std::filesystem::path recipe;
+  std::vector<std::string> targets;
+};
+
+/// The words after `build` or `plan`: the options they take, anywhere, then
+/// an existing recipe file and the targets (a UsageError otherwise).
+BuildArgs parse_build_args(const std::vector<std::string>& args);
+
+/// A build or a plan under way. Holding one keeps the store and the cache in
+/// use (prune waits for it).
+class Session {
+public:
+  /// Evaluates the recipe, chooses the targets and pushes, and makes the
+  /// builder. `planning`: no progress view and no early pushes.
+  Session(BuildArgs args, bool planning);
+
+  /// Byte counts of blobs moving to or from `ref`, as the view's transfer events.
+  BlobProgress meter(TransferDirection direction, const std::string& ref);
+
+  /// The nodes the chosen targets and pushes need.
+  std::vector<size_t> needed() const;
+
+  BuildArgs b;                        ///< what was asked
+  int64_t epoch = 0;                  ///< SOURCE_DATE_EPOCH, 0 when unset
+  Evaluation ev;                      ///< the recipe's graph
+  std::vector<const Target*> chosen;  ///< the targets named, or all, in order
+  std::vector<const Push*> pushes;    ///< the pushes that go with them
+  std::unique_ptr<RegistryAccess> registry;
+  /// Shared while the session lives: `cache prune` takes them exclusively.
+  std::unique_ptr<FileLock> cache_lock, store_lock;
+  std::unique_ptr<Layout> store;
+  /// Declared before the builder: it outlives the builder's threads that report to it.
+  std::unique_ptr<ProgressView> view;
+  /// Layers on their way to the registries this build pushes to, and each
+  /// push's meter (shared by those uploads and the push); unset with --no-push.
+  /// Between the view and the builder: its uploads report to the view, and the
+  /// builder's threads add to it.
+  std::unique_ptr<BlobUploader> uploads;
+  std::map<std::string, BlobProgress> push_meters;
+  std::unique_ptr<Builder> builder;
+
+private:
+  /// Sends each layer to the registries of the pushes whose image is built on
+  /// its step as soon as the step has stored it, while later steps still run.
+  void push_early(BuildSettings& settings);
+  void choose_targets();
+};
+
+}  // namespace imgbuild::cli
