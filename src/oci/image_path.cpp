@@ -1,5 +1,7 @@
 #include "oci/image_path.hpp"
 
+#include "base/text.hpp"
+
 namespace imgbuild {
 
 namespace {
@@ -46,16 +48,7 @@ std::optional<ImagePath> ImagePath::inside(std::string_view path) {
   return out;
 }
 
-std::vector<std::string> ImagePath::segments() const {
-  std::vector<std::string> out;
-  for (size_t i = 1; i < path_.size();) {
-    size_t j = path_.find('/', i);
-    if (j == std::string::npos) j = path_.size();
-    out.emplace_back(path_, i, j - i);
-    i = j + 1;
-  }
-  return out;
-}
+std::vector<std::string> ImagePath::segments() const { return split(path_, '/'); }
 
 ImagePath ImagePath::parent() const {
   ImagePath out;
@@ -67,7 +60,7 @@ ImagePath ImagePath::join(std::string_view path) const {
   ImagePath out;
   if (plain_name(path)) {
     out.path_.reserve(path_.size() + 1 + path.size());
-    out.path_ = is_root() ? "" : path_;
+    out.path_.assign(path_, 0, is_root() ? 0 : path_.size());
     out.path_ += '/';
     out.path_ += path;
   } else {
