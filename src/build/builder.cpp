@@ -678,7 +678,7 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
   for (auto& [k, v] : op.env) env.set_env(k, v);
   if (!env.get_env("PATH")) env.set_env("PATH", kDefaultPath);
   spec.env = env.env;
-  spec.workdir = op.workdir ? resolve_image_path(st.image.config.workdir, *op.workdir)
+  spec.workdir = op.workdir ? ImagePath::from(st.image.config.workdir, *op.workdir).str()
                             : (st.image.config.workdir.empty() ? "/" : st.image.config.workdir);
   spec.user = op.user.value_or(st.image.config.user);
   spec.network = op.network;
@@ -765,7 +765,7 @@ void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
   } else if (op.key == "workdir") {
     std::string dir = v.get<std::string>();
     // Like WORKDIR, a relative directory is taken from the current one.
-    c.workdir = resolve_image_path(c.workdir, dir);
+    c.workdir = ImagePath::from(c.workdir, dir).str();
   } else if (op.key == "user") {
     c.user = v.get<std::string>();
   } else if (op.key == "entrypoint") {

@@ -1,7 +1,7 @@
 #include "build/context.hpp"
 
-#include "base/text.hpp"
 #include "base/threads.hpp"
+#include "layer/resolve.hpp"
 #include "oci/image_path.hpp"
 
 #include <dirent.h>
@@ -32,11 +32,12 @@ namespace {
 
 bool has_glob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
-/// A context-relative path, cleaned: "/a" and "./a/" are "a"; "" is the context itself.
+/// A context-relative path, cleaned: "/a" and "./a/" are "a"; "" is the
+/// context itself; nullopt for one that leaves the context.
 std::optional<std::string> clean_context_path(const std::string& path) {
-  auto parts = clean_segments(path, false);
-  if (!parts) return std::nullopt;
-  return join(*parts, "/");
+  std::optional<ImagePath> clean = ImagePath::inside(path);
+  if (!clean) return std::nullopt;
+  return std::string(clean->relative());
 }
 
 /// What an entry needs of a host path's lstat. A walk keeps this, not the
@@ -73,13 +74,9 @@ uint32_t normalised_mode(mode_t mode) {
   return (mode & 0111) ? 0755 : 0644;
 }
 
-std::string join_image_path(const std::string& dir, const std::string& name) {
-  return dir == "/" ? "/" + name : dir + "/" + name;
-}
-
-LayerEntry entry_for(const std::string& host, const HostStat& st, const std::string& image_path) {
+LayerEntry entry_for(const std::string& host, const HostStat& st, const ImagePath& image_path) {
   LayerEntry e;
-  e.path = image_path.substr(1);
+  e.path = image_path.relative();
   e.mode = normalised_mode(st.mode);
   if (S_ISREG(st.mode)) {
     e.type = LayerEntry::Type::File;
@@ -341,7 +338,7 @@ fs::path BuildContext::directory(const std::string& dir) const {
   return host;
 }
 
-void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, bool in_context,
+void BuildContext::add_tree(const fs::path& host_dir, const ImagePath& dest, bool in_context,
                             std::vector<LayerEntry>& out) const {
   // A folder is entered when not excluded, or when an exception may
   // re-include something inside it (walk below).
@@ -352,13 +349,13 @@ void BuildContext::add_tree(const fs::path& host_dir, const std::string& dest, b
 }
 
 void BuildContext::walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir,
-                        const std::string& dest, bool in_context, std::vector<LayerEntry>& out) const {
+                        const ImagePath& dest, bool in_context, std::vector<LayerEntry>& out) const {
   // Strings, not std::filesystem paths: a path object per name and per
   // comparison made most of the cost of planning a copy of many files.
   for_each_name(reader, host_dir, rel_dir, [&](const std::string& name, const std::string& host, const HostStat& st) {
     std::string rel = in_context ? (rel_dir.empty() ? name : rel_dir + "/" + name) : std::string();
     bool excluded = in_context && !ignore_.empty() && ignore_.excluded(rel);
-    std::string image_path = join_image_path(dest, name);
+    ImagePath image_path = dest.join(name);
     if (excluded) {
       // Walk an excluded folder only for what an exception re-includes, and
       // keep the folder's own entry only when something inside survived.
@@ -389,10 +386,10 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
   if (items.size() > 1 && !dest_is_dir)
     throw std::runtime_error("copying " + std::to_string(items.size()) + " sources to " + op.dest +
                              ": the destination must be a directory ending in /");
-  std::string dest = resolve_image_path(workdir, op.dest);
+  ImagePath dest = ImagePath::from(workdir, op.dest);
 
   std::vector<LayerEntry> entries;
-  std::string dest_dir = dest;  // the directory whose implied parents are created
+  ImagePath dest_dir = dest;  // the directory whose implied parents are created
   for (auto& item : items) {
     HostStat st = lstat_or_throw(item.host_path.string());
     if (S_ISDIR(st.mode)) {
@@ -400,10 +397,10 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
       add_dir(item, dest, entries);
       dest_is_dir = true;
     } else {
-      std::string target = dest_is_dir ? join_image_path(dest, item.name) : dest;
-      if (target == "/") throw std::runtime_error("cannot copy a file over /");
+      ImagePath target = dest_is_dir ? dest.join(item.name) : dest;
+      if (target.is_root()) throw std::runtime_error("cannot copy a file over /");
       entries.push_back(entry(item, st, target));
-      if (!dest_is_dir) dest_dir = fs::path(dest).parent_path().string();
+      if (!dest_is_dir) dest_dir = dest.parent();
     }
   }
 
@@ -460,7 +457,7 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
     }
     entries.insert(at, std::move(d));
   };
-  std::string dir_rel = dest_dir == "/" ? "" : dest_dir.substr(1);
+  std::string dir_rel(dest_dir.relative());
   if (dest_is_dir) add_parent(dir_rel, true);
   for (size_t slash = dir_rel.rfind('/'); slash != std::string::npos && slash > 0;
        slash = dir_rel.rfind('/', slash - 1))
@@ -480,16 +477,16 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
 
 /// An entry of another image's file system as it is there: mode kept, owned
 /// by root (docker's COPY --from without --chown).
-LayerEntry image_entry(const std::string& host, const HostStat& st, const std::string& image_path) {
+LayerEntry image_entry(const std::string& host, const HostStat& st, const ImagePath& image_path) {
   LayerEntry e = entry_for(host, st, image_path);
   e.mode = st.mode & 07777;
   return e;
 }
 
-void add_image_tree(FolderReader& reader, const std::string& host_dir, const std::string& dest,
+void add_image_tree(FolderReader& reader, const std::string& host_dir, const ImagePath& dest,
                     std::vector<LayerEntry>& out) {
   for_each_name(reader, host_dir, "", [&](const std::string& name, const std::string& host, const HostStat& st) {
-    std::string image_path = join_image_path(dest, name);
+    ImagePath image_path = dest.join(name);
     out.push_back(image_entry(host, st, image_path));
     if (S_ISDIR(st.mode)) add_image_tree(reader, host, image_path, out);
   });
@@ -511,81 +508,52 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
   }
   return place_sources(
       op, workdir, items,
-      [&](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
+      [&](const CopyItem& item, const ImagePath& dest, std::vector<LayerEntry>& out) {
         context.add_tree(item.host_path, dest, item.in_context, out);
       },
-      [](const CopyItem& item, const HostStat& st, const std::string& target) {
+      [](const CopyItem& item, const HostStat& st, const ImagePath& target) {
         return entry_for(item.host_path.string(), st, target);
       });
 }
 
-std::optional<fs::path> resolve_in_image(const fs::path& root, const std::string& path) {
-  constexpr int kMaxLinks = 40;  // as the kernel's ELOOP limit
-  std::vector<std::string> todo = *clean_segments(path, true);
-  std::reverse(todo.begin(), todo.end());
-  std::vector<std::string> current;
-  int links = 0;
-  while (!todo.empty()) {
-    std::string part = std::move(todo.back());
-    todo.pop_back();
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      if (!current.empty()) current.pop_back();
-      continue;
-    }
-    fs::path host = root;
-    for (auto& c : current) host /= c;
-    host /= part;
-    struct stat st {};
-    if (::lstat(host.c_str(), &st) != 0) return std::nullopt;
-    if (S_ISLNK(st.st_mode)) {
-      if (++links > kMaxLinks) return std::nullopt;
-      // Absolute targets start at the image root, relative ones at the
-      // link's folder; their ".." are walked above (never past the root).
-      std::string target = fs::read_symlink(host).string();
-      if (target.starts_with("/")) current.clear();
-      auto parts = split(target, '/');
-      todo.insert(todo.end(), parts.rbegin(), parts.rend());
-      continue;
-    }
-    current.push_back(part);
-  }
-  fs::path host = root;
-  for (auto& c : current) host /= c;
-  return host;
-}
-
 std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, const std::string& source_workdir,
                                        const std::string& workdir) {
+  RootDir image(root);
+  // The host path of what a path names in the image, its symlinks resolved inside it.
+  auto in_image = [&](const ImagePath& path) -> std::optional<fs::path> {
+    std::optional<ImagePath> resolved = image.resolve(path.str());
+    if (!resolved) return std::nullopt;
+    return resolved->is_root() ? root : root / resolved->relative();
+  };
   std::vector<CopyItem> items;
   for (auto& s : op.sources) {
-    std::string path = resolve_image_path(source_workdir, s.context_path);
-    std::vector<std::string> names{path};
-    if (has_glob(path)) {
+    ImagePath path = ImagePath::from(source_workdir, s.context_path);
+    std::vector<ImagePath> names{path};
+    if (has_glob(path.str())) {
       // A pattern in the last component, matched in its (resolved) folder.
       names.clear();
-      std::string dir = fs::path(path).parent_path().string(), pattern = fs::path(path).filename().string();
-      if (has_glob(dir))
+      ImagePath dir = path.parent();
+      std::string pattern(path.name());
+      if (has_glob(dir.str()))
         throw std::runtime_error(s.context_path + ": patterns only in the last component of a path from another image");
-      if (auto host_dir = resolve_in_image(root, dir); host_dir && fs::is_directory(*host_dir)) {
+      if (auto host_dir = in_image(dir); host_dir && fs::is_directory(*host_dir)) {
         for (auto& de : fs::directory_iterator(*host_dir))
           if (::fnmatch(pattern.c_str(), de.path().filename().c_str(), 0) == 0)
-            names.push_back(join_image_path(dir, de.path().filename().string()));
+            names.push_back(dir.join(de.path().filename().string()));
         std::sort(names.begin(), names.end());
       }
     }
     for (auto& name : names)
-      if (auto host = resolve_in_image(root, name))
-        items.push_back({*host, name == "/" ? "" : fs::path(name).filename().string(), false});
+      if (auto host = in_image(name)) items.push_back({*host, std::string(name.name()), false});
     if (names.empty() || items.empty()) throw std::runtime_error("no such file in the source image: " + s.context_path);
   }
   return place_sources(
       op, workdir, items,
-      [](const CopyItem& item, const std::string& dest, std::vector<LayerEntry>& out) {
+      [](const CopyItem& item, const ImagePath& dest, std::vector<LayerEntry>& out) {
         FolderReader reader([](const std::string&) { return true; });
         add_image_tree(reader, item.host_path.string(), dest, out);
       },
-      [](const CopyItem& item, const HostStat& st, const std::string& target) {
+      [](const CopyItem& item, const HostStat& st, const ImagePath& target) {
         return image_entry(item.host_path, st, target);
       });
 }

@@ -2,13 +2,13 @@
 // The build context: the directory `:copy` reads from, with .dockerignore applied,
 // and the planner that turns a copy into layer entries with Docker's COPY rules.
 #include <filesystem>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "build/dockerignore.hpp"
 #include "build/graph.hpp"
 #include "layer/layer.hpp"
+#include "oci/image_path.hpp"
 
 namespace imgbuild {
 
@@ -40,12 +40,12 @@ public:
   /// Adds to `out` the entries of the directory `host_dir` placed under `dest`:
   /// for a context directory, skipping what .dockerignore excludes; for a host
   /// folder a stdlib module offers (in_context false), all of it.
-  void add_tree(const std::filesystem::path& host_dir, const std::string& dest, bool in_context,
+  void add_tree(const std::filesystem::path& host_dir, const ImagePath& dest, bool in_context,
                 std::vector<LayerEntry>& out) const;
 
 private:
   /// add_tree() for the folder `host_dir`, `rel_dir` in the context.
-  void walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir, const std::string& dest,
+  void walk(FolderReader& reader, const std::string& host_dir, const std::string& rel_dir, const ImagePath& dest,
             bool in_context, std::vector<LayerEntry>& out) const;
   std::string relative(const std::filesystem::path& p) const;
   /// Whether .dockerignore lets a recipe name this context path.
@@ -61,15 +61,11 @@ private:
 std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
                                   const std::vector<CopyItem>& files);
 
-/// The host path of `path` in an image file system unpacked at `root`, with
-/// every symlink resolved inside it (absolute targets from the image root, ".."
-/// never above it); nullopt when it does not exist or loops.
-std::optional<std::filesystem::path> resolve_in_image(const std::filesystem::path& root, const std::string& path);
-
 /// `:copy(src, dst, { from = other })`: the sources are paths in the other
 /// image, unpacked at `root` (relative ones from `source_workdir`; a pattern
-/// in the last component). Modes are kept and owners are root unless chown
-/// says otherwise, as docker's COPY --from does. In layer order, as plan_copy.
+/// in the last component), their symlinks resolved inside it by RootDir.
+/// Modes are kept and owners are root unless chown says otherwise, as
+/// docker's COPY --from does. In layer order, as plan_copy.
 std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::filesystem::path& root,
                                        const std::string& source_workdir, const std::string& workdir);
 

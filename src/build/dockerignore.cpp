@@ -19,7 +19,10 @@ std::string_view trim(std::string_view s) {
 }
 
 // Go's filepath.Clean on a '/'-separated path. Docker cleans every pattern,
-// so "./a//b/../c/" must mean "a/c" here too.
+// so "./a//b/../c/" must mean "a/c" here too. Not ImagePath: this cleans the
+// text of a pattern, not a path, and must match Docker's byte for byte, so a
+// leading ".." stays (a pattern that can never match, not an error), "" is ".",
+// and a rooted pattern keeps its "/" for the caller to strip.
 std::string go_clean(std::string_view p) {
   const bool rooted = !p.empty() && p.front() == '/';
   std::vector<std::string_view> out;

@@ -72,7 +72,7 @@ private:
   /// a bare name through the image's PATH.
   std::optional<ImageTree::Resolved> locate(const std::string& program, std::string& shown) const {
     if (program.find('/') != std::string::npos) {
-      shown = resolve_image_path(image_.config.workdir, program);
+      shown = ImagePath::from(image_.config.workdir, program).str();
       return tree_.resolve(shown);
     }
     shown = program;

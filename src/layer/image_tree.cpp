@@ -4,33 +4,26 @@
 #include <archive_entry.h>
 
 #include <algorithm>
-#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
+
+#include "base/text.hpp"
+#include "layer/resolve.hpp"
+#include "oci/image_path.hpp"
 
 namespace imgbuild {
 
 namespace {
 
-std::deque<std::string> components(const std::string& path) {
-  std::deque<std::string> out;
-  size_t i = 0;
-  while (i <= path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) out.push_back(path.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
-
-/// "./a/b/" -> "/a/b": tar member names as tree keys.
-std::string tree_path(std::string_view name) {
-  while (name.starts_with("./")) name.remove_prefix(2);
-  while (name.starts_with("/")) name.remove_prefix(1);
-  while (name.ends_with("/")) name.remove_suffix(1);
-  return "/" + std::string(name);
+/// A tar member name as a tree key ("./a/b/" is "/a/b"), cleaned as the
+/// unpacker cleans it; nullopt for one that climbs out of the root, which the
+/// unpacker refuses and no path of the image can name.
+std::optional<std::string> tree_path(std::string_view name) {
+  std::optional<ImagePath> path = ImagePath::inside(name);
+  if (!path) return std::nullopt;
+  return path->str();
 }
 
 using Archive = std::unique_ptr<archive, decltype(&archive_read_free)>;
@@ -100,7 +93,9 @@ void ImageTree::apply_blob(const std::filesystem::path& blob) const {
     if (r < ARCHIVE_WARN) throw std::runtime_error(blob.string() + ": " + archive_error_string(a.get()));
     const char* raw = archive_entry_pathname(e);
     if (!raw) continue;
-    std::string path = tree_path(raw);
+    std::optional<std::string> cleaned = tree_path(raw);
+    if (!cleaned) continue;
+    std::string path = std::move(*cleaned);
     std::string dir = path.substr(0, path.rfind('/'));
     std::string base = path.substr(path.rfind('/') + 1);
     if (base == kOpaque) {
@@ -112,7 +107,7 @@ void ImageTree::apply_blob(const std::filesystem::path& blob) const {
       continue;
     }
     if (const char* target = archive_entry_hardlink(e)) {
-      hardlinks.emplace_back(path, tree_path(target));
+      if (std::optional<std::string> to = tree_path(target)) hardlinks.emplace_back(path, std::move(*to));
       continue;
     }
     File f;
@@ -210,44 +205,68 @@ bool ImageTree::has_children(const std::string& path) const {
   return it != files_->end() && it->first.starts_with(prefix);
 }
 
+namespace {
+
+/// RootWalk in the tree: a folder can stand only as the parent of its entries.
+class TreeWalk : public RootWalk {
+public:
+  TreeWalk(const ImageTree& tree, const std::vector<Node>& nodes) : tree_(tree), nodes_(nodes) {}
+
+  std::string path() const { return "/" + join(at(), "/"); }
+  /// What stands where the walk is; nullptr for the root or a folder that
+  /// is only a parent.
+  const ImageTree::File* file() const { return file_; }
+
+protected:
+  void restart() override { file_ = nullptr; }
+
+  int leave() override {
+    std::string parent = path();
+    parent.resize(parent.rfind('/'));
+    const Node* n = find_in(nodes_, parent);
+    file_ = n ? &n->second : nullptr;
+    return 0;
+  }
+
+  int look(const std::string& name, Kind& kind, std::string& target) override {
+    std::string next = at().empty() ? "/" + name : path() + "/" + name;
+    looked_ = find_in(nodes_, next);
+    if (!looked_) {
+      if (!tree_.has_children(next)) return ENOENT;
+      kind = Kind::Directory;
+      return 0;
+    }
+    switch (looked_->second.type) {
+      case LayerEntry::Type::Directory:
+        kind = Kind::Directory;
+        break;
+      case LayerEntry::Type::Symlink:
+        kind = Kind::Symlink;
+        target = looked_->second.where;
+        break;
+      case LayerEntry::Type::File:
+        kind = Kind::Other;
+        break;
+    }
+    return 0;
+  }
+
+  void enter(const std::string&, Kind) override { file_ = looked_ ? &looked_->second : nullptr; }
+
+private:
+  const ImageTree& tree_;
+  const std::vector<Node>& nodes_;
+  const Node* looked_ = nullptr;
+  const ImageTree::File* file_ = nullptr;
+};
+
+}  // namespace
+
 std::optional<ImageTree::Resolved> ImageTree::resolve(const std::string& path) const {
   settle();
-  constexpr int kMaxLinks = 40;  // as the kernel's ELOOP limit
-  std::deque<std::string> todo = components(path);
-  std::string current;  // "" is the root
-  const File* file = nullptr;
-  int links = 0;
-  while (!todo.empty()) {
-    std::string part = std::move(todo.front());
-    todo.pop_front();
-    if (part == ".") continue;
-    if (part == "..") {
-      current = current.substr(0, current.rfind('/'));
-      file = nullptr;
-      continue;
-    }
-    // Only folders can be walked through.
-    if (file && file->type != LayerEntry::Type::Directory) return std::nullopt;
-    std::string next = current + "/" + part;
-    const Node* it = find(next);
-    if (!it) {
-      if (!has_children(next)) return std::nullopt;
-      current = next;
-      file = nullptr;
-      continue;
-    }
-    if (it->second.type == LayerEntry::Type::Symlink) {
-      if (++links > kMaxLinks) return std::nullopt;
-      std::deque<std::string> target = components(it->second.where);
-      todo.insert(todo.begin(), target.begin(), target.end());
-      if (it->second.where.starts_with("/")) current.clear();
-      file = nullptr;
-      continue;
-    }
-    current = next;
-    file = &it->second;
-  }
-  return Resolved{current.empty() ? "/" : current, file};
+  TreeWalk walk(*this, *files_);
+  if (walk.walk(path, {})) return std::nullopt;
+  return Resolved{walk.path(), walk.file()};
 }
 
 }  // namespace imgbuild

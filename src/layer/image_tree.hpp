@@ -26,7 +26,7 @@ public:
   };
   struct Resolved {
     std::string path;  ///< absolute, symlinks resolved
-    const File* file;  ///< nullptr for a folder that only exists as a parent
+    const File* file;  ///< nullptr for the root and a folder that only exists as a parent
   };
 
   /// Applies a layer blob (a tar, compressed or not: a pulled image's or one
@@ -41,8 +41,9 @@ public:
 
   /// Resolves an absolute path inside the image, following the image's own
   /// symlinks in every component (relative ones from the link's folder,
-  /// absolute ones from the image root, never the host's). nullopt when it does
-  /// not exist or loops.
+  /// absolute ones from the image root, never the host's), by the same rules
+  /// as an unpacked root on disk (RootWalk). nullopt when it does not exist,
+  /// loops, or goes through a file.
   std::optional<Resolved> resolve(const std::string& path) const;
 
   /// Whether anything stands below the resolved folder `path` (a folder can

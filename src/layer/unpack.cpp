@@ -4,18 +4,18 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <unordered_set>
@@ -24,14 +24,14 @@
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
 #include "base/text.hpp"
+#include "layer/resolve.hpp"
+#include "oci/image_path.hpp"
 
 namespace imgbuild {
 
 namespace {
 
 constexpr size_t kBuffer = 1 << 20;
-/// The kernel's limit, so that both resolvers give up on the same paths.
-constexpr int kMaxSymlinks = 40;
 constexpr std::string_view kWhiteout = ".wh.";
 constexpr std::string_view kOpaque = ".wh..wh..opq";
 
@@ -61,191 +61,30 @@ std::string child_path(const std::string& dir, std::string_view name) {
   return dir.empty() ? std::string(name) : dir + "/" + std::string(name);
 }
 
-/// Splits a name from a layer into components below the root: empty and "."
-/// components dropped (so "/etc", "./etc" and "etc/" are all "etc"), ".." applied
-/// lexically, as Docker and containerd do. `what` names it in errors.
+/// A name from a layer as components below the root: cleaned as an image
+/// path is, as Docker and containerd do ("/etc", "./etc" and "etc/" are all
+/// "etc"), but one that climbs out of the root is refused. `what` names it in
+/// errors.
 Components normalise(std::string_view name, const std::string& what) {
-  Components out;
-  size_t length = 0;
+  std::optional<ImagePath> path = ImagePath::inside(name);
+  // A component too long is named before an escape that comes after it, even
+  // one a later ".." drops: the faults in the order the name has them.
   for (size_t i = 0; i <= name.size();) {
-    size_t j = name.find('/', i);
-    if (j == std::string_view::npos) j = name.size();
-    std::string_view c = name.substr(i, j - i);
+    size_t j = std::min(name.find('/', i), name.size());
+    if (j - i > NAME_MAX && ImagePath::inside(name.substr(0, j)))
+      throw std::runtime_error(what + " has a component longer than 255 bytes");
     i = j + 1;
-    if (c.empty() || c == ".") continue;
-    if (c == "..") {
-      if (out.empty()) throw std::runtime_error(what + " escapes the image root");
-      length -= out.back().size() + 1;
-      out.pop_back();
-      continue;
-    }
-    if (c.size() > NAME_MAX) throw std::runtime_error(what + " has a component longer than 255 bytes");
-    out.emplace_back(c);
-    length += c.size() + 1;
   }
+  if (!path) throw std::runtime_error(what + " escapes the image root");
   // Checked here rather than left to the kernel, so the component walk, which
   // has no such limit, accepts exactly what openat2 does.
-  if (length > PATH_MAX) throw std::runtime_error(what + " is longer than 4095 bytes");
-  return out;
-}
-
-long sys_openat2(int dirfd, const char* path, uint64_t flags, uint64_t resolve) {
-  open_how how{};
-  how.flags = flags;
-  how.resolve = resolve;
-  // EAGAIN: a rename raced with RESOLVE_IN_ROOT's lookup; the kernel asks for a retry.
-  for (int attempt = 0;; ++attempt) {
-    long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-    if (fd >= 0 || (errno != EAGAIN && errno != EINTR) || attempt == 100) return fd;
-  }
-}
-
-std::pair<dev_t, ino_t> identity(int fd) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) throw_errno("stat");
-  return {st.st_dev, st.st_ino};
-}
-
-Fd dup_fd(int fd) {
-  Fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!copy) throw_errno("dup");
-  return copy;
+  if (path->str().size() > PATH_MAX) throw std::runtime_error(what + " is longer than 4095 bytes");
+  return path->segments();
 }
 
 Fd open_dir_nofollow(int dirfd, const std::string& name) {
   return Fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
 }
-
-/// Makes the missing directory dirfd/name as 0755 whatever the umask, as Docker
-/// does for the parents a layer leaves out. Returns 0 or an errno.
-int make_dir(int dirfd, const std::string& name, Fd& made) {
-  if (::mkdirat(dirfd, name.c_str(), 0755) != 0) return errno;
-  made = open_dir_nofollow(dirfd, name);
-  if (!made || ::fchmod(made.get(), 0755) != 0) return errno;
-  return 0;
-}
-
-/// Opens directories below the root as the kernel would if the root were "/":
-/// symlinks in the path are followed, but absolute targets and ".." stop at the
-/// root. openat2(RESOLVE_IN_ROOT) does it in the kernel; where that is missing
-/// (ENOSYS), or a seccomp filter refuses it (EPERM), the path is walked one
-/// component at a time with O_NOFOLLOW, reading symlinks and restarting absolute
-/// ones at the root.
-class Resolver {
-public:
-  Resolver(int root, bool use_openat2) : root_(root), root_id_(identity(root)) {
-    if (use_openat2) {
-      Fd probe(static_cast<int>(sys_openat2(root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, kResolve)));
-      openat2_ = static_cast<bool>(probe);
-    }
-  }
-
-  /// A descriptor of the directory `dir` (components below the root). Missing
-  /// directories are made when `create`, but never through a dangling symlink,
-  /// whose target may be anywhere. Throws std::system_error
-  /// `cannot open directory "a/b": <reason>` with the errno.
-  Fd open_dir(ComponentSpan dir, bool create) const {
-    return openat2_ ? open_with_openat2(dir, create) : walk(dir, create);
-  }
-
-private:
-  static constexpr uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-
-  [[noreturn]] static void fail(ComponentSpan prefix, int err) {
-    throw std::system_error(err, std::generic_category(), "cannot open directory " + quote(join(prefix, "/")));
-  }
-
-  Fd in_root(ComponentSpan dir) const {
-    std::string path = dir.empty() ? "." : join(dir, "/");
-    return Fd(static_cast<int>(sys_openat2(root_, path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, kResolve)));
-  }
-
-  Fd open_with_openat2(ComponentSpan dir, bool create) const {
-    Fd fd = in_root(dir);
-    if (fd) return fd;
-    if (errno != ENOENT || !create) fail(dir, errno);
-    // Something is missing: find the first missing component and make it and
-    // the rest; each is created right inside the directory resolved before it.
-    Fd parent = in_root({});
-    for (size_t i = 1; i <= dir.size(); ++i) {
-      ComponentSpan prefix = dir.first(i);
-      Fd next = in_root(prefix);
-      if (!next) {
-        if (errno != ENOENT) fail(prefix, errno);
-        // EEXIST: a dangling symlink stands there; report what openat2 said.
-        if (int err = make_dir(parent.get(), dir[i - 1], next)) fail(prefix, err == EEXIST ? ENOENT : err);
-      }
-      parent = std::move(next);
-    }
-    return parent;
-  }
-
-  struct Walk {
-    Fd cur;
-    std::vector<std::pair<dev_t, ino_t>> ids;  ///< of the root and each directory entered
-    int links = 0;
-  };
-
-  Fd walk(ComponentSpan dir, bool create) const {
-    Walk w{dup_fd(root_), {root_id_}, 0};
-    for (size_t i = 0; i < dir.size(); ++i)
-      if (int err = step(w, dir[i], create)) fail(dir.first(i + 1), err);
-    return std::move(w.cur);
-  }
-
-  /// Moves `w` into `name`; returns 0 or an errno. Only one directory is held
-  /// open: ".." is opened from the current one and checked against the identity
-  /// recorded on the way down, so a directory moved meanwhile cannot lead out.
-  int step(Walk& w, std::string_view name, bool create) const {
-    if (name.empty() || name == ".") return 0;
-    if (name == "..") {
-      if (w.ids.size() == 1) return 0;  // the root is its own parent
-      Fd up(::openat(w.cur.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
-      struct stat st;
-      if (!up || ::fstat(up.get(), &st) != 0) return errno;
-      w.ids.pop_back();
-      if (st.st_dev != w.ids.back().first || st.st_ino != w.ids.back().second) return EXDEV;
-      w.cur = std::move(up);
-      return 0;
-    }
-    std::string n(name);
-    Fd next(::openat(w.cur.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!next) {
-      if (errno != ENOENT || !create) return errno;
-      if (int err = make_dir(w.cur.get(), n, next)) return err == EEXIST ? ENOENT : err;
-    }
-    struct stat st;
-    if (::fstat(next.get(), &st) != 0) return errno;
-    if (S_ISLNK(st.st_mode)) {
-      if (++w.links > kMaxSymlinks) return ELOOP;
-      char target[PATH_MAX];
-      ssize_t len = ::readlinkat(next.get(), "", target, sizeof target);
-      if (len < 0) return errno;
-      if (len == 0) return ENOENT;  // as the kernel treats an empty target
-      if (static_cast<size_t>(len) == sizeof target) return ENAMETOOLONG;
-      std::string_view t(target, static_cast<size_t>(len));
-      if (t.front() == '/') {
-        w.cur = dup_fd(root_);
-        w.ids.resize(1);
-      }
-      for (size_t i = 0; i <= t.size();) {
-        size_t j = t.find('/', i);
-        if (j == std::string_view::npos) j = t.size();
-        if (int err = step(w, t.substr(i, j - i), false)) return err;
-        i = j + 1;
-      }
-      return 0;
-    }
-    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
-    w.cur = std::move(next);
-    w.ids.emplace_back(st.st_dev, st.st_ino);
-    return 0;
-  }
-
-  int root_;
-  std::pair<dev_t, ino_t> root_id_;
-  bool openat2_ = false;
-};
 
 /// Reads the names in directory `dirfd` and unlinks every non-directory among
 /// them; returns the subdirectories.
@@ -303,7 +142,7 @@ void remove_tree_at(int dirfd, const std::string& name) {
         if (errno == ENOENT) continue;
         throw_errno("cannot open " + quote(sub));
       }
-      auto parent = identity(cur.get());
+      auto parent = file_identity(cur.get());
       std::vector<std::string> subdirs = unlink_files(next.get());
       levels.push_back({std::move(sub), parent, std::move(subdirs)});
       cur = std::move(next);
@@ -316,7 +155,7 @@ void remove_tree_at(int dirfd, const std::string& name) {
     if (levels.size() == 1) break;
     Fd up(::openat(cur.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!up) throw_errno("cannot open the parent of " + quote(level.name));
-    if (identity(up.get()) != level.parent)
+    if (file_identity(up.get()) != level.parent)
       throw std::runtime_error("cannot remove " + quote(level.name) + ": it was moved during the removal");
     if (::unlinkat(up.get(), level.name.c_str(), AT_REMOVEDIR) != 0) throw_errno("cannot remove " + quote(level.name));
     levels.pop_back();
@@ -335,8 +174,8 @@ std::string archive_message(archive* a) {
 /// replaced.
 class LayerApplier {
 public:
-  LayerApplier(int root, const UnpackOptions& options)
-      : root_(root), resolver_(root, options.use_openat2), options_(options) {}
+  LayerApplier(Fd root, const UnpackOptions& options)
+      : root_(std::move(root), options.use_openat2), options_(options) {}
 
   void entry(archive* a, archive_entry* e, std::string_view name) {
     if (name.empty()) throw std::runtime_error("empty path");
@@ -351,13 +190,13 @@ public:
     mode_t type = hardlink ? 0 : archive_entry_filetype(e);
     if (path.empty()) {
       if (type != AE_IFDIR) throw std::runtime_error("only a directory can stand at the image root");
-      finish_directory(e, root_, "", meta);
+      finish_directory(e, root_.fd(), "", meta);
       return;
     }
 
     std::string joined = join(path, "/");
     mark_created(joined);
-    Fd parent = resolver_.open_dir(ComponentSpan(path).first(path.size() - 1), true);
+    Fd parent = open_dir(ComponentSpan(path).first(path.size() - 1), true);
     const std::string& last = path.back();
     if (hardlink) return link(parent.get(), last, joined, hardlink);
     switch (type) {
@@ -396,7 +235,8 @@ public:
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
       const auto& [path, meta] = *it;
       try {
-        Fd dir = path.empty() ? dup_fd(root_) : open_entry_dir(path);
+        Fd dir = path.empty() ? open_dir_nofollow(root_.fd(), ".") : open_entry_dir(path);
+        if (!dir) throw_errno("cannot open the directory");
         if (::fchmod(dir.get(), meta.mode) != 0) throw_errno("chmod");
         if (::futimens(dir.get(), meta.times) != 0) throw_errno("set times");
       } catch (const std::runtime_error& ex) {
@@ -461,9 +301,23 @@ private:
     return false;
   }
 
+  /// A descriptor of the directory `dir` (components below the root), made
+  /// with its parents when missing and `create`. Throws std::system_error
+  /// `cannot open directory "a/b": <reason>`, naming the path up to where it
+  /// failed, with the errno.
+  Fd open_dir(ComponentSpan dir, bool create) const {
+    ResolveError error;
+    Fd fd = root_.open_dir(dir, create, error);
+    if (!fd)
+      throw std::system_error(
+          error.error, std::generic_category(),
+          "cannot open directory " + quote(join(dir.first(std::min(error.component + 1, dir.size())), "/")));
+    return fd;
+  }
+
   Fd open_entry_dir(const std::string& path) const {
     Components c = split(path, '/');
-    Fd parent = resolver_.open_dir(ComponentSpan(c).first(c.size() - 1), false);
+    Fd parent = open_dir(ComponentSpan(c).first(c.size() - 1), false);
     Fd dir = open_dir_nofollow(parent.get(), c.back());
     if (!dir) throw_errno("cannot open the directory");
     return dir;
@@ -547,7 +401,7 @@ private:
     if (target.empty()) throw std::runtime_error(what + " is a directory");
     Fd target_parent;
     try {
-      target_parent = resolver_.open_dir(ComponentSpan(target).first(target.size() - 1), false);
+      target_parent = open_dir(ComponentSpan(target).first(target.size() - 1), false);
     } catch (const std::system_error& ex) {
       if (ex.code() != std::errc::no_such_file_or_directory) throw;
       throw std::runtime_error(what + " does not exist");
@@ -579,7 +433,7 @@ private:
     ComponentSpan dir = ComponentSpan(path).first(path.size() - 1);
     Fd parent;
     try {
-      parent = resolver_.open_dir(dir, false);
+      parent = open_dir(dir, false);
     } catch (const std::system_error& ex) {
       if (ex.code() == std::errc::no_such_file_or_directory) return;  // nothing below to hide
       throw;
@@ -615,8 +469,7 @@ private:
     }
   }
 
-  int root_;
-  Resolver resolver_;
+  RootDir root_;
   const UnpackOptions& options_;
   std::unordered_set<std::string> created_;  ///< paths this layer made, with their parents
   std::map<std::string, Meta> dirs_;         ///< directories waiting for their mode and times
@@ -639,7 +492,7 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
                    const UnpackOptions& options) {
   Fd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd) throw UnpackError(label + ": cannot open " + root.string() + ": " + std::strerror(errno));
-  LayerApplier applier(root_fd.get(), options);
+  LayerApplier applier(std::move(root_fd), options);
   for (;;) {
     check_interrupt();
     archive_entry* e = nullptr;

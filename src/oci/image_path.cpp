@@ -1,35 +1,72 @@
 #include "oci/image_path.hpp"
 
+#include "base/text.hpp"
+
 namespace imgbuild {
 
-std::optional<std::vector<std::string>> clean_segments(const std::string& path, bool clamp) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i <= path.size()) {
+namespace {
+
+/// The one lexical cleaner: `path` as "/a/b" in `out`, empty and "." segments
+/// dropped and ".." applied. A ".." above the start stays there (`clamp`) or
+/// fails the clean (false).
+bool clean(std::string_view path, bool clamp, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i <= path.size();) {
     size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    std::string seg = path.substr(i, j - i);
-    if (seg == "..") {
-      if (parts.empty() && !clamp) return std::nullopt;
-      if (!parts.empty()) parts.pop_back();
-    } else if (!seg.empty() && seg != ".") {
-      parts.push_back(seg);
-    }
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view seg = path.substr(i, j - i);
     i = j + 1;
+    if (seg.empty() || seg == ".") continue;
+    if (seg == "..") {
+      if (out.empty() && !clamp) return false;
+      if (!out.empty()) out.resize(out.rfind('/'));
+      continue;
+    }
+    out += '/';
+    out += seg;
   }
-  return parts;
+  if (out.empty()) out = "/";
+  return true;
 }
 
-std::string clean_image_path(const std::string& path) {
-  std::vector<std::string> parts = *clean_segments(path, true);
-  std::string out;
-  for (auto& p : parts) out += "/" + p;
-  return out.empty() ? "/" : out;
+bool plain_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
 }
 
-std::string resolve_image_path(const std::string& workdir, const std::string& path) {
-  if (path.starts_with("/")) return clean_image_path(path);
-  return clean_image_path((workdir.empty() ? std::string("/") : workdir) + "/" + path);
+}  // namespace
+
+ImagePath::ImagePath(std::string_view path) { clean(path, true, path_); }
+
+ImagePath ImagePath::from(std::string_view workdir, std::string_view path) {
+  if (path.starts_with("/")) return ImagePath(path);
+  return ImagePath(workdir).join(path);
+}
+
+std::optional<ImagePath> ImagePath::inside(std::string_view path) {
+  ImagePath out;
+  if (!clean(path, false, out.path_)) return std::nullopt;
+  return out;
+}
+
+std::vector<std::string> ImagePath::segments() const { return split(path_, '/'); }
+
+ImagePath ImagePath::parent() const {
+  ImagePath out;
+  if (size_t slash = path_.rfind('/'); slash > 0) out.path_.assign(path_, 0, slash);
+  return out;
+}
+
+ImagePath ImagePath::join(std::string_view path) const {
+  ImagePath out;
+  if (plain_name(path)) {
+    out.path_.reserve(path_.size() + 1 + path.size());
+    out.path_.assign(path_, 0, is_root() ? 0 : path_.size());
+    out.path_ += '/';
+    out.path_ += path;
+  } else {
+    clean(path_ + "/" + std::string(path), true, out.path_);
+  }
+  return out;
 }
 
 }  // namespace imgbuild

@@ -1,7 +1,7 @@
 // Tests for the build context and the copy planner: Docker's COPY rules,
-// .dockerignore filtering, the context boundary and image path cleaning.
+// .dockerignore filtering, the context boundary, and copies from another
+// image's unpacked root.
 #include "build/context.hpp"
-#include "oci/image_path.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -19,12 +19,12 @@
 
 namespace fs = std::filesystem;
 using imgbuild::BuildContext;
-using imgbuild::clean_image_path;
 using imgbuild::CopyItem;
 using imgbuild::CopyOp;
 using imgbuild::LayerEntry;
 using imgbuild::Owner;
 using imgbuild::plan_copy;
+using imgbuild::plan_copy_from;
 using namespace imgbuild::test;
 using Catch::Matchers::Contains;
 
@@ -107,18 +107,6 @@ bool has(const std::vector<LayerEntry>& entries, const std::string& path) {
 }
 
 }  // namespace
-
-TEST_CASE("clean_image_path", "[context]") {
-  REQUIRE(clean_image_path("/a/./b/../c/") == "/a/c");
-  REQUIRE(clean_image_path("/../..") == "/");
-  REQUIRE(clean_image_path("/") == "/");
-  REQUIRE(clean_image_path("") == "/");
-  REQUIRE(clean_image_path("//usr///local//bin/") == "/usr/local/bin");
-  REQUIRE(clean_image_path("/a/b/../../../c") == "/c");
-  REQUIRE(clean_image_path("/..a/b..") == "/..a/b..");
-  REQUIRE(clean_image_path("/a/.") == "/a");
-  REQUIRE(clean_image_path("rel/x") == "/rel/x");
-}
 
 TEST_CASE("copy a file to a file path", "[context]") {
   Ctx c;
@@ -539,4 +527,26 @@ TEST_CASE("BuildContext needs a directory", "[context]") {
   REQUIRE(items.size() == 1);
   REQUIRE(items[0].name == "ctx");
   REQUIRE(fs::equivalent(items[0].host_path, c.root));
+}
+
+TEST_CASE("a copy from another image resolves its symlinks inside that image's root", "[context]") {
+  ScratchDir s;
+  fs::path root = s.path / "root";
+  put(root / "etc" / "passwd", "root\n");
+  put(s.path / "secret", "host\n");
+  fs::create_symlink("/etc", root / "etc-abs");
+  fs::create_symlink("../../../../etc/passwd", root / "climb");
+  fs::create_symlink(s.path / "secret", root / "host");
+  fs::create_symlink("passwd/.", root / "etc" / "dot");
+  fs::create_symlink("passwd/..", root / "etc" / "up");
+  auto from = [&](const std::string& source) { return plan_copy_from(make_op({source}, "/x"), root, "/", "/"); };
+  auto source_of = [&](const std::string& path) { return fs::path(entry(from(path), "x").source); };
+  CHECK(source_of("/etc-abs/passwd") == root / "etc" / "passwd");
+  CHECK(source_of("climb") == root / "etc" / "passwd");
+  // An absolute target is a path in the image, where the host's file is not.
+  CHECK(error_of([&] { from("/host"); }) == "no such file in the source image: /host");
+  // These were the file and /etc: a file is no folder to walk through, as
+  // the kernel and the unpacker say.
+  CHECK(error_of([&] { from("/etc/dot"); }) == "no such file in the source image: /etc/dot");
+  CHECK(error_of([&] { from("/etc/up"); }) == "no such file in the source image: /etc/up");
 }

@@ -162,3 +162,47 @@ TEST_CASE("a layer replaces lower paths; a copy of a tree keeps what it had", "[
   CHECK(lower.resolve("/a")->file->type == LayerEntry::Type::Directory);
   CHECK(lower.contents(*lower.resolve("/f")->file, 100) == "old");
 }
+
+TEST_CASE("paths resolve by the unpacker's rules: only through folders, and an empty target names nothing",
+          "[image_tree]") {
+  ScratchDir s;
+  write_layer(s.path / "1", {{"etc/passwd", 'f', "root"},
+                             {"etc/empty", 'l', ""},
+                             {"etc/dot", 'l', "passwd/."},
+                             {"etc/up", 'l', "passwd/.."},
+                             {"usr/bin/sh", 'f', "sh"},
+                             {"bin", 'l', "usr/bin"}});
+  ImageTree tree;
+  tree.apply_layer_blob(s.path / "1");
+  CHECK(exists(tree, "/etc/passwd"));
+  // These were /etc/passwd and /etc: a file is no folder to walk through,
+  // as the kernel and the unpacker say (ENOTDIR).
+  CHECK_FALSE(exists(tree, "/etc/passwd/."));
+  CHECK_FALSE(exists(tree, "/etc/passwd/.."));
+  CHECK_FALSE(exists(tree, "/etc/dot"));
+  CHECK_FALSE(exists(tree, "/etc/up"));
+  // This was the link's own folder: an empty target names nothing (ENOENT).
+  CHECK_FALSE(exists(tree, "/etc/empty"));
+  CHECK_FALSE(exists(tree, "/etc/empty/passwd"));
+  // ".." after a symlink goes up from where the link led.
+  CHECK(tree.resolve("/bin/..")->path == "/usr");
+  CHECK(tree.resolve("/bin/../bin/sh")->path == "/usr/bin/sh");
+  CHECK(tree.resolve("/../../etc/passwd")->path == "/etc/passwd");
+}
+
+TEST_CASE("member names are cleaned as the unpacker cleans them; one that climbs out is no path of the image",
+          "[image_tree]") {
+  ScratchDir s;
+  // These were kept as written ("/a//b/../c"), so no path found them, while
+  // the unpacked root has them at the clean path.
+  write_layer(s.path / "1",
+              {{"./a//b/../c", 'f', "c"}, {"d/./e", 'f', "e"}, {"../x", 'f', "x"}, {"f/../../y", 'f', "y"}});
+  ImageTree tree;
+  tree.apply_layer_blob(s.path / "1");
+  auto c = tree.resolve("/a/c");
+  REQUIRE(c);
+  CHECK(tree.contents(*c->file, 10) == "c");
+  CHECK(exists(tree, "/d/e"));
+  CHECK_FALSE(exists(tree, "/x"));
+  CHECK_FALSE(exists(tree, "/y"));
+}

@@ -5,6 +5,8 @@
 // escape cases run with both resolvers: openat2 and the component walk.
 #include "layer/unpack.hpp"
 
+#include "layer/resolve.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <archive.h>
@@ -1005,4 +1007,35 @@ TEST_CASE("a linked copy of a root takes a layer without changing the original",
   CHECK(slurp(box.root / "etc/motd") == "hello\n");
   CHECK(perm_of(box.root / "bin") == 0711);
   CHECK_THROWS(imgbuild::link_tree(box.root, copy));
+}
+
+TEST_CASE("an unpacked image's own files are read inside its root, never the host's", "[unpack]") {
+  // What the sandbox reads /etc/passwd and /etc/group with: a hostile image
+  // links them to host files, or makes them a fifo that would block the open.
+  Sandbox box;
+  const bool use_openat2 = use_openat2_or_walk();
+  spit(box.outside / "secret", "host secret\n");
+  box.apply({
+      {.path = "etc/passwd-real", .content = "root:x:0:0::/:/bin/sh\n"},
+      {.path = "etc/passwd", .type = 'l', .link = "/etc/passwd-real"},
+      {.path = "etc/group", .type = 'l', .link = (box.outside / "secret").string()},
+      {.path = "etc/climb", .type = 'l', .link = "../../../../outside/secret"},
+      {.path = "etc/fifo", .type = 'p'},
+      {.path = "etc/to-fifo", .type = 'l', .link = "fifo"},
+      {.path = "etc/through-file", .type = 'l', .link = "passwd-real/."},
+  });
+  imgbuild::RootDir root(box.root, use_openat2);
+  CHECK(root.read("/etc/passwd") == "root:x:0:0::/:/bin/sh\n");
+  CHECK(root.read("etc/../etc/passwd") == "root:x:0:0::/:/bin/sh\n");
+  CHECK(root.resolve("/etc/passwd")->str() == "/etc/passwd-real");
+  CHECK_FALSE(root.read("/etc/group"));
+  CHECK_FALSE(root.read("/etc/climb"));
+  CHECK_FALSE(root.read("/etc/fifo"));
+  CHECK_FALSE(root.read("/etc/to-fifo"));
+  CHECK_FALSE(root.read("/etc"));
+  CHECK_FALSE(root.read("/etc/missing"));
+  CHECK_FALSE(root.resolve("/etc/through-file"));
+  CHECK_FALSE(root.resolve("/etc/passwd-real/.."));
+  CHECK(root.resolve("/..")->is_root());
+  CHECK(names_in(box.outside) == std::vector<std::string>{"secret"});
 }
