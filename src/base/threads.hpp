@@ -1,11 +1,18 @@
 #pragma once
-// Stopping the worker threads of a class that waits on a condition variable.
+// Worker threads: how many to start, and stopping those of a class that waits
+// on a condition variable.
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <span>
 #include <thread>
 
 namespace imgbuild {
+
+/// `requested` threads, or one per core when it is 0 (at least one).
+inline unsigned thread_count(unsigned requested) {
+  return requested ? requested : std::max(1u, std::thread::hardware_concurrency());
+}
 
 /// Stops threads that wait on `wake` until `stopping` is set: sets it under
 /// `mutex` (so that no thread misses it between its check and its wait),

@@ -2,49 +2,16 @@
 // Native ELF inspection: what a recipe needs to know about a service binary
 // before putting it in an image (architecture, whether it needs a loader and
 // libraries, and for Go binaries whether it needs CA certificates or tzdata).
+// The ELF format itself is read by elf_image, the Go build info by go_buildinfo.
 #include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
-#include <string_view>
-#include <utility>
 #include <vector>
 
+#include "inspect/go_buildinfo.hpp"
+
 namespace imgbuild {
-
-/// The build information the Go toolchain embeds in every executable
-/// (what `go version -m` prints), read without running Go.
-struct GoBuildInfo {
-  /// Toolchain that built the binary, e.g. "go1.19.8".
-  std::string go_version;
-  /// Import path of the main package, e.g. "example.com/hello".
-  std::string main_path;
-  /// Version of the main module; "(devel)" for a build from a work tree.
-  std::string main_version;
-  /// `build` lines in the order found: CGO_ENABLED, GOOS, GOARCH, GOAMD64,
-  /// -ldflags, -trimpath, vcs.revision, ... with Go quoting removed.
-  std::vector<std::pair<std::string, std::string>> settings;
-  /// Module paths of the dependencies (`dep` lines; replacements not listed).
-  std::vector<std::string> deps;
-  /// The binary links crypto/x509, so it will look for CA certificates at run
-  /// time and an image without them fails on the first TLS connection.
-  bool uses_x509 = false;
-  /// The binary carries its own zoneinfo (time/tzdata), so the image does not
-  /// need /usr/share/zoneinfo.
-  bool embeds_tzdata = false;
-  /// The binary links time.LoadLocation, so it loads time zones by name
-  /// ("Europe/Berlin") at run time: they come from /usr/share/zoneinfo (or
-  /// $ZONEINFO), and in an image without that directory LoadLocation returns an
-  /// error, unless the binary also embeds tzdata (embeds_tzdata), its fallback.
-  /// Only LoadLocation itself counts: time.LoadLocationFromTZData, which every
-  /// binary using the local time zone links, reads the bytes it is given.
-  /// The local zone is not covered either: Go reads it from /etc/localtime, or
-  /// from zoneinfo when $TZ names a zone, and silently uses UTC when that fails.
-  bool loads_zoneinfo = false;
-
-  /// Value of the first build setting named `key`; empty when there is none.
-  std::string setting(std::string_view key) const;
-};
 
 /// What inspect_elf found in one file.
 struct ElfInfo {

@@ -1,6 +1,10 @@
 #pragma once
 // Layer assembly: a deterministic PAX tar, compressed on every core, streamed straight
 // into a content-addressed blob while both of its digests are computed.
+// The public face of the layer writer; its parts live beside it: read_ahead
+// (the files' bytes, read on reader threads), tar_writer.cpp (write_tar),
+// chunk_pipe (the tar stream handed to the compressor), compression (gzip and
+// zstd), blob_output (the blob file), and layer.cpp, which joins them.
 #include <sys/stat.h>
 
 #include <array>

@@ -1,8 +1,8 @@
-// Real ELF fixtures for the ELF tests (elf_test.cpp, elf_report_test.cpp): Go
-// and C programs compiled into a scratch directory at test time, so no binary
-// is ever committed. Every function here is inline with its state in
-// function-local statics, so the test files share one scratch directory, one Go
-// build cache and one build of each fixture per test process.
+// Real ELF fixtures for the ELF tests (elf_test.cpp, go_buildinfo_test.cpp,
+// elf_report_test.cpp): Go and C programs compiled into a scratch directory at
+// test time, so no binary is ever committed. Every function here is inline with
+// its state in function-local statics, so the test files share one scratch
+// directory, one Go build cache and one build of each fixture per test process.
 #pragma once
 
 #include <catch2/catch.hpp>
