@@ -1,7 +1,6 @@
 #include "build/hostbuild.hpp"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,32 +86,20 @@ std::string last_lines(const fs::path& log, size_t count) {
 
 int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::string>& env, const fs::path& cwd,
                    const fs::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-  std::vector<char*> cargv, cenv;
-  for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
+  Fd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!in) throw_errno("cannot start " + argv[0]);
+  Fd out(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out) throw_errno("cannot start " + argv[0]);
   // A process group of its own: on an interrupt the tool and every process it
   // started (go build's compilers and linker) are killed together.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, cargv[0], &actions, &attributes, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (rc != 0) {
-    errno = rc;
-    throw_errno("cannot start " + argv[0]);
-  }
-  return ChildProcess(pid, true).wait();
+  return spawn_process({.argv = argv,
+                        .env = env,
+                        .cwd = cwd,
+                        .stdin_fd = in.get(),
+                        .stdout_fd = out.get(),
+                        .stderr_fd = out.get(),
+                        .own_group = true})
+      .wait();
 }
 
 }  // namespace

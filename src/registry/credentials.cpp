@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.hpp"
+#include "base/process.hpp"
 #include "base/text.hpp"
 
 extern char** environ;
@@ -115,22 +114,6 @@ std::string find_program(const std::string& name, const std::string& path) {
   return {};
 }
 
-/// A started helper, killed and reaped when it is abandoned (timeout, too
-/// much output, or any exception), so no zombie or stray helper outlives a lookup.
-struct Child {
-  pid_t pid = 0;
-  bool reaped = false;
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    if (pid <= 0 || reaped) return;
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
-};
-
 struct HelperResult {
   int exit_status = 0;   ///< when it exited
   int signal = 0;        ///< when a signal ended it
@@ -154,38 +137,21 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw fail(std::string("cannot start: pipe: ") + std::strerror(errno));
   Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  if (posix_spawn_file_actions_init(&actions) != 0) throw fail("cannot start: out of memory");
-  if (posix_spawnattr_init(&attr) != 0) {
-    posix_spawn_file_actions_destroy(&actions);
-    throw fail("cannot start: out of memory");
-  }
-  // Signals this process ignores or blocks would otherwise stay so in the helper.
-  sigset_t none, pipe_only;
-  sigemptyset(&none);
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  int setup = 0;  // the first error of these, all of which return an errno value
-  for (int r : {posix_spawn_file_actions_adddup2(&actions, in_child.get(), 0),
-                posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1),
-                posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2),
-                posix_spawnattr_setsigmask(&attr, &none), posix_spawnattr_setsigdefault(&attr, &pipe_only),
-                posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)})
-    if (setup == 0) setup = r;
-
-  std::string arg0 = std::filesystem::path(program).filename().string(), arg1 = "get";
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
-  std::vector<std::string> env_copy = env;
-  std::vector<char*> envp;
-  for (std::string& e : env_copy) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  Child child;
-  int rc = setup != 0 ? setup : ::posix_spawn(&child.pid, program.c_str(), &actions, &attr, argv, envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw fail(std::string("cannot start: ") + std::strerror(rc));
+  // Killed and reaped when it is abandoned (timeout, too much output, or any
+  // exception), so no zombie or stray helper outlives a lookup.
+  std::string arg0 = std::filesystem::path(program).filename().string();
+  ChildProcess child = [&] {
+    try {
+      return spawn_process({.argv = {arg0, "get"},
+                            .program = program,
+                            .env = env,
+                            .stdin_fd = in_child.get(),
+                            .stdout_fd = out_write.get(),
+                            .stderr_fd = err_write.get()});
+    } catch (const std::system_error& e) {
+      throw fail(std::string("cannot start: ") + std::strerror(e.code().value()));
+    }
+  }();
   in_child = Fd();
   out_write = Fd();
   err_write = Fd();
@@ -229,14 +195,14 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   // Both pipes closed: the helper is exiting. It still gets the deadline.
   for (;;) {
     int status = 0;
-    pid_t done = ::waitpid(child.pid, &status, WNOHANG);
+    pid_t done = ::waitpid(child.pid(), &status, WNOHANG);
     if (done < 0 && errno == EINTR) continue;
     if (done < 0) {
-      child.reaped = errno == ECHILD;  // reaped elsewhere (SIGCHLD ignored): its pid may be reused
+      if (errno == ECHILD) child.release();  // reaped elsewhere (SIGCHLD ignored): its pid may be reused
       throw fail(std::string("failed: waitpid: ") + std::strerror(errno));
     }
-    if (done == child.pid) {
-      child.reaped = true;
+    if (done == child.pid()) {
+      child.release();
       if (WIFEXITED(status))
         result.exit_status = WEXITSTATUS(status);
       else

@@ -8,7 +8,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,12 +23,11 @@
 #include "layer/unpack.hpp"
 #include "test_support.hpp"
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 using imgbuild::ChildProcess;
 using imgbuild::Interrupted;
 using imgbuild::set_interrupt_for_testing;
+using imgbuild::spawn_process;
 using namespace imgbuild::test;
 
 namespace {
@@ -49,23 +47,6 @@ int interrupted_by(F&& f) {
     return i.signal;
   }
   return 0;
-}
-
-pid_t spawn(std::vector<std::string> argv, bool own_group) {
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  if (own_group) {
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attributes, 0);
-  }
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, args[0], nullptr, &attributes, args.data(), environ);
-  posix_spawnattr_destroy(&attributes);
-  REQUIRE(rc == 0);
-  return pid;
 }
 
 /// Whether `pid` still runs: gone, or a zombie nobody reaped yet, is not.
@@ -93,15 +74,17 @@ TEST_CASE("a SIGINT or SIGTERM is recorded, and check points throw it", "[interr
 
 TEST_CASE("a child process ends with its status, or is killed when interrupted", "[interrupt]") {
   ClearInterrupt clear;
-  CHECK(ChildProcess(spawn({"sh", "-c", "exit 7"}, false), false).wait() == 7);
-  CHECK(ChildProcess(spawn({"sh", "-c", "kill -9 $$"}, false), false).wait() == 128 + SIGKILL);
+  CHECK(spawn_process({.argv = {"sh", "-c", "exit 7"}}).wait() == 7);
+  CHECK(spawn_process({.argv = {"sh", "-c", "kill -9 $$"}}).wait() == 128 + SIGKILL);
 
   // The shell's background sleep is in its process group: both go.
   ScratchDir dir;
   fs::path pid_file = dir.path / "sleep.pid";
-  pid_t shell = spawn({"sh", "-c", "sleep 1000 & echo $! > " + pid_file.string() + "; wait"}, true);
+  pid_t shell = 0;
   {
-    ChildProcess child(shell, true);
+    ChildProcess child = spawn_process(
+        {.argv = {"sh", "-c", "sleep 1000 & echo $! > " + pid_file.string() + "; wait"}, .own_group = true});
+    shell = child.pid();
     std::thread interrupt([&] {
       while (slurp(pid_file).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       set_interrupt_for_testing(SIGINT);
@@ -117,8 +100,11 @@ TEST_CASE("a child process ends with its status, or is killed when interrupted",
 }
 
 TEST_CASE("a child process is killed and reaped when its owner unwinds", "[interrupt]") {
-  pid_t pid = spawn({"sleep", "1000"}, false);
-  { ChildProcess child(pid, false); }
+  pid_t pid = 0;
+  {
+    ChildProcess child = spawn_process({.argv = {"sleep", "1000"}});
+    pid = child.pid();
+  }
   errno = 0;
   CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
   CHECK(errno == ECHILD);

@@ -1,0 +1,223 @@
+#include "sandbox/launch.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+
+#include "base/fs.hpp"
+#include "base/interrupt.hpp"
+#include "base/process.hpp"
+
+extern char** environ;
+
+namespace imgbuild {
+
+namespace {
+
+constexpr size_t kTailLines = 20;
+
+/// The capabilities a step keeps: docker's default set. Everything else
+/// (mounting, loading modules, raw I/O, tracing other processes...) is dropped
+/// from the bounding set before the command starts.
+constexpr int kKeptCapabilities[] = {
+    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,           CAP_MKNOD,      CAP_NET_RAW, CAP_SETGID,
+    CAP_SETUID, CAP_SETFCAP,      CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,    CAP_AUDIT_WRITE};
+
+[[noreturn]] void child_fail(int report_fd, const char* what, bool overlay = false) {
+  SetupFailure f;
+  f.error = errno;
+  f.overlay = overlay;
+  ::strncpy(f.what, what, sizeof f.what - 1);
+  (void)!::write(report_fd, &f, sizeof f);
+  _exit(125);
+}
+
+/// Closes descriptors `lo` to `hi`, both included.
+void close_fds(unsigned lo, unsigned hi) {
+  if (lo > hi || ::syscall(SYS_close_range, lo, hi, 0) == 0) return;
+  for (unsigned fd = lo; fd <= std::min(hi, 65535U); ++fd) ::close(static_cast<int>(fd));
+}
+
+void make_file(const std::string& path) {
+  // O_EXCL: opening the image's own file for writing would make overlay copy it up.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd >= 0) ::close(fd);
+}
+
+/// The child, PID 1 of the new PID namespace: sets up the mounts, enters the
+/// image, drops privileges, then forks the command and reaps until it ends.
+[[noreturn]] void child_main(const ChildPlan& p, int out_fd, int sync_fd, int report_fd) {
+  if (p.user_namespace) {
+    char c;
+    if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for the user namespace mapping");
+  }
+  ::close(sync_fd);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail(report_fd, "making mounts private");
+  if (!p.snapshot.empty()) {
+    if (::mount(p.snapshot.c_str(), p.merged.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      child_fail(report_fd, "bind-mounting the snapshot");
+  } else if (::mount("overlay", p.merged.c_str(), "overlay", 0, p.overlay_options.c_str()) != 0) {
+    child_fail(report_fd, "mounting the overlay", true);
+  }
+  for (auto& d : p.dirs_to_make) ::mkdir(d.c_str(), 0755);
+  if (::mount("proc", p.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    child_fail(report_fd, "mounting /proc");
+  if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k") != 0)
+    child_fail(report_fd, "mounting /dev");
+  for (auto& [host, target] : p.device_binds) {
+    make_file(target);
+    if (::mount(host.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      child_fail(report_fd, "mounting a device");
+  }
+  for (auto& [to, link] : p.dev_links) (void)!::symlink(to.c_str(), link.c_str());
+  ::mkdir(p.dev_shm.c_str(), 01777);
+  ::mount("shm", p.dev_shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+  ::mkdir(p.dev_pts.c_str(), 0755);
+  ::mount("devpts", p.dev_pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
+  for (auto& b : p.binds) {
+    if (b.is_file)
+      make_file(b.target);
+    else
+      ::mkdir(b.target.c_str(), 0755);
+    if (::mount(b.source.c_str(), b.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      child_fail(report_fd, "bind-mounting into the step");
+    if (b.read_only && ::mount(nullptr, b.target.c_str(), nullptr,
+                               MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+      child_fail(report_fd, "making a mount read-only");
+  }
+  ::sethostname("imgbuild", 8);
+  if (::chdir(p.merged.c_str()) != 0) child_fail(report_fd, "entering the image root");
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) child_fail(report_fd, "pivot_root");
+  if (::umount2(".", MNT_DETACH) != 0) child_fail(report_fd, "detaching the host root");
+  if (::chdir("/") != 0) child_fail(report_fd, "chdir /");
+  // The working directory, made as docker makes it: by root, before the step.
+  for (auto& dir : p.workdir_parents) ::mkdir(dir.c_str(), 0755);
+  if (::chdir(p.workdir_path.c_str()) != 0) child_fail(report_fd, "entering the working directory");
+
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
+    if (std::find(std::begin(kKeptCapabilities), std::end(kKeptCapabilities), cap) == std::end(kKeptCapabilities))
+      ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
+  if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
+  if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
+
+  int in = ::open("/dev/null", O_RDONLY);
+  if (in < 0 || ::dup2(in, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0) child_fail(report_fd, "stdio");
+  // Nothing of imgbuild's leaks into the step: every other descriptor closes
+  // but the report pipe, which is close-on-exec and so stays with PID 1.
+  close_fds(3, static_cast<unsigned>(report_fd) - 1);
+  close_fds(static_cast<unsigned>(report_fd) + 1, ~0U);
+
+  // The raw system call, not fork(): glibc's fork takes the malloc and stdio
+  // locks first, and this child of a raw clone may hold copies of them that
+  // another thread of imgbuild had locked at that instant: it would wait forever.
+  pid_t cmd = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+  if (cmd < 0) child_fail(report_fd, "fork");
+  if (cmd == 0) {
+    environ = const_cast<char**>(p.envp.data());
+    ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
+    if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
+    _exit(errno == ENOENT ? 127 : 126);
+  }
+  // PID 1: reap everything, end with the command's status.
+  int status = 0;
+  for (;;) {
+    int s = 0;
+    pid_t r = ::waitpid(-1, &s, 0);
+    if (r == cmd) status = s;
+    if (r < 0 && errno == ECHILD) break;
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+}  // namespace
+
+std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, SandboxResult& result) {
+  auto make_pipe = [] {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
+    return std::pair<Fd, Fd>(Fd(fds[0]), Fd(fds[1]));
+  };
+  auto [out_read, out_write] = make_pipe();
+  auto [sync_read, sync_write] = make_pipe();
+  auto [report_read, report_write] = make_pipe();
+
+  unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+  if (!p.network) flags |= CLONE_NEWNET;
+  if (p.user_namespace) flags |= CLONE_NEWUSER;
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
+  if (pid < 0) {
+    int e = errno;
+    if (p.user_namespace && (e == EPERM || e == EINVAL || e == ENOSPC))
+      throw SandboxError(std::string("cannot create a user namespace for a rootless RUN step (") + strerror(e) +
+                         "): run as root, or allow unprivileged user namespaces "
+                         "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)");
+    throw SandboxError(std::string("cannot create the step's namespaces: ") + strerror(e));
+  }
+  if (pid == 0) child_main(p, out_write.get(), sync_read.get(), report_write.get());
+  // Killed (and with it the whole PID namespace) if anything below throws,
+  // an interrupt included.
+  ChildProcess child(pid, false);
+
+  out_write = Fd();
+  sync_read = Fd();
+  report_write = Fd();
+  if (p.user_namespace) {
+    // Root inside is the invoking user outside: the step can own its files.
+    auto write_map = [&](const std::string& file, const std::string& text) {
+      std::ofstream f("/proc/" + std::to_string(pid) + "/" + file);
+      f << text;
+    };
+    write_map("setgroups", "deny");
+    write_map("uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
+    write_map("gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
+    // Only this child waits for the byte; another has closed its end, and
+    // writing there would raise SIGPIPE in a process that does not ignore it.
+    (void)!::write(sync_write.get(), "x", 1);
+  }
+  sync_write = Fd();
+
+  std::deque<std::string> tail;
+  std::string pending;
+  auto emit = [&](std::string line) {
+    if (spec.output) spec.output(line);
+    tail.push_back(std::move(line));
+    if (tail.size() > kTailLines) tail.pop_front();
+  };
+  char buf[1 << 16];
+  for (;;) {
+    if (!wait_readable(out_read.get())) check_interrupt();
+    ssize_t n = ::read(out_read.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    pending.append(buf, static_cast<size_t>(n));
+    for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+      emit(pending.substr(0, nl));
+      pending.erase(0, nl + 1);
+    }
+  }
+  if (!pending.empty()) emit(pending);
+  result.exit_code = child.wait();
+  result.last_lines.assign(tail.begin(), tail.end());
+  SetupFailure failure;
+  if (::read(report_read.get(), &failure, sizeof failure) == static_cast<ssize_t>(sizeof failure)) return failure;
+  return std::nullopt;
+}
+
+}  // namespace imgbuild
