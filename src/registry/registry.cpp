@@ -22,10 +22,13 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kManifestAccept =
-    "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
-    "application/vnd.docker.distribution.manifest.v2+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The Accept header of a manifest request: every manifest and index type
+/// this client reads.
+const std::string& manifest_accept() {
+  static const std::string header = "Accept: " + media_type::kManifest.str() + ", " + media_type::kIndex.str() + ", " +
+                                    media_type::kDockerManifest.str() + ", " + media_type::kDockerManifestList.str();
+  return header;
+}
 
 /// Chunks of a chunked upload, unless the registry asks for larger ones.
 constexpr uint64_t kChunkSize = 16ull << 20;
@@ -475,19 +478,19 @@ std::string repo_path(const Reference& ref) { return "/v2/" + ref.repository; }
 
 /// What a GET of a manifest returned, told by the document itself when it
 /// says, else by Content-Type.
-std::string manifest_media_type(const HttpResponse& r, const json& doc, const std::string& what) {
+MediaType manifest_media_type(const HttpResponse& r, const json& doc, const std::string& what) {
   if (!doc.is_object()) throw RegistryError(what + ": the manifest is not a JSON object");
   if (doc.contains("schemaVersion") && doc["schemaVersion"] == 1)
     throw RegistryError(what +
                         ": Docker schema 1 manifests are not supported (push the image again with a current client)");
-  if (doc.contains("mediaType") && doc["mediaType"].is_string()) return doc["mediaType"];
-  std::string type = bare_media_type(r.header("content-type").value_or(""));
-  if (type == media_type::kManifest || type == media_type::kIndex || type == media_type::kDockerManifest ||
-      type == media_type::kDockerManifestList)
-    return type;
+  if (doc.contains("mediaType") && doc["mediaType"].is_string())
+    return MediaType::parse(doc["mediaType"].get<std::string>());
+  std::string header = bare_media_type(r.header("content-type").value_or(""));
+  MediaType type = MediaType::parse(header);
+  if (type.is_manifest() || type.is_index()) return type;
   if (doc.contains("manifests")) return media_type::kIndex;
   if (doc.contains("config") && doc.contains("layers")) return media_type::kManifest;
-  throw RegistryError(what + ": unknown manifest type '" + type + "'");
+  throw RegistryError(what + ": unknown manifest type '" + header + "'");
 }
 
 /// Expects one of `ok`; anything else is the registry's error, named.
@@ -522,7 +525,7 @@ std::string with_query(const std::string& url, const std::string& query) {
 Manifest RegistryClient::get_manifest(const Reference& ref) {
   Call call;
   call.url = repo_path(ref) + "/manifests/" + ref.manifest_ref();
-  call.headers = {kManifestAccept};
+  call.headers = {manifest_accept()};
   call.what = ref.str();
   HttpResponse r;
   try {
@@ -544,7 +547,7 @@ bool RegistryClient::has_manifest(const Reference& ref) {
   Call call;
   call.method = "HEAD";
   call.url = repo_path(ref) + "/manifests/" + ref.manifest_ref();
-  call.headers = {kManifestAccept};
+  call.headers = {manifest_accept()};
   call.what = ref.str();
   HttpResponse r = send(ref, Scope{ref.repository}, call);
   if (r.status == 404) return false;
@@ -552,11 +555,11 @@ bool RegistryClient::has_manifest(const Reference& ref) {
   return true;
 }
 
-Digest RegistryClient::put_manifest(const Reference& ref, const std::string& media_type, const std::string& body) {
+Digest RegistryClient::put_manifest(const Reference& ref, const MediaType& media_type, const std::string& body) {
   Call call;
   call.method = "PUT";
   call.url = repo_path(ref) + "/manifests/" + ref.manifest_ref();
-  call.headers = {"Content-Type: " + media_type};
+  call.headers = {"Content-Type: " + media_type.str()};
   call.what = "push " + ref.str() + ": manifest";
   call.prepare = [&body](HttpRequest& req) {
     req.body_size = body.size();

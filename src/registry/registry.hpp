@@ -63,7 +63,7 @@ struct RegistryOptions {
 /// A manifest or index as fetched: the exact bytes (their digest is the
 /// content's identity) and what kind of document they are.
 struct Manifest {
-  std::string media_type;
+  MediaType media_type;
   std::string body;
   Digest digest;
 };
@@ -83,7 +83,7 @@ public:
   bool has_manifest(const Reference& ref);
   /// PUT a manifest under the reference's tag (or digest). Returns the digest
   /// of the bytes sent.
-  Digest put_manifest(const Reference& ref, const std::string& media_type, const std::string& body);
+  Digest put_manifest(const Reference& ref, const MediaType& media_type, const std::string& body);
 
   /// GET a small blob (a config) of the repository into memory, verified.
   std::string get_document(const Reference& repo, const Descriptor& blob);
