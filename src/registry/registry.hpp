@@ -29,7 +29,8 @@ struct Manifest {
 /// Bytes transferred so far for one blob, for progress.
 using TransferProgress = std::function<void(uint64_t done, uint64_t total)>;
 
-/// The distribution API of any number of registries. Thread-safe.
+/// The distribution API of any number of registries. Its calls may run on
+/// several threads at once (set_chunk_threshold aside).
 class RegistryClient {
 public:
   RegistryClient(Credentials credentials, RegistryOptions options);

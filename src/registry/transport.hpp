@@ -36,6 +36,7 @@ private:
   std::string code_;
 };
 
+/// How to reach registries: what the user allows and trusts, and how hard to try.
 struct RegistryOptions {
   /// Hosts ("host:port" as in references) where plain HTTP and unverified TLS
   /// are allowed. Loopback hosts may use plain HTTP without being listed.
@@ -69,6 +70,7 @@ public:
     bool push = false;
     std::string mount_from{};
 
+    /// "repository:a/b:pull,push repository:a/c:pull": the key of a token.
     std::string text() const {
       std::string s = "repository:" + repository + (push ? ":pull,push" : ":pull");
       if (!mount_from.empty() && mount_from != repository) s += " repository:" + mount_from + ":pull";
@@ -98,6 +100,7 @@ public:
   HttpResponse send(const Reference& ref, const Scope& scope, Call& call);
   /// "https://host[:port]" (or http://) as `ref`'s registry is reached.
   std::string base_url(const Reference& ref);
+  /// The options it was made with (attempts, backoff, mirrors, debug log).
   const RegistryOptions& options() const { return options_; }
 
 private:
