@@ -1,5 +1,6 @@
 #pragma once
 // Small string helpers shared by the engine and the command line.
+#include <cstddef>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -27,5 +28,16 @@ inline std::vector<std::string> split(const std::string& text, char sep) {
     if (!item.empty()) out.push_back(item);
   return out;
 }
+
+/// The longest part of a text that quote() shows: a hostile or mistaken
+/// multi-kilobyte input must not make a multi-kilobyte message.
+inline constexpr size_t kMaxQuoted = 300;
+
+/// `text` in double quotes for a message, whatever it holds: quotes and
+/// backslashes escaped with a backslash, every byte outside printable ASCII
+/// as \xNN (control characters, and UTF-8 too, so that no byte sequence,
+/// valid or not, can forge a line, reorder the text around it or reach the
+/// terminal); cut after kMaxQuoted bytes, with "..." after the closing quote.
+std::string quote(std::string_view text);
 
 }  // namespace imgbuild

@@ -50,7 +50,7 @@ LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::
     pipe.finish();
     sink.finish();
   };
-  std::string type = media_type::kLayerGzip;
+  MediaType type = media_type::kLayerGzip;
   if (options.compression == Compression::Zstd) {
     ZstdSink sink(out, options.threads);
     compress(sink);

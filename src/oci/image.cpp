@@ -32,7 +32,8 @@ Descriptor Descriptor::from_json(const json& j) {
   if (!size.is_number_unsigned()) throw std::runtime_error("descriptor size is not a non-negative integer");
   const json& digest = field("digest");
   if (!digest.is_string()) throw std::runtime_error("descriptor digest is not a string");
-  Descriptor d{mt.get<std::string>(), Digest::parse(digest.get<std::string>()), size.get<uint64_t>(), {}};
+  Descriptor d{
+      MediaType::parse(mt.get<std::string>()), Digest::parse(digest.get<std::string>()), size.get<uint64_t>(), {}};
   if (auto it = j.find("annotations"); it != j.end() && it->is_object())
     for (auto& [k, v] : it->items())
       if (v.is_string()) d.annotations[k] = v.get<std::string>();
@@ -191,10 +192,10 @@ std::string string_field(const json& j, const char* name) {
   return it->get<std::string>();
 }
 
-std::string oci_layer_type(const std::string& type) {
+MediaType oci_layer_type(const MediaType& type) {
   if (type == media_type::kLayerGzip || type == media_type::kLayerTar || type == media_type::kLayerZstd) return type;
   if (type == media_type::kDockerLayerGzip) return media_type::kLayerGzip;
-  throw std::runtime_error("unsupported layer type '" + type + "'");
+  throw std::runtime_error("unsupported layer type '" + type.str() + "'");
 }
 
 }  // namespace

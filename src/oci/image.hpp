@@ -20,7 +20,7 @@ struct LayerBlob {
   uint64_t size = 0;               ///< compressed size
   Digest diff_id;                  ///< sha256 of the uncompressed tar
   uint64_t uncompressed_size = 0;  ///< 0 when unknown (layers of pulled images)
-  std::string media_type = media_type::kLayerGzip;
+  MediaType media_type = media_type::kLayerGzip;
 };
 
 /// Annotation that names an image inside an OCI layout's index.json.
@@ -45,7 +45,7 @@ struct Platform {
 
 /// An OCI content descriptor.
 struct Descriptor {
-  std::string media_type;
+  MediaType media_type;
   Digest digest;
   uint64_t size = 0;
   std::map<std::string, std::string> annotations;

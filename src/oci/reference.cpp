@@ -3,7 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <cstdio>
+#include "base/text.hpp"
 
 namespace imgbuild {
 
@@ -19,8 +19,6 @@ constexpr std::string_view kDefaultTag = "latest";
 // the path without the registry, and the "library/" Docker adds counts.
 constexpr size_t kMaxRepositoryLength = 255;
 constexpr size_t kMaxTagLength = 128;
-// A hostile or mistaken multi-kilobyte input must not make a multi-kilobyte message.
-constexpr size_t kMaxQuoted = 300;
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
@@ -35,28 +33,6 @@ bool has_upper(std::string_view s) {
   for (char c : s)
     if (is_upper(c)) return true;
   return false;
-}
-
-/// `s` in double quotes, with control and non-ASCII bytes escaped so a message
-/// stays one printable line whatever the input was.
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size() && i < kMaxQuoted; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-  if (s.size() > kMaxQuoted) out += "...";
-  return out;
 }
 
 /// A character for a message: 'x', or '\x01' for one that would not print.

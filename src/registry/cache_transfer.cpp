@@ -43,7 +43,7 @@ std::map<Digest, CachedStep> import_step_cache(RegistryClient& client, const Ref
     throw RegistryError(ref.str() + ": not an imgbuild step cache (no config)");
   Descriptor config = Descriptor::from_json(manifest["config"]);
   if (config.media_type != media_type::kStepCache)
-    throw RegistryError(ref.str() + ": not an imgbuild step cache (its config is " + config.media_type + ")");
+    throw RegistryError(ref.str() + ": not an imgbuild step cache (its config is " + config.media_type.str() + ")");
   json doc = json::parse(client.get_document(ref, config), nullptr, false);
   if (!doc.is_object() || !doc.contains("entries") || !doc["entries"].is_array())
     throw RegistryError(ref.str() + ": the step cache's config has no entry list");

@@ -13,10 +13,6 @@
 
 namespace imgbuild {
 
-namespace media_type {
-inline constexpr const char* kStepCache = "application/vnd.imgbuild.step-cache.v1+json";
-}
-
 /// Writes the manifest and config of a cache holding `steps` into `store`
 /// (the layers are already there, or in the registry) and describes the manifest.
 Descriptor store_cache_manifest(Layout& store, const std::vector<CachedStep>& steps);

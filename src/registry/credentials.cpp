@@ -55,10 +55,6 @@ std::string server_host(std::string_view key) {
 /// What docker calls the server: the key it writes in config.json and sends helpers.
 std::string server_url(const std::string& host) { return host == kDockerHub ? std::string(kDockerHubServer) : host; }
 
-std::string quote(std::string_view s) {
-  return json(std::string(s)).dump(-1, ' ', true, json::error_handler_t::replace);
-}
-
 std::optional<std::string> base64_decode(std::string_view in) {
   // Go's StdEncoding, which docker uses, skips line breaks.
   std::string clean;

@@ -1,7 +1,7 @@
 #pragma once
 // One HTTP exchange over libcurl, with nothing implicit: no redirect is
 // followed, no credential is added and no retry happens here. The registry
-// client decides each of those itself, because each is a security decision
+// transport decides each of those itself, because each is a security decision
 // (where credentials go) or a correctness one (what a retry must restart).
 #include <cstdint>
 #include <functional>

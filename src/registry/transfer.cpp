@@ -51,8 +51,6 @@ bool platform_matches(const Platform& wanted, const Platform& have) {
   return wanted.variant.empty() || normal_variant(wanted) == normal_variant(have);
 }
 
-bool is_index(const std::string& type) { return type == media_type::kIndex || type == media_type::kDockerManifestList; }
-
 json parse_document(const std::string& body, const std::string& what) {
   json doc = json::parse(body, nullptr, false);
   if (!doc.is_object()) throw RegistryError(what + ": not a valid JSON document");
@@ -113,13 +111,13 @@ PulledImage pull(RegistryClient& client, Layout& store, const Reference& ref, co
   }
   const Reference& from = *served_by;
   Manifest fetched = std::move(*got);
-  if (is_index(fetched.media_type)) {
+  if (fetched.media_type.is_index()) {
     Descriptor chosen = choose_platform(parse_document(fetched.body, name), platform, name);
     if (log) log(name + ": " + platform.str() + " is " + chosen.digest.str());
     fetched = client.get_manifest(from.with_digest(chosen.digest));
     if (fetched.body.size() != chosen.size)
       throw RegistryError(name + ": the " + platform.str() + " manifest is not the size its index gives");
-    if (is_index(fetched.media_type)) throw RegistryError(name + ": an index inside an index is not supported");
+    if (fetched.media_type.is_index()) throw RegistryError(name + ": an index inside an index is not supported");
   }
   json manifest = parse_document(fetched.body, name);
   if (!manifest.contains("config")) throw RegistryError(name + ": the manifest has no config");

@@ -54,7 +54,7 @@ bool Layout::verify_blob(const Digest& d, uint64_t size) const {
   return false;
 }
 
-Descriptor Layout::put_document(const std::string& data, const std::string& media_type) {
+Descriptor Layout::put_document(const std::string& data, const MediaType& media_type) {
   Digest d = sha256_of(data);
   if (!has_blob(d)) write_file_atomic(blob_path(d), data);
   return Descriptor{media_type, d, data.size(), {}};

@@ -33,7 +33,7 @@ public:
   bool verify_blob(const Digest& d, uint64_t size) const;
 
   /// Stores a small document (manifest, config) and describes it.
-  Descriptor put_document(const std::string& data, const std::string& media_type);
+  Descriptor put_document(const std::string& data, const MediaType& media_type);
   /// Reads a document blob, verifying its size and digest.
   std::string read_document(const Descriptor& d) const;
 

@@ -190,7 +190,7 @@ json layer_to_json(const LayerBlob& l) {
 LayerBlob layer_from_json(const json& j) {
   return LayerBlob{Digest::parse(j.at("digest").get<std::string>()), j.at("size").get<uint64_t>(),
                    Digest::parse(j.at("diffID").get<std::string>()), j.value("uncompressedSize", uint64_t{0}),
-                   j.at("mediaType").get<std::string>()};
+                   MediaType::parse(j.at("mediaType").get<std::string>())};
 }
 
 json CachedStep::to_json() const {

@@ -241,7 +241,7 @@ TEST_CASE("Descriptor JSON round trip and errors", "[image]") {
   REQUIRE(back.digest == d.digest);
   REQUIRE(back.size == 42);
   REQUIRE(back.annotations == d.annotations);
-  REQUIRE_FALSE(Descriptor{"t", d.digest, 1, {}}.to_json().contains("annotations"));
+  REQUIRE_FALSE(Descriptor{imgbuild::MediaType::parse("t"), d.digest, 1, {}}.to_json().contains("annotations"));
 
   REQUIRE_THROWS_WITH(Descriptor::from_json(json::array()), "descriptor is not an object");
   json no_size = j;
@@ -256,6 +256,30 @@ TEST_CASE("Descriptor JSON round trip and errors", "[image]") {
   json mt = j;
   mt["mediaType"] = 3;
   REQUIRE_THROWS_WITH(Descriptor::from_json(mt), "descriptor mediaType is not a string");
+}
+
+TEST_CASE("media types: known ones parsed to their constant, others kept verbatim", "[image]") {
+  using imgbuild::MediaType;
+  namespace media_type = imgbuild::media_type;
+  CHECK(MediaType::parse("application/vnd.oci.image.index.v1+json") == media_type::kIndex);
+  CHECK(MediaType::parse("application/vnd.docker.distribution.manifest.list.v2+json").is_index());
+  CHECK(MediaType::parse("application/vnd.docker.distribution.manifest.v2+json").is_manifest());
+  CHECK(!media_type::kConfig.is_manifest());
+  CHECK(!media_type::kConfig.is_index());
+  // Types are compared byte for byte: another spelling is another type, kept as it was.
+  MediaType upper = MediaType::parse("Application/vnd.oci.image.index.v1+json");
+  CHECK(upper != media_type::kIndex);
+  CHECK(!upper.is_index());
+  CHECK(upper.str() == "Application/vnd.oci.image.index.v1+json");
+  MediaType artifact = MediaType::parse("application/vnd.example.sbom.v1+json");
+  CHECK(artifact == MediaType::parse("application/vnd.example.sbom.v1+json"));
+  CHECK(artifact != MediaType::parse("application/vnd.example.sbom.v2+json"));
+  CHECK(json(artifact).dump() == R"("application/vnd.example.sbom.v1+json")");
+  CHECK(json(media_type::kStepCache).dump() == R"("application/vnd.imgbuild.step-cache.v1+json")");
+  // An unknown type in an index passes through byte for byte: its digest stays.
+  json index_entry = json::parse(R"({"digest":")" + sha256_of("a").str() +
+                                 R"(","mediaType":"application/vnd.example.sbom.v1+json","size":1})");
+  CHECK(Descriptor::from_json(index_entry).to_json().dump() == index_entry.dump());
 }
 
 TEST_CASE("StoredImage::total_size sums manifest, config and layers", "[image]") {
@@ -320,7 +344,7 @@ TEST_CASE("image_from_documents reads a Docker base image to build on", "[image]
 
 TEST_CASE("image_from_documents rejects what it cannot build on", "[image]") {
   json config = {{"os", "linux"}, {"architecture", "amd64"}, {"rootfs", {{"diff_ids", {dg('a').str()}}}}};
-  auto layers = [](const char* type) {
+  auto layers = [](const json& type) {
     return json{{"layers", {{{"mediaType", type}, {"digest", dg('1').str()}, {"size", 1u}}}}};
   };
   CHECK(error_of([&] {

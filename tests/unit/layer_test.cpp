@@ -515,8 +515,8 @@ TEST_CASE("write_layer is deterministic", "[layer]") {
     REQUIRE(other.digest != first.digest);
     REQUIRE(other.diff_id == first.diff_id);
     REQUIRE(other.uncompressed_size == first.uncompressed_size);
-    REQUIRE(other.media_type == "application/vnd.oci.image.layer.v1.tar+zstd");
-    REQUIRE(first.media_type == "application/vnd.oci.image.layer.v1.tar+gzip");
+    REQUIRE(other.media_type.str() == "application/vnd.oci.image.layer.v1.tar+zstd");
+    REQUIRE(first.media_type.str() == "application/vnd.oci.image.layer.v1.tar+gzip");
   }
 }
 

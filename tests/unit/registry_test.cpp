@@ -1,6 +1,6 @@
-// Tests for the registry client's decisions that need no server: where
+// Tests for the registry transport's decisions that need no server: where
 // credentials may go, and how a registry's error reaches the user.
-#include "registry/registry.hpp"
+#include "registry/transport.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -582,12 +582,14 @@ TEST_CASE("long names work up to the file system's limits", "[unpack]") {
   REQUIRE(slurp(box.root / c255) == "255");
 
   std::string c300(300, 'z');
+  // A name from a layer is quoted cut at 300 bytes: a hostile one cannot make a huge message.
   REQUIRE(box.error({{.path = "dir/" + c300}}) ==
-          "layer 1: entry \"dir/" + c300 + "\": path has a component longer than 255 bytes");
+          "layer 1: entry \"dir/" + c300.substr(4) + "\"...: path has a component longer than 255 bytes");
   std::string huge;
   for (int i = 0; i < 20; ++i) huge += c255 + "/";
   huge += "f";
-  REQUIRE(box.error({{.path = huge}}) == "layer 1: entry \"" + huge + "\": path is longer than 4095 bytes");
+  REQUIRE(box.error({{.path = huge}}) ==
+          "layer 1: entry \"" + huge.substr(0, 300) + "\"...: path is longer than 4095 bytes");
   REQUIRE(box.error({{.path = "h", .type = 'h', .link = c300}}) ==
           "layer 1: entry \"h\": hardlink target \"" + c300 + "\" has a component longer than 255 bytes");
   REQUIRE(names_in(box.root) == std::vector<std::string>{c255, c49});
