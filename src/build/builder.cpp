@@ -49,16 +49,26 @@ std::string filesystem_id(const Image& image) {
 /// must come out the same.
 std::string from_name(const Image& source) { return source.layers.empty() ? "--from=scratch" : "--from=stage"; }
 
-/// The history line of a config change, written the way docker shows its
-/// instructions: argv lists in JSON (their exact words matter), other lists
-/// and maps as plain words.
-std::string describe_config(const ConfigOp& op) {
-  if (op.value.is_string()) return op.key + " " + op.value.get<std::string>();
-  if (op.key == "entrypoint" || op.key == "cmd") return op.key + " " + op.value.dump();
-  if (op.value.is_array()) return op.key + " " + join(op.value.get<std::vector<std::string>>(), " ");
+/// The words after a config change's name in its history line, written the
+/// way docker shows its instructions: argv lists in JSON (their exact words
+/// matter), other lists and maps as plain words.
+std::string words(const std::string& value) { return value; }
+std::string words(const std::vector<std::string>& list) { return join(list, " "); }
+std::string words(const std::map<std::string, std::string>& map) {
   std::vector<std::string> pairs;
-  for (auto& [k, v] : op.value.items()) pairs.push_back(k + "=" + v.get<std::string>());
-  return op.key + " " + join(pairs, " ");
+  for (auto& [k, v] : map) pairs.push_back(k + "=" + v);
+  return join(pairs, " ");
+}
+template <class Change>
+std::string change_words(const Change& change) {
+  return words(change.value);
+}
+std::string change_words(const config::Entrypoint& change) { return json(change.value).dump(); }
+std::string change_words(const config::Cmd& change) { return json(change.value).dump(); }
+
+/// The history line of a config change: "env A=1 B=2", "cmd [\"--quiet\"]".
+std::string describe_config(const ConfigOp& op) {
+  return std::visit([](const auto& change) { return std::string(change.name) + " " + change_words(change); }, op);
 }
 
 }  // namespace
@@ -430,7 +440,7 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
     throw;
   } catch (const std::exception& e) {
     auto* cfg = std::get_if<ConfigOp>(&node.op);
-    std::string step = cfg                                       ? cfg->key
+    std::string step = cfg                                       ? config_name(*cfg)
                        : std::holds_alternative<PullOp>(node.op) ? "from"
                        : std::holds_alternative<RunOp>(node.op)  ? "run"
                                                                  : "copy";
@@ -759,35 +769,37 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
 void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
   StepReport report(*this, node, describe_config(op), StepKind::Config);
   RuntimeConfig& c = st.image.config;
-  const json& v = op.value;
-  if (op.key == "env") {
-    for (auto& [k, val] : v.items()) c.set_env(k, val.get<std::string>());
-  } else if (op.key == "workdir") {
-    std::string dir = v.get<std::string>();
-    // Like WORKDIR, a relative directory is taken from the current one.
-    c.workdir = resolve_image_path(c.workdir, dir);
-  } else if (op.key == "user") {
-    c.user = v.get<std::string>();
-  } else if (op.key == "entrypoint") {
-    c.entrypoint = v.get<std::vector<std::string>>();
-    st.entrypoint_loc = node.loc;
-    if (st.cmd_from_base) c.cmd.reset();
-  } else if (op.key == "cmd") {
-    c.cmd = v.get<std::vector<std::string>>();
-    st.cmd_from_base = false;
-    // Without an entrypoint the cmd is the program, so its line is the one to blame.
-    if (!c.entrypoint) st.entrypoint_loc = node.loc;
-  } else if (op.key == "expose") {
-    for (auto& p : v) c.exposed_ports.insert(p.get<std::string>());
-  } else if (op.key == "label") {
-    for (auto& [k, val] : v.items()) c.labels[k] = val.get<std::string>();
-  } else if (op.key == "volume") {
-    for (auto& p : v) c.volumes.insert(p.get<std::string>());
-  } else if (op.key == "stopsignal") {
-    c.stop_signal = v.get<std::string>();
-  } else {
-    throw std::runtime_error("unknown config key '" + op.key + "'");
-  }
+  auto apply = [&](const auto& change) {
+    using Change = std::decay_t<decltype(change)>;
+    const auto& v = change.value;
+    if constexpr (std::is_same_v<Change, config::Env>) {
+      for (auto& [k, val] : v) c.set_env(k, val);
+    } else if constexpr (std::is_same_v<Change, config::Workdir>) {
+      // Like WORKDIR, a relative directory is taken from the current one.
+      c.workdir = resolve_image_path(c.workdir, v);
+    } else if constexpr (std::is_same_v<Change, config::User>) {
+      c.user = v;
+    } else if constexpr (std::is_same_v<Change, config::Entrypoint>) {
+      c.entrypoint = v;
+      st.entrypoint_loc = node.loc;
+      if (st.cmd_from_base) c.cmd.reset();
+    } else if constexpr (std::is_same_v<Change, config::Cmd>) {
+      c.cmd = v;
+      st.cmd_from_base = false;
+      // Without an entrypoint the cmd is the program, so its line is the one to blame.
+      if (!c.entrypoint) st.entrypoint_loc = node.loc;
+    } else if constexpr (std::is_same_v<Change, config::Expose>) {
+      c.exposed_ports.insert(v.begin(), v.end());
+    } else if constexpr (std::is_same_v<Change, config::Label>) {
+      for (auto& [k, val] : v) c.labels[k] = val;
+    } else if constexpr (std::is_same_v<Change, config::Volume>) {
+      c.volumes.insert(v.begin(), v.end());
+    } else {
+      static_assert(std::is_same_v<Change, config::StopSignal>, "a config change without its effect");
+      c.stop_signal = v;
+    }
+  };
+  std::visit(apply, op);
   st.image.history.push_back({describe_config(op), true});
   note(node, describe_config(op), std::nullopt, PlannedStep::Outcome::Config);
   report.end(StepStatus::Done);
