@@ -49,28 +49,110 @@ std::string filesystem_id(const Image& image) {
 /// must come out the same.
 std::string from_name(const Image& source) { return source.layers.empty() ? "--from=scratch" : "--from=stage"; }
 
-/// The history line of a config change, written the way docker shows its
-/// instructions: argv lists in JSON (their exact words matter), other lists
-/// and maps as plain words.
-std::string describe_config(const ConfigOp& op) {
-  if (op.value.is_string()) return op.key + " " + op.value.get<std::string>();
-  if (op.key == "entrypoint" || op.key == "cmd") return op.key + " " + op.value.dump();
-  if (op.value.is_array()) return op.key + " " + join(op.value.get<std::vector<std::string>>(), " ");
+/// The words after a config change's name in its history line, written the
+/// way docker shows its instructions: argv lists in JSON (their exact words
+/// matter), other lists and maps as plain words.
+std::string words(const std::string& value) { return value; }
+std::string words(const std::vector<std::string>& list) { return join(list, " "); }
+std::string words(const std::map<std::string, std::string>& map) {
   std::vector<std::string> pairs;
-  for (auto& [k, v] : op.value.items()) pairs.push_back(k + "=" + v.get<std::string>());
-  return op.key + " " + join(pairs, " ");
+  for (auto& [k, v] : map) pairs.push_back(k + "=" + v);
+  return join(pairs, " ");
+}
+template <class Change>
+std::string change_words(const Change& change) {
+  return words(change.value);
+}
+std::string change_words(const config::Entrypoint& change) { return json(change.value).dump(); }
+std::string change_words(const config::Cmd& change) { return json(change.value).dump(); }
+
+/// The history line of a config change: "env A=1 B=2", "cmd [\"--quiet\"]".
+std::string describe_config(const ConfigOp& op) {
+  return std::visit([](const auto& change) { return std::string(change.name) + " " + change_words(change); }, op);
 }
 
 }  // namespace
 
-/// Emits a step's start, and its end: as the step says, or as failed when it
-/// is left by an exception. While planning it reports nothing.
-class Builder::StepReport {
+/// A copy as the walk prepared it: everything but the digests of its files.
+struct Builder::CopyStep {
+  const CopyOp& op;
+  std::string description;
+  /// What the key covers besides the files' contents.
+  json inputs{};
+  /// From the build context (planned before any file is read); for a copy
+  /// from another image, made only when the copy runs.
+  std::vector<LayerEntry> entries{};
+  /// The image copied from, or null for a copy from the build context.
+  const Stage* source = nullptr;
+  /// The key of the copy's shape (paths, types, sizes, stamps), for a copy
+  /// from the build context.
+  std::optional<Digest> shape{};
+};
+
+/// A command to run, with its key.
+struct Builder::RunStep {
+  const RunOp& op;
+  std::string shown, description;
+  SandboxSpec spec;
+  Digest key;
+};
+
+/// What plan and build do differently at each kind of step, once the walk
+/// has worked out what the step is: Building executes it or takes its result
+/// from a cache; Planning only looks its result up and notes where it would
+/// come from.
+class Builder::StepPolicy {
 public:
-  StepReport(Builder& builder, const Node& node, std::string description, StepKind kind, bool cached = false)
-      : builder_(builder), node_(node), description_(std::move(description)), kind_(kind), ended_(builder.planning_) {
-    if (!ended_)
-      builder_.settings_.progress(StepStarted{builder_.index_of(node_), node_.loc, description_, kind_, cached});
+  virtual ~StepPolicy() = default;
+  /// `from`: a base image for `platform` into the empty `stage` (resolve_base).
+  virtual void pull(Stage& stage, const PullOp& op, const Platform& platform, const Node& node) = 0;
+  /// A config change, applied to `stage` (change_config).
+  virtual void config(Stage& stage, const ConfigOp& op, const Node& node) = 0;
+  virtual void copy(Stage& stage, CopyStep& step, const Node& node) = 0;
+  virtual void run(Stage& stage, RunStep& step, const Node& node) = 0;
+  /// The file a host build makes; empty when it is not known without building it.
+  virtual std::filesystem::path host_build(const HostBuildOp& op, const Node& node) = 0;
+  /// A step whose key cannot be known because a step before it would run.
+  virtual void after_run(const Node& node, const std::string& description) = 0;
+  /// Whether the store holds `layer` whole, as sure as this policy must be
+  /// of it (the store has the blob).
+  virtual bool whole(const LayerBlob& layer) = 0;
+};
+
+/// `imgbuild build`: every step is taken from a cache or run, its layer
+/// written into the store, its start and end reported as progress events.
+class Builder::Building final : public StepPolicy {
+public:
+  explicit Building(Builder& builder) : b_(builder) {}
+
+  void pull(Stage& st, const PullOp& op, const Platform& platform, const Node& node) override;
+  void config(Stage& st, const ConfigOp& op, const Node& node) override;
+  void copy(Stage& st, CopyStep& step, const Node& node) override;
+  void run(Stage& st, RunStep& step, const Node& node) override;
+  std::filesystem::path host_build(const HostBuildOp& op, const Node& node) override;
+  void after_run(const Node&, const std::string&) override {
+    throw std::logic_error("a build runs every step it cannot take from a cache");
+  }
+  bool whole(const LayerBlob& layer) override { return b_.store_.verify_blob(layer.digest, layer.size); }
+
+private:
+  /// Reports one step from its start to its end; a step left without an end
+  /// (an exception) ends as failed.
+  class StepReport;
+
+  /// Adds a cached step result to `st` and records where its layer is.
+  void take(Stage& st, CacheHit& hit, const std::string& description, StepKind kind, const Node& node);
+  /// Offers a step's layer to settings.layer_stored once it is in the store.
+  void stored(const Node& node, const std::optional<LayerBlob>& layer);
+
+  Builder& b_;
+};
+
+class Builder::Building::StepReport {
+public:
+  StepReport(Building& building, const Node& node, std::string description, StepKind kind, bool cached = false)
+      : builder_(building.b_), node_(node), description_(std::move(description)), kind_(kind) {
+    builder_.settings_.progress(StepStarted{builder_.index_of(node_), node_.loc, description_, kind_, cached});
   }
   StepReport(const StepReport&) = delete;
   StepReport& operator=(const StepReport&) = delete;
@@ -94,8 +176,120 @@ private:
   const Node& node_;
   std::string description_;
   StepKind kind_;
-  bool ended_;
+  bool ended_ = false;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+void Builder::Building::pull(Stage& st, const PullOp& op, const Platform& platform, const Node& node) {
+  StepReport report(*this, node, "from " + op.reference, StepKind::From);
+  report.describe(b_.resolve_base(st, op, platform, node));
+  report.end(StepStatus::Done);
+}
+
+void Builder::Building::config(Stage& st, const ConfigOp& op, const Node& node) {
+  StepReport report(*this, node, describe_config(op), StepKind::Config);
+  b_.change_config(st, op, node);
+  report.end(StepStatus::Done);
+}
+
+std::filesystem::path Builder::Building::host_build(const HostBuildOp& op, const Node& node) {
+  StepReport report(*this, node, op.description, StepKind::Build);
+  HostBuildResult result =
+      run_host_build(op, b_.context_, b_.settings_.platform, b_.settings_.cache_dir, b_.settings_.use_cache);
+  report.end(result.cached ? StepStatus::Cached : StepStatus::Done);
+  return result.file;
+}
+
+void Builder::Building::take(Stage& st, CacheHit& hit, const std::string& description, StepKind kind,
+                             const Node& node) {
+  const std::optional<LayerBlob>& layer = hit.step.layer;
+  if (hit.where == PlannedStep::Outcome::Local) {
+    std::lock_guard lock(b_.records_mutex_);
+    if (layer && !b_.store_.has_blob(layer->digest)) b_.layer_sources_[layer->digest] = hit.step.source;
+    b_.used_.emplace(hit.step.key, hit.step);
+  } else {
+    if (layer && !(b_.store_.has_blob(layer->digest) && whole(*layer))) {
+      std::lock_guard lock(b_.records_mutex_);
+      b_.layer_sources_[layer->digest] = hit.step.source;
+    }
+    hit.step.created = std::time(nullptr);
+    b_.remember(hit.step);
+  }
+  StepReport report(*this, node, description, kind, true);
+  b_.add_layer(st, layer, description, node);
+  report.end(StepStatus::Cached, layer ? std::optional(layer->size) : std::nullopt);
+  stored(node, layer);
+}
+
+void Builder::Building::stored(const Node& node, const std::optional<LayerBlob>& layer) {
+  // A layer only a registry cache has comes to the store later, for the push itself.
+  if (b_.settings_.layer_stored && layer && b_.store_.has_blob(layer->digest))
+    b_.settings_.layer_stored(b_.index_of(node), *layer);
+}
+
+/// `imgbuild plan`: nothing runs, nothing is written; each step is noted with
+/// its key and where its result would come from. After a step that would
+/// run, the file system is not known, nor any later key.
+class Builder::Planning final : public StepPolicy {
+public:
+  explicit Planning(Builder& builder) : b_(builder) {}
+
+  void pull(Stage& st, const PullOp& op, const Platform& platform, const Node& node) override {
+    note(node, b_.resolve_base(st, op, platform, node), std::nullopt, PlannedStep::Outcome::From);
+  }
+  void config(Stage& st, const ConfigOp& op, const Node& node) override {
+    b_.change_config(st, op, node);
+    note(node, describe_config(op), std::nullopt, PlannedStep::Outcome::Config);
+  }
+  void copy(Stage& st, CopyStep& step, const Node& node) override {
+    FileDigests contents;
+    if (!step.source) {
+      size_t files_read = 0;
+      contents = b_.hash_copy(step, files_read);
+    }
+    settle(st, b_.copy_key(step, contents), step.description, node);
+  }
+  void run(Stage& st, RunStep& step, const Node& node) override { settle(st, step.key, step.description, node); }
+  std::filesystem::path host_build(const HostBuildOp& op, const Node&) override {
+    return run_host_build(op, b_.context_, b_.settings_.platform, b_.settings_.cache_dir, b_.settings_.use_cache, true)
+        .file;
+  }
+  void after_run(const Node& node, const std::string& description) override {
+    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
+  }
+  bool whole(const LayerBlob& layer) override {
+    // Reading the whole layer to verify it is the build's work; its size is enough here.
+    return std::filesystem::file_size(b_.store_.blob_path(layer.digest)) == layer.size;
+  }
+
+  /// The steps noted, in graph order.
+  std::vector<PlannedStep> steps() const {
+    std::lock_guard lock(mutex_);
+    std::vector<PlannedStep> out;
+    for (auto& [id, step] : planned_) out.push_back(step);
+    return out;
+  }
+
+private:
+  /// A step with key `key`: its result from a cache, or it would run.
+  void settle(Stage& st, const Digest& key, const std::string& description, const Node& node) {
+    if (auto hit = b_.lookup(key, *this)) {
+      note(node, description, key, hit->where);
+      b_.add_layer(st, hit->step.layer, description, node);
+      return;
+    }
+    note(node, description, key, PlannedStep::Outcome::Run);
+    st.unknown = true;
+  }
+  void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome) {
+    size_t id = b_.index_of(node);
+    std::lock_guard lock(mutex_);
+    planned_[id] = PlannedStep{id, node.loc, description, std::move(key), outcome};
+  }
+
+  Builder& b_;
+  mutable std::mutex mutex_;
+  std::map<size_t, PlannedStep> planned_;
 };
 
 std::string human_size(uint64_t bytes) {
@@ -148,7 +342,9 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
       store_(store),
       settings_(std::move(settings)),
       context_(settings_.context),
-      cache_(settings_.cache_dir) {
+      cache_(settings_.cache_dir),
+      building_(std::make_unique<Building>(*this)),
+      walk_(*building_) {
   consumers_.resize(graph_.nodes.size());
   for (auto& node : graph_.nodes) {
     if (node.parent) ++consumers_.at(*node.parent);
@@ -164,9 +360,11 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
   };
 }
 
+Builder::~Builder() = default;
+
 void Builder::prepare(const std::vector<size_t>& nodes) {
   std::vector<std::future<void>> running;
-  for (size_t n : nodes) running.push_back(std::async(std::launch::async, [this, n] { stage(n); }));
+  for (size_t n : nodes) running.push_back(std::async(std::launch::async, [this, n] { stage(walk_, n); }));
   std::exception_ptr first;
   for (auto& r : running) try {
       r.get();
@@ -178,7 +376,7 @@ void Builder::prepare(const std::vector<size_t>& nodes) {
 
 const BuiltImage& Builder::build(size_t node) {
   if (auto it = finished_.find(node); it != finished_.end()) return it->second;
-  const Stage& st = stage(node);
+  const Stage& st = stage(walk_, node);
   uint64_t compressed = 0, base_compressed = 0, uncompressed = 0;
   for (size_t i = 0; i < st.image.layers.size(); ++i) {
     compressed += st.image.layers[i].size;
@@ -193,9 +391,17 @@ const BuiltImage& Builder::build(size_t node) {
   std::string manifest = st.image.manifest_document(config_desc);
   Descriptor manifest_desc = store_.put_document(manifest, media_type::kManifest);
   auto base = st.image.annotations.find(kBaseNameAnnotation);
-  BuiltImage built{st.image,       manifest_desc,  manifest_desc.size + config_desc.size + compressed,
-                   compressed,     uncompressed,   base != st.image.annotations.end() ? base->second : std::string(),
-                   st.base_layers, base_compressed};
+  BuiltImage built{.image = st.image,
+                   .manifest = manifest_desc,
+                   .size = manifest_desc.size + config_desc.size + compressed,
+                   .compressed = compressed,
+                   .uncompressed = uncompressed,
+                   .base = base != st.image.annotations.end() ? base->second : std::string(),
+                   .base_layers = st.base_layers,
+                   .base_compressed = base_compressed,
+                   .tree = st.tree,
+                   .entrypoint_loc = st.entrypoint_loc,
+                   .ignore = st.ignore};
   return finished_.emplace(node, std::move(built)).first->second;
 }
 
@@ -230,19 +436,18 @@ void Builder::check_budget(const Stage& st, uint64_t compressed) const {
 
 size_t Builder::index_of(const Node& node) const { return static_cast<size_t>(&node - graph_.nodes.data()); }
 
-std::vector<Finding> Builder::examine(const Target& target, const std::set<std::string>& ignore) {
-  const Stage& s = stage(target.node);
-  DoctorContext ctx{s.entrypoint_loc.empty() ? target.loc : s.entrypoint_loc, target.loc, s.ignore};
+std::vector<Finding> examine_built(const BuiltImage& built, const std::string& loc,
+                                   const std::set<std::string>& ignore) {
+  DoctorContext ctx{built.entrypoint_loc.empty() ? loc : built.entrypoint_loc, loc, built.ignore};
   ctx.ignore.insert(ignore.begin(), ignore.end());
-  return examine_image(s.image, *s.tree, ctx);
+  return examine_image(built.image, *built.tree, ctx);
 }
 
 std::vector<PlannedStep> Builder::plan(const std::vector<size_t>& nodes) {
-  planning_ = true;
-  for (size_t n : nodes) stage(n);
-  std::vector<PlannedStep> out;
-  for (auto& [id, step] : planned_) out.push_back(step);
-  return out;
+  Planning planning(*this);
+  Walk walk(planning);
+  for (size_t n : nodes) stage(walk, n);
+  return planning.steps();
 }
 
 std::vector<CachedStep> Builder::used_steps() const {
@@ -272,64 +477,16 @@ void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
   }
 }
 
-void Builder::note(const Node& node, const std::string& description, std::optional<Digest> key,
-                   PlannedStep::Outcome outcome) {
-  if (!planning_) return;
-  size_t id = index_of(node);
-  std::lock_guard lock(records_mutex_);
-  planned_[id] = PlannedStep{id, node.loc, description, std::move(key), outcome};
-}
-
-std::optional<CachedStep> Builder::reuse(const Digest& key, const std::string& description, const Node& node) {
-  using Outcome = PlannedStep::Outcome;
-  // Whether the store holds a layer whole; while planning, its size is enough.
-  auto whole = [&](const LayerBlob& l) {
-    if (!store_.has_blob(l.digest)) return false;
-    return planning_ ? std::filesystem::file_size(store_.blob_path(l.digest)) == l.size
-                     : store_.verify_blob(l.digest, l.size);
-  };
-  if (settings_.use_cache) {
-    // A result first taken from a registry cache may still have its layer there.
-    auto local = cache_.find(key);
-    if (local && (!local->layer || whole(*local->layer) || !local->source.empty())) {
-      note(node, description, key, Outcome::Local);
-      if (!planning_) {
-        std::lock_guard lock(records_mutex_);
-        if (local->layer && !store_.has_blob(local->layer->digest))
-          layer_sources_[local->layer->digest] = local->source;
-        used_.emplace(key, *local);
-      }
-      return local;
-    }
-    if (auto remote = settings_.remote_cache.find(key); remote != settings_.remote_cache.end()) {
-      CachedStep step = remote->second;
-      note(node, description, key, Outcome::Registry);
-      if (!planning_) {
-        if (step.layer && !whole(*step.layer)) {
-          std::lock_guard lock(records_mutex_);
-          layer_sources_[step.layer->digest] = step.source;
-        }
-        step.created = std::time(nullptr);
-        remember(step);
-      }
-      return step;
-    }
-  }
-  note(node, description, key, Outcome::Run);
+std::optional<Builder::CacheHit> Builder::lookup(const Digest& key, StepPolicy& policy) {
+  if (!settings_.use_cache) return std::nullopt;
+  // A result first taken from a registry cache may still have its layer there.
+  auto local = cache_.find(key);
+  if (local && (!local->layer || (store_.has_blob(local->layer->digest) && policy.whole(*local->layer)) ||
+                !local->source.empty()))
+    return CacheHit{*local, PlannedStep::Outcome::Local};
+  if (auto remote = settings_.remote_cache.find(key); remote != settings_.remote_cache.end())
+    return CacheHit{remote->second, PlannedStep::Outcome::Registry};
   return std::nullopt;
-}
-
-bool Builder::settled_without_running(Stage& st, const Digest& key, const std::string& description, StepKind kind,
-                                      const Node& node) {
-  if (auto hit = reuse(key, description, node)) {
-    StepReport report(*this, node, description, kind, true);
-    add_layer(st, hit->layer, description, node);
-    report.end(StepStatus::Cached, hit->layer ? std::optional(hit->layer->size) : std::nullopt);
-    return true;
-  }
-  // Planning: the step would run, so what comes after it is not known.
-  if (planning_) st.unknown = true;
-  return planning_;
 }
 
 void Builder::remember(const CachedStep& step) {
@@ -349,16 +506,16 @@ void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const 
   st.image.layers.push_back(*layer);
 }
 
-const Builder::Stage& Builder::stage(size_t id) {
+const Builder::Stage& Builder::stage(Walk& walk, size_t id) {
   // Claims `id` and every ancestor no thread has claimed yet in one walk up the
   // parent chain, then builds them oldest first. A loop, not recursion: a
   // recipe may chain 100 000 steps.
   std::vector<std::pair<size_t, std::promise<const Stage*>>> claimed;
   std::shared_future<const Stage*> claimed_elsewhere;  // the nearest ancestor another thread builds
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(walk.mutex);
     for (std::optional<size_t> n = id; n; n = graph_.nodes.at(*n).parent) {
-      auto [it, first] = stages_.try_emplace(*n);
+      auto [it, first] = walk.stages.try_emplace(*n);
       if (!first) {
         claimed_elsewhere = it->second;
         break;
@@ -373,7 +530,7 @@ const Builder::Stage& Builder::stage(size_t id) {
   std::vector<std::future<void>> others;
   for (auto& [n, promise] : claimed)
     if (auto* copy = std::get_if<CopyOp>(&graph_.nodes.at(n).op); copy && copy->from_node)
-      others.push_back(std::async(std::launch::async, [this, from = *copy->from_node] { stage(from); }));
+      others.push_back(std::async(std::launch::async, [this, &walk, from = *copy->from_node] { stage(walk, from); }));
 
   size_t next = claimed.size();
   try {
@@ -384,7 +541,7 @@ const Builder::Stage& Builder::stage(size_t id) {
     std::optional<Stage> handed_on;
     for (; next-- > 0;) {
       auto& [n, promise] = claimed[next];
-      Stage built = make_stage(n, handed_on ? std::move(*handed_on) : parent ? *parent : Stage{});
+      Stage built = make_stage(walk, n, handed_on ? std::move(*handed_on) : parent ? *parent : Stage{});
       handed_on.reset();
       if (next > 0 && consumers_[n] == 1) {
         handed_on = std::move(built);
@@ -393,8 +550,8 @@ const Builder::Stage& Builder::stage(size_t id) {
         continue;
       }
       {
-        std::lock_guard lock(mutex_);
-        parent = &stage_storage_.emplace(n, std::move(built)).first->second;
+        std::lock_guard lock(walk.mutex);
+        parent = &walk.stage_storage.emplace(n, std::move(built)).first->second;
       }
       promise.set_value(parent);
     }
@@ -406,22 +563,21 @@ const Builder::Stage& Builder::stage(size_t id) {
   }
 }
 
-Builder::Stage Builder::make_stage(size_t id, Stage st) {
+Builder::Stage Builder::make_stage(Walk& walk, size_t id, Stage st) {
   const Node& node = graph_.nodes.at(id);
   if (!node.parent) {
     st.image.platform = settings_.platform;
     st.image.created = settings_.source_date_epoch;
   }
-  size_t layers_before = st.image.layers.size();
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op))
-      apply_copy(st, *copy, node);
+      walk_copy(walk, st, *copy, node);
     else if (auto* pull = std::get_if<PullOp>(&node.op))
-      apply_pull(st, *pull, node);
+      walk_pull(walk, st, *pull, node);
     else if (auto* run = std::get_if<RunOp>(&node.op))
-      apply_run(st, *run, node);
+      walk_run(walk, st, *run, node);
     else if (auto* cfg = std::get_if<ConfigOp>(&node.op))
-      apply_config(st, *cfg, node);
+      walk.policy.config(st, *cfg, node);
     else if (auto* doctor = std::get_if<DoctorOp>(&node.op))
       st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
     else if (auto* budget = std::get_if<BudgetOp>(&node.op))
@@ -430,7 +586,7 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
     throw;
   } catch (const std::exception& e) {
     auto* cfg = std::get_if<ConfigOp>(&node.op);
-    std::string step = cfg                                       ? cfg->key
+    std::string step = cfg                                       ? config_name(*cfg)
                        : std::holds_alternative<PullOp>(node.op) ? "from"
                        : std::holds_alternative<RunOp>(node.op)  ? "run"
                                                                  : "copy";
@@ -439,23 +595,19 @@ Builder::Stage Builder::make_stage(size_t id, Stage st) {
     bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
     throw BuildError(node.loc, step + ": " + (memory ? std::string("out of memory") : e.what()));
   }
-  if (settings_.layer_stored && !planning_ && !std::holds_alternative<PullOp>(node.op))
-    for (size_t i = layers_before; i < st.image.layers.size(); ++i)
-      // A layer only a registry cache has comes to the store later, for the push itself.
-      if (store_.has_blob(st.image.layers[i].digest)) settings_.layer_stored(id, st.image.layers[i]);
   return st;
 }
 
-CopyItem Builder::build_file(size_t id) {
+CopyItem Builder::build_file(Walk& walk, size_t id) {
   // One host build at a time: they use every core already, and share a cache.
-  std::lock_guard lock(files_mutex_);
-  if (auto it = files_.find(id); it != files_.end()) return it->second;
+  std::lock_guard lock(walk.files_mutex);
+  if (auto it = walk.files.find(id); it != walk.files.end()) return it->second;
   const Node& node = graph_.nodes.at(id);
   if (auto* host_path = std::get_if<HostPathOp>(&node.op)) {
     for (auto& candidate : host_path->candidates)
       if (std::filesystem::exists(candidate))
         // The real file, not a symlink to it: a link to a host path would dangle in the image.
-        return files_
+        return walk.files
             .emplace(id, CopyItem{std::filesystem::canonical(candidate),
                                   std::filesystem::path(candidate).filename().string(), false})
             .first->second;
@@ -463,16 +615,14 @@ CopyItem Builder::build_file(size_t id) {
                                    join(host_path->candidates, ", ") + ")");
   }
   const auto& op = std::get<HostBuildOp>(node.op);
-  StepReport report(*this, node, op.description, StepKind::Build);
-  HostBuildResult result;
+  std::filesystem::path file;
   try {
-    result = run_host_build(op, context_, settings_.platform, settings_.cache_dir, settings_.use_cache, planning_);
+    file = walk.policy.host_build(op, node);
   } catch (const std::exception& e) {
     throw BuildError(node.loc, op.description + ": " + e.what());
   }
-  if (result.file.empty()) return CopyItem{};  // planning: it would be built
-  report.end(result.cached ? StepStatus::Cached : StepStatus::Done);
-  return files_.emplace(id, CopyItem{result.file, result.file.filename().string()}).first->second;
+  if (file.empty()) return CopyItem{};  // it would have to be built
+  return walk.files.emplace(id, CopyItem{file, file.filename().string()}).first->second;
 }
 
 void Builder::check_static(const std::vector<LayerEntry>& entries, const Platform& platform) {
@@ -504,13 +654,13 @@ json layer_settings(const LayerOptions& o) {
 
 LayerOptions Builder::layer_options() const { return LayerOptions{settings_.source_date_epoch, settings_.compression}; }
 
-void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
+void Builder::walk_copy(Walk& walk, Stage& st, const CopyOp& op, const Node& node) {
   std::vector<CopyItem> files;
   std::vector<std::string> names;
   bool unknown = st.unknown;
   for (auto& s : op.sources) {
     if (s.file_node) {
-      files.push_back(build_file(*s.file_node));
+      files.push_back(build_file(walk, *s.file_node));
       unknown = unknown || files.back().host_path.empty();
       const Node& file = graph_.nodes[*s.file_node];
       auto* built = std::get_if<HostBuildOp>(&file.op);
@@ -519,76 +669,91 @@ void Builder::apply_copy(Stage& st, const CopyOp& op, const Node& node) {
       names.push_back(s.context_path);
     }
   }
-  const Stage* source = op.from_node ? &stage(*op.from_node) : nullptr;
+  const Stage* source = op.from_node ? &stage(walk, *op.from_node) : nullptr;
   if (source) {
     unknown = unknown || source->unknown;
     names.insert(names.begin(), from_name(source->image));
   }
-  std::string description = "copy " + join(names, " ") + " " + op.dest;
+  CopyStep step{op, "copy " + join(names, " ") + " " + op.dest};
   if (unknown) {
-    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
+    walk.policy.after_run(node, step.description);
     st.unknown = true;
     return;
   }
 
-  json inputs = {{"op", "copy"},
+  step.inputs = {{"op", "copy"},
                  {"filesystem", filesystem_id(st.image)},
                  {"platform", st.image.platform.str()},
                  {"static", op.static_only},
                  {"layer", layer_settings(layer_options())}};
-  std::vector<LayerEntry> entries;
   if (source) {
     // The other image's file system is known by its chain ID: no need to
     // unpack it to know whether this copy is cached.
     json paths = json::array();
     for (auto& s : op.sources) paths.push_back(s.context_path);
-    inputs["from"] = {
+    step.inputs["from"] = {
         {"filesystem", filesystem_id(source->image)}, {"workdir", source->image.config.workdir}, {"paths", paths}};
-    inputs["dest"] = op.dest;
-    inputs["workdir"] = st.image.config.workdir;
-    inputs["chown"] = op.chown ? json{op.chown->uid, op.chown->gid} : json(nullptr);
-    inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
+    step.inputs["dest"] = op.dest;
+    step.inputs["workdir"] = st.image.config.workdir;
+    step.inputs["chown"] = op.chown ? json{op.chown->uid, op.chown->gid} : json(nullptr);
+    step.inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
+    step.source = source;
   } else {
-    entries = plan_copy(op, context_, st.image.config.workdir, files);
+    step.entries = plan_copy(op, context_, st.image.config.workdir, files);
+    // Known before any file is read.
+    json shape_inputs = step.inputs;
+    shape_inputs["shape"] = describe_shape(step.entries).str();
+    step.shape = step_key(std::move(shape_inputs));
   }
-  // Known before any file is read. A copy of a shape never built cannot be
-  // cached: it is built while its key is computed, reading each file once.
-  // A known shape brings the digests of its files as last read: only files
-  // whose stamp changed since are read for the key.
-  std::optional<Digest> shape;
-  if (!source) {
-    json shape_inputs = inputs;
-    shape_inputs["shape"] = describe_shape(entries).str();
-    shape = step_key(std::move(shape_inputs));
-  }
-  const bool first_of_shape = shape && !planning_ && !could_be_cached(*shape);
+  walk.policy.copy(st, step, node);
+}
+
+FileDigests Builder::hash_copy(const CopyStep& step, size_t& files_read) const {
+  return hash_files(step.entries, cache_.shape_files(*step.shape, step.entries.size()), &files_read);
+}
+
+Digest Builder::copy_key(const CopyStep& step, const FileDigests& contents) const {
+  if (step.source) return step_key(step.inputs);
+  // Everything that reaches the layer, each file by its content.
+  json inputs = step.inputs;
+  inputs["entries"] = describe_entries(step.entries, contents).str();
+  return step_key(std::move(inputs));
+}
+
+void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
+  // A copy of a shape never built cannot be cached: it is built while its key
+  // is computed, reading each file once. A known shape brings the digests of
+  // its files as last read: only files whose stamp changed since are read
+  // for the key.
+  const bool first_of_shape = step.shape && !b_.could_be_cached(*step.shape);
   std::optional<Digest> key;
   FileDigests contents;
   const int64_t read_since = now_ns();
   if (!first_of_shape) {
-    // Everything that reaches the layer, each file by its content.
-    if (!source) {
+    if (!step.source) {
       size_t files_read = 0;
-      contents = hash_files(entries, cache_.shape_files(*shape, entries.size()), &files_read);
-      if (!planning_ && files_read > 0) cache_.add_shape(*shape, contents, read_since);
-      inputs["entries"] = describe_entries(entries, contents).str();
+      contents = b_.hash_copy(step, files_read);
+      if (files_read > 0) b_.cache_.add_shape(*step.shape, contents, read_since);
     }
-    key = step_key(inputs);
-    if (settled_without_running(st, *key, description, StepKind::Copy, node)) return;
+    key = b_.copy_key(step, contents);
+    if (auto hit = b_.lookup(*key, *this)) return take(st, *hit, step.description, StepKind::Copy, node);
   }
-  StepReport report(*this, node, description, StepKind::Copy);
-  if (source)
-    entries = plan_copy_from(op, image_root(source->image), source->image.config.workdir, st.image.config.workdir);
-  if (op.static_only) check_static(entries, st.image.platform);
-  LayerBlob blob = write_sorted_layer(entries, store_.blob_dir(), layer_options(), key ? nullptr : &contents);
+  StepReport report(*this, node, step.description, StepKind::Copy);
+  const CopyOp& op = step.op;
+  if (step.source)
+    step.entries = plan_copy_from(op, b_.image_root(step.source->image), step.source->image.config.workdir,
+                                  st.image.config.workdir);
+  if (op.static_only) b_.check_static(step.entries, st.image.platform);
+  LayerBlob blob =
+      write_sorted_layer(step.entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &contents);
   if (!key) {
-    inputs["entries"] = describe_entries(entries, contents).str();
-    key = step_key(std::move(inputs));
-    cache_.add_shape(*shape, contents, read_since);
+    key = b_.copy_key(step, contents);
+    b_.cache_.add_shape(*step.shape, contents, read_since);
   }
-  remember(CachedStep{*key, description, blob, std::time(nullptr)});
-  add_layer(st, blob, description, node);
+  b_.remember(CachedStep{*key, step.description, blob, std::time(nullptr)});
+  b_.add_layer(st, blob, step.description, node);
   report.end(StepStatus::Done, blob.size);
+  stored(node, blob);
 }
 
 bool Builder::could_be_cached(const Digest& shape) const {
@@ -596,14 +761,14 @@ bool Builder::could_be_cached(const Digest& shape) const {
   return settings_.use_cache && (cache_.knows_shape(shape) || !settings_.remote_cache.empty());
 }
 
-void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
+void Builder::walk_pull(Walk& walk, Stage& st, const PullOp& op, const Node& node) {
   if (!settings_.pull) throw std::runtime_error(op.reference + ": this build has no registry access");
-  Platform platform = op.platform ? Platform::parse(*op.platform) : settings_.platform;
-  StepReport report(*this, node, "from " + op.reference, StepKind::From);
+  walk.policy.pull(st, op, op.platform ? Platform::parse(*op.platform) : settings_.platform, node);
+}
+
+std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& platform, const Node& node) {
   st.image = settings_.pull(op, platform);
   auto digest = st.image.annotations.find(kBaseDigestAnnotation);
-  std::string description = "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
-  note(node, description, std::nullopt, PlannedStep::Outcome::From);
   st.base_layers = st.image.layers.size();
   for (size_t i = 0; i < st.image.layers.size(); ++i)
     st.layer_steps.push_back(node.loc + "  from " + op.reference + " (layer " + std::to_string(i + 1) + ")");
@@ -618,8 +783,7 @@ void Builder::apply_pull(Stage& st, const PullOp& op, const Node& node) {
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
   st.tree = std::move(tree);
   st.cmd_from_base = st.image.config.cmd.has_value();
-  report.describe(description);
-  report.end(StepStatus::Done);
+  return "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
 }
 
 std::filesystem::path Builder::image_root(const Image& image) {
@@ -664,14 +828,10 @@ std::filesystem::path Builder::image_root(const Image& image) {
   return root;
 }
 
-void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
-  namespace fs = std::filesystem;
+void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node) {
   std::string shown = op.shell.empty() ? nlohmann::json(op.argv).dump() : op.shell;
   std::string description = "run " + shown;
-  if (st.unknown) {
-    note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
-    return;
-  }
+  if (st.unknown) return walk.policy.after_run(node, description);
   SandboxSpec spec;
   spec.argv = op.argv;
   RuntimeConfig env = st.image.config;
@@ -698,11 +858,20 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
                          {"cache", op.cache},
                          {"secrets", secret_ids},
                          {"layer", layer_settings(layer_options())}});
-  if (settled_without_running(st, key, description, StepKind::Run, node)) return;
-  StepReport report(*this, node, description, StepKind::Run);
+  RunStep step{op, shown, description, std::move(spec), key};
+  walk.policy.run(st, step, node);
+}
 
-  spec.lower = image_root(st.image);
-  TempDir step(settings_.cache_dir / "tmp", "run-");
+void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
+  namespace fs = std::filesystem;
+  if (auto hit = b_.lookup(run.key, *this)) return take(st, *hit, run.description, StepKind::Run, node);
+  StepReport report(*this, node, run.description, StepKind::Run);
+  const RunOp& op = run.op;
+  SandboxSpec& spec = run.spec;
+  const BuildSettings& settings = b_.settings_;
+
+  spec.lower = b_.image_root(st.image);
+  TempDir step(settings.cache_dir / "tmp", "run-");
   spec.upper = step.path() / "upper";
   spec.work = step.path() / "work";
   fs::create_directory(spec.upper);
@@ -716,32 +885,32 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
   };
   for (auto& dir : op.cache) {
     // One cache per image path, shared by every build that mounts it.
-    fs::path host = settings_.cache_dir / "run-cache" / std::string(sha256_of(dir).hex().substr(0, 16));
+    fs::path host = settings.cache_dir / "run-cache" / std::string(sha256_of(dir).hex().substr(0, 16));
     fs::create_directories(host);
     spec.mounts.push_back({host, dir, false});
     mount_point(dir);
   }
   for (auto& [id, path] : op.secrets) {
-    fs::path host = fs::path(path).is_absolute() ? fs::path(path) : context_.root() / path;
+    fs::path host = fs::path(path).is_absolute() ? fs::path(path) : b_.context_.root() / path;
     if (!fs::is_regular_file(host)) throw std::runtime_error("secret '" + id + "': no such file " + host.string());
     std::string target = "/run/secrets/" + id;
     spec.mounts.push_back({host, target, true});
     mount_point(target);
   }
   spec.output = [&](std::string_view line) {
-    settings_.progress(StepOutput{index_of(node), node.loc, std::string(line)});
+    settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };
   SandboxResult result = run_in_sandbox(spec);
   if (result.exit_code != 0) {
     std::string tail;
     for (auto& l : result.last_lines) tail += "\n    " + l;
-    throw BuildError(node.loc, "run: " + shown + ": exited with status " + std::to_string(result.exit_code) +
+    throw BuildError(node.loc, "run: " + run.shown + ": exited with status " + std::to_string(result.exit_code) +
                                    (tail.empty() ? "" : ":" + tail));
   }
   write_file_atomic(step.path() / "empty", "");
   if (result.snapshot)
-    settings_.progress(StepNotice{index_of(node), node.loc,
-                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
+    settings.progress(StepNotice{b_.index_of(node), node.loc,
+                                 "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
   std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
   if (::geteuid() != 0)
     // Rootless: the step's root is the invoking user on disk; in the image it is root.
@@ -750,47 +919,47 @@ void Builder::apply_run(Stage& st, const RunOp& op, const Node& node) {
       if (e.gid == ::getegid()) e.gid = 0;
     }
   std::optional<LayerBlob> layer;
-  if (!entries.empty()) layer = write_layer(std::move(entries), store_.blob_dir(), layer_options());
-  remember(CachedStep{key, description, layer, std::time(nullptr)});
-  add_layer(st, layer, description, node);
+  if (!entries.empty()) layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options());
+  b_.remember(CachedStep{run.key, run.description, layer, std::time(nullptr)});
+  b_.add_layer(st, layer, run.description, node);
   report.end(StepStatus::Done, layer ? std::optional(layer->size) : std::nullopt);
+  stored(node, layer);
 }
 
-void Builder::apply_config(Stage& st, const ConfigOp& op, const Node& node) {
-  StepReport report(*this, node, describe_config(op), StepKind::Config);
+void Builder::change_config(Stage& st, const ConfigOp& op, const Node& node) {
   RuntimeConfig& c = st.image.config;
-  const json& v = op.value;
-  if (op.key == "env") {
-    for (auto& [k, val] : v.items()) c.set_env(k, val.get<std::string>());
-  } else if (op.key == "workdir") {
-    std::string dir = v.get<std::string>();
-    // Like WORKDIR, a relative directory is taken from the current one.
-    c.workdir = ImagePath::from(c.workdir, dir).str();
-  } else if (op.key == "user") {
-    c.user = v.get<std::string>();
-  } else if (op.key == "entrypoint") {
-    c.entrypoint = v.get<std::vector<std::string>>();
-    st.entrypoint_loc = node.loc;
-    if (st.cmd_from_base) c.cmd.reset();
-  } else if (op.key == "cmd") {
-    c.cmd = v.get<std::vector<std::string>>();
-    st.cmd_from_base = false;
-    // Without an entrypoint the cmd is the program, so its line is the one to blame.
-    if (!c.entrypoint) st.entrypoint_loc = node.loc;
-  } else if (op.key == "expose") {
-    for (auto& p : v) c.exposed_ports.insert(p.get<std::string>());
-  } else if (op.key == "label") {
-    for (auto& [k, val] : v.items()) c.labels[k] = val.get<std::string>();
-  } else if (op.key == "volume") {
-    for (auto& p : v) c.volumes.insert(p.get<std::string>());
-  } else if (op.key == "stopsignal") {
-    c.stop_signal = v.get<std::string>();
-  } else {
-    throw std::runtime_error("unknown config key '" + op.key + "'");
-  }
+  auto apply = [&](const auto& change) {
+    using Change = std::decay_t<decltype(change)>;
+    const auto& v = change.value;
+    if constexpr (std::is_same_v<Change, config::Env>) {
+      for (auto& [k, val] : v) c.set_env(k, val);
+    } else if constexpr (std::is_same_v<Change, config::Workdir>) {
+      // Like WORKDIR, a relative directory is taken from the current one.
+      c.workdir = ImagePath::from(c.workdir, v).str();
+    } else if constexpr (std::is_same_v<Change, config::User>) {
+      c.user = v;
+    } else if constexpr (std::is_same_v<Change, config::Entrypoint>) {
+      c.entrypoint = v;
+      st.entrypoint_loc = node.loc;
+      if (st.cmd_from_base) c.cmd.reset();
+    } else if constexpr (std::is_same_v<Change, config::Cmd>) {
+      c.cmd = v;
+      st.cmd_from_base = false;
+      // Without an entrypoint the cmd is the program, so its line is the one to blame.
+      if (!c.entrypoint) st.entrypoint_loc = node.loc;
+    } else if constexpr (std::is_same_v<Change, config::Expose>) {
+      c.exposed_ports.insert(v.begin(), v.end());
+    } else if constexpr (std::is_same_v<Change, config::Label>) {
+      for (auto& [k, val] : v) c.labels[k] = val;
+    } else if constexpr (std::is_same_v<Change, config::Volume>) {
+      c.volumes.insert(v.begin(), v.end());
+    } else {
+      static_assert(std::is_same_v<Change, config::StopSignal>, "a config change without its effect");
+      c.stop_signal = v;
+    }
+  };
+  std::visit(apply, op);
   st.image.history.push_back({describe_config(op), true});
-  note(node, describe_config(op), std::nullopt, PlannedStep::Outcome::Config);
-  report.end(StepStatus::Done);
 }
 
 }  // namespace imgbuild

@@ -1,6 +1,7 @@
 #pragma once
 // Executes a build graph: builds the images the requested targets need into a
-// layout, from the bottom of each chain up, reusing what is already built.
+// layout, from the bottom of each chain up, reusing what is already built; or
+// plans that build without running anything.
 #include <functional>
 #include <future>
 #include <map>
@@ -73,7 +74,8 @@ struct PlannedStep {
   Outcome outcome = Outcome::Config;
 };
 
-/// A built image and where its manifest is in the layout.
+/// A built image and where its manifest is in the layout, with what the
+/// doctor examines.
 struct BuiltImage {
   Image image;
   Descriptor manifest;
@@ -89,12 +91,31 @@ struct BuiltImage {
   std::string base;
   size_t base_layers = 0;
   uint64_t base_compressed = 0;
+  /// The image's files.
+  std::shared_ptr<const ImageTree> tree;
+  /// The line of the :entrypoint (or :cmd) step that set the program; "" when
+  /// no step of the recipe did.
+  std::string entrypoint_loc;
+  /// Doctor warnings the recipe silenced for this image (`:doctor { ignore = ... }`).
+  std::set<std::string> ignore;
 };
 
+/// Runs the doctor on `built`: what would make it fail at run time. `loc` is
+/// the line of the image() or push() that outputs it; `ignore` adds warnings
+/// to silence to the recipe's own.
+std::vector<Finding> examine_built(const BuiltImage& built, const std::string& loc,
+                                   const std::set<std::string>& ignore = {});
+
+/// Walks a build graph from the bottom of each chain up, one stage per node.
+/// `imgbuild build` and `imgbuild plan` share the walk; what they do at each
+/// step is a policy: building executes the step (or takes its result from a
+/// cache) and writes the images into the layout, planning only works out each
+/// step's key and where its result would come from.
 class Builder {
 public:
   /// Blobs are written into `store`.
   Builder(const Graph& graph, Layout& store, BuildSettings settings);
+  ~Builder();
 
   /// Builds the image node `node` (and what it depends on) once. Fails when
   /// the image is larger than its `:budget`, naming its biggest layers.
@@ -117,10 +138,6 @@ public:
   /// Makes sure the store holds `layers`, fetching those it lacks from where
   /// the build learnt of them (a base image's registry, a registry cache).
   void ensure_local(const std::vector<LayerBlob>& layers);
-
-  /// Runs the doctor on the built image of `target`: what would make it fail
-  /// at run time. `ignore` adds warnings to silence to the recipe's own.
-  std::vector<Finding> examine(const Target& target, const std::set<std::string>& ignore = {});
 
 private:
   /// `:budget { size = ... }` as it applies to an image.
@@ -149,25 +166,56 @@ private:
     bool unknown = false;
   };
 
-  const Stage& stage(size_t node);
+  /// What plan and build do differently at each kind of step (builder.cpp).
+  class StepPolicy;
+  class Building;
+  class Planning;
+  /// A step as the walk prepared it for the policy.
+  struct CopyStep;
+  struct RunStep;
+  /// A step's result found in a cache, and in which.
+  struct CacheHit {
+    CachedStep step;
+    PlannedStep::Outcome where = PlannedStep::Outcome::Local;  ///< Local or Registry
+  };
+
+  /// One walk over the graph under one policy. Stages and files are made
+  /// once, whichever thread asks first; the others wait for that one's result
+  /// (or its error).
+  struct Walk {
+    explicit Walk(StepPolicy& step_policy) : policy(step_policy) {}
+    StepPolicy& policy;
+    std::mutex mutex;
+    std::map<size_t, std::shared_future<const Stage*>> stages;
+    std::map<size_t, Stage> stage_storage;
+    std::mutex files_mutex;
+    std::map<size_t, CopyItem> files;
+  };
+
+  const Stage& stage(Walk& walk, size_t node);
   /// Applies `node`'s step to `parent`, its parent's stage (empty for a root).
-  Stage make_stage(size_t node, Stage parent);
-  CopyItem build_file(size_t node);
-  void apply_pull(Stage& stage, const PullOp& op, const Node& node);
-  void apply_run(Stage& stage, const RunOp& op, const Node& node);
+  Stage make_stage(Walk& walk, size_t node, Stage parent);
+  /// A copy source made on the host; empty while it would still have to be built.
+  CopyItem build_file(Walk& walk, size_t node);
+  void walk_pull(Walk& walk, Stage& stage, const PullOp& op, const Node& node);
+  void walk_copy(Walk& walk, Stage& stage, const CopyOp& op, const Node& node);
+  void walk_run(Walk& walk, Stage& stage, const RunOp& op, const Node& node);
+
+  /// Takes base image `op` for `platform` into an empty stage; returns the
+  /// step's description, the tag resolved to its digest.
+  std::string resolve_base(Stage& stage, const PullOp& op, const Platform& platform, const Node& node);
+  void change_config(Stage& stage, const ConfigOp& op, const Node& node);
+  /// The digest of each file a copy from the build context reads, read again
+  /// only where its stamp changed since the copy's shape was last built.
+  FileDigests hash_copy(const CopyStep& step, size_t& files_read) const;
+  /// The key of a copy whose files have `contents`.
+  Digest copy_key(const CopyStep& step, const FileDigests& contents) const;
+  /// The verified cached result of step `key`, or nullopt (it must run).
+  std::optional<CacheHit> lookup(const Digest& key, StepPolicy& policy);
   /// The file system of `image`, unpacked read-only into the build cache
   /// under its layers' chain ID, so RUN steps and copies from it share it.
   std::filesystem::path image_root(const Image& image);
-  void apply_config(Stage& stage, const ConfigOp& op, const Node& node);
-  void apply_copy(Stage& stage, const CopyOp& op, const Node& node);
   void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);
-  /// The verified cached result of a step, or nullopt (it must run). Notes in
-  /// the plan where it came from.
-  std::optional<CachedStep> reuse(const Digest& key, const std::string& description, const Node& node);
-  /// Takes a step's result from the cache; while planning, a miss marks the
-  /// stage unknown. True when the step needs nothing more.
-  bool settled_without_running(Stage& stage, const Digest& key, const std::string& description, StepKind kind,
-                               const Node& node);
   /// Whether a copy of this shape (describe_shape in a step key) may have a
   /// cached result: never, when neither this cache nor a registry cache can
   /// hold one.
@@ -176,16 +224,12 @@ private:
   void remember(const CachedStep& step);
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
   void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description, const Node& node);
-  /// Reports one step from its start to its end; a step left without an end
-  /// (an exception) ends as failed.
-  class StepReport;
-  /// Throws when `compressed` layer bytes are over the budget of `stage`.
   /// The uncompressed size of a layer known only by its blob (a base image's).
   uint64_t pulled_tar_size(const LayerBlob& layer);
+  /// Throws when `compressed` layer bytes are over the budget of `stage`.
   void check_budget(const Stage& stage, uint64_t compressed) const;
   /// The node's number in the graph: steps' identity in progress events.
   size_t index_of(const Node& node) const;
-  void note(const Node& node, const std::string& description, std::optional<Digest> key, PlannedStep::Outcome outcome);
   /// How this build writes layers.
   LayerOptions layer_options() const;
 
@@ -193,22 +237,15 @@ private:
   Layout& store_;
   BuildSettings settings_;
   BuildContext context_;
-  /// Stages and files are built once, whichever thread asks first; the others
-  /// wait for that one's result (or its error).
-  std::mutex mutex_;
-  std::map<size_t, std::shared_future<const Stage*>> stages_;
-  std::map<size_t, Stage> stage_storage_;
   /// How many steps, targets and pushes use each node's result: a stage with
   /// one user is handed on rather than kept (see stage()).
   std::vector<unsigned> consumers_;
-  std::mutex files_mutex_;
-  std::map<size_t, CopyItem> files_;
-  std::map<size_t, BuiltImage> finished_;
   StepCache cache_;
-  /// Planning instead of building: nothing runs, nothing is written.
-  bool planning_ = false;
+  /// The walk of build() and prepare(), and its policy.
+  std::unique_ptr<Building> building_;
+  Walk walk_;
+  std::map<size_t, BuiltImage> finished_;
   mutable std::mutex records_mutex_;
-  std::map<size_t, PlannedStep> planned_;
   std::map<Digest, CachedStep> used_;
   /// Where layers not yet in the store can be fetched from (a registry reference).
   std::map<Digest, std::string> layer_sources_;

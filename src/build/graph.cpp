@@ -34,6 +34,20 @@ std::vector<std::string> strings(const json& n, const char* key, size_t index) {
   return out;
 }
 
+/// NAME = value pairs. Lua cannot tell an empty table from an empty list, so
+/// an empty map may come as [].
+std::map<std::string, std::string> string_map(const json& n, const char* key, size_t index) {
+  std::map<std::string, std::string> out;
+  auto it = n.find(key);
+  if (it == n.end() || it->is_null() || (it->is_array() && it->empty())) return out;
+  if (!it->is_object()) malformed(index, std::string(key) + " is not a map");
+  for (auto& [k, v] : it->items()) {
+    if (!v.is_string()) malformed(index, std::string(key) + " holds a non-string");
+    out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
 /// Node references are 1-based in the description and must point backwards,
 /// which also rules out cycles.
 size_t node_ref(const json& v, size_t index) {
@@ -66,14 +80,12 @@ RunOp parse_run(const json& n, size_t index) {
   op.argv = strings(n, "argv", index);
   if (op.argv.empty()) malformed(index, "run without argv");
   if (auto it = n.find("shell"); it != n.end() && !it->is_null()) op.shell = str(n, "shell", index);
-  if (auto it = n.find("env"); it != n.end() && it->is_object())
-    for (auto& [k, v] : it->items()) op.env[k] = v.get<std::string>();
+  op.env = string_map(n, "env", index);
   if (auto it = n.find("workdir"); it != n.end() && !it->is_null()) op.workdir = str(n, "workdir", index);
   if (auto it = n.find("user"); it != n.end() && !it->is_null()) op.user = str(n, "user", index);
   op.network = n.value("network", std::string("host")) != "none";
   op.cache = strings(n, "cache", index);
-  if (auto it = n.find("secrets"); it != n.end() && it->is_object())
-    for (auto& [k, v] : it->items()) op.secrets[k] = v.get<std::string>();
+  op.secrets = string_map(n, "secrets", index);
   return op;
 }
 
@@ -82,8 +94,7 @@ HostBuildOp parse_host(const json& n, size_t index) {
   op.description = str(n, "description", index);
   op.argv = strings(n, "argv", index);
   if (op.argv.empty()) malformed(index, "host build without argv");
-  if (auto it = n.find("env"); it != n.end() && it->is_object())
-    for (auto& [k, v] : it->items()) op.env[k] = v.get<std::string>();
+  op.env = string_map(n, "env", index);
   op.dir = str(n, "dir", index);
   op.input_root = str(n, "input_root", index);
   op.inputs = strings(n, "inputs", index);
@@ -91,6 +102,34 @@ HostBuildOp parse_host(const json& n, size_t index) {
   op.output_name = str(n, "output_name", index);
   op.tools = strings(n, "tools", index);
   return op;
+}
+
+/// The value of a config change, in the shape its type holds.
+void read_value(const json& n, size_t index, std::string& value) { value = str(n, "value", index); }
+void read_value(const json& n, size_t index, std::vector<std::string>& value) { value = strings(n, "value", index); }
+void read_value(const json& n, size_t index, std::map<std::string, std::string>& value) {
+  value = string_map(n, "value", index);
+}
+
+/// The config change named `key`, tried against ConfigOp's alternatives from
+/// the I-th on: the one place a config key is looked up.
+template <size_t I = 0>
+ConfigOp read_config(const std::string& key, const json& n, size_t index) {
+  if constexpr (I == std::variant_size_v<ConfigOp>) {
+    malformed(index, "unknown config key '" + key + "'");
+  } else {
+    using Change = std::variant_alternative_t<I, ConfigOp>;
+    if (key != Change::name) return read_config<I + 1>(key, n, index);
+    Change change;
+    read_value(n, index, change.value);
+    return change;
+  }
+}
+
+ConfigOp parse_config(const json& n, size_t index) {
+  std::string key = str(n, "key", index);
+  if (!n.contains("value") || n["value"].is_null()) malformed(index, "missing value");
+  return read_config(key, n, index);
 }
 
 }  // namespace
@@ -117,7 +156,7 @@ Graph Graph::from_json(const json& d) {
       else if (kind == "run")
         node.op = parse_run(n, i);
       else if (kind == "config")
-        node.op = ConfigOp{str(n, "key", i), n.value("value", json())};
+        node.op = parse_config(n, i);
       else if (kind == "host")
         node.op = parse_host(n, i);
       else if (kind == "host_path")

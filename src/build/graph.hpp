@@ -57,12 +57,67 @@ struct RunOp {
   std::map<std::string, std::string> secrets;  ///< id -> host file, relative to the context
 };
 
-/// A change to the image config: env, workdir, user, entrypoint, cmd, expose,
-/// label, volume, stopsignal. `value` has the shape the DSL validated.
-struct ConfigOp {
-  std::string key;
-  nlohmann::json value;
+/// Changes to the image config, one type each, read once from the description.
+/// `name` is the DSL's method (and the word of the step in history lines and
+/// errors); `value` is what the DSL validated.
+namespace config {
+
+/// `:env { NAME = value }`: sets variables, keeping the others.
+struct Env {
+  static constexpr const char* name = "env";
+  std::map<std::string, std::string> value;
 };
+/// `:workdir "dir"`: a relative dir is taken from the current one.
+struct Workdir {
+  static constexpr const char* name = "workdir";
+  std::string value;
+};
+/// `:user "name"`, "uid" or "uid:gid".
+struct User {
+  static constexpr const char* name = "user";
+  std::string value;
+};
+/// `:entrypoint { "/app" }`: exec form.
+struct Entrypoint {
+  static constexpr const char* name = "entrypoint";
+  std::vector<std::string> value;
+};
+/// `:cmd { "--port", "8080" }`: exec form.
+struct Cmd {
+  static constexpr const char* name = "cmd";
+  std::vector<std::string> value;
+};
+/// `:expose(8080, "53/udp")`: ports as "8080/tcp", added to those exposed.
+struct Expose {
+  static constexpr const char* name = "expose";
+  std::vector<std::string> value;
+};
+/// `:label { name = value }`: sets labels, keeping the others.
+struct Label {
+  static constexpr const char* name = "label";
+  std::map<std::string, std::string> value;
+};
+/// `:volume("/data")`: absolute paths, added to the volumes.
+struct Volume {
+  static constexpr const char* name = "volume";
+  std::vector<std::string> value;
+};
+/// `:stopsignal "SIGTERM"` or a signal number.
+struct StopSignal {
+  static constexpr const char* name = "stopsignal";
+  std::string value;
+};
+
+}  // namespace config
+
+/// A change to the image config.
+using ConfigOp = std::variant<config::Env, config::Workdir, config::User, config::Entrypoint, config::Cmd,
+                              config::Expose, config::Label, config::Volume, config::StopSignal>;
+
+/// The DSL's name of the change ("env", "stopsignal").
+inline const char* config_name(const ConfigOp& op) {
+  return std::visit([](const auto& change) { return change.name; }, op);
+}
 
 /// A file produced by a command on the host (the Go toolchain for `go.build`).
 /// `${TARGETOS}`, `${TARGETARCH}`, `${TARGETVARIANT}` in argv and env are

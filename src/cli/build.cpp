@@ -44,9 +44,9 @@ int cmd_build(const std::vector<std::string>& args) {
   Layout& store = *s.store;
 
   // The doctor sees every image before it is stored, written or pushed.
-  auto examine = [&](const Target& t, const char* refusal) {
+  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal) {
     bool refused = false;
-    for (const Finding& f : builder.examine(t, b.ignore)) {
+    for (const Finding& f : examine_built(built, t.loc, b.ignore)) {
       bool fatal = f.error || b.strict;
       refused = refused || fatal;
       report((fatal ? "" : "warning: ") + f.loc + ": " + f.message + (f.error ? "" : " [" + f.check + "]"));
@@ -61,7 +61,7 @@ int cmd_build(const std::vector<std::string>& args) {
   std::set<size_t> shown;  ///< nodes with a row in the size table
   for (const Target* t : s.chosen) {
     const BuiltImage& built = builder.build(t->node);
-    if (!examine(*t, " was not stored")) return kExitError;
+    if (!examine(built, *t, " was not stored")) return kExitError;
     // What the name held before: the size table compares with it.
     std::optional<PreviousBuild> previous;
     if (auto before = store.find_ref(t->name))
@@ -83,7 +83,7 @@ int cmd_build(const std::vector<std::string>& args) {
     const BuiltImage& built = builder.build(p.node);
     // An image stored above was examined there; say nothing twice.
     bool examined = std::any_of(s.chosen.begin(), s.chosen.end(), [&](const Target* t) { return t->node == p.node; });
-    if (!examined && !examine(Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
+    if (!examined && !examine(built, Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
     Reference dest = Reference::parse(p.reference);
     // An image only pushed has its own row in the size table, under its reference.
     if (shown.insert(p.node).second) view.image(OutputImage{dest.str(), built, std::nullopt});

@@ -79,7 +79,7 @@ std::string ci_of(RecipeRun& r, const std::map<std::string, std::string>& vars) 
       "  out[#out + 1] = k .. \"=\" .. tostring(ci[k])\n"
       "end\n"
       "image(\"a\", scratch:label { ci = table.concat(out, \" \") })\n");
-  return std::get<ConfigOp>(ev.graph.nodes.at(ev.graph.targets.at(0).node).op).value.at("ci").get<std::string>();
+  return std::get<config::Label>(std::get<ConfigOp>(ev.graph.nodes.at(ev.graph.targets.at(0).node).op)).value.at("ci");
 }
 
 }  // namespace

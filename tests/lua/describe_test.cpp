@@ -39,11 +39,12 @@ TEST_CASE("images are immutable values: deriving leaves the original unchanged",
       "image(\"one\", one)\nimage(\"two\", two)\n");
   REQUIRE(ev.graph.targets.size() == 2);
   size_t one = ev.graph.targets[0].node, two = ev.graph.targets[1].node;
-  CHECK(config_of(ev, one).key == "env");
-  CHECK(config_of(ev, two).key == "user");
+  CHECK(config_name(config_of(ev, one)) == std::string("env"));
+  CHECK(config_name(config_of(ev, two)) == std::string("user"));
   // Both share the one `base` node: it was described once.
   REQUIRE(ev.graph.nodes[one].parent == ev.graph.nodes[two].parent);
-  CHECK(config_of(ev, *ev.graph.nodes[one].parent).value == nlohmann::json{{"A", "1"}});
+  CHECK(std::get<config::Env>(config_of(ev, *ev.graph.nodes[one].parent)).value ==
+        std::map<std::string, std::string>{{"A", "1"}});
 }
 
 TEST_CASE("only what the targets need is described", "[recipe][describe]") {
@@ -60,8 +61,8 @@ TEST_CASE("params come from --set, env from the environment", "[recipe][describe
       " d = env(\"IMGBUILD_TEST_UNSET\", \"fallback\") })\n",
       {{"VERSION", "1.4.2"}});
   ::unsetenv("IMGBUILD_TEST_VALUE");
-  CHECK(config_of(ev, ev.graph.targets[0].node).value ==
-        nlohmann::json{{"version", "1.4.2"}, {"e", "from-env"}, {"d", "fallback"}});
+  CHECK(std::get<config::Label>(config_of(ev, ev.graph.targets[0].node)).value ==
+        std::map<std::string, std::string>{{"version", "1.4.2"}, {"e", "from-env"}, {"d", "fallback"}});
   CHECK(ev.params_used == std::vector<std::string>{"VERSION"});
 }
 
@@ -75,8 +76,9 @@ TEST_CASE("require finds modules next to the recipe, then in IMGBUILD_PATH, then
       "image(\"a\", scratch:expose(team.port):user(lib.user))\n",
       {}, {shared.path().string()});
   size_t user = ev.graph.targets[0].node;
-  CHECK(config_of(ev, user).value == "10001");
-  CHECK(config_of(ev, *ev.graph.nodes[user].parent).value == nlohmann::json{"9090/tcp"});
+  CHECK(std::get<config::User>(config_of(ev, user)).value == "10001");
+  CHECK(std::get<config::Expose>(config_of(ev, *ev.graph.nodes[user].parent)).value ==
+        std::vector<std::string>{"9090/tcp"});
 }
 
 TEST_CASE("the engine's own Lua cannot be loaded by a recipe", "[recipe][describe]") {

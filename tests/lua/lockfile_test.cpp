@@ -18,7 +18,7 @@ constexpr const char* kMd5Abc = "900150983cd24fb0d6963f7d28e17f72";
 /// The string `expr` evaluates to in a recipe, read back from a label.
 std::string value_of(RecipeRun& r, const std::string& expr) {
   Evaluation ev = r.evaluate("image(\"v\", scratch:label { v = tostring(" + expr + ") })\n");
-  return std::get<ConfigOp>(ev.graph.nodes.at(ev.graph.targets.at(0).node).op).value.at("v").get<std::string>();
+  return std::get<config::Label>(std::get<ConfigOp>(ev.graph.nodes.at(ev.graph.targets.at(0).node).op)).value.at("v");
 }
 
 /// The message evaluating `recipe` fails with, relative to the context; "" if it succeeds.
@@ -133,7 +133,7 @@ TEST_CASE("cached: reuses the registry's image, or builds and pushes it", "[reci
     Evaluation ev = r.evaluate(recipe);
     CHECK(asked == std::vector<std::string>{"localhost:5000/app:builder-1"});
     const Node& label = ev.graph.nodes.at(ev.graph.targets.at(0).node);
-    CHECK(std::get<ConfigOp>(label.op).value.at("calls") == "0");
+    CHECK(std::get<config::Label>(std::get<ConfigOp>(label.op)).value.at("calls") == "0");
     const Node& copy = ev.graph.nodes.at(*label.parent);
     const Node& from = ev.graph.nodes.at(*std::get<CopyOp>(copy.op).from_node);
     CHECK(std::get<PullOp>(from.op).reference == "localhost:5000/app:builder-1");
@@ -145,9 +145,9 @@ TEST_CASE("cached: reuses the registry's image, or builds and pushes it", "[reci
     present = false;
     Evaluation ev = r.evaluate(recipe);
     const Node& label = ev.graph.nodes.at(ev.graph.targets.at(0).node);
-    CHECK(std::get<ConfigOp>(label.op).value.at("calls") == "1");
+    CHECK(std::get<config::Label>(std::get<ConfigOp>(label.op)).value.at("calls") == "1");
     size_t builder = *std::get<CopyOp>(ev.graph.nodes.at(*label.parent).op).from_node;
-    CHECK(std::get<ConfigOp>(ev.graph.nodes.at(builder).op).key == "env");
+    CHECK(config_name(std::get<ConfigOp>(ev.graph.nodes.at(builder).op)) == std::string("env"));
     REQUIRE(ev.graph.pushes.size() == 1);
     const Push& push = ev.graph.pushes[0];
     CHECK(push.node == builder);

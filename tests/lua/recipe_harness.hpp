@@ -54,8 +54,7 @@ public:
       settings.cache_dir = state_.path() / "cache";
       Builder builder(ev.graph, store, settings);
       for (auto& t : ev.graph.targets) {
-        builder.build(t.node);
-        for (auto& f : builder.examine(t))
+        for (auto& f : examine_built(builder.build(t.node), t.loc))
           out.push_back(relative((f.error ? "error " : "warning[" + f.check + "] ") + f.loc + ": " + f.message));
       }
     } catch (const std::exception& e) {

@@ -21,7 +21,8 @@ Lines steps_of(const Evaluation& ev) {
   for (std::optional<size_t> n = ev.graph.targets.at(0).node; n; n = ev.graph.nodes[*n].parent) {
     const Node& node = ev.graph.nodes[*n];
     if (auto* c = std::get_if<ConfigOp>(&node.op)) {
-      out.push_back(c->key + " " + c->value.dump());
+      out.push_back(std::visit(
+          [](const auto& change) { return std::string(change.name) + " " + nlohmann::json(change.value).dump(); }, *c));
     } else if (auto* copy = std::get_if<CopyOp>(&node.op)) {
       std::string what = "copy ";
       for (auto& s : copy->sources) {

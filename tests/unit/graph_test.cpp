@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -13,7 +14,9 @@
 
 #include "test_support.hpp"
 
+using imgbuild::config_name;
 using imgbuild::ConfigOp;
+namespace config = imgbuild::config;
 using imgbuild::CopyOp;
 using imgbuild::Graph;
 using imgbuild::HostBuildOp;
@@ -89,8 +92,8 @@ TEST_CASE("Graph::from_json reads a valid description", "[graph]") {
 
   REQUIRE(g.nodes[3].parent == std::optional<size_t>(2));
   const auto& cfg = std::get<ConfigOp>(g.nodes[3].op);
-  REQUIRE(cfg.key == "env");
-  REQUIRE(cfg.value == json{{"PORT", "8080"}});
+  REQUIRE(config_name(cfg) == std::string("env"));
+  REQUIRE(std::get<config::Env>(cfg).value == std::map<std::string, std::string>{{"PORT", "8080"}});
 
   const auto& plain = std::get<CopyOp>(g.nodes[4].op);
   REQUIRE_FALSE(plain.chown.has_value());
@@ -226,6 +229,58 @@ TEST_CASE("Graph::from_json reports mistyped values as a malformed graph", "[gra
   json e = valid_description();
   e["targets"][0].erase("name");
   check(e);
+}
+
+TEST_CASE("Graph::from_json reads each config change into its type", "[graph]") {
+  auto change = [](const std::string& key, const json& value) {
+    json d = {{"nodes",
+               json::array({json{{"kind", "scratch"}, {"loc", "r:1"}},
+                            json{{"kind", "config"}, {"loc", "r:2"}, {"parent", 1}, {"key", key}, {"value", value}}})}};
+    return std::get<ConfigOp>(Graph::from_json(d).nodes.at(1).op);
+  };
+  using Map = std::map<std::string, std::string>;
+  using List = std::vector<std::string>;
+  CHECK(std::get<config::Env>(change("env", {{"A", "1"}, {"B", "2"}})).value == Map{{"A", "1"}, {"B", "2"}});
+  CHECK(std::get<config::Workdir>(change("workdir", "srv")).value == "srv");
+  CHECK(std::get<config::User>(change("user", "65534")).value == "65534");
+  CHECK(std::get<config::Entrypoint>(change("entrypoint", {"/app", "-v"})).value == List{"/app", "-v"});
+  CHECK(std::get<config::Cmd>(change("cmd", json::array())).value.empty());
+  CHECK(std::get<config::Expose>(change("expose", {"8080/tcp", "53/udp"})).value == List{"8080/tcp", "53/udp"});
+  CHECK(std::get<config::Label>(change("label", {{"a.b", "c"}})).value == Map{{"a.b", "c"}});
+  CHECK(std::get<config::Volume>(change("volume", {"/data"})).value == List{"/data"});
+  CHECK(std::get<config::StopSignal>(change("stopsignal", "SIGINT")).value == "SIGINT");
+  // Lua hands an empty table over as an empty list.
+  CHECK(std::get<config::Env>(change("env", json::array())).value.empty());
+  CHECK(std::get<config::Label>(change("label", json::object())).value.empty());
+  CHECK(config_name(change("stopsignal", "9")) == std::string("stopsignal"));
+}
+
+TEST_CASE("Graph::from_json refuses a config change it cannot type", "[graph]") {
+  json d = valid_description();
+  json& cfg = d["nodes"][3];
+  SECTION("an unknown key") {
+    cfg["key"] = "healthcheck";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: unknown config key 'healthcheck'");
+  }
+  SECTION("no value") {
+    cfg.erase("value");
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: missing value");
+    cfg["value"] = nullptr;
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: missing value");
+  }
+  SECTION("a value of another shape") {
+    cfg["value"] = "PORT=8080";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: value is not a map");
+    cfg["value"] = json{{"PORT", 8080}};
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: value holds a non-string");
+    cfg["key"] = "user";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: value is not a string");
+    cfg["key"] = "entrypoint";
+    cfg["value"] = "/app";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: value is not a list");
+    cfg["value"] = json::array({"/app", 1});
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: value holds a non-string");
+  }
 }
 
 TEST_CASE("Graph::needs follows parents and copy-from images; pushes keep always", "[graph]") {

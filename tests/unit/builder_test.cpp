@@ -1,0 +1,277 @@
+// Tests for the builder on graphs made by hand, without Lua: plan and build
+// walk the same steps, config changes reach the image, a second build takes
+// every step from the cache and the image comes out byte for byte the same.
+#include "build/builder.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace imgbuild;
+using imgbuild::test::ScratchDir;
+using imgbuild::test::spit;
+using Lines = std::vector<std::string>;
+using Outcome = PlannedStep::Outcome;
+
+namespace {
+
+/// Appends a node to `graph` and returns its index.
+size_t add(Graph& graph, const std::string& loc, std::optional<size_t> parent, decltype(Node::op) op) {
+  graph.nodes.push_back(Node{loc, parent, std::move(op)});
+  return graph.nodes.size() - 1;
+}
+
+CopyOp copy_of(const std::string& source, const std::string& dest) {
+  CopyOp op;
+  op.sources.push_back({source, std::nullopt});
+  op.dest = dest;
+  return op;
+}
+
+/// scratch, a copy, workdir, env, a copy into the workdir, entrypoint: what
+/// `image("app", scratch:copy(...):workdir(...):env{...}:copy(...):entrypoint{...})` describes.
+Graph app_graph() {
+  Graph g;
+  size_t n = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
+  n = add(g, "recipe.lua:2", n, copy_of("hello.txt", "/hello.txt"));
+  n = add(g, "recipe.lua:3", n, ConfigOp{config::Workdir{"/srv"}});
+  n = add(g, "recipe.lua:4", n, ConfigOp{config::Env{{{"MODE", "release"}}}});
+  CopyOp app = copy_of("app.sh", "app");
+  app.chmod = 0755;
+  n = add(g, "recipe.lua:5", n, app);
+  n = add(g, "recipe.lua:6", n, ConfigOp{config::Entrypoint{{"/srv/app"}}});
+  g.targets.push_back(Target{"app", n, "recipe.lua:7"});
+  return g;
+}
+
+/// A build context with the files app_graph() copies, and a place for stores
+/// and caches.
+struct Site {
+  ScratchDir context, state;
+  /// The steps that ended, "LOC DESCRIPTION: cached|done", in order.
+  Lines ended;
+
+  Site() {
+    spit(context.path / "hello.txt", "hello\n");
+    spit(context.path / "app.sh", "#!/bin/sh\necho hi\n");
+  }
+
+  /// Settings for a build with the cache `cache` (a folder in `state`).
+  BuildSettings settings(const std::string& cache = "cache") {
+    BuildSettings s;
+    s.context = context.path;
+    s.cache_dir = state.path / cache;
+    s.source_date_epoch = 1700000000;
+    s.progress = [this](const ProgressEvent& event) {
+      if (auto* end = std::get_if<StepEnded>(&event))
+        ended.push_back(end->loc + " " + end->description + ": " +
+                        (end->status == StepStatus::Cached ? "cached" : "done"));
+    };
+    return s;
+  }
+};
+
+/// "LOC DESCRIPTION" of each planned step, in graph order.
+Lines described(const std::vector<PlannedStep>& steps) {
+  Lines out;
+  for (auto& s : steps) out.push_back(s.loc + " " + s.description);
+  return out;
+}
+
+std::vector<Outcome> outcomes(const std::vector<PlannedStep>& steps) {
+  std::vector<Outcome> out;
+  for (auto& s : steps) out.push_back(s.outcome);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("plan and build walk the same steps; a second build takes them from the cache", "[builder]") {
+  Site site;
+  Graph g = app_graph();
+  const size_t target = g.targets[0].node;
+  Layout store(site.state.path / "store");
+  const Lines steps = {"recipe.lua:2 copy hello.txt /hello.txt", "recipe.lua:3 workdir /srv",
+                       "recipe.lua:4 env MODE=release", "recipe.lua:5 copy app.sh app",
+                       "recipe.lua:6 entrypoint [\"/srv/app\"]"};
+
+  // Nothing built yet: the first copy would run, so the second one's key is not known.
+  std::vector<PlannedStep> first_plan = Builder(g, store, site.settings()).plan({target});
+  CHECK(described(first_plan) == steps);
+  CHECK(outcomes(first_plan) ==
+        std::vector<Outcome>{Outcome::Run, Outcome::Config, Outcome::Config, Outcome::AfterRun, Outcome::Config});
+  REQUIRE(first_plan[0].key);
+  CHECK_FALSE(first_plan[3].key);
+  CHECK(site.ended.empty());  // planning reports no progress
+
+  Builder builder(g, store, site.settings());
+  const BuiltImage built = builder.build(target);
+  CHECK(site.ended ==
+        Lines{steps[0] + ": done", steps[1] + ": done", steps[2] + ": done", steps[3] + ": done", steps[4] + ": done"});
+  REQUIRE(built.image.layers.size() == 2);
+  CHECK(built.image.config.workdir == "/srv");
+  CHECK(built.image.config.env == Lines{"MODE=release"});
+  CHECK(built.image.config.entrypoint == Lines{"/srv/app"});
+  Lines history;
+  std::vector<bool> empty;
+  for (auto& h : built.image.history) {
+    history.push_back(h.created_by);
+    empty.push_back(h.empty_layer);
+  }
+  CHECK(history == Lines{"copy hello.txt /hello.txt", "workdir /srv", "env MODE=release", "copy app.sh app",
+                         "entrypoint [\"/srv/app\"]"});
+  CHECK(empty == std::vector<bool>{false, true, true, false, true});
+  // The tree the doctor examines holds the files, the relative copy in the workdir.
+  REQUIRE(built.tree);
+  CHECK(built.tree->resolve("/hello.txt"));
+  auto app = built.tree->resolve("/srv/app");
+  REQUIRE(app);
+  REQUIRE(app->file);
+  CHECK(app->file->mode == 0755);
+  CHECK(built.entrypoint_loc == "recipe.lua:6");
+  CHECK(built.compressed == built.image.layers[0].size + built.image.layers[1].size);
+  std::vector<CachedStep> used = builder.used_steps();
+  REQUIRE(used.size() == 2);
+
+  // The keys the plan works out are those the build made, and it now finds them.
+  std::vector<PlannedStep> second_plan = Builder(g, store, site.settings()).plan({target});
+  CHECK(described(second_plan) == steps);
+  CHECK(outcomes(second_plan) ==
+        std::vector<Outcome>{Outcome::Local, Outcome::Config, Outcome::Config, Outcome::Local, Outcome::Config});
+  CHECK(second_plan[0].key == first_plan[0].key);
+  std::map<std::string, Digest> used_keys;
+  for (auto& step : used) used_keys.emplace(step.step, step.key);
+  CHECK(used_keys.at("copy hello.txt /hello.txt") == *second_plan[0].key);
+  CHECK(used_keys.at("copy app.sh app") == *second_plan[3].key);
+
+  site.ended.clear();
+  const BuiltImage again = Builder(g, store, site.settings()).build(target);
+  CHECK(site.ended == Lines{steps[0] + ": cached", steps[1] + ": done", steps[2] + ": done", steps[3] + ": cached",
+                            steps[4] + ": done"});
+  CHECK(again.manifest.digest == built.manifest.digest);
+
+  // A build with a fresh store and cache makes the same bytes.
+  Layout other_store(site.state.path / "other-store");
+  const BuiltImage fresh = Builder(g, other_store, site.settings("other-cache")).build(target);
+  CHECK(fresh.manifest.digest == built.manifest.digest);
+}
+
+TEST_CASE("every config change reaches the image and its history", "[builder]") {
+  Site site;
+  Graph g;
+  size_t n = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
+  const std::vector<ConfigOp> changes = {config::Env{{{"B", "2"}, {"A", "1"}}},
+                                         config::Workdir{"srv"},
+                                         config::Workdir{"www"},
+                                         config::User{"65534"},
+                                         config::Cmd{{"--quiet"}},
+                                         config::Entrypoint{{"/app"}},
+                                         config::Expose{{"8080/tcp", "53/udp"}},
+                                         config::Label{{{"org.example", "x"}}},
+                                         config::Volume{{"/data"}},
+                                         config::StopSignal{"SIGINT"},
+                                         config::Env{{}}};
+  for (size_t i = 0; i < changes.size(); ++i) n = add(g, "recipe.lua:" + std::to_string(i + 2), n, changes[i]);
+  g.targets.push_back(Target{"cfg", n, "recipe.lua:99"});
+  const Lines lines = {"env A=1 B=2",
+                       "workdir srv",
+                       "workdir www",
+                       "user 65534",
+                       "cmd [\"--quiet\"]",
+                       "entrypoint [\"/app\"]",
+                       "expose 8080/tcp 53/udp",
+                       "label org.example=x",
+                       "volume /data",
+                       "stopsignal SIGINT",
+                       "env "};
+
+  Layout store(site.state.path / "store");
+  std::vector<PlannedStep> plan = Builder(g, store, site.settings()).plan({n});
+  Lines planned;
+  for (auto& step : plan) {
+    CHECK(step.outcome == Outcome::Config);
+    planned.push_back(step.description);
+  }
+  CHECK(planned == lines);
+
+  const BuiltImage built = Builder(g, store, site.settings()).build(n);
+  const RuntimeConfig& c = built.image.config;
+  CHECK(c.env == Lines{"A=1", "B=2"});
+  CHECK(c.workdir == "/srv/www");  // a relative workdir is taken from the current one
+  CHECK(c.user == "65534");
+  CHECK(c.cmd == Lines{"--quiet"});  // the recipe's own cmd stays beside an entrypoint
+  CHECK(c.entrypoint == Lines{"/app"});
+  CHECK(c.exposed_ports == std::set<std::string>{"53/udp", "8080/tcp"});
+  CHECK(c.labels == std::map<std::string, std::string>{{"org.example", "x"}});
+  CHECK(c.volumes == std::set<std::string>{"/data"});
+  CHECK(c.stop_signal == "SIGINT");
+  Lines history;
+  for (auto& h : built.image.history) {
+    CHECK(h.empty_layer);
+    history.push_back(h.created_by);
+  }
+  CHECK(history == lines);
+  CHECK(built.image.layers.empty());
+  CHECK(built.entrypoint_loc == "recipe.lua:7");
+}
+
+TEST_CASE("a base's cmd gives way to an entrypoint; plan and build resolve the base alike", "[builder]") {
+  Site site;
+  Graph g;
+  PullOp base{"localhost:5000/base:1", std::nullopt};
+  size_t n = add(g, "recipe.lua:1", std::nullopt, base);
+  n = add(g, "recipe.lua:2", n, ConfigOp{config::Entrypoint{{"/app"}}});
+  int pulls = 0;
+  BuildSettings settings = site.settings();
+  settings.pull = [&](const PullOp& op, const Platform& platform) {
+    ++pulls;
+    CHECK(op.reference == "localhost:5000/base:1");
+    Image image;
+    image.platform = platform;
+    image.config.cmd = Lines{"sh"};
+    image.annotations[kBaseDigestAnnotation] = "sha256:" + std::string(64, 'a');
+    return image;
+  };
+  Layout store(site.state.path / "store");
+  std::vector<PlannedStep> plan = Builder(g, store, settings).plan({n});
+  CHECK(described(plan) == Lines{"recipe.lua:1 from localhost:5000/base:1@sha256:" + std::string(64, 'a'),
+                                 "recipe.lua:2 entrypoint [\"/app\"]"});
+  CHECK(outcomes(plan) == std::vector<Outcome>{Outcome::From, Outcome::Config});
+
+  const BuiltImage built = Builder(g, store, settings).build(n);
+  CHECK(pulls == 2);
+  CHECK(built.image.config.entrypoint == Lines{"/app"});
+  CHECK_FALSE(built.image.config.cmd);
+  CHECK(site.ended == Lines{"recipe.lua:1 from localhost:5000/base:1@sha256:" + std::string(64, 'a') + ": done",
+                            "recipe.lua:2 entrypoint [\"/app\"]: done"});
+}
+
+TEST_CASE("the doctor examines the built image: its files and the line that set its program", "[builder]") {
+  Site site;
+  Graph g = app_graph();
+  Layout store(site.state.path / "store");
+  const BuiltImage built = Builder(g, store, site.settings()).build(g.targets[0].node);
+
+  std::vector<Finding> findings = examine_built(built, "recipe.lua:7");
+  std::vector<Finding> errors;
+  for (auto& f : findings)
+    if (f.error) errors.push_back(f);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].loc == "recipe.lua:6");
+  CHECK(errors[0].message == "entrypoint /srv/app: its interpreter /bin/sh is not in the image");
+
+  // Warnings silenced by the caller are not reported; the image's own line is the fallback.
+  for (auto& f : examine_built(built, "recipe.lua:7", kDoctorWarnings)) CHECK(f.error);
+  BuiltImage no_entrypoint = built;
+  no_entrypoint.entrypoint_loc.clear();
+  for (auto& f : examine_built(no_entrypoint, "recipe.lua:7"))
+    if (f.error) CHECK(f.loc == "recipe.lua:7");
+}
