@@ -2,7 +2,7 @@
 """check_promises.py can fail: it passes a layout imgbuild just wrote, and
 rejects each copy of it that breaks one promise (a wrong diff_id, a blob whose
 size lies, a layer out of order or with a build-time mtime, an owner name, a
-whiteout in a scratch image, a second owner in a copy, a base without its
+time in a gzip header, a whiteout in a scratch image, a second owner in a copy, a base without its
 annotations, an unnamed image), with the line that names it. Every damaged
 copy has its digests made consistent again, so only the one promise is broken.
 
@@ -58,9 +58,9 @@ class Image:
         with open(self.blob_path(self.manifest["layers"][i]["digest"]), "rb") as f:
             return gzip.decompress(f.read())
 
-    def set_layer(self, i, raw):
+    def set_layer(self, i, raw, gzip_mtime=0):
         """Layer i becomes `raw` (an uncompressed tar), with its diff_id."""
-        digest, size = put_blob(self.layout, gzip.compress(raw, mtime=0))
+        digest, size = put_blob(self.layout, gzip.compress(raw, mtime=gzip_mtime))
         self.manifest["layers"][i].update(digest=digest, size=size)
         self.config["rootfs"]["diff_ids"][i] = "sha256:" + hashlib.sha256(raw).hexdigest()
 
@@ -115,6 +115,10 @@ def owner_names(img):
     img.set_layer(0, retar(img.layer_tar(0), lambda ms: setattr(ms[0][0], "uname", "root")))
 
 
+def gzip_time(img):
+    img.set_layer(0, img.layer_tar(0), gzip_mtime=1700000000)
+
+
 def whiteout(img):
     img.set_layer(0, retar(img.layer_tar(0), lambda ms: ms.insert(0, entry(".wh.gone", b""))))
 
@@ -146,6 +150,7 @@ DAMAGES = [
     (unsorted, "entries not sorted, or twice"),
     (build_time_mtime, "mtime 1700000000, the image's created time is 0"),
     (owner_names, "owner names 'root'"),
+    (gzip_time, "the gzip header carries a name, a comment or a time"),
     (whiteout, "a whiteout in the first layer of an image built FROM scratch"),
     (two_owners, "a copy's entries have owners [(33, 33), (1000, 1000)]"),
     (unnamed_base, "without the org.opencontainers.image.base.name"),
