@@ -27,7 +27,7 @@ check "the build printed name and digest" grep -q "^alpine-tools  $digest " "$wo
 check "the tool and the service were built in their own stages" sh -c \
   "grep -q 'run \[\"go\",\"build\",\"-o\",\"/out/migrate\"' '$work/last.err' && grep -q 'run \[\"go\",\"build\",\"-o\",\"/out/server\"' '$work/last.err'"
 check "the doctor found nothing to say" sh -c "! grep -q warning '$work/last.err'"
-check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
 
 step "what the image holds"
 manifest="$work/oci/blobs/sha256/${digest:7}"

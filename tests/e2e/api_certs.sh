@@ -21,7 +21,7 @@ check "the build printed name and digest" grep -q "^api-certs  $digest " "$work/
 check "the doctor found nothing to say" sh -c "! grep -q warning '$work/last.err'"
 check "nor with --strict" "$IMGBUILD" "$RECIPE" --strict
 check "no registry given: nothing pushed" sh -c "! grep -q push '$work/last.out'"
-check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
 
 step "what the image holds"
 skopeo inspect --config "oci:$work/oci:api-certs" >"$work/config.json" 2>&1

@@ -111,7 +111,7 @@ outcome "machine b builds the same image as machine a" "^app  $first"
 expect_ran "machine b runs no step" ""
 check "machine b has no builder layer: only the result's layers and the base's documents" \
   test "$(blob_count)" -le 6
-check "the image validates" sh -c "python3 '$VALIDATE' '$work/b-oci' | grep -qx OK"
+check "the image validates" valid_image "$work/b-oci"
 imgbuild "$APP" "${MIRROR[@]}"
 expect_ran "what came from the registry is in machine b's local cache now" ""
 
@@ -142,7 +142,7 @@ done
 imgbuild "$APP" "${MIRROR[@]}" -o "oci:$work/kill-oci"
 outcome "the build after 24 kills succeeds" "^app  sha256:"
 after_kills=$(digest_of app)
-check "its image validates" sh -c "python3 '$VALIDATE' '$work/kill-oci' | grep -qx OK"
+check "its image validates" valid_image "$work/kill-oci"
 machine clean
 imgbuild "$APP" "${MIRROR[@]}"
 clean=$(digest_of app)
@@ -159,7 +159,8 @@ r1=$?
 wait $two
 r2=$?
 check "both succeed" test "$r1$r2" = 00
-check "both images validate" sh -c "python3 '$VALIDATE' '$work/shared-app' | grep -qx OK && python3 '$VALIDATE' '$work/shared-site' | grep -qx OK"
+check "the app image validates" valid_image "$work/shared-app"
+check "the site image validates" valid_image "$work/shared-site"
 
 step "cache ls and cache prune"
 "$IMGBUILD" cache ls >"$work/ls.out" 2>&1

@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034
-# (SC2034: e2e_workspace sets IMGBUILD, ROOT, VALIDATE and the like for the caller.)
+# (SC2034: e2e_workspace sets IMGBUILD, ROOT, VALIDATE, HOST_ARCH and the like for the caller.)
 # Shared by the end-to-end scripts: the workspace every script starts with,
 # named checks, a running count, and the closing "N passed, N failed" line
 # that CI reads.
@@ -8,7 +8,9 @@ failed=0
 
 # e2e_workspace IMGBUILD REPO_ROOT: the start of every script, which ctest
 # calls with these two arguments. Sets IMGBUILD, ROOT, VALIDATE (the shared
-# OCI validator), $work (a fresh folder, removed on exit unless KEEP is set)
+# OCI validator; valid_image runs it), HOST_MACHINE and HOST_ARCH (this
+# machine's CPU as uname and as OCI name it, which binaries built here
+# carry), $work (a fresh folder, removed on exit unless KEEP is set)
 # and $container (a runc container name for run_image); sources
 # tests/registry/lib.sh with its files under $work/reg; points the store, the
 # cache and DOCKER_CONFIG (empty: no credentials of this machine's user) into
@@ -22,7 +24,11 @@ e2e_workspace() {
   name=${name//_/-}
   IMGBUILD=$(realpath "$1")
   ROOT=$(realpath "$2")
-  VALIDATE="$ROOT/../shared/tools/oci_validate.py"
+  # OCI_VALIDATE: where the validator is when the checkout has no ../shared
+  # beside it (a git worktree).
+  VALIDATE=${OCI_VALIDATE:-"$ROOT/../shared/tools/oci_validate.py"}
+  HOST_MACHINE=$(uname -m)
+  HOST_ARCH=$(oci_architecture "$HOST_MACHINE")
   work=$(mktemp -d "/tmp/imgbuild-$name.XXXXXX")
   container="imgbuild-$name-$$"
   _e2e_at_exit=()
@@ -33,6 +39,37 @@ e2e_workspace() {
   source "$ROOT/tests/registry/lib.sh"
   export XDG_DATA_HOME="$work/data" XDG_CACHE_HOME="$work/cache" DOCKER_CONFIG="$work/docker"
   mkdir -p "$DOCKER_CONFIG"
+}
+
+# oci_architecture MACHINE: the OCI (and Go) name of a uname -m machine name,
+# as imgbuild's Platform::host() gives it.
+oci_architecture() {
+  case $1 in
+    x86_64) echo amd64 ;;
+    aarch64 | arm64) echo arm64 ;;
+    armv7* | armv6*) echo arm ;;
+    i?86) echo 386 ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# skip REASON: ends a script that cannot run here with status 77, which ctest
+# (SKIP_RETURN_CODE) shows as skipped: a missing tool or privilege never
+# passes for a test that did not run.
+skip() {
+  printf 'SKIPPED: %s\n' "$*"
+  exit 77
+}
+
+# valid_image LAYOUT: the shared OCI validator and what imgbuild promises
+# beyond the spec (tests/oci/check_promises.py) both pass LAYOUT, a layout
+# imgbuild wrote (another tool's copy gets the validator alone); what either
+# found is the output.
+valid_image() {
+  local out
+  out=$(python3 "$VALIDATE" "$1" 2>&1)
+  grep -qx OK <<<"$out" || { printf '%s\n' "$out"; return 1; }
+  python3 "$ROOT/tests/oci/check_promises.py" "$1"
 }
 
 # share_go_cache: host Go builds (go.build steps) use this machine's Go build

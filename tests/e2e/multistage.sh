@@ -34,7 +34,7 @@ check "go build ran in the builder, its output streamed with the recipe line" gr
 branch=$(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null) sha=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)
 check "push() says where it would push: ci.branch and ci.sha from the repository" \
   grep -q "^would push localhost:5000/hello:${branch}_${sha}@sha256:" "$work/last.out"
-check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
 : >"$work/listing"
 for l in $(layers_of "$work/oci" hello); do tar -tzf "$l" >>"$work/listing"; done
 check "the scratch image holds the binary and the CA bundle, no Go toolchain" \

@@ -50,7 +50,7 @@ image("web", web)
 push(web, reg .. "/team/web:1")'
 build web --set "REGISTRY=$PROXY" -o "oci:$work/oci" --no-push
 keep
-check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
 skopeo inspect --config "oci:$work/oci:web" >"$work/config.json" 2>&1
 check "the base's env and history carry over" jq -e '(.config.Env | index("PATH=/bin:/usr/bin")) and (.history | length) > 2' "$work/config.json"
 check "the entrypoint drops the base's cmd" jq -e '.config.Entrypoint[0] == "/bin/httpd" and (.config.Cmd == null)' "$work/config.json"
@@ -79,12 +79,14 @@ image("docker-list", plain(from(reg .. "/base/multi:docker")))
 image("arm", plain(from(reg .. "/base/multi:oci", { platform = "linux/arm64" })):copy("www/index.html", "/www/"))'
 build bases --set "REGISTRY=$OPEN" -o "oci:$work/bases"
 keep
-check "oci_validate.py says OK for all four" sh -c "python3 '$VALIDATE' '$work/bases' | grep -qx OK"
+check "oci_validate.py and check_promises.py say OK for all four" valid_image "$work/bases"
 for name in docker-v2s2 oci-index docker-list; do
   skopeo inspect --raw "oci:$work/bases:$name" >"$work/raw.json" 2>&1
   check "$name: an OCI manifest with OCI gzip layers" jq -e '.mediaType == "application/vnd.oci.image.manifest.v1+json" and all(.layers[]; .mediaType == "application/vnd.oci.image.layer.v1.tar+gzip")' "$work/raw.json"
   skopeo inspect --config "oci:$work/bases:$name" >"$work/cfg.json" 2>&1
-  check "$name: the host's amd64 image was chosen" jq -e '.architecture == "amd64"' "$work/cfg.json"
+  # busybox:docker is one amd64 image; the indexes have this host's too.
+  [[ $name == docker-v2s2 ]] && expected=amd64 || expected=$HOST_ARCH
+  check "$name: the $expected image was chosen" jq -e --arg a "$expected" '.architecture == $a' "$work/cfg.json"
 done
 skopeo inspect --config "oci:$work/bases:arm" >"$work/cfg.json" 2>&1
 check "platform = linux/arm64 picks the arm64 image" jq -e '.architecture == "arm64" and (.rootfs.diff_ids | length) == 2' "$work/cfg.json"

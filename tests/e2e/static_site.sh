@@ -12,7 +12,7 @@ RECIPE="$ROOT/examples/static-site/recipe.lua"
 
 step "build with --set and SOURCE_DATE_EPOCH"
 SOURCE_DATE_EPOCH=1700000000 check_cmd "$IMGBUILD" "$RECIPE" --set VERSION=1.2.3 -o "oci:$work/oci"
-check "oci_validate.py says OK" sh -c "python3 '$VALIDATE' '$work/oci' | grep -qx OK"
+check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
 skopeo inspect --config "oci:$work/oci:static-site" >"$work/config.json" 2>&1
 cfg() { jq -e "$1" "$work/config.json" >/dev/null; }
 check "the version label comes from --set" cfg '.config.Labels["org.opencontainers.image.version"] == "1.2.3"'
@@ -56,6 +56,6 @@ wait $a; ra=$?
 wait $b; rb=$?
 check "both succeeded" test "$ra$rb" = "00"
 check "the store lists both" sh -c "'$IMGBUILD' images | grep -q '^hello ' && '$IMGBUILD' images | grep -q '^static-site '"
-check "the store is a valid layout" sh -c "python3 '$VALIDATE' '$XDG_DATA_HOME/imgbuild' | grep -qx OK"
+check "the store is a valid layout" valid_image "$XDG_DATA_HOME/imgbuild"
 
 finish

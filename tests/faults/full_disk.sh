@@ -13,11 +13,7 @@ source "$(dirname "$0")/lib.sh"
 e2e_workspace "$@"
 small=$work/small
 at_exit 'mountpoint -q "$small" && umount -l "$small"'
-if [[ $(id -u) -ne 0 ]]; then
-  fail "mounting a small tmpfs needs root (run the suite as root)"
-  finish
-  exit
-fi
+[[ $(id -u) -eq 0 ]] || skip "mounting a small tmpfs needs root (run the suite as root)"
 mkdir -p "$small" "$work/ctx"
 if ! mount -t tmpfs -o size=20m tmpfs "$small"; then
   fail "cannot mount a 20 MB tmpfs on $small"

@@ -36,11 +36,7 @@ TEST_CASE("C binaries: dynamic, static, static-pie", "[elf]") {
   CHECK(dyn.linking == ElfInfo::Linking::Dynamic);
   CHECK(std::find(dyn.needed.begin(), dyn.needed.end(), "libc.so.6") != dyn.needed.end());
   CHECK_FALSE(dyn.go);
-#if defined(__x86_64__) && defined(__GLIBC__)
-  CHECK(dyn.interpreter == "/lib64/ld-linux-x86-64.so.2");
-#else
   CHECK_FALSE(dyn.interpreter.empty());
-#endif
 
   CommandResult r = try_c_binary("static", "-static");
   if (r.status == 0) {

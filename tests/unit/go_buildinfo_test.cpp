@@ -15,6 +15,7 @@
 #include "elf_builder.hpp"
 #include "elf_fixtures.hpp"
 #include "inspect/elf.hpp"
+#include "oci/image.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -22,6 +23,7 @@ using imgbuild::ElfInfo;
 using imgbuild::inspect_elf;
 using imgbuild::inspect_elf_bytes;
 using imgbuild::oci_architecture;
+using imgbuild::Platform;
 using namespace imgbuild::test;
 using namespace imgbuild::test::elf;
 using Catch::Matchers::Contains;
@@ -74,12 +76,17 @@ TEST_CASE("Go static binary: version, paths, settings, deps", "[elf]") {
   CHECK_FALSE(go.uses_x509);
   CHECK_FALSE(go.embeds_tzdata);
   CHECK_FALSE(go.loads_zoneinfo);
-#if defined(__x86_64__)
-  CHECK(info.machine == "x86_64");
-  CHECK(oci_architecture(info) == "amd64");
-  CHECK(go.setting("GOARCH") == "amd64");
-  CHECK_FALSE(go.setting("GOAMD64").empty());
-#endif
+  CHECK(info.machine == host_machine());
+  CHECK(oci_architecture(info) == Platform::host().architecture);
+  CHECK(go.setting("GOARCH") == Platform::host().architecture);
+}
+
+TEST_CASE("on x86_64 with glibc: the loader of dynamic binaries, and the GOAMD64 level", "[elf][x86_64]") {
+  ElfInfo go = inspect_elf(go_binary("hello", "", "", "."));
+  REQUIRE(go.go);
+  CHECK_FALSE(go.go->setting("GOAMD64").empty());
+  CHECK(inspect_elf(go_binary("hello-cgo", "CGO_ENABLED=1", "", "./cgo")).interpreter == "/lib64/ld-linux-x86-64.so.2");
+  CHECK(inspect_elf(c_binary("dyn", "")).interpreter == "/lib64/ld-linux-x86-64.so.2");
 }
 
 TEST_CASE("Go binary built with -trimpath records it", "[elf]") {
@@ -201,14 +208,10 @@ TEST_CASE("Go binary built with cgo is dynamic and records CGO_ENABLED=1", "[elf
   CHECK_FALSE(go.uses_x509);
   CHECK_FALSE(go.embeds_tzdata);
   CHECK_FALSE(go.loads_zoneinfo);
-#if defined(__x86_64__) && defined(__GLIBC__)
-  CHECK(info.machine == "x86_64");
-  CHECK(oci_architecture(info) == "amd64");
-  CHECK(info.interpreter == "/lib64/ld-linux-x86-64.so.2");
-  CHECK(go.setting("GOARCH") == "amd64");
-#else
+  CHECK(info.machine == host_machine());
+  CHECK(oci_architecture(info) == Platform::host().architecture);
   CHECK_FALSE(info.interpreter.empty());
-#endif
+  CHECK(go.setting("GOARCH") == Platform::host().architecture);
 }
 
 // ---- synthetic files ------------------------------------------------------------

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdlib.h>
+#include <sys/utsname.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -60,6 +61,14 @@ inline std::vector<std::string> names_in(const std::filesystem::path& dir) {
   for (auto& de : std::filesystem::directory_iterator(dir)) out.push_back(de.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+/// This machine as uname(2) names it ("x86_64", "aarch64"): the ELF machine of
+/// what its compilers build, which tests expect instead of a constant.
+inline std::string host_machine() {
+  utsname host{};
+  if (::uname(&host) != 0) throw std::runtime_error(std::string("uname: ") + std::strerror(errno));
+  return host.machine;
 }
 
 /// The message `f` throws as a std::runtime_error, or "" when it returns, so a
