@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "base/fs.hpp"
 #include "inspect/elf_image.hpp"
 #include "inspect/go_buildinfo.hpp"
 
@@ -132,20 +133,6 @@ ElfInfo inspect(Bytes file) {
   info.go = read_go_buildinfo(img, secs);
   return info;
 }
-
-class Fd {
-public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
-private:
-  int fd_;
-};
 
 // Read-only private mapping of a whole file. If the file is truncated by someone
 // else while mapped, reads past its new end raise SIGBUS; the inspector is meant
