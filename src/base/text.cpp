@@ -1,8 +1,77 @@
 #include "base/text.hpp"
 
 #include <cstdio>
+#include <utility>
 
 namespace imgbuild {
+
+namespace {
+
+/// "\xNN" for each byte of `bytes`.
+void append_escaped(std::string& out, std::string_view bytes) {
+  for (char ch : bytes) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(ch));
+    out += buf;
+  }
+}
+
+/// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong
+/// form, no surrogate, nothing past U+10FFFF) that starts `text` with a lead
+/// byte of 0x80 or more, and its code point; 0 when there is none.
+std::pair<size_t, char32_t> utf8_sequence(std::string_view text) {
+  auto byte = [&](size_t i) { return i < text.size() ? static_cast<unsigned char>(text[i]) : 0u; };
+  unsigned lead = byte(0);
+  size_t length = lead >= 0xc2 && lead <= 0xdf   ? 2
+                  : lead >= 0xe0 && lead <= 0xef ? 3
+                  : lead >= 0xf0 && lead <= 0xf4 ? 4
+                                                 : 0;
+  if (length == 0) return {0, 0};
+  // The second byte's range is narrower after these leads.
+  unsigned low = lead == 0xe0 ? 0xa0 : lead == 0xf0 ? 0x90 : 0x80;
+  unsigned high = lead == 0xed ? 0x9f : lead == 0xf4 ? 0x8f : 0xbf;
+  if (byte(1) < low || byte(1) > high) return {0, 0};
+  char32_t code = lead & (0xff >> (length + 1));
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return {0, 0};
+    code = (code << 6) | (byte(i) & 0x3f);
+  }
+  return {length, code};
+}
+
+/// C1 controls (which some terminals obey as ESC sequences) and the
+/// bidirectional marks, embeddings, overrides and isolates.
+bool is_format_control(char32_t code) {
+  return code <= 0x9f || code == 0x061c || code == 0x200e || code == 0x200f || (code >= 0x202a && code <= 0x202e) ||
+         (code >= 0x2066 && code <= 0x2069);
+}
+
+}  // namespace
+
+std::string printable_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c >= 0x20 && c < 0x7f) || c == '\t') {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    auto [length, code] = c < 0x80 ? std::pair<size_t, char32_t>{0, 0} : utf8_sequence(text.substr(i));
+    if (length == 0) {
+      append_escaped(out, text.substr(i, 1));
+      ++i;
+    } else if (is_format_control(code)) {
+      append_escaped(out, text.substr(i, length));
+      i += length;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
 
 std::string quote(std::string_view text) {
   std::string out = "\"";
@@ -12,9 +81,7 @@ std::string quote(std::string_view text) {
       out += '\\';
       out += static_cast<char>(c);
     } else if (c < 0x20 || c >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
+      append_escaped(out, text.substr(i, 1));
     } else {
       out += static_cast<char>(c);
     }

@@ -40,4 +40,14 @@ inline constexpr size_t kMaxQuoted = 300;
 /// terminal); cut after kMaxQuoted bytes, with "..." after the closing quote.
 std::string quote(std::string_view text);
 
+/// `text` (a line a step or a registry wrote) made safe to print among
+/// imgbuild's own lines, yet readable: printable ASCII, tabs and printable
+/// UTF-8 (non-ASCII letters) kept as they are; every other byte shown as
+/// \xNN: C0 and C1 controls (ESC, so no CSI or OSC sequence such as a
+/// title or clipboard write reaches the terminal; BEL; backspace, carriage
+/// return and newline, which would overwrite or forge a line), DEL, invalid
+/// or overlong UTF-8, and the bidirectional controls that reorder what
+/// follows them. The result passes through unchanged a second time.
+std::string printable_text(std::string_view text);
+
 }  // namespace imgbuild
