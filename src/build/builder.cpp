@@ -903,7 +903,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   SandboxResult result = run_in_sandbox(spec);
   if (result.exit_code != 0) {
     std::string tail;
-    for (auto& l : result.last_lines) tail += "\n    " + l;
+    for (auto& l : result.last_lines) tail += "\n    " + printable_text(l);
     throw BuildError(node.loc, "run: " + run.shown + ": exited with status " + std::to_string(result.exit_code) +
                                    (tail.empty() ? "" : ":" + tail));
   }

@@ -52,7 +52,10 @@ build options:
   --push / --no-push    run the recipe's push() calls (default), or only say what they would push
   --progress MODE       auto (default: tty on a terminal, else plain), tty (live
                         lines), plain (a line per event, for CI logs) or json (an
-                        object per event and result on stdout, for tools)
+                        object per event and result on stdout, for tools);
+                        these show a step's control characters as \xNN text;
+                        raw is plain with a step's output as it wrote it,
+                        escape sequences and all (only for steps you trust)
   --debug               tracebacks with recipe errors, one line per registry request
 
 registry options (build and push):

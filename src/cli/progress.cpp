@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/text.hpp"
+
 namespace imgbuild {
 
 namespace {
@@ -39,31 +41,6 @@ std::string signed_size(int64_t delta) {
   return (delta < 0 ? "-" : "+") + human_size(static_cast<uint64_t>(delta < 0 ? -delta : delta));
 }
 
-/// A line a program printed, safe to show among ours: escape sequences
-/// dropped, other control characters (a progress bar's carriage returns)
-/// made spaces, so they can neither move the cursor nor garble a log.
-std::string printable(const std::string& line) {
-  std::string out;
-  out.reserve(line.size());
-  for (size_t i = 0; i < line.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if (c == 0x1b) {
-      // CSI: ESC [ parameters... final byte in @..~; other escapes: ESC and one byte.
-      if (i + 1 < line.size() && line[i + 1] == '[') {
-        i += 2;
-        while (i < line.size() && !(line[i] >= '@' && line[i] <= '~')) ++i;
-      } else {
-        ++i;
-      }
-    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-      out += ' ';
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 /// "pull docker.io/library/alpine:3.20  4f4fb700ef54": which blob a transfer line is about.
 std::string transfer_name(const TransferProgressed& t) {
   return std::string(to_string(t.direction)) + " " + t.ref + "  " + std::string(t.digest.short_hex());
@@ -73,11 +50,14 @@ std::string rate_text(double bytes_per_second) { return human_size(static_cast<u
 
 /// The line plain output prints for an event, as a CI log shows it; none for
 /// events a later line covers (a step's start, but a RUN step's, which
-/// frames its output; a blob still moving).
-std::optional<std::string> plain_line(const ProgressEvent& event) {
+/// frames its output; a blob still moving). A step's output is shown
+/// through printable_text(), unless `raw_output` (--progress raw) asks for
+/// its bytes as they came.
+std::optional<std::string> plain_line(const ProgressEvent& event, bool raw_output) {
   if (auto* s = std::get_if<StepStarted>(&event))
     return s->kind == StepKind::Run && !s->cached ? std::optional(s->loc + "  " + s->description) : std::nullopt;
-  if (auto* o = std::get_if<StepOutput>(&event)) return o->loc + " | " + printable(o->line);
+  if (auto* o = std::get_if<StepOutput>(&event))
+    return o->loc + " | " + (raw_output ? o->line : printable_text(o->line));
   if (auto* n = std::get_if<StepNotice>(&event)) return n->loc + "  " + n->message;
   if (auto* e = std::get_if<StepEnded>(&event)) {
     std::string line = e->loc + "  " + e->description;
@@ -139,13 +119,15 @@ std::string size_table(const std::vector<OutputImage>& images) {
   return out;
 }
 
-/// --progress plain, and the parts of tty that do not move: events as lines
-/// on stderr, results on stdout, the size table at the end.
+/// --progress plain and raw, and the parts of tty that do not move: events
+/// as lines on stderr, results on stdout, the size table at the end.
 class PlainView : public ProgressView {
 public:
+  explicit PlainView(bool raw_output) : raw_output_(raw_output) {}
+
   void event(const ProgressEvent& e) override {
     std::lock_guard lock(mutex_);
-    if (auto line = plain_line(e)) {
+    if (auto line = plain_line(e, raw_output_)) {
       write_stderr("  " + *line + "\n");
     } else if (auto* t = std::get_if<TransferProgressed>(&e)) {
       // A long transfer shows it is alive, every 10 seconds.
@@ -184,6 +166,7 @@ protected:
   std::mutex mutex_;
 
 private:
+  bool raw_output_;  ///< a step's output as it came (--progress raw)
   std::map<std::string, double> shown_;
   std::vector<OutputImage> images_;
 };
@@ -193,7 +176,7 @@ private:
 /// moving blobs with bytes and rate), redrawn in place.
 class TtyView : public PlainView {
 public:
-  TtyView() : ticker_([this] { tick(); }) {}
+  TtyView() : PlainView(false), ticker_([this] { tick(); }) {}
   ~TtyView() override {
     {
       std::lock_guard lock(mutex_);
@@ -217,7 +200,7 @@ public:
     } else if (auto* end = std::get_if<StepEnded>(&e)) {
       running_.erase(end->step);
     }
-    if (auto line = plain_line(e); line && !std::holds_alternative<StepStarted>(e)) out += "  " + *line + "\n";
+    if (auto line = plain_line(e, false); line && !std::holds_alternative<StepStarted>(e)) out += "  " + *line + "\n";
     out += draw();
     write_stderr(out);
   }
@@ -418,6 +401,7 @@ std::optional<ProgressMode> parse_progress_mode(const std::string& text) {
   if (text == "tty") return ProgressMode::Tty;
   if (text == "plain") return ProgressMode::Plain;
   if (text == "json") return ProgressMode::Json;
+  if (text == "raw") return ProgressMode::Raw;
   return std::nullopt;
 }
 
@@ -431,8 +415,8 @@ std::unique_ptr<ProgressView> ProgressView::make(ProgressMode mode) {
   if (mode == ProgressMode::Json) return std::make_unique<JsonView>();
   const char* term = std::getenv("TERM");
   bool terminal = ::isatty(STDERR_FILENO) && term && *term && std::strcmp(term, "dumb") != 0;
-  if (mode != ProgressMode::Plain && terminal) return std::make_unique<TtyView>();
-  return std::make_unique<PlainView>();
+  if (mode != ProgressMode::Plain && mode != ProgressMode::Raw && terminal) return std::make_unique<TtyView>();
+  return std::make_unique<PlainView>(mode == ProgressMode::Raw);
 }
 
 }  // namespace imgbuild

@@ -12,8 +12,10 @@
 
 namespace imgbuild {
 
-/// --progress auto|tty|plain|json.
-enum class ProgressMode { Auto, Tty, Plain, Json };
+/// --progress auto|tty|plain|json|raw. raw is plain with each line a step
+/// writes as it came, escape sequences and all; the others show those lines
+/// through printable_text() (json escapes them as JSON strings instead).
+enum class ProgressMode { Auto, Tty, Plain, Json, Raw };
 
 /// The mode `text` names; nullopt for anything else.
 std::optional<ProgressMode> parse_progress_mode(const std::string& text);
@@ -44,6 +46,7 @@ class ProgressView {
 public:
   /// The view for `mode`. `auto` and `tty` draw live only when stderr is a
   /// terminal (and TERM is not "dumb"); otherwise they print plain lines.
+  /// Only `raw` lets a step's bytes reach the terminal unchanged.
   static std::unique_ptr<ProgressView> make(ProgressMode mode);
   virtual ~ProgressView() = default;
 

@@ -17,7 +17,8 @@ struct UsageError : std::runtime_error {
 };
 
 /// Writes "imgbuild: MESSAGE" on stderr, as one line in one write, so that
-/// lines from the builder's threads (registry requests) never interleave.
+/// lines from the builder's threads (registry requests) never interleave;
+/// each of its lines through printable_text().
 void report(const std::string& message);
 
 }  // namespace imgbuild::cli

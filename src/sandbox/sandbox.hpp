@@ -60,8 +60,10 @@ struct SandboxSpec {
 };
 
 struct SandboxResult {
-  int exit_code = 0;                    ///< 128 + N when killed by signal N
-  std::vector<std::string> last_lines;  ///< the last 20 lines of output
+  int exit_code = 0;  ///< 128 + N when killed by signal N
+  /// The last 20 lines of output, as the step wrote them: control bytes
+  /// and all, to be shown through printable_text().
+  std::vector<std::string> last_lines;
   /// The step ran on a copy of the image root in `upper`, not on an overlay;
   /// step_changes compares that copy with `lower`.
   bool snapshot = false;

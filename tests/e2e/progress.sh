@@ -4,7 +4,9 @@
 # transfer events for a pull and a push to a local registry; the size table's
 # figures are those skopeo reports for the pushed image; plain output has no
 # control characters and no line twice; tty output, drawn in a real terminal
-# (tmux) narrower than its lines, ends as a clean log; :budget fails a build.
+# (tmux) narrower than its lines, ends as a clean log; :budget fails a build;
+# a hostile step's escape sequences reach neither a log nor a terminal
+# (plain, tty, the error message) but as text, unless --progress raw.
 #
 #   tests/e2e/progress.sh IMGBUILD REPO_ROOT     (KEEP=1 keeps its work folder)
 set -uo pipefail
@@ -133,6 +135,75 @@ check "the result and the table follow" sh -c "grep -q '^app  sha256:' '$work/sc
 check "--progress tty without a terminal prints plain lines" sh -c "! grep -q \$'\\x1b' '$work/tty.err' && grep -q '(cached)' '$work/tty.err'"
 TERM=dumb script -qec "'$IMGBUILD' recipe.lua --no-push" "$work/dumb.log" >/dev/null 2>&1
 check "auto on a dumb terminal prints plain lines" sh -c "! grep -q \$'\\x1b' '$work/dumb.log' && grep -q '(cached)' '$work/dumb.log'"
+
+step "a hostile step: its escape sequences become text (plain, tty, the error)"
+# A clipboard write (OSC 52), a screen clear, a window title (OSC 0), a
+# carriage-return overwrite and invalid UTF-8, after a line of UTF-8 letters.
+mkdir -p "$work/hostile"
+cd "$work/hostile" || exit 1
+cat >recipe.lua <<EOF
+image("hostile", from("$REG/base/busybox:oci")
+  :run [==[printf 'gr\303\274\303\237e\n\033]52;c;cHduZWQ=\007\033[2J\033]0;pwned\007 10%%\rdone \377\376 bad\n'; exit 3]==])
+EOF
+# Escape sequences imgbuild draws itself (tty): the only ones allowed.
+cat >"$work/own_escapes.py" <<'EOF'
+import sys
+data = open(sys.argv[1], "rb").read()
+for own in (b"\x1b[1A", b"\x1b[2K"):
+    data = data.replace(own, b"")
+assert b"\x1b" not in data and b"\x07" not in data, "a step's ESC or BEL reached the terminal"
+EOF
+# What the step wrote, as it must read: every control byte as \xNN text.
+neutralised=(
+  'grüße'
+  '\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b]0;pwned\x07 10%\x0ddone \xff\xfe bad'
+)
+"$IMGBUILD" recipe.lua --progress plain >"$work/last.out" 2>"$work/last.err"
+check "plain: the build fails with status 1" test $? -eq 1
+check "plain: no ESC and no BEL byte on stderr" sh -c "! grep -q \$'[\\x1b\\x07]' '$work/last.err'"
+for text in "${neutralised[@]}"; do
+  check "plain: the output line reads '$text'" grep -qF "  recipe.lua:2 | $text" "$work/last.err"
+  check "the error message quotes it as '$text'" grep -qxF "    $text" "$work/last.err"
+done
+check "the error message says the step failed" grep -q '^imgbuild: recipe\.lua:2: run: .*exited with status 3:$' "$work/last.err"
+
+"$IMGBUILD" recipe.lua --progress json >"$work/last.out" 2>"$work/last.err"
+check "json: every line parses" sh -c "jq -e . '$work/last.out' >/dev/null"
+check "json: the output line as the step wrote it, escaped by JSON only" \
+  jq -s -e 'any(.[]; .event == "output" and (.line | startswith("\u001b]52;c;cHduZWQ=\u0007\u001b[2J\u001b]0;pwned\u0007 10%\rdone \ufffd\ufffd bad")))' "$work/last.out"
+check "json: the error message on stderr has no ESC or BEL byte" sh -c "! grep -q \$'[\\x1b\\x07]' '$work/last.err'"
+
+"$IMGBUILD" recipe.lua --progress raw >"$work/last.out" 2>"$work/last.err"
+check "raw: the step's bytes as they came (asked for)" grep -qF $'  recipe.lua:2 | \e]52;c;cHduZWQ=\a\e[2J' "$work/last.err"
+check "raw: the error message still quotes them as text" grep -qxF "    ${neutralised[1]}" "$work/last.err"
+
+# A real terminal that obeys clipboard writes and titles: what imgbuild
+# writes to it, byte for byte (pipe-pane), and what became of the pane.
+# `raw` in a second pane proves the terminal would have obeyed.
+tmux -S "$work/tmux.sock" set-option -g set-clipboard on
+for mode in tty raw; do
+  tmux -S "$work/tmux.sock" new-session -d -s "hostile-$mode" -x 200 -y 40 -c "$work/hostile" \
+    "while [ ! -e go-$mode ]; do sleep 0.1; done; '$IMGBUILD' recipe.lua --progress $mode; echo EXIT=\$?; sleep 600"
+  tmux -S "$work/tmux.sock" pipe-pane -t "hostile-$mode" -o "cat >'$work/$mode.bytes'"
+  touch "go-$mode"
+  for _ in $(seq 300); do
+    tmux -S "$work/tmux.sock" capture-pane -t "hostile-$mode" -p -J -S - >"$work/$mode.screen" 2>/dev/null
+    grep -q '^EXIT=' "$work/$mode.screen" && break
+    sleep 0.2
+  done
+  tmux -S "$work/tmux.sock" display-message -t "hostile-$mode" -p '#{pane_title}' >"$work/$mode.title"
+  tmux -S "$work/tmux.sock" list-buffers >"$work/$mode.buffers"
+  [[ $mode == tty ]] && tmux -S "$work/tmux.sock" delete-buffer 2>/dev/null
+done
+check "tty: the build fails with status 1" grep -qx 'EXIT=1' "$work/tty.screen"
+check "tty: no ESC or BEL from the step among the bytes written" python3 "$work/own_escapes.py" "$work/tty.bytes"
+check "tty: the window title is not the step's" sh -c "! grep -q pwned '$work/tty.title'"
+check "tty: the step wrote no clipboard" test ! -s "$work/tty.buffers"
+check "tty: the screen shows the step's line as text" grep -qF "  recipe.lua:2 | ${neutralised[1]}" "$work/tty.screen"
+check "tty: and UTF-8 letters as they are" grep -qF "  recipe.lua:2 | grüße" "$work/tty.screen"
+check "raw (control): this terminal obeys the step's title" grep -qx pwned "$work/raw.title"
+check "raw (control): and its clipboard write" grep -q 'bytes' "$work/raw.buffers"
+cd "$ctx" || exit 1
 
 step ":budget fails a build over it, naming the biggest layers"
 sed -i 's|^  :cmd { "cat", "/app/data.txt" }$|&\n  :budget { size = "100kB" }|' recipe.lua
