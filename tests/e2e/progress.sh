@@ -99,7 +99,7 @@ step "--progress plain: a rebuild from the cache"
 imgbuild recipe.lua --progress plain
 outcome "the result line" "^app  sha256:"
 check "every step cached" sh -c "! grep -E '^  recipe\.lua:[0-9]+  (copy|run) ' '$work/last.err' | grep -v '(cached)$'"
-check "no carriage return, no escape" sh -c "! grep -q \$'[\\r\\x1b]' '$work/last.err' '$work/last.out'"
+check "no carriage return, no escape" bash -c "! grep -q \$'[\\r\\x1b]' '$work/last.err' '$work/last.out'"
 check "no line twice" sh -c "test -z \"\$(sort '$work/last.err' | uniq -d)\""
 human() { python3 -c 'import sys
 v, u = float(sys.argv[1]), 0
@@ -132,9 +132,9 @@ check "cached steps are listed once each" test "$(grep -cE '^  recipe\.lua:7  ru
 check "no live line is left behind, not even in the history" sh -c "! grep -qE 'running [0-9]|\.\.\.$' '$work/screen'"
 check "the result and the table follow" sh -c "grep -q '^app  sha256:' '$work/screen' && grep -q '^IMAGE' '$work/screen'"
 "$IMGBUILD" recipe.lua --progress tty --no-push >"$work/tty.out" 2>"$work/tty.err"
-check "--progress tty without a terminal prints plain lines" sh -c "! grep -q \$'\\x1b' '$work/tty.err' && grep -q '(cached)' '$work/tty.err'"
+check "--progress tty without a terminal prints plain lines" bash -c "! grep -q \$'\\x1b' '$work/tty.err' && grep -q '(cached)' '$work/tty.err'"
 TERM=dumb script -qec "'$IMGBUILD' recipe.lua --no-push" "$work/dumb.log" >/dev/null 2>&1
-check "auto on a dumb terminal prints plain lines" sh -c "! grep -q \$'\\x1b' '$work/dumb.log' && grep -q '(cached)' '$work/dumb.log'"
+check "auto on a dumb terminal prints plain lines" bash -c "! grep -q \$'\\x1b' '$work/dumb.log' && grep -q '(cached)' '$work/dumb.log'"
 
 step "a hostile step: its escape sequences become text (plain, tty, the error)"
 # A clipboard write (OSC 52), a screen clear, a window title (OSC 0), a
@@ -160,7 +160,7 @@ neutralised=(
 )
 "$IMGBUILD" recipe.lua --progress plain >"$work/last.out" 2>"$work/last.err"
 check "plain: the build fails with status 1" test $? -eq 1
-check "plain: no ESC and no BEL byte on stderr" sh -c "! grep -q \$'[\\x1b\\x07]' '$work/last.err'"
+check "plain: no ESC and no BEL byte on stderr" bash -c "! grep -q \$'[\\x1b\\x07]' '$work/last.err'"
 for text in "${neutralised[@]}"; do
   check "plain: the output line reads '$text'" grep -qF "  recipe.lua:2 | $text" "$work/last.err"
   check "the error message quotes it as '$text'" grep -qxF "    $text" "$work/last.err"
@@ -171,7 +171,7 @@ check "the error message says the step failed" grep -q '^imgbuild: recipe\.lua:2
 check "json: every line parses" sh -c "jq -e . '$work/last.out' >/dev/null"
 check "json: the output line as the step wrote it, escaped by JSON only" \
   jq -s -e 'any(.[]; .event == "output" and (.line | startswith("\u001b]52;c;cHduZWQ=\u0007\u001b[2J\u001b]0;pwned\u0007 10%\rdone \ufffd\ufffd bad")))' "$work/last.out"
-check "json: the error message on stderr has no ESC or BEL byte" sh -c "! grep -q \$'[\\x1b\\x07]' '$work/last.err'"
+check "json: the error message on stderr has no ESC or BEL byte" bash -c "! grep -q \$'[\\x1b\\x07]' '$work/last.err'"
 
 "$IMGBUILD" recipe.lua --progress raw >"$work/last.out" 2>"$work/last.err"
 check "raw: the step's bytes as they came (asked for)" grep -qF $'  recipe.lua:2 | \e]52;c;cHduZWQ=\a\e[2J' "$work/last.err"
