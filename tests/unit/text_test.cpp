@@ -46,19 +46,22 @@ TEST_CASE("printable_text shows overwrites and other controls as text", "[text]"
   CHECK(printable_text("one\ntwo") == "one\\x0atwo");
   CHECK(printable_text("nul\0del\x7f"s) == "nul\\x00del\\x7f");
   // C1 controls: CSI (U+009B) and OSC (U+009D), as UTF-8 and as raw bytes.
-  CHECK(printable_text("\xc2\x9b" "2J \xc2\x9d" "0;t") == "\\xc2\\x9b2J \\xc2\\x9d0;t");
-  CHECK(printable_text("\x9b" "2J") == "\\x9b2J");
+  CHECK(printable_text("\xc2\x9b"
+                       "2J \xc2\x9d"
+                       "0;t") == "\\xc2\\x9b2J \\xc2\\x9d0;t");
+  CHECK(printable_text("\x9b"
+                       "2J") == "\\x9b2J");
 }
 
 TEST_CASE("printable_text shows invalid UTF-8 byte by byte", "[text]") {
   CHECK(printable_text("bad \xff\xfe end") == "bad \\xff\\xfe end");
-  CHECK(printable_text("cut \xe2\x82") == "cut \\xe2\\x82");        // a sequence cut short
-  CHECK(printable_text("\xc0\xaf") == "\\xc0\\xaf");                 // overlong '/'
-  CHECK(printable_text("\xe0\x80\xaf") == "\\xe0\\x80\\xaf");        // overlong, three bytes
-  CHECK(printable_text("\xed\xa0\x80") == "\\xed\\xa0\\x80");        // a surrogate
+  CHECK(printable_text("cut \xe2\x82") == "cut \\xe2\\x82");            // a sequence cut short
+  CHECK(printable_text("\xc0\xaf") == "\\xc0\\xaf");                    // overlong '/'
+  CHECK(printable_text("\xe0\x80\xaf") == "\\xe0\\x80\\xaf");           // overlong, three bytes
+  CHECK(printable_text("\xed\xa0\x80") == "\\xed\\xa0\\x80");           // a surrogate
   CHECK(printable_text("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");  // past U+10FFFF
-  CHECK(printable_text("\x80x") == "\\x80x");                        // a lone continuation byte
-  CHECK(printable_text("\xe2\x82\xac\xe2") == "\xe2\x82\xac\\xe2");  // a good euro sign, then a cut one
+  CHECK(printable_text("\x80x") == "\\x80x");                           // a lone continuation byte
+  CHECK(printable_text("\xe2\x82\xac\xe2") == "\xe2\x82\xac\\xe2");     // a good euro sign, then a cut one
 }
 
 TEST_CASE("printable_text shows the controls that reorder text", "[text]") {
