@@ -178,6 +178,13 @@ StepRun run_step(const fs::path& image, const fs::path& cache, const std::string
   return run;
 }
 
+/// Whether a process on the host has `marker` in its command line.
+bool running(const std::string& marker) {
+  for (auto& p : fs::directory_iterator("/proc"))
+    if (slurp(p.path() / "cmdline").find(marker) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("resolve_user reads the image's own passwd and group", "[sandbox]") {
@@ -389,11 +396,43 @@ TEST_CASE("an interrupted step is killed with everything it started", "[sandbox]
     }
     imgbuild::set_interrupt_for_testing(0);
     CHECK(signal == SIGINT);
-    bool sleeping = false;
-    for (auto& p : fs::directory_iterator("/proc"))
-      if (slurp(p.path() / "cmdline").find("86401") != std::string::npos) sleeping = true;
-    CHECK_FALSE(sleeping);
+    CHECK_FALSE(running("86401"));
     // The sandbox's own scratch folder is gone; the caller's are left to it.
     CHECK(names_in(step.path) == std::vector<std::string>{"upper", "work"});
   }
+}
+
+TEST_CASE("a step ends with its main process, and no process of it stays", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  for (bool snapshot : {false, true}) {
+    ScratchDir step;
+    SandboxSpec spec = step_spec(image, step.path, snapshot);
+    // The background sleep holds the output open: waiting for it would wait forever.
+    spec.argv = {"/bin/sh", "-c", "sleep 86402 & echo started"};
+    SandboxResult result = run_in_sandbox(spec);
+    CHECK(result.exit_code == 0);
+    CHECK(result.last_lines == std::vector<std::string>{"started"});
+    CHECK_FALSE(running("86402"));
+  }
+}
+
+TEST_CASE("a step without a network has lo up, in a session of its own", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false);
+  spec.network = false;
+  // Field 6 of /proc/self/stat is the session: 1, the step's PID 1, not one outside.
+  spec.argv = {"/bin/sh", "-c", "busybox ip -o link show lo; cat /proc/self/stat"};
+  SandboxResult result = run_in_sandbox(spec);
+  REQUIRE(result.exit_code == 0);
+  REQUIRE(result.last_lines.size() == 2);
+  CHECK(result.last_lines[0].find("<LOOPBACK,UP,LOWER_UP>") != std::string::npos);
+  std::istringstream stat(result.last_lines[1]);
+  std::string field;
+  for (int i = 0; i < 6; ++i) stat >> field;
+  CHECK(field == "1");
 }
