@@ -402,6 +402,37 @@ TEST_CASE("an interrupted step is killed with everything it started", "[sandbox]
   }
 }
 
+TEST_CASE("resolve_user never reads the host's files through the image's symlinks", "[sandbox]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  spit(dir.path / "host-passwd", "hostuser:x:4242:4242::/:/bin/sh\n");
+  fs::remove(image / "etc/passwd");
+  fs::create_symlink(dir.path / "host-passwd", image / "etc/passwd");
+  CHECK(error_of([&] { resolve_user(image, "hostuser"); }) == "user 'hostuser' is not in the image's /etc/passwd");
+  // Inside the root, the same absolute target is the image's own file.
+  fs::create_directories(image / dir.path.relative_path());
+  spit(image / dir.path.relative_path() / "host-passwd", "imageuser:x:7:7::/:/bin/sh\n");
+  CHECK(resolve_user(image, "imageuser").uid == 7);
+}
+
+TEST_CASE("a mount target behind a symlink out of the root is refused, the host untouched", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", host = dir.path / "host";
+  make_image(image);
+  fs::create_directories(host);
+  fs::create_symlink(host, image / "cachelink");
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false);
+  spec.argv = {"/bin/true"};
+  spec.mounts = {{dir.path / "cache", "/cachelink/sub", false}};
+  fs::create_directories(dir.path / "cache");
+  CHECK(error_of([&] { run_in_sandbox(spec); }) ==
+        "cannot mount on /cachelink/sub in the image: /cachelink leads nowhere inside it (a symlink that dangles or "
+        "loops, or a file where a folder must be)");
+  CHECK(names_in(host).empty());
+}
+
 TEST_CASE("a step ends with its main process, and no process of it stays", "[sandbox][root]") {
   ScratchDir dir;
   fs::path image = dir.path / "image";
