@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,13 +61,35 @@ void make_file(const std::string& path) {
   if (fd >= 0) ::close(fd);
 }
 
+/// Brings the loopback interface of the step's own network namespace up, as
+/// docker does: a step without a network still talks to itself on 127.0.0.1.
+void loopback_up(int report_fd) {
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) child_fail(report_fd, "opening a socket for lo");
+  ifreq req{};
+  ::strncpy(req.ifr_name, "lo", sizeof req.ifr_name - 1);
+  if (::ioctl(sock, SIOCGIFFLAGS, &req) != 0) child_fail(report_fd, "reading the flags of lo");
+  req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
+  if (::ioctl(sock, SIOCSIFFLAGS, &req) != 0) child_fail(report_fd, "bringing lo up");
+  ::close(sock);
+}
+
 /// The child, PID 1 of the new PID namespace: sets up the mounts, enters the
-/// image, drops privileges, then forks the command and reaps until it ends.
-[[noreturn]] void child_main(const ChildPlan& p, int out_fd, int sync_fd, int report_fd) {
-  if (p.user_namespace) {
-    char c;
-    if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for the user namespace mapping");
-  }
+/// image, then forks the command and ends when it ends. Its end ends the
+/// namespace: the kernel kills every process of the step still there, so
+/// nothing a step starts outlives it or keeps its output open.
+[[noreturn]] void child_main(const ChildPlan& p, int out_fd, int sync_fd, int sync_write_fd, int report_fd) {
+  // A session of its own: imgbuild's terminal is no controlling terminal of
+  // the step's, so /dev/tty opens nothing and TIOCSTI types into nothing.
+  ::setsid();
+  // Killed with imgbuild, whatever kills it (kill -9 too), and the namespace
+  // with it. imgbuild may have died before this line: the byte it sends
+  // once the child exists tells, since the socket it held is closed then
+  // (this child's own copy of it goes first) and read() sees its end.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  ::close(sync_write_fd);
+  char c;
+  if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for imgbuild");
   ::close(sync_fd);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail(report_fd, "making mounts private");
   if (!p.snapshot.empty()) {
@@ -100,6 +125,7 @@ void make_file(const std::string& path) {
       child_fail(report_fd, "making a mount read-only");
   }
   ::sethostname("imgbuild", 8);
+  if (!p.network) loopback_up(report_fd);
   if (::chdir(p.merged.c_str()) != 0) child_fail(report_fd, "entering the image root");
   if (::syscall(SYS_pivot_root, ".", ".") != 0) child_fail(report_fd, "pivot_root");
   if (::umount2(".", MNT_DETACH) != 0) child_fail(report_fd, "detaching the host root");
@@ -111,10 +137,6 @@ void make_file(const std::string& path) {
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
     if (std::find(std::begin(kKeptCapabilities), std::end(kKeptCapabilities), cap) == std::end(kKeptCapabilities))
       ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-  if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
-  if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
-  if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
-
   int in = ::open("/dev/null", O_RDONLY);
   if (in < 0 || ::dup2(in, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0) child_fail(report_fd, "stdio");
   // Nothing of imgbuild's leaks into the step: every other descriptor closes
@@ -128,6 +150,11 @@ void make_file(const std::string& path) {
   pid_t cmd = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
   if (cmd < 0) child_fail(report_fd, "fork");
   if (cmd == 0) {
+    // The command alone drops to the image's user: a change of ids would
+    // clear PID 1's parent-death signal.
+    if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
+    if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
+    if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
     environ = const_cast<char**>(p.envp.data());
     ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
     char buf[512];
@@ -135,13 +162,12 @@ void make_file(const std::string& path) {
     if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
     _exit(errno == ENOENT ? 127 : 126);
   }
-  // PID 1: reap everything, end with the command's status.
+  // PID 1: reap orphans until the command ends, then end with its status.
   int status = 0;
   for (;;) {
-    int s = 0;
-    pid_t r = ::waitpid(-1, &s, 0);
-    if (r == cmd) status = s;
-    if (r < 0 && errno == ECHILD) break;
+    pid_t r = ::waitpid(-1, &status, 0);
+    if (r == cmd) break;
+    if (r < 0 && errno != EINTR) child_fail(report_fd, "waiting for the command");
   }
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
@@ -155,7 +181,11 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     return std::pair<Fd, Fd>(Fd(fds[0]), Fd(fds[1]));
   };
   auto [out_read, out_write] = make_pipe();
-  auto [sync_read, sync_write] = make_pipe();
+  // A socket pair, not a pipe: send() can refuse SIGPIPE when the child is
+  // already gone.
+  int sync_fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_fds) != 0) throw_errno("socketpair");
+  Fd sync_read(sync_fds[0]), sync_write(sync_fds[1]);
   auto [report_read, report_write] = make_pipe();
 
   unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
@@ -170,7 +200,7 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
                          "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)");
     throw SandboxError(std::string("cannot create the step's namespaces: ") + strerror(e));
   }
-  if (pid == 0) child_main(p, out_write.get(), sync_read.get(), report_write.get());
+  if (pid == 0) child_main(p, out_write.get(), sync_read.get(), sync_write.get(), report_write.get());
   // Killed (and with it the whole PID namespace) if anything below throws,
   // an interrupt included.
   ChildProcess child(pid, false);
@@ -187,10 +217,8 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     write_map("setgroups", "deny");
     write_map("uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
     write_map("gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
-    // Only this child waits for the byte; another has closed its end, and
-    // writing there would raise SIGPIPE in a process that does not ignore it.
-    (void)!::write(sync_write.get(), "x", 1);
   }
+  (void)!::send(sync_write.get(), "x", 1, MSG_NOSIGNAL);
   sync_write = Fd();
 
   std::deque<std::string> tail;

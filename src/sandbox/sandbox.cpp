@@ -1,8 +1,13 @@
 #include "sandbox/sandbox.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "base/fs.hpp"
+#include "layer/resolve.hpp"
 #include "sandbox/launch.hpp"
 #include "sandbox/rootless.hpp"
 #include "sandbox/snapshot.hpp"
@@ -17,6 +22,34 @@ namespace {
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
 std::string absolute_in(const std::string& path) { return path.starts_with("/") ? path : "/" + path; }
+
+/// Where the mount target `target` stands in the image `root`, as the step
+/// will see it: its components resolved inside the root (a symlink to /etc
+/// of the host is /etc of the image), the missing rest as named, to be made.
+/// The result names no symlink, so the child can make and mount on it from
+/// outside the root. A symlink that leads nowhere inside the root (dangling,
+/// looping, through a file) is refused: what it would make is not known.
+std::string resolve_target(const RootDir& root, const std::string& target) {
+  ImagePath at;
+  std::vector<std::string> names = ImagePath(target).segments();
+  for (size_t i = 0; i < names.size(); ++i) {
+    ImagePath next = at.join(names[i]);
+    if (std::optional<ImagePath> resolved = root.resolve(next.str())) {
+      at = *resolved;
+      continue;
+    }
+    ResolveError error;
+    Fd dir = root.open_dir(at.segments(), false, error);
+    struct stat st {};
+    if (dir && ::fstatat(dir.get(), names[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+      for (; i < names.size(); ++i) at = at.join(names[i]);
+      return at.str();
+    }
+    throw SandboxError("cannot mount on " + target + " in the image: " + next.str() +
+                       " leads nowhere inside it (a symlink that dangles or loops, or a file where a folder must be)");
+  }
+  return at.str();
+}
 
 std::string describe(const SetupFailure& f) { return std::string(f.what) + ": " + strerror(f.error); }
 
@@ -33,33 +66,46 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   fs::path merged = scratch.path() / "root";
   fs::create_directory(merged);
   p.merged = merged.string();
-  auto in_root = [&](const std::string& image_path) { return p.merged + absolute_in(image_path); };
+  // Every target resolved in the image before the child makes or mounts
+  // anything: it works on host paths, where the image's symlinks would lead
+  // out of the root. The root the child mounts starts as `lower` is.
+  RootDir image(spec.lower);
+  auto in_root = [&](const std::string& image_path) { return p.merged + resolve_target(image, image_path); };
+  // The folders a target needs are made by the step's root before it runs.
+  auto make_parents = [&](const std::string& path) {
+    std::string parent = fs::path(path).parent_path().string();
+    for (size_t i = p.merged.size() + 1; i <= parent.size(); ++i)
+      if (i == parent.size() || parent[i] == '/') p.dirs_to_make.push_back(parent.substr(0, i));
+  };
   p.proc = in_root("/proc");
   p.dev = in_root("/dev");
-  p.dev_shm = in_root("/dev/shm");
-  p.dev_pts = in_root("/dev/pts");
-  p.dirs_to_make = {p.proc, p.dev, in_root("/etc")};
+  p.dev_shm = p.dev + "/shm";
+  p.dev_pts = p.dev + "/pts";
+  for (const std::string& dir : {p.proc, p.dev}) {
+    make_parents(dir);
+    p.dirs_to_make.push_back(dir);
+  }
   for (const char* d : kDevices) p.device_binds.emplace_back(std::string("/dev/") + d, p.dev + "/" + d);
   p.dev_links = {{"/proc/self/fd", p.dev + "/fd"},
                  {"/proc/self/fd/0", p.dev + "/stdin"},
                  {"/proc/self/fd/1", p.dev + "/stdout"},
                  {"/proc/self/fd/2", p.dev + "/stderr"},
                  {"pts/ptmx", p.dev + "/ptmx"}};
+  auto bind = [&](const fs::path& source, const std::string& target, bool read_only, bool is_file) {
+    std::string at = in_root(target);
+    make_parents(at);
+    p.binds.push_back({source.string(), at, read_only, is_file});
+  };
   // /etc/hosts names the step's host; resolv.conf is the host's, so the
   // network (when there is one) resolves as the build machine's does.
   fs::path hosts = scratch.path() / "hosts";
   write_file_atomic(hosts, "127.0.0.1\tlocalhost imgbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-  p.binds.push_back({hosts.string(), in_root("/etc/hosts"), true, true});
+  bind(hosts, "/etc/hosts", true, true);
   if (spec.network && fs::exists("/etc/resolv.conf"))
-    p.binds.push_back({fs::canonical("/etc/resolv.conf").string(), in_root("/etc/resolv.conf"), true, true});
+    bind(fs::canonical("/etc/resolv.conf"), "/etc/resolv.conf", true, true);
   for (auto& m : spec.mounts) {
     std::error_code ec;
-    bool is_file = fs::is_regular_file(m.source, ec);
-    // Parents of a mount target are made by the step's root before it runs.
-    std::string parent = fs::path(absolute_in(m.target)).parent_path().string();
-    for (size_t i = 1; i <= parent.size(); ++i)
-      if (i == parent.size() || parent[i] == '/') p.dirs_to_make.push_back(p.merged + parent.substr(0, i));
-    p.binds.push_back({m.source.string(), in_root(m.target), m.read_only, is_file});
+    bind(m.source, m.target, m.read_only, fs::is_regular_file(m.source, ec));
   }
   p.workdir_path = absolute_in(spec.workdir.empty() ? "/" : spec.workdir);
   for (size_t i = 1; i <= p.workdir_path.size(); ++i)

@@ -1,9 +1,10 @@
 #include "sandbox/sandbox.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <sstream>
 
 #include "base/text.hpp"
+#include "layer/resolve.hpp"
 
 namespace imgbuild {
 
@@ -11,10 +12,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// Lines of /etc/passwd or /etc/group: name:x:id:...
-std::vector<std::vector<std::string>> read_db(const fs::path& file) {
+/// Lines of /etc/passwd or /etc/group: name:x:id:... Read inside the image's
+/// root: a symlink there names a file of the image, never one of the host.
+std::vector<std::vector<std::string>> read_db(const RootDir& root, const char* file) {
   std::vector<std::vector<std::string>> rows;
-  std::ifstream in(file);
+  std::istringstream in(root.read(file).value_or(""));
   for (std::string line; std::getline(in, line);)
     if (!line.empty() && line[0] != '#') rows.push_back(split(line, ':'));
   return rows;
@@ -35,8 +37,9 @@ UserIds resolve_user(const fs::path& root, const std::string& user) {
   std::string name = user.substr(0, user.find(':'));
   std::optional<std::string> group;
   if (user.find(':') != std::string::npos) group = user.substr(user.find(':') + 1);
-  auto passwd = read_db(root / "etc/passwd");
-  auto groups = read_db(root / "etc/group");
+  RootDir image(root);
+  auto passwd = read_db(image, "/etc/passwd");
+  auto groups = read_db(image, "/etc/group");
   std::string user_name;
   if (auto uid = number(name)) {
     ids.uid = *uid;

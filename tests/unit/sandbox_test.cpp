@@ -178,6 +178,13 @@ StepRun run_step(const fs::path& image, const fs::path& cache, const std::string
   return run;
 }
 
+/// Whether a process on the host has `marker` in its command line.
+bool running(const std::string& marker) {
+  for (auto& p : fs::directory_iterator("/proc"))
+    if (slurp(p.path() / "cmdline").find(marker) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("resolve_user reads the image's own passwd and group", "[sandbox]") {
@@ -389,11 +396,74 @@ TEST_CASE("an interrupted step is killed with everything it started", "[sandbox]
     }
     imgbuild::set_interrupt_for_testing(0);
     CHECK(signal == SIGINT);
-    bool sleeping = false;
-    for (auto& p : fs::directory_iterator("/proc"))
-      if (slurp(p.path() / "cmdline").find("86401") != std::string::npos) sleeping = true;
-    CHECK_FALSE(sleeping);
+    CHECK_FALSE(running("86401"));
     // The sandbox's own scratch folder is gone; the caller's are left to it.
     CHECK(names_in(step.path) == std::vector<std::string>{"upper", "work"});
   }
+}
+
+TEST_CASE("resolve_user never reads the host's files through the image's symlinks", "[sandbox]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  spit(dir.path / "host-passwd", "hostuser:x:4242:4242::/:/bin/sh\n");
+  fs::remove(image / "etc/passwd");
+  fs::create_symlink(dir.path / "host-passwd", image / "etc/passwd");
+  CHECK(error_of([&] { resolve_user(image, "hostuser"); }) == "user 'hostuser' is not in the image's /etc/passwd");
+  // Inside the root, the same absolute target is the image's own file.
+  fs::create_directories(image / dir.path.relative_path());
+  spit(image / dir.path.relative_path() / "host-passwd", "imageuser:x:7:7::/:/bin/sh\n");
+  CHECK(resolve_user(image, "imageuser").uid == 7);
+}
+
+TEST_CASE("a mount target behind a symlink out of the root is refused, the host untouched", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", host = dir.path / "host";
+  make_image(image);
+  fs::create_directories(host);
+  fs::create_symlink(host, image / "cachelink");
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false);
+  spec.argv = {"/bin/true"};
+  spec.mounts = {{dir.path / "cache", "/cachelink/sub", false}};
+  fs::create_directories(dir.path / "cache");
+  CHECK(error_of([&] { run_in_sandbox(spec); }) ==
+        "cannot mount on /cachelink/sub in the image: /cachelink leads nowhere inside it (a symlink that dangles or "
+        "loops, or a file where a folder must be)");
+  CHECK(names_in(host).empty());
+}
+
+TEST_CASE("a step ends with its main process, and no process of it stays", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  for (bool snapshot : {false, true}) {
+    ScratchDir step;
+    SandboxSpec spec = step_spec(image, step.path, snapshot);
+    // The background sleep holds the output open: waiting for it would wait forever.
+    spec.argv = {"/bin/sh", "-c", "sleep 86402 & echo started"};
+    SandboxResult result = run_in_sandbox(spec);
+    CHECK(result.exit_code == 0);
+    CHECK(result.last_lines == std::vector<std::string>{"started"});
+    CHECK_FALSE(running("86402"));
+  }
+}
+
+TEST_CASE("a step without a network has lo up, in a session of its own", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false);
+  spec.network = false;
+  // Field 6 of /proc/self/stat is the session: 1, the step's PID 1, not one outside.
+  spec.argv = {"/bin/sh", "-c", "busybox ip -o link show lo; cat /proc/self/stat"};
+  SandboxResult result = run_in_sandbox(spec);
+  REQUIRE(result.exit_code == 0);
+  REQUIRE(result.last_lines.size() == 2);
+  CHECK(result.last_lines[0].find("<LOOPBACK,UP,LOWER_UP>") != std::string::npos);
+  std::istringstream stat(result.last_lines[1]);
+  std::string field;
+  for (int i = 0; i < 6; ++i) stat >> field;
+  CHECK(field == "1");
 }
