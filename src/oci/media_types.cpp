@@ -32,7 +32,7 @@ MediaType MediaType::parse(std::string_view text) {
   return MediaType(std::string(text));
 }
 
-std::string MediaType::str() const { return kind_ ? std::string(kNames[static_cast<size_t>(*kind_)]) : unknown_; }
+std::string MediaType::str() const { return kind_ ? std::string(kNames[static_cast<size_t>(*kind_)]) : *unknown_; }
 
 void to_json(nlohmann::json& j, const MediaType& type) { j = type.str(); }
 

@@ -51,8 +51,11 @@ public:
 private:
   explicit MediaType(std::string unknown) : unknown_(std::move(unknown)) {}
 
-  std::optional<Kind> kind_;  ///< none for a type imgbuild does not know
-  std::string unknown_;       ///< the text of an unknown type
+  // Exactly one is set. The text is an optional, not an empty string, so that
+  // no std::string is built for a known type: the constants below stay
+  // constant expressions for every compiler (clang rejects a constexpr one).
+  std::optional<Kind> kind_;            ///< none for a type imgbuild does not know
+  std::optional<std::string> unknown_;  ///< the text of an unknown type
 };
 
 /// A media type in a JSON document is its text.
