@@ -23,6 +23,7 @@
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
 #include "base/text.hpp"
+#include "layer/layer.hpp"
 #include "layer/resolve.hpp"
 #include "oci/image_path.hpp"
 
@@ -360,6 +361,11 @@ private:
   /// Sets the entry's xattrs on `fd`, or else on `path` without following its
   /// last component. What the kernel or file system refuses as unsupported or
   /// not permitted (user.* on a symlink, security.* unprivileged) is skipped.
+  /// Only those a layer keeps (layer_keeps_xattr) are set, so that a base
+  /// image's file capabilities reach its steps; the others are dropped, as
+  /// no layer imgbuild writes could carry them on: overlayfs's own state
+  /// would steer an overlay built on this root, trusted.* and security.selinux
+  /// are the host's policy, and an ACL names the host's users.
   static void restore_xattrs(archive_entry* e, int fd, const std::string& path) {
     const char* name;
     const void* value;
@@ -367,9 +373,7 @@ private:
     archive_entry_xattr_reset(e);
     while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
       std::string_view n = name;
-      // overlayfs keeps its own state (opaque directories, redirects, metacopy)
-      // in these; from a layer they would steer an overlay built on this root.
-      if (n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.")) continue;
+      if (!layer_keeps_xattr(n)) continue;
       int rc = fd >= 0 ? ::fsetxattr(fd, name, value, size, 0) : ::lsetxattr(path.c_str(), name, value, size, 0);
       if (rc != 0 && errno != ENOTSUP && errno != EPERM) throw_errno("cannot set extended attribute " + quote(n));
     }

@@ -50,7 +50,7 @@ struct Entry {
   std::string link = {};  ///< symlink or hardlink target
   int64_t uid = 0, gid = 0;
   std::vector<std::pair<std::string, std::string>> xattrs = {};
-  unsigned major = 0, minor = 0;
+  uint64_t major = 0, minor = 0;
   int64_t mtime = 1700000000;
   long nsec = 0;
   /// A sparse file: its logical size and data blocks {offset, length}; content
@@ -555,6 +555,31 @@ TEST_CASE("extended attributes are restored, overlayfs's own are not", "[unpack]
   // Survives the chown to uid 1000, which clears file capabilities.
   REQUIRE(xattr_of(box.root / "bin/ping", "security.capability") == cap);
   REQUIRE(lstat_of(box.root / "bin/ping").st_uid == 1000);
+}
+
+TEST_CASE("a base layer's xattrs other than capabilities and user.* are dropped", "[unpack][root]") {
+  Sandbox box;
+  // What a hostile base image could plant: trusted.* (the host's, settable
+  // by a root unpack), imgbuild's own snapshot mark, overlayfs's state.
+  box.apply({
+      {.path = "d/",
+       .type = 'd',
+       .xattrs = {{"trusted.imgbuild.snapshot", "1"}, {"user.imgbuild.snapshot", "1"}, {"user.overlay.opaque", "y"}}},
+      {.path = "d/f", .content = "f", .xattrs = {{"trusted.evil", "x"}, {"user.kept", "k"}}},
+  });
+  for (const char* name : {"trusted.imgbuild.snapshot", "user.imgbuild.snapshot", "user.overlay.opaque"})
+    CHECK(xattr_of(box.root / "d", name) == "<No data available>");
+  CHECK(xattr_of(box.root / "d/f", "trusted.evil") == "<No data available>");
+  if (::geteuid() == 0) {
+    // Proves the drop: root could have set it.
+    fs::path probe = box.scratch.path / "probe";
+    spit(probe, "");
+    CHECK(::setxattr(probe.c_str(), "trusted.evil", "x", 1, 0) == 0);
+    fs::remove(probe);
+  }
+  if (xattr_of(box.root / "d/f", "user.kept") != "<Operation not supported>")
+    CHECK(xattr_of(box.root / "d/f", "user.kept") == "k");
+  REQUIRE(box.nothing_outside());
 }
 
 TEST_CASE("long names work up to the file system's limits", "[unpack]") {
