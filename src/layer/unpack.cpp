@@ -196,6 +196,8 @@ public:
       }
       case AE_IFCHR:
       case AE_IFBLK:
+        check_device_number(e);
+        [[fallthrough]];
       case AE_IFIFO:
         clear(parent.get(), last, joined, false);
         if (::mknodat(parent.get(), last.c_str(), type | 0600, archive_entry_rdev(e)) != 0) {
@@ -241,6 +243,16 @@ private:
     if (gid < 0 || gid >= UINT32_MAX) throw std::runtime_error("gid " + std::to_string(gid) + " is out of range");
     timespec t{archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
     return Meta{archive_entry_perm(e) & 07777, static_cast<uid_t>(uid), static_cast<gid_t>(gid), {t, t}};
+  }
+
+  /// Refuses a device number the kernel cannot hold (a 12-bit major, a 20-bit
+  /// minor): makedev() would cut it down to another device, 0:0 among them,
+  /// which overlayfs reads as a whiteout.
+  static void check_device_number(archive_entry* e) {
+    dev_t major = archive_entry_rdevmajor(e), minor = archive_entry_rdevminor(e);
+    if (major > 0xfff || minor > 0xfffff)
+      throw std::runtime_error("device number " + std::to_string(major) + ":" + std::to_string(minor) +
+                               " is out of range (at most 4095:1048575)");
   }
 
   /// Records `path` and its parents as this layer's, so that an opaque marker
