@@ -10,9 +10,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cerrno>
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -36,8 +36,8 @@ namespace {
 const std::string kCapV2("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
 /// The same capability as setcap makes it in a user namespace whose root is
 /// host uid 1000 (struct vfs_ns_cap_data, revision 3).
-const std::string kCapV3("\x01\x00\x00\x03\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xe8\x03\x00\x00",
-                         24);
+const std::string kCapV3(
+    "\x01\x00\x00\x03\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xe8\x03\x00\x00", 24);
 
 void set(const fs::path& p, const char* name, const std::string& value) {
   INFO(p.string() << " " << name);
