@@ -21,6 +21,9 @@
 
 namespace imgbuild {
 
+/// An extended attribute: its name and its value, as raw bytes.
+using Xattr = std::pair<std::string, std::string>;
+
 /// One entry of a layer. Paths are relative to the image root, '/'-separated,
 /// without a leading "/" or "./" and without a trailing "/".
 struct LayerEntry {
@@ -35,7 +38,25 @@ struct LayerEntry {
   std::string source;
   uint64_t size = 0;        ///< File: expected size; a file that changes while read is an error
   std::string link_target;  ///< Symlink: stored exactly as given
+  /// The extended attributes a layer keeps (layer_keeps_xattr), sorted by
+  /// name: PAX SCHILY.xattr.<name> records, which Docker and containerd read.
+  std::vector<Xattr> xattrs = {};
 };
+
+/// Whether a layer carries the extended attribute `name`, as Docker and
+/// containerd carry it: security.capability (file capabilities) and user.*.
+/// Never overlayfs's own state (user.overlay.*, trusted.overlay.*), nor
+/// imgbuild's own marks (user.imgbuild.*, on a snapshot copy's folders), nor
+/// the host's policy (security.selinux, trusted.*, ACLs, which name host users).
+bool layer_keeps_xattr(std::string_view name);
+
+/// The extended attributes a layer keeps of the file, folder or symlink at
+/// `path` (never followed), sorted by name. File capabilities bound to a user
+/// namespace's root (VFS_CAP_REVISION_3, as setcap makes them in a rootless
+/// step) are given as plain ones, as Docker stores them: the builder's own
+/// uid means nothing where the image runs, and would make the layer differ
+/// from one machine to the next.
+std::vector<Xattr> kept_xattrs(const std::string& path);
 
 /// How a layer's tar is compressed. Each has one fixed setting (no levels to
 /// choose), so a compression names the exact bytes it makes.

@@ -48,6 +48,9 @@ public:
     // hold a value (long or non-ASCII names, big sizes), so most layers are
     // readable by any tar and carry no per-entry overhead.
     check(archive_write_set_format_pax_restricted(a_.get()));
+    // Extended attributes as SCHILY.xattr.<name> records only, the ones Docker
+    // and containerd read, without libarchive's own base64 copy of each.
+    check(archive_write_set_format_option(a_.get(), "pax", "xattrheader", "SCHILY"));
     check(archive_write_add_filter_none(a_.get()));
     check(archive_write_set_bytes_per_block(a_.get(), 65536));
     check(archive_write_set_bytes_in_last_block(a_.get(), 1));
@@ -65,6 +68,10 @@ public:
     archive_entry_set_gid(en, e.gid);
     archive_entry_set_mtime(en, mtime, 0);
     archive_entry_set_perm(en, e.mode & 07777);
+    // libarchive puts each xattr added before the others: added backwards,
+    // they are written in the entry's order (sorted by name).
+    for (auto x = e.xattrs.rbegin(); x != e.xattrs.rend(); ++x)
+      archive_entry_xattr_add_entry(en, x->first.c_str(), x->second.data(), x->second.size());
     switch (e.type) {
       case LayerEntry::Type::File:
         archive_entry_set_filetype(en, AE_IFREG);

@@ -23,6 +23,7 @@
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
 #include "base/text.hpp"
+#include "layer/layer.hpp"
 #include "layer/resolve.hpp"
 #include "oci/image_path.hpp"
 
@@ -195,6 +196,8 @@ public:
       }
       case AE_IFCHR:
       case AE_IFBLK:
+        check_device_number(e);
+        [[fallthrough]];
       case AE_IFIFO:
         clear(parent.get(), last, joined, false);
         if (::mknodat(parent.get(), last.c_str(), type | 0600, archive_entry_rdev(e)) != 0) {
@@ -240,6 +243,16 @@ private:
     if (gid < 0 || gid >= UINT32_MAX) throw std::runtime_error("gid " + std::to_string(gid) + " is out of range");
     timespec t{archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
     return Meta{archive_entry_perm(e) & 07777, static_cast<uid_t>(uid), static_cast<gid_t>(gid), {t, t}};
+  }
+
+  /// Refuses a device number the kernel cannot hold (a 12-bit major, a 20-bit
+  /// minor): makedev() would cut it down to another device, 0:0 among them,
+  /// which overlayfs reads as a whiteout.
+  static void check_device_number(archive_entry* e) {
+    dev_t major = archive_entry_rdevmajor(e), minor = archive_entry_rdevminor(e);
+    if (major > 0xfff || minor > 0xfffff)
+      throw std::runtime_error("device number " + std::to_string(major) + ":" + std::to_string(minor) +
+                               " is out of range (at most 4095:1048575)");
   }
 
   /// Records `path` and its parents as this layer's, so that an opaque marker
@@ -360,6 +373,11 @@ private:
   /// Sets the entry's xattrs on `fd`, or else on `path` without following its
   /// last component. What the kernel or file system refuses as unsupported or
   /// not permitted (user.* on a symlink, security.* unprivileged) is skipped.
+  /// Only those a layer keeps (layer_keeps_xattr) are set, so that a base
+  /// image's file capabilities reach its steps; the others are dropped, as
+  /// no layer imgbuild writes could carry them on: overlayfs's own state
+  /// would steer an overlay built on this root, trusted.* and security.selinux
+  /// are the host's policy, and an ACL names the host's users.
   static void restore_xattrs(archive_entry* e, int fd, const std::string& path) {
     const char* name;
     const void* value;
@@ -367,9 +385,7 @@ private:
     archive_entry_xattr_reset(e);
     while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
       std::string_view n = name;
-      // overlayfs keeps its own state (opaque directories, redirects, metacopy)
-      // in these; from a layer they would steer an overlay built on this root.
-      if (n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.")) continue;
+      if (!layer_keeps_xattr(n)) continue;
       int rc = fd >= 0 ? ::fsetxattr(fd, name, value, size, 0) : ::lsetxattr(path.c_str(), name, value, size, 0);
       if (rc != 0 && errno != ENOTSUP && errno != EPERM) throw_errno("cannot set extended attribute " + quote(n));
     }

@@ -70,6 +70,7 @@ public:
     e.mode = st.st_mode & 07777;
     e.uid = st.st_uid;
     e.gid = st.st_gid;
+    e.xattrs = kept_xattrs(full);
     if (S_ISDIR(st.st_mode)) {
       e.type = LayerEntry::Type::Directory;
     } else if (S_ISLNK(st.st_mode)) {
@@ -131,6 +132,8 @@ private:
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) return false;
     if ((st.st_mode & 07777) != e.mode || st.st_uid != e.uid || st.st_gid != e.gid) return false;
+    // setcap on a file the image has changes nothing but its xattrs.
+    if (kept_xattrs(path) != e.xattrs) return false;
     switch (e.type) {
       case LayerEntry::Type::Directory:
         return S_ISDIR(st.st_mode);

@@ -165,6 +165,20 @@ Digest describe(const std::vector<LayerEntry>& entries, const FileDigests* conte
     text += type_name(e.type);
     text += "\",\"uid\":";
     append_number(text, e.uid);
+    // Only when there are some, so that the keys of every other entry stay
+    // what they were before layers carried xattrs. Values are bytes: hex.
+    if (!e.xattrs.empty()) {
+      text += ",\"xattrs\":{";
+      for (size_t x = 0; x < e.xattrs.size(); ++x) {
+        if (x) text += ',';
+        append_json_string(text, e.xattrs[x].first, e, "an extended attribute's name");
+        text += ":\"";
+        const std::string& value = e.xattrs[x].second;
+        text += to_hex({reinterpret_cast<const unsigned char*>(value.data()), value.size()});
+        text += '"';
+      }
+      text += '}';
+    }
     text += "}\n";
   }
   hash.update(text);

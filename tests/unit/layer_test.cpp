@@ -623,6 +623,45 @@ TEST_CASE("write_tar writes entries in the order given", "[layer]") {
   REQUIRE_THROWS_WITH(imgbuild::write_tar(entries, failing, 0), Contains("disk full"));
 }
 
+TEST_CASE("xattrs are PAX SCHILY.xattr records on files, folders and symlinks; others get no PAX header", "[layer]") {
+  Fixture fx;
+  LayerEntry d = dir_entry("d"), f = file_entry("d/f", fx.src / "readme"), l = link_entry("d/l", "f");
+  d.xattrs = {{"user.dir", "1"}};
+  f.xattrs = {{"security.capability", std::string("\x01\0\0\x02\0\x04", 6)}, {"user.z", "last"}};
+  l.xattrs = {{"user.link", ""}};
+  LayerEntry plain = file_entry("p", fx.src / "readme");
+  std::string tar;
+  imgbuild::write_tar(
+      {d, f, l, plain}, [&](const void* data, size_t n) { tar.append(static_cast<const char*>(data), n); }, 0);
+  // Records as Docker writes them (length, key, value), in the order given.
+  CHECK(tar.find("27 SCHILY.xattr.user.dir=1\n") != std::string::npos);
+  size_t cap = tar.find("SCHILY.xattr.security.capability=\x01"), z = tar.find("28 SCHILY.xattr.user.z=last\n");
+  CHECK((cap != std::string::npos && z != std::string::npos && cap < z));
+  CHECK(tar.find("27 SCHILY.xattr.user.link=\n") != std::string::npos);
+  CHECK(tar.find("LIBARCHIVE") == std::string::npos);
+  // The entry without xattrs is a plain ustar header, as before xattrs were kept.
+  CHECK(tar.find("PaxHeader/p") == std::string::npos);
+  CHECK(tar.find("PaxHeader/f") != std::string::npos);
+
+  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
+  archive_read_support_format_tar(a.get());
+  REQUIRE(archive_read_open_memory(a.get(), tar.data(), tar.size()) == ARCHIVE_OK);
+  std::vector<std::vector<imgbuild::Xattr>> read;
+  archive_entry* e = nullptr;
+  while (archive_read_next_header(a.get(), &e) == ARCHIVE_OK) {
+    read.emplace_back();
+    const char* name;
+    const void* value;
+    size_t size;
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
+      read.back().emplace_back(name, std::string(static_cast<const char*>(value), size));
+    // libarchive lists them backwards from the tar's order, checked above.
+    std::sort(read.back().begin(), read.back().end());
+  }
+  CHECK(read == std::vector<std::vector<imgbuild::Xattr>>{d.xattrs, f.xattrs, l.xattrs, {}});
+}
+
 TEST_CASE("write_layer streams a 50 MB sparse file", "[layer]") {
   ScratchDir s;
   fs::path big = s.path / "big.img";

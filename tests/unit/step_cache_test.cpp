@@ -297,6 +297,22 @@ TEST_CASE("descriptions keep their exact bytes: the step keys in users' caches s
                   "{\"gid\":0,\"mode\":511,\"path\":\"l\",\"target\":\"t\",\"type\":\"symlink\",\"uid\":0}\n"));
 }
 
+TEST_CASE("an entry's xattrs are part of its description, and only an entry with some changes", "[step_cache]") {
+  LayerEntry plain{"bin/ping", LayerEntry::Type::File, 0755, 0, 0, "/x", 3, {}, {}};
+  LayerEntry capable = plain;
+  capable.xattrs = {{"security.capability", std::string("\x01\x00", 2)}, {"user.a", "b"}};
+  // Without xattrs, the line is the one step keys were made of before layers had them.
+  CHECK(describe_shape({plain}) ==
+        sha256_of("{\"gid\":0,\"mode\":493,\"path\":\"bin/ping\",\"size\":3,\"type\":\"file\",\"uid\":0}\n"));
+  // With them, after "uid" (keys sorted), values in hex: setcap alone is a change.
+  CHECK(describe_shape({capable}) ==
+        sha256_of("{\"gid\":0,\"mode\":493,\"path\":\"bin/ping\",\"size\":3,\"type\":\"file\",\"uid\":0,"
+                  "\"xattrs\":{\"security.capability\":\"0100\",\"user.a\":\"62\"}}\n"));
+  LayerEntry other = capable;
+  other.xattrs[1].second = "c";
+  CHECK(describe_shape({other}) != describe_shape({capable}));
+}
+
 TEST_CASE("a name or link target that is not UTF-8 cannot be described, and the error says which", "[step_cache]") {
   // JSON (the key) carries only UTF-8; the bad bytes are shown as U+FFFD and
   // control characters escaped, so the message is safe on a terminal.

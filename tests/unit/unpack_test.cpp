@@ -50,7 +50,7 @@ struct Entry {
   std::string link = {};  ///< symlink or hardlink target
   int64_t uid = 0, gid = 0;
   std::vector<std::pair<std::string, std::string>> xattrs = {};
-  unsigned major = 0, minor = 0;
+  uint64_t major = 0, minor = 0;
   int64_t mtime = 1700000000;
   long nsec = 0;
   /// A sparse file: its logical size and data blocks {offset, length}; content
@@ -557,6 +557,31 @@ TEST_CASE("extended attributes are restored, overlayfs's own are not", "[unpack]
   REQUIRE(lstat_of(box.root / "bin/ping").st_uid == 1000);
 }
 
+TEST_CASE("a base layer's xattrs other than capabilities and user.* are dropped", "[unpack][root]") {
+  Sandbox box;
+  // What a hostile base image could plant: trusted.* (the host's, settable
+  // by a root unpack), imgbuild's own snapshot mark, overlayfs's state.
+  box.apply({
+      {.path = "d/",
+       .type = 'd',
+       .xattrs = {{"trusted.imgbuild.snapshot", "1"}, {"user.imgbuild.snapshot", "1"}, {"user.overlay.opaque", "y"}}},
+      {.path = "d/f", .content = "f", .xattrs = {{"trusted.evil", "x"}, {"user.kept", "k"}}},
+  });
+  for (const char* name : {"trusted.imgbuild.snapshot", "user.imgbuild.snapshot", "user.overlay.opaque"})
+    CHECK(xattr_of(box.root / "d", name) == "<No data available>");
+  CHECK(xattr_of(box.root / "d/f", "trusted.evil") == "<No data available>");
+  if (::geteuid() == 0) {
+    // Proves the drop: root could have set it.
+    fs::path probe = box.scratch.path / "probe";
+    spit(probe, "");
+    CHECK(::setxattr(probe.c_str(), "trusted.evil", "x", 1, 0) == 0);
+    fs::remove(probe);
+  }
+  if (xattr_of(box.root / "d/f", "user.kept") != "<Operation not supported>")
+    CHECK(xattr_of(box.root / "d/f", "user.kept") == "k");
+  REQUIRE(box.nothing_outside());
+}
+
 TEST_CASE("long names work up to the file system's limits", "[unpack]") {
   Sandbox box;
   box.options.use_openat2 = use_openat2_or_walk();
@@ -948,11 +973,25 @@ TEST_CASE("out-of-range owners are errors naming the entry, whether or not owner
 
 TEST_CASE("a device number the kernel cannot hold is an error naming the entry", "[unpack][root]") {
   Sandbox box;
+  // Checked before any node is made: refused alike with or without CAP_MKNOD.
+  box.options.preserve_owners = GENERATE(false, true);
   REQUIRE(box.error({{.path = "dev/big-major", .type = 'c', .major = 1u << 20, .minor = 1}}) ==
-          "layer 1: entry \"dev/big-major\": cannot create the node: Invalid argument");
+          "layer 1: entry \"dev/big-major\": device number 1048576:1 is out of range (at most 4095:1048575)");
   REQUIRE(box.error({{.path = "dev/big-minor", .type = 'b', .major = 1, .minor = 1u << 20}}) ==
-          "layer 1: entry \"dev/big-minor\": cannot create the node: Invalid argument");
+          "layer 1: entry \"dev/big-minor\": device number 1:1048576 is out of range (at most 4095:1048575)");
+  REQUIRE(box.error({{.path = "dev/major-4096", .type = 'c', .major = 4096, .minor = 0}}) ==
+          "layer 1: entry \"dev/major-4096\": device number 4096:0 is out of range (at most 4095:1048575)");
+  // makedev() keeps 32 bits of each: this one would be 0:0, overlayfs's whiteout.
+  REQUIRE(box.error({{.path = "dev/whiteout", .type = 'c', .major = uint64_t{1} << 32, .minor = 0}}) ==
+          "layer 1: entry \"dev/whiteout\": device number 4294967296:0 is out of range (at most 4095:1048575)");
   REQUIRE(names_in(box.root / "dev").empty());
+  // The largest numbers the kernel holds are still devices.
+  REQUIRE(box.error({{.path = "dev/top", .type = 'c', .major = 4095, .minor = 1048575}}) == "");
+  struct stat top {};
+  if (::lstat((box.root / "dev/top").c_str(), &top) == 0) {
+    CHECK(major(top.st_rdev) == 4095);
+    CHECK(minor(top.st_rdev) == 1048575);
+  }
   REQUIRE(box.nothing_outside());
 }
 
