@@ -116,9 +116,10 @@ void copy_bytes(int in, int out, off_t size, const std::string& rel) {
 }
 
 /// Extended attributes, file capabilities among them, so the step sees its
-/// files as they are. Best effort: layers carry no xattrs, so one the copy
-/// cannot set (a trusted.* one without root, a file system without them)
-/// changes nothing but what the step could read.
+/// files as they are. Best effort: an attribute the copy cannot set (a
+/// trusted.* one without root, a file system without them) is one no layer
+/// keeps (layer_keeps_xattr keeps only security.capability and user.*, which
+/// any owner can set), so it changes nothing but what the step could read.
 void copy_xattrs(int from, int to) {
   std::vector<char> names(1 << 16), value(1 << 16);
   ssize_t n = ::flistxattr(from, names.data(), names.size());
