@@ -21,11 +21,6 @@ void sort_layer_entries(std::vector<LayerEntry>& entries) {
     if (entries[i].path == entries[i - 1].path) throw std::logic_error("layer: duplicate entry " + entries[i].path);
 }
 
-bool layer_keeps_xattr(std::string_view name) {
-  return name == "security.capability" ||
-         (name.starts_with("user.") && !name.starts_with("user.overlay.") && !name.starts_with("user.imgbuild."));
-}
-
 namespace {
 
 /// The bytes a call like llistxattr or lgetxattr gives for `path`, asked for

@@ -48,7 +48,10 @@ struct LayerEntry {
 /// Never overlayfs's own state (user.overlay.*, trusted.overlay.*), nor
 /// imgbuild's own marks (user.imgbuild.*, on a snapshot copy's folders), nor
 /// the host's policy (security.selinux, trusted.*, ACLs, which name host users).
-bool layer_keeps_xattr(std::string_view name);
+inline bool layer_keeps_xattr(std::string_view name) {
+  return name == "security.capability" ||
+         (name.starts_with("user.") && !name.starts_with("user.overlay.") && !name.starts_with("user.imgbuild."));
+}
 
 /// The extended attributes a layer keeps of the file, folder or symlink at
 /// `path` (never followed), sorted by name. File capabilities bound to a user
