@@ -96,7 +96,11 @@ fi
 step "network = \"none\": lo is up"
 build lo "$base
 image('lo', base:run({ 'sh', '-c', [[ip link show lo | grep -q ',UP' && echo lo-up
-nc -l -p 9999 >/tmp/got & sleep 0.5; echo over-lo | nc -w 1 127.0.0.1 9999; sleep 0.3; cat /tmp/got]],
+nc -l -p 9999 >/tmp/got & server=\$!
+tries=0; until echo over-lo | nc -w 1 127.0.0.1 9999; do
+  tries=\$((tries + 1)); if [ \$tries -ge 100 ]; then kill \$server; break; fi; sleep 0.1
+done
+wait \$server; cat /tmp/got]],
   network = 'none' }))"
 check "the build succeeds" test $? -eq 0
 check "ip link shows lo UP" grep -q '| lo-up$' "$work/lo.err"
