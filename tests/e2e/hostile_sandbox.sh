@@ -78,11 +78,7 @@ if cc -static -O -o "$ctx/tiocsti" "$work/tiocsti.c" 2>"$work/cc.log"; then
   # user's shell would (bash, for read -t).
   SHELL=/bin/bash tmux -S "$work/tmux.sock" new-session -d -x 200 -y 50 -c "$ctx" \
     "'$IMGBUILD' tty.lua --progress plain; echo EXIT=\$?; read -r -t 2 line; echo \"TYPED=[\$line]\"; sleep 600"
-  for _ in $(seq 300); do
-    tmux -S "$work/tmux.sock" capture-pane -p -J -S - >"$work/tty.log" 2>/dev/null
-    grep -q '^TYPED=' "$work/tty.log" && break
-    sleep 0.2
-  done
+  screen_until "$work/tmux.sock" "$work/tty.log" '^TYPED='
   check "the build under a pty succeeds" grep -q '^EXIT=0' "$work/tty.log"
   check "the step cannot open /dev/tty: it has no controlling terminal" grep -q 'devtty=refused' "$work/tty.log"
   check "TIOCSTI typed nothing on fds 0-2 or /dev/tty" grep -q 'typed=0 sid=1' "$work/tty.log"

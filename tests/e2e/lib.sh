@@ -98,6 +98,19 @@ _e2e_cleanup() {
 
 # step TITLE: a section header, with the seconds since the script started, so
 # that a slow section shows in the log.
+# screen_until SOCKET FILE PATTERN [PANE]: captures the tmux pane (PANE, or
+# the server's current one) into FILE until a line matches PATTERN (grep -E)
+# or a minute has passed; the checks that follow read FILE either way.
+screen_until() {
+  local target=()
+  [[ -n ${4:-} ]] && target=(-t "$4")
+  for _ in $(seq 300); do
+    tmux -S "$1" capture-pane "${target[@]}" -p -J -S - >"$2" 2>/dev/null
+    grep -qE "$3" "$2" && return 0
+    sleep 0.2
+  done
+}
+
 step() { printf '\n== %s  (at %ds)\n' "$*" "$SECONDS"; }
 
 pass() {

@@ -119,11 +119,7 @@ step "--progress tty in a terminal 50 columns wide (tmux)"
 echo "version 2" >"$ctx/data.txt"
 tmux -S "$work/tmux.sock" new-session -d -x 50 -y 40 -c "$ctx" \
   "'$IMGBUILD' recipe.lua --progress tty --no-push; echo EXIT=\$?; sleep 600"
-for _ in $(seq 300); do
-  tmux -S "$work/tmux.sock" capture-pane -p -J -S - >"$work/screen" 2>/dev/null
-  grep -q '^EXIT=' "$work/screen" && break
-  sleep 0.2
-done
+screen_until "$work/tmux.sock" "$work/screen" '^EXIT='
 check "the build ends with status 0" grep -qx 'EXIT=0' "$work/screen"
 check "the RUN step that ran is on the screen once, with its size" \
   test "$(grep -cE '^  recipe\.lua:5  run echo building' "$work/screen")" = 1
@@ -186,11 +182,7 @@ for mode in tty raw; do
     "while [ ! -e go-$mode ]; do sleep 0.1; done; '$IMGBUILD' recipe.lua --progress $mode; echo EXIT=\$?; sleep 600"
   tmux -S "$work/tmux.sock" pipe-pane -t "hostile-$mode" -o "cat >'$work/$mode.bytes'"
   touch "go-$mode"
-  for _ in $(seq 300); do
-    tmux -S "$work/tmux.sock" capture-pane -t "hostile-$mode" -p -J -S - >"$work/$mode.screen" 2>/dev/null
-    grep -q '^EXIT=' "$work/$mode.screen" && break
-    sleep 0.2
-  done
+  screen_until "$work/tmux.sock" "$work/$mode.screen" '^EXIT=' "hostile-$mode"
   tmux -S "$work/tmux.sock" display-message -t "hostile-$mode" -p '#{pane_title}' >"$work/$mode.title"
   tmux -S "$work/tmux.sock" list-buffers >"$work/$mode.buffers"
   [[ $mode == tty ]] && tmux -S "$work/tmux.sock" delete-buffer 2>/dev/null
