@@ -29,6 +29,18 @@ inline std::vector<std::string> split(const std::string& text, char sep) {
   return out;
 }
 
+/// Every piece of `text` between `sep`s, empty ones included: "a::b" gives
+/// a, "", b. For records whose fields count by position (/etc/passwd).
+inline std::vector<std::string> fields(const std::string& text, char sep) {
+  std::vector<std::string> out(1);
+  for (char c : text)
+    if (c == sep)
+      out.emplace_back();
+    else
+      out.back() += c;
+  return out;
+}
+
 /// The longest part of a text that quote() shows: a hostile or mistaken
 /// multi-kilobyte input must not make a multi-kilobyte message.
 inline constexpr size_t kMaxQuoted = 300;

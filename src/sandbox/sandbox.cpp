@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -115,6 +116,10 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   for (auto& a : spec.argv) p.strings.push_back(a);
   size_t argc = p.strings.size();
   for (auto& e : spec.env) p.strings.push_back(e);
+  // Docker's RUN has HOME when the image sets none (Docker Hub's golang does
+  // not, and `go build` needs it): the user's home folder from the image.
+  auto sets_home = [](const std::string& e) { return e.starts_with("HOME="); };
+  if (std::none_of(spec.env.begin(), spec.env.end(), sets_home)) p.strings.push_back("HOME=" + p.ids.home);
   for (size_t i = 0; i < p.strings.size(); ++i) (i < argc ? p.argv : p.envp).push_back(p.strings[i].data());
   p.argv.push_back(nullptr);
   p.envp.push_back(nullptr);

@@ -48,7 +48,7 @@ struct SandboxSpec {
   std::filesystem::path upper;
   std::filesystem::path work;  ///< an empty folder on upper's file system (overlay's scratch)
   std::vector<std::string> argv;
-  std::vector<std::string> env;  ///< "NAME=value"
+  std::vector<std::string> env;  ///< "NAME=value"; HOME added from the user's passwd entry when missing
   std::string workdir = "/";     ///< created when missing, as docker does
   std::string user;              ///< "", "name", "uid", "name:group", "uid:gid"
   bool network = true;           ///< false: an empty network namespace
@@ -80,12 +80,14 @@ struct SandboxResult {
 /// cannot start.
 SandboxResult run_in_sandbox(const SandboxSpec& spec);
 
-/// uid, gid and supplementary groups of `user` as the image at `root` defines
-/// it (its /etc/passwd and /etc/group, never the host's). Numeric ids need no
-/// entry. Throws SandboxError naming the user when a name is unknown.
+/// uid, gid, supplementary groups and home folder of `user` as the image at
+/// `root` defines it (its /etc/passwd and /etc/group, never the host's); ""
+/// is root. Numeric ids need no entry. Throws SandboxError naming the user
+/// when a name is unknown.
 struct UserIds {
   uint32_t uid = 0, gid = 0;
   std::vector<uint32_t> groups;
+  std::string home = "/";  ///< HOME of a step that sets none, as runc sets it
 };
 UserIds resolve_user(const std::filesystem::path& root, const std::string& user);
 

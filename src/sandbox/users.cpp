@@ -18,7 +18,7 @@ std::vector<std::vector<std::string>> read_db(const RootDir& root, const char* f
   std::vector<std::vector<std::string>> rows;
   std::istringstream in(root.read(file).value_or(""));
   for (std::string line; std::getline(in, line);)
-    if (!line.empty() && line[0] != '#') rows.push_back(split(line, ':'));
+    if (!line.empty() && line[0] != '#') rows.push_back(fields(line, ':'));
   return rows;
 }
 
@@ -33,12 +33,23 @@ std::optional<uint32_t> number(const std::string& s) {
 
 UserIds resolve_user(const fs::path& root, const std::string& user) {
   UserIds ids;
-  if (user.empty()) return ids;
+  RootDir image(root);
+  auto passwd = read_db(image, "/etc/passwd");
+  // The home folder as runc sets HOME: the user's passwd entry, "/" without one.
+  auto take_home = [&](const std::vector<std::string>& row) {
+    if (row.size() > 5 && !row[5].empty()) ids.home = row[5];
+  };
+  if (user.empty()) {
+    for (auto& row : passwd)
+      if (row.size() > 3 && number(row[2]) == 0u) {
+        take_home(row);
+        break;
+      }
+    return ids;
+  }
   std::string name = user.substr(0, user.find(':'));
   std::optional<std::string> group;
   if (user.find(':') != std::string::npos) group = user.substr(user.find(':') + 1);
-  RootDir image(root);
-  auto passwd = read_db(image, "/etc/passwd");
   auto groups = read_db(image, "/etc/group");
   std::string user_name;
   if (auto uid = number(name)) {
@@ -47,6 +58,7 @@ UserIds resolve_user(const fs::path& root, const std::string& user) {
       if (row.size() > 3 && number(row[2]) == *uid) {
         user_name = row[0];
         ids.gid = number(row[3]).value_or(0);
+        take_home(row);
         break;
       }
   } else {
@@ -56,6 +68,7 @@ UserIds resolve_user(const fs::path& root, const std::string& user) {
         ids.uid = number(row[2]).value_or(0);
         ids.gid = number(row[3]).value_or(0);
         user_name = name;
+        take_home(row);
         found = true;
         break;
       }

@@ -3,7 +3,9 @@
 # image plus this machine's Debian Go toolchain at its own paths (GOROOT, the
 # /usr/share tree its src, misc and test links point to, and the C library the
 # go command needs), with the go command on PATH. It stands in for docker.io/library/golang in tests that
-# cannot reach Docker Hub. Tagged golang; deterministic like the others.
+# cannot reach Docker Hub. Tagged golang; deterministic like the others. Like
+# Docker Hub's golang images, its config sets no HOME: a RUN step gets it from
+# /etc/passwd, as with Docker (go build fails without one).
 #
 #   tests/registry/golang_image.sh LAYOUT     (LAYOUT from base_images.sh: OUT/oci)
 set -euo pipefail
@@ -30,4 +32,4 @@ find "$bundle/b/rootfs" -newermt "$when" -exec touch -h -d "$when" {} +
 umoci repack --image "$layout:golang" --history.created "$when" \
   --history.created_by "tests/registry/golang_image.sh: $goroot" "$bundle/b"
 umoci config --image "$layout:golang" --no-history --created "$when" --clear=config.env \
-  --config.env "PATH=$goroot/bin:/bin:/usr/bin" --config.env GOTOOLCHAIN=local --config.env HOME=/root
+  --config.env "PATH=$goroot/bin:/bin:/usr/bin" --config.env GOTOOLCHAIN=local

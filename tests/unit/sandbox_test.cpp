@@ -211,6 +211,28 @@ TEST_CASE("resolve_user reads the image's own passwd and group", "[sandbox]") {
   CHECK(error_of([&] { resolve_user(dir.path, "app:wheel"); }) == "group 'wheel' is not in the image's /etc/group");
 }
 
+TEST_CASE("resolve_user finds the home folder as runc does, / without one, fields by position", "[sandbox]") {
+  ScratchDir dir;
+  make_image(dir.path);
+  CHECK(resolve_user(dir.path, "").home == "/root");
+  CHECK(resolve_user(dir.path, "root").home == "/root");
+  CHECK(resolve_user(dir.path, "app").home == "/home/app");
+  CHECK(resolve_user(dir.path, "1000:50").home == "/home/app");
+  CHECK(resolve_user(dir.path, "4242").home == "/");
+  // Fields count by position: an empty password or comment shifts nothing.
+  spit(dir.path / "etc/passwd", "root:x:0:0:root::/bin/sh\nshort:x:7:7\nnopw::1001:1002::/home/nopw:/bin/sh\n");
+  spit(dir.path / "etc/group", "nopw::1002:\nextra::60:nopw\n");
+  CHECK(resolve_user(dir.path, "").home == "/");
+  CHECK(resolve_user(dir.path, "short").home == "/");
+  UserIds nopw = resolve_user(dir.path, "nopw");
+  CHECK(nopw.uid == 1001);
+  CHECK(nopw.gid == 1002);
+  CHECK(nopw.groups == std::vector<uint32_t>{1002, 60});
+  CHECK(nopw.home == "/home/nopw");
+  fs::remove(dir.path / "etc/passwd");
+  CHECK(resolve_user(dir.path, "").home == "/");
+}
+
 TEST_CASE("an overlay step and a snapshot step give the same entries", "[sandbox][root]") {
   ScratchDir dir;
   fs::path image = dir.path / "image", cache = dir.path / "cache";
@@ -466,4 +488,26 @@ TEST_CASE("a step without a network has lo up, in a session of its own", "[sandb
   std::string field;
   for (int i = 0; i < 6; ++i) stat >> field;
   CHECK(field == "1");
+}
+
+TEST_CASE("a step gets HOME from the image's passwd unless its environment sets one", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  auto home_in_step = [&](const std::string& user, std::vector<std::string> env) {
+    ScratchDir step;
+    SandboxSpec spec = step_spec(image, step.path, false);
+    spec.network = false;
+    spec.user = user;
+    spec.env = std::move(env);
+    spec.argv = {"/bin/sh", "-c", "echo \"$HOME\""};
+    SandboxResult result = run_in_sandbox(spec);
+    REQUIRE(result.exit_code == 0);
+    REQUIRE(result.last_lines.size() == 1);
+    return result.last_lines[0];
+  };
+  CHECK(home_in_step("", {"PATH=/bin"}) == "/root");
+  CHECK(home_in_step("app", {"PATH=/bin"}) == "/home/app");
+  CHECK(home_in_step("4242", {"PATH=/bin"}) == "/");
+  CHECK(home_in_step("app", {"PATH=/bin", "HOME=/srv"}) == "/srv");
 }

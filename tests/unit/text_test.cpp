@@ -1,13 +1,17 @@
 // Tests for printable_text(): whatever a step or a registry writes, what
 // imgbuild prints of it holds no control byte, says what was there, and
-// keeps readable text readable.
+// keeps readable text readable. And for the two ways text is cut into pieces.
 #include "base/text.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
+using imgbuild::fields;
 using imgbuild::printable_text;
+using imgbuild::split;
+using Pieces = std::vector<std::string>;
 using namespace std::string_literals;
 
 namespace {
@@ -81,4 +85,13 @@ TEST_CASE("printable_text: no control survives, and a second pass changes nothin
   CHECK(once.find('\a') == std::string::npos);
   CHECK(printable_text(once) == once);
   CHECK(once.ends_with(" grüße"));
+}
+
+TEST_CASE("split drops empty pieces, fields keeps them in their places", "[text]") {
+  CHECK(split("a::b:", ':') == Pieces{"a", "b"});
+  CHECK(split("", ':').empty());
+  CHECK(fields("app::1000:1000::/home/app:/bin/sh", ':') ==
+        Pieces{"app", "", "1000", "1000", "", "/home/app", "/bin/sh"});
+  CHECK(fields("a:", ':') == Pieces{"a", ""});
+  CHECK(fields("", ':') == Pieces{""});
 }
