@@ -80,8 +80,17 @@ public:
       e.type = LayerEntry::Type::File;
       e.source = full;
       e.size = static_cast<uint64_t>(st.st_size);
+    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      // Kept, as Docker keeps them: the step's root is mounted nodev, so
+      // the node opens nothing here, and where the image runs, the runtime's
+      // device policy decides.
+      e.type = S_ISCHR(st.st_mode) ? LayerEntry::Type::CharDevice : LayerEntry::Type::BlockDevice;
+      e.device_major = major(st.st_rdev);
+      e.device_minor = minor(st.st_rdev);
+    } else if (S_ISFIFO(st.st_mode)) {
+      e.type = LayerEntry::Type::Fifo;
     } else {
-      throw std::runtime_error("/" + rel + ": a device, fifo or socket cannot be put in a layer");
+      throw std::runtime_error("/" + rel + ": a socket cannot be put in a layer");
     }
     candidates_.push_back({std::move(e), keep});
   }
@@ -141,6 +150,13 @@ private:
         return S_ISLNK(st.st_mode) && fs::read_symlink(path).string() == e.link_target;
       case LayerEntry::Type::File:
         return S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == e.size && same_bytes(e.source, path);
+      case LayerEntry::Type::CharDevice:
+      case LayerEntry::Type::BlockDevice:
+        return (S_ISCHR(st.st_mode) ? LayerEntry::Type::CharDevice : LayerEntry::Type::BlockDevice) == e.type &&
+               (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) && major(st.st_rdev) == e.device_major &&
+               minor(st.st_rdev) == e.device_minor;
+      case LayerEntry::Type::Fifo:
+        return S_ISFIFO(st.st_mode);
     }
     return false;
   }
@@ -184,11 +200,6 @@ private:
     struct stat st = lstat_of(copy_ / rel), old{};
     bool had = ::lstat((lower_ / rel).c_str(), &old) == 0;
     if (!S_ISDIR(st.st_mode)) {
-      // The image's own device nodes and fifos, untouched, are not changes.
-      bool special = !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode);
-      if (special && had && old.st_mode == st.st_mode && old.st_rdev == st.st_rdev && old.st_uid == st.st_uid &&
-          old.st_gid == st.st_gid)
-        return;
       diff_.add(copy_ / rel, rel, st, false);
     } else if (!had) {
       tree(rel, false);
