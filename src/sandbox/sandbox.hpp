@@ -8,8 +8,10 @@
 // overlayfs, a rootless mount it does not allow, an upper folder on a file
 // system overlay cannot use), the step runs on a copy of the image root and
 // the diff is a comparison of that copy with the root: slower, same layer.
-// /proc, a minimal /dev, /etc/resolv.conf and /etc/hosts are provided by
-// mounts, at paths resolved inside the image, and never enter the diff. It
+// /proc (runc's masked and read-only paths included), a read-only /sys, a
+// minimal /dev, /etc/resolv.conf and /etc/hosts are provided by mounts, at
+// paths resolved inside the image that never nest, and never enter the diff;
+// whatever the step can write is mounted nodev. It
 // runs as the image's user, resolved from the image's own /etc/passwd and
 // /etc/group, with a reduced capability set, in a session of its own (no
 // terminal of imgbuild's), and inherits no file descriptor of imgbuild but its
