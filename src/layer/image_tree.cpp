@@ -245,6 +245,9 @@ protected:
         target = looked_->second.where;
         break;
       case LayerEntry::Type::File:
+      case LayerEntry::Type::CharDevice:
+      case LayerEntry::Type::BlockDevice:
+      case LayerEntry::Type::Fifo:
         kind = Kind::Other;
         break;
     }

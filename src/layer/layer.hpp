@@ -27,7 +27,9 @@ using Xattr = std::pair<std::string, std::string>;
 /// One entry of a layer. Paths are relative to the image root, '/'-separated,
 /// without a leading "/" or "./" and without a trailing "/".
 struct LayerEntry {
-  enum class Type { File, Directory, Symlink };
+  /// Device nodes and fifos are what a RUN step made (Docker keeps them);
+  /// a build context never gives them.
+  enum class Type { File, Directory, Symlink, CharDevice, BlockDevice, Fifo };
   std::string path;
   Type type = Type::File;
   uint32_t mode = 0644;  ///< permission bits, including setuid/setgid/sticky
@@ -41,6 +43,7 @@ struct LayerEntry {
   /// The extended attributes a layer keeps (layer_keeps_xattr), sorted by
   /// name: PAX SCHILY.xattr.<name> records, which Docker and containerd read.
   std::vector<Xattr> xattrs = {};
+  uint32_t device_major = 0, device_minor = 0;  ///< CharDevice, BlockDevice: the device's numbers
 };
 
 /// Whether a layer carries the extended attribute `name`, as Docker and

@@ -84,6 +84,15 @@ public:
         archive_entry_set_filetype(en, AE_IFLNK);
         archive_entry_copy_symlink(en, e.link_target.c_str());
         break;
+      case LayerEntry::Type::CharDevice:
+      case LayerEntry::Type::BlockDevice:
+        archive_entry_set_filetype(en, e.type == LayerEntry::Type::CharDevice ? AE_IFCHR : AE_IFBLK);
+        archive_entry_set_rdevmajor(en, e.device_major);
+        archive_entry_set_rdevminor(en, e.device_minor);
+        break;
+      case LayerEntry::Type::Fifo:
+        archive_entry_set_filetype(en, AE_IFIFO);
+        break;
     }
     check(archive_write_header(a_.get(), en));
     if (e.type != LayerEntry::Type::File) return std::nullopt;

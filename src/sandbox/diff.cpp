@@ -57,13 +57,14 @@ public:
   }
 
   /// A folder or file made only to mount on, which the image did not have.
-  bool skipped(const std::string& rel) const {
+  bool stub(const std::string& rel) const {
     return mount_points_.count(rel) && !fs::exists(fs::symlink_status(lower_ / rel));
   }
 
   /// The step's folder, file or symlink `rel`, found at `full`. `keep`: it
   /// is below an opaque folder, so it is in the layer even when the image's
-  /// own is the same.
+  /// own is the same. A stub is in the layer only as the folder of an entry
+  /// that is.
   void add(const fs::path& full, const std::string& rel, const struct stat& st, bool keep) {
     LayerEntry e;
     e.path = rel;
@@ -80,10 +81,20 @@ public:
       e.type = LayerEntry::Type::File;
       e.source = full;
       e.size = static_cast<uint64_t>(st.st_size);
+    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      // Kept, as Docker keeps them: the step's root is mounted nodev, so
+      // the node opens nothing here, and where the image runs, the runtime's
+      // device policy decides.
+      e.type = S_ISCHR(st.st_mode) ? LayerEntry::Type::CharDevice : LayerEntry::Type::BlockDevice;
+      e.device_major = major(st.st_rdev);
+      e.device_minor = minor(st.st_rdev);
+    } else if (S_ISFIFO(st.st_mode)) {
+      e.type = LayerEntry::Type::Fifo;
     } else {
-      throw std::runtime_error("/" + rel + ": a device, fifo or socket cannot be put in a layer");
+      throw std::runtime_error("/" + rel + ": a socket cannot be put in a layer");
     }
-    candidates_.push_back({std::move(e), keep});
+    bool is_stub = stub(rel);
+    candidates_.push_back({std::move(e), keep && !is_stub, is_stub});
   }
 
   /// `rel` was deleted.
@@ -102,7 +113,7 @@ public:
     std::vector<bool> unchanged(candidates_.size());
     std::set<std::string> needed;
     for (size_t i = 0; i < candidates_.size(); ++i) {
-      unchanged[i] = !candidates_[i].keep && same_as_lower(candidates_[i].entry);
+      unchanged[i] = candidates_[i].stub || (!candidates_[i].keep && same_as_lower(candidates_[i].entry));
       if (!unchanged[i])
         for (fs::path p = fs::path(candidates_[i].entry.path).parent_path(); !p.empty(); p = p.parent_path())
           needed.insert(p.generic_string());
@@ -121,10 +132,11 @@ private:
   struct Candidate {
     LayerEntry entry;
     bool keep = false;  // a whiteout, a marker or below an opaque folder: in the layer whatever the image has
+    bool stub = false;  // made to mount on: in the layer only above a kept entry
   };
 
   void add_empty(const std::string& path) {
-    candidates_.push_back({{path, LayerEntry::Type::File, 0644, 0, 0, whiteout_source_, 0, ""}, true});
+    candidates_.push_back({{path, LayerEntry::Type::File, 0644, 0, 0, whiteout_source_, 0, ""}, true, false});
   }
 
   bool same_as_lower(const LayerEntry& e) const {
@@ -141,6 +153,13 @@ private:
         return S_ISLNK(st.st_mode) && fs::read_symlink(path).string() == e.link_target;
       case LayerEntry::Type::File:
         return S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == e.size && same_bytes(e.source, path);
+      case LayerEntry::Type::CharDevice:
+      case LayerEntry::Type::BlockDevice:
+        return (S_ISCHR(st.st_mode) ? LayerEntry::Type::CharDevice : LayerEntry::Type::BlockDevice) == e.type &&
+               (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) && major(st.st_rdev) == e.device_major &&
+               minor(st.st_rdev) == e.device_minor;
+      case LayerEntry::Type::Fifo:
+        return S_ISFIFO(st.st_mode);
     }
     return false;
   }
@@ -180,15 +199,9 @@ public:
 
 private:
   void path(const std::string& rel) {
-    if (diff_.skipped(rel)) return;
     struct stat st = lstat_of(copy_ / rel), old{};
     bool had = ::lstat((lower_ / rel).c_str(), &old) == 0;
     if (!S_ISDIR(st.st_mode)) {
-      // The image's own device nodes and fifos, untouched, are not changes.
-      bool special = !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode);
-      if (special && had && old.st_mode == st.st_mode && old.st_rdev == st.st_rdev && old.st_uid == st.st_uid &&
-          old.st_gid == st.st_gid)
-        return;
       diff_.add(copy_ / rel, rel, st, false);
     } else if (!had) {
       tree(rel, false);
@@ -206,7 +219,6 @@ private:
 
   /// `rel` and everything below it, all the step's.
   void tree(const std::string& rel, bool keep) {
-    if (diff_.skipped(rel)) return;
     struct stat st = lstat_of(copy_ / rel);
     diff_.add(copy_ / rel, rel, st, keep);
     if (S_ISDIR(st.st_mode))
@@ -235,10 +247,6 @@ std::vector<LayerEntry> overlay_diff(const fs::path& upper, const fs::path& lowe
     // the step made into the path of its target.
     std::string rel = full.lexically_relative(upper).generic_string();
     struct stat st = lstat_of(full);
-    if (diff.skipped(rel)) {
-      if (S_ISDIR(st.st_mode)) it.disable_recursion_pending();
-      continue;
-    }
     if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
       diff.add_whiteout(rel);  // overlay's whiteout: the file was deleted
       continue;
@@ -261,8 +269,10 @@ std::vector<LayerEntry> overlay_diff(const fs::path& upper, const fs::path& lowe
 
 std::vector<LayerEntry> step_changes(const SandboxSpec& spec, const SandboxResult& result,
                                      const std::vector<std::string>& mount_points, const fs::path& whiteout_source) {
-  if (!result.snapshot) return overlay_diff(spec.upper, spec.lower, mount_points, whiteout_source);
-  Diff diff(spec.lower, mount_points, whiteout_source);
+  std::vector<std::string> all = result.mount_points;
+  all.insert(all.end(), mount_points.begin(), mount_points.end());
+  if (!result.snapshot) return overlay_diff(spec.upper, spec.lower, all, whiteout_source);
+  Diff diff(spec.lower, all, whiteout_source);
   SnapshotWalk(diff, spec.upper, spec.lower).children("");
   return diff.finish();
 }

@@ -10,6 +10,9 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,6 +64,20 @@ void make_file(const std::string& path) {
   if (fd >= 0) ::close(fd);
 }
 
+/// Remounts the bind mount at `target` with `flags` added to those it has.
+/// The flags a mount already has are given again: inside a user namespace
+/// the kernel refuses to drop the flags of a mount from outside it.
+bool remount(const std::string& target, unsigned long flags) {
+  struct statfs st {};
+  if (::statfs(target.c_str(), &st) != 0) return false;
+  constexpr std::pair<long, unsigned long> kept[] = {
+      {ST_RDONLY, MS_RDONLY},   {ST_NOSUID, MS_NOSUID},         {ST_NODEV, MS_NODEV},      {ST_NOEXEC, MS_NOEXEC},
+      {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME}};
+  for (auto [has, flag] : kept)
+    if (st.f_flags & has) flags |= flag;
+  return ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | flags, nullptr) == 0;
+}
+
 /// Brings the loopback interface of the step's own network namespace up, as
 /// docker does: a step without a network still talks to itself on 127.0.0.1.
 void loopback_up(int report_fd) {
@@ -92,16 +109,43 @@ void loopback_up(int report_fd) {
   if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for imgbuild");
   ::close(sync_fd);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail(report_fd, "making mounts private");
+  // nodev wherever the step writes: a device node that a base layer ships
+  // or that the step makes (as Docker keeps them) opens nothing there. The
+  // nodes of /dev are binds of the host's, whose mounts keep their own flags.
   if (!p.snapshot.empty()) {
-    if (::mount(p.snapshot.c_str(), p.merged.c_str(), nullptr, MS_BIND, nullptr) != 0)
+    if (::mount(p.snapshot.c_str(), p.merged.c_str(), nullptr, MS_BIND, nullptr) != 0 || !remount(p.merged, MS_NODEV))
       child_fail(report_fd, "bind-mounting the snapshot");
-  } else if (::mount("overlay", p.merged.c_str(), "overlay", 0, p.overlay_options.c_str()) != 0) {
+  } else if (::mount("overlay", p.merged.c_str(), "overlay", MS_NODEV, p.overlay_options.c_str()) != 0) {
     child_fail(report_fd, "mounting the overlay", true);
   }
   for (auto& d : p.dirs_to_make) ::mkdir(d.c_str(), 0755);
   if (::mount("proc", p.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     child_fail(report_fd, "mounting /proc");
-  if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k") != 0)
+  for (auto& path : p.read_only)
+    if (::mount(path.c_str(), path.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0) {
+      if (!remount(path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        child_fail(report_fd, "making a path of /proc read-only");
+    } else if (errno != ENOENT) {
+      child_fail(report_fd, "binding a path of /proc");
+    }
+  // Read-only, as Docker gives it. Mounting a sysfs needs the network
+  // namespace's owner: a rootless step on the host's network gets the
+  // host's, bound and read-only too.
+  if (::mount("sysfs", p.sys.c_str(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0 &&
+      (::mount("/sys", p.sys.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+       !remount(p.sys, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+    child_fail(report_fd, "mounting /sys");
+  // As runc masks: a folder under an empty read-only tmpfs, a file under
+  // /dev/null; what this kernel does not have needs no mask.
+  for (auto& path : p.masked) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    bool masked = S_ISDIR(st.st_mode) ? ::mount("tmpfs", path.c_str(), "tmpfs",
+                                                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0
+                                      : ::mount("/dev/null", path.c_str(), nullptr, MS_BIND, nullptr) == 0;
+    if (!masked) child_fail(report_fd, "masking a path of /proc or /sys");
+  }
+  if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=65536k") != 0)
     child_fail(report_fd, "mounting /dev");
   for (auto& [host, target] : p.device_binds) {
     make_file(target);
@@ -112,6 +156,7 @@ void loopback_up(int report_fd) {
   ::mkdir(p.dev_shm.c_str(), 01777);
   ::mount("shm", p.dev_shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
   ::mkdir(p.dev_pts.c_str(), 0755);
+  // Not nodev: its nodes are the step's terminals (ptmx opens through it).
   ::mount("devpts", p.dev_pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
   for (auto& b : p.binds) {
     if (b.is_file)
@@ -120,9 +165,8 @@ void loopback_up(int report_fd) {
       ::mkdir(b.target.c_str(), 0755);
     if (::mount(b.source.c_str(), b.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
       child_fail(report_fd, "bind-mounting into the step");
-    if (b.read_only && ::mount(nullptr, b.target.c_str(), nullptr,
-                               MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
-      child_fail(report_fd, "making a mount read-only");
+    if (!remount(b.target, b.read_only ? MS_RDONLY | MS_NOSUID | MS_NODEV : MS_NODEV))
+      child_fail(report_fd, b.read_only ? "making a mount read-only" : "making a mount nodev");
   }
   ::sethostname("imgbuild", 8);
   if (!p.network) loopback_up(report_fd);

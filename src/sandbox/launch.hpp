@@ -27,7 +27,9 @@ struct ChildPlan {
     bool read_only, is_file;
   };
   std::vector<Bind> binds;
-  std::string proc, dev, dev_shm, dev_pts;
+  std::string proc, sys, dev, dev_shm, dev_pts;
+  std::vector<std::string> read_only;                             // below proc: bound on themselves, read-only
+  std::vector<std::string> masked;                                // below proc and sys: hidden when there
   std::vector<std::pair<std::string, std::string>> device_binds;  // host node, target
   std::vector<std::pair<std::string, std::string>> dev_links;     // link target, path
   UserIds ids;

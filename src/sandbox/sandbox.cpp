@@ -22,6 +22,26 @@ namespace {
 /// Host device nodes bind-mounted into the step's /dev.
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
+/// What runc masks by default (specconv's example spec): kernel memory, key
+/// rings, timers and hardware a step has no business reading. In /proc and
+/// /sys, which imgbuild mounts itself.
+constexpr const char* kMaskedPaths[] = {"/proc/acpi",
+                                        "/proc/asound",
+                                        "/proc/kcore",
+                                        "/proc/keys",
+                                        "/proc/latency_stats",
+                                        "/proc/timer_list",
+                                        "/proc/timer_stats",
+                                        "/proc/sched_debug",
+                                        "/proc/scsi",
+                                        "/sys/firmware",
+                                        "/sys/devices/virtual/powercap"};
+
+/// What runc makes read-only by default: the kernel's settings
+/// (kernel.core_pattern names a program the kernel runs as root on the host),
+/// SysRq and hardware.
+constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+
 std::string absolute_in(const std::string& path) { return path.starts_with("/") ? path : "/" + path; }
 
 /// Where the mount target `target` stands in the image `root`, as the step
@@ -54,6 +74,11 @@ std::string resolve_target(const RootDir& root, const std::string& target) {
 
 std::string describe(const SetupFailure& f) { return std::string(f.what) + ": " + strerror(f.error); }
 
+/// Whether `path` is `dir` or below it; both resolved, absolute.
+bool at_or_below(const std::string& path, const std::string& dir) {
+  return path == dir || (path.starts_with(dir) && path[dir.size()] == '/');
+}
+
 }  // namespace
 
 SandboxResult run_in_sandbox(const SandboxSpec& spec) {
@@ -78,11 +103,33 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
     for (size_t i = p.merged.size() + 1; i <= parent.size(); ++i)
       if (i == parent.size() || parent[i] == '/') p.dirs_to_make.push_back(parent.substr(0, i));
   };
-  p.proc = in_root("/proc");
-  p.dev = in_root("/dev");
+  // What imgbuild mounts itself, then what the step asks for: each target
+  // as named and as resolved in the image. A target at or below another
+  // would be made in what that mount shows, not in what was resolved: a
+  // cache folder that an earlier build filled with symlinks, or the kernel's
+  // /proc. So mounts never nest.
+  std::vector<std::pair<std::string, std::string>> targets;
+  auto target = [&](const std::string& image_path) {
+    std::string at = in_root(image_path);
+    for (auto& [other, other_at] : targets)
+      if (at_or_below(at, other_at) || at_or_below(other_at, at)) {
+        auto named = [&](const std::string& name, const std::string& resolved) {
+          std::string inside = resolved.substr(p.merged.size());
+          return inside == name ? name : name + " (" + inside + " in the image)";
+        };
+        throw SandboxError("cannot mount on " + named(image_path, at) + ": " + named(other, other_at) +
+                           " is mounted too, and one mount inside another is made in what the outer one shows; " +
+                           "mount on paths that do not nest");
+      }
+    targets.emplace_back(image_path, at);
+    return at;
+  };
+  p.proc = target("/proc");
+  p.sys = target("/sys");
+  p.dev = target("/dev");
   p.dev_shm = p.dev + "/shm";
   p.dev_pts = p.dev + "/pts";
-  for (const std::string& dir : {p.proc, p.dev}) {
+  for (const std::string& dir : {p.proc, p.sys, p.dev}) {
     make_parents(dir);
     p.dirs_to_make.push_back(dir);
   }
@@ -92,8 +139,15 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
                  {"/proc/self/fd/1", p.dev + "/stdout"},
                  {"/proc/self/fd/2", p.dev + "/stderr"},
                  {"pts/ptmx", p.dev + "/ptmx"}};
-  auto bind = [&](const fs::path& source, const std::string& target, bool read_only, bool is_file) {
-    std::string at = in_root(target);
+  // Below the fresh /proc and /sys the names are the kernel's: no symlink of
+  // the image's is on the way.
+  auto in_kernel_fs = [&](const std::string& path) {
+    return (path.starts_with("/proc/") ? p.proc : p.sys) + path.substr(path.find('/', 1));
+  };
+  for (const char* path : kReadOnlyPaths) p.read_only.push_back(in_kernel_fs(path));
+  for (const char* path : kMaskedPaths) p.masked.push_back(in_kernel_fs(path));
+  auto bind = [&](const fs::path& source, const std::string& image_path, bool read_only, bool is_file) {
+    std::string at = target(image_path);
     make_parents(at);
     p.binds.push_back({source.string(), at, read_only, is_file});
   };
@@ -125,6 +179,8 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   p.envp.push_back(nullptr);
 
   SandboxResult result;
+  for (auto& made : p.dirs_to_make) result.mount_points.push_back(made.substr(p.merged.size()));
+  for (auto& [name, at] : targets) result.mount_points.push_back(at.substr(p.merged.size()));
   if (!spec.force_snapshot) {
     for (auto& dir : {spec.lower, spec.upper, spec.work})
       if (result.overlay_error.empty() && dir.string().find_first_of(",:\\") != std::string::npos)

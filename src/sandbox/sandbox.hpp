@@ -8,8 +8,10 @@
 // overlayfs, a rootless mount it does not allow, an upper folder on a file
 // system overlay cannot use), the step runs on a copy of the image root and
 // the diff is a comparison of that copy with the root: slower, same layer.
-// /proc, a minimal /dev, /etc/resolv.conf and /etc/hosts are provided by
-// mounts, at paths resolved inside the image, and never enter the diff. It
+// /proc (runc's masked and read-only paths included), a read-only /sys, a
+// minimal /dev, /etc/resolv.conf and /etc/hosts are provided by mounts, at
+// paths resolved inside the image that never nest, and never enter the diff;
+// whatever the step can write is mounted nodev. It
 // runs as the image's user, resolved from the image's own /etc/passwd and
 // /etc/group, with a reduced capability set, in a session of its own (no
 // terminal of imgbuild's), and inherits no file descriptor of imgbuild but its
@@ -73,6 +75,11 @@ struct SandboxResult {
   /// ("mounting the overlay: Operation not permitted"): worth telling the
   /// user, since a snapshot step copies the whole image first.
   std::string overlay_error;
+  /// What the step's root got only to be mounted on: the mount targets as
+  /// resolved inside the image and the folders made above them, absolute.
+  /// step_changes leaves those the image did not have out of the layer,
+  /// unless the step wrote something below them.
+  std::vector<std::string> mount_points;
 };
 
 /// Runs the step to its end: on an overlay, or on a snapshot when the overlay
@@ -95,7 +102,9 @@ UserIds resolve_user(const std::filesystem::path& root, const std::string& user)
 /// whiteouts (0/0 character devices) become OCI whiteouts and opaque folders
 /// get an opaque marker; `whiteout_source` is an empty host file the marker
 /// entries read. Paths in `mount_points` (created only to mount over) are
-/// left out when `lower` does not have them. Modes and owners are kept as
+/// left out when `lower` does not have them, but for a folder the step
+/// wrote something in (outside the mount): that stays, as BuildKit keeps it
+/// and drops only empty mount stubs. Modes and owners are kept as
 /// the step left them. What overlay copied up but the step left as it was (a
 /// folder above a change, a file rewritten with the same bytes) is left out,
 /// except below an opaque folder. Sorted by path, so parents come first.
@@ -109,7 +118,8 @@ std::vector<LayerEntry> overlay_diff(const std::filesystem::path& upper, const s
 /// deleted path becomes one whiteout (a folder's children get none); a folder
 /// the step deleted and made again, or made where a file was, becomes opaque,
 /// as overlay makes it. File entries read from `spec.upper`, so the entries
-/// must be written out before that folder goes. Sorted by path.
+/// must be written out before that folder goes. `mount_points` (the caller's
+/// own) join `result.mount_points`. Sorted by path.
 std::vector<LayerEntry> step_changes(const SandboxSpec& spec, const SandboxResult& result,
                                      const std::vector<std::string>& mount_points,
                                      const std::filesystem::path& whiteout_source);

@@ -32,6 +32,12 @@ const char* type_name(LayerEntry::Type t) {
       return "dir";
     case LayerEntry::Type::Symlink:
       return "symlink";
+    case LayerEntry::Type::CharDevice:
+      return "chardev";
+    case LayerEntry::Type::BlockDevice:
+      return "blockdev";
+    case LayerEntry::Type::Fifo:
+      return "fifo";
   }
   return "?";
 }

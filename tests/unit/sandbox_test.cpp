@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -119,6 +120,15 @@ std::vector<std::string> describe(const std::vector<LayerEntry>& entries) {
       case LayerEntry::Type::File:
         line << "file";
         break;
+      case LayerEntry::Type::CharDevice:
+        line << "chardev " << e.device_major << ":" << e.device_minor;
+        break;
+      case LayerEntry::Type::BlockDevice:
+        line << "blockdev " << e.device_major << ":" << e.device_minor;
+        break;
+      case LayerEntry::Type::Fifo:
+        line << "fifo";
+        break;
     }
     line << " " << std::oct << e.mode << std::dec << " " << e.uid << ":" << e.gid;
     if (e.type == LayerEntry::Type::Symlink) line << " -> " << e.link_target;
@@ -151,27 +161,33 @@ SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snap
   return spec;
 }
 
-/// What the step changed, described.
+/// What the step changed, described, and every line it wrote.
 struct StepRun {
   SandboxResult result;
   std::vector<std::string> changes;
+  std::vector<std::string> lines;
 };
 
+/// Runs `script` on `image` with `cache` mounted at /var/cache/thing, and
+/// `mounts` too; `mount_points` are the builder's, left out of the layer.
 StepRun run_step(const fs::path& image, const fs::path& cache, const std::string& script, bool snapshot,
-                 const std::string& user = "") {
+                 const std::string& user = "", const std::vector<imgbuild::SandboxMount>& mounts = {},
+                 const std::vector<std::string>& mount_points = kMountPoints) {
   ScratchDir step;
   SandboxSpec spec = step_spec(image, step.path, snapshot);
   spec.argv = {"/bin/sh", "-c", "set -e; umask 022; " + script};
   spec.user = user;
   spec.mounts = {{cache, "/var/cache/thing", false}};
+  spec.mounts.insert(spec.mounts.end(), mounts.begin(), mounts.end());
   StepRun run;
+  spec.output = [&](std::string_view line) { run.lines.emplace_back(line); };
   run.result = run_in_sandbox(spec);
   std::string output;
   for (auto& l : run.result.last_lines) output += l + "\n";
   INFO(output);
   REQUIRE(run.result.exit_code == 0);
   spit(step.path / "empty", "");
-  std::vector<LayerEntry> entries = imgbuild::step_changes(spec, run.result, kMountPoints, step.path / "empty");
+  std::vector<LayerEntry> entries = imgbuild::step_changes(spec, run.result, mount_points, step.path / "empty");
   CHECK(std::is_sorted(entries.begin(), entries.end(),
                        [](const LayerEntry& a, const LayerEntry& b) { return a.path < b.path; }));
   run.changes = describe(entries);
@@ -510,4 +526,249 @@ TEST_CASE("a step gets HOME from the image's passwd unless its environment sets 
   CHECK(home_in_step("app", {"PATH=/bin"}) == "/home/app");
   CHECK(home_in_step("4242", {"PATH=/bin"}) == "/");
   CHECK(home_in_step("app", {"PATH=/bin", "HOME=/srv"}) == "/srv");
+}
+
+namespace {
+
+/// runc's masked paths, as docs/sandbox.md lists them.
+const std::vector<std::string> kMasked = {"/proc/acpi",
+                                          "/proc/asound",
+                                          "/proc/kcore",
+                                          "/proc/keys",
+                                          "/proc/latency_stats",
+                                          "/proc/timer_list",
+                                          "/proc/timer_stats",
+                                          "/proc/sched_debug",
+                                          "/proc/scsi",
+                                          "/sys/firmware",
+                                          "/sys/devices/virtual/powercap"};
+
+/// The device numbers of the disk the host's root is on (of the first disk
+/// when the root is no disk's: an overlay, a tmpfs).
+std::pair<unsigned, unsigned> host_disk() {
+  struct stat st {};
+  REQUIRE(::stat("/", &st) == 0);
+  if (major(st.st_dev) != 0) return {major(st.st_dev), minor(st.st_dev)};
+  for (auto& e : fs::directory_iterator("/sys/block")) {
+    unsigned ma = 0, mi = 0;
+    if (std::sscanf(slurp(e.path() / "dev").c_str(), "%u:%u", &ma, &mi) == 2) return {ma, mi};
+  }
+  FAIL("no disk on this host");
+  return {};
+}
+
+/// A node at `path`, mode 0666 whatever the umask.
+void make_node(const fs::path& path, mode_t type, unsigned ma, unsigned mi) {
+  REQUIRE(::mknod(path.c_str(), type | 0666, makedev(ma, mi)) == 0);
+  REQUIRE(::chmod(path.c_str(), 0666) == 0);
+}
+
+/// A shell function that opens its argument for reading and writing (never
+/// writes, never makes it) and says whether it could.
+const std::string kOpen =
+    "o() { if [ ! -e \"$1\" ]; then echo \"no $1\"; elif (exec 3<>\"$1\") 2>/dev/null; then echo \"opened $1\"; "
+    "else echo \"refused $1\"; fi; }; ";
+
+}  // namespace
+
+TEST_CASE("a root step sees the kernel's files masked and read-only, and cannot undo that", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache";
+  make_image(image);
+  fs::create_directories(cache);
+  std::string core_pattern = slurp("/proc/sys/kernel/core_pattern");
+  // A masked folder is empty and a masked file has no bytes, where this host's own have some.
+  std::string list;
+  std::vector<std::string> expected;
+  for (auto& path : kMasked) {
+    list += " " + path;
+    if (fs::is_directory(path)) expected.push_back(path + " dir 0");
+    if (fs::is_regular_file(path)) expected.push_back(path + " file 0");
+  }
+  REQUIRE_FALSE(expected.empty());
+  for (auto& path : kMasked)
+    if (fs::exists(path)) expected.push_back("refused busybox umount " + path);
+  for (std::string line :
+       {"refused /proc/sys/kernel/core_pattern", "refused /proc/sysrq-trigger", "refused /proc/sys/vm/drop_caches",
+        "refused busybox mount -o remount,rw /proc/sys", "refused busybox umount /proc/sys",
+        "refused busybox mount -o remount,rw /sys", "refused busybox mount -t proc proc /tmp",
+        "refused busybox mount -t sysfs sysfs /tmp", "refused busybox touch /sys/planted"})
+    expected.push_back(line);
+  for (std::string line :
+       {"/proc/bus ro", "/proc/fs ro", "/proc/irq ro", "/proc/sys ro", "/proc/sysrq-trigger ro", "/sys ro"})
+    if (fs::exists(line.substr(0, line.find(' ')))) expected.push_back(line);
+  const std::string script =
+      "for f in" + list +
+      "; do if [ -d $f ]; then echo \"$f dir $(ls -A $f | busybox wc -l)\"; "
+      "elif [ -e $f ]; then echo \"$f file $(busybox wc -c <$f)\"; fi; done; "
+      "r() { if \"$@\" 2>/dev/null; then echo \"did $*\"; else echo \"refused $*\"; fi; }; "
+      "for f in" +
+      list +
+      "; do if [ -e $f ]; then r busybox umount $f; fi; done; "
+      "w() { if (printf %s \"$2\" >\"$1\") 2>/dev/null; then echo \"wrote $1\"; else echo \"refused $1\"; fi; }; "
+      // Each would be harmless had it worked: the test fails, the host lives on.
+      "w /proc/sys/kernel/core_pattern '|/tmp/pwn'; w /proc/sysrq-trigger h; w /proc/sys/vm/drop_caches 1; "
+      "r busybox mount -o remount,rw /proc/sys; r busybox umount /proc/sys; r busybox mount -o remount,rw /sys; "
+      "r busybox mount -t proc proc /tmp; r busybox mount -t sysfs sysfs /tmp; r busybox touch /sys/planted; "
+      "busybox awk '$2 ~ /^\\/(proc\\/(bus|fs|irq|sys|sysrq-trigger)|sys)$/ { split($4, o, \",\"); print $2, o[1] }' "
+      "/proc/self/mounts";
+  for (bool snapshot : {false, true}) {
+    INFO((snapshot ? "snapshot" : "overlay"));
+    StepRun run = run_step(image, cache, script, snapshot);
+    CHECK(run.lines == expected);
+    // What the step read and tried leaves nothing in its layer.
+    CHECK(run.changes.empty());
+    CHECK(slurp("/proc/sys/kernel/core_pattern") == core_pattern);
+  }
+}
+
+TEST_CASE("no device node a step reaches opens a host device, yet the step's nodes enter its layer",
+          "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache";
+  make_image(image);
+  fs::create_directories(cache);
+  auto [ma, mi] = host_disk();
+  // As a hostile base layer ships them: the host's disk as a block and a
+  // character node, and the host's memory, all open to everyone.
+  fs::create_directories(image / "nodes");
+  make_node(image / "nodes/disk", S_IFBLK, ma, mi);
+  make_node(image / "nodes/diskc", S_IFCHR, ma, mi);
+  make_node(image / "nodes/mem", S_IFCHR, 1, 1);
+  std::string numbers = std::to_string(ma) + " " + std::to_string(mi);
+  const std::string shipped = kOpen + "o /nodes/disk; o /nodes/diskc; o /nodes/mem";
+  const std::string made = kOpen +
+                           "for at in /made /tmp/made /dev/made /dev/shm/made /var/cache/thing/made; do "
+                           "busybox mknod -m 666 $at b " +
+                           numbers +
+                           "; o $at; done; "
+                           "rm /dev/made /dev/shm/made /var/cache/thing/made; busybox mkfifo /fifo; "
+                           // /dev's own nodes still work, and its terminals.
+                           "echo x >/dev/null && echo null works; "
+                           "echo \"$(busybox head -c 4 /dev/urandom | busybox wc -c) random bytes\"; "
+                           "echo \"$(busybox head -c 4 /dev/zero | busybox wc -c) zero bytes\"; o /dev/ptmx";
+  for (bool snapshot : {false, true}) {
+    INFO((snapshot ? "snapshot" : "overlay"));
+    CHECK(run_step(image, cache, shipped, snapshot).lines ==
+          std::vector<std::string>{"refused /nodes/disk", "refused /nodes/diskc", "refused /nodes/mem"});
+    CHECK(run_step(image, cache, shipped, snapshot, "app").lines ==
+          std::vector<std::string>{"refused /nodes/disk", "refused /nodes/diskc", "refused /nodes/mem"});
+    StepRun run = run_step(image, cache, made, snapshot);
+    CHECK(run.lines == std::vector<std::string>{"refused /made", "refused /tmp/made", "refused /dev/made",
+                                                "refused /dev/shm/made", "refused /var/cache/thing/made", "null works",
+                                                "4 random bytes", "4 zero bytes", "opened /dev/ptmx"});
+    std::string node = "blockdev " + std::to_string(ma) + ":" + std::to_string(mi) + " 666 0:0";
+    CHECK(run.changes ==
+          std::vector<std::string>{"fifo fifo 644 0:0", "made " + node, "tmp dir 1777 0:0", "tmp/made " + node});
+    CHECK(names_in(cache).empty());
+  }
+}
+
+TEST_CASE("what imgbuild mounts leaves nothing in a layer, what a step writes beside it stays", "[sandbox][root]") {
+  ScratchDir dir;
+  // No /proc, /sys, /dev, /etc, /run, /var, /tmp: every mount point is made for the step.
+  fs::path image = dir.path / "image", cache = dir.path / "cache";
+  fs::create_directories(image / "bin");
+  fs::copy_file("/bin/busybox", image / "bin/busybox");
+  for (const char* applet : {"sh", "mkdir", "ls"}) fs::create_symlink("busybox", image / "bin" / applet);
+  fs::create_directories(cache);
+  spit(dir.path / "token", "secret\n");
+  std::vector<imgbuild::SandboxMount> secret = {{dir.path / "token", "/run/secrets/token", true}};
+  for (bool snapshot : {false, true}) {
+    INFO((snapshot ? "snapshot" : "overlay"));
+    // No help from the builder's list: the sandbox knows what it made.
+    StepRun idle = run_step(image, cache, "ls /proc/self /sys/kernel /dev/pts >/dev/null", snapshot, "", secret, {});
+    CHECK(idle.changes.empty());
+    // Written beside a mount, in folders made to mount on: kept, as BuildKit keeps them.
+    StepRun wrote = run_step(image, cache,
+                             "echo a >/etc/a; mkdir -p /var/log /var/cache/other; echo b >/var/log/b; "
+                             "echo c >/run/c; echo d >/var/cache/thing/d",
+                             snapshot, "", secret, {});
+    CHECK(wrote.changes == std::vector<std::string>{"etc dir 755 0:0", "etc/a file 644 0:0 a\n", "run dir 755 0:0",
+                                                    "run/c file 644 0:0 c\n", "var dir 755 0:0",
+                                                    "var/cache dir 755 0:0", "var/cache/other dir 755 0:0",
+                                                    "var/log dir 755 0:0", "var/log/b file 644 0:0 b\n"});
+    CHECK(slurp(cache / "d") == "d\n");
+    fs::remove(cache / "d");
+  }
+}
+
+TEST_CASE("mounts never nest, and a target the image leads astray is refused", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache", host = dir.path / "host";
+  make_image(image);
+  fs::create_directories(cache);
+  fs::create_directories(host);
+  spit(dir.path / "token", "secret\n");
+  auto error = [&](const std::vector<imgbuild::SandboxMount>& mounts) {
+    ScratchDir step;
+    SandboxSpec spec = step_spec(image, step.path, false);
+    spec.argv = {"/bin/true"};
+    spec.mounts = mounts;
+    return error_of([&] { run_in_sandbox(spec); });
+  };
+  const std::string nest =
+      " is mounted too, and one mount inside another is made in what the outer one shows; "
+      "mount on paths that do not nest";
+  // A cache at /run that an earlier build filled with symlinks to the host
+  // would lead the secret's mount there.
+  fs::create_symlink(host, cache / "secrets");
+  CHECK(error({{cache, "/run", false}, {dir.path / "token", "/run/secrets/token", true}}) ==
+        "cannot mount on /run/secrets/token: /run" + nest);
+  CHECK(error({{dir.path / "token", "/run/secrets/token", true}, {cache, "/run", false}}) ==
+        "cannot mount on /run: /run/secrets/token" + nest);
+  CHECK(error({{cache, "/proc/sys", false}}) == "cannot mount on /proc/sys: /proc" + nest);
+  CHECK(error({{cache, "/etc", false}}) == "cannot mount on /etc: /etc/hosts" + nest);
+  CHECK(error({{cache, "/dev/cache", false}}) == "cannot mount on /dev/cache: /dev" + nest);
+  // The same through the image's symlinks.
+  fs::create_directories(image / "var/cache/thing");
+  fs::create_symlink("var/cache/thing", image / "run");
+  CHECK(error({{cache, "/var/cache/thing", false}, {dir.path / "token", "/run/secrets/token", true}}) ==
+        "cannot mount on /run/secrets/token (/var/cache/thing/secrets/token in the image): /var/cache/thing" + nest);
+  fs::create_directories(image / "proc");
+  fs::create_symlink("proc", image / "sys");
+  CHECK(error({}) == "cannot mount on /sys (/proc in the image): /proc" + nest);
+  fs::remove(image / "sys");
+  // A symlinked target that leads nowhere inside the image stays refused:
+  // making it would add a folder to the step's layer that the step did not make.
+  fs::remove(image / "run");
+  fs::create_symlink("missing", image / "run");
+  CHECK(error({{dir.path / "token", "/run/secrets/token", true}}) ==
+        "cannot mount on /run/secrets/token in the image: /run leads nowhere inside it (a symlink that dangles or "
+        "loops, or a file where a folder must be)");
+  fs::remove(image / "proc");
+  fs::create_symlink(host, image / "proc");
+  CHECK(error({}) ==
+        "cannot mount on /proc in the image: /proc leads nowhere inside it (a symlink that dangles or loops, or a "
+        "file where a folder must be)");
+  CHECK(names_in(host).empty());
+  CHECK(names_in(cache) == std::vector<std::string>{"secrets"});
+}
+
+TEST_CASE("an image's /dev that leads to planted nodes or host paths shows only the step's own", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache", host = dir.path / "host";
+  make_image(image);
+  fs::create_directories(cache);
+  fs::create_directories(host);
+  auto [ma, mi] = host_disk();
+  // /dev is a folder of planted nodes, whose shm and pts lead to the host.
+  fs::create_directories(image / "planted");
+  make_node(image / "planted/disk", S_IFBLK, ma, mi);
+  fs::create_symlink(host, image / "planted/shm");
+  fs::create_symlink(host, image / "planted/pts");
+  fs::create_symlink("planted", image / "dev");
+  for (bool snapshot : {false, true}) {
+    INFO((snapshot ? "snapshot" : "overlay"));
+    StepRun run = run_step(image, cache,
+                           kOpen +
+                               "o /dev/disk; o /planted/disk; echo x >/dev/shm/x; ls /dev/pts; "
+                               // Replaced after the mounts, they lead nowhere but into the step's own /dev.
+                               "rm -rf /dev/shm/x; ln -s " +
+                               host.string() + " /dev/host; (echo y >/dev/host/y) 2>/dev/null || true",
+                           snapshot);
+    CHECK(run.lines == std::vector<std::string>{"no /dev/disk", "no /planted/disk", "ptmx"});
+    CHECK(run.changes.empty());
+    CHECK(names_in(host).empty());
+  }
 }
