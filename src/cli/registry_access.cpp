@@ -21,11 +21,11 @@ std::optional<std::chrono::milliseconds> duration_variable(const char* name) {
   return *d;
 }
 
-/// Comma-separated words of a variable, empty ones left out.
-std::vector<std::string> list_variable(const char* name) {
+/// The words of a variable between `separator`s, empty ones left out.
+std::vector<std::string> list_variable(const char* name, char separator = ',') {
   std::vector<std::string> words;
   if (const char* value = std::getenv(name))
-    for (auto& word : split(value, ','))
+    for (auto& word : split(value, separator))
       if (!word.empty()) words.push_back(word);
   return words;
 }
@@ -56,7 +56,7 @@ RegistryAccess::RegistryAccess(const Options& options)
   }
   // Test hooks (tests/e2e/hostile_registry.sh): loopback servers playing
   // public registries and the internal hosts they point at.
-  limits_.resolve = list_variable("IMGBUILD_TESTING_RESOLVE");
+  limits_.resolve = list_variable("IMGBUILD_TESTING_RESOLVE", ' ');  // an entry may list addresses with ','
   for (auto& address : list_variable("IMGBUILD_TESTING_PUBLIC_ADDRESSES")) limits_.public_for_testing.insert(address);
 }
 

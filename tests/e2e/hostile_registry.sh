@@ -66,7 +66,9 @@ succeeded() {
   fi
 }
 # requests NAME JQ_FILTER: how many requests of registry NAME's log match the filter.
-requests() { jq -s "map(select($2)) | length" "$work/$1/log" 2>/dev/null || echo 0; }
+requests() {
+  if [[ -s $work/$1/log ]]; then jq -s "map(select($2)) | length" "$work/$1/log"; else echo 0; fi
+}
 # none NAME JQ_FILTER WHAT: no request of NAME's log matches.
 none() { check "$3" test "$(requests "$1" "$2")" = 0; }
 # some NAME JQ_FILTER WHAT: at least one request of NAME's log matches.
@@ -76,7 +78,7 @@ step "credentials by exact host: a variable meant for one host never reaches ano
 here "a registry asking for alice's password" hostile team \
   "{\"architecture\": \"$ARCH\", \"listeners\": [{\"name\": \"main\", \"auth\": \"alice:$CANARY\"}]}"
 P=$PORT_team_main
-export IMGBUILD_TESTING_RESOLVE="team-registry.test:$P:127.0.0.1,team.registry.test:$P:127.0.0.1"
+export IMGBUILD_TESTING_RESOLVE="team-registry.test:$P:127.0.0.1 team.registry.test:$P:127.0.0.1"
 export IMGBUILD_INSECURE_REGISTRIES="team-registry.test:$P,team.registry.test:$P"
 run "IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST_$P=alice:$CANARY" pull.lua --set "REF=team-registry.test:$P/app:1"
 refused "the old-form variable is refused for team-registry.test, naming both hosts" \
@@ -149,7 +151,7 @@ here "a 'public' registry and an internal host" hostile inside "{\"architecture\
               {\"method\": \"POST\", \"path\": \"/blobs/uploads/\", \"action\": {\"upload_location\": \"http://127.0.0.1:{port:inner}/upload/1\"}}]}"
 R=public.registry.test:$PORT_inside_main I=$PORT_inside_inner
 export IMGBUILD_TESTING_PUBLIC_ADDRESSES=127.0.0.2 IMGBUILD_INSECURE_REGISTRIES=$R
-export IMGBUILD_TESTING_RESOLVE="$R:127.0.0.2,metadata.example.com:$I:127.0.0.1"
+export IMGBUILD_TESTING_RESOLVE="$R:127.0.0.2 metadata.example.com:$I:127.0.0.1"
 run pull.lua --set "REF=$R/app:1" -o "oci:$work/inside-out"
 refused "a redirect to a public-looking name that resolves to loopback is refused, with the address" \
   "GET http://metadata\.example\.com:$I/v2/app/blobs/sha256:[0-9a-f]{64}: refused: the registry $R \(at a public address\) sent this client here, to the internal address 127\.0\.0\.1 \(IMGBUILD_ALLOW_PRIVATE_REDIRECTS=1 allows it\)"
@@ -162,6 +164,17 @@ succeeded "IMGBUILD_ALLOW_PRIVATE_REDIRECTS=1 lets the pull follow it"
 some inside '.listener == "inner"' "and then the internal host serves it"
 IMGBUILD_ALLOW_PRIVATE_REDIRECTS=yes run pull.lua --set "REF=$R/app:1"
 refused "a malformed IMGBUILD_ALLOW_PRIVATE_REDIRECTS is a usage error" "IMGBUILD_ALLOW_PRIVATE_REDIRECTS='yes': expected 1 or 0"
+here "a 'public' registry whose name then resolves to loopback" hostile rebind "{\"architecture\": \"$ARCH\", \"listeners\": [
+  {\"name\": \"main\", \"address\": \"127.0.0.2\"}, {\"name\": \"inner\", \"port_of\": \"main\"}],
+  \"rules\": [{\"method\": \"GET\", \"path\": \"/manifests/\", \"action\": {\"close_listener\": true}}]}"
+B=rebind.registry.test:$PORT_rebind_main
+# Its name stands for both addresses: once 127.0.0.2 stops listening, curl connects to 127.0.0.1.
+export IMGBUILD_INSECURE_REGISTRIES=$B IMGBUILD_TESTING_RESOLVE="$B:127.0.0.2,127.0.0.1"
+run pull.lua --set "REF=$B/app:1" -o "oci:$work/rebind-out"
+refused "a registry's own name resolving anew to an internal address is refused" \
+  "GET http://$B/v2/app/blobs/sha256:[0-9a-f]{64}: refused: the registry $B, reached at a public address before, now resolves to the internal address 127\.0\.0\.1"
+some rebind '.listener == "main" and (.path | test("/manifests/"))' "the manifest came from the public address"
+none rebind '.listener == "inner"' "and the internal address received no request"
 unset IMGBUILD_TESTING_PUBLIC_ADDRESSES IMGBUILD_INSECURE_REGISTRIES IMGBUILD_TESTING_RESOLVE
 
 step "a registry that trickles or hangs does not hold a pull"

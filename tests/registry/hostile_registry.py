@@ -16,7 +16,8 @@ CONFIG (JSON):
   {"architecture": "amd64",
    "listeners": [{"name": "main", "address": "127.0.0.1",
                   "tls": {"cert": "c.pem", "key": "k.pem"},      optional
-                  "auth": "user:password"}],                       optional: Basic
+                  "auth": "user:password",                         optional: Basic
+                  "port_of": "NAME"}],       optional: the port of an earlier listener
    "rules": [{"listener": "main", "method": "GET", "path": "regex",
               "action": {...}}]}
 Actions (the first rule whose listener, method and path regex match):
@@ -24,6 +25,9 @@ Actions (the first rule whose listener, method and path regex match):
   {"upload_location": "URL"}     a POST to .../uploads/ answers 202 with Location URL
   {"trickle": [BYTES, SECONDS]}  a layer (a blob over 4 KiB): BYTES at a time, SECONDS apart
   {"delay": SECONDS}             wait that long before answering as usual
+  {"close_listener": true}       answer as usual, then stop listening (and close
+                                 this connection): a name resolving to this
+                                 address and another reaches the other next
 In URLs, {port:NAME} is that listener's port.
 
 PORTS gets one "NAME PORT" line per listener once all listen. LOG gets one
@@ -52,6 +56,7 @@ ports = {}
 log_lock = threading.Lock()
 blobs = {}
 manifest = b""
+servers = {}  # by listener name
 
 
 def make_image(architecture, seed):
@@ -138,6 +143,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         action = self.rule() or {}
         path = self.path.split("?")[0]
         time.sleep(action.get("delay", 0))
+        if action.get("close_listener"):
+            self.close_connection = True
+            threading.Thread(target=servers[self.listener["name"]].shutdown).start()
         if "redirect" in action:
             target = expand(action["redirect"])
             location = target[:-1] + path if target.endswith("/") else target
@@ -182,6 +190,12 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
+def serve(server):
+    """Until shut down (close_listener); then the port refuses connections."""
+    server.serve_forever()
+    server.socket.close()
+
+
 def main():
     global args, config
     parser = argparse.ArgumentParser()
@@ -193,18 +207,18 @@ def main():
     with open(args.config) as f:
         config = json.load(f)
     make_image(config.get("architecture", "amd64"), args.seed)
-    servers = []
     for listener in config["listeners"]:
         handler = type("H", (Handler,), {"listener": listener})
-        server = Server((listener.get("address", "127.0.0.1"), 0), handler)
+        port = ports[listener["port_of"]] if "port_of" in listener else 0
+        server = Server((listener.get("address", "127.0.0.1"), port), handler)
         if listener.get("tls"):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(listener["tls"]["cert"], listener["tls"]["key"])
             server.socket = context.wrap_socket(server.socket, server_side=True)
         ports[listener["name"]] = server.server_address[1]
-        servers.append(server)
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[listener["name"]] = server
+    for server in servers.values():
+        threading.Thread(target=serve, args=(server,), daemon=True).start()
     with open(args.port_file + ".tmp", "w") as f:
         f.write("".join(f"{name} {port}\n" for name, port in ports.items()))
     os.rename(args.port_file + ".tmp", args.port_file)
