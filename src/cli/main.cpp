@@ -70,8 +70,10 @@ registry options (build and push):
 Environment: SOURCE_DATE_EPOCH (image and file times, default 0),
 IMGBUILD_PATH (where `require` looks after the recipe's folder),
 XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild),
-IMGBUILD_REGISTRY_AUTH_<HOST>=user:password (credentials for CI; HOST in
-capitals, other characters as '_': IMGBUILD_REGISTRY_AUTH_GHCR_IO),
+IMGBUILD_REGISTRY_AUTH_<NAME>=HOST=user:password (credentials for CI:
+IMGBUILD_REGISTRY_AUTH_GHCR=ghcr.io=user:token),
+IMGBUILD_REGISTRY_TIMEOUT, IMGBUILD_REGISTRY_TRANSFER_TIMEOUT, IMGBUILD_REGISTRY_MIN_RATE
+(deadlines of registry requests), IMGBUILD_ALLOW_PRIVATE_REDIRECTS,
 IMGBUILD_INSECURE_REGISTRIES (comma-separated, as --insecure-registry),
 IMGBUILD_REGISTRY_MIRRORS (comma-separated REG=HOST, as --registry-mirror),
 SSL_CERT_FILE (CA bundle for registries; per registry: /etc/docker/certs.d/HOST/ca.crt),

@@ -34,19 +34,9 @@ uint64_t parse_bytes(const std::string& text) {
 }
 
 /// --older-than AGE: "7d", "12h", "30m", "2w", "90s".
-int64_t parse_duration(const std::string& text) {
-  size_t used = 0;
-  long long value = -1;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  static const std::map<std::string, int64_t> units = {{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {"w", 604800}};
-  auto it = units.find(text.substr(used));
-  if (used == 0 || value < 0 || it == units.end())
-    throw UsageError("--older-than: '" + text + "' is not a duration (e.g. 7d, 12h, 30m)");
-  return value * it->second;
+int64_t parse_age(const std::string& text) {
+  if (auto d = parse_duration(text)) return d->count();
+  throw UsageError("--older-than: '" + text + "' is not a duration (e.g. 7d, 12h, 30m)");
 }
 
 /// A row of the table. An option that takes no value ignores the one `apply` is given.
@@ -108,7 +98,7 @@ const Option kTable[] = {
     {Opt::KeepBytes, "--keep-bytes", "", kValue,
      [](Options& o, const std::string& size) { o.prune.keep_bytes = parse_bytes(size); }},
     {Opt::OlderThan, "--older-than", "", kValue,
-     [](Options& o, const std::string& age) { o.prune.older_than = parse_duration(age); }},
+     [](Options& o, const std::string& age) { o.prune.older_than = parse_age(age); }},
     {Opt::Json, "--json", "", kFlag, [](Options& o, const std::string&) { o.json = true; }},
 };
 
@@ -158,6 +148,20 @@ std::vector<std::string> parse_options(const std::vector<std::string>& args, con
     }
   }
   return operands;
+}
+
+std::optional<std::chrono::seconds> parse_duration(const std::string& text) {
+  size_t used = 0;
+  long long value = -1;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  static const std::map<std::string, int64_t> units = {{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {"w", 604800}};
+  auto it = units.find(text.substr(used));
+  if (used == 0 || value < 0 || it == units.end()) return std::nullopt;
+  return std::chrono::seconds(value * it->second);
 }
 
 void add_mirror(std::map<std::string, std::vector<std::string>>& mirrors, const std::string& spec) {

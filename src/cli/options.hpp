@@ -2,6 +2,7 @@
 // The command line's one argument table: every option of every command is
 // declared once (its spellings, whether it takes a value, what it sets), and
 // one parser reads a command's words against the options that command names.
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <initializer_list>
@@ -119,6 +120,9 @@ struct Syntax {
 /// takes a value takes the next word, whatever it is, or, spelled long, what
 /// follows '=' in --option=VALUE. There is no "--" end-of-options marker.
 std::vector<std::string> parse_options(const std::vector<std::string>& args, const Syntax& syntax, Options& options);
+
+/// "90s", "30m", "12h", "7d", "2w" as seconds; nullopt for anything else.
+std::optional<std::chrono::seconds> parse_duration(const std::string& text);
 
 /// Adds a REGISTRY=MIRROR pair (--registry-mirror, IMGBUILD_REGISTRY_MIRRORS)
 /// to `mirrors`; another form is a UsageError.

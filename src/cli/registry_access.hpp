@@ -18,8 +18,10 @@ namespace imgbuild::cli {
 class RegistryAccess {
 public:
   /// Takes --insecure-registry, --registry-mirror and --debug from `options`
-  /// and adds IMGBUILD_INSECURE_REGISTRIES and IMGBUILD_REGISTRY_MIRRORS (a
-  /// malformed mirror is a UsageError).
+  /// and adds IMGBUILD_INSECURE_REGISTRIES and IMGBUILD_REGISTRY_MIRRORS; reads
+  /// the limits of IMGBUILD_REGISTRY_TIMEOUT, IMGBUILD_REGISTRY_TRANSFER_TIMEOUT,
+  /// IMGBUILD_REGISTRY_MIN_RATE and IMGBUILD_ALLOW_PRIVATE_REDIRECTS. A
+  /// malformed value is a UsageError.
   explicit RegistryAccess(const Options& options);
 
   /// The client; safe to call from any thread.
@@ -29,6 +31,7 @@ private:
   std::set<std::string> insecure_;
   std::map<std::string, std::vector<std::string>> mirrors_;
   bool debug_;
+  RegistryOptions limits_;  ///< deadlines, rates, redirects: what the variables set
   std::mutex mutex_;
   std::unique_ptr<RegistryClient> client_;
 };

@@ -1,5 +1,6 @@
 #include "registry/credentials.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -18,8 +19,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.hpp"
+#include "base/interrupt.hpp"
 #include "base/process.hpp"
 #include "base/text.hpp"
+#include "oci/reference.hpp"
 
 extern char** environ;
 
@@ -40,16 +43,88 @@ constexpr std::string_view kHelperNotFound = "credentials not found in native ke
 // A helper answers with one small JSON object; more is a broken helper.
 constexpr size_t kMaxHelperOutput = 64 * 1024;
 constexpr size_t kMaxStderrShown = 200;
+// How often a wait for a helper looks for an interrupt.
+constexpr milliseconds kInterruptSlice{100};
 
-/// A config.json key or registry name reduced to the host it stands for.
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+/// A config.json key or registry name reduced to the host it stands for,
+/// lowercased: host names do not depend on case, and nothing else is lost.
 std::string server_host(std::string_view key) {
-  if (key.starts_with("http://"))
-    key.remove_prefix(7);
-  else if (key.starts_with("https://"))
-    key.remove_prefix(8);
-  key = key.substr(0, key.find('/'));
-  if (key == "index.docker.io" || key == "registry-1.docker.io") return std::string(kDockerHub);
-  return std::string(key);
+  std::string k = lowercase(key);
+  std::string_view host = k;
+  if (host.starts_with("http://"))
+    host.remove_prefix(7);
+  else if (host.starts_with("https://"))
+    host.remove_prefix(8);
+  host = host.substr(0, host.find('/'));
+  if (host == "index.docker.io" || host == "registry-1.docker.io") return std::string(kDockerHub);
+  return std::string(host);
+}
+
+/// Whether `host` (lowercase) is a registry host as references spell them.
+bool is_registry_host(const std::string& host) {
+  try {
+    return Reference::parse(host + "/x").registry == host;
+  } catch (const ReferenceError&) {
+    return false;
+  }
+}
+
+/// Whether `host` (lowercase, a registry host) is one a credential could be
+/// sent to by mistake: an IP address, localhost, or a DNS name with a dot
+/// whose last label can be a top-level domain. Single-label names and made-up
+/// domains ("127.0.0-1") resolve nowhere that someone else could claim.
+bool is_reachable_host(const std::string& host) {
+  if (host.starts_with('[')) {
+    in6_addr address{};
+    return ::inet_pton(AF_INET6, host.substr(1, host.find(']') - 1).c_str(), &address) == 1;
+  }
+  std::string name = host.substr(0, host.find(':'));
+  in_addr v4{};
+  if (name == "localhost" || ::inet_pton(AF_INET, name.c_str(), &v4) == 1) return true;
+  size_t dot = name.rfind('.');
+  if (dot == std::string::npos) return false;
+  std::string_view tld = std::string_view(name).substr(dot + 1);
+  return tld.starts_with("xn--") || std::all_of(tld.begin(), tld.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+}
+
+/// "IMGBUILD_REGISTRY_AUTH_" and the host in the old, lossy spelling.
+std::string legacy_variable(const std::string& host) {
+  std::string name(kEnvPrefix);
+  for (char c : host) {
+    if (c >= 'a' && c <= 'z')
+      name += static_cast<char>(c - 'a' + 'A');
+    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+      name += c;
+    else
+      name += '_';
+  }
+  return name;
+}
+
+/// The host a variable's value "HOST=user:password" names (as server_host()
+/// reads a config.json key), and the rest; nullopt for the old value form.
+std::optional<std::pair<std::string, std::string_view>> host_form(std::string_view value) {
+  size_t eq = value.find('=');
+  if (eq == std::string_view::npos) return std::nullopt;
+  std::string host = server_host(value.substr(0, eq));
+  if (!is_registry_host(host)) return std::nullopt;
+  return std::pair{host, value.substr(eq + 1)};
+}
+
+/// "user:password" with neither part empty. An empty value is usually a CI
+/// secret that is not there: anonymous access would fail later with a less
+/// helpful "unauthorized".
+std::optional<Credential> user_password(std::string_view text, const std::string& source) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) return std::nullopt;
+  return Credential{std::string(text.substr(0, colon)), std::string(text.substr(colon + 1)), {}, source};
 }
 
 /// What docker calls the server: the key it writes in config.json and sends helpers.
@@ -133,8 +208,9 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw fail(std::string("cannot start: pipe: ") + std::strerror(errno));
   Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
-  // Killed and reaped when it is abandoned (timeout, too much output, or any
-  // exception), so no zombie or stray helper outlives a lookup.
+  // Killed and reaped when it is abandoned (timeout, too much output, an
+  // interrupt or any exception), with everything it started: it leads a
+  // process group of its own, so no zombie or stray process outlives a lookup.
   std::string arg0 = std::filesystem::path(program).filename().string();
   ChildProcess child = [&] {
     try {
@@ -143,7 +219,8 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
                             .env = env,
                             .stdin_fd = in_child.get(),
                             .stdout_fd = out_write.get(),
-                            .stderr_fd = err_write.get()});
+                            .stderr_fd = err_write.get(),
+                            .own_group = true});
     } catch (const std::system_error& e) {
       throw fail(std::string("cannot start: ") + std::strerror(e.code().value()));
     }
@@ -165,7 +242,10 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) throw fail("did not answer within " + format_duration(timeout) + " and was killed");
     pollfd fds[2] = {{out_open ? out_read.get() : -1, POLLIN, 0}, {err_open ? err_read.get() : -1, POLLIN, 0}};
-    if (::poll(fds, 2, static_cast<int>(left)) < 0) {
+    // In slices: Ctrl-C may be delivered to another thread and never end this poll.
+    int ready = ::poll(fds, 2, static_cast<int>(std::min<long>(left, kInterruptSlice.count())));
+    check_interrupt();
+    if (ready < 0) {
       if (errno == EINTR) continue;
       throw fail(std::string("failed: poll: ") + std::strerror(errno));
     }
@@ -206,6 +286,7 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
       return result;
     }
     if (Clock::now() >= deadline) throw fail("did not exit within " + format_duration(timeout) + " and was killed");
+    check_interrupt();
     ::usleep(1000);
   }
 }
@@ -240,6 +321,59 @@ std::string position(std::string_view text, size_t pos) {
 }
 
 }  // namespace
+
+std::vector<std::string> legacy_env_readings(std::string_view encoded, size_t limit) {
+  std::vector<std::string> readings;
+  // Whether `limit` readings are found.
+  auto consider = [&](const std::string& candidate) {
+    std::string host = lowercase(candidate);
+    if (is_registry_host(host) && is_reachable_host(host) &&
+        std::find(readings.begin(), readings.end(), host) == readings.end())
+      readings.push_back(host);
+    return readings.size() >= limit;
+  };
+  auto all_digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (encoded.starts_with('_')) {
+    // "[" ADDRESS "]" and maybe ":" PORT: wherever the ']' can be, every '_'
+    // inside is a ':'.
+    for (size_t close = 1; close < encoded.size(); ++close) {
+      std::string_view rest = encoded.substr(close + 1);
+      if (encoded[close] != '_' || !(rest.empty() || (rest[0] == '_' && all_digits(rest.substr(1))))) continue;
+      std::string address(encoded.substr(1, close - 1));
+      std::replace(address.begin(), address.end(), '_', ':');
+      if (consider("[" + address + "]" + (rest.empty() ? "" : ":" + std::string(rest.substr(1))))) break;
+    }
+    return readings;
+  }
+  // A name: a run of several '_' can only have been '-'s (a '.' or ':' is never
+  // next to another separator); each lone '_' a '.' or '-', and the last one,
+  // before digits only, a ':' too.
+  std::string name(encoded);
+  std::vector<size_t> lone;
+  for (size_t i = 0; i < name.size();) {
+    size_t end = name.find_first_not_of('_', i);
+    if (end == std::string::npos) end = name.size();
+    if (end - i == 1)
+      lone.push_back(i);
+    else if (end > i)
+      std::fill(name.begin() + static_cast<ptrdiff_t>(i), name.begin() + static_cast<ptrdiff_t>(end), '-');
+    i = end > i ? end : i + 1;
+  }
+  bool port_possible = !lone.empty() && all_digits(std::string_view(name).substr(lone.back() + 1));
+  for (bool port : {false, true}) {
+    if (port && !port_possible) break;
+    size_t free = lone.size() - (port ? 1 : 0);
+    if (port) name[lone.back()] = ':';
+    // Past 2^16 spellings the first two readings have long been found.
+    for (uint32_t mask = 0; mask < (1u << std::min<size_t>(free, 16)); ++mask) {
+      for (size_t b = 0; b < free; ++b) name[lone[b]] = (b < 16 && (mask >> b) & 1) ? '-' : '.';
+      if (consider(name)) return readings;
+    }
+  }
+  return readings;
+}
 
 struct Credentials::HelperCache {
   // Held across a helper run: one keychain prompt per host, not one per thread.
@@ -292,6 +426,7 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
         std::string path = "auths[" + quote(key) + "]";
         if (!entry.is_object()) throw CredentialError(where + ": " + path + " must be an object");
         Credential cred;
+        cred.source = where + " " + path;
         cred.username = string_field(entry, "username", path);
         cred.password = string_field(entry, "password", path);
         cred.identity_token = string_field(entry, "identitytoken", path);
@@ -361,23 +496,33 @@ Credentials Credentials::load() {
 }
 
 std::optional<Credential> Credentials::from_environment(const std::string& host) const {
-  std::string name(kEnvPrefix);
-  for (char c : host) {
-    if (c >= 'a' && c <= 'z')
-      name += static_cast<char>(c - 'a' + 'A');
-    else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-      name += c;
-    else
-      name += '_';
+  std::optional<Credential> found;
+  for (auto it = env_.lower_bound(std::string(kEnvPrefix)); it != env_.end() && it->first.starts_with(kEnvPrefix);
+       ++it) {
+    auto form = host_form(it->second);
+    if (!form || form->first != host) continue;
+    std::optional<Credential> cred = user_password(form->second, it->first);
+    if (!cred) throw CredentialError(it->first + " must be \"HOST=user:password\" with neither part empty");
+    if (found && *found != *cred)
+      throw CredentialError(found->source + " and " + it->first + " both give credentials for " + host + ": keep one");
+    if (!found) found = std::move(cred);
   }
+  return found ? found : from_legacy_variable(host);
+}
+
+std::optional<Credential> Credentials::from_legacy_variable(const std::string& host) const {
+  std::string name = legacy_variable(host);
   auto it = env_.find(name);
-  if (it == env_.end()) return std::nullopt;
-  // An empty value is usually a CI secret that is not there: anonymous access
-  // would fail later with a less helpful "unauthorized".
-  size_t colon = it->second.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == it->second.size())
-    throw CredentialError(name + " must be \"user:password\" with neither part empty");
-  return Credential{it->second.substr(0, colon), it->second.substr(colon + 1), {}};
+  // A value naming its host is for that host only: from_environment's.
+  if (it == env_.end() || host_form(it->second)) return std::nullopt;
+  for (const std::string& other : legacy_env_readings(std::string_view(name).substr(kEnvPrefix.size())))
+    if (other != host)
+      throw CredentialError(name + " could be meant for " + other + " as well as " + host +
+                            ", so it is not used: name the host in its value instead (" + name + "=" + host +
+                            "=user:password)");
+  std::optional<Credential> cred = user_password(it->second, name);
+  if (!cred) throw CredentialError(name + " must be \"user:password\" with neither part empty");
+  return cred;
 }
 
 std::optional<Credential> Credentials::from_helper(const std::string& helper, const std::string& host) const {
@@ -385,7 +530,8 @@ std::optional<Credential> Credentials::from_helper(const std::string& helper, co
   if (auto it = cache_->by_host.find(host); it != cache_->by_host.end()) return it->second;
 
   std::string program = "docker-credential-" + helper;
-  std::string what = "credential helper " + program + " for " + host;
+  std::string source = "credential helper " + program;
+  std::string what = source + " for " + host;
   auto path = env_.find("PATH");
   std::string found = find_program(program, path == env_.end() ? std::string() : path->second);
   if (found.empty()) throw CredentialError(what + ": not found in PATH");
@@ -412,9 +558,9 @@ std::optional<Credential> Credentials::from_helper(const std::string& helper, co
     const json* secret = field("Secret");
     if (!user || !secret) throw CredentialError(what + " printed no JSON object with a Username and a Secret");
     if (*user == "<token>")
-      cred = Credential{{}, {}, secret->get<std::string>()};
+      cred = Credential{{}, {}, secret->get<std::string>(), source};
     else if (!user->get_ref<const std::string&>().empty() || !secret->get_ref<const std::string&>().empty())
-      cred = Credential{user->get<std::string>(), secret->get<std::string>(), {}};
+      cred = Credential{user->get<std::string>(), secret->get<std::string>(), {}, source};
   }
   cache_->by_host.emplace(host, cred);
   return cred;

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace imgbuild {
 
@@ -20,8 +21,14 @@ struct Credential {
   std::string username;
   std::string password;
   std::string identity_token;
+  /// Where it was found, for a message when a registry refuses it: the
+  /// variable, the config file and key, or the helper. Never a secret.
+  std::string source{};
 
-  friend bool operator==(const Credential&, const Credential&) = default;
+  /// The same secret, wherever it was found.
+  friend bool operator==(const Credential& a, const Credential& b) {
+    return a.username == b.username && a.password == b.password && a.identity_token == b.identity_token;
+  }
 };
 
 /// Credentials that are configured but unusable: a malformed config.json, a
@@ -62,10 +69,13 @@ public:
   static Credentials parse_config(std::string_view json_text, std::string_view origin);
 
   /// The credential for a registry host as in Reference::registry ("docker.io",
-  /// "ghcr.io", "localhost:5000"), or nullopt when none is configured. In order:
-  ///  1. IMGBUILD_REGISTRY_AUTH_<HOST>="user:password", HOST being the registry
-  ///     uppercased with each character outside [A-Z0-9] replaced by '_'
-  ///     (IMGBUILD_REGISTRY_AUTH_LOCALHOST_5000);
+  /// "ghcr.io", "localhost:5000"), or nullopt when none is configured. Hosts
+  /// match exactly, port included, whatever their letters' case. In order:
+  ///  1. IMGBUILD_REGISTRY_AUTH_<ANY>="HOST=user:password", the host named in
+  ///     the value; or the old form IMGBUILD_REGISTRY_AUTH_<HOST>="user:password",
+  ///     HOST being the registry uppercased with each character outside [A-Z0-9]
+  ///     replaced by '_', read only when that name can stand for this one host
+  ///     (legacy_env_readings) and refused, naming the hosts, when it cannot;
   ///  2. the helper credHelpers names for the host, else the credsStore helper:
   ///     `docker-credential-<name> get`;
   ///  3. auths in config.json (auth, username/password, identitytoken), keys
@@ -80,6 +90,7 @@ private:
   struct HelperCache;
 
   std::optional<Credential> from_environment(const std::string& host) const;
+  std::optional<Credential> from_legacy_variable(const std::string& host) const;
   std::optional<Credential> from_helper(const std::string& helper, const std::string& host) const;
 
   std::string origin_;                          ///< the config file, for messages
@@ -90,5 +101,13 @@ private:
   std::chrono::milliseconds helper_timeout_ = kHelperTimeout;
   std::unique_ptr<HelperCache> cache_;
 };
+
+/// The registry hosts (lowercase) that the old variable form's HOST part
+/// `encoded` ("TEAM_REGISTRY_TEST") can stand for, at most `limit` of them:
+/// each '_' was a '.', '-' or ':' (or '[' and ']' around an IPv6 address).
+/// Only hosts someone could own are counted: IP addresses, "localhost", and
+/// DNS names with a dot whose last label is a top-level domain (letters, or
+/// "xn--" and more). Exposed for its tests.
+std::vector<std::string> legacy_env_readings(std::string_view encoded, size_t limit = 2);
 
 }  // namespace imgbuild

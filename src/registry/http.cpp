@@ -1,5 +1,6 @@
 #include "registry/http.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -31,6 +32,8 @@ std::string trim(std::string_view s) {
   return std::string(s);
 }
 
+using Clock = std::chrono::steady_clock;
+
 /// What one transfer's callbacks share.
 struct Exchange {
   const HttpRequest& request;
@@ -39,6 +42,10 @@ struct Exchange {
   std::exception_ptr failure;  ///< thrown by the caller's callbacks
   bool too_large = false;
   bool head_done = false;
+  /// Why on_progress or on_connected cut the transfer, and as what.
+  std::optional<std::pair<HttpError::Kind, std::string>> cut;
+  Clock::time_point window_start = Clock::now();
+  uint64_t window_bytes = 0;  ///< moved when the current window started
 };
 
 /// Error bodies are read for their message only.
@@ -115,9 +122,52 @@ size_t on_read(char* buf, size_t size, size_t count, void* user) {
   }
 }
 
-/// Called while a transfer runs, idle or not: aborts it on Ctrl-C, so a
-/// stalled registry cannot hold an interrupted build.
-int on_progress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) { return interrupt_signal() ? 1 : 0; }
+std::string seconds_text(std::chrono::milliseconds d) {
+  return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + " s" : std::to_string(d.count()) + " ms";
+}
+
+/// Called while a transfer runs, idle or not (at least about once a second):
+/// aborts it on Ctrl-C, so a stalled registry cannot hold an interrupted
+/// build, and when it passes its deadline or goes slower than its minimum rate,
+/// so a registry that trickles bytes cannot hold any build for long.
+int on_progress(void* user, curl_off_t down_total, curl_off_t down_now, curl_off_t up_total, curl_off_t up_now) {
+  auto* ex = static_cast<Exchange*>(user);
+  if (interrupt_signal()) return 1;
+  auto now = Clock::now();
+  uint64_t moved = static_cast<uint64_t>(down_now + up_now);
+  uint64_t total = static_cast<uint64_t>(down_total + up_total);  // 0: not announced
+  std::string so_far =
+      "(" + std::to_string(moved) + (total > 0 ? " of " + std::to_string(total) : "") + " bytes moved)";
+  const HttpRequest& r = ex->request;
+  if (r.deadline && now >= *r.deadline) {
+    ex->cut = {HttpError::Kind::Deadline, "did not finish in time " + so_far};
+    return 1;
+  }
+  if (r.min_rate.bytes == 0 || now - ex->window_start < r.min_rate.window) return 0;
+  uint64_t wanted = r.min_rate.bytes;
+  if (total > 0) wanted = std::min(wanted, total - std::min(total, ex->window_bytes));
+  if (moved - ex->window_bytes < wanted) {
+    ex->cut = {HttpError::Kind::Stalled,
+               "stalled: " + std::to_string(moved - ex->window_bytes) + " bytes in the last " +
+                   seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(now - ex->window_start)) +
+                   ", under the minimum of " + std::to_string(r.min_rate.bytes) + " per " +
+                   seconds_text(r.min_rate.window) + " " + so_far};
+    return 1;
+  }
+  ex->window_start = now;
+  ex->window_bytes = moved;
+  return 0;
+}
+
+/// Called once a connection is made or reused, before the request goes out on it.
+int on_connected(void* user, char* address, char*, int, int) {
+  auto* ex = static_cast<Exchange*>(user);
+  if (auto refusal = ex->request.check_address(address)) {
+    ex->cut = {HttpError::Kind::Refused, *refusal};
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
+}
 
 HttpError::Kind kind_of(CURLcode code) {
   switch (code) {
@@ -183,15 +233,21 @@ HttpResponse Http::perform(const HttpRequest& request) {
     }
   } release_guard{this, curl};
 
-  Exchange ex{request, {}, 0, nullptr, false, false};
+  Exchange ex{request, {}, 0, nullptr, false, false, std::nullopt};
   curl_slist* headers = nullptr;
   for (auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
   // No "Expect: 100-continue" round trip: registries answer uploads directly.
   headers = curl_slist_append(headers, "Expect:");
-  struct FreeHeaders {
-    curl_slist* list;
-    ~FreeHeaders() { curl_slist_free_all(list); }
-  } free_headers{headers};
+  curl_slist* resolve = nullptr;
+  for (auto& entry : request.resolve) resolve = curl_slist_append(resolve, entry.c_str());
+  struct FreeLists {
+    curl_slist* headers;
+    curl_slist* resolve;
+    ~FreeLists() {
+      curl_slist_free_all(headers);
+      curl_slist_free_all(resolve);
+    }
+  } free_lists{headers, resolve};
 
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -213,7 +269,13 @@ HttpResponse Http::perform(const HttpRequest& request) {
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &ex);
   curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
   curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &ex);
   curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  if (resolve) curl_easy_setopt(curl, CURLOPT_RESOLVE, resolve);
+  if (request.check_address) {
+    curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, on_connected);
+    curl_easy_setopt(curl, CURLOPT_PREREQDATA, &ex);
+  }
 
   if (request.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
@@ -241,11 +303,14 @@ HttpResponse Http::perform(const HttpRequest& request) {
   check_interrupt();
   if (ex.failure) std::rethrow_exception(ex.failure);
   std::string where = request.method + " " + redact_url(request.url);
+  if (ex.cut) throw HttpError(ex.cut->first, where + ": " + ex.cut->second);
   if (ex.too_large)
     throw HttpError(HttpError::Kind::TooLarge,
                     where + ": response larger than " + std::to_string(request.max_body) + " bytes");
   if (code != CURLE_OK) throw HttpError(kind_of(code), where + ": " + curl_easy_strerror(code));
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &ex.response.status);
+  char* address = nullptr;
+  if (curl_easy_getinfo(curl, CURLINFO_PRIMARY_IP, &address) == CURLE_OK && address) ex.response.address = address;
   return std::move(ex.response);
 }
 
@@ -283,6 +348,26 @@ std::string resolve_url(std::string_view base, std::string_view location) {
   std::string_view path = base.substr(0, base.find_first_of("?#"));
   auto slash = path.rfind('/');
   return std::string(path.substr(0, slash + 1)) + std::string(location);
+}
+
+bool is_internal_address(std::string_view address) {
+  std::string text(address);
+  unsigned char b[16];
+  if (::inet_pton(AF_INET, text.c_str(), b) == 1) {
+    return b[0] == 0 || b[0] == 10 || b[0] == 127 || (b[0] == 169 && b[1] == 254) ||
+           (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168) || (b[0] == 100 && (b[1] & 0xc0) == 64);
+  }
+  if (::inet_pton(AF_INET6, text.c_str(), b) != 1) return false;
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(b, b + 12, kMapped)) {
+    char v4[INET_ADDRSTRLEN];
+    return ::inet_ntop(AF_INET, b + 12, v4, sizeof v4) && is_internal_address(v4);
+  }
+  bool low_zero = std::all_of(b, b + 15, [](unsigned char c) { return c == 0; });
+  return (low_zero && (b[15] == 0 || b[15] == 1)) ||  // :: and ::1
+         (b[0] & 0xfe) == 0xfc ||                     // fc00::/7
+         (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||   // fe80::/10
+         (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0);     // fec0::/10
 }
 
 std::string url_encode(std::string_view text) {

@@ -164,6 +164,7 @@ std::string RegistryClient::get_document(const Reference& repo, const Descriptor
   Call call;
   call.url = repo_path(repo) + "/blobs/" + blob.digest.str();
   call.follow_redirects = true;
+  call.transfer_size = blob.size;
   call.what = what;
   HttpResponse r = transport_.send(repo, Scope{repo.repository}, call);
   expect(r, {200}, what);
@@ -184,6 +185,7 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
   Call call;
   call.url = repo_path(repo) + "/blobs/" + blob.digest.str();
   call.follow_redirects = true;
+  call.transfer_size = blob.size;
   call.what = what;
   call.prepare = [&](HttpRequest& req) {
     if (received > 0) req.headers.push_back("Range: bytes=" + std::to_string(received) + "-");
@@ -285,6 +287,7 @@ bool RegistryClient::upload_once(const Reference& repo, const Descriptor& blob, 
     c.method = method;
     c.url = url;
     c.retry = false;
+    c.transfer_size = length;
     c.what = what;
     c.headers = std::move(headers);
     c.prepare = [&, offset, length](HttpRequest& req) {

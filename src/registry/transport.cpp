@@ -46,20 +46,22 @@ std::optional<std::chrono::milliseconds> retry_after(const HttpResponse& r) {
 /// Host part of an origin ("https://h:5000" -> "h:5000").
 std::string origin_host(const std::string& origin) { return origin.substr(origin.find("://") + 3); }
 
-/// Whether a host (no port) is an IP literal in a private, loopback or
-/// link-local range: places a public registry has no business sending us.
+/// Whether a host[:port] is "localhost" or an IP literal in an internal range
+/// (is_internal_address): places a public registry has no business sending us.
 bool is_private_address(std::string host) {
   if (auto colon = host.rfind(':');
       colon != std::string::npos && host.find(']') == std::string::npos && host.find(':') == colon)
     host.resize(colon);
   if (host.starts_with("[")) host = host.substr(1, host.find(']') - 1);
-  if (host == "localhost") return true;
-  unsigned a, b, c, d;
-  char tail;
-  if (std::sscanf(host.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4)
-    return a == 10 || a == 127 || (a == 172 && b >= 16 && b < 32) || (a == 192 && b == 168) || (a == 169 && b == 254) ||
-           a == 0;
-  return host == "::1" || host.starts_with("fc") || host.starts_with("fd") || host.starts_with("fe80");
+  return host == "localhost" || is_internal_address(host);
+}
+
+/// Which settings move the limit that cut a transfer, for its error.
+std::string limit_hint(HttpError::Kind kind) {
+  if (kind == HttpError::Kind::Deadline)
+    return "; IMGBUILD_REGISTRY_TIMEOUT and IMGBUILD_REGISTRY_TRANSFER_TIMEOUT set the deadlines";
+  if (kind == HttpError::Kind::Stalled) return "; IMGBUILD_REGISTRY_MIN_RATE sets the minimum";
+  return "";
 }
 
 }  // namespace
@@ -100,8 +102,13 @@ struct RegistryTransport::Endpoint {
   bool plain_allowed = false;
   bool verify_tls = true;
   std::string ca_file;
+  /// Named as a loopback host: where it sends us is not checked.
+  bool loopback = false;
 
   std::mutex mutex;
+  /// Whether the registry itself answered from an internal address; unknown
+  /// until its first request connects.
+  std::optional<bool> internal;
   bool credential_looked_up = false;
   std::optional<Credential> credential;
   bool use_basic = false;
@@ -139,12 +146,34 @@ RegistryTransport::RegistryTransport(Credentials credentials, RegistryOptions op
 
 RegistryTransport::~RegistryTransport() = default;
 
+void RegistryTransport::guard(HttpRequest& req, Endpoint& ep, bool own) {
+  req.resolve = options_.resolve;
+  if (ep.loopback || options_.allow_private_redirects) return;
+  req.check_address = [this, &ep, own](const std::string& address) {
+    std::optional<std::string> refusal;
+    bool internal = is_internal_address(address) && !options_.public_for_testing.count(address);
+    std::lock_guard lock(ep.mutex);
+    // A registry's first connection says whether it is an internal one; one
+    // that answered from a public address stays public.
+    if (own && !ep.internal) ep.internal = internal;
+    if (!internal || ep.internal.value_or(false)) return refusal;
+    refusal = own ? "refused: the registry " + ep.registry + ", reached at a public address before, now resolves to " +
+                        "the internal address " + address
+                  : "refused: the registry " + ep.registry + " (at a public address) sent this client here, to " +
+                        "the internal address " + address;
+    *refusal += " (IMGBUILD_ALLOW_PRIVATE_REDIRECTS=1 allows it)";
+    return refusal;
+  };
+}
+
 bool RegistryTransport::answers_plain_http(const std::string& host) {
   // Only a registry answers /v2/ with 200 or 401; a TLS server asked in plain
   // HTTP answers 400 or hangs up.
   HttpRequest probe;
   probe.method = "HEAD";
   probe.url = "http://" + host + "/v2/";
+  probe.resolve = options_.resolve;
+  probe.deadline = Clock::now() + options_.request_timeout;
   try {
     long status = http_.perform(probe).status;
     return status == 200 || status == 401;
@@ -159,6 +188,7 @@ RegistryTransport::Endpoint& RegistryTransport::endpoint(const Reference& ref) {
   if (!ep) {
     ep = std::make_unique<Endpoint>();
     ep->registry = ref.registry;
+    ep->loopback = is_loopback_host(ref.registry);
     bool insecure = options_.insecure.count(ref.registry) > 0;
     ep->plain_allowed = insecure || is_loopback_host(ref.registry);
     ep->verify_tls = !insecure;
@@ -180,6 +210,8 @@ RegistryTransport::Endpoint& RegistryTransport::endpoint(const Reference& ref) {
       probe.url = ep->base + "/v2/";
       probe.verify_tls = ep->verify_tls;
       probe.ca_file = ep->ca_file;
+      probe.resolve = options_.resolve;
+      probe.deadline = Clock::now() + options_.request_timeout;
       try {
         http_.perform(probe);
       } catch (const HttpError& e) {
@@ -207,7 +239,7 @@ HttpResponse RegistryTransport::send(const Reference& ref, const Scope& scope, C
       if (e.kind() == HttpError::Kind::TooLarge)
         throw RegistryError(call.what + ": the registry sent more than " + std::to_string(call.max_body >> 20) +
                             " MiB: refused");
-      if (!e.retryable() || last) throw RegistryError(call.what + ": " + e.what());
+      if (!e.retryable() || last) throw RegistryError(call.what + ": " + e.what() + limit_hint(e.kind()));
       if (options_.debug) options_.debug(std::string("retrying after: ") + e.what());
       sleep_or_interrupt(delay);
     }
@@ -223,7 +255,14 @@ HttpResponse RegistryTransport::exchange(Endpoint& ep, const Scope& scope, Call&
   }
   std::string url = call.url.starts_with("http://") || call.url.starts_with("https://") ? call.url : base + call.url;
   std::string home = url_origin(base);
+  // What sent us to `url`: the registry itself (an upload location), or a redirect.
+  std::string from = base;
   for (int redirects = 0;;) {
+    // Not even a signed URL's query goes out in plain text from an https registry.
+    if ((home.starts_with("https://") || from.starts_with("https://")) && !url.starts_with("https://"))
+      throw RegistryError(call.what + ": refused to follow " + redact_url(from) + " to the plain-HTTP " +
+                          redact_url(url) +
+                          (home.starts_with("https://") ? " (the registry is reached over https)" : ""));
     HttpRequest req;
     req.method = call.method;
     req.url = url;
@@ -231,6 +270,16 @@ HttpResponse RegistryTransport::exchange(Endpoint& ep, const Scope& scope, Call&
     req.max_body = call.max_body;
     req.verify_tls = ep.verify_tls;
     req.ca_file = ep.ca_file;
+    guard(req, ep, url_origin(url) == home);
+    auto timeout = options_.request_timeout;
+    if (call.transfer_size > 0) {
+      timeout = options_.transfer_timeout.value_or(
+          options_.request_timeout +
+          std::chrono::seconds(call.transfer_size / std::max<uint64_t>(1, options_.deadline_rate)));
+      req.min_rate = options_.min_rate;
+      req.min_rate.bytes = std::min(req.min_rate.bytes, call.transfer_size);
+    }
+    req.deadline = Clock::now() + timeout;
     if (call.prepare) call.prepare(req);
     // Credentials go to the registry's own origin only, never where it redirects.
     bool sent_basic = false;
@@ -257,10 +306,8 @@ HttpResponse RegistryTransport::exchange(Endpoint& ep, const Scope& scope, Call&
     auto location = r.header("location");
     if (!location) throw RegistryError(call.what + ": redirect without a Location", r.status);
     if (++redirects > kMaxRedirects) throw RegistryError(call.what + ": too many redirects", r.status);
-    std::string next = resolve_url(url, *location);
-    if (url.starts_with("https://") && !next.starts_with("https://"))
-      throw RegistryError(call.what + ": refused a redirect from https to " + redact_url(next), r.status);
-    url = next;
+    from = url;
+    url = resolve_url(url, *location);
   }
 }
 
@@ -317,10 +364,10 @@ void RegistryTransport::refused(Endpoint& ep, const Scope& scope, const HttpResp
                             "(docker login, or IMGBUILD_REGISTRY_AUTH_* in the environment)" + why,
                         401, "UNAUTHORIZED");
   if (ep.use_basic)
-    throw RegistryError(what + ": " + ep.registry + " rejected the credentials configured for it" + why, 401,
-                        "UNAUTHORIZED");
-  throw RegistryError(what + ": the credentials configured for " + ep.registry + " do not allow " +
-                          (scope.push ? "pushing to " : "pulling from ") + scope.repository + why,
+    throw RegistryError(what + ": " + ep.registry + " rejected the credentials from " + ep.credential->source + why,
+                        401, "UNAUTHORIZED");
+  throw RegistryError(what + ": the credentials for " + ep.registry + " from " + ep.credential->source +
+                          " do not allow " + (scope.push ? "pushing to " : "pulling from ") + scope.repository + why,
                       401, "UNAUTHORIZED");
 }
 
@@ -376,9 +423,11 @@ RegistryTransport::Token RegistryTransport::fetch_token(Endpoint& ep,
     if (cred && !cred->username.empty())
       req.headers.push_back("Authorization: Basic " + base64(cred->username + ":" + cred->password));
   }
+  guard(req, ep, url_origin(realm) == url_origin(base));
   HttpResponse r;
   std::chrono::milliseconds delay = options_.backoff;
   for (int attempt = 1;; ++attempt) {
+    req.deadline = Clock::now() + options_.request_timeout;
     try {
       r = http_.perform(req);
     } catch (const HttpError& e) {
@@ -394,7 +443,7 @@ RegistryTransport::Token RegistryTransport::fetch_token(Endpoint& ep,
   }
   if (r.status == 401 || r.status == 403)
     throw RegistryError(what + ": the token server of " + ep.registry +
-                            (cred ? " rejected the credentials configured for it" : " refused anonymous access") +
+                            (cred ? " rejected the credentials from " + cred->source : " refused anonymous access") +
                             " (" + describe_registry_error(r) + ")",
                         r.status, "UNAUTHORIZED");
   if (r.status != 200)

@@ -56,6 +56,23 @@ struct RegistryOptions {
   std::chrono::milliseconds backoff{200};
   /// One line per HTTP exchange (method, redacted URL, status), for --debug.
   std::function<void(const std::string&)> debug;
+  /// The longest one request may take (an attempt: a retry has its own).
+  std::chrono::milliseconds request_timeout = std::chrono::minutes(5);
+  /// The longest one attempt at a blob's transfer may take; unset, it is
+  /// request_timeout plus the blob's size at `deadline_rate` bytes a second.
+  std::optional<std::chrono::milliseconds> transfer_timeout;
+  uint64_t deadline_rate = 100'000;
+  /// The slowest a blob's transfer may go before it counts as stalled (and is
+  /// retried, a download resuming where it stopped).
+  HttpRequest::MinRate min_rate{512 * 1024, std::chrono::seconds(60)};
+  /// Whether a registry reached at a public address may send this client (by
+  /// redirect, upload location, token realm or its own name resolving anew)
+  /// to an internal one (is_internal_address).
+  bool allow_private_redirects = false;
+  /// For tests: name resolution overrides ("host:port:address"), and internal
+  /// addresses to count as public, so that loopback servers can play both.
+  std::vector<std::string> resolve;
+  std::set<std::string> public_for_testing;
 };
 
 /// Sends requests to registries as the user's credentials and options allow:
@@ -88,7 +105,10 @@ public:
     size_t max_body = kMaxDocumentSize;
     bool follow_redirects = false;
     bool retry = true;  ///< false for requests whose body cannot simply be sent again
-    std::string what;   ///< names the operation in errors: "push localhost:5000/a:1: blob sha256:…"
+    /// A blob's bytes to move (up or down): the request is a transfer, with
+    /// min_rate and a deadline scaled by its size. 0: an ordinary request.
+    uint64_t transfer_size = 0;
+    std::string what;  ///< names the operation in errors: "push localhost:5000/a:1: blob sha256:…"
   };
 
   RegistryTransport(Credentials credentials, RegistryOptions options);
@@ -111,6 +131,9 @@ private:
   /// Whether a loopback `host` speaks plain HTTP as a registry (one HEAD /v2/).
   bool answers_plain_http(const std::string& host);
   std::string ca_file_for(const std::string& host) const;
+  /// Sets up `req` for `ep`: resolve overrides, and the check of the address
+  /// it connects to (the registry's own origin when `own`).
+  void guard(HttpRequest& req, Endpoint& ep, bool own);
   HttpResponse exchange(Endpoint& ep, const Scope& scope, Call& call, bool& authorized);
   void authenticate(Endpoint& ep, const Scope& scope, const HttpResponse& challenge_response, const std::string& what,
                     bool sent_basic);

@@ -14,12 +14,17 @@
 #include <thread>
 #include <vector>
 
+#include <csignal>
+#include <fstream>
+
+#include "base/interrupt.hpp"
 #include "base/text.hpp"
 #include "test_support.hpp"
 
 using imgbuild::Credential;
 using imgbuild::CredentialError;
 using imgbuild::Credentials;
+using imgbuild::legacy_env_readings;
 using namespace imgbuild::test;
 namespace fs = std::filesystem;
 
@@ -77,6 +82,7 @@ case "$url" in
   slow.example) exec sleep 30 ;;
   big.example) head -c 100000 /dev/zero | tr '\0' a ;;
   signal.example) kill -TERM $$ ;;
+  group.example) sleep 3019 & echo $! >"$FAKE_LOG.child"; exec sleep 30 ;;
 esac
 )";
 
@@ -330,4 +336,155 @@ TEST_CASE("failing credential helpers: what failed, never what they printed", "[
   CHECK_THROWS_AS(c.lookup("quiet.example"), CredentialError);
   std::vector<std::string> calls = setup.calls();
   CHECK(std::count(calls.begin(), calls.end(), "quiet.example") == 2);
+}
+
+namespace {
+
+using Readings = std::vector<std::string>;
+
+/// Whether process `pid` has ended (gone, or a zombie waiting for init).
+bool ended(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  size_t paren = line.rfind(')');
+  return paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z';
+}
+
+/// Whether the background child that the fake helper started for
+/// group.example (its pid in LOG.child) has ended, or ends within a second.
+bool helper_child_ended(const fs::path& log) {
+  std::string text = slurp(log.string() + ".child");
+  REQUIRE((!text.empty() && text.back() == '\n'));
+  pid_t child = std::stoi(text);
+  for (int i = 0; i < 100 && !ended(child); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return ended(child);
+}
+
+}  // namespace
+
+TEST_CASE("the old variable form: the hosts each name can stand for", "[credentials]") {
+  CHECK(legacy_env_readings("GHCR_IO") == Readings{"ghcr.io"});
+  CHECK(legacy_env_readings("DOCKER_IO") == Readings{"docker.io"});
+  CHECK(legacy_env_readings("LOCALHOST_5000") == Readings{"localhost:5000"});
+  CHECK(legacy_env_readings("127_0_0_1_5000") == Readings{"127.0.0.1:5000"});
+  CHECK(legacy_env_readings("___1__5000") == Readings{"[::1]:5000"});
+  CHECK(legacy_env_readings("___1_") == Readings{"[::1]"});
+  // A single-label name resolves nowhere someone else could claim: not a reading.
+  CHECK(legacy_env_readings("REGISTRY_5000").empty());
+  CHECK(legacy_env_readings("TEAM_REGISTRY_TEST") == Readings{"team.registry.test", "team-registry.test"});
+  CHECK(legacy_env_readings("GHCR_IO_443").size() == 1);
+  CHECK(legacy_env_readings("REGISTRY_GITLAB_COM").size() == 2);
+  CHECK(legacy_env_readings("XN__BCHER_KVA_EXAMPLE").size() == 2);
+  CHECK(legacy_env_readings("A_B_C_D_E_F_G_H_I_J_K_L_M_N_O_P_Q_R_S_T_U_V", 3).size() == 3);
+  // A '-' in the last label makes it no top-level domain: two readings, not four.
+  CHECK(legacy_env_readings("TEAM_REGISTRY_TEST", 5).size() == 2);
+}
+
+TEST_CASE("credentials by exact host: a variable never reaches a host it was not meant for", "[credentials]") {
+  SECTION("the old form of a name with two readings is refused for both, naming both hosts") {
+    Config config("{}");
+    config.env["IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST"] = "u:CANARY-pw";
+    Credentials c = config.load();
+    CHECK(credential_error([&] { c.lookup("team-registry.test"); }) ==
+          "IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST could be meant for team.registry.test as well as "
+          "team-registry.test, so it is not used: name the host in its value instead "
+          "(IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST=team-registry.test=user:password)");
+    CHECK(credential_error([&] { c.lookup("team.registry.test"); }) ==
+          "IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST could be meant for team-registry.test as well as "
+          "team.registry.test, so it is not used: name the host in its value instead "
+          "(IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST=team.registry.test=user:password)");
+    // A host its name cannot stand for never sees it.
+    CHECK_FALSE(c.lookup("team.registry.test:443"));
+  }
+  SECTION("a value that names its host is for that host only, whatever the variable is called") {
+    Config config("{}");
+    config.env["IMGBUILD_REGISTRY_AUTH_TEAM_REGISTRY_TEST"] = "team-registry.test=ci:CANARY-1";
+    config.env["IMGBUILD_REGISTRY_AUTH_MAIN"] = "Team.Registry.Test=main:CANARY-2";
+    config.env["IMGBUILD_REGISTRY_AUTH_PORT"] = "team.registry.test:5000=port:CANARY-3";
+    config.env["IMGBUILD_REGISTRY_AUTH_HUB"] = "index.docker.io=hub:CANARY=4";
+    config.env["IMGBUILD_REGISTRY_AUTH_V6"] = "[::1]:5000=v6:p";
+    Credentials c = config.load();
+    CHECK(c.lookup("team-registry.test") == user_pass("ci", "CANARY-1"));
+    CHECK(c.lookup("team.registry.test") == user_pass("main", "CANARY-2"));
+    CHECK(c.lookup("TEAM.registry.test") == user_pass("main", "CANARY-2"));
+    CHECK(c.lookup("team.registry.test:5000") == user_pass("port", "CANARY-3"));
+    CHECK(c.lookup("docker.io") == user_pass("hub", "CANARY=4"));
+    CHECK(c.lookup("[::1]:5000") == user_pass("v6", "p"));
+    CHECK_FALSE(c.lookup("team.registry.test:5001"));
+    CHECK_FALSE(c.lookup("registry.test"));
+    CHECK(c.lookup("team.registry.test")->source == "IMGBUILD_REGISTRY_AUTH_MAIN");
+  }
+  SECTION("two variables with different credentials for one host are refused") {
+    Config config("{}");
+    config.env["IMGBUILD_REGISTRY_AUTH_A"] = "ghcr.io=a:CANARY-a";
+    config.env["IMGBUILD_REGISTRY_AUTH_B"] = "GHCR.IO=b:CANARY-b";
+    config.env["IMGBUILD_REGISTRY_AUTH_C"] = "ghcr.io=a:CANARY-a";
+    Credentials c = config.load();
+    CHECK(credential_error([&] { c.lookup("ghcr.io"); }) ==
+          "IMGBUILD_REGISTRY_AUTH_A and IMGBUILD_REGISTRY_AUTH_B both give credentials for ghcr.io: keep one");
+  }
+  SECTION("a malformed value naming a host is an error for that host only") {
+    Config config("{}");
+    config.env["IMGBUILD_REGISTRY_AUTH_X"] = "quay.io=CANARY";
+    config.env["IMGBUILD_REGISTRY_AUTH_Y"] = "no host here";
+    Credentials c = config.load();
+    CHECK(credential_error([&] { c.lookup("quay.io"); }) ==
+          "IMGBUILD_REGISTRY_AUTH_X must be \"HOST=user:password\" with neither part empty");
+    CHECK_FALSE(c.lookup("ghcr.io"));
+  }
+  SECTION("config.json keys match by exact host and port, whatever their case") {
+    Config config(R"({"auths": {"https://GHCR.io/v2/": {"auth": "YTpi"}, "ghcr.io:5000": {"auth": "Yzpk"}},
+                      "credHelpers": {"team.registry.test": "absent"}})");
+    Credentials c = config.load();
+    CHECK(c.lookup("ghcr.io") == user_pass("a", "b"));
+    CHECK(c.lookup("ghcr.io:5000") == user_pass("c", "d"));
+    CHECK_FALSE(c.lookup("ghcr.io:5001"));
+    CHECK_FALSE(c.lookup("team-registry.test"));
+    CHECK(credential_error([&] { c.lookup("Team.Registry.Test"); }) ==
+          "credential helper docker-credential-absent for team.registry.test: not found in PATH");
+  }
+}
+
+TEST_CASE("credentials say where they came from, never what they are", "[credentials]") {
+  HelperSetup setup(R"({"credsStore": "fake", "auths": {"https://missing.example/": {"auth": "YTpi"}}})");
+  setup.env["IMGBUILD_REGISTRY_AUTH_GHCR"] = "quay.io=u:CANARY";
+  Credentials c = Credentials::load(setup.env);
+  CHECK(c.lookup("quay.io")->source == "IMGBUILD_REGISTRY_AUTH_GHCR");
+  CHECK(c.lookup("ghcr.io")->source == "credential helper docker-credential-fake");
+  CHECK(c.lookup("missing.example")->source ==
+        (setup.dir.path / "config.json").string() + " auths[\"https://missing.example/\"]");
+  for (auto host : {"quay.io", "ghcr.io", "missing.example"})
+    CHECK(c.lookup(host)->source.find(kCanary) == std::string::npos);
+}
+
+TEST_CASE("a credential helper that times out is killed with everything it started", "[credentials]") {
+  HelperSetup setup(R"({"credsStore": "fake"})");
+  Credentials c = Credentials::load(setup.env, std::chrono::milliseconds(700));
+  CHECK(credential_error([&] { c.lookup("group.example"); }) ==
+        "credential helper docker-credential-fake for group.example did not answer within 700 ms and was killed");
+  CHECK(helper_child_ended(setup.log));
+}
+
+TEST_CASE("the first interrupt stops a credential helper and what it started", "[credentials]") {
+  HelperSetup setup(R"({"credsStore": "fake"})");
+  Credentials c = Credentials::load(setup.env, std::chrono::seconds(20));
+  // Once the helper has started its child, as a Ctrl-C would come.
+  std::thread interrupter([&setup] {
+    for (int i = 0; i < 500 && slurp(setup.log.string() + ".child").empty(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    imgbuild::set_interrupt_for_testing(SIGINT);
+  });
+  auto start = std::chrono::steady_clock::now();
+  bool interrupted = false;
+  try {
+    c.lookup("group.example");
+  } catch (const imgbuild::Interrupted&) {
+    interrupted = true;
+  }
+  interrupter.join();
+  imgbuild::set_interrupt_for_testing(0);
+  CHECK(interrupted);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(8));
+  CHECK(helper_child_ended(setup.log));
 }

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+using imgbuild::is_internal_address;
 using imgbuild::redact_url;
 using imgbuild::resolve_url;
 using imgbuild::url_encode;
@@ -46,4 +47,19 @@ TEST_CASE("url_encode escapes everything outside the unreserved set", "[http]") 
   CHECK(url_encode("sha256:abc") == "sha256%3Aabc");
   CHECK(url_encode("A-z_0.9~") == "A-z_0.9~");
   CHECK(url_encode("a b&c=d") == "a%20b%26c%3Dd");
+}
+
+TEST_CASE("internal addresses: where a public registry may not send this client", "[http]") {
+  for (const char* a : {"127.0.0.1", "127.255.0.9", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+                        "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "::", "fe80::1", "febf::1", "fc00::1",
+                        "fd12:3456::1", "fec0::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254"}) {
+    INFO(a);
+    CHECK(is_internal_address(a));
+  }
+  for (const char* a :
+       {"8.8.8.8", "172.32.0.1", "172.15.255.255", "192.169.0.1", "100.128.0.1", "169.255.0.1", "2001:db8::1",
+        "2606:4700::1111", "fe00::1", "::ffff:8.8.8.8", "localhost", "example.com", ""}) {
+    INFO(a);
+    CHECK_FALSE(is_internal_address(a));
+  }
 }

@@ -35,6 +35,10 @@ TEST_CASE("token realms: a public registry cannot send credentials to a private 
     CHECK(token_realm_refusal("https://registry.example.com", realm, none) ==
           std::string("refused the token realm ") + realm + ": a private address named by the public registry " +
               "registry.example.com");
+  // Internal however it is spelled: IPv4 mapped into IPv6, shared and site-local ranges.
+  for (const char* realm : {"https://[::ffff:10.0.0.1]/token", "https://[::ffff:127.0.0.1]:8443/token",
+                            "https://100.64.1.1/token", "https://[fec0::1]/token", "https://[fe90::1]/token"})
+    CHECK(token_realm_refusal("https://registry.example.com", realm, none).has_value());
   CHECK(!token_realm_refusal("https://172.32.0.1", "https://172.32.0.1/token", none));   // outside 172.16/12
   CHECK(!token_realm_refusal("https://10.1.2.3:5000", "https://10.1.2.4/token", none));  // private names private
   CHECK(!token_realm_refusal("https://registry.example.com", "https://10.0.0.1/token", {"10.0.0.1"}));
