@@ -30,6 +30,7 @@ using imgbuild::run_in_sandbox;
 using imgbuild::SandboxError;
 using imgbuild::SandboxResult;
 using imgbuild::SandboxSpec;
+using imgbuild::StepNetwork;
 using imgbuild::UserIds;
 using namespace imgbuild::test;
 
@@ -146,7 +147,7 @@ SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snap
   fs::create_directory(spec.upper);
   fs::create_directory(spec.work);
   spec.env = {"PATH=/bin"};
-  spec.network = false;
+  spec.network = StepNetwork::none;
   spec.force_snapshot = snapshot;
   return spec;
 }
@@ -304,7 +305,7 @@ TEST_CASE("an overlay the kernel refuses falls back to a snapshot", "[sandbox][r
   fs::create_directory(spec.upper);
   fs::create_directory(spec.work);
   spec.argv = {"/bin/sh", "-c", "echo hi > /data/new"};
-  spec.network = false;
+  spec.network = StepNetwork::none;
   SandboxResult result = run_in_sandbox(spec);
   CHECK(result.exit_code == 0);
   CHECK(result.snapshot);
@@ -455,7 +456,7 @@ TEST_CASE("a step without a network has lo up, in a session of its own", "[sandb
   make_image(image);
   ScratchDir step;
   SandboxSpec spec = step_spec(image, step.path, false);
-  spec.network = false;
+  spec.network = StepNetwork::none;
   // Field 6 of /proc/self/stat is the session: 1, the step's PID 1, not one outside.
   spec.argv = {"/bin/sh", "-c", "busybox ip -o link show lo; cat /proc/self/stat"};
   SandboxResult result = run_in_sandbox(spec);
