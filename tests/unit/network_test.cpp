@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/fs.hpp"
@@ -34,11 +35,17 @@ using namespace imgbuild::test;
 
 namespace {
 
-/// A listening TCP socket of the host on `address` (IPv4), on a port the
-/// kernel picks; connections complete in its backlog, unaccepted.
+/// A TCP server of the host on `address` (IPv4), on a port the kernel
+/// picks, that closes every connection it accepts: a client sees the end of
+/// file and ends.
 struct Listener {
   Fd fd;
   int port = 0;
+  std::thread server;
+  ~Listener() {
+    ::shutdown(fd.get(), SHUT_RDWR);  // wakes accept()
+    server.join();
+  }
   explicit Listener(const std::string& address) : fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
     REQUIRE(fd);
     sockaddr_in at{};
@@ -49,6 +56,9 @@ struct Listener {
     socklen_t size = sizeof at;
     REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&at), &size) == 0);
     port = ntohs(at.sin_port);
+    server = std::thread([this] {
+      for (int client; (client = ::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) ::close(client);
+    });
   }
 };
 
@@ -99,7 +109,8 @@ int slirp_children() {
 SandboxSpec network_step(const fs::path& dir, const std::string& script) {
   fs::create_directories(dir / "image/bin");
   fs::copy_file("/bin/busybox", dir / "image/bin/busybox");
-  for (const char* applet : {"sh", "ip", "nc", "cat", "echo"}) fs::create_symlink("busybox", dir / "image/bin" / applet);
+  for (const char* applet : {"sh", "ip", "nc", "cat", "echo"})
+    fs::create_symlink("busybox", dir / "image/bin" / applet);
   fs::create_directories(dir / "step/upper");
   fs::create_directories(dir / "step/work");
   SandboxSpec spec;
