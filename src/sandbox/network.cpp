@@ -133,13 +133,12 @@ ChildProcess UserModeNetwork::start(pid_t step, bool dns_forwarder, Fd& exit_fd,
   auto [errors_read, errors_write] = make_pipe();
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) throw_errno("/dev/null");
-  std::vector<std::string> argv = {
-      "slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
-      // Its own mount namespace without the host's files and a seccomp filter:
-      // it parses what the step sends.
-      "--enable-sandbox", "--enable-seccomp", "--cidr=" + std::string(kStepNetworkRange),
-      // stdin: its end of file is imgbuild's end.
-      "--exit-fd=0", "--ready-fd=" + std::to_string(ready_write.get())};
+  std::vector<std::string> argv = {"slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
+                                   // Its own mount namespace without the host's files and a seccomp filter:
+                                   // it parses what the step sends.
+                                   "--enable-sandbox", "--enable-seccomp", "--cidr=" + std::string(kStepNetworkRange),
+                                   // stdin: its end of file is imgbuild's end.
+                                   "--exit-fd=0", "--ready-fd=" + std::to_string(ready_write.get())};
   // The forwarder sends what reaches it, on any port, to the host's first
   // resolver, or to the host's loopback when there is none: off unless needed.
   if (!dns_forwarder) argv.push_back("--disable-dns");
