@@ -275,7 +275,7 @@ local function env_name_ok(k) return k:match("^[%a_][%w_]*$") ~= nil end
 local run_options = { env = true, workdir = true, user = true, network = true, cache = true, secrets = true }
 
 ---@param cmd string|table a shell command ("go mod download"), or an argv list with options
----@param opts? { env?: table, workdir?: string, user?: string, network?: "host"|"none", cache?: string[], secrets?: table<string, string> }
+---@param opts? { env?: table, workdir?: string, user?: string, network?: "default"|"host"|"none", cache?: string[], secrets?: table<string, string> }
 function Image:run(cmd, opts)
   check_self(self, "run")
   local argv, shown = {}, nil
@@ -302,8 +302,8 @@ function Image:run(cmd, opts)
   if opts.env ~= nil then env = check_string_map("run: env", opts.env, env_name_ok, "a letter or '_', then letters, digits or '_'") end
   if opts.workdir ~= nil then check_string("run: workdir", opts.workdir) end
   if opts.user ~= nil then check_string("run: user", opts.user) end
-  if opts.network ~= nil and opts.network ~= "host" and opts.network ~= "none" then
-    fail("run: network: expected \"host\" or \"none\", got %s", type(opts.network) == "string" and ("'" .. opts.network .. "'") or typename(opts.network))
+  if opts.network ~= nil and opts.network ~= "default" and opts.network ~= "host" and opts.network ~= "none" then
+    fail("run: network: expected \"default\", \"host\" or \"none\", got %s", type(opts.network) == "string" and ("'" .. opts.network .. "'") or typename(opts.network))
   end
   local cache
   if opts.cache ~= nil then

@@ -85,6 +85,8 @@ ChildProcess spawn_process(const ProcessSpec& spec) {
   };
   for (auto [fd, target] : {std::pair{spec.stdin_fd, 0}, {spec.stdout_fd, 1}, {spec.stderr_fd, 2}})
     if (fd >= 0) step(posix_spawn_file_actions_adddup2(&actions, fd, target));
+  // A dup2 onto itself clears close-on-exec (glibc 2.29 on), where dup2 would do nothing.
+  for (int fd : spec.inherited_fds) step(posix_spawn_file_actions_adddup2(&actions, fd, fd));
   if (!spec.cwd.empty()) step(posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str()));
   step(posix_spawnattr_setsigmask(&attributes, &none));
   step(posix_spawnattr_setsigdefault(&attributes, &pipe_only));

@@ -47,6 +47,9 @@ struct ProcessSpec {
   /// Descriptors of this process that become the child's stdin, stdout and
   /// stderr (one may serve twice); -1: it shares this process's own.
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+  /// More descriptors of this process the child inherits, under the same
+  /// numbers: those a program is told about on its command line.
+  std::vector<int> inherited_fds{};
   /// It leads a process group of its own, so that the ChildProcess kills
   /// what it starts along with it.
   bool own_group = false;

@@ -854,7 +854,9 @@ void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node)
                          {"env", spec.env},
                          {"workdir", spec.workdir},
                          {"user", spec.user},
-                         {"network", spec.network},
+                         // Whether it has a network, as before steps got one of their own:
+                         // the keys of steps cached then stay.
+                         {"network", spec.network != StepNetwork::none},
                          {"cache", op.cache},
                          {"secrets", secret_ids},
                          {"layer", layer_settings(layer_options())}});

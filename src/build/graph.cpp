@@ -83,7 +83,13 @@ RunOp parse_run(const json& n, size_t index) {
   op.env = string_map(n, "env", index);
   if (auto it = n.find("workdir"); it != n.end() && !it->is_null()) op.workdir = str(n, "workdir", index);
   if (auto it = n.find("user"); it != n.end() && !it->is_null()) op.user = str(n, "user", index);
-  op.network = n.value("network", std::string("host")) != "none";
+  std::string network = n.value("network", std::string("default"));
+  if (network == "host")
+    op.network = StepNetwork::host;
+  else if (network == "none")
+    op.network = StepNetwork::none;
+  else if (network != "default")
+    malformed(index, "run with network '" + network + "'");
   op.cache = strings(n, "cache", index);
   op.secrets = string_map(n, "secrets", index);
   return op;

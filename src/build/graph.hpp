@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sandbox/sandbox.hpp"
+
 namespace imgbuild {
 
 /// The empty image every image starts from.
@@ -52,7 +54,7 @@ struct RunOp {
   std::string shell;  ///< the command as written, for the shell form
   std::map<std::string, std::string> env;
   std::optional<std::string> workdir, user;
-  bool network = true;
+  StepNetwork network = StepNetwork::own;
   std::vector<std::string> cache;              ///< image paths of persistent cache mounts
   std::map<std::string, std::string> secrets;  ///< id -> host file, relative to the context
 };

@@ -27,6 +27,7 @@
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
 #include "base/process.hpp"
+#include "sandbox/network.hpp"
 
 extern char** environ;
 
@@ -169,7 +170,7 @@ void loopback_up(int report_fd) {
       child_fail(report_fd, b.read_only ? "making a mount read-only" : "making a mount nodev");
   }
   ::sethostname("imgbuild", 8);
-  if (!p.network) loopback_up(report_fd);
+  if (p.network != StepNetwork::host) loopback_up(report_fd);
   if (::chdir(p.merged.c_str()) != 0) child_fail(report_fd, "entering the image root");
   if (::syscall(SYS_pivot_root, ".", ".") != 0) child_fail(report_fd, "pivot_root");
   if (::umount2(".", MNT_DETACH) != 0) child_fail(report_fd, "detaching the host root");
@@ -233,7 +234,7 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
   auto [report_read, report_write] = make_pipe();
 
   unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-  if (!p.network) flags |= CLONE_NEWNET;
+  if (p.network != StepNetwork::host) flags |= CLONE_NEWNET;
   if (p.user_namespace) flags |= CLONE_NEWUSER;
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) {
@@ -262,6 +263,10 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     write_map("uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
     write_map("gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
   }
+  // Connected before the child goes on, so the command finds its network up;
+  // killed when the step ends (and it ends by itself with imgbuild).
+  std::optional<UserModeNetwork> network;
+  if (p.network == StepNetwork::own) network.emplace(pid, p.dns_forwarder);
   (void)!::send(sync_write.get(), "x", 1, MSG_NOSIGNAL);
   sync_write = Fd();
 

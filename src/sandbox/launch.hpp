@@ -34,7 +34,8 @@ struct ChildPlan {
   std::vector<std::pair<std::string, std::string>> dev_links;     // link target, path
   UserIds ids;
   std::vector<gid_t> groups;
-  bool network = true;
+  StepNetwork network = StepNetwork::own;
+  bool dns_forwarder = false;  ///< the step's resolv.conf names slirp4netns's forwarder
   bool user_namespace = false;
 };
 

@@ -10,6 +10,7 @@
 #include "base/fs.hpp"
 #include "layer/resolve.hpp"
 #include "sandbox/launch.hpp"
+#include "sandbox/network.hpp"
 #include "sandbox/rootless.hpp"
 #include "sandbox/snapshot.hpp"
 
@@ -152,12 +153,19 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
     p.binds.push_back({source.string(), at, read_only, is_file});
   };
   // /etc/hosts names the step's host; resolv.conf is the host's, so the
-  // network (when there is one) resolves as the build machine's does.
+  // network (when there is one) resolves as the build machine's does, but
+  // for a resolver on the host's loopback, which a network of the step's own
+  // reaches through slirp4netns's forwarder.
   fs::path hosts = scratch.path() / "hosts";
   write_file_atomic(hosts, "127.0.0.1\tlocalhost imgbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n");
   bind(hosts, "/etc/hosts", true, true);
-  if (spec.network && fs::exists("/etc/resolv.conf"))
+  if (spec.network == StepNetwork::host && fs::exists("/etc/resolv.conf"))
     bind(fs::canonical("/etc/resolv.conf"), "/etc/resolv.conf", true, true);
+  if (spec.network == StepNetwork::own && fs::exists("/etc/resolv.conf")) {
+    fs::path resolv_conf = scratch.path() / "resolv.conf";
+    write_file_atomic(resolv_conf, step_resolv_conf(read_file("/etc/resolv.conf"), p.dns_forwarder));
+    bind(resolv_conf, "/etc/resolv.conf", true, true);
+  }
   for (auto& m : spec.mounts) {
     std::error_code ec;
     bind(m.source, m.target, m.read_only, fs::is_regular_file(m.source, ec));

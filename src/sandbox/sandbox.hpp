@@ -2,8 +2,8 @@
 // RUN steps: a command executed inside an image's file system, isolated from
 // the host, whose changes become the step's layer.
 //
-// The command runs in fresh mount, PID, IPC and UTS namespaces (and network,
-// when asked), pivot_root-ed into an overlay of the image root, whose upper
+// The command runs in fresh mount, PID, IPC, UTS and network namespaces (the
+// host's network only when asked), pivot_root-ed into an overlay of the image root, whose upper
 // folder is the diff. Where the kernel refuses that overlay (too old, no
 // overlayfs, a rootless mount it does not allow, an upper folder on a file
 // system overlay cannot use), the step runs on a copy of the image root and
@@ -43,6 +43,17 @@ struct SandboxMount {
   bool read_only = false;
 };
 
+/// The network a step runs in.
+enum class StepNetwork {
+  /// The default: a network namespace of its own that slirp4netns connects
+  /// to the outside (src/sandbox/network.hpp): the step reaches registries
+  /// and module proxies, but neither sees the host's interfaces nor reaches
+  /// the host's loopback.
+  own,
+  host,  ///< the build machine's network namespace (network = "host")
+  none,  ///< a network namespace with only lo, up (network = "none")
+};
+
 struct SandboxSpec {
   std::filesystem::path lower;  ///< the image root; never modified
   /// An empty folder: receives the step's changes (overlay), or a whole copy
@@ -53,7 +64,7 @@ struct SandboxSpec {
   std::vector<std::string> env;  ///< "NAME=value"; HOME added from the user's passwd entry when missing
   std::string workdir = "/";     ///< created when missing, as docker does
   std::string user;              ///< "", "name", "uid", "name:group", "uid:gid"
-  bool network = true;           ///< false: an empty network namespace
+  StepNetwork network = StepNetwork::own;
   std::vector<SandboxMount> mounts;
   /// Every line the step writes to stdout or stderr, as it comes.
   std::function<void(std::string_view line)> output;

@@ -124,3 +124,15 @@ TEST_CASE("from describes a normalised reference; push a normalised target", "[r
   CHECK(arm.reference == "ghcr.io/o/r:1");
   CHECK(arm.platform == "linux/arm64");
 }
+
+TEST_CASE("run's network: its own by default or when named \"default\", the host's or none when asked",
+          "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "image(\"a\", scratch:run \"a\":run(\"b\", { network = \"default\" }):run(\"c\", { network = \"host\" })\n"
+      "  :run(\"d\", { network = \"none\" }))\n");
+  std::vector<StepNetwork> networks;
+  for (auto& node : ev.graph.nodes)
+    if (auto* run = std::get_if<RunOp>(&node.op)) networks.push_back(run->network);
+  CHECK(networks == std::vector<StepNetwork>{StepNetwork::own, StepNetwork::own, StepNetwork::host, StepNetwork::none});
+}

@@ -115,7 +115,7 @@ TEST_CASE("run checks its command and options at the recipe line", "[recipe][err
   CHECK(r.error_of("image(\"a\", scratch:run { \"go\", netwrok = \"none\" })\n") ==
         "recipe.lua:1: run: unknown option 'netwrok' (did you mean 'network'?)");
   CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { network = \"bridge\" }))\n") ==
-        "recipe.lua:1: run: network: expected \"host\" or \"none\", got 'bridge'");
+        "recipe.lua:1: run: network: expected \"default\", \"host\" or \"none\", got 'bridge'");
   CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { cache = { \"go-build\" } }))\n") ==
         "recipe.lua:1: run: cache: 'go-build' must be an absolute path in the image");
   CHECK(r.error_of("image(\"a\", scratch:run(\"make\", { secrets = { [\"a b\"] = \"f\" } }))\n") ==

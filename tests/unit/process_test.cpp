@@ -1,5 +1,5 @@
 // Tests for spawn_process: a child gets the argv, environment, working
-// directory and standard descriptors it is given, a clean signal state and,
+// directory, standard and other descriptors it is given, a clean signal state and,
 // when asked, a process group of its own; what cannot start says why.
 #include "base/process.hpp"
 
@@ -79,6 +79,19 @@ TEST_CASE("one descriptor can be both stdout and stderr", "[process]") {
   CHECK(spawn_process({.argv = {"sh", "-c", "echo out; echo err >&2"}, .stdout_fd = log.get(), .stderr_fd = log.get()})
             .wait() == 0);
   CHECK(slurp(dir.path / "log") == "out\nerr\n");
+}
+
+TEST_CASE("a process inherits the descriptors it is given, under their numbers, and no other", "[process]") {
+  ScratchDir dir;
+  Fd given = open_or_fail(dir.path / "given", O_WRONLY | O_CREAT);
+  Fd other = open_or_fail(dir.path / "other", O_WRONLY | O_CREAT);
+  std::string script = "echo to-given >&" + std::to_string(given.get()) + "; { echo to-other >&" +
+                       std::to_string(other.get()) + "; } 2>/dev/null || true";
+  CHECK(spawn_process({.argv = {"sh", "-c", script}, .inherited_fds = {given.get()}}).wait() == 0);
+  CHECK(slurp(dir.path / "given") == "to-given\n");
+  CHECK(slurp(dir.path / "other").empty());
+  // Still close-on-exec here: only the child's copy lost it.
+  CHECK((::fcntl(given.get(), F_GETFD) & FD_CLOEXEC) != 0);
 }
 
 TEST_CASE("a process leads its own group only when asked", "[process]") {

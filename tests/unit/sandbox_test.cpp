@@ -31,6 +31,7 @@ using imgbuild::run_in_sandbox;
 using imgbuild::SandboxError;
 using imgbuild::SandboxResult;
 using imgbuild::SandboxSpec;
+using imgbuild::StepNetwork;
 using imgbuild::UserIds;
 using namespace imgbuild::test;
 
@@ -156,7 +157,7 @@ SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snap
   fs::create_directory(spec.upper);
   fs::create_directory(spec.work);
   spec.env = {"PATH=/bin"};
-  spec.network = false;
+  spec.network = StepNetwork::none;
   spec.force_snapshot = snapshot;
   return spec;
 }
@@ -342,7 +343,7 @@ TEST_CASE("an overlay the kernel refuses falls back to a snapshot", "[sandbox][r
   fs::create_directory(spec.upper);
   fs::create_directory(spec.work);
   spec.argv = {"/bin/sh", "-c", "echo hi > /data/new"};
-  spec.network = false;
+  spec.network = StepNetwork::none;
   SandboxResult result = run_in_sandbox(spec);
   CHECK(result.exit_code == 0);
   CHECK(result.snapshot);
@@ -493,7 +494,7 @@ TEST_CASE("a step without a network has lo up, in a session of its own", "[sandb
   make_image(image);
   ScratchDir step;
   SandboxSpec spec = step_spec(image, step.path, false);
-  spec.network = false;
+  spec.network = StepNetwork::none;
   // Field 6 of /proc/self/stat is the session: 1, the step's PID 1, not one outside.
   spec.argv = {"/bin/sh", "-c", "busybox ip -o link show lo; cat /proc/self/stat"};
   SandboxResult result = run_in_sandbox(spec);
@@ -513,7 +514,7 @@ TEST_CASE("a step gets HOME from the image's passwd unless its environment sets 
   auto home_in_step = [&](const std::string& user, std::vector<std::string> env) {
     ScratchDir step;
     SandboxSpec spec = step_spec(image, step.path, false);
-    spec.network = false;
+    spec.network = StepNetwork::none;
     spec.user = user;
     spec.env = std::move(env);
     spec.argv = {"/bin/sh", "-c", "echo \"$HOME\""};
