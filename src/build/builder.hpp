@@ -249,6 +249,8 @@ private:
   std::map<Digest, CachedStep> used_;
   /// Where layers not yet in the store can be fetched from (a registry reference).
   std::map<Digest, std::string> layer_sources_;
+  /// What RUN steps run without on this host (no process limit...): told once.
+  std::once_flag unconfined_told_;
 };
 
 /// "1.9 MB": sizes for people (decimal units, as registries and docker show them).
