@@ -897,6 +897,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     spec.mounts.push_back({host, target, true});
     mount_point(target);
   }
+  spec.max_processes = settings.max_processes;
   spec.output = [&](std::string_view line) {
     settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };

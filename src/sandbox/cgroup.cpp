@@ -26,9 +26,8 @@ constexpr const char* kPrefix = "imgbuild-";
 
 /// The nodes a step may read and write: those of its own /dev. "m" for
 /// every node: mknod stays allowed, as in docker, opening a node is not.
-constexpr const char* kDeviceRules[] = {"c *:* m",     "b *:* m",     "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
-                                        "c 1:8 rwm",   "c 1:9 rwm",   "c 5:0 rwm", "c 5:2 rwm",
-                                        "c 136:* rwm"};
+constexpr const char* kDeviceRules[] = {"c *:* m",   "b *:* m",   "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
+                                        "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm"};
 
 /// Writes `text` to the control file `file`; errno is kept on failure.
 bool write_control(const std::string& file, const std::string& text) {
@@ -103,31 +102,25 @@ StepCgroup::StepCgroup(long max_processes) {
   auto lacking = [&](const std::string& what, const std::string& where) {
     missing_ += (missing_.empty() ? "" : "; ") + what + " (cgroup " + where + ": " + strerror(errno) + ")";
   };
-  if (fs::exists(fs::path(kRoot) / "cgroup.controllers")) {
+  // A step cgroup under `parent` whose pids.max is the limit.
+  auto limit_processes = [&](const std::string& parent) {
+    std::string dir = make_dir(parent);
+    if (dir.empty()) return lacking("no process limit", parent);
+    dirs_.push_back(dir);
+    limits_processes_ = write_control(dir + "/pids.max", std::to_string(max_processes));
+    if (!limits_processes_) lacking("no process limit", dir + "/pids.max");
+  };
+  std::error_code ec;
+  if (fs::exists(fs::path(kRoot) / "cgroup.controllers", ec)) {
     // cgroup v2 alone. Controllers go to a child only from a cgroup without
     // processes of its own: the root is the one such place imgbuild can use.
     write_control(std::string(kRoot) + "/cgroup.subtree_control", "+pids");
-    std::string dir = make_dir(kRoot);
-    if (dir.empty()) {
-      lacking("no process limit", kRoot);
-    } else {
-      dirs_.push_back(dir);
-      limits_processes_ = write_control(dir + "/pids.max", std::to_string(max_processes));
-      if (!limits_processes_) lacking("no process limit", dir + "/pids.max");
-    }
-    errno = ENOTSUP;
-    lacking("no device policy", "v2 needs a BPF program");
+    limit_processes(kRoot);
+    missing_ += std::string(missing_.empty() ? "" : "; ") + "no device policy (not made on cgroup v2)";
     return;
   }
   fs::path pids = fs::path(kRoot) / "pids", devices = fs::path(kRoot) / "devices";
-  std::string pids_dir = make_dir(pids.string() + own_v1_cgroup("pids"));
-  if (pids_dir.empty()) {
-    lacking("no process limit", pids.string());
-  } else {
-    dirs_.push_back(pids_dir);
-    limits_processes_ = write_control(pids_dir + "/pids.max", std::to_string(max_processes));
-    if (!limits_processes_) lacking("no process limit", pids_dir + "/pids.max");
-  }
+  limit_processes(pids.string() + own_v1_cgroup("pids"));
   std::string devices_dir = make_dir(devices.string() + own_v1_cgroup("devices"));
   if (devices_dir.empty()) {
     lacking("no device policy", devices.string());

@@ -45,8 +45,8 @@ constexpr const char* kDenied[] = {
     // the clock
     "settimeofday", "stime", "clock_settime", "clock_settime64",
     // hardware and memory of others
-    "iopl", "ioperm", "vhangup", "get_mempolicy", "set_mempolicy", "set_mempolicy_home_node", "mbind",
-    "migrate_pages", "move_pages", "userfaultfd", "open_by_handle_at", "kcmp", "pidfd_getfd", "process_madvise",
+    "iopl", "ioperm", "vhangup", "get_mempolicy", "set_mempolicy", "set_mempolicy_home_node", "mbind", "migrate_pages",
+    "move_pages", "userfaultfd", "open_by_handle_at", "kcmp", "pidfd_getfd", "process_madvise",
     // io_uring: its requests never pass the filter
     "io_uring_setup", "io_uring_enter", "io_uring_register",
     // never implemented, reserved
@@ -103,8 +103,7 @@ std::vector<sock_filter> compile() {
   if (!kernel_at_least(4, 8))
     for (const char* name : kTraceCalls) deny(name);
   for (uint64_t flag : kNamespaceFlags)
-    check(seccomp_rule_add(ctx.get(), eperm, SCMP_SYS(clone), 1, SCMP_A0_64(SCMP_CMP_MASKED_EQ, flag, flag)),
-          "clone");
+    check(seccomp_rule_add(ctx.get(), eperm, SCMP_SYS(clone), 1, SCMP_A0_64(SCMP_CMP_MASKED_EQ, flag, flag)), "clone");
   check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
   for (uint32_t bit = 1; bit != 0; bit <<= 1)
     if (!(bit & kPersonalityAllowed))

@@ -30,13 +30,16 @@ if ! cc -static -O -o "$ctx/attacks" "$(dirname "$0")/hostile_kernel_attacks.c" 
 fi
 base="local base = scratch:copy('base/root', '/'):copy('attacks', '/attacks')"
 
-# build NAME RECIPE-LINES...: builds $ctx/NAME.lua in the background, its pid
-# in $pid (for the cgroup folders named after it), output in $work/NAME.err.
+# build NAME RECIPE-LINES...: builds $ctx/NAME.lua in the background, with
+# the options in $flags, its pid in $pid (for the cgroup folders named after
+# it), output in $work/NAME.err.
+flags=()
 build_bg() {
   local name=$1
   shift
   printf '%s\n' "$base" "$@" >"$ctx/$name.lua"
-  (cd "$ctx" && exec timeout 300 "$IMGBUILD" "$name.lua" --progress plain >"$work/$name.out" 2>"$work/$name.err") &
+  (cd "$ctx" && exec timeout 300 "$IMGBUILD" "$name.lua" --progress plain "${flags[@]}" >"$work/$name.out" \
+    2>"$work/$name.err") &
   pid=$!
 }
 # build NAME RECIPE-LINES...: the same, waited for; its status in $status.
@@ -117,6 +120,14 @@ check "the host runs a process at once" timeout 5 true
 check "no process of the bomb is left" \
   bash -c "(( \$(ls /proc | grep -c '^[0-9]') < $host_tasks_before + 100 ))"
 check "no cgroup of that build is left" no_cgroup "$bomb_pid"
+flags=(--max-processes 50 --no-cache)  # the same step as above: run again, not taken from the cache
+build forkbomb50 "image('forkbomb50', base:run { '/attacks', 'forkbomb', network = 'none' })"
+flags=()
+check "with --max-processes 50, fork fails below 50 processes" \
+  bash -c "grep -Eq '\\| forked=[1-4]?[0-9] stopped=Resource temporarily unavailable\$' '$work/forkbomb50.err'"
+sed -n 's/.*| forked=/        forked=/p' "$work/forkbomb50.err"
+check "--max-processes takes a number only" \
+  bash -c "'$IMGBUILD' '$ctx/forkbomb50.lua' --max-processes lots 2>&1 | grep -qe \"--max-processes: 'lots' is not a number\""
 
 step "devices: a host disk made with mknod cannot be opened"
 # The first real disk of the host (not a loop or RAM device), MAJOR:MINOR.

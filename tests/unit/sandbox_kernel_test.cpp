@@ -90,12 +90,11 @@ TEST_CASE("the seccomp program is built once and refuses namespaces, mounts and 
   CHECK(WEXITSTATUS(status) == 0);
 }
 
-TEST_CASE("a step has docker's capabilities, none as a user, no CAP_NET_RAW on the host's network",
-          "[sandbox][root]") {
+TEST_CASE("a step has docker's capabilities, none as a user, no CAP_NET_RAW on the host's network", "[sandbox][root]") {
   SandboxResult root = run_script("grep -E '^(CapEff|CapInh|Seccomp):' /proc/self/status");
   REQUIRE(root.exit_code == 0);
-  CHECK(root.last_lines == std::vector<std::string>{"CapInh:\t0000000000000000", "CapEff:\t00000000a80425fb",
-                                                      "Seccomp:\t2"});
+  CHECK(root.last_lines ==
+        std::vector<std::string>{"CapInh:\t0000000000000000", "CapEff:\t00000000a80425fb", "Seccomp:\t2"});
   SandboxResult host = run_script("grep '^CapEff:' /proc/self/status", true);
   CHECK(host.last_lines == std::vector<std::string>{"CapEff:\t00000000a80405fb"});
   SandboxResult user = run_script("grep '^CapEff:' /proc/self/status", false, 0, "nobody");
@@ -104,9 +103,10 @@ TEST_CASE("a step has docker's capabilities, none as a user, no CAP_NET_RAW on t
 
 TEST_CASE("a step's processes stop at its limit, and its cgroup goes with it", "[sandbox][root]") {
   // Each background sleep is a process; the shell and PID 1 are two more.
-  SandboxResult result = run_script("n=0; for i in $(seq 30); do sleep 60 & n=$((n+1)); done 2>/dev/null; "
-                                    "ls /proc | grep -c '^[0-9]'",
-                                    false, 12);
+  SandboxResult result = run_script(
+      "n=0; for i in $(seq 30); do sleep 60 & n=$((n+1)); done 2>/dev/null; "
+      "ls /proc | grep -c '^[0-9]'",
+      false, 12);
   CHECK(result.unconfined.find("process limit") == std::string::npos);
   REQUIRE(!result.last_lines.empty());
   CHECK(std::stoi(result.last_lines.back()) <= 12);
