@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,8 +13,6 @@
 #include <iterator>
 #include <sstream>
 #include <thread>
-
-#include "sandbox/sandbox.hpp"
 
 namespace imgbuild {
 
@@ -99,6 +98,7 @@ void remove_dir(const std::string& dir) {
 }  // namespace
 
 StepCgroup::StepCgroup(long max_processes) {
+  std::error_code ec;
   auto lacking = [&](const std::string& what, const std::string& where) {
     missing_ += (missing_.empty() ? "" : "; ") + what + " (cgroup " + where + ": " + strerror(errno) + ")";
   };
@@ -107,10 +107,10 @@ StepCgroup::StepCgroup(long max_processes) {
     std::string dir = make_dir(parent);
     if (dir.empty()) return lacking("no process limit", parent);
     dirs_.push_back(dir);
+    join_files_.push_back(dir + (fs::exists(dir + "/tasks", ec) ? "/tasks" : "/cgroup.procs"));
     limits_processes_ = write_control(dir + "/pids.max", std::to_string(max_processes));
     if (!limits_processes_) lacking("no process limit", dir + "/pids.max");
   };
-  std::error_code ec;
   if (fs::exists(fs::path(kRoot) / "cgroup.controllers", ec)) {
     // cgroup v2 alone. Controllers go to a child only from a cgroup without
     // processes of its own: the root is the one such place imgbuild can use.
@@ -129,7 +129,10 @@ StepCgroup::StepCgroup(long max_processes) {
   dirs_.push_back(devices_dir);
   bool policy = write_control(devices_dir + "/devices.deny", "a");
   for (const char* rule : kDeviceRules) policy = policy && write_control(devices_dir + "/devices.allow", rule);
-  if (policy) return;
+  if (policy) {
+    join_files_.push_back(devices_dir + "/tasks");
+    return;
+  }
   // Half a policy could leave the step without /dev/null.
   lacking("no device policy", devices_dir);
   remove_dir(devices_dir);
@@ -138,12 +141,6 @@ StepCgroup::StepCgroup(long max_processes) {
 
 StepCgroup::~StepCgroup() {
   for (auto& dir : dirs_) remove_dir(dir);
-}
-
-void StepCgroup::add(pid_t pid) const {
-  for (auto& dir : dirs_)
-    if (!write_control(dir + "/cgroup.procs", std::to_string(pid)))
-      throw SandboxError("cannot move the step into its cgroup " + dir + ": " + strerror(errno));
 }
 
 }  // namespace imgbuild

@@ -1,8 +1,6 @@
 #pragma once
 // Internal to src/sandbox/: the cgroups of a RUN step, which limit its
 // processes and the devices it may open, on cgroup v1 or v2.
-#include <sys/types.h>
-
 #include <string>
 #include <vector>
 
@@ -32,9 +30,12 @@ public:
   StepCgroup(const StepCgroup&) = delete;
   StepCgroup& operator=(const StepCgroup&) = delete;
 
-  /// Moves `pid` into the cgroups, before it starts anything. Throws
-  /// SandboxError when the kernel refuses.
-  void add(pid_t pid) const;
+  /// The files a process writes "0" into to enter the cgroups itself, the
+  /// step's PID 1 first thing, before it starts anything. Moving oneself
+  /// through v1's `tasks` costs some microseconds; moving another process
+  /// (cgroup.procs) waits for an RCU grace period, some 10 ms a step. On v2
+  /// it is `cgroup.procs`, the one way without clone3's CLONE_INTO_CGROUP.
+  const std::vector<std::string>& join_files() const { return join_files_; }
   /// Whether the step's processes are counted and limited.
   bool limits_processes() const { return limits_processes_; }
   /// What the step runs without, for the user ("no process limit (cgroup
@@ -42,7 +43,7 @@ public:
   const std::string& missing() const { return missing_; }
 
 private:
-  std::vector<std::string> dirs_;
+  std::vector<std::string> dirs_, join_files_;
   bool limits_processes_ = false;
   std::string missing_;
 };

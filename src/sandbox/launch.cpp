@@ -101,7 +101,8 @@ void loopback_up(int report_fd) {
 /// What the kernel enforces on the step's processes besides their capabilities.
 struct KernelLimits {
   const std::vector<sock_filter>& seccomp;
-  rlim_t nproc = 0;  ///< RLIMIT_NPROC of the command, where no cgroup counts its processes
+  const std::vector<std::string>& cgroup_files;  ///< to write "0" into: StepCgroup::join_files
+  rlim_t nproc = 0;                              ///< RLIMIT_NPROC of the command, where no cgroup counts its processes
 };
 
 /// The child, PID 1 of the new PID namespace: sets up the mounts, enters the
@@ -122,6 +123,12 @@ struct KernelLimits {
   char c;
   if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for imgbuild");
   ::close(sync_fd);
+  // Into the step's cgroups before anything else: what it starts is counted.
+  for (auto& file : limits.cgroup_files) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) child_fail(report_fd, "entering the step's cgroup");
+    ::close(fd);
+  }
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail(report_fd, "making mounts private");
   if (!p.snapshot.empty()) {
     if (::mount(p.snapshot.c_str(), p.merged.c_str(), nullptr, MS_BIND, nullptr) != 0)
@@ -226,13 +233,14 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
   Fd sync_read(sync_fds[0]), sync_write(sync_fds[1]);
   auto [report_read, report_write] = make_pipe();
 
-  // Made before the clone: the child may only make system calls.
+  // Made before the clone: the child may only make system calls. The
+  // child enters it itself, before it does anything else.
   StepCgroup cgroup(spec.max_processes);
   // Rootless, RLIMIT_NPROC counts the processes of the step's own user
   // namespace (Linux 5.14; before, every process of the invoking user). As
   // root it would count every process of the step user's uid on the host,
   // and none of uid 0's: no limit then.
-  KernelLimits limits{step_seccomp_program(),
+  KernelLimits limits{step_seccomp_program(), cgroup.join_files(),
                       !cgroup.limits_processes() && p.user_namespace ? static_cast<rlim_t>(spec.max_processes) : 0};
   result.unconfined = cgroup.missing();
   if (limits.nproc) result.unconfined += "; RLIMIT_NPROC limits the processes of its user namespace instead";
@@ -267,7 +275,6 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     write_map("uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
     write_map("gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
   }
-  cgroup.add(pid);
   (void)!::send(sync_write.get(), "x", 1, MSG_NOSIGNAL);
   sync_write = Fd();
 

@@ -122,15 +122,15 @@ TEST_CASE("a step cgroup kills what is left in it when it goes", "[sandbox][root
     REQUIRE(::pipe(ready) == 0);
     pid = ::fork();
     if (pid == 0) {
-      char c;
-      (void)!::read(ready[0], &c, 1);
+      for (auto& file : cgroup.join_files()) spit(file, "0");
       // A child that leaves its parent behind: not this test's to reap.
       if (::fork() == 0) ::pause();
+      (void)!::write(ready[1], "x", 1);
       ::pause();
       _exit(0);
     }
-    cgroup.add(pid);
-    (void)!::write(ready[1], "x", 1);
+    char c;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
     ::close(ready[0]);
     ::close(ready[1]);
     CHECK(cgroups_left());
