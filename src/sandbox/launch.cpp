@@ -181,14 +181,14 @@ struct KernelLimits {
   close_fds(3, static_cast<unsigned>(report_fd) - 1);
   close_fds(static_cast<unsigned>(report_fd) + 1, ~0U);
 
-  // The raw system call, not fork(): glibc's fork takes the malloc and stdio
-  // locks first, and this child of a raw clone may hold copies of them that
-  // another thread of imgbuild had locked at that instant: it would wait forever.
   // The filter, last of PID 1's setup (which mounts) and before the command
   // exists: PID 1 and everything of the step run under it. PID 1 still has
   // CAP_SYS_ADMIN for it, so no_new_privs stays off: a setuid program of the
   // image works, as in docker.
   if (!install_seccomp(limits.seccomp)) child_fail(report_fd, "installing the seccomp filter");
+  // The raw system call, not fork(): glibc's fork takes the malloc and stdio
+  // locks first, and this child of a raw clone may hold copies of them that
+  // another thread of imgbuild had locked at that instant: it would wait forever.
   pid_t cmd = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
   if (cmd < 0) child_fail(report_fd, "fork");
   if (cmd == 0) {
