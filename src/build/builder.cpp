@@ -899,6 +899,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     spec.mounts.push_back({host, target, true});
     mount_point(target);
   }
+  spec.max_processes = settings.max_processes;
   spec.output = [&](std::string_view line) {
     settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };
@@ -910,6 +911,12 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
                                    (tail.empty() ? "" : ":" + tail));
   }
   write_file_atomic(step.path() / "empty", "");
+  if (!result.unconfined.empty())
+    std::call_once(b_.unconfined_told_, [&] {
+      settings.progress(
+          StepNotice{b_.index_of(node), node.loc,
+                     "run: this host lets RUN steps run with " + result.unconfined + ": told once for the build"});
+    });
   if (result.snapshot)
     settings.progress(StepNotice{b_.index_of(node), node.loc,
                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});

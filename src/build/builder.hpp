@@ -16,6 +16,7 @@
 #include "build/progress.hpp"
 #include "inspect/doctor.hpp"
 #include "oci/image.hpp"
+#include "sandbox/sandbox.hpp"
 #include "store/layout.hpp"
 #include "store/step_cache.hpp"
 
@@ -36,6 +37,8 @@ struct BuildSettings {
   int64_t source_date_epoch = 0;
   /// How the layers this build writes are compressed (part of every step's key).
   Compression compression = Compression::Gzip;
+  /// Processes and threads each RUN step may have at once.
+  long max_processes = kDefaultMaxProcesses;
   Platform platform = Platform::host();
   /// Step events (started, output, ended), serialised: the sink sees one
   /// event at a time even while stages build in parallel.
@@ -249,6 +252,8 @@ private:
   std::map<Digest, CachedStep> used_;
   /// Where layers not yet in the store can be fetched from (a registry reference).
   std::map<Digest, std::string> layer_sources_;
+  /// What RUN steps run without on this host (no process limit...): told once.
+  std::once_flag unconfined_told_;
 };
 
 /// "1.9 MB": sizes for people (decimal units, as registries and docker show them).

@@ -43,6 +43,7 @@ build options:
   --ignore WARNING      do not report a doctor warning: entrypoint, root, tls, tzdata
   --compression gzip|zstd   how new layers are compressed (default gzip; zstd is
                         faster and smaller, for containerd, podman, docker 23+)
+  --max-processes N     processes and threads each RUN step may have (default 4096)
   --no-cache            run every step again, ignoring cached results
   --cache-dir DIR       build cache (default: $XDG_CACHE_HOME/imgbuild)
   --cache-from REF      reuse steps exported to this registry repository tag

@@ -75,6 +75,17 @@ const Option kTable[] = {
        if (!c) throw UsageError("--compression " + name + ": expected gzip or zstd");
        o.compression = *c;
      }},
+    {Opt::MaxProcesses, "--max-processes", "", kValue,
+     [](Options& o, const std::string& n) {
+       size_t used = 0;
+       try {
+         o.max_processes = std::stol(n, &used);
+       } catch (const std::exception&) {
+         used = 0;
+       }
+       if (used == 0 || used != n.size() || o.max_processes < 1)
+         throw UsageError("--max-processes: '" + n + "' is not a number of processes (at least 1)");
+     }},
     {Opt::NoCache, "--no-cache", "", kFlag, [](Options& o, const std::string&) { o.use_cache = false; }},
     {Opt::CacheDir, "--cache-dir", "", kValue, [](Options& o, const std::string& dir) { o.cache_dir = dir; }},
     {Opt::CacheFrom, "--cache-from", "", kValue,

@@ -15,6 +15,7 @@
 #include "cli/progress.hpp"
 #include "layer/layer.hpp"
 #include "oci/reference.hpp"
+#include "sandbox/sandbox.hpp"
 #include "store/step_cache.hpp"
 
 namespace imgbuild::cli {
@@ -34,7 +35,8 @@ struct Options {
   bool strict = false;
   std::set<std::string> ignore;  ///< doctor warnings not to report
   Compression compression = Compression::Gzip;
-  bool use_cache = true;  ///< false: --no-cache
+  long max_processes = kDefaultMaxProcesses;  ///< --max-processes: of each RUN step
+  bool use_cache = true;                      ///< false: --no-cache
   std::optional<std::filesystem::path> cache_dir;
   std::vector<Reference> cache_from;
   std::optional<Reference> cache_to;
@@ -56,6 +58,7 @@ enum class Opt {
   Strict,
   Ignore,
   Compression,
+  MaxProcesses,
   NoCache,
   CacheDir,
   CacheFrom,

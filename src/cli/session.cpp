@@ -15,11 +15,11 @@ namespace imgbuild::cli {
 namespace {
 
 /// What `build` and `plan` take (`plan` accepts every option of `build`).
-const Syntax kBuildSyntax = {
-    OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression, Opt::NoCache,
-              Opt::CacheFrom, Opt::CacheTo, Opt::Pull, Opt::Push, Opt::NoPush, Opt::Progress, Opt::RegistryMirror} |
-        kCacheOptions | kRegistryOptions,
-    Operands::Any};
+const Syntax kBuildSyntax = {OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression,
+                                       Opt::MaxProcesses, Opt::NoCache, Opt::CacheFrom, Opt::CacheTo, Opt::Pull,
+                                       Opt::Push, Opt::NoPush, Opt::Progress, Opt::RegistryMirror} |
+                                 kCacheOptions | kRegistryOptions,
+                             Operands::Any};
 
 int64_t source_date_epoch() {
   const char* v = std::getenv("SOURCE_DATE_EPOCH");
@@ -71,6 +71,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
   settings.compression = b.compression;
+  settings.max_processes = b.max_processes;
   if (!planning) {
     view = ProgressView::make(b.progress);
     settings.progress = view->sink();

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -27,7 +28,9 @@
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
 #include "base/process.hpp"
+#include "sandbox/cgroup.hpp"
 #include "sandbox/network.hpp"
+#include "sandbox/seccomp.hpp"
 
 extern char** environ;
 
@@ -39,10 +42,31 @@ constexpr size_t kTailLines = 20;
 
 /// The capabilities a step keeps: docker's default set. Everything else
 /// (mounting, loading modules, raw I/O, tracing other processes...) is dropped
-/// from the bounding set before the command starts.
+/// from the bounding set before the command starts, and from the command's
+/// own sets before it runs.
 constexpr int kKeptCapabilities[] = {
     CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,           CAP_MKNOD,      CAP_NET_RAW, CAP_SETGID,
     CAP_SETUID, CAP_SETFCAP,      CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,    CAP_AUDIT_WRITE};
+
+/// Whether a step of plan `p` keeps `cap`. On the host's network a raw
+/// socket would see the host's traffic (a loopback request's Authorization
+/// header): CAP_NET_RAW goes too there.
+bool keeps_capability(const ChildPlan& p, int cap) {
+  if (cap == CAP_NET_RAW && p.network == StepNetwork::host) return false;
+  return std::find(std::begin(kKeptCapabilities), std::end(kKeptCapabilities), cap) != std::end(kKeptCapabilities);
+}
+
+/// Leaves the calling process the kept capabilities alone, effective and
+/// permitted, none inheritable: a dropped bounding set alone would leave
+/// root's full effective set until exec, and an inheritable one past it.
+bool limit_capabilities(const ChildPlan& p) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
+    if (keeps_capability(p, cap)) data[CAP_TO_INDEX(cap)].effective |= CAP_TO_MASK(cap);
+  for (auto& d : data) d.permitted = d.effective;
+  return ::syscall(SYS_capset, &header, data) == 0;
+}
 
 [[noreturn]] void child_fail(int report_fd, const char* what, bool overlay = false) {
   SetupFailure f;
@@ -92,11 +116,19 @@ void loopback_up(int report_fd) {
   ::close(sock);
 }
 
+/// What the kernel enforces on the step's processes besides their capabilities.
+struct KernelLimits {
+  const std::vector<sock_filter>& seccomp;
+  const std::vector<std::string>& cgroup_files;  ///< to write "0" into: StepCgroup::join_files
+  rlim_t nproc = 0;                              ///< RLIMIT_NPROC of the command, where no cgroup counts its processes
+};
+
 /// The child, PID 1 of the new PID namespace: sets up the mounts, enters the
 /// image, then forks the command and ends when it ends. Its end ends the
 /// namespace: the kernel kills every process of the step still there, so
 /// nothing a step starts outlives it or keeps its output open.
-[[noreturn]] void child_main(const ChildPlan& p, int out_fd, int sync_fd, int sync_write_fd, int report_fd) {
+[[noreturn]] void child_main(const ChildPlan& p, const KernelLimits& limits, int out_fd, int sync_fd, int sync_write_fd,
+                             int report_fd) {
   // A session of its own: imgbuild's terminal is no controlling terminal of
   // the step's, so /dev/tty opens nothing and TIOCSTI types into nothing.
   ::setsid();
@@ -109,6 +141,12 @@ void loopback_up(int report_fd) {
   char c;
   if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for imgbuild");
   ::close(sync_fd);
+  // Into the step's cgroups before anything else: what it starts is counted.
+  for (auto& file : limits.cgroup_files) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) child_fail(report_fd, "entering the step's cgroup");
+    ::close(fd);
+  }
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail(report_fd, "making mounts private");
   // nodev wherever the step writes: a device node that a base layer ships
   // or that the step makes (as Docker keeps them) opens nothing there. The
@@ -180,8 +218,7 @@ void loopback_up(int report_fd) {
   if (::chdir(p.workdir_path.c_str()) != 0) child_fail(report_fd, "entering the working directory");
 
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
-    if (std::find(std::begin(kKeptCapabilities), std::end(kKeptCapabilities), cap) == std::end(kKeptCapabilities))
-      ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    if (!keeps_capability(p, cap)) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
   int in = ::open("/dev/null", O_RDONLY);
   if (in < 0 || ::dup2(in, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0) child_fail(report_fd, "stdio");
   // Nothing of imgbuild's leaks into the step: every other descriptor closes
@@ -189,6 +226,11 @@ void loopback_up(int report_fd) {
   close_fds(3, static_cast<unsigned>(report_fd) - 1);
   close_fds(static_cast<unsigned>(report_fd) + 1, ~0U);
 
+  // The filter, last of PID 1's setup (which mounts) and before the command
+  // exists: PID 1 and everything of the step run under it. PID 1 still has
+  // CAP_SYS_ADMIN for it, so no_new_privs stays off: a setuid program of the
+  // image works, as in docker.
+  if (!install_seccomp(limits.seccomp)) child_fail(report_fd, "installing the seccomp filter");
   // The raw system call, not fork(): glibc's fork takes the malloc and stdio
   // locks first, and this child of a raw clone may hold copies of them that
   // another thread of imgbuild had locked at that instant: it would wait forever.
@@ -197,6 +239,9 @@ void loopback_up(int report_fd) {
   if (cmd == 0) {
     // The command alone drops to the image's user: a change of ids would
     // clear PID 1's parent-death signal.
+    if (!limit_capabilities(p)) child_fail(report_fd, "limiting capabilities");
+    rlimit nproc{limits.nproc, limits.nproc};
+    if (limits.nproc && ::setrlimit(RLIMIT_NPROC, &nproc) != 0) child_fail(report_fd, "limiting processes");
     if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
     if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
     if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
@@ -233,6 +278,18 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
   Fd sync_read(sync_fds[0]), sync_write(sync_fds[1]);
   auto [report_read, report_write] = make_pipe();
 
+  // Made before the clone: the child may only make system calls. The
+  // child enters it itself, before it does anything else.
+  StepCgroup cgroup(spec.max_processes);
+  // Rootless, RLIMIT_NPROC counts the processes of the step's own user
+  // namespace (Linux 5.14; before, every process of the invoking user). As
+  // root it would count every process of the step user's uid on the host,
+  // and none of uid 0's: no limit then.
+  KernelLimits limits{step_seccomp_program(), cgroup.join_files(),
+                      !cgroup.limits_processes() && p.user_namespace ? static_cast<rlim_t>(spec.max_processes) : 0};
+  result.unconfined = cgroup.missing();
+  if (limits.nproc) result.unconfined += "; RLIMIT_NPROC limits the processes of its user namespace instead";
+
   unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
   if (p.network != StepNetwork::host) flags |= CLONE_NEWNET;
   if (p.user_namespace) flags |= CLONE_NEWUSER;
@@ -245,7 +302,7 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
                          "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)");
     throw SandboxError(std::string("cannot create the step's namespaces: ") + strerror(e));
   }
-  if (pid == 0) child_main(p, out_write.get(), sync_read.get(), sync_write.get(), report_write.get());
+  if (pid == 0) child_main(p, limits, out_write.get(), sync_read.get(), sync_write.get(), report_write.get());
   // Killed (and with it the whole PID namespace) if anything below throws,
   // an interrupt included.
   ChildProcess child(pid, false);

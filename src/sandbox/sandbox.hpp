@@ -15,7 +15,9 @@
 // runs as the image's user, resolved from the image's own /etc/passwd and
 // /etc/group, with a reduced capability set, in a session of its own (no
 // terminal of imgbuild's), and inherits no file descriptor of imgbuild but its
-// output pipe. Every process of the step dies when its command ends or when
+// output pipe. A seccomp filter refuses the system calls docker's default
+// profile refuses, and a cgroup limits its processes and the devices it may
+// open. Every process of the step dies when its command ends or when
 // imgbuild does. docs/sandbox.md compares it with runc's defaults.
 #include <filesystem>
 #include <functional>
@@ -54,6 +56,12 @@ enum class StepNetwork {
   none,  ///< a network namespace with only lo, up (network = "none")
 };
 
+/// The default process limit of a step: a fork bomb stops there, and the
+/// machine stays usable, while a parallel build (make -j, a Go or Rust
+/// compiler's threads, which count too) stays far below it. Docker sets
+/// none unless its daemon is told to; 4096 is what runners commonly set.
+constexpr long kDefaultMaxProcesses = 4096;
+
 struct SandboxSpec {
   std::filesystem::path lower;  ///< the image root; never modified
   /// An empty folder: receives the step's changes (overlay), or a whole copy
@@ -72,6 +80,9 @@ struct SandboxSpec {
   /// when the kernel refuses the overlay, chosen here to test it or to avoid
   /// an overlay that misbehaves on some file system.
   bool force_snapshot = false;
+  /// Processes and threads the step may have at once, counted by a cgroup
+  /// (kDefaultMaxProcesses unless the user chose).
+  long max_processes = kDefaultMaxProcesses;
 };
 
 struct SandboxResult {
@@ -91,6 +102,10 @@ struct SandboxResult {
   /// step_changes leaves those the image did not have out of the layer,
   /// unless the step wrote something below them.
   std::vector<std::string> mount_points;
+  /// What the step ran without, when this host did not allow it ("no
+  /// process limit (cgroup /sys/fs/cgroup/pids: Permission denied)"): worth
+  /// telling the user once. Empty when the step had every limit.
+  std::string unconfined;
 };
 
 /// Runs the step to its end: on an overlay, or on a snapshot when the overlay
