@@ -1,5 +1,7 @@
 #pragma once
 // An OCI image layout directory: the local store, and `-o oci:DIR` outputs.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -95,8 +97,9 @@ private:
   /// store's lock files, so the layout stays one any OCI tool reads.
   std::filesystem::path record_dir() const { return root_ / ".imgbuild-verified"; }
   std::filesystem::path record_path(const Digest& d, const char* kind) const;
-  /// Removes a damaged blob and its records; says so through warn_.
-  void drop_damaged(const Digest& d, const std::string& why) const;
+  /// Removes a damaged blob (when `checked`, only if it is still that file)
+  /// and its records; says so through warn_.
+  void drop_damaged(const Digest& d, const std::string& why, const struct ::stat* checked = nullptr) const;
   std::filesystem::path root_;
   std::function<void(const std::string&)> warn_;
 };

@@ -56,9 +56,13 @@ fs::path Layout::record_path(const Digest& d, const char* kind) const {
   return record_dir() / (std::string(d.hex()) + kind);
 }
 
-void Layout::drop_damaged(const Digest& d, const std::string& why) const {
+void Layout::drop_damaged(const Digest& d, const std::string& why, const struct ::stat* checked) const {
   std::error_code ec;
-  fs::remove(blob_path(d), ec);
+  struct ::stat now {};
+  // Only the file found damaged: another build may have put a whole copy there since.
+  if (!checked ||
+      (::lstat(blob_path(d).c_str(), &now) == 0 && now.st_dev == checked->st_dev && now.st_ino == checked->st_ino))
+    fs::remove(blob_path(d), ec);
   fs::remove(record_path(d, ".stamp"), ec);
   fs::remove(record_path(d, ".diff_id"), ec);
   if (warn_)
@@ -77,12 +81,13 @@ bool Layout::verify_blob(const Digest& d, std::optional<uint64_t> size, bool reh
   struct ::stat before {};
   if (::fstat(fd.get(), &before) != 0) throw_errno(path.string());
   if (!S_ISREG(before.st_mode)) {
-    drop_damaged(d, "is not a regular file");
+    drop_damaged(d, "is not a regular file", &before);
     return false;
   }
   if (size && static_cast<uint64_t>(before.st_size) != *size) {
     drop_damaged(d,
-                 "holds " + std::to_string(before.st_size) + " bytes where " + std::to_string(*size) + " are expected");
+                 "holds " + std::to_string(before.st_size) + " bytes where " + std::to_string(*size) + " are expected",
+                 &before);
     return false;
   }
   FileStamp stamp = FileStamp::of(before);
@@ -92,7 +97,7 @@ bool Layout::verify_blob(const Digest& d, std::optional<uint64_t> size, bool reh
   hash.update_fd(fd.get(), path.string());
   Digest actual = hash.finish();
   if (actual != d) {
-    drop_damaged(d, "holds content whose digest is " + actual.str());
+    drop_damaged(d, "holds content whose digest is " + actual.str(), &before);
     return false;
   }
   struct ::stat after {};
