@@ -37,6 +37,15 @@ Digest chain_id(const std::vector<LayerBlob>& layers) {
   return chain;
 }
 
+/// The error for a layer whose uncompressed content is `actual`, not the
+/// diff_id its image's config gives: an image that lies about its layers,
+/// whose files must never pass for those of the image it copied them from.
+std::runtime_error lying_layer(const std::string& step, const LayerBlob& layer, const Digest& actual) {
+  return std::runtime_error(step + ": layer " + layer.digest.str() + " is not what the image's config says: diff_id " +
+                            layer.diff_id.str() + " in the config, " + actual.str() +
+                            " in the layer; the image is refused (imgbuild rmi removes it from the store)");
+}
+
 /// The identity of an image's file system in step keys: its layers' chain ID.
 std::string filesystem_id(const Image& image) {
   return image.layers.empty() ? std::string("empty") : chain_id(image.layers).str();
@@ -203,15 +212,15 @@ std::filesystem::path Builder::Building::host_build(const HostBuildOp& op, const
 void Builder::Building::take(Stage& st, CacheHit& hit, const std::string& description, StepKind kind,
                              const Node& node) {
   const std::optional<LayerBlob>& layer = hit.step.layer;
+  if (layer && !hit.step.source.empty()) {
+    // Fetched from there while the store lacks it, or when its copy proves damaged.
+    std::lock_guard lock(b_.records_mutex_);
+    b_.layer_sources_[layer->digest] = hit.step.source;
+  }
   if (hit.where == PlannedStep::Outcome::Local) {
     std::lock_guard lock(b_.records_mutex_);
-    if (layer && !b_.store_.has_blob(layer->digest)) b_.layer_sources_[layer->digest] = hit.step.source;
     b_.used_.emplace(hit.step.key, hit.step);
   } else {
-    if (layer && !(b_.store_.has_blob(layer->digest) && whole(*layer))) {
-      std::lock_guard lock(b_.records_mutex_);
-      b_.layer_sources_[layer->digest] = hit.step.source;
-    }
     hit.step.created = std::time(nullptr);
     b_.remember(hit.step);
   }
@@ -385,7 +394,7 @@ const BuiltImage& Builder::build(size_t node) {
   // Before any base layer is downloaded: an image over its budget goes nowhere.
   check_budget(st, compressed);
   ensure_local(st.image.layers);
-  for (auto& l : st.image.layers) uncompressed += l.uncompressed_size ? l.uncompressed_size : pulled_tar_size(l);
+  for (size_t i = 0; i < st.image.layers.size(); ++i) uncompressed += check_layer(st, i);
   std::string config = st.image.config_document();
   Descriptor config_desc = store_.put_document(config, media_type::kConfig);
   std::string manifest = st.image.manifest_document(config_desc);
@@ -405,19 +414,29 @@ const BuiltImage& Builder::build(size_t node) {
   return finished_.emplace(node, std::move(built)).first->second;
 }
 
-uint64_t Builder::pulled_tar_size(const LayerBlob& layer) {
-  // A pulled layer's manifest gives only its compressed size: the tar's comes
-  // from reading it, once per blob, so a large base costs nothing on rebuilds.
+uint64_t Builder::check_layer(const Stage& st, size_t i) {
+  const LayerBlob& layer = st.image.layers[i];
+  // Once per blob, so a large base costs nothing on rebuilds: the tar's size
+  // is kept in the cache, its digest in the store (with the blob it is of).
   auto memo = settings_.cache_dir / "tar-sizes" / layer.digest.hex();
+  std::optional<uint64_t> size;
+  if (layer.uncompressed_size) size = layer.uncompressed_size;
   try {
-    return std::stoull(read_file(memo));
+    if (!size) size = std::stoull(read_file(memo));
   } catch (const std::exception&) {
     // Not measured yet (or a torn memo): measure again.
   }
-  uint64_t size = tar_size(store_.blob_path(layer.digest));
-  std::filesystem::create_directories(memo.parent_path());
-  write_file_atomic(memo, std::to_string(size));
-  return size;
+  std::optional<Digest> diff_id = store_.known_diff_id(layer.digest);
+  if (!diff_id || !size) {
+    TarStream tar = read_tar_stream(store_.blob_path(layer.digest));
+    store_.note_diff_id(layer.digest, tar.digest);
+    std::filesystem::create_directories(memo.parent_path());
+    write_file_atomic(memo, std::to_string(tar.size));
+    diff_id = tar.digest;
+    if (!size) size = tar.size;
+  }
+  if (*diff_id != layer.diff_id) throw lying_layer(st.layer_steps.at(i), layer, *diff_id);
+  return *size;
 }
 
 void Builder::check_budget(const Stage& st, uint64_t compressed) const {
@@ -460,7 +479,8 @@ std::vector<CachedStep> Builder::used_steps() const {
 void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
   std::map<std::string, std::vector<LayerBlob>> missing;
   for (auto& layer : layers) {
-    if (store_.has_blob(layer.digest)) continue;
+    // A damaged blob is removed here: fetched again like a missing one.
+    if (store_.verify_blob(layer.digest, layer.size)) continue;
     std::string source;
     {
       std::lock_guard lock(records_mutex_);
@@ -468,7 +488,7 @@ void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
     }
     if (source.empty())
       throw std::runtime_error("layer " + layer.digest.str() + " is missing from the store " + store_.root().string() +
-                               " (was it removed while the build ran?)");
+                               " (removed while the build ran, or damaged: see the warning above; build again)");
     missing[source].push_back(layer);
   }
   for (auto& [source, list] : missing) {
@@ -741,11 +761,12 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
   StepReport report(*this, node, step.description, StepKind::Copy);
   const CopyOp& op = step.op;
   if (step.source)
-    step.entries = plan_copy_from(op, b_.image_root(step.source->image), step.source->image.config.workdir,
-                                  st.image.config.workdir);
+    step.entries =
+        plan_copy_from(op, b_.image_root(*step.source), step.source->image.config.workdir, st.image.config.workdir);
   if (op.static_only) b_.check_static(step.entries, st.image.platform);
   LayerBlob blob =
       write_sorted_layer(step.entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &contents);
+  b_.store_.note_layer(blob);
   if (!key) {
     key = b_.copy_key(step, contents);
     b_.cache_.add_shape(*step.shape, contents, read_since);
@@ -775,10 +796,10 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   st.image.created = settings_.source_date_epoch;
   auto tree = std::make_shared<ImageTree>();
   {
-    // The layers come when a step or an output needs them (most cached builds never do).
+    // The layers come when a step or an output needs them (most cached builds
+    // never do), and again from there if the store's copy proves damaged.
     std::lock_guard lock(records_mutex_);
-    for (auto& layer : st.image.layers)
-      if (!store_.has_blob(layer.digest)) layer_sources_[layer.digest] = op.reference;
+    for (auto& layer : st.image.layers) layer_sources_[layer.digest] = op.reference;
   }
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
   st.tree = std::move(tree);
@@ -786,12 +807,37 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   return "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
 }
 
-std::filesystem::path Builder::image_root(const Image& image) {
+std::filesystem::path Builder::image_root(const Stage& st) {
   namespace fs = std::filesystem;
+  const Image& image = st.image;
   fs::path roots = settings_.cache_dir / "roots";
   fs::create_directories(roots);
-  fs::path root = roots / (image.layers.empty() ? std::string("empty") : std::string(chain_id(image.layers).hex()));
+  // Named by the chain ID with a mark older engines never wrote: their roots
+  // were unpacked without checking the diff_ids, so they name nothing.
+  auto root_of = [&](size_t n) {
+    return roots / (n == 0 ? std::string("empty")
+                           : std::string(chain_id({image.layers.begin(), image.layers.begin() + n}).hex()) + ".v");
+  };
+  // A root is used only for layers checked against their diff_ids: those the
+  // store has a record of, those read now when a root stands for them
+  // already, and those hashed below as they are unpacked.
+  std::vector<bool> checked(image.layers.size());
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    const LayerBlob& layer = image.layers[i];
+    std::optional<Digest> known = store_.known_diff_id(layer.digest);
+    if (known && *known != layer.diff_id) throw lying_layer(st.layer_steps.at(i), layer, *known);
+    checked[i] = known.has_value();
+  }
+  auto read_unchecked = [&](size_t below) {
+    for (size_t i = 0; i < below; ++i)
+      if (!checked[i]) check_layer(st, i);
+  };
+  fs::path root = root_of(image.layers.size());
   if (fs::exists(root)) {
+    if (std::find(checked.begin(), checked.end(), false) != checked.end()) {
+      ensure_local(image.layers);
+      read_unchecked(image.layers.size());
+    }
     mark_used(root);
     return root;
   }
@@ -801,26 +847,37 @@ std::filesystem::path Builder::image_root(const Image& image) {
   size_t start = 0;
   fs::path below;
   for (size_t n = image.layers.empty() ? 0 : image.layers.size() - 1; n > 0 && below.empty(); --n) {
-    fs::path candidate = roots / std::string(chain_id({image.layers.begin(), image.layers.begin() + n}).hex());
-    if (fs::exists(candidate)) {
+    if (fs::exists(root_of(n))) {
       start = n;
-      below = candidate;
+      below = root_of(n);
     }
   }
+  read_unchecked(start);
   // Unpacked beside its final name and renamed when whole: a build killed
-  // half-way leaves no root that looks complete.
+  // half-way, or a layer found to lie, leaves no root that looks complete.
   TempDir scratch(roots, ".unpack-");
   std::vector<UnpackLayer> layers;
-  for (size_t i = start; i < image.layers.size(); ++i)
-    layers.push_back({store_.blob_path(image.layers[i].digest),
-                      "layer " + std::to_string(i + 1) + " (" + image.layers[i].digest.str() + ")"});
+  for (size_t i = start; i < image.layers.size(); ++i) {
+    const LayerBlob& layer = image.layers[i];
+    layers.push_back({store_.blob_path(layer.digest),
+                      "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+                      checked[i] ? std::nullopt : std::optional(layer.diff_id)});
+  }
+  fs::path tree = scratch.path() / "root";
   if (below.empty()) {
-    unpack_image(scratch.path() / "root", layers);
+    unpack_image(tree, {});  // an empty root
   } else {
     mark_used(below);
-    link_tree(below, scratch.path() / "root");
-    for (auto& layer : layers) apply_layer(scratch.path() / "root", layer.blob, layer.label);
+    link_tree(below, tree);
   }
+  for (size_t i = start; i < image.layers.size(); ++i) try {
+      apply_layer(tree, layers[i - start]);
+    } catch (const DiffIdMismatch& lie) {
+      store_.note_diff_id(image.layers[i].digest, lie.actual);
+      throw lying_layer(st.layer_steps.at(i), image.layers[i], lie.actual);
+    }
+  for (size_t i = start; i < image.layers.size(); ++i)
+    store_.note_diff_id(image.layers[i].digest, image.layers[i].diff_id);
   std::error_code ec;
   fs::rename(scratch.path() / "root", root, ec);
   if (ec && !fs::exists(root))
@@ -872,7 +929,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   SandboxSpec& spec = run.spec;
   const BuildSettings& settings = b_.settings_;
 
-  spec.lower = b_.image_root(st.image);
+  spec.lower = b_.image_root(st);
   TempDir step(settings.cache_dir / "tmp", "run-");
   spec.upper = step.path() / "upper";
   spec.work = step.path() / "work";
@@ -928,7 +985,10 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
       if (e.gid == ::getegid()) e.gid = 0;
     }
   std::optional<LayerBlob> layer;
-  if (!entries.empty()) layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options());
+  if (!entries.empty()) {
+    layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options());
+    b_.store_.note_layer(*layer);
+  }
   b_.remember(CachedStep{run.key, run.description, layer, std::time(nullptr)});
   b_.add_layer(st, layer, run.description, node);
   report.end(StepStatus::Done, layer ? std::optional(layer->size) : std::nullopt);

@@ -215,9 +215,11 @@ private:
   Digest copy_key(const CopyStep& step, const FileDigests& contents) const;
   /// The verified cached result of step `key`, or nullopt (it must run).
   std::optional<CacheHit> lookup(const Digest& key, StepPolicy& policy);
-  /// The file system of `image`, unpacked read-only into the build cache
-  /// under its layers' chain ID, so RUN steps and copies from it share it.
-  std::filesystem::path image_root(const Image& image);
+  /// The file system of a stage's image, unpacked read-only into the build
+  /// cache under its layers' chain ID, so RUN steps and copies from it share
+  /// it. Every layer under a root was verified to hash to its diff_id: the
+  /// chain ID names what the root holds, whatever the config claims.
+  std::filesystem::path image_root(const Stage& stage);
   void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);
   /// Whether a copy of this shape (describe_shape in a step key) may have a
   /// cached result: never, when neither this cache nor a registry cache can
@@ -227,8 +229,10 @@ private:
   void remember(const CachedStep& step);
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
   void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description, const Node& node);
-  /// The uncompressed size of a layer known only by its blob (a base image's).
-  uint64_t pulled_tar_size(const LayerBlob& layer);
+  /// Layer `i` of a stage's image checked against its diff_id (the store's
+  /// record, or its blob read once), and its uncompressed size (a pulled
+  /// layer's manifest gives only the compressed one). The blob is in the store.
+  uint64_t check_layer(const Stage& stage, size_t i);
   /// Throws when `compressed` layer bytes are over the budget of `stage`.
   void check_budget(const Stage& stage, uint64_t compressed) const;
   /// The node's number in the graph: steps' identity in progress events.

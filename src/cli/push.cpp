@@ -35,7 +35,7 @@ int cmd_push(const std::vector<std::string>& args) {
   Image image = image_from_documents(stored.manifest_json, stored.config_json);
   std::vector<LayerBlob> missing;
   for (auto& layer : image.layers)
-    if (!store.has_blob(layer.digest)) missing.push_back(layer);
+    if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
   if (!missing.empty() && manifest->platform)
     fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
   print_push(dest.str(), push_image(registry.client(), store, *manifest, dest));

@@ -511,7 +511,74 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
   }
 }
 
+/// Reads the uncompressed stream of a layer blob and hands it to a second
+/// reader (the tar), hashing every byte on the way: a layer's diff_id comes
+/// from the same single read that unpacks it.
+class HashedStream {
+public:
+  HashedStream(const std::filesystem::path& blob, const std::string& label)
+      : label_(label), raw_(archive_read_new(), archive_read_free), buffer_(kBuffer) {
+    fd_ = Fd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd_) throw UnpackError(label + ": cannot open " + blob.string() + ": " + std::strerror(errno));
+    if (!raw_) throw UnpackError(label + ": libarchive: out of memory");
+    // The raw format: the decompressed stream as one entry, whatever it holds.
+    archive_entry* e = nullptr;
+    if (archive_read_support_filter_gzip(raw_.get()) != ARCHIVE_OK ||
+        archive_read_support_filter_zstd(raw_.get()) != ARCHIVE_OK ||
+        archive_read_support_format_raw(raw_.get()) != ARCHIVE_OK ||
+        archive_read_open_fd(raw_.get(), fd_.get(), kBuffer) != ARCHIVE_OK ||
+        archive_read_next_header(raw_.get(), &e) != ARCHIVE_OK)
+      throw UnpackError(label + ": " + archive_message(raw_.get()));
+  }
+
+  /// Opens `tar` on the stream.
+  void feed(archive* tar) {
+    if (archive_read_open(tar, this, nullptr, &HashedStream::read, nullptr) != ARCHIVE_OK)
+      throw UnpackError(label_ + ": " + archive_message(tar));
+  }
+
+  /// Reads what the tar reader left (the padding after its end) and returns the whole stream.
+  TarStream finish() {
+    for (la_ssize_t n; (n = next()) != 0;)
+      if (n < 0) throw UnpackError(label_ + ": " + archive_message(raw_.get()));
+    return {size_, hash_.finish()};
+  }
+
+private:
+  la_ssize_t next() {
+    la_ssize_t n = archive_read_data(raw_.get(), buffer_.data(), buffer_.size());
+    if (n > 0) {
+      hash_.update(buffer_.data(), static_cast<size_t>(n));
+      size_ += static_cast<uint64_t>(n);
+    }
+    return n;
+  }
+  static la_ssize_t read(archive* tar, void* self, const void** data) {
+    auto* stream = static_cast<HashedStream*>(self);
+    la_ssize_t n = stream->next();
+    if (n < 0) {
+      archive_set_error(tar, EIO, "%s", archive_message(stream->raw_.get()).c_str());
+      return -1;
+    }
+    *data = stream->buffer_.data();
+    return n;
+  }
+
+  std::string label_;
+  Fd fd_;
+  ArchivePtr raw_;
+  std::vector<char> buffer_;
+  Sha256 hash_;
+  uint64_t size_ = 0;
+};
+
 }  // namespace
+
+DiffIdMismatch::DiffIdMismatch(const std::string& label, Digest expected_id, Digest actual_id)
+    : UnpackError(label + ": the uncompressed layer is " + actual_id.str() + ", but the image's config gives diff_id " +
+                  expected_id.str()),
+      expected(std::move(expected_id)),
+      actual(std::move(actual_id)) {}
 
 void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
                  const UnpackOptions& options) {
@@ -523,6 +590,16 @@ void apply_layer(const std::filesystem::path& root, const std::filesystem::path&
   apply_archive(a.get(), root, label, options);
 }
 
+void apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options) {
+  if (!layer.diff_id) return apply_layer(root, layer.blob, layer.label, options);
+  HashedStream stream(layer.blob, layer.label);
+  ArchivePtr a = new_reader(layer.label);
+  stream.feed(a.get());
+  apply_archive(a.get(), root, layer.label, options);
+  Digest actual = stream.finish().digest;
+  if (actual != *layer.diff_id) throw DiffIdMismatch(layer.label, *layer.diff_id, actual);
+}
+
 void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,
                  const UnpackOptions& options) {
   ArchivePtr a = new_reader(label);
@@ -531,33 +608,14 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
   apply_archive(a.get(), root, label, options);
 }
 
-uint64_t tar_size(const std::filesystem::path& blob) {
-  ArchivePtr a(archive_read_new(), archive_read_free);
-  if (!a) throw UnpackError(blob.string() + ": libarchive: out of memory");
-  // The raw format: the decompressed stream as one entry, whatever it holds.
-  if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
-      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
-      archive_read_support_format_raw(a.get()) != ARCHIVE_OK ||
-      archive_read_open_filename(a.get(), blob.c_str(), kBuffer) != ARCHIVE_OK)
-    throw UnpackError(blob.string() + ": " + archive_message(a.get()));
-  archive_entry* e = nullptr;
-  if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK)
-    throw UnpackError(blob.string() + ": " + archive_message(a.get()));
-  uint64_t total = 0;
-  std::vector<char> buf(kBuffer);
-  for (la_ssize_t n; (n = archive_read_data(a.get(), buf.data(), buf.size())) != 0;) {
-    if (n < 0) throw UnpackError(blob.string() + ": " + archive_message(a.get()));
-    total += static_cast<uint64_t>(n);
-  }
-  return total;
-}
+TarStream read_tar_stream(const std::filesystem::path& blob) { return HashedStream(blob, blob.string()).finish(); }
 
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options) {
   if (::mkdir(root.c_str(), 0755) != 0 || ::chmod(root.c_str(), 0755) != 0)
     throw UnpackError("cannot create " + root.string() + ": " + std::strerror(errno));
   try {
-    for (const auto& layer : layers) apply_layer(root, layer.blob, layer.label, options);
+    for (const auto& layer : layers) apply_layer(root, layer, options);
   } catch (...) {
     // The layer's error is the one to report; a failed cleanup cannot add to it.
     try {

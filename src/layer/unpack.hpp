@@ -8,10 +8,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "oci/digest.hpp"
 
 namespace imgbuild {
 
@@ -33,10 +36,22 @@ struct UnpackOptions {
   bool use_openat2 = true;
 };
 
+/// A layer whose uncompressed stream is not the one its image's config names
+/// (its diff_id): an image that lies about its layers.
+class DiffIdMismatch : public UnpackError {
+public:
+  DiffIdMismatch(const std::string& label, Digest expected, Digest actual);
+  Digest expected, actual;
+};
+
 /// One layer of an image: its blob and how errors name it ("layer 2 (sha256:ab12…)").
 struct UnpackLayer {
   std::filesystem::path blob;
   std::string label;
+  /// When set, the sha256 the uncompressed stream must have (the config's
+  /// diff_id), hashed as the stream is unpacked: no second read. A mismatch
+  /// throws DiffIdMismatch once the stream ends.
+  std::optional<Digest> diff_id{};
 };
 
 /// Applies one layer (a tar, plain or gzip- or zstd-compressed) onto the
@@ -45,6 +60,9 @@ struct UnpackLayer {
 /// size. On error the root is left as far as it got.
 void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
                  const UnpackOptions& options = {});
+
+/// The same, checking the layer's diff_id when it has one.
+void apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options = {});
 
 /// The same for a layer held in memory (the fuzzer's input).
 void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,
@@ -56,10 +74,14 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options = {});
 
-/// The size of the tar stream a layer blob holds (plain, gzip or zstd): what
-/// the layer takes unpacked, for layers whose manifest gives only the
-/// compressed size. Streams the blob; nothing is unpacked.
-uint64_t tar_size(const std::filesystem::path& blob);
+/// The tar stream a layer blob holds (plain, gzip or zstd), uncompressed.
+struct TarStream {
+  uint64_t size = 0;  ///< what the layer takes unpacked (manifests give only the compressed size)
+  Digest digest;      ///< its sha256: the layer's true diff_id
+};
+
+/// Measures the tar stream of a layer blob. Streams the blob; nothing is unpacked.
+TarStream read_tar_stream(const std::filesystem::path& blob);
 
 /// Makes `to` (which must not exist) a copy of the unpacked root `from` that
 /// shares its files: folders are made anew (mode and owner kept), everything

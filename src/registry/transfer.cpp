@@ -174,6 +174,7 @@ void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, c
     for (auto& source : sources) {
       try {
         client.download_blob(source, blob, store.blob_path(layer.digest), blob_progress(progress, layer.digest));
+        store.note_verified(layer.digest);  // hashed as it came
         break;
       } catch (const RegistryError&) {
         if (&source == &sources.back()) throw;
@@ -200,8 +201,8 @@ std::string blob_key(const Reference& repo, const Digest& digest) {
 BlobOutcome send_blob(RegistryClient& client, const Layout& store, const Reference& dest, const Descriptor& blob,
                       const std::string& mount_from, const TransferProgress& progress) {
   if (client.has_blob(dest, blob.digest)) return BlobOutcome::Present;
-  return client.upload_blob(dest, blob, store.blob_path(blob.digest), mount_from, progress) ? BlobOutcome::Mounted
-                                                                                            : BlobOutcome::Uploaded;
+  std::filesystem::path file = store.verified_blob(blob.digest, blob.size, kRebuildHint);
+  return client.upload_blob(dest, blob, file, mount_from, progress) ? BlobOutcome::Mounted : BlobOutcome::Uploaded;
 }
 
 }  // namespace

@@ -40,7 +40,7 @@ void write_docker_archive(const Layout& layout, const Descriptor& manifest, cons
   std::sort(blobs.begin(), blobs.end());
   blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
   for (auto& d : blobs) {
-    fs::path p = layout.blob_path(Digest::parse(d));
+    fs::path p = layout.verified_blob(Digest::parse(d), std::nullopt, kRebuildHint);
     entries.push_back(LayerEntry{blob_name(d), LayerEntry::Type::File, 0644, 0, 0, p, fs::file_size(p), {}});
   }
   std::sort(entries.begin(), entries.end(), [](auto& a, auto& b) { return a.path < b.path; });

@@ -44,19 +44,12 @@ bool Layout::has_blob(const Digest& d) const {
   return ::stat(blob_path(d).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool Layout::verify_blob(const Digest& d, uint64_t size) const {
-  struct stat st {};
-  fs::path path = blob_path(d);
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  if (static_cast<uint64_t>(st.st_size) == size && sha256_file(path) == d) return true;
-  std::error_code ec;
-  fs::remove(path, ec);
-  return false;
-}
-
 Descriptor Layout::put_document(const std::string& data, const MediaType& media_type) {
   Digest d = sha256_of(data);
-  if (!has_blob(d)) write_file_atomic(blob_path(d), data);
+  if (!verify_blob(d, data.size())) {
+    write_file_atomic(blob_path(d), data);
+    note_verified(d);
+  }
   return Descriptor{media_type, d, data.size(), {}};
 }
 
@@ -155,29 +148,65 @@ std::pair<size_t, uint64_t> Layout::collect_garbage(const std::set<Digest>& keep
       bytes += size;
     }
   }
+  // Records of what was verified go with their blobs.
+  std::error_code ec;
+  for (auto& f : fs::directory_iterator(record_dir(), ec)) {
+    std::string name = f.path().stem().string();
+    if (name.size() == 64) try {
+        if (live.count(Digest::parse("sha256:" + name)) && has_blob(Digest::parse("sha256:" + name))) continue;
+      } catch (const std::runtime_error&) {
+        // not a record's name: removed below
+      }
+    fs::remove(f.path(), ec);
+  }
   return {removed, bytes};
 }
 
+namespace {
+
+/// Puts the blob `from` at `to`, replacing what stands there: a hard link
+/// where possible (shared bytes), a copy through a temporary otherwise.
+void place_blob(const fs::path& from, const fs::path& to) {
+  fs::path temp = to;
+  temp += ".link-" + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove(temp, ec);
+  if (::link(from.c_str(), temp.c_str()) == 0) {
+    fs::rename(temp, to);
+    return;
+  }
+  AtomicFile out(to);
+  Fd in = open_read(from);
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(from.string());
+    if (n == 0) break;
+    out.write(std::string_view(buf, static_cast<size_t>(n)));
+  }
+  out.commit();
+}
+
+}  // namespace
+
 void Layout::import_image(const Layout& src, const Descriptor& manifest, const std::string& name) {
   StoredImage img = src.load(manifest);
-  std::vector<Digest> blobs{manifest.digest, Digest::parse(img.manifest_json["config"]["digest"].get<std::string>())};
-  for (auto& l : img.manifest_json["layers"]) blobs.push_back(Digest::parse(l["digest"].get<std::string>()));
-  for (auto& d : blobs) {
-    if (has_blob(d)) continue;
-    fs::path from = src.blob_path(d), to = blob_path(d);
-    // A hard link shares the bytes; across file systems, copy through a temporary.
-    if (::link(from.c_str(), to.c_str()) == 0 || errno == EEXIST) continue;
-    AtomicFile out(to);
-    Fd in = open_read(from);
-    char buf[1 << 16];
-    for (;;) {
-      ssize_t n = ::read(in.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_errno(from.string());
-      if (n == 0) break;
-      out.write(std::string_view(buf, static_cast<size_t>(n)));
+  std::vector<Descriptor> blobs{manifest, Descriptor::from_json(img.manifest_json.at("config"))};
+  for (auto& l : img.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
+  for (auto& blob : blobs) {
+    fs::path from = src.verified_blob(blob.digest, blob.size, kRebuildHint);
+    fs::path to = blob_path(blob.digest);
+    // What the folder holds already is kept only when it is this blob: the
+    // same file, or the same bytes. Anything else under the name is replaced.
+    struct stat have {
+    }, want{};
+    if (::lstat(to.c_str(), &have) == 0 && ::stat(from.c_str(), &want) == 0) {
+      if (have.st_dev == want.st_dev && have.st_ino == want.st_ino) continue;
+      if (S_ISREG(have.st_mode) && static_cast<uint64_t>(have.st_size) == blob.size && sha256_file(to) == blob.digest)
+        continue;
     }
-    out.commit();
+    place_blob(from, to);
   }
   Descriptor named = manifest;
   named.annotations.clear();

@@ -1,12 +1,16 @@
 #pragma once
 // An OCI image layout directory: the local store, and `-o oci:DIR` outputs.
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "layer/layer.hpp"
 #include "oci/digest.hpp"
 #include "oci/image.hpp"
 
@@ -15,6 +19,10 @@ namespace imgbuild {
 /// Manifests and configs are small documents; anything bigger is refused
 /// rather than read into memory.
 inline constexpr size_t kMaxDocumentSize = 4 << 20;
+
+/// How to recover from a damaged blob of a stored image, which the store has
+/// removed: a build fetches a base's layers again and makes its steps' again.
+inline constexpr const char* kRebuildHint = "build the image again (a base's layers are fetched again)";
 
 /// An OCI image layout (oci-layout, index.json, blobs/sha256/). Blobs are
 /// written atomically under their digest; index.json is replaced atomically
@@ -28,9 +36,36 @@ public:
   std::filesystem::path blob_dir() const { return root_ / "blobs" / "sha256"; }
   std::filesystem::path blob_path(const Digest& d) const { return blob_dir() / std::string(d.hex()); }
   bool has_blob(const Digest& d) const;
-  /// Whether the store holds `d` whole: its size and, read through, its
-  /// digest. A damaged blob is removed, so it is fetched or made again.
-  bool verify_blob(const Digest& d, uint64_t size) const;
+
+  // Blobs are trusted by what they hold, never by their name (verified.cpp).
+  // A blob is read through and hashed once; what was verified is recorded as
+  // the file's stamp (device, inode, size, mtime, ctime) in a small record
+  // beside the blobs, so a later use costs a stat and a read of that record.
+  // A swapped or edited file has another stamp and is hashed again.
+
+  /// Whether the store holds `d` whole: its size (when given) and its
+  /// digest, read through unless its stamp was recorded. A damaged blob is
+  /// reported (set_warning), removed and its record dropped, so it is
+  /// fetched or made again; false then, as for a missing one. `rehash`
+  /// reads it through whatever the record says.
+  bool verify_blob(const Digest& d, std::optional<uint64_t> size = std::nullopt, bool rehash = false) const;
+  /// The path of the blob `d`, verified as verify_blob() does; a missing or
+  /// damaged one throws, naming the digest and the path and adding `recover`
+  /// (how to get it back: "pull the image again with ...").
+  std::filesystem::path verified_blob(const Digest& d, std::optional<uint64_t> size, const std::string& recover) const;
+  /// Records the blob `d` as it is now as verified: its writer hashed every
+  /// byte it wrote (a download, a layer written, a document stored).
+  void note_verified(const Digest& d) const;
+  /// The uncompressed digest recorded for the layer blob `d`: its true
+  /// diff_id, hashed once from its content; nullopt when none was yet.
+  std::optional<Digest> known_diff_id(const Digest& d) const;
+  /// Records that the uncompressed stream of the layer blob `d` hashes to `diff_id`.
+  void note_diff_id(const Digest& d, const Digest& diff_id) const;
+  /// Records a layer this engine just wrote into the store: its writer
+  /// hashed both the blob and its uncompressed stream.
+  void note_layer(const LayerBlob& layer) const;
+  /// Where warnings go (a damaged blob found and removed); nowhere by default.
+  void set_warning(std::function<void(const std::string&)> warn) { warn_ = std::move(warn); }
 
   /// Stores a small document (manifest, config) and describes it.
   Descriptor put_document(const std::string& data, const MediaType& media_type);
@@ -58,7 +93,15 @@ public:
 
 private:
   nlohmann::json read_index() const;
+  /// The records of what was verified: beside the blobs, hidden like the
+  /// store's lock files, so the layout stays one any OCI tool reads.
+  std::filesystem::path record_dir() const { return root_ / ".imgbuild-verified"; }
+  std::filesystem::path record_path(const Digest& d, const char* kind) const;
+  /// Removes a damaged blob (when `checked`, only if it is still that file)
+  /// and its records; says so through warn_.
+  void drop_damaged(const Digest& d, const std::string& why, const struct ::stat* checked = nullptr) const;
   std::filesystem::path root_;
+  std::function<void(const std::string&)> warn_;
 };
 
 /// The local store: $XDG_DATA_HOME/imgbuild, else ~/.local/share/imgbuild.

@@ -22,7 +22,9 @@ namespace {
 
 /// Changes whenever the engine would produce different bytes (or a different
 /// image) for the same inputs: older entries then simply stop matching.
-constexpr const char* kFormat = "imgbuild-step-2";
+/// 3: steps on a base run only on layers verified against their diff_ids;
+/// older entries may have been made on files an image lied about.
+constexpr const char* kFormat = "imgbuild-step-3";
 
 const char* type_name(LayerEntry::Type t) {
   switch (t) {

@@ -1,9 +1,13 @@
 // Tests for the OCI image layout: creation, documents, refs in index.json,
-// importing images between layouts, concurrent writers and the XDG defaults.
+// importing images between layouts, concurrent writers and the XDG defaults;
+// blobs verified against their digests (a tampered store, a planted output
+// file, an image that lies about its diff_ids) and `store verify`.
 #include "store/layout.hpp"
+#include "store/verified.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layer/layer.hpp"
+#include "layer/unpack.hpp"
 #include "oci/digest.hpp"
 #include "oci/image.hpp"
 #include "test_support.hpp"
@@ -446,5 +451,193 @@ TEST_CASE("default_store_dir and default_cache_dir follow XDG, then HOME", "[lay
     REQUIRE_THROWS_WITH(imgbuild::default_cache_dir(), "neither $XDG_CACHE_HOME nor $HOME is set");
     home.set("");
     REQUIRE_THROWS_AS(imgbuild::default_store_dir(), std::runtime_error);
+  }
+}
+
+// --- Blobs trusted by what they hold (verified.cpp) -------------------------
+
+namespace {
+
+/// Replaces `path` by a new file (another inode) holding `bytes`, with the
+/// old file's access and modification times: only its inode and ctime tell.
+void swap_in(const fs::path& path, const std::string& bytes) {
+  struct stat old {};
+  REQUIRE(::stat(path.c_str(), &old) == 0);
+  fs::path temp = path.string() + ".swap";
+  spit(temp, bytes);
+  struct timespec times[2] = {old.st_atim, old.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, temp.c_str(), times, 0) == 0);
+  fs::rename(temp, path);
+}
+
+}  // namespace
+
+TEST_CASE("a recorded blob is trusted only while its file is the one verified", "[layout][verified]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  std::vector<std::string> warnings;
+  l.set_warning([&](const std::string& m) { warnings.push_back(m); });
+  StoredFixture img = store_image(l, s.path);
+  l.note_layer(img.layer);
+  const Digest& d = img.layer.digest;
+  const fs::path path = l.blob_path(d);
+  const std::string bytes = slurp(path);
+  REQUIRE(l.verify_blob(d, img.layer.size));
+  REQUIRE(l.known_diff_id(d) == img.layer.diff_id);
+
+  std::string changed = bytes;
+  SECTION("a byte flipped in place") {
+    changed[changed.size() / 2] ^= 0x01;
+    spit(path, changed);
+  }
+  SECTION("another file of the same size, with the same times") {
+    changed.assign(bytes.size(), 'x');
+    swap_in(path, changed);
+  }
+  SECTION("another blob of the store swapped in") { swap_in(path, slurp(l.blob_path(img.config.digest))); }
+  SECTION("a symlink to a file with the right bytes") {
+    spit(s.path / "elsewhere", bytes);
+    fs::remove(path);
+    fs::create_symlink(s.path / "elsewhere", path);
+  }
+  CHECK_FALSE(l.verify_blob(d));
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Contains("store blob " + d.str() + " (" + path.string() + ") "));
+  CHECK_THAT(warnings[0], Contains("damaged or replaced; removed it"));
+  // Gone, with what was recorded about it: the next copy is verified afresh.
+  CHECK_FALSE(fs::exists(fs::symlink_status(path)));
+  CHECK_FALSE(l.known_diff_id(d));
+  CHECK(error_of([&] { l.verified_blob(d, img.layer.size, "pull it again"); }) ==
+        "blob " + d.str() + " (" + path.string() + ") is missing from the store: pull it again");
+}
+
+TEST_CASE("verified_blob names the damaged blob, its path and the way back", "[layout][verified]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  StoredFixture img = store_image(l, s.path);
+  const fs::path path = l.blob_path(img.layer.digest);
+  CHECK(l.verified_blob(img.layer.digest, img.layer.size, "-") == path);
+  std::string bytes = slurp(path);
+  bytes[0] ^= 0x01;
+  spit(path, bytes);
+  CHECK(error_of([&] { l.verified_blob(img.layer.digest, img.layer.size, "build it again"); }) ==
+        "blob " + img.layer.digest.str() + " (" + path.string() +
+            ") did not match its digest (damaged or replaced) and was removed: build it again");
+  CHECK_FALSE(l.has_blob(img.layer.digest));
+}
+
+TEST_CASE("a layer's diff_id is its uncompressed stream's digest, recorded once read", "[layout][verified]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  StoredFixture img = store_image(l, s.path);
+  CHECK_FALSE(l.known_diff_id(img.layer.digest));
+  imgbuild::TarStream tar = imgbuild::read_tar_stream(l.blob_path(img.layer.digest));
+  CHECK(tar.digest == img.layer.diff_id);
+  CHECK(tar.size == img.layer.uncompressed_size);
+  l.note_diff_id(img.layer.digest, tar.digest);
+  CHECK(l.known_diff_id(img.layer.digest) == img.layer.diff_id);
+  // A torn or edited record is nothing known, never a wrong answer.
+  spit(s.path / "store" / ".imgbuild-verified" / (std::string(img.layer.digest.hex()) + ".diff_id"), "sha256:12");
+  CHECK_FALSE(l.known_diff_id(img.layer.digest));
+}
+
+TEST_CASE("import_image never keeps a file that does not match its name", "[layout][verified]") {
+  ScratchDir s;
+  Layout src(s.path / "src");
+  StoredFixture img = store_image(src, s.path);
+  Layout dst(s.path / "dst");
+  // Planted before the export: wrong bytes of the right size, other bytes, a symlink.
+  std::string layer_bytes = slurp(src.blob_path(img.layer.digest));
+  spit(dst.blob_path(img.layer.digest), std::string(layer_bytes.size(), 'x'));
+  spit(dst.blob_path(img.config.digest), "{}");
+  spit(s.path / "manifest-elsewhere", slurp(src.blob_path(img.manifest.digest)));
+  fs::create_symlink(s.path / "manifest-elsewhere", dst.blob_path(img.manifest.digest));
+  dst.import_image(src, img.manifest, "out");
+  for (const Descriptor& d :
+       {img.manifest, img.config, Descriptor{img.layer.media_type, img.layer.digest, img.layer.size, {}}}) {
+    INFO(d.digest.str());
+    CHECK(fs::is_regular_file(fs::symlink_status(dst.blob_path(d.digest))));
+    CHECK(imgbuild::sha256_file(dst.blob_path(d.digest)) == d.digest);
+  }
+  CHECK(dst.find_ref("out"));
+  // A right file already there (its own copy) is kept as it is.
+  struct stat before {
+  }, after{};
+  fs::remove(dst.blob_path(img.layer.digest));
+  spit(dst.blob_path(img.layer.digest), layer_bytes);
+  REQUIRE(::stat(dst.blob_path(img.layer.digest).c_str(), &before) == 0);
+  dst.import_image(src, img.manifest, "out");
+  REQUIRE(::stat(dst.blob_path(img.layer.digest).c_str(), &after) == 0);
+  CHECK(before.st_ino == after.st_ino);
+}
+
+TEST_CASE("import_image refuses a damaged source blob and names nothing", "[layout][verified]") {
+  ScratchDir s;
+  Layout src(s.path / "src");
+  StoredFixture img = store_image(src, s.path);
+  std::string bytes = slurp(src.blob_path(img.layer.digest));
+  bytes[bytes.size() / 2] ^= 0x01;
+  spit(src.blob_path(img.layer.digest), bytes);
+  Layout dst(s.path / "dst");
+  CHECK_THAT(error_of([&] { dst.import_image(src, img.manifest, "out"); }),
+             Contains("blob " + img.layer.digest.str() + " (" + src.blob_path(img.layer.digest).string() +
+                      ") did not match its digest (damaged or replaced) and was removed: " + imgbuild::kRebuildHint));
+  CHECK_FALSE(dst.has_blob(img.layer.digest));
+  CHECK(dst.refs().empty());
+}
+
+TEST_CASE("verify_store reads every blob and every image's diff_ids", "[layout][verified]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  StoredFixture img = store_image(l, s.path);
+  l.set_ref("good", img.manifest);
+
+  imgbuild::StoreCheck clean = imgbuild::verify_store(l);
+  CHECK(clean.problems.empty());
+  CHECK(clean.blobs == 3);
+  CHECK(clean.images == 1);
+  CHECK(clean.layers_read == 1);
+  CHECK(imgbuild::verify_store(l).layers_read == 0);  // recorded: not read again
+
+  SECTION("an image whose config copies another's diff_ids") {
+    // The liar: good's layer, under a config that claims another file system.
+    imgbuild::Image liar = imgbuild::image_from_documents(json::parse(slurp(l.blob_path(img.manifest.digest))),
+                                                          json::parse(slurp(l.blob_path(img.config.digest))));
+    Digest claimed = sha256_of("the trusted base's layer");
+    liar.layers[0].diff_id = claimed;
+    Descriptor cfg = l.put_document(liar.config_document(), imgbuild::media_type::kConfig);
+    l.set_ref("liar", l.put_document(liar.manifest_document(cfg), imgbuild::media_type::kManifest));
+    imgbuild::StoreCheck check = imgbuild::verify_store(l);
+    REQUIRE(check.problems.size() == 1);
+    CHECK(check.problems[0] == "liar: layer 1 (" + img.layer.digest.str() +
+                                   ") is not what the image's config says: diff_id " + claimed.str() +
+                                   " in the config, " + img.layer.diff_id.str() +
+                                   " in the layer; the image lies about its layers");
+  }
+  SECTION("a damaged blob: removed, and the image that needs it told") {
+    std::string bytes = slurp(l.blob_path(img.layer.digest));
+    bytes[1] ^= 0x01;
+    spit(l.blob_path(img.layer.digest), bytes);
+    imgbuild::StoreCheck check = imgbuild::verify_store(l);
+    REQUIRE(check.problems.size() == 2);
+    CHECK(check.problems[0] == "blob " + img.layer.digest.str() + " (" + l.blob_path(img.layer.digest).string() +
+                                   ") did not match its digest (damaged or replaced) and was removed");
+    CHECK(check.problems[1] == "good: layer 1 (" + img.layer.digest.str() + ") is missing");
+    CHECK_FALSE(l.has_blob(img.layer.digest));
+  }
+  SECTION("a pulled base may lack layers no build needed yet") {
+    fs::remove(l.blob_path(img.layer.digest));
+    Descriptor pulled = img.manifest;
+    pulled.platform = imgbuild::Platform::parse("linux/amd64");
+    l.set_ref("base", pulled);
+    imgbuild::StoreCheck check = imgbuild::verify_store(l);
+    REQUIRE(check.problems.size() == 1);  // the built image's, not the base's
+    CHECK(check.problems[0] == "good: layer 1 (" + img.layer.digest.str() + ") is missing");
+  }
+  SECTION("a missing config") {
+    fs::remove(l.blob_path(img.config.digest));
+    imgbuild::StoreCheck check = imgbuild::verify_store(l);
+    REQUIRE(check.problems.size() == 1);
+    CHECK_THAT(check.problems[0], Contains("good: ") && Contains(std::string(img.config.digest.hex())));
   }
 }
