@@ -25,6 +25,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild plan RECIPE [TARGET...] [options]
        imgbuild cache ls | prune [--keep-bytes SIZE] [--older-than AGE] [--cache-dir DIR]
        imgbuild images
+       imgbuild rmi NAME... [--cache-dir DIR]
        imgbuild push NAME REF
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
@@ -33,7 +34,9 @@ Build the images a Lua recipe describes (all of them when no TARGET is named)
 into the local store. `plan` shows each step with its cache key and whether
 it would come from the cache or run, building nothing. `cache prune` removes
 every cached step (or the least recently used beyond SIZE, or those unused
-for AGE such as 7d) and the store's blobs no stored image needs.
+for AGE such as 7d) and the store's blobs no stored image needs. `rmi`
+removes images from the store (by name, or by digest as `images` shows it)
+and the blobs no other image and no cached step needs.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -86,8 +89,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache}, {"images", cmd_images},
-    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check},
+    {"build", cmd_build}, {"plan", cmd_plan}, {"cache", cmd_cache},     {"images", cmd_images},
+    {"rmi", cmd_rmi},     {"push", cmd_push}, {"inspect", cmd_inspect}, {"check", cmd_check},
 };
 
 int run(int argc, char** argv) {
