@@ -395,10 +395,19 @@ const BuiltImage& Builder::build(size_t node) {
   check_budget(st, compressed);
   ensure_local(st.image.layers);
   for (size_t i = 0; i < st.image.layers.size(); ++i) uncompressed += check_layer(st, i);
+  // The store refuses a document over the limit; the walk has named the step
+  // that made it so, and this names the image's last line should it not have.
+  auto put = [&](const std::string& document, const MediaType& type) {
+    try {
+      return store_.put_document(document, type);
+    } catch (const DocumentTooLarge& e) {
+      throw BuildError(graph_.nodes.at(node).loc, e.what());
+    }
+  };
   std::string config = st.image.config_document();
-  Descriptor config_desc = store_.put_document(config, media_type::kConfig);
+  Descriptor config_desc = put(config, media_type::kConfig);
   std::string manifest = st.image.manifest_document(config_desc);
-  Descriptor manifest_desc = store_.put_document(manifest, media_type::kManifest);
+  Descriptor manifest_desc = put(manifest, media_type::kManifest);
   auto base = st.image.annotations.find(kBaseNameAnnotation);
   BuiltImage built{.image = st.image,
                    .manifest = manifest_desc,
@@ -451,6 +460,26 @@ void Builder::check_budget(const Stage& st, uint64_t compressed) const {
   throw BuildError(st.budget->loc, "budget: the image is " + human_size(compressed) +
                                        " (compressed layers), over its budget of " + st.budget->text +
                                        "; biggest layers:" + biggest);
+}
+
+void Builder::check_documents(Stage& st, size_t history_before) {
+  // Serialising the documents at every step would make a long chain
+  // quadratic. A step adds its history line to the config, the values of a
+  // config change at most a few times over (a label "k=" in its line is
+  // "\"k\":\"\"," in the config), and a layer a diff ID and a manifest
+  // entry: the documents are measured again only when that bound could cross
+  // the limit, a few times per image, so the step that crosses it is named.
+  for (size_t i = history_before; i < st.image.history.size(); ++i)
+    st.documents_growth += 5 * json(st.image.history[i].created_by).dump().size() + 512;
+  if (st.documents_measured + st.documents_growth <= kMaxDocumentSize) return;
+  std::string config = st.image.config_document();
+  check_document_size("the image config (its env, labels and a history line per step)", config.size());
+  // Any digest measures the same: they all have one length.
+  Descriptor config_desc{media_type::kConfig, sha256_of(""), config.size(), {}};
+  size_t manifest = st.image.manifest_document(config_desc).size();
+  check_document_size("the image manifest (an entry per layer)", manifest);
+  st.documents_measured = std::max<uint64_t>(config.size(), manifest);
+  st.documents_growth = 0;
 }
 
 size_t Builder::index_of(const Node& node) const { return static_cast<size_t>(&node - graph_.nodes.data()); }
@@ -589,6 +618,7 @@ Builder::Stage Builder::make_stage(Walk& walk, size_t id, Stage st) {
     st.image.platform = settings_.platform;
     st.image.created = settings_.source_date_epoch;
   }
+  size_t history_before = st.image.history.size();
   try {
     if (auto* copy = std::get_if<CopyOp>(&node.op))
       walk_copy(walk, st, *copy, node);
@@ -602,6 +632,8 @@ Builder::Stage Builder::make_stage(Walk& walk, size_t id, Stage st) {
       st.ignore.insert(doctor->ignore.begin(), doctor->ignore.end());
     else if (auto* budget = std::get_if<BudgetOp>(&node.op))
       st.budget = Budget{budget->bytes, budget->size, node.loc};
+    // A base replaces the whole image: measured from its first entry on.
+    check_documents(st, std::holds_alternative<PullOp>(node.op) ? 0 : history_before);
   } catch (const BuildError&) {
     throw;
   } catch (const std::exception& e) {

@@ -167,6 +167,9 @@ private:
     /// While planning: a step before would run, so the file system (and every
     /// later key) is not known.
     bool unknown = false;
+    /// The larger of the image's config and manifest when last measured, and
+    /// a bound on what the steps since then added (check_documents).
+    uint64_t documents_measured = 0, documents_growth = 0;
   };
 
   /// What plan and build do differently at each kind of step (builder.cpp).
@@ -235,6 +238,9 @@ private:
   uint64_t check_layer(const Stage& stage, size_t i);
   /// Throws when `compressed` layer bytes are over the budget of `stage`.
   void check_budget(const Stage& stage, uint64_t compressed) const;
+  /// Throws DocumentTooLarge when the step that added `stage`'s history
+  /// entries from `history_before` on made its config or manifest too large.
+  static void check_documents(Stage& stage, size_t history_before);
   /// The node's number in the graph: steps' identity in progress events.
   size_t index_of(const Node& node) const;
   /// How this build writes layers.

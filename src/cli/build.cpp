@@ -62,10 +62,14 @@ int cmd_build(const std::vector<std::string>& args) {
   for (const Target* t : s.chosen) {
     const BuiltImage& built = builder.build(t->node);
     if (!examine(built, *t, " was not stored")) return kExitError;
-    // What the name held before: the size table compares with it.
+    // What the name held before: the size table compares with it. A damaged
+    // image of that name is replaced, not compared.
     std::optional<PreviousBuild> previous;
-    if (auto before = store.find_ref(t->name))
-      previous = PreviousBuild{before->digest, store.load(*before).layers_size()};
+    if (auto before = store.find_ref(t->name)) try {
+        previous = PreviousBuild{before->digest, store.load(*before).layers_size()};
+      } catch (const DamagedImage&) {
+        // nothing to compare with
+      }
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {

@@ -17,6 +17,9 @@ int cmd_plan(const std::vector<std::string>& args);
 int cmd_cache(const std::vector<std::string>& args);
 /// imgbuild images: the local store, an image a line.
 int cmd_images(const std::vector<std::string>& args);
+/// imgbuild rmi IMAGE...: images out of the store, with the blobs nothing
+/// else needs.
+int cmd_rmi(const std::vector<std::string>& args);
 /// imgbuild push NAME REF: a stored image to a registry.
 int cmd_push(const std::vector<std::string>& args);
 /// imgbuild inspect NAME | oci:DIR[:NAME]: one image as a JSON object.

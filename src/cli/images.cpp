@@ -1,4 +1,6 @@
-// imgbuild images: the local store, an image a line.
+// imgbuild images: the local store, an image a line. A damaged entry is a
+// line too, marked, with a warning that says what is wrong and how to remove
+// it: one bad image never hides the others.
 #include <algorithm>
 #include <cstdio>
 
@@ -16,16 +18,33 @@ int cmd_images(const std::vector<std::string>& args) {
     std::string name, platform, digest, size, created;
   };
   std::vector<Row> rows{{"NAME", "PLATFORM", "DIGEST", "SIZE", "CREATED"}};
-  for (auto& d : store.refs()) {
-    StoredImage img = store.load(d);
-    auto text = [&](const char* key) {
-      auto it = img.config_json.find(key);
-      return it != img.config_json.end() && it->is_string() ? it->get<std::string>() : std::string();
-    };
-    Platform p{text("os"), text("architecture"), text("variant")};
-    rows.push_back({d.annotations.count(kRefNameAnnotation) ? d.annotations.at(kRefNameAnnotation) : "<none>",
-                    p.architecture.empty() ? "" : p.str(), "sha256:" + std::string(d.digest.short_hex()),
-                    human_size(img.total_size()), text("created")});
+  std::vector<std::string> warnings;
+  for (auto& entry : store.entries()) {
+    Row row{entry.name.empty() ? "<none>" : entry.name, "", "", "-", "damaged"};
+    if (!entry.descriptor) {
+      warnings.push_back("warning: " + (entry.name.empty() ? "an entry" : "entry '" + entry.name + "'") + " of " +
+                         (store.root() / "index.json").string() + " is not an image descriptor (" + entry.problem +
+                         "): " + removal_hint(store, entry));
+      rows.push_back(row);
+      continue;
+    }
+    const Descriptor& d = *entry.descriptor;
+    row.digest = "sha256:" + std::string(d.digest.short_hex());
+    if (d.platform) row.platform = d.platform->str();
+    try {
+      StoredImage img = store.load(d);
+      auto text = [&](const char* key) {
+        auto it = img.config_json.find(key);
+        return it != img.config_json.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
+      Platform p{text("os"), text("architecture"), text("variant")};
+      row.platform = p.architecture.empty() ? "" : p.str();
+      row.size = human_size(img.total_size());
+      row.created = text("created");
+    } catch (const DamagedImage& e) {
+      warnings.push_back("warning: " + std::string(e.what()) + ": " + removal_hint(store, entry));
+    }
+    rows.push_back(row);
   }
   // Columns as wide as their widest cell: base image names are long.
   size_t name_w = 0, platform_w = 0;
@@ -36,6 +55,8 @@ int cmd_images(const std::vector<std::string>& args) {
   for (auto& r : rows)
     std::printf("%-*s  %-*s  %-19s %9s  %s\n", static_cast<int>(name_w), r.name.c_str(), static_cast<int>(platform_w),
                 r.platform.c_str(), r.digest.c_str(), r.size.c_str(), r.created.c_str());
+  std::fflush(stdout);
+  for (auto& w : warnings) report(w);
   return 0;
 }
 

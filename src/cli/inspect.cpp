@@ -35,7 +35,7 @@ int cmd_inspect(const std::vector<std::string>& args) {
     d = find_stored(layout, name);
   }
   if (!d) throw std::runtime_error("no image named '" + name + "' in " + layout_dir.string());
-  StoredImage img = layout.load(*d);
+  StoredImage img = ref.starts_with("oci:") ? layout.load(*d) : load_stored(layout, *d);
   auto ref_name = d->annotations.find(kRefNameAnnotation);
   nlohmann::json out = {{"name", ref_name != d->annotations.end() ? ref_name->second : name},
                         {"digest", d->digest.str()},

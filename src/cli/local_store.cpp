@@ -20,4 +20,19 @@ std::optional<Descriptor> find_stored(const Layout& layout, const std::string& n
   return std::nullopt;
 }
 
+std::string removal_hint(const Layout& store, const IndexEntry& entry) {
+  if (!entry.name.empty()) return "imgbuild rmi " + entry.name + " removes it";
+  if (entry.descriptor) return "imgbuild rmi " + entry.descriptor->digest.str() + " removes it";
+  return "remove it from " + (store.root() / "index.json").string() + " by hand";
+}
+
+StoredImage load_stored(const Layout& store, const Descriptor& manifest) {
+  try {
+    return store.load(manifest);
+  } catch (const DamagedImage& e) {
+    throw DamagedImage(e.name(),
+                       std::string(e.what()) + " (" + removal_hint(store, IndexEntry{e.name(), manifest, {}}) + ")");
+  }
+}
+
 }  // namespace imgbuild::cli

@@ -14,4 +14,13 @@ Layout open_store();
 /// platform), the host's platform first.
 std::optional<Descriptor> find_stored(const Layout& layout, const std::string& name);
 
+/// How a user takes a damaged entry out of the store: "imgbuild rmi NAME",
+/// by digest for an unnamed one, and by editing index.json for an entry
+/// that is not even a descriptor.
+std::string removal_hint(const Layout& store, const IndexEntry& entry);
+
+/// Layout::load for a command that needs this image of the store: a
+/// DamagedImage says how to remove it.
+StoredImage load_stored(const Layout& store, const Descriptor& manifest);
+
 }  // namespace imgbuild::cli

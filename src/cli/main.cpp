@@ -25,6 +25,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild plan RECIPE [TARGET...] [options]
        imgbuild cache ls | prune [--keep-bytes SIZE] [--older-than AGE] [--cache-dir DIR]
        imgbuild images
+       imgbuild rmi NAME... [--cache-dir DIR]
        imgbuild store verify
        imgbuild push NAME REF
        imgbuild inspect NAME | oci:DIR[:NAME]
@@ -34,9 +35,11 @@ Build the images a Lua recipe describes (all of them when no TARGET is named)
 into the local store. `plan` shows each step with its cache key and whether
 it would come from the cache or run, building nothing. `cache prune` removes
 every cached step (or the least recently used beyond SIZE, or those unused
-for AGE such as 7d) and the store's blobs no stored image needs. `store
-verify` reads every blob of the store against its digest and every image's
-layers against their diff_ids, and says what is wrong.
+for AGE such as 7d) and the store's blobs no stored image needs. `rmi`
+removes images from the store (by name, or by digest as `images` shows it)
+and the blobs no other image and no cached step needs. `store verify` reads
+every blob of the store against its digest and every image's layers against
+their diff_ids, and says what is wrong.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -92,8 +95,9 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache}, {"images", cmd_images},
-    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check}, {"store", cmd_store},
+    {"build", cmd_build}, {"plan", cmd_plan}, {"cache", cmd_cache},     {"images", cmd_images},
+    {"rmi", cmd_rmi},     {"push", cmd_push}, {"inspect", cmd_inspect}, {"check", cmd_check},
+    {"store", cmd_store},
 };
 
 int run(int argc, char** argv) {

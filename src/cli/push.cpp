@@ -31,7 +31,7 @@ int cmd_push(const std::vector<std::string>& args) {
   RegistryAccess registry(options);
   // A pulled base is stored without the layers no build needed yet; they come
   // from the registry it was pulled from (its stored name).
-  StoredImage stored = store.load(*manifest);
+  StoredImage stored = load_stored(store, *manifest);
   Image image = image_from_documents(stored.manifest_json, stored.config_json);
   std::vector<LayerBlob> missing;
   for (auto& layer : image.layers)

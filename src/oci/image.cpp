@@ -122,6 +122,13 @@ json string_set(const std::set<std::string>& s) {
 }
 }  // namespace
 
+void check_document_size(const std::string& what, uint64_t size) {
+  if (size <= kMaxDocumentSize) return;
+  throw DocumentTooLarge(what + " is too large: " + std::to_string(size) + " bytes, over the limit of " +
+                         std::to_string(kMaxDocumentSize) + " bytes (" + std::to_string(kMaxDocumentSize >> 20) +
+                         " MiB) on an image document");
+}
+
 std::string Image::config_document() const {
   json cfg = inherited_config;
   if (!config.env.empty()) cfg["Env"] = config.env;

@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,24 @@
 #include "oci/media_types.hpp"
 
 namespace imgbuild {
+
+/// The most bytes a manifest, an index or a config may have, for every writer
+/// and reader of them: registries refuse bigger manifests (4 MiB is the
+/// distribution registry's and containerd's limit), and imgbuild reads no
+/// bigger document into memory. A build or a pull that would store a bigger
+/// one fails before anything is written.
+inline constexpr size_t kMaxDocumentSize = 4 << 20;
+
+/// A document over kMaxDocumentSize.
+class DocumentTooLarge : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws DocumentTooLarge when a document of `size` bytes is over
+/// kMaxDocumentSize: "WHAT is too large: N bytes, over the limit of 4194304
+/// bytes (4 MiB) on an image document".
+void check_document_size(const std::string& what, uint64_t size);
 
 /// What a finished layer is, as the manifest and config need it.
 struct LayerBlob {

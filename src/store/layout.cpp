@@ -23,6 +23,33 @@ fs::path xdg_dir(const char* var, const char* fallback) {
   if (!home || !*home) throw std::runtime_error(std::string("neither $") + var + " nor $HOME is set");
   return fs::path(home) / fallback / "imgbuild";
 }
+
+std::string ref_name(const Descriptor& d) {
+  auto it = d.annotations.find(kRefNameAnnotation);
+  return it != d.annotations.end() ? it->second : std::string();
+}
+
+IndexEntry parse_entry(const json& m) {
+  IndexEntry e;
+  if (m.is_object())
+    if (auto ann = m.find("annotations"); ann != m.end() && ann->is_object())
+      if (auto name = ann->find(kRefNameAnnotation); name != ann->end() && name->is_string()) e.name = *name;
+  try {
+    e.descriptor = Descriptor::from_json(m);
+  } catch (const std::runtime_error& err) {
+    e.problem = err.what();
+  }
+  return e;
+}
+
+/// The descriptor `j` is, or none: blobs_of skips what it cannot follow.
+std::optional<Descriptor> descriptor_in(const json& j) {
+  try {
+    return Descriptor::from_json(j);
+  } catch (const std::runtime_error&) {
+    return std::nullopt;
+  }
+}
 }  // namespace
 
 fs::path default_store_dir() { return xdg_dir("XDG_DATA_HOME", ".local/share"); }
@@ -45,6 +72,7 @@ bool Layout::has_blob(const Digest& d) const {
 }
 
 Descriptor Layout::put_document(const std::string& data, const MediaType& media_type) {
+  check_document_size("the " + media_type.str() + " document", data.size());
   Digest d = sha256_of(data);
   if (!verify_blob(d, data.size())) {
     write_file_atomic(blob_path(d), data);
@@ -54,8 +82,7 @@ Descriptor Layout::put_document(const std::string& data, const MediaType& media_
 }
 
 std::string Layout::read_document(const Descriptor& d) const {
-  if (d.size > kMaxDocumentSize)
-    throw std::runtime_error(d.digest.str() + ": document of " + std::to_string(d.size) + " bytes is too large");
+  check_document_size("the document " + d.digest.str(), d.size);
   std::string data = read_file(blob_path(d.digest));
   if (data.size() != d.size || sha256_of(data) != d.digest)
     throw std::runtime_error(root_.string() + ": blob " + d.digest.str() + " is corrupt (digest or size mismatch)");
@@ -65,8 +92,14 @@ std::string Layout::read_document(const Descriptor& d) const {
 json Layout::read_index() const {
   fs::path p = root_ / "index.json";
   json idx = json::parse(read_file(p), nullptr, false);
-  if (idx.is_discarded() || !idx.is_object()) throw std::runtime_error(p.string() + ": not a valid index");
-  if (!idx.contains("manifests") || !idx["manifests"].is_array()) idx["manifests"] = json::array();
+  // A list that is there but is no list is damage, not an empty layout: the
+  // next set_ref would write over every name it held.
+  if (idx.is_discarded() || !idx.is_object() || (idx.contains("manifests") && !idx["manifests"].is_array()))
+    throw std::runtime_error(p.string() +
+                             ": not a valid index (a JSON object with a \"manifests\" list): the layout's list of "
+                             "images is damaged; restore the file, or remove it to start with no images (the blobs "
+                             "stay)");
+  if (!idx.contains("manifests")) idx["manifests"] = json::array();
   return idx;
 }
 
@@ -76,21 +109,46 @@ void Layout::set_ref(const std::string& name, Descriptor manifest) {
   json idx = read_index();
   json kept = json::array();
   for (auto& m : idx["manifests"]) {
-    auto ann = m.find("annotations");
-    bool same_name = ann != m.end() && ann->is_object() && ann->value(kRefNameAnnotation, "") == name;
-    bool same_platform = Descriptor::from_json(m).platform == manifest.platform;
-    if (!(same_name && same_platform)) kept.push_back(m);
+    IndexEntry entry = parse_entry(m);
+    // A damaged entry of this name goes too: the new image is what the name means now.
+    bool same_platform = !entry.descriptor || entry.descriptor->platform == manifest.platform;
+    if (!(entry.name == name && same_platform)) kept.push_back(m);
   }
   kept.push_back(manifest.to_json());
   idx["manifests"] = kept;
   write_file_atomic(root_ / "index.json", idx.dump(2) + "\n");
 }
 
-std::vector<Descriptor> Layout::refs() const {
+std::vector<IndexEntry> Layout::entries() const {
   json index = read_index();
-  std::vector<Descriptor> out;
-  for (auto& m : index["manifests"]) out.push_back(Descriptor::from_json(m));
+  std::vector<IndexEntry> out;
+  for (auto& m : index["manifests"]) out.push_back(parse_entry(m));
   return out;
+}
+
+std::vector<Descriptor> Layout::refs() const {
+  std::vector<Descriptor> out;
+  for (auto& e : entries())
+    if (e.descriptor) out.push_back(std::move(*e.descriptor));
+  return out;
+}
+
+std::vector<IndexEntry> Layout::remove_entries(const std::function<bool(const IndexEntry&)>& remove) {
+  FileLock lock(root_ / kLockName);
+  json idx = read_index();
+  json kept = json::array();
+  std::vector<IndexEntry> removed;
+  for (auto& m : idx["manifests"]) {
+    IndexEntry entry = parse_entry(m);
+    if (remove(entry))
+      removed.push_back(std::move(entry));
+    else
+      kept.push_back(m);
+  }
+  if (removed.empty()) return removed;
+  idx["manifests"] = kept;
+  write_file_atomic(root_ / "index.json", idx.dump(2) + "\n");
+  return removed;
 }
 
 std::optional<Descriptor> Layout::find_ref(const std::string& name, const std::optional<Platform>& platform) const {
@@ -108,30 +166,83 @@ StoredImage Layout::load(const Descriptor& manifest) const {
       throw std::runtime_error(root_.string() + ": blob " + d.digest.str() + " is not a JSON object");
     return doc;
   };
-  StoredImage img{manifest, document(manifest), {}};
-  auto config = img.manifest_json.find("config");
-  if (config == img.manifest_json.end())
-    throw std::runtime_error(root_.string() + ": manifest " + manifest.digest.str() + " has no config");
-  img.config_json = document(Descriptor::from_json(*config));
-  return img;
+  std::string name = ref_name(manifest);
+  try {
+    if (!manifest.media_type.is_manifest())
+      throw std::runtime_error("its index entry's media type is " + manifest.media_type.str() +
+                               ", not an image manifest's");
+    StoredImage img{manifest, document(manifest), {}};
+    auto config = img.manifest_json.find("config");
+    if (config == img.manifest_json.end())
+      throw std::runtime_error(root_.string() + ": manifest " + manifest.digest.str() + " has no config");
+    img.config_json = document(Descriptor::from_json(*config));
+    try {
+      img.total_size();
+    } catch (const json::exception&) {
+      throw std::runtime_error(root_.string() + ": manifest " + manifest.digest.str() +
+                               " lists a config or layer without a size");
+    }
+    return img;
+  } catch (const std::runtime_error& e) {
+    throw DamagedImage(name, (name.empty() ? "the unnamed image " + manifest.digest.str() : "image '" + name + "'") +
+                                 " is damaged: " + e.what());
+  }
 }
 
-std::pair<size_t, uint64_t> Layout::collect_garbage(const std::set<Digest>& keep) const {
-  std::set<Digest> live = keep;
-  // Named images, and the manifests an index names, with their configs and layers.
-  std::vector<Descriptor> pending = refs();
+std::set<Digest> Layout::blobs_of(const Descriptor& top) const {
+  std::set<Digest> out;
+  std::vector<Descriptor> pending{top};
   while (!pending.empty()) {
     Descriptor d = pending.back();
     pending.pop_back();
-    if (!live.insert(d.digest).second || !has_blob(d.digest)) continue;
-    json doc = json::parse(read_document(d), nullptr, false);
+    if (!out.insert(d.digest).second || !has_blob(d.digest)) continue;
+    json doc;
+    try {
+      doc = json::parse(read_document(d), nullptr, false);
+    } catch (const std::runtime_error&) {
+      continue;  // damaged: what it needed cannot be known, and it cannot be used
+    }
     if (!doc.is_object()) continue;
+    // An index's manifests are read in turn; a manifest's config and layers are leaves.
     if (auto it = doc.find("manifests"); it != doc.end() && it->is_array())
-      for (auto& item : *it) pending.push_back(Descriptor::from_json(item));
+      for (auto& item : *it)
+        if (auto m = descriptor_in(item)) pending.push_back(*m);
     if (auto it = doc.find("layers"); it != doc.end() && it->is_array())
-      for (auto& item : *it) live.insert(Descriptor::from_json(item).digest);
-    if (auto config = doc.find("config"); config != doc.end()) live.insert(Descriptor::from_json(*config).digest);
+      for (auto& item : *it)
+        if (auto layer = descriptor_in(item)) out.insert(layer->digest);
+    if (auto config = doc.find("config"); config != doc.end())
+      if (auto c = descriptor_in(*config)) out.insert(c->digest);
   }
+  return out;
+}
+
+std::set<Digest> Layout::live_blobs() const {
+  std::set<Digest> live;
+  for (auto& d : refs()) live.merge(blobs_of(d));
+  return live;
+}
+
+std::pair<size_t, uint64_t> Layout::remove_unused(const std::set<Digest>& candidates,
+                                                  const std::set<Digest>& keep) const {
+  std::set<Digest> live = live_blobs();
+  size_t removed = 0;
+  uint64_t bytes = 0;
+  for (auto& d : candidates) {
+    if (live.count(d) || keep.count(d)) continue;
+    struct stat st {};
+    if (::lstat(blob_path(d).c_str(), &st) != 0) continue;
+    std::error_code ec;
+    if (fs::remove(blob_path(d), ec)) {
+      ++removed;
+      bytes += S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+    }
+  }
+  return {removed, bytes};
+}
+
+std::pair<size_t, uint64_t> Layout::collect_garbage(const std::set<Digest>& keep) const {
+  std::set<Digest> live = live_blobs();
+  live.insert(keep.begin(), keep.end());
   size_t removed = 0;
   uint64_t bytes = 0;
   for (auto& f : fs::directory_iterator(blob_dir())) {

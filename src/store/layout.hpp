@@ -16,9 +16,26 @@
 
 namespace imgbuild {
 
-/// Manifests and configs are small documents; anything bigger is refused
-/// rather than read into memory.
-inline constexpr size_t kMaxDocumentSize = 4 << 20;
+/// An entry of a layout's index.json as it stands, well formed or not: a
+/// damaged entry is listed and can be removed, and the others still work.
+struct IndexEntry {
+  std::string name;                      ///< its ref-name annotation; empty when it has none
+  std::optional<Descriptor> descriptor;  ///< unset when the entry is not a descriptor
+  std::string problem;                   ///< why `descriptor` is unset
+};
+
+/// A named image whose documents cannot be read: a manifest or config that is
+/// missing, damaged, over kMaxDocumentSize or not an image's. what() names the
+/// image and the cause.
+class DamagedImage : public std::runtime_error {
+public:
+  DamagedImage(std::string name, const std::string& message) : std::runtime_error(message), name_(std::move(name)) {}
+  /// The image's name in the index; empty for an unnamed entry.
+  const std::string& name() const { return name_; }
+
+private:
+  std::string name_;
+};
 
 /// How to recover from a damaged blob of a stored image, which the store has
 /// removed: a build fetches a base's layers again and makes its steps' again.
@@ -67,7 +84,8 @@ public:
   /// Where warnings go (a damaged blob found and removed); nowhere by default.
   void set_warning(std::function<void(const std::string&)> warn) { warn_ = std::move(warn); }
 
-  /// Stores a small document (manifest, config) and describes it.
+  /// Stores a small document (manifest, config) and describes it; one over
+  /// kMaxDocumentSize is refused (DocumentTooLarge) and nothing is written.
   Descriptor put_document(const std::string& data, const MediaType& media_type);
   /// Reads a document blob, verifying its size and digest.
   std::string read_document(const Descriptor& d) const;
@@ -76,20 +94,41 @@ public:
   /// name and platform. Built images have no platform in the index; pulled
   /// bases do, since one tag can name an image per platform.
   void set_ref(const std::string& name, Descriptor manifest);
-  /// The named images, in index.json order.
+  /// Every entry of index.json, in its order, damaged ones too. Throws when
+  /// index.json itself cannot be read, saying how to recover.
+  std::vector<IndexEntry> entries() const;
+  /// The well-formed entries of index.json, in its order.
   std::vector<Descriptor> refs() const;
   std::optional<Descriptor> find_ref(const std::string& name, const std::optional<Platform>& platform = {}) const;
 
-  /// Reads a stored image's manifest and config.
+  /// Reads a stored image's manifest and config; DamagedImage when either
+  /// cannot be read or is not an image's, or the sizes are missing
+  /// (StoredImage::total_size() works on what this returns).
   StoredImage load(const Descriptor& manifest) const;
   /// Copies an image's blobs from `src` (hard links where possible) and names it.
   void import_image(const Layout& src, const Descriptor& manifest, const std::string& name);
+
+  /// Takes every entry `remove` selects out of index.json, in one atomic
+  /// replacement under the index lock, and returns them. Their blobs stay:
+  /// an interrupted removal leaves a readable layout and at worst unused blobs.
+  std::vector<IndexEntry> remove_entries(const std::function<bool(const IndexEntry&)>& remove);
+
+  /// The blobs an entry needs, as far as they can be read: its manifest (or
+  /// index, and the manifests it lists), their configs and layers. A
+  /// document that cannot be read contributes only its own digest.
+  std::set<Digest> blobs_of(const Descriptor& d) const;
+  /// Every blob a named image needs (blobs_of each entry).
+  std::set<Digest> live_blobs() const;
 
   /// Removes every blob (and leftover temporary file) that neither a named
   /// image nor `keep` needs. The caller holds the store's usage lock
   /// exclusively: no build is writing blobs it has not named yet.
   /// Returns how many files went and their bytes.
   std::pair<size_t, uint64_t> collect_garbage(const std::set<Digest>& keep) const;
+  /// Removes each of `candidates` that neither a named image nor `keep`
+  /// needs, under the same lock as collect_garbage. Returns how many blobs
+  /// went and their bytes.
+  std::pair<size_t, uint64_t> remove_unused(const std::set<Digest>& candidates, const std::set<Digest>& keep) const;
 
 private:
   nlohmann::json read_index() const;

@@ -35,6 +35,7 @@ using imgbuild::Layout;
 using imgbuild::sha256_of;
 using namespace imgbuild::test;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 using json = nlohmann::json;
 
 namespace {
@@ -640,4 +641,145 @@ TEST_CASE("verify_store reads every blob and every image's diff_ids", "[layout][
     REQUIRE(check.problems.size() == 1);
     CHECK_THAT(check.problems[0], Contains("good: ") && Contains(std::string(img.config.digest.hex())));
   }
+
+TEST_CASE("put_document refuses a document over the limit and writes nothing", "[layout][entries]") {
+  ScratchDir s;
+  Layout l(s.path);
+  std::string at_limit(imgbuild::kMaxDocumentSize, ' ');
+  CHECK(l.has_blob(l.put_document(at_limit, imgbuild::media_type::kConfig).digest));
+  fs::remove(l.blob_path(sha256_of(at_limit)));
+  std::string over = at_limit + " ";
+  REQUIRE_THROWS_AS(l.put_document(over, imgbuild::media_type::kConfig), imgbuild::DocumentTooLarge);
+  REQUIRE_THROWS_WITH(l.put_document(over, imgbuild::media_type::kManifest),
+                      Contains("4194305 bytes, over the limit of 4194304 bytes (4 MiB)"));
+  CHECK(fs::is_empty(l.blob_dir()));
+}
+
+namespace {
+
+// The index entry of a document written straight into the blobs, as a damaged
+// or hostile store would hold it.
+Descriptor planted(Layout& l, const std::string& content, imgbuild::MediaType type = imgbuild::media_type::kManifest) {
+  Digest d = sha256_of(content);
+  spit(l.blob_path(d), content);
+  return Descriptor{type, d, content.size(), {}};
+}
+
+std::vector<std::string> entry_names(const Layout& l) {
+  std::vector<std::string> out;
+  for (auto& e : l.entries()) out.push_back(e.name);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a store with damaged entries lists them all and loads the good ones", "[layout][entries]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  StoredFixture good = store_image(l, s.path);
+  l.set_ref("good:1", good.manifest);
+  l.set_ref("missing:1", fake_manifest("gone"));
+  l.set_ref("garbage:1", planted(l, "\x01not json"));
+  l.set_ref("no-config:1", planted(l, R"({"schemaVersion":2,"layers":[]})"));
+  l.set_ref("huge:1", planted(l, "{\"pad\":\"" + std::string(imgbuild::kMaxDocumentSize, 'x') + "\"}"));
+  Descriptor foreign = good.manifest;
+  foreign.media_type = imgbuild::MediaType::parse("application/x-not-an-image");
+  l.set_ref("foreign:1", foreign);
+  // Entries no descriptor parser would take, added by hand.
+  json index = json::parse(slurp(l.root() / "index.json"));
+  index["manifests"].push_back({{"annotations", {{imgbuild::kRefNameAnnotation, "malformed:1"}}}, {"digest", 42}});
+  index["manifests"].push_back(42);
+  spit(l.root() / "index.json", index.dump());
+
+  auto entries = l.entries();
+  REQUIRE(entries.size() == 8);
+  CHECK(entry_names(l) == std::vector<std::string>{"good:1", "missing:1", "garbage:1", "no-config:1", "huge:1",
+                                                   "foreign:1", "malformed:1", ""});
+  CHECK_FALSE(entries[6].descriptor);
+  CHECK_THAT(entries[6].problem, Contains("mediaType"));
+  CHECK_FALSE(entries[7].descriptor);
+  CHECK(l.refs().size() == 6);
+
+  CHECK(l.load(*l.find_ref("good:1")).config_json["config"]["Cmd"][0] == "/hello");
+  auto damage = [&](const std::string& name) {
+    try {
+      l.load(*l.find_ref(name));
+    } catch (const imgbuild::DamagedImage& e) {
+      CHECK(e.name() == name);
+      return std::string(e.what());
+    }
+    return std::string("loaded");
+  };
+  CHECK_THAT(damage("missing:1"), StartsWith("image 'missing:1' is damaged: ") && Contains("No such file"));
+  CHECK_THAT(damage("garbage:1"), Contains("is not a JSON object"));
+  CHECK_THAT(damage("no-config:1"), Contains("has no config"));
+  CHECK_THAT(damage("huge:1"), Contains("over the limit of 4194304 bytes"));
+  CHECK_THAT(damage("foreign:1"), Contains("media type is application/x-not-an-image, not an image manifest's"));
+
+  // Writing goes on: a new name is added and a damaged one replaced, the
+  // entries nothing can parse kept as they were.
+  l.set_ref("new:1", good.manifest);
+  l.set_ref("missing:1", good.manifest);
+  CHECK(l.load(*l.find_ref("missing:1")).manifest.digest == good.manifest.digest);
+  CHECK(entry_names(l) == std::vector<std::string>{"good:1", "garbage:1", "no-config:1", "huge:1", "foreign:1",
+                                                   "malformed:1", "", "new:1", "missing:1"});
+  CHECK(json::parse(slurp(l.root() / "index.json"))["manifests"][6] == 42);
+  // Garbage collection keeps every blob a good image needs, and does not fail on the others.
+  l.collect_garbage({});
+  for (const Digest& d : {good.manifest.digest, good.config.digest, good.layer.digest}) CHECK(l.has_blob(d));
+}
+
+TEST_CASE("an index.json whose list is not a list is damage, not an empty store", "[layout][entries]") {
+  ScratchDir s;
+  Layout l(s.path);
+  std::string damaged = R"({"schemaVersion":2,"manifests":{"a":1}})";
+  spit(s.path / "index.json", damaged);
+  REQUIRE_THROWS_WITH(l.entries(), Contains("not a valid index") && Contains("restore the file"));
+  REQUIRE_THROWS_WITH(l.set_ref("x", fake_manifest("x")), Contains("not a valid index"));
+  REQUIRE_THROWS_WITH(l.remove_entries([](auto&) { return true; }), Contains("not a valid index"));
+  CHECK(slurp(s.path / "index.json") == damaged);
+}
+
+TEST_CASE("remove_entries and remove_unused free only what nothing else needs", "[layout][entries]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  StoredFixture a = store_image(l, s.path);
+  // Another image on the same layer: a config and a manifest of its own.
+  imgbuild::StoredImage loaded = l.load(a.manifest);
+  json other_config = loaded.config_json;
+  other_config["config"]["Cmd"] = {"/other"};
+  Descriptor b_config = l.put_document(other_config.dump(), imgbuild::media_type::kConfig);
+  json other_manifest = loaded.manifest_json;
+  other_manifest["config"] = b_config.to_json();
+  Descriptor b = l.put_document(other_manifest.dump(), imgbuild::media_type::kManifest);
+  l.set_ref("a:1", a.manifest);
+  l.set_ref("alias:1", a.manifest);
+  l.set_ref("b:1", b);
+  l.set_ref("missing:1", fake_manifest("gone"));
+  CHECK(l.blobs_of(a.manifest) == std::set<Digest>{a.manifest.digest, a.config.digest, a.layer.digest});
+
+  auto remove = [&](const std::string& name) {
+    auto removed = l.remove_entries([&](const imgbuild::IndexEntry& e) { return e.name == name; });
+    std::set<Digest> candidates;
+    for (auto& e : removed) candidates.merge(l.blobs_of(*e.descriptor));
+    return candidates;
+  };
+  // A name of an image that has another keeps every blob.
+  auto freed = l.remove_unused(remove("a:1"), {});
+  CHECK(freed.first == 0);
+  CHECK(entry_names(l) == std::vector<std::string>{"alias:1", "b:1", "missing:1"});
+  // The last name frees the manifest and config; the layer b needs stays.
+  freed = l.remove_unused(remove("alias:1"), {});
+  CHECK(freed == std::pair<size_t, uint64_t>{2, a.manifest.size + a.config.size});
+  CHECK_FALSE(l.has_blob(a.manifest.digest));
+  CHECK(l.has_blob(a.layer.digest));
+  // A blob the step cache keeps stays when the last image goes.
+  freed = l.remove_unused(remove("b:1"), {a.layer.digest});
+  CHECK(freed.first == 2);
+  CHECK(l.has_blob(a.layer.digest));
+  // A damaged entry goes, with nothing to free.
+  freed = l.remove_unused(remove("missing:1"), {});
+  CHECK(freed.first == 0);
+  CHECK(l.entries().empty());
+  CHECK(remove("missing:1").empty());
 }
