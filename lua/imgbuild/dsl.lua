@@ -414,7 +414,7 @@ end
 local doctor_warnings = {}
 for _, name in ipairs(settings.doctor_warnings) do doctor_warnings[name] = true end
 
----@param opts { ignore: string[] } warnings not to report for this image: "entrypoint", "root", "tls", "tzdata"
+---@param opts { ignore: string[] } warnings not to report for this image: "cgo", "entrypoint", "root", "tls", "tzdata"
 function Image:doctor(opts)
   check_self(self, "doctor")
   opts = check_options("doctor", opts, { ignore = true })

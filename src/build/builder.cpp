@@ -409,6 +409,8 @@ const BuiltImage& Builder::build(size_t node) {
   std::string manifest = st.image.manifest_document(config_desc);
   Descriptor manifest_desc = put(manifest, media_type::kManifest);
   auto base = st.image.annotations.find(kBaseNameAnnotation);
+  std::vector<std::string> layer_locs;
+  for (auto& origin : st.layer_origins) layer_locs.push_back(origin.loc);
   BuiltImage built{.image = st.image,
                    .manifest = manifest_desc,
                    .size = manifest_desc.size + config_desc.size + compressed,
@@ -418,6 +420,7 @@ const BuiltImage& Builder::build(size_t node) {
                    .base_layers = st.base_layers,
                    .base_compressed = base_compressed,
                    .tree = st.tree,
+                   .layer_locs = layer_locs,
                    .entrypoint_loc = st.entrypoint_loc,
                    .ignore = st.ignore};
   return finished_.emplace(node, std::move(built)).first->second;
@@ -456,7 +459,8 @@ void Builder::check_budget(const Stage& st, uint64_t compressed) const {
                    [&](size_t a, size_t b) { return st.image.layers[a].size > st.image.layers[b].size; });
   std::string biggest;
   for (size_t i = 0; i < std::min<size_t>(order.size(), 3); ++i)
-    biggest += "\n    " + human_size(st.image.layers[order[i]].size) + "  " + st.layer_steps[order[i]];
+    biggest += "\n    " + human_size(st.image.layers[order[i]].size) + "  " + st.layer_origins[order[i]].loc + "  " +
+               st.layer_origins[order[i]].description;
   throw BuildError(st.budget->loc, "budget: the image is " + human_size(compressed) +
                                        " (compressed layers), over its budget of " + st.budget->text +
                                        "; biggest layers:" + biggest);
@@ -486,7 +490,8 @@ size_t Builder::index_of(const Node& node) const { return static_cast<size_t>(&n
 
 std::vector<Finding> examine_built(const BuiltImage& built, const std::string& loc,
                                    const std::set<std::string>& ignore) {
-  DoctorContext ctx{built.entrypoint_loc.empty() ? loc : built.entrypoint_loc, loc, built.ignore};
+  DoctorContext ctx{built.entrypoint_loc.empty() ? loc : built.entrypoint_loc, loc, built.ignore, built.layer_locs,
+                    built.base_layers};
   ctx.ignore.insert(ignore.begin(), ignore.end());
   return examine_image(built.image, *built.tree, ctx);
 }
@@ -548,7 +553,7 @@ void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const 
                         const Node& node) {
   st.image.history.push_back({description, !layer});
   if (!layer) return;
-  st.layer_steps.push_back(node.loc + "  " + description);
+  st.layer_origins.push_back({node.loc, description});
   auto tree = std::make_shared<ImageTree>(*st.tree);
   tree->apply_layer_blob(store_.blob_path(layer->digest));
   st.tree = std::move(tree);
@@ -824,7 +829,7 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   auto digest = st.image.annotations.find(kBaseDigestAnnotation);
   st.base_layers = st.image.layers.size();
   for (size_t i = 0; i < st.image.layers.size(); ++i)
-    st.layer_steps.push_back(node.loc + "  from " + op.reference + " (layer " + std::to_string(i + 1) + ")");
+    st.layer_origins.push_back({node.loc, "from " + op.reference + " (layer " + std::to_string(i + 1) + ")"});
   st.image.created = settings_.source_date_epoch;
   auto tree = std::make_shared<ImageTree>();
   {

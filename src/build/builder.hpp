@@ -77,6 +77,12 @@ struct PlannedStep {
   Outcome outcome = Outcome::Config;
 };
 
+/// The step that made a layer of an image: its recipe line ("recipe.lua:7")
+/// and what it did ("copy . .", "from golang:1.22 (layer 2)").
+struct LayerOrigin {
+  std::string loc, description;
+};
+
 /// A built image and where its manifest is in the layout, with what the
 /// doctor examines.
 struct BuiltImage {
@@ -96,6 +102,8 @@ struct BuiltImage {
   uint64_t base_compressed = 0;
   /// The image's files.
   std::shared_ptr<const ImageTree> tree;
+  /// The recipe line that made each of image.layers.
+  std::vector<std::string> layer_locs;
   /// The line of the :entrypoint (or :cmd) step that set the program; "" when
   /// no step of the recipe did.
   std::string entrypoint_loc;
@@ -152,9 +160,9 @@ private:
   /// An image being built, with what the doctor needs to know about it.
   struct Stage {
     Image image;
-    /// Which step made each of image.layers ("recipe.lua:7  copy . ."),
-    /// for the budget's report of the biggest layers.
-    std::vector<std::string> layer_steps;
+    /// Which step made each of image.layers: the budget's report of the
+    /// biggest layers names them, the doctor's findings point at them.
+    std::vector<LayerOrigin> layer_origins;
     /// How many of image.layers came with the pulled base.
     size_t base_layers = 0;
     std::optional<Budget> budget;

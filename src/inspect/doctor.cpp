@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <set>
+#include <string_view>
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
@@ -25,6 +28,25 @@ const std::vector<std::string> kCertFiles = {"/etc/ssl/certs/ca-certificates.crt
                                              "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
                                              "/etc/ssl/cert.pem"};
 const std::vector<std::string> kCertDirs = {"/etc/ssl/certs", "/etc/pki/tls/certs"};
+
+/// Where images keep programs, and whether their subfolders hold programs too
+/// (libexec keeps each package's helpers in a folder of its own).
+const std::vector<std::pair<std::string, bool>> kProgramFolders = {
+    {"/bin", false},           {"/sbin", false},           {"/usr/bin", false},    {"/usr/sbin", false},
+    {"/usr/local/bin", false}, {"/usr/local/sbin", false}, {"/usr/libexec", true}, {"/usr/local/libexec", true}};
+
+/// Go modules that build without cgo into a stub that fails when used, and
+/// what happens then. (A module that does not build at all without cgo never
+/// reaches an image.)
+const std::vector<std::pair<std::string, std::string>> kCgoOnlyModules = {
+    {"github.com/mattn/go-sqlite3",
+     "without cgo it is a stub whose every connection fails (\"go-sqlite3 requires cgo to work\"); build with "
+     "CGO_ENABLED=1 and link statically, or use modernc.org/sqlite, which needs no cgo"},
+};
+
+constexpr std::string_view kElfMagic =
+    "\x7f"
+    "ELF";
 
 std::string library_triplet(const std::string& arch) {
   if (arch == "amd64") return "x86_64-linux-gnu";
@@ -50,16 +72,20 @@ public:
       argv = &*cfg.entrypoint;
     else if (cfg.cmd && !cfg.cmd->empty())
       argv = &*cfg.cmd;
-    if (!argv) {
+    std::optional<std::string> entrypoint;
+    if (argv)
+      entrypoint = check_entrypoint(argv->front());
+    else
       warn("entrypoint", context_.image_loc, "the image has no entrypoint or cmd: it cannot run on its own");
-      return findings_;
-    }
-    check_program(argv->front());
+    check_added_programs(entrypoint);
     return findings_;
   }
 
 private:
-  void error(const std::string& message) { findings_.push_back({true, "run", context_.entrypoint_loc, message}); }
+  void error(const std::string& message) { error_at(context_.entrypoint_loc, message); }
+  void error_at(const std::string& loc, const std::string& message) {
+    findings_.push_back({true, "run", loc, message});
+  }
   void warn(const std::string& check, const std::string& loc, const std::string& message) {
     if (!context_.ignore.count(check)) findings_.push_back({false, check, loc, message});
   }
@@ -86,24 +112,25 @@ private:
     return std::nullopt;
   }
 
-  void check_program(const std::string& program) {
+  /// Examines the program the image runs; returns where it stands when it is a file.
+  std::optional<std::string> check_entrypoint(const std::string& program) {
     std::string shown;
     auto found = locate(program, shown);
     std::string what = "entrypoint " + shown;
     if (!found) {
       error(what + (program.find('/') == std::string::npos ? ": not found in the image's PATH"
                                                            : ": no such file in the image"));
-      return;
+      return std::nullopt;
     }
     if (!found->file || found->file->type != LayerEntry::Type::File) {
       error(what + ": not a file");
-      return;
+      return std::nullopt;
     }
     if ((found->file->mode & 0111) == 0) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", found->file->mode & 07777);
       error(what + ": not executable (mode " + mode + ")");
-      return;
+      return found->path;
     }
     // The program itself: read whole, up to a size no real entrypoint reaches.
     std::string bytes;
@@ -111,24 +138,55 @@ private:
       bytes = tree_.contents(*found->file, kMaxProgramSize);
     } catch (const std::runtime_error& e) {
       error(what + ": cannot be read: " + e.what());
-      return;
+      return found->path;
     }
     if (bytes.starts_with("#!")) {
       check_script(what, bytes.substr(0, 256));
-      return;
+      return found->path;
     }
     ElfInfo info;
     try {
       info = inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()});
     } catch (const std::runtime_error& e) {
       error("entrypoint " + shown + ": " + e.what());
-      return;
+      return found->path;
     }
     if (!info.is_elf) {
       error(what + ": neither an ELF binary nor a #! script");
-      return;
+      return found->path;
     }
-    check_elf(what, info);
+    check_elf(what, info, context_.entrypoint_loc);
+    if (info.go) check_go_files(what, *info.go);
+    return found->path;
+  }
+
+  /// The other ELF programs the recipe's steps put where images keep them:
+  /// a tool copied in beside the entrypoint (a migration tool, a health
+  /// probe) fails as the entrypoint would, only later. Each finding points at
+  /// the step that added the file.
+  void check_added_programs(const std::optional<std::string>& entrypoint) {
+    std::vector<std::pair<std::string, bool>> folders = kProgramFolders;
+    std::set<std::string> seen;
+    if (entrypoint) {
+      seen.insert(*entrypoint);
+      folders.emplace_back(entrypoint->substr(0, entrypoint->rfind('/') + 1), false);
+    }
+    for (auto& [folder, recursive] : folders)
+      for (const ImageTree::Resolved& found : tree_.files_in(folder, recursive)) {
+        const ImageTree::File& file = *found.file;
+        if ((file.mode & 0111) == 0 || file.layer < context_.base_layers || !seen.insert(found.path).second) continue;
+        const std::string& loc =
+            file.layer < context_.layer_locs.size() ? context_.layer_locs[file.layer] : context_.image_loc;
+        try {
+          if (tree_.contents(file, kElfMagic.size()) != kElfMagic) continue;
+          std::string bytes = tree_.contents(file, kMaxProgramSize);
+          ElfInfo info = inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()});
+          check_elf(found.path, info, loc);
+          if (info.go) check_cgo(found.path, *info.go, loc);
+        } catch (const std::runtime_error& e) {
+          error_at(loc, found.path + ": " + e.what());
+        }
+      }
   }
 
   void check_script(const std::string& what, const std::string& head) {
@@ -149,15 +207,15 @@ private:
     }
   }
 
-  void check_elf(const std::string& what, const ElfInfo& info) {
+  void check_elf(const std::string& what, const ElfInfo& info, const std::string& loc) {
     if (architecture_or_machine(info) != image_.platform.architecture) {
-      error(what + ": built for " + info.machine + ", image is " + image_.platform.str());
+      error_at(loc, what + ": built for " + info.machine + ", image is " + image_.platform.str());
       return;
     }
     if (info.linking == ElfInfo::Linking::Dynamic) {
       if (!info.interpreter.empty() && !exists(info.interpreter)) {
-        error(what + ": needs the loader " + info.interpreter +
-              ", which the image lacks (build it static, or copy the loader and libraries in)");
+        error_at(loc, what + ": needs the loader " + info.interpreter +
+                          ", which the image lacks (build it static, or copy the loader and libraries in)");
         return;
       }
       std::vector<std::string> dirs = {"/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib"};
@@ -171,12 +229,21 @@ private:
         for (auto& d : dirs) found = found || exists(d + "/" + lib);
         if (!found) missing.push_back(lib);
       }
-      if (!missing.empty()) error(what + ": needs " + join(missing, ", ") + ", which the image lacks");
+      if (!missing.empty()) error_at(loc, what + ": needs " + join(missing, ", ") + ", which the image lacks");
     }
-    if (info.go) check_go(what, *info.go);
   }
 
-  void check_go(const std::string& what, const GoBuildInfo& go) {
+  /// A Go binary built without cgo that links a module which is only a stub then.
+  void check_cgo(const std::string& what, const GoBuildInfo& go, const std::string& loc) {
+    if (go.setting("CGO_ENABLED") != "0") return;
+    for (auto& [module, why] : kCgoOnlyModules)
+      if (std::find(go.deps.begin(), go.deps.end(), module) != go.deps.end())
+        warn("cgo", loc, what + " was built with CGO_ENABLED=0 and links " + module + ": " + why);
+  }
+
+  /// What the program the image runs needs from the image's other files.
+  void check_go_files(const std::string& what, const GoBuildInfo& go) {
+    check_cgo(what, go, context_.entrypoint_loc);
     if (go.uses_x509 && !has_ca_certificates())
       warn("tls", context_.entrypoint_loc,
            what +

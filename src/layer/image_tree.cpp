@@ -205,6 +205,19 @@ bool ImageTree::has_children(const std::string& path) const {
   return it != files_->end() && it->first.starts_with(prefix);
 }
 
+std::vector<ImageTree::Resolved> ImageTree::files_in(const std::string& path, bool recursive) const {
+  std::vector<Resolved> out;
+  std::optional<Resolved> folder = resolve(path);
+  if (!folder || (folder->file && folder->file->type != LayerEntry::Type::Directory)) return out;
+  std::string prefix = folder->path == "/" ? "/" : folder->path + "/";
+  for (auto it = std::lower_bound(files_->begin(), files_->end(), prefix, key_less);
+       it != files_->end() && it->first.starts_with(prefix); ++it)
+    if (it->second.type == LayerEntry::Type::File &&
+        (recursive || it->first.find('/', prefix.size()) == std::string::npos))
+      out.push_back({it->first, &it->second});
+  return out;
+}
+
 namespace {
 
 /// RootWalk in the tree: a folder can stand only as the parent of its entries.

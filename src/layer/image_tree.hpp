@@ -50,6 +50,11 @@ public:
   /// exist only as the parent of its entries).
   bool has_children(const std::string& path) const;
 
+  /// The regular files directly in the folder `path` (also those further
+  /// below when `recursive`), in path order. `path` is resolved first (a
+  /// /bin that links to /usr/bin lists /usr/bin); nothing below is followed.
+  std::vector<Resolved> files_in(const std::string& path, bool recursive) const;
+
 private:
   /// An absolute path and what stands there.
   using Node = std::pair<std::string, File>;

@@ -197,7 +197,8 @@ TEST_CASE("inspect() gives a recipe the ELF facts of a context file", "[recipe][
   CHECK(r.error_of("local f = inspect(\"nope\")\n") ==
         "recipe.lua:1: inspect: no such file in the build context: nope");
   CHECK(r.error_of("image(\"a\", scratch:doctor { ignore = { \"tsl\" } })\n") ==
-        "recipe.lua:1: doctor: unknown warning 'tsl' (did you mean 'tls'?) (known: entrypoint, root, tls, tzdata)");
+        "recipe.lua:1: doctor: unknown warning 'tsl' (did you mean 'tls'?) (known: cgo, entrypoint, root, tls, "
+        "tzdata)");
 }
 
 TEST_CASE("cgo binaries: copy { static = true } names CGO_ENABLED=1, the doctor the missing loader",
@@ -230,4 +231,69 @@ TEST_CASE("a malformed ELF program is a located error, named by its image path",
         Lines{"error recipe.lua:2: entrypoint /srv/app: truncated ELF header"});
   CHECK(r.error_of("image(\"b\", scratch:copy(\"app\", \"/app\", { static = true }))\n") ==
         "recipe.lua:1: copy: /app: truncated ELF header");
+}
+
+TEST_CASE("the doctor examines every program a step put where programs go, at that step's line",
+          "[recipe][doctor][x86_64]") {
+  RecipeRun r;
+  c_program(r, "dyn");
+  c_program(r, "stat", "-static");
+  const std::string loader_missing =
+      ": needs the loader /lib64/ld-linux-x86-64.so.2, which the image lacks (build it static, or copy the loader "
+      "and libraries in)";
+  // A tool in a bin folder, and one beside the entrypoint (the seed's migration tool).
+  CHECK(r.findings_of("image(\"a\", scratch:user \"1\":copy(\"stat\", \"/app/server\")\n"
+                      "  :copy(\"dyn\", \"/usr/local/bin/tool\")\n"
+                      "  :copy(\"dyn\", \"/app/migrate\")\n"
+                      "  :entrypoint { \"/app/server\" })\n") ==
+        Lines{"error recipe.lua:2: /usr/local/bin/tool" + loader_missing,
+              "error recipe.lua:3: /app/migrate" + loader_missing});
+  // Not executable, or not where programs are kept: data, not a program.
+  CHECK(r.findings_of("image(\"a\", scratch:user \"1\":copy(\"stat\", \"/app\")\n"
+                      "  :copy(\"dyn\", \"/usr/bin/tool\", { chmod = \"0644\" })\n"
+                      "  :copy(\"dyn\", \"/srv/data/tool\")\n"
+                      "  :entrypoint { \"/app\" })\n")
+            .empty());
+  // An image with no entrypoint still has its programs examined.
+  CHECK(r.findings_of(
+            "image(\"a\", scratch:user \"1\":copy(\"dyn\", \"/bin/\"):doctor { ignore = { \"entrypoint\" } })\n") ==
+        Lines{"error recipe.lua:1: /bin/dyn" + loader_missing});
+  // A program for another CPU.
+  r.file("go.mod", kGoMod);
+  r.file("main.go", "package main\n\nfunc main() {}\n");
+  const ForeignCpu foreign = foreign_cpu();
+  CHECK(
+      r.findings_of("local go = require \"imgbuild.go\"\n"
+                    "image(\"a\", scratch:user \"1\":copy(\"stat\", \"/app\")\n"
+                    "  :copy(go.build { env = { GOARCH = \"" +
+                    foreign.goarch +
+                    "\" } }, \"/usr/local/bin/helper\")\n"
+                    "  :entrypoint { \"/app\" })\n") ==
+      Lines{"error recipe.lua:3: /usr/local/bin/helper: built for " + foreign.machine + ", image is " + kHostPlatform});
+}
+
+TEST_CASE("the doctor warns about a Go binary built without cgo that links a cgo-only module", "[recipe][doctor]") {
+  RecipeRun r;
+  // A stand-in for go-sqlite3 under its module path, through a local replace.
+  r.file("sqlite3/go.mod", "module github.com/mattn/go-sqlite3\n\ngo 1.19\n");
+  r.file("sqlite3/sqlite3.go", "package sqlite3\n\nfunc Open() {}\n");
+  r.file("go.mod",
+         "module example.com/svc\n\ngo 1.19\n\nrequire github.com/mattn/go-sqlite3 v1.14.22\n\n"
+         "replace github.com/mattn/go-sqlite3 => ./sqlite3\n");
+  r.file("main.go", "package main\n\nimport \"github.com/mattn/go-sqlite3\"\n\nfunc main() { sqlite3.Open() }\n");
+  const std::string stub =
+      " was built with CGO_ENABLED=0 and links github.com/mattn/go-sqlite3: without cgo it is a stub whose every "
+      "connection fails (\"go-sqlite3 requires cgo to work\"); build with CGO_ENABLED=1 and link statically, or use "
+      "modernc.org/sqlite, which needs no cgo";
+  CHECK(r.findings_of("local go = require \"imgbuild.go\"\n"
+                      "local app = go.build {}\n"
+                      "image(\"a\", scratch:user \"1\":copy(app, \"/app\")\n"
+                      "  :copy(app, \"/usr/local/bin/migrate\")\n"
+                      "  :entrypoint { \"/app\" })\n") ==
+        Lines{"warning[cgo] recipe.lua:5: entrypoint /app" + stub,
+              "warning[cgo] recipe.lua:4: /usr/local/bin/migrate" + stub});
+  CHECK(r.findings_of("local go = require \"imgbuild.go\"\n"
+                      "image(\"a\", scratch:user \"1\":copy(go.build {}, \"/app\"):doctor { ignore = { \"cgo\" } }\n"
+                      "  :entrypoint { \"/app\" })\n")
+            .empty());
 }
