@@ -133,6 +133,32 @@ TEST_CASE("an interrupted layer leaves no partial blob", "[interrupt]") {
   CHECK(names_in(blobs).empty());
 }
 
+TEST_CASE("signals after the first are counted and change nothing: the cleanup is never cut short", "[interrupt]") {
+  ClearInterrupt clear;
+  set_interrupt_for_testing(0);
+  imgbuild::install_interrupt_handlers();
+  // stderr into a pipe, to read the note the handler writes.
+  int pipe_fds[2];
+  REQUIRE(::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) == 0);
+  imgbuild::Fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  imgbuild::Fd saved_stderr(::dup(STDERR_FILENO));
+  REQUIRE(::dup2(write_end.get(), STDERR_FILENO) == STDERR_FILENO);
+  // The first SIGINT, then a burst of both kinds, as `timeout -s INT` (the
+  // process, then its group) or an impatient user deliver them: this process
+  // must survive every one.
+  REQUIRE(::raise(SIGINT) == 0);
+  for (int i = 0; i < 10; ++i) REQUIRE(::raise(i % 2 ? SIGTERM : SIGINT) == 0);
+  ::dup2(saved_stderr.get(), STDERR_FILENO);
+  CHECK(imgbuild::interrupt_signal() == SIGINT);
+  CHECK(imgbuild::interrupt_count() == 11);
+  CHECK(interrupted_by([] { imgbuild::check_interrupt(); }) == SIGINT);
+  char buf[512] = {};
+  ssize_t n = ::read(read_end.get(), buf, sizeof buf - 1);
+  // One note, at the first repeat.
+  CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) ==
+        "imgbuild: interrupted: cleaning up before exiting (Ctrl-\\ quits at once, leaving temporary files)\n");
+}
+
 TEST_CASE("an interrupted unpack removes the root it made", "[interrupt]") {
   ClearInterrupt clear;
   ScratchDir dir;
