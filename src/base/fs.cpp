@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <system_error>
 
 #include "base/interrupt.hpp"
@@ -25,10 +26,45 @@ Fd::~Fd() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Fd open_read(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno(path.string());
-  return Fd(fd);
+const char* file_kind(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFIFO:
+      return "a named pipe";
+    case S_IFSOCK:
+      return "a socket";
+    case S_IFCHR:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case S_IFDIR:
+      return "a folder";
+    case S_IFLNK:
+      return "a symlink";
+    default:
+      return "a file";
+  }
+}
+
+Fd open_read(const fs::path& path, FollowLink follow) {
+  // O_NONBLOCK: a named pipe opens at once instead of waiting for a writer.
+  // A socket does not open at all (ENXIO): lstat says what it is.
+  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow == FollowLink::No ? O_NOFOLLOW : 0);
+  Fd fd(::open(path.c_str(), flags));
+  struct stat st {};
+  if (!fd) {
+    int error = errno;
+    bool stat_ok = (follow == FollowLink::No ? ::lstat(path.c_str(), &st) : ::stat(path.c_str(), &st)) == 0;
+    if ((error == ELOOP || error == ENXIO) && stat_ok && !S_ISREG(st.st_mode))
+      throw std::runtime_error(path.string() + ": is " + file_kind(st.st_mode) + ", not a file");
+    errno = error;
+    throw_errno(path.string());
+  }
+  if (::fstat(fd.get(), &st) != 0) throw_errno(path.string());
+  if (S_ISDIR(st.st_mode)) throw std::system_error(EISDIR, std::generic_category(), path.string());
+  if (!S_ISREG(st.st_mode)) throw std::runtime_error(path.string() + ": is " + file_kind(st.st_mode) + ", not a file");
+  // A file's reads as usual: O_NONBLOCK was for the open.
+  if (::fcntl(fd.get(), F_SETFL, 0) != 0) throw_errno(path.string());
+  return fd;
 }
 
 std::string read_file(const fs::path& path) {

@@ -1,6 +1,8 @@
 #pragma once
 // File-system primitives with RAII and the atomic-write discipline every store
 // and cache update follows: write a temporary file, fsync, rename into place.
+#include <sys/types.h>
+
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -35,8 +37,22 @@ private:
   int fd_ = -1;
 };
 
-/// Opens read-only with O_CLOEXEC; throws naming the path.
-Fd open_read(const fs::path& path);
+/// What a file of this st_mode is, for messages: "a named pipe", "a socket",
+/// "a character device", "a block device", "a folder", "a symlink", "a file".
+const char* file_kind(mode_t mode);
+
+/// Whether open_read follows a symlink that is the path's last component.
+enum class FollowLink { Yes, No };
+
+/// Opens a regular file read-only with O_CLOEXEC; throws naming the path
+/// (std::system_error; for a folder, EISDIR). Anything but a regular file is
+/// refused at once, saying what it is ("PATH: is a named pipe, not a file"):
+/// opening a named pipe waits for a writer and reading a device may never
+/// end. The check is made on the opened descriptor, opened without waiting,
+/// so a file replaced by a pipe after a walk saw it cannot block either.
+/// FollowLink::No also refuses a symlink there: for paths a walk found to be
+/// files, which must not be swapped for a link to something else.
+Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes);
 /// Reads a whole (small) file: JSON documents, .dockerignore, lockfiles.
 std::string read_file(const fs::path& path);
 /// Writes all of `data` to `fd`, retrying short writes.

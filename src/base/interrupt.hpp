@@ -4,7 +4,8 @@
 // in every wait for a child process or a transfer) and throws Interrupted,
 // so the ordinary unwinding path runs every destructor: temporary roots and
 // partial blobs are removed, child processes are killed and reaped, locks are
-// released. A second signal ends the process at once, cleanup or not.
+// released. Later signals are counted and ignored: they never cut the cleanup
+// short (SIGQUIT, Ctrl-\, still ends the process at once).
 #include <chrono>
 
 namespace imgbuild {
@@ -21,6 +22,10 @@ void install_interrupt_handlers();
 
 /// The signal received (SIGINT or SIGTERM), 0 when none.
 int interrupt_signal();
+
+/// How many SIGINT and SIGTERM have arrived, the first included: the later
+/// ones change nothing (the first one's cleanup runs to its end).
+int interrupt_count();
 
 /// Throws Interrupted once a signal has arrived.
 void check_interrupt();

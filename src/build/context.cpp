@@ -1,5 +1,7 @@
 #include "build/context.hpp"
 
+#include "base/fs.hpp"
+#include "base/interrupt.hpp"
 #include "base/threads.hpp"
 #include "layer/resolve.hpp"
 #include "oci/image_path.hpp"
@@ -90,7 +92,7 @@ LayerEntry entry_for(const std::string& host, const HostStat& st, const ImagePat
     e.link_target = fs::read_symlink(host, ec).string();
     if (ec) throw std::runtime_error("cannot read symlink " + host);
   } else {
-    throw std::runtime_error(host + ": sockets, pipes and devices cannot be copied");
+    throw std::runtime_error(host + ": is " + file_kind(st.mode) + ": only files, folders and symlinks can be copied");
   }
   return e;
 }
@@ -259,6 +261,8 @@ namespace {
 /// `rel`, from `reader`, then raises the listing's error if it has one.
 template <class Each>
 void for_each_name(FolderReader& reader, const std::string& dir, const std::string& rel, Each each) {
+  // A context of a million files takes seconds to walk: Ctrl-C stops it.
+  check_interrupt();
   Listing listing = reader.take(dir, rel);
   for (auto& [name, st] : listing.names) each(name, dir + "/" + name, st);
   if (listing.failed) std::rethrow_exception(listing.failed);
@@ -322,6 +326,7 @@ std::vector<CopyItem> BuildContext::resolve(const std::string& source) const {
     if (real == ".." || real.starts_with("../"))
       throw std::runtime_error(source + ": symlink points outside the build context");
     if (!visible(m) || !visible(real)) continue;
+    require_copyable(real, lstat_or_throw(host.string()).mode);
     items.push_back({host, m.empty() ? root_.filename().string() : fs::path(m).filename().string()});
   }
   if (items.empty()) throw std::runtime_error("no such file in the build context: " + source);
@@ -367,9 +372,16 @@ void BuildContext::walk(FolderReader& reader, const std::string& host_dir, const
       }
       return;
     }
+    if (in_context) require_copyable(rel, st.mode);
     out.push_back(entry_for(host, st, image_path));
     if (S_ISDIR(st.mode)) walk(reader, host, rel, image_path, in_context, out);
   });
+}
+
+void require_copyable(const std::string& rel, mode_t mode) {
+  if (!S_ISREG(mode) && !S_ISDIR(mode) && !S_ISLNK(mode))
+    throw std::runtime_error(rel + " is " + file_kind(mode) +
+                             ": a build context holds only files, folders and symlinks");
 }
 
 namespace {

@@ -1,6 +1,8 @@
 #pragma once
 // The build context: the directory `:copy` reads from, with .dockerignore applied,
 // and the planner that turns a copy into layer entries with Docker's COPY rules.
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -53,6 +55,12 @@ private:
   std::filesystem::path root_;
   IgnoreRules ignore_;
 };
+
+/// Throws "<rel> is a named pipe: a build context holds only files, folders
+/// and symlinks" (or a socket, a device) unless `mode` is one of those three:
+/// reading anything else would wait for a writer or never end. `rel` names
+/// the file relative to the context.
+void require_copyable(const std::string& rel, mode_t mode);
 
 /// Turns one `:copy` into the entries of its layer, in layer order (as
 /// sort_layer_entries leaves them: by path, none twice). `workdir` resolves a

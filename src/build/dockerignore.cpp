@@ -1,10 +1,10 @@
 #include "build/dockerignore.hpp"
 
-#include <cerrno>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
+
+#include "base/fs.hpp"
 
 namespace imgbuild {
 
@@ -205,23 +205,19 @@ IgnoreRules IgnoreRules::parse(std::string_view text) {
 
 IgnoreRules IgnoreRules::load(const std::filesystem::path& context_dir) {
   const std::filesystem::path file = context_dir / ".dockerignore";
-  const auto fail = [&](const std::string& cause) -> IgnoreRules {
-    throw std::runtime_error(".dockerignore: " + file.string() + ": " + cause);
-  };
-  std::error_code ec;
-  const auto st = std::filesystem::status(file, ec);
-  if (st.type() == std::filesystem::file_type::not_found) return {};
-  if (ec) return fail(ec.message());
-  if (std::filesystem::is_directory(st)) {
-    return fail(std::make_error_code(std::errc::is_a_directory).message());
-  }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return fail(std::generic_category().message(errno));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) return fail(std::generic_category().message(errno));
+  std::string text;
   try {
-    return parse(buf.str());
+    // read_file: a .dockerignore that is a named pipe or a device is refused
+    // rather than waited on.
+    text = read_file(file);
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::no_such_file_or_directory) return {};
+    throw std::runtime_error(std::string(".dockerignore: ") + e.what());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(".dockerignore: ") + e.what());
+  }
+  try {
+    return parse(text);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string(".dockerignore: ") + e.what());
   }

@@ -41,13 +41,15 @@ fs::path find_in_path(const std::string& tool) {
 }
 
 /// Hashes each input file's path, executable bit and contents, in path order.
-void hash_inputs(const HostBuildOp& op, const fs::path& root, Sha256& key) {
+/// An input that is a named pipe, a socket or a device is refused at once.
+void hash_inputs(const HostBuildOp& op, const BuildContext& context, const fs::path& root, Sha256& key) {
   std::string joined;
   for (auto& p : op.inputs) joined += p + "\n";
   // The patterns use .dockerignore syntax; here a "match" selects an input.
   IgnoreRules patterns = IgnoreRules::parse(joined);
   std::vector<std::string> files;
   for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+    check_interrupt();  // a module with a large tree (vendor/, node_modules/) takes a while
     std::string name = it->path().filename().string();
     // Version-control and hidden directories are never build inputs.
     if (it->is_directory() && name.starts_with(".")) {
@@ -55,7 +57,11 @@ void hash_inputs(const HostBuildOp& op, const fs::path& root, Sha256& key) {
       continue;
     }
     std::string rel = it->path().lexically_relative(root).generic_string();
-    if (it->is_regular_file() && patterns.excluded(rel)) files.push_back(rel);
+    if (it->is_directory() || !patterns.excluded(rel)) continue;
+    struct stat st {};
+    if (::stat(it->path().c_str(), &st) != 0) continue;  // a dangling symlink names no input
+    require_copyable(it->path().lexically_relative(context.root()).generic_string(), st.st_mode);
+    if (S_ISREG(st.st_mode)) files.push_back(rel);
   }
   std::sort(files.begin(), files.end());
   for (auto& rel : files) {
@@ -151,7 +157,7 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
   }
   for (auto& [k, v] : env_overrides) env.push_back(k + "=" + v);
 
-  hash_inputs(op, root, key);
+  hash_inputs(op, context, root, key);
   std::string key_hex = key.finish_hex();
 
   fs::path cached = cache_dir / "files" / key_hex / output_name;

@@ -1,12 +1,12 @@
 #include "layer/read_ahead.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
+#include "base/interrupt.hpp"
 #include "base/threads.hpp"
 
 namespace imgbuild {
@@ -95,6 +95,7 @@ void FileReadAhead::stream_file(size_t ordinal, FileRead& f) {
     std::optional<Sha256> content;
     Fd fd = open_file(e, f, content);
     for (uint64_t left = e.size; left > 0;) {
+      check_interrupt();  // the writer looks between entries only, and this may be a large one
       Piece piece = pooled_buffer();
       piece.size = static_cast<size_t>(std::min<uint64_t>(left, kPiece));
       left -= piece.size;
@@ -108,9 +109,9 @@ void FileReadAhead::stream_file(size_t ordinal, FileRead& f) {
 }
 
 Fd FileReadAhead::open_file(const LayerEntry& e, FileRead& f, std::optional<Sha256>& content) {
-  int raw = ::open(e.source.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) throw_errno(e.source);
-  Fd fd(raw);
+  // A file replaced by a pipe, a device or a symlink since the entry was
+  // made is refused, never waited on nor followed.
+  Fd fd = open_read(e.source, FollowLink::No);
   if (hash_) {
     struct ::stat st {};
     if (::fstat(fd.get(), &st) != 0) throw_errno(e.source);

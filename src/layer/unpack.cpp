@@ -34,6 +34,15 @@ namespace {
 constexpr size_t kBuffer = 1 << 20;
 constexpr std::string_view kWhiteout = ".wh.";
 constexpr std::string_view kOpaque = ".wh..wh..opq";
+/// The prefix of AUFS's own metadata, which old Docker layers carry: hard-link
+/// targets in .wh..wh.plnk/, .wh..wh.aufs, .wh..wh.orph/. The opaque marker
+/// shares it and is the one such name that means something to an image.
+constexpr std::string_view kAufsMeta = ".wh..wh.";
+
+/// Whether `name` is AUFS metadata: not a file of the image, nor a whiteout
+/// of one (no file can be called ".wh.<anything>"), so skipped, as Docker and
+/// containerd skip it.
+bool is_aufs_metadata(std::string_view name) { return name.starts_with(kAufsMeta) && name != kOpaque; }
 
 using Components = std::vector<std::string>;
 using ComponentSpan = std::span<const std::string>;
@@ -161,6 +170,9 @@ public:
   void entry(archive* a, archive_entry* e, std::string_view name) {
     if (name.empty()) throw std::runtime_error("empty path");
     Components path = normalise(name, "path");
+    // AUFS kept its metadata folders at the root only; below it, such a name
+    // used as a folder stays an error, as every other whiteout name does.
+    if (!path.empty() && is_aufs_metadata(path.front())) return;
     for (size_t i = 0; i + 1 < path.size(); ++i)
       if (path[i].starts_with(kWhiteout))
         throw std::runtime_error("invalid whiteout: " + quote(path[i]) + " is used as a directory");
@@ -421,10 +433,10 @@ private:
   void whiteout(const Components& path) {
     const std::string& name = path.back();
     std::string_view target = std::string_view(name).substr(kWhiteout.size());
+    if (is_aufs_metadata(name)) return;
     if (name != kOpaque) {
       if (target.empty()) throw std::runtime_error("invalid whiteout: no name after \".wh.\"");
       if (target == "." || target == "..") throw std::runtime_error("invalid whiteout: it names " + quote(target));
-      if (target.starts_with(kWhiteout)) throw std::runtime_error("invalid whiteout: it names another whiteout");
     }
     ComponentSpan dir = ComponentSpan(path).first(path.size() - 1);
     Fd parent;

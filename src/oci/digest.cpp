@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "base/fs.hpp"
+#include "base/interrupt.hpp"
 
 namespace imgbuild {
 
@@ -83,6 +84,8 @@ void Hasher::update_fd(int fd, const std::string& name) {
   // must not allocate (and fault in) a fresh one for each.
   thread_local std::array<char, 1 << 16> buffer;
   for (;;) {
+    // A large file (a context's, hash()ed) must not hold up a Ctrl-C.
+    check_interrupt();
     ssize_t n = ::read(fd, buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("read " + name);

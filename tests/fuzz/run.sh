@@ -309,6 +309,8 @@ layer("pax", [("usr/share/" + "long-name-" * 20, "f", "long", {}),
               ("ping", "f", "cap", {"SCHILY.xattr.user.test": "v", "SCHILY.xattr.security.capability": cap}),
               ("dev/null", "c", "", {}), ("run/fifo", "p", "", {})])
 layer("hostile", [("a/../../escape", "f", "x", {}), ("bin", "f", "replaces a folder", {})])
+layer("aufs", [(".wh..wh.plnk/", "d", "", {}), (".wh..wh.plnk/12.34", "f", "x", {}), (".wh..wh.aufs", "f", "", {}),
+               (".wh..wh.orph/o", "l", "/", {}), ("d/.wh..wh.aufs", "f", "", {}), ("bin/ln", "h", ".wh..wh.plnk/12.34", {})])
 with open(os.path.join(sys.argv[1], "seed-normal.gz"), "wb") as f:
     f.write(gzip.compress(normal, mtime=0))
 EOF
@@ -317,6 +319,7 @@ write_dict unpack <<'EOF'
 "ustar  \x00"
 ".wh."
 ".wh..wh..opq"
+".wh..wh.plnk/"
 "../"
 "/"
 "path="

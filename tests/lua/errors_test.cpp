@@ -2,6 +2,8 @@
 // is one line naming the recipe file and line; these assert the exact text.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include "recipe_harness.hpp"
 
 using imgbuild::test::RecipeRun;
@@ -70,6 +72,26 @@ TEST_CASE("files excluded by .dockerignore are not in the context", "[recipe][er
         "recipe.lua:1: copy: no such file in the build context: tls.key");
   CHECK(r.error_of("image(\"a\", scratch:copy(\"secrets/token\", \"/t\"))\n") ==
         "recipe.lua:1: copy: no such file in the build context: secrets/token");
+}
+
+TEST_CASE("a named pipe in the context is refused at once, at the line of the hash or the copy", "[recipe][errors]") {
+  RecipeRun r;
+  r.file("examples/x/file", "data\n");
+  REQUIRE(::mkfifo((r.dir() / "examples/x/pipe").c_str(), 0644) == 0);
+  const std::string pipe = "examples/x/pipe is a named pipe: a build context holds only files, folders and symlinks";
+  // No pipe is opened: were one, this test would wait for a writer for ever.
+  CHECK(r.error_of("local a = hash \"examples/x/file\"\nlocal b = hash \"examples/x/pipe\"\n") ==
+        "recipe.lua:2: hash: " + pipe);
+  CHECK(r.error_of("local facts = inspect \"examples/x/pipe\"\n") == "recipe.lua:1: inspect: " + pipe);
+  CHECK(r.error_of("image(\"a\", scratch\n  :copy(\"examples/x/pipe\", \"/p\"))\n") == "recipe.lua:2: copy: " + pipe);
+  CHECK(r.error_of("image(\"a\", scratch\n  :copy(\"examples/*/p*\", \"/p/\"))\n") == "recipe.lua:2: copy: " + pipe);
+  CHECK(r.error_of("image(\"a\", scratch\n  :copy(\"examples\", \"/e/\"))\n") == "recipe.lua:2: copy: " + pipe);
+  CHECK(r.error_of("image(\"a\", scratch\n\n  :copy(\".\", \"/all/\"))\n") == "recipe.lua:3: copy: " + pipe);
+  // Excluded by .dockerignore, it is not in the context: no error.
+  r.file(".dockerignore", "examples/x/pipe\n");
+  CHECK(r.error_of("image(\"a\", scratch:copy(\"examples\", \"/e/\"))\n").empty());
+  CHECK(r.error_of("local b = hash \"examples/x/pipe\"\n") ==
+        "recipe.lua:1: hash: no such file in the build context: examples/x/pipe");
 }
 
 TEST_CASE("a context file whose name is not UTF-8 is reported at the copy's line", "[recipe][errors]") {

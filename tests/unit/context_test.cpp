@@ -5,9 +5,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -15,6 +19,11 @@
 #include <string>
 #include <vector>
 
+#include "base/fs.hpp"
+#include "build/hostbuild.hpp"
+#include "layer/layer.hpp"
+#include "oci/digest.hpp"
+#include "store/step_cache.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -374,12 +383,14 @@ TEST_CASE("a pipe in a copied directory fails, the first one in path order, unle
   REQUIRE(::mkfifo((c.root / "pipes/a/fifo").c_str(), 0644) == 0);
   REQUIRE(::mkfifo((c.root / "pipes/b").c_str(), 0644) == 0);
   REQUIRE(::mkfifo((c.root / "pipes/c").c_str(), 0644) == 0);
-  std::string pipes = fs::canonical(c.root / "pipes").string();
   // The same tree always fails on the same pipe: the one inside a/ comes
-  // before b, whatever order the walk visits them in.
-  CHECK(plan_error(c, {"pipes"}, "/p/") == pipes + "/a/fifo: sockets, pipes and devices cannot be copied");
+  // before b, whatever order the walk visits them in. Named relative to the
+  // context, as the recipe names files.
+  CHECK(plan_error(c, {"pipes"}, "/p/") ==
+        "pipes/a/fifo is a named pipe: a build context holds only files, folders and symlinks");
   fs::remove(c.root / "pipes/a/fifo");
-  CHECK(plan_error(c, {"pipes"}, "/p/") == pipes + "/b: sockets, pipes and devices cannot be copied");
+  CHECK(plan_error(c, {"pipes"}, "/p/") ==
+        "pipes/b is a named pipe: a build context holds only files, folders and symlinks");
   fs::remove(c.root / "pipes/b");
   CHECK(paths_of(plan(c, {"pipes"}, "/p/")) == std::vector<std::string>{"p", "p/a"});
 }
@@ -549,4 +560,125 @@ TEST_CASE("a copy from another image resolves its symlinks inside that image's r
   // the kernel and the unpacker say.
   CHECK(error_of([&] { from("/etc/dot"); }) == "no such file in the source image: /etc/dot");
   CHECK(error_of([&] { from("/etc/up"); }) == "no such file in the source image: /etc/up");
+}
+
+namespace {
+
+constexpr const char* kOnlyFiles = ": a build context holds only files, folders and symlinks";
+
+/// Makes a listening Unix socket's file at `path`; the descriptor is closed
+/// (the file stays).
+void make_socket(const fs::path& path) {
+  imgbuild::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(fd);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  REQUIRE(path.string().size() < sizeof addr.sun_path);
+  std::strcpy(addr.sun_path, path.c_str());
+  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("special files in the context are refused at once by name, glob, folder and hash, unless ignored",
+          "[context]") {
+  Ctx c;
+  fs::create_directories(c.root / "examples/x");
+  REQUIRE(::mkfifo((c.root / "examples/x/pipe").c_str(), 0644) == 0);
+  fs::create_symlink("examples/x/pipe", c.root / "link-to-pipe");
+  std::string pipe = std::string("examples/x/pipe is a named pipe") + kOnlyFiles;
+  // No pipe is ever opened: a test that hangs here has failed.
+  CHECK(plan_error(c, {"examples/x/pipe"}, "/p") == pipe);
+  CHECK(plan_error(c, {"examples/x/*"}, "/p/") == pipe);
+  CHECK(plan_error(c, {"examples/*/pipe"}, "/p/") == pipe);
+  CHECK(plan_error(c, {"examples"}, "/p/") == pipe);
+  CHECK(plan_error(c, {"."}, "/p/") == pipe);
+  // Through a symlink, the pipe is named where it is.
+  CHECK(plan_error(c, {"link-to-pipe"}, "/p") == pipe);
+  // What hash() and inspect() resolve a name with.
+  CHECK(error_of([&] { c.context().resolve("examples/x/pipe"); }) == pipe);
+  fs::remove(c.root / "examples/x/pipe");
+
+  fs::create_directories(c.root / "s");
+  make_socket(c.root / "s/agent.sock");
+  CHECK(plan_error(c, {"s"}, "/p/") == std::string("s/agent.sock is a socket") + kOnlyFiles);
+  CHECK(plan_error(c, {"s/agent.sock"}, "/p") == std::string("s/agent.sock is a socket") + kOnlyFiles);
+  fs::remove(c.root / "s/agent.sock");
+
+  if (::geteuid() == 0) {
+    REQUIRE(::mknod((c.root / "s/null").c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0);
+    CHECK(plan_error(c, {"."}, "/p/") == std::string("s/null is a character device") + kOnlyFiles);
+    fs::remove(c.root / "s/null");
+    REQUIRE(::mknod((c.root / "s/loop").c_str(), S_IFBLK | 0660, ::makedev(7, 9)) == 0);
+    CHECK(plan_error(c, {"s/*"}, "/p/") == std::string("s/loop is a block device") + kOnlyFiles);
+    fs::remove(c.root / "s/loop");
+  }
+  CHECK(has(plan(c, {"."}, "/p/"), "p/s"));
+}
+
+TEST_CASE("a special file .dockerignore excludes is no error: it is not part of the context", "[context]") {
+  Ctx c("ignored\n**/*.sock\n");
+  fs::create_directories(c.root / "ignored");
+  REQUIRE(::mkfifo((c.root / "ignored/pipe").c_str(), 0644) == 0);
+  fs::create_directories(c.root / "run");
+  make_socket(c.root / "run/agent.sock");
+  auto entries = plan(c, {"."}, "/p/");
+  CHECK_FALSE(has(entries, "p/ignored"));
+  CHECK_FALSE(has(entries, "p/ignored/pipe"));
+  CHECK_FALSE(has(entries, "p/run/agent.sock"));
+  CHECK(has(entries, "p/app.py"));
+  CHECK(plan_error(c, {"run/*"}, "/p/") == "no such file in the build context: run/*");
+  CHECK(plan_error(c, {"ignored/pipe"}, "/p") == "no such file in the build context: ignored/pipe");
+}
+
+TEST_CASE("a .dockerignore that is a named pipe is refused, not waited on", "[context]") {
+  Ctx c;
+  REQUIRE(::mkfifo((c.root / ".dockerignore").c_str(), 0644) == 0);
+  CHECK(error_of([&] { c.context(); }) ==
+        ".dockerignore: " + (fs::canonical(c.root) / ".dockerignore").string() + ": is a named pipe, not a file");
+}
+
+TEST_CASE("a file replaced by a pipe or a symlink after the walk is refused when read, never waited on", "[context]") {
+  Ctx c;
+  std::vector<LayerEntry> entries = plan(c, {"app.py"}, "/app.py");
+  REQUIRE(entries.size() == 1);
+  std::string host = entries[0].source;
+  ScratchDir blobs;
+  // A FIFO created where the file was, with no writer: opening it to read
+  // would wait for one for ever.
+  fs::remove(host);
+  REQUIRE(::mkfifo(host.c_str(), 0644) == 0);
+  std::string pipe = host + ": is a named pipe, not a file";
+  CHECK(error_of([&] { imgbuild::write_layer(entries, blobs.path, {}); }) == pipe);
+  CHECK(error_of([&] { imgbuild::hash_files(entries); }) == pipe);
+  CHECK(error_of([&] { imgbuild::sha256_file(host); }) == pipe);
+  CHECK(names_in(blobs.path).empty());
+  // A symlink to a file outside the context: never followed.
+  fs::remove(host);
+  fs::create_symlink(c.scratch.path / "outside.txt", host);
+  CHECK(error_of([&] { imgbuild::write_layer(entries, blobs.path, {}); }) == host + ": is a symlink, not a file");
+  CHECK(names_in(blobs.path).empty());
+  // A socket does not even open.
+  fs::remove(host);
+  make_socket(host);
+  CHECK(error_of([&] { imgbuild::write_layer(entries, blobs.path, {}); }) == host + ": is a socket, not a file");
+}
+
+TEST_CASE("a host build's walk refuses an input that is a named pipe, and ignores one that is no input", "[context]") {
+  Ctx c;
+  fs::create_directories(c.root / "mod/sub");
+  REQUIRE(::mkfifo((c.root / "mod/sub/gen.go").c_str(), 0644) == 0);
+  REQUIRE(::mkfifo((c.root / "mod/notes.fifo").c_str(), 0644) == 0);
+  imgbuild::HostBuildOp op;
+  op.argv = {"true"};
+  op.dir = "mod";
+  op.input_root = "mod";
+  op.inputs = {"**/*.go"};
+  op.output_name = "out";
+  ScratchDir cache;
+  BuildContext context = c.context();
+  auto build = [&] { imgbuild::run_host_build(op, context, imgbuild::Platform::host(), cache.path, true, true); };
+  CHECK(error_of(build) == std::string("mod/sub/gen.go is a named pipe") + kOnlyFiles);
+  fs::remove(c.root / "mod/sub/gen.go");
+  CHECK(error_of(build).empty());
 }

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "base/fs.hpp"
 #include "layer/layer.hpp"
 #include "layer/unpack.hpp"
+#include "oci/digest.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -113,24 +115,74 @@ TEST_CASE("a child process is killed and reaped when its owner unwinds", "[inter
 TEST_CASE("an interrupted layer leaves no partial blob", "[interrupt]") {
   ClearInterrupt clear;
   ScratchDir dir;
-  // The first file comes through a fifo whose writer records the signal
-  // before it sends the bytes: the interrupt arrives while the blob is half
-  // written, and the check before the second entry sees it.
-  fs::path fifo = dir.path / "fifo";
-  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
-  spit(dir.path / "second", "second file\n");
-  std::thread writer([&] {
-    imgbuild::Fd fd(::open(fifo.c_str(), O_WRONLY | O_CLOEXEC));
-    set_interrupt_for_testing(SIGTERM);
-    imgbuild::write_all(fd.get(), "0123456789", 10, fifo);
-  });
+  // The signal arrives once the blob is being written (its temporary file is
+  // there), in a layer long enough that the check before a later entry sees
+  // it: a hundred thousand folders after a file.
+  spit(dir.path / "first", "first file\n");
   std::vector<imgbuild::LayerEntry> entries = {
-      {"a", imgbuild::LayerEntry::Type::File, 0644, 0, 0, fifo, 10, ""},
-      {"b", imgbuild::LayerEntry::Type::File, 0644, 0, 0, dir.path / "second", 12, ""}};
+      {"a", imgbuild::LayerEntry::Type::File, 0644, 0, 0, dir.path / "first", 11, ""}};
+  for (int i = 0; i < 100000; ++i)
+    entries.push_back({"d" + std::to_string(i), imgbuild::LayerEntry::Type::Directory, 0755, 0, 0, "", 0, ""});
   fs::path blobs = dir.path / "blobs";
+  fs::create_directories(blobs);
+  std::atomic<bool> seen{false};
+  std::thread signaller([&] {
+    for (int i = 0; i < 20000 && !seen; ++i) {
+      for (auto& name : names_in(blobs))
+        if (name.find(".tmp-") != std::string::npos) seen = true;
+      if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    set_interrupt_for_testing(SIGTERM);
+  });
   CHECK(interrupted_by([&] { imgbuild::write_layer(entries, blobs, {}); }) == SIGTERM);
-  writer.join();
+  signaller.join();
+  CHECK(seen);
   CHECK(names_in(blobs).empty());
+}
+
+TEST_CASE("hashing a large file stops when interrupted", "[interrupt]") {
+  ClearInterrupt clear;
+  ScratchDir dir;
+  // Sparse: a terabyte reads as zeros, for hours, unless the signal is seen.
+  fs::path big = dir.path / "big";
+  {
+    imgbuild::Fd fd(::open(big.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    REQUIRE(::ftruncate(fd.get(), 1LL << 40) == 0);
+  }
+  std::thread signaller([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    set_interrupt_for_testing(SIGINT);
+  });
+  auto start = std::chrono::steady_clock::now();
+  CHECK(interrupted_by([&] { imgbuild::sha256_file(big); }) == SIGINT);
+  signaller.join();
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+}
+
+TEST_CASE("signals after the first are counted and change nothing: the cleanup is never cut short", "[interrupt]") {
+  ClearInterrupt clear;
+  set_interrupt_for_testing(0);
+  imgbuild::install_interrupt_handlers();
+  // stderr into a pipe, to read the note the handler writes.
+  int pipe_fds[2];
+  REQUIRE(::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) == 0);
+  imgbuild::Fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  imgbuild::Fd saved_stderr(::dup(STDERR_FILENO));
+  REQUIRE(::dup2(write_end.get(), STDERR_FILENO) == STDERR_FILENO);
+  // The first SIGINT, then a burst of both kinds, as `timeout -s INT` (the
+  // process, then its group) or an impatient user deliver them: this process
+  // must survive every one.
+  REQUIRE(::raise(SIGINT) == 0);
+  for (int i = 0; i < 10; ++i) REQUIRE(::raise(i % 2 ? SIGTERM : SIGINT) == 0);
+  ::dup2(saved_stderr.get(), STDERR_FILENO);
+  CHECK(imgbuild::interrupt_signal() == SIGINT);
+  CHECK(imgbuild::interrupt_count() == 11);
+  CHECK(interrupted_by([] { imgbuild::check_interrupt(); }) == SIGINT);
+  char buf[512] = {};
+  ssize_t n = ::read(read_end.get(), buf, sizeof buf - 1);
+  // One note, at the first repeat.
+  CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) ==
+        "imgbuild: interrupted: cleaning up before exiting (Ctrl-\\ quits at once, leaving temporary files)\n");
 }
 
 TEST_CASE("an interrupted unpack removes the root it made", "[interrupt]") {
