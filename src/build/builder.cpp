@@ -447,7 +447,7 @@ uint64_t Builder::check_layer(const Stage& st, size_t i) {
     diff_id = tar.digest;
     if (!size) size = tar.size;
   }
-  if (*diff_id != layer.diff_id) throw lying_layer(st.layer_steps.at(i), layer, *diff_id);
+  if (*diff_id != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *diff_id);
   return *size;
 }
 
@@ -459,8 +459,7 @@ void Builder::check_budget(const Stage& st, uint64_t compressed) const {
                    [&](size_t a, size_t b) { return st.image.layers[a].size > st.image.layers[b].size; });
   std::string biggest;
   for (size_t i = 0; i < std::min<size_t>(order.size(), 3); ++i)
-    biggest += "\n    " + human_size(st.image.layers[order[i]].size) + "  " + st.layer_origins[order[i]].loc + "  " +
-               st.layer_origins[order[i]].description;
+    biggest += "\n    " + human_size(st.image.layers[order[i]].size) + "  " + st.layer_origins[order[i]].str();
   throw BuildError(st.budget->loc, "budget: the image is " + human_size(compressed) +
                                        " (compressed layers), over its budget of " + st.budget->text +
                                        "; biggest layers:" + biggest);
@@ -862,7 +861,7 @@ std::filesystem::path Builder::image_root(const Stage& st) {
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const LayerBlob& layer = image.layers[i];
     std::optional<Digest> known = store_.known_diff_id(layer.digest);
-    if (known && *known != layer.diff_id) throw lying_layer(st.layer_steps.at(i), layer, *known);
+    if (known && *known != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *known);
     checked[i] = known.has_value();
   }
   auto read_unchecked = [&](size_t below) {
@@ -911,7 +910,7 @@ std::filesystem::path Builder::image_root(const Stage& st) {
       apply_layer(tree, layers[i - start]);
     } catch (const DiffIdMismatch& lie) {
       store_.note_diff_id(image.layers[i].digest, lie.actual);
-      throw lying_layer(st.layer_steps.at(i), image.layers[i], lie.actual);
+      throw lying_layer(st.layer_origins.at(i).str(), image.layers[i], lie.actual);
     }
   for (size_t i = start; i < image.layers.size(); ++i)
     store_.note_diff_id(image.layers[i].digest, image.layers[i].diff_id);

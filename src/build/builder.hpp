@@ -81,6 +81,8 @@ struct PlannedStep {
 /// and what it did ("copy . .", "from golang:1.22 (layer 2)").
 struct LayerOrigin {
   std::string loc, description;
+  /// "recipe.lua:7  copy . .": how messages name the step.
+  std::string str() const { return loc + "  " + description; }
 };
 
 /// A built image and where its manifest is in the layout, with what the
