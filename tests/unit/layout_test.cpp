@@ -641,6 +641,7 @@ TEST_CASE("verify_store reads every blob and every image's diff_ids", "[layout][
     REQUIRE(check.problems.size() == 1);
     CHECK_THAT(check.problems[0], Contains("good: ") && Contains(std::string(img.config.digest.hex())));
   }
+}
 
 TEST_CASE("put_document refuses a document over the limit and writes nothing", "[layout][entries]") {
   ScratchDir s;
