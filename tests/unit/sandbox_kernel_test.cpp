@@ -30,6 +30,7 @@ using imgbuild::run_in_sandbox;
 using imgbuild::SandboxResult;
 using imgbuild::SandboxSpec;
 using imgbuild::StepCgroup;
+using imgbuild::StepNetwork;
 using namespace imgbuild::test;
 
 namespace {
@@ -56,7 +57,7 @@ SandboxResult run_script(const std::string& script, bool host_network = false, l
   spec.upper = dir.path / "upper";
   spec.work = dir.path / "work";
   spec.env = {"PATH=/bin"};
-  spec.network = host_network;
+  spec.network = host_network ? StepNetwork::host : StepNetwork::none;
   spec.user = user;
   if (max_processes) spec.max_processes = max_processes;
   spec.argv = {"/bin/sh", "-c", script};
