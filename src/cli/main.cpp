@@ -95,9 +95,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", cmd_build}, {"plan", cmd_plan}, {"cache", cmd_cache},     {"images", cmd_images},
-    {"rmi", cmd_rmi},     {"push", cmd_push}, {"inspect", cmd_inspect}, {"check", cmd_check},
-    {"store", cmd_store},
+    {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache}, {"images", cmd_images}, {"rmi", cmd_rmi},
+    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check}, {"store", cmd_store},
 };
 
 int run(int argc, char** argv) {
