@@ -46,7 +46,7 @@ build options:
   --set NAME=VALUE      set a recipe parameter (param("NAME", default))
   --context DIR         build context (default: the recipe's folder)
   --strict              doctor warnings are errors
-  --ignore WARNING      do not report a doctor warning: entrypoint, root, tls, tzdata
+  --ignore WARNING      do not report a doctor warning: cgo, entrypoint, root, tls, tzdata
   --compression gzip|zstd   how new layers are compressed (default gzip; zstd is
                         faster and smaller, for containerd, podman, docker 23+)
   --max-processes N     processes and threads each RUN step may have (default 4096)

@@ -52,7 +52,7 @@ usage_error "--output needs a value" plan recipe.lua --output
 usage_error "invalid output '' (expected oci:DIR or docker-archive:FILE)" plan recipe.lua --output=
 usage_error "--set expects NAME=VALUE, got 'who'" plan recipe.lua --set who --frob
 usage_error "unknown option '--frob'" plan recipe.lua --frob --set who
-usage_error "--ignore foo: no such warning (known: entrypoint, root, tls, tzdata)" plan recipe.lua --ignore foo
+usage_error "--ignore foo: no such warning (known: cgo, entrypoint, root, tls, tzdata)" plan recipe.lua --ignore foo
 usage_error "--compression bz2: expected gzip or zstd" plan recipe.lua --compression bz2
 usage_error "--progress loud: expected auto, tty, plain or json" plan recipe.lua --progress=loud
 usage_error "--cache-to localhost:5000/c@sha256:$(printf '0%.0s' {1..64}): name a tag, not a digest" \
