@@ -14,13 +14,11 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 e2e_workspace "$@"
-[[ $(id -u) -eq 0 ]] || skip "the attacks need root: they check what a root step may not do"
-command -v cc >/dev/null || skip "needs cc"
+attacks_need_root_and_cc
 
 ctx=$work/ctx
-mkdir -p "$ctx/base/root/bin" "$ctx/base/root/tmp" "$ctx/base/root/etc"
-cp /bin/busybox "$ctx/base/root/bin/busybox"
-for applet in sh cat echo grep sleep true false chmod ls; do ln -s busybox "$ctx/base/root/bin/$applet"; done
+busybox_root "$ctx/base/root" sh cat echo grep sleep true false chmod ls
+mkdir -p "$ctx/base/root/etc"
 printf '%s\n' root:x:0:0:root:/:/bin/sh nobody:x:65534:65534:nobody:/:/bin/sh >"$ctx/base/root/etc/passwd"
 printf '%s\n' root:x:0: nogroup:x:65534: >"$ctx/base/root/etc/group"
 if ! cc -static -O -o "$ctx/attacks" "$(dirname "$0")/hostile_kernel_attacks.c" 2>"$work/cc.log"; then

@@ -11,8 +11,7 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 e2e_workspace "$@"
-[[ $(id -u) -eq 0 ]] || skip "the attacks need root: they check what a root step may not do"
-command -v cc >/dev/null || skip "needs cc"
+attacks_need_root_and_cc
 
 ctx=$work/ctx
 sentinel=$work/host-sentinel
@@ -60,18 +59,13 @@ cc -static -O -o "$work/probe" "$work/probe.c" 2>"$work/cc.log" || {
 
 # rootfs DIR: a busybox root in the context with the probe, root and nobody.
 rootfs() {
-  mkdir -p "$1/bin" "$1/tmp" "$1/etc" "$1/nodes"
-  cp /bin/busybox "$1/bin/busybox"
+  busybox_root "$1" sh cat echo ls wc mknod mkdir mount umount ln
+  mkdir -p "$1/etc" "$1/nodes"
   cp "$work/probe" "$1/probe"
-  for applet in sh cat echo ls wc mknod mkdir mount umount ln; do ln -s busybox "$1/bin/$applet"; done
   printf '%s\n' root:x:0:0:root:/:/bin/sh nobody:x:65534:65534::/:/bin/sh >"$1/etc/passwd"
   printf '%s\n' root:x:0: nogroup:x:65534: >"$1/etc/group"
 }
-# build NAME RECIPE: builds $ctx/NAME.lua, output in $work/NAME.out and .err.
-build() {
-  printf '%s\n' "$2" >"$ctx/$1.lua"
-  (cd "$ctx" && timeout 120 "$IMGBUILD" "$1.lua" >"$work/$1.out" 2>"$work/$1.err")
-}
+build() { build_recipe "$@"; }
 # said NAME LINE: the step of build NAME printed LINE.
 said() { grep -qF -- "| $2" "$work/$1.err"; }
 

@@ -18,9 +18,8 @@ for tool in cc python3 slirp4netns pgrep; do
 done
 
 ctx=$work/ctx
-mkdir -p "$ctx/base/root/bin" "$ctx/base/root/tmp" "$ctx/base/root/etc"
-cp /bin/busybox "$ctx/base/root/bin/busybox"
-for applet in sh cat echo ip nc nslookup sleep grep tail; do ln -s busybox "$ctx/base/root/bin/$applet"; done
+busybox_root "$ctx/base/root" sh cat echo ip nc nslookup sleep grep tail
+mkdir -p "$ctx/base/root/etc"
 # get ADDRESS PORT: an HTTP GET with nc (busybox's static wget crashes in
 # an image without the host's libraries); fails when nothing answers.
 printf '%s\n' '#!/bin/sh' "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \"\$1\" \"\$2\"" >"$ctx/base/root/bin/get"
@@ -28,11 +27,8 @@ chmod 755 "$ctx/base/root/bin/get"
 printf '%s\n' root:x:0:0:root:/:/bin/sh >"$ctx/base/root/etc/passwd"
 printf '%s\n' root:x:0: >"$ctx/base/root/etc/group"
 base='local base = scratch:copy("base/root", "/")'
-# build NAME RECIPE: builds $ctx/NAME.lua, output in $work/NAME.out and .err.
-build() {
-  printf '%s\n' "$base" "$2" >"$ctx/$1.lua"
-  (cd "$ctx" && timeout 120 "$IMGBUILD" "$1.lua" --no-cache >"$work/$1.out" 2>"$work/$1.err")
-}
+# build NAME RECIPE: builds RECIPE on the base, every step run again.
+build() { build_recipe "$1" "$base"$'\n'"$2" --no-cache; }
 # The host's own IPv4 address (eth0 on CI), for the servers a step may reach.
 host_ip=$(ip -4 -o addr show scope global up 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')
 

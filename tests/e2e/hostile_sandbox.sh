@@ -24,18 +24,9 @@ echo "someuser:x:4242:4242:host user:/:/bin/sh" >"$sentinel/passwd"
 sentinel_before=$(cd "$sentinel" && find . -printf '%p %s %T@\n' | sort)
 sentinel_untouched() { [[ $(cd "$sentinel" && find . -printf '%p %s %T@\n' | sort) == "$sentinel_before" ]]; }
 
-# rootfs DIR: a busybox root in the context (the static busybox of this
-# machine, its applets as symlinks), for images built `scratch:copy`.
-rootfs() {
-  mkdir -p "$1/bin" "$1/tmp"
-  cp /bin/busybox "$1/bin/busybox"
-  for applet in sh cat echo ls sleep setsid ip nc id true; do ln -s busybox "$1/bin/$applet"; done
-}
-# build NAME RECIPE: builds $ctx/NAME.lua, output in $work/NAME.out and .err.
-build() {
-  printf '%s\n' "$2" >"$ctx/$1.lua"
-  (cd "$ctx" && timeout 120 "$IMGBUILD" "$1.lua" >"$work/$1.out" 2>"$work/$1.err")
-}
+# rootfs DIR: a busybox root in the context.
+rootfs() { busybox_root "$1" sh cat echo ls sleep setsid ip nc id true; }
+build() { build_recipe "$@"; }
 # no_process PATTERN: nothing on the host runs with PATTERN in its command line,
 # within 5 seconds (the kernel tears a PID namespace down asynchronously).
 no_process() {

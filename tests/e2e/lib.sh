@@ -61,6 +61,34 @@ skip() {
   exit 77
 }
 
+# The attack scripts (hostile_*.sh) check what a root step may not do, with
+# static C helpers run inside the steps: without root or cc they cannot run.
+attacks_need_root_and_cc() {
+  [[ $(id -u) -eq 0 ]] || skip "the attacks need root: they check what a root step may not do"
+  command -v cc >/dev/null || skip "needs cc"
+}
+
+# busybox_root DIR APPLET...: a root of this machine's static busybox in DIR,
+# the APPLETs as symlinks to it in bin/, and a tmp/, for images built with
+# scratch:copy.
+busybox_root() {
+  local dir=$1 applet
+  shift
+  mkdir -p "$dir/bin" "$dir/tmp"
+  cp /bin/busybox "$dir/bin/busybox"
+  for applet in "$@"; do ln -s busybox "$dir/bin/$applet"; done
+}
+
+# build_recipe NAME RECIPE [OPTION...]: writes RECIPE to $ctx/NAME.lua and
+# builds it there with OPTIONs, for 120 s at most; its output is in
+# $work/NAME.out and $work/NAME.err, its status the function's.
+build_recipe() {
+  local name=$1 recipe=$2
+  shift 2
+  printf '%s\n' "$recipe" >"$ctx/$name.lua"
+  (cd "$ctx" && timeout 120 "$IMGBUILD" "$name.lua" "$@" >"$work/$name.out" 2>"$work/$name.err")
+}
+
 # valid_image LAYOUT: the shared OCI validator and what imgbuild promises
 # beyond the spec (tests/oci/check_promises.py) both pass LAYOUT, a layout
 # imgbuild wrote (another tool's copy gets the validator alone); what either
