@@ -18,15 +18,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <optional>
 
 #include "base/fs.hpp"
 #include "sandbox/launch.hpp"
 #include "sandbox/snapshot.hpp"
-
-extern char** environ;
 
 namespace imgbuild {
 
@@ -67,9 +65,9 @@ void make_dev(const fs::path& dev, const std::string& at) {
     if (::mknod(node.c_str(), S_IFCHR | 0600, st.st_rdev) != 0) place_failed(at + "/" + name, "mknod");
     if (::chmod(node.c_str(), st.st_mode & 07777) != 0) place_failed(at + "/" + name, "chmod");
   }
-  for (auto [to, link] : {std::pair{"/proc/self/fd", "fd"}, std::pair{"/proc/self/fd/0", "stdin"},
-                          std::pair{"/proc/self/fd/1", "stdout"}, std::pair{"/proc/self/fd/2", "stderr"},
-                          std::pair{"pts/ptmx", "ptmx"}})
+  for (auto [to, link] :
+       {std::pair{"/proc/self/fd", "fd"}, std::pair{"/proc/self/fd/0", "stdin"}, std::pair{"/proc/self/fd/1", "stdout"},
+        std::pair{"/proc/self/fd/2", "stderr"}, std::pair{"pts/ptmx", "ptmx"}})
     if (::symlink(to, (dev / link).c_str()) != 0) place_failed(at + "/" + link, "symlink");
   for (auto [name, mode] : {std::pair{"shm", 01777}, std::pair{"pts", 0755}})
     if (::mkdir((dev / name).c_str(), 0700) != 0 || ::chmod((dev / name).c_str(), mode) != 0)
@@ -90,20 +88,15 @@ void copy_file_in(const fs::path& source, const fs::path& to, const std::string&
     place_failed(at, "chown");
 }
 
-/// `root`/`at` once the step is over: its folders resolved inside `root`,
-/// where the step may have put symlinks; the step's processes are all gone,
-/// so nothing changes them while imgbuild works there.
-fs::path in_root(const fs::path& root, const std::string& at) {
+/// `root`/`at` once the step is over, its folders resolved inside `root`,
+/// where the step may have put symlinks (the step's processes are all gone,
+/// so nothing changes them while imgbuild works there); nullopt when the
+/// step removed the folder, and what was placed there with it.
+std::optional<fs::path> in_root(const fs::path& root, const std::string& at) {
   fs::path rel(at);
-  std::string folder = "/" + rel.parent_path().string();
-  std::optional<ImagePath> parent = RootDir(root).resolve(folder);
-  if (!parent) {
-    // The step removed the folder: made again, so what was set aside goes back.
-    ResolveError error;
-    if (!RootDir(root).open_dir(ImagePath(folder).segments(), true, error)) place_failed(at, "making its folder again");
-    parent = RootDir(root).resolve(folder);
-    if (!parent) place_failed(at, "resolving its folder");
-  }
+  std::optional<ImagePath> parent = RootDir(root).resolve("/" + rel.parent_path().string());
+  struct stat st {};
+  if (!parent || ::lstat((root / parent->relative()).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return std::nullopt;
   return root / parent->relative() / rel.filename();
 }
 
@@ -139,10 +132,14 @@ void place(const fs::path& root, std::vector<Placed>& placed, const fs::path& as
 
 /// Takes what place() put into `root` out again, last first, a cache's
 /// contents back to its host folder, and puts the image's own back: nothing
-/// of it (a secret's bytes) reaches the comparison with the image.
+/// of it (a secret's bytes) reaches the comparison with the image. Where the
+/// step removed the folder, it went with it, and the image's own stays out,
+/// as the step left it.
 void take_out(const fs::path& root, const std::vector<Placed>& placed) {
   for (auto p = placed.rbegin(); p != placed.rend(); ++p) {
-    fs::path at = in_root(root, p->at);
+    std::optional<fs::path> found = in_root(root, p->at);
+    if (!found) continue;
+    const fs::path& at = *found;
     struct stat st {};
     bool there = ::lstat(at.c_str(), &st) == 0;
     if (p->kind == Placed::Kind::Cache && there && S_ISDIR(st.st_mode)) {
@@ -173,12 +170,7 @@ void take_out(const fs::path& root, const std::vector<Placed>& placed) {
   // After the change of ids, which clears it: killed with the supervisor.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (::getppid() != supervisor) _exit(125);
-  environ = const_cast<char**>(p.envp.data());
-  ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
-  char buf[512];
-  int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
-  if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
-  _exit(errno == ENOENT ? 127 : 126);
+  exec_command(p);
 }
 
 /// Sends SIGKILL to every child of the calling process that /proc lists.
@@ -303,8 +295,9 @@ SandboxResult run_in_chroot(const SandboxSpec& spec, const std::string& why) {
   if (failure) {
     std::string what = std::string(failure->what) + ": " + strerror(failure->error);
     if (std::string_view(failure->what) == "chroot")
-      what += " (chroot isolation needs CAP_SYS_CHROOT, which docker's default capabilities give root: add it "
-              "back where the runner drops it)";
+      what +=
+          " (chroot isolation needs CAP_SYS_CHROOT, which docker's default capabilities give root: add it "
+          "back where the runner drops it)";
     throw SandboxError(what);
   }
   return result;

@@ -82,6 +82,15 @@ void close_fds(unsigned lo, unsigned hi) {
   for (unsigned fd = lo; fd <= std::min(hi, 65535U); ++fd) ::close(static_cast<int>(fd));
 }
 
+void exec_command(const ChildPlan& p) {
+  environ = const_cast<char**>(p.envp.data());
+  ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
+  if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
+  _exit(errno == ENOENT ? 127 : 126);
+}
+
 std::pair<Fd, Fd> make_pipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
@@ -252,12 +261,7 @@ struct KernelLimits {
     if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
     if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
     if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
-    environ = const_cast<char**>(p.envp.data());
-    ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
-    if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
-    _exit(errno == ENOENT ? 127 : 126);
+    exec_command(p);
   }
   // PID 1: reap orphans until the command ends, then end with its status.
   int status = 0;

@@ -94,6 +94,10 @@ bool limit_capabilities(const ChildPlan& p);
 /// Reports `what` and errno on the child's report pipe and ends the child.
 [[noreturn]] void child_fail(int report_fd, const char* what, bool overlay = false);
 
+/// Runs the command of `p` with its environment: exec, or its error on
+/// standard error and exit status 127 (not found) or 126.
+[[noreturn]] void exec_command(const ChildPlan& p);
+
 /// Closes descriptors `lo` to `hi`, both included.
 void close_fds(unsigned lo, unsigned hi);
 
