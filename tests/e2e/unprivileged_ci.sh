@@ -13,7 +13,7 @@
 # definitions' imgbuild lines of docs/ci.md are planned against a loopback
 # registry. Most of its time is the two compilations of examples/multistage
 # (on the host and in the container, each compiling Go's standard library):
-# 6.5 minutes on a 2-core machine at load 13, about 2 when idle.
+# 6.3 minutes on a 2-core machine shared at load 13 (not measured idle).
 #
 #   tests/e2e/unprivileged_ci.sh IMGBUILD REPO_ROOT
 set -uo pipefail
