@@ -993,6 +993,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     mount_point(target);
   }
   spec.max_processes = settings.max_processes;
+  spec.isolation = settings.isolation;
   spec.output = [&](std::string_view line) {
     settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };
@@ -1010,7 +1011,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
           StepNotice{b_.index_of(node), node.loc,
                      "run: this host lets RUN steps run with " + result.unconfined + ": told once for the build"});
     });
-  if (result.snapshot)
+  if (!result.overlay_error.empty())
     settings.progress(StepNotice{b_.index_of(node), node.loc,
                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
   std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");

@@ -39,6 +39,8 @@ struct BuildSettings {
   Compression compression = Compression::Gzip;
   /// Processes and threads each RUN step may have at once.
   long max_processes = kDefaultMaxProcesses;
+  /// How each RUN step is isolated (--isolation).
+  Isolation isolation = Isolation::namespaces;
   Platform platform = Platform::host();
   /// Step events (started, output, ended), serialised: the sink sees one
   /// event at a time even while stages build in parallel.

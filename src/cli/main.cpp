@@ -50,6 +50,8 @@ build options:
   --compression gzip|zstd   how new layers are compressed (default gzip; zstd is
                         faster and smaller, for containerd, podman, docker 23+)
   --max-processes N     processes and threads each RUN step may have (default 4096)
+  --isolation MODE      how RUN steps are isolated: namespaces (default), chroot (in an
+                        unprivileged container: see imgbuild(1)) or auto
   --no-cache            run every step again, ignoring cached results
   --cache-dir DIR       build cache (default: $XDG_CACHE_HOME/imgbuild)
   --cache-from REF      reuse steps exported to this registry repository tag
@@ -75,7 +77,7 @@ registry options (build and push):
   --version             imgbuild's version
 
 Environment: SOURCE_DATE_EPOCH (image and file times, default 0),
-IMGBUILD_PATH (where `require` looks after the recipe's folder),
+IMGBUILD_ISOLATION (as --isolation), IMGBUILD_PATH (where `require` looks after the recipe's folder),
 XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild),
 IMGBUILD_REGISTRY_AUTH_<NAME>=HOST=user:password (credentials for CI:
 IMGBUILD_REGISTRY_AUTH_GHCR=ghcr.io=user:token),

@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include <cstdlib>
 #include <string_view>
 
 #include "base/text.hpp"
@@ -37,6 +38,14 @@ uint64_t parse_bytes(const std::string& text) {
 int64_t parse_age(const std::string& text) {
   if (auto d = parse_duration(text)) return d->count();
   throw UsageError("--older-than: '" + text + "' is not a duration (e.g. 7d, 12h, 30m)");
+}
+
+/// --isolation NAME (or IMGBUILD_ISOLATION=NAME: `source` is what comes before the name): namespaces, chroot or auto.
+Isolation parse_isolation(const std::string& source, const std::string& name) {
+  if (name == "namespaces") return Isolation::namespaces;
+  if (name == "chroot") return Isolation::chroot;
+  if (name == "auto") return Isolation::automatic;
+  throw UsageError(source + name + ": expected namespaces, chroot or auto");
 }
 
 /// A row of the table. An option that takes no value ignores the one `apply` is given.
@@ -86,6 +95,8 @@ const Option kTable[] = {
        if (used == 0 || used != n.size() || o.max_processes < 1)
          throw UsageError("--max-processes: '" + n + "' is not a number of processes (at least 1)");
      }},
+    {Opt::Isolation, "--isolation", "", kValue,
+     [](Options& o, const std::string& name) { o.isolation = parse_isolation("--isolation ", name); }},
     {Opt::NoCache, "--no-cache", "", kFlag, [](Options& o, const std::string&) { o.use_cache = false; }},
     {Opt::CacheDir, "--cache-dir", "", kValue, [](Options& o, const std::string& dir) { o.cache_dir = dir; }},
     {Opt::CacheFrom, "--cache-from", "", kValue,
@@ -133,6 +144,12 @@ bool is_operand(const std::string& word, Operands operands) {
 }
 
 }  // namespace
+
+Isolation isolation_of(const Options& options) {
+  if (options.isolation) return *options.isolation;
+  const char* name = std::getenv("IMGBUILD_ISOLATION");
+  return name && *name ? parse_isolation("IMGBUILD_ISOLATION=", name) : Isolation::namespaces;
+}
 
 std::vector<std::string> parse_options(const std::vector<std::string>& args, const Syntax& syntax, Options& options) {
   std::vector<std::string> operands;

@@ -36,7 +36,9 @@ struct Options {
   std::set<std::string> ignore;  ///< doctor warnings not to report
   Compression compression = Compression::Gzip;
   long max_processes = kDefaultMaxProcesses;  ///< --max-processes: of each RUN step
-  bool use_cache = true;                      ///< false: --no-cache
+  /// --isolation of RUN steps; unset: IMGBUILD_ISOLATION, else namespaces (isolation_of)
+  std::optional<Isolation> isolation;
+  bool use_cache = true;  ///< false: --no-cache
   std::optional<std::filesystem::path> cache_dir;
   std::vector<Reference> cache_from;
   std::optional<Reference> cache_to;
@@ -59,6 +61,7 @@ enum class Opt {
   Ignore,
   Compression,
   MaxProcesses,
+  Isolation,
   NoCache,
   CacheDir,
   CacheFrom,
@@ -126,6 +129,10 @@ std::vector<std::string> parse_options(const std::vector<std::string>& args, con
 
 /// "90s", "30m", "12h", "7d", "2w" as seconds; nullopt for anything else.
 std::optional<std::chrono::seconds> parse_duration(const std::string& text);
+
+/// The isolation of RUN steps `options` ask for: --isolation, else
+/// IMGBUILD_ISOLATION, else namespaces. Throws UsageError for an unknown name.
+Isolation isolation_of(const Options& options);
 
 /// Adds a REGISTRY=MIRROR pair (--registry-mirror, IMGBUILD_REGISTRY_MIRRORS)
 /// to `mirrors`; another form is a UsageError.

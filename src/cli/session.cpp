@@ -16,8 +16,8 @@ namespace {
 
 /// What `build` and `plan` take (`plan` accepts every option of `build`).
 const Syntax kBuildSyntax = {OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression,
-                                       Opt::MaxProcesses, Opt::NoCache, Opt::CacheFrom, Opt::CacheTo, Opt::Pull,
-                                       Opt::Push, Opt::NoPush, Opt::Progress, Opt::RegistryMirror} |
+                                       Opt::MaxProcesses, Opt::Isolation, Opt::NoCache, Opt::CacheFrom, Opt::CacheTo,
+                                       Opt::Pull, Opt::Push, Opt::NoPush, Opt::Progress, Opt::RegistryMirror} |
                                  kCacheOptions | kRegistryOptions,
                              Operands::Any};
 
@@ -72,6 +72,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.source_date_epoch = epoch;
   settings.compression = b.compression;
   settings.max_processes = b.max_processes;
+  settings.isolation = isolation_of(b);
   if (!planning) {
     view = ProgressView::make(b.progress);
     settings.progress = view->sink();

@@ -48,17 +48,17 @@ constexpr int kKeptCapabilities[] = {
     CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,           CAP_MKNOD,      CAP_NET_RAW, CAP_SETGID,
     CAP_SETUID, CAP_SETFCAP,      CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,    CAP_AUDIT_WRITE};
 
-/// Whether a step of plan `p` keeps `cap`. On the host's network a raw
-/// socket would see the host's traffic (a loopback request's Authorization
-/// header): CAP_NET_RAW goes too there.
+}  // namespace
+
 bool keeps_capability(const ChildPlan& p, int cap) {
+  // On the host's network a raw socket would see the host's traffic (a
+  // loopback request's Authorization header). Outside a mount namespace of
+  // its own, chroot() is a way out of the step's root.
   if (cap == CAP_NET_RAW && p.network == StepNetwork::host) return false;
+  if (cap == CAP_SYS_CHROOT && p.chroot) return false;
   return std::find(std::begin(kKeptCapabilities), std::end(kKeptCapabilities), cap) != std::end(kKeptCapabilities);
 }
 
-/// Leaves the calling process the kept capabilities alone, effective and
-/// permitted, none inheritable: a dropped bounding set alone would leave
-/// root's full effective set until exec, and an inheritable one past it.
 bool limit_capabilities(const ChildPlan& p) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
@@ -68,7 +68,7 @@ bool limit_capabilities(const ChildPlan& p) {
   return ::syscall(SYS_capset, &header, data) == 0;
 }
 
-[[noreturn]] void child_fail(int report_fd, const char* what, bool overlay = false) {
+void child_fail(int report_fd, const char* what, bool overlay) {
   SetupFailure f;
   f.error = errno;
   f.overlay = overlay;
@@ -77,11 +77,27 @@ bool limit_capabilities(const ChildPlan& p) {
   _exit(125);
 }
 
-/// Closes descriptors `lo` to `hi`, both included.
 void close_fds(unsigned lo, unsigned hi) {
   if (lo > hi || ::syscall(SYS_close_range, lo, hi, 0) == 0) return;
   for (unsigned fd = lo; fd <= std::min(hi, 65535U); ++fd) ::close(static_cast<int>(fd));
 }
+
+void exec_command(const ChildPlan& p) {
+  environ = const_cast<char**>(p.envp.data());
+  ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
+  if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
+  _exit(errno == ENOENT ? 127 : 126);
+}
+
+std::pair<Fd, Fd> make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
+  return {Fd(fds[0]), Fd(fds[1])};
+}
+
+namespace {
 
 void make_file(const std::string& path) {
   // O_EXCL: opening the image's own file for writing would make overlay copy it up.
@@ -245,12 +261,7 @@ struct KernelLimits {
     if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
     if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
     if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
-    environ = const_cast<char**>(p.envp.data());
-    ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
-    if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
-    _exit(errno == ENOENT ? 127 : 126);
+    exec_command(p);
   }
   // PID 1: reap orphans until the command ends, then end with its status.
   int status = 0;
@@ -265,11 +276,6 @@ struct KernelLimits {
 }  // namespace
 
 std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, SandboxResult& result) {
-  auto make_pipe = [] {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
-    return std::pair<Fd, Fd>(Fd(fds[0]), Fd(fds[1]));
-  };
   auto [out_read, out_write] = make_pipe();
   // A socket pair, not a pipe: send() can refuse SIGPIPE when the child is
   // already gone.
@@ -298,8 +304,16 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
     int e = errno;
     if (p.user_namespace && (e == EPERM || e == EINVAL || e == ENOSPC))
       throw SandboxError(std::string("cannot create a user namespace for a rootless RUN step (") + strerror(e) +
-                         "): run as root, or allow unprivileged user namespaces "
-                         "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)");
+                         "): a user that is not root runs RUN steps only in a user namespace of its own, and this "
+                         "host allows none. What works: run imgbuild as root (in an unprivileged container, as "
+                         "root with --isolation chroot), or allow unprivileged user namespaces (sysctl "
+                         "kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); a recipe without "
+                         "RUN steps (host builds, copies, pulls) builds as it is");
+    if (e == EPERM)
+      throw NamespacesRefused(std::string("cannot create the step's namespaces: ") + strerror(e) +
+                              " (an unprivileged container?): --isolation chroot (or IMGBUILD_ISOLATION=chroot) "
+                              "runs RUN steps without namespaces, with " +
+                              kChrootGivesUp + "; --isolation auto takes it only where namespaces are refused");
     throw SandboxError(std::string("cannot create the step's namespaces: ") + strerror(e));
   }
   if (pid == 0) child_main(p, limits, out_write.get(), sync_read.get(), sync_write.get(), report_write.get());
@@ -326,7 +340,11 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
   if (p.network == StepNetwork::own) network.emplace(pid, p.dns_forwarder);
   (void)!::send(sync_write.get(), "x", 1, MSG_NOSIGNAL);
   sync_write = Fd();
+  return collect(child, out_read, report_read, spec, result);
+}
 
+std::optional<SetupFailure> collect(ChildProcess& child, const Fd& out_read, const Fd& report_read,
+                                    const SandboxSpec& spec, SandboxResult& result) {
   std::deque<std::string> tail;
   std::string pending;
   auto emit = [&](std::string line) {

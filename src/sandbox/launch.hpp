@@ -1,6 +1,7 @@
 #pragma once
 // Internal to src/sandbox/: the child that runs a step, in its own
-// namespaces, on a plan run_in_sandbox makes before the clone.
+// namespaces or chroot-ed (chroot.cpp), on a plan run_in_sandbox makes
+// before the clone, and what both kinds of child share.
 #include <sys/types.h>
 
 #include <optional>
@@ -8,9 +9,45 @@
 #include <utility>
 #include <vector>
 
+#include "base/fs.hpp"
+#include "base/process.hpp"
+#include "layer/resolve.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace imgbuild {
+
+/// The kernel refused the step's namespaces to root (EPERM: an unprivileged
+/// container): --isolation auto runs the step chroot-ed instead.
+class NamespacesRefused : public SandboxError {
+public:
+  using SandboxError::SandboxError;
+};
+
+/// The /etc/hosts of a step: it names the step's host.
+constexpr const char* kStepHosts = "127.0.0.1\tlocalhost imgbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// The device nodes of a step's /dev, as /dev/NAME of the host.
+constexpr const char* kStepDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+
+/// Where the mounts of a step land in the image at `lower`: each target
+/// resolved inside the image (a symlink to /etc of the host is /etc of the
+/// image), the missing rest as named, to be made; never one at or below
+/// another, whose mount would be made in what the outer one shows.
+class MountTargets {
+public:
+  /// `prefix`: what the resolved targets are put after (the folder the root is at).
+  MountTargets(const std::filesystem::path& lower, std::string prefix) : image_(lower), prefix_(std::move(prefix)) {}
+  /// `prefix` + `image_path` resolved; throws SandboxError naming it when it
+  /// leads nowhere inside the image or nests with one added before.
+  std::string add(const std::string& image_path);
+  /// The targets added, as named and as add() returned them.
+  const std::vector<std::pair<std::string, std::string>>& all() const { return targets_; }
+
+private:
+  RootDir image_;
+  std::string prefix_;
+  std::vector<std::pair<std::string, std::string>> targets_;
+};
 
 /// Everything the child needs, prepared before fork: after it, a child of a
 /// possibly multi-threaded process may only make system calls.
@@ -37,7 +74,35 @@ struct ChildPlan {
   StepNetwork network = StepNetwork::own;
   bool dns_forwarder = false;  ///< the step's resolv.conf names slirp4netns's forwarder
   bool user_namespace = false;
+  bool chroot = false;  ///< chroot-ed into `snapshot` (chroot.cpp): no namespace, no mount
 };
+
+/// Fills the command of `p` from `spec`: the user's ids and groups as the
+/// image defines them, argv, the environment (HOME added from the user's
+/// passwd entry when missing) and the working directory.
+void plan_command(ChildPlan& p, const SandboxSpec& spec);
+
+/// Whether a step of plan `p` keeps capability `cap`: docker's default set,
+/// less what its network or its isolation makes a way out.
+bool keeps_capability(const ChildPlan& p, int cap);
+
+/// Leaves the calling process the kept capabilities alone, effective and
+/// permitted, none inheritable: a dropped bounding set alone would leave
+/// root's full effective set until exec, and an inheritable one past it.
+bool limit_capabilities(const ChildPlan& p);
+
+/// Reports `what` and errno on the child's report pipe and ends the child.
+[[noreturn]] void child_fail(int report_fd, const char* what, bool overlay = false);
+
+/// Runs the command of `p` with its environment: exec, or its error on
+/// standard error and exit status 127 (not found) or 126.
+[[noreturn]] void exec_command(const ChildPlan& p);
+
+/// Closes descriptors `lo` to `hi`, both included.
+void close_fds(unsigned lo, unsigned hi);
+
+/// A close-on-exec pipe: read end, write end.
+std::pair<Fd, Fd> make_pipe();
 
 /// What the child writes on its report pipe when it cannot set the step up.
 /// A pipe of its own, not the output: the parent must tell a refused overlay
@@ -52,5 +117,16 @@ struct SetupFailure {
 /// `spec.output` and `result`. Returns what the child reported when it could
 /// not set the step up: the command did not run then.
 std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, SandboxResult& result);
+
+/// The parent's side of a started step: passes every line of `out_read` to
+/// `spec.output` and the last ones to `result`, waits for `child` and
+/// returns what it wrote on `report_read` when it could not set the step up.
+std::optional<SetupFailure> collect(ChildProcess& child, const Fd& out_read, const Fd& report_read,
+                                    const SandboxSpec& spec, SandboxResult& result);
+
+/// Runs the step of `spec` chroot-ed into a copy of its image root
+/// (Isolation::chroot). `why`: the reason namespaces were not used, when
+/// --isolation auto fell back ("" when chroot was asked for).
+SandboxResult run_in_chroot(const SandboxSpec& spec, const std::string& why);
 
 }  // namespace imgbuild

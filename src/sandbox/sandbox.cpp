@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "base/fs.hpp"
 #include "layer/resolve.hpp"
@@ -19,9 +21,6 @@ namespace imgbuild {
 namespace fs = std::filesystem;
 
 namespace {
-
-/// Host device nodes bind-mounted into the step's /dev.
-constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
 /// What runc masks by default (specconv's example spec): kernel memory, key
 /// rings, timers and hardware a step has no business reading. In /proc and
@@ -82,10 +81,47 @@ bool at_or_below(const std::string& path, const std::string& dir) {
 
 }  // namespace
 
-SandboxResult run_in_sandbox(const SandboxSpec& spec) {
-  if (spec.argv.empty()) throw SandboxError("nothing to run");
-  ChildPlan p;
+std::string MountTargets::add(const std::string& image_path) {
+  std::string at = prefix_ + resolve_target(image_, image_path);
+  for (auto& [other, other_at] : targets_)
+    if (at_or_below(at, other_at) || at_or_below(other_at, at)) {
+      auto named = [&](const std::string& name, const std::string& resolved) {
+        std::string inside = resolved.substr(prefix_.size());
+        return inside == name ? name : name + " (" + inside + " in the image)";
+      };
+      throw SandboxError("cannot mount on " + named(image_path, at) + ": " + named(other, other_at) +
+                         " is mounted too, and one mount inside another is made in what the outer one shows; " +
+                         "mount on paths that do not nest");
+    }
+  targets_.emplace_back(image_path, at);
+  return at;
+}
+
+void plan_command(ChildPlan& p, const SandboxSpec& spec) {
   p.ids = resolve_user(spec.lower, spec.user);
+  p.workdir_path = absolute_in(spec.workdir.empty() ? "/" : spec.workdir);
+  for (size_t i = 1; i <= p.workdir_path.size(); ++i)
+    if (i == p.workdir_path.size() || p.workdir_path[i] == '/')
+      p.workdir_parents.push_back(p.workdir_path.substr(0, i));
+  p.groups.assign(p.ids.groups.begin(), p.ids.groups.end());
+  for (auto& a : spec.argv) p.strings.push_back(a);
+  size_t argc = p.strings.size();
+  for (auto& e : spec.env) p.strings.push_back(e);
+  // Docker's RUN has HOME when the image sets none (Docker Hub's golang does
+  // not, and `go build` needs it): the user's home folder from the image.
+  auto sets_home = [](const std::string& e) { return e.starts_with("HOME="); };
+  if (std::none_of(spec.env.begin(), spec.env.end(), sets_home)) p.strings.push_back("HOME=" + p.ids.home);
+  for (size_t i = 0; i < p.strings.size(); ++i) (i < argc ? p.argv : p.envp).push_back(p.strings[i].data());
+  p.argv.push_back(nullptr);
+  p.envp.push_back(nullptr);
+}
+
+namespace {
+
+/// The step in namespaces of its own: on an overlay, or on a snapshot.
+SandboxResult run_in_namespaces(const SandboxSpec& spec) {
+  ChildPlan p;
+  plan_command(p, spec);
   p.network = spec.network;
   p.user_namespace = rootless();
 
@@ -96,35 +132,15 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   // Every target resolved in the image before the child makes or mounts
   // anything: it works on host paths, where the image's symlinks would lead
   // out of the root. The root the child mounts starts as `lower` is.
-  RootDir image(spec.lower);
-  auto in_root = [&](const std::string& image_path) { return p.merged + resolve_target(image, image_path); };
+  MountTargets targets(spec.lower, p.merged);
   // The folders a target needs are made by the step's root before it runs.
   auto make_parents = [&](const std::string& path) {
     std::string parent = fs::path(path).parent_path().string();
     for (size_t i = p.merged.size() + 1; i <= parent.size(); ++i)
       if (i == parent.size() || parent[i] == '/') p.dirs_to_make.push_back(parent.substr(0, i));
   };
-  // What imgbuild mounts itself, then what the step asks for: each target
-  // as named and as resolved in the image. A target at or below another
-  // would be made in what that mount shows, not in what was resolved: a
-  // cache folder that an earlier build filled with symlinks, or the kernel's
-  // /proc. So mounts never nest.
-  std::vector<std::pair<std::string, std::string>> targets;
-  auto target = [&](const std::string& image_path) {
-    std::string at = in_root(image_path);
-    for (auto& [other, other_at] : targets)
-      if (at_or_below(at, other_at) || at_or_below(other_at, at)) {
-        auto named = [&](const std::string& name, const std::string& resolved) {
-          std::string inside = resolved.substr(p.merged.size());
-          return inside == name ? name : name + " (" + inside + " in the image)";
-        };
-        throw SandboxError("cannot mount on " + named(image_path, at) + ": " + named(other, other_at) +
-                           " is mounted too, and one mount inside another is made in what the outer one shows; " +
-                           "mount on paths that do not nest");
-      }
-    targets.emplace_back(image_path, at);
-    return at;
-  };
+  // What imgbuild mounts itself, then what the step asks for.
+  auto target = [&](const std::string& image_path) { return targets.add(image_path); };
   p.proc = target("/proc");
   p.sys = target("/sys");
   p.dev = target("/dev");
@@ -134,7 +150,7 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
     make_parents(dir);
     p.dirs_to_make.push_back(dir);
   }
-  for (const char* d : kDevices) p.device_binds.emplace_back(std::string("/dev/") + d, p.dev + "/" + d);
+  for (const char* d : kStepDevices) p.device_binds.emplace_back(std::string("/dev/") + d, p.dev + "/" + d);
   p.dev_links = {{"/proc/self/fd", p.dev + "/fd"},
                  {"/proc/self/fd/0", p.dev + "/stdin"},
                  {"/proc/self/fd/1", p.dev + "/stdout"},
@@ -157,7 +173,7 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   // for a resolver on the host's loopback, which a network of the step's own
   // reaches through slirp4netns's forwarder.
   fs::path hosts = scratch.path() / "hosts";
-  write_file_atomic(hosts, "127.0.0.1\tlocalhost imgbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+  write_file_atomic(hosts, kStepHosts);
   bind(hosts, "/etc/hosts", true, true);
   if (spec.network == StepNetwork::host && fs::exists("/etc/resolv.conf"))
     bind(fs::canonical("/etc/resolv.conf"), "/etc/resolv.conf", true, true);
@@ -170,25 +186,10 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
     std::error_code ec;
     bind(m.source, m.target, m.read_only, fs::is_regular_file(m.source, ec));
   }
-  p.workdir_path = absolute_in(spec.workdir.empty() ? "/" : spec.workdir);
-  for (size_t i = 1; i <= p.workdir_path.size(); ++i)
-    if (i == p.workdir_path.size() || p.workdir_path[i] == '/')
-      p.workdir_parents.push_back(p.workdir_path.substr(0, i));
-  p.groups.assign(p.ids.groups.begin(), p.ids.groups.end());
-  for (auto& a : spec.argv) p.strings.push_back(a);
-  size_t argc = p.strings.size();
-  for (auto& e : spec.env) p.strings.push_back(e);
-  // Docker's RUN has HOME when the image sets none (Docker Hub's golang does
-  // not, and `go build` needs it): the user's home folder from the image.
-  auto sets_home = [](const std::string& e) { return e.starts_with("HOME="); };
-  if (std::none_of(spec.env.begin(), spec.env.end(), sets_home)) p.strings.push_back("HOME=" + p.ids.home);
-  for (size_t i = 0; i < p.strings.size(); ++i) (i < argc ? p.argv : p.envp).push_back(p.strings[i].data());
-  p.argv.push_back(nullptr);
-  p.envp.push_back(nullptr);
 
   SandboxResult result;
   for (auto& made : p.dirs_to_make) result.mount_points.push_back(made.substr(p.merged.size()));
-  for (auto& [name, at] : targets) result.mount_points.push_back(at.substr(p.merged.size()));
+  for (auto& [name, at] : targets.all()) result.mount_points.push_back(at.substr(p.merged.size()));
   if (!spec.force_snapshot) {
     for (auto& dir : {spec.lower, spec.upper, spec.work})
       if (result.overlay_error.empty() && dir.string().find_first_of(",:\\") != std::string::npos)
@@ -215,6 +216,31 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   result.snapshot = true;
   if (std::optional<SetupFailure> failure = launch(p, spec, result)) throw SandboxError(describe(*failure));
   return result;
+}
+
+}  // namespace
+
+SandboxResult run_in_sandbox(const SandboxSpec& spec) {
+  if (spec.argv.empty()) throw SandboxError("nothing to run");
+  // Once refused, refused for the rest of the build: no step tries again.
+  static std::atomic<bool> namespaces_refused = false;
+  static std::string refusal;
+  if (spec.isolation == Isolation::chroot) return run_in_chroot(spec, "");
+  if (spec.isolation == Isolation::automatic && namespaces_refused) return run_in_chroot(spec, refusal);
+  try {
+    return run_in_namespaces(spec);
+  } catch (const NamespacesRefused& e) {
+    if (spec.isolation != Isolation::automatic) throw;
+    static std::once_flag once;
+    std::call_once(once, [&] {
+      refusal = std::string(e.what()).substr(0, std::string(e.what()).find(" ("));
+      namespaces_refused = true;
+    });
+    // A snapshot step had copied the image before the clone failed.
+    fs::remove_all(spec.upper);
+    fs::create_directory(spec.upper);
+    return run_in_chroot(spec, refusal);
+  }
 }
 
 }  // namespace imgbuild

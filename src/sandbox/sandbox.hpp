@@ -19,6 +19,9 @@
 // profile refuses, and a cgroup limits its processes and the devices it may
 // open. Every process of the step dies when its command ends or when
 // imgbuild does. docs/sandbox.md compares it with runc's defaults.
+//
+// Where no namespace can be made (a CI job in an unprivileged container),
+// chroot isolation runs the step without them: see Isolation.
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -56,6 +59,24 @@ enum class StepNetwork {
   none,  ///< a network namespace with only lo, up (network = "none")
 };
 
+/// How a RUN step is kept apart from the machine that builds.
+enum class Isolation {
+  /// The default: the namespaces, mounts, seccomp filter and cgroup above.
+  namespaces,
+  /// No namespace and no mount, for a build inside an unprivileged container
+  /// (the container is the boundary then): the step runs as root or its user
+  /// chroot-ed into a copy of the image root, with a /dev of its own made
+  /// there, and secrets and caches copied in and taken out again.
+  /// kChrootGivesUp says what it does without.
+  chroot,
+  /// namespaces where the kernel allows them, chroot where it refuses them.
+  automatic,
+};
+
+/// What chroot isolation does without, as the notice of a build and the
+/// error that suggests it say: "no private /proc, ...".
+extern const char* const kChrootGivesUp;
+
 /// The default process limit of a step: a fork bomb stops there, and the
 /// machine stays usable, while a parallel build (make -j, a Go or Rust
 /// compiler's threads, which count too) stays far below it. Docker sets
@@ -83,6 +104,7 @@ struct SandboxSpec {
   /// Processes and threads the step may have at once, counted by a cgroup
   /// (kDefaultMaxProcesses unless the user chose).
   long max_processes = kDefaultMaxProcesses;
+  Isolation isolation = Isolation::namespaces;
 };
 
 struct SandboxResult {
@@ -109,8 +131,8 @@ struct SandboxResult {
 };
 
 /// Runs the step to its end: on an overlay, or on a snapshot when the overlay
-/// cannot be mounted or `force_snapshot` is set. Throws SandboxError when it
-/// cannot start.
+/// cannot be mounted, `force_snapshot` is set or the isolation is chroot.
+/// Throws SandboxError when it cannot start.
 SandboxResult run_in_sandbox(const SandboxSpec& spec);
 
 /// uid, gid, supplementary groups and home folder of `user` as the image at

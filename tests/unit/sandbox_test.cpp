@@ -149,7 +149,8 @@ const std::vector<std::string> kMountPoints = {
 
 /// A step on `image` with its overlay folders in `step_dir`, no network and
 /// only /bin in PATH; `snapshot` forces the copy used where overlay is refused.
-SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snapshot) {
+SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snapshot,
+                      imgbuild::Isolation isolation = imgbuild::Isolation::namespaces) {
   SandboxSpec spec;
   spec.lower = image;
   spec.upper = step_dir / "upper";
@@ -159,6 +160,7 @@ SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snap
   spec.env = {"PATH=/bin"};
   spec.network = StepNetwork::none;
   spec.force_snapshot = snapshot;
+  spec.isolation = isolation;
   return spec;
 }
 
@@ -173,9 +175,10 @@ struct StepRun {
 /// `mounts` too; `mount_points` are the builder's, left out of the layer.
 StepRun run_step(const fs::path& image, const fs::path& cache, const std::string& script, bool snapshot,
                  const std::string& user = "", const std::vector<imgbuild::SandboxMount>& mounts = {},
-                 const std::vector<std::string>& mount_points = kMountPoints) {
+                 const std::vector<std::string>& mount_points = kMountPoints,
+                 imgbuild::Isolation isolation = imgbuild::Isolation::namespaces) {
   ScratchDir step;
-  SandboxSpec spec = step_spec(image, step.path, snapshot);
+  SandboxSpec spec = step_spec(image, step.path, snapshot, isolation);
   spec.argv = {"/bin/sh", "-c", "set -e; umask 022; " + script};
   spec.user = user;
   spec.mounts = {{cache, "/var/cache/thing", false}};
@@ -318,11 +321,21 @@ TEST_CASE("an overlay step and a snapshot step give the same entries", "[sandbox
   CHECK(slurp(cache / "c") == "cached\n");
   CHECK(listing(image) == before);
 
+  // Chroot isolation: no namespace and no mount, the same layer.
+  StepRun chroot = run_step(image, cache, "rm /var/cache/thing/c; " + script, false, "", {}, kMountPoints,
+                            imgbuild::Isolation::chroot);
+  CHECK(chroot.result.snapshot);
+  CHECK(chroot.changes == overlay.changes);
+  CHECK(slurp(cache / "c") == "cached\n");
+
   SECTION("as the image's user") {
     StepRun as_app = run_step(image, cache, "touch /tmp/appfile", false, "app");
     StepRun as_app_copy = run_step(image, cache, "touch /tmp/appfile", true, "app");
+    StepRun as_app_chroot =
+        run_step(image, cache, "touch /tmp/appfile", false, "app", {}, kMountPoints, imgbuild::Isolation::chroot);
     CHECK(as_app.changes == std::vector<std::string>{"tmp dir 1777 0:0", "tmp/appfile file 644 1000:1000 "});
     CHECK(as_app_copy.changes == as_app.changes);
+    CHECK(as_app_chroot.changes == as_app.changes);
   }
   SECTION("a step that changes nothing has no entries") {
     CHECK(run_step(image, cache, "cat /data/same.txt >/dev/null; touch /data/rewrite.txt", false).changes.empty());
@@ -772,4 +785,94 @@ TEST_CASE("an image's /dev that leads to planted nodes or host paths shows only 
     CHECK(run.changes.empty());
     CHECK(names_in(host).empty());
   }
+}
+
+TEST_CASE("a chroot step runs as the image's user, in its workdir, with HOME, and a /dev of its own",
+          "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false, imgbuild::Isolation::chroot);
+  spec.argv = {"/bin/sh", "-c",
+               "echo \"$(id -u):$(id -g):$(id -G) $(pwd) $HOME $GREETING\"; echo x > /dev/null; "
+               "head -c 4 /dev/zero | wc -c; cat /etc/hosts | head -n 1; ls /proc 2>/dev/null | wc -l"};
+  spec.env = {"PATH=/bin", "GREETING=hi"};
+  spec.user = "app";
+  spec.workdir = "/work/here";
+  std::vector<std::string> lines;
+  spec.output = [&](std::string_view line) { lines.emplace_back(line); };
+  for (const char* applet : {"id", "wc", "head", "pwd"}) fs::create_symlink("busybox", image / "bin" / applet);
+  SandboxResult result = run_in_sandbox(spec);
+  INFO(lines.size());
+  REQUIRE(result.exit_code == 0);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0] == "1000:1000:1000 50 /work/here /home/app hi");
+  CHECK(lines[1] == "4");
+  CHECK(lines[2] == "127.0.0.1\tlocalhost imgbuild");
+  CHECK(lines[3] == "0");  // no /proc: one of what chroot isolation gives up
+  CHECK(result.unconfined.starts_with("chroot isolation: no /proc"));
+}
+
+TEST_CASE("a chroot step's secret reaches no layer, its cache stays, and it cannot steer imgbuild out of its root",
+          "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache", secret = dir.path / "secret";
+  make_image(image);
+  fs::create_directories(cache);
+  spit(cache / "old", "from an earlier build\n");
+  fs::create_symlink("busybox", image / "bin/grep");
+  spit(secret, "canary-7d41e0\n");
+  // What the host has where the step's symlinks point, were they followed from outside.
+  fs::path host = dir.path / "host";
+  fs::create_directories(host / "thing");
+  spit(host / "thing/precious", "host file\n");
+  spit(host / "s", "host file\n");
+  std::string before = listing(image);
+  const std::vector<imgbuild::SandboxMount> secrets = {{secret, "/run/secrets/s", true}};
+  std::vector<std::string> points = kMountPoints;
+  points.insert(points.end(), {"/run/secrets/s", "/run/secrets", "/run"});
+
+  StepRun run = run_step(image, cache,
+                         "grep -q canary-7d41e0 /run/secrets/s; cat /var/cache/thing/old; echo new > "
+                         "/var/cache/thing/new; echo mine > /data/mine",
+                         false, "", secrets, points, imgbuild::Isolation::chroot);
+  CHECK(run.changes == std::vector<std::string>{"data dir 755 0:0", "data/mine file 644 0:0 mine\n"});
+  CHECK(run.lines == std::vector<std::string>{"from an earlier build"});
+  CHECK(slurp(cache / "new") == "new\n");
+  CHECK(slurp(cache / "old") == "from an earlier build\n");
+
+  SECTION("the step swaps the folders of its secret and cache for symlinks to host paths") {
+    StepRun swapped = run_step(image, cache,
+                               "rm -rf /run/secrets /var/cache; ln -s " + host.string() + " /run/secrets; ln -s " +
+                                   host.string() + " /var/cache",
+                               false, "", secrets, points, imgbuild::Isolation::chroot);
+    CHECK(slurp(host / "thing/precious") == "host file\n");
+    CHECK(slurp(host / "s") == "host file\n");
+    // The cache is taken out only when the step left a folder there.
+    CHECK(slurp(cache / "new") == "new\n");
+    for (auto& change : swapped.changes) CHECK(change.find("canary") == std::string::npos);
+  }
+  CHECK(listing(image) == before);
+}
+
+TEST_CASE("a chroot step's background processes are killed when it ends, and it cannot chroot again",
+          "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image", cache = dir.path / "cache";
+  make_image(image);
+  fs::create_directories(cache);
+  fs::create_symlink("busybox", image / "bin/sleep");
+  fs::create_symlink("busybox", image / "bin/setsid");
+  run_step(image, cache, "setsid sleep 4242.5 >/dev/null 2>&1 & (sleep 4243.5 &) ; true", false, "", {}, kMountPoints,
+           imgbuild::Isolation::chroot);
+  CHECK_FALSE(running("4242.5"));
+  CHECK_FALSE(running("4243.5"));
+  // chroot(2) by root inside the step is the classic way out of a chroot:
+  // the step has no CAP_SYS_CHROOT.
+  fs::create_symlink("busybox", image / "bin/chroot");
+  StepRun escape = run_step(image, cache, "chroot / /bin/true 2>&1 || echo refused", false, "", {}, kMountPoints,
+                            imgbuild::Isolation::chroot);
+  CHECK(escape.lines ==
+        std::vector<std::string>{"chroot: can't change root directory to '/': Operation not permitted", "refused"});
 }
