@@ -18,9 +18,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <string_view>
 
 #include "base/fs.hpp"
 #include "sandbox/launch.hpp"
@@ -234,6 +236,26 @@ void kill_children() {
 
 }  // namespace
 
+/// The inode of the machine's initial PID namespace (the kernel's
+/// PROC_PID_INIT_INO): a process that sees it in /proc/self/ns/pid runs among
+/// the machine's own processes, not in a container.
+constexpr ino_t kInitialPidNamespace = 0xEFFFFFFC;
+
+/// Chroot isolation leaves the boundary to the container around imgbuild. On
+/// the machine itself a root step would share its processes (root signals
+/// any root process, no CAP_KILL needed) and could make device nodes of its
+/// disks: refused there, unless IMGBUILD_CHROOT_ON_HOST says the machine is
+/// itself disposable (the unit tests' own).
+void require_a_container() {
+  struct stat ns {};
+  if (::stat("/proc/self/ns/pid", &ns) != 0 || ns.st_ino != kInitialPidNamespace) return;
+  if (const char* allowed = std::getenv("IMGBUILD_CHROOT_ON_HOST"); allowed && std::string_view(allowed) == "1") return;
+  throw SandboxError(
+      "chroot isolation is for a container without privileges, and imgbuild runs on the machine itself (its PID "
+      "namespace is the machine's): a step in a chroot here would run among the machine's own processes as root. "
+      "Here the default --isolation namespaces works; set IMGBUILD_CHROOT_ON_HOST=1 only on a machine you throw away");
+}
+
 SandboxResult run_in_chroot(const SandboxSpec& spec, const std::string& why) {
   if (::geteuid() != 0)
     throw SandboxError(
@@ -242,6 +264,7 @@ SandboxResult run_in_chroot(const SandboxSpec& spec, const std::string& why) {
         std::to_string(::geteuid()) +
         ". What works: run imgbuild as root in the container, or where user namespaces are allowed, "
         "--isolation namespaces; a recipe without RUN steps (host builds, copies, pulls) builds as it is");
+  require_a_container();
   ChildPlan p;
   plan_command(p, spec);
   p.chroot = true;

@@ -161,6 +161,9 @@ SandboxSpec step_spec(const fs::path& image, const fs::path& step_dir, bool snap
   spec.network = StepNetwork::none;
   spec.force_snapshot = snapshot;
   spec.isolation = isolation;
+  // This test machine is disposable; chroot isolation otherwise refuses to
+  // run outside a container (the test "... outside a container" below).
+  if (isolation == imgbuild::Isolation::chroot) ::setenv("IMGBUILD_CHROOT_ON_HOST", "1", 1);
   return spec;
 }
 
@@ -875,4 +878,26 @@ TEST_CASE("a chroot step's background processes are killed when it ends, and it 
                             imgbuild::Isolation::chroot);
   CHECK(escape.lines ==
         std::vector<std::string>{"chroot: can't change root directory to '/': Operation not permitted", "refused"});
+}
+
+TEST_CASE("chroot isolation refuses to run a step outside a container", "[sandbox][root]") {
+  struct stat ns {};
+  REQUIRE(::stat("/proc/self/ns/pid", &ns) == 0);
+  if (ns.st_ino != 0xEFFFFFFC) {
+    WARN("not checked: this test runs in a PID namespace of its own, and the refusal is for the machine's");
+    return;
+  }
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false, imgbuild::Isolation::chroot);
+  ::unsetenv("IMGBUILD_CHROOT_ON_HOST");
+  spec.argv = {"/bin/sh", "-c", "touch /made"};
+  std::string error = error_of([&] { imgbuild::run_in_sandbox(spec); });
+  ::setenv("IMGBUILD_CHROOT_ON_HOST", "1", 1);
+  CHECK(
+      error.starts_with("chroot isolation is for a container without privileges, and imgbuild runs on the machine "
+                        "itself (its PID namespace is the machine's)"));
+  CHECK_FALSE(fs::exists(step.path / "upper" / "made"));
 }
