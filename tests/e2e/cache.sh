@@ -4,7 +4,8 @@
 # with SIGKILL at random moments leave a cache the next build trusts; two
 # builds share one cache; a second machine reuses a first one's steps through
 # the registry, downloading only the layers its result needs; plan, cache ls
-# and cache prune say and do what they should.
+# and cache prune say and do what they should; roots share their files, cache
+# ls counts each once and prune keeps run caches longest (issue 20).
 #
 # Where the time goes (sanitized imgbuild, a busy two-core machine, 346 s):
 # seeding the registry 3 s (the Go image is built once, by a ctest fixture),
