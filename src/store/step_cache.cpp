@@ -579,7 +579,7 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
     uint64_t bytes;  ///< an entry's file; a tree's record
     std::optional<CachedStep> entry;
     fs::path tree;
-    bool run_cache = false;
+    std::string kind{};  ///< a tree's
   };
   std::vector<Item> items;
   // A layer counts once, however many entries name it, until the last goes.
@@ -593,25 +593,24 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
     }
     items.push_back({e.last_used, e.entry_bytes, e, {}});
   }
-  uint64_t records = 0;
   for_each_tree(cache_dir, [&](const fs::path& path, const std::string& kind, const struct stat& st) {
     uint64_t bytes = recorded_bytes(path, kind, st);
-    records += bytes;
-    items.push_back({st.st_mtim.tv_sec, bytes, std::nullopt, path, kind == "run-cache"});
+    total += bytes;
+    items.push_back({st.st_mtim.tv_sec, bytes, std::nullopt, path, kind});
   });
   // Files of removed roots that roots made from them still link: on disk,
   // in no tree's record.
   fs::path carried_path = cache_dir / "roots" / ".carried.bytes";
   uint64_t carried = read_bytes_record(carried_path).value_or(0);
-  total += records + carried;
+  total += carried;
   std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) {
-    return std::pair(a.run_cache, a.last_used) < std::pair(b.run_cache, b.last_used);
+    return std::pair(a.kind == "run-cache", a.last_used) < std::pair(b.kind == "run-cache", b.last_used);
   });
 
   const bool everything = !options.keep_bytes && !options.older_than;
   const int64_t now = std::time(nullptr);
   std::set<Digest> kept_layers;
-  uint64_t removed_records = 0, freed = 0;
+  uint64_t removed_root_records = 0, freed_from_roots = 0, freed = 0;
   for (auto& item : items) {
     bool stale = options.older_than && item.last_used < now - *options.older_than;
     bool over = options.keep_bytes && total > *options.keep_bytes;
@@ -635,22 +634,25 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
     std::error_code ec;
     fs::remove(record_path(item.tree), ec);
     ++report.trees;
-    removed_records += item.bytes;
     freed += bytes;
+    if (item.kind == "root") {
+      removed_root_records += item.bytes;
+      freed_from_roots += bytes;
+    }
     total -= std::min(total, bytes);
   }
   std::error_code ec;
-  int64_t still_carried = static_cast<int64_t>(carried + removed_records) - static_cast<int64_t>(freed);
+  int64_t still_carried = static_cast<int64_t>(carried + removed_root_records) - static_cast<int64_t>(freed_from_roots);
   if (everything || still_carried <= 0) {
     fs::remove(carried_path, ec);
   } else {
     write_file_atomic(carried_path, std::to_string(still_carried) + "\n");
   }
-  // What killed builds left: their step folders, half-unpacked roots, and
-  // records of trees that are gone.
   // Shapes only speed up first builds; one outliving its entries costs a
   // file read before a build, never a wrong result.
   if (everything) fs::remove_all(cache_dir / "shapes", ec);
+  // What killed builds left: their step folders, half-unpacked roots, and
+  // records of trees that are gone.
   fs::remove_all(cache_dir / "tmp", ec);
   for (auto [folder, kind] : kTreeFolders)
     for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
