@@ -889,35 +889,57 @@ std::filesystem::path Builder::image_root(const Stage& st) {
     }
   }
   read_unchecked(start);
-  // Unpacked beside its final name and renamed when whole: a build killed
-  // half-way, or a layer found to lie, leaves no root that looks complete.
-  TempDir scratch(roots, ".unpack-");
-  std::vector<UnpackLayer> layers;
-  for (size_t i = start; i < image.layers.size(); ++i) {
-    const LayerBlob& layer = image.layers[i];
-    layers.push_back({store_.blob_path(layer.digest),
-                      "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
-                      checked[i] ? std::nullopt : std::optional(layer.diff_id)});
-  }
-  fs::path tree = scratch.path() / "root";
-  if (below.empty()) {
-    unpack_image(tree, {});  // an empty root
-  } else {
-    mark_used(below);
-    link_tree(below, tree);
-  }
-  for (size_t i = start; i < image.layers.size(); ++i) try {
-      apply_layer(tree, layers[i - start]);
-    } catch (const DiffIdMismatch& lie) {
-      store_.note_diff_id(image.layers[i].digest, lie.actual);
-      throw lying_layer(st.layer_origins.at(i).str(), image.layers[i], lie.actual);
+  // The root of layers [from, to) on the root `base` of those below `from`
+  // (none: from nothing). Unpacked beside its final name and renamed when
+  // whole: a build killed half-way, or a layer found to lie, leaves no root
+  // that looks complete.
+  auto make_root = [&](const fs::path& base, size_t from, size_t to) {
+    TempDir scratch(roots, ".unpack-");
+    fs::path tree = scratch.path() / "root";
+    if (base.empty()) {
+      unpack_image(tree, {});  // an empty root
+    } else {
+      mark_used(base);
+      link_tree(base, tree);
     }
-  for (size_t i = start; i < image.layers.size(); ++i)
-    store_.note_diff_id(image.layers[i].digest, image.layers[i].diff_id);
-  std::error_code ec;
-  fs::rename(scratch.path() / "root", root, ec);
-  if (ec && !fs::exists(root))
-    throw std::runtime_error("cannot store the unpacked image at " + root.string() + ": " + ec.message());
+    for (size_t i = from; i < to; ++i) try {
+        const LayerBlob& layer = image.layers[i];
+        apply_layer(tree,
+                    {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+                     checked[i] ? std::nullopt : std::optional(layer.diff_id)});
+      } catch (const DiffIdMismatch& lie) {
+        store_.note_diff_id(image.layers[i].digest, lie.actual);
+        throw lying_layer(st.layer_origins.at(i).str(), image.layers[i], lie.actual);
+      }
+    for (size_t i = from; i < to; ++i) {
+      store_.note_diff_id(image.layers[i].digest, image.layers[i].diff_id);
+      checked[i] = true;
+    }
+    // The same step of an earlier build wrote many of the same files (Go's
+    // build cache in a `go build` layer): shared, they take their disk once.
+    if (auto donor = root_like(roots, to)) share_identical_files(tree, *donor);
+    // What it adds to `base`: all prune needs to know of it, without a walk.
+    uint64_t added = own_bytes(tree);
+    fs::path made = root_of(to);
+    std::error_code ec;
+    fs::rename(tree, made, ec);
+    if (!ec) {
+      record_tree_bytes(made, added, to);
+    } else if (!fs::exists(made)) {
+      throw std::runtime_error("cannot store the unpacked image at " + made.string() + ": " + ec.message());
+    }
+  };
+  // With more than one layer to apply, the root below the top layer is kept
+  // too: the next build whose top layer differs (a copy of edited sources on
+  // `go mod download`) starts there and links what lies below, instead of
+  // applying those layers again as files of its own.
+  size_t top = image.layers.size();
+  if (top - start >= 2) {
+    make_root(below, start, top - 1);
+    start = top - 1;
+    below = root_of(start);
+  }
+  make_root(below, start, top);
   return root;
 }
 
@@ -978,10 +1000,13 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     for (std::string p = target; p != "/" && !p.empty(); p = fs::path(p).parent_path().string())
       mount_points.push_back(p);
   };
+  std::vector<fs::path> run_caches;
   for (auto& dir : op.cache) {
     // One cache per image path, shared by every build that mounts it.
     fs::path host = settings.cache_dir / "run-cache" / std::string(sha256_of(dir).hex().substr(0, 16));
     fs::create_directories(host);
+    mark_used(host);
+    run_caches.push_back(host);
     spec.mounts.push_back({host, dir, false});
     mount_point(dir);
   }
@@ -998,6 +1023,8 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };
   SandboxResult result = run_in_sandbox(spec);
+  // What they hold now: prune reads it instead of walking the caches it keeps.
+  for (auto& host : run_caches) record_tree_bytes(host, own_bytes(host));
   if (result.exit_code != 0) {
     std::string tail;
     for (auto& l : result.last_lines) tail += "\n    " + printable_text(l);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <map>
 
 #include "build/builder.hpp"
 #include "cli/commands.hpp"
@@ -20,7 +21,9 @@ namespace {
 constexpr OptionSet kListOptions = kCacheOptions;
 constexpr OptionSet kPruneOptions = kCacheOptions | OptionSet{Opt::KeepBytes, Opt::OlderThan};
 
-/// "KEY  SIZE  LAST USED  STEP": a line per step entry, then per tree.
+/// "KEY  SIZE  LAST USED  STEP": a line per step entry, then per tree (its
+/// own bytes, and those it shares with other trees), then the total, which
+/// counts each layer and each file once.
 int list(const fs::path& cache_dir) {
   StepCache cache(cache_dir);
   auto when = [](int64_t t) {
@@ -31,20 +34,27 @@ int list(const fs::path& cache_dir) {
     return std::string(buf);
   };
   std::printf("%-12s  %9s  %-16s  %s\n", "KEY", "SIZE", "LAST USED", "STEP");
-  uint64_t total = 0;
+  std::map<Digest, uint64_t> layers;
   auto entries = cache.list();
   for (auto& e : entries) {
     uint64_t size = e.layer ? e.layer->size : 0;
-    total += size;
+    if (e.layer) layers[e.layer->digest] = size;
     std::printf("%-12s  %9s  %-16s  %s\n", std::string(e.key.short_hex()).c_str(), human_size(size).c_str(),
                 when(e.last_used).c_str(), e.step.c_str());
   }
-  for (auto& t : cache_trees(cache_dir)) {
-    total += t.bytes;
-    std::printf("%-12s  %9s  %-16s  %s\n", t.kind.c_str(), human_size(t.bytes).c_str(), when(t.last_used).c_str(),
-                t.path.filename().c_str());
+  CacheTrees trees = cache_trees(cache_dir);
+  uint64_t own = 0;
+  for (auto& t : trees.trees) {
+    own += t.bytes;
+    std::string shared = t.shared_bytes ? " (and " + human_size(t.shared_bytes) + " shared with other trees)" : "";
+    std::printf("%-12s  %9s  %-16s  %s%s\n", t.kind.c_str(), human_size(t.bytes).c_str(), when(t.last_used).c_str(),
+                t.path.filename().c_str(), shared.c_str());
   }
-  std::printf("%zu steps; %s in all\n", entries.size(), human_size(total).c_str());
+  uint64_t layer_bytes = 0;
+  for (auto& [digest, size] : layers) layer_bytes += size;
+  std::printf("%zu steps; %s in all: %s of layers, %s of trees (%s of it shared between trees)\n", entries.size(),
+              human_size(layer_bytes + trees.bytes).c_str(), human_size(layer_bytes).c_str(),
+              human_size(trees.bytes).c_str(), human_size(trees.bytes - own).c_str());
   return 0;
 }
 

@@ -660,6 +660,54 @@ void link_tree(const std::filesystem::path& from, const std::filesystem::path& t
   }
 }
 
+uint64_t share_identical_files(const std::filesystem::path& tree, const std::filesystem::path& donor) {
+  namespace fs = std::filesystem;
+  auto no_xattrs = [](const fs::path& p) { return ::llistxattr(p.c_str(), nullptr, 0) == 0; };
+  uint64_t shared = 0;
+  // in_donor[d]: whether the folder at depth d of the walk is a folder in
+  // `donor` too, reached through folders only.
+  std::vector<bool> in_donor{true};
+  // Sharing is a saving: a folder it cannot read (an image's mode 000, without
+  // privileges) is left as it is.
+  for (auto it = fs::recursive_directory_iterator(tree, fs::directory_options::skip_permission_denied);
+       it != fs::recursive_directory_iterator(); ++it) {
+    size_t depth = static_cast<size_t>(it.depth());
+    in_donor.resize(depth + 1);
+    fs::path rel = it->path().lexically_relative(tree), theirs = donor / rel;
+    struct stat ours {
+    }, other{};
+    if (::lstat(it->path().c_str(), &ours) != 0) {
+      if (errno == ENOENT) continue;  // a link made below and renamed already
+      throw_errno("stat " + it->path().string());
+    }
+    bool there = in_donor[depth] && ::lstat(theirs.c_str(), &other) == 0;
+    if (S_ISDIR(ours.st_mode)) {
+      in_donor.push_back(there && S_ISDIR(other.st_mode));
+      if (!in_donor.back()) it.disable_recursion_pending();
+      continue;
+    }
+    if (!there || !S_ISREG(ours.st_mode) || !S_ISREG(other.st_mode) || ours.st_nlink != 1 || ours.st_size == 0 ||
+        ours.st_size != other.st_size || ours.st_mode != other.st_mode || ours.st_uid != other.st_uid ||
+        ours.st_gid != other.st_gid || ours.st_mtim.tv_sec != other.st_mtim.tv_sec ||
+        ours.st_mtim.tv_nsec != other.st_mtim.tv_nsec || !no_xattrs(it->path()) || !no_xattrs(theirs) ||
+        sha256_file(it->path()) != sha256_file(theirs))
+      continue;
+    // Linked beside and renamed over: the file is never missing. A donor
+    // file at the link limit stays unshared.
+    fs::path temp = it->path();
+    temp += ".imgbuild-share";
+    if (::link(theirs.c_str(), temp.c_str()) != 0) continue;
+    if (::rename(temp.c_str(), it->path().c_str()) != 0) {
+      int error = errno;
+      ::unlink(temp.c_str());
+      errno = error;
+      throw_errno("cannot replace " + it->path().string());
+    }
+    shared += static_cast<uint64_t>(ours.st_blocks) * 512;
+  }
+  return shared;
+}
+
 void remove_tree(const std::filesystem::path& path) {
   std::filesystem::path p = path.lexically_normal();
   if (!p.has_filename()) p = p.parent_path();

@@ -90,6 +90,16 @@ TarStream read_tar_stream(const std::filesystem::path& blob);
 /// layer onto the copy leaves `from` as it was. Symlinks are never followed.
 void link_tree(const std::filesystem::path& from, const std::filesystem::path& to);
 
+/// Makes the files of the unpacked root `tree` that a layer wrote (one link)
+/// links to the same files of the root `donor`: a file there at the same
+/// path with the same bytes, mode, owner and modification time, and no
+/// extended attributes on either. Roots made on the same layers by different
+/// builds (each with a copy of Go's build cache in its `go build` layer) then
+/// take those files' disk once. As safe as link_tree, and for the same reason;
+/// `donor`'s folders are entered only when they are folders there, never
+/// through a symlink. Returns the bytes now shared.
+uint64_t share_identical_files(const std::filesystem::path& tree, const std::filesystem::path& donor);
+
 /// Removes `path` and, if it is a directory, everything below it, never
 /// following a symlink (a symlink is removed, not what it points to). Depth is
 /// not limited by open files or stack. Nothing happens when `path` is missing.

@@ -8,10 +8,12 @@
 #include <charconv>
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "layer/unpack.hpp"
 #include "store/layout.hpp"
 
 namespace imgbuild {
@@ -407,34 +409,159 @@ fs::path usage_lock_path(const fs::path& dir) { return dir / ".imgbuild-usage.lo
 
 namespace {
 
-uint64_t tree_bytes(const fs::path& dir) {
-  uint64_t total = 0;
+/// Calls `visit` with the lstat of `dir` and of everything below it, never
+/// following a symlink.
+template <class Visit>
+void walk_tree(const fs::path& dir, Visit&& visit) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return;
+  visit(st);
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
-    struct stat st {};
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
-      total += static_cast<uint64_t>(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) == 0) visit(st);
   }
-  return total;
+}
+
+uint64_t disk_bytes(const struct stat& st) { return static_cast<uint64_t>(st.st_blocks) * 512; }
+
+/// A file with several links: trees can share it.
+bool linked(const struct stat& st) { return !S_ISDIR(st.st_mode) && st.st_nlink > 1; }
+
+using InodeId = std::pair<dev_t, ino_t>;
+
+/// The folders of the cache's trees, by kind.
+constexpr std::pair<const char*, const char*> kTreeFolders[] = {
+    {"roots", "root"}, {"files", "file"}, {"run-cache", "run-cache"}};
+
+/// Calls `visit(path, kind, stat)` for each tree of the cache. ".unpack-"
+/// folders are unpacks in progress (or killed): not trees yet; the files
+/// beside the trees are their records.
+template <class Visit>
+void for_each_tree(const fs::path& cache_dir, Visit&& visit) {
+  for (auto [folder, kind] : kTreeFolders) {
+    std::error_code ec;
+    for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
+      if (d.path().filename().string().starts_with(".")) continue;
+      struct stat st {};
+      if (::lstat(d.path().c_str(), &st) == 0 && S_ISDIR(st.st_mode)) visit(d.path(), kind, st);
+    }
+  }
+}
+
+fs::path record_path(const fs::path& tree) {
+  fs::path p = tree;
+  p += ".bytes";
+  return p;
+}
+
+/// The numbers of a record, one a line: the bytes written by
+/// record_tree_bytes (or the carried bytes), then a root's layers; empty when
+/// missing or damaged.
+std::vector<uint64_t> read_record(const fs::path& path) {
+  std::vector<uint64_t> numbers;
+  try {
+    std::string text = read_file(path);
+    for (std::string_view rest = text; !rest.empty();) {
+      uint64_t n = 0;
+      auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
+      if (error != std::errc() || end == rest.data() + rest.size() || *end != '\n') return {};
+      numbers.push_back(n);
+      rest.remove_prefix(static_cast<size_t>(end - rest.data()) + 1);
+    }
+  } catch (const std::exception&) {
+  }
+  return numbers;
+}
+
+std::optional<uint64_t> read_bytes_record(const fs::path& path) {
+  std::vector<uint64_t> numbers = read_record(path);
+  return numbers.empty() ? std::nullopt : std::optional(numbers[0]);
+}
+
+/// What `tree` holds on its own, from its record when that is still true (a
+/// root never changes once made; a run cache may have been used since), else
+/// walked and recorded now: once for a tree an older engine made, or one a
+/// killed step used.
+uint64_t recorded_bytes(const fs::path& tree, const std::string& kind, const struct stat& tree_st) {
+  fs::path record = record_path(tree);
+  struct stat st {};
+  bool current =
+      ::stat(record.c_str(), &st) == 0 && (kind != "run-cache" || st.st_mtim.tv_sec >= tree_st.st_mtim.tv_sec);
+  if (current)
+    if (auto bytes = read_bytes_record(record)) return *bytes;
+  uint64_t bytes = own_bytes(tree);
+  record_tree_bytes(tree, bytes);
+  return bytes;
 }
 
 }  // namespace
 
-std::vector<CacheTree> cache_trees(const fs::path& cache_dir) {
-  std::vector<CacheTree> out;
-  for (auto [folder, kind] : {std::pair{"roots", "root"}, {"files", "file"}, {"run-cache", "run-cache"}}) {
-    std::error_code ec;
-    for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
-      // ".unpack-" folders are unpacks in progress (or killed): not trees yet.
-      if (d.path().filename().string().starts_with(".")) continue;
-      struct stat st {};
-      if (::lstat(d.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
-      out.push_back({d.path(), kind, tree_bytes(d.path()), st.st_mtim.tv_sec});
+uint64_t own_bytes(const fs::path& tree) {
+  uint64_t own = 0;
+  std::map<InodeId, nlink_t> links_seen;
+  walk_tree(tree, [&](const struct stat& st) {
+    // A file linked from elsewhere is this tree's only when its last link is.
+    if (!linked(st) || ++links_seen[{st.st_dev, st.st_ino}] == st.st_nlink) own += disk_bytes(st);
+  });
+  return own;
+}
+
+void record_tree_bytes(const fs::path& tree, uint64_t bytes, std::optional<size_t> layers) {
+  write_file_atomic(record_path(tree), std::to_string(bytes) + "\n" + (layers ? std::to_string(*layers) + "\n" : ""));
+}
+
+std::optional<fs::path> root_like(const fs::path& roots, size_t layers) {
+  std::optional<fs::path> found;
+  int64_t found_used = 0;
+  std::error_code ec;
+  for (auto& d : fs::directory_iterator(roots, ec)) {
+    if (d.path().extension() != ".bytes" || d.path().filename().string().starts_with(".")) continue;
+    std::vector<uint64_t> record = read_record(d.path());
+    fs::path root = d.path().parent_path() / d.path().stem();
+    struct stat st {};
+    if (record.size() != 2 || record[1] != layers || ::lstat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (!found || st.st_mtim.tv_sec > found_used) {
+      found = root;
+      found_used = st.st_mtim.tv_sec;
     }
   }
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  return found;
+}
+
+CacheTrees cache_trees(const fs::path& cache_dir) {
+  CacheTrees out;
+  // Each linked file, with the trees that hold it (in walk order: a tree's
+  // index is pushed once).
+  struct Shared {
+    uint64_t bytes = 0;
+    std::vector<size_t> trees;
+  };
+  std::map<InodeId, Shared> shared;
+  for_each_tree(cache_dir, [&](const fs::path& path, const char* kind, const struct stat& st) {
+    size_t index = out.trees.size();
+    out.trees.push_back({path, kind, 0, 0, st.st_mtim.tv_sec});
+    walk_tree(path, [&](const struct stat& f) {
+      if (!linked(f)) {
+        out.trees[index].bytes += disk_bytes(f);
+        return;
+      }
+      Shared& s = shared[{f.st_dev, f.st_ino}];
+      s.bytes = disk_bytes(f);
+      if (s.trees.empty() || s.trees.back() != index) s.trees.push_back(index);
+    });
+  });
+  for (auto& [id, s] : shared) {
+    out.bytes += s.bytes;
+    if (s.trees.size() == 1) {
+      out.trees[s.trees[0]].bytes += s.bytes;
+    } else {
+      for (size_t t : s.trees) out.trees[t].shared_bytes += s.bytes;
+    }
+  }
+  for (auto& t : out.trees) out.bytes += t.bytes;
+  std::sort(out.trees.begin(), out.trees.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
   return out;
 }
 
@@ -446,23 +573,44 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
   StepCache cache(cache_dir);
   PruneReport report;
 
-  // Entries and trees in one least-recently-used order.
+  // Entries and trees in one least-recently-used order, run caches last.
   struct Item {
     int64_t last_used;
-    uint64_t bytes;
+    uint64_t bytes;  ///< an entry's file; a tree's record
     std::optional<CachedStep> entry;
     fs::path tree;
+    std::string kind{};  ///< a tree's
   };
   std::vector<Item> items;
-  for (auto& e : cache.list()) items.push_back({e.last_used, e.entry_bytes + (e.layer ? e.layer->size : 0), e, {}});
-  for (auto& t : cache_trees(cache_dir)) items.push_back({t.last_used, t.bytes, std::nullopt, t.path});
-  std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.last_used < b.last_used; });
+  // A layer counts once, however many entries name it, until the last goes.
+  std::map<Digest, std::pair<uint64_t, size_t>> layers;  // size, entries naming it
   uint64_t total = 0;
-  for (auto& i : items) total += i.bytes;
+  for (auto& e : cache.list()) {
+    total += e.entry_bytes;
+    if (e.layer) {
+      auto& [size, users] = layers[e.layer->digest];
+      if (users++ == 0) total += size = e.layer->size;
+    }
+    items.push_back({e.last_used, e.entry_bytes, e, {}});
+  }
+  for_each_tree(cache_dir, [&](const fs::path& path, const std::string& kind, const struct stat& st) {
+    uint64_t bytes = recorded_bytes(path, kind, st);
+    total += bytes;
+    items.push_back({st.st_mtim.tv_sec, bytes, std::nullopt, path, kind});
+  });
+  // Files of removed roots that roots made from them still link: on disk,
+  // in no tree's record.
+  fs::path carried_path = cache_dir / "roots" / ".carried.bytes";
+  uint64_t carried = read_bytes_record(carried_path).value_or(0);
+  total += carried;
+  std::stable_sort(items.begin(), items.end(), [](auto& a, auto& b) {
+    return std::pair(a.kind == "run-cache", a.last_used) < std::pair(b.kind == "run-cache", b.last_used);
+  });
 
   const bool everything = !options.keep_bytes && !options.older_than;
   const int64_t now = std::time(nullptr);
   std::set<Digest> kept_layers;
+  uint64_t removed_root_records = 0, freed_from_roots = 0, freed = 0;
   for (auto& item : items) {
     bool stale = options.older_than && item.last_used < now - *options.older_than;
     bool over = options.keep_bytes && total > *options.keep_bytes;
@@ -470,30 +618,54 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
       if (item.entry && item.entry->layer) kept_layers.insert(item.entry->layer->digest);
       continue;
     }
-    std::error_code ec;
     if (item.entry) {
       cache.remove(item.entry->key);
       ++report.entries;
-    } else {
-      fs::remove_all(item.tree, ec);
-      ++report.trees;
+      total -= item.bytes;
+      if (item.entry->layer) {
+        auto& [size, users] = layers[item.entry->layer->digest];
+        if (--users == 0) total -= size;
+      }
+      continue;
     }
-    total -= item.bytes;
+    // Measured as it goes: what is freed is what no remaining tree links.
+    uint64_t bytes = own_bytes(item.tree);
+    remove_tree(item.tree);
+    std::error_code ec;
+    fs::remove(record_path(item.tree), ec);
+    ++report.trees;
+    freed += bytes;
+    if (item.kind == "root") {
+      removed_root_records += item.bytes;
+      freed_from_roots += bytes;
+    }
+    total -= std::min(total, bytes);
   }
-  // What killed builds left: their step folders and half-unpacked roots.
   std::error_code ec;
+  int64_t still_carried = static_cast<int64_t>(carried + removed_root_records) - static_cast<int64_t>(freed_from_roots);
+  if (everything || still_carried <= 0) {
+    fs::remove(carried_path, ec);
+  } else {
+    write_file_atomic(carried_path, std::to_string(still_carried) + "\n");
+  }
   // Shapes only speed up first builds; one outliving its entries costs a
   // file read before a build, never a wrong result.
   if (everything) fs::remove_all(cache_dir / "shapes", ec);
+  // What killed builds left: their step folders, half-unpacked roots, and
+  // records of trees that are gone.
   fs::remove_all(cache_dir / "tmp", ec);
-  for (auto& d : fs::directory_iterator(cache_dir / "roots", ec))
-    if (d.path().filename().string().starts_with(".unpack-")) fs::remove_all(d.path(), ec);
+  for (auto [folder, kind] : kTreeFolders)
+    for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
+      std::string name = d.path().filename().string();
+      if (name.starts_with(".unpack-")) remove_tree(d.path());
+      if (d.path().extension() == ".bytes" && !name.starts_with(".") &&
+          !fs::exists(d.path().parent_path() / d.path().stem()))
+        fs::remove(d.path(), ec);
+    }
 
   auto [blobs, bytes] = store.collect_garbage(kept_layers);
   report.blobs = blobs;
-  report.bytes = bytes;
-  for (auto& item : items)
-    if (!item.entry && !fs::exists(item.tree)) report.bytes += item.bytes;
+  report.bytes = bytes + freed;
   return report;
 }
 

@@ -110,19 +110,49 @@ struct PruneReport {
 struct CacheTree {
   std::filesystem::path path;
   std::string kind;  ///< "root", "file", "run-cache"
+  /// What only this tree holds (its folders, and files no other tree links):
+  /// what removing it alone frees.
   uint64_t bytes = 0;
+  /// Files it shares with other trees (a root links the unchanged files of
+  /// the root it was made from): counted once in CacheTrees::bytes.
+  uint64_t shared_bytes = 0;
   int64_t last_used = 0;
 };
 
-/// The cache's trees, oldest use first (sizes walk the trees).
-std::vector<CacheTree> cache_trees(const std::filesystem::path& cache_dir);
+/// The cache's trees and the disk they take.
+struct CacheTrees {
+  std::vector<CacheTree> trees;  ///< oldest use first
+  uint64_t bytes = 0;            ///< every file once, however many trees link it
+};
+
+/// Walks every tree of the cache, counting each file (inode) once.
+CacheTrees cache_trees(const std::filesystem::path& cache_dir);
+
+/// The disk `tree` takes that nothing outside it shares: its folders, and the
+/// files whose every link is inside it. A stat per entry.
+uint64_t own_bytes(const std::filesystem::path& tree);
+
+/// Records `bytes` as what the cache tree `tree` holds on its own (in
+/// TREE.bytes beside it): prune reads it instead of walking a tree it keeps.
+/// A root records what it added to the root it was made from, when it is
+/// made, and its number of `layers`; a run cache what it holds after each
+/// step that used it.
+void record_tree_bytes(const std::filesystem::path& tree, uint64_t bytes, std::optional<size_t> layers = std::nullopt);
+
+/// The root in `roots` of as many `layers` used last, if there is one: the
+/// root of the same step of an earlier build, whose files a new root's
+/// layers may have written again (share_identical_files).
+std::optional<std::filesystem::path> root_like(const std::filesystem::path& roots, size_t layers);
 
 class Layout;
 
 /// Removes what `options` select from the cache in `cache_dir`, the leftovers
 /// of killed builds, and then every blob of `store` that neither a stored
-/// image nor a remaining entry needs. Takes both usage locks exclusively,
-/// waiting for running builds (`on_wait` says so first).
+/// image nor a remaining entry needs. Entries and trees go least recently used
+/// first, RUN caches last (they make a changed step fast, and cost nothing
+/// to keep warm). Trees it keeps are not walked: their sizes are recorded
+/// (record_tree_bytes), so its cost follows what it removes. Takes both usage
+/// locks exclusively, waiting for running builds (`on_wait` says so first).
 PruneReport prune_cache(const std::filesystem::path& cache_dir, const Layout& store, const PruneOptions& options,
                         const std::function<void()>& on_wait = {});
 

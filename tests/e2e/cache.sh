@@ -4,7 +4,8 @@
 # with SIGKILL at random moments leave a cache the next build trusts; two
 # builds share one cache; a second machine reuses a first one's steps through
 # the registry, downloading only the layers its result needs; plan, cache ls
-# and cache prune say and do what they should.
+# and cache prune say and do what they should; roots share their files, cache
+# ls counts each once and prune keeps run caches longest (issue 20).
 #
 # Where the time goes (sanitized imgbuild, a busy two-core machine, 346 s):
 # seeding the registry 3 s (the Go image is built once, by a ctest fixture),
@@ -178,5 +179,54 @@ check "the stored images keep their blobs" sh -c "skopeo inspect --raw 'oci:$XDG
 imgbuild "$APP" "${MIRROR[@]}"
 expect_ran "after prune, every step runs again" "5 6 7 8 10 11"
 outcome "and makes the same image" "^app  $after_kills"
+
+step "cache disk: roots share files, cache ls counts each once, prune keeps run caches longest"
+machine disk
+cache=$XDG_CACHE_HOME/imgbuild
+mkdir -p "$work/disk-app"
+cp "$ROOT"/examples/multistage/{go.mod,go.sum,main.go} "$work/disk-app/"
+# The app with Go's build cache on a :run cache, lines unchanged.
+sed 's|env = { CGO_ENABLED = "0" } }|env = { CGO_ENABLED = "0" }, cache = { "/root/.cache/go-build" } }|' \
+  "$APP" >"$work/disk-app/recipe.lua"
+imgbuild "$work/disk-app/recipe.lua" "${MIRROR[@]}"
+outcome "the app with a run cache builds" "^app  sha256:"
+# trees: the cache's trees, as `cache ls` lists them.
+trees() { find "$cache"/roots "$cache"/files "$cache"/run-cache -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null; }
+# du counts a file linked from several of its arguments once.
+disk() { trees | xargs du -scB1 | tail -n 1 | cut -f1; }
+human() {  # BYTES, as imgbuild prints sizes
+  awk -v b="$1" 'BEGIN { split("B kB MB GB TB", u, " "); n = 1
+    while (b >= 1000 && n < 5) { b /= 1000; n++ }
+    printf(n == 1 ? "%.0f %s" : "%.1f %s", b, u[n]) }'
+}
+before_edit=$(disk)
+echo "// edited" >>"$work/disk-app/main.go"
+imgbuild "$work/disk-app/recipe.lua" "${MIRROR[@]}"
+expect_ran "an edit runs the copy, go build and what lies on the binary" "7 8 10 11"
+one_root=$(du -sB1 "$(trees | grep '/roots/' | head -n 1)" | cut -f1)
+after_edit=$(disk)
+check "the edit's roots link the builder's files: they add $(human $((after_edit - before_edit))), under a tenth of one root ($(human "$one_root"))" \
+  test $(((after_edit - before_edit) * 10)) -lt "$one_root"
+"$IMGBUILD" cache ls >"$work/ls.out" 2>&1
+separately=0
+for t in $(trees); do separately=$((separately + $(du -sB1 "$t" | cut -f1))); done
+check "cache ls counts each file once: $(human "$after_edit") of trees, as du says (each tree alone: $(human $separately))" \
+  grep -qE "^[0-9]+ steps; [0-9.]+ [kMG]?B in all: [0-9.]+ [kMG]?B of layers, $(human "$after_edit") of trees \([0-9.]+ [kMG]?B of it shared between trees\)$" "$work/ls.out"
+check "and says what a root shares with the others" \
+  grep -qE "^root +[0-9.]+ [kMG]?B +20[0-9-]+ [0-9:]+  [0-9a-f]{64}\.v \(and [0-9.]+ [kMG]?B shared with other trees\)$" "$work/ls.out"
+steps=$(grep -cE '^[0-9a-f]{12} ' "$work/ls.out")
+ntrees=$(trees | wc -l)
+run_cache=$(trees | grep '/run-cache/')
+# Everything else was used after the run cache; the cache fits only once all of it is gone.
+find "$cache"/steps "$cache"/roots "$cache"/files -mindepth 1 -maxdepth 1 -exec touch -h -d '1 hour ago' {} + 2>/dev/null
+touch -d '2 days ago' "$run_cache" "$run_cache.bytes"
+"$IMGBUILD" cache prune --keep-bytes "$(du -sB1 "$run_cache" | cut -f1)" >"$work/prune.out" 2>&1
+check "prune --keep-bytes evicts every step and tree but the run cache, the oldest of all" \
+  grep -qxE "removed $steps steps, $((ntrees - 1)) unpacked trees and [0-9]+ blobs: [0-9.]+ [kMG]?B freed" "$work/prune.out"
+"$IMGBUILD" cache ls >"$work/ls.out" 2>&1
+check "cache ls: the run cache alone" test "$(sed 1d "$work/ls.out" | awk '{ print $1 }' | tr '\n' ,)" = "run-cache,0,"
+echo "// edited again" >>"$work/disk-app/main.go"
+imgbuild "$work/disk-app/recipe.lua" "${MIRROR[@]}"
+outcome "the next build builds" "^app  sha256:"
 
 finish

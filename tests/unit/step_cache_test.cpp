@@ -208,6 +208,140 @@ TEST_CASE("prune removes entries by age and size, and blobs nothing needs", "[st
   }
 }
 
+namespace {
+
+/// The disk a path takes, as prune and `cache ls` count it.
+uint64_t disk(const fs::path& p) {
+  struct stat st {};
+  REQUIRE(::lstat(p.c_str(), &st) == 0);
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+/// Two roots as image_root makes them: `a` from a layer, `b` linked from
+/// `a` (its file `shared`) plus a layer of its own (`b/own`), each with its
+/// record, `a` used longest ago.
+struct TwoRoots {
+  fs::path a, b;
+  uint64_t a_own, b_own, shared;  ///< disk bytes: only in a, only in b, in both
+  explicit TwoRoots(const fs::path& cache_dir) : a(cache_dir / "roots" / "a.v"), b(cache_dir / "roots" / "b.v") {
+    fs::create_directories(a);
+    spit(a / "shared", std::string(100000, 's'));
+    spit(a / "only-a", std::string(30000, 'a'));
+    record_tree_bytes(a, own_bytes(a));
+    fs::create_directories(b);
+    fs::create_hard_link(a / "shared", b / "shared");
+    spit(b / "own", std::string(50000, 'b'));
+    record_tree_bytes(b, own_bytes(b));
+    a_own = disk(a) + disk(a / "only-a");
+    b_own = disk(b) + disk(b / "own");
+    shared = disk(a / "shared");
+    age(a, 20 * 86400);
+    age(b, 10 * 86400);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cache trees count a file that several trees link once", "[step_cache][cache_trees]") {
+  ScratchDir dir;
+  TwoRoots roots(dir.path / "cache");
+  fs::create_directories(dir.path / "cache" / "run-cache" / "go");
+  spit(dir.path / "cache" / "run-cache" / "go" / "o", std::string(20000, 'o'));
+  uint64_t run_cache =
+      disk(dir.path / "cache" / "run-cache" / "go") + disk(dir.path / "cache" / "run-cache" / "go" / "o");
+
+  CacheTrees trees = cache_trees(dir.path / "cache");
+  REQUIRE(trees.trees.size() == 3);
+  CHECK(trees.trees[0].path == roots.a);  // oldest use first
+  CHECK(trees.trees[0].bytes == roots.a_own);
+  CHECK(trees.trees[0].shared_bytes == roots.shared);
+  CHECK(trees.trees[1].path == roots.b);
+  CHECK(trees.trees[1].bytes == roots.b_own);
+  CHECK(trees.trees[1].shared_bytes == roots.shared);
+  CHECK(trees.trees[2].kind == "run-cache");
+  CHECK(trees.trees[2].bytes == run_cache);
+  CHECK(trees.bytes == roots.a_own + roots.b_own + roots.shared + run_cache);
+  // A root records what it added when it was made: the shared file is a's.
+  CHECK(own_bytes(roots.a) == roots.a_own);
+  CHECK(own_bytes(roots.b) == roots.b_own);
+}
+
+TEST_CASE("prune evicts the least recently used first and run caches last", "[step_cache][prune]") {
+  ScratchDir dir;
+  Layout store(dir.path / "store");
+  fs::path cache_dir = dir.path / "cache";
+  StepCache cache(cache_dir);
+  TwoRoots roots(cache_dir);
+  // The run cache is the oldest of all: used 30 days ago.
+  fs::path run_cache = cache_dir / "run-cache" / "go-build";
+  fs::create_directories(run_cache);
+  spit(run_cache / "o", std::string(20000, 'o'));
+  record_tree_bytes(run_cache, own_bytes(run_cache));
+  age(run_cache, 30 * 86400);
+  age(run_cache.string() + ".bytes", 30 * 86400);
+  uint64_t run_cache_bytes = own_bytes(run_cache);
+  Digest key = step_key({{"n", 1}});
+  cache.put(CachedStep{key, "old", std::nullopt, 1});
+  fs::path entry = cache_dir / "steps" / (std::string(key.hex()) + ".json");
+  age(entry, 5 * 86400);
+
+  SECTION("a file both roots link is freed with the last of them") {
+    // Room for everything but a: a goes, its shared file stays (b links it).
+    uint64_t all = roots.a_own + roots.b_own + roots.shared + run_cache_bytes + fs::file_size(entry);
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{all - roots.a_own, std::nullopt});
+    CHECK(r.trees == 1);
+    CHECK(r.entries == 0);
+    CHECK(r.bytes == roots.a_own);
+    CHECK_FALSE(fs::exists(roots.a));
+    CHECK_FALSE(fs::exists(roots.a.string() + ".bytes"));
+    CHECK(slurp(roots.b / "shared") == std::string(100000, 's'));
+    // Still counted: the next prune knows the shared file is on disk, in no
+    // record, and frees it with b.
+    CHECK(slurp(cache_dir / "roots" / ".carried.bytes") == std::to_string(roots.shared) + "\n");
+    r = prune_cache(cache_dir, store, PruneOptions{run_cache_bytes + fs::file_size(entry), std::nullopt});
+    CHECK(r.trees == 1);
+    CHECK(r.bytes == roots.b_own + roots.shared);
+    CHECK_FALSE(fs::exists(cache_dir / "roots" / ".carried.bytes"));
+    CHECK(fs::exists(run_cache));
+    CHECK(cache.find(key));
+  }
+  SECTION("the run cache goes last, though it was used longest ago") {
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{run_cache_bytes, std::nullopt});
+    CHECK(r.trees == 2);
+    CHECK(r.entries == 1);
+    CHECK(fs::exists(run_cache));
+    r = prune_cache(cache_dir, store, PruneOptions{run_cache_bytes - 1, std::nullopt});
+    CHECK(r.trees == 1);
+    CHECK_FALSE(fs::exists(run_cache));
+  }
+  SECTION("--older-than removes an old run cache like anything else") {
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{std::nullopt, 25 * 86400});
+    CHECK(r.trees == 1);
+    CHECK_FALSE(fs::exists(run_cache));
+    CHECK(fs::exists(roots.a));
+  }
+  SECTION("a kept tree is known by its record, not walked") {
+    // A record that says a holds nothing: prune believes it, and finds that
+    // the cache fits without removing anything.
+    record_tree_bytes(roots.a, 0);
+    age(roots.a, 20 * 86400);
+    PruneReport r =
+        prune_cache(cache_dir, store, PruneOptions{roots.b_own + run_cache_bytes + fs::file_size(entry), std::nullopt});
+    CHECK(r.trees == 0);
+    CHECK(r.entries == 0);
+    CHECK(fs::exists(roots.a));
+  }
+  SECTION("a run cache used since its record was written is measured again") {
+    spit(run_cache / "p", std::string(400000, 'p'));
+    mark_used(run_cache);
+    uint64_t grown = own_bytes(run_cache);
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{grown, std::nullopt});
+    CHECK(r.trees == 2);
+    CHECK(fs::exists(run_cache));
+    CHECK(slurp(run_cache.string() + ".bytes") == std::to_string(grown) + "\n");
+  }
+}
+
 TEST_CASE("a shape describes entries by size, without reading them", "[step_cache]") {
   ScratchDir dir;
   spit(dir.path / "one", "same bytes");

@@ -1063,6 +1063,38 @@ TEST_CASE("a linked copy of a root takes a layer without changing the original",
   CHECK_THROWS(imgbuild::link_tree(box.root, copy));
 }
 
+TEST_CASE("a root shares the files a root of the same step wrote alike, and nothing through a symlink", "[unpack]") {
+  Sandbox box;  // box.root: the root of an earlier build
+  const std::string big(20000, 'g');
+  auto layer = [&](const std::string& main) {
+    return std::vector<Entry>{
+        {.path = "cache/", .type = 'd', .mode = 0755}, {.path = "cache/std.a", .content = big},
+        {.path = "cache/main.a", .content = main},     {.path = "cache/private", .mode = 0600, .content = big},
+        {.path = "etc/", .type = 'd', .mode = 0755},   {.path = "etc/passwd", .content = big},
+    };
+  };
+  std::vector<Entry> earlier = layer("main 1");
+  earlier[3].mode = 0644;  // same bytes, another mode
+  box.apply(earlier);
+  // The earlier root's etc is a symlink to a host folder holding the same file.
+  fs::remove_all(box.root / "etc");
+  imgbuild::apply_layer(box.outside, bytes(make_tar({earlier[4], earlier[5]})), "host", box.options);
+  fs::create_directory_symlink(box.outside / "etc", box.root / "etc");
+
+  fs::path tree = box.scratch.path / "new";
+  fs::create_directory(tree);
+  imgbuild::apply_layer(tree, bytes(make_tar(layer("main 2"))), "layer 1", box.options);
+  uint64_t shared = imgbuild::share_identical_files(tree, box.root);
+  CHECK(lstat_of(tree / "cache/std.a").st_ino == lstat_of(box.root / "cache/std.a").st_ino);
+  CHECK(shared == static_cast<uint64_t>(lstat_of(tree / "cache/std.a").st_blocks) * 512);
+  CHECK(slurp(tree / "cache/main.a") == "main 2");
+  CHECK(lstat_of(tree / "cache/private").st_ino != lstat_of(box.root / "cache/private").st_ino);
+  CHECK(perm_of(tree / "cache/private") == 0600);
+  CHECK(lstat_of(tree / "etc/passwd").st_ino != lstat_of(box.outside / "etc/passwd").st_ino);
+  CHECK(lstat_of(box.outside / "etc/passwd").st_nlink == 1);
+  CHECK(names_in(tree / "cache") == std::vector<std::string>{"main.a", "private", "std.a"});
+}
+
 TEST_CASE("an unpacked image's own files are read inside its root, never the host's", "[unpack]") {
   // What the sandbox reads /etc/passwd and /etc/group with: a hostile image
   // links them to host files, or makes them a fifo that would block the open.
