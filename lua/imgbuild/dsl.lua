@@ -235,6 +235,17 @@ local function parse_chmod(v)
   fail("copy: chmod: expected an octal mode such as \"0755\", got %s", type(v) == "string" and ("'" .. v .. "'") or typename(v))
 end
 
+--- Calls `add` with each source of a :copy or :add: `src` itself, or each
+--- item of a plain list (which must not be empty).
+local function each_source(method, src, add)
+  if type(src) == "table" and getmetatable(src) == nil then
+    if #src == 0 then fail("%s: the source list is empty", method) end
+    for i = 1, #src do add(src[i]) end
+  else
+    add(src)
+  end
+end
+
 ---@param src string|file|table a build-context path or glob, a file value, or a list of them;
 ---with `from`, paths in that image
 ---@param dst string destination in the image; relative paths start at the workdir
@@ -250,12 +261,7 @@ function Image:copy(src, dst, opts)
     elseif is_file(v) then fail("copy: with from, sources are paths in that image, not file values")
     else fail("copy: source must be a path, a file value or a list of them, got %s", typename(v)) end
   end
-  if type(src) == "table" and getmetatable(src) == nil then
-    if #src == 0 then fail("copy: the source list is empty") end
-    for i = 1, #src do add(src[i]) end
-  else
-    add(src)
-  end
+  each_source("copy", src, add)
   check_string("copy: destination", dst)
   opts = check_options("copy", opts, copy_options)
   if opts.static ~= nil and type(opts.static) ~= "boolean" then
@@ -298,12 +304,7 @@ function Image:add(src, dst, opts)
     if v:match("^%a[%w+.-]*://") then url = v end
     sources[#sources + 1] = v
   end
-  if type(src) == "table" and getmetatable(src) == nil then
-    if #src == 0 then fail("add: the source list is empty") end
-    for i = 1, #src do add(src[i]) end
-  else
-    add(src)
-  end
+  each_source("add", src, add)
   check_string("add: destination", dst)
   opts = check_options("add", opts, add_options)
   if url then

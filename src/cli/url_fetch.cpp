@@ -32,7 +32,8 @@ void fetch_url(const std::string& url, const std::filesystem::path& to) {
   std::string at = url;
   for (int redirects = 0;; ++redirects) {
     if (!allowed(at))
-      throw std::runtime_error(redact_url(at) + ": only https URLs are fetched (http only from this machine's loopback)");
+      throw std::runtime_error(redact_url(at) +
+                               ": only https URLs are fetched (http only from this machine's loopback)");
     Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!out) throw_errno("cannot create " + to.string());
     HttpRequest request;
