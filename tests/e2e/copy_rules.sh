@@ -261,6 +261,33 @@ check "a file that is not the checksum's is refused at the line" grep -qxF \
 build_recipe fetched "image(\"fetched\", scratch:add(\"$url\", \"/opt/\", { checksum = \"$sum\" }))" -o "oci:$work/fetched-oci"
 tree "$work/fetched-oci" >"$work/fetched.tree" 2>&1
 check "the file is at /opt/tool.tar.gz, mode 0600, not extracted" grep -qx "opt/tool.tar.gz f 0600 0:0  $(stat -c %s "$serve/tool.tar.gz")" "$work/fetched.tree"
+hport=$(free_port)
+_reg_spawn "http file server" "$work/http.log" python3 -c '
+import http.server, sys, functools
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/to/"):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/to/"):])
+            self.end_headers()
+            return
+        super().do_GET()
+handler = functools.partial(Handler, directory=sys.argv[1])
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[2])), handler).serve_forever()' "$serve" "$hport"
+_reg_wait_for curl -sf -o /dev/null "http://127.0.0.1:$hport/tool.tar.gz"
+rm -rf "$XDG_CACHE_HOME/imgbuild/downloads"
+check "http from loopback is fetched" build_recipe plain \
+  "image(\"plain\", scratch:add(\"http://127.0.0.1:$hport/tool.tar.gz\", \"/p\", { checksum = \"$sum\" }))"
+rm -rf "$XDG_CACHE_HOME/imgbuild/downloads"
+https_gets=$(grep -c "GET /tool.tar.gz" "$work/https.log")
+check "a redirect to https is followed" build_recipe redirected \
+  "image(\"redirected\", scratch:add(\"http://127.0.0.1:$hport/to/$url\", \"/r\", { checksum = \"$sum\" }))"
+check "and reached the https server" test "$(grep -c "GET /tool.tar.gz" "$work/https.log")" -gt "$https_gets"
+rm -rf "$XDG_CACHE_HOME/imgbuild/downloads"
+build_recipe ftp "image(\"ftp\", scratch:add(\"http://127.0.0.1:$hport/to/ftp://127.0.0.1/x\", \"/f\", { checksum = \"$sum\" }))"
+check "a redirect to anything but https (or loopback http) is refused" grep -qxF \
+  "imgbuild: ftp.lua:1: add: ftp://127.0.0.1/x: only https URLs are fetched (http only from this machine's loopback)" "$work/ftp.err"
+build_recipe fetched-again "image(\"fetched\", scratch:add(\"$url\", \"/opt/\", { checksum = \"$sum\" }))"
 rm "$serve/tool.tar.gz"
 build_recipe cached "image(\"cached\", scratch:add(\"$url\", \"/elsewhere\", { checksum = \"$sum\" }))" -o "oci:$work/cached-oci"
 tree "$work/cached-oci" >"$work/cached.tree" 2>&1
