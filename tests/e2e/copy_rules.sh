@@ -128,9 +128,8 @@ check "same image digest" grep -q "$first" "$work/last.out"
 step "refused on purpose, at the recipe line, naming the rule"
 refused() {
   local name=$1 lua=$2 message=$3
-  build_recipe "$name" "local img = scratch:copy(\"base/\", \"/\")
-image(\"$name\", img$lua)"
-  [[ $? -ne 0 ]] && grep -qxF -- "$message" "$work/$name.err"
+  ! build_recipe "$name" "local img = scratch:copy(\"base/\", \"/\")
+image(\"$name\", img$lua)" && grep -qxF -- "$message" "$work/$name.err"
 }
 check "row 6: several sources onto a folder without /" refused six ':copy({ "a.txt", "b.txt" }, "/app")' \
   "imgbuild: six.lua:2: copy: copying 2 sources to /app: the destination must be a directory ending in /"
@@ -215,9 +214,8 @@ archive("hardlink.tgz", [("h", tarfile.LNKTYPE, f"{outside}/../../etc/passwd", b
 PY
 hostile() {
   local name=$1 message=$2
-  build_recipe "$name" "image(\"$name\", scratch
-  :add(\"$name.tgz\", \"/h/\"))"
-  [[ $? -ne 0 ]] && grep -qxF -- "$message" "$work/$name.err"
+  ! build_recipe "$name" "image(\"$name\", scratch
+  :add(\"$name.tgz\", \"/h/\"))" && grep -qxF -- "$message" "$work/$name.err"
 }
 check "an entry climbing out with .." hostile climb \
   "imgbuild: climb.lua:2: add: climb.tgz: entry \"../../../../../..$outside/climbed\": path escapes the image root"
