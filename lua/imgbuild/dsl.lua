@@ -235,6 +235,17 @@ local function parse_chmod(v)
   fail("copy: chmod: expected an octal mode such as \"0755\", got %s", type(v) == "string" and ("'" .. v .. "'") or typename(v))
 end
 
+--- Calls `add` with each source of a :copy or :add: `src` itself, or each
+--- item of a plain list (which must not be empty).
+local function each_source(method, src, add)
+  if type(src) == "table" and getmetatable(src) == nil then
+    if #src == 0 then fail("%s: the source list is empty", method) end
+    for i = 1, #src do add(src[i]) end
+  else
+    add(src)
+  end
+end
+
 ---@param src string|file|table a build-context path or glob, a file value, or a list of them;
 ---with `from`, paths in that image
 ---@param dst string destination in the image; relative paths start at the workdir
@@ -250,12 +261,7 @@ function Image:copy(src, dst, opts)
     elseif is_file(v) then fail("copy: with from, sources are paths in that image, not file values")
     else fail("copy: source must be a path, a file value or a list of them, got %s", typename(v)) end
   end
-  if type(src) == "table" and getmetatable(src) == nil then
-    if #src == 0 then fail("copy: the source list is empty") end
-    for i = 1, #src do add(src[i]) end
-  else
-    add(src)
-  end
+  each_source("copy", src, add)
   check_string("copy: destination", dst)
   opts = check_options("copy", opts, copy_options)
   if opts.static ~= nil and type(opts.static) ~= "boolean" then
@@ -267,6 +273,62 @@ function Image:copy(src, dst, opts)
     chmod = opts.chmod ~= nil and parse_chmod(opts.chmod) or nil,
     static = opts.static or nil,
     from = from and nodes[from] or nil,
+  })
+end
+
+local add_options = { chown = true, chmod = true, checksum = true }
+
+--- The host of a URL ("127.0.0.1", "[::1]", "example.com"), lower-cased.
+local function url_host(url)
+  local authority = url:match("^%a[%w+.-]*://([^/?#]*)") or ""
+  authority = authority:gsub("^.*@", "")
+  local host = authority:match("^(%[[^%]]*%])") or authority:gsub(":%d*$", "")
+  return host:lower()
+end
+
+local function is_loopback(host)
+  return host == "localhost" or host == "[::1]" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+---@param src string|table a build-context path or glob (a tar archive among the files is extracted at `dst`),
+---a list of them, or an https URL (fetched, checked against `checksum`, never extracted)
+---@param dst string destination in the image; relative paths start at the workdir
+---@param opts? { chown?: string|integer, chmod?: string, checksum?: string }
+function Image:add(src, dst, opts)
+  check_self(self, "add")
+  local sources, url = {}, nil
+  local function add(v)
+    if type(v) ~= "string" or v == "" then
+      fail("add: source must be a path, a list of paths or a URL, got %s", typename(v))
+    end
+    if v:match("^%a[%w+.-]*://") then url = v end
+    sources[#sources + 1] = v
+  end
+  each_source("add", src, add)
+  check_string("add: destination", dst)
+  opts = check_options("add", opts, add_options)
+  if url then
+    if #sources > 1 then fail("add: %s: a URL is added on its own: one :add per URL", url) end
+    local scheme = url:match("^(%a[%w+.-]*)://"):lower()
+    if scheme ~= "https" and not (scheme == "http" and is_loopback(url_host(url))) then
+      fail("add: %s: only https URLs are fetched (http only from this machine's loopback)", url)
+    end
+    if opts.checksum == nil then
+      fail("add: %s: a URL needs its checksum, as in { checksum = \"sha256:...\" }: the file is checked against it", url)
+    end
+    if type(opts.checksum) ~= "string" or not opts.checksum:match("^sha256:" .. string.rep("[0-9a-f]", 64) .. "$") then
+      fail("add: checksum: expected \"sha256:\" and 64 lower-case hex digits, got %s",
+        type(opts.checksum) == "string" and ("'" .. opts.checksum .. "'") or typename(opts.checksum))
+    end
+  elseif opts.checksum ~= nil then
+    fail("add: checksum is for a URL source: a local file is known by its content")
+  end
+  return derive(self, "add", {
+    kind = "copy", add = true, dest = dst,
+    sources = not url and sources or nil,
+    url = url, checksum = url and opts.checksum or nil,
+    chown = opts.chown ~= nil and parse_chown(opts.chown) or nil,
+    chmod = opts.chmod ~= nil and parse_chmod(opts.chmod) or nil,
   })
 end
 

@@ -352,6 +352,8 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
       settings_(std::move(settings)),
       context_(settings_.context),
       cache_(settings_.cache_dir),
+      listings_(std::make_shared<LayerListings>(settings_.cache_dir.empty() ? std::filesystem::path()
+                                                                            : settings_.cache_dir / "layer-listings")),
       building_(std::make_unique<Building>(*this)),
       walk_(*building_) {
   consumers_.resize(graph_.nodes.size());
@@ -548,6 +550,13 @@ void Builder::remember(const CachedStep& step) {
   used_.insert_or_assign(step.key, step);
 }
 
+void Builder::ensure_listed(const Stage& st) {
+  std::vector<LayerBlob> unlisted;
+  for (auto& layer : st.image.layers)
+    if (!listings_->known(store_.blob_path(layer.digest))) unlisted.push_back(layer);
+  ensure_local(unlisted);
+}
+
 void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const std::string& description,
                         const Node& node) {
   st.image.history.push_back({description, !layer});
@@ -594,7 +603,10 @@ const Builder::Stage& Builder::stage(Walk& walk, size_t id) {
     std::optional<Stage> handed_on;
     for (; next-- > 0;) {
       auto& [n, promise] = claimed[next];
-      Stage built = make_stage(walk, n, handed_on ? std::move(*handed_on) : parent ? *parent : Stage{});
+      Stage built = make_stage(walk, n,
+                               handed_on ? std::move(*handed_on)
+                               : parent  ? *parent
+                                         : Stage{.tree = std::make_shared<ImageTree>(listings_)});
       handed_on.reset();
       if (next > 0 && consumers_[n] == 1) {
         handed_on = std::move(built);
@@ -642,10 +654,11 @@ Builder::Stage Builder::make_stage(Walk& walk, size_t id, Stage st) {
     throw;
   } catch (const std::exception& e) {
     auto* cfg = std::get_if<ConfigOp>(&node.op);
-    std::string step = cfg                                       ? config_name(*cfg)
-                       : std::holds_alternative<PullOp>(node.op) ? "from"
-                       : std::holds_alternative<RunOp>(node.op)  ? "run"
-                                                                 : "copy";
+    std::string step = cfg                                                                           ? config_name(*cfg)
+                       : std::holds_alternative<PullOp>(node.op)                                     ? "from"
+                       : std::holds_alternative<RunOp>(node.op)                                      ? "run"
+                       : std::get_if<CopyOp>(&node.op) && std::get<CopyOp>(node.op).extract_archives ? "add"
+                                                                                                     : "copy";
     // Memory runs out as an exception, not a kill, for what a step holds per
     // file; "std::bad_alloc" would say nothing to a user.
     bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
@@ -710,10 +723,57 @@ json layer_settings(const LayerOptions& o) {
 
 LayerOptions Builder::layer_options() const { return LayerOptions{settings_.source_date_epoch, settings_.compression}; }
 
+CopyItem Builder::fetched(const CopyOp::Remote& remote, const std::string& dest) {
+  namespace fs = std::filesystem;
+  std::string path = remote.url.substr(0, remote.url.find_first_of("?#"));
+  path = path.substr(path.find("://") + 3);
+  std::string name = path.find('/') == std::string::npos ? "" : path.substr(path.rfind('/') + 1);
+  if (name.empty() && dest.ends_with("/"))
+    throw std::runtime_error(remote.url + ": the URL names no file: give the destination's file name");
+  const Digest want = Digest::parse(remote.checksum);
+  const fs::path file = settings_.cache_dir / "downloads" / std::string(want.hex());
+  // Cached by its checksum, and checked again: a file of the cache is no more trusted than the network.
+  if (fs::exists(file) && sha256_file(file.string()) == want) return {file, name, false};
+  if (!settings_.fetch_url) throw std::runtime_error(remote.url + ": this build fetches nothing from the network");
+  fs::create_directories(settings_.cache_dir / "tmp");
+  TempDir tmp(settings_.cache_dir / "tmp", "add-");
+  settings_.fetch_url(remote.url, tmp.path() / "file");
+  const Digest got = sha256_file((tmp.path() / "file").string());
+  if (got != want)
+    throw std::runtime_error(remote.url + ": the file fetched is " + got.str() + ", not " + want.str() +
+                             " as the recipe's checksum says: nothing was added (check the URL, or the checksum)");
+  fs::create_directories(file.parent_path());
+  fs::rename(tmp.path() / "file", file);
+  return {file, name, false};
+}
+
+std::filesystem::path Builder::extracted(const std::filesystem::path& archive) {
+  namespace fs = std::filesystem;
+  const fs::path dir = settings_.cache_dir / "archives" / std::string(sha256_file(archive.string()).hex());
+  // Renamed into place only once whole: a folder there is a whole extraction.
+  if (fs::is_directory(dir)) return dir;
+  fs::create_directories(settings_.cache_dir / "tmp");
+  TempDir tmp(settings_.cache_dir / "tmp", "add-");
+  const fs::path root = tmp.path() / "root";
+  fs::create_directory(root);
+  UnpackOptions options;
+  options.nodes = false;
+  extract_archive(root, archive, archive.filename().string(), options);
+  fs::create_directories(dir.parent_path());
+  std::error_code ec;
+  fs::rename(root, dir, ec);  // another build may have put the same one there first
+  if (ec && !fs::is_directory(dir)) throw std::runtime_error("cannot keep " + dir.string() + ": " + ec.message());
+  return dir;
+}
+
 void Builder::walk_copy(Walk& walk, Stage& st, const CopyOp& op, const Node& node) {
   std::vector<CopyItem> files;
   std::vector<std::string> names;
   bool unknown = st.unknown;
+  if (op.remote) {
+    files.push_back(fetched(*op.remote, op.dest));
+    names.push_back(op.remote->url);
+  }
   for (auto& s : op.sources) {
     if (s.file_node) {
       files.push_back(build_file(walk, *s.file_node));
@@ -730,14 +790,14 @@ void Builder::walk_copy(Walk& walk, Stage& st, const CopyOp& op, const Node& nod
     unknown = unknown || source->unknown;
     names.insert(names.begin(), from_name(source->image));
   }
-  CopyStep step{op, "copy " + join(names, " ") + " " + op.dest};
+  CopyStep step{op, (op.extract_archives ? "add " : "copy ") + join(names, " ") + " " + op.dest};
   if (unknown) {
     walk.policy.after_run(node, step.description);
     st.unknown = true;
     return;
   }
 
-  step.inputs = {{"op", "copy"},
+  step.inputs = {{"op", op.extract_archives ? "add" : "copy"},
                  {"filesystem", filesystem_id(st.image)},
                  {"platform", st.image.platform.str()},
                  {"static", op.static_only},
@@ -755,7 +815,9 @@ void Builder::walk_copy(Walk& walk, Stage& st, const CopyOp& op, const Node& nod
     step.inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
     step.source = source;
   } else {
-    step.entries = plan_copy(op, context_, st.image.config.workdir, files);
+    ensure_listed(st);
+    step.entries = plan_copy(op, context_, st.image.config.workdir, *st.tree, files,
+                             [this](const std::filesystem::path& archive) { return extracted(archive); });
     // Known before any file is read.
     json shape_inputs = step.inputs;
     shape_inputs["shape"] = describe_shape(step.entries).str();
@@ -796,12 +858,14 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
   }
   StepReport report(*this, node, step.description, StepKind::Copy);
   const CopyOp& op = step.op;
-  if (step.source)
-    step.entries =
-        plan_copy_from(op, b_.image_root(*step.source), step.source->image.config.workdir, st.image.config.workdir);
+  if (step.source) {
+    b_.ensure_listed(st);
+    step.entries = plan_copy_from(op, b_.image_root(*step.source), step.source->image.config.workdir,
+                                  st.image.config.workdir, *st.tree);
+  }
   if (op.static_only) b_.check_static(step.entries, st.image.platform);
-  LayerBlob blob =
-      write_sorted_layer(step.entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &contents);
+  LayerBlob blob = write_sorted_layer(step.entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &contents,
+                                      b_.listings_.get());
   b_.store_.note_layer(blob);
   if (!key) {
     key = b_.copy_key(step, contents);
@@ -830,7 +894,7 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   for (size_t i = 0; i < st.image.layers.size(); ++i)
     st.layer_origins.push_back({node.loc, "from " + op.reference + " (layer " + std::to_string(i + 1) + ")"});
   st.image.created = settings_.source_date_epoch;
-  auto tree = std::make_shared<ImageTree>();
+  auto tree = std::make_shared<ImageTree>(listings_);
   {
     // The layers come when a step or an output needs them (most cached builds
     // never do), and again from there if the store's copy proves damaged.
@@ -1050,7 +1114,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     }
   std::optional<LayerBlob> layer;
   if (!entries.empty()) {
-    layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options());
+    layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options(), b_.listings_.get());
     b_.store_.note_layer(*layer);
   }
   b_.remember(CachedStep{run.key, run.description, layer, std::time(nullptr)});

@@ -53,6 +53,10 @@ struct BuildSettings {
   /// reference) into the store.
   std::function<Image(const PullOp&, const Platform&)> pull;
   std::function<void(const std::vector<LayerBlob>& layers, const std::string& source)> fetch;
+  /// Downloads `url` (https with TLS verified, or http from loopback) into the
+  /// new file `to`, for `:add` of a URL; the builder checks its checksum.
+  /// Unset, such an `:add` fails at its line. The core knows no network.
+  std::function<void(const std::string& url, const std::filesystem::path& to)> fetch_url;
   /// A step of `node` has put `layer` in the store, whole (made by the step or
   /// taken from the cache; a base's layers are not reported). An image built
   /// on `node` may push the layer before the build ends. Called from the
@@ -217,6 +221,12 @@ private:
   CopyItem build_file(Walk& walk, size_t node);
   void walk_pull(Walk& walk, Stage& stage, const PullOp& op, const Node& node);
   void walk_copy(Walk& walk, Stage& stage, const CopyOp& op, const Node& node);
+  /// The file a remote `:add` names, in the build cache by its checksum:
+  /// fetched when missing (or no longer matching), and checked either way.
+  CopyItem fetched(const CopyOp::Remote& remote, const std::string& dest);
+  /// The folder a local archive of `:add` is extracted into, in the build
+  /// cache by the archive's digest; extracted with every defence a layer gets.
+  std::filesystem::path extracted(const std::filesystem::path& archive);
   void walk_run(Walk& walk, Stage& stage, const RunOp& op, const Node& node);
 
   /// Takes base image `op` for `platform` into an empty stage; returns the
@@ -242,6 +252,10 @@ private:
   bool could_be_cached(const Digest& shape) const;
   /// Records a finished step in the cache and in this build's list.
   void remember(const CachedStep& step);
+  /// Makes sure the listing of each of a stage's layers can be had (kept
+  /// from an earlier build, or its blob in the store): a copy asks the
+  /// stage's tree where its destination is.
+  void ensure_listed(const Stage& stage);
   /// Adds a step's layer (or its absence) to a stage, from the cache or just made.
   void add_layer(Stage& stage, const std::optional<LayerBlob>& layer, const std::string& description, const Node& node);
   /// Layer `i` of a stage's image checked against its diff_id (the store's
@@ -266,6 +280,9 @@ private:
   /// one user is handed on rather than kept (see stage()).
   std::vector<unsigned> consumers_;
   StepCache cache_;
+  /// The listings of the layers this build's image trees hold, each made once
+  /// and kept in the build cache for the next build.
+  std::shared_ptr<LayerListings> listings_;
   /// The walk of build() and prepare(), and its policy.
   std::unique_ptr<Building> building_;
   Walk walk_;

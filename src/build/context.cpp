@@ -4,6 +4,7 @@
 #include "base/interrupt.hpp"
 #include "base/threads.hpp"
 #include "layer/resolve.hpp"
+#include "layer/unpack.hpp"
 #include "oci/image_path.hpp"
 
 #include <dirent.h>
@@ -47,6 +48,8 @@ std::optional<std::string> clean_context_path(const std::string& path) {
 struct HostStat {
   mode_t mode = 0;
   uint64_t size = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
 };
 
 /// The lstat of `name` in the folder open as `at` (AT_FDCWD: a path);
@@ -54,7 +57,7 @@ struct HostStat {
 std::optional<HostStat> lstat_at(int at, const char* name) {
   struct stat st {};
   if (::fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
-  return HostStat{st.st_mode, static_cast<uint64_t>(st.st_size)};
+  return HostStat{st.st_mode, static_cast<uint64_t>(st.st_size), st.st_uid, st.st_gid};
 }
 
 std::runtime_error unreadable(const std::string& host, int error) {
@@ -386,19 +389,27 @@ void require_copyable(const std::string& rel, mode_t mode) {
 
 namespace {
 
-/// Docker's COPY rules for what sources name: several sources need a
-/// destination folder ("dir/"); a folder's contents are copied, not the
-/// folder; a file goes to the destination, or into it when it is a folder.
+/// Docker's COPY rules for what sources name (imgbuild-recipe(5) has their
+/// table): several sources need a destination folder ("dir/"); a folder's
+/// contents are copied, not the folder; a file goes to the destination, or
+/// into it when it ends in "/" or is a folder in `image`; the destination is
+/// found through the image's symlinks, and its missing folders are made.
 /// `add_dir` appends a source folder's tree under an image path, `entry`
 /// makes one source's entry at an image path.
 template <class Item, class AddDir, class Entry>
-std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workdir, const std::vector<Item>& items,
-                                      AddDir add_dir, Entry entry) {
+std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workdir, const ImageTree& image,
+                                      const std::vector<Item>& items, AddDir add_dir, Entry entry) {
   bool dest_is_dir = op.dest.ends_with("/") || op.dest == "." || op.dest.ends_with("/.");
   if (items.size() > 1 && !dest_is_dir)
     throw std::runtime_error("copying " + std::to_string(items.size()) + " sources to " + op.dest +
                              ": the destination must be a directory ending in /");
-  ImagePath dest = ImagePath::from(workdir, op.dest);
+  std::string why;
+  std::optional<std::string> placed = image.place(ImagePath::from(workdir, op.dest).str(), why);
+  if (!placed) throw std::runtime_error("copying to " + op.dest + ": " + why);
+  ImagePath dest = ImagePath::from("/", *placed);
+  // Docker: a folder the image has receives the sources inside it.
+  // (The root, named without a trailing "/", stays refused below: "/.." is more likely a mistake.)
+  if (!dest.is_root() && image.folder_mode(dest.str())) dest_is_dir = true;
 
   std::vector<LayerEntry> entries;
   ImagePath dest_dir = dest;  // the directory whose implied parents are created
@@ -462,7 +473,8 @@ std::vector<LayerEntry> place_sources(const CopyOp& op, const std::string& workd
     LayerEntry d;
     d.path = path;
     d.type = LayerEntry::Type::Directory;
-    d.mode = 0755;
+    // A folder the image has keeps its mode (a /tmp stays 1777), as Docker's copy leaves it.
+    d.mode = image.folder_mode("/" + path).value_or(0755);
     if (is_dest && op.chown) {
       d.uid = op.chown->uid;
       d.gid = op.chown->gid;
@@ -495,21 +507,29 @@ LayerEntry image_entry(const std::string& host, const HostStat& st, const ImageP
   return e;
 }
 
-void add_image_tree(FolderReader& reader, const std::string& host_dir, const ImagePath& dest,
+/// The entries of the folder `host_dir` of an image (or of an extracted
+/// archive, whose owners are kept when `keep_owners`) placed under `dest`.
+void add_image_tree(FolderReader& reader, const std::string& host_dir, const ImagePath& dest, bool keep_owners,
                     std::vector<LayerEntry>& out) {
   for_each_name(reader, host_dir, "", [&](const std::string& name, const std::string& host, const HostStat& st) {
     ImagePath image_path = dest.join(name);
     out.push_back(image_entry(host, st, image_path));
-    if (S_ISDIR(st.mode)) add_image_tree(reader, host, image_path, out);
+    if (keep_owners) {
+      out.back().uid = st.uid;
+      out.back().gid = st.gid;
+    }
+    if (S_ISDIR(st.mode)) add_image_tree(reader, host, image_path, keep_owners, out);
   });
 }
 
 }  // namespace
 
 std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
-                                  const std::vector<CopyItem>& files) {
+                                  const ImageTree& image, const std::vector<CopyItem>& files,
+                                  const ExtractArchive& extract) {
   std::vector<CopyItem> items;
   size_t next_file = 0;
+  if (op.remote) items.push_back(files.at(next_file++));
   for (auto& s : op.sources) {
     if (s.file_node) {
       items.push_back(files.at(next_file++));
@@ -518,10 +538,24 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
       items.insert(items.end(), resolved.begin(), resolved.end());
     }
   }
+  if (op.extract_archives)
+    for (auto& item : items)
+      if (item.in_context && S_ISREG(lstat_or_throw(item.host_path.string()).mode) && is_tar_archive(item.host_path)) {
+        item.host_path = extract(item.host_path);
+        item.extracted = true;
+      }
+  if (op.remote && !op.chmod) {
+    // Docker's ADD gives a fetched file mode 0600.
+    CopyOp fetched = op;
+    fetched.chmod = 0600;
+    return plan_copy(fetched, context, workdir, image, files, extract);
+  }
   return place_sources(
-      op, workdir, items,
+      op, workdir, image, items,
       [&](const CopyItem& item, const ImagePath& dest, std::vector<LayerEntry>& out) {
-        context.add_tree(item.host_path, dest, item.in_context, out);
+        if (!item.extracted) return context.add_tree(item.host_path, dest, item.in_context, out);
+        FolderReader reader([](const std::string&) { return true; });
+        add_image_tree(reader, item.host_path.string(), dest, true, out);
       },
       [](const CopyItem& item, const HostStat& st, const ImagePath& target) {
         return entry_for(item.host_path.string(), st, target);
@@ -529,7 +563,7 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
 }
 
 std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, const std::string& source_workdir,
-                                       const std::string& workdir) {
+                                       const std::string& workdir, const ImageTree& into) {
   RootDir image(root);
   // The host path of what a path names in the image, its symlinks resolved inside it.
   auto in_image = [&](const ImagePath& path) -> std::optional<fs::path> {
@@ -560,10 +594,10 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
     if (names.empty() || items.empty()) throw std::runtime_error("no such file in the source image: " + s.context_path);
   }
   return place_sources(
-      op, workdir, items,
+      op, workdir, into, items,
       [](const CopyItem& item, const ImagePath& dest, std::vector<LayerEntry>& out) {
         FolderReader reader([](const std::string&) { return true; });
-        add_image_tree(reader, item.host_path.string(), dest, out);
+        add_image_tree(reader, item.host_path.string(), dest, false, out);
       },
       [](const CopyItem& item, const HostStat& st, const ImagePath& target) {
         return image_entry(item.host_path, st, target);

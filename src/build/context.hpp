@@ -4,11 +4,13 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "build/dockerignore.hpp"
 #include "build/graph.hpp"
+#include "layer/image_tree.hpp"
 #include "layer/layer.hpp"
 #include "oci/image_path.hpp"
 
@@ -21,7 +23,15 @@ struct CopyItem {
   std::filesystem::path host_path;  ///< what is read
   std::string name;                 ///< base name used when the destination is a directory
   bool in_context = true;           ///< false for files a stdlib module offers from the host
+  /// An archive `:add` extracted: host_path is the folder holding its files,
+  /// whose modes and owners are the archive's.
+  bool extracted = false;
 };
+
+/// Where `:add` finds the files of a local tar archive: the folder it was
+/// extracted into (by the builder, in its cache). Throws UnpackError for a
+/// hostile or broken archive.
+using ExtractArchive = std::function<std::filesystem::path(const std::filesystem::path& archive)>;
 
 /// The build context directory. Nothing outside it, and nothing .dockerignore
 /// excludes, can be read through it.
@@ -63,18 +73,24 @@ private:
 void require_copyable(const std::string& rel, mode_t mode);
 
 /// Turns one `:copy` into the entries of its layer, in layer order (as
-/// sort_layer_entries leaves them: by path, none twice). `workdir` resolves a
-/// relative destination; `files` are the already built file-valued sources, in
-/// the order of op.sources that have a file_node.
+/// sort_layer_entries leaves them: by path, none twice), by Docker's COPY
+/// rules. `workdir` resolves a relative destination; `image` is the file
+/// tree the copy goes into (an existing folder receives the sources, its
+/// symlinks lead the destination); `files` are the already built
+/// file-valued sources, in the order of op.sources that have a file_node,
+/// after the fetched file of a remote `:add`. For `:add`, `extract` gives
+/// each local archive's files, placed as a folder source's are.
 std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context, const std::string& workdir,
-                                  const std::vector<CopyItem>& files);
+                                  const ImageTree& image, const std::vector<CopyItem>& files,
+                                  const ExtractArchive& extract = {});
 
 /// `:copy(src, dst, { from = other })`: the sources are paths in the other
 /// image, unpacked at `root` (relative ones from `source_workdir`; a pattern
 /// in the last component), their symlinks resolved inside it by RootDir.
 /// Modes are kept and owners are root unless chown says otherwise, as
-/// docker's COPY --from does. In layer order, as plan_copy.
+/// docker's COPY --from does. In layer order and into `image`, as plan_copy.
 std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::filesystem::path& root,
-                                       const std::string& source_workdir, const std::string& workdir);
+                                       const std::string& source_workdir, const std::string& workdir,
+                                       const ImageTree& image);
 
 }  // namespace imgbuild

@@ -58,14 +58,20 @@ size_t node_ref(const json& v, size_t index) {
 
 CopyOp parse_copy(const json& n, size_t index) {
   CopyOp op;
+  if (auto url = n.find("url"); url != n.end() && !url->is_null())
+    op.remote = CopyOp::Remote{str(n, "url", index), str(n, "checksum", index)};
+  op.extract_archives = n.value("add", false);
   auto sources = n.find("sources");
-  if (sources == n.end() || !sources->is_array() || sources->empty()) malformed(index, "copy without sources");
-  for (auto& s : *sources) {
-    if (s.is_string())
-      op.sources.push_back({s.get<std::string>(), std::nullopt});
-    else
-      op.sources.push_back({"", node_ref(s, index)});
-  }
+  const bool listed = sources != n.end() && sources->is_array() && !sources->empty();
+  if (listed == op.remote.has_value())
+    malformed(index, op.remote ? "add of a URL with other sources" : "copy without sources");
+  if (listed)
+    for (auto& s : *sources) {
+      if (s.is_string())
+        op.sources.push_back({s.get<std::string>(), std::nullopt});
+      else
+        op.sources.push_back({"", node_ref(s, index)});
+    }
   op.dest = str(n, "dest", index);
   if (auto it = n.find("chown"); it != n.end() && !it->is_null())
     op.chown = Owner{it->at("uid").get<uint32_t>(), it->at("gid").get<uint32_t>()};

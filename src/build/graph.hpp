@@ -30,8 +30,8 @@ struct Owner {
   uint32_t uid = 0, gid = 0;
 };
 
-/// `:copy(src, dst, {...})`: sources are build-context paths (globs allowed) or
-/// file-producing nodes such as `go.build{}`.
+/// `:copy(src, dst, {...})` and `:add(...)`: sources are build-context paths
+/// (globs allowed) or file-producing nodes such as `go.build{}`.
 struct CopyOp {
   struct Source {
     std::string context_path;         ///< set for build-context sources
@@ -46,6 +46,17 @@ struct CopyOp {
   bool static_only = false;
   /// `from = other`: the sources are paths in that image's file system.
   std::optional<size_t> from_node;
+  /// `:add`: the local tar archives among the sources (told by content) are
+  /// extracted at the destination instead of copied.
+  bool extract_archives = false;
+  /// `:add("https://...", dst, { checksum = "sha256:..." })`: the one source
+  /// is a file fetched from `url` and checked against `checksum`; it is
+  /// written with mode 0600 (unless chmod) and never extracted, as Docker's ADD does.
+  struct Remote {
+    std::string url;
+    std::string checksum;  ///< "sha256:<hex>", checked by the recipe
+  };
+  std::optional<Remote> remote;
 };
 
 /// `:run(...)`: a command executed in the image's file system (see sandbox.hpp).

@@ -6,6 +6,7 @@
 #include "base/text.hpp"
 #include "cli/local_store.hpp"
 #include "cli/report.hpp"
+#include "cli/url_fetch.hpp"
 #include "registry/cache_transfer.hpp"
 #include "store/step_cache.hpp"
 
@@ -84,6 +85,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
     fetch_layers(registry->client(), *store, Reference::parse(source), layers, {},
                  meter(TransferDirection::Pull, source));
   };
+  settings.fetch_url = fetch_url;
   if (!planning && b.push && !pushes.empty()) push_early(settings);
   for (auto& ref : b.cache_from) {
     auto steps = import_step_cache(registry->client(), ref);

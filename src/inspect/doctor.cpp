@@ -178,8 +178,8 @@ private:
         const std::string& loc =
             file.layer < context_.layer_locs.size() ? context_.layer_locs[file.layer] : context_.image_loc;
         try {
-          if (tree_.contents(file, kElfMagic.size()) != kElfMagic) continue;
-          std::string bytes = tree_.contents(file, kMaxProgramSize);
+          std::string bytes = tree_.contents(file, kMaxProgramSize, kElfMagic);
+          if (!bytes.starts_with(kElfMagic)) continue;
           ElfInfo info = inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()});
           check_elf(found.path, info, loc);
           if (info.go) check_cgo(found.path, *info.go, loc);

@@ -4,11 +4,14 @@
 #include <archive_entry.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 
+#include "base/fs.hpp"
 #include "base/text.hpp"
 #include "layer/resolve.hpp"
 #include "oci/image_path.hpp"
@@ -67,25 +70,62 @@ std::vector<Node> unique_paths(std::vector<Node> nodes) {
   return nodes;
 }
 
-}  // namespace
+/// Makes a Listing from a layer's members in tar order.
+class ListingMaker {
+public:
+  /// One member: `raw` as the tar names it; `link` a symlink's target;
+  /// `hardlink` a hard link's target, when it is one.
+  void add(const char* raw, LayerEntry::Type type, uint32_t mode, std::string_view link, const char* hardlink) {
+    std::optional<std::string> cleaned = tree_path(raw);
+    if (!cleaned) return;
+    std::string path = std::move(*cleaned);
+    std::string dir = path.substr(0, path.rfind('/'));
+    std::string base = path.substr(path.rfind('/') + 1);
+    if (base == kOpaque) {
+      listing_->emptied.push_back(dir);
+      return;
+    }
+    if (base.starts_with(kWhiteout)) {
+      listing_->removed.push_back(dir + "/" + base.substr(kWhiteout.size()));
+      return;
+    }
+    if (hardlink) {
+      if (std::optional<std::string> to = tree_path(hardlink)) listing_->hardlinks.emplace_back(path, std::move(*to));
+      return;
+    }
+    ImageTree::File f;
+    f.type = type;
+    f.mode = mode;
+    switch (type) {
+      case LayerEntry::Type::File:
+        f.where = raw;
+        break;
+      case LayerEntry::Type::Directory:
+        break;
+      case LayerEntry::Type::Symlink:
+        f.where = link;
+        break;
+      default:
+        return;  // devices and fifos: nothing a tree is asked about
+    }
+    listing_->added.emplace_back(std::move(path), std::move(f));
+  }
 
-void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }
+  /// The listing, in the order trees apply it.
+  std::shared_ptr<const ImageTree::Listing> finish() {
+    listing_->added = unique_paths(std::move(listing_->added));
+    std::sort(listing_->removed.begin(), listing_->removed.end());
+    std::sort(listing_->emptied.begin(), listing_->emptied.end());
+    return std::move(listing_);
+  }
 
-void ImageTree::settle() const {
-  std::vector<std::filesystem::path> layers;
-  layers.swap(pending_);
-  for (auto& blob : layers) apply_blob(blob);
-}
+private:
+  std::shared_ptr<ImageTree::Listing> listing_ = std::make_shared<ImageTree::Listing>();
+};
 
-void ImageTree::apply_blob(const std::filesystem::path& blob) const {
+std::shared_ptr<const ImageTree::Listing> read_listing(const std::filesystem::path& blob) {
   Archive a = open_layer(blob);
-  const auto layer = static_cast<uint32_t>(blobs_.size());
-  blobs_.push_back(blob);
-  // Whiteouts hide what lower layers had, never what this layer adds, wherever
-  // they stand in the tar: merge() applies them to the lower layers only.
-  std::vector<std::string> removed, opaque;
-  std::vector<Node> added;
-  std::vector<std::pair<std::string, std::string>> hardlinks;  // path, target
+  ListingMaker maker;
   archive_entry* e = nullptr;
   for (;;) {
     int r = archive_read_next_header(a.get(), &e);
@@ -93,50 +133,185 @@ void ImageTree::apply_blob(const std::filesystem::path& blob) const {
     if (r < ARCHIVE_WARN) throw std::runtime_error(blob.string() + ": " + archive_error_string(a.get()));
     const char* raw = archive_entry_pathname(e);
     if (!raw) continue;
-    std::optional<std::string> cleaned = tree_path(raw);
-    if (!cleaned) continue;
-    std::string path = std::move(*cleaned);
-    std::string dir = path.substr(0, path.rfind('/'));
-    std::string base = path.substr(path.rfind('/') + 1);
-    if (base == kOpaque) {
-      opaque.push_back(dir);
-      continue;
-    }
-    if (base.starts_with(kWhiteout)) {
-      removed.push_back(dir + "/" + base.substr(kWhiteout.size()));
-      continue;
-    }
-    if (const char* target = archive_entry_hardlink(e)) {
-      if (std::optional<std::string> to = tree_path(target)) hardlinks.emplace_back(path, std::move(*to));
-      continue;
-    }
-    File f;
-    f.mode = archive_entry_perm(e);
+    LayerEntry::Type type = LayerEntry::Type::Fifo;  // anything the tree skips
     switch (archive_entry_filetype(e)) {
       case AE_IFREG:
-        f.type = LayerEntry::Type::File;
-        f.where = raw;
-        f.layer = layer;
+        type = LayerEntry::Type::File;
         break;
       case AE_IFDIR:
-        f.type = LayerEntry::Type::Directory;
+        type = LayerEntry::Type::Directory;
         break;
       case AE_IFLNK:
-        f.type = LayerEntry::Type::Symlink;
-        f.where = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
+        type = LayerEntry::Type::Symlink;
         break;
       default:
-        continue;  // devices and fifos: nothing the doctor looks at
+        break;
     }
-    added.emplace_back(std::move(path), std::move(f));
+    const char* link = archive_entry_symlink(e);
+    maker.add(raw, type, archive_entry_perm(e), link ? link : "", archive_entry_hardlink(e));
   }
-  std::sort(removed.begin(), removed.end());
-  std::sort(opaque.begin(), opaque.end());
-  merge(unique_paths(std::move(added)), removed, opaque);
+  return maker.finish();
+}
+
+/// A listing kept on disk: a header naming the blob, then one record per
+/// path: a tag (f file, d folder, l symlink, w removed, o emptied, h hard
+/// link), the mode in octal, the path and the `where`, each ended by a NUL
+/// (which no tar member name holds).
+constexpr std::string_view kListingHeader = "imgbuild layer listing 1 ";
+
+std::string encode_listing(const ImageTree::Listing& listing, const std::string& digest_hex) {
+  std::string out = std::string(kListingHeader) + digest_hex + "\n";
+  auto record = [&](char tag, uint32_t mode, const std::string& path, const std::string& where) {
+    char octal[16];
+    std::snprintf(octal, sizeof octal, "%o", mode);
+    out += tag;
+    out += octal;
+    out += '\0';
+    out += path;
+    out += '\0';
+    out += where;
+    out += '\0';
+  };
+  for (auto& [path, f] : listing.added)
+    record(f.type == LayerEntry::Type::Directory ? 'd'
+           : f.type == LayerEntry::Type::Symlink ? 'l'
+                                                 : 'f',
+           f.mode, path, f.where);
+  for (auto& path : listing.removed) record('w', 0, path, "");
+  for (auto& path : listing.emptied) record('o', 0, path, "");
+  for (auto& [path, target] : listing.hardlinks) record('h', 0, path, target);
+  return out;
+}
+
+/// nullopt for a file that is not a whole listing of that blob.
+std::optional<ImageTree::Listing> decode_listing(std::string_view text, const std::string& digest_hex) {
+  std::string header = std::string(kListingHeader) + digest_hex + "\n";
+  if (!text.starts_with(header)) return std::nullopt;
+  text.remove_prefix(header.size());
+  ImageTree::Listing listing;
+  auto field = [&](std::string_view& out) {
+    size_t end = text.find('\0');
+    if (end == std::string_view::npos) return false;
+    out = text.substr(0, end);
+    text.remove_prefix(end + 1);
+    return true;
+  };
+  while (!text.empty()) {
+    char tag = text.front();
+    text.remove_prefix(1);
+    std::string_view octal, path, where;
+    if (!field(octal) || !field(path) || !field(where)) return std::nullopt;
+    uint32_t mode = 0;
+    for (char c : octal) {
+      if (c < '0' || c > '7') return std::nullopt;
+      mode = mode * 8 + static_cast<uint32_t>(c - '0');
+    }
+    ImageTree::File f;
+    f.mode = mode;
+    f.where = where;
+    switch (tag) {
+      case 'f':
+        f.type = LayerEntry::Type::File;
+        break;
+      case 'd':
+        f.type = LayerEntry::Type::Directory;
+        break;
+      case 'l':
+        f.type = LayerEntry::Type::Symlink;
+        break;
+      case 'w':
+        listing.removed.emplace_back(path);
+        continue;
+      case 'o':
+        listing.emptied.emplace_back(path);
+        continue;
+      case 'h':
+        listing.hardlinks.emplace_back(path, where);
+        continue;
+      default:
+        return std::nullopt;
+    }
+    listing.added.emplace_back(path, std::move(f));
+  }
+  return listing;
+}
+
+}  // namespace
+
+LayerListings::LayerListings(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+std::shared_ptr<const ImageTree::Listing> LayerListings::kept(const std::filesystem::path& blob) {
+  const std::string hex = blob.filename().string();
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = known_.find(hex); it != known_.end()) return it->second;
+  }
+  if (dir_.empty()) return nullptr;
+  std::string text;
+  try {
+    text = read_file(dir_ / hex);
+  } catch (const std::exception&) {
+    return nullptr;  // never kept, or unreadable: made again from the blob
+  }
+  std::optional<ImageTree::Listing> decoded = decode_listing(text, hex);
+  if (!decoded) return nullptr;
+  auto listing = std::make_shared<const ImageTree::Listing>(std::move(*decoded));
+  std::lock_guard lock(mutex_);
+  return known_.try_emplace(hex, std::move(listing)).first->second;
+}
+
+void LayerListings::keep(const std::filesystem::path& blob, std::shared_ptr<const ImageTree::Listing> listing) {
+  const std::string hex = blob.filename().string();
+  if (!dir_.empty()) {
+    try {
+      std::filesystem::create_directories(dir_);
+      write_file_atomic(dir_ / hex, encode_listing(*listing, hex));
+    } catch (const std::exception&) {
+      // Only a saving for the next build: this one has the listing in memory.
+    }
+  }
+  std::lock_guard lock(mutex_);
+  known_.insert_or_assign(hex, std::move(listing));
+}
+
+std::shared_ptr<const ImageTree::Listing> LayerListings::of(const std::filesystem::path& blob) {
+  if (auto listing = kept(blob)) return listing;
+  auto listing = read_listing(blob);
+  keep(blob, listing);
+  return listing;
+}
+
+bool LayerListings::known(const std::filesystem::path& blob) { return kept(blob) != nullptr; }
+
+void LayerListings::put(const std::filesystem::path& blob, const std::vector<LayerEntry>& entries) {
+  ListingMaker maker;
+  for (auto& e : entries) maker.add(e.path.c_str(), e.type, e.mode & 07777, e.link_target, nullptr);
+  keep(blob, maker.finish());
+}
+
+ImageTree::ImageTree(std::shared_ptr<LayerListings> listings) : listings_(std::move(listings)) {}
+
+void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }
+
+void ImageTree::settle() const {
+  std::vector<std::filesystem::path> layers;
+  layers.swap(pending_);
+  for (auto& blob : layers) apply_listing(*listings_->of(blob), blob);
+}
+
+void ImageTree::apply_listing(const Listing& listing, const std::filesystem::path& blob) const {
+  const auto layer = static_cast<uint32_t>(blobs_.size());
+  blobs_.push_back(blob);
+  // Whiteouts hide what lower layers had, never what this layer adds, wherever
+  // they stand in the tar: merge() applies them to the lower layers only.
+  std::vector<Node> added = listing.added;
+  for (auto& [path, f] : added)
+    if (f.type == LayerEntry::Type::File) f.layer = layer;
+  merge(std::move(added), listing.removed, listing.emptied);
   // Hard links take what their targets are once the layer stands.
   std::vector<Node> linked;
-  for (auto& [path, target] : hardlinks)
-    if (const Node* n = find(target)) linked.emplace_back(std::move(path), n->second);
+  for (auto& [path, target] : listing.hardlinks)
+    if (const Node* n = find(target)) linked.emplace_back(path, n->second);
   if (!linked.empty()) merge(unique_paths(std::move(linked)), {}, {});
 }
 
@@ -181,7 +356,7 @@ void ImageTree::merge(std::vector<Node> added, const std::vector<std::string>& r
 
 const ImageTree::Node* ImageTree::find(std::string_view path) const { return find_in(*files_, path); }
 
-std::string ImageTree::contents(const File& file, size_t max) const {
+std::string ImageTree::contents(const File& file, size_t max, std::string_view magic) const {
   if (file.type != LayerEntry::Type::File) return "";
   const std::filesystem::path& blob = blobs_.at(file.layer);
   Archive a = open_layer(blob);
@@ -191,8 +366,10 @@ std::string ImageTree::contents(const File& file, size_t max) const {
     if (!name || file.where != name) continue;
     std::string out;
     char buf[1 << 16];
-    for (la_ssize_t n; out.size() < max && (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;)
+    for (la_ssize_t n; out.size() < max && (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;) {
       out.append(buf, std::min<size_t>(static_cast<size_t>(n), max - out.size()));
+      if (!out.starts_with(magic.substr(0, out.size()))) break;
+    }
     return out;
   }
   throw std::runtime_error(blob.string() + ": " + file.where + " is missing from its layer");
@@ -269,6 +446,13 @@ protected:
 
   void enter(const std::string&, Kind) override { file_ = looked_ ? &looked_->second : nullptr; }
 
+  /// A folder the copy will make: nothing stands there yet.
+  int make(const std::string&) override {
+    looked_ = nullptr;
+    file_ = nullptr;
+    return 0;
+  }
+
 private:
   const ImageTree& tree_;
   const std::vector<Node>& nodes_;
@@ -283,6 +467,34 @@ std::optional<ImageTree::Resolved> ImageTree::resolve(const std::string& path) c
   TreeWalk walk(*this, *files_);
   if (walk.walk(path, {})) return std::nullopt;
   return Resolved{walk.path(), walk.file()};
+}
+
+std::optional<std::string> ImageTree::place(const std::string& path, std::string& error) const {
+  settle();
+  ImagePath wanted = ImagePath::from("/", path);
+  if (wanted.is_root()) return "/";
+  TreeWalk walk(*this, *files_);
+  std::string parent = wanted.parent().str();
+  if (auto stop = walk.walk(parent, {.directory = true, .create = true})) {
+    error = parent + (stop->error == ENOTDIR ? ": a file in the image stands on the way"
+                      : stop->error == ELOOP ? ": a symlink loop in the image stands on the way"
+                                             : ": a symlink to nothing in the image stands on the way");
+    return std::nullopt;
+  }
+  std::string placed = (walk.path() == "/" ? "" : walk.path()) + "/" + std::string(wanted.name());
+  // A last component that links to a folder is the folder, as Docker's copy finds it.
+  if (std::optional<Resolved> last = resolve(placed); last && folder_mode(last->path)) return last->path;
+  return placed;
+}
+
+std::optional<uint32_t> ImageTree::folder_mode(const std::string& path) const {
+  settle();
+  if (const Node* n = find(path)) {
+    if (n->second.type != LayerEntry::Type::Directory) return std::nullopt;
+    return n->second.mode;
+  }
+  if (path == "/" || has_children(path)) return 0755;
+  return std::nullopt;
 }
 
 }  // namespace imgbuild

@@ -3,14 +3,19 @@
 // anything: what the doctor checks entrypoints, loaders and libraries against.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "layer/layer.hpp"
 
 namespace imgbuild {
+
+class LayerListings;
 
 class ImageTree {
 public:
@@ -24,20 +29,42 @@ public:
     std::string where;
     uint32_t layer = 0;  ///< which of the tree's layer blobs holds a file's bytes
   };
+  /// An absolute path and what stands there.
+  using Node = std::pair<std::string, File>;
+  /// What one layer blob does to the tree: the paths it adds (sorted, each
+  /// once; File::layer 0, set when applied), those its whiteouts remove and
+  /// the folders its opaque markers empty (sorted), and its hard links (path,
+  /// target). Shared by every tree the layer is in: read once per blob.
+  struct Listing {
+    std::vector<Node> added;
+    std::vector<std::string> removed, emptied;
+    std::vector<std::pair<std::string, std::string>> hardlinks;
+  };
   struct Resolved {
     std::string path;  ///< absolute, symlinks resolved
     const File* file;  ///< nullptr for the root and a folder that only exists as a parent
   };
 
+  /// A tree whose layers' listings come from `listings`, shared with the
+  /// other trees of a build so that each blob is listed once.
+  explicit ImageTree(std::shared_ptr<LayerListings> listings = std::make_shared<LayerListings>());
+
   /// Applies a layer blob (a tar, compressed or not: a pulled image's or one
-  /// this build wrote), honouring OCI whiteouts. The listing is read only when the tree is first
-  /// asked something, so building on a large base costs nothing until the
-  /// doctor looks; file bytes stay in the blob until contents() asks. A blob
-  /// that is not a readable tar throws std::runtime_error then.
+  /// this build wrote), honouring OCI whiteouts. The listing is taken from
+  /// the tree's LayerListings only when the tree is first asked something,
+  /// so building on a large base costs nothing until a question needs it;
+  /// file bytes stay in the blob until contents() asks. A blob that is not a
+  /// readable tar throws std::runtime_error then.
   void apply_layer_blob(const std::filesystem::path& blob);
 
-  /// The bytes of a file (at most `max` of them), read from its layer.
-  std::string contents(const File& file, size_t max) const;
+  /// The LayerListings this tree reads its layers' listings from.
+  LayerListings& listings() const { return *listings_; }
+
+  /// The bytes of a file (at most `max` of them), read from its layer. With
+  /// `magic`, reading stops with what was read as soon as the file is seen
+  /// not to start with it: one read tells whether a file is a program and
+  /// gives its bytes when it is.
+  std::string contents(const File& file, size_t max, std::string_view magic = {}) const;
 
   /// Resolves an absolute path inside the image, following the image's own
   /// symlinks in every component (relative ones from the link's folder,
@@ -45,6 +72,16 @@ public:
   /// as an unpacked root on disk (RootWalk). nullopt when it does not exist,
   /// loops, or goes through a file.
   std::optional<Resolved> resolve(const std::string& path) const;
+
+  /// Where a write to the absolute `path` lands, as a copy into the image
+  /// finds it: symlinks followed in every existing component (a last one
+  /// only when it leads to a folder), missing folders taken as made. nullopt
+  /// when a component is a file, a link loops or dangles; `error` says which.
+  std::optional<std::string> place(const std::string& path, std::string& error) const;
+
+  /// Whether a folder stands at the resolved `path`, and its mode (0755
+  /// for one that only exists as a parent).
+  std::optional<uint32_t> folder_mode(const std::string& path) const;
 
   /// Whether anything stands below the resolved folder `path` (a folder can
   /// exist only as the parent of its entries).
@@ -56,15 +93,13 @@ public:
   std::vector<Resolved> files_in(const std::string& path, bool recursive) const;
 
 private:
-  /// An absolute path and what stands there.
-  using Node = std::pair<std::string, File>;
   /// Paths in sorted order. Shared, and never changed while shared: copying
   /// a tree (every step that adds a layer does) costs a pointer, not a
   /// million paths.
   using Nodes = std::shared_ptr<std::vector<Node>>;
   /// Applies the layers not read yet, in order.
   void settle() const;
-  void apply_blob(const std::filesystem::path& blob) const;
+  void apply_listing(const Listing& listing, const std::filesystem::path& blob) const;
   /// Makes the tree of one more layer: `added` (sorted, unique paths)
   /// replace what stood at their paths, and drop everything below those
   /// that are not folders; paths in `removed` (sorted) go with everything
@@ -73,10 +108,45 @@ private:
              const std::vector<std::string>& emptied) const;
   const Node* find(std::string_view path) const;
 
+  std::shared_ptr<LayerListings> listings_;
   mutable Nodes files_ = std::make_shared<std::vector<Node>>();
   mutable std::vector<std::filesystem::path> pending_;  ///< layer blobs not read yet
   /// The layer blobs files are read from; File::layer indexes it.
   mutable std::vector<std::filesystem::path> blobs_;
+};
+
+/// The listings of the layer blobs a build knows, each made once: handed over
+/// by the layer writer for a layer just written, or read from the blob the
+/// first time a tree needs it. With a folder, they are also kept there, one
+/// small file per blob digest, so that the next build reads no blob at all
+/// for them. A listing says what its blob holds, and is trusted as far as
+/// the blob it was made from: it is named by that blob's digest, and made
+/// only from a blob the store has checked against it or from the entries
+/// that blob was written from.
+class LayerListings {
+public:
+  /// `dir`: where listings are kept between builds; empty for nowhere.
+  explicit LayerListings(std::filesystem::path dir = {});
+
+  /// The listing of `blob` (a file named by its digest's hex): known, kept in
+  /// the folder, or read from the blob now (then kept). Throws
+  /// std::runtime_error for a blob that is missing or not a readable tar.
+  std::shared_ptr<const ImageTree::Listing> of(const std::filesystem::path& blob);
+
+  /// Whether the listing of `blob` is known without reading the blob.
+  bool known(const std::filesystem::path& blob);
+
+  /// The hand-over of the layer writer: `entries` are exactly what `blob`
+  /// was just written from, so its listing costs no read.
+  void put(const std::filesystem::path& blob, const std::vector<LayerEntry>& entries);
+
+private:
+  std::shared_ptr<const ImageTree::Listing> kept(const std::filesystem::path& blob);
+  void keep(const std::filesystem::path& blob, std::shared_ptr<const ImageTree::Listing> listing);
+
+  std::filesystem::path dir_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const ImageTree::Listing>> known_;  ///< by blob file name (digest hex)
 };
 
 }  // namespace imgbuild

@@ -11,6 +11,7 @@
 #include "layer/blob_output.hpp"
 #include "layer/chunk_pipe.hpp"
 #include "layer/compression.hpp"
+#include "layer/image_tree.hpp"
 #include "oci/image.hpp"
 
 namespace imgbuild {
@@ -74,13 +75,13 @@ FileStamp FileStamp::of(const struct ::stat& st) {
 }
 
 LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::path& blob_dir,
-                      const LayerOptions& options) {
+                      const LayerOptions& options, LayerListings* listings) {
   sort_layer_entries(entries);
-  return write_sorted_layer(entries, blob_dir, options);
+  return write_sorted_layer(entries, blob_dir, options, nullptr, listings);
 }
 
 LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
-                             const LayerOptions& options, FileDigests* file_digests) {
+                             const LayerOptions& options, FileDigests* file_digests, LayerListings* listings) {
   if (std::adjacent_find(entries.begin(), entries.end(), [](auto& a, auto& b) { return !(a.path < b.path); }) !=
       entries.end())
     throw std::logic_error("layer: entries are not in layer order (sorted, each path once)");
@@ -111,7 +112,9 @@ LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::
     compress(sink);
   }
   LayerBlob blob{out.finish(), out.size(), tar_hash.finish(), tar_size, type};
-  file.commit_as(blob_dir / std::string(blob.digest.hex()));
+  const std::filesystem::path blob_path = blob_dir / std::string(blob.digest.hex());
+  file.commit_as(blob_path);
+  if (listings) listings->put(blob_path, entries);
   return blob;
 }
 

@@ -21,6 +21,8 @@
 
 namespace imgbuild {
 
+class LayerListings;
+
 /// An extended attribute: its name and its value, as raw bytes.
 using Xattr = std::pair<std::string, std::string>;
 
@@ -131,15 +133,18 @@ void sort_layer_entries(std::vector<LayerEntry>& entries);
 
 /// Writes `entries` (sorted here with sort_layer_entries) as a compressed tar layer into
 /// `blob_dir` (an OCI layout's blobs/sha256), named by its digest. File data is
-/// read once, in chunks; nothing is held whole in memory.
+/// read once, in chunks; nothing is held whole in memory. With `listings`,
+/// hands them the layer's listing (what an ImageTree needs of it), so that
+/// no one reads the blob again to know its paths.
 LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::path& blob_dir,
-                      const LayerOptions& options);
+                      const LayerOptions& options, LayerListings* listings = nullptr);
 
 /// write_layer() for entries already in layer order (sort_layer_entries;
 /// std::logic_error otherwise). With `file_digests`, also hashes each file's
 /// bytes as they are written, so a caller that needs them (a step key) does
-/// not read the files a second time.
+/// not read the files a second time. `listings` as for write_layer().
 LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
-                             const LayerOptions& options, FileDigests* file_digests = nullptr);
+                             const LayerOptions& options, FileDigests* file_digests = nullptr,
+                             LayerListings* listings = nullptr);
 
 }  // namespace imgbuild

@@ -208,9 +208,12 @@ public:
       }
       case AE_IFCHR:
       case AE_IFBLK:
+        if (!options_.nodes)
+          throw std::runtime_error("a device node: an archive holds only files, folders and links here");
         check_device_number(e);
         [[fallthrough]];
       case AE_IFIFO:
+        if (!options_.nodes) throw std::runtime_error("a fifo: an archive holds only files, folders and links here");
         clear(parent.get(), last, joined, false);
         if (::mknodat(parent.get(), last.c_str(), type | 0600, archive_entry_rdev(e)) != 0) {
           // Device nodes need CAP_MKNOD; an unprivileged unpack goes without
@@ -485,13 +488,18 @@ private:
 
 using ArchivePtr = std::unique_ptr<archive, int (*)(archive*)>;
 
-ArchivePtr new_reader(const std::string& label) {
+/// A tar reader. Layers: the compressions OCI layers use. `archives`: also
+/// those Docker's ADD extracts (bzip2, xz). In-process only (ARCHIVE_WARN
+/// would mean an outside program); tar formats only (ustar, pax, GNU):
+/// anything else is not a layer.
+ArchivePtr new_reader(const std::string& label, bool archives = false) {
   ArchivePtr a(archive_read_new(), archive_read_free);
   if (!a) throw UnpackError(label + ": libarchive: out of memory");
-  // The compressions OCI layers use, in-process; tar formats only (ustar, pax,
-  // GNU): anything else is not a layer.
   if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
-      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK || archive_read_support_format_tar(a.get()) != ARCHIVE_OK)
+      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
+      (archives && (archive_read_support_filter_bzip2(a.get()) != ARCHIVE_OK ||
+                    archive_read_support_filter_xz(a.get()) != ARCHIVE_OK)) ||
+      archive_read_support_format_tar(a.get()) != ARCHIVE_OK)
     throw UnpackError(label + ": libarchive: " + archive_message(a.get()));
   return a;
 }
@@ -591,6 +599,21 @@ DiffIdMismatch::DiffIdMismatch(const std::string& label, Digest expected_id, Dig
                   expected_id.str()),
       expected(std::move(expected_id)),
       actual(std::move(actual_id)) {}
+
+bool is_tar_archive(const std::filesystem::path& file) {
+  ArchivePtr a = new_reader(file.string(), true);
+  archive_entry* e = nullptr;
+  return archive_read_open_filename(a.get(), file.c_str(), kBuffer) == ARCHIVE_OK &&
+         archive_read_next_header(a.get(), &e) == ARCHIVE_OK;
+}
+
+void extract_archive(const std::filesystem::path& root, const std::filesystem::path& archive, const std::string& label,
+                     const UnpackOptions& options) {
+  ArchivePtr a = new_reader(label, true);
+  if (archive_read_open_filename(a.get(), archive.c_str(), kBuffer) != ARCHIVE_OK)
+    throw UnpackError(label + ": " + archive_message(a.get()));
+  apply_archive(a.get(), root, label, options);
+}
 
 void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
                  const UnpackOptions& options) {

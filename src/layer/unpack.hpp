@@ -34,6 +34,10 @@ struct UnpackOptions {
   /// kernel or a seccomp filter refuses openat2, paths are resolved by walking
   /// them one component at a time instead (the tests cover both this way).
   bool use_openat2 = true;
+  /// Device nodes and fifos are made, as a layer's are; false refuses them
+  /// (an archive `:add` extracts: a build context has no business giving
+  /// devices, and Docker's ADD extracting them as root is no feature to copy).
+  bool nodes = true;
 };
 
 /// A layer whose uncompressed stream is not the one its image's config names
@@ -67,6 +71,18 @@ void apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, co
 /// The same for a layer held in memory (the fuzzer's input).
 void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,
                  const UnpackOptions& options = {});
+
+/// Whether `file` is a tar archive that `:add` extracts, told by its content
+/// as Docker's ADD tells it: a tar, plain or compressed with gzip, bzip2, xz
+/// or zstd, whose first entry reads. Anything else is copied as it is.
+bool is_tar_archive(const std::filesystem::path& file);
+
+/// Extracts the tar archive `archive` (is_tar_archive) into the existing
+/// folder `root` with every defence a layer gets: nothing written outside the
+/// root, hostile names and links refused with an UnpackError naming `label`
+/// and the entry.
+void extract_archive(const std::filesystem::path& root, const std::filesystem::path& archive, const std::string& label,
+                     const UnpackOptions& options);
 
 /// Creates `root` (its parent must exist, it must not) and applies `layers` in
 /// order. On any error the partly built root is removed before rethrowing, so

@@ -216,3 +216,35 @@ TEST_CASE("recipes load text chunks only", "[recipe][errors]") {
   CHECK(r.error_of("local f, err = load(string.dump(function() end))\nassert(f == nil)\nerror(err)\n") ==
         "recipe.lua:3: attempt to load a binary chunk (mode is 't')");
 }
+
+TEST_CASE("a copy's destination through a file of the image fails at the copy's line", "[recipe][errors]") {
+  RecipeRun r;
+  r.file("passwd", "root\n");
+  CHECK(r.error_of("image(\"a\", scratch\n"
+                   "  :copy(\"passwd\", \"/etc/passwd\")\n"
+                   "  :copy(\"passwd\", \"/etc/passwd/x\"))\n") ==
+        "recipe.lua:3: copy: copying to /etc/passwd/x: /etc/passwd: a file in the image stands on the way");
+}
+
+TEST_CASE(":add of a URL needs https (or loopback http) and a checksum, at the line", "[recipe][errors]") {
+  RecipeRun r;
+  const std::string sum = "sha256:" + std::string(64, 'a');
+  CHECK(r.error_of("image(\"a\", scratch\n"
+                   "  :add(\"https://example.com/tool.tar.gz\", \"/opt/\"))\n") ==
+        "recipe.lua:2: add: https://example.com/tool.tar.gz: a URL needs its checksum, as in { checksum = "
+        "\"sha256:...\" }: the file is checked against it");
+  CHECK(
+      r.error_of("image(\"a\", scratch:add(\"http://example.com/x\", \"/x\", { checksum = \"" + sum + "\" }))\n") ==
+      "recipe.lua:1: add: http://example.com/x: only https URLs are fetched (http only from this machine's loopback)");
+  CHECK(r.error_of("image(\"a\", scratch:add(\"ftp://127.0.0.1/x\", \"/x\", { checksum = \"" + sum + "\" }))\n") ==
+        "recipe.lua:1: add: ftp://127.0.0.1/x: only https URLs are fetched (http only from this machine's loopback)");
+  CHECK(r.error_of("image(\"a\", scratch:add(\"https://h/x\", \"/x\", { checksum = \"md5:00\" }))\n") ==
+        "recipe.lua:1: add: checksum: expected \"sha256:\" and 64 lower-case hex digits, got 'md5:00'");
+  CHECK(r.error_of("image(\"a\", scratch:add({ \"https://h/x\", \"b\" }, \"/x/\", { checksum = \"" + sum +
+                   "\" }))\n") == "recipe.lua:1: add: https://h/x: a URL is added on its own: one :add per URL");
+  r.file("a.txt", "a");
+  CHECK(r.error_of("image(\"a\", scratch:add(\"a.txt\", \"/x\", { checksum = \"" + sum + "\" }))\n") ==
+        "recipe.lua:1: add: checksum is for a URL source: a local file is known by its content");
+  CHECK(r.error_of("image(\"a\", scratch:add({ \"a.txt\", \"a.txt\" }, \"/x\"))\n") ==
+        "recipe.lua:1: add: copying 2 sources to /x: the destination must be a directory ending in /");
+}

@@ -89,7 +89,7 @@ std::vector<LayerEntry> plan(const Ctx& c, std::vector<std::string> sources, std
                              const std::string& workdir = "/", std::optional<Owner> chown = std::nullopt,
                              std::optional<uint32_t> chmod = std::nullopt) {
   BuildContext ctx = c.context();
-  return plan_copy(make_op(std::move(sources), std::move(dest), chown, chmod), ctx, workdir, {});
+  return plan_copy(make_op(std::move(sources), std::move(dest), chown, chmod), ctx, workdir, imgbuild::ImageTree(), {});
 }
 
 // The message plan_copy throws, or "" when it does not.
@@ -445,7 +445,7 @@ TEST_CASE("file-valued sources come from the files list", "[context]") {
   op.sources = {{"app.py", std::nullopt}, {"", size_t{4}}};
   op.dest = "/usr/local/bin/";
   std::vector<CopyItem> files{{c.scratch.path / "built" / "server", "server"}};
-  auto entries = plan_copy(op, c.context(), "/", files);
+  auto entries = plan_copy(op, c.context(), "/", imgbuild::ImageTree(), files);
   REQUIRE(paths_of(entries) == std::vector<std::string>{"usr", "usr/local", "usr/local/bin", "usr/local/bin/app.py",
                                                         "usr/local/bin/server"});
   const LayerEntry& s = entry(entries, "usr/local/bin/server");
@@ -456,7 +456,8 @@ TEST_CASE("file-valued sources come from the files list", "[context]") {
   CopyOp single;
   single.sources = {{"", size_t{2}}};
   single.dest = "/app";
-  REQUIRE(paths_of(plan_copy(single, c.context(), "/", files)) == std::vector<std::string>{"app"});
+  REQUIRE(paths_of(plan_copy(single, c.context(), "/", imgbuild::ImageTree(), files)) ==
+          std::vector<std::string>{"app"});
 }
 
 TEST_CASE("a file and a directory at the same path is an error", "[context]") {
@@ -550,7 +551,9 @@ TEST_CASE("a copy from another image resolves its symlinks inside that image's r
   fs::create_symlink(s.path / "secret", root / "host");
   fs::create_symlink("passwd/.", root / "etc" / "dot");
   fs::create_symlink("passwd/..", root / "etc" / "up");
-  auto from = [&](const std::string& source) { return plan_copy_from(make_op({source}, "/x"), root, "/", "/"); };
+  auto from = [&](const std::string& source) {
+    return plan_copy_from(make_op({source}, "/x"), root, "/", "/", imgbuild::ImageTree());
+  };
   auto source_of = [&](const std::string& path) { return fs::path(entry(from(path), "x").source); };
   CHECK(source_of("/etc-abs/passwd") == root / "etc" / "passwd");
   CHECK(source_of("climb") == root / "etc" / "passwd");
@@ -681,4 +684,55 @@ TEST_CASE("a host build's walk refuses an input that is a named pipe, and ignore
   CHECK(error_of(build) == std::string("mod/sub/gen.go is a named pipe") + kOnlyFiles);
   fs::remove(c.root / "mod/sub/gen.go");
   CHECK(error_of(build).empty());
+}
+
+namespace {
+
+/// The image a copy goes into: one layer of `entries`, handed over as the
+/// layer writer hands them (no blob is read).
+imgbuild::ImageTree image_of(const std::vector<LayerEntry>& entries) {
+  auto listings = std::make_shared<imgbuild::LayerListings>();
+  listings->put("/nonexistent/layer", entries);
+  imgbuild::ImageTree tree(listings);
+  tree.apply_layer_blob("/nonexistent/layer");
+  return tree;
+}
+
+LayerEntry folder(const std::string& path, uint32_t mode = 0755) {
+  return {.path = path, .type = LayerEntry::Type::Directory, .mode = mode};
+}
+LayerEntry symlink_entry(const std::string& path, const std::string& target) {
+  return {.path = path, .type = LayerEntry::Type::Symlink, .mode = 0777, .link_target = target};
+}
+
+}  // namespace
+
+TEST_CASE("the destination is found in the image: an existing folder receives the file, symlinks lead", "[context]") {
+  Ctx c;
+  imgbuild::ImageTree image =
+      image_of({folder("app", 0750), symlink_entry("lnk", "app"), folder("tmp", 01777), folder("usr"),
+                folder("usr/bin"), symlink_entry("bin", "usr/bin"), LayerEntry{.path = "etc/passwd"}});
+  auto copy = [&](std::vector<std::string> sources, std::string dest, const std::string& workdir = "/") {
+    return plan_copy(make_op(std::move(sources), std::move(dest)), c.context(), workdir, image, {});
+  };
+  // Row 4: onto a folder the image has, or a symlink to one.
+  auto onto = copy({"app.py"}, "/app");
+  CHECK(paths_of(onto) == std::vector<std::string>{"app", "app/app.py"});
+  CHECK(entry(onto, "app").mode == 0750);  // the folder keeps its mode
+  CHECK(paths_of(copy({"app.py"}, "/lnk")) == std::vector<std::string>{"app", "app/app.py"});
+  CHECK(paths_of(copy({"app.py"}, "app", "/")) == std::vector<std::string>{"app", "app/app.py"});
+  // Row 5: anything else is the file's own path.
+  CHECK(paths_of(copy({"app.py"}, "/etc/passwd")) == std::vector<std::string>{"etc", "etc/passwd"});
+  CHECK(paths_of(copy({"app.py"}, "/new")) == std::vector<std::string>{"new"});
+  // Row 7: an existing parent keeps its mode (a /tmp stays 1777).
+  CHECK(entry(copy({"app.py"}, "/tmp/x"), "tmp").mode == 01777);
+  // Row 8: /bin links to usr/bin: the file lands there and /bin stays a link.
+  CHECK(paths_of(copy({"src/bin/tool"}, "/bin/tool")) == std::vector<std::string>{"usr", "usr/bin", "usr/bin/tool"});
+  CHECK(paths_of(copy({"src/lib"}, "/lnk/lib")) == std::vector<std::string>{"app", "app/lib", "app/lib/util.go"});
+  // Row 6 holds even onto a folder the image has.
+  CHECK(error_of([&] {
+          copy({"app.py", "go.mod"}, "/app");
+        }) == "copying 2 sources to /app: the destination must be a directory ending in /");
+  CHECK(error_of([&] { copy({"app.py"}, "/etc/passwd/x"); }) ==
+        "copying to /etc/passwd/x: /etc/passwd: a file in the image stands on the way");
 }

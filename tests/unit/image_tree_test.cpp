@@ -206,3 +206,107 @@ TEST_CASE("member names are cleaned as the unpacker cleans them; one that climbs
   CHECK_FALSE(exists(tree, "/x"));
   CHECK_FALSE(exists(tree, "/y"));
 }
+
+TEST_CASE("a layer's listing is read from its blob once, kept on disk, and handed over by the writer", "[image_tree]") {
+  ScratchDir s;
+  const std::filesystem::path blob = s.path / "blobs" / "1111";
+  std::filesystem::create_directories(blob.parent_path());
+  write_layer(blob, {{"app/", 'd', "", 0755}, {"app/run", 'f', "#!/bin/sh\n", 0755}, {"lnk", 'l', "app"}});
+  const std::filesystem::path kept = s.path / "listings";
+  {
+    auto listings = std::make_shared<imgbuild::LayerListings>(kept);
+    CHECK_FALSE(listings->known(blob));
+    ImageTree tree(listings);
+    tree.apply_layer_blob(blob);
+    CHECK(exists(tree, "/lnk/run"));
+    CHECK(listings->known(blob));
+  }
+  // The next build knows it without the blob (which a cached build may never fetch).
+  std::filesystem::rename(blob, s.path / "elsewhere");
+  {
+    auto listings = std::make_shared<imgbuild::LayerListings>(kept);
+    CHECK(listings->known(blob));
+    ImageTree tree(listings);
+    tree.apply_layer_blob(blob);
+    auto run = tree.resolve("/lnk/run");
+    REQUIRE(run);
+    CHECK(run->path == "/app/run");
+    CHECK(run->file->mode == 0755);
+    CHECK(tree.folder_mode("/app") == 0755u);
+  }
+  // A damaged listing is no listing: made again from the blob.
+  std::filesystem::rename(s.path / "elsewhere", blob);
+  std::string damaged = slurp(kept / "1111");
+  spit(kept / "1111", damaged.substr(0, damaged.size() - 3));
+  {
+    auto listings = std::make_shared<imgbuild::LayerListings>(kept);
+    CHECK_FALSE(listings->known(blob));
+    ImageTree tree(listings);
+    tree.apply_layer_blob(blob);
+    CHECK(exists(tree, "/app/run"));
+  }
+  // One kept for another digest is not taken for this one.
+  spit(kept / "2222", slurp(kept / "1111"));
+  CHECK_FALSE(imgbuild::LayerListings(kept).known(s.path / "blobs" / "2222"));
+
+  // The writer's hand-over: the entries are the listing, the blob is never read for it.
+  auto listings = std::make_shared<imgbuild::LayerListings>();
+  LayerEntry dir{.path = "srv", .type = LayerEntry::Type::Directory, .mode = 01777};
+  LayerEntry file{.path = "srv/a", .mode = 0644};
+  LayerEntry gone{.path = "etc/.wh.passwd"};
+  listings->put(s.path / "never-written", {dir, file, gone});
+  ImageTree tree(listings);
+  tree.apply_layer_blob(blob);
+  tree.apply_layer_blob(s.path / "never-written");
+  CHECK(exists(tree, "/srv/a"));
+  CHECK(tree.folder_mode("/srv") == 01777u);
+  CHECK(exists(tree, "/app/run"));
+}
+
+TEST_CASE("place finds where a copy lands: through the image's symlinks, missing folders made", "[image_tree]") {
+  ScratchDir s;
+  write_layer(s.path / "1", {{"usr/bin/", 'd', "", 0755},
+                             {"bin", 'l', "usr/bin"},
+                             {"app/", 'd', "", 0700},
+                             {"lnk", 'l', "/app"},
+                             {"etc/passwd", 'f', "root"},
+                             {"loop", 'l', "loop"},
+                             {"dangling", 'l', "nowhere/at/all"}});
+  ImageTree tree;
+  tree.apply_layer_blob(s.path / "1");
+  std::string error;
+  CHECK(tree.place("/bin/tool", error) == "/usr/bin/tool");
+  CHECK(tree.place("/lnk", error) == "/app");
+  CHECK(tree.place("/lnk/x/y", error) == "/app/x/y");
+  CHECK(tree.place("/new/deep/file", error) == "/new/deep/file");
+  CHECK(tree.place("/etc/passwd", error) == "/etc/passwd");
+  CHECK(tree.folder_mode("/app") == 0700u);
+  CHECK(tree.folder_mode("/usr") == 0755u);
+  CHECK_FALSE(tree.folder_mode("/etc/passwd"));
+  CHECK_FALSE(tree.place("/etc/passwd/x", error));
+  CHECK(error == "/etc/passwd: a file in the image stands on the way");
+  CHECK_FALSE(tree.place("/loop/x", error));
+  CHECK(error == "/loop: a symlink loop in the image stands on the way");
+  CHECK_FALSE(tree.place("/dangling/x", error));
+  CHECK(error == "/dangling: a symlink to nothing in the image stands on the way");
+}
+
+TEST_CASE("contents with a magic stops reading a file that does not start with it", "[image_tree]") {
+  ScratchDir s;
+  write_layer(s.path / "1", {{"elf", 'f',
+                              std::string("\x7f"
+                                          "ELF") +
+                                  std::string(200000, 'x'),
+                              0755},
+                             {"script", 'f', "#!/bin/sh\n" + std::string(200000, 'y'), 0755}});
+  ImageTree tree;
+  tree.apply_layer_blob(s.path / "1");
+  CHECK(tree.contents(*tree.resolve("/elf")->file, 1 << 20,
+                      "\x7f"
+                      "ELF")
+            .size() == 200004);
+  CHECK(tree.contents(*tree.resolve("/script")->file, 1 << 20,
+                      "\x7f"
+                      "ELF")
+            .size() < 200010);
+}
