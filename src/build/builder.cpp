@@ -68,6 +68,20 @@ std::string words(const std::map<std::string, std::string>& map) {
   for (auto& [k, v] : map) pairs.push_back(k + "=" + v);
   return join(pairs, " ");
 }
+/// "30s", "1500ms": a healthcheck's durations as docker's options take them.
+std::string duration_words(int64_t ns) {
+  if (ns % 1000000000 == 0) return std::to_string(ns / 1000000000) + "s";
+  if (ns % 1000000 == 0) return std::to_string(ns / 1000000) + "ms";
+  return std::to_string(ns) + "ns";
+}
+std::string words(const HealthConfig& check) {
+  std::string out = json(check.test).dump();
+  for (auto [name, ns] :
+       {std::pair{"interval", check.interval}, {"timeout", check.timeout}, {"start_period", check.start_period}})
+    if (ns) out += std::string(" ") + name + "=" + duration_words(ns);
+  if (check.retries) out += " retries=" + std::to_string(check.retries);
+  return out;
+}
 template <class Change>
 std::string change_words(const Change& change) {
   return words(change.value);
@@ -1058,6 +1072,10 @@ void Builder::change_config(Stage& st, const ConfigOp& op, const Node& node) {
       for (auto& [k, val] : v) c.labels[k] = val;
     } else if constexpr (std::is_same_v<Change, config::Volume>) {
       c.volumes.insert(v.begin(), v.end());
+    } else if constexpr (std::is_same_v<Change, config::Healthcheck>) {
+      // Replaces the base's check, as a later HEALTHCHECK replaces an earlier one.
+      c.healthcheck = v;
+      st.image.inherited_config.erase("Healthcheck");
     } else {
       static_assert(std::is_same_v<Change, config::StopSignal>, "a config change without its effect");
       c.stop_signal = v;

@@ -168,17 +168,19 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
   Site site;
   Graph g;
   size_t n = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
-  const std::vector<ConfigOp> changes = {config::Env{{{"B", "2"}, {"A", "1"}}},
-                                         config::Workdir{"srv"},
-                                         config::Workdir{"www"},
-                                         config::User{"65534"},
-                                         config::Cmd{{"--quiet"}},
-                                         config::Entrypoint{{"/app"}},
-                                         config::Expose{{"8080/tcp", "53/udp"}},
-                                         config::Label{{{"org.example", "x"}}},
-                                         config::Volume{{"/data"}},
-                                         config::StopSignal{"SIGINT"},
-                                         config::Env{{}}};
+  const std::vector<ConfigOp> changes = {
+      config::Env{{{"B", "2"}, {"A", "1"}}},
+      config::Workdir{"srv"},
+      config::Workdir{"www"},
+      config::User{"65534"},
+      config::Cmd{{"--quiet"}},
+      config::Entrypoint{{"/app"}},
+      config::Expose{{"8080/tcp", "53/udp"}},
+      config::Label{{{"org.example", "x"}}},
+      config::Volume{{"/data"}},
+      config::StopSignal{"SIGINT"},
+      config::Healthcheck{{{"CMD", "/app", "health"}, 30000000000, 1500000000, 0, 3}},
+      config::Env{{}}};
   for (size_t i = 0; i < changes.size(); ++i) n = add(g, "recipe.lua:" + std::to_string(i + 2), n, changes[i]);
   g.targets.push_back(Target{"cfg", n, "recipe.lua:99"});
   const Lines lines = {"env A=1 B=2",
@@ -191,6 +193,7 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
                        "label org.example=x",
                        "volume /data",
                        "stopsignal SIGINT",
+                       "healthcheck [\"CMD\",\"/app\",\"health\"] interval=30s timeout=1500ms retries=3",
                        "env "};
 
   Layout store(site.state.path / "store");
@@ -213,6 +216,10 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
   CHECK(c.labels == std::map<std::string, std::string>{{"org.example", "x"}});
   CHECK(c.volumes == std::set<std::string>{"/data"});
   CHECK(c.stop_signal == "SIGINT");
+  REQUIRE(c.healthcheck);
+  CHECK(nlohmann::json::parse(built.image.config_document())["config"]["Healthcheck"] ==
+        nlohmann::json::parse(
+            R"({"Test":["CMD","/app","health"],"Interval":30000000000,"Timeout":1500000000,"Retries":3})"));
   Lines history;
   for (auto& h : built.image.history) {
     CHECK(h.empty_layer);
