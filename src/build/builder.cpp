@@ -634,7 +634,7 @@ Builder::Stage Builder::make_stage(Walk& walk, size_t id, Stage st) {
   const Node& node = graph_.nodes.at(id);
   if (!node.parent) {
     st.image.platform = settings_.platform;
-    st.image.created = settings_.source_date_epoch;
+    st.image.created = settings_.created;
   }
   size_t history_before = st.image.history.size();
   try {
@@ -843,7 +843,7 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   st.base_layers = st.image.layers.size();
   for (size_t i = 0; i < st.image.layers.size(); ++i)
     st.layer_origins.push_back({node.loc, "from " + op.reference + " (layer " + std::to_string(i + 1) + ")"});
-  st.image.created = settings_.source_date_epoch;
+  st.image.created = settings_.created;
   auto tree = std::make_shared<ImageTree>();
   {
     // The layers come when a step or an output needs them (most cached builds
