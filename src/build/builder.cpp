@@ -14,6 +14,7 @@
 #include "base/text.hpp"
 #include "build/hostbuild.hpp"
 #include "inspect/elf.hpp"
+#include "layer/resolve.hpp"
 #include "layer/unpack.hpp"
 #include "sandbox/sandbox.hpp"
 
@@ -720,6 +721,40 @@ json layer_settings(const LayerOptions& o) {
   return {{"mtime", o.mtime}, {"compression", compression_name(o.compression)}};
 }
 
+/// Where a step's writes to the volume `volume` land: its path with the
+/// image's symlinks followed as far as it exists (a /data that links to
+/// /srv/data is written at /srv/data).
+ImagePath volume_in(const RootDir& root, const std::string& volume) {
+  std::vector<std::string> rest;
+  for (ImagePath at(volume);; at = at.parent()) {
+    if (auto real = root.resolve(at.str())) {
+      ImagePath out = *real;
+      for (auto it = rest.rbegin(); it != rest.rend(); ++it) out = out.join(*it);
+      return out;
+    }
+    if (at.is_root()) return ImagePath(volume);
+    rest.emplace_back(at.name());
+  }
+}
+
+/// Drops what a RUN step changed inside the image's volumes, as docker's
+/// legacy builder and buildah discard it (a volume is mounted over the path
+/// while RUN steps run): files written, changed or deleted below a volume,
+/// and the volume's own removal or replacement. The folder itself stays when
+/// the step made it: the mount point docker makes.
+void drop_volume_writes(std::vector<LayerEntry>& entries, const RootDir& root, const std::set<std::string>& volumes) {
+  for (auto& volume : volumes) {
+    ImagePath at = volume_in(root, volume);
+    if (at.is_root()) continue;
+    std::string inside = std::string(at.relative()) + "/";
+    std::string removed(at.parent().join(".wh." + std::string(at.name())).relative());
+    std::erase_if(entries, [&](const LayerEntry& e) {
+      return e.path.starts_with(inside) || e.path == removed ||
+             (e.path == at.relative() && e.type != LayerEntry::Type::Directory);
+    });
+  }
+}
+
 }  // namespace
 
 LayerOptions Builder::layer_options() const { return LayerOptions{settings_.source_date_epoch, settings_.compression}; }
@@ -954,20 +989,23 @@ void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node)
   // on it, and not even a hash of it may reach a key shared through a registry.
   json secret_ids = json::array();
   for (auto& [id, path] : op.secrets) secret_ids.push_back(id);
-  Digest key = step_key({{"op", "run"},
-                         {"filesystem", filesystem_id(st.image)},
-                         {"platform", st.image.platform.str()},
-                         {"argv", spec.argv},
-                         {"env", spec.env},
-                         {"workdir", spec.workdir},
-                         {"user", spec.user},
-                         // Whether it has a network, as before steps got one of their own:
-                         // the keys of steps cached then stay.
-                         {"network", spec.network != StepNetwork::none},
-                         {"cache", op.cache},
-                         {"secrets", secret_ids},
-                         {"layer", layer_settings(layer_options())}});
-  RunStep step{op, shown, description, std::move(spec), key};
+  json inputs = {{"op", "run"},
+                 {"filesystem", filesystem_id(st.image)},
+                 {"platform", st.image.platform.str()},
+                 {"argv", spec.argv},
+                 {"env", spec.env},
+                 {"workdir", spec.workdir},
+                 {"user", spec.user},
+                 // Whether it has a network, as before steps got one of their own:
+                 // the keys of steps cached then stay.
+                 {"network", spec.network != StepNetwork::none},
+                 {"cache", op.cache},
+                 {"secrets", secret_ids},
+                 {"layer", layer_settings(layer_options())}};
+  // What lands in the volumes is dropped; the keys of steps on images
+  // without volumes stay those cached before volumes were honoured.
+  if (!st.image.config.volumes.empty()) inputs["volumes"] = st.image.config.volumes;
+  RunStep step{op, shown, description, std::move(spec), step_key(std::move(inputs))};
   walk.policy.run(st, step, node);
 }
 
@@ -1028,6 +1066,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     settings.progress(StepNotice{b_.index_of(node), node.loc,
                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
   std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
+  drop_volume_writes(entries, RootDir(spec.lower), st.image.config.volumes);
   if (::geteuid() != 0)
     // Rootless: the step's root is the invoking user on disk; in the image it is root.
     for (auto& e : entries) {
