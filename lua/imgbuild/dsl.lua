@@ -704,6 +704,44 @@ function api.exists(ref)
   return registry_has("exists", check_reference("exists", ref))
 end
 
+--- Marks as asked the --set parameters that `fn`, a function cached() skips,
+--- names: without it every build that finds its image would warn that the
+--- recipe never asks for them. Nothing of `fn` runs; a name counts when it is
+--- a constant of `fn`, of a function it reaches through its upvalues, or of a
+--- function it names in a table it reaches (a global, a module's field).
+local function count_params_named(fn)
+  local wanted = {}
+  for name in pairs(settings.params) do
+    if not params_used[name] then wanted[#wanted + 1] = name end
+  end
+  local seen = {}
+  local function scan(f)
+    -- The engine's and the stdlib's own functions ("=imgbuild/...") ask no user's params.
+    if #wanted == 0 or seen[f] or debug.getinfo(f, "S").source:sub(1, 1) == "=" then return end
+    seen[f] = true
+    local ok, code = pcall(string.dump, f, true)
+    if not ok then return end -- a C function
+    for i = #wanted, 1, -1 do
+      if code:find(wanted[i], 1, true) then
+        params_used[wanted[i]] = true
+        table.remove(wanted, i)
+      end
+    end
+    for i = 1, math.huge do
+      local name, value = debug.getupvalue(f, i)
+      if not name then break end
+      if type(value) == "function" then
+        scan(value)
+      elseif type(value) == "table" then
+        for key, field in pairs(value) do
+          if type(key) == "string" and type(field) == "function" and code:find(key, 1, true) then scan(field) end
+        end
+      end
+    end
+  end
+  scan(fn)
+end
+
 ---@param ref string where the image lives: "registry.example.com/team/app:builder-" .. hash "go.sum"
 ---@param build fun(): image makes the image when the registry lacks `ref`
 ---@return image `from(ref)` when the registry has it; otherwise build()'s image, pushed to `ref`
@@ -713,7 +751,10 @@ function api.cached(ref, build)
     fail("cached: expected a function returning the image as second argument, got %s", typename(build))
   end
   local loc = caller_loc()
-  if registry_has("cached", normal) then return new_image({ kind = "from", loc = loc, ref = normal }) end
+  if registry_has("cached", normal) then
+    count_params_named(build)
+    return new_image({ kind = "from", loc = loc, ref = normal })
+  end
   local img = build()
   if not is_image(img) then fail("cached: the function returned %s, not an image", typename(img)) end
   -- always: the next build finds it only if this one pushes it, whichever

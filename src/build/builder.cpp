@@ -274,9 +274,13 @@ public:
     settle(st, b_.copy_key(step, contents), step.description, node);
   }
   void run(Stage& st, RunStep& step, const Node& node) override { settle(st, step.key, step.description, node); }
-  std::filesystem::path host_build(const HostBuildOp& op, const Node&) override {
-    return run_host_build(op, b_.context_, b_.settings_.platform, b_.settings_.cache_dir, b_.settings_.use_cache, true)
-        .file;
+  std::filesystem::path host_build(const HostBuildOp& op, const Node& node) override {
+    std::filesystem::path file =
+        run_host_build(op, b_.context_, b_.settings_.platform, b_.settings_.cache_dir, b_.settings_.use_cache, true)
+            .file;
+    // Listed like a step: a compile is often the longest part of a build.
+    note(node, op.description, std::nullopt, file.empty() ? PlannedStep::Outcome::Run : PlannedStep::Outcome::Local);
+    return file;
   }
   void after_run(const Node& node, const std::string& description) override {
     note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);

@@ -94,6 +94,55 @@ std::vector<Outcome> outcomes(const std::vector<PlannedStep>& steps) {
 
 }  // namespace
 
+TEST_CASE("plan lists a host build, to run or cached, before the copy that uses it", "[builder]") {
+  Site site;
+  Graph g;
+  size_t n = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
+  HostBuildOp tool;
+  tool.description = "make tool";
+  tool.argv = {"sh", "-c", "cat hello.txt >\"$0\"", "${OUT}"};
+  tool.dir = ".";
+  tool.input_root = ".";
+  tool.inputs = {"hello.txt"};
+  tool.output_name = "tool";
+  tool.tools = {"sh"};
+  size_t file = add(g, "recipe.lua:2", std::nullopt, tool);
+  CopyOp copy;
+  copy.sources.push_back({"", file});
+  copy.dest = "/tool";
+  n = add(g, "recipe.lua:3", n, copy);
+  g.targets.push_back(Target{"tool", n, "recipe.lua:4"});
+  Layout store(site.state.path / "store");
+
+  std::vector<PlannedStep> first = Builder(g, store, site.settings()).plan({n});
+  CHECK(described(first) == Lines{"recipe.lua:2 make tool", "recipe.lua:3 copy make tool /tool"});
+  CHECK(outcomes(first) == std::vector<Outcome>{Outcome::Run, Outcome::AfterRun});
+  Builder(g, store, site.settings()).build(n);
+  std::vector<PlannedStep> second = Builder(g, store, site.settings()).plan({n});
+  CHECK(outcomes(second) == std::vector<Outcome>{Outcome::Local, Outcome::Local});
+}
+
+TEST_CASE("created is the images' time; layer times and step keys keep to SOURCE_DATE_EPOCH", "[builder]") {
+  Site site;
+  Graph g = app_graph();
+  const size_t target = g.targets[0].node;
+  Layout store(site.state.path / "store");
+  BuildSettings committed = site.settings();
+  committed.created = 1750000000;
+  const BuiltImage first = Builder(g, store, site.settings()).build(target);
+  site.ended.clear();
+  const BuiltImage later = Builder(g, store, committed).build(target);
+  CHECK(later.image.created == 1750000000);
+  CHECK(nlohmann::json::parse(later.image.config_document())["created"] == "2025-06-15T15:06:40Z");
+  // A new commit: the same layers, every step taken from the cache.
+  CHECK(later.image.layers.size() == first.image.layers.size());
+  for (size_t i = 0; i < first.image.layers.size(); ++i)
+    CHECK(later.image.layers[i].digest == first.image.layers[i].digest);
+  CHECK(site.ended[0] == "recipe.lua:2 copy hello.txt /hello.txt: cached");
+  CHECK(later.manifest.digest != first.manifest.digest);
+  CHECK(Builder(g, store, committed).build(target).manifest.digest == later.manifest.digest);
+}
+
 TEST_CASE("plan and build walk the same steps; a second build takes them from the cache", "[builder]") {
   Site site;
   Graph g = app_graph();
