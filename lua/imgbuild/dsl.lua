@@ -436,7 +436,8 @@ local function parse_duration(what, v)
     if not scale then
       fail("%s: %s is not a duration (a number and a unit of ns, us, ms, s, m, h, such as \"30s\" or \"1m30s\")", what, shown)
     end
-    total = total + math.floor(tonumber(number) * scale + 0.5)
+    -- In floats: "1000000000h" in integers would wrap around.
+    total = total + math.floor(tonumber(number) * 1.0 * scale + 0.5)
     rest = after
   until rest == ""
   if total > 100 * 365 * 24 * duration_units.h then fail("%s: %s is longer than a hundred years", what, shown) end
