@@ -16,4 +16,6 @@ local app = scratch
   :entrypoint { "/app" }
 
 image("hello", app)                               -- a named target
-push(app, "localhost:5000/hello:" .. ci.branch .. "_" .. ci.sha)
+-- ci.branch and ci.sha are nil outside a checkout (and on a detached HEAD):
+-- tagged detached_unknown there; '/' in a branch name cannot be in a tag.
+push(app, "localhost:5000/hello:" .. (ci.branch or "detached"):gsub("[^%w_.-]", "-") .. "_" .. (ci.sha or "unknown"))

@@ -334,6 +334,23 @@ end
 
 local function env_name_ok(k) return k:match("^[%a_][%w_]*$") ~= nil end
 
+--- The items and the options of an argv table such as
+--- `{ "go", "build", ".", env = {...} }`, as :run and :healthcheck take one.
+local function argv_and_options(what, cmd, opts)
+  if opts ~= nil then fail("%s: give options inside the argv table, or use %s(\"command\", { ... })", what, what) end
+  local argv, options = {}, {}
+  for k, v in pairs(cmd) do
+    if math.type(k) == "integer" then
+      if type(v) ~= "string" then fail("%s: argv[%d]: expected a string, got %s", what, k, typename(v)) end
+    else
+      options[k] = v
+    end
+  end
+  for i = 1, #cmd do argv[i] = cmd[i] end
+  if #argv == 0 then fail("%s: the argv list is empty", what) end
+  return argv, options
+end
+
 local run_options = { env = true, workdir = true, user = true, network = true, cache = true, secrets = true }
 
 ---@param cmd string|table a shell command ("go mod download"), or an argv list with options
@@ -345,17 +362,7 @@ function Image:run(cmd, opts)
     if cmd == "" then fail("run: the command is empty") end
     argv, shown = { "/bin/sh", "-c", cmd }, cmd
   elseif type(cmd) == "table" and getmetatable(cmd) == nil then
-    if opts ~= nil then fail("run: give options inside the argv table, or use run(\"command\", { ... })") end
-    opts = {}
-    for k, v in pairs(cmd) do
-      if math.type(k) == "integer" then
-        if type(v) ~= "string" then fail("run: argv[%d]: expected a string, got %s", k, typename(v)) end
-      else
-        opts[k] = v
-      end
-    end
-    for i = 1, #cmd do argv[i] = cmd[i] end
-    if #argv == 0 then fail("run: the argv list is empty") end
+    argv, opts = argv_and_options("run", cmd, opts)
   else
     fail("run: expected a shell command string or an argv table, got %s", typename(cmd))
   end
@@ -470,6 +477,70 @@ function Image:stopsignal(signal)
       type(signal) == "string" and ("'" .. signal .. "'") or typename(signal))
   end
   return config_step(self, "stopsignal", signal)
+end
+
+-- Go's duration units, as docker reads HEALTHCHECK's options, in nanoseconds.
+local duration_units = { ns = 1, us = 1000, ["µs"] = 1000, ms = 1000000, s = 1000000000, m = 60000000000, h = 3600000000000 }
+
+--- A duration such as "30s" or "1m30s" in nanoseconds, at least 1ms as docker
+--- requires of HEALTHCHECK's options; nil for zero, which docker takes as
+--- the runtime's default and leaves out of the config.
+local function parse_duration(what, v)
+  local shown = type(v) == "string" and ("'" .. v .. "'") or typename(v)
+  if type(v) ~= "string" then
+    fail("%s: expected a duration such as \"30s\" or \"1m30s\", got %s", what, shown)
+  end
+  local total, rest = 0, v
+  repeat
+    local number, unit, after = rest:match("^(%d+%.?%d*)(%a+)(.*)$")
+    if not number then number, unit, after = rest:match("^(%d+%.?%d*)(µs)(.*)$") end
+    local scale = unit and duration_units[unit]
+    if not scale then
+      fail("%s: %s is not a duration (a number and a unit of ns, us, ms, s, m, h, such as \"30s\" or \"1m30s\")", what, shown)
+    end
+    -- In floats: "1000000000h" in integers would wrap around.
+    total = total + math.floor(tonumber(number) * 1.0 * scale + 0.5)
+    rest = after
+  until rest == ""
+  if total > 100 * 365 * 24 * duration_units.h then fail("%s: %s is longer than a hundred years", what, shown) end
+  if total == 0 then return nil end
+  if total < duration_units.ms then fail("%s: %s is shorter than 1ms, which docker refuses", what, shown) end
+  return math.tointeger(total)
+end
+
+local healthcheck_options = { interval = true, timeout = true, start_period = true, retries = true }
+
+---@param check string|table|false a shell command ("curl -f http://localhost/ || exit 1"), an argv
+---list with options ({ "/app", "health", interval = "30s" }), or false to disable the base's check
+---@param opts? { interval?: string, timeout?: string, start_period?: string, retries?: integer }
+function Image:healthcheck(check, opts)
+  check_self(self, "healthcheck")
+  local test
+  if check == false then
+    if opts ~= nil then fail("healthcheck: false (no check) takes no options") end
+    return config_step(self, "healthcheck", { test = { "NONE" } })
+  elseif type(check) == "string" then
+    if check == "" then fail("healthcheck: the command is empty") end
+    test = { "CMD-SHELL", check }
+  elseif type(check) == "table" and getmetatable(check) == nil then
+    local argv
+    argv, opts = argv_and_options("healthcheck", check, opts)
+    test = { "CMD", table.unpack(argv) }
+  else
+    fail("healthcheck: expected a shell command string, an argv table or false, got %s", typename(check))
+  end
+  opts = check_options("healthcheck", opts, healthcheck_options)
+  local value = { test = test }
+  for _, name in ipairs({ "interval", "timeout", "start_period" }) do
+    if opts[name] ~= nil then value[name] = parse_duration("healthcheck: " .. name, opts[name]) end
+  end
+  if opts.retries ~= nil then
+    if math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 0x7fffffff then
+      fail("healthcheck: retries: expected a whole number of 0 or more, got %s", tostring(opts.retries))
+    end
+    value.retries = opts.retries
+  end
+  return config_step(self, "healthcheck", value)
 end
 
 -- The doctor's warnings, as the engine names them.
@@ -696,6 +767,44 @@ function api.exists(ref)
   return registry_has("exists", check_reference("exists", ref))
 end
 
+--- Marks as asked the --set parameters that `fn`, a function cached() skips,
+--- names: without it every build that finds its image would warn that the
+--- recipe never asks for them. Nothing of `fn` runs; a name counts when it is
+--- a constant of `fn`, of a function it reaches through its upvalues, or of a
+--- function it names in a table it reaches (a global, a module's field).
+local function count_params_named(fn)
+  local wanted = {}
+  for name in pairs(settings.params) do
+    if not params_used[name] then wanted[#wanted + 1] = name end
+  end
+  local seen = {}
+  local function scan(f)
+    -- The engine's and the stdlib's own functions ("=imgbuild/...") ask no user's params.
+    if #wanted == 0 or seen[f] or debug.getinfo(f, "S").source:sub(1, 1) == "=" then return end
+    seen[f] = true
+    local ok, code = pcall(string.dump, f, true)
+    if not ok then return end -- a C function
+    for i = #wanted, 1, -1 do
+      if code:find(wanted[i], 1, true) then
+        params_used[wanted[i]] = true
+        table.remove(wanted, i)
+      end
+    end
+    for i = 1, math.huge do
+      local name, value = debug.getupvalue(f, i)
+      if not name then break end
+      if type(value) == "function" then
+        scan(value)
+      elseif type(value) == "table" then
+        for key, field in pairs(value) do
+          if type(key) == "string" and type(field) == "function" and code:find(key, 1, true) then scan(field) end
+        end
+      end
+    end
+  end
+  scan(fn)
+end
+
 ---@param ref string where the image lives: "registry.example.com/team/app:builder-" .. hash "go.sum"
 ---@param build fun(): image makes the image when the registry lacks `ref`
 ---@return image `from(ref)` when the registry has it; otherwise build()'s image, pushed to `ref`
@@ -705,7 +814,10 @@ function api.cached(ref, build)
     fail("cached: expected a function returning the image as second argument, got %s", typename(build))
   end
   local loc = caller_loc()
-  if registry_has("cached", normal) then return new_image({ kind = "from", loc = loc, ref = normal }) end
+  if registry_has("cached", normal) then
+    count_params_named(build)
+    return new_image({ kind = "from", loc = loc, ref = normal })
+  end
   local img = build()
   if not is_image(img) then fail("cached: the function returned %s, not an image", typename(img)) end
   -- always: the next build finds it only if this one pushes it, whichever

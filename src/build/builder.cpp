@@ -14,6 +14,7 @@
 #include "base/text.hpp"
 #include "build/hostbuild.hpp"
 #include "inspect/elf.hpp"
+#include "layer/resolve.hpp"
 #include "layer/unpack.hpp"
 #include "sandbox/sandbox.hpp"
 
@@ -67,6 +68,20 @@ std::string words(const std::map<std::string, std::string>& map) {
   std::vector<std::string> pairs;
   for (auto& [k, v] : map) pairs.push_back(k + "=" + v);
   return join(pairs, " ");
+}
+/// "30s", "1500ms": a healthcheck's durations as docker's options take them.
+std::string duration_words(int64_t ns) {
+  if (ns % 1000000000 == 0) return std::to_string(ns / 1000000000) + "s";
+  if (ns % 1000000 == 0) return std::to_string(ns / 1000000) + "ms";
+  return std::to_string(ns) + "ns";
+}
+std::string words(const HealthConfig& check) {
+  std::string out = json(check.test).dump();
+  for (auto [name, ns] :
+       {std::pair{"interval", check.interval}, {"timeout", check.timeout}, {"start_period", check.start_period}})
+    if (ns) out += std::string(" ") + name + "=" + duration_words(ns);
+  if (check.retries) out += " retries=" + std::to_string(check.retries);
+  return out;
 }
 template <class Change>
 std::string change_words(const Change& change) {
@@ -259,9 +274,13 @@ public:
     settle(st, b_.copy_key(step, contents), step.description, node);
   }
   void run(Stage& st, RunStep& step, const Node& node) override { settle(st, step.key, step.description, node); }
-  std::filesystem::path host_build(const HostBuildOp& op, const Node&) override {
-    return run_host_build(op, b_.context_, b_.settings_.platform, b_.settings_.cache_dir, b_.settings_.use_cache, true)
-        .file;
+  std::filesystem::path host_build(const HostBuildOp& op, const Node& node) override {
+    std::filesystem::path file =
+        run_host_build(op, b_.context_, b_.settings_.platform, b_.settings_.cache_dir, b_.settings_.use_cache, true)
+            .file;
+    // Listed like a step: a compile is often the longest part of a build.
+    note(node, op.description, std::nullopt, file.empty() ? PlannedStep::Outcome::Run : PlannedStep::Outcome::Local);
+    return file;
   }
   void after_run(const Node& node, const std::string& description) override {
     note(node, description, std::nullopt, PlannedStep::Outcome::AfterRun);
@@ -632,7 +651,7 @@ Builder::Stage Builder::make_stage(Walk& walk, size_t id, Stage st) {
   const Node& node = graph_.nodes.at(id);
   if (!node.parent) {
     st.image.platform = settings_.platform;
-    st.image.created = settings_.source_date_epoch;
+    st.image.created = settings_.created;
   }
   size_t history_before = st.image.history.size();
   try {
@@ -717,6 +736,40 @@ namespace {
 /// What every layer's bytes depend on besides its files.
 json layer_settings(const LayerOptions& o) {
   return {{"mtime", o.mtime}, {"compression", compression_name(o.compression)}};
+}
+
+/// Where a step's writes to the volume `volume` land: its path with the
+/// image's symlinks followed as far as it exists (a /data that links to
+/// /srv/data is written at /srv/data).
+ImagePath volume_in(const RootDir& root, const std::string& volume) {
+  std::vector<std::string> rest;
+  for (ImagePath at(volume);; at = at.parent()) {
+    if (auto real = root.resolve(at.str())) {
+      ImagePath out = *real;
+      for (auto it = rest.rbegin(); it != rest.rend(); ++it) out = out.join(*it);
+      return out;
+    }
+    if (at.is_root()) return ImagePath(volume);
+    rest.emplace_back(at.name());
+  }
+}
+
+/// Drops what a RUN step changed inside the image's volumes, as docker's
+/// legacy builder and buildah discard it (a volume is mounted over the path
+/// while RUN steps run): files written, changed or deleted below a volume,
+/// and the volume's own removal or replacement. The folder itself stays when
+/// the step made it: the mount point docker makes.
+void drop_volume_writes(std::vector<LayerEntry>& entries, const RootDir& root, const std::set<std::string>& volumes) {
+  for (auto& volume : volumes) {
+    ImagePath at = volume_in(root, volume);
+    if (at.is_root()) continue;
+    std::string inside = std::string(at.relative()) + "/";
+    std::string removed(at.parent().join(".wh." + std::string(at.name())).relative());
+    std::erase_if(entries, [&](const LayerEntry& e) {
+      return e.path.starts_with(inside) || e.path == removed ||
+             (e.path == at.relative() && e.type != LayerEntry::Type::Directory);
+    });
+  }
 }
 
 }  // namespace
@@ -893,7 +946,7 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   st.base_layers = st.image.layers.size();
   for (size_t i = 0; i < st.image.layers.size(); ++i)
     st.layer_origins.push_back({node.loc, "from " + op.reference + " (layer " + std::to_string(i + 1) + ")"});
-  st.image.created = settings_.source_date_epoch;
+  st.image.created = settings_.created;
   auto tree = std::make_shared<ImageTree>(listings_);
   {
     // The layers come when a step or an output needs them (most cached builds
@@ -1026,20 +1079,23 @@ void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node)
   // on it, and not even a hash of it may reach a key shared through a registry.
   json secret_ids = json::array();
   for (auto& [id, path] : op.secrets) secret_ids.push_back(id);
-  Digest key = step_key({{"op", "run"},
-                         {"filesystem", filesystem_id(st.image)},
-                         {"platform", st.image.platform.str()},
-                         {"argv", spec.argv},
-                         {"env", spec.env},
-                         {"workdir", spec.workdir},
-                         {"user", spec.user},
-                         // Whether it has a network, as before steps got one of their own:
-                         // the keys of steps cached then stay.
-                         {"network", spec.network != StepNetwork::none},
-                         {"cache", op.cache},
-                         {"secrets", secret_ids},
-                         {"layer", layer_settings(layer_options())}});
-  RunStep step{op, shown, description, std::move(spec), key};
+  json inputs = {{"op", "run"},
+                 {"filesystem", filesystem_id(st.image)},
+                 {"platform", st.image.platform.str()},
+                 {"argv", spec.argv},
+                 {"env", spec.env},
+                 {"workdir", spec.workdir},
+                 {"user", spec.user},
+                 // Whether it has a network, as before steps got one of their own:
+                 // the keys of steps cached then stay.
+                 {"network", spec.network != StepNetwork::none},
+                 {"cache", op.cache},
+                 {"secrets", secret_ids},
+                 {"layer", layer_settings(layer_options())}};
+  // What lands in the volumes is dropped; the keys of steps on images
+  // without volumes stay those cached before volumes were honoured.
+  if (!st.image.config.volumes.empty()) inputs["volumes"] = st.image.config.volumes;
+  RunStep step{op, shown, description, std::move(spec), step_key(std::move(inputs))};
   walk.policy.run(st, step, node);
 }
 
@@ -1106,6 +1162,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     settings.progress(StepNotice{b_.index_of(node), node.loc,
                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
   std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
+  drop_volume_writes(entries, RootDir(spec.lower), st.image.config.volumes);
   if (::geteuid() != 0)
     // Rootless: the step's root is the invoking user on disk; in the image it is root.
     for (auto& e : entries) {
@@ -1150,6 +1207,10 @@ void Builder::change_config(Stage& st, const ConfigOp& op, const Node& node) {
       for (auto& [k, val] : v) c.labels[k] = val;
     } else if constexpr (std::is_same_v<Change, config::Volume>) {
       c.volumes.insert(v.begin(), v.end());
+    } else if constexpr (std::is_same_v<Change, config::Healthcheck>) {
+      // Replaces the base's check, as a later HEALTHCHECK replaces an earlier one.
+      c.healthcheck = v;
+      st.image.inherited_config.erase("Healthcheck");
     } else {
       static_assert(std::is_same_v<Change, config::StopSignal>, "a config change without its effect");
       c.stop_signal = v;

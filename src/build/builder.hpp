@@ -34,7 +34,13 @@ struct BuildSettings {
   std::filesystem::path context;
   std::filesystem::path cache_dir;
   bool use_cache = true;
+  /// Every layer entry's mtime (SOURCE_DATE_EPOCH, else 0); part of every
+  /// step's key, so it changes only when the user says.
   int64_t source_date_epoch = 0;
+  /// The images' creation time (`created`, and the history of this build's
+  /// steps): SOURCE_DATE_EPOCH, else the commit time of the context's checkout.
+  /// No step's key holds it: a new commit makes new images from cached steps.
+  int64_t created = 0;
   /// How the layers this build writes are compressed (part of every step's key).
   Compression compression = Compression::Gzip;
   /// Processes and threads each RUN step may have at once.

@@ -123,6 +123,22 @@ void read_value(const json& n, size_t index, std::map<std::string, std::string>&
   value = string_map(n, "value", index);
 }
 
+void read_value(const json& n, size_t index, HealthConfig& value) {
+  auto it = n.find("value");
+  if (!it->is_object()) malformed(index, "healthcheck is not a table");
+  value.test = strings(*it, "test", index);
+  if (value.test.empty()) malformed(index, "healthcheck without a test");
+  for (auto [key, field] : {std::pair{"interval", &value.interval},
+                            {"timeout", &value.timeout},
+                            {"start_period", &value.start_period},
+                            {"retries", &value.retries}}) {
+    auto v = it->find(key);
+    if (v == it->end() || v->is_null()) continue;
+    if (!v->is_number_integer() || v->get<int64_t>() < 0) malformed(index, std::string("healthcheck ") + key);
+    *field = v->get<int64_t>();
+  }
+}
+
 /// The config change named `key`, tried against ConfigOp's alternatives from
 /// the I-th on: the one place a config key is looked up.
 template <size_t I = 0>

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "oci/image.hpp"
 #include "sandbox/sandbox.hpp"
 
 namespace imgbuild {
@@ -121,11 +122,17 @@ struct StopSignal {
   std::string value;
 };
 
+/// `:healthcheck(...)`: docker's HEALTHCHECK, times in nanoseconds.
+struct Healthcheck {
+  static constexpr const char* name = "healthcheck";
+  HealthConfig value;
+};
+
 }  // namespace config
 
 /// A change to the image config.
 using ConfigOp = std::variant<config::Env, config::Workdir, config::User, config::Entrypoint, config::Cmd,
-                              config::Expose, config::Label, config::Volume, config::StopSignal>;
+                              config::Expose, config::Label, config::Volume, config::StopSignal, config::Healthcheck>;
 
 /// The DSL's name of the change ("env", "stopsignal").
 inline const char* config_name(const ConfigOp& op) {

@@ -1,6 +1,5 @@
 // imgbuild build: every chosen target built, examined by the doctor, stored
 // and written to each output; then the recipe's pushes and the cache export.
-#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -43,8 +42,12 @@ int cmd_build(const std::vector<std::string>& args) {
   Builder& builder = *s.builder;
   Layout& store = *s.store;
 
-  // The doctor sees every image before it is stored, written or pushed.
+  // The doctor sees every image before it is stored, written or pushed, and
+  // says what it found once: an image stored under two names or pushed to two
+  // tags is one image.
+  std::set<size_t> examined;
   auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal) {
+    if (!examined.insert(t.node).second) return true;
     bool refused = false;
     for (const Finding& f : examine_built(built, t.loc, b.ignore)) {
       bool fatal = f.error || b.strict;
@@ -85,9 +88,7 @@ int cmd_build(const std::vector<std::string>& args) {
   for (const Push* push : s.pushes) {
     const Push& p = *push;
     const BuiltImage& built = builder.build(p.node);
-    // An image stored above was examined there; say nothing twice.
-    bool examined = std::any_of(s.chosen.begin(), s.chosen.end(), [&](const Target* t) { return t->node == p.node; });
-    if (!examined && !examine(built, Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
+    if (!examine(built, Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
     Reference dest = Reference::parse(p.reference);
     // An image only pushed has its own row in the size table, under its reference.
     if (shown.insert(p.node).second) view.image(OutputImage{dest.str(), built, std::nullopt});

@@ -76,7 +76,8 @@ registry options (build and push):
   -h, --help            this help
   --version             imgbuild's version
 
-Environment: SOURCE_DATE_EPOCH (image and file times, default 0),
+Environment: SOURCE_DATE_EPOCH (image and file times; default: file times 0,
+image times the commit time of the context's git checkout, else 0),
 IMGBUILD_ISOLATION (as --isolation), IMGBUILD_PATH (where `require` looks after the recipe's folder),
 XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild),
 IMGBUILD_REGISTRY_AUTH_<NAME>=HOST=user:password (credentials for CI:

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "base/text.hpp"
+#include "build/checkout.hpp"
 #include "cli/local_store.hpp"
 #include "cli/report.hpp"
 #include "cli/url_fetch.hpp"
@@ -22,9 +23,9 @@ const Syntax kBuildSyntax = {OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt:
                                  kCacheOptions | kRegistryOptions,
                              Operands::Any};
 
-int64_t source_date_epoch() {
+std::optional<int64_t> source_date_epoch() {
   const char* v = std::getenv("SOURCE_DATE_EPOCH");
-  if (!v || !*v) return 0;
+  if (!v || !*v) return std::nullopt;
   char* end = nullptr;
   long long n = std::strtoll(v, &end, 10);
   if (*end || n < 0) throw UsageError(std::string("SOURCE_DATE_EPOCH must be a number of seconds, got '") + v + "'");
@@ -46,8 +47,15 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
 }
 
 Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
-  epoch = source_date_epoch();
+  std::optional<int64_t> given_epoch = source_date_epoch();
+  epoch = given_epoch.value_or(0);
   fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+  int64_t created = epoch;
+  if (!given_epoch) try {
+      created = checkout_commit_time(context).value_or(0);
+    } catch (const std::exception& e) {
+      report(std::string("warning: ") + e.what() + ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)");
+    }
   registry = std::make_unique<RegistryAccess>(b);
   RecipeOptions ro{
       b.recipe, context,
@@ -71,6 +79,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.cache_dir = cache_dir;
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
+  settings.created = created;
   settings.compression = b.compression;
   settings.max_processes = b.max_processes;
   settings.isolation = isolation_of(b);

@@ -105,6 +105,14 @@ std::optional<std::string> RuntimeConfig::get_env(const std::string& name) const
   return std::nullopt;
 }
 
+void to_json(json& j, const HealthConfig& check) {
+  j = {{"Test", check.test}};
+  if (check.interval) j["Interval"] = check.interval;
+  if (check.timeout) j["Timeout"] = check.timeout;
+  if (check.start_period) j["StartPeriod"] = check.start_period;
+  if (check.retries) j["Retries"] = check.retries;
+}
+
 std::string rfc3339(int64_t seconds) {
   time_t t = static_cast<time_t>(seconds);
   struct tm tm {};
@@ -140,6 +148,7 @@ std::string Image::config_document() const {
   if (!config.exposed_ports.empty()) cfg["ExposedPorts"] = string_set(config.exposed_ports);
   if (!config.volumes.empty()) cfg["Volumes"] = string_set(config.volumes);
   if (!config.labels.empty()) cfg["Labels"] = config.labels;
+  if (config.healthcheck) cfg["Healthcheck"] = *config.healthcheck;
 
   json diff_ids = json::array();
   for (auto& l : layers) diff_ids.push_back(l.diff_id.str());

@@ -78,6 +78,21 @@ struct Descriptor {
 /// The PATH runtimes (and RUN steps) give a container whose config sets none.
 inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Docker's HEALTHCHECK as image configs hold it ("Healthcheck"): `test` is
+/// {"CMD", argv...}, {"CMD-SHELL", command} or {"NONE"}; durations are in
+/// nanoseconds, and a zero one (or zero retries) means the runtime's default
+/// and is left out, as docker and buildah write it.
+struct HealthConfig {
+  std::vector<std::string> test;
+  int64_t interval = 0, timeout = 0, start_period = 0;
+  int64_t retries = 0;
+
+  friend bool operator==(const HealthConfig&, const HealthConfig&) = default;
+};
+
+/// {"Test": [...], "Interval": 30000000000, ...}: how nlohmann::json writes one.
+void to_json(nlohmann::json& j, const HealthConfig& check);
+
 /// The runtime part of an image config (the "config" object of the OCI config).
 struct RuntimeConfig {
   std::vector<std::string> env;  ///< "NAME=value", in the order first set
@@ -86,6 +101,9 @@ struct RuntimeConfig {
   std::set<std::string> exposed_ports;  ///< "8080/tcp"
   std::map<std::string, std::string> labels;
   std::set<std::string> volumes;
+  /// Set by the recipe; a base image's check stays in Image::inherited_config
+  /// until a recipe replaces it.
+  std::optional<HealthConfig> healthcheck;
 
   /// Sets NAME, replacing an earlier value in place.
   void set_env(const std::string& name, const std::string& value);
@@ -108,7 +126,7 @@ struct Image {
   std::vector<HistoryEntry> history;
   int64_t created = 0;  ///< seconds since the epoch (SOURCE_DATE_EPOCH)
   /// Fields of a base image's runtime config that this model does not know
-  /// (Healthcheck, Shell, OnBuild...), carried through unchanged.
+  /// (a base's Healthcheck, Shell, OnBuild...), carried through unchanged.
   nlohmann::json inherited_config = nlohmann::json::object();
   /// Manifest annotations (the base image an image was built on).
   std::map<std::string, std::string> annotations;

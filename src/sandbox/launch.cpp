@@ -223,7 +223,7 @@ struct KernelLimits {
     if (!remount(b.target, b.read_only ? MS_RDONLY | MS_NOSUID | MS_NODEV : MS_NODEV))
       child_fail(report_fd, b.read_only ? "making a mount read-only" : "making a mount nodev");
   }
-  ::sethostname("imgbuild", 8);
+  ::sethostname(kStepHostname, std::strlen(kStepHostname));
   if (p.network != StepNetwork::host) loopback_up(report_fd);
   if (::chdir(p.merged.c_str()) != 0) child_fail(report_fd, "entering the image root");
   if (::syscall(SYS_pivot_root, ".", ".") != 0) child_fail(report_fd, "pivot_root");

@@ -24,7 +24,11 @@ public:
 };
 
 /// The /etc/hosts of a step: it names the step's host.
-constexpr const char* kStepHosts = "127.0.0.1\tlocalhost imgbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+inline std::string step_hosts() {
+  return std::string("127.0.0.1	localhost ") + kStepHostname + "
+::1	localhost ip6-localhost ip6-loopback
+";
+}
 
 /// The device nodes of a step's /dev, as /dev/NAME of the host.
 constexpr const char* kStepDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};

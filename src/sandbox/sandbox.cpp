@@ -109,8 +109,13 @@ void plan_command(ChildPlan& p, const SandboxSpec& spec) {
   for (auto& e : spec.env) p.strings.push_back(e);
   // Docker's RUN has HOME when the image sets none (Docker Hub's golang does
   // not, and `go build` needs it): the user's home folder from the image.
-  auto sets_home = [](const std::string& e) { return e.starts_with("HOME="); };
-  if (std::none_of(spec.env.begin(), spec.env.end(), sets_home)) p.strings.push_back("HOME=" + p.ids.home);
+  // HOSTNAME as docker's containers have it, unless the image or step sets one.
+  auto sets = [&](const char* name) {
+    return std::any_of(spec.env.begin(), spec.env.end(),
+                       [&](const std::string& e) { return e.starts_with(std::string(name) + "="); });
+  };
+  if (!sets("HOME")) p.strings.push_back("HOME=" + p.ids.home);
+  if (!sets("HOSTNAME")) p.strings.push_back(std::string("HOSTNAME=") + kStepHostname);
   for (size_t i = 0; i < p.strings.size(); ++i) (i < argc ? p.argv : p.envp).push_back(p.strings[i].data());
   p.argv.push_back(nullptr);
   p.envp.push_back(nullptr);
@@ -173,7 +178,7 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
   // for a resolver on the host's loopback, which a network of the step's own
   // reaches through slirp4netns's forwarder.
   fs::path hosts = scratch.path() / "hosts";
-  write_file_atomic(hosts, kStepHosts);
+  write_file_atomic(hosts, step_hosts());
   bind(hosts, "/etc/hosts", true, true);
   if (spec.network == StepNetwork::host && fs::exists("/etc/resolv.conf"))
     bind(fs::canonical("/etc/resolv.conf"), "/etc/resolv.conf", true, true);

@@ -83,6 +83,10 @@ extern const char* const kChrootGivesUp;
 /// none unless its daemon is told to; 4096 is what runners commonly set.
 constexpr long kDefaultMaxProcesses = 4096;
 
+/// Every step's host name (UTS namespace, /etc/hosts and $HOSTNAME): one
+/// name, so nothing a step records of it differs from build to build.
+inline constexpr const char* kStepHostname = "imgbuild";
+
 struct SandboxSpec {
   std::filesystem::path lower;  ///< the image root; never modified
   /// An empty folder: receives the step's changes (overlay), or a whole copy
@@ -90,9 +94,10 @@ struct SandboxSpec {
   std::filesystem::path upper;
   std::filesystem::path work;  ///< an empty folder on upper's file system (overlay's scratch)
   std::vector<std::string> argv;
-  std::vector<std::string> env;  ///< "NAME=value"; HOME added from the user's passwd entry when missing
-  std::string workdir = "/";     ///< created when missing, as docker does
-  std::string user;              ///< "", "name", "uid", "name:group", "uid:gid"
+  /// "NAME=value"; HOME (the user's passwd entry) and HOSTNAME added when missing
+  std::vector<std::string> env;
+  std::string workdir = "/";  ///< created when missing, as docker does
+  std::string user;           ///< "", "name", "uid", "name:group", "uid:gid"
   StepNetwork network = StepNetwork::own;
   std::vector<SandboxMount> mounts;
   /// Every line the step writes to stdout or stderr, as it comes.

@@ -45,6 +45,11 @@ stop_image
 imgbuild "$EXAMPLE/recipe.lua" "${MIRROR[@]}" --no-push
 outcome "an unchanged rebuild reuses the unpacked builder root" "^hello  sha256:"
 
+step "examples/multistage outside a git checkout: no branch, no commit, no Lua error"
+cp -r "$EXAMPLE" "$work/no-checkout"
+imgbuild plan "$work/no-checkout/recipe.lua" "${MIRROR[@]}"
+outcome "it plans, tagged detached_unknown" "^push localhost:5000/hello:detached_unknown (.*recipe.lua:[0-9]*)$"
+
 step "a busybox final stage (alpine-like) with a tool from the builder"
 cat >"$work/ctx/busybox.lua" <<EOF
 local builder = from "golang:1.22-alpine"

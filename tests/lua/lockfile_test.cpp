@@ -3,6 +3,7 @@
 // asks a real one.
 #include <catch2/catch.hpp>
 
+#include <set>
 #include <stdexcept>
 
 #include "recipe_harness.hpp"
@@ -156,6 +157,34 @@ TEST_CASE("cached: reuses the registry's image, or builds and pushes it", "[reci
     CHECK(push.always);
     CHECK(ev.graph.needs(ev.graph.targets[0].node, push.node));
   }
+}
+
+TEST_CASE("cached: params a skipped function names count as asked; others do not", "[recipe][cached]") {
+  RecipeRun r;
+  bool present = true;
+  r.exists = [&](const std::string&) { return present; };
+  // Read in the function itself, in a local helper it calls, in a global
+  // function and in a module table's function.
+  const std::string recipe =
+      "local function proxy_env() return { GOPROXY = param(\"helper_proxy\", \"direct\") } end\n"
+      "function global_tags() return param(\"global_tags\", \"\") end\n"
+      "local lib = { flags = function() return param(\"lib_flags\", \"\") end }\n"
+      "local builder = cached(\"localhost:5000/app:builder-1\", function()\n"
+      "  return scratch:env(proxy_env()):env { GOFLAGS = param(\"goflags\", \"\"), T = global_tags(),\n"
+      "    F = lib.flags() }\n"
+      "end)\n"
+      "image(\"app\", builder)\n";
+  const std::map<std::string, std::string> params = {
+      {"helper_proxy", "x"}, {"global_tags", "x"}, {"lib_flags", "x"}, {"goflags", "x"}, {"goprxy", "x"}};
+  auto asked = [&] {
+    Evaluation ev = r.evaluate(recipe, params);
+    return std::set<std::string>(ev.params_used.begin(), ev.params_used.end());
+  };
+  // Skipped, the function ran not: its names count, a typo stays unasked.
+  CHECK(asked() == std::set<std::string>{"global_tags", "goflags", "helper_proxy", "lib_flags"});
+  // Run, it asks them itself: the same answer either way.
+  present = false;
+  CHECK(asked() == std::set<std::string>{"global_tags", "goflags", "helper_proxy", "lib_flags"});
 }
 
 TEST_CASE("cached: mistakes in its arguments and in the function", "[recipe][cached][errors]") {

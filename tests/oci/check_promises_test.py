@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""check_promises.py can fail: it passes a layout imgbuild just wrote, and
+"""check_promises.py can fail: it passes a layout imgbuild just wrote (and that layout
+dated as a git checkout dates it), and
 rejects each copy of it that breaks one promise (a wrong diff_id, a blob whose
-size lies, a layer out of order or with a build-time mtime, an owner name, a
+size lies, a layer out of order, with a build-time mtime or with mixed mtimes, an owner name, a
 time in a gzip header, a whiteout in a scratch image, a second owner in a copy, a base without its
 annotations, an unnamed image), with the line that names it. Every damaged
 copy has its digests made consistent again, so only the one promise is broken.
@@ -111,6 +112,18 @@ def build_time_mtime(img):
     img.set_layer(0, retar(img.layer_tar(0), lambda ms: setattr(ms[0][0], "mtime", 1700000000)))
 
 
+def dated(img, when):
+    """The image created at `when`, as a build in a git checkout dates it."""
+    img.config["created"] = when
+    for h in img.config["history"]:
+        h["created"] = when
+
+
+def mixed_mtimes(img):
+    dated(img, "1970-01-01T00:00:10Z")
+    img.set_layer(0, retar(img.layer_tar(0), lambda ms: setattr(ms[0][0], "mtime", 5)))
+
+
 def owner_names(img):
     img.set_layer(0, retar(img.layer_tar(0), lambda ms: setattr(ms[0][0], "uname", "root")))
 
@@ -149,6 +162,7 @@ DAMAGES = [
     (lying_size, "its descriptor says"),
     (unsorted, "entries not sorted, or twice"),
     (build_time_mtime, "mtime 1700000000, the image's created time is 0"),
+    (mixed_mtimes, "entries have mtimes [0, 5]"),
     (owner_names, "owner names 'root'"),
     (gzip_time, "the gzip header carries a name, a comment or a time"),
     (whiteout, "a whiteout in the first layer of an image built FROM scratch"),
@@ -176,6 +190,13 @@ def main(imgbuild):
             sys.exit("imgbuild failed to write the layout to check:\n" + built.stderr)
         status, out = check(good)
         report(status == 0 and out == "OK\n", "the layout imgbuild wrote passes", out)
+        committed = os.path.join(work, "committed")
+        shutil.copytree(good, committed)
+        img = Image(committed)
+        dated(img, "2024-03-09T16:00:00Z")
+        img.save()
+        status, out = check(committed)
+        report(status == 0 and out == "OK\n", "created at a commit's time, after its layers' times, passes", out)
         for damage, expected in DAMAGES:
             layout = os.path.join(work, damage.__name__)
             shutil.copytree(good, layout)
@@ -184,7 +205,7 @@ def main(imgbuild):
             img.save()
             status, out = check(layout)
             report(status == 1 and expected in out, f"{damage.__name__} is rejected: {expected}", out)
-    print(f"\n{len(DAMAGES) + 1 - len(failures)} passed, {len(failures)} failed")
+    print(f"\n{len(DAMAGES) + 2 - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 

@@ -94,6 +94,55 @@ std::vector<Outcome> outcomes(const std::vector<PlannedStep>& steps) {
 
 }  // namespace
 
+TEST_CASE("plan lists a host build, to run or cached, before the copy that uses it", "[builder]") {
+  Site site;
+  Graph g;
+  size_t n = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
+  HostBuildOp tool;
+  tool.description = "make tool";
+  tool.argv = {"sh", "-c", "cat hello.txt >\"$0\"", "${OUT}"};
+  tool.dir = ".";
+  tool.input_root = ".";
+  tool.inputs = {"hello.txt"};
+  tool.output_name = "tool";
+  tool.tools = {"sh"};
+  size_t file = add(g, "recipe.lua:2", std::nullopt, tool);
+  CopyOp copy;
+  copy.sources.push_back({"", file});
+  copy.dest = "/tool";
+  n = add(g, "recipe.lua:3", n, copy);
+  g.targets.push_back(Target{"tool", n, "recipe.lua:4"});
+  Layout store(site.state.path / "store");
+
+  std::vector<PlannedStep> first = Builder(g, store, site.settings()).plan({n});
+  CHECK(described(first) == Lines{"recipe.lua:2 make tool", "recipe.lua:3 copy make tool /tool"});
+  CHECK(outcomes(first) == std::vector<Outcome>{Outcome::Run, Outcome::AfterRun});
+  Builder(g, store, site.settings()).build(n);
+  std::vector<PlannedStep> second = Builder(g, store, site.settings()).plan({n});
+  CHECK(outcomes(second) == std::vector<Outcome>{Outcome::Local, Outcome::Local});
+}
+
+TEST_CASE("created is the images' time; layer times and step keys keep to SOURCE_DATE_EPOCH", "[builder]") {
+  Site site;
+  Graph g = app_graph();
+  const size_t target = g.targets[0].node;
+  Layout store(site.state.path / "store");
+  BuildSettings committed = site.settings();
+  committed.created = 1750000000;
+  const BuiltImage first = Builder(g, store, site.settings()).build(target);
+  site.ended.clear();
+  const BuiltImage later = Builder(g, store, committed).build(target);
+  CHECK(later.image.created == 1750000000);
+  CHECK(nlohmann::json::parse(later.image.config_document())["created"] == "2025-06-15T15:06:40Z");
+  // A new commit: the same layers, every step taken from the cache.
+  CHECK(later.image.layers.size() == first.image.layers.size());
+  for (size_t i = 0; i < first.image.layers.size(); ++i)
+    CHECK(later.image.layers[i].digest == first.image.layers[i].digest);
+  CHECK(site.ended[0] == "recipe.lua:2 copy hello.txt /hello.txt: cached");
+  CHECK(later.manifest.digest != first.manifest.digest);
+  CHECK(Builder(g, store, committed).build(target).manifest.digest == later.manifest.digest);
+}
+
 TEST_CASE("plan and build walk the same steps; a second build takes them from the cache", "[builder]") {
   Site site;
   Graph g = app_graph();
@@ -168,17 +217,19 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
   Site site;
   Graph g;
   size_t n = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
-  const std::vector<ConfigOp> changes = {config::Env{{{"B", "2"}, {"A", "1"}}},
-                                         config::Workdir{"srv"},
-                                         config::Workdir{"www"},
-                                         config::User{"65534"},
-                                         config::Cmd{{"--quiet"}},
-                                         config::Entrypoint{{"/app"}},
-                                         config::Expose{{"8080/tcp", "53/udp"}},
-                                         config::Label{{{"org.example", "x"}}},
-                                         config::Volume{{"/data"}},
-                                         config::StopSignal{"SIGINT"},
-                                         config::Env{{}}};
+  const std::vector<ConfigOp> changes = {
+      config::Env{{{"B", "2"}, {"A", "1"}}},
+      config::Workdir{"srv"},
+      config::Workdir{"www"},
+      config::User{"65534"},
+      config::Cmd{{"--quiet"}},
+      config::Entrypoint{{"/app"}},
+      config::Expose{{"8080/tcp", "53/udp"}},
+      config::Label{{{"org.example", "x"}}},
+      config::Volume{{"/data"}},
+      config::StopSignal{"SIGINT"},
+      config::Healthcheck{{{"CMD", "/app", "health"}, 30000000000, 1500000000, 0, 3}},
+      config::Env{{}}};
   for (size_t i = 0; i < changes.size(); ++i) n = add(g, "recipe.lua:" + std::to_string(i + 2), n, changes[i]);
   g.targets.push_back(Target{"cfg", n, "recipe.lua:99"});
   const Lines lines = {"env A=1 B=2",
@@ -191,6 +242,7 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
                        "label org.example=x",
                        "volume /data",
                        "stopsignal SIGINT",
+                       "healthcheck [\"CMD\",\"/app\",\"health\"] interval=30s timeout=1500ms retries=3",
                        "env "};
 
   Layout store(site.state.path / "store");
@@ -213,6 +265,10 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
   CHECK(c.labels == std::map<std::string, std::string>{{"org.example", "x"}});
   CHECK(c.volumes == std::set<std::string>{"/data"});
   CHECK(c.stop_signal == "SIGINT");
+  REQUIRE(c.healthcheck);
+  CHECK(nlohmann::json::parse(built.image.config_document())["config"]["Healthcheck"] ==
+        nlohmann::json::parse(
+            R"({"Test":["CMD","/app","health"],"Interval":30000000000,"Timeout":1500000000,"Retries":3})"));
   Lines history;
   for (auto& h : built.image.history) {
     CHECK(h.empty_layer);

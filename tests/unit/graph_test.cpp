@@ -19,6 +19,7 @@ using imgbuild::ConfigOp;
 namespace config = imgbuild::config;
 using imgbuild::CopyOp;
 using imgbuild::Graph;
+using imgbuild::HealthConfig;
 using imgbuild::HostBuildOp;
 using imgbuild::ScratchOp;
 using namespace imgbuild::test;
@@ -253,14 +254,21 @@ TEST_CASE("Graph::from_json reads each config change into its type", "[graph]") 
   CHECK(std::get<config::Env>(change("env", json::array())).value.empty());
   CHECK(std::get<config::Label>(change("label", json::object())).value.empty());
   CHECK(config_name(change("stopsignal", "9")) == std::string("stopsignal"));
+  CHECK(std::get<config::Healthcheck>(change("healthcheck", {{"test", {"CMD", "/app", "health"}},
+                                                             {"interval", 30000000000},
+                                                             {"timeout", 3000000000},
+                                                             {"start_period", 5000000000},
+                                                             {"retries", 4}}))
+            .value == HealthConfig{{"CMD", "/app", "health"}, 30000000000, 3000000000, 5000000000, 4});
+  CHECK(std::get<config::Healthcheck>(change("healthcheck", {{"test", {"NONE"}}})).value == HealthConfig{{"NONE"}});
 }
 
 TEST_CASE("Graph::from_json refuses a config change it cannot type", "[graph]") {
   json d = valid_description();
   json& cfg = d["nodes"][3];
   SECTION("an unknown key") {
-    cfg["key"] = "healthcheck";
-    REQUIRE(graph_error(d) == "malformed build graph: node 4: unknown config key 'healthcheck'");
+    cfg["key"] = "onbuild";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: unknown config key 'onbuild'");
   }
   SECTION("no value") {
     cfg.erase("value");
@@ -280,6 +288,12 @@ TEST_CASE("Graph::from_json refuses a config change it cannot type", "[graph]") 
     REQUIRE(graph_error(d) == "malformed build graph: node 4: value is not a list");
     cfg["value"] = json::array({"/app", 1});
     REQUIRE(graph_error(d) == "malformed build graph: node 4: value holds a non-string");
+    cfg["key"] = "healthcheck";
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: healthcheck is not a table");
+    cfg["value"] = json{{"interval", 1}};
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: healthcheck without a test");
+    cfg["value"] = json{{"test", {"CMD", "/app"}}, {"retries", -1}};
+    REQUIRE(graph_error(d) == "malformed build graph: node 4: healthcheck retries");
   }
 }
 

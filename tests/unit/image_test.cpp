@@ -337,6 +337,12 @@ TEST_CASE("image_from_documents reads a Docker base image to build on", "[image]
   json written = json::parse(image.config_document());
   CHECK(written["history"][0]["created"] == "2024-01-01T00:00:00Z");
   CHECK(written["config"]["Shell"] == json{"/bin/ash", "-c"});
+  CHECK(written["config"]["Healthcheck"] == json{{"Test", {"CMD", "true"}}});
+  // A recipe's check replaces the base's, in docker's encoding: nanoseconds,
+  // zero fields left out.
+  image.config.healthcheck = imgbuild::HealthConfig{{"CMD-SHELL", "curl -f localhost || exit 1"}, 0, 3000000000};
+  CHECK(json::parse(image.config_document())["config"]["Healthcheck"] ==
+        json{{"Test", {"CMD-SHELL", "curl -f localhost || exit 1"}}, {"Timeout", 3000000000}});
   json m = json::parse(image.manifest_document(Descriptor{imgbuild::media_type::kConfig, dg('c'), 10, {}, {}}));
   CHECK(m["layers"][0]["mediaType"] == imgbuild::media_type::kLayerGzip);
   CHECK(m["layers"][1]["mediaType"] == imgbuild::media_type::kLayerZstd);

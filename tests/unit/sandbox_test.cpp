@@ -25,6 +25,7 @@
 
 namespace fs = std::filesystem;
 using imgbuild::Fd;
+using imgbuild::kStepHostname;
 using imgbuild::LayerEntry;
 using imgbuild::resolve_user;
 using imgbuild::run_in_sandbox;
@@ -543,6 +544,34 @@ TEST_CASE("a step gets HOME from the image's passwd unless its environment sets 
   CHECK(home_in_step("app", {"PATH=/bin"}) == "/home/app");
   CHECK(home_in_step("4242", {"PATH=/bin"}) == "/");
   CHECK(home_in_step("app", {"PATH=/bin", "HOME=/srv"}) == "/srv");
+}
+
+TEST_CASE("a step's HOSTNAME is its host name unless its environment sets one", "[sandbox][root]") {
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  auto in_step = [&](std::vector<std::string> argv, std::vector<std::string> env = {"PATH=/bin"}) {
+    ScratchDir step;
+    SandboxSpec spec = step_spec(image, step.path, false);
+    spec.network = StepNetwork::none;
+    spec.env = std::move(env);
+    spec.argv = std::move(argv);
+    SandboxResult result = run_in_sandbox(spec);
+    REQUIRE(result.exit_code == 0);
+    return result.last_lines;
+  };
+  // The environment as exec gives it (a shell would set HOSTNAME itself).
+  auto hostname_in = [](const std::vector<std::string>& lines) {
+    for (auto& line : lines)
+      if (line.starts_with("HOSTNAME=")) return line.substr(9);
+    return std::string("(unset)");
+  };
+  CHECK(hostname_in(in_step({"/bin/busybox", "env"})) == kStepHostname);
+  CHECK(hostname_in(in_step({"/bin/busybox", "env"}, {"PATH=/bin", "HOSTNAME=db"})) == "db");
+  // The name the kernel gives and /etc/hosts agree with it.
+  CHECK(in_step({"/bin/busybox", "uname", "-n"}) == std::vector<std::string>{kStepHostname});
+  CHECK(in_step({"/bin/busybox", "grep", "-c", std::string(" ") + kStepHostname + "$", "/etc/hosts"}) ==
+        std::vector<std::string>{"1"});
 }
 
 namespace {
