@@ -238,6 +238,42 @@ bool RegistryClient::has_blob(const Reference& repo, const Digest& digest) {
   return true;
 }
 
+void RegistryClient::check_login(const std::string& registry) {
+  Reference ref;
+  ref.registry = registry;
+  Call call;
+  call.url = "/v2/";
+  call.what = "login " + registry;
+  HttpResponse r = transport_.send(ref, Scope{}, call);
+  expect(r, {200}, call.what);
+}
+
+void RegistryClient::check_push(const Reference& repo) {
+  Scope scope{repo.repository, true};
+  Call start;
+  start.method = "POST";
+  start.url = repo_path(repo) + "/blobs/uploads/";
+  start.what = "push " + repo.name();
+  HttpResponse r = transport_.send(repo, scope, start);
+  if (r.status == 401 || r.status == 403) transport_.refused(repo, scope, r, start.what);
+  // Any other refusal is not the credential's: the push itself meets it, and
+  // says so in its own words.
+  if (r.status != 202) return;
+  // The session is cancelled rather than left for the registry to expire; a
+  // registry that cannot cancel one expires it anyway, so its answer does not matter.
+  if (auto location = r.header("location")) {
+    Call cancel;
+    cancel.method = "DELETE";
+    cancel.url = resolve_url(transport_.base_url(repo) + start.url, *location);
+    cancel.what = start.what;
+    try {
+      transport_.send(repo, scope, cancel);
+    } catch (const RegistryError&) {
+      // left to expire
+    }
+  }
+}
+
 bool RegistryClient::upload_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,
                                  const std::string& mount_from, const TransferProgress& progress) {
   std::chrono::milliseconds delay = transport_.options().backoff;

@@ -87,8 +87,10 @@ public:
     bool push = false;
     std::string mount_from{};
 
-    /// "repository:a/b:pull,push repository:a/c:pull": the key of a token.
+    /// "repository:a/b:pull,push repository:a/c:pull": the key of a token;
+    /// "" for no repository (a login, which asks for no access).
     std::string text() const {
+      if (repository.empty()) return {};
       std::string s = "repository:" + repository + (push ? ":pull,push" : ":pull");
       if (!mount_from.empty() && mount_from != repository) s += " repository:" + mount_from + ":pull";
       return s;
@@ -120,6 +122,10 @@ public:
   HttpResponse send(const Reference& ref, const Scope& scope, Call& call);
   /// "https://host[:port]" (or http://) as `ref`'s registry is reached.
   std::string base_url(const Reference& ref);
+  /// Throws the RegistryError for `response`, a 401 or 403 to a request with
+  /// `scope`: it names the credential's source and user, or where none was found.
+  [[noreturn]] void refused(const Reference& ref, const Scope& scope, const HttpResponse& response,
+                            const std::string& what);
   /// The options it was made with (attempts, backoff, mirrors, debug log).
   const RegistryOptions& options() const { return options_; }
 
