@@ -249,29 +249,19 @@ void RegistryClient::check_login(const std::string& registry) {
 }
 
 void RegistryClient::check_push(const Reference& repo) {
+  // A HEAD of the tag to push, with the push scope: the login and the token
+  // fetch a push makes, and nothing written.
   Scope scope{repo.repository, true};
-  Call start;
-  start.method = "POST";
-  start.url = repo_path(repo) + "/blobs/uploads/";
-  start.what = "push " + repo.name();
-  HttpResponse r = transport_.send(repo, scope, start);
-  if (r.status == 401 || r.status == 403) transport_.refused(repo, scope, r, start.what);
-  // Any other refusal is not the credential's: the push itself meets it, and
-  // says so in its own words.
-  if (r.status != 202) return;
-  // The session is cancelled rather than left for the registry to expire; a
-  // registry that cannot cancel one expires it anyway, so its answer does not matter.
-  if (auto location = r.header("location")) {
-    Call cancel;
-    cancel.method = "DELETE";
-    cancel.url = resolve_url(transport_.base_url(repo) + start.url, *location);
-    cancel.what = start.what;
-    try {
-      transport_.send(repo, scope, cancel);
-    } catch (const RegistryError&) {
-      // left to expire
-    }
-  }
+  Call call;
+  call.method = "HEAD";
+  call.url = repo_path(repo) + "/manifests/" + repo.manifest_ref();
+  call.headers = {manifest_accept()};
+  call.what = "push " + repo.name();
+  HttpResponse r = transport_.send(repo, scope, call);
+  if (r.status == 401 || r.status == 403)
+    transport_.refused(repo, scope, describe_registry_error(r), r.status, call.what);
+  if (transport_.token_denies_push(repo, scope))
+    transport_.refused(repo, scope, "its token server granted no push access", 401, call.what);
 }
 
 bool RegistryClient::upload_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,

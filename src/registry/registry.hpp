@@ -65,10 +65,10 @@ public:
   /// a RegistryError naming the credential's source and user when refused.
   void check_login(const std::string& registry);
   /// Whether the credential for `repo` may push there, asked before a build
-  /// spends its time: a blob upload is started (push scope) and cancelled
-  /// (or, where cancelling needs more access, left for the registry to purge).
-  /// Throws a RegistryError naming the credential's source and user, or where
-  /// none was found, when the registry refuses it (401, 403); any other answer
+  /// spends its time, writing nothing: a HEAD of its tag with the push scope,
+  /// and the grants of the token fetched for it. Throws a RegistryError naming
+  /// the credential's source and user, or where none was found, when the
+  /// registry refuses it (401, 403) or its token grants no push; anything else
   /// is left for the push itself to meet.
   void check_push(const Reference& repo);
 

@@ -287,7 +287,7 @@ HttpResponse RegistryTransport::exchange(Endpoint& ep, const Scope& scope, Call&
     HttpResponse r = http_.perform(req);
     if (options_.debug) options_.debug(req.method + " " + redact_url(url) + " -> " + std::to_string(r.status));
     if (r.status == 401 && url_origin(url) == home) {
-      if (authorized) refused(ep, scope, r, call.what);
+      if (authorized) refused(ep, scope, describe_registry_error(r), r.status, call.what);
       authenticate(ep, scope, r, call.what, sent_basic);
       authorized = true;
       continue;
@@ -339,22 +339,54 @@ void RegistryTransport::authenticate(Endpoint& ep, const Scope& scope, const Htt
       usable = ep.credential && !ep.credential->username.empty() && !sent_basic;
       if (usable) ep.use_basic = true;
     }
-    if (!usable) refused(ep, scope, response, what);
+    if (!usable) refused(ep, scope, describe_registry_error(response), response.status, what);
     return;
   }
   throw RegistryError(what + ": " + describe_registry_error(response) + ", and no usable authentication challenge", 401,
                       "UNAUTHORIZED");
 }
 
-void RegistryTransport::refused(const Reference& ref, const Scope& scope, const HttpResponse& response,
+void RegistryTransport::refused(const Reference& ref, const Scope& scope, const std::string& reason, long status,
                                 const std::string& what) {
-  refused(endpoint(ref), scope, response, what);
+  refused(endpoint(ref), scope, reason, status, what);
 }
 
-void RegistryTransport::refused(Endpoint& ep, const Scope& scope, const HttpResponse& response,
+bool RegistryTransport::token_denies_push(const Reference& ref, const Scope& scope) {
+  Endpoint& ep = endpoint(ref);
+  std::string token;
+  {
+    std::lock_guard lock(ep.mutex);
+    auto t = ep.tokens.find(scope.text());
+    if (t == ep.tokens.end()) return false;
+    token = t->second.value;
+  }
+  // header.claims.signature, each base64url without padding. The signature is
+  // not checked: a token that says it grants no push is refused by the
+  // registry anyway, and this only says so before a build rather than after.
+  std::vector<std::string> parts = split(token, '.');
+  if (parts.size() != 3) return false;
+  std::string claims_text = parts[1];
+  std::replace(claims_text.begin(), claims_text.end(), '-', '+');
+  std::replace(claims_text.begin(), claims_text.end(), '_', '/');
+  claims_text.append((4 - claims_text.size() % 4) % 4, '=');
+  std::optional<std::string> decoded = base64_decode(claims_text);
+  if (!decoded) return false;
+  json claims = json::parse(*decoded, nullptr, false);
+  if (!claims.is_object() || !claims.contains("access") || !claims["access"].is_array()) return false;
+  for (const json& grant : claims["access"]) {
+    if (!grant.is_object() || grant.value("type", json()) != "repository" ||
+        grant.value("name", json()) != scope.repository || !grant.contains("actions") || !grant["actions"].is_array())
+      continue;
+    for (const json& action : grant["actions"])
+      if (action == "push" || action == "*") return false;
+  }
+  return true;
+}
+
+void RegistryTransport::refused(Endpoint& ep, const Scope& scope, const std::string& reason, long status,
                                 const std::string& what) {
-  std::string why = " (" + describe_registry_error(response) + ")";
-  long status = response.status == 403 ? 403 : 401;
+  std::string why = " (" + reason + ")";
+  if (status != 403) status = 401;
   std::string code = status == 403 ? "DENIED" : "UNAUTHORIZED";
   std::lock_guard lock(ep.mutex);
   if (!ep.credential)

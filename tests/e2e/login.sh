@@ -188,8 +188,9 @@ imgbuild slow.lua --set "REGISTRY=$TOKEN"
 rc=$?
 failed "bob's push is refused"
 said "at the push line, naming the user and the source" \
-  "imgbuild: slow.lua:3: push: push $TOKEN/team/app: the credentials of user bob for $TOKEN from $DOCKER_JSON auths[\"$TOKEN\"] do not allow pushing to team/app (UNAUTHORIZED: authentication required (HTTP 401)) (checked before building)"
+  "imgbuild: slow.lua:3: push: push $TOKEN/team/app: the credentials of user bob for $TOKEN from $DOCKER_JSON auths[\"$TOKEN\"] do not allow pushing to team/app (its token server granted no push access) (checked before building)"
 check "in seconds, not after the 30 s RUN step" test "$(seconds_since "$start")" -lt 20
+check "writing nothing: no upload was started" sh -c "! grep -q '\"POST /v2/team/app/' '$REG_WORK/token/registry.log'"
 check "before anything was pulled" test ! -e "$XDG_DATA_HOME/imgbuild/index.json" -o -z "$(ls "$XDG_DATA_HOME/imgbuild/blobs/sha256" 2>/dev/null)"
 printf '%s\n' 'local reg = param("REGISTRY")' \
   'push(from(reg .. "/base/busybox:oci"):doctor { ignore = { "root" } }, reg .. "/team/app:2")' >"$work/ctx/quick.lua"
@@ -206,9 +207,6 @@ check "in seconds" test "$(seconds_since "$start")" -lt 20
 login "$REG_PASSWORD" --username alice --password-stdin "$TOKEN" --debug
 check "alice's push passes the check and goes through" imgbuild quick.lua --set "REGISTRY=$TOKEN" --debug
 check "skopeo reads the pushed image" skopeo inspect --tls-verify=false "docker://$TOKEN/team/app:2"
-# docker-registry wants "delete" access to cancel, which the token server does
-# not grant: the session is left for the registry to purge (after a week).
-check "the check asked to cancel the upload session it started" grep -q '"DELETE /v2/team/app/blobs/uploads/' "$REG_WORK/token/registry.log"
 
 step "no password in any output"
 check "the canary passwords appear nowhere (stdout, stderr, --debug)" \
