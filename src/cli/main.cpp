@@ -42,8 +42,9 @@ removes images from the store (by name, or by digest as `images` shows it)
 and the blobs no other image and no cached step needs. `store verify` reads
 every blob of the store against its digest and every image's layers against
 their diff_ids, and says what is wrong. `login` checks a password with the
-registry, then saves it where podman, skopeo and docker read it ($REGISTRY_AUTH_FILE,
-else docker's config.json or its credential helper); `logout` removes it.
+registry, then saves it where podman, skopeo and docker read it
+($REGISTRY_AUTH_FILE, else docker's config.json or its credential helper);
+`logout` removes it.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
