@@ -116,8 +116,8 @@ AtomicFile::~AtomicFile() {
   if (!committed_) ::unlink(temp_.c_str());
 }
 
-void AtomicFile::commit() {
-  if (::fchmod(fd_.get(), 0644) != 0) throw_errno("chmod " + temp_.string());
+void AtomicFile::commit(mode_t mode) {
+  if (::fchmod(fd_.get(), mode) != 0) throw_errno("chmod " + temp_.string());
   if (::fsync(fd_.get()) != 0) throw_errno("fsync " + temp_.string());
   if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno("rename to " + final_.string());
   committed_ = true;

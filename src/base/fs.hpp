@@ -71,8 +71,9 @@ public:
   int fd() const { return fd_.get(); }
   const fs::path& temp_path() const { return temp_; }
   void write(std::string_view data) { write_all(fd_.get(), data.data(), data.size(), temp_); }
-  /// fsyncs, renames over the final path and fsyncs the directory.
-  void commit();
+  /// Sets `mode` (0600 for a file of secrets), fsyncs, renames over the final
+  /// path and fsyncs the directory.
+  void commit(mode_t mode = 0644);
   /// Same, for content whose name is known only once written (a blob named by its digest).
   void commit_as(fs::path final_path);
 

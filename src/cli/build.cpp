@@ -58,6 +58,21 @@ int cmd_build(const std::vector<std::string>& args) {
     return !refused;
   };
 
+  // A refused credential fails now, not after the whole build: each
+  // repository pushed to is asked once.
+  if (b.push) {
+    std::set<std::string> checked;
+    for (const Push* p : s.pushes) {
+      Reference dest = Reference::parse(p->reference);
+      if (!checked.insert(dest.name()).second) continue;
+      try {
+        s.registry->client().check_push(dest);
+      } catch (const std::exception& e) {
+        throw BuildError(p->loc, std::string("push: ") + e.what() + " (checked before building)");
+      }
+    }
+  }
+
   builder.prepare(s.needed());
 
   ProgressView& view = *s.view;

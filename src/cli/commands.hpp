@@ -22,6 +22,11 @@ int cmd_images(const std::vector<std::string>& args);
 int cmd_rmi(const std::vector<std::string>& args);
 /// imgbuild push NAME REF: a stored image to a registry.
 int cmd_push(const std::vector<std::string>& args);
+/// imgbuild login [--username U] [--password-stdin] HOST: a credential,
+/// checked with the registry, saved where podman, skopeo and docker read it.
+int cmd_login(const std::vector<std::string>& args);
+/// imgbuild logout HOST: every saved credential for HOST removed.
+int cmd_logout(const std::vector<std::string>& args);
 /// imgbuild inspect NAME | oci:DIR[:NAME]: one image as a JSON object.
 int cmd_inspect(const std::vector<std::string>& args);
 /// imgbuild store verify: every blob, reference and diff_id of the store checked.

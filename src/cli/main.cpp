@@ -28,6 +28,8 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild rmi NAME... [--cache-dir DIR]
        imgbuild store verify
        imgbuild push NAME REF
+       imgbuild login [--username USER] [--password-stdin] HOST
+       imgbuild logout HOST
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
 
@@ -39,7 +41,10 @@ for AGE such as 7d) and the store's blobs no stored image needs. `rmi`
 removes images from the store (by name, or by digest as `images` shows it)
 and the blobs no other image and no cached step needs. `store verify` reads
 every blob of the store against its digest and every image's layers against
-their diff_ids, and says what is wrong.
+their diff_ids, and says what is wrong. `login` checks a password with the
+registry, then saves it where podman, skopeo and docker read it
+($REGISTRY_AUTH_FILE, else docker's config.json or its credential helper);
+`logout` removes it.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -67,7 +72,11 @@ build options:
                         escape sequences and all (only for steps you trust)
   --debug               tracebacks with recipe errors, one line per registry request
 
-registry options (build and push):
+login options:
+  -u, --username USER   the user name (asked at the terminal when not given)
+  --password-stdin      read the password from stdin (else asked at the terminal)
+
+registry options (build, push, login):
   --insecure-registry HOST   allow plain HTTP and unverified TLS for HOST
                              (loopback registries may use plain HTTP anyway)
   --registry-mirror REG=HOST pull REG's images from HOST first (build only;
@@ -87,7 +96,8 @@ IMGBUILD_REGISTRY_TIMEOUT, IMGBUILD_REGISTRY_TRANSFER_TIMEOUT, IMGBUILD_REGISTRY
 IMGBUILD_INSECURE_REGISTRIES (comma-separated, as --insecure-registry),
 IMGBUILD_REGISTRY_MIRRORS (comma-separated REG=HOST, as --registry-mirror),
 SSL_CERT_FILE (CA bundle for registries; per registry: /etc/docker/certs.d/HOST/ca.crt),
-DOCKER_CONFIG (where config.json and its credential helpers are found).
+REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, DOCKER_CONFIG (where
+auth.json, config.json and their credential helpers are found: see imgbuild(1)).
 See imgbuild(1) and imgbuild-recipe(5).
 )";
 
@@ -98,8 +108,9 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache}, {"images", cmd_images}, {"rmi", cmd_rmi},
-    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check}, {"store", cmd_store},
+    {"build", cmd_build}, {"plan", cmd_plan},   {"cache", cmd_cache},     {"images", cmd_images},
+    {"rmi", cmd_rmi},     {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check},
+    {"store", cmd_store}, {"login", cmd_login}, {"logout", cmd_logout},
 };
 
 int run(int argc, char** argv) {

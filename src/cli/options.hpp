@@ -50,6 +50,8 @@ struct Options {
   std::map<std::string, std::vector<std::string>> mirrors;  ///< --registry-mirror, by registry
   PruneOptions prune;                                       ///< --keep-bytes, --older-than
   bool json = false;                                        ///< check --json
+  std::optional<std::string> username;                      ///< login --username
+  bool password_stdin = false;                              ///< login --password-stdin
 };
 
 /// Every option of the table, by name.
@@ -76,6 +78,8 @@ enum class Opt {
   KeepBytes,
   OlderThan,
   Json,
+  Username,
+  PasswordStdin,
 };
 
 /// The options a command takes.

@@ -60,19 +60,25 @@ RegistryAccess::RegistryAccess(const Options& options)
   for (auto& address : list_variable("IMGBUILD_TESTING_PUBLIC_ADDRESSES")) limits_.public_for_testing.insert(address);
 }
 
+RegistryOptions RegistryAccess::registry_options() const {
+  RegistryOptions options = limits_;
+  options.insecure = insecure_;
+  options.mirrors = mirrors_;
+  // As Go programs (docker, skopeo) do: a CA bundle replacing the system's.
+  if (const char* ca = std::getenv("SSL_CERT_FILE")) options.ca_file = ca;
+  if (debug_) options.debug = [](const std::string& line) { report("registry: " + line); };
+  return options;
+}
+
 RegistryClient& RegistryAccess::client() {
   // Stages pull in parallel: the first to ask makes the client.
   std::lock_guard lock(mutex_);
-  if (!client_) {
-    RegistryOptions options = limits_;
-    options.insecure = insecure_;
-    options.mirrors = mirrors_;
-    // As Go programs (docker, skopeo) do: a CA bundle replacing the system's.
-    if (const char* ca = std::getenv("SSL_CERT_FILE")) options.ca_file = ca;
-    if (debug_) options.debug = [](const std::string& line) { report("registry: " + line); };
-    client_ = std::make_unique<RegistryClient>(Credentials::load(), std::move(options));
-  }
+  if (!client_) client_ = client_with(Credentials::load());
   return *client_;
+}
+
+std::unique_ptr<RegistryClient> RegistryAccess::client_with(Credentials credentials) const {
+  return std::make_unique<RegistryClient>(std::move(credentials), registry_options());
 }
 
 }  // namespace imgbuild::cli

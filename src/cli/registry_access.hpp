@@ -26,8 +26,13 @@ public:
 
   /// The client; safe to call from any thread.
   RegistryClient& client();
+  /// A client of its own that uses `credentials` instead of the user's
+  /// (`imgbuild login` checks a credential before saving it).
+  std::unique_ptr<RegistryClient> client_with(Credentials credentials) const;
 
 private:
+  RegistryOptions registry_options() const;
+
   std::set<std::string> insecure_;
   std::map<std::string, std::vector<std::string>> mirrors_;
   bool debug_;

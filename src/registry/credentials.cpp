@@ -16,6 +16,7 @@
 #include <system_error>
 #include <vector>
 
+#include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 
 #include "base/fs.hpp"
@@ -130,34 +131,20 @@ std::optional<Credential> user_password(std::string_view text, const std::string
 /// What docker calls the server: the key it writes in config.json and sends helpers.
 std::string server_url(const std::string& host) { return host == kDockerHub ? std::string(kDockerHubServer) : host; }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  // Go's StdEncoding, which docker uses, skips line breaks.
-  std::string clean;
-  for (char c : in)
-    if (c != '\r' && c != '\n') clean += c;
-  size_t pad = 0;
-  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
-  if (clean.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  unsigned bits = 0;
-  int nbits = 0;
-  for (size_t i = 0; i < clean.size() - pad; ++i) {
-    char c = clean[i];
-    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-            : c >= 'a' && c <= 'z' ? c - 'a' + 26
-            : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+'             ? 62
-            : c == '/'             ? 63
-                                   : -1;
-    if (v < 0) return std::nullopt;
-    bits = (bits << 6) | static_cast<unsigned>(v);
-    nbits += 6;
-    if (nbits >= 8) {
-      nbits -= 8;
-      out += static_cast<char>((bits >> nbits) & 0xff);
-    }
-  }
-  return out;
+/// The key a login writes for `host`: docker's spelling in config.json, the
+/// bare host in auth.json (as podman and skopeo write it).
+std::string canonical_key(const std::string& host, ConfigFormat format) {
+  return format == ConfigFormat::Docker ? server_url(host) : host;
+}
+
+/// The host a credentials file's key is for; nullopt for an auth.json
+/// namespace key ("quay.io/team": no scheme and a path), which is not for the
+/// whole registry.
+std::optional<std::string> key_host(std::string_view key, ConfigFormat format) {
+  std::string k = lowercase(key);
+  bool scheme = k.starts_with("http://") || k.starts_with("https://");
+  if (format == ConfigFormat::Containers && !scheme && k.find('/') != std::string::npos) return std::nullopt;
+  return server_host(k);
 }
 
 /// Helper names become part of a program name searched in PATH: a '/' would
@@ -191,11 +178,12 @@ struct HelperResult {
   std::string out, err;  ///< err: only what fits in kMaxStderrShown
 };
 
-/// Runs `program get` with `input` on stdin and `env` as its environment, and
-/// collects its output. Throws CredentialError (prefixed `what`) when it cannot
-/// start, takes longer than `timeout` or prints too much.
-HelperResult run_helper(const std::string& program, const std::string& input, const std::vector<std::string>& env,
-                        milliseconds timeout, const std::string& what) {
+/// Runs `program action` (get, store, erase) with `input` on stdin and `env`
+/// as its environment, and collects its output. Throws CredentialError
+/// (prefixed `what`) when it cannot start, takes longer than `timeout` or
+/// prints too much.
+HelperResult run_helper(const std::string& program, const std::string& action, const std::string& input,
+                        const std::vector<std::string>& env, milliseconds timeout, const std::string& what) {
   auto fail = [&](const std::string& why) { return CredentialError(what + " " + why); };
   // stdin is a socket so that a helper exiting before it reads gives EPIPE to
   // send(MSG_NOSIGNAL) rather than a SIGPIPE that would kill this process.
@@ -214,7 +202,7 @@ HelperResult run_helper(const std::string& program, const std::string& input, co
   std::string arg0 = std::filesystem::path(program).filename().string();
   ChildProcess child = [&] {
     try {
-      return spawn_process({.argv = {arg0, "get"},
+      return spawn_process({.argv = {arg0, action},
                             .program = program,
                             .env = env,
                             .stdin_fd = in_child.get(),
@@ -375,10 +363,92 @@ std::vector<std::string> legacy_env_readings(std::string_view encoded, size_t li
   return readings;
 }
 
+std::optional<std::string> registry_host(std::string_view text) {
+  std::string host = server_host(text);
+  if (!is_registry_host(host)) return std::nullopt;
+  return host;
+}
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  // Go's StdEncoding, which docker uses, skips line breaks.
+  std::string clean;
+  for (char c : in)
+    if (c != '\r' && c != '\n') clean += c;
+  size_t pad = 0;
+  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
+  if (clean.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  unsigned bits = 0;
+  int nbits = 0;
+  for (size_t i = 0; i < clean.size() - pad; ++i) {
+    char c = clean[i];
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+'             ? 62
+            : c == '/'             ? 63
+                                   : -1;
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | static_cast<unsigned>(v);
+    nbits += 6;
+    if (nbits >= 8) {
+      nbits -= 8;
+      out += static_cast<char>((bits >> nbits) & 0xff);
+    }
+  }
+  return out;
+}
+
+std::vector<CredentialFile> credential_files(const std::map<std::string, std::string>& env) {
+  auto var = [&](const char* name) -> std::string {
+    auto it = env.find(name);
+    return it == env.end() ? std::string() : it->second;
+  };
+  // As containers/image reads them: a file the user names replaces the rest.
+  if (std::string named = var("REGISTRY_AUTH_FILE"); !named.empty()) return {{named, ConfigFormat::Containers}};
+  std::vector<CredentialFile> files;
+  std::string runtime = var("XDG_RUNTIME_DIR");
+  files.push_back({runtime.empty() ? "/run/containers/" + std::to_string(::getuid()) + "/auth.json"
+                                   : runtime + "/containers/auth.json",
+                   ConfigFormat::Containers});
+  std::string home = var("HOME"), config_home = var("XDG_CONFIG_HOME");
+  if (config_home.empty() && !home.empty()) config_home = home + "/.config";
+  if (!config_home.empty())
+    files.push_back({std::filesystem::path(config_home) / "containers/auth.json", ConfigFormat::Containers});
+  if (std::string docker = var("DOCKER_CONFIG"); !docker.empty())
+    files.push_back({std::filesystem::path(docker) / "config.json", ConfigFormat::Docker});
+  else if (!home.empty())
+    files.push_back({std::filesystem::path(home) / ".docker/config.json", ConfigFormat::Docker});
+  return files;
+}
+
+/// One credentials file as read.
+struct Credentials::File {
+  CredentialFile where;
+  std::map<std::string, Credential> auths;     ///< by host
+  std::map<std::string, std::string> helpers;  ///< credHelpers, by host
+  std::string store;                           ///< credsStore
+
+  /// The helper this file names for `host`, or nullptr.
+  const std::string* helper_for(const std::string& host) const {
+    auto named = helpers.find(host);
+    if (named != helpers.end()) return &named->second;
+    return store.empty() ? nullptr : &store;
+  }
+};
+
 struct Credentials::HelperCache {
   // Held across a helper run: one keychain prompt per host, not one per thread.
   std::mutex mutex;
-  std::map<std::string, std::optional<Credential>> by_host;
+  std::map<std::pair<std::string, std::string>, std::optional<Credential>> by_helper_and_host;
 };
 
 Credentials::Credentials() : cache_(std::make_unique<HelperCache>()) {}
@@ -386,15 +456,17 @@ Credentials::~Credentials() = default;
 Credentials::Credentials(Credentials&&) noexcept = default;
 Credentials& Credentials::operator=(Credentials&&) noexcept = default;
 
-Credentials Credentials::parse_config(std::string_view json_text, std::string_view origin) {
-  Credentials c;
-  c.origin_ = origin;
-  const std::string where(origin);
-  // docker accepts an empty file as an empty configuration.
-  if (json_text.find_first_not_of(" \t\r\n") == std::string_view::npos) return c;
-  json doc;
+namespace {
+
+/// A credentials file's text as a JSON object (empty for an empty file, as
+/// docker accepts it). Throws CredentialError naming `where` and, for a syntax
+/// error, the line and column, quoting nothing.
+template <class Json>
+Json parse_object(std::string_view json_text, const std::string& where) {
+  if (json_text.find_first_not_of(" \t\r\n") == std::string_view::npos) return Json::object();
+  Json doc;
   try {
-    doc = json::parse(json_text);
+    doc = Json::parse(json_text);
   } catch (const json::parse_error& e) {
     // e.what() quotes the text near the error, which may be a secret.
     size_t at = e.byte > 0 ? e.byte - 1 : 0;
@@ -405,6 +477,30 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
     throw CredentialError(where + ": invalid JSON: a number is out of range");
   }
   if (!doc.is_object()) throw CredentialError(where + ": expected a JSON object at the top level");
+  return doc;
+}
+
+/// The text of `file`, or nullopt when it does not exist.
+std::optional<std::string> read_if_present(const CredentialFile& file) {
+  try {
+    return read_file(file.path);
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::no_such_file_or_directory || e.code() == std::errc::not_a_directory) return std::nullopt;
+    throw CredentialError(std::string(file.format == ConfigFormat::Docker ? "cannot read Docker config "
+                                                                          : "cannot read containers auth file ") +
+                          e.what());
+  }
+}
+
+}  // namespace
+
+Credentials Credentials::parse_config(std::string_view json_text, std::string_view origin, ConfigFormat format) {
+  Credentials c;
+  CredentialFile where_file{std::string(origin), format};
+  c.searched_.push_back(where_file);
+  File& file = c.files_.emplace_back(File{where_file, {}, {}, {}});
+  const std::string where(origin);
+  json doc = parse_object<json>(json_text, where);
 
   // `path` locates `obj` in the document; "" for the top level.
   auto string_field = [&](const json& obj, const char* field, const std::string& path) -> std::string {
@@ -421,8 +517,8 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
     // the first in key order, so the choice never depends on the file's order.
     for (bool canonical_pass : {true, false}) {
       for (auto& [key, entry] : auths->items()) {
-        std::string host = server_host(key);
-        if ((key == server_url(host)) != canonical_pass || c.auths_.count(host)) continue;
+        std::optional<std::string> host = key_host(key, format);
+        if (!host || (key == canonical_key(*host, format)) != canonical_pass || file.auths.count(*host)) continue;
         std::string path = "auths[" + quote(key) + "]";
         if (!entry.is_object()) throw CredentialError(where + ": " + path + " must be an object");
         Credential cred;
@@ -440,7 +536,7 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
           cred.password = decoded->substr(colon + 1);
         }
         // `docker login` with a credsStore leaves empty placeholders here.
-        if (cred != Credential{}) c.auths_.emplace(host, std::move(cred));
+        if (cred != Credential{}) file.auths.emplace(*host, std::move(cred));
       }
     }
   }
@@ -453,33 +549,28 @@ Credentials Credentials::parse_config(std::string_view json_text, std::string_vi
       if (!is_helper_name(name.get<std::string>()))
         throw CredentialError(where + ": " + path +
                               " is not a credential helper name: " + quote(name.get<std::string>()));
-      c.helpers_.emplace(server_host(key), name.get<std::string>());
+      if (std::optional<std::string> host = key_host(key, format)) file.helpers.emplace(*host, name.get<std::string>());
     }
   }
 
-  c.store_ = string_field(doc, "credsStore", "");
-  if (!c.store_.empty() && !is_helper_name(c.store_))
-    throw CredentialError(where + ": credsStore is not a credential helper name: " + quote(c.store_));
+  file.store = string_field(doc, "credsStore", "");
+  if (!file.store.empty() && !is_helper_name(file.store))
+    throw CredentialError(where + ": credsStore is not a credential helper name: " + quote(file.store));
+  return c;
+}
+
+Credentials Credentials::only(const std::string& registry, Credential credential) {
+  Credentials c;
+  c.files_.push_back(File{{}, {{server_host(registry), std::move(credential)}}, {}, {}});
   return c;
 }
 
 Credentials Credentials::load(const std::map<std::string, std::string>& env, milliseconds helper_timeout) {
-  std::filesystem::path dir;
-  if (auto it = env.find("DOCKER_CONFIG"); it != env.end() && !it->second.empty())
-    dir = it->second;
-  else if (auto home = env.find("HOME"); home != env.end() && !home->second.empty())
-    dir = std::filesystem::path(home->second) / ".docker";
-
   Credentials c;
-  if (!dir.empty()) {
-    std::filesystem::path file = dir / "config.json";
-    try {
-      c = parse_config(read_file(file), file.string());
-    } catch (const std::system_error& e) {
-      if (e.code() != std::errc::no_such_file_or_directory && e.code() != std::errc::not_a_directory)
-        throw CredentialError(std::string("cannot read Docker config ") + e.what());
-    }
-  }
+  c.searched_ = credential_files(env);
+  for (const CredentialFile& file : c.searched_)
+    if (std::optional<std::string> text = read_if_present(file))
+      c.files_.push_back(std::move(parse_config(*text, file.path.string(), file.format).files_.front()));
   c.env_ = env;
   c.helper_timeout_ = helper_timeout;
   return c;
@@ -525,56 +616,150 @@ std::optional<Credential> Credentials::from_legacy_variable(const std::string& h
   return cred;
 }
 
-std::optional<Credential> Credentials::from_helper(const std::string& helper, const std::string& host) const {
-  std::lock_guard lock(cache_->mutex);
-  if (auto it = cache_->by_host.find(host); it != cache_->by_host.end()) return it->second;
-
+std::optional<std::string> Credentials::ask_helper(const std::string& helper, const std::string& action,
+                                                   const std::string& host, const std::string& input) const {
   std::string program = "docker-credential-" + helper;
-  std::string source = "credential helper " + program;
-  std::string what = source + " for " + host;
+  std::string what = "credential helper " + program + (action == "get" ? "" : " " + action) + " for " + host;
   auto path = env_.find("PATH");
   std::string found = find_program(program, path == env_.end() ? std::string() : path->second);
   if (found.empty()) throw CredentialError(what + ": not found in PATH");
 
   std::vector<std::string> env;
   for (auto& [k, v] : env_) env.push_back(k + "=" + v);
-  HelperResult r = run_helper(found, server_url(host), env, helper_timeout_, what);
-
-  std::optional<Credential> cred;
+  HelperResult r = run_helper(found, action, input, env, helper_timeout_, what);
   if (r.signal != 0) throw CredentialError(what + " was killed by signal " + std::to_string(r.signal));
-  if (r.exit_status != 0) {
-    if (trim(r.out) != kHelperNotFound) {
-      std::string line = first_line(r.err);
-      throw CredentialError(what + " exited with status " + std::to_string(r.exit_status) +
-                            (line.empty() ? "" : ": " + line));
-    }
-  } else {
-    json answer = json::parse(r.out, nullptr, false);
+  if (r.exit_status == 0) return std::move(r.out);
+  // Its stdout is only compared with the "not found" answer, never shown.
+  if (trim(r.out) == kHelperNotFound) return std::nullopt;
+  std::string line = first_line(r.err);
+  throw CredentialError(what + " exited with status " + std::to_string(r.exit_status) +
+                        (line.empty() ? "" : ": " + line));
+}
+
+std::optional<Credential> Credentials::from_helper(const std::string& helper, const std::string& host) const {
+  std::lock_guard lock(cache_->mutex);
+  auto key = std::pair{helper, host};
+  if (auto it = cache_->by_helper_and_host.find(key); it != cache_->by_helper_and_host.end()) return it->second;
+
+  std::string source = "credential helper docker-credential-" + helper;
+  std::optional<Credential> cred;
+  if (std::optional<std::string> out = ask_helper(helper, "get", host, server_url(host))) {
+    json answer = json::parse(*out, nullptr, false);
     auto field = [&](const char* name) -> const json* {
       auto it = answer.is_object() ? answer.find(name) : answer.end();
       return it != answer.end() && it->is_string() ? &*it : nullptr;
     };
     const json* user = field("Username");
     const json* secret = field("Secret");
-    if (!user || !secret) throw CredentialError(what + " printed no JSON object with a Username and a Secret");
+    if (!user || !secret)
+      throw CredentialError(source + " for " + host + " printed no JSON object with a Username and a Secret");
     if (*user == "<token>")
       cred = Credential{{}, {}, secret->get<std::string>(), source};
     else if (!user->get_ref<const std::string&>().empty() || !secret->get_ref<const std::string&>().empty())
       cred = Credential{user->get<std::string>(), secret->get<std::string>(), {}, source};
   }
-  cache_->by_host.emplace(host, cred);
+  cache_->by_helper_and_host.emplace(key, cred);
   return cred;
 }
 
 std::optional<Credential> Credentials::lookup(const std::string& registry) const {
   std::string host = server_host(registry);
   if (auto c = from_environment(host)) return c;
-  auto named = helpers_.find(host);
-  const std::string& helper = named != helpers_.end() ? named->second : store_;
-  if (!helper.empty())
-    if (auto c = from_helper(helper, host)) return c;
-  if (auto it = auths_.find(host); it != auths_.end()) return it->second;
+  for (const File& file : files_) {
+    if (const std::string* helper = file.helper_for(host))
+      if (auto c = from_helper(*helper, host)) return c;
+    if (auto it = file.auths.find(host); it != file.auths.end()) return it->second;
+  }
   return std::nullopt;
+}
+
+std::string Credentials::searched() const {
+  std::string places = std::string(kEnvPrefix) + "*";
+  for (const CredentialFile& file : searched_) places += ", " + file.path.string();
+  return places;
+}
+
+namespace {
+
+/// Rewrites `file` with `host`'s keys removed and, with `credential`, one
+/// entry for it in the form podman and docker write. Everything else in the
+/// file stays as it was, in its order. Atomic, mode 0600: the file holds
+/// secrets. Returns whether the file changed.
+bool rewrite_entry(const CredentialFile& file, const std::string& host, const Credential* credential) {
+  using ordered = nlohmann::ordered_json;
+  std::filesystem::path path = file.path;
+  std::error_code ec;
+  // A config file linked from elsewhere (dotfiles) is written where it lives.
+  if (std::filesystem::is_symlink(path, ec)) path = std::filesystem::weakly_canonical(path);
+  std::optional<std::string> text = read_if_present({path, file.format});
+  ordered doc = parse_object<ordered>(text.value_or(""), file.path.string());
+  ordered& auths = doc["auths"];
+  if (auths.is_null()) auths = ordered::object();
+  if (!auths.is_object()) throw CredentialError(file.path.string() + ": \"auths\" must be an object");
+  std::vector<std::string> stale;
+  for (auto& [key, entry] : auths.items())
+    if (key_host(key, file.format) == host) stale.push_back(key);
+  for (const std::string& key : stale) auths.erase(key);
+  if (!credential && stale.empty()) return false;
+  if (credential)
+    auths[canonical_key(host, file.format)] = {
+        {"auth", base64_encode(credential->username + ":" + credential->password)}};
+  std::filesystem::path dir = path.parent_path();
+  if (!dir.empty() && !std::filesystem::exists(dir)) {
+    std::filesystem::create_directories(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  }
+  AtomicFile out(path);
+  out.write(doc.dump(1, '\t') + "\n");
+  out.commit(0600);
+  return true;
+}
+
+}  // namespace
+
+std::string Credentials::save(const std::string& registry, const Credential& credential) const {
+  std::string host = server_host(registry);
+  // The file whose entry is in use for the host now, else the last file read:
+  // $REGISTRY_AUTH_FILE, or docker's config.json, which every tool reads.
+  auto in_use = std::find_if(files_.begin(), files_.end(),
+                             [&](const File& f) { return f.auths.count(host) || f.helpers.count(host); });
+  if (in_use == files_.end() && searched_.empty())
+    throw CredentialError("nowhere to save credentials: set HOME, DOCKER_CONFIG or REGISTRY_AUTH_FILE");
+  const CredentialFile& target = in_use != files_.end() ? in_use->where : searched_.back();
+  auto parsed = std::find_if(files_.begin(), files_.end(), [&](const File& f) { return f.where.path == target.path; });
+  if (parsed != files_.end())
+    if (const std::string* helper = parsed->helper_for(host)) {
+      json request = {
+          {"ServerURL", server_url(host)}, {"Username", credential.username}, {"Secret", credential.password}};
+      ask_helper(*helper, "store", host, request.dump());
+      return "credential helper docker-credential-" + *helper + " (named in " + target.path.string() + ")";
+    }
+  try {
+    rewrite_entry(target, host, &credential);
+  } catch (const std::filesystem::filesystem_error& e) {
+    throw CredentialError("cannot save credentials in " + target.path.string() + ": " + e.code().message());
+  } catch (const std::system_error& e) {
+    throw CredentialError(std::string("cannot save credentials: ") + e.what());
+  }
+  return target.path.string();
+}
+
+std::vector<std::string> Credentials::erase(const std::string& registry) const {
+  std::string host = server_host(registry);
+  std::vector<std::string> removed;
+  for (const File& file : files_) {
+    if (const std::string* helper = file.helper_for(host))
+      if (ask_helper(*helper, "erase", host, server_url(host)))
+        removed.push_back("credential helper docker-credential-" + *helper);
+    try {
+      if (rewrite_entry(file.where, host, nullptr)) removed.push_back(file.where.path.string());
+    } catch (const std::filesystem::filesystem_error& e) {
+      throw CredentialError("cannot remove credentials from " + file.where.path.string() + ": " + e.code().message());
+    } catch (const std::system_error& e) {
+      throw CredentialError(std::string("cannot remove credentials: ") + e.what());
+    }
+  }
+  return removed;
 }
 
 }  // namespace imgbuild

@@ -238,6 +238,32 @@ bool RegistryClient::has_blob(const Reference& repo, const Digest& digest) {
   return true;
 }
 
+void RegistryClient::check_login(const std::string& registry) {
+  Reference ref;
+  ref.registry = registry;
+  Call call;
+  call.url = "/v2/";
+  call.what = "login " + registry;
+  HttpResponse r = transport_.send(ref, Scope{}, call);
+  expect(r, {200}, call.what);
+}
+
+void RegistryClient::check_push(const Reference& repo) {
+  // A HEAD of the tag to push, with the push scope: the login and the token
+  // fetch a push makes, and nothing written.
+  Scope scope{repo.repository, true};
+  Call call;
+  call.method = "HEAD";
+  call.url = repo_path(repo) + "/manifests/" + repo.manifest_ref();
+  call.headers = {manifest_accept()};
+  call.what = "push " + repo.name();
+  HttpResponse r = transport_.send(repo, scope, call);
+  if (r.status == 401 || r.status == 403)
+    transport_.refused(repo, scope, describe_registry_error(r), r.status, call.what);
+  if (transport_.token_denies_push(repo, scope))
+    transport_.refused(repo, scope, "its token server granted no push access", 401, call.what);
+}
+
 bool RegistryClient::upload_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,
                                  const std::string& mount_from, const TransferProgress& progress) {
   std::chrono::milliseconds delay = transport_.options().backoff;

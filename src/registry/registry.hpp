@@ -60,6 +60,18 @@ public:
   bool upload_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,
                    const std::string& mount_from = {}, const TransferProgress& progress = {});
 
+  /// Logs in to `registry` ("ghcr.io") with its credential: GET /v2/, through
+  /// a token without scope or HTTP Basic, as `docker login` checks one. Throws
+  /// a RegistryError naming the credential's source and user when refused.
+  void check_login(const std::string& registry);
+  /// Whether the credential for `repo` may push there, asked before a build
+  /// spends its time, writing nothing: a HEAD of its tag with the push scope,
+  /// and the grants of the token fetched for it. Throws a RegistryError naming
+  /// the credential's source and user, or where none was found, when the
+  /// registry refuses it (401, 403) or its token grants no push; anything else
+  /// is left for the push itself to meet.
+  void check_push(const Reference& repo);
+
   /// Where to pull `ref` from, in order: its mirrors (the same repository and
   /// tag or digest on each), then its own registry.
   std::vector<Reference> pull_sources(const Reference& ref) const;

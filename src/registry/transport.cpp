@@ -1,7 +1,6 @@
 #include "registry/transport.hpp"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <ctime>
@@ -22,14 +21,6 @@ namespace {
 constexpr int kMaxRedirects = 5;
 /// The longest Retry-After honoured; a registry asking for more gets an error.
 constexpr auto kMaxRetryAfter = std::chrono::seconds(60);
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(n);
-  return out;
-}
 
 /// Retry-After as seconds or an HTTP date; nullopt when absent or unreadable.
 std::optional<std::chrono::milliseconds> retry_after(const HttpResponse& r) {
@@ -288,7 +279,7 @@ HttpResponse RegistryTransport::exchange(Endpoint& ep, const Scope& scope, Call&
       if (ep.use_basic && ep.credential) {
         sent_basic = true;
         req.headers.push_back("Authorization: Basic " +
-                              base64(ep.credential->username + ":" + ep.credential->password));
+                              base64_encode(ep.credential->username + ":" + ep.credential->password));
       } else if (auto t = ep.tokens.find(scope.text()); t != ep.tokens.end() && t->second.expires > Clock::now()) {
         req.headers.push_back("Authorization: Bearer " + t->second.value);
       }
@@ -296,7 +287,7 @@ HttpResponse RegistryTransport::exchange(Endpoint& ep, const Scope& scope, Call&
     HttpResponse r = http_.perform(req);
     if (options_.debug) options_.debug(req.method + " " + redact_url(url) + " -> " + std::to_string(r.status));
     if (r.status == 401 && url_origin(url) == home) {
-      if (authorized) refused(ep, scope, r, call.what);
+      if (authorized) refused(ep, scope, describe_registry_error(r), r.status, call.what);
       authenticate(ep, scope, r, call.what, sent_basic);
       authorized = true;
       continue;
@@ -348,27 +339,68 @@ void RegistryTransport::authenticate(Endpoint& ep, const Scope& scope, const Htt
       usable = ep.credential && !ep.credential->username.empty() && !sent_basic;
       if (usable) ep.use_basic = true;
     }
-    if (!usable) refused(ep, scope, response, what);
+    if (!usable) refused(ep, scope, describe_registry_error(response), response.status, what);
     return;
   }
   throw RegistryError(what + ": " + describe_registry_error(response) + ", and no usable authentication challenge", 401,
                       "UNAUTHORIZED");
 }
 
-void RegistryTransport::refused(Endpoint& ep, const Scope& scope, const HttpResponse& response,
+void RegistryTransport::refused(const Reference& ref, const Scope& scope, const std::string& reason, long status,
                                 const std::string& what) {
-  std::string why = " (" + describe_registry_error(response) + ")";
+  refused(endpoint(ref), scope, reason, status, what);
+}
+
+bool RegistryTransport::token_denies_push(const Reference& ref, const Scope& scope) {
+  Endpoint& ep = endpoint(ref);
+  std::string token;
+  {
+    std::lock_guard lock(ep.mutex);
+    auto t = ep.tokens.find(scope.text());
+    if (t == ep.tokens.end()) return false;
+    token = t->second.value;
+  }
+  // header.claims.signature, each base64url without padding. The signature is
+  // not checked: a token that says it grants no push is refused by the
+  // registry anyway, and this only says so before a build rather than after.
+  std::vector<std::string> parts = split(token, '.');
+  if (parts.size() != 3) return false;
+  std::string claims_text = parts[1];
+  std::replace(claims_text.begin(), claims_text.end(), '-', '+');
+  std::replace(claims_text.begin(), claims_text.end(), '_', '/');
+  claims_text.append((4 - claims_text.size() % 4) % 4, '=');
+  std::optional<std::string> decoded = base64_decode(claims_text);
+  if (!decoded) return false;
+  json claims = json::parse(*decoded, nullptr, false);
+  if (!claims.is_object() || !claims.contains("access") || !claims["access"].is_array()) return false;
+  for (const json& grant : claims["access"]) {
+    if (!grant.is_object() || grant.value("type", json()) != "repository" ||
+        grant.value("name", json()) != scope.repository || !grant.contains("actions") || !grant["actions"].is_array())
+      continue;
+    for (const json& action : grant["actions"])
+      if (action == "push" || action == "*") return false;
+  }
+  return true;
+}
+
+void RegistryTransport::refused(Endpoint& ep, const Scope& scope, const std::string& reason, long status,
+                                const std::string& what) {
+  std::string why = " (" + reason + ")";
+  if (status != 403) status = 401;
+  std::string code = status == 403 ? "DENIED" : "UNAUTHORIZED";
   std::lock_guard lock(ep.mutex);
   if (!ep.credential)
-    throw RegistryError(what + ": " + ep.registry + " asks for a login and no credentials are configured for it " +
-                            "(docker login, or IMGBUILD_REGISTRY_AUTH_* in the environment)" + why,
-                        401, "UNAUTHORIZED");
-  if (ep.use_basic)
-    throw RegistryError(what + ": " + ep.registry + " rejected the credentials from " + ep.credential->source + why,
-                        401, "UNAUTHORIZED");
-  throw RegistryError(what + ": the credentials for " + ep.registry + " from " + ep.credential->source +
-                          " do not allow " + (scope.push ? "pushing to " : "pulling from ") + scope.repository + why,
-                      401, "UNAUTHORIZED");
+    throw RegistryError(what + ": " + ep.registry + " asks for a login and no credentials are configured for it" + why +
+                            "; looked in " + credentials_.searched() + ": run imgbuild login " + ep.registry,
+                        status, code);
+  if (ep.use_basic && status == 401)
+    throw RegistryError(what + ": " + ep.registry + " rejected the credentials from " + ep.credential->source + why +
+                            " for " + ep.credential->who(),
+                        status, code);
+  throw RegistryError(what + ": the credentials of " + ep.credential->who() + " for " + ep.registry + " from " +
+                          ep.credential->source + " do not allow " + (scope.push ? "pushing to " : "pulling from ") +
+                          scope.repository + why,
+                      status, code);
 }
 
 RegistryTransport::Token RegistryTransport::fetch_token(Endpoint& ep,
@@ -421,7 +453,7 @@ RegistryTransport::Token RegistryTransport::fetch_token(Endpoint& ep,
   } else {
     req.url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + query;
     if (cred && !cred->username.empty())
-      req.headers.push_back("Authorization: Basic " + base64(cred->username + ":" + cred->password));
+      req.headers.push_back("Authorization: Basic " + base64_encode(cred->username + ":" + cred->password));
   }
   guard(req, ep, url_origin(realm) == url_origin(base));
   HttpResponse r;
@@ -444,7 +476,7 @@ RegistryTransport::Token RegistryTransport::fetch_token(Endpoint& ep,
   if (r.status == 401 || r.status == 403)
     throw RegistryError(what + ": the token server of " + ep.registry +
                             (cred ? " rejected the credentials from " + cred->source : " refused anonymous access") +
-                            " (" + describe_registry_error(r) + ")",
+                            " (" + describe_registry_error(r) + ")" + (cred ? " for " + cred->who() : ""),
                         r.status, "UNAUTHORIZED");
   if (r.status != 200)
     throw RegistryError(what + ": token server of " + ep.registry + ": " + describe_registry_error(r), r.status);

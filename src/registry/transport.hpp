@@ -87,8 +87,10 @@ public:
     bool push = false;
     std::string mount_from{};
 
-    /// "repository:a/b:pull,push repository:a/c:pull": the key of a token.
+    /// "repository:a/b:pull,push repository:a/c:pull": the key of a token;
+    /// "" for no repository (a login, which asks for no access).
     std::string text() const {
+      if (repository.empty()) return {};
       std::string s = "repository:" + repository + (push ? ":pull,push" : ":pull");
       if (!mount_from.empty() && mount_from != repository) s += " repository:" + mount_from + ":pull";
       return s;
@@ -120,6 +122,16 @@ public:
   HttpResponse send(const Reference& ref, const Scope& scope, Call& call);
   /// "https://host[:port]" (or http://) as `ref`'s registry is reached.
   std::string base_url(const Reference& ref);
+  /// Throws the RegistryError for a request with `scope` that the registry
+  /// refuses (status 401 or 403, for the reason `why`): it names the
+  /// credential's source and user, or where none was found.
+  [[noreturn]] void refused(const Reference& ref, const Scope& scope, const std::string& why, long status,
+                            const std::string& what);
+  /// Whether the bearer token held for `scope` at `ref`'s registry says it
+  /// grants no push there: a JWT whose "access" claim (the token format of
+  /// docker's token servers) lists no push on the repository. False when no
+  /// token is held or its grants cannot be read.
+  bool token_denies_push(const Reference& ref, const Scope& scope);
   /// The options it was made with (attempts, backoff, mirrors, debug log).
   const RegistryOptions& options() const { return options_; }
 
@@ -137,7 +149,8 @@ private:
   HttpResponse exchange(Endpoint& ep, const Scope& scope, Call& call, bool& authorized);
   void authenticate(Endpoint& ep, const Scope& scope, const HttpResponse& challenge_response, const std::string& what,
                     bool sent_basic);
-  [[noreturn]] void refused(Endpoint& ep, const Scope& scope, const HttpResponse& response, const std::string& what);
+  [[noreturn]] void refused(Endpoint& ep, const Scope& scope, const std::string& why, long status,
+                            const std::string& what);
   Token fetch_token(Endpoint& ep, const std::map<std::string, std::string>& challenge, const std::string& scope_text,
                     const std::string& what);
 

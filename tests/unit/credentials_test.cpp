@@ -1,7 +1,12 @@
 // Tests for credential lookup: config.json entries and their key forms, CI
 // environment variables, credential helpers run from the injected PATH, and
-// messages that never carry a secret.
+// messages that never carry a secret; then the credentials files podman,
+// skopeo, buildah and docker share: which are read and in what order, how
+// auth.json keys match hosts, and what `imgbuild login` / `logout` write there.
 #include "registry/credentials.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -17,10 +22,13 @@
 #include <csignal>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "base/interrupt.hpp"
 #include "base/text.hpp"
 #include "test_support.hpp"
 
+using imgbuild::ConfigFormat;
 using imgbuild::Credential;
 using imgbuild::CredentialError;
 using imgbuild::Credentials;
@@ -487,4 +495,235 @@ TEST_CASE("the first interrupt stops a credential helper and what it started", "
   CHECK(interrupted);
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(8));
   CHECK(helper_child_ended(setup.log));
+}
+
+namespace {
+
+/// A home with a runtime folder: the three default files and their env.
+struct Home {
+  ScratchDir dir;
+  fs::path runtime_file = dir.path / "run/containers/auth.json";
+  fs::path config_file = dir.path / "home/.config/containers/auth.json";
+  fs::path docker_file = dir.path / "home/.docker/config.json";
+  Env env{{"HOME", (dir.path / "home").string()},
+          {"XDG_RUNTIME_DIR", (dir.path / "run").string()},
+          {"PATH", (dir.path / "bin").string() + ":/usr/bin:/bin"}};
+
+  Home() {
+    fs::create_directories(dir.path / "run");
+    fs::create_directories(dir.path / "home");
+    fs::create_directories(dir.path / "bin");
+  }
+  static void write(const fs::path& file, const std::string& text) {
+    fs::create_directories(file.parent_path());
+    spit(file, text);
+  }
+  Credentials load() const { return Credentials::load(env); }
+};
+
+/// `{"auths": {KEY: {"auth": base64(USER:PASSWORD)}}}`.
+std::string auths(const std::string& key, const std::string& user, const std::string& password) {
+  return nlohmann::json{{"auths", {{key, {{"auth", imgbuild::base64_encode(user + ":" + password)}}}}}}.dump();
+}
+
+std::vector<std::string> paths(const std::vector<imgbuild::CredentialFile>& files) {
+  std::vector<std::string> out;
+  for (auto& f : files) out.push_back(f.path.string());
+  return out;
+}
+
+mode_t mode_of(const fs::path& p) {
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+// Logs each call's action and stdin to $FAKE_LOG; answers `get` from the
+// file `store` wrote, as a keychain would.
+constexpr const char* kStoreHelper = R"(#!/bin/sh
+input=$(cat)
+printf '%s %s\n' "$1" "$input" >>"$FAKE_LOG"
+case "$1" in
+  store) printf '%s' "$input" >"$FAKE_LOG.kept" ;;
+  erase) [ -e "$FAKE_LOG.kept" ] || { echo "credentials not found in native keychain"; exit 1; }; rm "$FAKE_LOG.kept" ;;
+  get) [ -e "$FAKE_LOG.kept" ] || { echo "credentials not found in native keychain"; exit 1; }; cat "$FAKE_LOG.kept" ;;
+esac
+)";
+
+}  // namespace
+
+TEST_CASE("credential files: the order of containers-auth.json(5), then docker's", "[credentials]") {
+  std::string uid = std::to_string(::getuid());
+  CHECK(
+      paths(imgbuild::credential_files({{"HOME", "/h"}, {"XDG_RUNTIME_DIR", "/r"}})) ==
+      std::vector<std::string>{"/r/containers/auth.json", "/h/.config/containers/auth.json", "/h/.docker/config.json"});
+  CHECK(paths(imgbuild::credential_files({{"HOME", "/h"}, {"XDG_CONFIG_HOME", "/c"}, {"DOCKER_CONFIG", "/d"}})) ==
+        std::vector<std::string>{"/run/containers/" + uid + "/auth.json", "/c/containers/auth.json", "/d/config.json"});
+  // A file the user names is the only one, as in podman and skopeo.
+  auto named = imgbuild::credential_files({{"HOME", "/h"}, {"REGISTRY_AUTH_FILE", "/a.json"}});
+  CHECK(paths(named) == std::vector<std::string>{"/a.json"});
+  CHECK(named[0].format == ConfigFormat::Containers);
+}
+
+TEST_CASE("credential files: the first file with an entry for the host wins", "[credentials]") {
+  Home h;
+  h.write(h.runtime_file, auths("ghcr.io", "runtime", "p1"));
+  h.write(h.config_file, auths("ghcr.io", "config", "p2"));
+  h.write(h.docker_file, auths("ghcr.io", "docker", "p3"));
+  CHECK(h.load().lookup("ghcr.io") == user_pass("runtime", "p1"));
+  CHECK(h.load().lookup("ghcr.io")->source == h.runtime_file.string() + " auths[\"ghcr.io\"]");
+  h.write(h.runtime_file, auths("quay.io", "runtime", "p1"));
+  CHECK(h.load().lookup("ghcr.io") == user_pass("config", "p2"));
+  CHECK(h.load().lookup("quay.io") == user_pass("runtime", "p1"));
+  fs::remove(h.config_file);
+  CHECK(h.load().lookup("ghcr.io") == user_pass("docker", "p3"));
+  CHECK(h.load().searched() == "IMGBUILD_REGISTRY_AUTH_*, " + h.runtime_file.string() + ", " + h.config_file.string() +
+                                   ", " + h.docker_file.string());
+
+  // The environment still comes first.
+  Env env = h.env;
+  env["IMGBUILD_REGISTRY_AUTH_CI"] = "ghcr.io=ci:p4";
+  CHECK(Credentials::load(env).lookup("ghcr.io") == user_pass("ci", "p4"));
+
+  // $REGISTRY_AUTH_FILE replaces every other file.
+  fs::path named = h.dir.path / "named.json";
+  h.write(named, auths("quay.io", "named", "p5"));
+  env = h.env;
+  env["REGISTRY_AUTH_FILE"] = named.string();
+  CHECK(Credentials::load(env).lookup("quay.io") == user_pass("named", "p5"));
+  CHECK_FALSE(Credentials::load(env).lookup("ghcr.io"));
+}
+
+TEST_CASE("auth.json keys match hosts exactly; namespace keys are not for the whole registry", "[credentials]") {
+  Credentials c = Credentials::parse_config(R"({"auths": {
+      "127.0.0.1:5000": {"auth": "YTpi"},
+      "Quay.IO/team": {"auth": "dGVhbTpDQU5BUlk="},
+      "https://registry.example/v1/": {"auth": "Yzpk"},
+      "index.docker.io": {"auth": "ZTpm"}}})",
+                                            "/x/auth.json", ConfigFormat::Containers);
+  CHECK(c.lookup("127.0.0.1:5000") == user_pass("a", "b"));
+  CHECK_FALSE(c.lookup("127.0.0.1:5001"));
+  CHECK_FALSE(c.lookup("127.0.0.1"));
+  CHECK_FALSE(c.lookup("quay.io"));
+  CHECK(c.lookup("registry.example") == user_pass("c", "d"));
+  CHECK(c.lookup("docker.io") == user_pass("e", "f"));
+  // In docker's config.json a path is ignored, as docker ignores it.
+  CHECK(Credentials::parse_config(R"({"auths": {"quay.io/team": {"auth": "YTpi"}}})", "c.json").lookup("quay.io") ==
+        user_pass("a", "b"));
+  CHECK(credential_error([&] {
+          Credentials::parse_config(R"({"auths": {"ghcr.io": {"auth": "CANARY!"}}})", "/x/auth.json",
+                                    ConfigFormat::Containers);
+        }) == "/x/auth.json: auths[\"ghcr.io\"].auth is not valid base64");
+  Home h;
+  h.write(h.config_file, "{\"auths\": {\"ghcr.io\": CANARY");
+  CHECK(credential_error([&] { h.load(); }) == h.config_file.string() + ": invalid JSON at line 1, column 23");
+  fs::remove(h.config_file);
+  fs::create_directories(h.config_file);
+  CHECK(credential_error([&] { h.load(); }) ==
+        "cannot read containers auth file " + h.config_file.string() + ": Is a directory");
+}
+
+TEST_CASE("login saves in docker's config.json, mode 0600, keeping everything else", "[credentials]") {
+  Home h;
+  h.write(h.docker_file, R"({"auths": {"quay.io": {"auth": "cTpx"}, "http://GHCR.io/v2/": {"auth": "b2xkOm9sZA=="}},
+                             "psFormat": "table {{.ID}}", "proxies": {"default": {"httpProxy": "x"}}})");
+  CHECK(h.load().save("ghcr.io", user_pass("alice", "CANARY-pw")) == h.docker_file.string());
+  CHECK(mode_of(h.docker_file) == 0600);
+  nlohmann::json doc = nlohmann::json::parse(slurp(h.docker_file));
+  CHECK(doc["psFormat"] == "table {{.ID}}");
+  CHECK(doc["proxies"]["default"]["httpProxy"] == "x");
+  CHECK(doc["auths"]["quay.io"]["auth"] == "cTpx");
+  // The host's other key is gone: no stale password stays beside the new one.
+  CHECK(doc["auths"].size() == 2);
+  CHECK(doc["auths"]["ghcr.io"]["auth"] == imgbuild::base64_encode("alice:CANARY-pw"));
+  CHECK(h.load().lookup("ghcr.io") == user_pass("alice", "CANARY-pw"));
+
+  // Docker Hub under docker's own key in config.json.
+  h.load().save("index.docker.io", user_pass("bob", "CANARY-2"));
+  CHECK(nlohmann::json::parse(slurp(h.docker_file))["auths"].contains("https://index.docker.io/v1/"));
+  CHECK(h.load().lookup("docker.io") == user_pass("bob", "CANARY-2"));
+
+  // A file nobody has written yet is made, in a private folder.
+  Home fresh;
+  fresh.load().save("ghcr.io", user_pass("alice", "CANARY-pw"));
+  CHECK(mode_of(fresh.docker_file) == 0600);
+  CHECK(mode_of(fresh.docker_file.parent_path()) == 0700);
+  CHECK(fresh.load().lookup("ghcr.io") == user_pass("alice", "CANARY-pw"));
+}
+
+TEST_CASE("login replaces the entry in use, and writes $REGISTRY_AUTH_FILE when set", "[credentials]") {
+  Home h;
+  h.write(h.config_file, auths("ghcr.io", "old", "CANARY-old"));
+  h.write(h.docker_file, auths("quay.io", "q", "q"));
+  CHECK(h.load().save("ghcr.io", user_pass("alice", "CANARY-new")) == h.config_file.string());
+  CHECK(nlohmann::json::parse(slurp(h.config_file))["auths"]["ghcr.io"]["auth"] ==
+        imgbuild::base64_encode("alice:CANARY-new"));
+  CHECK(nlohmann::json::parse(slurp(h.docker_file))["auths"].size() == 1);
+
+  Env env = h.env;
+  fs::path named = h.dir.path / "ci/auth.json";
+  env["REGISTRY_AUTH_FILE"] = named.string();
+  CHECK(Credentials::load(env).save("docker.io", user_pass("ci", "CANARY-ci")) == named.string());
+  // podman's key for Docker Hub in auth.json.
+  CHECK(nlohmann::json::parse(slurp(named))["auths"]["docker.io"]["auth"] == imgbuild::base64_encode("ci:CANARY-ci"));
+  CHECK(Credentials::load(env).lookup("docker.io") == user_pass("ci", "CANARY-ci"));
+
+  // A symlinked config stays a link; the file it points at is rewritten.
+  Home linked;
+  fs::path real = linked.dir.path / "dotfiles/config.json";
+  Home::write(real, "{}");
+  fs::create_directories(linked.docker_file.parent_path());
+  fs::create_symlink(real, linked.docker_file);
+  linked.load().save("ghcr.io", user_pass("alice", "CANARY-pw"));
+  CHECK(fs::is_symlink(linked.docker_file));
+  CHECK(linked.load().lookup("ghcr.io") == user_pass("alice", "CANARY-pw"));
+
+  CHECK(credential_error([] { Credentials::load(Env{{"XDG_RUNTIME_DIR", "/nonexistent"}}); }).empty());
+  CHECK(credential_error([] { Credentials().save("ghcr.io", user_pass("a", "CANARY")); }) ==
+        "nowhere to save credentials: set HOME, DOCKER_CONFIG or REGISTRY_AUTH_FILE");
+}
+
+TEST_CASE("login and logout through the credential helper the config names", "[credentials]") {
+  Home h;
+  fs::path helper = h.dir.path / "bin/docker-credential-fake";
+  spit(helper, kStoreHelper);
+  fs::permissions(helper, fs::perms::owner_all);
+  fs::path log = h.dir.path / "calls.log";
+  h.env["FAKE_LOG"] = log.string();
+  std::string config = R"({"credsStore": "fake", "auths": {"quay.io": {"auth": "cTpx"}}})";
+  h.write(h.docker_file, config);
+
+  CHECK(h.load().save("ghcr.io", user_pass("alice", "CANARY-pw")) ==
+        "credential helper docker-credential-fake (named in " + h.docker_file.string() + ")");
+  CHECK(slurp(log) == "store {\"Secret\":\"CANARY-pw\",\"ServerURL\":\"ghcr.io\",\"Username\":\"alice\"}\n");
+  CHECK(slurp(h.docker_file) == config);  // the secret went to the helper only
+  CHECK(h.load().lookup("ghcr.io") == Credential{"alice", "CANARY-pw", {}});
+
+  CHECK(h.load().erase("ghcr.io") == std::vector<std::string>{"credential helper docker-credential-fake"});
+  CHECK_FALSE(h.load().lookup("ghcr.io"));
+  CHECK(h.load().erase("ghcr.io").empty());
+}
+
+TEST_CASE("logout removes the host from every file, and only that host", "[credentials]") {
+  Home h;
+  h.write(h.runtime_file, auths("ghcr.io", "a", "CANARY-1"));
+  h.write(h.config_file, R"({"auths": {"quay.io": {"auth": "cTpx"}}, "future": 1})");
+  h.write(h.docker_file, R"({"auths": {"https://ghcr.io/": {"auth": "YTpi"}, "ghcr.io:5000": {"auth": "YTpi"}}})");
+  std::string config_before = slurp(h.config_file);
+  CHECK(h.load().erase("GHCR.io") == std::vector<std::string>{h.runtime_file.string(), h.docker_file.string()});
+  CHECK_FALSE(h.load().lookup("ghcr.io"));
+  CHECK(h.load().lookup("ghcr.io:5000") == user_pass("a", "b"));
+  CHECK(h.load().lookup("quay.io") == user_pass("q", "q"));
+  CHECK(slurp(h.config_file) == config_before);
+  CHECK(h.load().erase("ghcr.io").empty());
+}
+
+TEST_CASE("registry hosts as login takes them", "[credentials]") {
+  CHECK(imgbuild::registry_host("https://index.docker.io/v1/") == "docker.io");
+  CHECK(imgbuild::registry_host("LOCALHOST:5000") == "localhost:5000");
+  CHECK(imgbuild::registry_host("127.0.0.1:5000/") == "127.0.0.1:5000");
+  CHECK_FALSE(imgbuild::registry_host("not a host"));
+  CHECK_FALSE(imgbuild::registry_host(""));
+  CHECK(Credential{"alice", "CANARY", {}}.who() == "user alice");
+  CHECK(Credential{{}, {}, "CANARY"}.who() == "an identity token");
 }
