@@ -25,9 +25,7 @@ public:
 
 /// The /etc/hosts of a step: it names the step's host.
 inline std::string step_hosts() {
-  return std::string("127.0.0.1	localhost ") + kStepHostname + "
-::1	localhost ip6-localhost ip6-loopback
-";
+  return std::string("127.0.0.1\tlocalhost ") + kStepHostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 }
 
 /// The device nodes of a step's /dev, as /dev/NAME of the host.
