@@ -30,6 +30,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild push NAME REF
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
+       imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]
 
 Build the images a Lua recipe describes (all of them when no TARGET is named)
 into the local store. `plan` shows each step with its cache key and whether
@@ -39,7 +40,8 @@ for AGE such as 7d) and the store's blobs no stored image needs. `rmi`
 removes images from the store (by name, or by digest as `images` shows it)
 and the blobs no other image and no cached step needs. `store verify` reads
 every blob of the store against its digest and every image's layers against
-their diff_ids, and says what is wrong.
+their diff_ids, and says what is wrong. `convert` prints the recipe
+equivalent to a Dockerfile (./Dockerfile, DIR/Dockerfile or -f FILE).
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -95,8 +97,9 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache}, {"images", cmd_images}, {"rmi", cmd_rmi},
-    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check}, {"store", cmd_store},
+    {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache},     {"images", cmd_images},
+    {"rmi", cmd_rmi},     {"push", cmd_push},       {"inspect", cmd_inspect}, {"check", cmd_check},
+    {"store", cmd_store}, {"convert", cmd_convert},
 };
 
 int run(int argc, char** argv) {

@@ -111,6 +111,7 @@ const Option kTable[] = {
     {Opt::OlderThan, "--older-than", "", kValue,
      [](Options& o, const std::string& age) { o.prune.older_than = parse_age(age); }},
     {Opt::Json, "--json", "", kFlag, [](Options& o, const std::string&) { o.json = true; }},
+    {Opt::File, "--file", "-f", kValue, [](Options& o, const std::string& file) { o.file = file; }},
 };
 
 /// The option of `accepted` spelled `name`, if any.

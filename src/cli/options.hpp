@@ -48,6 +48,7 @@ struct Options {
   std::map<std::string, std::vector<std::string>> mirrors;  ///< --registry-mirror, by registry
   PruneOptions prune;                                       ///< --keep-bytes, --older-than
   bool json = false;                                        ///< check --json
+  std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
 };
 
 /// Every option of the table, by name.
@@ -73,6 +74,7 @@ enum class Opt {
   KeepBytes,
   OlderThan,
   Json,
+  File,
 };
 
 /// The options a command takes.
