@@ -12,8 +12,8 @@ namespace imgbuild::convert {
 namespace {
 
 const std::set<std::string, std::less<>> kKeywords = {
-    "ADD",   "ARG",     "CMD", "COPY",  "ENTRYPOINT", "ENV",  "EXPOSE", "FROM",   "HEALTHCHECK",
-    "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",   "ARG",        "CMD",     "COPY", "ENTRYPOINT", "ENV",        "EXPOSE", "FROM",   "HEALTHCHECK",
+    "LABEL", "MAINTAINER", "ONBUILD", "RUN",  "SHELL",      "STOPSIGNAL", "USER",   "VOLUME", "WORKDIR",
 };
 
 /// Instructions whose arguments may be a JSON list (Docker's exec form).
@@ -178,8 +178,7 @@ Dockerfile parse_dockerfile(std::string_view text, const std::string& name) {
       rest = trim_left(rest.substr(stop));
     }
     in.args = std::string(trim_right(rest));
-    if (in.args.empty())
-      throw DockerfileError(where(in.line) + in.keyword + " needs at least one argument");
+    if (in.args.empty()) throw DockerfileError(where(in.line) + in.keyword + " needs at least one argument");
     if (kExecForms.contains(in.keyword)) in.exec = json_list(in.args);
     if (in.keyword == "HEALTHCHECK" && upper(in.args.substr(0, 3)) == "CMD")
       in.exec = json_list(std::string(trim_left(std::string_view(in.args).substr(3))));
@@ -262,7 +261,8 @@ Word parse_word(std::string_view raw, char escape, bool expand) {
           seg.alternative += raw[j++];
         }
       } else if (seg.colon || (j < raw.size() && raw[j] != '}')) {
-        throw std::invalid_argument("${" + seg.text + "...}: only ${NAME}, ${NAME:-word} and ${NAME:+word} are supported");
+        throw std::invalid_argument("${" + seg.text +
+                                    "...}: only ${NAME}, ${NAME:-word} and ${NAME:+word} are supported");
       }
       if (j >= raw.size()) throw std::invalid_argument("${" + seg.text + ": missing '}'");
       word.push_back(std::move(seg));
@@ -295,8 +295,7 @@ Word parse_word(std::string_view raw, char escape, bool expand) {
           ++i;
           break;
         }
-        if (d == escape && i + 1 < raw.size() &&
-            (raw[i + 1] == '"' || raw[i + 1] == '$' || raw[i + 1] == escape)) {
+        if (d == escape && i + 1 < raw.size() && (raw[i + 1] == '"' || raw[i + 1] == '$' || raw[i + 1] == escape)) {
           literal(raw.substr(i + 1, 1));
           i += 2;
         } else if (d == '$' && expand) {

@@ -29,29 +29,29 @@ struct Flag {
 /// A here-document (`RUN <<EOF` ... `EOF`): its body, the lines after the
 /// instruction up to the terminator, each ending with a newline.
 struct Heredoc {
-  std::string name;    ///< the terminator word, without quotes
-  std::string body;    ///< leading tabs already removed for <<-
-  bool quoted = false; ///< <<"EOF": no expansion in the body
+  std::string name;     ///< the terminator word, without quotes
+  std::string body;     ///< leading tabs already removed for <<-
+  bool quoted = false;  ///< <<"EOF": no expansion in the body
 };
 
 /// One instruction, its continuation lines joined.
 struct Instruction {
-  int line = 0;                                 ///< where it starts (1-based)
-  std::string keyword;                          ///< upper case: "RUN"
-  std::vector<Flag> flags;                      ///< the leading --options
-  std::string args;                             ///< the rest, as written (continuations joined)
+  int line = 0;             ///< where it starts (1-based)
+  std::string keyword;      ///< upper case: "RUN"
+  std::vector<Flag> flags;  ///< the leading --options
+  std::string args;         ///< the rest, as written (continuations joined)
   /// args as a JSON list of strings, when they are one (for HEALTHCHECK,
   /// what follows its CMD)
   std::optional<std::vector<std::string>> exec;
-  std::vector<Heredoc> heredocs;                ///< in the order the first line names them
-  std::vector<std::string> comments;            ///< the comment lines just before it, without '#'
+  std::vector<Heredoc> heredocs;      ///< in the order the first line names them
+  std::vector<std::string> comments;  ///< the comment lines just before it, without '#'
 };
 
 /// A whole Dockerfile.
 struct Dockerfile {
-  char escape = '\\';                         ///< `# escape=` directive: '\\' or '`'
+  char escape = '\\';  ///< `# escape=` directive: '\\' or '`'
   std::vector<Instruction> instructions;
-  std::vector<std::string> trailing_comments; ///< comments after the last instruction
+  std::vector<std::string> trailing_comments;  ///< comments after the last instruction
 };
 
 /// Parses `text`, naming it `name` in errors ("Dockerfile:7: unknown
@@ -64,10 +64,10 @@ Dockerfile parse_dockerfile(std::string_view text, const std::string& name);
 /// forms too).
 struct Segment {
   bool variable = false;
-  std::string text;        ///< the literal, or the variable's name
-  char op = 0;             ///< 0, '-' (default) or '+' (alternative)
-  bool colon = false;      ///< ':-' / ':+': an empty value counts as unset
-  std::string alternative; ///< the word after the operator, literally
+  std::string text;         ///< the literal, or the variable's name
+  char op = 0;              ///< 0, '-' (default) or '+' (alternative)
+  bool colon = false;       ///< ':-' / ':+': an empty value counts as unset
+  std::string alternative;  ///< the word after the operator, literally
 };
 
 /// A shell word: its segments in order.

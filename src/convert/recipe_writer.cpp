@@ -14,23 +14,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// Docker's PATH when an image sets none: the default a PATH taken from the
-/// base image's environment gets.
+/// Docker's PATH when an image sets none: what a stage from scratch gets in
+/// its configuration, and the default of a PATH read from a base image.
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The build arguments Docker fills in itself from the build's platforms.
 const std::set<std::string, std::less<>> kPlatformArgs = {
-    "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
+    "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
+    "BUILDPLATFORM",  "BUILDOS",  "BUILDARCH",  "BUILDVARIANT",
 };
 
 /// Names a converted recipe cannot take for its locals: Lua's keywords and
 /// the globals a recipe uses.
 const std::set<std::string, std::less<>> kReserved = {
-    "and",    "break",   "do",     "else",   "elseif", "end",      "false",  "for",    "function", "goto",
-    "if",     "in",      "local",  "nil",    "not",    "or",       "repeat", "return", "then",     "true",
-    "until",  "while",   "from",   "scratch", "image", "param",    "push",   "hash",   "exists",   "cached",
-    "ci",     "env",     "inspect", "require", "print", "string",  "table",  "math",   "os",       "io",
-    "type",   "pairs",   "ipairs", "tostring", "tonumber", "error", "select", "next",  "assert",   "pcall",
+    "and",   "break", "do",      "else",     "elseif",   "end",    "false",  "for",    "function", "goto",
+    "if",    "in",    "local",   "nil",      "not",      "or",     "repeat", "return", "then",     "true",
+    "until", "while", "from",    "scratch",  "image",    "param",  "push",   "hash",   "exists",   "cached",
+    "ci",    "env",   "inspect", "require",  "print",    "string", "table",  "math",   "os",       "io",
+    "type",  "pairs", "ipairs",  "tostring", "tonumber", "error",  "select", "next",   "assert",   "pcall",
 };
 
 bool identifier(std::string_view s) {
@@ -53,10 +54,18 @@ std::string lua_string(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\" + std::to_string(c);
@@ -117,10 +126,10 @@ private:
 
 /// What is known of a stage while it is written.
 struct Stage {
-  std::string var;                     ///< its Lua local
-  std::map<std::string, Expr> env;     ///< ENV set in this stage (and the stages it is built on)
+  std::string var;                          ///< its Lua local
+  std::map<std::string, Expr> env;          ///< ENV set in this stage (and the stages it is built on)
   std::map<std::string, std::string> args;  ///< ARGs declared in it: name -> Lua local
-  std::vector<std::string> arg_order;  ///< the same, in declaration order
+  std::vector<std::string> arg_order;       ///< the same, in declaration order
   std::vector<std::string> shell = {"/bin/sh", "-c"};
 };
 
@@ -149,7 +158,10 @@ Content sniff(const fs::path& file) {
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
   head.resize(static_cast<size_t>(in.gcount()));
   if (head.size() > 262 && head.compare(257, 5, "ustar") == 0) return Content::Tar;
-  bool compressed = head.starts_with("\x1f\x8b") || head.starts_with("BZh") || head.starts_with("\xfd" "7zXZ");
+  bool compressed = head.starts_with("\x1f\x8b") || head.starts_with("BZh") ||
+                    head.starts_with(
+                        "\xfd"
+                        "7zXZ");
   return compressed ? Content::Compressed : Content::Other;
 }
 
@@ -239,7 +251,8 @@ private:
       e.add_code(param(name, fallback,
                        "$" + name + " at " + options_.name + ":" + std::to_string(line_) +
                            " comes from the base image's environment in Docker; a recipe cannot read it: "
-                           "set it with --set " + name + "=VALUE"));
+                           "set it with --set " +
+                           name + "=VALUE"));
       return e;
     }
     if (auto it = global_args_.find(name); it != global_args_.end()) {
@@ -346,6 +359,12 @@ private:
     body_ << "\n";
     for (const std::string& n : notes) body_ << "-- imgbuild convert: cannot express FROM " << n << "\n";
     body_ << "local " << stage.var << " = " << base << "\n";
+    if (base == "scratch") {
+      // Docker gives an image without an environment its default PATH.
+      body_ << "  :env { PATH = " << lua_string(kDefaultPath)
+            << " }  -- Docker's default, set in a stage from scratch\n";
+      stage.env["PATH"] = Expr(kDefaultPath);
+    }
     stages_.push_back(std::move(stage));
     stage_ = &stages_.back();
     if (!name.empty()) {
@@ -434,7 +453,8 @@ private:
     if (!caches.empty()) options.push_back("cache = " + lua_list(caches));
     if (!secrets.empty()) {
       std::string s = "secrets = { ";
-      for (size_t i = 0; i < secrets.size(); ++i) s += (i ? ", " : "") + lua_key(secrets[i]) + " = " + lua_string(secrets[i]);
+      for (size_t i = 0; i < secrets.size(); ++i)
+        s += (i ? ", " : "") + lua_key(secrets[i]) + " = " + lua_string(secrets[i]);
       options.push_back(s + " }");
     }
     if (!stage_->arg_order.empty()) {
@@ -493,8 +513,10 @@ private:
       std::string id = o.count("id") ? o["id"] : fs::path(target).filename().string();
       if (id.empty()) fail("RUN --mount=type=secret needs an id or a target");
       if (!target.empty() && target != "/run/secrets/" + id)
-        cannot("RUN --mount=type=secret,target=" + target + ": imgbuild mounts secret " + id + " at /run/secrets/" + id);
-      if (o.count("env")) cannot("RUN --mount=type=secret,env=" + o["env"] + ": the secret is a file at /run/secrets/" + id);
+        cannot("RUN --mount=type=secret,target=" + target + ": imgbuild mounts secret " + id + " at /run/secrets/" +
+               id);
+      if (o.count("env"))
+        cannot("RUN --mount=type=secret,env=" + o["env"] + ": the secret is a file at /run/secrets/" + id);
       out("-- imgbuild convert: secret " + id + " is read from the file " + id +
           " in the build context (docker build --secret id=" + id + ",src=FILE): name that file in secrets");
       secrets.push_back(id);
@@ -518,7 +540,8 @@ private:
         if (value.find_first_not_of("0123456789:") == std::string::npos && !value.empty() && value.front() != ':')
           opts.push_back("chown = " + lua_string(value));
         else
-          cannot(k + " --chown=" + value + ": give numeric ids such as \"1000:1000\" (names need the image's /etc/passwd)");
+          cannot(k + " --chown=" + value +
+                 ": give numeric ids such as \"1000:1000\" (names need the image's /etc/passwd)");
       } else if (f.name == "chmod") {
         opts.push_back("chmod = " + lua_string(value));
       } else if (f.name == "checksum" && k == "ADD") {

@@ -15,8 +15,8 @@ namespace imgbuild::convert {
 
 /// How to convert.
 struct ConvertOptions {
-  std::string name = "Dockerfile"; ///< the file as the user named it, for errors ("NAME:LINE: ...")
-  std::string target = "app";      ///< the image() name of the last stage
+  std::string name = "Dockerfile";  ///< the file as the user named it, for errors ("NAME:LINE: ...")
+  std::string target = "app";       ///< the image() name of the last stage
   /// The build context: whether it has a .dockerignore, and which local ADD
   /// sources are archives (by content); without it, by name alone.
   std::optional<std::filesystem::path> context;

@@ -106,7 +106,8 @@ TEST_CASE("malformed Dockerfiles name their line", "[convert]") {
 }
 
 TEST_CASE("shell words: quotes, escapes, variables", "[convert]") {
-  CHECK(raw_words("a \"b c\" 'd e'\\ f  g\\ h", '\\') == std::vector<std::string>{"a", "\"b c\"", "'d e'\\ f", "g\\ h"});
+  CHECK(raw_words("a \"b c\" 'd e'\\ f  g\\ h", '\\') ==
+        std::vector<std::string>{"a", "\"b c\"", "'d e'\\ f", "g\\ h"});
   CHECK(show(parse_word("\"a $X\"'$Y'\\$Z", '\\')) == "<a >${X}<$Y$Z>");
   CHECK(show(parse_word("${A:-x y}${B+z}$", '\\')) == "${A:-x y}${B+z}<$>");
   CHECK(show(parse_word("\"q\\\"\\n\"", '\\')) == "<q\"\\n>");
@@ -145,6 +146,7 @@ local builder = from "golang:1.12-alpine"
   :run "CGO_ENABLED=0 go build -o server server.go"
 
 local final = scratch
+  :env { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }  -- Docker's default, set in a stage from scratch
   :env { GIN_MODE = "release" }
   :copy("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/", { from = builder })
   :copy("/app/server", "/opt/server", { from = builder })
@@ -216,7 +218,8 @@ ONBUILD RUN true
 )";
   ConvertOptions options;
   options.context = ctx.path;
-  CHECK(body_of(dockerfile, options) == R"(-- The context's .dockerignore is kept as it is: imgbuild reads it as Docker does.
+  CHECK(body_of(dockerfile, options) ==
+        R"(-- The context's .dockerignore is kept as it is: imgbuild reads it as Docker does.
 
 local stage0 = from "alpine"
   -- imgbuild convert: secret npmrc is read from the file npmrc in the build context (docker build --secret id=npmrc,src=FILE): name that file in secrets
@@ -243,8 +246,9 @@ image("app", stage0)
 }
 
 TEST_CASE("heredocs, exec-form healthchecks and the empty healthcheck", "[convert]") {
-  std::string dockerfile = "FROM a\nRUN <<EOF\nset -e\necho ]]done\nEOF\nRUN python3 - <<PY\nprint(1)\nPY\n"
-                           "HEALTHCHECK CMD [\"/app\", \"-check\"]\nHEALTHCHECK NONE\nCOPY <<EOF /x\nhi\nEOF\n";
+  std::string dockerfile =
+      "FROM a\nRUN <<EOF\nset -e\necho ]]done\nEOF\nRUN python3 - <<PY\nprint(1)\nPY\n"
+      "HEALTHCHECK CMD [\"/app\", \"-check\"]\nHEALTHCHECK NONE\nCOPY <<EOF /x\nhi\nEOF\n";
   CHECK(body_of(dockerfile) == R"(
 local stage0 = from "a"
   :run [=[
