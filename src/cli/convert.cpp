@@ -23,7 +23,8 @@ const Syntax kConvertSyntax = {{Opt::File, Opt::Context}, Operands::NotDash};
 int cmd_convert(const std::vector<std::string>& args) {
   Options options;
   std::vector<std::string> operands = parse_options(args, kConvertSyntax, options);
-  if (operands.size() > 1) throw UsageError("convert takes one Dockerfile or folder, got " + std::to_string(operands.size()));
+  if (operands.size() > 1)
+    throw UsageError("convert takes one Dockerfile or folder, got " + std::to_string(operands.size()));
   fs::path dockerfile = options.file.value_or("Dockerfile");
   std::optional<fs::path> context = options.context;
   if (!operands.empty()) {
@@ -32,7 +33,8 @@ int cmd_convert(const std::vector<std::string>& args) {
       if (!options.file) dockerfile = given / "Dockerfile";
       if (!context) context = given;
     } else if (options.file) {
-      throw UsageError("convert: with -f, the operand is the build context folder, and " + given.string() + " is not one");
+      throw UsageError("convert: with -f, the operand is the build context folder, and " + given.string() +
+                       " is not one");
     } else {
       dockerfile = given;
     }
@@ -44,6 +46,9 @@ int cmd_convert(const std::vector<std::string>& args) {
   fs::path folder = fs::weakly_canonical(fs::absolute(*context));
   if (folder.filename().empty()) folder = folder.parent_path();
   convert.target = convert::target_name(folder.filename().string());
+  if (!fs::exists(dockerfile))
+    throw std::runtime_error("convert: no Dockerfile at " + dockerfile.string() +
+                             " (name a Dockerfile, its folder, or -f FILE)");
   std::cout << convert::dockerfile_to_recipe(read_file(dockerfile), convert);
   return 0;
 }
