@@ -103,7 +103,6 @@ public:
     if (parts_.size() == 1 && !parts_[0].code) return parts_[0].text;
     return std::nullopt;
   }
-  bool empty() const { return parts_.empty(); }
   std::string lua() const {
     if (parts_.empty()) return "\"\"";
     std::string out;
@@ -187,7 +186,7 @@ public:
         instruction(in);
     }
     for (const std::string& c : file_.trailing_comments) out("-- " + c);
-    if (stages_.empty()) fail("no FROM: a Dockerfile needs at least one stage");
+    if (stages_.empty()) throw DockerfileError(options_.name + ": no FROM: a Dockerfile needs at least one stage");
     body_ << "\nimage(" << lua_string(options_.target) << ", " << stages_.back().var << ")\n";
     return header() + body_.str();
   }

@@ -95,7 +95,7 @@ TEST_CASE("malformed Dockerfiles name their line", "[convert]") {
   CHECK(parse_error("# escape=x\nFROM a\n") == "Dockerfile:1: invalid escape directive 'x': it must be \\ or `");
   CHECK(parse_error("FROM a\nCOPY -- x y\n") == "Dockerfile:2: COPY: malformed option '--' (expected --name=value)");
   CHECK(convert_error("RUN true\n") == "Dockerfile:1: RUN before the first FROM (only ARG may come before it)");
-  CHECK(convert_error("# only\n") == "Dockerfile:0: no FROM: a Dockerfile needs at least one stage");
+  CHECK(convert_error("# only\n") == "Dockerfile: no FROM: a Dockerfile needs at least one stage");
   CHECK(convert_error("FROM a b\n") == "Dockerfile:1: FROM: expected FROM IMAGE [AS NAME], got 'FROM a b'");
   CHECK(convert_error("FROM $NOPE\n") == "Dockerfile:1: $NOPE is not an ARG declared before the first FROM");
   CHECK(convert_error("FROM a\nENV A=\"b\n") == "Dockerfile:2: unterminated double quote");
