@@ -164,6 +164,11 @@ Content sniff(const fs::path& file) {
   return compressed ? Content::Compressed : Content::Other;
 }
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  return s;
+}
+
 bool is_url(std::string_view s) { return s.starts_with("http://") || s.starts_with("https://"); }
 
 bool is_git(std::string_view s) { return s.starts_with("git@") || s.starts_with("git://") || s.ends_with(".git"); }
@@ -690,34 +695,35 @@ private:
     out("-- imgbuild convert: SHELL " + in.args + ": the shell forms below run with it (exec form)");
   }
 
-  /// HEALTHCHECK as :healthcheck { test = {...}, interval = "30s", ... },
-  /// Docker's fields by the names imgbuild-recipe(5) gives them.
+  /// HEALTHCHECK as imgbuild-recipe(5)'s :healthcheck: a shell command
+  /// string (CMD-SHELL), an argv table (CMD) or false (NONE), with Docker's
+  /// options by the names it gives them.
   void healthcheck(const Instruction& in) {
-    std::string rest = in.args;
-    std::vector<std::string> test;
-    if (lower(rest) == "none") {
-      test = {"NONE"};
-    } else {
-      if (lower(rest.substr(0, 4)) != "cmd " && lower(rest.substr(0, 4)) != "cmd[")
-        fail("HEALTHCHECK: expected NONE or [OPTIONS] CMD command");
-      rest = rest.substr(3);
-      rest.erase(0, rest.find_first_not_of(" \t"));
-      test = in.exec ? *in.exec : std::vector<std::string>{rest};
-      test.insert(test.begin(), in.exec ? "CMD" : "CMD-SHELL");
-    }
-    std::string fields = "test = " + lua_list(test);
+    if (lower(in.args) == "none") return out(":healthcheck(false)");
+    if (lower(in.args.substr(0, 4)) != "cmd " && lower(in.args.substr(0, 4)) != "cmd[")
+      fail("HEALTHCHECK: expected NONE or [OPTIONS] CMD command");
+    std::vector<std::string> options;
     for (const Flag& f : in.flags) {
       std::string key = f.name;
       for (char& c : key)
         if (c == '-') c = '_';
       if (key == "retries")
-        fields += ", retries = " + f.value.value_or("0");
-      else if (key == "interval" || key == "timeout" || key == "start_period" || key == "start_interval")
-        fields += ", " + key + " = " + lua_string(f.value.value_or(""));
+        options.push_back("retries = " + f.value.value_or("0"));
+      else if (key == "interval" || key == "timeout" || key == "start_period")
+        options.push_back(key + " = " + lua_string(f.value.value_or("")));
       else
-        cannot("HEALTHCHECK --" + f.name);
+        cannot("HEALTHCHECK --" + f.name + (f.value ? "=" + *f.value : ""));
     }
-    out(":healthcheck { " + fields + " }");
+    std::string opts;
+    for (size_t i = 0; i < options.size(); ++i) opts += (i ? ", " : "") + options[i];
+    if (in.exec) {
+      std::string list = lua_list(*in.exec);
+      if (!options.empty()) list = list.substr(0, list.size() - 2) + ", " + opts + " }";
+      return out(":healthcheck " + list);
+    }
+    std::string command(trim(in.args.substr(3)));
+    out(options.empty() ? ":healthcheck " + lua_string(command)
+                        : ":healthcheck(" + lua_string(command) + ", { " + opts + " })");
   }
 
   const Dockerfile& file_;

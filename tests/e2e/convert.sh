@@ -171,7 +171,7 @@ probe() {  # NAME RECIPE: the recipe builds, or NAME is missing
   "$IMGBUILD" "$work/probe.lua" --context "$work" --no-push >"$work/probe.out" 2>&1 || missing+=("$1")
 }
 probe ":add" 'image("p", scratch:add("probe-file", "/f"):doctor { ignore = { "entrypoint" } })'
-probe ":healthcheck" 'image("p", scratch:healthcheck { test = { "NONE" } }:doctor { ignore = { "entrypoint" } })'
+probe ":healthcheck" 'image("p", scratch:healthcheck("true", { interval = "30s", retries = 3 }):healthcheck { "/x", timeout = "3s" }:healthcheck(false):doctor { ignore = { "entrypoint" } })'
 probe ":copy onto an existing folder (Docker puts the file inside it)" \
   "image(\"p\", from(\"$REG/seed/alpine:latest\"):run(\"mkdir /app\"):copy(\"probe-file\", \"/app\"):run(\"test -f /app/probe-file\"):doctor { ignore = { \"entrypoint\", \"root\" } })"
 # needs RECIPE DOCKERFILE: the missing features this seed needs, if any.

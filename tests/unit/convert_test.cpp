@@ -235,7 +235,7 @@ local stage0 = from "alpine"
   -- imgbuild convert: SHELL ["/bin/bash", "-o", "pipefail", "-c"]: the shell forms below run with it (exec form)
   :run { "/bin/bash", "-o", "pipefail", "-c", "set -x; make" }
   :cmd { "/bin/bash", "-o", "pipefail", "-c", "make run" }
-  :healthcheck { test = { "CMD-SHELL", "wget -q -O- http://localhost/ || exit 1" }, interval = "30s", retries = 3 }
+  :healthcheck("wget -q -O- http://localhost/ || exit 1", { interval = "30s", retries = 3 })
   :volume("/data", "/logs")
   :label { ["org.opencontainers.image.title"] = "my app", maintainer = "me" }
   :stopsignal "SIGINT"
@@ -248,7 +248,8 @@ image("app", stage0)
 TEST_CASE("heredocs, exec-form healthchecks and the empty healthcheck", "[convert]") {
   std::string dockerfile =
       "FROM a\nRUN <<EOF\nset -e\necho ]]done\nEOF\nRUN python3 - <<PY\nprint(1)\nPY\n"
-      "HEALTHCHECK CMD [\"/app\", \"-check\"]\nHEALTHCHECK NONE\nCOPY <<EOF /x\nhi\nEOF\n";
+      "HEALTHCHECK --timeout=3s CMD [\"/app\", \"-check\"]\nHEALTHCHECK --start-interval=1s CMD  true\nHEALTHCHECK "
+      "NONE\nCOPY <<EOF /x\nhi\nEOF\n";
   CHECK(body_of(dockerfile) == R"(
 local stage0 = from "a"
   :run [=[
@@ -260,8 +261,10 @@ python3 - <<PY
 print(1)
 PY
 ]]
-  :healthcheck { test = { "CMD", "/app", "-check" } }
-  :healthcheck { test = { "NONE" } }
+  :healthcheck { "/app", "-check", timeout = "3s" }
+  -- imgbuild convert: cannot express HEALTHCHECK --start-interval=1s
+  :healthcheck "true"
+  :healthcheck(false)
   -- imgbuild convert: cannot express COPY from a here-document: <<EOF /x
 
 image("app", stage0)
