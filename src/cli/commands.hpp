@@ -31,6 +31,9 @@ int cmd_logout(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 /// imgbuild store verify: every blob, reference and diff_id of the store checked.
 int cmd_store(const std::vector<std::string>& args);
+/// imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]: the
+/// equivalent recipe on stdout.
+int cmd_convert(const std::vector<std::string>& args);
 /// imgbuild check [--json] FILE...: the static-binary report of each file.
 int cmd_check(const std::vector<std::string>& args);
 

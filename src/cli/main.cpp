@@ -32,6 +32,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild logout HOST
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
+       imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]
 
 Build the images a Lua recipe describes (all of them when no TARGET is named)
 into the local store. `plan` shows each step with its cache key and whether
@@ -45,6 +46,8 @@ their diff_ids, and says what is wrong. `login` checks a password with the
 registry, then saves it where podman, skopeo and docker read it
 ($REGISTRY_AUTH_FILE, else docker's config.json or its credential helper);
 `logout` removes it.
+`convert` prints the recipe equivalent to a Dockerfile (./Dockerfile,
+DIR/Dockerfile or -f FILE).
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -110,7 +113,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"build", cmd_build}, {"plan", cmd_plan},   {"cache", cmd_cache},     {"images", cmd_images},
     {"rmi", cmd_rmi},     {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check},
-    {"store", cmd_store}, {"login", cmd_login}, {"logout", cmd_logout},
+    {"store", cmd_store}, {"login", cmd_login}, {"logout", cmd_logout},   {"convert", cmd_convert},
 };
 
 int run(int argc, char** argv) {

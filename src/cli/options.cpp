@@ -125,6 +125,7 @@ const Option kTable[] = {
     {Opt::Username, "--username", "-u", kValue, [](Options& o, const std::string& user) { o.username = user; }},
     {Opt::PasswordStdin, "--password-stdin", "", kFlag,
      [](Options& o, const std::string&) { o.password_stdin = true; }},
+    {Opt::File, "--file", "-f", kValue, [](Options& o, const std::string& file) { o.file = file; }},
 };
 
 /// The option of `accepted` spelled `name`, if any.

@@ -52,6 +52,7 @@ struct Options {
   bool json = false;                                        ///< check --json
   std::optional<std::string> username;                      ///< login --username
   bool password_stdin = false;                              ///< login --password-stdin
+  std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
 };
 
 /// Every option of the table, by name.
@@ -80,6 +81,7 @@ enum class Opt {
   Json,
   Username,
   PasswordStdin,
+  File,
 };
 
 /// The options a command takes.
