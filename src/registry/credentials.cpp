@@ -130,36 +130,6 @@ std::optional<Credential> user_password(std::string_view text, const std::string
 /// What docker calls the server: the key it writes in config.json and sends helpers.
 std::string server_url(const std::string& host) { return host == kDockerHub ? std::string(kDockerHubServer) : host; }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  // Go's StdEncoding, which docker uses, skips line breaks.
-  std::string clean;
-  for (char c : in)
-    if (c != '\r' && c != '\n') clean += c;
-  size_t pad = 0;
-  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
-  if (clean.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  unsigned bits = 0;
-  int nbits = 0;
-  for (size_t i = 0; i < clean.size() - pad; ++i) {
-    char c = clean[i];
-    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-            : c >= 'a' && c <= 'z' ? c - 'a' + 26
-            : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+'             ? 62
-            : c == '/'             ? 63
-                                   : -1;
-    if (v < 0) return std::nullopt;
-    bits = (bits << 6) | static_cast<unsigned>(v);
-    nbits += 6;
-    if (nbits >= 8) {
-      nbits -= 8;
-      out += static_cast<char>((bits >> nbits) & 0xff);
-    }
-  }
-  return out;
-}
-
 /// Helper names become part of a program name searched in PATH: a '/' would
 /// turn them into a path to anything.
 bool is_helper_name(std::string_view name) {
