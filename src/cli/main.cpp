@@ -29,6 +29,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild store verify
        imgbuild push NAME REF
        imgbuild inspect NAME | oci:DIR[:NAME]
+       imgbuild sbom NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
 
 Build the images a Lua recipe describes (all of them when no TARGET is named)
@@ -39,7 +40,9 @@ for AGE such as 7d) and the store's blobs no stored image needs. `rmi`
 removes images from the store (by name, or by digest as `images` shows it)
 and the blobs no other image and no cached step needs. `store verify` reads
 every blob of the store against its digest and every image's layers against
-their diff_ids, and says what is wrong.
+their diff_ids, and says what is wrong. `sbom` prints an image's SPDX 2.3
+software bill of materials: its Go programs' modules, its base's packages
+and the files the recipe added.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -96,7 +99,7 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"build", cmd_build}, {"plan", cmd_plan},       {"cache", cmd_cache}, {"images", cmd_images}, {"rmi", cmd_rmi},
-    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check}, {"store", cmd_store},
+    {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check}, {"store", cmd_store},   {"sbom", cmd_sbom},
 };
 
 int run(int argc, char** argv) {

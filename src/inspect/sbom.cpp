@@ -34,13 +34,14 @@ void for_each_line(std::string_view text, Line&& line) {
 }
 
 /// Percent-encodes what the purl specification does not allow as is in a
-/// name, namespace segment or version (`:` of a Debian epoch included).
+/// name, namespace segment or version: all but its unreserved characters
+/// (`:` of a Debian epoch and `+` of a Debian revision included).
 std::string purl_part(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-        c == '_' || c == '~' || c == '+') {
+        c == '_' || c == '~') {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -66,7 +67,15 @@ std::string spdx_id(std::string_view kind, std::string_view name, size_t n) {
 }
 
 json purl_ref(const std::string& purl) {
-  return json::array({{{"referenceCategory", "PACKAGE-MANAGER"}, {"referenceType", "purl"}, {"referenceLocator", purl}}});
+  return json::array(
+      {{{"referenceCategory", "PACKAGE-MANAGER"}, {"referenceType", "purl"}, {"referenceLocator", purl}}});
+}
+
+/// The last component of an image name without tag or digest, as an OCI purl
+/// names it: "registry.example/team/svc:v1" is "svc".
+std::string image_short_name(const std::string& name) {
+  std::string last = name.substr(name.rfind('/') + 1);
+  return last.substr(0, last.find_first_of(":@"));
 }
 
 /// A Go `h1:` sum is the base64 of a SHA-256: as SPDX's hex checksum.
@@ -107,7 +116,9 @@ public:
     }
     if (!elf_) return;
     bytes_.append(data.substr(0, std::min(data.size(), kMaxProgram - bytes_.size())));
-    if (bytes_.size() >= 4 && bytes_.compare(0, 4, "\x7f" "ELF") != 0) {
+    if (bytes_.size() >= 4 && bytes_.compare(0, 4,
+                                             "\x7f"
+                                             "ELF") != 0) {
       elf_ = false;
       bytes_.clear();
     }
@@ -189,12 +200,23 @@ std::vector<OsPackage> parse_apk_installed(std::string_view text) {
     if (line.size() < 2 || line[1] != ':') return;
     std::string value(line.substr(2));
     switch (line[0]) {
-      case 'P': p.name = value; break;
-      case 'V': p.version = value; break;
-      case 'A': p.architecture = value; break;
-      case 'L': p.license = value; break;
-      case 'o': p.source = value; break;
-      default: break;
+      case 'P':
+        p.name = value;
+        break;
+      case 'V':
+        p.version = value;
+        break;
+      case 'A':
+        p.architecture = value;
+        break;
+      case 'L':
+        p.license = value;
+        break;
+      case 'o':
+        p.source = value;
+        break;
+      default:
+        break;
     }
   });
   flush();
@@ -249,7 +271,8 @@ std::string spdx_document(const SbomSubject& s) {
         index.push_back(i);
       }
     tree.stream_contents(
-        streamed, [&](size_t k) { reader.begin(index[k]); }, [&](size_t k, std::string_view b) { reader.chunk(index[k], b); });
+        streamed, [&](size_t k) { reader.begin(index[k]); },
+        [&](size_t k, std::string_view b) { reader.chunk(index[k], b); });
   }
   std::vector<FileFacts> facts = reader.take();
 
@@ -260,8 +283,7 @@ std::string spdx_document(const SbomSubject& s) {
   };
   const std::string image_id = "SPDXRef-Image";
   relate("SPDXRef-DOCUMENT", "DESCRIBES", image_id);
-  std::string short_name = s.name.substr(s.name.rfind('/') + 1);
-  short_name = short_name.substr(0, short_name.find_first_of(":@"));
+  const std::string short_name = image_short_name(s.name);
   packages.push_back({
       {"SPDXID", image_id},
       {"name", s.name},
@@ -271,28 +293,17 @@ std::string spdx_document(const SbomSubject& s) {
       {"primaryPackagePurpose", "CONTAINER"},
       {"checksums", json::array({{{"algorithm", "SHA256"}, {"checksumValue", manifest_hex}}})},
       {"externalRefs", purl_ref("pkg:oci/" + purl_part(short_name) + "@sha256%3A" + manifest_hex +
-                                "?arch=" + purl_part(s.image.platform.architecture))},
+                                "?arch=" + purl_part(s.architecture))},
   });
 
-  if (auto base = s.image.annotations.find(kBaseDigestAnnotation); base != s.image.annotations.end()) {
-    auto name = s.image.annotations.find(kBaseNameAnnotation);
-    std::string base_name = name != s.image.annotations.end() ? name->second : "base";
-    std::optional<Digest> digest;
-    try {
-      digest = Digest::parse(base->second);
-    } catch (const std::runtime_error&) {
-    }
-    json pkg = {{"SPDXID", "SPDXRef-Base"},
-                {"name", base_name},
-                {"versionInfo", base->second},
-                {"downloadLocation", "NOASSERTION"},
-                {"filesAnalyzed", false},
-                {"primaryPackagePurpose", "CONTAINER"}};
-    if (digest) {
-      std::string base_short = base_name.substr(base_name.rfind('/') + 1);
-      base_short = base_short.substr(0, base_short.find_first_of(":@"));
-      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", std::string(digest->hex())}}});
-      pkg["externalRefs"] = purl_ref("pkg:oci/" + purl_part(base_short) + "@sha256%3A" + std::string(digest->hex()));
+  if (!s.base_digest.empty()) {
+    const std::string base_name = s.base_name.empty() ? "base" : s.base_name;
+    json pkg = {{"SPDXID", "SPDXRef-Base"},          {"name", base_name},      {"versionInfo", s.base_digest},
+                {"downloadLocation", "NOASSERTION"}, {"filesAnalyzed", false}, {"primaryPackagePurpose", "CONTAINER"}};
+    if (s.base_digest.rfind("sha256:", 0) == 0) {
+      std::string hex = s.base_digest.substr(7);
+      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", hex}}});
+      pkg["externalRefs"] = purl_ref("pkg:oci/" + purl_part(image_short_name(base_name)) + "@sha256%3A" + hex);
     }
     packages.push_back(std::move(pkg));
     relate(image_id, "DESCENDANT_OF", "SPDXRef-Base");
@@ -319,14 +330,17 @@ std::string spdx_document(const SbomSubject& s) {
                 {"comment", "built by " + go.go_version + (settings.empty() ? "" : " with " + settings)}};
     if (!main.version.empty()) pkg["versionInfo"] = main.version;
     if (!main.path.empty())
-      pkg["externalRefs"] = purl_ref("pkg:golang/" + purl_path(main.path) +
-                                     (main.version.empty() || main.version == "(devel)" ? "" : "@" + purl_part(main.version)));
-    if (auto hex = h1_sha256(main.sum)) pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", *hex}}});
+      pkg["externalRefs"] =
+          purl_ref("pkg:golang/" + purl_path(main.path) +
+                   (main.version.empty() || main.version == "(devel)" ? "" : "@" + purl_part(main.version)));
+    if (auto hex = h1_sha256(main.sum))
+      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", *hex}}});
     packages.push_back(std::move(pkg));
     relate(image_id, "CONTAINS", id);
 
     if (!go.go_version.empty()) {
-      auto [it, added] = stdlib_ids.try_emplace(go.go_version, spdx_id("GoStdlib", go.go_version, stdlib_ids.size() + 1));
+      auto [it, added] =
+          stdlib_ids.try_emplace(go.go_version, spdx_id("GoStdlib", go.go_version, stdlib_ids.size() + 1));
       if (added) {
         std::string version = go.go_version.rfind("go", 0) == 0 ? go.go_version.substr(2) : go.go_version;
         packages.push_back({{"SPDXID", it->second},
@@ -353,7 +367,8 @@ std::string spdx_document(const SbomSubject& s) {
           m["versionInfo"] = used.version;
           m["externalRefs"] = purl_ref("pkg:golang/" + purl_path(used.path) + "@" + purl_part(used.version));
         }
-        if (auto hex = h1_sha256(used.sum)) m["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", *hex}}});
+        if (auto hex = h1_sha256(used.sum))
+          m["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", *hex}}});
         if (dep.replacement)
           m["comment"] = "go.mod replaces " + dep.module.path + " " + dep.module.version + " with " + used.path +
                          (local ? "" : " " + used.version) + (used.sum.empty() ? "" : " (" + used.sum + ")");
@@ -373,13 +388,16 @@ std::string spdx_document(const SbomSubject& s) {
   for (OsPackage& p : parse_dpkg_status(file_text(tree, "/var/lib/dpkg/status", size_t{64} << 20)))
     os_packages.emplace_back("deb", std::move(p));
   for (const ImageTree::Resolved& f : tree.files_in("/var/lib/dpkg/status.d", false))
-    for (OsPackage& p : parse_dpkg_status(tree.contents(*f.file, size_t{1} << 20))) os_packages.emplace_back("deb", std::move(p));
+    for (OsPackage& p : parse_dpkg_status(tree.contents(*f.file, size_t{1} << 20)))
+      os_packages.emplace_back("deb", std::move(p));
   std::sort(os_packages.begin(), os_packages.end(), [](const auto& a, const auto& b) {
     return std::tie(a.first, a.second.name, a.second.version, a.second.architecture) <
            std::tie(b.first, b.second.name, b.second.version, b.second.architecture);
   });
   os_packages.erase(std::unique(os_packages.begin(), os_packages.end()), os_packages.end());
-  const std::string ns = distro.empty() ? (os_packages.empty() ? "" : os_packages.front().first == "apk" ? "alpine" : "debian")
+  const std::string ns = distro.empty() ? (os_packages.empty()                  ? ""
+                                           : os_packages.front().first == "apk" ? "alpine"
+                                                                                : "debian")
                                         : distro;
   size_t n = 0;
   for (const auto& [type, p] : os_packages) {
@@ -387,7 +405,8 @@ std::string spdx_document(const SbomSubject& s) {
     std::string purl = "pkg:" + type + "/" + purl_part(ns) + "/" + purl_part(p.name) + "@" + purl_part(p.version);
     std::string qualifiers;
     if (!p.architecture.empty()) qualifiers += "arch=" + purl_part(p.architecture);
-    if (!distro_version.empty()) qualifiers += (qualifiers.empty() ? "" : "&") + std::string("distro=") + purl_part(ns + "-" + distro_version);
+    if (!distro_version.empty())
+      qualifiers += (qualifiers.empty() ? "" : "&") + std::string("distro=") + purl_part(ns + "-" + distro_version);
     if (!qualifiers.empty()) purl += "?" + qualifiers;
     json pkg = {{"SPDXID", id},
                 {"name", p.name},
@@ -423,7 +442,7 @@ std::string spdx_document(const SbomSubject& s) {
       {"name", s.name},
       // Unique per image, and the same for the same image on any machine.
       {"documentNamespace", "https://imgbuild.dev/spdx/" + purl_part(short_name) + "/sha256-" + manifest_hex},
-      {"creationInfo", {{"created", rfc3339(s.image.created)}, {"creators", json::array({"Tool: " + s.tool})}}},
+      {"creationInfo", {{"created", s.created}, {"creators", json::array({"Tool: " + s.tool})}}},
       {"packages", std::move(packages)},
       {"relationships", std::move(relationships)},
   };

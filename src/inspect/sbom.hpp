@@ -10,7 +10,6 @@
 
 #include "layer/image_tree.hpp"
 #include "oci/digest.hpp"
-#include "oci/image.hpp"
 
 namespace imgbuild {
 
@@ -37,8 +36,12 @@ struct SbomSubject {
   std::string name;
   /// The digest of the image's manifest: the document is about that image.
   Digest manifest;
-  const Image& image;
-  /// The image's files; `tree` must hold image.layers in order.
+  /// The image config's `created` (RFC 3339) and `architecture`.
+  std::string created, architecture;
+  /// The manifest's base image annotations (kBaseNameAnnotation,
+  /// kBaseDigestAnnotation); "" for an image built on nothing.
+  std::string base_name, base_digest;
+  /// The image's files: its layers applied in order.
   const ImageTree& tree;
   /// The first `base_layers` layers came from the base image; files the
   /// layers above them left in the image are listed one by one with their

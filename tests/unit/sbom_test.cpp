@@ -20,11 +20,11 @@ TEST_CASE("apk's installed database: one package per record", "[sbom]") {
       "P:ca-certificates-bundle\nV:20230506-r0\nA:x86_64\nL:MPL-2.0 AND MIT\no:ca-certificates\n"
       "R:etc/ssl/certs/ca-certificates.crt\n\n\n"
       "P:\nV:ignored, no name\n";
-  CHECK(parse_apk_installed(db) == std::vector<OsPackage>{
-                                       {"musl", "1.2.4-r2", "x86_64", "", "MIT"},
-                                       {"ca-certificates-bundle", "20230506-r0", "x86_64", "ca-certificates",
-                                        "MPL-2.0 AND MIT"},
-                                   });
+  CHECK(parse_apk_installed(db) ==
+        std::vector<OsPackage>{
+            {"musl", "1.2.4-r2", "x86_64", "", "MIT"},
+            {"ca-certificates-bundle", "20230506-r0", "x86_64", "ca-certificates", "MPL-2.0 AND MIT"},
+        });
   CHECK(parse_apk_installed("").empty());
 }
 
@@ -79,23 +79,25 @@ TEST_CASE("SPDX document of an image: base by digest, Go modules, base packages,
   ScratchDir dir;
   ByteVec program = dynamic_fixture().builder.build().bytes;
   std::string go(program.begin(), program.end());
-  LayerBlob base = layer_of(dir, "base",
-                            {{"etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n", 0644},
-                             {"var/lib/dpkg/status",
-                              "Package: libc6\nStatus: install ok installed\nVersion: 2:2.36-9\nArchitecture: amd64\n",
-                              0644},
-                             {"usr/bin/tool", "#!/bin/sh\n", 0755}});
+  LayerBlob base =
+      layer_of(dir, "base",
+               {{"etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n", 0644},
+                {"var/lib/dpkg/status",
+                 "Package: libc6\nStatus: install ok installed\nVersion: 2:2.36-9\nArchitecture: amd64\n", 0644},
+                {"usr/bin/tool", "#!/bin/sh\n", 0755}});
   LayerBlob mine = layer_of(dir, "mine", {{"app/svc", go, 0755}, {"etc/svc.conf", "port=80\n", 0644}});
-  Image image;
-  image.platform.architecture = "amd64";
-  image.created = 1700000000;
-  image.layers = {base, mine};
-  image.annotations[kBaseNameAnnotation] = "docker.io/library/debian:12";
-  image.annotations[kBaseDigestAnnotation] = "sha256:" + std::string(64, 'b');
   ImageTree tree;
-  for (const LayerBlob& l : image.layers) tree.apply_layer_blob(dir.path / "blobs" / std::string(l.digest.hex()));
+  for (const LayerBlob& l : {base, mine}) tree.apply_layer_blob(dir.path / "blobs" / std::string(l.digest.hex()));
   Digest manifest = sha256_of("manifest");
-  SbomSubject subject{"registry.example/team/svc:v1", manifest, image, tree, 1, "imgbuild-test"};
+  SbomSubject subject{"registry.example/team/svc:v1",
+                      manifest,
+                      "2023-11-14T22:13:20Z",
+                      "amd64",
+                      "docker.io/library/debian:12",
+                      "sha256:" + std::string(64, 'b'),
+                      tree,
+                      1,
+                      "imgbuild-test"};
   const std::string text = spdx_document(subject);
   CHECK(spdx_document(subject) == text);  // the same image, the same bytes
   json doc = json::parse(text);
@@ -134,10 +136,10 @@ TEST_CASE("SPDX document of an image: base by digest, Go modules, base packages,
   REQUIRE(doc["files"].size() == 2);
   json svc = find_by(doc["files"], "fileName", "./app/svc");
   CHECK(svc["checksums"][0] == json{{"algorithm", "SHA1"}, {"checksumValue", [&] {
-                                       Hasher h("sha1");
-                                       h.update(go);
-                                       return h.finish_hex();
-                                     }()}});
+                                                              Hasher h("sha1");
+                                                              h.update(go);
+                                                              return h.finish_hex();
+                                                            }()}});
   CHECK(svc["checksums"][1]["checksumValue"] == std::string(sha256_of(go).hex()));
   CHECK(find_by(doc["files"], "fileName", "./etc/svc.conf")["checksums"][1]["checksumValue"] ==
         std::string(sha256_of("port=80\n").hex()));
