@@ -1,6 +1,7 @@
 #pragma once
 // Small string helpers shared by the engine and the command line.
 #include <cstddef>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -61,5 +62,13 @@ std::string quote(std::string_view text);
 /// or overlong UTF-8, and the bidirectional controls that reorder what
 /// follows them. The result passes through unchanged a second time.
 std::string printable_text(std::string_view text);
+
+/// Standard base64 (RFC 4648) with padding, as HTTP Basic, config.json's
+/// "auth" and cosign's signatures use it.
+std::string base64_encode(std::string_view bytes);
+
+/// The bytes of standard base64 (RFC 4648, with padding), as Go's
+/// StdEncoding reads it: line breaks are skipped. nullopt for anything else.
+std::optional<std::string> base64_decode(std::string_view in);
 
 }  // namespace imgbuild

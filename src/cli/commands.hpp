@@ -29,6 +29,8 @@ int cmd_login(const std::vector<std::string>& args);
 int cmd_logout(const std::vector<std::string>& args);
 /// imgbuild inspect NAME | oci:DIR[:NAME]: one image as a JSON object.
 int cmd_inspect(const std::vector<std::string>& args);
+/// imgbuild sbom NAME | oci:DIR[:NAME]: the image's SPDX 2.3 SBOM.
+int cmd_sbom(const std::vector<std::string>& args);
 /// imgbuild store verify: every blob, reference and diff_id of the store checked.
 int cmd_store(const std::vector<std::string>& args);
 /// imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]: the

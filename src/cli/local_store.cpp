@@ -35,4 +35,34 @@ StoredImage load_stored(const Layout& store, const Descriptor& manifest) {
   }
 }
 
+NamedImage open_named_image(const std::string& arg, const std::string& command) {
+  std::filesystem::path layout_dir = default_store_dir();
+  std::string name = arg;
+  const bool oci = arg.starts_with("oci:");
+  if (oci) {
+    std::string rest = arg.substr(4);
+    size_t colon = rest.rfind(':');
+    layout_dir = colon == std::string::npos ? rest : rest.substr(0, colon);
+    name = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    if (!std::filesystem::exists(layout_dir / "index.json"))
+      throw UsageError(layout_dir.string() + " is not an OCI image layout");
+  }
+  Layout layout = oci ? Layout(layout_dir) : open_store();
+  std::optional<Descriptor> d;
+  if (name.empty()) {
+    auto refs = layout.refs();
+    if (refs.size() != 1)
+      throw UsageError(layout_dir.string() + " holds " + std::to_string(refs.size()) + " images: name one as " +
+                       command + " oci:DIR:NAME");
+    d = refs[0];
+  } else {
+    d = find_stored(layout, name);
+  }
+  if (!d) throw std::runtime_error("no image named '" + name + "' in " + layout_dir.string());
+  StoredImage image = oci ? layout.load(*d) : load_stored(layout, *d);
+  auto ref_name = d->annotations.find(kRefNameAnnotation);
+  if (ref_name != d->annotations.end()) name = ref_name->second;
+  return {std::move(layout), *d, std::move(image), name};
+}
+
 }  // namespace imgbuild::cli

@@ -23,4 +23,17 @@ std::string removal_hint(const Layout& store, const IndexEntry& entry);
 /// DamagedImage says how to remove it.
 StoredImage load_stored(const Layout& store, const Descriptor& manifest);
 
+/// An image a command names as NAME (the local store) or oci:DIR[:NAME].
+struct NamedImage {
+  Layout layout;
+  Descriptor manifest;
+  StoredImage image;
+  std::string name;  ///< as the layout names it
+};
+
+/// Opens the image `arg` names for `command`; UsageError for a DIR that is
+/// no layout or holds several images and none is named, runtime_error when
+/// there is no such image.
+NamedImage open_named_image(const std::string& arg, const std::string& command);
+
 }  // namespace imgbuild::cli

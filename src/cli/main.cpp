@@ -31,6 +31,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild login [--username USER] [--password-stdin] HOST
        imgbuild logout HOST
        imgbuild inspect NAME | oci:DIR[:NAME]
+       imgbuild sbom NAME | oci:DIR[:NAME]
        imgbuild check [--json] FILE...
        imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]
 
@@ -48,6 +49,8 @@ registry, then saves it where podman, skopeo and docker read it
 `logout` removes it.
 `convert` prints the recipe equivalent to a Dockerfile (./Dockerfile,
 DIR/Dockerfile or -f FILE).
+`sbom` prints an image's SPDX 2.3 software bill of materials: its Go
+programs' modules, its base's packages and the files the recipe added.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -114,6 +117,7 @@ constexpr Command kCommands[] = {
     {"build", cmd_build}, {"plan", cmd_plan},   {"cache", cmd_cache},     {"images", cmd_images},
     {"rmi", cmd_rmi},     {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check},
     {"store", cmd_store}, {"login", cmd_login}, {"logout", cmd_logout},   {"convert", cmd_convert},
+    {"sbom", cmd_sbom},
 };
 
 int run(int argc, char** argv) {

@@ -237,7 +237,7 @@ private:
   void check_cgo(const std::string& what, const GoBuildInfo& go, const std::string& loc) {
     if (go.setting("CGO_ENABLED") != "0") return;
     for (auto& [module, why] : kCgoOnlyModules)
-      if (std::find(go.deps.begin(), go.deps.end(), module) != go.deps.end())
+      if (go.depends_on(module))
         warn("cgo", loc, what + " was built with CGO_ENABLED=0 and links " + module + ": " + why);
   }
 

@@ -101,11 +101,11 @@ json go_json(const GoBuildInfo& go) {
     if (!settings.contains(key)) settings[key] = utf8(v);
   }
   json deps = json::array();
-  for (const auto& d : go.deps) deps.push_back(utf8(d));
+  for (const auto& d : go.deps) deps.push_back(utf8(d.module.path));
   return {
       {"version", utf8(go.go_version)},
       {"path", utf8(go.main_path)},
-      {"main_version", utf8(go.main_version)},
+      {"main_version", utf8(go.main_module.version)},
       {"settings", std::move(settings)},
       {"deps", std::move(deps)},
       {"uses_x509", go.uses_x509},
@@ -144,7 +144,7 @@ std::string go_lines(const GoBuildInfo& go) {
   std::string line = "  " + printable(go.go_version);
   if (!go.main_path.empty()) line += " " + printable(go.main_path);
   // "(devel)" for a build from a work tree, else the module version: "v1.2.3".
-  if (!go.main_version.empty()) line += " " + printable(go.main_version);
+  if (!go.main_module.version.empty()) line += " " + printable(go.main_module.version);
   std::string shown;
   for (std::string_view key : kShownSettings) {
     for (const auto& [k, v] : go.settings) {

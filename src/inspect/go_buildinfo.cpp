@@ -1,5 +1,7 @@
 #include "inspect/go_buildinfo.hpp"
 
+#include <algorithm>
+
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -231,6 +233,13 @@ void parse_modinfo(std::string_view mod, GoBuildInfo& go) {
     rest = tab == std::string_view::npos ? std::string_view() : rest.substr(tab + 1);
     return f;
   };
+  auto module = [&](std::string_view rest) {
+    GoModule m;
+    m.path = field(rest);
+    m.version = field(rest);
+    m.sum = field(rest);
+    return m;
+  };
   while (!mod.empty()) {
     auto nl = mod.find('\n');
     std::string_view line = mod.substr(0, nl);
@@ -239,10 +248,13 @@ void parse_modinfo(std::string_view mod, GoBuildInfo& go) {
     if (kind == "path") {
       go.main_path = line;
     } else if (kind == "mod") {
-      field(line);
-      go.main_version = field(line);
+      go.main_module = module(line);
     } else if (kind == "dep") {
-      go.deps.emplace_back(field(line));
+      go.deps.push_back({module(line), std::nullopt});
+    } else if (kind == "=>") {
+      // A replacement belongs to the dep line just before it, as go writes them.
+      if (go.deps.empty() || go.deps.back().replacement) fail("Go build info: replacement without a module");
+      go.deps.back().replacement = module(line);
     } else if (kind == "build") {
       go.settings.push_back(parse_build_setting(line));
     } else if (kind == "go" && go.go_version.empty()) {
@@ -372,6 +384,10 @@ std::string GoBuildInfo::setting(std::string_view key) const {
     if (k == key) return v;
   }
   return {};
+}
+
+bool GoBuildInfo::depends_on(std::string_view path) const {
+  return std::any_of(deps.begin(), deps.end(), [&](const GoDependency& d) { return d.module.path == path; });
 }
 
 }  // namespace imgbuild

@@ -12,6 +12,21 @@
 
 namespace imgbuild {
 
+/// A module as Go build info names it: `path version sum` (the sum is the
+/// `h1:` hash go.sum holds; empty for the main module of a work-tree build and
+/// for a module replaced by a local folder).
+struct GoModule {
+  std::string path, version, sum;
+  bool operator==(const GoModule&) const = default;
+};
+
+/// A dependency module and, when go.mod replaces it, what was built instead.
+struct GoDependency {
+  GoModule module;
+  std::optional<GoModule> replacement;
+  bool operator==(const GoDependency&) const = default;
+};
+
 /// The build information the Go toolchain embeds in every executable
 /// (what `go version -m` prints), read without running Go.
 struct GoBuildInfo {
@@ -19,13 +34,14 @@ struct GoBuildInfo {
   std::string go_version;
   /// Import path of the main package, e.g. "example.com/hello".
   std::string main_path;
-  /// Version of the main module; "(devel)" for a build from a work tree.
-  std::string main_version;
+  /// The main module: its version is "(devel)" for a build from a work tree.
+  GoModule main_module;
   /// `build` lines in the order found: CGO_ENABLED, GOOS, GOARCH, GOAMD64,
   /// -ldflags, -trimpath, vcs.revision, ... with Go quoting removed.
   std::vector<std::pair<std::string, std::string>> settings;
-  /// Module paths of the dependencies (`dep` lines; replacements not listed).
-  std::vector<std::string> deps;
+  /// The dependencies (`dep` lines, each with its `=>` replacement), in the
+  /// order listed (go sorts them by path).
+  std::vector<GoDependency> deps;
   /// The binary links crypto/x509, so it will look for CA certificates at run
   /// time and an image without them fails on the first TLS connection.
   bool uses_x509 = false;
@@ -44,6 +60,8 @@ struct GoBuildInfo {
 
   /// Value of the first build setting named `key`; empty when there is none.
   std::string setting(std::string_view key) const;
+  /// Whether a dependency has the module path `path` (replaced or not).
+  bool depends_on(std::string_view path) const;
 };
 
 /// Where an ELF file keeps what read_go_buildinfo() reads, found by the

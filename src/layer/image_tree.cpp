@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #include "base/fs.hpp"
@@ -352,6 +354,33 @@ void ImageTree::merge(std::vector<Node> added, const std::vector<std::string>& r
   }
   for (; next != added.end(); ++next) out->push_back(std::move(*next));
   files_ = std::move(out);
+}
+
+void ImageTree::stream_contents(const std::vector<const File*>& files, const std::function<void(size_t)>& begin,
+                                const std::function<void(size_t, std::string_view)>& chunk) const {
+  std::map<uint32_t, std::multimap<std::string_view, size_t>> wanted;  // by layer, then member name
+  for (size_t i = 0; i < files.size(); ++i)
+    if (files[i]->type == LayerEntry::Type::File) wanted[files[i]->layer].emplace(files[i]->where, i);
+  for (auto& [layer, members] : wanted) {
+    const std::filesystem::path& blob = blobs_.at(layer);
+    Archive a = open_layer(blob);
+    archive_entry* e = nullptr;
+    std::set<std::string_view> found;
+    char buf[1 << 16];
+    while (archive_read_next_header(a.get(), &e) >= ARCHIVE_WARN) {
+      const char* name = archive_entry_pathname(e);
+      if (!name || archive_entry_hardlink(e)) continue;
+      auto [first, last] = members.equal_range(name);
+      if (first == last) continue;
+      found.insert(first->first);
+      for (auto it = first; it != last; ++it) begin(it->second);
+      for (la_ssize_t n; (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;)
+        for (auto it = first; it != last; ++it) chunk(it->second, std::string_view(buf, size_t(n)));
+    }
+    for (auto& [member, i] : members)
+      if (!found.count(member))
+        throw std::runtime_error(blob.string() + ": " + std::string(member) + " is missing from its layer");
+  }
 }
 
 const ImageTree::Node* ImageTree::find(std::string_view path) const { return find_in(*files_, path); }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +66,15 @@ public:
   /// not to start with it: one read tells whether a file is a program and
   /// gives its bytes when it is.
   std::string contents(const File& file, size_t max, std::string_view magic = {}) const;
+  /// Streams the bytes of many regular files with one pass over each layer
+  /// blob that holds any of them (contents() per file would read a layer once
+  /// per file): `begin(i)` starts `files[i]`, then `chunk(i, bytes)` gets its
+  /// bytes in order, in pieces (none for an empty file). A member a tar names
+  /// twice begins again at its second occurrence, which is the one the tree
+  /// holds. Throws std::runtime_error naming the blob when a file is missing
+  /// from its layer.
+  void stream_contents(const std::vector<const File*>& files, const std::function<void(size_t)>& begin,
+                       const std::function<void(size_t, std::string_view)>& chunk) const;
 
   /// Resolves an absolute path inside the image, following the image's own
   /// symlinks in every component (relative ones from the link's folder,

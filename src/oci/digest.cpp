@@ -51,7 +51,7 @@ struct Algorithm {
   std::string_view name;
   const EVP_MD* (*md)();
 };
-constexpr Algorithm kAlgorithms[] = {{"md5", EVP_md5}, {"sha256", EVP_sha256}};
+constexpr Algorithm kAlgorithms[] = {{"md5", EVP_md5}, {"sha1", EVP_sha1}, {"sha256", EVP_sha256}};
 }  // namespace
 
 Hasher::Hasher(std::string_view algorithm) : ctx_(std::make_unique<Ctx>()) {

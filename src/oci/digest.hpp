@@ -35,10 +35,11 @@ private:
 
 /// Incremental hash over OpenSSL EVP, by algorithm name; feed bytes as they
 /// stream past. Besides sha256 it knows md5, because recipes must reproduce
-/// the tags existing CI scripts made with `md5sum glide.lock`.
+/// the tags existing CI scripts made with `md5sum glide.lock`, and sha1, which
+/// SPDX requires for every file an SBOM lists.
 class Hasher {
 public:
-  /// "md5" or "sha256"; throws std::runtime_error naming those for another name.
+  /// "md5", "sha1" or "sha256"; throws std::runtime_error naming those for another name.
   explicit Hasher(std::string_view algorithm);
   ~Hasher();
   Hasher(const Hasher&) = delete;

@@ -369,44 +369,6 @@ std::optional<std::string> registry_host(std::string_view text) {
   return host;
 }
 
-std::string base64_encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  // Go's StdEncoding, which docker uses, skips line breaks.
-  std::string clean;
-  for (char c : in)
-    if (c != '\r' && c != '\n') clean += c;
-  size_t pad = 0;
-  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
-  if (clean.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  unsigned bits = 0;
-  int nbits = 0;
-  for (size_t i = 0; i < clean.size() - pad; ++i) {
-    char c = clean[i];
-    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-            : c >= 'a' && c <= 'z' ? c - 'a' + 26
-            : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+'             ? 62
-            : c == '/'             ? 63
-                                   : -1;
-    if (v < 0) return std::nullopt;
-    bits = (bits << 6) | static_cast<unsigned>(v);
-    nbits += 6;
-    if (nbits >= 8) {
-      nbits -= 8;
-      out += static_cast<char>((bits >> nbits) & 0xff);
-    }
-  }
-  return out;
-}
-
 std::vector<CredentialFile> credential_files(const std::map<std::string, std::string>& env) {
   auto var = [&](const char* name) -> std::string {
     auto it = env.find(name);

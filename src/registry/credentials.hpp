@@ -169,10 +169,5 @@ std::vector<std::string> legacy_env_readings(std::string_view encoded, size_t li
 /// "host:5000". nullopt when it names no registry host.
 std::optional<std::string> registry_host(std::string_view text);
 
-/// Standard base64 with padding, as HTTP Basic and config.json's "auth" use it.
-std::string base64_encode(std::string_view bytes);
-/// The bytes of standard base64 (line breaks skipped, as Go's decoder does);
-/// nullopt when it is not base64.
-std::optional<std::string> base64_decode(std::string_view text);
 
 }  // namespace imgbuild

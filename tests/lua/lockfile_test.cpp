@@ -74,8 +74,8 @@ TEST_CASE("hash: each mistake is reported at the recipe line", "[recipe][hash][e
         "recipe.lua:1: hash: no such file in the build context: secret.lock");
   CHECK(evaluation_error(r, "local tag = hash \"*.lock\"\n") ==
         "recipe.lua:1: hash: *.lock: matches 2 files; name each one");
-  CHECK(evaluation_error(r, "local tag = hash { \"glide.lock\", algorithm = \"sha1\" }\n") ==
-        "recipe.lua:1: hash: unknown algorithm 'sha1' (known: md5, sha256)");
+  CHECK(evaluation_error(r, "local tag = hash { \"glide.lock\", algorithm = \"sha512\" }\n") ==
+        "recipe.lua:1: hash: unknown algorithm 'sha512' (known: md5, sha1, sha256)");
   CHECK(evaluation_error(r, "local tag = hash { \"glide.lock\", algoritm = \"md5\" }\n") ==
         "recipe.lua:1: hash: unknown option 'algoritm' (did you mean 'algorithm'?)");
   CHECK(evaluation_error(r, "local tag = hash { \"glide.lock\", algorithm = 5 }\n") ==

@@ -65,14 +65,22 @@ TEST_CASE("Go static binary: version, paths, settings, deps", "[elf]") {
   const auto& go = *info.go;
   CHECK(go.go_version == go_version());
   CHECK(go.main_path == "example.com/hello");
-  CHECK(go.main_version == "(devel)");
+  CHECK(go.main_module.version == "(devel)");
   CHECK(go.setting("CGO_ENABLED") == "0");
   CHECK(go.setting("GOOS") == "linux");
   CHECK(go.setting("-compiler") == "gc");
   CHECK(go.setting("-trimpath").empty());
   CHECK(go.setting("-ldflags").empty());
   CHECK(go.setting("no-such-setting").empty());
-  CHECK(go.deps == std::vector<std::string>{"example.com/greet"});
+  // go.mod replaces the module with a local folder: no version of its own, no sum.
+  REQUIRE(go.deps.size() == 1);
+  CHECK(go.deps[0].module.path == "example.com/greet");
+  CHECK(go.deps[0].module.sum.empty());
+  REQUIRE(go.deps[0].replacement);
+  CHECK(go.deps[0].replacement->path == "./greet");
+  CHECK(go.deps[0].replacement->sum.empty());
+  CHECK(go.depends_on("example.com/greet"));
+  CHECK_FALSE(go.depends_on("./greet"));
   CHECK_FALSE(go.uses_x509);
   CHECK_FALSE(go.embeds_tzdata);
   CHECK_FALSE(go.loads_zoneinfo);
@@ -230,8 +238,12 @@ TEST_CASE("synthetic dynamic ELF with inline Go build info", "[elf]") {
   const auto& go = *info.go;
   CHECK(go.go_version == "go1.99");
   CHECK(go.main_path == "example.com/svc");
-  CHECK(go.main_version == "v1.2.3");
-  CHECK(go.deps == std::vector<std::string>{"golang.org/x/sys", "example.com/old"});
+  CHECK(go.main_module.version == "v1.2.3");
+  CHECK(go.main_module == imgbuild::GoModule{"example.com/svc", "v1.2.3", "h1:abc="});
+  CHECK(go.deps == std::vector<imgbuild::GoDependency>{
+                       {{"golang.org/x/sys", "v0.1.0", "h1:def="}, std::nullopt},
+                       {{"example.com/old", "v1.0.0", ""}, imgbuild::GoModule{"example.com/new", "v1.1.0", "h1:ghi="}},
+                   });
   CHECK(go.setting("-ldflags") == "-s -w -X \"main.v=1 2\"");
   CHECK(go.setting("odd key") == "raw value");
   CHECK(go.setting("vcs.revision") == "0123abcd");
@@ -338,7 +350,7 @@ TEST_CASE("synthetic big-endian and 32-bit files with pointer-format Go build in
     CHECK(info.machine == "unknown(8)");
     CHECK_THROWS_WITH(oci_architecture(info), Contains("unknown(8)"));
     REQUIRE(info.go);
-    CHECK(info.go->main_version == "v1.2.3");
+    CHECK(info.go->main_module.version == "v1.2.3");
   }
   SECTION("ELF32 386, little endian") {
     ElfInfo info = inspect_elf_bytes(build(false, false, 3));
@@ -373,6 +385,13 @@ TEST_CASE("hostile: Go build info", "[elf]") {
   const std::string bad_quote = kSentinelStart + "path\tx\nbuild\t-ldflags=\"-s -w\n" + kSentinelEnd;
   CHECK(outcome(with_buildinfo(inl + uvarint(6) + "go1.99" + uvarint(bad_quote.size()) + bad_quote)) ==
         "error: Go build info: malformed quoted value for build setting -ldflags");
+  // A replacement names the module on the line before it: one that has none
+  // (first, or after another replacement) would say something false in an SBOM.
+  for (std::string lines : {"=>\tx\tv1\n", "dep\ta\tv1\n=>\tb\tv2\n=>\tc\tv3\n"}) {
+    const std::string mod = kSentinelStart + "path\tx\n" + lines + kSentinelEnd;
+    CHECK(outcome(with_buildinfo(inl + uvarint(6) + "go1.99" + uvarint(mod.size()) + mod)) ==
+          "error: Go build info: replacement without a module");
+  }
 
   // Not errors: module info without its framing is ignored (as Go does), and an
   // empty version means "not a Go executable".
