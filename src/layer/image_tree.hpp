@@ -3,8 +3,8 @@
 // anything: what the doctor checks entrypoints, loaders and libraries against.
 #include <cstdint>
 #include <filesystem>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>

@@ -169,5 +169,4 @@ std::vector<std::string> legacy_env_readings(std::string_view encoded, size_t li
 /// "host:5000". nullopt when it names no registry host.
 std::optional<std::string> registry_host(std::string_view text);
 
-
 }  // namespace imgbuild

@@ -97,15 +97,19 @@ TEST_CASE("split drops empty pieces, fields keeps them in their places", "[text]
 }
 
 TEST_CASE("base64 both ways, as RFC 4648's test vectors and Go's StdEncoding", "[text]") {
-  const std::pair<const char*, const char*> vectors[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
-                                                        {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
-                                                        {"foobar", "Zm9vYmFy"}};
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},
+                                                         {"f", "Zg=="},
+                                                         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"},
+                                                         {"foob", "Zm9vYg=="},
+                                                         {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
   for (auto [plain, encoded] : vectors) {
     CHECK(imgbuild::base64_encode(plain) == encoded);
     CHECK(imgbuild::base64_decode(encoded) == std::optional<std::string>(plain));
   }
   CHECK(imgbuild::base64_encode("\xff\xfe\x00"s) == "//4A");
   CHECK(imgbuild::base64_decode("Zm9v\nYmFy") == std::optional<std::string>("foobar"));  // line breaks skipped
-  CHECK_FALSE(imgbuild::base64_decode("Zm9"));                                            // not a multiple of 4
-  CHECK_FALSE(imgbuild::base64_decode("Zm9-"));                                           // base64url is not base64
+  CHECK_FALSE(imgbuild::base64_decode("Zm9"));                                           // not a multiple of 4
+  CHECK_FALSE(imgbuild::base64_decode("Zm9-"));                                          // base64url is not base64
 }
