@@ -63,6 +63,10 @@ std::string quote(std::string_view text);
 /// follows them. The result passes through unchanged a second time.
 std::string printable_text(std::string_view text);
 
+/// Percent-encodes everything but RFC 3986's unreserved characters (letters,
+/// digits, `-._~`): a URL's query value, a purl's parts.
+std::string url_encode(std::string_view text);
+
 /// Standard base64 (RFC 4648) with padding, as HTTP Basic, config.json's
 /// "auth" and cosign's signatures use it.
 std::string base64_encode(std::string_view bytes);

@@ -33,24 +33,9 @@ void for_each_line(std::string_view text, Line&& line) {
   }
 }
 
-/// Percent-encodes what the purl specification does not allow as is in a
-/// name, namespace segment or version: all but its unreserved characters
-/// (`:` of a Debian epoch and `+` of a Debian revision included).
-std::string purl_part(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-        c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+/// A purl's name, namespace segment or version: percent-encoded but for the
+/// unreserved characters (`:` of a Debian epoch, `+` of a revision encoded).
+std::string purl_part(std::string_view s) { return url_encode(s); }
 
 /// A Go module path as a purl namespace and name: each segment encoded.
 std::string purl_path(std::string_view path) {

@@ -121,7 +121,4 @@ std::string resolve_url(std::string_view base, std::string_view location);
 /// not one.
 bool is_internal_address(std::string_view address);
 
-/// Percent-encodes a query value.
-std::string url_encode(std::string_view text);
-
 }  // namespace imgbuild

@@ -8,6 +8,7 @@
 
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
+#include "base/text.hpp"
 
 namespace imgbuild {
 

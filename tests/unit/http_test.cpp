@@ -2,6 +2,8 @@
 // shown of a URL, which origin it belongs to, where a Location leads.
 #include "registry/http.hpp"
 
+#include "base/text.hpp"
+
 #include <catch2/catch.hpp>
 
 using imgbuild::is_internal_address;
