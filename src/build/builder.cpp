@@ -24,6 +24,20 @@ using json = nlohmann::json;
 
 namespace {
 
+/// `written` (the digests of `from`'s files) for the same files as `to` lists
+/// them: both plan the same sources, in different places.
+FileDigests by_source(const std::vector<LayerEntry>& from, const FileDigests& written,
+                      const std::vector<LayerEntry>& to) {
+  std::map<std::string_view, const std::optional<FileDigest>*> digest_of;
+  for (size_t i = 0; i < from.size() && i < written.size(); ++i)
+    if (from[i].type == LayerEntry::Type::File) digest_of.emplace(from[i].source, &written[i]);
+  FileDigests out(to.size());
+  for (size_t i = 0; i < to.size(); ++i)
+    if (auto it = digest_of.find(to[i].source); to[i].type == LayerEntry::Type::File && it != digest_of.end())
+      out[i] = *it->second;
+  return out;
+}
+
 /// The wall clock in nanoseconds, as file ctimes are written.
 int64_t now_ns() {
   struct timespec ts {};
@@ -103,9 +117,15 @@ struct Builder::CopyStep {
   std::string description;
   /// What the key covers besides the files' contents.
   json inputs{};
-  /// From the build context (planned before any file is read); for a copy
-  /// from another image, made only when the copy runs.
+  /// From the build context (planned before any file is read) at the
+  /// destination as the recipe writes it: what the key covers. The image's
+  /// own folders and symlinks decide where they land (Docker's rules), but
+  /// they are a function of the image's layers, which the key names by chain
+  /// ID: a cached copy never needs the base's listing, and a fresh runner
+  /// with a registry cache downloads none of its layers.
   std::vector<LayerEntry> entries{};
+  /// What entries' files are (for planning them again into the image).
+  std::vector<CopyItem> files{};
   /// The image copied from, or null for a copy from the build context.
   const Stage* source = nullptr;
   /// The key of the copy's shape (paths, types, sizes, stamps), for a copy
@@ -868,9 +888,9 @@ void Builder::walk_copy(Walk& walk, Stage& st, const CopyOp& op, const Node& nod
     step.inputs["chmod"] = op.chmod ? json(*op.chmod) : json(nullptr);
     step.source = source;
   } else {
-    ensure_listed(st);
-    step.entries = plan_copy(op, context_, st.image.config.workdir, *st.tree, files,
+    step.entries = plan_copy(op, context_, st.image.config.workdir, ImageTree(), files,
                              [this](const std::filesystem::path& archive) { return extracted(archive); });
+    step.files = std::move(files);
     // Known before any file is read.
     json shape_inputs = step.inputs;
     shape_inputs["shape"] = describe_shape(step.entries).str();
@@ -911,16 +931,21 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
   }
   StepReport report(*this, node, step.description, StepKind::Copy);
   const CopyOp& op = step.op;
-  if (step.source) {
-    b_.ensure_listed(st);
-    step.entries = plan_copy_from(op, b_.image_root(*step.source), step.source->image.config.workdir,
-                                  st.image.config.workdir, *st.tree);
-  }
-  if (op.static_only) b_.check_static(step.entries, st.image.platform);
-  LayerBlob blob = write_sorted_layer(step.entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &contents,
+  b_.ensure_listed(st);
+  std::vector<LayerEntry> entries =
+      step.source ? plan_copy_from(op, b_.image_root(*step.source), step.source->image.config.workdir,
+                                   st.image.config.workdir, *st.tree)
+                  : plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
+                              [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
+  if (op.static_only) b_.check_static(entries, st.image.platform);
+  FileDigests written;
+  LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &written,
                                       b_.listings_.get());
   b_.store_.note_layer(blob);
   if (!key) {
+    // The files were hashed as written, in the image's places: the key and
+    // the shape take them in the places the recipe wrote.
+    contents = by_source(entries, written, step.entries);
     key = b_.copy_key(step, contents);
     b_.cache_.add_shape(*step.shape, contents, read_since);
   }
