@@ -24,20 +24,6 @@ using json = nlohmann::json;
 
 namespace {
 
-/// `written` (the digests of `from`'s files) for the same files as `to` lists
-/// them: both plan the same sources, in different places.
-FileDigests by_source(const std::vector<LayerEntry>& from, const FileDigests& written,
-                      const std::vector<LayerEntry>& to) {
-  std::map<std::string_view, const std::optional<FileDigest>*> digest_of;
-  for (size_t i = 0; i < from.size() && i < written.size(); ++i)
-    if (from[i].type == LayerEntry::Type::File) digest_of.emplace(from[i].source, &written[i]);
-  FileDigests out(to.size());
-  for (size_t i = 0; i < to.size(); ++i)
-    if (auto it = digest_of.find(to[i].source); to[i].type == LayerEntry::Type::File && it != digest_of.end())
-      out[i] = *it->second;
-  return out;
-}
-
 /// The wall clock in nanoseconds, as file ctimes are written.
 int64_t now_ns() {
   struct timespec ts {};
@@ -912,23 +898,25 @@ Digest Builder::copy_key(const CopyStep& step, const FileDigests& contents) cons
 }
 
 void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
-  // A copy of a shape never built cannot be cached: it is built while its key
-  // is computed, reading each file once. A known shape brings the digests of
-  // its files as last read: only files whose stamp changed since are read
-  // for the key.
+  // The key covers each file's contents: a known shape brings the digests of
+  // its files as last read, so only files whose stamp changed since are read.
+  // A shape never built cannot be cached, so it is not looked up.
   const bool first_of_shape = step.shape && !b_.could_be_cached(*step.shape);
-  std::optional<Digest> key;
   FileDigests contents;
   const int64_t read_since = now_ns();
-  if (!first_of_shape) {
-    if (!step.source) {
-      size_t files_read = 0;
-      contents = b_.hash_copy(step, files_read);
-      if (files_read > 0) b_.cache_.add_shape(*step.shape, contents, read_since);
-    }
-    key = b_.copy_key(step, contents);
-    if (auto hit = b_.lookup(*key, *this)) return take(st, *hit, step.description, StepKind::Copy, node);
+  if (!step.source) {
+    size_t files_read = 0;
+    contents = b_.hash_copy(step, files_read);
+    if (files_read > 0) b_.cache_.add_shape(*step.shape, contents, read_since);
   }
+  const Digest key = b_.copy_key(step, contents);
+  if (!first_of_shape)
+    if (auto hit = b_.lookup(key, *this)) return take(st, *hit, step.description, StepKind::Copy, node);
+  // The key is known: the entries at the recipe's destination go before
+  // those placed in the image are made (a context of a million files is
+  // listed once in memory, not twice).
+  std::vector<LayerEntry>().swap(step.entries);
+  FileDigests().swap(contents);
   StepReport report(*this, node, step.description, StepKind::Copy);
   const CopyOp& op = step.op;
   b_.ensure_listed(st);
@@ -938,18 +926,9 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
                   : plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
                               [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
   if (op.static_only) b_.check_static(entries, st.image.platform);
-  FileDigests written;
-  LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(), key ? nullptr : &written,
-                                      b_.listings_.get());
+  LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(), nullptr, b_.listings_.get());
   b_.store_.note_layer(blob);
-  if (!key) {
-    // The files were hashed as written, in the image's places: the key and
-    // the shape take them in the places the recipe wrote.
-    contents = by_source(entries, written, step.entries);
-    key = b_.copy_key(step, contents);
-    b_.cache_.add_shape(*step.shape, contents, read_since);
-  }
-  b_.remember(CachedStep{*key, step.description, blob, std::time(nullptr)});
+  b_.remember(CachedStep{key, step.description, blob, std::time(nullptr)});
   b_.add_layer(st, blob, step.description, node);
   report.end(StepStatus::Done, blob.size);
   stored(node, blob);

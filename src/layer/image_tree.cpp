@@ -246,7 +246,10 @@ std::shared_ptr<const ImageTree::Listing> LayerListings::kept(const std::filesys
   const std::string hex = blob.filename().string();
   {
     std::lock_guard lock(mutex_);
-    if (auto it = known_.find(hex); it != known_.end()) return it->second;
+    if (auto it = known_.find(hex); it != known_.end()) {
+      if (it->second.pinned) return it->second.pinned;
+      if (auto listing = it->second.used.lock()) return listing;
+    }
   }
   if (dir_.empty()) return nullptr;
   std::string text;
@@ -259,21 +262,24 @@ std::shared_ptr<const ImageTree::Listing> LayerListings::kept(const std::filesys
   if (!decoded) return nullptr;
   auto listing = std::make_shared<const ImageTree::Listing>(std::move(*decoded));
   std::lock_guard lock(mutex_);
-  return known_.try_emplace(hex, std::move(listing)).first->second;
+  known_[hex].used = listing;
+  return listing;
 }
 
 void LayerListings::keep(const std::filesystem::path& blob, std::shared_ptr<const ImageTree::Listing> listing) {
   const std::string hex = blob.filename().string();
+  bool saved = false;
   if (!dir_.empty()) {
     try {
       std::filesystem::create_directories(dir_);
       write_file_atomic(dir_ / hex, encode_listing(*listing, hex));
+      saved = true;
     } catch (const std::exception&) {
-      // Only a saving for the next build: this one has the listing in memory.
+      // Only a saving: then this build keeps the listing in memory.
     }
   }
   std::lock_guard lock(mutex_);
-  known_.insert_or_assign(hex, std::move(listing));
+  known_[hex] = Known{listing, saved ? nullptr : listing};
 }
 
 std::shared_ptr<const ImageTree::Listing> LayerListings::of(const std::filesystem::path& blob) {

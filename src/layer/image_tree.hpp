@@ -156,7 +156,14 @@ private:
 
   std::filesystem::path dir_;
   std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<const ImageTree::Listing>> known_;  ///< by blob file name (digest hex)
+  /// By blob file name (digest hex). Held only while a tree is being made
+  /// from it when the folder has it (a context of a million files must not
+  /// be listed twice in memory for the whole build), else for the build.
+  struct Known {
+    std::weak_ptr<const ImageTree::Listing> used;
+    std::shared_ptr<const ImageTree::Listing> pinned;
+  };
+  std::map<std::string, Known> known_;
 };
 
 }  // namespace imgbuild
