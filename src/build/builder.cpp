@@ -927,6 +927,7 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
                               [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
   if (op.static_only) b_.check_static(entries, st.image.platform);
   LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(), nullptr, b_.listings_.get());
+  std::vector<LayerEntry>().swap(entries);  // gone before the image's tree takes the layer in
   b_.store_.note_layer(blob);
   b_.remember(CachedStep{key, step.description, blob, std::time(nullptr)});
   b_.add_layer(st, blob, step.description, node);

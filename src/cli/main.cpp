@@ -2,6 +2,7 @@
 // command (commands.hpp, a file each), or, when the first word names none, to
 // `build`. Exit status: 0 success, 1 build or recipe error, 2 usage error,
 // 128 + N after signal N (SIGINT, SIGTERM).
+#include <malloc.h>
 #include <signal.h>
 
 #include <clocale>
@@ -163,6 +164,12 @@ int main(int argc, char** argv) {
   // GNU tar warns about. Only the character type changes: number formatting
   // stays "C".
   std::setlocale(LC_CTYPE, "C.UTF-8");
+  // Big buffers (a copy's entry list, a tree's nodes, listings) are mapped
+  // and unmapped on their own, as glibc does by default until the first one
+  // is freed: then it raises its threshold and later ones stay in the heap,
+  // where they are kept after they are freed. A fixed threshold keeps a
+  // 100 000-file copy at 48 MB instead of 87 MB (tests/faults/trees.sh).
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   install_interrupt_handlers();
   try {
     int status = run(argc, argv);
