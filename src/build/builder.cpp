@@ -792,7 +792,10 @@ CopyItem Builder::fetched(const CopyOp::Remote& remote, const std::string& dest)
   const Digest want = Digest::parse(remote.checksum);
   const fs::path file = settings_.cache_dir / "downloads" / std::string(want.hex());
   // Cached by its checksum, and checked again: a file of the cache is no more trusted than the network.
-  if (fs::exists(file) && sha256_file(file.string()) == want) return {file, name, false};
+  if (fs::exists(file) && sha256_file(file.string()) == want) {
+    mark_used(file);
+    return {file, name, false};
+  }
   if (!settings_.fetch_url) throw std::runtime_error(remote.url + ": this build fetches nothing from the network");
   fs::create_directories(settings_.cache_dir / "tmp");
   TempDir tmp(settings_.cache_dir / "tmp", "add-");
@@ -810,7 +813,10 @@ std::filesystem::path Builder::extracted(const std::filesystem::path& archive) {
   namespace fs = std::filesystem;
   const fs::path dir = settings_.cache_dir / "archives" / std::string(sha256_file(archive.string()).hex());
   // Renamed into place only once whole: a folder there is a whole extraction.
-  if (fs::is_directory(dir)) return dir;
+  if (fs::is_directory(dir)) {
+    mark_used(dir);
+    return dir;
+  }
   fs::create_directories(settings_.cache_dir / "tmp");
   TempDir tmp(settings_.cache_dir / "tmp", "add-");
   const fs::path root = tmp.path() / "root";

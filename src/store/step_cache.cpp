@@ -431,21 +431,26 @@ bool linked(const struct stat& st) { return !S_ISDIR(st.st_mode) && st.st_nlink 
 
 using InodeId = std::pair<dev_t, ino_t>;
 
-/// The folders of the cache's trees, by kind.
-constexpr std::pair<const char*, const char*> kTreeFolders[] = {
-    {"roots", "root"}, {"files", "file"}, {"run-cache", "run-cache"}};
+/// The folders of the cache's trees, by kind. An archive is what `:add`
+/// extracted of a tarball; a download a file `:add` fetched by its checksum.
+constexpr std::pair<const char*, const char*> kTreeFolders[] = {{"roots", "root"},
+                                                                {"files", "file"},
+                                                                {"run-cache", "run-cache"},
+                                                                {"archives", "archive"},
+                                                                {"downloads", "download"}};
 
-/// Calls `visit(path, kind, stat)` for each tree of the cache. ".unpack-"
-/// folders are unpacks in progress (or killed): not trees yet; the files
-/// beside the trees are their records.
+/// Calls `visit(path, kind, stat)` for each tree of the cache: a folder, or a
+/// download's file. ".unpack-" folders are unpacks in progress (or killed):
+/// not trees yet; the ".bytes" files beside the trees are their records.
 template <class Visit>
 void for_each_tree(const fs::path& cache_dir, Visit&& visit) {
   for (auto [folder, kind] : kTreeFolders) {
     std::error_code ec;
     for (auto& d : fs::directory_iterator(cache_dir / folder, ec)) {
-      if (d.path().filename().string().starts_with(".")) continue;
+      if (d.path().filename().string().starts_with(".") || d.path().extension() == ".bytes") continue;
       struct stat st {};
-      if (::lstat(d.path().c_str(), &st) == 0 && S_ISDIR(st.st_mode)) visit(d.path(), kind, st);
+      if (::lstat(d.path().c_str(), &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)))
+        visit(d.path(), kind, st);
     }
   }
 }
@@ -664,6 +669,10 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
     }
 
   auto [blobs, bytes] = store.collect_garbage(kept_layers);
+  // A layer's listing (what it adds, removes and empties) is worth keeping
+  // only while the store holds the layer.
+  for (auto& d : fs::directory_iterator(cache_dir / "layer-listings", ec))
+    if (everything || !fs::exists(store.blob_dir() / d.path().filename())) fs::remove(d.path(), ec);
   report.blobs = blobs;
   report.bytes = bytes + freed;
   return report;

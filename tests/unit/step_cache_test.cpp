@@ -457,6 +457,53 @@ TEST_CASE("a name or link target that is not UTF-8 cannot be described, and the 
         "/new\\nline: the symlink target is not valid UTF-8");
 }
 
+TEST_CASE("prune counts and removes what :add extracted and fetched, and listings of layers gone",
+          "[step_cache][prune]") {
+  ScratchDir dir;
+  Layout store(dir.path / "store");
+  fs::path cache_dir = dir.path / "cache";
+  LayerBlob kept_layer = layer_in(store, "kept", dir.path);
+  LayerBlob lost_layer = layer_in(store, "lost", dir.path);
+  Image image;
+  image.layers.push_back(kept_layer);
+  Descriptor config = store.put_document(image.config_document(), media_type::kConfig);
+  store.set_ref("kept", store.put_document(image.manifest_document(config), media_type::kManifest));
+  fs::path archive = cache_dir / "archives" / "aa";
+  fs::create_directories(archive / "etc");
+  spit(archive / "etc" / "zone", std::string(40000, 'z'));
+  age(archive, 20 * 86400);
+  fs::path download = cache_dir / "downloads" / "bb";
+  fs::create_directories(download.parent_path());
+  spit(download, std::string(30000, 'd'));
+  age(download, 10 * 86400);
+  fs::path listings = cache_dir / "layer-listings";
+  fs::create_directories(listings);
+  spit(listings / std::string(kept_layer.digest.hex()), "f\t644\t/a\ta\n");
+  spit(listings / std::string(lost_layer.digest.hex()), "f\t644\t/b\tb\n");
+
+  CacheTrees trees = cache_trees(cache_dir);
+  REQUIRE(trees.trees.size() == 2);
+  CHECK(trees.trees[0].kind == "archive");
+  CHECK(trees.trees[1].kind == "download");
+  CHECK(trees.trees[1].bytes == disk(download));
+
+  SECTION("--older-than: the old extraction goes, the newer download stays") {
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{std::nullopt, 15 * 86400});
+    CHECK(r.trees == 1);
+    CHECK_FALSE(fs::exists(archive));
+    CHECK(fs::exists(download));
+    CHECK_FALSE(fs::exists(listings / std::string(lost_layer.digest.hex())));
+    CHECK(fs::exists(listings / std::string(kept_layer.digest.hex())));
+  }
+  SECTION("no option: all of them") {
+    PruneReport r = prune_cache(cache_dir, store, PruneOptions{});
+    CHECK(r.trees == 2);
+    CHECK_FALSE(fs::exists(archive));
+    CHECK_FALSE(fs::exists(download));
+    CHECK(fs::is_empty(listings));
+  }
+}
+
 TEST_CASE("shapes are remembered until the whole cache is pruned", "[step_cache]") {
   ScratchDir dir;
   Layout store(dir.path / "store");
