@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <string_view>
 
@@ -15,10 +16,6 @@
 namespace imgbuild {
 
 namespace {
-
-/// Entrypoints are read into memory to be inspected; past this size only their
-/// start is, which holds the ELF headers of any real program.
-constexpr size_t kMaxProgramSize = size_t(512) << 20;
 
 /// Where Go's crypto/x509 looks for CA certificates on Linux (files, then folders).
 const std::vector<std::string> kCertFiles = {"/etc/ssl/certs/ca-certificates.crt",
@@ -43,10 +40,6 @@ const std::vector<std::pair<std::string, std::string>> kCgoOnlyModules = {
      "without cgo it is a stub whose every connection fails (\"go-sqlite3 requires cgo to work\"); build with "
      "CGO_ENABLED=1 and link statically, or use modernc.org/sqlite, which needs no cgo"},
 };
-
-constexpr std::string_view kElfMagic =
-    "\x7f"
-    "ELF";
 
 std::string library_triplet(const std::string& arch) {
   if (arch == "amd64") return "x86_64-linux-gnu";
@@ -171,23 +164,53 @@ private:
       seen.insert(*entrypoint);
       folders.emplace_back(entrypoint->substr(0, entrypoint->rfind('/') + 1), false);
     }
+    AddedPrograms programs(*this);
     for (auto& [folder, recursive] : folders)
       for (const ImageTree::Resolved& found : tree_.files_in(folder, recursive)) {
         const ImageTree::File& file = *found.file;
         if ((file.mode & 0111) == 0 || file.layer < context_.base_layers || !seen.insert(found.path).second) continue;
-        const std::string& loc =
-            file.layer < context_.layer_locs.size() ? context_.layer_locs[file.layer] : context_.image_loc;
-        try {
-          std::string bytes = tree_.contents(file, kMaxProgramSize, kElfMagic);
-          if (!bytes.starts_with(kElfMagic)) continue;
-          ElfInfo info = inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()});
-          check_elf(found.path, info, loc);
-          if (info.go) check_cgo(found.path, *info.go, loc);
-        } catch (const std::runtime_error& e) {
-          error_at(loc, found.path + ": " + e.what());
-        }
+        programs.add(found.path, file,
+                     file.layer < context_.layer_locs.size() ? context_.layer_locs[file.layer] : context_.image_loc);
       }
+    // One pass over each layer that holds any, not one per program.
+    try {
+      tree_.stream_contents(programs.files(), programs);
+    } catch (const std::runtime_error& e) {
+      error_at(context_.image_loc, e.what());
+    }
   }
+
+  /// The programs check_added_programs examines, each as its bytes end.
+  class AddedPrograms : public ImageTree::ContentSink {
+  public:
+    explicit AddedPrograms(Examination& doctor) : doctor_(doctor) {}
+    void add(const std::string& path, const ImageTree::File& file, const std::string& loc) {
+      files_.push_back(&file);
+      paths_.push_back({path, loc});
+    }
+    const std::vector<const ImageTree::File*>& files() const { return files_; }
+
+    void begin(size_t i) override { active_.insert_or_assign(i, ElfCandidate{}); }
+    void chunk(size_t i, std::string_view bytes) override { active_.at(i).add(bytes); }
+    void end(size_t i) override {
+      const auto& [path, loc] = paths_[i];
+      try {
+        if (std::optional<ElfInfo> info = active_.at(i).inspect()) {
+          doctor_.check_elf(path, *info, loc);
+          if (info->go) doctor_.check_cgo(path, *info->go, loc);
+        }
+      } catch (const std::runtime_error& e) {
+        doctor_.error_at(loc, path + ": " + e.what());
+      }
+      active_.erase(i);
+    }
+
+  private:
+    Examination& doctor_;
+    std::vector<const ImageTree::File*> files_;
+    std::vector<std::pair<std::string, std::string>> paths_;  ///< path in the image, line that added it
+    std::map<size_t, ElfCandidate> active_;
+  };
 
   void check_script(const std::string& what, const std::string& head) {
     std::string line = head.substr(2, head.find('\n') - 2);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -173,6 +174,20 @@ private:
 }  // namespace
 
 ElfInfo inspect_elf_bytes(std::span<const unsigned char> bytes) { return inspect(bytes); }
+
+void ElfCandidate::add(std::string_view bytes) {
+  if (!possible_) return;
+  bytes_.append(bytes.substr(0, std::min(bytes.size(), kMaxProgramSize - bytes_.size())));
+  if (!bytes_.starts_with(kElfMagic.substr(0, std::min(bytes_.size(), kElfMagic.size())))) {
+    possible_ = false;
+    std::string().swap(bytes_);
+  }
+}
+
+std::optional<ElfInfo> ElfCandidate::inspect() const {
+  if (!possible_ || !bytes_.starts_with(kElfMagic)) return std::nullopt;
+  return inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes_.data()), bytes_.size()});
+}
 
 ElfInfo inspect_elf(const std::filesystem::path& file) {
   try {

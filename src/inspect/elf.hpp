@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "inspect/go_buildinfo.hpp"
@@ -62,6 +63,29 @@ ElfInfo inspect_elf_named(const std::filesystem::path& file, const std::string& 
 /// Same as inspect_elf, over bytes in memory (for tests and fuzzing); error
 /// messages carry no path.
 ElfInfo inspect_elf_bytes(std::span<const unsigned char> bytes);
+
+/// The first bytes of every ELF file.
+inline constexpr std::string_view kElfMagic =
+    "\x7f"
+    "ELF";
+/// Programs are read into memory to be inspected; past this size only their
+/// start is, which holds the ELF headers of any real program.
+inline constexpr size_t kMaxProgramSize = size_t{512} << 20;
+
+/// The bytes of a file that may be a program, gathered as they stream past
+/// (ImageTree::stream_contents): kept while they can still be an ELF file,
+/// up to kMaxProgramSize, and let go as soon as they cannot.
+class ElfCandidate {
+public:
+  void add(std::string_view bytes);
+  /// What the bytes are, once the file is whole: nullopt for a file that is
+  /// no ELF file. Throws std::runtime_error, without a path, for a malformed one.
+  std::optional<ElfInfo> inspect() const;
+
+private:
+  std::string bytes_;
+  bool possible_ = true;
+};
 
 /// The OCI platform architecture name for an ELF machine ("amd64", "arm64",
 /// "arm", "riscv64", "s390x", "ppc64le", "ppc64", "386"). Throws

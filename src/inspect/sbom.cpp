@@ -18,10 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-/// The largest program whose Go build info is read: a Go binary is tens of
-/// megabytes; a bigger "executable" is read only up to its first bytes.
-constexpr size_t kMaxProgram = size_t{512} << 20;
-
 /// Calls `line` with each line of `text` (dpkg's control format and apk's
 /// `K:value` records: paragraphs with blank lines between them).
 template <typename Line>
@@ -78,71 +74,61 @@ struct FileFacts {
   std::optional<GoBuildInfo> go;
 };
 
-/// Collects streamed files: hashes those the recipe added, keeps the bytes
-/// of executables that start as ELF files, and reads their Go build info.
-class FileReader {
+/// Hashes the files the recipe added and reads the Go build info of the
+/// executables that are ELF files, as the image's files stream past: it is
+/// handed `streamed` (indexes into hash and exec) and gives facts by index.
+class FileReader : public ImageTree::ContentSink {
 public:
   FileReader(const std::vector<bool>& hash, const std::vector<bool>& exec)
-      : hash_(hash), exec_(exec), facts_(hash.size()) {}
-
-  void begin(size_t i) {
-    if (current_ && *current_ != i) finish();
-    current_ = i;
-    sha1_.emplace("sha1");
-    sha256_.emplace();
-    bytes_.clear();
-    elf_ = exec_[i];
+      : hash_(hash), exec_(exec), facts_(hash.size()) {
+    for (size_t i = 0; i < hash.size(); ++i)
+      if (hash[i] || exec[i]) streamed_.push_back(i);
   }
+  /// The files to stream, by their index in hash and exec.
+  const std::vector<size_t>& streamed() const { return streamed_; }
 
-  void chunk(size_t i, std::string_view data) {
+  void begin(size_t k) override {
+    active_.erase(streamed_[k]);
+    active_.try_emplace(streamed_[k]);
+  }
+  void chunk(size_t k, std::string_view data) override {
+    const size_t i = streamed_[k];
+    Active& a = active_.at(i);
     if (hash_[i]) {
-      sha1_->update(data);
-      sha256_->update(data);
+      a.sha1.update(data);
+      a.sha256.update(data);
     }
-    if (!elf_) return;
-    bytes_.append(data.substr(0, std::min(data.size(), kMaxProgram - bytes_.size())));
-    if (bytes_.size() >= 4 && bytes_.compare(0, 4,
-                                             "\x7f"
-                                             "ELF") != 0) {
-      elf_ = false;
-      bytes_.clear();
-    }
+    if (exec_[i]) a.program.add(data);
   }
-
-  std::vector<FileFacts> take() {
-    if (current_) finish();
-    return std::move(facts_);
-  }
-
-private:
-  void finish() {
-    size_t i = *current_;
-    current_.reset();
+  void end(size_t k) override {
+    const size_t i = streamed_[k];
+    Active& a = active_.at(i);
     FileFacts& f = facts_[i];
     if (hash_[i]) {
-      f.sha1 = sha1_->finish_hex();
-      f.sha256 = std::string(sha256_->finish().hex());
+      f.sha1 = a.sha1.finish_hex();
+      f.sha256 = std::string(a.sha256.finish().hex());
     }
     f.go.reset();
-    if (elf_ && bytes_.size() >= 4) {
-      try {
-        ElfInfo info = inspect_elf_bytes({reinterpret_cast<const unsigned char*>(bytes_.data()), bytes_.size()});
-        f.go = std::move(info.go);
-      } catch (const std::runtime_error&) {
-        // A malformed program is the doctor's to report; the SBOM lists what it can read.
-      }
+    try {
+      if (std::optional<ElfInfo> info = a.program.inspect()) f.go = std::move(info->go);
+    } catch (const std::runtime_error&) {
+      // A malformed program is the doctor's to report; the SBOM lists what it can read.
     }
-    bytes_.clear();
+    active_.erase(i);
   }
+  std::vector<FileFacts> take() { return std::move(facts_); }
 
+private:
+  struct Active {
+    Hasher sha1{"sha1"};
+    Sha256 sha256;
+    ElfCandidate program;
+  };
   const std::vector<bool>& hash_;
   const std::vector<bool>& exec_;
   std::vector<FileFacts> facts_;
-  std::optional<size_t> current_;
-  std::optional<Hasher> sha1_;
-  std::optional<Sha256> sha256_;
-  std::string bytes_;
-  bool elf_ = false;
+  std::vector<size_t> streamed_;
+  std::map<size_t, Active> active_;  ///< the files being streamed: one, or a member's several names
 };
 
 /// The distribution an image says it is (`/etc/os-release`): ID and VERSION_ID.
@@ -246,19 +232,11 @@ std::string spdx_document(const SbomSubject& s) {
     hash[i] = f.layer >= s.base_layers;
     exec[i] = (f.mode & 0111) != 0;
   }
+  // One pass over each layer that holds a file to hash or a possible program.
   FileReader reader(hash, exec);
-  {
-    std::vector<const ImageTree::File*> streamed;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < files.size(); ++i)
-      if (hash[i] || exec[i]) {
-        streamed.push_back(files[i].file);
-        index.push_back(i);
-      }
-    tree.stream_contents(
-        streamed, [&](size_t k) { reader.begin(index[k]); },
-        [&](size_t k, std::string_view b) { reader.chunk(index[k], b); });
-  }
+  std::vector<const ImageTree::File*> streamed;
+  for (size_t i : reader.streamed()) streamed.push_back(files[i].file);
+  tree.stream_contents(streamed, reader);
   std::vector<FileFacts> facts = reader.take();
 
   const std::string manifest_hex(s.manifest.hex());

@@ -367,8 +367,7 @@ void ImageTree::merge(std::vector<Node> added, const std::vector<std::string>& r
   files_ = std::move(out);
 }
 
-void ImageTree::stream_contents(const std::vector<const File*>& files, const std::function<void(size_t)>& begin,
-                                const std::function<void(size_t, std::string_view)>& chunk) const {
+void ImageTree::stream_contents(const std::vector<const File*>& files, ContentSink& sink) const {
   std::map<uint32_t, std::multimap<std::string_view, size_t>> wanted;  // by layer, then member name
   for (size_t i = 0; i < files.size(); ++i)
     if (files[i]->type == LayerEntry::Type::File) wanted[files[i]->layer].emplace(files[i]->where, i);
@@ -384,9 +383,12 @@ void ImageTree::stream_contents(const std::vector<const File*>& files, const std
       auto [first, last] = members.equal_range(name);
       if (first == last) continue;
       found.insert(first->first);
-      for (auto it = first; it != last; ++it) begin(it->second);
-      for (la_ssize_t n; (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;)
-        for (auto it = first; it != last; ++it) chunk(it->second, std::string_view(buf, size_t(n)));
+      for (auto it = first; it != last; ++it) sink.begin(it->second);
+      la_ssize_t n;
+      while ((n = archive_read_data(a.get(), buf, sizeof buf)) > 0)
+        for (auto it = first; it != last; ++it) sink.chunk(it->second, std::string_view(buf, size_t(n)));
+      if (n < 0) throw std::runtime_error(blob.string() + ": " + name + ": " + archive_error_string(a.get()));
+      for (auto it = first; it != last; ++it) sink.end(it->second);
     }
     for (auto& [member, i] : members)
       if (!found.count(member))

@@ -3,7 +3,6 @@
 // anything: what the doctor checks entrypoints, loaders and libraries against.
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -66,15 +65,22 @@ public:
   /// not to start with it: one read tells whether a file is a program and
   /// gives its bytes when it is.
   std::string contents(const File& file, size_t max, std::string_view magic = {}) const;
+  /// What stream_contents() hands the bytes of each file to, `i` its index.
+  struct ContentSink {
+    virtual ~ContentSink() = default;
+    /// files[i] starts: again at the second occurrence of a member a tar
+    /// names twice, which is the one the tree holds.
+    virtual void begin(size_t i) = 0;
+    /// The next bytes of files[i], in order (none for an empty file).
+    virtual void chunk(size_t i, std::string_view bytes) = 0;
+    /// files[i] is whole: what was kept of it can be examined and let go.
+    virtual void end(size_t i) = 0;
+  };
   /// Streams the bytes of many regular files with one pass over each layer
   /// blob that holds any of them (contents() per file would read a layer once
-  /// per file): `begin(i)` starts `files[i]`, then `chunk(i, bytes)` gets its
-  /// bytes in order, in pieces (none for an empty file). A member a tar names
-  /// twice begins again at its second occurrence, which is the one the tree
-  /// holds. Throws std::runtime_error naming the blob when a file is missing
-  /// from its layer.
-  void stream_contents(const std::vector<const File*>& files, const std::function<void(size_t)>& begin,
-                       const std::function<void(size_t, std::string_view)>& chunk) const;
+  /// per file), one file at a time. Throws std::runtime_error naming the blob
+  /// when a file is missing from its layer or its bytes cannot be read.
+  void stream_contents(const std::vector<const File*>& files, ContentSink& sink) const;
 
   /// Resolves an absolute path inside the image, following the image's own
   /// symlinks in every component (relative ones from the link's folder,
