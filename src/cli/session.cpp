@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 
 #include "base/text.hpp"
 #include "build/checkout.hpp"
@@ -120,10 +121,14 @@ std::vector<size_t> Session::needed() const {
 void Session::push_early(BuildSettings& settings) {
   // The steps of a pushed image: its own node and its parents (a copy's
   // source image is not part of it).
+  // An image pushed to several repositories of one registry sends its
+  // layers to the first of them only: push_tags() mounts them into the others.
   std::map<size_t, std::vector<Reference>> destinations;
+  std::set<std::pair<size_t, std::string>> sent;  ///< (pushed node, registry)
   for (const Push* p : pushes) {
     Reference dest = Reference::parse(p->reference);
     push_meters.emplace(dest.str(), meter(TransferDirection::Push, dest.str()));
+    if (!sent.emplace(p->node, dest.registry).second) continue;
     for (std::optional<size_t> n = p->node; n; n = ev.graph.nodes.at(*n).parent) destinations[*n].push_back(dest);
   }
   uploads = std::make_unique<BlobUploader>(registry->client(), *store);
