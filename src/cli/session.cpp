@@ -10,6 +10,7 @@
 #include "cli/report.hpp"
 #include "cli/url_fetch.hpp"
 #include "registry/cache_transfer.hpp"
+#include "registry/http.hpp"
 #include "store/step_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -51,12 +52,15 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   std::optional<int64_t> given_epoch = source_date_epoch();
   epoch = given_epoch.value_or(0);
   fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  int64_t created = epoch;
-  if (!given_epoch) try {
-      created = checkout_commit_time(context).value_or(0);
-    } catch (const std::exception& e) {
-      report(std::string("warning: ") + e.what() + ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)");
-    }
+  std::optional<Checkout> checkout;
+  try {
+    checkout = read_checkout(context);
+  } catch (const std::exception& e) {
+    report(std::string("warning: ") + e.what() +
+           (given_epoch ? ": images say nothing of their source and revision"
+                        : ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)"));
+  }
+  int64_t created = given_epoch ? epoch : checkout ? checkout->commit_time : 0;
   registry = std::make_unique<RegistryAccess>(b);
   RecipeOptions ro{
       b.recipe, context,
@@ -81,6 +85,12 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
   settings.created = created;
+  settings.origin.version = ev.ci_tag;
+  if (checkout) {
+    // A remote's URL may carry a password or token: the image gets its address only.
+    settings.origin.source = redact_url(checkout->remote);
+    settings.origin.revision = checkout->revision;
+  }
   settings.compression = b.compression;
   settings.max_processes = b.max_processes;
   settings.isolation = isolation_of(b);
