@@ -44,10 +44,12 @@ int cmd_push(const std::vector<std::string>& args) {
     fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
   PushResult result = push_tags(registry.client(), store, *manifest, dests);
   print_push(result);
-  if (std::string failed = result.failures(); !failed.empty())
-    throw std::runtime_error("push: " + std::to_string(result.tags.size() - result.manifests) + " of " +
-                             std::to_string(result.tags.size()) + " tags failed:\n" + failed);
-  return 0;
+  std::string failed = result.failures();
+  if (failed.empty()) return 0;
+  // One tag fails as a build's push() of it does, with the registry's words.
+  if (dests.size() == 1) throw std::runtime_error(result.tags.front().error);
+  throw std::runtime_error("push: " + std::to_string(result.tags.size() - result.manifests) + " of " +
+                           std::to_string(result.tags.size()) + " tags failed:\n" + failed);
 }
 
 }  // namespace imgbuild::cli
