@@ -663,11 +663,24 @@ local function check_push_reference(what, ref)
 end
 
 ---@param img image
----@param ref string where to push it: "registry.example.com/team/app:tag"
+---@param ref string|string[] where to push it: "registry.example.com/team/app:tag", or a list of
+---such references (each blob is sent once per registry, then the manifest goes under every tag)
 function api.push(img, ref)
   if not is_image(img) then fail("push: expected an image as first argument, got %s", typename(img)) end
-  local normal = check_push_reference("push", ref)
-  pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = caller_loc() }
+  local refs = { ref }
+  if type(ref) == "table" then
+    refs = check_string_list("push", ref, '{ "reg/app:latest", "reg/app:v1" }')
+    if #refs == 0 then fail("push: the list of references is empty") end
+  end
+  local loc, seen = caller_loc(), {}
+  for i, r in ipairs(refs) do
+    local normal = check_push_reference(#refs > 1 and ("push: reference " .. i) or "push", r)
+    -- A tag named twice gets the manifest once.
+    if not seen[normal] then
+      seen[normal] = true
+      pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = loc }
+    end
+  end
   return img
 end
 

@@ -431,14 +431,16 @@ const BuiltImage& Builder::build(size_t node) {
       throw BuildError(graph_.nodes.at(node).loc, e.what());
     }
   };
-  std::string config = st.image.config_document();
+  Image image = st.image;
+  image.annotations = built_annotations(st.image, settings_.origin, st.base_labels);
+  std::string config = image.config_document();
   Descriptor config_desc = put(config, media_type::kConfig);
-  std::string manifest = st.image.manifest_document(config_desc);
+  std::string manifest = image.manifest_document(config_desc);
   Descriptor manifest_desc = put(manifest, media_type::kManifest);
   auto base = st.image.annotations.find(kBaseNameAnnotation);
   std::vector<std::string> layer_locs;
   for (auto& origin : st.layer_origins) layer_locs.push_back(origin.loc);
-  BuiltImage built{.image = st.image,
+  BuiltImage built{.image = std::move(image),
                    .manifest = manifest_desc,
                    .size = manifest_desc.size + config_desc.size + compressed,
                    .compressed = compressed,
@@ -955,6 +957,7 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   st.image = settings_.pull(op, platform);
   auto digest = st.image.annotations.find(kBaseDigestAnnotation);
   st.base_layers = st.image.layers.size();
+  st.base_labels = st.image.config.labels;
   for (size_t i = 0; i < st.image.layers.size(); ++i)
     st.layer_origins.push_back({node.loc, "from " + op.reference + " (layer " + std::to_string(i + 1) + ")"});
   st.image.created = settings_.created;

@@ -41,6 +41,9 @@ struct BuildSettings {
   /// steps): SOURCE_DATE_EPOCH, else the commit time of the context's checkout.
   /// No step's key holds it: a new commit makes new images from cached steps.
   int64_t created = 0;
+  /// Where the sources came from, for every image's manifest annotations
+  /// (built_annotations); like `created`, in no step's key.
+  ImageOrigin origin;
   /// How the layers this build writes are compressed (part of every step's key).
   Compression compression = Compression::Gzip;
   /// Processes and threads each RUN step may have at once.
@@ -179,6 +182,9 @@ private:
     std::vector<LayerOrigin> layer_origins;
     /// How many of image.layers came with the pulled base.
     size_t base_layers = 0;
+    /// The pulled base's labels: one the recipe did not change says nothing
+    /// of the image's origin (built_annotations).
+    std::map<std::string, std::string> base_labels;
     std::optional<Budget> budget;
     std::shared_ptr<const ImageTree> tree = std::make_shared<ImageTree>();
     std::string entrypoint_loc;

@@ -1,18 +1,29 @@
 #pragma once
 // The git checkout a build context lies in: when its sources were last
-// committed, the time images are created at unless SOURCE_DATE_EPOCH says.
+// committed (the time images are created at unless SOURCE_DATE_EPOCH says),
+// which commit that is and where it is published: what images say of where
+// they came from.
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
 
 namespace imgbuild {
 
-/// The committer time of HEAD (seconds since the epoch) of the git checkout
-/// holding `dir`: a `.git` folder or file in it or above. nullopt when there
-/// is none. Uncommitted changes do not count: the same tree gives the same
-/// time on every machine and every build. Throws std::runtime_error naming
-/// the checkout and git's own message when git cannot tell (git missing, no
-/// commit yet, a repository git refuses to read).
-std::optional<int64_t> checkout_commit_time(const std::filesystem::path& dir);
+/// HEAD of a git checkout. Uncommitted changes do not count: the same tree
+/// gives the same values on every machine and every build.
+struct Checkout {
+  int64_t commit_time = 0;  ///< HEAD's committer time, seconds since the epoch
+  std::string revision;     ///< HEAD's commit id
+  /// The URL of the remote "origin" as configured (it may hold a password or
+  /// token: strip it before it goes anywhere); empty when there is none.
+  std::string remote;
+};
+
+/// The git checkout holding `dir`: a `.git` folder or file in it or above.
+/// nullopt when there is none. Throws std::runtime_error naming the checkout
+/// and git's own message when git cannot tell (git missing, no commit yet, a
+/// repository git refuses to read).
+std::optional<Checkout> read_checkout(const std::filesystem::path& dir);
 
 }  // namespace imgbuild

@@ -1,5 +1,6 @@
 // imgbuild build: every chosen target built, examined by the doctor, stored
 // and written to each output; then the recipe's pushes and the cache export.
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -100,24 +101,41 @@ int cmd_build(const std::vector<std::string>& args) {
     shown.insert(t->node);
   }
 
-  for (const Push* push : s.pushes) {
-    const Push& p = *push;
-    const BuiltImage& built = builder.build(p.node);
-    if (!examine(built, Target{p.reference, p.node, p.loc}, " was not pushed")) return kExitError;
-    Reference dest = Reference::parse(p.reference);
+  // The pushes of one image go out together: each blob once per registry,
+  // then the manifest under every tag (push(img, { ref, ref... }) makes
+  // several, as do several push() calls of one image).
+  std::vector<std::vector<const Push*>> groups;
+  for (const Push* p : s.pushes) {
+    auto same = std::find_if(groups.begin(), groups.end(), [&](auto& g) { return g.front()->node == p->node; });
+    if (same == groups.end())
+      groups.push_back({p});
+    else
+      same->push_back(p);
+  }
+  for (const auto& group : groups) {
+    const Push& first = *group.front();
+    const BuiltImage& built = builder.build(first.node);
+    if (!examine(built, Target{first.reference, first.node, first.loc}, " was not pushed")) return kExitError;
+    std::vector<Reference> dests;
+    std::vector<std::string> refs;
+    for (const Push* p : group) {
+      dests.push_back(Reference::parse(p->reference));
+      refs.push_back(dests.back().str());
+    }
     // An image only pushed has its own row in the size table, under its reference.
-    if (shown.insert(p.node).second) view.image(OutputImage{dest.str(), built, std::nullopt});
+    if (shown.insert(first.node).second) view.image(OutputImage{refs.front(), built, std::nullopt});
     if (!b.push) {
-      view.pushed(dest.str(), built.manifest.digest, std::nullopt);
+      view.pushed(refs, built.manifest.digest, std::nullopt);
       continue;
     }
-    try {
-      view.pushed(dest.str(), built.manifest.digest,
-                  push_image(s.registry->client(), store, built.manifest, dest, {}, s.push_meters.at(dest.str()),
-                             s.uploads.get()));
-    } catch (const std::exception& e) {
-      throw BuildError(p.loc, std::string("push: ") + e.what());
-    }
+    PushResult result = push_tags(
+        s.registry->client(), store, built.manifest, dests, {},
+        [&s](const Reference& dest) { return s.push_meters.at(dest.str()); }, s.uploads.get());
+    view.pushed(refs, built.manifest.digest, result);
+    for (size_t i = 0; i < group.size(); ++i)
+      if (!result.tags[i].error.empty())
+        throw BuildError(group[i]->loc,
+                         "push: " + (result.tags.size() == 1 ? result.tags[i].error : result.failures()));
   }
   if (b.cache_to) {
     if (b.push)

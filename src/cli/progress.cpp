@@ -148,13 +148,13 @@ public:
     images_.push_back(img);
   }
 
-  void pushed(const std::string& ref, const Digest& digest, const std::optional<PushResult>& r) override {
+  void pushed(const std::vector<std::string>& refs, const Digest& digest, const std::optional<PushResult>& r) override {
     std::lock_guard lock(mutex_);
     if (!r) {
-      std::cout << "would push " << ref << "@" << digest.str() << " (--no-push)" << std::endl;
+      for (auto& ref : refs) std::cout << "would push " << ref << "@" << digest.str() << " (--no-push)" << std::endl;
       return;
     }
-    print_push(ref, *r);
+    print_push(*r);
   }
 
   void finish() override {
@@ -208,8 +208,8 @@ public:
   void image(const OutputImage& img) override {
     above([&] { PlainView::image(img); });
   }
-  void pushed(const std::string& ref, const Digest& digest, const std::optional<PushResult>& r) override {
-    above([&] { PlainView::pushed(ref, digest, r); });
+  void pushed(const std::vector<std::string>& refs, const Digest& digest, const std::optional<PushResult>& r) override {
+    above([&] { PlainView::pushed(refs, digest, r); });
   }
   void finish() override {
     above([&] { PlainView::finish(); });
@@ -369,13 +369,20 @@ public:
                          : json(nullptr)}});
   }
 
-  void pushed(const std::string& ref, const Digest& digest, const std::optional<PushResult>& r) override {
-    json j = {{"event", "push"}, {"ref", ref}, {"digest", digest.str()}, {"pushed", r.has_value()}};
+  void pushed(const std::vector<std::string>& refs, const Digest& digest, const std::optional<PushResult>& r) override {
+    // "ref" is the first tag, as it was when a push had only one.
+    json j = {
+        {"event", "push"}, {"ref", refs.front()}, {"refs", refs}, {"digest", digest.str()}, {"pushed", r.has_value()}};
     if (r) {
       j["uploaded"] = r->uploaded;
       j["mounted"] = r->mounted;
       j["present"] = r->present;
       j["bytes"] = r->bytes;
+      j["manifests"] = r->manifests;
+      json failed = json::array();
+      for (auto& t : r->tags)
+        if (!t.error.empty()) failed.push_back({{"ref", t.dest.str()}, {"error", t.error}});
+      j["failed"] = std::move(failed);
     }
     write(std::move(j));
   }
@@ -405,10 +412,13 @@ std::optional<ProgressMode> parse_progress_mode(const std::string& text) {
   return std::nullopt;
 }
 
-void print_push(const std::string& ref, const PushResult& r) {
-  std::cout << "pushed " << ref << "@" << r.digest.str() << std::endl;
-  std::cerr << "  " << ref << ": " << r.uploaded << " uploaded (" << human_size(r.bytes) << "), " << r.mounted
-            << " mounted, " << r.present << " already there\n";
+void print_push(const PushResult& r) {
+  for (auto& t : r.tags)
+    if (t.error.empty()) std::cout << "pushed " << t.dest.str() << "@" << r.digest.str() << std::endl;
+  std::string what = r.tags.size() == 1 ? r.tags.front().dest.str() : std::to_string(r.tags.size()) + " tags";
+  std::cerr << "  " << what << ": " << r.uploaded << " uploaded (" << human_size(r.bytes) << "), " << r.mounted
+            << " mounted, " << r.present << " already there, " << r.manifests
+            << (r.manifests == 1 ? " manifest" : " manifests") << " put\n";
 }
 
 std::unique_ptr<ProgressView> ProgressView::make(ProgressMode mode) {

@@ -35,8 +35,9 @@ struct OutputImage {
   std::optional<PreviousBuild> previous;
 };
 
-/// "pushed REF@DIGEST" on stdout, and on stderr what the push took.
-void print_push(const std::string& ref, const PushResult& result);
+/// "pushed REF@DIGEST" on stdout for each tag put, and on stderr what the
+/// whole push took (blobs uploaded, mounted, already there; manifests put).
+void print_push(const PushResult& result);
 
 /// Shows a build's events and results. Text modes write events to stderr and
 /// results to stdout (a line per image that scripts read), then the size
@@ -55,8 +56,10 @@ public:
   /// An image was stored (or is about to be pushed): its result line and its
   /// row of the size table.
   virtual void image(const OutputImage& image) = 0;
-  /// A push went to `ref` (`result` unset: --no-push, it would have).
-  virtual void pushed(const std::string& ref, const Digest& digest, const std::optional<PushResult>& result) = 0;
+  /// A push of the image `digest` went to the tags `refs` (`result` unset:
+  /// --no-push, it would have); `result` says which tags failed.
+  virtual void pushed(const std::vector<std::string>& refs, const Digest& digest,
+                      const std::optional<PushResult>& result) = 0;
   /// The build succeeded: the size table of every image().
   virtual void finish() = 0;
 

@@ -1,4 +1,5 @@
-// imgbuild push NAME REF: a stored image, as stored, to a registry.
+// imgbuild push NAME REF...: a stored image, as stored, to one or more tags
+// (each blob sent once per registry).
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
 #include "cli/options.hpp"
@@ -17,14 +18,17 @@ const Syntax kPushSyntax = {kRegistryOptions, Operands::NotDash};
 int cmd_push(const std::vector<std::string>& args) {
   Options options;
   std::vector<std::string> operands = parse_options(args, kPushSyntax, options);
-  if (operands.size() != 2) throw UsageError("push takes a stored image and a reference: imgbuild push NAME REF");
-  Reference dest;
-  try {
-    dest = Reference::parse(operands[1]);
-  } catch (const ReferenceError& e) {
-    throw UsageError(e.what());
+  if (operands.size() < 2)
+    throw UsageError("push takes a stored image and one or more references: imgbuild push NAME REF...");
+  std::vector<Reference> dests;
+  for (auto it = operands.begin() + 1; it != operands.end(); ++it) {
+    try {
+      dests.push_back(Reference::parse(*it));
+    } catch (const ReferenceError& e) {
+      throw UsageError(e.what());
+    }
+    if (dests.back().digest) throw UsageError("push: '" + *it + "' names a digest; push to a tag");
   }
-  if (dest.digest) throw UsageError("push: '" + operands[1] + "' names a digest; push to a tag");
   Layout store = open_store();
   auto manifest = find_stored(store, operands[0]);
   if (!manifest) throw std::runtime_error("no image named '" + operands[0] + "' in the store (see imgbuild images)");
@@ -38,8 +42,14 @@ int cmd_push(const std::vector<std::string>& args) {
     if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
   if (!missing.empty() && manifest->platform)
     fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
-  print_push(dest.str(), push_image(registry.client(), store, *manifest, dest));
-  return 0;
+  PushResult result = push_tags(registry.client(), store, *manifest, dests);
+  print_push(result);
+  std::string failed = result.failures();
+  if (failed.empty()) return 0;
+  // One tag fails as a build's push() of it does, with the registry's words.
+  if (dests.size() == 1) throw std::runtime_error(result.tags.front().error);
+  throw std::runtime_error("push: " + std::to_string(result.tags.size() - result.manifests) + " of " +
+                           std::to_string(result.tags.size()) + " tags failed:\n" + failed);
 }
 
 }  // namespace imgbuild::cli

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 
 #include "base/text.hpp"
 #include "build/checkout.hpp"
@@ -9,6 +10,7 @@
 #include "cli/report.hpp"
 #include "cli/url_fetch.hpp"
 #include "registry/cache_transfer.hpp"
+#include "registry/http.hpp"
 #include "store/step_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -50,12 +52,15 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   std::optional<int64_t> given_epoch = source_date_epoch();
   epoch = given_epoch.value_or(0);
   fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  int64_t created = epoch;
-  if (!given_epoch) try {
-      created = checkout_commit_time(context).value_or(0);
-    } catch (const std::exception& e) {
-      report(std::string("warning: ") + e.what() + ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)");
-    }
+  std::optional<Checkout> checkout;
+  try {
+    checkout = read_checkout(context);
+  } catch (const std::exception& e) {
+    report(std::string("warning: ") + e.what() +
+           (given_epoch ? ": images say nothing of their source and revision"
+                        : ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)"));
+  }
+  int64_t created = given_epoch ? epoch : checkout ? checkout->commit_time : 0;
   registry = std::make_unique<RegistryAccess>(b);
   RecipeOptions ro{
       b.recipe, context,
@@ -80,6 +85,12 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.use_cache = b.use_cache;
   settings.source_date_epoch = epoch;
   settings.created = created;
+  settings.origin.version = ev.ci_tag;
+  if (checkout) {
+    // A remote's URL may carry a password or token: the image gets its address only.
+    settings.origin.source = redact_url(checkout->remote);
+    settings.origin.revision = checkout->revision;
+  }
   settings.compression = b.compression;
   settings.max_processes = b.max_processes;
   settings.isolation = isolation_of(b);
@@ -120,10 +131,14 @@ std::vector<size_t> Session::needed() const {
 void Session::push_early(BuildSettings& settings) {
   // The steps of a pushed image: its own node and its parents (a copy's
   // source image is not part of it).
+  // An image pushed to several repositories of one registry sends its
+  // layers to the first of them only: push_tags() mounts them into the others.
   std::map<size_t, std::vector<Reference>> destinations;
+  std::set<std::pair<size_t, std::string>> sent;  ///< (pushed node, registry)
   for (const Push* p : pushes) {
     Reference dest = Reference::parse(p->reference);
     push_meters.emplace(dest.str(), meter(TransferDirection::Push, dest.str()));
+    if (!sent.emplace(p->node, dest.registry).second) continue;
     for (std::optional<size_t> n = p->node; n; n = ev.graph.nodes.at(*n).parent) destinations[*n].push_back(dest);
   }
   uploads = std::make_unique<BlobUploader>(registry->client(), *store);

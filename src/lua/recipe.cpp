@@ -368,9 +368,16 @@ Evaluation evaluate_recipe(const RecipeOptions& options) {
   lua_pushlightuserdata(L, &description);
   if (lua_pcall(L, 2, 0, handler) != LUA_OK) throw std::logic_error(pop_message(L));
 
-  Evaluation ev{Graph::from_json(description), {}};
+  Evaluation ev{Graph::from_json(description), {}, {}};
   if (auto used = description.find("params_used"); used != description.end())
     for (auto& p : *used) ev.params_used.push_back(p.get<std::string>());
+  // The release being built, as the recipe sees it (`ci` reads the
+  // environment only now when the recipe never asked).
+  if (luaL_loadstring(L, "local tag = ci.tag; return type(tag) == 'string' and tag or nil") != LUA_OK)
+    throw std::logic_error(pop_message(L));
+  if (lua_pcall(L, 0, 1, handler) != LUA_OK) throw RecipeError(pop_message(L));
+  if (const char* tag = lua_tostring(L, -1)) ev.ci_tag = tag;
+  lua_pop(L, 1);
   return ev;
 }
 

@@ -34,6 +34,7 @@ struct RecipeOptions {
 struct Evaluation {
   Graph graph;
   std::vector<std::string> params_used;  ///< names the recipe asked param() for
+  std::string ci_tag;                    ///< `ci.tag` (the release built on a CI service), or ""
 };
 
 /// Runs the recipe in a fresh Lua state and returns what it describes. Each

@@ -171,6 +171,31 @@ std::string Image::config_document() const {
   return doc.dump();
 }
 
+std::map<std::string, std::string> built_annotations(const Image& image, const ImageOrigin& origin,
+                                                     const std::map<std::string, std::string>& base_labels) {
+  std::map<std::string, std::string> out;
+  out[kCreatedAnnotation] = rfc3339(image.created);
+  for (auto [name, value] :
+       {std::pair{kSourceAnnotation, &origin.source}, std::pair{kRevisionAnnotation, &origin.revision},
+        std::pair{kVersionAnnotation, &origin.version}})
+    if (!value->empty()) out[name] = *value;
+  for (const char* name : {kBaseNameAnnotation, kBaseDigestAnnotation})
+    if (auto it = image.annotations.find(name); it != image.annotations.end()) out[name] = it->second;
+  for (const char* name : {kCreatedAnnotation, kSourceAnnotation, kRevisionAnnotation, kVersionAnnotation,
+                           kBaseNameAnnotation, kBaseDigestAnnotation}) {
+    auto label = image.config.labels.find(name);
+    if (label == image.config.labels.end()) continue;
+    // A base's own label (its version, its source) says nothing of this image.
+    if (auto inherited = base_labels.find(name); inherited != base_labels.end() && inherited->second == label->second)
+      continue;
+    if (label->second.empty())
+      out.erase(name);
+    else
+      out[name] = label->second;
+  }
+  return out;
+}
+
 std::string Image::manifest_document(const Descriptor& cfg) const {
   json layer_list = json::array();
   for (auto& l : layers) layer_list.push_back(Descriptor{l.media_type, l.digest, l.size, {}}.to_json());

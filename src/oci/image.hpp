@@ -47,6 +47,11 @@ inline constexpr const char* kRefNameAnnotation = "org.opencontainers.image.ref.
 /// Annotations of an image built on a pulled base: which one, exactly.
 inline constexpr const char* kBaseNameAnnotation = "org.opencontainers.image.base.name";
 inline constexpr const char* kBaseDigestAnnotation = "org.opencontainers.image.base.digest";
+/// Annotations of every built image: when and from what it was built.
+inline constexpr const char* kCreatedAnnotation = "org.opencontainers.image.created";
+inline constexpr const char* kSourceAnnotation = "org.opencontainers.image.source";
+inline constexpr const char* kRevisionAnnotation = "org.opencontainers.image.revision";
+inline constexpr const char* kVersionAnnotation = "org.opencontainers.image.version";
 
 /// os/architecture[/variant], in OCI's names ("linux/amd64", "linux/arm/v7").
 struct Platform {
@@ -139,6 +144,22 @@ struct Image {
 
 /// "1970-01-01T00:00:00Z" for an epoch time.
 std::string rfc3339(int64_t seconds);
+
+/// Where a build's sources came from; an empty field says nothing.
+struct ImageOrigin {
+  std::string source;    ///< the sources' repository URL, without credentials
+  std::string revision;  ///< the commit built
+  std::string version;   ///< the release built (a CI tag)
+};
+
+/// The manifest annotations of a built image, all made here: when it was
+/// created (`image.created`), where it came from (`origin`), and the base it
+/// was built on (kBaseNameAnnotation and kBaseDigestAnnotation, set by the
+/// pull in `image.annotations`). A config label of one of these names that
+/// the recipe set (one not inherited unchanged from `base_labels`, the
+/// base's labels) replaces the annotation, or drops it when empty.
+std::map<std::string, std::string> built_annotations(const Image& image, const ImageOrigin& origin,
+                                                     const std::map<std::string, std::string>& base_labels);
 
 /// Reads an image config document (OCI or Docker) and its manifest's layer
 /// descriptors back into the model, to build on it. Docker layer types become

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "base/text.hpp"
@@ -272,49 +273,104 @@ std::optional<BlobOutcome> BlobUploader::claim(const Reference& dest, const Dige
   return first ? o : BlobOutcome::Present;
 }
 
-PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
-                      const TransferLog& log, const BlobProgress& progress, BlobUploader* started) {
+std::string PushResult::failures() const {
+  std::string out;
+  for (auto& t : tags)
+    if (!t.error.empty()) out += (out.empty() ? "" : "\n") + t.dest.str() + ": " + t.error;
+  return out;
+}
+
+namespace {
+
+/// The repository of the image's base when it is on `dest`'s registry and is
+/// another repository: its layers can be mounted from there. Empty otherwise.
+std::string base_repository(const nlohmann::json& manifest, const Reference& dest) {
+  auto ann = manifest.find("annotations");
+  if (ann == manifest.end() || !ann->is_object()) return {};
+  auto base = ann->find(kBaseNameAnnotation);
+  if (base == ann->end() || !base->is_string()) return {};
+  try {
+    Reference b = Reference::parse(base->get<std::string>());
+    if (b.registry == dest.registry && b.repository != dest.repository) return b.repository;
+  } catch (const ReferenceError&) {
+    // An annotation we cannot read only costs the mount.
+  }
+  return {};
+}
+
+}  // namespace
+
+PushResult push_tags(RegistryClient& client, const Layout& store, const Descriptor& manifest,
+                     const std::vector<Reference>& dests, const TransferLog& log, const PushProgress& progress,
+                     BlobUploader* started) {
   StoredImage image = store.load(manifest);
   std::vector<Descriptor> blobs;
   for (auto& l : image.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
   blobs.push_back(Descriptor::from_json(image.manifest_json.at("config")));
 
-  // Layers of a base pulled from this same registry can be mounted instead of sent.
-  std::string mount_from;
-  if (auto ann = image.manifest_json.find("annotations"); ann != image.manifest_json.end() && ann->is_object()) {
-    if (auto base = ann->find(kBaseNameAnnotation); base != ann->end() && base->is_string()) {
-      try {
-        Reference b = Reference::parse(base->get<std::string>());
-        if (b.registry == dest.registry && b.repository != dest.repository) mount_from = b.repository;
-      } catch (const ReferenceError&) {
-        // An annotation we cannot read only costs the mount.
+  PushResult result{manifest.digest};
+  for (auto& d : dests) result.tags.push_back(TagPush{d, {}});
+  std::mutex result_mutex;
+
+  // Every blob into one repository: mounted from `mount_from` where it can be.
+  auto send_all = [&](const Reference& dest, const std::string& mount_from) {
+    BlobProgress report = progress ? progress(dest) : BlobProgress{};
+    parallel_each(blobs.size(), kParallelBlobs, [&](size_t i) {
+      const Descriptor& blob = blobs[i];
+      std::optional<BlobOutcome> outcome = started ? started->claim(dest, blob.digest) : std::nullopt;
+      if (!outcome) outcome = send_blob(client, store, dest, blob, mount_from, blob_progress(report, blob.digest));
+      std::lock_guard lock(result_mutex);
+      if (*outcome == BlobOutcome::Present) {
+        ++result.present;
+        return;
       }
+      bool mounted = *outcome == BlobOutcome::Mounted;
+      if (mounted) {
+        ++result.mounted;
+      } else {
+        ++result.uploaded;
+        result.bytes += blob.size;
+      }
+      if (log) log(dest.name() + ": " + (mounted ? "mounted " : "uploaded ") + std::string(blob.digest.short_hex()));
+    });
+  };
+
+  // Repositories in the order first named; on each registry, the first
+  // repository that got every blob is where the others mount them from.
+  std::map<std::string, std::string> holder;  ///< registry -> repository with every blob
+  std::set<std::string> tried;                ///< "registry/repository"
+  for (auto& tag : result.tags) {
+    const Reference& dest = tag.dest;
+    if (!tried.insert(dest.registry + "/" + dest.repository).second) continue;
+    auto held = holder.find(dest.registry);
+    try {
+      send_all(dest, held != holder.end() ? held->second : base_repository(image.manifest_json, dest));
+      holder.try_emplace(dest.registry, dest.repository);
+    } catch (const std::exception& e) {
+      for (auto& t : result.tags)
+        if (t.dest.registry == dest.registry && t.dest.repository == dest.repository) t.error = e.what();
     }
   }
 
-  size_t uploaded = 0, mounted_count = 0, present = 0;
-  uint64_t bytes = 0;
-  std::mutex result_mutex;
-  parallel_each(blobs.size(), kParallelBlobs, [&](size_t i) {
-    const Descriptor& blob = blobs[i];
-    std::optional<BlobOutcome> outcome = started ? started->claim(dest, blob.digest) : std::nullopt;
-    if (!outcome) outcome = send_blob(client, store, dest, blob, mount_from, blob_progress(progress, blob.digest));
-    std::lock_guard lock(result_mutex);
-    if (*outcome == BlobOutcome::Present) {
-      ++present;
-      return;
-    }
-    bool mounted = *outcome == BlobOutcome::Mounted;
-    if (mounted) {
-      ++mounted_count;
-    } else {
-      ++uploaded;
-      bytes += blob.size;
-    }
-    if (log) log(dest.name() + ": " + (mounted ? "mounted " : "uploaded ") + std::string(blob.digest.short_hex()));
-  });
   std::string body = store.read_document(manifest);
-  return PushResult{client.put_manifest(dest, manifest.media_type, body), uploaded, mounted_count, present, bytes};
+  for (auto& tag : result.tags) {
+    if (!tag.error.empty()) continue;
+    try {
+      client.put_manifest(tag.dest, manifest.media_type, body);
+      ++result.manifests;
+    } catch (const std::exception& e) {
+      tag.error = e.what();
+    }
+  }
+  return result;
+}
+
+PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
+                      const TransferLog& log, const BlobProgress& progress, BlobUploader* started) {
+  PushResult r = push_tags(
+      client, store, manifest, {dest}, log, [&progress](const Reference&) { return progress; }, started);
+  if (!r.tags.front().error.empty()) throw RegistryError(r.tags.front().error);
+  return r;
 }
 
 }  // namespace imgbuild

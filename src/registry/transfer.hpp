@@ -46,12 +46,26 @@ PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& r
 void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
                   const TransferLog& log = {}, const BlobProgress& progress = {});
 
+/// One tag of a push and what became of it.
+struct TagPush {
+  Reference dest;
+  std::string error;  ///< why its manifest was not put there; empty when it was
+};
+
+/// A push of one image to one or more tags. The counts are over the whole
+/// push: a blob sent once to a registry and mounted into its other
+/// repositories counts as one upload and as mounts.
 struct PushResult {
-  Digest digest;        ///< of the manifest pushed
-  size_t uploaded = 0;  ///< blobs sent
-  size_t mounted = 0;   ///< blobs the registry mounted from another repository
-  size_t present = 0;   ///< blobs the registry already had
-  uint64_t bytes = 0;   ///< bytes uploaded
+  Digest digest;              ///< of the manifest pushed
+  size_t uploaded = 0;        ///< blobs sent
+  size_t mounted = 0;         ///< blobs the registry mounted from another repository
+  size_t present = 0;         ///< blobs the registry already had
+  uint64_t bytes = 0;         ///< bytes uploaded
+  size_t manifests = 0;       ///< tags the manifest was put under
+  std::vector<TagPush> tags;  ///< every tag, in the order given
+
+  /// "REF: why" for each tag that failed, one per line; empty when none did.
+  std::string failures() const;
 };
 
 /// What became of one blob of a push.
@@ -106,10 +120,22 @@ private:
   std::vector<std::thread> workers_;
 };
 
-/// Pushes the stored image `manifest` to `dest`: every blob the repository
-/// lacks (mounted from the image's base repository when it is on the same
-/// registry), several at once, then the manifest. Blobs `started` uploads
-/// are awaited there rather than sent again.
+/// The progress callback for the blobs sent to one destination, or none.
+using PushProgress = std::function<BlobProgress(const Reference& dest)>;
+
+/// Pushes the stored image `manifest` to every tag of `dests`: each blob goes
+/// once to each registry, to the first of its repositories named (mounted
+/// from the image's base repository when that is on the same registry),
+/// several at once; the registry's other repositories mount it from there
+/// (a registry that answers a mount with an upload session gets the blob
+/// sent). Then the manifest is put under every tag. A repository or tag that
+/// fails is recorded in the result and does not stop the others; blobs
+/// `started` uploads are awaited rather than sent again.
+PushResult push_tags(RegistryClient& client, const Layout& store, const Descriptor& manifest,
+                     const std::vector<Reference>& dests, const TransferLog& log = {},
+                     const PushProgress& progress = {}, BlobUploader* started = nullptr);
+
+/// push_tags() to the one tag `dest`; its failure is thrown as a RegistryError.
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
                       const TransferLog& log = {}, const BlobProgress& progress = {}, BlobUploader* started = nullptr);
 

@@ -234,3 +234,17 @@ TEST_CASE("require \"imgbuild.ci\" is the global ci", "[recipe][ci]") {
   CHECK(r.error_of("local c = require \"imgbuild.ci\"\nassert(c == ci)\n"
                    "image(\"a\", scratch:doctor { ignore = { \"entrypoint\", \"root\" } })\n") == "");
 }
+
+TEST_CASE("the evaluation hands on ci.tag, for the image's version annotation", "[recipe][ci]") {
+  RecipeRun r;
+  const std::string recipe = "image(\"a\", scratch:doctor { ignore = { \"entrypoint\", \"root\" } })\n";
+  {
+    CleanCiEnvironment clean;
+    CHECK(r.evaluate(recipe).ci_tag.empty());
+  }
+  CleanCiEnvironment clean;
+  ::setenv("GITHUB_ACTIONS", "true", 1);
+  ::setenv("GITHUB_REF_TYPE", "tag", 1);
+  ::setenv("GITHUB_REF_NAME", "v1.2.3", 1);
+  CHECK(r.evaluate(recipe).ci_tag == "v1.2.3");
+}

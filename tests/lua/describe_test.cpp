@@ -125,6 +125,22 @@ TEST_CASE("from describes a normalised reference; push a normalised target", "[r
   CHECK(arm.platform == "linux/arm64");
 }
 
+TEST_CASE("push to a list of references: one push per tag, normalised, each tag once", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "local app = scratch:user \"1\"\n"
+      "push(app, { \"localhost:5000/team/app\", \"localhost:5000/team/app:v1\",\n"
+      "  \"localhost:5000/other/app:v1\", \"localhost:5000/team/app:latest\", \"127.0.0.1:5001/app:v1\" })\n");
+  std::vector<std::string> refs;
+  for (const Push& p : ev.graph.pushes) {
+    refs.push_back(p.reference);
+    CHECK(p.node == ev.graph.pushes[0].node);
+    CHECK(p.loc.ends_with("recipe.lua:2"));
+  }
+  CHECK(refs == std::vector<std::string>{"localhost:5000/team/app:latest", "localhost:5000/team/app:v1",
+                                         "localhost:5000/other/app:v1", "127.0.0.1:5001/app:v1"});
+}
+
 TEST_CASE("run's network: its own by default or when named \"default\", the host's or none when asked",
           "[recipe][describe]") {
   RecipeRun r;

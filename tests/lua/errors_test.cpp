@@ -126,6 +126,14 @@ TEST_CASE("from and push check references and options at the recipe line", "[rec
         "recipe.lua:1: push: 'localhost:5000/a@sha256:" + std::string(64, 'a') + "' names a digest; push to a tag");
   CHECK(r.error_of("push(scratch, \"localhost:5000/A:1\")\n")
             .starts_with("recipe.lua:1: push: invalid image reference \"localhost:5000/A:1\": "));
+  CHECK(r.error_of("push(scratch, {})\n") == "recipe.lua:1: push: the list of references is empty");
+  CHECK(r.error_of("push(scratch, { \"localhost:5000/a:1\", 2 })\n") ==
+        "recipe.lua:1: push: item 2 is number, not a string");
+  CHECK(r.error_of("push(scratch, { \"localhost:5000/a:1\", \"localhost:5000/a@sha256:" + std::string(64, 'a') +
+                   "\" })\n") == "recipe.lua:1: push: reference 2: 'localhost:5000/a@sha256:" + std::string(64, 'a') +
+                                     "' names a digest; push to a tag");
+  CHECK(r.error_of("push(scratch, { \"localhost:5000/a:1\", \"localhost:5000/A:1\" })\n")
+            .starts_with("recipe.lua:1: push: reference 2: invalid image reference \"localhost:5000/A:1\": "));
 }
 
 TEST_CASE("run checks its command and options at the recipe line", "[recipe][errors]") {

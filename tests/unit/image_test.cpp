@@ -6,6 +6,7 @@
 
 #include <sys/utsname.h>
 
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -373,4 +374,47 @@ TEST_CASE("descriptors carry a platform through JSON", "[image]") {
   CHECK(j["platform"] == json{{"os", "linux"}, {"architecture", "arm"}, {"variant", "v7"}});
   CHECK(Descriptor::from_json(j).platform == d.platform);
   CHECK(!Descriptor::from_json(Descriptor{imgbuild::media_type::kManifest, dg('1'), 5, {}, {}}.to_json()).platform);
+}
+
+TEST_CASE("built_annotations: when, from what and on what base, a label the recipe set replacing one",
+          "[image][annotations]") {
+  using imgbuild::built_annotations;
+  using imgbuild::ImageOrigin;
+  Image img;
+  img.created = 1700000000;
+  img.annotations = {{"org.opencontainers.image.base.name", "docker.io/library/alpine:3.20"},
+                     {"org.opencontainers.image.base.digest", dg('a').str()},
+                     {"org.example.other", "not kept"}};
+  ImageOrigin origin{"https://git.example.com/team/app.git", std::string(40, 'c'), "v1.2.3"};
+  using Map = std::map<std::string, std::string>;
+  CHECK(built_annotations(img, origin, {}) ==
+        Map{{"org.opencontainers.image.created", "2023-11-14T22:13:20Z"},
+            {"org.opencontainers.image.source", "https://git.example.com/team/app.git"},
+            {"org.opencontainers.image.revision", std::string(40, 'c')},
+            {"org.opencontainers.image.version", "v1.2.3"},
+            {"org.opencontainers.image.base.name", "docker.io/library/alpine:3.20"},
+            {"org.opencontainers.image.base.digest", dg('a').str()}});
+
+  SECTION("an empty origin and no base (scratch): the creation time alone") {
+    Image scratch;
+    CHECK(built_annotations(scratch, {}, {}) == Map{{"org.opencontainers.image.created", "1970-01-01T00:00:00Z"}});
+  }
+  SECTION("a label the recipe set replaces the annotation; an empty one drops it") {
+    img.config.labels = {{"org.opencontainers.image.version", "2.0"},
+                         {"org.opencontainers.image.source", ""},
+                         {"org.opencontainers.image.title", "labels of other names stay labels"}};
+    Map a = built_annotations(img, origin, {});
+    CHECK(a.at("org.opencontainers.image.version") == "2.0");
+    CHECK(!a.contains("org.opencontainers.image.source"));
+    CHECK(!a.contains("org.opencontainers.image.title"));
+    CHECK(a.at("org.opencontainers.image.revision") == std::string(40, 'c'));
+  }
+  SECTION("a base's own label says nothing of this image, unless the recipe changed it") {
+    Map base = {{"org.opencontainers.image.version", "3.20.0"}, {"org.opencontainers.image.source", "https://alpine"}};
+    img.config.labels = {{"org.opencontainers.image.version", "3.20.0"},
+                         {"org.opencontainers.image.source", "https://mine"}};
+    Map a = built_annotations(img, origin, base);
+    CHECK(a.at("org.opencontainers.image.version") == "v1.2.3");
+    CHECK(a.at("org.opencontainers.image.source") == "https://mine");
+  }
 }
