@@ -4,6 +4,7 @@
 #include <set>
 
 #include "base/text.hpp"
+#include "cli/attachments.hpp"
 #include "cli/commands.hpp"
 #include "cli/report.hpp"
 #include "cli/session.hpp"
@@ -33,7 +34,10 @@ void export_cache(Session& s, const Reference& dest) {
 }  // namespace
 
 int cmd_build(const std::vector<std::string>& args) {
-  Session s(parse_build_args(args), false);
+  BuildArgs parsed = parse_build_args(args);
+  // A wrong key fails before the recipe is even read.
+  std::optional<EcKey> key = signing_key(parsed);
+  Session s(std::move(parsed), false);
   BuildArgs& b = s.b;
   if (s.chosen.empty() && s.ev.graph.pushes.empty()) {
     report(b.recipe.string() + " defines no image: call image(\"name\", img) or push(img, ref)");
@@ -115,6 +119,7 @@ int cmd_build(const std::vector<std::string>& args) {
       view.pushed(dest.str(), built.manifest.digest,
                   push_image(s.registry->client(), store, built.manifest, dest, {}, s.push_meters.at(dest.str()),
                              s.uploads.get()));
+      attach_pushed(s.registry->client(), store, built.manifest, dest, key ? &*key : nullptr);
     } catch (const std::exception& e) {
       throw BuildError(p.loc, std::string("push: ") + e.what());
     }

@@ -1,4 +1,5 @@
 // imgbuild push NAME REF: a stored image, as stored, to a registry.
+#include "cli/attachments.hpp"
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
 #include "cli/options.hpp"
@@ -10,7 +11,7 @@
 namespace imgbuild::cli {
 namespace {
 
-const Syntax kPushSyntax = {kRegistryOptions, Operands::NotDash};
+const Syntax kPushSyntax = {OptionSet{Opt::SignKey} | kRegistryOptions, Operands::NotDash};
 
 }  // namespace
 
@@ -25,6 +26,7 @@ int cmd_push(const std::vector<std::string>& args) {
     throw UsageError(e.what());
   }
   if (dest.digest) throw UsageError("push: '" + operands[1] + "' names a digest; push to a tag");
+  std::optional<EcKey> key = signing_key(options);
   Layout store = open_store();
   auto manifest = find_stored(store, operands[0]);
   if (!manifest) throw std::runtime_error("no image named '" + operands[0] + "' in the store (see imgbuild images)");
@@ -39,6 +41,7 @@ int cmd_push(const std::vector<std::string>& args) {
   if (!missing.empty() && manifest->platform)
     fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
   print_push(dest.str(), push_image(registry.client(), store, *manifest, dest));
+  attach_pushed(registry.client(), store, *manifest, dest, key ? &*key : nullptr);
   return 0;
 }
 

@@ -1,0 +1,41 @@
+#include "cli/attachments.hpp"
+
+#include <cstdlib>
+
+#include "base/text.hpp"
+#include "cli/report.hpp"
+#include "cli/sbom.hpp"
+#include "sign/publish.hpp"
+
+namespace imgbuild::cli {
+
+std::optional<EcKey> signing_key(const Options& options) {
+  if (options.sign_key) return EcKey::private_from_file(*options.sign_key);
+  const char* pem = std::getenv(kSignKeyVariable);
+  if (!pem || !*pem) return std::nullopt;
+  EcKey key = EcKey::private_from_pem(pem, kSignKeyVariable);
+  ::unsetenv(kSignKeyVariable);
+  return key;
+}
+
+void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest, const Reference& dest,
+                   const EcKey* key) {
+  std::vector<Artifact> artifacts;
+  std::vector<std::string> kinds;
+  if (manifest.media_type.is_manifest()) {
+    NamedImage image{store, manifest, load_stored(store, manifest), dest.str()};
+    artifacts.push_back(make_artifact(manifest, Attachment{kSpdxMediaType, kSpdxMediaType, spdx_of(image)}));
+    kinds.push_back("SBOM");
+  }
+  if (key) {
+    artifacts.push_back(cosign_signature(client, dest, manifest, *key));
+    kinds.push_back("signature");
+  }
+  if (artifacts.empty()) return;
+  ReferrersMode mode = attach_to_registry(client, store, dest, manifest.digest, artifacts);
+  if (key) tag_signature(client, dest, manifest.digest, artifacts.back());
+  report("attached " + join(kinds, " and ") + " to " + dest.name() + "@" + manifest.digest.str() + " (" +
+         describe(mode, manifest.digest) + (key ? ", " + signature_tag(manifest.digest) : "") + ")");
+}
+
+}  // namespace imgbuild::cli
