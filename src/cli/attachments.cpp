@@ -5,6 +5,7 @@
 #include "base/text.hpp"
 #include "cli/report.hpp"
 #include "cli/sbom.hpp"
+#include "registry/transfer.hpp"
 #include "sign/publish.hpp"
 
 namespace imgbuild::cli {
@@ -24,6 +25,12 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
   std::vector<std::string> kinds;
   if (manifest.media_type.is_manifest()) {
     NamedImage image{store, manifest, load_stored(store, manifest), dest.str()};
+    // The SBOM reads every layer; a base's that no step needed were mounted,
+    // never downloaded: they come back from where they were just pushed.
+    std::vector<LayerBlob> missing;
+    for (const LayerBlob& layer : image_from_documents(image.image.manifest_json, image.image.config_json).layers)
+      if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
+    if (!missing.empty()) fetch_layers(client, store, dest, missing);
     artifacts.push_back(make_artifact(manifest, Attachment{kSpdxMediaType, kSpdxMediaType, spdx_of(image)}));
     kinds.push_back("SBOM");
   }
@@ -32,7 +39,8 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
     kinds.push_back("signature");
   }
   if (artifacts.empty()) return;
-  ReferrersMode mode = attach_to_registry(client, store, dest, manifest.digest, artifacts);
+  ReferrersMode mode = attach_to_registry(client, store, dest, manifest.digest, artifacts,
+                                          [](const std::string& message) { report("warning: " + message); });
   if (key) tag_signature(client, dest, manifest.digest, artifacts.back());
   report("attached " + join(kinds, " and ") + " to " + dest.name() + "@" + manifest.digest.str() + " (" +
          describe(mode, manifest.digest) + (key ? ", " + signature_tag(manifest.digest) : "") + ")");

@@ -51,7 +51,8 @@ std::vector<json> list_referrers(RegistryClient& client, const Reference& repo, 
 }
 
 ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const Reference& repo, const Digest& subject,
-                                 const std::vector<Artifact>& artifacts) {
+                                 const std::vector<Artifact>& artifacts,
+                                 const std::function<void(const std::string&)>& warn) {
   std::vector<json> entries;
   for (const Artifact& artifact : artifacts) {
     for (const ArtifactBlob& blob : artifact.blobs)
@@ -64,13 +65,17 @@ ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const 
   if (api) return ReferrersMode::Api;
   const std::string tag = referrers_tag(subject);
   std::optional<Manifest> index = manifest_at(client, repo, tag);
-  std::optional<std::string> merged;
-  try {
-    merged = merge_referrers(index ? index->body : std::string(), entries);
-  } catch (const std::runtime_error& e) {
-    throw RegistryError(repo.name() + ": the referrers tag " + tag + ": " + e.what());
-  }
-  if (merged) client.put_manifest(repo.with_tag(tag), media_type::kIndex, *merged);
+  std::string listed = index ? index->body : std::string();
+  if (index) try {
+      referrers_of(listed);
+    } catch (const std::runtime_error& e) {
+      // Not an index of referrers, so nobody can have read it as one.
+      warn(repo.name() + ":" + tag + " held no referrers index (" + e.what() + ", " + index->digest.str() +
+           "): replaced by one");
+      listed.clear();
+    }
+  if (std::optional<std::string> merged = merge_referrers(listed, entries))
+    client.put_manifest(repo.with_tag(tag), media_type::kIndex, *merged);
   return ReferrersMode::TagSchema;
 }
 
@@ -86,7 +91,8 @@ Artifact cosign_signature(RegistryClient& client, const Reference& repo, const D
                                doc["subject"].value("digest", json()) == subject.digest.str();
     const json layers = doc.is_object() ? doc.value("layers", json::array()) : json::array();
     for (const json& layer : layers.is_array() ? layers : json::array()) {
-      if (!layer.is_object()) continue;
+      // Only signatures are kept: the tag may hold anything.
+      if (!layer.is_object() || layer.value("mediaType", json()) != kSimpleSigningMediaType) continue;
       const json annotations = layer.value("annotations", json::object());
       auto signature = annotations.is_object() && annotations.contains(kCosignSignatureAnnotation) &&
                                annotations[kCosignSignatureAnnotation].is_string()

@@ -3,6 +3,7 @@
 // image, found through the registry's referrers API, or through the
 // referrers tag schema (the index under the tag sha256-<hex>) where the
 // registry has none, as distribution-spec 1.1 asks of clients.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,9 +38,12 @@ std::vector<nlohmann::json> list_referrers(RegistryClient& client, const Referen
 /// there), each manifest by digest, and, where the registry has no referrers
 /// API, their entries into the index under sha256-<hex>, read, merged and
 /// written back only when something was added. Pushing the same artifacts
-/// again adds nothing. Returns how the registry lists them.
+/// again adds nothing. A tag sha256-<hex> that holds no referrers index is
+/// replaced by one, and `warn` says what it held. Returns how the registry
+/// lists them.
 ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const Reference& repo, const Digest& subject,
-                                 const std::vector<Artifact>& artifacts);
+                                 const std::vector<Artifact>& artifacts,
+                                 const std::function<void(const std::string&)>& warn);
 
 /// The cosign signature of `subject` (pushed to `repo`) by `key`, to push
 /// with attach_to_registry and then tag with sign_tag: the manifest now under
