@@ -147,6 +147,14 @@ tampered "an SBOM about another image listed as a referrer" "$t4 is listed as a 
 put "sha256-$hex" referrers.json application/vnd.oci.image.index.v1+json
 check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
 
+step "a referrers tag that holds no index is replaced, saying so"
+put "sha256-$hex" sbom-manifest.json
+check_cmd "$IMGBUILD" push hello "$REG/hello:1" --sign-key key.pem
+check "the push says what the tag held" grep -qF "imgbuild: warning: $REG/hello:sha256-$hex held no referrers index (the referrers index is not an image index (no manifests list), sha256:$(sha256sum <sbom-manifest.json | cut -d' ' -f1)): replaced by one" last.err
+get "hello/manifests/sha256-$hex" >replaced.json
+check "the tag holds the same referrers index again" cmp referrers.json replaced.json
+check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+
 step "a registry with the referrers API (a stand-in on loopback)"
 python3 "$ROOT/tests/e2e/referrers_registry.py" "$work/api.port" "$work/api.log" >"$work/api.err" 2>&1 &
 api_pid=$!
