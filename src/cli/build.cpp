@@ -5,6 +5,7 @@
 #include <set>
 
 #include "base/text.hpp"
+#include "cli/attachments.hpp"
 #include "cli/commands.hpp"
 #include "cli/report.hpp"
 #include "cli/session.hpp"
@@ -34,7 +35,10 @@ void export_cache(Session& s, const Reference& dest) {
 }  // namespace
 
 int cmd_build(const std::vector<std::string>& args) {
-  Session s(parse_build_args(args), false);
+  BuildArgs parsed = parse_build_args(args);
+  // A wrong key fails before the recipe is even read.
+  std::optional<EcKey> key = signing_key(parsed);
+  Session s(std::move(parsed), false);
   BuildArgs& b = s.b;
   if (s.chosen.empty() && s.ev.graph.pushes.empty()) {
     report(b.recipe.string() + " defines no image: call image(\"name\", img) or push(img, ref)");
@@ -132,6 +136,11 @@ int cmd_build(const std::vector<std::string>& args) {
         s.registry->client(), store, built.manifest, dests, {},
         [&s](const Reference& dest) { return s.push_meters.at(dest.str()); }, s.uploads.get());
     view.pushed(refs, built.manifest.digest, result);
+    try {
+      attach_pushed(s.registry->client(), store, built.manifest, result.pushed(), key ? &*key : nullptr);
+    } catch (const std::exception& e) {
+      throw BuildError(first.loc, std::string("push: ") + e.what());
+    }
     for (size_t i = 0; i < group.size(); ++i)
       if (!result.tags[i].error.empty())
         throw BuildError(group[i]->loc,

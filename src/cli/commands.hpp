@@ -31,6 +31,9 @@ int cmd_logout(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 /// imgbuild sbom NAME | oci:DIR[:NAME]: the image's SPDX 2.3 SBOM.
 int cmd_sbom(const std::vector<std::string>& args);
+/// imgbuild verify REF --key PUB.pem: the pushed image's signatures, SBOM
+/// and other referrers checked against the key and its digest.
+int cmd_verify(const std::vector<std::string>& args);
 /// imgbuild store verify: every blob, reference and diff_id of the store checked.
 int cmd_store(const std::vector<std::string>& args);
 /// imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]: the

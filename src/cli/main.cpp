@@ -33,6 +33,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild logout HOST
        imgbuild inspect NAME | oci:DIR[:NAME]
        imgbuild sbom NAME | oci:DIR[:NAME]
+       imgbuild verify REF --key PUB.pem
        imgbuild check [--json] FILE...
        imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]
 
@@ -51,7 +52,10 @@ registry, then saves it where podman, skopeo and docker read it
 `convert` prints the recipe equivalent to a Dockerfile (./Dockerfile,
 DIR/Dockerfile or -f FILE).
 `sbom` prints an image's SPDX 2.3 software bill of materials: its Go
-programs' modules, its base's packages and the files the recipe added.
+programs' modules, its base's packages and the files the recipe added;
+every pushed image gets it attached as an OCI 1.1 referrer. `verify` checks
+a pushed image's cosign signatures with a public key and that its signed
+payload, SBOM and other referrers are about its digest (exit 1 otherwise).
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there
@@ -78,6 +82,8 @@ build options:
                         raw is plain with a step's output as it wrote it,
                         escape sequences and all (only for steps you trust)
   --debug               tracebacks with recipe errors, one line per registry request
+  --sign-key FILE       sign every pushed image in cosign's format with this
+                        unencrypted PEM ECDSA P-256 key (build, push)
 
 login options:
   -u, --username USER   the user name (asked at the terminal when not given)
@@ -94,7 +100,7 @@ registry options (build, push, login):
 
 Environment: SOURCE_DATE_EPOCH (image and file times; default: file times 0,
 image times the commit time of the context's git checkout, else 0),
-IMGBUILD_ISOLATION (as --isolation), IMGBUILD_PATH (where `require` looks after the recipe's folder),
+IMGBUILD_ISOLATION (as --isolation), IMGBUILD_SIGN_KEY (the PEM of a signing key, as --sign-key), IMGBUILD_PATH (where `require` looks after the recipe's folder),
 XDG_DATA_HOME (the store: $XDG_DATA_HOME/imgbuild),
 IMGBUILD_REGISTRY_AUTH_<NAME>=HOST=user:password (credentials for CI:
 IMGBUILD_REGISTRY_AUTH_GHCR=ghcr.io=user:token),
@@ -115,10 +121,10 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", cmd_build}, {"plan", cmd_plan},   {"cache", cmd_cache},     {"images", cmd_images},
-    {"rmi", cmd_rmi},     {"push", cmd_push},   {"inspect", cmd_inspect}, {"check", cmd_check},
-    {"store", cmd_store}, {"login", cmd_login}, {"logout", cmd_logout},   {"convert", cmd_convert},
-    {"sbom", cmd_sbom},
+    {"build", cmd_build}, {"plan", cmd_plan},     {"cache", cmd_cache},     {"images", cmd_images},
+    {"rmi", cmd_rmi},     {"push", cmd_push},     {"inspect", cmd_inspect}, {"check", cmd_check},
+    {"store", cmd_store}, {"login", cmd_login},   {"logout", cmd_logout},   {"convert", cmd_convert},
+    {"sbom", cmd_sbom},   {"verify", cmd_verify},
 };
 
 int run(int argc, char** argv) {

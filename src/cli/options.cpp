@@ -126,6 +126,8 @@ const Option kTable[] = {
     {Opt::PasswordStdin, "--password-stdin", "", kFlag,
      [](Options& o, const std::string&) { o.password_stdin = true; }},
     {Opt::File, "--file", "-f", kValue, [](Options& o, const std::string& file) { o.file = file; }},
+    {Opt::SignKey, "--sign-key", "", kValue, [](Options& o, const std::string& file) { o.sign_key = file; }},
+    {Opt::Key, "--key", "", kValue, [](Options& o, const std::string& file) { o.key = file; }},
 };
 
 /// The option of `accepted` spelled `name`, if any.

@@ -53,6 +53,8 @@ struct Options {
   std::optional<std::string> username;                      ///< login --username
   bool password_stdin = false;                              ///< login --password-stdin
   std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
+  std::optional<std::filesystem::path> sign_key;            ///< --sign-key: the private key signing pushes
+  std::optional<std::filesystem::path> key;                 ///< verify --key: the public key
 };
 
 /// Every option of the table, by name.
@@ -82,6 +84,8 @@ enum class Opt {
   Username,
   PasswordStdin,
   File,
+  SignKey,
+  Key,
 };
 
 /// The options a command takes.

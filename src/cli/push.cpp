@@ -1,5 +1,6 @@
 // imgbuild push NAME REF...: a stored image, as stored, to one or more tags
-// (each blob sent once per registry).
+// (each blob sent once per registry), with its SBOM and signature attached.
+#include "cli/attachments.hpp"
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
 #include "cli/options.hpp"
@@ -11,7 +12,7 @@
 namespace imgbuild::cli {
 namespace {
 
-const Syntax kPushSyntax = {kRegistryOptions, Operands::NotDash};
+const Syntax kPushSyntax = {OptionSet{Opt::SignKey} | kRegistryOptions, Operands::NotDash};
 
 }  // namespace
 
@@ -29,6 +30,7 @@ int cmd_push(const std::vector<std::string>& args) {
     }
     if (dests.back().digest) throw UsageError("push: '" + *it + "' names a digest; push to a tag");
   }
+  std::optional<EcKey> key = signing_key(options);
   Layout store = open_store();
   auto manifest = find_stored(store, operands[0]);
   if (!manifest) throw std::runtime_error("no image named '" + operands[0] + "' in the store (see imgbuild images)");
@@ -44,6 +46,7 @@ int cmd_push(const std::vector<std::string>& args) {
     fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
   PushResult result = push_tags(registry.client(), store, *manifest, dests);
   print_push(result);
+  attach_pushed(registry.client(), store, *manifest, result.pushed(), key ? &*key : nullptr);
   std::string failed = result.failures();
   if (failed.empty()) return 0;
   // One tag fails as a build's push() of it does, with the registry's words.

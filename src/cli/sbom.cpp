@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
 #include "cli/report.hpp"
+#include "cli/sbom.hpp"
 #include "inspect/sbom.hpp"
 
 namespace imgbuild::cli {
@@ -42,9 +43,7 @@ size_t base_layer_count(const NamedImage& img, const Image& image, const std::st
 
 }  // namespace
 
-int cmd_sbom(const std::vector<std::string>& args) {
-  if (args.size() != 1) throw UsageError("sbom takes one image: NAME or oci:DIR[:NAME]");
-  NamedImage img = open_named_image(args[0], "sbom");
+std::string spdx_of(const NamedImage& img) {
   const nlohmann::json& config = img.image.config_json;
   const nlohmann::json annotations = img.image.manifest_json.value("annotations", nlohmann::json::object());
   Image image = image_from_documents(img.image.manifest_json, config);
@@ -61,7 +60,12 @@ int cmd_sbom(const std::vector<std::string>& args) {
                       tree,
                       base_layer_count(img, image, base_digest),
                       std::string("imgbuild-") + IMGBUILD_VERSION};
-  std::cout << spdx_document(subject) << "\n";
+  return spdx_document(subject);
+}
+
+int cmd_sbom(const std::vector<std::string>& args) {
+  if (args.size() != 1) throw UsageError("sbom takes one image: NAME or oci:DIR[:NAME]");
+  std::cout << spdx_of(open_named_image(args[0], "sbom")) << "\n";
   return 0;
 }
 

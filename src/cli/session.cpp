@@ -19,11 +19,12 @@ namespace imgbuild::cli {
 namespace {
 
 /// What `build` and `plan` take (`plan` accepts every option of `build`).
-const Syntax kBuildSyntax = {OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression,
-                                       Opt::MaxProcesses, Opt::Isolation, Opt::NoCache, Opt::CacheFrom, Opt::CacheTo,
-                                       Opt::Pull, Opt::Push, Opt::NoPush, Opt::Progress, Opt::RegistryMirror} |
-                                 kCacheOptions | kRegistryOptions,
-                             Operands::Any};
+const Syntax kBuildSyntax = {
+    OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression, Opt::MaxProcesses,
+              Opt::Isolation, Opt::NoCache, Opt::CacheFrom, Opt::CacheTo, Opt::Pull, Opt::Push, Opt::NoPush,
+              Opt::Progress, Opt::RegistryMirror, Opt::SignKey} |
+        kCacheOptions | kRegistryOptions,
+    Operands::Any};
 
 std::optional<int64_t> source_date_epoch() {
   const char* v = std::getenv("SOURCE_DATE_EPOCH");

@@ -158,6 +158,17 @@ Digest RegistryClient::put_manifest(const Reference& ref, const MediaType& media
   return sha256_of(body);
 }
 
+std::optional<std::string> RegistryClient::get_referrers(const Reference& repo, const Digest& subject) {
+  Call call;
+  call.url = repo_path(repo) + "/referrers/" + subject.str();
+  call.headers = {"Accept: " + media_type::kIndex.str()};
+  call.what = repo.name() + ": referrers of " + subject.str();
+  HttpResponse r = transport_.send(repo, Scope{repo.repository}, call);
+  if (r.status == 404) return std::nullopt;
+  expect(r, {200}, call.what);
+  return std::move(r.body);
+}
+
 std::string RegistryClient::get_document(const Reference& repo, const Descriptor& blob) {
   std::string what = repo.name() + ": blob " + blob.digest.str();
   if (blob.size > kMaxDocumentSize)

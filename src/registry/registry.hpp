@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,12 @@ public:
   /// PUT a manifest under the reference's tag (or digest). Returns the digest
   /// of the bytes sent.
   Digest put_manifest(const Reference& ref, const MediaType& media_type, const std::string& body);
+
+  /// GET the referrers of `subject` in `repo`'s repository through the
+  /// referrers API (distribution-spec 1.1): the image index the registry
+  /// answers with, at most 4 MiB; nullopt when it has no such API (404), so
+  /// that the caller falls back to the referrers tag schema.
+  std::optional<std::string> get_referrers(const Reference& repo, const Digest& subject);
 
   /// GET a small blob (a config) of the repository into memory, verified.
   std::string get_document(const Reference& repo, const Descriptor& blob);

@@ -280,6 +280,13 @@ std::string PushResult::failures() const {
   return out;
 }
 
+std::vector<Reference> PushResult::pushed() const {
+  std::vector<Reference> out;
+  for (const TagPush& t : tags)
+    if (t.error.empty()) out.push_back(t.dest);
+  return out;
+}
+
 namespace {
 
 /// The repository of the image's base when it is on `dest`'s registry and is

@@ -66,6 +66,8 @@ struct PushResult {
 
   /// "REF: why" for each tag that failed, one per line; empty when none did.
   std::string failures() const;
+  /// The tags the manifest was put under, in the order given.
+  std::vector<Reference> pushed() const;
 };
 
 /// What became of one blob of a push.

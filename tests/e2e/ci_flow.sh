@@ -35,12 +35,13 @@ run_ci() {
 }
 
 # tags NAME: the registry's tags of NAME/ci-push, sorted, space-separated;
-# "none" when the repository does not exist.
+# "none" when the repository does not exist. The referrers index each pushed
+# image gets (sha256-<hex>, its SBOM: docs/signing.md) is no tag of the pipeline's.
 tags() {
   local body
   body=$(curl -s "http://$REG/v2/$1/ci-push/tags/list")
   if jq -e '.errors[0].code == "NAME_UNKNOWN"' >/dev/null 2>&1 <<<"$body"; then echo none; return; fi
-  jq -r '.tags | sort | join(" ")' <<<"$body"
+  jq -r '[.tags[] | select(test("^sha256-[0-9a-f]{64}$") | not)] | sort | join(" ")' <<<"$body"
 }
 
 # pushed NAME EXPECTED: the tags of NAME are exactly EXPECTED.

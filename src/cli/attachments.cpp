@@ -1,0 +1,62 @@
+#include "cli/attachments.hpp"
+
+#include <cstdlib>
+#include <set>
+
+#include "base/text.hpp"
+#include "cli/report.hpp"
+#include "cli/sbom.hpp"
+#include "registry/transfer.hpp"
+#include "sign/publish.hpp"
+
+namespace imgbuild::cli {
+
+std::optional<EcKey> signing_key(const Options& options) {
+  if (options.sign_key) return EcKey::private_from_file(*options.sign_key);
+  const char* pem = std::getenv(kSignKeyVariable);
+  if (!pem || !*pem) return std::nullopt;
+  EcKey key = EcKey::private_from_pem(pem, kSignKeyVariable);
+  ::unsetenv(kSignKeyVariable);
+  return key;
+}
+
+void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
+                   const std::vector<Reference>& dests, const EcKey* key) {
+  if (dests.empty()) return;
+  std::optional<Attachment> sbom;
+  if (manifest.media_type.is_manifest()) {
+    const Reference& first = dests.front();
+    NamedImage image{store, manifest, load_stored(store, manifest), first.str()};
+    // The SBOM reads every layer; a base's that no step needed were mounted,
+    // never downloaded: they come back from where they were just pushed.
+    std::vector<LayerBlob> missing;
+    for (const LayerBlob& layer : image_from_documents(image.image.manifest_json, image.image.config_json).layers)
+      if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
+    if (!missing.empty()) fetch_layers(client, store, first, missing);
+    sbom = Attachment{kSpdxMediaType, kSpdxMediaType, spdx_of(image)};
+  }
+  // Referrers and signatures belong to a repository: each gets them once,
+  // however many of its tags were pushed.
+  std::set<std::string> repositories;
+  for (const Reference& dest : dests) {
+    if (!repositories.insert(dest.name()).second) continue;
+    std::vector<Artifact> artifacts;
+    std::vector<std::string> kinds;
+    if (sbom) {
+      artifacts.push_back(make_artifact(manifest, *sbom));
+      kinds.push_back("SBOM");
+    }
+    if (key) {
+      artifacts.push_back(cosign_signature(client, dest, manifest, *key));
+      kinds.push_back("signature");
+    }
+    if (artifacts.empty()) return;
+    ReferrersMode mode = attach_to_registry(client, store, dest, manifest.digest, artifacts,
+                                            [](const std::string& message) { report("warning: " + message); });
+    if (key) tag_signature(client, dest, manifest.digest, artifacts.back());
+    report("attached " + join(kinds, " and ") + " to " + dest.name() + "@" + manifest.digest.str() + " (" +
+           describe(mode, manifest.digest) + (key ? ", " + signature_tag(manifest.digest) : "") + ")");
+  }
+}
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,32 @@
+#pragma once
+// What goes with a pushed image: its SPDX SBOM and, with a signing key, its
+// cosign signature, each an OCI 1.1 artifact whose subject is the image.
+#include <optional>
+#include <vector>
+
+#include "cli/options.hpp"
+#include "registry/registry.hpp"
+#include "sign/cosign.hpp"
+#include "store/layout.hpp"
+
+namespace imgbuild::cli {
+
+/// The environment variable that holds a signing key's PEM, for CI.
+inline constexpr const char* kSignKeyVariable = "IMGBUILD_SIGN_KEY";
+
+/// The key that signs what a build or push sends: --sign-key FILE, else the
+/// PEM in IMGBUILD_SIGN_KEY (then taken out of the environment, so that no
+/// RUN step, helper or child process inherits it); nullopt for neither.
+/// Called before any build work, so a wrong key fails first.
+std::optional<EcKey> signing_key(const Options& options);
+
+/// Attaches to `manifest`, just pushed to `dests`, its SPDX SBOM (an image
+/// manifest's; an index has none of its own) and, with `key`, its cosign
+/// signature under sha256-<hex>.sig, both as its referrers in each
+/// repository named (once per repository, whatever its tags); then says
+/// what it attached and how each registry lists them. `store` holds the
+/// image and the artifacts' blobs on their way up.
+void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
+                   const std::vector<Reference>& dests, const EcKey* key);
+
+}  // namespace imgbuild::cli

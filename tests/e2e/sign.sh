@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Tier 3: what goes with a pushed image. The hello example pushed with a
+# signing key carries its SPDX SBOM and its cosign signature as OCI 1.1
+# referrers: on Debian's docker-registry (no referrers API: the referrers tag
+# schema) and on a stand-in registry with the API. The signature is checked by
+# openssl on its own, `imgbuild verify` catches a tampered payload, signature
+# and subject, a second push adds nothing, and the key appears nowhere.
+#
+#   tests/e2e/sign.sh IMGBUILD REPO_ROOT
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
+share_go_cache
+cd "$work" || exit 1
+
+step "keys: an ECDSA P-256 key as openssl makes it, and wrong ones"
+openssl ecparam -name prime256v1 -genkey -noout -out sec1.pem 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in sec1.pem -out key.pem
+openssl ec -in key.pem -pubout -out pub.pem 2>/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out other.pem 2>/dev/null
+openssl ec -in other.pem -pubout -out other-pub.pem 2>/dev/null
+openssl ecparam -name secp384r1 -genkey -noout -out p384.pem 2>/dev/null
+openssl genpkey -algorithm ed25519 -out ed25519.pem 2>/dev/null
+openssl pkcs8 -topk8 -in sec1.pem -passout pass:secret -out encrypted.pem
+check "the keys were made" test -s key.pem -a -s pub.pem -a -s p384.pem -a -s encrypted.pem
+
+# refused KEY MESSAGE: a build with --sign-key KEY fails with MESSAGE before any work.
+refused() {
+  "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" --sign-key "$1" >"$work/refused.out" 2>"$work/refused.err"
+  local rc=$?
+  check "--sign-key $1: exit 1" test $rc -eq 1
+  check "--sign-key $1: says '$2'" grep -qF "imgbuild: $2" "$work/refused.err"
+  check "--sign-key $1: before any build work" sh -c "! grep -q 'go build' '$work/refused.out' '$work/refused.err' && ! test -e '$XDG_DATA_HOME/imgbuild/index.json'"
+}
+refused missing.pem "--sign-key: "
+refused p384.pem "p384.pem: not an ECDSA P-256 key"
+refused ed25519.pem "ed25519.pem: not an ECDSA P-256 key"
+refused encrypted.pem "encrypted.pem: the key is encrypted"
+refused pub.pem "pub.pem: not a PEM private key"
+IMGBUILD_SIGN_KEY="not a key" "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" >refused.out 2>refused.err
+check "a wrong IMGBUILD_SIGN_KEY is named" grep -qF "imgbuild: IMGBUILD_SIGN_KEY: not a PEM private key" refused.err
+
+step "hello, pushed signed to docker-registry 2.8 (no referrers API)"
+here "open registry" registry_start open
+REG=$REGISTRY
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua"
+check_cmd "$IMGBUILD" push hello "$REG/hello:1" --sign-key key.pem
+digest=$(sed -n 's/^pushed .*@\(sha256:[0-9a-f]*\)$/\1/p' last.out)
+hex=${digest#sha256:}
+check "the push says what it attached, and where" grep -qF "imgbuild: attached SBOM and signature to $REG/hello@$digest (the referrers tag sha256-$hex, sha256-$hex.sig)" last.err
+
+# get PATH [ACCEPT]: a GET of the registry's API.
+get() {
+  curl -sf -H "Accept: ${2:-application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json}" "http://$REG/v2/$1"
+}
+get "hello/manifests/sha256-$hex" >referrers.json
+check "the referrers index lists the SBOM and the signature" \
+  jq -e '[.manifests[].artifactType] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json"]' referrers.json
+sig_referrer=$(jq -r '.manifests[] | select(.artifactType == "application/vnd.dev.cosign.artifact.sig.v1+json") | .digest' referrers.json)
+sbom_manifest=$(jq -r '.manifests[] | select(.artifactType == "application/spdx+json") | .digest' referrers.json)
+get "hello/manifests/$sbom_manifest" >sbom-manifest.json
+check "the SBOM is an OCI 1.1 artifact about the image" jq -e --arg d "$digest" \
+  '.subject.digest == $d and .artifactType == "application/spdx+json" and .config.mediaType == "application/vnd.oci.empty.v1+json" and .config.size == 2 and (.layers | length) == 1' sbom-manifest.json
+get "hello/blobs/$(jq -r '.layers[0].digest' sbom-manifest.json)" >sbom.json
+check "it is the image's SPDX document" jq -e --arg d "$digest" '.spdxVersion == "SPDX-2.3" and (tostring | contains($d))' sbom.json
+
+step "the signature, checked by openssl alone"
+get "hello/manifests/sha256-$hex.sig" >sig-manifest.json
+check "cosign's tag holds the signature referrer" test "sha256:$(sha256sum <sig-manifest.json | cut -d' ' -f1)" = "$sig_referrer"
+check "cosign's tag holds one simple signing layer" jq -e '.layers | length == 1 and .[0].mediaType == "application/vnd.dev.cosign.simplesigning.v1+json"' sig-manifest.json
+get "hello/blobs/$(jq -r '.layers[0].digest' sig-manifest.json)" >payload.json
+jq -r '.layers[0].annotations["dev.cosignproject.cosign/signature"]' sig-manifest.json | base64 -d >sig.bin
+check "openssl dgst -sha256 -verify accepts the signature" openssl dgst -sha256 -verify pub.pem -signature sig.bin payload.json
+check "the payload is cosign's, byte for byte" test "$(cat payload.json)" = \
+  "{\"critical\":{\"identity\":{\"docker-reference\":\"$REG/hello\"},\"image\":{\"docker-manifest-digest\":\"$digest\"},\"type\":\"cosign container image signature\"},\"optional\":null}"
+check "another key does not verify it" sh -c "! openssl dgst -sha256 -verify other-pub.pem -signature sig.bin payload.json"
+
+step "imgbuild verify"
+check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+outcome "it names the signature it verified" "signature $sig_referrer: verified with pub.pem ($REG/hello@$digest)"
+outcome "and the SBOM" "sbom $sbom_manifest: application/spdx+json"
+"$IMGBUILD" verify "$REG/hello:1" --key other-pub.pem >last.out 2>last.err
+check "another public key: exit 1" test $? -eq 1
+check "  saying the signature does not verify" grep -qF "does not verify with other-pub.pem" last.err
+
+step "pushed again (and signed through IMGBUILD_SIGN_KEY): nothing new"
+get "hello/tags/list" "application/json" >tags-before.json
+get "hello/manifests/sha256-$hex.sig" >sig-before.json
+IMGBUILD_SIGN_KEY="$(cat key.pem)" check_cmd "$IMGBUILD" push hello "$REG/hello:1"
+check "the key from the environment signed too" grep -qF "attached SBOM and signature" last.err
+get "hello/tags/list" "application/json" >tags-after.json
+check "the same tags: hello's, its referrers index and its signature" jq -e --arg h "$hex" \
+  '.tags | sort == (["1", "sha256-" + $h, "sha256-" + $h + ".sig"] | sort)' tags-after.json
+check "the tags are unchanged" cmp tags-before.json tags-after.json
+check "the signature manifest is the same" sh -c "get_sig() { curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://$REG/v2/hello/manifests/sha256-$hex.sig; }; get_sig | cmp - sig-before.json"
+get "hello/manifests/sha256-$hex" >referrers-after.json
+check "the referrers index has no duplicate" cmp referrers.json referrers-after.json
+
+step "tampering is caught by verify"
+# put TAG FILE [TYPE]: PUTs a manifest under a tag.
+put() {
+  curl -sf -X PUT -H "Content-Type: ${3:-application/vnd.oci.image.manifest.v1+json}" --data-binary "@$2" \
+    "http://$REG/v2/hello/manifests/$1" >/dev/null
+}
+# blob FILE: uploads a blob; prints its digest.
+blob() {
+  local d location
+  d=sha256:$(sha256sum "$1" | cut -d' ' -f1)
+  location=$(curl -sfi -X POST "http://$REG/v2/hello/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  [[ $location == http* ]] || location=http://$REG$location
+  curl -sf -X PUT -H "Content-Type: application/octet-stream" --data-binary "@$1" "$location&digest=$d" >/dev/null
+  echo "$d"
+}
+# tampered DESCRIPTION MESSAGE: verify fails, saying MESSAGE.
+tampered() {
+  "$IMGBUILD" verify "$REG/hello:1" --key pub.pem >last.out 2>last.err
+  check "$1: exit 1" test $? -eq 1
+  check "$1: says '$2'" grep -qF "$2" last.err
+}
+# sig_manifest PAYLOAD SIGNATURE_B64: the signature manifest with that layer.
+sig_manifest() {
+  local d size
+  d=$(blob "$1")
+  size=$(stat -c %s "$1")
+  jq -c --arg d "$d" --argjson s "$size" --arg sig "$2" \
+    '.layers[0].digest = $d | .layers[0].size = $s | .layers[0].annotations["dev.cosignproject.cosign/signature"] = $sig' sig-manifest.json
+}
+other=sha256:$(printf other | sha256sum | cut -d' ' -f1)
+sed "s/$digest/$other/" payload.json >payload-other.json
+sig_manifest payload-other.json "$(base64 -w0 sig.bin)" >t1.json && put "sha256-$hex.sig" t1.json
+tampered "a payload changed under its signature" "the signature of payload"
+openssl dgst -sha256 -sign key.pem -out sig-other.bin payload-other.json
+sig_manifest payload-other.json "$(base64 -w0 sig-other.bin)" >t2.json && put "sha256-$hex.sig" t2.json
+tampered "a genuine signature of another digest" "the signed payload is for $other, not $digest"
+openssl dgst -sha256 -sign other.pem -out sig-wrong.bin payload.json
+sig_manifest payload.json "$(base64 -w0 sig-wrong.bin)" >t3.json && put "sha256-$hex.sig" t3.json
+tampered "a signature by another key" "does not verify with pub.pem"
+put "sha256-$hex.sig" sig-before.json
+check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+jq -c --arg o "$other" '.subject.digest = $o' sbom-manifest.json >t4.json
+t4=sha256:$(sha256sum t4.json | cut -d' ' -f1)
+put "$t4" t4.json
+jq -c --arg d "$t4" --argjson s "$(stat -c %s t4.json)" \
+  '.manifests += [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s, artifactType: "application/spdx+json"}]' \
+  referrers.json >t5.json && put "sha256-$hex" t5.json application/vnd.oci.image.index.v1+json
+tampered "an SBOM about another image listed as a referrer" "$t4 is listed as a referrer of $digest but its subject is $other"
+put "sha256-$hex" referrers.json application/vnd.oci.image.index.v1+json
+check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+
+step "a referrers tag that holds no index is replaced, saying so"
+put "sha256-$hex" sbom-manifest.json
+check_cmd "$IMGBUILD" push hello "$REG/hello:1" --sign-key key.pem
+check "the push says what the tag held" grep -qF "imgbuild: warning: $REG/hello:sha256-$hex held no referrers index (the referrers index is not an image index (no manifests list), sha256:$(sha256sum <sbom-manifest.json | cut -d' ' -f1)): replaced by one" last.err
+get "hello/manifests/sha256-$hex" >replaced.json
+check "the tag holds the same referrers index again" cmp referrers.json replaced.json
+check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+
+step "a registry with the referrers API (a stand-in on loopback)"
+python3 "$ROOT/tests/e2e/referrers_registry.py" "$work/api.port" "$work/api.log" >"$work/api.err" 2>&1 &
+api_pid=$!
+at_exit "kill $api_pid"
+for _ in $(seq 100); do test -s "$work/api.port" && break; sleep 0.1; done
+API=127.0.0.1:$(cat "$work/api.port")
+check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key key.pem
+check "attached through the referrers API" grep -qF "imgbuild: attached SBOM and signature to $API/hello@$digest (the referrers API, sha256-$hex.sig)" last.err
+check "no referrers tag was written (no stray tag)" sh -c "! grep -q 'PUT /v2/hello/manifests/sha256-$hex\$' '$work/api.log'"
+curl -sf "http://$API/v2/hello/referrers/$digest" >api-referrers.json
+check "the registry lists the SBOM and the signature" jq -e '[.manifests[].artifactType] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json"]' api-referrers.json
+check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key key.pem
+curl -sf "http://$API/v2/hello/referrers/$digest" >api-referrers2.json
+check "pushed again: the same two referrers" cmp api-referrers.json api-referrers2.json
+check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem
+outcome "verify found them through the API" "referrers: 2 through the referrers API"
+
+step "the key is nowhere: outputs, store, cache"
+grep -v -- '-----' key.pem >key-lines.txt
+grep -v -- '-----' sec1.pem >>key-lines.txt
+check "no line of the key's PEM in any output, the store or the cache" sh -c \
+  "! grep -rlF -f key-lines.txt '$XDG_DATA_HOME' '$XDG_CACHE_HOME' '$work'/*.out '$work'/*.err '$work/api.log' '$REG_WORK'"
+
+finish
