@@ -32,7 +32,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild login [--username USER] [--password-stdin] HOST
        imgbuild logout HOST
        imgbuild inspect NAME | oci:DIR[:NAME]
-       imgbuild sbom NAME | oci:DIR[:NAME]
+       imgbuild sbom NAME | oci:DIR[:NAME] [--format spdx | cyclonedx]
        imgbuild check [--json] FILE...
        imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]
 
@@ -50,8 +50,9 @@ registry, then saves it where podman, skopeo and docker read it
 `logout` removes it.
 `convert` prints the recipe equivalent to a Dockerfile (./Dockerfile,
 DIR/Dockerfile or -f FILE).
-`sbom` prints an image's SPDX 2.3 software bill of materials: its Go
-programs' modules, its base's packages and the files the recipe added.
+`sbom` prints an image's software bill of materials (SPDX 2.3, or CycloneDX
+1.6 with --format cyclonedx): its Go programs' modules, its base's packages
+and the files the recipe added.
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there

@@ -1,16 +1,19 @@
-// imgbuild sbom NAME | oci:DIR[:NAME]: the image's SPDX 2.3 software bill of
-// materials, read from the image's own layers.
+// imgbuild sbom NAME | oci:DIR[:NAME] [--format spdx|cyclonedx]: the image's
+// software bill of materials, read from the image's own layers.
 #include <filesystem>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
+#include "cli/options.hpp"
 #include "cli/report.hpp"
 #include "inspect/sbom.hpp"
 
 namespace imgbuild::cli {
 
 namespace {
+
+const Syntax kSbomSyntax = {OptionSet{Opt::Format}, Operands::NotDash};
 
 std::string string_at(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
@@ -43,8 +46,13 @@ size_t base_layer_count(const NamedImage& img, const Image& image, const std::st
 }  // namespace
 
 int cmd_sbom(const std::vector<std::string>& args) {
-  if (args.size() != 1) throw UsageError("sbom takes one image: NAME or oci:DIR[:NAME]");
-  NamedImage img = open_named_image(args[0], "sbom");
+  Options options;
+  std::vector<std::string> operands = parse_options(args, kSbomSyntax, options);
+  if (operands.size() != 1) throw UsageError("sbom takes one image: NAME or oci:DIR[:NAME]");
+  const std::string format = options.format.value_or("spdx");
+  if (format != "spdx" && format != "cyclonedx")
+    throw UsageError("sbom --format " + format + ": expected spdx or cyclonedx");
+  NamedImage img = open_named_image(operands[0], "sbom");
   const nlohmann::json& config = img.image.config_json;
   const nlohmann::json annotations = img.image.manifest_json.value("annotations", nlohmann::json::object());
   Image image = image_from_documents(img.image.manifest_json, config);
@@ -61,7 +69,8 @@ int cmd_sbom(const std::vector<std::string>& args) {
                       tree,
                       base_layer_count(img, image, base_digest),
                       std::string("imgbuild-") + IMGBUILD_VERSION};
-  std::cout << spdx_document(subject) << "\n";
+  Sbom sbom = gather_sbom(subject);
+  std::cout << (format == "spdx" ? spdx_document(sbom) : cyclonedx_document(sbom)) << "\n";
   return 0;
 }
 
