@@ -31,30 +31,26 @@ fs::path checkout_root(const fs::path& dir) {
   }
 }
 
-}  // namespace
-
-std::optional<int64_t> checkout_commit_time(const fs::path& dir) {
-  fs::path root = checkout_root(dir);
-  if (root.empty()) return std::nullopt;
-  // Reading pack files and their deltas is git's job: `git log` it is, kept
-  // from anything a repository's config could start beside it (fsmonitor,
-  // gpg for signatures) and from prompts, locks and translated messages.
+/// What `git -C root ARGS...` printed (stdout and stderr, the first 4 KiB,
+/// trailing blanks cut) and its exit status.
+std::pair<std::string, int> run_git(const fs::path& root, const std::vector<std::string>& args) {
+  // Reading pack files and their deltas is git's job: git it is, kept from
+  // anything a repository's config could start beside it (fsmonitor, gpg for
+  // signatures) and from prompts, locks and translated messages.
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   for (const char* v : {"LC_ALL=C", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0"}) env.emplace_back(v);
+  std::vector<std::string> argv = {"git", "-C", root.string(), "-c", "core.fsmonitor=false"};
+  argv.insert(argv.end(), args.begin(), args.end());
   int ends[2];
-  if (::pipe2(ends, O_CLOEXEC) != 0) throw_errno("git log in " + root.string());
+  if (::pipe2(ends, O_CLOEXEC) != 0) throw_errno("git in " + root.string());
   Fd read_end(ends[0]), write_end(ends[1]);
   Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   std::string out;
   int status = 0;
   try {
-    ChildProcess git = spawn_process({.argv = {"git", "-C", root.string(), "-c", "core.fsmonitor=false", "log", "-1",
-                                               "--no-show-signature", "--format=%ct", "HEAD"},
-                                      .env = env,
-                                      .stdin_fd = null.get(),
-                                      .stdout_fd = write_end.get(),
-                                      .stderr_fd = write_end.get()});
+    ChildProcess git = spawn_process(
+        {.argv = argv, .env = env, .stdin_fd = null.get(), .stdout_fd = write_end.get(), .stderr_fd = write_end.get()});
     write_end = Fd();
     char buf[4096];
     for (ssize_t n; (n = ::read(read_end.get(), buf, sizeof buf)) != 0;) {
@@ -67,11 +63,25 @@ std::optional<int64_t> checkout_commit_time(const fs::path& dir) {
     throw std::runtime_error("the git checkout " + root.string() + ": " + e.what());
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  bool digits = !out.empty() && out.size() < 19 && out.find_first_not_of("0123456789") == std::string::npos;
-  if (status != 0 || !digits)
-    throw std::runtime_error("the git checkout " + root.string() + ": git log -1 --format=%ct HEAD failed: " +
+  return {out, status};
+}
+
+}  // namespace
+
+std::optional<CheckoutHead> checkout_head(const fs::path& dir) {
+  fs::path root = checkout_root(dir);
+  if (root.empty()) return std::nullopt;
+  auto [out, status] = run_git(root, {"log", "-1", "--no-show-signature", "--format=%H %ct", "HEAD"});
+  size_t space = out.find(' ');
+  std::string commit = out.substr(0, space), time = space == std::string::npos ? "" : out.substr(space + 1);
+  bool valid = commit.size() >= 40 && commit.find_first_not_of("0123456789abcdef") == std::string::npos &&
+               !time.empty() && time.size() < 19 && time.find_first_not_of("0123456789") == std::string::npos;
+  if (status != 0 || !valid)
+    throw std::runtime_error("the git checkout " + root.string() + ": git log -1 --format='%H %ct' HEAD failed: " +
                              (out.empty() ? "exit status " + std::to_string(status) : out));
-  return std::stoll(out);
+  // No origin is no error (exit 1): the commit alone names the sources.
+  auto [remote, remote_status] = run_git(root, {"config", "--get", "remote.origin.url"});
+  return CheckoutHead{commit, std::stoll(time), remote_status == 0 ? remote : ""};
 }
 
 }  // namespace imgbuild

@@ -49,13 +49,15 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
 Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   std::optional<int64_t> given_epoch = source_date_epoch();
   epoch = given_epoch.value_or(0);
-  fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  int64_t created = epoch;
-  if (!given_epoch) try {
-      created = checkout_commit_time(context).value_or(0);
-    } catch (const std::exception& e) {
-      report(std::string("warning: ") + e.what() + ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)");
-    }
+  context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
+  try {
+    checkout = checkout_head(context);
+  } catch (const std::exception& e) {
+    report(std::string("warning: ") + e.what() +
+           (given_epoch ? ": the provenance names no commit"
+                        : ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)"));
+  }
+  const int64_t created = given_epoch ? epoch : checkout ? checkout->time : 0;
   registry = std::make_unique<RegistryAccess>(b);
   RecipeOptions ro{
       b.recipe, context,
