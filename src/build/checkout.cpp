@@ -71,14 +71,14 @@ std::pair<std::string, int> run_git(const fs::path& root, const std::vector<std:
 std::optional<CheckoutHead> checkout_head(const fs::path& dir) {
   fs::path root = checkout_root(dir);
   if (root.empty()) return std::nullopt;
-  auto [out, status] = run_git(root, {"log", "-1", "--no-show-signature", "--format=%H %ct", "HEAD"});
-  size_t space = out.find(' ');
-  std::string commit = out.substr(0, space), time = space == std::string::npos ? "" : out.substr(space + 1);
-  bool valid = commit.size() >= 40 && commit.find_first_not_of("0123456789abcdef") == std::string::npos &&
-               !time.empty() && time.size() < 19 && time.find_first_not_of("0123456789") == std::string::npos;
-  if (status != 0 || !valid)
-    throw std::runtime_error("the git checkout " + root.string() + ": git log -1 --format='%H %ct' HEAD failed: " +
-                             (out.empty() ? "exit status " + std::to_string(status) : out));
+  auto [time, status] = run_git(root, {"log", "-1", "--no-show-signature", "--format=%ct", "HEAD"});
+  if (status != 0 || time.empty() || time.size() >= 19 || time.find_first_not_of("0123456789") != std::string::npos)
+    throw std::runtime_error("the git checkout " + root.string() + ": git log -1 --format=%ct HEAD failed: " +
+                             (time.empty() ? "exit status " + std::to_string(status) : time));
+  auto [commit, commit_status] = run_git(root, {"rev-parse", "--verify", "HEAD"});
+  if (commit_status != 0 || commit.size() < 40 || commit.find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw std::runtime_error("the git checkout " + root.string() + ": git rev-parse --verify HEAD failed: " +
+                             (commit.empty() ? "exit status " + std::to_string(commit_status) : commit));
   // No origin is no error (exit 1): the commit alone names the sources.
   auto [remote, remote_status] = run_git(root, {"config", "--get", "remote.origin.url"});
   return CheckoutHead{commit, std::stoll(time), remote_status == 0 ? remote : ""};
