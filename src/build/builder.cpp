@@ -455,6 +455,21 @@ const BuiltImage& Builder::build(size_t node) {
   return finished_.emplace(node, std::move(built)).first->second;
 }
 
+std::vector<BuildInput> Builder::inputs_of(size_t node) {
+  std::set<BuildInput> inputs;
+  {
+    std::lock_guard lock(records_mutex_);
+    for (const auto& [base, input] : resolved_bases_)
+      if (graph_.needs(node, base)) inputs.insert(input);
+  }
+  // A cached() builder the registry lacked is built by this build (its
+  // steps are, by now) and pushed with `always`: by the digest it gets.
+  for (const Push& p : graph_.pushes)
+    if (p.always && p.node != node && graph_.needs(node, p.node))
+      inputs.insert({p.reference, build(p.node).manifest.digest.str()});
+  return {inputs.begin(), inputs.end()};
+}
+
 uint64_t Builder::check_layer(const Stage& st, size_t i) {
   const LayerBlob& layer = st.image.layers[i];
   // Once per blob, so a large base costs nothing on rebuilds: the tar's size
@@ -967,6 +982,7 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
     // never do), and again from there if the store's copy proves damaged.
     std::lock_guard lock(records_mutex_);
     for (auto& layer : st.image.layers) layer_sources_[layer.digest] = op.reference;
+    if (digest != st.image.annotations.end()) resolved_bases_[index_of(node)] = {op.reference, digest->second};
   }
   for (auto& layer : st.image.layers) tree->apply_layer_blob(store_.blob_path(layer.digest));
   st.tree = std::move(tree);

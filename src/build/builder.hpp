@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "build/context.hpp"
 #include "build/graph.hpp"
@@ -128,6 +129,18 @@ struct BuiltImage {
   std::set<std::string> ignore;
 };
 
+/// An image a build was made from, by digest: a base it resolved (`from`,
+/// and a `cached()` builder the registry had) or a `cached()` builder it
+/// built and pushes now.
+struct BuildInput {
+  /// The normalised reference ("docker.io/library/alpine:3.20").
+  std::string reference;
+  /// Its manifest digest ("sha256:..."; for a base, the one for this build's platform).
+  std::string digest;
+  bool operator<(const BuildInput& o) const { return std::tie(reference, digest) < std::tie(o.reference, o.digest); }
+  bool operator==(const BuildInput&) const = default;
+};
+
 /// Runs the doctor on `built`: what would make it fail at run time. `loc` is
 /// the line of the image() or push() that outputs it; `ignore` adds warnings
 /// to silence to the recipe's own.
@@ -159,6 +172,11 @@ public:
   /// anything: each step's cache key and where its result would come from.
   /// Only bases never pulled before are resolved (manifest and config).
   std::vector<PlannedStep> plan(const std::vector<size_t>& nodes);
+
+  /// The images image `node` was built from, sorted, each once: every base
+  /// it resolved and every `cached()` builder it copies from (building that
+  /// builder's manifest when the registry lacked it). Call after build(node).
+  std::vector<BuildInput> inputs_of(size_t node);
 
   /// Every step result this build used or made, for `--cache-to`.
   std::vector<CachedStep> used_steps() const;
@@ -301,6 +319,8 @@ private:
   std::map<size_t, BuiltImage> finished_;
   mutable std::mutex records_mutex_;
   std::map<Digest, CachedStep> used_;
+  /// Each base image resolved, by its node: for provenance (inputs_of).
+  std::map<size_t, BuildInput> resolved_bases_;
   /// Where layers not yet in the store can be fetched from (a registry reference).
   std::map<Digest, std::string> layer_sources_;
   /// What RUN steps run without on this host (no process limit...): told once.

@@ -4,7 +4,9 @@
 #include <optional>
 #include <set>
 
+#include "base/fs.hpp"
 #include "base/text.hpp"
+#include "build/provenance.hpp"
 #include "cli/attachments.hpp"
 #include "cli/commands.hpp"
 #include "cli/report.hpp"
@@ -30,6 +32,36 @@ void export_cache(Session& s, const Reference& dest) {
   PushResult r = push_image(client, *s.store, manifest, dest, {}, s.meter(TransferDirection::Push, dest.str()));
   report("exported " + std::to_string(steps.size()) + " cached steps to " + dest.str() + "@" + r.digest.str() + " (" +
          std::to_string(r.uploaded) + " layers uploaded, " + human_size(r.bytes) + ")");
+}
+
+/// What the provenance of every image of this build says alike: the recipe,
+/// targets, parameters, the context's commit, the --cache-from sources.
+BuildFacts build_facts(const Session& s) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> cache_from;
+  for (const Reference& ref : s.b.cache_from) cache_from.push_back(ref.str());
+  return {
+      .recipe = fs::weakly_canonical(s.b.recipe).lexically_relative(fs::weakly_canonical(s.context)).generic_string(),
+      .recipe_digest = sha256_of(read_file(s.b.recipe)),
+      .targets = s.b.targets,
+      .parameters = s.b.params,
+      .checkout = s.checkout,
+      .cache_from = std::move(cache_from),
+      .version = IMGBUILD_VERSION};
+}
+
+/// Keeps the provenance of image `node`, output as `name`, beside it in the
+/// local store (provenance_path), where attaching it to the image finds it.
+void keep_provenance(Session& s, const BuildFacts& build, size_t node, const std::string& name) {
+  const BuiltImage& built = s.builder->build(node);
+  const ProvenanceFacts facts{.name = name,
+                              .manifest = built.manifest.digest,
+                              .platform = built.image.platform.str(),
+                              .images = s.builder->inputs_of(node),
+                              .build = build};
+  std::filesystem::path path = provenance_path(s.store->root(), facts.manifest);
+  std::filesystem::create_directories(path.parent_path());
+  write_file_atomic(path, provenance_json(facts));
 }
 
 }  // namespace
@@ -79,6 +111,8 @@ int cmd_build(const std::vector<std::string>& args) {
   }
 
   builder.prepare(s.needed());
+  const BuildFacts facts = build_facts(s);
+  std::set<size_t> attested;  ///< nodes whose provenance is kept: once per image
 
   ProgressView& view = *s.view;
   std::set<size_t> shown;  ///< nodes with a row in the size table
@@ -94,6 +128,7 @@ int cmd_build(const std::vector<std::string>& args) {
         // nothing to compare with
       }
     store.set_ref(t->name, built.manifest);
+    if (attested.insert(t->node).second) keep_provenance(s, facts, t->node, t->name);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
         Layout(out.path).import_image(store, built.manifest, t->name);
@@ -126,6 +161,7 @@ int cmd_build(const std::vector<std::string>& args) {
       dests.push_back(Reference::parse(p->reference));
       refs.push_back(dests.back().str());
     }
+    if (attested.insert(first.node).second) keep_provenance(s, facts, first.node, refs.front());
     // An image only pushed has its own row in the size table, under its reference.
     if (shown.insert(first.node).second) view.image(OutputImage{refs.front(), built, std::nullopt});
     if (!b.push) {

@@ -32,7 +32,7 @@ const char* kUsage = R"(usage: imgbuild [build] RECIPE [TARGET...] [options]
        imgbuild login [--username USER] [--password-stdin] HOST
        imgbuild logout HOST
        imgbuild inspect NAME | oci:DIR[:NAME]
-       imgbuild sbom NAME | oci:DIR[:NAME]
+       imgbuild sbom NAME | oci:DIR[:NAME] [--format spdx | cyclonedx]
        imgbuild verify REF --key PUB.pem
        imgbuild check [--json] FILE...
        imgbuild convert [DOCKERFILE | DIR] [-f FILE] [--context DIR]
@@ -51,11 +51,12 @@ registry, then saves it where podman, skopeo and docker read it
 `logout` removes it.
 `convert` prints the recipe equivalent to a Dockerfile (./Dockerfile,
 DIR/Dockerfile or -f FILE).
-`sbom` prints an image's SPDX 2.3 software bill of materials: its Go
-programs' modules, its base's packages and the files the recipe added;
-every pushed image gets it attached as an OCI 1.1 referrer. `verify` checks
-a pushed image's cosign signatures with a public key and that its signed
-payload, SBOM and other referrers are about its digest (exit 1 otherwise).
+`sbom` prints an image's software bill of materials (SPDX 2.3, or CycloneDX
+1.6 with --format cyclonedx): its Go programs' modules, its base's packages
+and the files the recipe added; every pushed image gets the SPDX one and its
+build provenance attached as OCI 1.1 referrers. `verify` checks a pushed
+image's cosign signatures with a public key and that its signed payload,
+SBOM, provenance and other referrers are about its digest (exit 1 otherwise).
 
 build options:
   -o, --output oci:DIR | docker-archive:FILE   also write each target there

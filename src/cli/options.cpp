@@ -122,6 +122,7 @@ const Option kTable[] = {
     {Opt::OlderThan, "--older-than", "", kValue,
      [](Options& o, const std::string& age) { o.prune.older_than = parse_age(age); }},
     {Opt::Json, "--json", "", kFlag, [](Options& o, const std::string&) { o.json = true; }},
+    {Opt::Format, "--format", "", kValue, [](Options& o, const std::string& format) { o.format = format; }},
     {Opt::Username, "--username", "-u", kValue, [](Options& o, const std::string& user) { o.username = user; }},
     {Opt::PasswordStdin, "--password-stdin", "", kFlag,
      [](Options& o, const std::string&) { o.password_stdin = true; }},

@@ -50,6 +50,7 @@ struct Options {
   std::map<std::string, std::vector<std::string>> mirrors;  ///< --registry-mirror, by registry
   PruneOptions prune;                                       ///< --keep-bytes, --older-than
   bool json = false;                                        ///< check --json
+  std::optional<std::string> format;                        ///< sbom --format: spdx or cyclonedx
   std::optional<std::string> username;                      ///< login --username
   bool password_stdin = false;                              ///< login --password-stdin
   std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
@@ -81,6 +82,7 @@ enum class Opt {
   KeepBytes,
   OlderThan,
   Json,
+  Format,
   Username,
   PasswordStdin,
   File,

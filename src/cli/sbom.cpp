@@ -1,10 +1,11 @@
-// imgbuild sbom NAME | oci:DIR[:NAME]: the image's SPDX 2.3 software bill of
-// materials, read from the image's own layers.
+// imgbuild sbom NAME | oci:DIR[:NAME] [--format spdx|cyclonedx]: the image's
+// software bill of materials, read from the image's own layers.
 #include <filesystem>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
+#include "cli/options.hpp"
 #include "cli/report.hpp"
 #include "cli/sbom.hpp"
 #include "inspect/sbom.hpp"
@@ -12,6 +13,8 @@
 namespace imgbuild::cli {
 
 namespace {
+
+const Syntax kSbomSyntax = {OptionSet{Opt::Format}, Operands::NotDash};
 
 std::string string_at(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
@@ -43,7 +46,7 @@ size_t base_layer_count(const NamedImage& img, const Image& image, const std::st
 
 }  // namespace
 
-std::string spdx_of(const NamedImage& img) {
+Sbom sbom_of(const NamedImage& img) {
   const nlohmann::json& config = img.image.config_json;
   const nlohmann::json annotations = img.image.manifest_json.value("annotations", nlohmann::json::object());
   Image image = image_from_documents(img.image.manifest_json, config);
@@ -60,12 +63,18 @@ std::string spdx_of(const NamedImage& img) {
                       tree,
                       base_layer_count(img, image, base_digest),
                       std::string("imgbuild-") + IMGBUILD_VERSION};
-  return spdx_document(subject);
+  return gather_sbom(subject);
 }
 
 int cmd_sbom(const std::vector<std::string>& args) {
-  if (args.size() != 1) throw UsageError("sbom takes one image: NAME or oci:DIR[:NAME]");
-  std::cout << spdx_of(open_named_image(args[0], "sbom")) << "\n";
+  Options options;
+  std::vector<std::string> operands = parse_options(args, kSbomSyntax, options);
+  if (operands.size() != 1) throw UsageError("sbom takes one image: NAME or oci:DIR[:NAME]");
+  const std::string format = options.format.value_or("spdx");
+  if (format != "spdx" && format != "cyclonedx")
+    throw UsageError("sbom --format " + format + ": expected spdx or cyclonedx");
+  Sbom sbom = sbom_of(open_named_image(operands[0], "sbom"));
+  std::cout << (format == "spdx" ? spdx_document(sbom) : cyclonedx_document(sbom)) << "\n";
   return 0;
 }
 

@@ -52,16 +52,15 @@ BuildArgs parse_build_args(const std::vector<std::string>& args) {
 Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   std::optional<int64_t> given_epoch = source_date_epoch();
   epoch = given_epoch.value_or(0);
-  fs::path context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
-  std::optional<Checkout> checkout;
+  context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
   try {
     checkout = read_checkout(context);
   } catch (const std::exception& e) {
     report(std::string("warning: ") + e.what() +
-           (given_epoch ? ": images say nothing of their source and revision"
+           (given_epoch ? ": images and their provenance say nothing of their source and revision"
                         : ": images are created at 1970-01-01 (set SOURCE_DATE_EPOCH)"));
   }
-  int64_t created = given_epoch ? epoch : checkout ? checkout->commit_time : 0;
+  const int64_t created = given_epoch ? epoch : checkout ? checkout->commit_time : 0;
   registry = std::make_unique<RegistryAccess>(b);
   RecipeOptions ro{
       b.recipe, context,

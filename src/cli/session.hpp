@@ -6,11 +6,13 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/fs.hpp"
 #include "build/builder.hpp"
+#include "build/checkout.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
 #include "cli/registry_access.hpp"
@@ -44,8 +46,11 @@ public:
   /// The nodes the chosen targets and pushes need.
   std::vector<size_t> needed() const;
 
-  BuildArgs b;                        ///< what was asked
-  int64_t epoch = 0;                  ///< SOURCE_DATE_EPOCH, 0 when unset
+  BuildArgs b;                    ///< what was asked
+  int64_t epoch = 0;              ///< SOURCE_DATE_EPOCH, 0 when unset
+  std::filesystem::path context;  ///< the build context
+  /// The git checkout holding the context, when it is one.
+  std::optional<Checkout> checkout;
   Evaluation ev;                      ///< the recipe's graph
   std::vector<const Target*> chosen;  ///< the targets named, or all, in order
   std::vector<const Push*> pushes;    ///< the pushes that go with them

@@ -7,6 +7,7 @@
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "build/provenance.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/registry_access.hpp"
@@ -85,6 +86,28 @@ size_t check_signatures(RegistryClient& client, const Reference& repo, const std
   return verified;
 }
 
+/// The one document an attached artifact `doc` carries; nullopt, counted as
+/// a mismatch, when it has not exactly one layer.
+std::optional<std::string> artifact_document(RegistryClient& client, const Reference& repo, const Digest& digest,
+                                             const json& doc, const std::string& what, Findings& findings) {
+  const json layers = doc.value("layers", json::array());
+  if (!layers.is_array() || layers.size() != 1) {
+    findings.mismatch(digest.str() + ": " + what + " artifact with " +
+                      std::to_string(layers.is_array() ? layers.size() : 0) + " layers");
+    return std::nullopt;
+  }
+  return client.get_document(repo, Descriptor::from_json(layers[0]));
+}
+
+/// Whether the in-toto statement names `image` among its subjects.
+bool statement_is_about(const std::string& statement, const Digest& image) {
+  json doc = json::parse(statement, nullptr, false);
+  const json subjects = doc.is_object() ? doc.value("subject", json::array()) : json::array();
+  for (const json& subject : subjects.is_array() ? subjects : json::array())
+    if (text_at(subject.value("digest", json::object()), "sha256") == image.hex()) return true;
+  return false;
+}
+
 }  // namespace
 
 int cmd_verify(const std::vector<std::string>& args) {
@@ -109,7 +132,7 @@ int cmd_verify(const std::vector<std::string>& args) {
   ReferrersMode mode;
   std::vector<json> referrers = list_referrers(client, ref, image, mode);
   findings.found("referrers: " + std::to_string(referrers.size()) + " through " + describe(mode, image));
-  size_t signatures = 0, sboms = 0;
+  size_t signatures = 0, sboms = 0, provenances = 0;
   std::set<std::string> seen;
   for (const json& entry : referrers) {
     const Digest digest = Digest::parse(text_at(entry, "digest"));
@@ -119,19 +142,25 @@ int cmd_verify(const std::vector<std::string>& args) {
     if (type == kCosignArtifactType) {
       signatures += check_signatures(client, ref, digest.str(), doc, image, key, key_name, findings);
     } else if (type == kSpdxMediaType) {
-      const json layers = doc.value("layers", json::array());
-      if (!layers.is_array() || layers.size() != 1) {
-        findings.mismatch(digest.str() + ": an SBOM artifact with " + std::to_string(layers.size()) + " layers");
-        continue;
-      }
-      std::string sbom = client.get_document(ref, Descriptor::from_json(layers[0]));
-      if (sbom.find(image.str()) == std::string::npos) {
+      std::optional<std::string> sbom = artifact_document(client, ref, digest, doc, "an SBOM", findings);
+      if (!sbom) continue;
+      if (sbom->find(image.str()) == std::string::npos) {
         findings.mismatch(digest.str() + ": the SBOM does not name " + image.str());
         continue;
       }
-      findings.found("sbom " + digest.str() + ": " + type + ", " + std::to_string(sbom.size()) + " bytes, about " +
+      findings.found("sbom " + digest.str() + ": " + type + ", " + std::to_string(sbom->size()) + " bytes, about " +
                      image.str());
       ++sboms;
+    } else if (type == kInTotoMediaType) {
+      std::optional<std::string> statement = artifact_document(client, ref, digest, doc, "a provenance", findings);
+      if (!statement) continue;
+      if (!statement_is_about(*statement, image)) {
+        findings.mismatch(digest.str() + ": the provenance's subject is not " + image.str());
+        continue;
+      }
+      findings.found("provenance " + digest.str() + ": " + type + ", " + std::to_string(statement->size()) +
+                     " bytes, about " + image.str());
+      ++provenances;
     } else {
       findings.found("artifact " + digest.str() + ": " + (type.empty() ? std::string("no artifactType") : type) +
                      ", about " + image.str());
@@ -156,7 +185,8 @@ int cmd_verify(const std::vector<std::string>& args) {
     return kExitError;
   }
   std::cout << "verified: " << signatures << " signature" << (signatures == 1 ? "" : "s") << ", " << sboms << " SBOM"
-            << (sboms == 1 ? "" : "s") << "\n";
+            << (sboms == 1 ? "" : "s") << ", " << provenances << " provenance statement"
+            << (provenances == 1 ? "" : "s") << "\n";
   return 0;
 }
 

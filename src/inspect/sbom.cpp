@@ -40,9 +40,10 @@ std::string purl_path(std::string_view path) {
   return out;
 }
 
-/// SPDX identifiers allow letters, digits, '.' and '-' only.
-std::string spdx_id(std::string_view kind, std::string_view name, size_t n) {
-  std::string out = "SPDXRef-" + std::string(kind) + "-" + std::to_string(n) + "-";
+/// An element's identifier, numbered in path order: SPDX identifiers allow
+/// letters, digits, '.' and '-' only, and CycloneDX's bom-refs take them as they are.
+std::string element_id(std::string_view kind, std::string_view name, size_t n) {
+  std::string out = std::string(kind) + "-" + std::to_string(n) + "-";
   for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ? c : '-';
   return out;
 }
@@ -65,6 +66,32 @@ std::optional<std::string> h1_sha256(const std::string& sum) {
   std::optional<std::string> raw = base64_decode(std::string_view(sum).substr(3));
   if (!raw || raw->size() != 32) return std::nullopt;
   return to_hex({reinterpret_cast<const unsigned char*>(raw->data()), raw->size()});
+}
+
+/// A document as bytes: sorted keys, no whitespace. Paths and package fields
+/// are bytes; JSON wants UTF-8: invalid sequences become U+FFFD, the same way
+/// on every machine.
+std::string canonical(const json& doc) { return doc.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+/// "imgbuild-1.2.3" as a tool's name and version.
+std::pair<std::string, std::string> split_tool(const std::string& tool) {
+  size_t dash = tool.find('-');
+  return {tool.substr(0, dash), dash == std::string::npos ? "" : tool.substr(dash + 1)};
+}
+
+/// A name-based (version 5, SHA-1) UUID of `name` in RFC 4122's URL namespace:
+/// the same name, the same UUID.
+std::string name_uuid(const std::string& name) {
+  static constexpr unsigned char kUrlNamespace[16] = {0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1,
+                                                      0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8};
+  Hasher sha1("sha1");
+  sha1.update(kUrlNamespace, sizeof kUrlNamespace);
+  sha1.update(name);
+  std::string hex = sha1.finish_hex().substr(0, 32);
+  hex[12] = '5';                                                    // version 5
+  hex[16] = "89ab"[std::stoi(hex.substr(16, 1), nullptr, 16) & 3];  // the RFC 4122 variant
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+         hex.substr(20);
 }
 
 /// What a stream of one file gave: its checksums when the recipe added it,
@@ -223,7 +250,7 @@ std::vector<OsPackage> parse_dpkg_status(std::string_view text) {
   return out;
 }
 
-std::string spdx_document(const SbomSubject& s) {
+Sbom gather_sbom(const SbomSubject& s) {
   const ImageTree& tree = s.tree;
   std::vector<ImageTree::Resolved> files = tree.files_in("/", true);
   std::vector<bool> hash(files.size()), exec(files.size());
@@ -239,108 +266,61 @@ std::string spdx_document(const SbomSubject& s) {
   tree.stream_contents(streamed, reader);
   std::vector<FileFacts> facts = reader.take();
 
+  Sbom sbom{.name = s.name,
+            .manifest = s.manifest,
+            .created = s.created,
+            .architecture = s.architecture,
+            .tool = s.tool,
+            .short_name = image_short_name(s.name),
+            .base_name = s.base_name,
+            .base_digest = s.base_digest};
   const std::string manifest_hex(s.manifest.hex());
-  json packages = json::array(), spdx_files = json::array(), relationships = json::array();
-  auto relate = [&](const std::string& from, const char* type, const std::string& to) {
-    relationships.push_back({{"spdxElementId", from}, {"relationshipType", type}, {"relatedSpdxElement", to}});
-  };
-  const std::string image_id = "SPDXRef-Image";
-  relate("SPDXRef-DOCUMENT", "DESCRIBES", image_id);
-  const std::string short_name = image_short_name(s.name);
-  packages.push_back({
-      {"SPDXID", image_id},
-      {"name", s.name},
-      {"versionInfo", s.manifest.str()},
-      {"downloadLocation", "NOASSERTION"},
-      {"filesAnalyzed", false},
-      {"primaryPackagePurpose", "CONTAINER"},
-      {"checksums", json::array({{{"algorithm", "SHA256"}, {"checksumValue", manifest_hex}}})},
-      {"externalRefs", purl_ref("pkg:oci/" + purl_part(short_name) + "@sha256%3A" + manifest_hex +
-                                "?arch=" + purl_part(s.architecture))},
-  });
-
-  if (!s.base_digest.empty()) {
-    const std::string base_name = s.base_name.empty() ? "base" : s.base_name;
-    json pkg = {{"SPDXID", "SPDXRef-Base"},          {"name", base_name},      {"versionInfo", s.base_digest},
-                {"downloadLocation", "NOASSERTION"}, {"filesAnalyzed", false}, {"primaryPackagePurpose", "CONTAINER"}};
-    if (s.base_digest.rfind("sha256:", 0) == 0) {
-      std::string hex = s.base_digest.substr(7);
-      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", hex}}});
-      pkg["externalRefs"] = purl_ref("pkg:oci/" + purl_part(image_short_name(base_name)) + "@sha256%3A" + hex);
-    }
-    packages.push_back(std::move(pkg));
-    relate(image_id, "DESCENDANT_OF", "SPDXRef-Base");
+  sbom.purl =
+      "pkg:oci/" + purl_part(sbom.short_name) + "@sha256%3A" + manifest_hex + "?arch=" + purl_part(s.architecture);
+  if (s.base_digest.rfind("sha256:", 0) == 0) {
+    sbom.base_sha256 = s.base_digest.substr(7);
+    sbom.base_purl = "pkg:oci/" + purl_part(image_short_name(s.base_name.empty() ? "base" : s.base_name)) +
+                     "@sha256%3A" + sbom.base_sha256;
   }
 
   // Go programs, and the modules and toolchains they were built from, each
   // listed once however many programs share it.
-  std::map<std::tuple<std::string, std::string, std::string>, std::string> module_ids;
-  std::map<std::string, std::string> stdlib_ids;
-  size_t programs = 0;
+  std::map<std::tuple<std::string, std::string, std::string>, size_t> module_index;
+  std::map<std::string, size_t> toolchain_index;
   for (size_t i = 0; i < files.size(); ++i) {
     if (!facts[i].go) continue;
-    const GoBuildInfo& go = *facts[i].go;
-    std::string id = spdx_id("Go", go.main_path, ++programs);
-    std::string settings;
-    for (const auto& [k, v] : go.settings) settings += (settings.empty() ? "" : " ") + k + "=" + v;
+    SbomProgram program{.id = element_id("Go", facts[i].go->main_path, sbom.programs.size() + 1),
+                        .path = files[i].path,
+                        .go = std::move(*facts[i].go)};
+    const GoBuildInfo& go = program.go;
     const GoModule& main = go.main_module;
-    json pkg = {{"SPDXID", id},
-                {"name", go.main_path},
-                {"downloadLocation", "NOASSERTION"},
-                {"filesAnalyzed", false},
-                {"primaryPackagePurpose", "APPLICATION"},
-                {"packageFileName", files[i].path},
-                {"comment", "built by " + go.go_version + (settings.empty() ? "" : " with " + settings)}};
-    if (!main.version.empty()) pkg["versionInfo"] = main.version;
     if (!main.path.empty())
-      pkg["externalRefs"] =
-          purl_ref("pkg:golang/" + purl_path(main.path) +
-                   (main.version.empty() || main.version == "(devel)" ? "" : "@" + purl_part(main.version)));
-    if (auto hex = h1_sha256(main.sum))
-      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", *hex}}});
-    packages.push_back(std::move(pkg));
-    relate(image_id, "CONTAINS", id);
-
+      program.purl = "pkg:golang/" + purl_path(main.path) +
+                     (main.version.empty() || main.version == "(devel)" ? "" : "@" + purl_part(main.version));
+    program.sha256 = h1_sha256(main.sum).value_or("");
     if (!go.go_version.empty()) {
-      auto [it, added] =
-          stdlib_ids.try_emplace(go.go_version, spdx_id("GoStdlib", go.go_version, stdlib_ids.size() + 1));
+      auto [it, added] = toolchain_index.try_emplace(go.go_version, sbom.toolchains.size());
       if (added) {
         std::string version = go.go_version.rfind("go", 0) == 0 ? go.go_version.substr(2) : go.go_version;
-        packages.push_back({{"SPDXID", it->second},
-                            {"name", "stdlib"},
-                            {"versionInfo", go.go_version},
-                            {"downloadLocation", "NOASSERTION"},
-                            {"filesAnalyzed", false},
-                            {"externalRefs", purl_ref("pkg:golang/stdlib@" + purl_part(version))}});
+        sbom.toolchains.push_back({element_id("GoStdlib", go.go_version, sbom.toolchains.size() + 1), go.go_version,
+                                   "pkg:golang/stdlib@" + purl_part(version)});
       }
-      relate(id, "DEPENDS_ON", it->second);
+      program.toolchain = it->second;
     }
     for (const GoDependency& dep : go.deps) {
-      // What was built: the replacement when go.mod names one.
       const GoModule& used = dep.replacement ? *dep.replacement : dep.module;
-      auto key = std::make_tuple(dep.module.path, used.path, used.version);
-      auto [it, added] = module_ids.try_emplace(key, spdx_id("GoModule", dep.module.path, module_ids.size() + 1));
+      auto [it, added] =
+          module_index.try_emplace(std::make_tuple(dep.module.path, used.path, used.version), sbom.modules.size());
       if (added) {
-        const bool local = used.version.empty();  // replaced by a folder of the build's own
-        json m = {{"SPDXID", it->second},
-                  {"name", dep.module.path},
-                  {"downloadLocation", "NOASSERTION"},
-                  {"filesAnalyzed", false}};
-        if (!local) {
-          m["versionInfo"] = used.version;
-          m["externalRefs"] = purl_ref("pkg:golang/" + purl_path(used.path) + "@" + purl_part(used.version));
-        }
-        if (auto hex = h1_sha256(used.sum))
-          m["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", *hex}}});
-        if (dep.replacement)
-          m["comment"] = "go.mod replaces " + dep.module.path + " " + dep.module.version + " with " + used.path +
-                         (local ? "" : " " + used.version) + (used.sum.empty() ? "" : " (" + used.sum + ")");
-        else if (!used.sum.empty())
-          m["comment"] = "go.sum " + used.sum;
-        packages.push_back(std::move(m));
+        SbomModule m{.id = element_id("GoModule", dep.module.path, sbom.modules.size() + 1), .dep = dep};
+        if (!used.version.empty())  // empty: replaced by a folder of the build's own
+          m.purl = "pkg:golang/" + purl_path(used.path) + "@" + purl_part(used.version);
+        m.sha256 = h1_sha256(used.sum).value_or("");
+        sbom.modules.push_back(std::move(m));
       }
-      relate(id, "DEPENDS_ON", it->second);
+      program.modules.push_back(it->second);
     }
+    sbom.programs.push_back(std::move(program));
   }
 
   // Packages of the distribution the image holds, from its package databases.
@@ -362,57 +342,266 @@ std::string spdx_document(const SbomSubject& s) {
                                            : os_packages.front().first == "apk" ? "alpine"
                                                                                 : "debian")
                                         : distro;
-  size_t n = 0;
-  for (const auto& [type, p] : os_packages) {
-    std::string id = spdx_id(type == "apk" ? "Apk" : "Deb", p.name, ++n);
+  for (auto& [type, p] : os_packages) {
     std::string purl = "pkg:" + type + "/" + purl_part(ns) + "/" + purl_part(p.name) + "@" + purl_part(p.version);
     std::string qualifiers;
     if (!p.architecture.empty()) qualifiers += "arch=" + purl_part(p.architecture);
     if (!distro_version.empty())
       qualifiers += (qualifiers.empty() ? "" : "&") + std::string("distro=") + purl_part(ns + "-" + distro_version);
     if (!qualifiers.empty()) purl += "?" + qualifiers;
-    json pkg = {{"SPDXID", id},
-                {"name", p.name},
-                {"versionInfo", p.version},
-                {"downloadLocation", "NOASSERTION"},
-                {"filesAnalyzed", false},
-                {"externalRefs", purl_ref(purl)}};
-    if (!p.source.empty()) pkg["sourceInfo"] = "built from source package " + p.source;
-    if (!p.license.empty()) {
-      pkg["licenseDeclared"] = "NOASSERTION";
-      pkg["licenseComments"] = type + " database: " + p.license;
-    }
-    packages.push_back(std::move(pkg));
-    relate(image_id, "CONTAINS", id);
+    std::string id = element_id(type == "apk" ? "Apk" : "Deb", p.name, sbom.packages.size() + 1);
+    sbom.packages.push_back({std::move(id), type, std::move(purl), std::move(p)});
   }
 
   // The files the recipe put in the image.
-  size_t file_count = 0;
-  for (size_t i = 0; i < files.size(); ++i) {
-    if (!hash[i]) continue;
-    std::string id = spdx_id("File", files[i].path, ++file_count);
-    spdx_files.push_back({{"SPDXID", id},
-                          {"fileName", "." + files[i].path},
-                          {"checksums", json::array({{{"algorithm", "SHA1"}, {"checksumValue", facts[i].sha1}},
-                                                     {{"algorithm", "SHA256"}, {"checksumValue", facts[i].sha256}}})}});
+  for (size_t i = 0; i < files.size(); ++i)
+    if (hash[i])
+      sbom.files.push_back({element_id("File", files[i].path, sbom.files.size() + 1), files[i].path,
+                            std::move(facts[i].sha1), std::move(facts[i].sha256)});
+  return sbom;
+}
+
+std::string spdx_document(const Sbom& sbom) {
+  auto spdx_ref = [](const std::string& id) { return "SPDXRef-" + id; };
+  json packages = json::array(), spdx_files = json::array(), relationships = json::array();
+  auto relate = [&](const std::string& from, const char* type, const std::string& to) {
+    relationships.push_back({{"spdxElementId", from}, {"relationshipType", type}, {"relatedSpdxElement", to}});
+  };
+  const std::string image_id = "SPDXRef-Image";
+  relate("SPDXRef-DOCUMENT", "DESCRIBES", image_id);
+  packages.push_back({
+      {"SPDXID", image_id},
+      {"name", sbom.name},
+      {"versionInfo", sbom.manifest.str()},
+      {"downloadLocation", "NOASSERTION"},
+      {"filesAnalyzed", false},
+      {"primaryPackagePurpose", "CONTAINER"},
+      {"checksums", json::array({{{"algorithm", "SHA256"}, {"checksumValue", std::string(sbom.manifest.hex())}}})},
+      {"externalRefs", purl_ref(sbom.purl)},
+  });
+
+  if (!sbom.base_digest.empty()) {
+    json pkg = {{"SPDXID", "SPDXRef-Base"},        {"name", sbom.base_name.empty() ? "base" : sbom.base_name},
+                {"versionInfo", sbom.base_digest}, {"downloadLocation", "NOASSERTION"},
+                {"filesAnalyzed", false},          {"primaryPackagePurpose", "CONTAINER"}};
+    if (!sbom.base_sha256.empty()) {
+      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", sbom.base_sha256}}});
+      pkg["externalRefs"] = purl_ref(sbom.base_purl);
+    }
+    packages.push_back(std::move(pkg));
+    relate(image_id, "DESCENDANT_OF", "SPDXRef-Base");
+  }
+
+  // Each toolchain and module right after the first program built from it.
+  size_t toolchains_listed = 0, modules_listed = 0;
+  for (const SbomProgram& program : sbom.programs) {
+    const GoBuildInfo& go = program.go;
+    const std::string id = spdx_ref(program.id);
+    std::string settings;
+    for (const auto& [k, v] : go.settings) settings += (settings.empty() ? "" : " ") + k + "=" + v;
+    json pkg = {{"SPDXID", id},
+                {"name", go.main_path},
+                {"downloadLocation", "NOASSERTION"},
+                {"filesAnalyzed", false},
+                {"primaryPackagePurpose", "APPLICATION"},
+                {"packageFileName", program.path},
+                {"comment", "built by " + go.go_version + (settings.empty() ? "" : " with " + settings)}};
+    if (!go.main_module.version.empty()) pkg["versionInfo"] = go.main_module.version;
+    if (!program.purl.empty()) pkg["externalRefs"] = purl_ref(program.purl);
+    if (!program.sha256.empty())
+      pkg["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", program.sha256}}});
+    packages.push_back(std::move(pkg));
     relate(image_id, "CONTAINS", id);
+
+    if (program.toolchain) {
+      const SbomToolchain& t = sbom.toolchains[*program.toolchain];
+      if (*program.toolchain == toolchains_listed) {
+        ++toolchains_listed;
+        packages.push_back({{"SPDXID", spdx_ref(t.id)},
+                            {"name", "stdlib"},
+                            {"versionInfo", t.go_version},
+                            {"downloadLocation", "NOASSERTION"},
+                            {"filesAnalyzed", false},
+                            {"externalRefs", purl_ref(t.purl)}});
+      }
+      relate(id, "DEPENDS_ON", spdx_ref(t.id));
+    }
+    for (size_t index : program.modules) {
+      const SbomModule& module = sbom.modules[index];
+      if (index == modules_listed) {
+        ++modules_listed;
+        const GoDependency& dep = module.dep;
+        const GoModule& used = module.used();
+        const bool local = used.version.empty();
+        json m = {{"SPDXID", spdx_ref(module.id)},
+                  {"name", dep.module.path},
+                  {"downloadLocation", "NOASSERTION"},
+                  {"filesAnalyzed", false}};
+        if (!local) {
+          m["versionInfo"] = used.version;
+          m["externalRefs"] = purl_ref(module.purl);
+        }
+        if (!module.sha256.empty())
+          m["checksums"] = json::array({{{"algorithm", "SHA256"}, {"checksumValue", module.sha256}}});
+        if (dep.replacement)
+          m["comment"] = "go.mod replaces " + dep.module.path + " " + dep.module.version + " with " + used.path +
+                         (local ? "" : " " + used.version) + (used.sum.empty() ? "" : " (" + used.sum + ")");
+        else if (!used.sum.empty())
+          m["comment"] = "go.sum " + used.sum;
+        packages.push_back(std::move(m));
+      }
+      relate(id, "DEPENDS_ON", spdx_ref(module.id));
+    }
+  }
+
+  for (const SbomPackage& p : sbom.packages) {
+    json pkg = {{"SPDXID", spdx_ref(p.id)},          {"name", p.package.name}, {"versionInfo", p.package.version},
+                {"downloadLocation", "NOASSERTION"}, {"filesAnalyzed", false}, {"externalRefs", purl_ref(p.purl)}};
+    if (!p.package.source.empty()) pkg["sourceInfo"] = "built from source package " + p.package.source;
+    if (!p.package.license.empty()) {
+      pkg["licenseDeclared"] = "NOASSERTION";
+      pkg["licenseComments"] = p.type + " database: " + p.package.license;
+    }
+    packages.push_back(std::move(pkg));
+    relate(image_id, "CONTAINS", spdx_ref(p.id));
+  }
+
+  for (const SbomFile& f : sbom.files) {
+    spdx_files.push_back({{"SPDXID", spdx_ref(f.id)},
+                          {"fileName", "." + f.path},
+                          {"checksums", json::array({{{"algorithm", "SHA1"}, {"checksumValue", f.sha1}},
+                                                     {{"algorithm", "SHA256"}, {"checksumValue", f.sha256}}})}});
+    relate(image_id, "CONTAINS", spdx_ref(f.id));
   }
 
   json doc = {
       {"spdxVersion", "SPDX-2.3"},
       {"dataLicense", "CC0-1.0"},
       {"SPDXID", "SPDXRef-DOCUMENT"},
-      {"name", s.name},
+      {"name", sbom.name},
       // Unique per image, and the same for the same image on any machine.
-      {"documentNamespace", "https://imgbuild.dev/spdx/" + purl_part(short_name) + "/sha256-" + manifest_hex},
-      {"creationInfo", {{"created", s.created}, {"creators", json::array({"Tool: " + s.tool})}}},
+      {"documentNamespace",
+       "https://imgbuild.dev/spdx/" + purl_part(sbom.short_name) + "/sha256-" + std::string(sbom.manifest.hex())},
+      {"creationInfo", {{"created", sbom.created}, {"creators", json::array({"Tool: " + sbom.tool})}}},
       {"packages", std::move(packages)},
       {"relationships", std::move(relationships)},
   };
   if (!spdx_files.empty()) doc["files"] = std::move(spdx_files);
-  // Paths and package fields are bytes; JSON wants UTF-8: invalid sequences
-  // become U+FFFD, the same way on every machine.
-  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+  return canonical(doc);
+}
+
+std::string cyclonedx_document(const Sbom& sbom) {
+  auto property = [](const std::string& name, const std::string& value) {
+    return json{{"name", name}, {"value", value}};
+  };
+  auto sha256 = [](const std::string& hex) { return json{{"alg", "SHA-256"}, {"content", hex}}; };
+
+  json image = {{"type", "container"}, {"bom-ref", "Image"},
+                {"name", sbom.name},   {"version", sbom.manifest.str()},
+                {"purl", sbom.purl},   {"hashes", json::array({sha256(std::string(sbom.manifest.hex()))})}};
+  if (!sbom.base_digest.empty()) {
+    json base = {{"type", "container"},
+                 {"bom-ref", "Base"},
+                 {"name", sbom.base_name.empty() ? "base" : sbom.base_name},
+                 {"version", sbom.base_digest}};
+    if (!sbom.base_sha256.empty()) {
+      base["hashes"] = json::array({sha256(sbom.base_sha256)});
+      base["purl"] = sbom.base_purl;
+    }
+    image["pedigree"] = {{"ancestors", json::array({std::move(base)})}};
+  }
+
+  json components = json::array(), dependencies = json::array();
+  json contained = json::array();  // what the image holds, for its dependencies entry
+  for (const SbomProgram& program : sbom.programs) {
+    const GoBuildInfo& go = program.go;
+    json properties = json::array();
+    if (!go.go_version.empty()) properties.push_back(property("imgbuild:go:toolchain", go.go_version));
+    // Go's environment settings under the CycloneDX taxonomy's names, its flags under ours.
+    for (const auto& [k, v] : go.settings)
+      properties.push_back(
+          property((!k.empty() && std::isupper(static_cast<unsigned char>(k[0])) ? "cdx:gomod:build:env:"
+                                                                                 : "imgbuild:go:build:") +
+                       k,
+                   v));
+    json c = {{"type", "application"},
+              {"bom-ref", program.id},
+              {"name", go.main_path},
+              {"evidence", {{"occurrences", json::array({{{"location", program.path}}})}}}};
+    if (!go.main_module.version.empty()) c["version"] = go.main_module.version;
+    if (!program.purl.empty()) c["purl"] = program.purl;
+    if (!program.sha256.empty()) c["hashes"] = json::array({sha256(program.sha256)});
+    if (!properties.empty()) c["properties"] = std::move(properties);
+    components.push_back(std::move(c));
+    contained.push_back(program.id);
+
+    std::vector<std::string> uses;
+    if (program.toolchain) uses.push_back(sbom.toolchains[*program.toolchain].id);
+    for (size_t index : program.modules) uses.push_back(sbom.modules[index].id);
+    std::sort(uses.begin(), uses.end());
+    uses.erase(std::unique(uses.begin(), uses.end()), uses.end());
+    dependencies.push_back({{"ref", program.id}, {"dependsOn", uses}});
+  }
+  for (const SbomToolchain& t : sbom.toolchains) {
+    components.push_back(
+        {{"type", "library"}, {"bom-ref", t.id}, {"name", "stdlib"}, {"version", t.go_version}, {"purl", t.purl}});
+    dependencies.push_back({{"ref", t.id}, {"dependsOn", json::array()}});
+  }
+  for (const SbomModule& module : sbom.modules) {
+    const GoModule& used = module.used();
+    json c = {{"type", "library"}, {"bom-ref", module.id}, {"name", module.dep.module.path}};
+    if (!used.version.empty()) c["version"] = used.version;
+    if (!module.purl.empty()) c["purl"] = module.purl;
+    if (!module.sha256.empty()) c["hashes"] = json::array({sha256(module.sha256)});
+    json properties = json::array();
+    if (!used.sum.empty()) properties.push_back(property("imgbuild:go:sum", used.sum));
+    if (module.dep.replacement)
+      properties.push_back(property("imgbuild:go:replaces", module.dep.module.path + " " + module.dep.module.version));
+    if (!properties.empty()) c["properties"] = std::move(properties);
+    components.push_back(std::move(c));
+    dependencies.push_back({{"ref", module.id}, {"dependsOn", json::array()}});
+  }
+  for (const SbomPackage& p : sbom.packages) {
+    json c = {{"type", "library"},
+              {"bom-ref", p.id},
+              {"name", p.package.name},
+              {"version", p.package.version},
+              {"purl", p.purl}};
+    // The database's own words: apk's are SPDX expressions mostly, not always.
+    if (!p.package.license.empty()) c["licenses"] = json::array({{{"license", {{"name", p.package.license}}}}});
+    if (!p.package.source.empty())
+      c["properties"] = json::array({property("imgbuild:package:source", p.package.source)});
+    components.push_back(std::move(c));
+    contained.push_back(p.id);
+  }
+  for (const SbomFile& f : sbom.files) {
+    components.push_back({{"type", "file"},
+                          {"bom-ref", f.id},
+                          {"name", f.path},
+                          {"hashes", json::array({{{"alg", "SHA-1"}, {"content", f.sha1}}, sha256(f.sha256)})}});
+    contained.push_back(f.id);
+  }
+  dependencies.insert(dependencies.begin(), json{{"ref", "Image"}, {"dependsOn", std::move(contained)}});
+
+  const auto [tool_name, tool_version] = split_tool(sbom.tool);
+  json metadata = {
+      {"component", std::move(image)},
+      {"tools",
+       {{"components", json::array({{{"type", "application"}, {"name", tool_name}, {"version", tool_version}}})}}}};
+  if (!sbom.created.empty()) metadata["timestamp"] = sbom.created;
+  json doc = {
+      {"$schema", "http://cyclonedx.org/schema/bom-1.6.schema.json"},
+      {"bomFormat", "CycloneDX"},
+      {"specVersion", "1.6"},
+      // Unique per image, and the same for the same image on any machine.
+      {"serialNumber", "urn:uuid:" + name_uuid("https://imgbuild.dev/cyclonedx/" + purl_part(sbom.short_name) +
+                                               "/sha256-" + std::string(sbom.manifest.hex()))},
+      {"version", 1},
+      {"metadata", std::move(metadata)},
+      {"components", std::move(components)},
+      {"dependencies", std::move(dependencies)},
+  };
+  return canonical(doc);
 }
 
 }  // namespace imgbuild

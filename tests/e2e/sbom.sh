@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# imgbuild sbom: the SPDX 2.3 documents of examples/hello, of a Go service with
-# real dependencies (Debian's Go library sources through a module proxy in a
-# folder, so go.sum holds real h1: hashes) and of an image holding apk and dpkg
-# databases, checked against the official schema, `go version -m`, the files'
-# own checksums and a second build elsewhere.
+# imgbuild sbom: the SPDX 2.3 and CycloneDX 1.6 documents of examples/hello,
+# of a Go service with real dependencies (Debian's Go library sources through
+# a module proxy in a folder, so go.sum holds real h1: hashes) and of an image
+# holding apk and dpkg databases, checked against the official schemas, `go
+# version -m`, the files' own checksums and a second build elsewhere; and the
+# provenance a build keeps beside an image built on a registry's base.
 #
 #   tests/e2e/sbom.sh IMGBUILD REPO_ROOT
 set -uo pipefail
@@ -16,6 +17,12 @@ spdx_valid() {
   python3 -c 'import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))' \
     "$1" "$schema"
 }
+# cdx_valid FILE: the CycloneDX project's own validator (scripts/setup installs it).
+cdx_node=/opt/imgbuild-test-node/node_modules
+[[ -d $cdx_node/@cyclonedx/cyclonedx-library ]] || skip "no CycloneDX validator in $cdx_node: run scripts/setup --deps"
+cdx_valid() { NODE_PATH=$cdx_node node "$ROOT/tests/e2e/cyclonedx_validate.js" "$1"; }
+# cdx_purls FILE: every package URL a CycloneDX document lists, sorted.
+cdx_purls() { jq -r '.components[].purl // empty' "$1" | sort; }
 # purls FILE: every package URL the document lists, sorted.
 purls() { jq -r '.packages[].externalRefs[]? | select(.referenceType == "purl") | .referenceLocator' "$1" | sort; }
 
@@ -44,6 +51,18 @@ XDG_DATA_HOME="$work/data2" XDG_CACHE_HOME="$work/cache2" \
   check_cmd "$IMGBUILD" "$work/checkout2/examples/hello/recipe.lua"
 XDG_DATA_HOME="$work/data2" "$IMGBUILD" sbom hello >"$work/hello2.spdx.json" 2>"$work/last.err"
 check "another checkout and a cold cache: byte-identical SBOM" cmp "$work/hello.spdx.json" "$work/hello2.spdx.json"
+"$IMGBUILD" sbom hello --format cyclonedx >"$work/hello.cdx.json" 2>"$work/last.err"
+check "CycloneDX: valid for the CycloneDX library's strict validator" cdx_valid "$work/hello.cdx.json"
+check "CycloneDX: the image by its digest" jq -e --arg d "$digest" '.metadata.component.version == $d' "$work/hello.cdx.json"
+check "CycloneDX: the same purls as SPDX" diff <(purls "$work/hello.spdx.json" | grep -v '^pkg:oci/') <(cdx_purls "$work/hello.cdx.json")
+check "CycloneDX: /app with the SHA-256 of its bytes" jq -e --arg s "$(sha256sum <"$work/hello-root/app" | cut -d' ' -f1)" \
+  '.components[] | select(.type == "file" and .name == "/app") | .hashes[] | select(.alg == "SHA-256") | .content == $s' \
+  "$work/hello.cdx.json"
+XDG_DATA_HOME="$work/data2" "$IMGBUILD" sbom "oci:$work/oci:hello" --format cyclonedx >"$work/hello2.cdx.json" 2>"$work/last.err"
+check "CycloneDX: byte-identical from an OCI layout and another store" cmp "$work/hello.cdx.json" "$work/hello2.cdx.json"
+"$IMGBUILD" sbom hello --format xml >"$work/last.out" 2>"$work/last.err"
+check "an unknown --format: a usage error (exit 2)" test $? -eq 2
+check "naming the formats" grep -q "expected spdx or cyclonedx" "$work/last.err"
 
 step "a Go service with real dependencies: every module of go version -m, with its version and sum"
 python3 "$ROOT/tests/e2e/goproxy.py" "$work/goproxy" \
@@ -86,6 +105,13 @@ hex=$(printf '%s' "${sum#h1:}" | base64 -d | od -An -tx1 | tr -d ' \n')
 check "and the h1: sum as its SHA-256 checksum" jq -e --arg h "$hex" \
   '.packages[] | select(.name == "github.com/pkg/errors") | .checksums[0] == {"algorithm": "SHA256", "checksumValue": $h}' \
   "$work/svc.spdx.json"
+"$IMGBUILD" sbom svc --format cyclonedx >"$work/svc.cdx.json" 2>"$work/last.err"
+check "CycloneDX: valid" cdx_valid "$work/svc.cdx.json"
+jq -r '.components[] | select(.["bom-ref"] | startswith("GoModule-")) | [.name, .version, (.properties[] | select(.name == "imgbuild:go:sum") | .value)] | join(" ")' \
+  "$work/svc.cdx.json" | sort >"$work/cdx-deps.txt"
+check "CycloneDX: the same modules, versions and sums as go version -m" diff "$work/go-deps.txt" "$work/cdx-deps.txt"
+check "CycloneDX: the h1: sum as the module's SHA-256" jq -e --arg h "$hex" \
+  '.components[] | select(.name == "github.com/pkg/errors") | .hashes == [{"alg": "SHA-256", "content": $h}]' "$work/svc.cdx.json"
 check "the program depends on each module" jq -e '[.relationships[] | select(.relationshipType == "DEPENDS_ON"
   and (.spdxElementId | startswith("SPDXRef-Go-1-")) and (.relatedSpdxElement | startswith("SPDXRef-GoModule-")))] | length == 2' \
   "$work/svc.spdx.json"
@@ -107,6 +133,55 @@ printf '%s\n' 'pkg:apk/alpine/busybox@1.36.1-r29?arch=x86_64&distro=alpine-3.20.
   'pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3' \
   'pkg:deb/alpine/tzdata@2024a-0%2Bdeb12u1?arch=all&distro=alpine-3.20.3' | sort >"$work/pkgs-expected.txt"
 check "exactly the packages of both databases" diff "$work/pkgs-expected.txt" "$work/pkgs-purls.txt"
+"$IMGBUILD" sbom pkgs --format cyclonedx >"$work/pkgs.cdx.json" 2>"$work/last.err"
+check "CycloneDX: valid" cdx_valid "$work/pkgs.cdx.json"
+check "CycloneDX: exactly the same packages" diff "$work/pkgs-expected.txt" <(cdx_purls "$work/pkgs.cdx.json")
+
+step "provenance: kept beside an image built on a registry's base, in a git checkout"
+here "registry" registry_start open
+here "the seed images" seed_images "$REGISTRY_open"
+app="$work/app"
+mkdir -p "$app"
+printf 'hello\n' >"$app/greeting.txt"
+cat >"$app/recipe.lua" <<LUA
+local token = param("deploy_token", "")
+image("app", from("$REGISTRY_open/base/busybox:oci"):copy("greeting.txt", "/greeting.txt")
+  :env { GREETING = param("greeting", "hi") })
+LUA
+git -C "$app" init -q && git -C "$app" add -A &&
+  git -C "$app" -c user.name=t -c user.email=t@example.invalid commit -qm app &&
+  git -C "$app" remote add origin "https://ci:remote-pass-4711@git.example.invalid/team/app.git"
+check_cmd "$IMGBUILD" "$app/recipe.lua" -o "oci:$work/app-oci" \
+  --set deploy_token=tok-secret-0815 --set greeting=hello-there
+app_digest=$(jq -r '.manifests[0].digest' "$work/app-oci/index.json")
+statement="$XDG_DATA_HOME/imgbuild/provenance/sha256-${app_digest#sha256:}.intoto.json"
+check "the statement is in the store by the image's digest" test -s "$statement"
+check "an in-toto statement v1 of SLSA provenance v1" jq -e '._type == "https://in-toto.io/Statement/v1"
+  and .predicateType == "https://slsa.dev/provenance/v1"' "$statement"
+check "its subject is the image's manifest digest" jq -e --arg d "${app_digest#sha256:}" \
+  '.subject == [{"name": "app", "digest": {"sha256": $d}}]' "$statement"
+base_digest=$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY_open/base/busybox:oci" | sha256sum | cut -d' ' -f1)
+check "the base by the registry's manifest digest" jq -e --arg d "$base_digest" --arg r "$REGISTRY_open/base/busybox:oci" \
+  '.predicate.buildDefinition.resolvedDependencies[] | select(.name == $r) | .digest.sha256 == $d' "$statement"
+check "the recipe by path and SHA-256" jq -e --arg s "$(sha256sum <"$app/recipe.lua" | cut -d' ' -f1)" \
+  '.predicate.buildDefinition.externalParameters.recipe == {"path": "recipe.lua", "digest": {"sha256": $s}}' "$statement"
+check "the context's commit, the remote without its password" jq -e --arg c "$(git -C "$app" rev-parse HEAD)" \
+  '.predicate.buildDefinition.resolvedDependencies[] | select(.name == "context")
+   | . == {"name": "context", "uri": "git+https://git.example.invalid/team/app.git", "digest": {"gitCommit": $c}}' "$statement"
+check "a plain parameter as given" jq -e '.predicate.buildDefinition.externalParameters.parameters.greeting == "hello-there"' \
+  "$statement"
+check "no secret: neither the token parameter's value nor the remote's password" \
+  bash -c '! grep -rqE "tok-secret-0815|remote-pass-4711" "$1"' _ "$XDG_DATA_HOME/imgbuild/provenance"
+check "imgbuild's version" jq -e --arg v "$("$IMGBUILD" --version | cut -d' ' -f2)" \
+  '.predicate.runDetails.builder.version.imgbuild == $v' "$statement"
+cp "$statement" "$work/statement1.json"
+check_cmd "$IMGBUILD" "$app/recipe.lua" \
+  --set deploy_token=tok-secret-0815 --set greeting=hello-there
+check "built again: byte-identical" cmp "$work/statement1.json" "$statement"
+"$IMGBUILD" sbom app --format cyclonedx >"$work/app.cdx.json" 2>"$work/last.err"
+check "CycloneDX of an image on a base: valid" cdx_valid "$work/app.cdx.json"
+check "CycloneDX: the base by its digest" jq -e --arg d "sha256:$base_digest" \
+  '.metadata.component.pedigree.ancestors[0].version == $d' "$work/app.cdx.json"
 
 step "errors"
 "$IMGBUILD" sbom nothing-here >"$work/last.out" 2>"$work/last.err"

@@ -47,15 +47,15 @@ check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua"
 check_cmd "$IMGBUILD" push hello "$REG/hello:1" --sign-key key.pem
 digest=$(sed -n 's/^pushed .*@\(sha256:[0-9a-f]*\)$/\1/p' last.out)
 hex=${digest#sha256:}
-check "the push says what it attached, and where" grep -qF "imgbuild: attached SBOM and signature to $REG/hello@$digest (the referrers tag sha256-$hex, sha256-$hex.sig)" last.err
+check "the push says what it attached, and where" grep -qF "imgbuild: attached SBOM, provenance and signature to $REG/hello@$digest (the referrers tag sha256-$hex, sha256-$hex.sig)" last.err
 
 # get PATH [ACCEPT]: a GET of the registry's API.
 get() {
   curl -sf -H "Accept: ${2:-application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json}" "http://$REG/v2/$1"
 }
 get "hello/manifests/sha256-$hex" >referrers.json
-check "the referrers index lists the SBOM and the signature" \
-  jq -e '[.manifests[].artifactType] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json"]' referrers.json
+check "the referrers index lists the SBOM, the provenance and the signature" \
+  jq -e '[.manifests[].artifactType] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json", "application/vnd.in-toto+json"]' referrers.json
 sig_referrer=$(jq -r '.manifests[] | select(.artifactType == "application/vnd.dev.cosign.artifact.sig.v1+json") | .digest' referrers.json)
 sbom_manifest=$(jq -r '.manifests[] | select(.artifactType == "application/spdx+json") | .digest' referrers.json)
 get "hello/manifests/$sbom_manifest" >sbom-manifest.json
@@ -79,6 +79,7 @@ step "imgbuild verify"
 check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
 outcome "it names the signature it verified" "signature $sig_referrer: verified with pub.pem ($REG/hello@$digest)"
 outcome "and the SBOM" "sbom $sbom_manifest: application/spdx+json"
+outcome "and the provenance, about the image" "provenance sha256:[0-9a-f]*: application/vnd.in-toto+json, [0-9]* bytes, about $digest"
 "$IMGBUILD" verify "$REG/hello:1" --key other-pub.pem >last.out 2>last.err
 check "another public key: exit 1" test $? -eq 1
 check "  saying the signature does not verify" grep -qF "does not verify with other-pub.pem" last.err
@@ -87,7 +88,7 @@ step "pushed again (and signed through IMGBUILD_SIGN_KEY): nothing new"
 get "hello/tags/list" "application/json" >tags-before.json
 get "hello/manifests/sha256-$hex.sig" >sig-before.json
 IMGBUILD_SIGN_KEY="$(cat key.pem)" check_cmd "$IMGBUILD" push hello "$REG/hello:1"
-check "the key from the environment signed too" grep -qF "attached SBOM and signature" last.err
+check "the key from the environment signed too" grep -qF "attached SBOM, provenance and signature" last.err
 get "hello/tags/list" "application/json" >tags-after.json
 check "the same tags: hello's, its referrers index and its signature" jq -e --arg h "$hex" \
   '.tags | sort == (["1", "sha256-" + $h, "sha256-" + $h + ".sig"] | sort)' tags-after.json
@@ -162,13 +163,13 @@ at_exit "kill $api_pid"
 for _ in $(seq 100); do test -s "$work/api.port" && break; sleep 0.1; done
 API=127.0.0.1:$(cat "$work/api.port")
 check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key key.pem
-check "attached through the referrers API" grep -qF "imgbuild: attached SBOM and signature to $API/hello@$digest (the referrers API, sha256-$hex.sig)" last.err
+check "attached through the referrers API" grep -qF "imgbuild: attached SBOM, provenance and signature to $API/hello@$digest (the referrers API, sha256-$hex.sig)" last.err
 check "no referrers tag was written (no stray tag)" sh -c "! grep -q 'PUT /v2/hello/manifests/sha256-$hex\$' '$work/api.log'"
 curl -sf "http://$API/v2/hello/referrers/$digest" >api-referrers.json
-check "the registry lists the SBOM and the signature" jq -e '[.manifests[].artifactType] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json"]' api-referrers.json
+check "the registry lists the SBOM, the provenance and the signature" jq -e '[.manifests[].artifactType] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json", "application/vnd.in-toto+json"]' api-referrers.json
 check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key key.pem
 curl -sf "http://$API/v2/hello/referrers/$digest" >api-referrers2.json
-check "pushed again: the same two referrers" cmp api-referrers.json api-referrers2.json
+check "pushed again: the same three referrers" cmp api-referrers.json api-referrers2.json
 check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem
 outcome "verify found them through the API" "referrers: 2 through the referrers API"
 

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "elf_builder.hpp"
@@ -98,8 +100,8 @@ TEST_CASE("SPDX document of an image: base by digest, Go modules, base packages,
                       tree,
                       1,
                       "imgbuild-test"};
-  const std::string text = spdx_document(subject);
-  CHECK(spdx_document(subject) == text);  // the same image, the same bytes
+  const std::string text = spdx_document(gather_sbom(subject));
+  CHECK(spdx_document(gather_sbom(subject)) == text);  // the same image, the same bytes
   json doc = json::parse(text);
 
   CHECK(doc["spdxVersion"] == "SPDX-2.3");
@@ -155,4 +157,87 @@ TEST_CASE("SPDX document of an image: base by digest, Go modules, base packages,
   CHECK(related(program_pkg["SPDXID"], "DEPENDS_ON", sys["SPDXID"]));
   CHECK(related("SPDXRef-Image", "CONTAINS", libc["SPDXID"]));
   CHECK(related("SPDXRef-Image", "CONTAINS", svc["SPDXID"]));
+}
+
+namespace {
+
+/// A small SBOM by hand: an image on a base, one Go program with a module
+/// and a replaced one, an apk package and a file.
+Sbom small_sbom() {
+  Sbom s{.name = "svc",
+         .manifest = Digest::parse("sha256:" + std::string(64, 'a')),
+         .created = "2023-11-14T22:13:20Z",
+         .architecture = "amd64",
+         .tool = "imgbuild-0.9.0",
+         .purl = "pkg:oci/svc@sha256%3A" + std::string(64, 'a') + "?arch=amd64",
+         .short_name = "svc",
+         .base_name = "docker.io/library/alpine:3.20",
+         .base_digest = "sha256:" + std::string(64, 'b'),
+         .base_sha256 = std::string(64, 'b'),
+         .base_purl = "pkg:oci/alpine@sha256%3A" + std::string(64, 'b')};
+  GoBuildInfo go;
+  go.go_version = "go1.22.1";
+  go.main_path = "example.com/svc";
+  go.main_module = {"example.com/svc", "(devel)", ""};
+  go.settings = {{"CGO_ENABLED", "0"}, {"-trimpath", "true"}};
+  go.deps = {{{"golang.org/x/sys", "v0.1.0", "h1:def="}, std::nullopt},
+             {{"example.com/old", "v1.0.0", ""}, GoModule{"example.com/new", "v1.1.0", "h1:ghi="}}};
+  s.programs.push_back({"Go-1-example.com-svc", "/svc", go, "pkg:golang/example.com/svc", "", 0, {0, 1}});
+  s.toolchains.push_back({"GoStdlib-1-go1.22.1", "go1.22.1", "pkg:golang/stdlib@1.22.1"});
+  s.modules.push_back({"GoModule-1-golang.org-x-sys", go.deps[0], "pkg:golang/golang.org/x/sys@v0.1.0", ""});
+  s.modules.push_back({"GoModule-2-example.com-old", go.deps[1], "pkg:golang/example.com/new@v1.1.0", ""});
+  s.packages.push_back({"Apk-1-musl",
+                        "apk",
+                        "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3",
+                        {"musl", "1.2.5-r0", "x86_64", "", "MIT"}});
+  s.files.push_back({"File-1--svc", "/svc", std::string(40, '1'), std::string(64, '2')});
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("CycloneDX 1.6 document of the SBOM model: exact bytes", "[sbom]") {
+  // One line in the document; a line here per element, <a> and <b> for the
+  // image's and the base's 64 hex digits.
+  std::string expected = R"J({"$schema":"http://cyclonedx.org/schema/bom-1.6.schema.json","bomFormat":"CycloneDX",
+"components":[{"bom-ref":"Go-1-example.com-svc","evidence":{"occurrences":[{"location":"/svc"}]},"name":"example.com/svc","properties":[{"name":"imgbuild:go:toolchain","value":"go1.22.1"},{"name":"cdx:gomod:build:env:CGO_ENABLED","value":"0"},{"name":"imgbuild:go:build:-trimpath","value":"true"}],"purl":"pkg:golang/example.com/svc","type":"application","version":"(devel)"},
+{"bom-ref":"GoStdlib-1-go1.22.1","name":"stdlib","purl":"pkg:golang/stdlib@1.22.1","type":"library","version":"go1.22.1"},
+{"bom-ref":"GoModule-1-golang.org-x-sys","name":"golang.org/x/sys","properties":[{"name":"imgbuild:go:sum","value":"h1:def="}],"purl":"pkg:golang/golang.org/x/sys@v0.1.0","type":"library","version":"v0.1.0"},
+{"bom-ref":"GoModule-2-example.com-old","name":"example.com/old","properties":[{"name":"imgbuild:go:sum","value":"h1:ghi="},{"name":"imgbuild:go:replaces","value":"example.com/old v1.0.0"}],"purl":"pkg:golang/example.com/new@v1.1.0","type":"library","version":"v1.1.0"},
+{"bom-ref":"Apk-1-musl","licenses":[{"license":{"name":"MIT"}}],"name":"musl","purl":"pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3","type":"library","version":"1.2.5-r0"},
+{"bom-ref":"File-1--svc","hashes":[{"alg":"SHA-1","content":"1111111111111111111111111111111111111111"},{"alg":"SHA-256","content":"2222222222222222222222222222222222222222222222222222222222222222"}],"name":"/svc","type":"file"}],
+"dependencies":[{"dependsOn":["Go-1-example.com-svc","Apk-1-musl","File-1--svc"],"ref":"Image"},
+{"dependsOn":["GoModule-1-golang.org-x-sys","GoModule-2-example.com-old","GoStdlib-1-go1.22.1"],"ref":"Go-1-example.com-svc"},
+{"dependsOn":[],"ref":"GoStdlib-1-go1.22.1"},{"dependsOn":[],"ref":"GoModule-1-golang.org-x-sys"},{"dependsOn":[],"ref":"GoModule-2-example.com-old"}],
+"metadata":{"component":{"bom-ref":"Image","hashes":[{"alg":"SHA-256","content":"<a>"}],"name":"svc",
+"pedigree":{"ancestors":[{"bom-ref":"Base","hashes":[{"alg":"SHA-256","content":"<b>"}],"name":"docker.io/library/alpine:3.20","purl":"pkg:oci/alpine@sha256%3A<b>","type":"container","version":"sha256:<b>"}]},
+"purl":"pkg:oci/svc@sha256%3A<a>?arch=amd64","type":"container","version":"sha256:<a>"},
+"timestamp":"2023-11-14T22:13:20Z","tools":{"components":[{"name":"imgbuild","type":"application","version":"0.9.0"}]}},
+"serialNumber":"urn:uuid:c00d7291-2792-570e-8965-3e7d26addace","specVersion":"1.6","version":1})J";
+  expected = replace_all(replace_all(replace_all(expected, "\n", ""), "<a>", std::string(64, 'a')), "<b>",
+                         std::string(64, 'b'));
+  CHECK(cyclonedx_document(small_sbom()) == expected);
+}
+
+TEST_CASE("the two formats of one SBOM name the same elements", "[sbom]") {
+  const Sbom s = small_sbom();
+  json spdx = json::parse(spdx_document(s)), cdx = json::parse(cyclonedx_document(s));
+  std::set<std::string> spdx_purls, cdx_purls;
+  for (const json& p : spdx["packages"])
+    for (const json& r : p.value("externalRefs", json::array())) spdx_purls.insert(r["referenceLocator"]);
+  for (const json& c : cdx["components"])
+    if (c.contains("purl")) cdx_purls.insert(c["purl"]);
+  cdx_purls.insert(cdx["metadata"]["component"]["purl"]);
+  cdx_purls.insert(cdx["metadata"]["component"]["pedigree"]["ancestors"][0]["purl"]);
+  CHECK(spdx_purls == cdx_purls);
+  CHECK(spdx["files"][0]["fileName"] == "." + cdx["components"].back()["name"].get<std::string>());
+}
+
+TEST_CASE("CycloneDX serial number: a version 5 UUID of the image, the same on every run", "[sbom]") {
+  Sbom s = small_sbom();
+  std::string serial = json::parse(cyclonedx_document(s))["serialNumber"];
+  // uuid.uuid5(uuid.NAMESPACE_URL, "https://imgbuild.dev/cyclonedx/svc/sha256-" + "a" * 64)
+  CHECK(serial == "urn:uuid:c00d7291-2792-570e-8965-3e7d26addace");
+  s.manifest = Digest::parse("sha256:" + std::string(64, 'c'));
+  CHECK(json::parse(cyclonedx_document(s))["serialNumber"] != serial);
 }
