@@ -1077,7 +1077,20 @@ std::filesystem::path Builder::image_root(const Stage& st) {
     }
     // The same step of an earlier build wrote many of the same files (Go's
     // build cache in a `go build` layer): shared, they take their disk once.
-    if (auto donor = root_like(roots, to)) share_identical_files(tree, *donor);
+    if (auto donor = root_like(roots, to)) {
+      // What the layers wrote, when their listings are known: the rest of the tree is links to `base`.
+      std::vector<std::string> written;
+      bool listed = true;
+      for (size_t i = from; i < to; ++i) {
+        fs::path blob = store_.blob_path(image.layers[i].digest);
+        listed = listings_->known(blob);
+        if (!listed) break;
+        std::shared_ptr<const ImageTree::Listing> listing = listings_->of(blob);
+        for (auto& [path, file] : listing->added)
+          if (file.type == LayerEntry::Type::File) written.push_back(path);
+      }
+      listed ? share_identical_files(tree, *donor, written) : share_identical_files(tree, *donor);
+    }
     // What it adds to `base`: all prune needs to know of it, without a walk.
     uint64_t added = own_bytes(tree);
     fs::path made = root_of(to);
