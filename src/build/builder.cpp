@@ -232,7 +232,7 @@ std::filesystem::path Builder::Building::host_build(const HostBuildOp& op, const
 
 void Builder::Building::take(Stage& st, CacheHit& hit, const std::string& description, StepKind kind,
                              const Node& node) {
-  const std::optional<LayerBlob>& layer = hit.step.layer;
+  std::optional<LayerBlob>& layer = hit.step.layer;
   if (layer && !hit.step.source.empty()) {
     // Fetched from there while the store lacks it, or when its copy proves damaged.
     std::lock_guard lock(b_.records_mutex_);
@@ -246,6 +246,8 @@ void Builder::Building::take(Stage& st, CacheHit& hit, const std::string& descri
     b_.remember(hit.step);
   }
   StepReport report(*this, node, description, kind, true);
+  // Kept uncompressed by a build in which this step fed only other steps.
+  if (layer && b_.exported_[b_.index_of(node)]) layer = b_.compressed(*layer, hit.step.key);
   b_.add_layer(st, layer, description, node);
   report.end(StepStatus::Cached, layer ? std::optional(layer->size) : std::nullopt);
   stored(node, layer);
@@ -386,8 +388,18 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
     if (node.parent) ++consumers_.at(*node.parent);
     if (auto* copy = std::get_if<CopyOp>(&node.op); copy && copy->from_node) ++consumers_.at(*copy->from_node);
   }
-  for (auto& t : graph_.targets) ++consumers_.at(t.node);
-  for (auto& p : graph_.pushes) ++consumers_.at(p.node);
+  exported_.resize(graph_.nodes.size());
+  auto exported = [&](size_t top) {
+    for (std::optional<size_t> n = top; n && !exported_[*n]; n = graph_.nodes.at(*n).parent) exported_[*n] = true;
+  };
+  for (auto& t : graph_.targets) {
+    ++consumers_.at(t.node);
+    exported(t.node);
+  }
+  for (auto& p : graph_.pushes) {
+    ++consumers_.at(p.node);
+    exported(p.node);
+  }
   // Steps of independent stages report from several threads: one event at a time.
   auto report = std::make_shared<std::mutex>();
   settings_.progress = [report, inner = std::move(settings_.progress)](const ProgressEvent& event) {
@@ -546,11 +558,30 @@ std::vector<PlannedStep> Builder::plan(const std::vector<size_t>& nodes) {
   return planning.steps();
 }
 
-std::vector<CachedStep> Builder::used_steps() const {
-  std::lock_guard lock(records_mutex_);
+std::vector<CachedStep> Builder::used_steps() {
   std::vector<CachedStep> out;
-  for (auto& [key, step] : used_) out.push_back(step);
+  {
+    std::lock_guard lock(records_mutex_);
+    for (auto& [key, step] : used_) out.push_back(step);
+  }
+  // A registry cache is read by other machines' builds, whose stages may be outputs.
+  for (auto& step : out)
+    if (step.layer && step.layer->media_type == media_type::kLayerTar) step.layer = compressed(*step.layer, step.key);
   return out;
+}
+
+LayerBlob Builder::compressed(const LayerBlob& layer, const Digest& key) {
+  if (layer.media_type != media_type::kLayerTar) return layer;
+  ensure_local({layer});
+  LayerBlob blob = compress_layer(layer, store_.blob_dir(), layer_options(), listings_.get());
+  store_.note_layer(blob);
+  CachedStep step = [&] {
+    std::lock_guard lock(records_mutex_);
+    return used_.at(key);
+  }();
+  step.layer = blob;
+  remember(step);
+  return blob;
 }
 
 void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
@@ -799,6 +830,12 @@ void drop_volume_writes(std::vector<LayerEntry>& entries, const RootDir& root, c
 
 LayerOptions Builder::layer_options() const { return LayerOptions{settings_.source_date_epoch, settings_.compression}; }
 
+LayerOptions Builder::layer_options(const Node& node) const {
+  LayerOptions options = layer_options();
+  options.deferred = !exported_[index_of(node)];
+  return options;
+}
+
 CopyItem Builder::fetched(const CopyOp::Remote& remote, const std::string& dest) {
   namespace fs = std::filesystem;
   std::string path = remote.url.substr(0, remote.url.find_first_of("?#"));
@@ -949,7 +986,8 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
                   : plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
                               [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
   if (op.static_only) b_.check_static(entries, st.image.platform);
-  LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(), nullptr, b_.listings_.get());
+  LayerBlob blob =
+      write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(node), nullptr, b_.listings_.get());
   std::vector<LayerEntry>().swap(entries);  // gone before the image's tree takes the layer in
   b_.store_.note_layer(blob);
   b_.remember(CachedStep{key, step.description, blob, std::time(nullptr)});
@@ -1064,7 +1102,20 @@ std::filesystem::path Builder::image_root(const Stage& st) {
     }
     // The same step of an earlier build wrote many of the same files (Go's
     // build cache in a `go build` layer): shared, they take their disk once.
-    if (auto donor = root_like(roots, to)) share_identical_files(tree, *donor);
+    if (auto donor = root_like(roots, to)) {
+      // What the layers wrote, when their listings are known: the rest of the tree is links to `base`.
+      std::vector<std::string> written;
+      bool listed = true;
+      for (size_t i = from; i < to; ++i) {
+        fs::path blob = store_.blob_path(image.layers[i].digest);
+        listed = listings_->known(blob);
+        if (!listed) break;
+        std::shared_ptr<const ImageTree::Listing> listing = listings_->of(blob);
+        for (auto& [path, file] : listing->added)
+          if (file.type == LayerEntry::Type::File) written.push_back(path);
+      }
+      listed ? share_identical_files(tree, *donor, written) : share_identical_files(tree, *donor);
+    }
     // What it adds to `base`: all prune needs to know of it, without a walk.
     uint64_t added = own_bytes(tree);
     fs::path made = root_of(to);
@@ -1201,7 +1252,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     }
   std::optional<LayerBlob> layer;
   if (!entries.empty()) {
-    layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options(), b_.listings_.get());
+    layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options(node), b_.listings_.get());
     b_.store_.note_layer(*layer);
   }
   b_.remember(CachedStep{run.key, run.description, layer, std::time(nullptr)});

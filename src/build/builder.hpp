@@ -178,8 +178,10 @@ public:
   /// builder's manifest when the registry lacked it). Call after build(node).
   std::vector<BuildInput> inputs_of(size_t node);
 
-  /// Every step result this build used or made, for `--cache-to`.
-  std::vector<CachedStep> used_steps() const;
+  /// Every step result this build used or made, for `--cache-to`: a layer
+  /// kept uncompressed (a builder stage's) is compressed now, as the build's
+  /// compression makes it, and the cache records the compressed one.
+  std::vector<CachedStep> used_steps();
 
   /// Makes sure the store holds `layers`, fetching those it lacks from where
   /// the build learnt of them (a base image's registry, a registry cache).
@@ -301,6 +303,13 @@ private:
   size_t index_of(const Node& node) const;
   /// How this build writes layers.
   LayerOptions layer_options() const;
+  /// How a step of `node` writes its layer: uncompressed when no output or
+  /// push holds it (it only feeds other steps).
+  LayerOptions layer_options(const Node& node) const;
+  /// `layer` as the build's compression makes it: a layer kept uncompressed
+  /// is compressed (fetched first if the store lacks it), and step `key` of
+  /// this build, which made it, records the compressed one from now on.
+  LayerBlob compressed(const LayerBlob& layer, const Digest& key);
 
   const Graph& graph_;
   Layout& store_;
@@ -309,6 +318,9 @@ private:
   /// How many steps, targets and pushes use each node's result: a stage with
   /// one user is handed on rather than kept (see stage()).
   std::vector<unsigned> consumers_;
+  /// Whether each node's image is an output's or a push's (its own, or one
+  /// built on it): its steps' layers are compressed as they are written.
+  std::vector<bool> exported_;
   StepCache cache_;
   /// The listings of the layers this build's image trees hold, each made once
   /// and kept in the build cache for the next build.

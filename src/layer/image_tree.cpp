@@ -302,6 +302,10 @@ void LayerListings::put(const std::filesystem::path& blob, const std::vector<Lay
   keep(blob, maker.finish());
 }
 
+void LayerListings::same_as(const std::filesystem::path& blob, const std::filesystem::path& tar) {
+  keep(blob, of(tar));
+}
+
 ImageTree::ImageTree(std::shared_ptr<LayerListings> listings) : listings_(std::move(listings)) {}
 
 void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }

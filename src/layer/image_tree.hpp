@@ -156,6 +156,10 @@ public:
   /// was just written from, so its listing costs no read.
   void put(const std::filesystem::path& blob, const std::vector<LayerEntry>& entries);
 
+  /// The listing of `blob` is that of `tar`: the same tar stream, compressed
+  /// (compress_layer), so its listing costs no read either.
+  void same_as(const std::filesystem::path& blob, const std::filesystem::path& tar);
+
 private:
   std::shared_ptr<const ImageTree::Listing> kept(const std::filesystem::path& blob);
   void keep(const std::filesystem::path& blob, std::shared_ptr<const ImageTree::Listing> listing);

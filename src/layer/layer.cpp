@@ -1,6 +1,7 @@
 #include "layer/layer.hpp"
 
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -8,6 +9,7 @@
 
 #include "base/errors.hpp"
 #include "base/fs.hpp"
+#include "base/interrupt.hpp"
 #include "layer/blob_output.hpp"
 #include "layer/chunk_pipe.hpp"
 #include "layer/compression.hpp"
@@ -80,30 +82,45 @@ LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::pa
   return write_sorted_layer(entries, blob_dir, options, nullptr, listings);
 }
 
-LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
-                             const LayerOptions& options, FileDigests* file_digests, LayerListings* listings) {
-  if (std::adjacent_find(entries.begin(), entries.end(), [](auto& a, auto& b) { return !(a.path < b.path); }) !=
-      entries.end())
-    throw std::logic_error("layer: entries are not in layer order (sorted, each path once)");
+namespace {
 
+/// A deferred layer's "compressor": the tar as it is.
+class PlainSink {
+public:
+  explicit PlainSink(BlobOutput& out) : out_(out) {}
+  void add(const std::vector<char>& chunk) { out_.write(chunk.data(), chunk.size()); }
+  void finish() {}
+
+private:
+  BlobOutput& out_;
+};
+
+/// Writes the layer blob `options` name into `blob_dir` from a tar stream:
+/// `stream(consume)` hands `consume` each ChunkPipe::kChunk piece of it in
+/// order (the cuts decide a gzip blob's bytes). With `expect`, the stream
+/// must be that tar (a plain layer read back), or nothing is committed.
+template <class Stream>
+LayerBlob store_layer(const std::filesystem::path& blob_dir, const LayerOptions& options, Stream stream,
+                      const LayerBlob* expect = nullptr) {
   std::filesystem::create_directories(blob_dir);
   AtomicFile file(blob_dir / "layer");
   BlobOutput out(file.fd(), file.temp_path());
   Sha256 tar_hash;
   uint64_t tar_size = 0;
   auto compress = [&](auto& sink) {
-    ChunkPipe pipe([&](std::vector<char>& chunk) {
+    stream([&](std::vector<char>& chunk) {
       tar_hash.update(chunk.data(), chunk.size());
       tar_size += chunk.size();
       sink.add(std::move(chunk));
     });
-    write_tar(
-        entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
-    pipe.finish();
     sink.finish();
   };
   MediaType type = media_type::kLayerGzip;
-  if (options.compression == Compression::Zstd) {
+  if (options.deferred) {
+    PlainSink sink(out);
+    compress(sink);
+    type = media_type::kLayerTar;
+  } else if (options.compression == Compression::Zstd) {
     ZstdSink sink(out, options.threads);
     compress(sink);
     type = media_type::kLayerZstd;
@@ -112,9 +129,59 @@ LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::
     compress(sink);
   }
   LayerBlob blob{out.finish(), out.size(), tar_hash.finish(), tar_size, type};
-  const std::filesystem::path blob_path = blob_dir / std::string(blob.digest.hex());
-  file.commit_as(blob_path);
-  if (listings) listings->put(blob_path, entries);
+  if (expect && (blob.diff_id != expect->diff_id || tar_size != expect->size))
+    throw std::runtime_error("layer " + expect->digest.str() + " in " + blob_dir.string() +
+                             " is damaged: it reads as " + blob.diff_id.str() + " (" + std::to_string(tar_size) +
+                             " bytes); nothing was compressed (build again to make it anew)");
+  file.commit_as(blob_dir / std::string(blob.digest.hex()));
+  return blob;
+}
+
+}  // namespace
+
+LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
+                             const LayerOptions& options, FileDigests* file_digests, LayerListings* listings) {
+  if (std::adjacent_find(entries.begin(), entries.end(), [](auto& a, auto& b) { return !(a.path < b.path); }) !=
+      entries.end())
+    throw std::logic_error("layer: entries are not in layer order (sorted, each path once)");
+
+  LayerBlob blob = store_layer(blob_dir, options, [&](const ChunkPipe::Consumer& consume) {
+    ChunkPipe pipe(consume);
+    write_tar(
+        entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
+    pipe.finish();
+  });
+  if (listings) listings->put(blob_dir / std::string(blob.digest.hex()), entries);
+  return blob;
+}
+
+LayerBlob compress_layer(const LayerBlob& tar, const std::filesystem::path& blob_dir, const LayerOptions& options,
+                         LayerListings* listings) {
+  const std::filesystem::path from = blob_dir / std::string(tar.digest.hex());
+  Fd fd = open_read(from);
+  LayerOptions compressed = options;
+  compressed.deferred = false;
+  LayerBlob blob = store_layer(
+      blob_dir, compressed,
+      [&](const ChunkPipe::Consumer& consume) {
+        for (bool more = true; more;) {
+          check_interrupt();
+          std::vector<char> chunk(ChunkPipe::kChunk);
+          size_t got = 0;
+          while (got < chunk.size()) {
+            ssize_t n = ::read(fd.get(), chunk.data() + got, chunk.size() - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) throw_errno("read " + from.string());
+            if (n == 0) break;
+            got += static_cast<size_t>(n);
+          }
+          more = got == chunk.size();
+          chunk.resize(got);
+          if (got > 0) consume(chunk);
+        }
+      },
+      &tar);
+  if (listings) listings->same_as(blob_dir / std::string(blob.digest.hex()), from);
   return blob;
 }
 

@@ -90,6 +90,12 @@ struct LayerOptions {
   /// Compression threads; 0: one per core. Never changes the bytes: chunks and
   /// zstd jobs are cut at fixed offsets whatever the number of threads.
   unsigned threads = 0;
+  /// Writes the tar uncompressed (media type tar, digest = diff_id): a layer
+  /// only other steps of the build read, whose compression would be wasted
+  /// unless an output, a push or a cache export needs it. compress_layer()
+  /// then makes the very blob `compression` would have made. Never part of a
+  /// key: both forms hold the same tar.
+  bool deferred = false;
 };
 
 /// A time in nanoseconds since the epoch, as FileStamp keeps mtime and ctime.
@@ -146,5 +152,14 @@ LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::pa
 LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
                              const LayerOptions& options, FileDigests* file_digests = nullptr,
                              LayerListings* listings = nullptr);
+
+/// Compresses the plain tar layer `tar` (written `deferred`, in `blob_dir`)
+/// as `options` say, into `blob_dir`: byte for byte the blob write_layer()
+/// would have made of the same entries, since both cut the same tar stream
+/// at the same offsets. The tar is checked against its diff_id as it is
+/// read; a damaged one, or an error or interrupt half-way, leaves no new
+/// blob. With `listings`, the new blob's listing is the tar's, not read again.
+LayerBlob compress_layer(const LayerBlob& tar, const std::filesystem::path& blob_dir, const LayerOptions& options,
+                         LayerListings* listings = nullptr);
 
 }  // namespace imgbuild

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -683,9 +684,41 @@ void link_tree(const std::filesystem::path& from, const std::filesystem::path& t
   }
 }
 
+namespace {
+
+/// Makes the file `ours` (lstat `st`) of a root a link to `theirs` of its
+/// donor root when it is a file one layer wrote (one link) with the same
+/// bytes, mode, owner and modification time, and neither has extended
+/// attributes. The folders on the way to both are the caller's to check.
+/// Returns the bytes now shared.
+uint64_t share_if_identical(const std::filesystem::path& ours, const struct stat& st,
+                            const std::filesystem::path& theirs) {
+  auto no_xattrs = [](const std::filesystem::path& p) { return ::llistxattr(p.c_str(), nullptr, 0) == 0; };
+  struct stat other {};
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_size == 0 || ::lstat(theirs.c_str(), &other) != 0 ||
+      !S_ISREG(other.st_mode) || st.st_size != other.st_size || st.st_mode != other.st_mode ||
+      st.st_uid != other.st_uid || st.st_gid != other.st_gid || st.st_mtim.tv_sec != other.st_mtim.tv_sec ||
+      st.st_mtim.tv_nsec != other.st_mtim.tv_nsec || !no_xattrs(ours) || !no_xattrs(theirs) ||
+      sha256_file(ours) != sha256_file(theirs))
+    return 0;
+  // Linked beside and renamed over: the file is never missing. A donor
+  // file at the link limit stays unshared.
+  std::filesystem::path temp = ours;
+  temp += ".imgbuild-share";
+  if (::link(theirs.c_str(), temp.c_str()) != 0) return 0;
+  if (::rename(temp.c_str(), ours.c_str()) != 0) {
+    int error = errno;
+    ::unlink(temp.c_str());
+    errno = error;
+    throw_errno("cannot replace " + ours.string());
+  }
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+}  // namespace
+
 uint64_t share_identical_files(const std::filesystem::path& tree, const std::filesystem::path& donor) {
   namespace fs = std::filesystem;
-  auto no_xattrs = [](const fs::path& p) { return ::llistxattr(p.c_str(), nullptr, 0) == 0; };
   uint64_t shared = 0;
   // in_donor[d]: whether the folder at depth d of the walk is a folder in
   // `donor` too, reached through folders only.
@@ -696,37 +729,54 @@ uint64_t share_identical_files(const std::filesystem::path& tree, const std::fil
        it != fs::recursive_directory_iterator(); ++it) {
     size_t depth = static_cast<size_t>(it.depth());
     in_donor.resize(depth + 1);
-    fs::path rel = it->path().lexically_relative(tree), theirs = donor / rel;
-    struct stat ours {
-    }, other{};
+    fs::path theirs = donor / it->path().lexically_relative(tree);
+    struct stat ours {};
     if (::lstat(it->path().c_str(), &ours) != 0) {
       if (errno == ENOENT) continue;  // a link made below and renamed already
       throw_errno("stat " + it->path().string());
     }
-    bool there = in_donor[depth] && ::lstat(theirs.c_str(), &other) == 0;
     if (S_ISDIR(ours.st_mode)) {
-      in_donor.push_back(there && S_ISDIR(other.st_mode));
+      struct stat other {};
+      in_donor.push_back(in_donor[depth] && ::lstat(theirs.c_str(), &other) == 0 && S_ISDIR(other.st_mode));
       if (!in_donor.back()) it.disable_recursion_pending();
       continue;
     }
-    if (!there || !S_ISREG(ours.st_mode) || !S_ISREG(other.st_mode) || ours.st_nlink != 1 || ours.st_size == 0 ||
-        ours.st_size != other.st_size || ours.st_mode != other.st_mode || ours.st_uid != other.st_uid ||
-        ours.st_gid != other.st_gid || ours.st_mtim.tv_sec != other.st_mtim.tv_sec ||
-        ours.st_mtim.tv_nsec != other.st_mtim.tv_nsec || !no_xattrs(it->path()) || !no_xattrs(theirs) ||
-        sha256_file(it->path()) != sha256_file(theirs))
-      continue;
-    // Linked beside and renamed over: the file is never missing. A donor
-    // file at the link limit stays unshared.
-    fs::path temp = it->path();
-    temp += ".imgbuild-share";
-    if (::link(theirs.c_str(), temp.c_str()) != 0) continue;
-    if (::rename(temp.c_str(), it->path().c_str()) != 0) {
-      int error = errno;
-      ::unlink(temp.c_str());
-      errno = error;
-      throw_errno("cannot replace " + it->path().string());
+    if (in_donor[depth]) shared += share_if_identical(it->path(), ours, theirs);
+  }
+  return shared;
+}
+
+uint64_t share_identical_files(const std::filesystem::path& tree, const std::filesystem::path& donor,
+                               const std::vector<std::string>& written) {
+  // Whether each folder on the way is a folder in both roots, never a
+  // symlink: asked once per folder, shortest first, so that a longer one is
+  // only looked up through folders already known to be folders.
+  std::unordered_map<std::string, bool> folders{{"", true}};
+  auto folder_in_both = [&](const std::string& rel) {
+    auto [it, first] = folders.try_emplace(rel, false);
+    if (first) {
+      struct stat a {
+      }, b{};
+      it->second = ::lstat((tree / rel).c_str(), &a) == 0 && S_ISDIR(a.st_mode) &&
+                   ::lstat((donor / rel).c_str(), &b) == 0 && S_ISDIR(b.st_mode);
     }
-    shared += static_cast<uint64_t>(ours.st_blocks) * 512;
+    return it->second;
+  };
+  uint64_t shared = 0;
+  for (const std::string& path : written) {
+    std::string rel = path.substr(std::min(path.find_first_not_of('/'), path.size()));
+    bool through_folders = !rel.empty();
+    for (size_t at = 0; through_folders;) {
+      size_t slash = rel.find('/', at);
+      std::string name = rel.substr(at, slash == std::string::npos ? std::string::npos : slash - at);
+      if (name.empty() || name == "." || name == "..") through_folders = false;
+      if (slash == std::string::npos) break;
+      through_folders = through_folders && folder_in_both(rel.substr(0, slash));
+      at = slash + 1;
+    }
+    struct stat ours {};
+    if (through_folders && ::lstat((tree / rel).c_str(), &ours) == 0)
+      shared += share_if_identical(tree / rel, ours, donor / rel);
   }
   return shared;
 }

@@ -116,6 +116,15 @@ void link_tree(const std::filesystem::path& from, const std::filesystem::path& t
 /// through a symlink. Returns the bytes now shared.
 uint64_t share_identical_files(const std::filesystem::path& tree, const std::filesystem::path& donor);
 
+/// share_identical_files() for the paths `written` alone ("/usr/bin/app", as
+/// a layer's listing names them): those the layers just applied wrote, so
+/// that the cost is that of the change, not of the image (the other files of
+/// `tree` are links to the root it was made from). A path is left alone when
+/// a folder on its way, in `tree` or in `donor`, is not a folder there (a
+/// symlink is never followed).
+uint64_t share_identical_files(const std::filesystem::path& tree, const std::filesystem::path& donor,
+                               const std::vector<std::string>& written);
+
 /// Removes `path` and, if it is a directory, everything below it, never
 /// following a symlink (a symlink is removed, not what it points to). Depth is
 /// not limited by open files or stack. Nothing happens when `path` is missing.

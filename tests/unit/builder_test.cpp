@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -17,6 +18,7 @@
 
 using namespace imgbuild;
 using imgbuild::test::ScratchDir;
+using imgbuild::test::slurp;
 using imgbuild::test::spit;
 using Lines = std::vector<std::string>;
 using Outcome = PlannedStep::Outcome;
@@ -330,4 +332,68 @@ TEST_CASE("the doctor examines the built image: its files and the line that set 
   no_entrypoint.entrypoint_loc.clear();
   for (auto& f : examine_built(no_entrypoint, "recipe.lua:7"))
     if (f.error) CHECK(f.loc == "recipe.lua:7");
+}
+
+namespace {
+
+/// A builder stage (scratch, a copy of hello.txt) and an app copying its
+/// file out; with `builder_is_output`, the builder stage is an image too.
+Graph builder_graph(bool builder_is_output) {
+  Graph g;
+  size_t builder = add(g, "recipe.lua:1", std::nullopt, ScratchOp{});
+  builder = add(g, "recipe.lua:2", builder, copy_of("hello.txt", "/hello.txt"));
+  size_t app = add(g, "recipe.lua:3", std::nullopt, ScratchOp{});
+  CopyOp out = copy_of("/hello.txt", "/copied.txt");
+  out.from_node = builder;
+  app = add(g, "recipe.lua:4", app, out);
+  g.targets.push_back(Target{"app", app, "recipe.lua:5"});
+  if (builder_is_output) g.targets.push_back(Target{"builder", builder, "recipe.lua:6"});
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("a builder stage's layer stays an uncompressed tar until an output or a cache export needs it", "[builder]") {
+  Site site;
+  // What an eager build makes: there the builder stage is an output.
+  Graph both = builder_graph(true);
+  Layout eager_store(site.state.path / "eager");
+  Builder eager(both, eager_store, site.settings("eager-cache"));
+  const LayerBlob eager_layer = eager.build(both.targets[1].node).image.layers.at(0);
+  const Digest eager_app = eager.build(both.targets[0].node).manifest.digest;
+  REQUIRE(eager_layer.media_type == media_type::kLayerGzip);
+  const std::string eager_bytes = slurp(eager_store.blob_path(eager_layer.digest));
+
+  Graph lazy = builder_graph(false);
+  Layout store(site.state.path / "store");
+  Builder first(lazy, store, site.settings());
+  CHECK(first.build(lazy.targets[0].node).manifest.digest == eager_app);
+  // Only the tar: no one needed it compressed.
+  CHECK_FALSE(store.has_blob(eager_layer.digest));
+  CHECK(store.has_blob(eager_layer.diff_id));
+
+  SECTION("a cache export compresses it, byte for byte the eager blob, and the cache records that one") {
+    std::vector<CachedStep> used = first.used_steps();
+    auto step = std::find_if(used.begin(), used.end(), [](auto& s) { return s.step == "copy hello.txt /hello.txt"; });
+    REQUIRE(step != used.end());
+    REQUIRE(step->layer);
+    CHECK(step->layer->digest == eager_layer.digest);
+    CHECK(step->layer->media_type == media_type::kLayerGzip);
+    CHECK(step->layer->diff_id == eager_layer.diff_id);
+    CHECK(slurp(store.blob_path(eager_layer.digest)) == eager_bytes);
+    std::optional<CachedStep> recorded = StepCache(site.state.path / "cache").find(step->key);
+    REQUIRE(recorded);
+    REQUIRE(recorded->layer);
+    CHECK(recorded->layer->digest == eager_layer.digest);
+  }
+  SECTION("a later build that outputs the builder stage takes the cached step, compressed then") {
+    site.ended.clear();
+    Builder second(both, store, site.settings());
+    const BuiltImage& builder = second.build(both.targets[1].node);
+    CHECK(builder.image.layers.at(0).digest == eager_layer.digest);
+    CHECK(builder.image.layers.at(0).media_type == media_type::kLayerGzip);
+    CHECK(slurp(store.blob_path(eager_layer.digest)) == eager_bytes);
+    CHECK(site.ended == Lines{"recipe.lua:2 copy hello.txt /hello.txt: cached"});
+    CHECK(second.build(both.targets[0].node).manifest.digest == eager_app);
+  }
 }

@@ -14,13 +14,16 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "base/interrupt.hpp"
 #include "oci/digest.hpp"
 #include "test_support.hpp"
 
@@ -745,6 +748,85 @@ TEST_CASE("layers are the same bytes whatever the number of threads", "[layer]")
     auto recs = read_tar(tar);
     REQUIRE(recs.size() == 2);
     REQUIRE(recs[0].content_sha == std::string(sha256_of(slurp(s.path / "mixed")).hex()));
+  }
+}
+
+TEST_CASE("a deferred layer is the plain tar, and compressed later it is the eager blob byte for byte", "[layer]") {
+  // Over 3 MiB: several gzip chunks, a zstd frame of more than one job.
+  ScratchDir s;
+  spit(s.path / "mixed", mixed_bytes((3 << 20) + 12345, 5));
+  spit(s.path / "small", "small\n");
+  std::vector<LayerEntry> entries{file_entry("mixed", s.path / "mixed"), file_entry("small", s.path / "small")};
+  for (auto compression : {imgbuild::Compression::Gzip, imgbuild::Compression::Zstd}) {
+    INFO(imgbuild::compression_name(compression));
+    LayerOptions eager{1700000000, compression, 3}, deferred = eager;
+    deferred.deferred = true;
+    LayerBlob made = imgbuild::write_layer(entries, s.path / "eager", eager);
+    LayerBlob tar = imgbuild::write_layer(entries, s.path / "lazy", deferred);
+    CHECK(tar.media_type == imgbuild::media_type::kLayerTar);
+    CHECK(tar.digest == made.diff_id);
+    CHECK(tar.diff_id == made.diff_id);
+    CHECK(tar.size == made.uncompressed_size);
+    CHECK(std::string(sha256_of(slurp(s.path / "lazy" / std::string(tar.digest.hex()))).hex()) == tar.digest.hex());
+    LayerOptions other_threads = eager;
+    other_threads.threads = 1;
+    LayerBlob later = imgbuild::compress_layer(tar, s.path / "lazy", other_threads);
+    CHECK(later.digest == made.digest);
+    CHECK(later.size == made.size);
+    CHECK(later.diff_id == made.diff_id);
+    CHECK(later.uncompressed_size == made.uncompressed_size);
+    CHECK(later.media_type == made.media_type);
+    CHECK(slurp(s.path / "lazy" / std::string(later.digest.hex())) ==
+          slurp(s.path / "eager" / std::string(made.digest.hex())));
+  }
+}
+
+TEST_CASE("a damaged or interrupted compression of a deferred layer leaves no blob", "[layer]") {
+  ScratchDir s;
+  spit(s.path / "mixed", mixed_bytes((2 << 20) + 99, 11));
+  std::vector<LayerEntry> entries{file_entry("mixed", s.path / "mixed")};
+  LayerOptions deferred{0, imgbuild::Compression::Gzip, 2};
+  deferred.deferred = true;
+  const fs::path blobs = s.path / "blobs";
+  LayerBlob tar = imgbuild::write_layer(entries, blobs, deferred);
+  const fs::path tar_path = blobs / std::string(tar.digest.hex());
+  auto names = [&] {
+    std::set<std::string> out;
+    for (auto& e : fs::directory_iterator(blobs)) out.insert(e.path().filename().string());
+    return out;
+  };
+  const std::set<std::string> only_tar{std::string(tar.digest.hex())};
+  LayerOptions gzip{0, imgbuild::Compression::Gzip, 2};
+
+  SECTION("interrupted: nothing new, the tar as it was") {
+    imgbuild::set_interrupt_for_testing(SIGINT);
+    bool interrupted = false;
+    try {
+      imgbuild::compress_layer(tar, blobs, gzip);
+    } catch (const imgbuild::Interrupted&) {
+      interrupted = true;
+    }
+    imgbuild::set_interrupt_for_testing(0);
+    CHECK(interrupted);
+    CHECK(names() == only_tar);
+    CHECK(std::string(sha256_of(slurp(tar_path)).hex()) == tar.digest.hex());
+  }
+  SECTION("a tar changed in its middle, same size: refused, nothing written") {
+    std::string bytes = slurp(tar_path);
+    bytes[bytes.size() / 2] ^= 0x55;  // past the first chunks: compressed before the lie shows
+    fs::remove(tar_path);
+    spit(tar_path, bytes);
+    CHECK_THROWS_WITH(imgbuild::compress_layer(tar, blobs, gzip),
+                      Contains("layer " + tar.digest.str() + " in " + blobs.string() + " is damaged") &&
+                          Contains("nothing was compressed"));
+    CHECK(names() == only_tar);
+  }
+  SECTION("a tar cut short: refused, nothing written") {
+    std::string bytes = slurp(tar_path);
+    fs::remove(tar_path);
+    spit(tar_path, bytes.substr(0, bytes.size() - 4096));
+    CHECK_THROWS_WITH(imgbuild::compress_layer(tar, blobs, gzip), Contains("is damaged"));
+    CHECK(names() == only_tar);
   }
 }
 

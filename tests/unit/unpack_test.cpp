@@ -1095,6 +1095,42 @@ TEST_CASE("a root shares the files a root of the same step wrote alike, and noth
   CHECK(names_in(tree / "cache") == std::vector<std::string>{"main.a", "private", "std.a"});
 }
 
+TEST_CASE("a root shares what its layers wrote, named by their listing, and nothing through a symlink", "[unpack]") {
+  Sandbox box;  // box.root: the root of an earlier build
+  const std::string big(20000, 'g');
+  std::vector<Entry> layer{
+      {.path = "cache/", .type = 'd', .mode = 0755}, {.path = "cache/std.a", .content = big},
+      {.path = "cache/main.a", .content = "main 1"}, {.path = "etc/", .type = 'd', .mode = 0755},
+      {.path = "etc/passwd", .content = big},        {.path = "base.txt", .content = big},
+  };
+  box.apply(layer);
+  // The earlier root's etc is a symlink to a host folder holding the same file.
+  fs::remove_all(box.root / "etc");
+  imgbuild::apply_layer(box.outside, bytes(make_tar({layer[3], layer[4]})), "host", box.options);
+  fs::create_directory_symlink(box.outside / "etc", box.root / "etc");
+
+  fs::path tree = box.scratch.path / "new";
+  fs::create_directory(tree);
+  layer[2].content = "main 2";
+  imgbuild::apply_layer(tree, bytes(make_tar(layer)), "layer 1", box.options);
+  // In the new tree, "lib" is a symlink to the host folder: a listing that
+  // names lib/passwd (a lying one) must not reach the host's file.
+  fs::create_directory_symlink(box.outside / "etc", tree / "lib");
+  const auto host_inode = lstat_of(box.outside / "etc/passwd").st_ino;
+
+  uint64_t shared = imgbuild::share_identical_files(
+      tree, box.root, {"/cache/std.a", "/cache/main.a", "/etc/passwd", "/lib/passwd", "/cache/../etc/passwd", "/gone"});
+  CHECK(lstat_of(tree / "cache/std.a").st_ino == lstat_of(box.root / "cache/std.a").st_ino);
+  CHECK(shared == static_cast<uint64_t>(lstat_of(tree / "cache/std.a").st_blocks) * 512);
+  CHECK(slurp(tree / "cache/main.a") == "main 2");
+  CHECK(lstat_of(tree / "etc/passwd").st_ino != host_inode);
+  CHECK(lstat_of(box.outside / "etc/passwd").st_ino == host_inode);
+  CHECK(lstat_of(box.outside / "etc/passwd").st_nlink == 1);
+  // Not named: left as the layer wrote it, though the donor has it alike.
+  CHECK(lstat_of(tree / "base.txt").st_ino != lstat_of(box.root / "base.txt").st_ino);
+  CHECK(names_in(box.outside / "etc") == std::vector<std::string>{"passwd"});
+}
+
 TEST_CASE("an unpacked image's own files are read inside its root, never the host's", "[unpack]") {
   // What the sandbox reads /etc/passwd and /etc/group with: a hostile image
   // links them to host files, or makes them a fifo that would block the open.
