@@ -274,6 +274,26 @@ std::optional<BlobOutcome> BlobUploader::claim(const Reference& dest, const Dige
 
 PushResult push_image(RegistryClient& client, const Layout& store, const Descriptor& manifest, const Reference& dest,
                       const TransferLog& log, const BlobProgress& progress, BlobUploader* started) {
+  if (manifest.media_type.is_index()) {
+    // A multi-platform image: each platform's manifest (and its blobs) goes
+    // first, put by its digest, so the index never names what the registry lacks.
+    std::string body = store.read_document(manifest);
+    size_t uploaded = 0, mounted = 0, present = 0;
+    uint64_t bytes = 0;
+    json index = parse_document(body, dest.str());
+    for (auto& entry : index.at("manifests")) {
+      Descriptor child = Descriptor::from_json(entry);
+      Reference by_digest = dest;
+      by_digest.tag.clear();
+      by_digest.digest = child.digest;
+      PushResult r = push_image(client, store, child, by_digest, log, progress, started);
+      uploaded += r.uploaded;
+      mounted += r.mounted;
+      present += r.present;
+      bytes += r.bytes;
+    }
+    return PushResult{client.put_manifest(dest, manifest.media_type, body), uploaded, mounted, present, bytes};
+  }
   StoredImage image = store.load(manifest);
   std::vector<Descriptor> blobs;
   for (auto& l : image.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
