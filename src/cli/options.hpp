@@ -53,6 +53,8 @@ struct Options {
   std::optional<std::string> username;                      ///< login --username
   bool password_stdin = false;                              ///< login --password-stdin
   std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
+  std::vector<Platform> platforms;                          ///< --platform: what every image is built for
+  bool emulate = false;                                     ///< --emulate: foreign RUN steps under binfmt_misc
 };
 
 /// Every option of the table, by name.
@@ -82,6 +84,8 @@ enum class Opt {
   Username,
   PasswordStdin,
   File,
+  Platform,
+  Emulate,
 };
 
 /// The options a command takes.
