@@ -19,9 +19,10 @@ std::string qemu_arch(const std::string& architecture) {
 std::optional<std::string> foreign_run_refusal(const Platform& image, const Platform& build, bool emulate,
                                                const std::filesystem::path& binfmt_dir) {
   if (image.os == build.os && image.architecture == build.architecture) return std::nullopt;
-  const std::string way_out = "cross-compile on the build platform instead (go.build does; the recipe reads it as "
-                              "platform.build, " +
-                              build.str() + ")";
+  const std::string way_out =
+      "cross-compile on the build platform instead (go.build does; the recipe reads it as "
+      "platform.build, " +
+      build.str() + ")";
   if (!emulate)
     return "the image is " + image.str() + " and this machine is " + build.str() +
            ": its programs run here only under emulation; " + way_out +

@@ -103,8 +103,7 @@ TEST_CASE("a RUN step of a foreign platform fails at its line with the way out",
                      Platform::host().str() +
                      ": its programs run here only under emulation; cross-compile on the build platform instead "
                      "(go.build does; the recipe reads it as platform.build, " +
-                     Platform::host().str() +
-                     "), or allow emulation with --emulate or :run(..., { emulate = true })");
+                     Platform::host().str() + "), or allow emulation with --emulate or :run(..., { emulate = true })");
 }
 
 TEST_CASE("a copy shared by the platforms is one step, one layer", "[recipe][platforms]") {

@@ -49,12 +49,13 @@ TEST_CASE("emulation needs an enabled qemu entry with the F flag", "[emulation]"
   TempDir binfmt(std::filesystem::temp_directory_path(), "binfmt-");
   const std::string path = (binfmt.path() / "qemu-aarch64").string();
   auto refusal = [&] { return foreign_run_refusal(kArm64, kAmd64, true, binfmt.path()).value_or(""); };
-  CHECK(refusal() == "emulating linux/arm64 needs binfmt_misc to run its programs through qemu-user-static, and "
-                     "no emulator is registered (" +
-                         path +
-                         " does not exist): install Debian's qemu-user-static (it registers qemu-aarch64 with the F "
-                         "flag), or cross-compile on the build platform instead (go.build does; the recipe reads it "
-                         "as platform.build, linux/amd64)");
+  CHECK(refusal() ==
+        "emulating linux/arm64 needs binfmt_misc to run its programs through qemu-user-static, and "
+        "no emulator is registered (" +
+            path +
+            " does not exist): install Debian's qemu-user-static (it registers qemu-aarch64 with the F "
+            "flag), or cross-compile on the build platform instead (go.build does; the recipe reads it "
+            "as platform.build, linux/amd64)");
   // Without F the kernel opens the interpreter's path at exec time, inside
   // the image's root: a file there (the image's own) would run instead.
   imgbuild::write_file_atomic(binfmt.path() / "qemu-aarch64", entry("enabled", "POC"));
