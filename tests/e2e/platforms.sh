@@ -84,6 +84,14 @@ check "refused (exit 2)" test $? -eq 2
 check "with what to do instead" grep -qx "imgbuild: -o docker-archive: holds one platform's image, and 'hello' is built for linux/$HOST_ARCH, linux/$FOREIGN (.*recipe.lua:5): write the index with -o oci:DIR, or choose one platform with --platform" "$work/last.err"
 check "nothing was written" test ! -e "$work/hello.tar"
 
+step "--platform is checked as it is read"
+for bad in "arm64|--platform: invalid platform 'arm64' (expected os/arch[/variant], e.g. linux/arm64)" \
+  "linux/arm64,linux/arm64|--platform: linux/arm64 is listed twice"; do
+  imgbuild "$ROOT/examples/hello/recipe.lua" --platform "${bad%%|*}"
+  check "--platform ${bad%%|*}: exit 2" test $? -eq 2
+  check "  saying: ${bad#*|}" grep -qxF "imgbuild: ${bad#*|}" "$work/last.err"
+done
+
 step "a copy the platforms share is one layer; the recipe reads platform"
 mkdir -p "$work/shared"
 echo "certificates" >"$work/shared/ca.pem"
