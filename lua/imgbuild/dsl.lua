@@ -14,6 +14,8 @@
 --                  message); nil when the evaluation has no registry access
 --   doctor_warnings  names of the doctor's warnings (what :doctor may ignore)
 --   size           function(text) -> bytes of a size such as "10MB", or nil
+--   platform       { os, arch, variant } of the platform this evaluation describes
+--   build_platform { os, arch, variant } of the machine imgbuild runs on
 
 local settings = ...
 
@@ -351,10 +353,11 @@ local function argv_and_options(what, cmd, opts)
   return argv, options
 end
 
-local run_options = { env = true, workdir = true, user = true, network = true, cache = true, secrets = true }
+local run_options = { env = true, workdir = true, user = true, network = true, cache = true, secrets = true,
+  emulate = true }
 
 ---@param cmd string|table a shell command ("go mod download"), or an argv list with options
----@param opts? { env?: table, workdir?: string, user?: string, network?: "default"|"host"|"none", cache?: string[], secrets?: table<string, string> }
+---@param opts? { env?: table, workdir?: string, user?: string, network?: "default"|"host"|"none", cache?: string[], secrets?: table<string, string>, emulate?: boolean }
 function Image:run(cmd, opts)
   check_self(self, "run")
   local argv, shown = {}, nil
@@ -381,6 +384,9 @@ function Image:run(cmd, opts)
       if dir:sub(1, 1) ~= "/" then fail("run: cache: '%s' must be an absolute path in the image", dir) end
     end
   end
+  if opts.emulate ~= nil and type(opts.emulate) ~= "boolean" then
+    fail("run: emulate: expected true or false, got %s", typename(opts.emulate))
+  end
   local secrets
   if opts.secrets ~= nil then
     secrets = check_string_map("run: secrets", opts.secrets, function(k) return k:match("^[%w_.-]+$") ~= nil end,
@@ -388,7 +394,7 @@ function Image:run(cmd, opts)
   end
   return derive(self, "run", {
     kind = "run", argv = argv, shell = shown, env = env, workdir = opts.workdir, user = opts.user,
-    network = opts.network, cache = cache, secrets = secrets,
+    network = opts.network, cache = cache, secrets = secrets, emulate = opts.emulate,
   })
 end
 
@@ -616,9 +622,48 @@ local params_used = {}
 
 api.scratch = new_image({ kind = "scratch", loc = "scratch" })
 
+--- "os/arch[/variant]", as OCI writes a platform; anything else fails at the caller's line.
+local function check_platform(what, p)
+  if not (p:match("^%w+/[%w_]+$") or p:match("^%w+/[%w_]+/%w+$")) then
+    fail("%s: invalid platform '%s' (expected os/arch[/variant], e.g. linux/arm64)", what, p)
+  end
+  return p
+end
+
+--- The `platforms` option of image() and push(): a list of distinct platforms, or nil.
+local function check_platforms(what, opts)
+  opts = check_options(what, opts, { platforms = true })
+  if opts.platforms == nil then return nil end
+  local list = check_string_list(what .. ": platforms", opts.platforms, '{ "linux/amd64", "linux/arm64" }')
+  local seen = {}
+  for _, p in ipairs(list) do
+    check_platform(what .. ": platforms", p)
+    if seen[p] then fail("%s: platforms: '%s' is listed twice", what, p) end
+    seen[p] = true
+  end
+  return list
+end
+
+--- The platform this evaluation describes: the recipe is evaluated once per
+--- platform an image is built for, so reading it varies what each builds.
+--- `build` is the machine's own platform (where `go.build` runs).
+local function platform_value(p, build)
+  local fields = { os = p.os, arch = p.arch, variant = p.variant, build = build }
+  local text = p.os .. "/" .. p.arch .. (p.variant ~= "" and ("/" .. p.variant) or "")
+  -- An empty proxy: every assignment, to a field that exists too, is refused.
+  return setmetatable({}, {
+    __index = fields,
+    __tostring = function() return text end,
+    __newindex = function() fail("platform is read-only: it is the platform being built") end,
+    __metatable = "platform",
+  })
+end
+api.platform = platform_value(settings.platform, platform_value(settings.build_platform))
+
 ---@param name string the image's name in the store ("hello", "team/api")
 ---@param img image
-function api.image(name, img)
+---@param opts? table { platforms = { "linux/amd64", "linux/arm64" } }: one image per platform, stored as an index
+function api.image(name, img, opts)
   if type(name) ~= "string" or not name:match("^[a-z0-9][a-z0-9._/-]*$") then
     fail("image: invalid name %s (use lowercase letters, digits, '.', '_', '-' and '/')",
       type(name) == "string" and ("'" .. name .. "'") or typename(name))
@@ -626,7 +671,7 @@ function api.image(name, img)
   if not is_image(img) then fail("image: expected an image as second argument, got %s", typename(img)) end
   local loc = caller_loc()
   if target_by_name[name] then fail("image: '%s' is already defined at %s", name, target_by_name[name].loc) end
-  local t = { name = name, node = nodes[img], loc = loc }
+  local t = { name = name, node = nodes[img], loc = loc, platforms = check_platforms("image", opts) }
   targets[#targets + 1] = t
   target_by_name[name] = t
   return img
@@ -646,12 +691,7 @@ end
 function api.from(ref, opts)
   local normal = check_reference("from", ref)
   opts = check_options("from", opts, { platform = true })
-  if opts.platform ~= nil then
-    check_string("from: platform", opts.platform)
-    if not (opts.platform:match("^%w+/[%w_]+$") or opts.platform:match("^%w+/[%w_]+/%w+$")) then
-      fail("from: invalid platform '%s' (expected os/arch[/variant], e.g. linux/arm64)", opts.platform)
-    end
-  end
+  if opts.platform ~= nil then check_platform("from", check_string("from: platform", opts.platform)) end
   return new_image({ kind = "from", loc = caller_loc(), ref = normal, platform = opts.platform })
 end
 
@@ -665,7 +705,8 @@ end
 ---@param img image
 ---@param ref string|string[] where to push it: "registry.example.com/team/app:tag", or a list of
 ---such references (each blob is sent once per registry, then the manifest goes under every tag)
-function api.push(img, ref)
+---@param opts? table { platforms = { "linux/amd64", "linux/arm64" } }: one image per platform, pushed as an index
+function api.push(img, ref, opts)
   if not is_image(img) then fail("push: expected an image as first argument, got %s", typename(img)) end
   local refs = { ref }
   if type(ref) == "table" then
@@ -673,12 +714,13 @@ function api.push(img, ref)
     if #refs == 0 then fail("push: the list of references is empty") end
   end
   local loc, seen = caller_loc(), {}
+  local platforms = check_platforms("push", opts)
   for i, r in ipairs(refs) do
     local normal = check_push_reference(#refs > 1 and ("push: reference " .. i) or "push", r)
     -- A tag named twice gets the manifest once.
     if not seen[normal] then
       seen[normal] = true
-      pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = loc }
+      pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = loc, platforms = platforms }
     end
   end
   return img
@@ -1059,12 +1101,14 @@ function M.collect()
   local out_targets = {}
   for _, t in ipairs(targets) do
     number(t.node)
-    out_targets[#out_targets + 1] = { name = t.name, node = ids[t.node], loc = t.loc }
+    out_targets[#out_targets + 1] = { name = t.name, node = ids[t.node], loc = t.loc, platforms = t.platforms }
   end
   local out_pushes = {}
   for _, p in ipairs(pushes) do
     number(p.node)
-    out_pushes[#out_pushes + 1] = { node = ids[p.node], ref = p.ref, loc = p.loc, always = p.always }
+    out_pushes[#out_pushes + 1] = {
+      node = ids[p.node], ref = p.ref, loc = p.loc, always = p.always, platforms = p.platforms,
+    }
   end
   local used = {}
   for _, k in ipairs(sorted_keys(params_used)) do used[#used + 1] = k end

@@ -12,6 +12,7 @@
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "build/emulation.hpp"
 #include "build/hostbuild.hpp"
 #include "inspect/elf.hpp"
 #include "layer/resolve.hpp"
@@ -916,11 +917,15 @@ void Builder::walk_copy(Walk& walk, Stage& st, const CopyOp& op, const Node& nod
     return;
   }
 
+  // The platform is not in the key: a copy's layer is the same bytes for
+  // every platform, so the images of one recipe built for several share it
+  // (made once, taken from the cache by the others). Only `static = true`
+  // checks the copied files against the platform.
   step.inputs = {{"op", op.extract_archives ? "add" : "copy"},
                  {"filesystem", filesystem_id(st.image)},
-                 {"platform", st.image.platform.str()},
                  {"static", op.static_only},
                  {"layer", layer_settings(layer_options())}};
+  if (op.static_only) step.inputs["platform"] = st.image.platform.str();
   if (source) {
     // The other image's file system is known by its chain ID: no need to
     // unpack it to know whether this copy is cached.
@@ -1183,6 +1188,8 @@ void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node)
 void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   namespace fs = std::filesystem;
   if (auto hit = b_.lookup(run.key, *this)) return take(st, *hit, run.description, StepKind::Run, node);
+  if (auto refusal = foreign_run_refusal(st.image.platform, Platform::host(), b_.settings_.emulate || run.op.emulate))
+    throw BuildError(node.loc, "run: " + run.shown + ": " + *refusal);
   StepReport report(*this, node, run.description, StepKind::Run);
   const RunOp& op = run.op;
   SandboxSpec& spec = run.spec;

@@ -51,7 +51,13 @@ struct BuildSettings {
   long max_processes = kDefaultMaxProcesses;
   /// How each RUN step is isolated (--isolation).
   Isolation isolation = Isolation::namespaces;
+  /// The platform of the images built (a base's manifest is picked for it,
+  /// `go.build` compiles for it); another than the machine's own makes
+  /// RUN steps foreign (emulation.hpp).
   Platform platform = Platform::host();
+  /// --emulate: RUN steps of a foreign platform run under binfmt_misc's
+  /// emulator when one is registered.
+  bool emulate = false;
   /// Step events (started, output, ended), serialised: the sink sees one
   /// event at a time even while stages build in parallel.
   ProgressSink progress = [](const ProgressEvent&) {};

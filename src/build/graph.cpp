@@ -98,6 +98,7 @@ RunOp parse_run(const json& n, size_t index) {
     malformed(index, "run with network '" + network + "'");
   op.cache = strings(n, "cache", index);
   op.secrets = string_map(n, "secrets", index);
+  op.emulate = n.value("emulate", false);
   return op;
 }
 
@@ -152,6 +153,14 @@ ConfigOp read_config(const std::string& key, const json& n, size_t index) {
     read_value(n, index, change.value);
     return change;
   }
+}
+
+/// A target's or a push's `platforms`, checked by the DSL.
+std::vector<Platform> platforms(const json& entry) {
+  std::vector<Platform> out;
+  if (auto it = entry.find("platforms"); it != entry.end() && it->is_array())
+    for (auto& p : *it) out.push_back(Platform::parse(p.get<std::string>()));
+  return out;
 }
 
 ConfigOp parse_config(const json& n, size_t index) {
@@ -211,7 +220,7 @@ Graph Graph::from_json(const json& d) {
   if (auto t = d.find("targets"); t != d.end() && t->is_array())
     for (auto& target : *t) try {
         Target tg{target.at("name").get<std::string>(), node_ref(target.at("node"), g.nodes.size()),
-                  target.value("loc", "")};
+                  target.value("loc", ""), platforms(target)};
         if (g.nodes[tg.node].is_file()) throw std::runtime_error("malformed build graph: target is a file");
         g.targets.push_back(std::move(tg));
       } catch (const json::exception& e) {
@@ -220,7 +229,7 @@ Graph Graph::from_json(const json& d) {
   if (auto p = d.find("pushes"); p != d.end() && p->is_array())
     for (auto& push : *p) try {
         Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", ""),
-                push.value("always", false)};
+                push.value("always", false), platforms(push)};
         if (g.nodes[ps.node].is_file()) throw std::runtime_error("malformed build graph: pushed node is a file");
         g.pushes.push_back(std::move(ps));
       } catch (const json::exception& e) {

@@ -69,6 +69,9 @@ struct RunOp {
   StepNetwork network = StepNetwork::own;
   std::vector<std::string> cache;              ///< image paths of persistent cache mounts
   std::map<std::string, std::string> secrets;  ///< id -> host file, relative to the context
+  /// `emulate = true`: on a foreign platform, the step may run under
+  /// binfmt_misc's emulator (as --emulate allows for every step).
+  bool emulate = false;
 };
 
 /// Changes to the image config, one type each, read once from the description.
@@ -185,11 +188,14 @@ struct Node {
   bool is_file() const { return std::holds_alternative<HostBuildOp>(op) || std::holds_alternative<HostPathOp>(op); }
 };
 
-/// `image(name, img)`.
+/// `image(name, img, { platforms = {...} })`.
 struct Target {
   std::string name;
   size_t node = 0;
   std::string loc;
+  /// The platforms the image is built for, one image each under an index;
+  /// empty: the platform the recipe was evaluated for.
+  std::vector<Platform> platforms;
 };
 
 /// `push(img, ref)`: after the build, the image goes to `reference` (normalised).
@@ -201,6 +207,8 @@ struct Push {
   /// reach the registry whenever a build uses it, even when targets are named
   /// and none of them is this image, or the next build would rebuild it again.
   bool always = false;
+  /// As Target::platforms: several make an index.
+  std::vector<Platform> platforms;
 };
 
 struct Graph {

@@ -1,6 +1,7 @@
 // imgbuild build: every chosen target built, examined by the doctor, stored
 // and written to each output; then the recipe's pushes and the cache export.
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <set>
 
@@ -20,7 +21,11 @@ namespace {
 
 /// --cache-to: this build's steps, and the layers the registry lacks, to `dest`.
 void export_cache(Session& s, const Reference& dest) {
-  std::vector<CachedStep> steps = s.builder->used_steps();
+  std::vector<CachedStep> steps;
+  for (Builder* builder : s.builders()) {
+    std::vector<CachedStep> used = builder->used_steps();
+    steps.insert(steps.end(), used.begin(), used.end());
+  }
   RegistryClient& client = s.registry->client();
   // Layers only known from another registry cache come through the store.
   std::vector<LayerBlob> missing;
@@ -50,14 +55,15 @@ BuildFacts build_facts(const Session& s) {
       .version = IMGBUILD_VERSION};
 }
 
-/// Keeps the provenance of image `node`, output as `name`, beside it in the
-/// local store (provenance_path), where attaching it to the image finds it.
-void keep_provenance(Session& s, const BuildFacts& build, size_t node, const std::string& name) {
-  const BuiltImage& built = s.builder->build(node);
+/// Keeps the provenance of image `node` of `builder`, output as `name`,
+/// beside it in the local store (provenance_path), where attaching it to the
+/// image finds it.
+void keep_provenance(Session& s, Builder& builder, const BuildFacts& build, size_t node, const std::string& name) {
+  const BuiltImage& built = builder.build(node);
   const ProvenanceFacts facts{.name = name,
                               .manifest = built.manifest.digest,
                               .platform = built.image.platform.str(),
-                              .images = s.builder->inputs_of(node),
+                              .images = builder.inputs_of(node),
                               .build = build};
   std::filesystem::path path = provenance_path(s.store->root(), facts.manifest);
   std::filesystem::create_directories(path.parent_path());
@@ -76,23 +82,53 @@ int cmd_build(const std::vector<std::string>& args) {
     report(b.recipe.string() + " defines no image: call image(\"name\", img) or push(img, ref)");
     return kExitError;
   }
-  Builder& builder = *s.builder;
   Layout& store = *s.store;
 
   // The doctor sees every image before it is stored, written or pushed, and
   // says what it found once: an image stored under two names or pushed to two
-  // tags is one image.
-  std::set<size_t> examined;
-  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal) {
-    if (!examined.insert(t.node).second) return true;
+  // tags is one image. An image of several platforms is examined on each, and
+  // what it says names the platform.
+  std::set<std::pair<std::string, size_t>> examined;
+  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal, const std::string& platform) {
+    if (!examined.insert({platform, t.node}).second) return true;
     bool refused = false;
+    std::string on = platform.empty() ? "" : platform + ": ";
     for (const Finding& f : examine_built(built, t.loc, b.ignore)) {
       bool fatal = f.error || b.strict;
       refused = refused || fatal;
-      report((fatal ? "" : "warning: ") + f.loc + ": " + f.message + (f.error ? "" : " [" + f.check + "]"));
+      report((fatal ? "" : "warning: ") + f.loc + ": " + on + f.message + (f.error ? "" : " [" + f.check + "]"));
     }
     if (refused) report(t.name + refusal + (b.strict ? " (--strict makes warnings errors)" : ""));
     return !refused;
+  };
+
+  const BuildFacts facts = build_facts(s);
+  std::set<std::string> attested;  ///< manifest digests whose provenance is kept: once per image
+  auto attest = [&](Builder& builder, size_t node, const std::string& name) {
+    if (attested.insert(builder.build(node).manifest.digest.str()).second)
+      keep_provenance(s, builder, facts, node, name);
+  };
+
+  // A target's or a push's image for each of `platforms` (found by `same` in
+  // that platform's evaluation), examined, shown and put under an index in
+  // the store; nullopt when the doctor refused one.
+  auto build_index = [&](const Target& t, const std::vector<Platform>& platforms, const char* refusal,
+                         const std::function<std::optional<size_t>(const Graph&)>& same) -> std::optional<Descriptor> {
+    std::vector<Descriptor> manifests;
+    for (const Platform& platform : platforms) {
+      auto [graph, platform_builder] = s.for_platform(platform);
+      std::optional<size_t> node = same(*graph);
+      if (!node)
+        throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + platform.str() +
+                                    " (platform.arch is " + platform.architecture + " then)");
+      const BuiltImage& built = platform_builder->build(*node);
+      if (!examine(built, Target{t.name, *node, t.loc}, refusal, platform.str())) return std::nullopt;
+      attest(*platform_builder, *node, t.name + "@" + platform.str());
+      s.view->image(OutputImage{t.name + "@" + platform.str(), built, std::nullopt});
+      manifests.push_back(built.manifest);
+      manifests.back().platform = platform;
+    }
+    return store.put_index(manifests);
   };
 
   // A refused credential fails now, not after the whole build: each
@@ -110,15 +146,29 @@ int cmd_build(const std::vector<std::string>& args) {
     }
   }
 
-  builder.prepare(s.needed());
-  const BuildFacts facts = build_facts(s);
-  std::set<size_t> attested;  ///< nodes whose provenance is kept: once per image
+  s.prepare();
 
   ProgressView& view = *s.view;
   std::set<size_t> shown;  ///< nodes with a row in the size table
   for (const Target* t : s.chosen) {
-    const BuiltImage& built = builder.build(t->node);
-    if (!examine(built, *t, " was not stored")) return kExitError;
+    std::vector<Platform> platforms = s.platforms_of(t->platforms);
+    if (platforms.size() > 1) {
+      std::optional<Descriptor> index = build_index(*t, platforms, " was not stored", [&](const Graph& g) {
+        auto it = std::find_if(g.targets.begin(), g.targets.end(), [&](auto& other) { return other.name == t->name; });
+        return it == g.targets.end() ? std::nullopt : std::optional(it->node);
+      });
+      if (!index) return kExitError;
+      store.set_ref(t->name, *index);
+      for (auto& out : b.outputs) Layout(out.path).import_image(store, *index, t->name);
+      report(t->name + ": index " + index->digest.str() + " of " + std::to_string(platforms.size()) + " platforms");
+      continue;
+    }
+    auto [graph, platform_builder] = s.for_platform(platforms.empty() ? Platform::host() : platforms[0]);
+    auto same = std::find_if(graph->targets.begin(), graph->targets.end(), [&](auto& o) { return o.name == t->name; });
+    if (same == graph->targets.end())
+      throw BuildError(t->loc, t->name + " is not described when the recipe is evaluated for " + platforms[0].str());
+    const BuiltImage& built = platform_builder->build(same->node);
+    if (!examine(built, *same, " was not stored", platforms.empty() ? "" : platforms[0].str())) return kExitError;
     // What the name held before: the size table compares with it. A damaged
     // image of that name is replaced, not compared.
     std::optional<PreviousBuild> previous;
@@ -128,7 +178,7 @@ int cmd_build(const std::vector<std::string>& args) {
         // nothing to compare with
       }
     store.set_ref(t->name, built.manifest);
-    if (attested.insert(t->node).second) keep_provenance(s, facts, t->node, t->name);
+    attest(*platform_builder, same->node, t->name);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
         Layout(out.path).import_image(store, built.manifest, t->name);
@@ -141,8 +191,8 @@ int cmd_build(const std::vector<std::string>& args) {
   }
 
   // The pushes of one image go out together: each blob once per registry,
-  // then the manifest under every tag (push(img, { ref, ref... }) makes
-  // several, as do several push() calls of one image).
+  // then the manifest (or index) under every tag (push(img, { ref, ref... })
+  // makes several, as do several push() calls of one image).
   std::vector<std::vector<const Push*>> groups;
   for (const Push* p : s.pushes) {
     auto same = std::find_if(groups.begin(), groups.end(), [&](auto& g) { return g.front()->node == p->node; });
@@ -153,27 +203,48 @@ int cmd_build(const std::vector<std::string>& args) {
   }
   for (const auto& group : groups) {
     const Push& first = *group.front();
-    const BuiltImage& built = builder.build(first.node);
-    if (!examine(built, Target{first.reference, first.node, first.loc}, " was not pushed")) return kExitError;
     std::vector<Reference> dests;
     std::vector<std::string> refs;
     for (const Push* p : group) {
       dests.push_back(Reference::parse(p->reference));
       refs.push_back(dests.back().str());
     }
-    if (attested.insert(first.node).second) keep_provenance(s, facts, first.node, refs.front());
-    // An image only pushed has its own row in the size table, under its reference.
-    if (shown.insert(first.node).second) view.image(OutputImage{refs.front(), built, std::nullopt});
+    std::vector<Platform> platforms = s.platforms_of(first.platforms);
+    auto same = [&](const Graph& g) {
+      auto it = std::find_if(g.pushes.begin(), g.pushes.end(), [&](auto& o) { return o.reference == first.reference; });
+      return it == g.pushes.end() ? std::nullopt : std::optional(it->node);
+    };
+    std::optional<Descriptor> pushed;
+    if (platforms.size() > 1) {
+      std::optional<Descriptor> index =
+          build_index(Target{first.reference, first.node, first.loc}, platforms, " was not pushed", same);
+      if (!index) return kExitError;
+      pushed = index;
+    } else {
+      auto [graph, platform_builder] = s.for_platform(platforms.empty() ? Platform::host() : platforms[0]);
+      std::optional<size_t> node = same(*graph);
+      if (!node)
+        throw BuildError(first.loc,
+                         first.reference + " is not pushed when the recipe is evaluated for " + platforms[0].str());
+      const BuiltImage& built = platform_builder->build(*node);
+      if (!examine(built, Target{first.reference, *node, first.loc}, " was not pushed",
+                   platforms.empty() ? "" : platforms[0].str()))
+        return kExitError;
+      attest(*platform_builder, *node, refs.front());
+      // An image only pushed has its own row in the size table, under its reference.
+      if (shown.insert(first.node).second) view.image(OutputImage{refs.front(), built, std::nullopt});
+      pushed = built.manifest;
+    }
     if (!b.push) {
-      view.pushed(refs, built.manifest.digest, std::nullopt);
+      view.pushed(refs, pushed->digest, std::nullopt);
       continue;
     }
     PushResult result = push_tags(
-        s.registry->client(), store, built.manifest, dests, {},
+        s.registry->client(), store, *pushed, dests, {},
         [&s](const Reference& dest) { return s.push_meters.at(dest.str()); }, s.uploads.get());
-    view.pushed(refs, built.manifest.digest, result);
+    view.pushed(refs, pushed->digest, result);
     try {
-      attach_pushed(s.registry->client(), store, built.manifest, result.pushed(), key ? &*key : nullptr);
+      attach_pushed(s.registry->client(), store, *pushed, result.pushed(), key ? &*key : nullptr);
     } catch (const std::exception& e) {
       throw BuildError(first.loc, std::string("push: ") + e.what());
     }

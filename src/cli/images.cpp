@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/text.hpp"
 #include "build/builder.hpp"
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"
@@ -32,6 +33,23 @@ int cmd_images(const std::vector<std::string>& args) {
     row.digest = "sha256:" + std::string(d.digest.short_hex());
     if (d.platform) row.platform = d.platform->str();
     try {
+      if (d.media_type.is_index()) {
+        // An image of several platforms: one line, its platforms and their sizes together.
+        std::vector<std::string> platforms;
+        uint64_t size = 0;
+        row.created.clear();
+        for (const Descriptor& m : store.index_manifests(d)) {
+          StoredImage img = store.load(m);
+          platforms.push_back(m.platform ? m.platform->str() : "?");
+          size += img.total_size();
+          if (auto created = img.config_json.find("created"); row.created.empty() && created != img.config_json.end())
+            row.created = created->is_string() ? created->get<std::string>() : "";
+        }
+        row.platform = join(platforms, ",");
+        row.size = human_size(size);
+        rows.push_back(row);
+        continue;
+      }
       StoredImage img = store.load(d);
       auto text = [&](const char* key) {
         auto it = img.config_json.find(key);

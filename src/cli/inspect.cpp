@@ -16,6 +16,14 @@ int cmd_inspect(const std::vector<std::string>& args) {
                         {"size", img.image.total_size()},
                         {"manifest", img.image.manifest_json},
                         {"config", img.image.config_json}};
+  // An image of several platforms: the index, and above the machine's
+  // platform's image (or the first).
+  if (img.index) {
+    nlohmann::json platforms = nlohmann::json::array();
+    for (auto& m : img.platform_manifests) platforms.push_back(m.to_json());
+    out["index"] = {{"digest", img.index->digest.str()}, {"manifests", platforms}};
+    out["platform"] = img.manifest.platform ? img.manifest.platform->str() : "";
+  }
   std::cout << out.dump(2) << "\n";
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "cli/local_store.hpp"
 
+#include <algorithm>
+
 #include "cli/report.hpp"
 
 namespace imgbuild::cli {
@@ -59,10 +61,20 @@ NamedImage open_named_image(const std::string& arg, const std::string& command) 
     d = find_stored(layout, name);
   }
   if (!d) throw std::runtime_error("no image named '" + name + "' in " + layout_dir.string());
-  StoredImage image = oci ? layout.load(*d) : load_stored(layout, *d);
   auto ref_name = d->annotations.find(kRefNameAnnotation);
   if (ref_name != d->annotations.end()) name = ref_name->second;
-  return {std::move(layout), *d, std::move(image), name};
+  std::optional<Descriptor> index;
+  std::vector<Descriptor> manifests;
+  if (d->media_type.is_index()) {
+    index = d;
+    manifests = layout.index_manifests(*d);
+    if (manifests.empty()) throw std::runtime_error("image '" + name + "' is an index of no images");
+    auto host = std::find_if(manifests.begin(), manifests.end(),
+                             [](const Descriptor& m) { return m.platform == Platform::host(); });
+    d = host == manifests.end() ? manifests.front() : *host;
+  }
+  StoredImage image = oci ? layout.load(*d) : load_stored(layout, *d);
+  return {std::move(layout), *d, std::move(image), name, index, std::move(manifests)};
 }
 
 }  // namespace imgbuild::cli

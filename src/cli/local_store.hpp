@@ -2,6 +2,7 @@
 // The local store as the commands open it, and its images by name.
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "store/layout.hpp"
 
@@ -26,9 +27,11 @@ StoredImage load_stored(const Layout& store, const Descriptor& manifest);
 /// An image a command names as NAME (the local store) or oci:DIR[:NAME].
 struct NamedImage {
   Layout layout;
-  Descriptor manifest;
+  Descriptor manifest;  ///< of `image`: for an index, the machine's platform's manifest, else its first
   StoredImage image;
-  std::string name;  ///< as the layout names it
+  std::string name;                            ///< as the layout names it
+  std::optional<Descriptor> index;             ///< the index named, for an image of several platforms
+  std::vector<Descriptor> platform_manifests;  ///< the manifests the index lists
 };
 
 /// Opens the image `arg` names for `command`; UsageError for a DIR that is

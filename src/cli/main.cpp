@@ -76,6 +76,10 @@ build options:
   --cache-to REF        export this build's steps and their layers there
   --pull                resolve base image tags again (default: the digest pulled before)
   --push / --no-push    run the recipe's push() calls (default), or only say what they would push
+  --platform OS/ARCH[,...]  build every image for these platforms (several: an
+                        image index), in place of the recipe's platforms
+  --emulate             let RUN steps of another CPU run under qemu-user-static
+                        (registered in binfmt_misc); else they fail at their line
   --progress MODE       auto (default: tty on a terminal, else plain), tty (live
                         lines), plain (a line per event, for CI logs) or json (an
                         object per event and result on stdout, for tools);

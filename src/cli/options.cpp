@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string_view>
 
@@ -46,6 +47,22 @@ Isolation parse_isolation(const std::string& source, const std::string& name) {
   if (name == "chroot") return Isolation::chroot;
   if (name == "auto") return Isolation::automatic;
   throw UsageError(source + name + ": expected namespaces, chroot or auto");
+}
+
+/// --platform linux/amd64,linux/arm64: distinct platforms, in order.
+std::vector<Platform> parse_platforms(const std::string& list) {
+  std::vector<Platform> out;
+  for (auto& text : split(list, ',')) {
+    Platform p;
+    try {
+      p = Platform::parse(text);
+    } catch (const std::runtime_error& e) {
+      throw UsageError(std::string("--platform: ") + e.what());
+    }
+    if (std::find(out.begin(), out.end(), p) != out.end()) throw UsageError("--platform: " + text + " is listed twice");
+    out.push_back(p);
+  }
+  return out;
 }
 
 /// A row of the table. An option that takes no value ignores the one `apply` is given.
@@ -113,6 +130,9 @@ const Option kTable[] = {
        o.progress = *parsed;
      }},
     {Opt::Debug, "--debug", "", kFlag, [](Options& o, const std::string&) { o.debug = true; }},
+    {Opt::Platform, "--platform", "", kValue,
+     [](Options& o, const std::string& list) { o.platforms = parse_platforms(list); }},
+    {Opt::Emulate, "--emulate", "", kFlag, [](Options& o, const std::string&) { o.emulate = true; }},
     {Opt::InsecureRegistry, "--insecure-registry", "", kValue,
      [](Options& o, const std::string& host) { o.insecure.insert(host); }},
     {Opt::RegistryMirror, "--registry-mirror", "", kValue,

@@ -56,6 +56,8 @@ struct Options {
   std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
   std::optional<std::filesystem::path> sign_key;            ///< --sign-key: the private key signing pushes
   std::optional<std::filesystem::path> key;                 ///< verify --key: the public key
+  std::vector<Platform> platforms;                          ///< --platform: what every image is built for
+  bool emulate = false;                                     ///< --emulate: foreign RUN steps under binfmt_misc
 };
 
 /// Every option of the table, by name.
@@ -88,6 +90,8 @@ enum class Opt {
   File,
   SignKey,
   Key,
+  Platform,
+  Emulate,
 };
 
 /// The options a command takes.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <future>
 #include <set>
 
 #include "base/text.hpp"
@@ -22,7 +23,7 @@ namespace {
 const Syntax kBuildSyntax = {
     OptionSet{Opt::Output, Opt::Set, Opt::Context, Opt::Strict, Opt::Ignore, Opt::Compression, Opt::MaxProcesses,
               Opt::Isolation, Opt::NoCache, Opt::CacheFrom, Opt::CacheTo, Opt::Pull, Opt::Push, Opt::NoPush,
-              Opt::Progress, Opt::RegistryMirror, Opt::SignKey} |
+              Opt::Progress, Opt::RegistryMirror, Opt::SignKey, Opt::Platform, Opt::Emulate} |
         kCacheOptions | kRegistryOptions,
     Operands::Any};
 
@@ -94,6 +95,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.compression = b.compression;
   settings.max_processes = b.max_processes;
   settings.isolation = isolation_of(b);
+  settings.emulate = b.emulate;
   if (!planning) {
     view = ProgressView::make(b.progress);
     settings.progress = view->sink();
@@ -112,7 +114,82 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
     if (steps.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
     settings.remote_cache.merge(steps);
   }
+  // Each other platform: the recipe evaluated again, so that what it reads
+  // of `platform` describes that platform's image, and a builder of its own
+  // (no early pushes: the index goes after its manifests). Both share the
+  // store and the step cache, so a step whose key does not hold the platform
+  // is done once (see docs/architecture.md).
+  std::set<std::string> others;
+  auto want = [&](const std::vector<Platform>& recipe_platforms) {
+    for (const Platform& p : platforms_of(recipe_platforms))
+      if (p != settings.platform) others.insert(p.str());
+  };
+  for (const Target* t : chosen) want(t->platforms);
+  for (const Push* p : pushes) want(p->platforms);
+  for (const std::string& name : others) {
+    RecipeOptions for_platform = ro;
+    for_platform.platform = Platform::parse(name);
+    PlatformBuild& pb = platform_builds[name];
+    pb.ev = evaluate_recipe(for_platform);
+    BuildSettings platform_settings = settings;
+    platform_settings.platform = for_platform.platform;
+    platform_settings.layer_stored = {};
+    pb.builder = std::make_unique<Builder>(pb.ev.graph, *store, std::move(platform_settings));
+  }
   builder = std::make_unique<Builder>(ev.graph, *store, std::move(settings));
+}
+
+std::vector<Platform> Session::platforms_of(const std::vector<Platform>& recipe_platforms) const {
+  return b.platforms.empty() ? recipe_platforms : b.platforms;
+}
+
+std::pair<const Graph*, Builder*> Session::for_platform(const Platform& platform) {
+  auto it = platform_builds.find(platform.str());
+  if (it == platform_builds.end()) return {&ev.graph, builder.get()};
+  return {&it->second.ev.graph, it->second.builder.get()};
+}
+
+void Session::prepare() {
+  const Platform host = Platform::host();
+  // Each platform's nodes: its evaluation's targets and pushes of the same
+  // name and reference as those chosen, when built for it.
+  std::map<Builder*, std::vector<size_t>> nodes;
+  auto add = [&](const std::vector<Platform>& recipe_platforms, auto&& node_in) {
+    std::vector<Platform> platforms = platforms_of(recipe_platforms);
+    if (platforms.empty()) platforms.push_back(host);
+    for (const Platform& p : platforms) {
+      auto [graph, platform_builder] = for_platform(p);
+      if (std::optional<size_t> node = node_in(*graph)) nodes[platform_builder].push_back(*node);
+    }
+  };
+  for (const Target* t : chosen)
+    add(t->platforms, [&](const Graph& g) -> std::optional<size_t> {
+      for (auto& other : g.targets)
+        if (other.name == t->name) return other.node;
+      return std::nullopt;
+    });
+  for (const Push* p : pushes)
+    add(p->platforms, [&](const Graph& g) -> std::optional<size_t> {
+      for (auto& other : g.pushes)
+        if (other.reference == p->reference) return other.node;
+      return std::nullopt;
+    });
+  std::vector<std::future<void>> running;
+  for (auto& [platform_builder, needed] : nodes)
+    running.push_back(std::async(std::launch::async, [b = platform_builder, n = needed] { b->prepare(n); }));
+  std::exception_ptr first;
+  for (auto& r : running) try {
+      r.get();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  if (first) std::rethrow_exception(first);
+}
+
+std::vector<Builder*> Session::builders() {
+  std::vector<Builder*> all{builder.get()};
+  for (auto& [name, pb] : platform_builds) all.push_back(pb.builder.get());
+  return all;
 }
 
 BlobProgress Session::meter(TransferDirection direction, const std::string& ref) {
@@ -169,6 +246,15 @@ void Session::choose_targets() {
   if (to_archive && chosen.size() > 1)
     throw UsageError("-o docker-archive: holds one image; name one target (the recipe defines " +
                      std::to_string(chosen.size()) + ")");
+  if (to_archive)
+    for (const Target* t : chosen)
+      if (std::vector<Platform> platforms = platforms_of(t->platforms); platforms.size() > 1) {
+        std::vector<std::string> names;
+        for (auto& p : platforms) names.push_back(p.str());
+        throw UsageError("-o docker-archive: holds one platform's image, and '" + t->name + "' is built for " +
+                         join(names, ", ") + " (" + t->loc + "): write the index with -o oci:DIR, or choose one " +
+                         "platform with --platform");
+      }
   // Pushes follow the builds they need: all of them, or those of the named
   // targets; a cached() image's push, whenever a named target is built on it.
   for (const Push& p : ev.graph.pushes)

@@ -68,6 +68,27 @@ public:
   std::map<std::string, BlobProgress> push_meters;
   std::unique_ptr<Builder> builder;
 
+  /// The recipe evaluated for a platform other than the build machine's (its
+  /// `platform` reads that one), and the builder of its images.
+  struct PlatformBuild {
+    Evaluation ev;
+    std::unique_ptr<Builder> builder;
+  };
+  /// By platform ("linux/arm64"): one for each platform a chosen target or
+  /// push is built for besides the machine's own, which `ev` and `builder` serve.
+  std::map<std::string, PlatformBuild> platform_builds;
+
+  /// The platforms an image the recipe gives `recipe_platforms` is built
+  /// for: --platform, else those; empty: one image for the machine's own.
+  std::vector<Platform> platforms_of(const std::vector<Platform>& recipe_platforms) const;
+  /// The graph and builder of `platform`'s evaluation.
+  std::pair<const Graph*, Builder*> for_platform(const Platform& platform);
+  /// Every builder: the machine's platform's, then the others'.
+  std::vector<Builder*> builders();
+  /// Builds what every platform's chosen targets and pushes need, the
+  /// platforms at once (Builder::prepare each).
+  void prepare();
+
 private:
   /// Sends each layer to the registries of the pushes whose image is built on
   /// its step as soon as the step has stored it, while later steps still run.

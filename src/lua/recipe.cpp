@@ -286,8 +286,23 @@ std::string pop_message(lua_State* L) {
   return msg;
 }
 
+/// {os, arch, variant} of `p`, as the DSL's `platform` reads it.
+void push_platform(lua_State* L, const Platform& p) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, p.os.c_str());
+  lua_setfield(L, -2, "os");
+  lua_pushstring(L, p.architecture.c_str());
+  lua_setfield(L, -2, "arch");
+  lua_pushstring(L, p.variant.c_str());
+  lua_setfield(L, -2, "variant");
+}
+
 void push_settings(lua_State* L, const RecipeOptions& o) {
   lua_createtable(L, 0, 4);
+  push_platform(L, o.platform);
+  lua_setfield(L, -2, "platform");
+  push_platform(L, Platform::host());
+  lua_setfield(L, -2, "build_platform");
   lua_createtable(L, 0, static_cast<int>(o.params.size()));
   for (auto& [k, v] : o.params) {
     lua_pushlstring(L, v.data(), v.size());

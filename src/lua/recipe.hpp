@@ -29,6 +29,9 @@ struct RecipeOptions {
   /// message when it cannot tell. Unset, those functions fail: the evaluation
   /// has no registry access.
   std::function<bool(const std::string& normalised_ref)> exists;
+  /// The platform this evaluation describes (the recipe's `platform`); the
+  /// build machine's own is `platform.build`.
+  Platform platform = Platform::host();
 };
 
 struct Evaluation {

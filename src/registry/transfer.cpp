@@ -305,11 +305,63 @@ std::string base_repository(const nlohmann::json& manifest, const Reference& des
   return {};
 }
 
+/// A multi-platform image: each platform's manifest (and its blobs) goes
+/// first into every repository named, put by its digest, so the index never
+/// names what a registry lacks; then the index under every tag. A platform
+/// that fails in a repository fails that repository's tags.
+PushResult push_index(RegistryClient& client, const Layout& store, const Descriptor& manifest,
+                      const std::vector<Reference>& dests, const TransferLog& log, const PushProgress& progress,
+                      BlobUploader* started) {
+  const std::string body = store.read_document(manifest);
+  PushResult result{manifest.digest};
+  std::map<std::string, Reference> by_repository;  ///< name() -> the first tag named there
+  for (auto& d : dests) {
+    result.tags.push_back(TagPush{d, {}});
+    by_repository.try_emplace(d.name(), d);
+  }
+  // The children's transfers are shown under the tag of their repository.
+  PushProgress child_progress = [&](const Reference& child) {
+    return progress ? progress(by_repository.at(child.name())) : BlobProgress{};
+  };
+  json index = parse_document(body, dests.front().str());
+  for (auto& entry : index.at("manifests")) {
+    const Descriptor child = Descriptor::from_json(entry);
+    std::vector<Reference> child_dests;
+    for (auto& [name, tag] : by_repository) {
+      Reference by_digest = tag;
+      by_digest.tag.clear();
+      by_digest.digest = child.digest;
+      child_dests.push_back(by_digest);
+    }
+    PushResult r = push_tags(client, store, child, child_dests, log, child_progress, started);
+    result.uploaded += r.uploaded;
+    result.mounted += r.mounted;
+    result.present += r.present;
+    result.bytes += r.bytes;
+    for (const TagPush& failed : r.tags)
+      if (!failed.error.empty())
+        for (auto& t : result.tags)
+          if (t.dest.name() == failed.dest.name() && t.error.empty())
+            t.error = "the manifest of platform " + child.digest.str() + ": " + failed.error;
+  }
+  for (auto& tag : result.tags) {
+    if (!tag.error.empty()) continue;
+    try {
+      client.put_manifest(tag.dest, manifest.media_type, body);
+      ++result.manifests;
+    } catch (const std::exception& e) {
+      tag.error = e.what();
+    }
+  }
+  return result;
+}
+
 }  // namespace
 
 PushResult push_tags(RegistryClient& client, const Layout& store, const Descriptor& manifest,
                      const std::vector<Reference>& dests, const TransferLog& log, const PushProgress& progress,
                      BlobUploader* started) {
+  if (manifest.media_type.is_index()) return push_index(client, store, manifest, dests, log, progress, started);
   StoredImage image = store.load(manifest);
   std::vector<Descriptor> blobs;
   for (auto& l : image.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));

@@ -301,10 +301,40 @@ void place_blob(const fs::path& from, const fs::path& to) {
 
 }  // namespace
 
-void Layout::import_image(const Layout& src, const Descriptor& manifest, const std::string& name) {
-  StoredImage img = src.load(manifest);
-  std::vector<Descriptor> blobs{manifest, Descriptor::from_json(img.manifest_json.at("config"))};
-  for (auto& l : img.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
+Descriptor Layout::put_index(const std::vector<Descriptor>& manifests) {
+  json index = {{"schemaVersion", 2}, {"mediaType", media_type::kIndex.str()}, {"manifests", json::array()}};
+  for (auto& m : manifests) index["manifests"].push_back(m.to_json());
+  return put_document(index.dump(), media_type::kIndex);
+}
+
+std::vector<Descriptor> Layout::index_manifests(const Descriptor& index) const {
+  std::string name = ref_name(index);
+  try {
+    json doc = json::parse(read_document(index), nullptr, false);
+    auto list = doc.is_object() ? doc.find("manifests") : doc.end();
+    if (list == doc.end() || !list->is_array())
+      throw std::runtime_error(root_.string() + ": index " + index.digest.str() + " lists no manifests");
+    std::vector<Descriptor> out;
+    for (auto& item : *list) out.push_back(Descriptor::from_json(item));
+    return out;
+  } catch (const std::runtime_error& e) {
+    throw DamagedImage(
+        name, (name.empty() ? "the unnamed index " + index.digest.str() : "image '" + name + "'") + ": " + e.what());
+  }
+}
+
+void Layout::import_image(const Layout& src, const Descriptor& top, const std::string& name) {
+  std::vector<Descriptor> blobs, manifests{top};
+  if (top.media_type.is_index()) {
+    blobs.push_back(top);
+    manifests = src.index_manifests(top);
+  }
+  for (auto& manifest : manifests) {
+    StoredImage img = src.load(manifest);
+    blobs.push_back(manifest);
+    blobs.push_back(Descriptor::from_json(img.manifest_json.at("config")));
+    for (auto& l : img.manifest_json.at("layers")) blobs.push_back(Descriptor::from_json(l));
+  }
   for (auto& blob : blobs) {
     fs::path from = src.verified_blob(blob.digest, blob.size, kRebuildHint);
     fs::path to = blob_path(blob.digest);
@@ -319,7 +349,7 @@ void Layout::import_image(const Layout& src, const Descriptor& manifest, const s
     }
     place_blob(from, to);
   }
-  Descriptor named = manifest;
+  Descriptor named = top;
   named.annotations.clear();
   set_ref(name, named);
 }

@@ -105,7 +105,13 @@ public:
   /// cannot be read or is not an image's, or the sizes are missing
   /// (StoredImage::total_size() works on what this returns).
   StoredImage load(const Descriptor& manifest) const;
-  /// Copies an image's blobs from `src` (hard links where possible) and names it.
+  /// Stores the index of an image built for several platforms: `manifests`,
+  /// each with its platform, in their order.
+  Descriptor put_index(const std::vector<Descriptor>& manifests);
+  /// The manifests a stored index lists; DamagedImage when it cannot be read.
+  std::vector<Descriptor> index_manifests(const Descriptor& index) const;
+  /// Copies an image's blobs from `src` (hard links where possible) and names
+  /// it; an index comes with every manifest it lists and their blobs.
   void import_image(const Layout& src, const Descriptor& manifest, const std::string& name);
 
   /// Takes every entry `remove` selects out of index.json, in one atomic

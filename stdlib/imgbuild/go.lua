@@ -61,6 +61,8 @@ function go.build(opts)
   argv[#argv + 1] = "."
 
   local env = { GOOS = "${TARGETOS}", GOARCH = "${TARGETARCH}" }
+  -- linux/arm/v7 is GOARM=7: the variant of the platform this evaluation describes.
+  if platform.arch == "arm" and platform.variant ~= "" then env.GOARM = (platform.variant:gsub("^v", "")) end
   if static then env.CGO_ENABLED = "0" end
   if opts.env then
     for k, v in pairs(internal.check_string_map("go.build: env", opts.env, env_name_ok, "letters, digits and _")) do

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Tier 3: one image for several platforms. examples/hello built for
+# linux/amd64 and linux/arm64 (go.build cross-compiles, nothing emulated) is
+# an image index that skopeo reads, each platform with its config and the
+# binary for its CPU; the arm64 one answers HTTP under qemu-aarch64-static. A
+# copy the platforms share is one layer; a base's index gives each platform its
+# manifest and a base without one fails at the recipe's line; a foreign RUN
+# step is refused unless emulation is allowed and registered; docker-archive
+# refuses an index; a push sends the manifests, then the index.
+#
+#   tests/e2e/platforms.sh IMGBUILD REPO_ROOT
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+e2e_workspace "$@"
+share_go_cache
+export SOURCE_DATE_EPOCH=1700000000
+FOREIGN=arm64 FOREIGN_MACHINE=aarch64
+[[ $HOST_ARCH == arm64 ]] && FOREIGN=amd64 FOREIGN_MACHINE=x86_64
+BOTH=linux/$HOST_ARCH,linux/$FOREIGN
+
+# imgbuild ARGS...: runs it, keeping stdout and stderr for the checks.
+imgbuild() { "$IMGBUILD" "$@" >"$work/last.out" 2>"$work/last.err"; }
+# manifest_of LAYOUT NAME ARCH: the digest of ARCH's manifest in the index NAME.
+manifest_of() {
+  skopeo inspect --raw "oci:$1:$2" | jq -r --arg a "$3" '.manifests[] | select(.platform.architecture == $a) | .digest'
+}
+# blob LAYOUT DIGEST: the blob's path.
+blob() { echo "$1/blobs/sha256/${2#sha256:}"; }
+
+step "examples/hello for two platforms: an index, read back by skopeo"
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" --platform "$BOTH" -o "oci:$work/oci"
+skopeo inspect --raw "oci:$work/oci:hello" >"$work/index.json"
+check "skopeo inspect --raw: an OCI image index" jq -e '.mediaType == "application/vnd.oci.image.index.v1+json"' "$work/index.json"
+check "of linux/$HOST_ARCH then linux/$FOREIGN" jq -e --arg h "$HOST_ARCH" --arg f "$FOREIGN" \
+  '[.manifests[].platform | .os + "/" + .architecture] == ["linux/" + $h, "linux/" + $f]' "$work/index.json"
+check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
+for arch in "$HOST_ARCH" "$FOREIGN"; do
+  check "skopeo: the $arch config says $arch" sh -c \
+    "skopeo inspect --override-arch $arch --config 'oci:$work/oci:hello' | jq -e '.architecture == \"$arch\" and .os == \"linux\"'"
+  m=$(manifest_of "$work/oci" hello "$arch")
+  layer=$(jq -r '.layers[0].digest' "$(blob "$work/oci" "$m")")
+  mkdir -p "$work/root-$arch"
+  tar -xzf "$(blob "$work/oci" "$layer")" -C "$work/root-$arch"
+done
+check "the $HOST_ARCH entrypoint is built for $HOST_MACHINE" sh -c \
+  "'$IMGBUILD' check '$work/root-$HOST_ARCH/app' | grep -q ' $HOST_MACHINE (linux/$HOST_ARCH), static'"
+check "the $FOREIGN entrypoint is built for $FOREIGN_MACHINE" sh -c \
+  "'$IMGBUILD' check '$work/root-$FOREIGN/app' | grep -q ' $FOREIGN_MACHINE (linux/$FOREIGN), static'"
+check "the build printed each platform's image" grep -q "^hello@linux/$FOREIGN  sha256:" "$work/last.out"
+check "and the index" grep -q "hello: index sha256:.* of 2 platforms" "$work/last.err"
+check "go.build ran on this machine for $FOREIGN: no step was emulated" sh -c "! grep -qi emulat '$work/last.err'"
+
+step "the $FOREIGN entrypoint runs under qemu-$FOREIGN_MACHINE-static"
+if command -v "qemu-$FOREIGN_MACHINE-static" >/dev/null; then
+  port=$(free_port)
+  PORT=$port "qemu-$FOREIGN_MACHINE-static" "$work/root-$FOREIGN/app" >"$work/qemu.log" 2>&1 &
+  qemu=$!
+  at_exit "kill $qemu 2>/dev/null"
+  body=""
+  for _ in $(seq 300); do
+    body=$(curl -sf --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null) && break
+    sleep 0.1
+  done
+  check "GET 127.0.0.1:$port returns hello" grep -qx hello <<<"$body"
+  kill "$qemu" 2>/dev/null
+else
+  fail "qemu-$FOREIGN_MACHINE-static is missing (scripts/setup installs qemu-user-static)"
+fi
+
+step "the store holds the index; images and inspect show it"
+"$IMGBUILD" images >"$work/images.txt" 2>&1
+check "images: one line, both platforms" grep -q "^hello  *linux/$HOST_ARCH,linux/$FOREIGN  *sha256:" "$work/images.txt"
+check "inspect: the index and this machine's image" sh -c "'$IMGBUILD' inspect hello |
+  jq -e '(.index.manifests | length) == 2 and .platform == \"linux/$HOST_ARCH\" and .config.architecture == \"$HOST_ARCH\"'"
+
+step "the $HOST_ARCH image is the one a single-platform build makes"
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" -o "oci:$work/single"
+check "same manifest digest" test "$(jq -r '.manifests[0].digest' "$work/single/index.json")" = \
+  "$(manifest_of "$work/oci" hello "$HOST_ARCH")"
+
+step "docker-archive holds one platform's image"
+imgbuild "$ROOT/examples/hello/recipe.lua" --platform "$BOTH" -o "docker-archive:$work/hello.tar"
+check "refused (exit 2)" test $? -eq 2
+check "with what to do instead" grep -qx "imgbuild: -o docker-archive: holds one platform's image, and 'hello' is built for linux/$HOST_ARCH, linux/$FOREIGN (.*recipe.lua:5): write the index with -o oci:DIR, or choose one platform with --platform" "$work/last.err"
+check "nothing was written" test ! -e "$work/hello.tar"
+
+step "--platform is checked as it is read"
+for bad in "arm64|--platform: invalid platform 'arm64' (expected os/arch[/variant], e.g. linux/arm64)" \
+  "linux/arm64,linux/arm64|--platform: linux/arm64 is listed twice"; do
+  imgbuild "$ROOT/examples/hello/recipe.lua" --platform "${bad%%|*}"
+  check "--platform ${bad%%|*}: exit 2" test $? -eq 2
+  check "  saying: ${bad#*|}" grep -qxF "imgbuild: ${bad#*|}" "$work/last.err"
+done
+
+step "a copy the platforms share is one layer; the recipe reads platform"
+mkdir -p "$work/shared"
+echo "certificates" >"$work/shared/ca.pem"
+cat >"$work/shared/recipe.lua" <<LUA
+image("certs", scratch
+  :copy("ca.pem", "/etc/ssl/ca.pem")
+  :env { ARCH = platform.arch, BUILD = platform.build.arch },
+  { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+LUA
+check_cmd "$IMGBUILD" "$work/shared/recipe.lua" -o "oci:$work/certs" --progress plain
+layers=$(for arch in "$HOST_ARCH" "$FOREIGN"; do jq -r '.layers[].digest' "$(blob "$work/certs" "$(manifest_of "$work/certs" certs "$arch")")"; done | sort -u)
+check "both images have the one copy layer" test "$(wc -l <<<"$layers")" -eq 1
+check_cmd "$IMGBUILD" "$work/shared/recipe.lua" -o "oci:$work/certs" --progress plain
+check "built again, both platforms take the one cached step" \
+  test "$(grep -c 'recipe.lua:2  copy ca.pem /etc/ssl/ca.pem  (cached)' "$work/last.err")" -eq 2
+check "each config has its platform's ARCH and the machine's BUILD" sh -c "
+  skopeo inspect --override-arch $FOREIGN --config oci:$work/certs:certs | jq -e '.config.Env | index(\"ARCH=$FOREIGN\") and index(\"BUILD=$HOST_ARCH\")' &&
+  skopeo inspect --override-arch $HOST_ARCH --config oci:$work/certs:certs | jq -e '.config.Env | index(\"ARCH=$HOST_ARCH\")'"
+
+step "a base's index gives each platform its manifest (a registry with base/multi)"
+here "registry" registry_start open
+REG=$REGISTRY_open
+here "seed busybox and base/multi (linux/amd64 busybox, linux/arm64)" seed_images "$REG"
+mkdir -p "$work/base"
+cat >"$work/base/recipe.lua" <<LUA
+image("based", from "$REG/base/multi:oci"
+  :label { built = platform.arch },
+  { platforms = { "linux/amd64", "linux/arm64" } })
+LUA
+check_cmd "$IMGBUILD" "$work/base/recipe.lua" -o "oci:$work/based"
+arm=$(manifest_of "$work/based" based arm64)
+check "the arm64 image is built on the base's arm64 manifest (its /etc/arch)" sh -c \
+  "tar -xzOf '$(blob "$work/based" "$(jq -r '.layers[0].digest' "$(blob "$work/based" "$arm")")")' etc/arch | grep -qx arm64"
+check "the amd64 image on busybox" sh -c "skopeo inspect --override-arch amd64 --config oci:$work/based:based |
+  jq -e '.config.Labels.built == \"amd64\" and .config.Cmd == [\"/bin/sh\"]'"
+
+step "a base without a platform asked for fails at the recipe's line"
+mkdir -p "$work/lacking"
+cat >"$work/lacking/recipe.lua" <<LUA
+image("lacking",
+  from "$REG/base/multi:oci",
+  { platforms = { "linux/amd64", "linux/s390x" } })
+LUA
+imgbuild "$work/lacking/recipe.lua"
+check "exit 1" test $? -eq 1
+check "names the line, the base, the platform and those it has" grep -q \
+  "recipe.lua:2: .*$REG/base/multi:oci: no image for linux/s390x (the index has linux/amd64, linux/arm64)" "$work/last.err"
+check "nothing was stored under the name" sh -c "! '$IMGBUILD' images | grep -q '^lacking '"
+
+step "a RUN step of a foreign platform: refused, unless emulation is allowed and registered"
+mkdir -p "$work/foreign"
+cat >"$work/foreign/recipe.lua" <<LUA
+image("foreign", from "$REG/base/multi:oci"
+  :run "echo hi > /etc/hi",
+  { platforms = { "linux/$FOREIGN" } })
+LUA
+imgbuild "$work/foreign/recipe.lua"
+check "without --emulate: exit 1" test $? -eq 1
+check "at the step's line, naming the platforms and the way out" grep -qx \
+  "imgbuild: .*recipe.lua:2: run: echo hi > /etc/hi: the image is linux/$FOREIGN and this machine is linux/$HOST_ARCH: its programs run here only under emulation; cross-compile on the build platform instead (go.build does; the recipe reads it as platform.build, linux/$HOST_ARCH), or allow emulation with --emulate or :run(..., { emulate = true })" "$work/last.err"
+imgbuild "$work/foreign/recipe.lua" --emulate
+status=$?
+entry=/proc/sys/fs/binfmt_misc/qemu-$FOREIGN_MACHINE
+if [[ -r $entry ]] && grep -qx enabled "$entry" && grep -q '^flags: .*F' "$entry"; then
+  # The base's arm64 image has no shell: emulated, the step runs and fails in it.
+  check "with --emulate and qemu registered: the step ran (and found no /bin/sh)" grep -q "run: echo hi > /etc/hi: exited with status" "$work/last.err"
+else
+  check "with --emulate and no emulator registered: exit 1" test $status -eq 1
+  check "says what binfmt_misc lacks and how to get it" grep -q \
+    "recipe.lua:2: run: echo hi > /etc/hi: emulating linux/$FOREIGN needs binfmt_misc to run its programs through qemu-user-static, and .*$entry.*: install Debian's qemu-user-static" "$work/last.err"
+fi
+
+step "push: the manifests, then the index"
+mkdir -p "$work/push"
+cat >"$work/push/recipe.lua" <<LUA
+push(from "$REG/base/multi:oci":label { built = platform.arch }, "$REG/team/multi:1",
+  { platforms = { "linux/amd64", "linux/arm64" } })
+LUA
+check_cmd "$IMGBUILD" "$work/push/recipe.lua"
+check "the registry has an index of two platforms" sh -c "skopeo inspect --tls-verify=false --raw docker://$REG/team/multi:1 |
+  jq -e '.mediaType == \"application/vnd.oci.image.index.v1+json\" and ([.manifests[].platform.architecture] == [\"amd64\", \"arm64\"])'"
+check "skopeo pulls its arm64 image" sh -c "skopeo inspect --tls-verify=false --override-arch arm64 --config docker://$REG/team/multi:1 |
+  jq -e '.config.Labels.built == \"arm64\"'"
+check "the output names the index pushed" grep -q "^pushed $REG/team/multi:1@sha256:" "$work/last.out"
+
+finish
