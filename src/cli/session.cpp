@@ -56,6 +56,9 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   context = b.context ? *b.context : (b.recipe.parent_path().empty() ? fs::path(".") : b.recipe.parent_path());
   try {
     checkout = read_checkout(context);
+    // A remote's URL may carry a password or token: images and their
+    // provenance get its address only.
+    if (checkout) checkout->remote = redact_url(checkout->remote);
   } catch (const std::exception& e) {
     report(std::string("warning: ") + e.what() +
            (given_epoch ? ": images and their provenance say nothing of their source and revision"
@@ -88,8 +91,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.created = created;
   settings.origin.version = ev.ci_tag;
   if (checkout) {
-    // A remote's URL may carry a password or token: the image gets its address only.
-    settings.origin.source = redact_url(checkout->remote);
+    settings.origin.source = checkout->remote;
     settings.origin.revision = checkout->revision;
   }
   settings.compression = b.compression;

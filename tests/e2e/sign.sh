@@ -171,7 +171,7 @@ check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key key.pem
 curl -sf "http://$API/v2/hello/referrers/$digest" >api-referrers2.json
 check "pushed again: the same three referrers" cmp api-referrers.json api-referrers2.json
 check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem
-outcome "verify found them through the API" "referrers: 2 through the referrers API"
+outcome "verify found them through the API" "referrers: 3 through the referrers API"
 
 step "the key is nowhere: outputs, store, cache"
 grep -v -- '-----' key.pem >key-lines.txt
