@@ -1,11 +1,14 @@
 #pragma once
-// Worker threads: how many to start, and stopping those of a class that waits
-// on a condition variable.
+// Worker threads: how many to start, stopping those of a class that waits on
+// a condition variable, and running pieces of work side by side.
 #include <algorithm>
 #include <condition_variable>
+#include <exception>
+#include <future>
 #include <mutex>
 #include <span>
 #include <thread>
+#include <vector>
 
 namespace imgbuild {
 
@@ -26,6 +29,22 @@ inline void stop_threads(std::mutex& mutex, bool& stopping, std::condition_varia
   wake.notify_all();
   for (std::thread& t : threads)
     if (t.joinable()) t.join();
+}
+
+/// Runs `work(i)` for every i below `count`, each on a thread of its own, all
+/// at once; waits for every one, then rethrows the first exception any threw,
+/// so that nothing still runs when the caller handles it.
+template <class Work>
+void run_side_by_side(size_t count, const Work& work) {
+  std::vector<std::future<void>> running;
+  for (size_t i = 0; i < count; ++i) running.push_back(std::async(std::launch::async, [&work, i] { work(i); }));
+  std::exception_ptr first;
+  for (auto& r : running) try {
+      r.get();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  if (first) std::rethrow_exception(first);
 }
 
 }  // namespace imgbuild

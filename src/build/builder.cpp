@@ -12,6 +12,7 @@
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "base/threads.hpp"
 #include "build/emulation.hpp"
 #include "build/hostbuild.hpp"
 #include "inspect/elf.hpp"
@@ -412,15 +413,7 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
 Builder::~Builder() = default;
 
 void Builder::prepare(const std::vector<size_t>& nodes) {
-  std::vector<std::future<void>> running;
-  for (size_t n : nodes) running.push_back(std::async(std::launch::async, [this, n] { stage(walk_, n); }));
-  std::exception_ptr first;
-  for (auto& r : running) try {
-      r.get();
-    } catch (...) {
-      if (!first) first = std::current_exception();
-    }
-  if (first) std::rethrow_exception(first);
+  run_side_by_side(nodes.size(), [&](size_t i) { stage(walk_, nodes[i]); });
 }
 
 const BuiltImage& Builder::build(size_t node) {

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <future>
 #include <set>
 
 #include "base/text.hpp"
+#include "base/threads.hpp"
 #include "build/checkout.hpp"
 #include "cli/local_store.hpp"
 #include "cli/report.hpp"
@@ -176,16 +176,8 @@ void Session::prepare() {
         if (other.reference == p->reference) return other.node;
       return std::nullopt;
     });
-  std::vector<std::future<void>> running;
-  for (auto& [platform_builder, needed] : nodes)
-    running.push_back(std::async(std::launch::async, [b = platform_builder, n = needed] { b->prepare(n); }));
-  std::exception_ptr first;
-  for (auto& r : running) try {
-      r.get();
-    } catch (...) {
-      if (!first) first = std::current_exception();
-    }
-  if (first) std::rethrow_exception(first);
+  std::vector<std::pair<Builder*, std::vector<size_t>>> work(nodes.begin(), nodes.end());
+  run_side_by_side(work.size(), [&](size_t i) { work[i].first->prepare(work[i].second); });
 }
 
 std::vector<Builder*> Session::builders() {

@@ -305,6 +305,20 @@ std::string base_repository(const nlohmann::json& manifest, const Reference& des
   return {};
 }
 
+/// Puts the manifest (or index) `body` under each tag of `result` that has
+/// not failed yet, counting those put and saying why each other failed.
+void put_under_tags(RegistryClient& client, const MediaType& media_type, const std::string& body, PushResult& result) {
+  for (auto& tag : result.tags) {
+    if (!tag.error.empty()) continue;
+    try {
+      client.put_manifest(tag.dest, media_type, body);
+      ++result.manifests;
+    } catch (const std::exception& e) {
+      tag.error = e.what();
+    }
+  }
+}
+
 /// A multi-platform image: each platform's manifest (and its blobs) goes
 /// first into every repository named, put by its digest, so the index never
 /// names what a registry lacks; then the index under every tag. A platform
@@ -344,15 +358,7 @@ PushResult push_index(RegistryClient& client, const Layout& store, const Descrip
           if (t.dest.name() == failed.dest.name() && t.error.empty())
             t.error = "the manifest of platform " + child.digest.str() + ": " + failed.error;
   }
-  for (auto& tag : result.tags) {
-    if (!tag.error.empty()) continue;
-    try {
-      client.put_manifest(tag.dest, manifest.media_type, body);
-      ++result.manifests;
-    } catch (const std::exception& e) {
-      tag.error = e.what();
-    }
-  }
+  put_under_tags(client, manifest.media_type, body, result);
   return result;
 }
 
@@ -412,15 +418,7 @@ PushResult push_tags(RegistryClient& client, const Layout& store, const Descript
   }
 
   std::string body = store.read_document(manifest);
-  for (auto& tag : result.tags) {
-    if (!tag.error.empty()) continue;
-    try {
-      client.put_manifest(tag.dest, manifest.media_type, body);
-      ++result.manifests;
-    } catch (const std::exception& e) {
-      tag.error = e.what();
-    }
-  }
+  put_under_tags(client, manifest.media_type, body, result);
   return result;
 }
 
