@@ -35,6 +35,12 @@ std::string english_list(const std::vector<std::string>& items) {
 void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
                    const std::vector<Reference>& dests, const EcKey* key) {
   if (dests.empty()) return;
+  // Each platform's image is described on its own (scanners and admission
+  // controllers look an image up by its manifest's digest); the index gets
+  // the signature.
+  if (manifest.media_type.is_index())
+    for (const Descriptor& platform_image : store.index_manifests(manifest))
+      attach_pushed(client, store, platform_image, dests, nullptr);
   std::optional<Attachment> sbom;
   if (manifest.media_type.is_manifest()) {
     const Reference& first = dests.front();

@@ -20,9 +20,10 @@ inline constexpr const char* kSignKeyVariable = "IMGBUILD_SIGN_KEY";
 /// Called before any build work, so a wrong key fails first.
 std::optional<EcKey> signing_key(const Options& options);
 
-/// Attaches to `manifest`, just pushed to `dests`, its SPDX SBOM (an image
-/// manifest's; an index has none of its own) and, with `key`, its cosign
-/// signature under sha256-<hex>.sig, both as its referrers in each
+/// Attaches to `manifest`, just pushed to `dests`, its SPDX SBOM and the
+/// provenance its build kept (an image manifest's; an index's platform images
+/// get theirs each, the index none of its own) and, with `key`, its cosign
+/// signature under sha256-<hex>.sig, all as its referrers in each
 /// repository named (once per repository, whatever its tags); then says
 /// what it attached and how each registry lists them. `store` holds the
 /// image and the artifacts' blobs on their way up.

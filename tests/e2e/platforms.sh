@@ -176,5 +176,14 @@ check "the registry has an index of two platforms" sh -c "skopeo inspect --tls-v
 check "skopeo pulls its arm64 image" sh -c "skopeo inspect --tls-verify=false --override-arch arm64 --config docker://$REG/team/multi:1 |
   jq -e '.config.Labels.built == \"arm64\"'"
 check "the output names the index pushed" grep -q "^pushed $REG/team/multi:1@sha256:" "$work/last.out"
+# What is attached goes to each platform's image, by its digest (the referrers
+# tag schema: docker-registry has no referrers API), never into the index.
+for arch in amd64 arm64; do
+  child=$(skopeo inspect --tls-verify=false --raw "docker://$REG/team/multi:1" |
+    jq -r --arg a "$arch" '.manifests[] | select(.platform.architecture == $a) | .digest')
+  check "the $arch image has its SBOM and provenance attached" sh -c "curl -sf -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    http://$REG/v2/team/multi/manifests/sha256-${child#sha256:} |
+    jq -e '[.manifests[].artifactType] | sort == [\"application/spdx+json\", \"application/vnd.in-toto+json\"]'"
+done
 
 finish
