@@ -90,4 +90,16 @@ std::optional<Checkout> read_checkout(const fs::path& dir) {
   return c;
 }
 
+std::string reachable_remote(const std::string& remote) {
+  const size_t scheme = remote.find("://");
+  if (scheme != std::string::npos) {
+    const std::string protocol = remote.substr(0, scheme);
+    return protocol == "file" || protocol == "git+file" ? "" : remote;
+  }
+  // Without a scheme, git reads "host:path" (scp-like, ssh) when a colon comes
+  // before any slash; anything else is a path.
+  const size_t colon = remote.find(':');
+  return colon == std::string::npos || remote.find('/') < colon ? "" : remote;
+}
+
 }  // namespace imgbuild

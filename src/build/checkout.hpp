@@ -26,4 +26,9 @@ struct Checkout {
 /// repository git refuses to read).
 std::optional<Checkout> read_checkout(const std::filesystem::path& dir);
 
+/// `remote` as another machine reaches it; "" for a repository on this one (a
+/// path or a file:// URL names nothing elsewhere, and an image or provenance
+/// naming it would differ with the folder a checkout was cloned from).
+std::string reachable_remote(const std::string& remote);
+
 }  // namespace imgbuild

@@ -57,8 +57,8 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   try {
     checkout = read_checkout(context);
     // A remote's URL may carry a password or token: images and their
-    // provenance get its address only.
-    if (checkout) checkout->remote = redact_url(checkout->remote);
+    // provenance get its address only, and only when it is not on this machine.
+    if (checkout) checkout->remote = reachable_remote(redact_url(checkout->remote));
   } catch (const std::exception& e) {
     report(std::string("warning: ") + e.what() +
            (given_epoch ? ": images and their provenance say nothing of their source and revision"

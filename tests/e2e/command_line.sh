@@ -73,7 +73,7 @@ usage_error "--older-than: '7x' is not a duration (e.g. 7d, 12h, 30m)" cache pru
 usage_error "--cache-dir needs a value" cache prune --cache-dir
 
 step "push, images, inspect, check"
-usage_error "push takes a stored image and a reference: imgbuild push NAME REF" push a
+usage_error "push takes a stored image and one or more references: imgbuild push NAME REF..." push a
 usage_error "unknown option '-'" push a -
 usage_error "unknown option '--registry-mirror'" push --registry-mirror docker.io=m a b
 usage_error "unknown option '--debug=1'" push --debug=1 a b

@@ -174,6 +174,24 @@ check_cmd() {
   fi
 }
 
+# other_checkout DIR: another checkout of this tree's commit in DIR, with the
+# same origin (images name both), holding the examples as this tree has them;
+# outside a git checkout, a folder with the examples.
+other_checkout() {
+  if git -C "$ROOT" rev-parse -q --verify HEAD >/dev/null 2>&1; then
+    git clone -q "$ROOT" "$1"
+    if origin=$(git -C "$ROOT" config --get remote.origin.url); then
+      git -C "$1" remote set-url origin "$origin"
+    else
+      git -C "$1" remote remove origin
+    fi
+  else
+    mkdir -p "$1"
+  fi
+  rm -rf "$1/examples"
+  cp -r "$ROOT/examples" "$1/examples"
+}
+
 # here DESCRIPTION COMMAND...: like check, but in this shell, so that the
 # variables a command sets (tests/registry/lib.sh's REGISTRY_*, PROXY...) stay set.
 here() {

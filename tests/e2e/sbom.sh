@@ -45,16 +45,7 @@ check "and its SHA-1" jq -e --arg s "$(sha1sum <"$work/hello-root/app" | cut -d'
   '.files[] | select(.fileName == "./app") | .checksums[] | select(.algorithm == "SHA1") | .checksumValue == $s' "$work/hello.spdx.json"
 "$IMGBUILD" sbom "oci:$work/oci:hello" >"$work/hello-oci.spdx.json" 2>"$work/last.err"
 check "oci:DIR:hello gives the same bytes" cmp "$work/hello.spdx.json" "$work/hello-oci.spdx.json"
-# Another clone of the same commit, with the same origin (images say both),
-# and the example as this tree has it.
-git clone -q "$ROOT" "$work/checkout2"
-if origin=$(git -C "$ROOT" config --get remote.origin.url); then
-  git -C "$work/checkout2" remote set-url origin "$origin"
-else
-  git -C "$work/checkout2" remote remove origin
-fi
-rm -rf "$work/checkout2/examples/hello"
-cp -r "$ROOT/examples/hello" "$work/checkout2/examples/"
+other_checkout "$work/checkout2"
 XDG_DATA_HOME="$work/data2" XDG_CACHE_HOME="$work/cache2" \
   check_cmd "$IMGBUILD" "$work/checkout2/examples/hello/recipe.lua"
 XDG_DATA_HOME="$work/data2" "$IMGBUILD" sbom hello >"$work/hello2.spdx.json" 2>"$work/last.err"

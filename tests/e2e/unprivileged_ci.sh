@@ -40,11 +40,15 @@ here "seed busybox" seed_images "$REG"
 here "seed golang:1.22-alpine" seed_golang "$REG" library/golang:1.22-alpine
 
 step "on the host, with namespaces: the digests to match"
-"$IMGBUILD" build "$ROOT/examples/multistage/recipe.lua" --registry-mirror "docker.io=$REG" --no-push \
+# The examples outside any git checkout, on both sides: the runner image has
+# no git, and an image names the commit it was built from when git can tell.
+mkdir -p "$work/src"
+cp -r "$ROOT/examples" "$work/src/examples"
+"$IMGBUILD" build "$work/src/examples/multistage/recipe.lua" --registry-mirror "docker.io=$REG" --no-push \
   >"$work/host-ms.out" 2>"$work/host-ms.err"
 host_ms=$(digest_of "$work/host-ms.out" hello)
 check "examples/multistage builds on the host" test -n "$host_ms"
-"$IMGBUILD" build "$ROOT/examples/hello/recipe.lua" >"$work/host-hello.out" 2>"$work/host-hello.err"
+"$IMGBUILD" build "$work/src/examples/hello/recipe.lua" >"$work/host-hello.out" 2>"$work/host-hello.err"
 host_hello=$(digest_of "$work/host-hello.out" hello)
 check "examples/hello builds on the host" test -n "$host_hello"
 mkdir -p "$work/small"
@@ -111,14 +115,14 @@ check "it names the image" test -n "$IMAGE"
 
 # in_container WORK [DOCKER OPTION...] -- COMMAND...: runs COMMAND in the
 # runner image with docker's defaults (no --privileged, default seccomp and
-# capabilities), the repository read-only at /src, WORK at /work (the store
+# capabilities), the examples read-only at /src, WORK at /work (the store
 # and cache there), on the host network (the engine has no bridge).
 in_container() {
   local w=$1 opts=()
   shift
   while [[ $1 != -- ]]; do opts+=("$1"); shift; done
   shift
-  docker run --rm --network host -v "$ROOT:/src:ro" -v "$w:/work" -e SOURCE_DATE_EPOCH \
+  docker run --rm --network host -v "$work/src:/src:ro" -v "$w:/work" -e SOURCE_DATE_EPOCH \
     -e GITLAB_CI -e CI_COMMIT_SHA -e CI_COMMIT_BRANCH \
     -e XDG_DATA_HOME=/work/data -e XDG_CACHE_HOME=/work/cache -e HOME=/work/home "${opts[@]}" "$IMAGE" "$@"
 }

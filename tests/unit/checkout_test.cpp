@@ -10,6 +10,7 @@
 
 #include "test_support.hpp"
 
+using imgbuild::reachable_remote;
 using imgbuild::read_checkout;
 using namespace imgbuild::test;
 
@@ -59,4 +60,15 @@ TEST_CASE("read_checkout: nothing outside a checkout; an error for a checkout gi
   sh(d.path, "git init -q .");
   CHECK_THROWS_WITH(read_checkout(d.path), Catch::Matchers::Contains("the git checkout " + d.path.string()) &&
                                                Catch::Matchers::Contains("git log -1"));
+}
+
+TEST_CASE("reachable_remote: a repository on this machine names nothing elsewhere", "[checkout]") {
+  CHECK(reachable_remote("https://git.example.com/team/app.git") == "https://git.example.com/team/app.git");
+  CHECK(reachable_remote("ssh://git@git.example.com/team/app.git") == "ssh://git@git.example.com/team/app.git");
+  CHECK(reachable_remote("git@git.example.com:team/app.git") == "git@git.example.com:team/app.git");
+  CHECK(reachable_remote("/work/main").empty());
+  CHECK(reachable_remote("../app").empty());
+  CHECK(reachable_remote("./dir:with-colon").empty());
+  CHECK(reachable_remote("file:///srv/git/app.git").empty());
+  CHECK(reachable_remote("").empty());
 }
