@@ -251,4 +251,16 @@ bool Graph::needs(size_t node, size_t ancestor) const {
   return reached[ancestor];
 }
 
+std::optional<size_t> Graph::target_node(const std::string& name) const {
+  for (const Target& t : targets)
+    if (t.name == name) return t.node;
+  return std::nullopt;
+}
+
+std::optional<size_t> Graph::push_node(const std::string& reference) const {
+  for (const Push& p : pushes)
+    if (p.reference == reference) return p.node;
+  return std::nullopt;
+}
+
 }  // namespace imgbuild

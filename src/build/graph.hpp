@@ -224,6 +224,12 @@ struct Graph {
   /// Whether building `node` needs `ancestor`: it is `node` itself, or is
   /// reached through parents and `copy { from = ... }` images.
   bool needs(size_t node, size_t ancestor) const;
+
+  /// The node of the target named `name`; nullopt when there is none (an
+  /// evaluation for another platform may describe other targets).
+  std::optional<size_t> target_node(const std::string& name) const;
+  /// The node pushed to `reference`; nullopt when nothing is.
+  std::optional<size_t> push_node(const std::string& reference) const;
 };
 
 }  // namespace imgbuild

@@ -109,23 +109,41 @@ int cmd_build(const std::vector<std::string>& args) {
       keep_provenance(s, builder, facts, node, name);
   };
 
-  // A target's or a push's image for each of `platforms` (found by `same` in
-  // that platform's evaluation), examined, shown and put under an index in
-  // the store; nullopt when the doctor refused one.
+  // The image `t` names, on `platform` (the machine's when none is given):
+  // found by `same` in that platform's evaluation, built, examined and its
+  // provenance kept under `name`; nullptr when the doctor refused it.
+  using Finder = std::function<std::optional<size_t>(const Graph&)>;
+  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
+                      const std::string& name) -> const BuiltImage* {
+    const Platform on = platform.value_or(Platform::host());
+    auto [graph, platform_builder] = s.for_platform(on);
+    std::optional<size_t> node = same(*graph);
+    if (!node)
+      throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + on.str() +
+                                  " (platform.arch is " + on.architecture + " then)");
+    const BuiltImage& built = platform_builder->build(*node);
+    if (!examine(built, Target{t.name, *node, t.loc, {}}, refusal, platform ? platform->str() : "")) return nullptr;
+    attest(*platform_builder, *node, name);
+    return &built;
+  };
+  auto target_named = [](const std::string& name) -> Finder {
+    return [name](const Graph& g) { return g.target_node(name); };
+  };
+  auto pushed_to = [](const std::string& reference) -> Finder {
+    return [reference](const Graph& g) { return g.push_node(reference); };
+  };
+
+  // `t`'s image for each of `platforms`, shown and put under an index in the
+  // store; nullopt when the doctor refused one.
   auto build_index = [&](const Target& t, const std::vector<Platform>& platforms, const char* refusal,
-                         const std::function<std::optional<size_t>(const Graph&)>& same) -> std::optional<Descriptor> {
+                         const Finder& same) -> std::optional<Descriptor> {
     std::vector<Descriptor> manifests;
     for (const Platform& platform : platforms) {
-      auto [graph, platform_builder] = s.for_platform(platform);
-      std::optional<size_t> node = same(*graph);
-      if (!node)
-        throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + platform.str() +
-                                    " (platform.arch is " + platform.architecture + " then)");
-      const BuiltImage& built = platform_builder->build(*node);
-      if (!examine(built, Target{t.name, *node, t.loc}, refusal, platform.str())) return std::nullopt;
-      attest(*platform_builder, *node, t.name + "@" + platform.str());
-      s.view->image(OutputImage{t.name + "@" + platform.str(), built, std::nullopt});
-      manifests.push_back(built.manifest);
+      const std::string name = t.name + "@" + platform.str();
+      const BuiltImage* built = build_on(t, platform, refusal, same, name);
+      if (!built) return std::nullopt;
+      s.view->image(OutputImage{name, *built, std::nullopt});
+      manifests.push_back(built->manifest);
       manifests.back().platform = platform;
     }
     return store.put_index(manifests);
@@ -153,22 +171,18 @@ int cmd_build(const std::vector<std::string>& args) {
   for (const Target* t : s.chosen) {
     std::vector<Platform> platforms = s.platforms_of(t->platforms);
     if (platforms.size() > 1) {
-      std::optional<Descriptor> index = build_index(*t, platforms, " was not stored", [&](const Graph& g) {
-        auto it = std::find_if(g.targets.begin(), g.targets.end(), [&](auto& other) { return other.name == t->name; });
-        return it == g.targets.end() ? std::nullopt : std::optional(it->node);
-      });
+      std::optional<Descriptor> index = build_index(*t, platforms, " was not stored", target_named(t->name));
       if (!index) return kExitError;
       store.set_ref(t->name, *index);
       for (auto& out : b.outputs) Layout(out.path).import_image(store, *index, t->name);
       report(t->name + ": index " + index->digest.str() + " of " + std::to_string(platforms.size()) + " platforms");
       continue;
     }
-    auto [graph, platform_builder] = s.for_platform(platforms.empty() ? Platform::host() : platforms[0]);
-    auto same = std::find_if(graph->targets.begin(), graph->targets.end(), [&](auto& o) { return o.name == t->name; });
-    if (same == graph->targets.end())
-      throw BuildError(t->loc, t->name + " is not described when the recipe is evaluated for " + platforms[0].str());
-    const BuiltImage& built = platform_builder->build(same->node);
-    if (!examine(built, *same, " was not stored", platforms.empty() ? "" : platforms[0].str())) return kExitError;
+    std::optional<Platform> platform;
+    if (!platforms.empty()) platform = platforms[0];
+    const BuiltImage* made = build_on(*t, platform, " was not stored", target_named(t->name), t->name);
+    if (!made) return kExitError;
+    const BuiltImage& built = *made;
     // What the name held before: the size table compares with it. A damaged
     // image of that name is replaced, not compared.
     std::optional<PreviousBuild> previous;
@@ -178,7 +192,6 @@ int cmd_build(const std::vector<std::string>& args) {
         // nothing to compare with
       }
     store.set_ref(t->name, built.manifest);
-    attest(*platform_builder, same->node, t->name);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
         Layout(out.path).import_image(store, built.manifest, t->name);
@@ -210,30 +223,20 @@ int cmd_build(const std::vector<std::string>& args) {
       refs.push_back(dests.back().str());
     }
     std::vector<Platform> platforms = s.platforms_of(first.platforms);
-    auto same = [&](const Graph& g) {
-      auto it = std::find_if(g.pushes.begin(), g.pushes.end(), [&](auto& o) { return o.reference == first.reference; });
-      return it == g.pushes.end() ? std::nullopt : std::optional(it->node);
-    };
+    const Target pushed_target{first.reference, first.node, first.loc, {}};
     std::optional<Descriptor> pushed;
     if (platforms.size() > 1) {
-      std::optional<Descriptor> index =
-          build_index(Target{first.reference, first.node, first.loc}, platforms, " was not pushed", same);
-      if (!index) return kExitError;
-      pushed = index;
+      pushed = build_index(pushed_target, platforms, " was not pushed", pushed_to(first.reference));
+      if (!pushed) return kExitError;
     } else {
-      auto [graph, platform_builder] = s.for_platform(platforms.empty() ? Platform::host() : platforms[0]);
-      std::optional<size_t> node = same(*graph);
-      if (!node)
-        throw BuildError(first.loc,
-                         first.reference + " is not pushed when the recipe is evaluated for " + platforms[0].str());
-      const BuiltImage& built = platform_builder->build(*node);
-      if (!examine(built, Target{first.reference, *node, first.loc}, " was not pushed",
-                   platforms.empty() ? "" : platforms[0].str()))
-        return kExitError;
-      attest(*platform_builder, *node, refs.front());
+      std::optional<Platform> platform;
+      if (!platforms.empty()) platform = platforms[0];
+      const BuiltImage* built =
+          build_on(pushed_target, platform, " was not pushed", pushed_to(first.reference), refs.front());
+      if (!built) return kExitError;
       // An image only pushed has its own row in the size table, under its reference.
-      if (shown.insert(first.node).second) view.image(OutputImage{refs.front(), built, std::nullopt});
-      pushed = built.manifest;
+      if (shown.insert(first.node).second) view.image(OutputImage{refs.front(), *built, std::nullopt});
+      pushed = built->manifest;
     }
     if (!b.push) {
       view.pushed(refs, pushed->digest, std::nullopt);

@@ -164,18 +164,8 @@ void Session::prepare() {
       if (std::optional<size_t> node = node_in(*graph)) nodes[platform_builder].push_back(*node);
     }
   };
-  for (const Target* t : chosen)
-    add(t->platforms, [&](const Graph& g) -> std::optional<size_t> {
-      for (auto& other : g.targets)
-        if (other.name == t->name) return other.node;
-      return std::nullopt;
-    });
-  for (const Push* p : pushes)
-    add(p->platforms, [&](const Graph& g) -> std::optional<size_t> {
-      for (auto& other : g.pushes)
-        if (other.reference == p->reference) return other.node;
-      return std::nullopt;
-    });
+  for (const Target* t : chosen) add(t->platforms, [&](const Graph& g) { return g.target_node(t->name); });
+  for (const Push* p : pushes) add(p->platforms, [&](const Graph& g) { return g.push_node(p->reference); });
   std::vector<std::pair<Builder*, std::vector<size_t>>> work(nodes.begin(), nodes.end());
   run_side_by_side(work.size(), [&](size_t i) { work[i].first->prepare(work[i].second); });
 }
