@@ -50,7 +50,7 @@ Graph app_graph() {
   app.chmod = 0755;
   n = add(g, "recipe.lua:5", n, app);
   n = add(g, "recipe.lua:6", n, ConfigOp{config::Entrypoint{{"/srv/app"}}});
-  g.targets.push_back(Target{"app", n, "recipe.lua:7"});
+  g.targets.push_back(Target{"app", n, "recipe.lua:7", {}});
   return g;
 }
 
@@ -113,7 +113,7 @@ TEST_CASE("plan lists a host build, to run or cached, before the copy that uses 
   copy.sources.push_back({"", file});
   copy.dest = "/tool";
   n = add(g, "recipe.lua:3", n, copy);
-  g.targets.push_back(Target{"tool", n, "recipe.lua:4"});
+  g.targets.push_back(Target{"tool", n, "recipe.lua:4", {}});
   Layout store(site.state.path / "store");
 
   std::vector<PlannedStep> first = Builder(g, store, site.settings()).plan({n});
@@ -233,7 +233,7 @@ TEST_CASE("every config change reaches the image and its history", "[builder]") 
       config::Healthcheck{{{"CMD", "/app", "health"}, 30000000000, 1500000000, 0, 3}},
       config::Env{{}}};
   for (size_t i = 0; i < changes.size(); ++i) n = add(g, "recipe.lua:" + std::to_string(i + 2), n, changes[i]);
-  g.targets.push_back(Target{"cfg", n, "recipe.lua:99"});
+  g.targets.push_back(Target{"cfg", n, "recipe.lua:99", {}});
   const Lines lines = {"env A=1 B=2",
                        "workdir srv",
                        "workdir www",
@@ -346,8 +346,8 @@ Graph builder_graph(bool builder_is_output) {
   CopyOp out = copy_of("/hello.txt", "/copied.txt");
   out.from_node = builder;
   app = add(g, "recipe.lua:4", app, out);
-  g.targets.push_back(Target{"app", app, "recipe.lua:5"});
-  if (builder_is_output) g.targets.push_back(Target{"builder", builder, "recipe.lua:6"});
+  g.targets.push_back(Target{"app", app, "recipe.lua:5", {}});
+  if (builder_is_output) g.targets.push_back(Target{"builder", builder, "recipe.lua:6", {}});
   return g;
 }
 
