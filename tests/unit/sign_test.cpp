@@ -16,6 +16,8 @@
 #include "test_support.hpp"
 
 using namespace imgbuild;
+using imgbuild::test::ScratchDir;
+using imgbuild::test::slurp;
 using json = nlohmann::json;
 
 namespace {
