@@ -1,6 +1,7 @@
-// imgbuild verify REF|oci:DIR[:NAME] --key PUB.pem: the image's signatures
-// checked against the key and the image's digest, and every artifact
+// imgbuild verify REF|oci:DIR[:NAME] --key PUB.pem...: the image's signatures
+// checked against the keys and the image's digest, and every artifact
 // attached to it (SBOM, provenance) checked to be about that digest.
+#include <algorithm>
 #include <iostream>
 #include <optional>
 #include <set>
@@ -114,9 +115,20 @@ json about_image(Source& source, const Descriptor& manifest, const Digest& image
   return doc;
 }
 
-/// Checks every signature layer of the signature manifest `doc`.
+/// The public keys verify was given, each with its file's name.
+using Keys = std::vector<std::pair<std::string, EcKey>>;
+
+/// "a.pem", "a.pem or b.pem", "a.pem, b.pem or c.pem".
+std::string either_of(const Keys& keys) {
+  std::string text;
+  for (size_t i = 0; i < keys.size(); ++i) text += (i == 0 ? "" : i + 1 == keys.size() ? " or " : ", ") + keys[i].first;
+  return text;
+}
+
+/// Checks every signature layer of the signature manifest `doc`: each must
+/// verify with one of `keys`.
 size_t check_signatures(Source& source, const std::string& where, const json& doc, const Digest& image,
-                        const EcKey& key, const std::string& key_name, Findings& findings) {
+                        const Keys& keys, Findings& findings) {
   size_t verified = 0;
   const json layers = doc.is_object() ? doc.value("layers", json::array()) : json::array();
   for (const json& layer : layers.is_array() ? layers : json::array()) {
@@ -125,9 +137,11 @@ size_t check_signatures(Source& source, const std::string& where, const json& do
     std::string payload = source.document(blob);
     std::optional<std::string> signature =
         base64_decode(text_at(layer.value("annotations", json::object()), kCosignSignatureAnnotation));
-    if (!signature || !key.verifies(payload, *signature)) {
+    auto signer = std::find_if(keys.begin(), keys.end(),
+                               [&](const auto& key) { return signature && key.second.verifies(payload, *signature); });
+    if (signer == keys.end()) {
       findings.mismatch(where + ": the signature of payload " + blob.digest.str() + " does not verify with " +
-                        key_name);
+                        either_of(keys));
       continue;
     }
     std::optional<SignedClaim> claim;
@@ -141,7 +155,7 @@ size_t check_signatures(Source& source, const std::string& where, const json& do
       findings.mismatch(where + ": the signed payload is for " + claim->manifest.str() + ", not " + image.str());
       continue;
     }
-    findings.found("signature " + where + ": verified with " + key_name + " (" + claim->docker_reference + "@" +
+    findings.found("signature " + where + ": verified with " + signer->first + " (" + claim->docker_reference + "@" +
                    claim->manifest.str() + ")");
     ++verified;
   }
@@ -175,11 +189,13 @@ bool statement_is_about(const std::string& statement, const Digest& image) {
 int cmd_verify(const std::vector<std::string>& args) {
   Options options;
   std::vector<std::string> operands = parse_options(args, kVerifySyntax, options);
-  if (operands.size() != 1 || !options.key)
+  if (operands.size() != 1 || options.keys.empty())
     throw UsageError(
-        "verify takes a pushed or written image and a public key: imgbuild verify REF|oci:DIR[:NAME] --key PUB.pem");
-  const std::string key_name = options.key->string();
-  EcKey key = EcKey::public_from_pem(read_file(*options.key), key_name);
+        "verify takes a pushed or written image and a public key: imgbuild verify REF|oci:DIR[:NAME] --key PUB.pem "
+        "[--key PUB.pem...]");
+  Keys keys;
+  for (const std::filesystem::path& file : options.keys)
+    keys.emplace_back(file.string(), EcKey::public_from_pem(read_file(file), file.string()));
   std::optional<RegistryAccess> registry;
   std::optional<NamedImage> written;
   std::unique_ptr<Source> source;
@@ -217,7 +233,7 @@ int cmd_verify(const std::vector<std::string>& args) {
     json doc = about_image(*source, described, image, findings);
     const std::string type = text_at(doc, "artifactType");
     if (type == kCosignArtifactType) {
-      signatures += check_signatures(*source, digest.str(), doc, image, key, key_name, findings);
+      signatures += check_signatures(*source, digest.str(), doc, image, keys, findings);
     } else if (type == kSpdxMediaType) {
       std::optional<std::string> sbom = artifact_document(*source, digest, doc, "an SBOM", findings);
       if (!sbom) continue;
@@ -245,9 +261,9 @@ int cmd_verify(const std::vector<std::string>& args) {
   }
   if (auto tagged = source->cosign_tag(image); tagged && seen.insert(tagged->second.digest.str()).second) {
     json doc = json::parse(tagged->second.body, nullptr, false);
-    signatures += check_signatures(*source, tagged->first, doc, image, key, key_name, findings);
+    signatures += check_signatures(*source, tagged->first, doc, image, keys, findings);
   }
-  if (signatures == 0) findings.mismatch("no signature of " + image.str() + " verifies with " + key_name);
+  if (signatures == 0) findings.mismatch("no signature of " + image.str() + " verifies with " + either_of(keys));
   if (sboms == 0) findings.mismatch("no SBOM is attached to " + image.str());
   if (findings.mismatches() > 0) {
     report("verify " + operands[0] + ": " + std::to_string(findings.mismatches()) + " mismatch" +

@@ -244,6 +244,19 @@ check "pushed again: the same three referrers" cmp api-referrers.json api-referr
 check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem
 outcome "verify found them through the API" "referrers: 3 through the referrers API"
 
+step "signed by two keys: verify takes several --key, each signature verifying with one"
+check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key other.pem
+"$IMGBUILD" verify "$API/hello:1" --key pub.pem >last.out 2>last.err
+check "one key of the two: exit 1, the other's signature does not verify" sh -c "test $? -eq 1 && grep -qF 'does not verify with pub.pem' last.err"
+check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem --key other-pub.pem
+outcome "both keys: each signature verified with its own" "verified with other-pub.pem"
+# The first signature's manifest stays listed; cosign's tag now holds both.
+outcome "  three signature layers: the first manifest's and the two under cosign's tag" "verified: 3 signatures"
+openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out third-pub.pem 2>/dev/null
+"$IMGBUILD" verify "$API/hello:1" --key pub.pem --key third-pub.pem >last.out 2>last.err
+check "a key that signed nothing does not stand for one that did: exit 1" test $? -eq 1
+check "  naming the keys tried" grep -qF "does not verify with pub.pem or third-pub.pem" last.err
+
 step "the key is nowhere: outputs, store, cache"
 grep -v -- '-----' key.pem >key-lines.txt
 grep -v -- '-----' sec1.pem >>key-lines.txt
