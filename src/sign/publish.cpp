@@ -1,5 +1,7 @@
 #include "sign/publish.hpp"
 
+#include <set>
+
 #include "base/fs.hpp"
 #include "base/text.hpp"
 
@@ -54,9 +56,10 @@ ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const 
                                  const std::vector<Artifact>& artifacts,
                                  const std::function<void(const std::string&)>& warn) {
   std::vector<json> entries;
+  std::set<Digest> sent;  // the empty config is every artifact's: asked for once
   for (const Artifact& artifact : artifacts) {
     for (const ArtifactBlob& blob : artifact.blobs)
-      if (!client.has_blob(repo, blob.descriptor.digest))
+      if (sent.insert(blob.descriptor.digest).second && !client.has_blob(repo, blob.descriptor.digest))
         client.upload_blob(repo, blob.descriptor, place(scratch, blob));
     client.put_manifest(repo.with_digest(artifact.descriptor.digest), media_type::kManifest, artifact.manifest);
     entries.push_back(referrer_entry(artifact));
@@ -116,10 +119,9 @@ Artifact cosign_signature(RegistryClient& client, const Reference& repo, const D
 }
 
 void tag_signature(RegistryClient& client, const Reference& repo, const Digest& subject, const Artifact& signature) {
-  const std::string tag = signature_tag(subject);
-  std::optional<Manifest> existing = manifest_at(client, repo, tag);
-  if (!existing || existing->digest != signature.descriptor.digest)
-    client.put_manifest(repo.with_tag(tag), media_type::kManifest, signature.manifest);
+  // One with no blobs of its own is the manifest cosign_signature found under the tag.
+  if (!signature.blobs.empty())
+    client.put_manifest(repo.with_tag(signature_tag(subject)), media_type::kManifest, signature.manifest);
 }
 
 void attach_to_layout(Layout& layout, const std::vector<Artifact>& artifacts) {

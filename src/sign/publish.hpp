@@ -48,8 +48,8 @@ ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const 
 /// The cosign signature of `subject` (pushed to `repo`) by `key`, to push
 /// with attach_to_registry and then tag with sign_tag: the manifest now under
 /// sha256-<hex>.sig when it already holds a signature of this payload by this
-/// key (a second push signs nothing again), else that manifest's signatures
-/// followed by a new one.
+/// key (a second push signs nothing again; the artifact has no blobs then),
+/// else that manifest's signatures followed by a new one.
 Artifact cosign_signature(RegistryClient& client, const Reference& repo, const Descriptor& subject, const EcKey& key);
 
 /// The cosign signature of `subject` by `key` for `repository`
@@ -61,7 +61,7 @@ Artifact cosign_signature(const std::optional<Manifest>& existing, const std::st
                           const Descriptor& subject, const EcKey& key);
 
 /// Puts the pushed signature `signature` under cosign's tag sha256-<hex>.sig,
-/// unless it is there already.
+/// unless it is the one cosign_signature found there (it has no blobs then).
 void tag_signature(RegistryClient& client, const Reference& repo, const Digest& subject, const Artifact& signature);
 
 /// Writes `artifacts` into `layout` (an `-o oci:DIR` output): their blobs
