@@ -30,6 +30,37 @@ std::string english_list(const std::vector<std::string>& items) {
   return join(std::vector<std::string>(items.begin(), items.end() - 1), ", ") + " and " + items.back();
 }
 
+/// What is attached to the image `manifest` of `store`, its layers all
+/// there: the SPDX SBOM of an image manifest (naming it `name`), and the
+/// provenance its build kept in the store (an image pushed from elsewhere
+/// has none), each with the word that says what it is.
+std::vector<std::pair<std::string, Attachment>> documents_of(const Layout& store, const Descriptor& manifest,
+                                                             const std::string& name) {
+  std::vector<std::pair<std::string, Attachment>> documents;
+  if (manifest.media_type.is_manifest()) {
+    NamedImage image{store, manifest, load_stored(store, manifest), name};
+    documents.emplace_back("SBOM", Attachment{kSpdxMediaType, kSpdxMediaType, spdx_document(sbom_of(image))});
+  }
+  if (const std::filesystem::path kept = provenance_path(store.root(), manifest.digest); std::filesystem::exists(kept))
+    documents.emplace_back("provenance", Attachment{kInTotoMediaType, kInTotoMediaType, read_file(kept)});
+  return documents;
+}
+
+/// write_oci_output's attaching: `manifest` is in `output` already.
+void attach_to_output(const Layout& store, Layout& output, const Descriptor& manifest, const std::string& name,
+                      const EcKey* key) {
+  if (manifest.media_type.is_index())
+    for (const Descriptor& platform_image : store.index_manifests(manifest))
+      attach_to_output(store, output, platform_image, name, nullptr);
+  std::vector<Artifact> artifacts;
+  for (const auto& [kind, document] : documents_of(store, manifest, name))
+    artifacts.push_back(make_artifact(manifest, document));
+  // The signature kept there is reused when it is this key's: signing again
+  // would list one more each time the output is written.
+  if (key) artifacts.push_back(cosign_signature(layout_signature(output, manifest.digest), name, manifest, *key));
+  attach_to_layout(output, artifacts);
+}
+
 }  // namespace
 
 void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
@@ -41,23 +72,17 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
   if (manifest.media_type.is_index())
     for (const Descriptor& platform_image : store.index_manifests(manifest))
       attach_pushed(client, store, platform_image, dests, nullptr);
-  std::optional<Attachment> sbom;
+  const Reference& first = dests.front();
   if (manifest.media_type.is_manifest()) {
-    const Reference& first = dests.front();
-    NamedImage image{store, manifest, load_stored(store, manifest), first.str()};
     // The SBOM reads every layer; a base's that no step needed were mounted,
     // never downloaded: they come back from where they were just pushed.
     std::vector<LayerBlob> missing;
-    for (const LayerBlob& layer : image_from_documents(image.image.manifest_json, image.image.config_json).layers)
+    const StoredImage stored = load_stored(store, manifest);
+    for (const LayerBlob& layer : image_from_documents(stored.manifest_json, stored.config_json).layers)
       if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
     if (!missing.empty()) fetch_layers(client, store, first, missing);
-    sbom = Attachment{kSpdxMediaType, kSpdxMediaType, spdx_document(sbom_of(image))};
   }
-  // The build that made the image kept its provenance in the store; an image
-  // pushed from elsewhere has none to attach.
-  std::optional<Attachment> provenance;
-  if (const std::filesystem::path kept = provenance_path(store.root(), manifest.digest); std::filesystem::exists(kept))
-    provenance = Attachment{kInTotoMediaType, kInTotoMediaType, read_file(kept)};
+  const std::vector<std::pair<std::string, Attachment>> documents = documents_of(store, manifest, first.str());
   // Referrers and signatures belong to a repository: each gets them once,
   // however many of its tags were pushed.
   std::set<std::string> repositories;
@@ -65,13 +90,9 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
     if (!repositories.insert(dest.name()).second) continue;
     std::vector<Artifact> artifacts;
     std::vector<std::string> kinds;
-    if (sbom) {
-      artifacts.push_back(make_artifact(manifest, *sbom));
-      kinds.push_back("SBOM");
-    }
-    if (provenance) {
-      artifacts.push_back(make_artifact(manifest, *provenance));
-      kinds.push_back("provenance");
+    for (const auto& [kind, document] : documents) {
+      artifacts.push_back(make_artifact(manifest, document));
+      kinds.push_back(kind);
     }
     if (key) {
       artifacts.push_back(cosign_signature(client, dest, manifest, *key));
@@ -84,6 +105,13 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
     report("attached " + english_list(kinds) + " to " + dest.name() + "@" + manifest.digest.str() + " (" +
            describe(mode, manifest.digest) + (key ? ", " + signature_tag(manifest.digest) : "") + ")");
   }
+}
+
+void write_oci_output(const Layout& store, const std::filesystem::path& dir, const Descriptor& manifest,
+                      const std::string& name, const EcKey* key) {
+  Layout output(dir);
+  output.import_image(store, manifest, name);
+  attach_to_output(store, output, manifest, name, key);
 }
 
 }  // namespace imgbuild::cli

@@ -1,7 +1,10 @@
 #pragma once
-// What goes with a pushed image: its SPDX SBOM and, with a signing key, its
-// cosign signature, each an OCI 1.1 artifact whose subject is the image.
+// What goes with a pushed or written image: its SPDX SBOM, its provenance
+// and, with a signing key, its cosign signature, each an OCI 1.1 artifact
+// whose subject is the image.
+#include <filesystem>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "cli/options.hpp"
@@ -29,5 +32,14 @@ std::optional<EcKey> signing_key(const Options& options);
 /// image and the artifacts' blobs on their way up.
 void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
                    const std::vector<Reference>& dests, const EcKey* key);
+
+/// Writes the image `manifest` of `store`, named `name`, into the layout at
+/// `dir` (an `-o oci:DIR` output) with what a push attaches to it, the same
+/// way: its SBOM and provenance (each platform image's, for an index) and,
+/// with `key`, the signature of `manifest` (its docker-reference is `name`),
+/// as artifacts listed in index.json whose subject is the image. Writing
+/// the same image again adds nothing.
+void write_oci_output(const Layout& store, const std::filesystem::path& dir, const Descriptor& manifest,
+                      const std::string& name, const EcKey* key);
 
 }  // namespace imgbuild::cli

@@ -174,7 +174,7 @@ int cmd_build(const std::vector<std::string>& args) {
       std::optional<Descriptor> index = build_index(*t, platforms, " was not stored", target_named(t->name));
       if (!index) return kExitError;
       store.set_ref(t->name, *index);
-      for (auto& out : b.outputs) Layout(out.path).import_image(store, *index, t->name);
+      for (auto& out : b.outputs) write_oci_output(store, out.path, *index, t->name, key ? &*key : nullptr);
       report(t->name + ": index " + index->digest.str() + " of " + std::to_string(platforms.size()) + " platforms");
       continue;
     }
@@ -194,7 +194,7 @@ int cmd_build(const std::vector<std::string>& args) {
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
-        Layout(out.path).import_image(store, built.manifest, t->name);
+        write_oci_output(store, out.path, built.manifest, t->name, key ? &*key : nullptr);
       } else {
         write_docker_archive(store, built.manifest, t->name + ":latest", out.path, s.epoch);
       }

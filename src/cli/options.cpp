@@ -148,7 +148,7 @@ const Option kTable[] = {
      [](Options& o, const std::string&) { o.password_stdin = true; }},
     {Opt::File, "--file", "-f", kValue, [](Options& o, const std::string& file) { o.file = file; }},
     {Opt::SignKey, "--sign-key", "", kValue, [](Options& o, const std::string& file) { o.sign_key = file; }},
-    {Opt::Key, "--key", "", kValue, [](Options& o, const std::string& file) { o.key = file; }},
+    {Opt::Key, "--key", "", kValue, [](Options& o, const std::string& file) { o.keys.push_back(file); }},
 };
 
 /// The option of `accepted` spelled `name`, if any.

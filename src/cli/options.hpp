@@ -55,9 +55,9 @@ struct Options {
   bool password_stdin = false;                              ///< login --password-stdin
   std::optional<std::filesystem::path> file;                ///< convert -f: the Dockerfile
   std::optional<std::filesystem::path> sign_key;            ///< --sign-key: the private key signing pushes
-  std::optional<std::filesystem::path> key;                 ///< verify --key: the public key
-  std::vector<Platform> platforms;                          ///< --platform: what every image is built for
-  bool emulate = false;                                     ///< --emulate: foreign RUN steps under binfmt_misc
+  std::vector<std::filesystem::path> keys;  ///< verify --key, each one given: public keys, any of which may sign
+  std::vector<Platform> platforms;          ///< --platform: what every image is built for
+  bool emulate = false;                     ///< --emulate: foreign RUN steps under binfmt_misc
 };
 
 /// Every option of the table, by name.

@@ -51,7 +51,10 @@ Sbom sbom_of(const NamedImage& img) {
   const nlohmann::json annotations = img.image.manifest_json.value("annotations", nlohmann::json::object());
   Image image = image_from_documents(img.image.manifest_json, config);
   const std::string base_digest = string_at(annotations, kBaseDigestAnnotation);
-  ImageTree tree;
+  // The listings a build kept in the cache (Builder's "layer-listings"): a
+  // layer the build wrote or read is listed without reading it again, so the
+  // SBOM reads each layer once, for the bytes of the files it hashes.
+  ImageTree tree(std::make_shared<LayerListings>(default_cache_dir() / "layer-listings"));
   for (const LayerBlob& layer : image.layers)
     tree.apply_layer_blob(img.layout.verified_blob(layer.digest, layer.size, kRebuildHint));
   SbomSubject subject{img.name,

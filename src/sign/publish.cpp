@@ -1,5 +1,7 @@
 #include "sign/publish.hpp"
 
+#include <set>
+
 #include "base/fs.hpp"
 #include "base/text.hpp"
 
@@ -54,9 +56,10 @@ ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const 
                                  const std::vector<Artifact>& artifacts,
                                  const std::function<void(const std::string&)>& warn) {
   std::vector<json> entries;
+  std::set<Digest> sent;  // the empty config is every artifact's: asked for once
   for (const Artifact& artifact : artifacts) {
     for (const ArtifactBlob& blob : artifact.blobs)
-      if (!client.has_blob(repo, blob.descriptor.digest))
+      if (sent.insert(blob.descriptor.digest).second && !client.has_blob(repo, blob.descriptor.digest))
         client.upload_blob(repo, blob.descriptor, place(scratch, blob));
     client.put_manifest(repo.with_digest(artifact.descriptor.digest), media_type::kManifest, artifact.manifest);
     entries.push_back(referrer_entry(artifact));
@@ -79,12 +82,12 @@ ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const 
   return ReferrersMode::TagSchema;
 }
 
-Artifact cosign_signature(RegistryClient& client, const Reference& repo, const Descriptor& subject, const EcKey& key) {
-  const std::string repository = repo.registry + "/" + repo.repository;
+Artifact cosign_signature(const std::optional<Manifest>& existing, const std::string& repository,
+                          const Descriptor& subject, const EcKey& key) {
   const std::string payload = simple_signing_payload(repository, subject.digest);
   const Digest payload_digest = sha256_of(payload);
   std::vector<json> earlier;
-  if (std::optional<Manifest> existing = manifest_at(client, repo, signature_tag(subject.digest))) {
+  if (existing) {
     json doc = json::parse(existing->body, nullptr, false);
     // Only a manifest about this image can stand as its referrer.
     const bool about_subject = doc.is_object() && doc.contains("subject") && doc["subject"].is_object() &&
@@ -110,11 +113,46 @@ Artifact cosign_signature(RegistryClient& client, const Reference& repo, const D
   return make_artifact(subject, signature_attachment(key, repository, subject.digest), earlier);
 }
 
+Artifact cosign_signature(RegistryClient& client, const Reference& repo, const Descriptor& subject, const EcKey& key) {
+  return cosign_signature(manifest_at(client, repo, signature_tag(subject.digest)),
+                          repo.registry + "/" + repo.repository, subject, key);
+}
+
 void tag_signature(RegistryClient& client, const Reference& repo, const Digest& subject, const Artifact& signature) {
-  const std::string tag = signature_tag(subject);
-  std::optional<Manifest> existing = manifest_at(client, repo, tag);
-  if (!existing || existing->digest != signature.descriptor.digest)
-    client.put_manifest(repo.with_tag(tag), media_type::kManifest, signature.manifest);
+  // One with no blobs of its own is the manifest cosign_signature found under the tag.
+  if (!signature.blobs.empty())
+    client.put_manifest(repo.with_tag(signature_tag(subject)), media_type::kManifest, signature.manifest);
+}
+
+void attach_to_layout(Layout& layout, const std::vector<Artifact>& artifacts) {
+  std::vector<json> entries;
+  for (const Artifact& artifact : artifacts) {
+    for (const ArtifactBlob& blob : artifact.blobs) place(layout, blob);
+    place(layout, ArtifactBlob{artifact.descriptor, artifact.manifest});
+    entries.push_back(referrer_entry(artifact));
+  }
+  layout.add_artifacts(entries);
+}
+
+std::vector<json> layout_referrers(const Layout& layout, const Digest& subject) {
+  std::vector<json> found;
+  for (const IndexEntry& entry : layout.entries()) {
+    if (!entry.descriptor || layout.subject_of(*entry.descriptor) != subject) continue;
+    json described = entry.descriptor->to_json();
+    described.erase("annotations");
+    if (!entry.artifact_type.empty()) described["artifactType"] = entry.artifact_type;
+    found.push_back(described);
+  }
+  return found;
+}
+
+std::optional<Manifest> layout_signature(const Layout& layout, const Digest& subject) {
+  for (const json& entry : layout_referrers(layout, subject))
+    if (entry.value("artifactType", "") == kCosignArtifactType) {
+      Descriptor d = Descriptor::from_json(entry);
+      return Manifest{d.media_type, layout.read_document(d), d.digest};
+    }
+  return std::nullopt;
 }
 
 }  // namespace imgbuild

@@ -48,12 +48,34 @@ ReferrersMode attach_to_registry(RegistryClient& client, Layout& scratch, const 
 /// The cosign signature of `subject` (pushed to `repo`) by `key`, to push
 /// with attach_to_registry and then tag with sign_tag: the manifest now under
 /// sha256-<hex>.sig when it already holds a signature of this payload by this
-/// key (a second push signs nothing again), else that manifest's signatures
-/// followed by a new one.
+/// key (a second push signs nothing again; the artifact has no blobs then),
+/// else that manifest's signatures followed by a new one.
 Artifact cosign_signature(RegistryClient& client, const Reference& repo, const Descriptor& subject, const EcKey& key);
 
+/// The cosign signature of `subject` by `key` for `repository`
+/// ("registry/name", or an image's name in a layout): `existing` (a
+/// signature manifest already kept for `subject`, none for nothing yet) when
+/// it holds a signature of this payload by this key, else `existing`'s
+/// signatures followed by a new one.
+Artifact cosign_signature(const std::optional<Manifest>& existing, const std::string& repository,
+                          const Descriptor& subject, const EcKey& key);
+
 /// Puts the pushed signature `signature` under cosign's tag sha256-<hex>.sig,
-/// unless it is there already.
+/// unless it is the one cosign_signature found there (it has no blobs then).
 void tag_signature(RegistryClient& client, const Reference& repo, const Digest& subject, const Artifact& signature);
+
+/// Writes `artifacts` into `layout` (an `-o oci:DIR` output): their blobs
+/// and manifests, and their entries in index.json, each once
+/// (Layout::add_artifacts), so that a referrers lookup scanning the layout
+/// finds them by their subject.
+void attach_to_layout(Layout& layout, const std::vector<Artifact>& artifacts);
+
+/// The referrers of `subject` in `layout`: every manifest index.json lists
+/// whose `subject` is `subject`, as referrer entries (descriptor and
+/// artifactType), in index.json's order.
+std::vector<nlohmann::json> layout_referrers(const Layout& layout, const Digest& subject);
+
+/// The manifest of the cosign signature `layout` lists about `subject`, if any.
+std::optional<Manifest> layout_signature(const Layout& layout, const Digest& subject);
 
 }  // namespace imgbuild

@@ -32,6 +32,8 @@ std::string ref_name(const Descriptor& d) {
 IndexEntry parse_entry(const json& m) {
   IndexEntry e;
   if (m.is_object())
+    if (auto type = m.find("artifactType"); type != m.end() && type->is_string()) e.artifact_type = *type;
+  if (m.is_object())
     if (auto ann = m.find("annotations"); ann != m.end() && ann->is_object())
       if (auto name = ann->find(kRefNameAnnotation); name != ann->end() && name->is_string()) e.name = *name;
   try {
@@ -107,14 +109,18 @@ void Layout::set_ref(const std::string& name, Descriptor manifest) {
   manifest.annotations[kRefNameAnnotation] = name;
   FileLock lock(root_ / kLockName);
   json idx = read_index();
-  json kept = json::array();
+  const json named = manifest.to_json();
+  json kept = json::array(), replaced = json::array();
   for (auto& m : idx["manifests"]) {
     IndexEntry entry = parse_entry(m);
     // A damaged entry of this name goes too: the new image is what the name means now.
     bool same_platform = !entry.descriptor || entry.descriptor->platform == manifest.platform;
-    if (!(entry.name == name && same_platform)) kept.push_back(m);
+    (entry.name == name && same_platform ? replaced : kept).push_back(m);
   }
-  kept.push_back(manifest.to_json());
+  // Named so already: the file stays as it is (an output written again is
+  // the same file, the artifacts listed after the image still after it).
+  if (replaced == json::array({named})) return;
+  kept.push_back(named);
   idx["manifests"] = kept;
   write_file_atomic(root_ / "index.json", idx.dump(2) + "\n");
 }
@@ -129,8 +135,50 @@ std::vector<IndexEntry> Layout::entries() const {
 std::vector<Descriptor> Layout::refs() const {
   std::vector<Descriptor> out;
   for (auto& e : entries())
-    if (e.descriptor) out.push_back(std::move(*e.descriptor));
+    if (e.descriptor && e.artifact_type.empty()) out.push_back(std::move(*e.descriptor));
   return out;
+}
+
+std::optional<Digest> Layout::subject_of(const Descriptor& d) const {
+  if (!d.media_type.is_manifest() || !has_blob(d.digest)) return std::nullopt;
+  try {
+    json doc = json::parse(read_document(d), nullptr, false);
+    if (auto subject = doc.is_object() ? doc.find("subject") : doc.end(); subject != doc.end())
+      if (auto described = descriptor_in(*subject)) return described->digest;
+  } catch (const std::runtime_error&) {
+    // damaged: about nothing that can be known
+  }
+  return std::nullopt;
+}
+
+void Layout::add_artifacts(const std::vector<json>& entries) {
+  FileLock lock(root_ / kLockName);
+  json idx = read_index();
+  // What an artifact can be about: the images named, the manifests they list, and the artifacts.
+  std::set<Digest> present;
+  for (auto& m : idx["manifests"]) {
+    IndexEntry entry = parse_entry(m);
+    if (!entry.descriptor) continue;
+    if (entry.artifact_type.empty())
+      present.merge(blobs_of(*entry.descriptor));
+    else
+      present.insert(entry.descriptor->digest);
+  }
+  for (auto& e : entries) present.insert(Descriptor::from_json(e).digest);
+  json kept = json::array();
+  std::set<Digest> listed;
+  for (auto& m : idx["manifests"]) {
+    IndexEntry entry = parse_entry(m);
+    if (entry.descriptor && !entry.artifact_type.empty())
+      if (std::optional<Digest> subject = subject_of(*entry.descriptor); subject && !present.count(*subject)) continue;
+    if (entry.descriptor) listed.insert(entry.descriptor->digest);
+    kept.push_back(m);
+  }
+  for (auto& e : entries)
+    if (listed.insert(Descriptor::from_json(e).digest).second) kept.push_back(e);
+  if (kept == idx["manifests"]) return;
+  idx["manifests"] = kept;
+  write_file_atomic(root_ / "index.json", idx.dump(2) + "\n");
 }
 
 std::vector<IndexEntry> Layout::remove_entries(const std::function<bool(const IndexEntry&)>& remove) {
@@ -218,7 +266,8 @@ std::set<Digest> Layout::blobs_of(const Descriptor& top) const {
 
 std::set<Digest> Layout::live_blobs() const {
   std::set<Digest> live;
-  for (auto& d : refs()) live.merge(blobs_of(d));
+  for (auto& e : entries())
+    if (e.descriptor) live.merge(blobs_of(*e.descriptor));
   return live;
 }
 

@@ -22,6 +22,10 @@ struct IndexEntry {
   std::string name;                      ///< its ref-name annotation; empty when it has none
   std::optional<Descriptor> descriptor;  ///< unset when the entry is not a descriptor
   std::string problem;                   ///< why `descriptor` is unset
+  /// Its artifactType: set for an artifact listed beside the images (an
+  /// SBOM, a provenance, a signature whose subject is one of them), which is
+  /// no image of its own.
+  std::string artifact_type;
 };
 
 /// A named image whose documents cannot be read: a manifest or config that is
@@ -97,7 +101,8 @@ public:
   /// Every entry of index.json, in its order, damaged ones too. Throws when
   /// index.json itself cannot be read, saying how to recover.
   std::vector<IndexEntry> entries() const;
-  /// The well-formed entries of index.json, in its order.
+  /// The well-formed entries of index.json that are images, in its order:
+  /// the artifacts listed beside them are not.
   std::vector<Descriptor> refs() const;
   std::optional<Descriptor> find_ref(const std::string& name, const std::optional<Platform>& platform = {}) const;
 
@@ -114,6 +119,16 @@ public:
   /// it; an index comes with every manifest it lists and their blobs.
   void import_image(const Layout& src, const Descriptor& manifest, const std::string& name);
 
+  /// Lists the artifact manifests `entries` (descriptors with their
+  /// artifactType, stored already) in index.json, each once, so that a
+  /// referrers lookup scanning the layout finds them (image-spec 1.1). An
+  /// artifact listed before whose subject is no longer in the layout (an
+  /// image replaced by a new build of its name) goes: its image is gone.
+  void add_artifacts(const std::vector<nlohmann::json>& entries);
+  /// The digest of the `subject` of the manifest `d`; nullopt for a manifest
+  /// with none, or one that cannot be read.
+  std::optional<Digest> subject_of(const Descriptor& d) const;
+
   /// Takes every entry `remove` selects out of index.json, in one atomic
   /// replacement under the index lock, and returns them. Their blobs stay:
   /// an interrupted removal leaves a readable layout and at worst unused blobs.
@@ -123,7 +138,7 @@ public:
   /// index, and the manifests it lists), their configs and layers. A
   /// document that cannot be read contributes only its own digest.
   std::set<Digest> blobs_of(const Descriptor& d) const;
-  /// Every blob a named image needs (blobs_of each entry).
+  /// Every blob a named image or a listed artifact needs (blobs_of each entry).
   std::set<Digest> live_blobs() const;
 
   /// Removes every blob (and leftover temporary file) that neither a named

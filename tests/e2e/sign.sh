@@ -4,7 +4,10 @@
 # referrers: on Debian's docker-registry (no referrers API: the referrers tag
 # schema) and on a stand-in registry with the API. The signature is checked by
 # openssl on its own, `imgbuild verify` catches a tampered payload, signature
-# and subject, a second push adds nothing, and the key appears nowhere.
+# and subject, and a provenance about another image, a second push adds
+# nothing, `-o oci:DIR` carries them the same way (found by their subject in
+# index.json, the image still read by skopeo and umoci), and the key appears
+# nowhere.
 #
 #   tests/e2e/sign.sh IMGBUILD REPO_ROOT
 set -uo pipefail
@@ -147,6 +150,74 @@ jq -c --arg d "$t4" --argjson s "$(stat -c %s t4.json)" \
 tampered "an SBOM about another image listed as a referrer" "$t4 is listed as a referrer of $digest but its subject is $other"
 put "sha256-$hex" referrers.json application/vnd.oci.image.index.v1+json
 check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+prov_manifest=$(jq -r '.manifests[] | select(.artifactType == "application/vnd.in-toto+json") | .digest' referrers.json)
+get "hello/manifests/$prov_manifest" >prov-manifest.json
+get "hello/blobs/$(jq -r '.layers[0].digest' prov-manifest.json)" >provenance.json
+# listed_instead STATEMENT: the provenance artifact, made of STATEMENT, takes
+# the genuine one's place in the referrers index; prints its digest.
+listed_instead() {
+  local d m
+  d=$(blob "$1")
+  jq -c --arg d "$d" --argjson s "$(stat -c %s "$1")" '.layers[0].digest = $d | .layers[0].size = $s' prov-manifest.json >"$1.manifest"
+  m=sha256:$(sha256sum <"$1.manifest" | cut -d' ' -f1)
+  put "$m" "$1.manifest"
+  jq -c --arg old "$prov_manifest" --arg d "$m" --argjson s "$(stat -c %s "$1.manifest")" \
+    '.manifests |= map(if .digest == $old then .digest = $d | .size = $s else . end)' referrers.json >"$1.index"
+  put "sha256-$hex" "$1.index" application/vnd.oci.image.index.v1+json
+  echo "$m"
+}
+jq -c --arg o "${other#sha256:}" '.subject |= map(.digest.sha256 = $o)' provenance.json >prov-subject.json
+t6=$(listed_instead prov-subject.json)
+tampered "a provenance whose subject digest was changed" "$t6: the provenance's subject is not $digest"
+# Nothing signs the provenance's content: a forged one about the same digest
+# passes, and verify says it checked no more than the subject.
+jq -c '.predicate.runDetails.builder.id = "https://forged.example/builder"' provenance.json >prov-content.json
+t7=$(listed_instead prov-content.json)
+check_cmd "$IMGBUILD" verify "$REG/hello:1" --key pub.pem
+outcome "a provenance changed after signing: verify says its content is unchecked" \
+  "provenance $t7: application/vnd.in-toto+json, [0-9]* bytes, about $digest (not signed: its content is not checked)"
+outcome "  and so does its summary" "their contents are covered by no signature"
+put "sha256-$hex" referrers.json application/vnd.oci.image.index.v1+json
+
+step "-o oci:DIR carries them the same way"
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" -o "oci:$work/out" --sign-key key.pem
+image_entry='.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "hello")'
+out_digest=$(jq -r "$image_entry | .digest" out/index.json)
+check "the layout is valid" sh -c "python3 '$VALIDATE' '$work/out' | grep -qx OK"
+check "index.json lists the image, its SBOM, provenance and signature" jq -e \
+  '[.manifests[] | .artifactType // "image"] | sort == ["application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json", "application/vnd.in-toto+json", "image"]' out/index.json
+# about DIGEST: the manifests index.json lists whose subject is DIGEST (a
+# referrers lookup scanning the layout).
+about() {
+  for d in $(jq -r '.manifests[].digest[7:]' out/index.json); do
+    jq -r --arg d "$d" 'select(.subject.digest == "'"$1"'") | "sha256:" + $d' "out/blobs/sha256/$d"
+  done
+}
+check "the three artifacts are found by their subject" test "$(about "$out_digest" | wc -l)" = 3
+check "each names the image's manifest as its subject" sh -c "jq -e '.manifests[] | select(.artifactType) | .mediaType == \"application/vnd.oci.image.manifest.v1+json\"' out/index.json >/dev/null"
+check "skopeo reads the image from the layout" skopeo inspect "oci:$work/out:hello"
+check "umoci unpacks it" sh -c "umoci raw unpack --rootless --image '$work/out:hello' '$work/out-unpacked' >/dev/null 2>&1 && test -x '$work/out-unpacked/app'"
+check_cmd "$IMGBUILD" inspect "oci:$work/out"
+check "imgbuild inspect oci:DIR counts one image, not the artifacts" grep -qF "$out_digest" last.out
+check_cmd "$IMGBUILD" sbom "oci:$work/out"
+cp out/index.json out-index-before.json
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" -o "oci:$work/out" --sign-key key.pem
+check "written again: index.json is the same (no duplicate, no new signature)" cmp out-index-before.json out/index.json
+check_cmd "$IMGBUILD" verify "oci:$work/out" --key pub.pem
+outcome "verify oci:DIR finds the referrers in index.json" "referrers: 3 through $work/out/index.json"
+outcome "  and the signature" "signature sha256:[0-9a-f]*: verified with pub.pem (hello@$out_digest)"
+"$IMGBUILD" verify "oci:$work/out" --key other-pub.pem >last.out 2>last.err
+check "verify oci:DIR with another key: exit 1" test $? -eq 1
+out_prov=$(jq -r '.manifests[] | select(.artifactType == "application/vnd.in-toto+json") | .digest[7:]' out/index.json)
+out_statement=out/blobs/sha256/$(jq -r '.layers[0].digest[7:]' "out/blobs/sha256/$out_prov")
+cp "$out_statement" statement.json
+jq -c '.predicate.runDetails.builder.id = "https://forged.example/builder"' statement.json >"$out_statement"
+"$IMGBUILD" verify "oci:$work/out" --key pub.pem >last.out 2>last.err
+check "a provenance edited in the layout: exit 1" test $? -eq 1
+check "  naming the blob" grep -qF "blob sha256:$(sha256sum statement.json | cut -d' ' -f1) is corrupt" last.err
+cp statement.json "$out_statement"
+"$IMGBUILD" "$ROOT/examples/hello/recipe.lua" -o "oci:$work/out" >last.out 2>&1
+check "written again without a key: the signature stays listed" test "$(about "$out_digest" | wc -l)" = 3
 
 step "a referrers tag that holds no index is replaced, saying so"
 put "sha256-$hex" sbom-manifest.json
@@ -172,6 +243,19 @@ curl -sf "http://$API/v2/hello/referrers/$digest" >api-referrers2.json
 check "pushed again: the same three referrers" cmp api-referrers.json api-referrers2.json
 check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem
 outcome "verify found them through the API" "referrers: 3 through the referrers API"
+
+step "signed by two keys: verify takes several --key, each signature verifying with one"
+check_cmd "$IMGBUILD" push hello "$API/hello:1" --sign-key other.pem
+"$IMGBUILD" verify "$API/hello:1" --key pub.pem >last.out 2>last.err
+check "one key of the two: exit 1, the other's signature does not verify" sh -c "test $? -eq 1 && grep -qF 'does not verify with pub.pem' last.err"
+check_cmd "$IMGBUILD" verify "$API/hello:1" --key pub.pem --key other-pub.pem
+outcome "both keys: each signature verified with its own" "verified with other-pub.pem"
+# The first signature's manifest stays listed; cosign's tag now holds both.
+outcome "  three signature layers: the first manifest's and the two under cosign's tag" "verified: 3 signatures"
+openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out third-pub.pem 2>/dev/null
+"$IMGBUILD" verify "$API/hello:1" --key pub.pem --key third-pub.pem >last.out 2>last.err
+check "a key that signed nothing does not stand for one that did: exit 1" test $? -eq 1
+check "  naming the keys tried" grep -qF "does not verify with pub.pem or third-pub.pem" last.err
 
 step "the key is nowhere: outputs, store, cache"
 grep -v -- '-----' key.pem >key-lines.txt

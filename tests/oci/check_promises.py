@@ -16,7 +16,10 @@ run together from tests/e2e/lib.sh's valid_image):
   in their header;
 - the first layer of an image built FROM scratch holds no whiteout;
 - an image built on a pulled base names it (org.opencontainers.image.base.name
-  and .digest annotations), and every image in the layout's index is named.
+  and .digest annotations), and every image in the layout's index is named;
+- the artifacts listed beside the images (an SBOM, a provenance, a
+  signature: entries with an artifactType) are manifests whose subject is an
+  image or a manifest of the layout, and no image.
 
 The layers the build wrote are the trailing ones whose history entries have
 the image's created time (imgbuild dates its own entries so); the ones before
@@ -176,8 +179,20 @@ def walk(layout, desc, where):
 def main(layout):
     with open(os.path.join(layout, "index.json")) as f:
         index = json.load(f)
+    described = set()  # the images and the manifests they list: what an artifact may be about
+    for desc in index.get("manifests", []):
+        if "artifactType" not in desc:
+            described.add(desc.get("digest"))
+            if desc.get("mediaType") == INDEX and (data := blob(layout, desc, "index.json")) is not None:
+                described.update(d.get("digest") for d in json.loads(data).get("manifests", []))
     for i, desc in enumerate(index.get("manifests", [])):
         where = f"index.json/manifests[{i}]"
+        if "artifactType" in desc:
+            data = blob(layout, desc, where)
+            subject = (json.loads(data).get("subject") or {}).get("digest") if data is not None else None
+            if desc.get("mediaType") != MANIFEST or subject not in described:
+                fail(where, f"the artifact {desc.get('digest')} is about {subject}, no image of the layout")
+            continue
         if not (desc.get("annotations") or {}).get(REF_NAME):
             fail(where, f"no {REF_NAME}: every image the build writes is named")
         walk(layout, desc, where)

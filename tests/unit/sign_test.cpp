@@ -1,6 +1,7 @@
 // Tests for attachments and signatures: the OCI 1.1 artifact manifest, the
-// referrers index of the tag schema, cosign's payload, and ECDSA P-256 keys
-// read from PEM (what is accepted, what is refused and how it is said).
+// referrers index of the tag schema, artifacts in an OCI layout, cosign's
+// payload, and ECDSA P-256 keys read from PEM (what is accepted, what is
+// refused and how it is said).
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -11,8 +12,12 @@
 #include "base/text.hpp"
 #include "sign/artifact.hpp"
 #include "sign/cosign.hpp"
+#include "sign/publish.hpp"
+#include "test_support.hpp"
 
 using namespace imgbuild;
+using imgbuild::test::ScratchDir;
+using imgbuild::test::slurp;
 using json = nlohmann::json;
 
 namespace {
@@ -179,4 +184,54 @@ TEST_CASE("keys that cannot sign are refused, naming the source and never the by
   CHECK_THROWS_WITH(EcKey::public_from_pem("nothing", "x.pem"),
                     "x.pem: not a PEM public key (make one with openssl ec -pubout)");
   CHECK_THROWS_WITH(EcKey::private_from_file("/nonexistent/key.pem"), Catch::Contains("--sign-key: "));
+}
+
+TEST_CASE("an OCI layout lists artifacts by their subject beside its images, each once", "[sign]") {
+  ScratchDir dir;
+  Layout layout(dir.path);
+  // An empty image whose config says `created`: another value, another image.
+  auto image = [&](const std::string& created) {
+    const json config = {{"created", created},
+                         {"architecture", "amd64"},
+                         {"os", "linux"},
+                         {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
+    const Descriptor stored = layout.put_document(config.dump(), media_type::kConfig);
+    const json manifest = {{"schemaVersion", 2},
+                           {"mediaType", media_type::kManifest.str()},
+                           {"config", stored.to_json()},
+                           {"layers", json::array()}};
+    return layout.put_document(manifest.dump(), media_type::kManifest);
+  };
+  const Descriptor first = image("2024-01-01T00:00:00Z");
+  layout.set_ref("app", first);
+  const Artifact sbom = make_artifact(first, Attachment{kSpdxMediaType, kSpdxMediaType, "the first SBOM"});
+  attach_to_layout(layout, {sbom});
+  const std::string written = slurp(dir.path / "index.json");
+  attach_to_layout(layout, {sbom});
+  CHECK(slurp(dir.path / "index.json") == written);  // written again: nothing new
+  CHECK(layout.entries().size() == 2);
+  REQUIRE(layout.refs().size() == 1);  // the artifact is no image
+  CHECK(layout.refs()[0].digest == first.digest);
+  CHECK(layout.entries()[1].artifact_type == kSpdxMediaType);
+  CHECK(layout_referrers(layout, first.digest) == std::vector<json>{referrer_entry(sbom)});
+  CHECK(layout.live_blobs().count(sbom.blobs[1].descriptor.digest));
+
+  // A signature kept in the layout is reused by the same key, not made again.
+  const EcKey key = EcKey::private_from_pem(pem_of("prime256v1", "private"), "key.pem");
+  CHECK_FALSE(layout_signature(layout, first.digest));
+  const Artifact signature = cosign_signature(std::nullopt, "app", first, key);
+  attach_to_layout(layout, {signature});
+  const std::optional<Manifest> kept = layout_signature(layout, first.digest);
+  REQUIRE(kept);
+  CHECK(cosign_signature(kept, "app", first, key).descriptor.digest == signature.descriptor.digest);
+  CHECK(layout_referrers(layout, first.digest).size() == 2);
+
+  // The name built again: the old image's artifacts go with it.
+  const Descriptor second = image("2025-01-01T00:00:00Z");
+  layout.set_ref("app", second);
+  const Artifact second_sbom = make_artifact(second, Attachment{kSpdxMediaType, kSpdxMediaType, "the second SBOM"});
+  attach_to_layout(layout, {second_sbom});
+  CHECK(layout_referrers(layout, first.digest).empty());
+  CHECK(layout_referrers(layout, second.digest) == std::vector<json>{referrer_entry(second_sbom)});
+  CHECK(layout.entries().size() == 2);
 }
