@@ -1181,8 +1181,8 @@ void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node)
 void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   namespace fs = std::filesystem;
   if (auto hit = b_.lookup(run.key, *this)) return take(st, *hit, run.description, StepKind::Run, node);
-  if (auto refusal = foreign_run_refusal(st.image.platform, Platform::host(), b_.settings_.emulate || run.op.emulate))
-    throw BuildError(node.loc, "run: " + run.shown + ": " + *refusal);
+  ForeignRun foreign = plan_foreign_run(st.image.platform, Platform::host(), b_.settings_.emulate || run.op.emulate);
+  if (!foreign.refusal.empty()) throw BuildError(node.loc, "run: " + run.shown + ": " + foreign.refusal);
   StepReport report(*this, node, run.description, StepKind::Run);
   const RunOp& op = run.op;
   SandboxSpec& spec = run.spec;
@@ -1220,6 +1220,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   }
   spec.max_processes = settings.max_processes;
   spec.isolation = settings.isolation;
+  spec.emulator = foreign.emulator;
   spec.output = [&](std::string_view line) {
     settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };

@@ -1,25 +1,40 @@
 #pragma once
-// Whether a RUN step of an image for another platform may run here: only when
-// the user allowed emulation and the kernel runs that platform's programs
-// through a registered binfmt_misc emulator (Debian's qemu-user-static).
+// Whether and how a RUN step of an image for another platform runs here: only
+// when the user allowed emulation, through Debian's qemu-user-static, either
+// as the machine registered it with binfmt_misc or, where the machine has no
+// registration, registered by the step for itself in a binfmt_misc of its own
+// user namespace (Linux 6.7 and later), so nothing machine-wide changes.
 #include <filesystem>
 #include <optional>
 #include <string>
 
 #include "oci/image.hpp"
+#include "sandbox/sandbox.hpp"
 
 namespace imgbuild {
 
-/// Where the kernel lists its binfmt_misc registrations.
+/// Where the kernel lists the machine's binfmt_misc registrations.
 inline constexpr const char* kBinfmtDir = "/proc/sys/fs/binfmt_misc";
+/// Where Debian's qemu-user-static installs its emulators (qemu-aarch64-static).
+inline constexpr const char* kEmulatorDir = "/usr/bin";
 
-/// Why a RUN step of an image for `image` cannot run on `build`, or nullopt
-/// when it can: the same platform, or a foreign one that `emulate` allows and
-/// `binfmt_dir` has an enabled qemu entry for, registered with the F flag (the
-/// kernel opened the emulator when it was registered, so the sandbox needs no
-/// emulator inside the image's root). The reason names both platforms and the
-/// way out.
-std::optional<std::string> foreign_run_refusal(const Platform& image, const Platform& build, bool emulate,
-                                               const std::filesystem::path& binfmt_dir = kBinfmtDir);
+/// How a RUN step of an image for one platform runs on a machine of another.
+struct ForeignRun {
+  /// Why it cannot run here, naming both platforms and the way out; empty
+  /// when it can.
+  std::string refusal;
+  /// The emulator the step registers for itself, by the ELF header of the
+  /// image's CPU: nullopt when the platform is the machine's or the
+  /// machine's registration serves.
+  std::optional<StepEmulator> emulator;
+};
+
+/// How a RUN step of an image for `image` runs on `build`: at once on the same
+/// CPU; for a foreign one, only when `emulate` allows it, through the
+/// machine's enabled qemu entry with the F flag in `binfmt_dir`, else through
+/// `emulators`/qemu-CPU-static registered by the step itself.
+ForeignRun plan_foreign_run(const Platform& image, const Platform& build, bool emulate,
+                            const std::filesystem::path& binfmt_dir = kBinfmtDir,
+                            const std::filesystem::path& emulators = kEmulatorDir);
 
 }  // namespace imgbuild

@@ -132,6 +132,37 @@ void loopback_up(int report_fd) {
   ::close(sock);
 }
 
+/// Gives the step a binfmt_misc of its own holding its emulator, out of its
+/// sight. A binfmt_misc registration belongs to a user namespace (Linux
+/// 6.7), and the kernel looks a program's rule up in the nearest namespace
+/// that has one: the step's programs find the emulator, nothing outside the
+/// step does. A rootless step has its user namespace already; as root, PID 1
+/// makes one (with a mount namespace it owns) mapping imgbuild's ids to
+/// themselves, and imgbuild, in the namespace above, writes the maps when
+/// `sync_fd` says so (map_emulated_step). Called in the image, once the
+/// mounts are made: a namespace made before would lock them, and pivot_root
+/// refuses a locked root. The emulator was opened on kEmulatorFd before.
+void own_emulator(const ChildPlan& p, int sync_fd, int report_fd) {
+  if (!p.user_namespace) {
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+      child_fail(report_fd, "making the user namespace of the emulated step");
+    char c;
+    if (::write(sync_fd, "u", 1) != 1 || ::read(sync_fd, &c, 1) != 1 || ::getuid() != 0)
+      child_fail(report_fd, "mapping the emulated step's ids");
+  }
+  if (::mount("binfmt_misc", p.binfmt_dir.c_str(), "binfmt_misc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    child_fail(report_fd, "mounting a binfmt_misc of the step's own (Linux 6.7 or later)");
+  int reg = ::open(p.binfmt_register.c_str(), O_WRONLY | O_CLOEXEC);
+  if (reg < 0 || ::write(reg, p.binfmt_rule.data(), p.binfmt_rule.size()) != static_cast<ssize_t>(p.binfmt_rule.size()))
+    child_fail(report_fd, "registering the step's emulator");
+  ::close(reg);
+  ::close(kEmulatorFd);
+  // The registration lasts while its mount does, under an empty read-only
+  // one: the step can neither read nor change it.
+  if (::mount("tmpfs", p.binfmt_dir.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    child_fail(report_fd, "hiding the step's binfmt_misc");
+}
+
 /// What the kernel enforces on the step's processes besides their capabilities.
 struct KernelLimits {
   const std::vector<sock_filter>& seccomp;
@@ -156,7 +187,6 @@ struct KernelLimits {
   ::close(sync_write_fd);
   char c;
   if (::read(sync_fd, &c, 1) != 1) child_fail(report_fd, "waiting for imgbuild");
-  ::close(sync_fd);
   // Into the step's cgroups before anything else: what it starts is counted.
   for (auto& file : limits.cgroup_files) {
     int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
@@ -225,10 +255,19 @@ struct KernelLimits {
   }
   ::sethostname(kStepHostname, std::strlen(kStepHostname));
   if (p.network != StepNetwork::host) loopback_up(report_fd);
+  if (!p.emulator.empty()) {
+    int emulator = ::open(p.emulator.c_str(), O_RDONLY | O_CLOEXEC);
+    if (emulator < 0 || out_fd == kEmulatorFd || sync_fd == kEmulatorFd || report_fd == kEmulatorFd ||
+        ::dup2(emulator, kEmulatorFd) < 0)
+      child_fail(report_fd, "opening the step's emulator");
+    ::close(emulator);
+  }
   if (::chdir(p.merged.c_str()) != 0) child_fail(report_fd, "entering the image root");
   if (::syscall(SYS_pivot_root, ".", ".") != 0) child_fail(report_fd, "pivot_root");
   if (::umount2(".", MNT_DETACH) != 0) child_fail(report_fd, "detaching the host root");
   if (::chdir("/") != 0) child_fail(report_fd, "chdir /");
+  if (!p.emulator.empty()) own_emulator(p, sync_fd, report_fd);
+  ::close(sync_fd);
   // The working directory, made as docker makes it: by root, before the step.
   for (auto& dir : p.workdir_parents) ::mkdir(dir.c_str(), 0755);
   if (::chdir(p.workdir_path.c_str()) != 0) child_fail(report_fd, "entering the working directory");
@@ -271,6 +310,27 @@ struct KernelLimits {
     if (r < 0 && errno != EINTR) child_fail(report_fd, "waiting for the command");
   }
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+/// Writes `text` into /proc/PID/`file` (a map of its user namespace).
+void write_proc_file(pid_t pid, const std::string& file, const std::string& text) {
+  std::ofstream f("/proc/" + std::to_string(pid) + "/" + file);
+  f << text;
+}
+
+/// The maps of the user namespace an emulated step's PID 1 makes itself
+/// (own_emulator), written once it says it has made it: only a process in the
+/// namespace above may map ids there beyond its own. A PID 1 that failed
+/// before says nothing and closes its end; collect() reports why.
+void map_emulated_step(pid_t pid, const ChildPlan& p, const Fd& sync) {
+  char c;
+  ssize_t n;
+  while ((n = ::read(sync.get(), &c, 1)) < 0 && errno == EINTR) {
+  }
+  if (n != 1) return;
+  write_proc_file(pid, "uid_map", p.uid_map);
+  write_proc_file(pid, "gid_map", p.gid_map);
+  (void)!::send(sync.get(), "m", 1, MSG_NOSIGNAL);
 }
 
 }  // namespace
@@ -326,19 +386,16 @@ std::optional<SetupFailure> launch(const ChildPlan& p, const SandboxSpec& spec, 
   report_write = Fd();
   if (p.user_namespace) {
     // Root inside is the invoking user outside: the step can own its files.
-    auto write_map = [&](const std::string& file, const std::string& text) {
-      std::ofstream f("/proc/" + std::to_string(pid) + "/" + file);
-      f << text;
-    };
-    write_map("setgroups", "deny");
-    write_map("uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
-    write_map("gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
+    write_proc_file(pid, "setgroups", "deny");
+    write_proc_file(pid, "uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
+    write_proc_file(pid, "gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
   }
   // Connected before the child goes on, so the command finds its network up;
   // killed when the step ends (and it ends by itself with imgbuild).
   std::optional<UserModeNetwork> network;
   if (p.network == StepNetwork::own) network.emplace(pid, p.dns_forwarder);
   (void)!::send(sync_write.get(), "x", 1, MSG_NOSIGNAL);
+  if (!p.emulator.empty() && !p.user_namespace) map_emulated_step(pid, p, sync_write);
   sync_write = Fd();
   return collect(child, out_read, report_read, spec, result);
 }

@@ -51,6 +51,10 @@ private:
   std::vector<std::pair<std::string, std::string>> targets_;
 };
 
+/// The descriptor an emulated step's PID 1 holds its emulator on, from
+/// before it enters the image until it has registered it.
+constexpr int kEmulatorFd = 1000;
+
 /// Everything the child needs, prepared before fork: after it, a child of a
 /// possibly multi-threaded process may only make system calls.
 struct ChildPlan {
@@ -77,6 +81,12 @@ struct ChildPlan {
   bool dns_forwarder = false;  ///< the step's resolv.conf names slirp4netns's forwarder
   bool user_namespace = false;
   bool chroot = false;  ///< chroot-ed into `snapshot` (chroot.cpp): no namespace, no mount
+  // A binfmt_misc of the step's own (SandboxSpec::emulator): the emulator,
+  // the rule naming it by kEmulatorFd, the folder the binfmt_misc is mounted
+  // on and its `register` file (in the image: under the step's /proc/sys,
+  // hidden after), and, as root, the uid and gid maps of the user namespace
+  // PID 1 makes for it ("0 0 4294967295": the ids imgbuild's namespace has).
+  std::string emulator, binfmt_rule, binfmt_dir, binfmt_register, uid_map, gid_map;
 };
 
 /// Fills the command of `p` from `spec`: the user's ids and groups as the

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <sstream>
 
 #include "base/fs.hpp"
 #include "layer/resolve.hpp"
@@ -40,6 +41,12 @@ constexpr const char* kMaskedPaths[] = {"/proc/acpi",
 /// What runc makes read-only by default: the kernel's settings
 /// (kernel.core_pattern names a program the kernel runs as root on the host),
 /// SysRq and hardware.
+/// Why an emulated step cannot run chroot-ed.
+constexpr const char* kNoEmulatorInChroot =
+    "an emulated RUN step registers its emulator in a user namespace of its own, which chroot isolation does "
+    "not make: register qemu-user-static on the machine (binfmt_misc, with the F flag), or cross-compile on the "
+    "build platform";
+
 constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
 
 std::string absolute_in(const std::string& path) { return path.starts_with("/") ? path : "/" + path; }
@@ -123,6 +130,16 @@ void plan_command(ChildPlan& p, const SandboxSpec& spec) {
 
 namespace {
 
+/// A map (uid_map, gid_map) for a user namespace made inside this one that
+/// maps every id `map_file` says this one has to itself.
+std::string identity_map(const char* map_file) {
+  std::istringstream in(read_file(map_file));
+  std::string out;
+  for (unsigned long inside, outside, count; in >> inside >> outside >> count;)
+    out += std::to_string(inside) + " " + std::to_string(inside) + " " + std::to_string(count) + "\n";
+  return out;
+}
+
 /// The step in namespaces of its own: on an overlay, or on a snapshot.
 SandboxResult run_in_namespaces(const SandboxSpec& spec) {
   ChildPlan p;
@@ -147,6 +164,20 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
   // What imgbuild mounts itself, then what the step asks for.
   auto target = [&](const std::string& image_path) { return targets.add(image_path); };
   p.proc = target("/proc");
+  if (spec.emulator) {
+    // Registered after the step entered the image, through the descriptor
+    // PID 1 opened the emulator on before: with F the kernel opens it at
+    // once. Without C: a setuid program gains nothing through the emulator.
+    p.binfmt_rule = spec.emulator->binfmt_match + "/proc/self/fd/" + std::to_string(kEmulatorFd) + ":F";
+    p.emulator = spec.emulator->program.string();
+    p.binfmt_dir = p.proc.substr(p.merged.size()) + "/sys/fs/binfmt_misc";
+    p.binfmt_register = p.binfmt_dir + "/register";
+    // Rootless, the step has a user namespace of its own already.
+    if (!p.user_namespace) {
+      p.uid_map = identity_map("/proc/self/uid_map");
+      p.gid_map = identity_map("/proc/self/gid_map");
+    }
+  }
   p.sys = target("/sys");
   p.dev = target("/dev");
   p.dev_shm = p.dev + "/shm";
@@ -230,8 +261,12 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   // Once refused, refused for the rest of the build: no step tries again.
   static std::atomic<bool> namespaces_refused = false;
   static std::string refusal;
+  if (spec.emulator && spec.isolation == Isolation::chroot) throw SandboxError(kNoEmulatorInChroot);
   if (spec.isolation == Isolation::chroot) return run_in_chroot(spec, "");
-  if (spec.isolation == Isolation::automatic && namespaces_refused) return run_in_chroot(spec, refusal);
+  if (spec.isolation == Isolation::automatic && namespaces_refused) {
+    if (spec.emulator) throw SandboxError(refusal + "; " + kNoEmulatorInChroot);
+    return run_in_chroot(spec, refusal);
+  }
   try {
     return run_in_namespaces(spec);
   } catch (const NamespacesRefused& e) {
@@ -241,6 +276,7 @@ SandboxResult run_in_sandbox(const SandboxSpec& spec) {
       refusal = std::string(e.what()).substr(0, std::string(e.what()).find(" ("));
       namespaces_refused = true;
     });
+    if (spec.emulator) throw SandboxError(refusal + "; " + kNoEmulatorInChroot);
     // A snapshot step had copied the image before the clone failed.
     fs::remove_all(spec.upper);
     fs::create_directory(spec.upper);

@@ -87,6 +87,16 @@ constexpr long kDefaultMaxProcesses = 4096;
 /// name, so nothing a step records of it differs from build to build.
 inline constexpr const char* kStepHostname = "imgbuild";
 
+/// An emulator a step registers for itself with binfmt_misc.
+struct StepEmulator {
+  /// The rule's start, up to its interpreter: ":NAME:M::MAGIC:MASK:".
+  std::string binfmt_match;
+  /// The emulator on this machine (/usr/bin/qemu-aarch64-static): opened
+  /// before the step enters the image and registered with the F flag, so
+  /// nothing is looked for inside the image's root.
+  std::filesystem::path program;
+};
+
 struct SandboxSpec {
   std::filesystem::path lower;  ///< the image root; never modified
   /// An empty folder: receives the step's changes (overlay), or a whole copy
@@ -110,6 +120,13 @@ struct SandboxSpec {
   /// (kDefaultMaxProcesses unless the user chose).
   long max_processes = kDefaultMaxProcesses;
   Isolation isolation = Isolation::namespaces;
+  /// What runs the step's programs of another CPU, when the step registers
+  /// it itself: the step then runs in a user namespace of its own, mapping
+  /// the ids imgbuild has, whose own binfmt_misc (Linux 6.7 and later) holds
+  /// only this rule, so nothing of the machine's registrations changes. Not
+  /// with chroot isolation, which makes no namespace. Empty: the machine's
+  /// registrations, if any, serve.
+  std::optional<StepEmulator> emulator;
 };
 
 struct SandboxResult {

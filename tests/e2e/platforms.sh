@@ -5,7 +5,8 @@
 # binary for its CPU; the arm64 one answers HTTP under qemu-aarch64-static. A
 # copy the platforms share is one layer; a base's index gives each platform its
 # manifest and a base without one fails at the recipe's line; a foreign RUN
-# step is refused unless emulation is allowed and registered; docker-archive
+# step is refused unless emulation is allowed, and allowed it runs through
+# qemu-user-static registered for the step alone; docker-archive
 # refuses an index; a push sends the manifests, then the index.
 #
 #   tests/e2e/platforms.sh IMGBUILD REPO_ROOT
@@ -48,7 +49,7 @@ check "the $FOREIGN entrypoint is built for $FOREIGN_MACHINE" sh -c \
   "'$IMGBUILD' check '$work/root-$FOREIGN/app' | grep -q ' $FOREIGN_MACHINE (linux/$FOREIGN), static'"
 check "the build printed each platform's image" grep -q "^hello@linux/$FOREIGN  sha256:" "$work/last.out"
 check "and the index" grep -q "hello: index sha256:.* of 2 platforms" "$work/last.err"
-check "go.build ran on this machine for $FOREIGN: no step was emulated" sh -c "! grep -qi emulat '$work/last.err'"
+check "go.build ran on this machine for $FOREIGN: no step was emulated" sh -c "! grep -qiE 'emulating|under emulation' '$work/last.err'"
 
 step "the $FOREIGN entrypoint runs under qemu-$FOREIGN_MACHINE-static"
 if command -v "qemu-$FOREIGN_MACHINE-static" >/dev/null; then
@@ -141,7 +142,7 @@ check "names the line, the base, the platform and those it has" grep -q \
   "recipe.lua:2: .*$REG/base/multi:oci: no image for linux/s390x (the index has linux/amd64, linux/arm64)" "$work/last.err"
 check "nothing was stored under the name" sh -c "! '$IMGBUILD' images | grep -q '^lacking '"
 
-step "a RUN step of a foreign platform: refused, unless emulation is allowed and registered"
+step "a RUN step of a foreign platform: refused, unless emulation is allowed"
 mkdir -p "$work/foreign"
 cat >"$work/foreign/recipe.lua" <<LUA
 image("foreign", from "$REG/base/multi:oci"
@@ -154,14 +155,59 @@ check "at the step's line, naming the platforms and the way out" grep -qx \
   "imgbuild: .*recipe.lua:2: run: echo hi > /etc/hi: the image is linux/$FOREIGN and this machine is linux/$HOST_ARCH: its programs run here only under emulation; cross-compile on the build platform instead (go.build does; the recipe reads it as platform.build, linux/$HOST_ARCH), or allow emulation with --emulate or :run(..., { emulate = true })" "$work/last.err"
 imgbuild "$work/foreign/recipe.lua" --emulate
 status=$?
-entry=/proc/sys/fs/binfmt_misc/qemu-$FOREIGN_MACHINE
-if [[ -r $entry ]] && grep -qx enabled "$entry" && grep -q '^flags: .*F' "$entry"; then
-  # The base's arm64 image has no shell: emulated, the step runs and fails in it.
-  check "with --emulate and qemu registered: the step ran (and found no /bin/sh)" grep -q "run: echo hi > /etc/hi: exited with status" "$work/last.err"
+if command -v "qemu-$FOREIGN_MACHINE-static" >/dev/null; then
+  # The base's $FOREIGN image has no shell: emulated, the step runs and fails in it.
+  check "with --emulate: the step ran under emulation (and found no /bin/sh)" grep -q \
+    "recipe.lua:2: run: echo hi > /etc/hi: exited with status" "$work/last.err"
 else
-  check "with --emulate and no emulator registered: exit 1" test $status -eq 1
-  check "says what binfmt_misc lacks and how to get it" grep -q \
-    "recipe.lua:2: run: echo hi > /etc/hi: emulating linux/$FOREIGN needs binfmt_misc to run its programs through qemu-user-static, and .*$entry.*: install Debian's qemu-user-static" "$work/last.err"
+  check "with --emulate and no emulator installed: exit 1" test $status -eq 1
+  check "says what is missing and how to get it" grep -q \
+    "recipe.lua:2: run: echo hi > /etc/hi: emulating linux/$FOREIGN needs qemu-user-static: .*: install Debian's qemu-user-static" "$work/last.err"
+fi
+
+step "an emulated RUN step: the $FOREIGN program runs, through an emulator registered for the step alone"
+binfmt_before=$(ls /proc/sys/fs/binfmt_misc 2>/dev/null | sort | tr '\n' ' ')
+mkdir -p "$work/emulated/src"
+# What the program writes says it ran as $FOREIGN code, and whether the step
+# could see or change the registration it runs under.
+cat >"$work/emulated/src/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"runtime"
+)
+
+func main() {
+	seen := "hidden"
+	if entries, err := os.ReadDir("/proc/sys/fs/binfmt_misc"); err == nil && len(entries) > 0 {
+		seen = "visible"
+	}
+	if os.WriteFile("/proc/sys/fs/binfmt_misc/register", []byte(":x:E::x::/x:"), 0) == nil {
+		seen += ", writable"
+	}
+	os.WriteFile("/etc/ran", []byte(runtime.GOARCH+" "+seen+"\n"), 0o644)
+}
+GO
+(cd "$work/emulated/src" && CGO_ENABLED=0 GOOS=linux GOARCH=$FOREIGN GO111MODULE=off go build -trimpath -o ../mark .)
+cat >"$work/emulated/recipe.lua" <<LUA
+image("emulated", from "$REG/base/multi:oci"
+  :copy("mark", "/mark")
+  :run { "/mark", emulate = true },
+  { platforms = { "linux/$FOREIGN" } })
+LUA
+if command -v "qemu-$FOREIGN_MACHINE-static" >/dev/null; then
+  check_cmd "$IMGBUILD" "$work/emulated/recipe.lua" -o "oci:$work/emulated/oci"
+  layer=$(skopeo inspect --raw "oci:$work/emulated/oci:emulated" | jq -r '.layers[-1].digest')
+  check "the step's layer holds what the $FOREIGN program wrote: it ran as $FOREIGN code, its emulator's registration out of its sight" \
+    sh -c "tar -xzOf '$(blob "$work/emulated/oci" "$layer")' etc/ran | grep -qx '$FOREIGN hidden'"
+  check "the machine's binfmt_misc is as it was" test "$(ls /proc/sys/fs/binfmt_misc 2>/dev/null | sort | tr '\n' ' ')" = "$binfmt_before"
+  if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-$FOREIGN_MACHINE ]]; then
+    check "and, unregistered on the machine, runs nothing of $FOREIGN outside a step" sh -c "! '$work/emulated/mark' 2>/dev/null"
+  fi
+  IMGBUILD_CHROOT_ON_HOST=1 imgbuild "$work/emulated/recipe.lua" --isolation chroot --no-cache
+  check "chroot isolation, which makes no namespace, refuses it at the step's line" grep -q \
+    "recipe.lua:3: run: an emulated RUN step registers its emulator in a user namespace of its own, which chroot isolation does not make" "$work/last.err"
 fi
 
 step "push: the manifests, then the index"
