@@ -122,6 +122,8 @@ table() {
       "$(secs "$two") | $(range <<<"${WALL[$c-two]}") | $(secs "$(median <<<"${CPU[$c-two]}")") | $ratio |"
   done
   echo
+  awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN {exit !(l > n / 2)}' &&
+    echo "**The load average ($load_start) is above half the $(nproc) cores: the platforms' builds compete with other processes for the CPU, and the ratio measures that contention (it tends to the ratio of CPU times), not how well the platforms overlap on idle cores.**" && echo
   echo "*cold*: imgbuild's store and cache empty (the issue's figure: a CI runner that keeps Go's cache but not imgbuild's, or a first build). *edit*: main.go changed, store and cache kept (a developer's rebuild: go build runs for each platform). *no-op*: nothing changed, every step cached."
 }
 table
