@@ -955,7 +955,19 @@ Digest Builder::copy_key(const CopyStep& step, const FileDigests& contents) cons
   return step_key(std::move(inputs));
 }
 
+std::unique_lock<std::mutex> SharedSteps::hold(const Digest& key) {
+  std::unique_lock lock(mutex_);
+  std::unique_ptr<std::mutex>& step = steps_[key];
+  if (!step) step = std::make_unique<std::mutex>();
+  std::mutex& held = *step;
+  lock.unlock();
+  return std::unique_lock(held);
+}
+
 void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
+  // Another platform's builder may be at this very step: the first makes it,
+  // the others wait and take it from the cache (its files then read already).
+  std::unique_lock shared = b_.settings_.shared_steps->hold(step.shape ? *step.shape : b_.copy_key(step, {}));
   // The key covers each file's contents: a known shape brings the digests of
   // its files as last read, so only files whose stamp changed since are read.
   // A shape never built cannot be cached, so it is not looked up.

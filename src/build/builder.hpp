@@ -31,6 +31,22 @@ public:
       : std::runtime_error(loc.empty() ? message : loc + ": " + message) {}
 };
 
+/// The steps the builders of one build's platforms make at once. A step whose
+/// result is the same for every platform (a copy of static files) reached by
+/// two builders together is made by one while the other waits, then takes it
+/// from the step cache: one computation, not one per platform writing the
+/// same layer.
+class SharedSteps {
+public:
+  /// Holds the step known by `key` (its copy's shape or key) against the other
+  /// builders until the lock returned goes.
+  std::unique_lock<std::mutex> hold(const Digest& key);
+
+private:
+  std::mutex mutex_;
+  std::map<Digest, std::unique_ptr<std::mutex>> steps_;
+};
+
 struct BuildSettings {
   std::filesystem::path context;
   std::filesystem::path cache_dir;
@@ -78,6 +94,9 @@ struct BuildSettings {
   /// on `node` may push the layer before the build ends. Called from the
   /// threads that build stages: it must be quick and must not throw.
   std::function<void(size_t node, const LayerBlob& layer)> layer_stored;
+  /// Shared by the builders of every platform of a build (copies of these
+  /// settings share it).
+  std::shared_ptr<SharedSteps> shared_steps = std::make_shared<SharedSteps>();
   /// Step results imported from registries (`--cache-from`), by key; their
   /// source names the registry cache.
   std::map<Digest, CachedStep> remote_cache;

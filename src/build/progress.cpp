@@ -1,5 +1,7 @@
 #include "build/progress.hpp"
 
+#include <type_traits>
+
 namespace imgbuild {
 
 const char* to_string(StepKind kind) {
@@ -31,6 +33,21 @@ const char* to_string(StepStatus status) {
 }
 
 const char* to_string(TransferDirection direction) { return direction == TransferDirection::Pull ? "pull" : "push"; }
+
+ProgressSink platform_steps(ProgressSink sink, size_t first_step, std::string platform) {
+  return [sink = std::move(sink), first_step, platform = std::move(platform)](const ProgressEvent& event) {
+    ProgressEvent named = event;
+    std::visit(
+        [&](auto& e) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(e)>, TransferProgressed>) {
+            e.step += first_step;
+            e.platform = platform;
+          }
+        },
+        named);
+    sink(named);
+  };
+}
 
 TransferMeter::TransferMeter(ProgressSink sink, TransferDirection direction, std::string ref,
                              std::chrono::milliseconds interval)

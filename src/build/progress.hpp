@@ -31,20 +31,24 @@ const char* to_string(StepStatus status);
 /// "pull", "push".
 const char* to_string(TransferDirection direction);
 
-/// A step begins. `step` identifies it within the build (events of parallel
-/// stages interleave); `cached` says its result comes from the cache, so it
-/// ends at once.
+/// A step begins. `step` identifies it within the build, across platforms
+/// (events of parallel stages and platforms interleave); `cached` says its
+/// result comes from the cache, so it ends at once. `platform` ("linux/arm64")
+/// names the image's platform when the build makes several, on every event of
+/// a step; empty otherwise.
 struct StepStarted {
   size_t step = 0;
   std::string loc, description;
   StepKind kind = StepKind::Copy;
   bool cached = false;
+  std::string platform = {};
 };
 
 /// One line a RUN step printed (stdout and stderr alike).
 struct StepOutput {
   size_t step = 0;
   std::string loc, line;
+  std::string platform = {};
 };
 
 /// A step ended. `description` may be more precise than at the start (a base
@@ -57,6 +61,7 @@ struct StepEnded {
   StepStatus status = StepStatus::Done;
   double seconds = 0;
   std::optional<uint64_t> layer_size;
+  std::string platform = {};
 };
 
 /// Something worth knowing about a step that is not its output (a RUN step
@@ -64,6 +69,7 @@ struct StepEnded {
 struct StepNotice {
   size_t step = 0;
   std::string loc, message;
+  std::string platform = {};
 };
 
 /// A blob's progress between the store and a registry: `done` of `total`
@@ -85,6 +91,12 @@ using ProgressEvent = std::variant<StepStarted, StepOutput, StepEnded, StepNotic
 /// thread-safe itself (Builder serialises its own; transfers run in threads
 /// of their own).
 using ProgressSink = std::function<void(const ProgressEvent&)>;
+
+/// `sink` for the steps of one platform's builder when a build makes images
+/// for several: each step's id moved past the ids of the builders before it
+/// (`first_step`: their steps' count), so that no two steps of the build share
+/// one, and its events naming `platform`.
+ProgressSink platform_steps(ProgressSink sink, size_t first_step, std::string platform);
 
 /// Turns the byte counts of blob transfers (a callback per network read) into
 /// TransferProgressed events: the first, then at most one every `interval` per

@@ -48,6 +48,13 @@ std::string transfer_name(const TransferProgressed& t) {
 
 std::string rate_text(double bytes_per_second) { return human_size(static_cast<uint64_t>(bytes_per_second)) + "/s"; }
 
+/// Where a step is: its recipe line, after its platform when the build makes
+/// images for several ("[linux/arm64] recipe.lua:5").
+template <class StepEvent>
+std::string step_at(const StepEvent& e) {
+  return e.platform.empty() ? e.loc : "[" + e.platform + "] " + e.loc;
+}
+
 /// The line plain output prints for an event, as a CI log shows it; none for
 /// events a later line covers (a step's start, but a RUN step's, which
 /// frames its output; a blob still moving). A step's output is shown
@@ -55,12 +62,12 @@ std::string rate_text(double bytes_per_second) { return human_size(static_cast<u
 /// its bytes as they came.
 std::optional<std::string> plain_line(const ProgressEvent& event, bool raw_output) {
   if (auto* s = std::get_if<StepStarted>(&event))
-    return s->kind == StepKind::Run && !s->cached ? std::optional(s->loc + "  " + s->description) : std::nullopt;
+    return s->kind == StepKind::Run && !s->cached ? std::optional(step_at(*s) + "  " + s->description) : std::nullopt;
   if (auto* o = std::get_if<StepOutput>(&event))
-    return o->loc + " | " + (raw_output ? o->line : printable_text(o->line));
-  if (auto* n = std::get_if<StepNotice>(&event)) return n->loc + "  " + n->message;
+    return step_at(*o) + " | " + (raw_output ? o->line : printable_text(o->line));
+  if (auto* n = std::get_if<StepNotice>(&event)) return step_at(*n) + "  " + n->message;
   if (auto* e = std::get_if<StepEnded>(&event)) {
-    std::string line = e->loc + "  " + e->description;
+    std::string line = step_at(*e) + "  " + e->description;
     if (e->status == StepStatus::Cached) return line + "  (cached)";
     if (e->status == StepStatus::Failed) return line + "  (failed after " + duration_text(e->seconds) + ")";
     if (e->kind == StepKind::Config) return line;
@@ -191,7 +198,7 @@ public:
     std::lock_guard lock(mutex_);
     std::string out = erase();
     if (auto* s = std::get_if<StepStarted>(&e)) {
-      if (!s->cached) running_[s->step] = Running{s->loc + "  " + s->description, Clock::now()};
+      if (!s->cached) running_[s->step] = Running{step_at(*s) + "  " + s->description, Clock::now()};
     } else if (auto* t = std::get_if<TransferProgressed>(&e)) {
       if (t->finished)
         transfers_.erase(t->ref + t->digest.str());
@@ -317,6 +324,10 @@ private:
   std::thread ticker_;
 };
 
+/// The "platform" of a step's JSON event: its name, or null when the build
+/// makes images for one platform only.
+json platform_json(const std::string& platform) { return platform.empty() ? json(nullptr) : json(platform); }
+
 /// --progress json: every event and result as one JSON object a line on
 /// stdout (the schema is in imgbuild(1)).
 class JsonView : public ProgressView {
@@ -324,16 +335,26 @@ public:
   void event(const ProgressEvent& e) override {
     json j;
     if (auto* s = std::get_if<StepStarted>(&e)) {
-      j = {{"event", "step_start"},         {"step", s->step},    {"loc", s->loc}, {"kind", to_string(s->kind)},
-           {"description", s->description}, {"cached", s->cached}};
+      j = {{"event", "step_start"},        {"step", s->step},     {"loc", s->loc},
+           {"kind", to_string(s->kind)},   {"cached", s->cached}, {"platform", platform_json(s->platform)},
+           {"description", s->description}};
     } else if (auto* o = std::get_if<StepOutput>(&e)) {
-      j = {{"event", "output"}, {"step", o->step}, {"loc", o->loc}, {"line", o->line}};
+      j = {{"event", "output"},
+           {"step", o->step},
+           {"loc", o->loc},
+           {"platform", platform_json(o->platform)},
+           {"line", o->line}};
     } else if (auto* n = std::get_if<StepNotice>(&e)) {
-      j = {{"event", "notice"}, {"step", n->step}, {"loc", n->loc}, {"message", n->message}};
+      j = {{"event", "notice"},
+           {"step", n->step},
+           {"loc", n->loc},
+           {"platform", platform_json(n->platform)},
+           {"message", n->message}};
     } else if (auto* end = std::get_if<StepEnded>(&e)) {
       j = {{"event", "step_end"},
            {"step", end->step},
            {"loc", end->loc},
+           {"platform", platform_json(end->platform)},
            {"kind", to_string(end->kind)},
            {"description", end->description},
            {"status", to_string(end->status)},

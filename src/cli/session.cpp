@@ -110,7 +110,10 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
                  meter(TransferDirection::Pull, source));
   };
   settings.fetch_url = fetch_url;
-  if (!planning && b.push && !pushes.empty()) push_early(settings);
+  if (!planning && b.push && !pushes.empty()) {
+    push_early();
+    settings.layer_stored = early_uploads(ev.graph, settings.platform);
+  }
   for (auto& ref : b.cache_from) {
     auto steps = import_step_cache(registry->client(), ref);
     if (steps.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
@@ -118,9 +121,9 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   }
   // Each other platform: the recipe evaluated again, so that what it reads
   // of `platform` describes that platform's image, and a builder of its own
-  // (no early pushes: the index goes after its manifests). Both share the
-  // store and the step cache, so a step whose key does not hold the platform
-  // is done once (see docs/architecture.md).
+  // (its layers pushed early too; the index goes after its manifests). Both
+  // share the store and the step cache, so a step whose key does not hold
+  // the platform is done once (see docs/architecture.md).
   std::set<std::string> others;
   auto want = [&](const std::vector<Platform>& recipe_platforms) {
     for (const Platform& p : platforms_of(recipe_platforms))
@@ -128,6 +131,9 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   };
   for (const Target* t : chosen) want(t->platforms);
   for (const Push* p : pushes) want(p->platforms);
+  // Their steps are numbered after the machine's and one another's, and
+  // named by platform.
+  size_t first_step = ev.graph.nodes.size();
   for (const std::string& name : others) {
     RecipeOptions for_platform = ro;
     for_platform.platform = Platform::parse(name);
@@ -135,9 +141,12 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
     pb.ev = evaluate_recipe(for_platform);
     BuildSettings platform_settings = settings;
     platform_settings.platform = for_platform.platform;
-    platform_settings.layer_stored = {};
+    if (uploads) platform_settings.layer_stored = early_uploads(pb.ev.graph, for_platform.platform);
+    if (view) platform_settings.progress = platform_steps(view->sink(), first_step, name);
+    first_step += pb.ev.graph.nodes.size();
     pb.builder = std::make_unique<Builder>(pb.ev.graph, *store, std::move(platform_settings));
   }
+  if (view && !platform_builds.empty()) settings.progress = platform_steps(view->sink(), 0, settings.platform.str());
   builder = std::make_unique<Builder>(ev.graph, *store, std::move(settings));
 }
 
@@ -151,23 +160,38 @@ std::pair<const Graph*, Builder*> Session::for_platform(const Platform& platform
   return {&it->second.ev.graph, it->second.builder.get()};
 }
 
-void Session::prepare() {
-  const Platform host = Platform::host();
+std::vector<Session::PlatformNodes> Session::by_platform() {
   // Each platform's nodes: its evaluation's targets and pushes of the same
-  // name and reference as those chosen, when built for it.
-  std::map<Builder*, std::vector<size_t>> nodes;
+  // name and reference as those chosen, when built for it; the platforms in
+  // the order first asked for.
+  std::vector<PlatformNodes> all;
   auto add = [&](const std::vector<Platform>& recipe_platforms, auto&& node_in) {
     std::vector<Platform> platforms = platforms_of(recipe_platforms);
-    if (platforms.empty()) platforms.push_back(host);
+    if (platforms.empty()) platforms.push_back(Platform::host());
     for (const Platform& p : platforms) {
       auto [graph, platform_builder] = for_platform(p);
-      if (std::optional<size_t> node = node_in(*graph)) nodes[platform_builder].push_back(*node);
+      auto it =
+          std::find_if(all.begin(), all.end(), [&](const PlatformNodes& w) { return w.builder == platform_builder; });
+      if (it == all.end()) it = all.insert(all.end(), PlatformNodes{p, graph, platform_builder, {}});
+      if (std::optional<size_t> node = node_in(*graph);
+          node && std::find(it->nodes.begin(), it->nodes.end(), *node) == it->nodes.end())
+        it->nodes.push_back(*node);
     }
   };
   for (const Target* t : chosen) add(t->platforms, [&](const Graph& g) { return g.target_node(t->name); });
   for (const Push* p : pushes) add(p->platforms, [&](const Graph& g) { return g.push_node(p->reference); });
-  std::vector<std::pair<Builder*, std::vector<size_t>>> work(nodes.begin(), nodes.end());
-  run_side_by_side(work.size(), [&](size_t i) { work[i].first->prepare(work[i].second); });
+  return all;
+}
+
+void Session::prepare() {
+  std::vector<PlatformNodes> work = by_platform();
+  // Each platform's images are also finished there (layers checked, config
+  // and manifest stored), the platforms at once rather than one after the
+  // other when the build shows them.
+  run_side_by_side(work.size(), [&](size_t i) {
+    work[i].builder->prepare(work[i].nodes);
+    for (size_t node : work[i].nodes) work[i].builder->build(node);
+  });
 }
 
 std::vector<Builder*> Session::builders() {
@@ -182,28 +206,33 @@ BlobProgress Session::meter(TransferDirection direction, const std::string& ref)
   return [m](const Digest& blob, uint64_t done, uint64_t total) { m->update(blob, done, total); };
 }
 
-std::vector<size_t> Session::needed() const {
-  std::vector<size_t> nodes;
-  for (const Target* t : chosen) nodes.push_back(t->node);
-  for (const Push* p : pushes) nodes.push_back(p->node);
-  return nodes;
-}
-
-void Session::push_early(BuildSettings& settings) {
-  // The steps of a pushed image: its own node and its parents (a copy's
-  // source image is not part of it).
-  // An image pushed to several repositories of one registry sends its
-  // layers to the first of them only: push_tags() mounts them into the others.
-  std::map<size_t, std::vector<Reference>> destinations;
-  std::set<std::pair<size_t, std::string>> sent;  ///< (pushed node, registry)
+void Session::push_early() {
   for (const Push* p : pushes) {
     Reference dest = Reference::parse(p->reference);
     push_meters.emplace(dest.str(), meter(TransferDirection::Push, dest.str()));
-    if (!sent.emplace(p->node, dest.registry).second) continue;
-    for (std::optional<size_t> n = p->node; n; n = ev.graph.nodes.at(*n).parent) destinations[*n].push_back(dest);
   }
   uploads = std::make_unique<BlobUploader>(registry->client(), *store);
-  settings.layer_stored = [this, destinations = std::move(destinations)](size_t node, const LayerBlob& layer) {
+}
+
+std::function<void(size_t, const LayerBlob&)> Session::early_uploads(const Graph& graph, const Platform& platform) {
+  // The steps of a pushed image on `platform`: its own node and its parents
+  // (a copy's source image is not part of it). An image pushed to several
+  // repositories of one registry sends its layers to the first of them only:
+  // push_tags() mounts them into the others. A layer two platforms share is
+  // sent once (the uploader ignores a second add).
+  std::map<size_t, std::vector<Reference>> destinations;
+  std::set<std::pair<size_t, std::string>> sent;  ///< (pushed node, registry)
+  for (const Push* p : pushes) {
+    std::vector<Platform> platforms = platforms_of(p->platforms);
+    if (platforms.empty() ? platform != Platform::host()
+                          : std::find(platforms.begin(), platforms.end(), platform) == platforms.end())
+      continue;
+    std::optional<size_t> node = graph.push_node(p->reference);
+    Reference dest = Reference::parse(p->reference);
+    if (!node || !sent.emplace(*node, dest.registry).second) continue;
+    for (std::optional<size_t> n = node; n; n = graph.nodes.at(*n).parent) destinations[*n].push_back(dest);
+  }
+  return [this, destinations = std::move(destinations)](size_t node, const LayerBlob& layer) {
     auto it = destinations.find(node);
     if (it == destinations.end()) return;
     for (const Reference& dest : it->second)

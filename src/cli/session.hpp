@@ -43,9 +43,6 @@ public:
   /// Byte counts of blobs moving to or from `ref`, as the view's transfer events.
   BlobProgress meter(TransferDirection direction, const std::string& ref);
 
-  /// The nodes the chosen targets and pushes need.
-  std::vector<size_t> needed() const;
-
   BuildArgs b;                    ///< what was asked
   int64_t epoch = 0;              ///< SOURCE_DATE_EPOCH, 0 when unset
   std::filesystem::path context;  ///< the build context
@@ -85,14 +82,28 @@ public:
   std::pair<const Graph*, Builder*> for_platform(const Platform& platform);
   /// Every builder: the machine's platform's, then the others'.
   std::vector<Builder*> builders();
-  /// Builds what every platform's chosen targets and pushes need, the
-  /// platforms at once (Builder::prepare each).
+  /// One platform's part of the build: its evaluation's graph, its builder,
+  /// and the nodes of that graph the chosen targets and pushes need there.
+  struct PlatformNodes {
+    Platform platform;
+    const Graph* graph = nullptr;
+    Builder* builder = nullptr;
+    std::vector<size_t> nodes;
+  };
+  /// Every platform built for, in the order first asked for (the machine's
+  /// when none is), with what it builds.
+  std::vector<PlatformNodes> by_platform();
+  /// Builds every platform's chosen targets and pushes, and what they need,
+  /// the platforms at once (Builder::prepare and Builder::build each).
   void prepare();
 
 private:
-  /// Sends each layer to the registries of the pushes whose image is built on
+  /// Makes the uploader that early_uploads() feeds, and each push's meter.
+  void push_early();
+  /// For the builder of `graph`, `platform`'s evaluation: sends each layer to
+  /// the registries of the pushes whose image on that platform is built on
   /// its step as soon as the step has stored it, while later steps still run.
-  void push_early(BuildSettings& settings);
+  std::function<void(size_t, const LayerBlob&)> early_uploads(const Graph& graph, const Platform& platform);
   void choose_targets();
 };
 

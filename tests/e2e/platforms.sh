@@ -103,6 +103,11 @@ image("certs", scratch
   { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
 LUA
 check_cmd "$IMGBUILD" "$work/shared/recipe.lua" -o "oci:$work/certs" --progress plain
+# The platforms are built at once: one makes the shared step, the other
+# waits for it and takes it from the cache (one computation, not two).
+check "built once: one platform made the copy, the other took it" sh -c "
+  test \$(grep -cE '^  \[linux/[a-z0-9]+\] .*recipe\.lua:2  copy ca\.pem /etc/ssl/ca\.pem  [0-9.]+ [kMG]?B  \(' '$work/last.err') -eq 1 &&
+  test \$(grep -cE '^  \[linux/[a-z0-9]+\] .*recipe\.lua:2  copy ca\.pem /etc/ssl/ca\.pem  \(cached\)$' '$work/last.err') -eq 1"
 layers=$(for arch in "$HOST_ARCH" "$FOREIGN"; do jq -r '.layers[].digest' "$(blob "$work/certs" "$(manifest_of "$work/certs" certs "$arch")")"; done | sort -u)
 check "both images have the one copy layer" test "$(wc -l <<<"$layers")" -eq 1
 check_cmd "$IMGBUILD" "$work/shared/recipe.lua" -o "oci:$work/certs" --progress plain
@@ -111,6 +116,25 @@ check "built again, both platforms take the one cached step" \
 check "each config has its platform's ARCH and the machine's BUILD" sh -c "
   skopeo inspect --override-arch $FOREIGN --config oci:$work/certs:certs | jq -e '.config.Env | index(\"ARCH=$FOREIGN\") and index(\"BUILD=$HOST_ARCH\")' &&
   skopeo inspect --override-arch $HOST_ARCH --config oci:$work/certs:certs | jq -e '.config.Env | index(\"ARCH=$HOST_ARCH\")'"
+
+step "progress and plan for two platforms: each step named by its platform"
+check_cmd "$IMGBUILD" "$work/shared/recipe.lua" -o "oci:$work/certs" --progress plain --no-cache
+for p in "$HOST_ARCH" "$FOREIGN"; do
+  check "plain: the config step of linux/$p names it" grep -qE "^  \[linux/$p\] .*recipe\.lua:3  env ARCH=$p" "$work/last.err"
+done
+"$IMGBUILD" plan "$work/shared/recipe.lua" >"$work/plan.out" 2>&1
+check "plan: the copy on each platform, one key (the same layer)" sh -c "
+  test \$(grep -cE '^.*recipe\.lua:2  linux/($HOST_ARCH|$FOREIGN) +cached  +[0-9a-f]{12}  copy ca\.pem /etc/ssl/ca\.pem$' '$work/plan.out') -eq 2 &&
+  test \$(grep -E '^.*recipe\.lua:2 ' '$work/plan.out' | awk '{print \$4}' | sort -u | wc -l) -eq 1"
+check "plan: the image for both platforms" grep -qx "image certs (.*recipe.lua:1) for linux/$HOST_ARCH, linux/$FOREIGN" "$work/plan.out"
+check "plan: the shared step counted once" grep -qx "1 cached, 0 from the registry cache, 0 to run for 2 platforms" "$work/plan.out"
+check "plan: says why a key appears twice" grep -qx "a key on several platforms is one step, done once for all of them" "$work/plan.out"
+"$IMGBUILD" plan "$work/shared/recipe.lua" --platform "linux/$FOREIGN" >"$work/plan.out" 2>&1
+check "plan --platform linux/$FOREIGN: that platform's steps alone, as for one" sh -c "
+  grep -qE '^.*recipe\.lua:2  cached  +[0-9a-f]{12}  copy ca\.pem' '$work/plan.out' && grep -qx 'image certs (.*recipe.lua:1)' '$work/plan.out'"
+"$IMGBUILD" plan "$ROOT/examples/hello/recipe.lua" --platform "$BOTH" --cache-dir "$work/plan-cache" >"$work/plan.out" 2>&1
+check "plan of hello with an empty cache: go build for each platform would run" sh -c "
+  test \$(grep -cE '^.*recipe\.lua:6  linux/($HOST_ARCH|$FOREIGN) +run  +go build \.$' '$work/plan.out') -eq 2"
 
 step "a base's index gives each platform its manifest (a registry with base/multi)"
 here "registry" registry_start open
@@ -231,5 +255,38 @@ for arch in amd64 arm64; do
     http://$REG/v2/team/multi/manifests/sha256-${child#sha256:} |
     jq -e '[.manifests[].artifactType] | sort == [\"application/spdx+json\", \"application/vnd.in-toto+json\"]'"
 done
+
+step "every platform's layers go up while the build runs (early uploads)"
+# The machine's image waits in its last step (a RUN step on the host network)
+# until the registry has the layer only the $FOREIGN image makes: the build
+# succeeds only if that platform's layer was uploaded during the build, as
+# soon as its step stored it. No timing is measured.
+mkdir -p "$work/early"
+cp /bin/busybox "$work/early/busybox"
+echo "only on $FOREIGN" >"$work/early/foreign.txt"
+cat >"$work/early/recipe.lua" <<LUA
+local reg, wait = param("REGISTRY"), param("WAIT", "")
+local img = scratch:copy("foreign.txt", "/foreign.txt")
+if platform.arch == platform.build.arch then
+  local script = "exit 0"
+  if wait ~= "" then
+    script = "for i in \$(seq 600); do wget -q -O /dev/null http://" .. reg .. "/v2/team/early/blobs/" .. wait ..
+      " && exit 0; sleep 0.1; done; echo the $FOREIGN layer never reached the registry; exit 2"
+  end
+  img = scratch:copy("busybox", "/bin/busybox"):run { "/bin/busybox", "sh", "-c", script, network = "host" }
+end
+local platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" }
+image("early", img, { platforms = platforms })
+push(img, reg .. "/team/early:1", { platforms = platforms })
+LUA
+check_cmd "$IMGBUILD" "$work/early/recipe.lua" --no-push --set "REGISTRY=$REG" --platform "linux/$FOREIGN" -o "oci:$work/early-probe"
+foreign_layer=$(jq -r '.layers[0].digest' "$(blob "$work/early-probe" "$(jq -r '.manifests[0].digest' "$work/early-probe/index.json")")")
+check "the $FOREIGN layer is known ($foreign_layer)" grep -q '^sha256:' <<<"$foreign_layer"
+check_cmd timeout 120 "$IMGBUILD" "$work/early/recipe.lua" --set "REGISTRY=$REG" --set "WAIT=$foreign_layer" --no-cache
+check "the machine's image saw the $FOREIGN layer in the registry during the build" sh -c "! grep -q '| the $FOREIGN layer never reached' '$work/last.err'"
+check "then the index went up with both platforms" sh -c "skopeo inspect --tls-verify=false --raw docker://$REG/team/early:1 |
+  jq -e '[.manifests[].platform.architecture] | sort == ([\"$HOST_ARCH\", \"$FOREIGN\"] | sort)'"
+check "each blob went up once: two layers and two configs (the RUN step made no layer), none found there twice" \
+  grep -qE "^  $REG/team/early:1: 4 uploaded \(.*\), 0 mounted, 0 already there, 1 manifest put$" "$work/last.err"
 
 finish

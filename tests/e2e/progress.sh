@@ -6,7 +6,8 @@
 # control characters and no line twice; tty output, drawn in a real terminal
 # (tmux) narrower than its lines, ends as a clean log; :budget fails a build;
 # a hostile step's escape sequences reach neither a log nor a terminal
-# (plain, tty, the error message) but as text, unless --progress raw.
+# (plain, tty, the error message) but as text, unless --progress raw; a
+# build for two platforms numbers each step once and names its platform.
 #
 #   tests/e2e/progress.sh IMGBUILD REPO_ROOT     (KEEP=1 keeps its work folder)
 set -uo pipefail
@@ -196,6 +197,48 @@ check "tty: and UTF-8 letters as they are" grep -qF "  recipe.lua:2 | grüße" "
 check "raw (control): this terminal obeys the step's title" grep -qx pwned "$work/raw.title"
 check "raw (control): and its clipboard write" grep -q 'bytes' "$work/raw.buffers"
 cd "$ctx" || exit 1
+
+step "two platforms: each step numbered once in the build and named by its platform"
+cat >multi.lua <<EOF
+image("multi", from "$REG/base/multi:oci"
+  :copy("data.txt", "/data.txt")
+  :env { ARCH = platform.arch },
+  { platforms = { "linux/amd64", "linux/arm64" } })
+EOF
+imgbuild multi.lua --progress json
+check "the build succeeds" grep -q '"event":"image"' "$work/last.out"
+cat >"$work/platform_steps.py" <<'EOF'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+platforms = set(sys.argv[2].split(","))
+steps = [e for e in events if e["event"] in ("step_start", "step_end", "output", "notice")]
+starts = {}
+for e in steps:
+    assert e["platform"] in platforms, e
+    if e["event"] == "step_start":
+        assert e["step"] not in starts, "step %d started twice: %s and %s" % (e["step"], starts[e["step"]], e)
+        starts[e["step"]] = e
+ends = {e["step"]: e for e in steps if e["event"] == "step_end"}
+assert sorted(ends) == sorted(starts), (sorted(starts), sorted(ends))
+for e in steps:
+    start = starts[e["step"]]
+    assert (start["platform"], start["loc"]) == (e["platform"], e["loc"]), (start, e)
+# Every step of the recipe (from, copy, env), once for each platform.
+got = sorted((e["platform"], e["loc"]) for e in starts.values())
+want = sorted((p, "multi.lua:%d" % line) for p in platforms for line in (1, 2, 3))
+assert got == want, got
+print(len(starts), "steps")
+EOF
+check "json: a start and an end for each step of each platform, no id used twice, each event naming its platform" \
+  python3 "$work/platform_steps.py" "$work/last.out" linux/amd64,linux/arm64
+imgbuild multi.lua --progress plain --no-cache
+for p in amd64 arm64; do
+  check "plain: linux/$p's steps are named by it" sh -c \
+    "grep -qE '^  \[linux/$p\] multi\.lua:2  copy data\.txt /data\.txt' '$work/last.err' &&
+     grep -qE '^  \[linux/$p\] multi\.lua:3  env ARCH=$p$' '$work/last.err'"
+done
+check "plain: one line per step and platform" \
+  test "$(grep -cE '^  \[linux/(amd64|arm64)\] multi\.lua:[123] ' "$work/last.err")" -eq 6
 
 step ":budget fails a build over it, naming the biggest layers"
 sed -i 's|^  :cmd { "cat", "/app/data.txt" }$|&\n  :budget { size = "100kB" }|' recipe.lua

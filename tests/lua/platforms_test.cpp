@@ -1,6 +1,12 @@
 // Tier 2: images for several platforms. The recipe reads the platform it is
 // evaluated for, image() and push() name the platforms, a foreign RUN step
-// is refused at its line, and a copy shared by the platforms is made once.
+// is refused at its line, and a copy shared by the platforms is made once,
+// also when their builders reach it at the same time.
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "recipe_harness.hpp"
@@ -132,4 +138,38 @@ TEST_CASE("a copy shared by the platforms is one step, one layer", "[recipe][pla
   }
   CHECK(ends == std::vector<std::string>{"copy ca.pem /etc/ssl/ca.pem: done", "copy ca.pem /etc/ssl/ca.pem: cached"});
   CHECK(layers[0] == layers[1]);
+}
+
+TEST_CASE("platforms built at once make a shared copy once: the other waits, then takes it", "[recipe][platforms]") {
+  RecipeRun r;
+  r.file("ca.pem", "certificates\n");
+  const std::string recipe =
+      "image(\"a\", scratch:copy(\"ca.pem\", \"/etc/ssl/ca.pem\"):env { ARCH = platform.arch })\n";
+  Layout store(r.cache_dir().parent_path() / "store");
+  std::mutex mutex;
+  std::vector<std::string> ends;
+  // As a build's session makes them: one evaluation and builder per platform,
+  // the settings of each a copy of one, so they share SharedSteps.
+  BuildSettings settings;
+  settings.context = r.dir();
+  settings.cache_dir = r.cache_dir();
+  settings.progress = [&](const ProgressEvent& event) {
+    std::lock_guard lock(mutex);
+    if (auto* end = std::get_if<StepEnded>(&event); end && end->kind == StepKind::Copy)
+      ends.push_back(end->status == StepStatus::Cached ? "cached" : "done");
+  };
+  std::deque<Evaluation> evaluations;
+  std::vector<std::unique_ptr<Builder>> builders;
+  for (const Platform& platform : {Platform::host(), foreign_platform()}) {
+    const Evaluation& ev = evaluations.emplace_back(evaluate_for(r, recipe, platform));
+    BuildSettings platform_settings = settings;
+    platform_settings.platform = platform;
+    builders.push_back(std::make_unique<Builder>(ev.graph, store, std::move(platform_settings)));
+  }
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < builders.size(); ++i)
+    threads.emplace_back([&, i] { builders[i]->build(evaluations[i].graph.targets[0].node); });
+  for (auto& t : threads) t.join();
+  std::sort(ends.begin(), ends.end());
+  CHECK(ends == std::vector<std::string>{"cached", "done"});
 }
