@@ -24,9 +24,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <span>
 #include <stdexcept>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
