@@ -11,6 +11,8 @@
 #   bench/peers.sh --output F            also write the markdown section to F
 #   bench/peers.sh --trace-writes DIR    no timings: where the bytes an imgbuild
 #                                        edit rebuild writes go (strace), in DIR
+#   bench/peers.sh --trace-steps DIR     no peers: when each phase of an imgbuild
+#                                        edit rebuild ends (roots, RUN, layers), in DIR
 #
 # IMGBUILD=path/to/imgbuild picks the binary (default build/imgbuild). Needs
 # root: it starts its own dockerd on a private socket and runs buildah with a
@@ -20,17 +22,18 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 started=$(date +%s)
 
-usage() { sed -n '9,14s/^# \{0,3\}//p' "$repo/bench/peers.sh"; }
+usage() { sed -n '8,15s/^# \{0,3\}//p' "$repo/bench/peers.sh"; }
 die() { printf 'bench/peers: error: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench/peers: %s\n' "$*" >&2; }
 
-runs=3 recipes=(blank multi) md="" trace=""
+runs=3 recipes=(blank multi) md="" trace="" phases=""
 while (($#)); do
   case $1 in
     --runs) (($# >= 2)) || die "--runs needs a number"; runs=$2; shift ;;
     --recipes) (($# >= 2)) || die "--recipes needs blank, multi or blank,multi"; IFS=, read -ra recipes <<<"$2"; shift ;;
     --output) (($# >= 2)) || die "--output needs a file"; md=$2; shift ;;
     --trace-writes) (($# >= 2)) || die "--trace-writes needs a folder"; trace=$2; shift ;;
+    --trace-steps) (($# >= 2)) || die "--trace-steps needs a folder"; phases=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'bench/peers: unknown option %s\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
@@ -129,6 +132,30 @@ if [[ -n $trace ]]; then
   python3 bench/write_attribution.py "$trace/strace.log" "$idir/data" "$idir/cache" >"$trace/attribution.md"
   echo "GNU time, untraced edit rebuild: $(cat "$trace/time.txt")"
   cat "$trace/attribution.md"
+  exit 0
+fi
+
+# --- --trace-steps: one imgbuild edit rebuild of blank.lua, its phases timed -----------
+if [[ -n $phases ]]; then
+  command -v strace >/dev/null || die "--trace-steps needs strace (apt-get install strace)"
+  mkdir -p "$phases"
+  phases=$(realpath "$phases")
+  args=(build bench/peers/blank.lua --context "$ctx" --set "registry=$REG" --set "goproxy=$GOPROXY" --no-push
+    --ignore entrypoint --ignore root --ignore tls --progress plain)
+  say "building bench/peers/blank.lua cold, then an edit rebuild, then one under strace of the calls that end its phases"
+  "${IMGBUILD_CMD[@]}" "${args[@]}" >"$phases/cold.log" 2>&1 || die "the cold build failed (see $phases/cold.log)"
+  # The first edit makes the roots and shares the files a later one finds made.
+  edit
+  "${IMGBUILD_CMD[@]}" "${args[@]}" >"$phases/edit.log" 2>&1 || die "the edit rebuild failed (see $phases/edit.log)"
+  edit
+  sync
+  # --seccomp-bpf: only these calls stop the build, which runs at nearly its own speed.
+  strace -f --seccomp-bpf -ttt -qq -o "$phases/strace.log" -e trace=mount,rename,exit_group \
+    "${IMGBUILD_CMD[@]}" "${args[@]}" >"$phases/edit-strace.log" 2>&1 ||
+    die "the traced edit rebuild failed (see $phases/edit-strace.log)"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores); the steps as --progress plain timed them:"
+  grep -E '\(([0-9.]+s)\)$' "$phases/edit-strace.log" | sed 's/^ */    /'
+  python3 bench/step_phases.py "$phases/strace.log" | tee "$phases/phases.md"
   exit 0
 fi
 

@@ -1,6 +1,7 @@
 #include "build/builder.hpp"
 #include "oci/image_path.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -990,11 +991,20 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
   StepReport report(*this, node, step.description, StepKind::Copy);
   const CopyOp& op = step.op;
   b_.ensure_listed(st);
-  std::vector<LayerEntry> entries =
-      step.source ? plan_copy_from(op, b_.image_root(*step.source), step.source->image.config.workdir,
-                                   st.image.config.workdir, *st.tree)
-                  : plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
-                              [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
+  std::optional<TempDir> taken;  // what a copy from a stage took out of its layers, until the layer is written
+  std::vector<LayerEntry> entries;
+  if (step.source) {
+    const Stage& source = *step.source;
+    b_.ensure_listed(source);
+    std::filesystem::create_directories(b_.settings_.cache_dir / "tmp");
+    taken.emplace(b_.settings_.cache_dir / "tmp", "copy-from-");
+    std::optional<std::vector<CopyItem>> items = b_.items_from_tar_layers(source, op, taken->path());
+    if (!items) items = copy_from_items(op, b_.image_root(source), source.image.config.workdir);
+    entries = plan_copy_from(op, *items, st.image.config.workdir, *st.tree);
+  } else {
+    entries = plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
+                        [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
+  }
   if (op.static_only) b_.check_static(entries, st.image.platform);
   LayerBlob blob =
       write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(node), nullptr, b_.listings_.get());
@@ -1149,6 +1159,61 @@ std::filesystem::path Builder::image_root(const Stage& st) {
   }
   make_root(below, start, top);
   return root;
+}
+
+std::optional<std::vector<CopyItem>> Builder::items_from_tar_layers(const Stage& st, const CopyOp& op,
+                                                                    const std::filesystem::path& scratch) {
+  namespace fs = std::filesystem;
+  std::optional<std::vector<TreeSource>> files;
+  {
+    // Two stages copying from one builder at once would read its layers'
+    // listings into its tree together; once read, the tree is only read.
+    static std::mutex settling;
+    std::lock_guard lock(settling);
+    files = copy_from_files(op, *st.tree, st.image.config.workdir);
+  }
+  if (!files) return std::nullopt;
+  // Which layer holds each file, by its blob: only a plain tar is cheap to take one member from.
+  std::map<fs::path, size_t> tar_layers;
+  for (size_t i = 0; i < st.image.layers.size(); ++i)
+    if (st.image.layers[i].media_type == media_type::kLayerTar)
+      tar_layers[store_.blob_path(st.image.layers[i].digest)] = i;
+  std::map<size_t, std::set<std::string>> members;
+  for (const TreeSource& source : *files) {
+    auto layer = tar_layers.find(st.tree->blob_of(*source.file));
+    if (layer == tar_layers.end()) return std::nullopt;
+    members[layer->second].insert(source.file->where);
+  }
+  // Each layer's members in a folder of its own: two layers may hold the same path.
+  auto taken_from = [&](size_t layer) { return scratch / std::to_string(layer); };
+  try {
+    for (auto& [i, names] : members) {
+      const LayerBlob& layer = st.image.layers[i];
+      ensure_local({layer});
+      fs::create_directory(taken_from(i));
+      UnpackOptions options;
+      options.only = &names;
+      // Hashed as it is read: a damaged blob gives nothing, and image_root() says why.
+      apply_layer(taken_from(i),
+                  {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+                   layer.diff_id},
+                  options);
+    }
+  } catch (const UnpackError&) {
+    return std::nullopt;
+  }
+  std::vector<CopyItem> items;
+  for (const TreeSource& source : *files) {
+    size_t layer = tar_layers.at(st.tree->blob_of(*source.file));
+    // Where the member landed, found as copy_from_items finds a file in a root.
+    std::optional<ImagePath> at = RootDir(taken_from(layer)).resolve(ImagePath(source.file->where).str());
+    if (!at || at->is_root()) return std::nullopt;
+    fs::path host = taken_from(layer) / at->relative();
+    struct stat st_host {};
+    if (::lstat(host.c_str(), &st_host) != 0 || !S_ISREG(st_host.st_mode)) return std::nullopt;
+    items.push_back({host, source.name, false});
+  }
+  return items;
 }
 
 void Builder::walk_run(Walk& walk, Stage& st, const RunOp& op, const Node& node) {

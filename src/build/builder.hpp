@@ -302,6 +302,14 @@ private:
   /// it. Every layer under a root was verified to hash to its diff_id: the
   /// chain ID names what the root holds, whatever the config claims.
   std::filesystem::path image_root(const Stage& stage);
+  /// The sources of `op`, a copy from `stage`, taken out of the layers this
+  /// build keeps as plain tars (a builder stage's RUN and copy steps) into
+  /// the empty folder `scratch`, one member each: what such a copy costs is
+  /// the files it takes, not the stage's whole root unpacked. nullopt when a
+  /// source is not one regular file of such a layer (a folder, a pattern, a
+  /// base image's file), or its layer cannot give it: image_root() then.
+  std::optional<std::vector<CopyItem>> items_from_tar_layers(const Stage& stage, const CopyOp& op,
+                                                             const std::filesystem::path& scratch);
   void check_static(const std::vector<LayerEntry>& entries, const Platform& platform);
   /// Whether a copy of this shape (describe_shape in a step key) may have a
   /// cached result: never, when neither this cache nor a registry cache can

@@ -562,8 +562,7 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
       });
 }
 
-std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, const std::string& source_workdir,
-                                       const std::string& workdir, const ImageTree& into) {
+std::vector<CopyItem> copy_from_items(const CopyOp& op, const fs::path& root, const std::string& source_workdir) {
   RootDir image(root);
   // The host path of what a path names in the image, its symlinks resolved inside it.
   auto in_image = [&](const ImagePath& path) -> std::optional<fs::path> {
@@ -593,6 +592,24 @@ std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const fs::path& root, c
       if (auto host = in_image(name)) items.push_back({*host, std::string(name.name()), false});
     if (names.empty() || items.empty()) throw std::runtime_error("no such file in the source image: " + s.context_path);
   }
+  return items;
+}
+
+std::optional<std::vector<TreeSource>> copy_from_files(const CopyOp& op, const ImageTree& tree,
+                                                       const std::string& source_workdir) {
+  std::vector<TreeSource> files;
+  for (auto& s : op.sources) {
+    ImagePath path = ImagePath::from(source_workdir, s.context_path);
+    if (has_glob(path.str())) return std::nullopt;
+    std::optional<ImageTree::Resolved> resolved = tree.resolve(path.str());
+    if (!resolved || !resolved->file || resolved->file->type != LayerEntry::Type::File) return std::nullopt;
+    files.push_back({resolved->file, std::string(path.name())});
+  }
+  return files;
+}
+
+std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::vector<CopyItem>& items, const std::string& workdir,
+                                       const ImageTree& into) {
   return place_sources(
       op, workdir, into, items,
       [](const CopyItem& item, const ImagePath& dest, std::vector<LayerEntry>& out) {

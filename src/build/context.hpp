@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,13 +85,34 @@ std::vector<LayerEntry> plan_copy(const CopyOp& op, const BuildContext& context,
                                   const ImageTree& image, const std::vector<CopyItem>& files,
                                   const ExtractArchive& extract = {});
 
-/// `:copy(src, dst, { from = other })`: the sources are paths in the other
+/// The sources of `:copy(src, dst, { from = other })`: paths in the other
 /// image, unpacked at `root` (relative ones from `source_workdir`; a pattern
-/// in the last component), their symlinks resolved inside it by RootDir.
-/// Modes are kept and owners are root unless chown says otherwise, as
-/// docker's COPY --from does. In layer order and into `image`, as plan_copy.
-std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::filesystem::path& root,
-                                       const std::string& source_workdir, const std::string& workdir,
+/// in the last component), their symlinks resolved inside it by RootDir. Each
+/// item is named by the last component of the path the recipe gave.
+std::vector<CopyItem> copy_from_items(const CopyOp& op, const std::filesystem::path& root,
+                                      const std::string& source_workdir);
+
+/// A source of `:copy(src, dst, { from = other })` found in the other
+/// image's tree: the regular file it names, symlinks followed, and the name
+/// the copy gives it (as copy_from_items names its item).
+struct TreeSource {
+  const ImageTree::File* file;
+  std::string name;
+};
+
+/// The sources of `op` as copy_from_items finds them, but read from the other
+/// image's `tree` (its layers' listings) instead of a root on disk, when each
+/// names one regular file without a pattern; nullopt for anything else (a
+/// folder, a pattern, a path the image does not have), which copy_from_items
+/// handles or reports. `tree` must outlive the files it gives.
+std::optional<std::vector<TreeSource>> copy_from_files(const CopyOp& op, const ImageTree& tree,
+                                                       const std::string& source_workdir);
+
+/// The layer entries of `:copy(src, dst, { from = other })` for its sources
+/// `items` (copy_from_items, or the same files found another way). Modes are
+/// kept and owners are root unless chown says otherwise, as docker's COPY
+/// --from does. In layer order and into `image`, as plan_copy.
+std::vector<LayerEntry> plan_copy_from(const CopyOp& op, const std::vector<CopyItem>& items, const std::string& workdir,
                                        const ImageTree& image);
 
 }  // namespace imgbuild

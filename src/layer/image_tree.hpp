@@ -82,6 +82,10 @@ public:
   /// when a file is missing from its layer or its bytes cannot be read.
   void stream_contents(const std::vector<const File*>& files, ContentSink& sink) const;
 
+  /// The layer blob that holds the bytes of `file`, a regular file of this
+  /// tree (as resolve() or files_in() gave it), under the name `file.where`.
+  const std::filesystem::path& blob_of(const File& file) const { return blobs_.at(file.layer); }
+
   /// Resolves an absolute path inside the image, following the image's own
   /// symlinks in every component (relative ones from the link's folder,
   /// absolute ones from the image root, never the host's), by the same rules

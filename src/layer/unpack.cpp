@@ -519,6 +519,7 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
     // extension libarchive skipped: the entry itself is usable.
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) throw UnpackError(label + ": " + archive_message(a));
     const char* name = archive_entry_pathname(e);
+    if (options.only && !options.only->contains(name ? name : "")) continue;
     try {
       applier.entry(a, e, name ? name : "");
     } catch (const std::runtime_error& ex) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -38,6 +39,11 @@ struct UnpackOptions {
   /// (an archive `:add` extracts: a build context has no business giving
   /// devices, and Docker's ADD extracting them as root is no feature to copy).
   bool nodes = true;
+  /// When set, only the entries whose name in the tar is one of these (as
+  /// written there: ImageTree::File::where) are applied, their missing
+  /// folders made; the rest are read past. What `:copy` from a stage needs of
+  /// its builder's layer is then one file, not the whole layer unpacked.
+  const std::set<std::string>* only = nullptr;
 };
 
 /// A layer whose uncompressed stream is not the one its image's config names

@@ -28,6 +28,7 @@
 
 namespace fs = std::filesystem;
 using imgbuild::BuildContext;
+using imgbuild::copy_from_items;
 using imgbuild::CopyItem;
 using imgbuild::CopyOp;
 using imgbuild::LayerEntry;
@@ -552,7 +553,8 @@ TEST_CASE("a copy from another image resolves its symlinks inside that image's r
   fs::create_symlink("passwd/.", root / "etc" / "dot");
   fs::create_symlink("passwd/..", root / "etc" / "up");
   auto from = [&](const std::string& source) {
-    return plan_copy_from(make_op({source}, "/x"), root, "/", "/", imgbuild::ImageTree());
+    CopyOp op = make_op({source}, "/x");
+    return plan_copy_from(op, copy_from_items(op, root, "/"), "/", imgbuild::ImageTree());
   };
   auto source_of = [&](const std::string& path) { return fs::path(entry(from(path), "x").source); };
   CHECK(source_of("/etc-abs/passwd") == root / "etc" / "passwd");

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -370,6 +371,35 @@ TEST_CASE("hardlinks resolve their target inside the root", "[unpack]") {
   REQUIRE(box.error({{.path = "h2", .type = 'h', .link = "./"}}) ==
           "layer 1: entry \"h2\": hardlink target \"./\" is a directory");
   REQUIRE(fs::is_symlink(box.root / "h"));
+  REQUIRE(box.nothing_outside());
+}
+
+TEST_CASE("a layer limited to some members applies those alone, inside the root", "[unpack]") {
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  box.apply({{.path = "evil", .type = 'l', .link = "../../.."}, {.path = "keep", .content = "lower"}});
+  const std::set<std::string> only = {"./app/bin/tool", "evil/pwned", "abs/pwned"};
+  box.options.only = &only;
+  box.apply(
+      {
+          {.path = "app/", .type = 'd', .mode = 0700},
+          {.path = "abs", .type = 'l', .link = "/"},
+          {.path = "./app/bin/tool", .mode = 0751, .content = "program"},
+          {.path = "app/bin/other", .content = "not asked for"},
+          {.path = ".wh.keep"},
+          {.path = "evil/pwned", .content = "through an earlier layer's symlink"},
+          {.path = "abs/pwned", .content = "through a symlink this layer does not make here"},
+      },
+      "layer 2");
+  REQUIRE(slurp(box.root / "app/bin/tool") == "program");
+  REQUIRE(perm_of(box.root / "app/bin/tool") == 0751);
+  // The folders above a member are made, not taken from entries left out.
+  REQUIRE(perm_of(box.root / "app") == 0755);
+  REQUIRE(names_in(box.root / "app/bin") == std::vector<std::string>{"tool"});
+  REQUIRE(slurp(box.root / "keep") == "lower");  // its whiteout was not asked for
+  REQUIRE(slurp(box.root / "pwned") == "through an earlier layer's symlink");
+  REQUIRE(slurp(box.root / "abs/pwned") == "through a symlink this layer does not make here");
+  REQUIRE(names_in(box.root) == std::vector<std::string>{"abs", "app", "evil", "keep", "pwned"});
   REQUIRE(box.nothing_outside());
 }
 
