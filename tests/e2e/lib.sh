@@ -102,9 +102,11 @@ valid_image() {
 
 # share_go_cache: host Go builds (go.build steps) use this machine's Go build
 # cache, so the compiled standard library is reused. Only for scripts that do
-# not time or interrupt a compilation.
+# not time or interrupt a compilation. Go keeps its cache under
+# $XDG_CACHE_HOME, which e2e_workspace points at the test's own folder: the
+# machine's is where Go puts it without that.
 share_go_cache() {
-  GOCACHE=$(go env GOCACHE)
+  GOCACHE=$(env -u XDG_CACHE_HOME go env GOCACHE)
   export GOCACHE
 }
 
