@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <set>
 
 #include "base/text.hpp"
@@ -12,6 +13,7 @@
 #include "cli/url_fetch.hpp"
 #include "registry/cache_transfer.hpp"
 #include "registry/http.hpp"
+#include "store/run_cache.hpp"
 #include "store/step_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -76,7 +78,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
       report("warning: --set " + name + ": the recipe never asks for param(\"" + name + "\")");
   choose_targets();
 
-  fs::path cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
+  cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
   fs::create_directories(cache_dir);
   auto waiting = [] { report("waiting for `imgbuild cache prune` to finish"); };
   cache_lock = std::make_unique<FileLock>(usage_lock_path(cache_dir), FileLock::Mode::Shared, waiting);
@@ -112,10 +114,12 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.fetch_url = fetch_url;
   if (!planning && b.push && !pushes.empty()) push_early(settings);
   for (auto& ref : b.cache_from) {
-    auto steps = import_step_cache(registry->client(), ref);
-    if (steps.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
-    settings.remote_cache.merge(steps);
+    RegistryCache cache = import_step_cache(registry->client(), ref);
+    if (cache.steps.empty() && cache.run_caches.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
+    settings.remote_cache.merge(cache.steps);
+    for (auto& [path, blob] : cache.run_caches) cache_mount_archives.try_emplace(path, CacheMountArchive{blob, ref});
   }
+  if (!cache_mount_archives.empty()) seed_cache_mounts(settings);
   // Each other platform: the recipe evaluated again, so that what it reads
   // of `platform` describes that platform's image, and a builder of its own
   // (no early pushes: the index goes after its manifests). Both share the
@@ -187,6 +191,22 @@ std::vector<size_t> Session::needed() const {
   for (const Target* t : chosen) nodes.push_back(t->node);
   for (const Push* p : pushes) nodes.push_back(p->node);
   return nodes;
+}
+
+void Session::seed_cache_mounts(BuildSettings& settings) {
+  // One seeding at a time: two stages that mount the same cache at once
+  // fetch and unpack it once.
+  settings.seed_run_cache = [this, once = std::make_shared<std::mutex>()](const std::string& path,
+                                                                          const fs::path& folder) {
+    auto it = cache_mount_archives.find(path);
+    if (it == cache_mount_archives.end()) return;
+    std::lock_guard lock(*once);
+    if (!run_cache_needs_seed(folder)) return;
+    const auto& [blob, source] = it->second;
+    fetch_layers(registry->client(), *store, source, {blob}, {}, meter(TransferDirection::Pull, source.str()));
+    seed_run_cache(store->blob_path(blob.digest), folder,
+                   "--cache-from " + source.str() + ": the cache mounted at " + path + " (" + blob.digest.str() + ")");
+  };
 }
 
 void Session::push_early(BuildSettings& settings) {
