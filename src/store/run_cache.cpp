@@ -44,8 +44,7 @@ void check_stream_size(const fs::path& blob, const std::string& label, uint64_t 
     if (n < 0) throw_errno("read " + blob.string());
     if (n == 0) break;
     static constexpr unsigned char kMagic[] = {0x28, 0xb5, 0x2f, 0xfd};
-    if (first && (n < 4 || std::memcmp(in.data(), kMagic, 4) != 0))
-      throw UnpackError(label + ": not a zstd archive");
+    if (first && (n < 4 || std::memcmp(in.data(), kMagic, 4) != 0)) throw UnpackError(label + ": not a zstd archive");
     first = false;
     ZSTD_inBuffer input{in.data(), static_cast<size_t>(n), 0};
     while (input.pos < input.size) {

@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,8 @@ void fill_cache(const fs::path& dir, bool reversed) {
 /// A zstd blob of the tar of `entries` (written as given, not checked), in `dir`.
 fs::path hostile_blob(const fs::path& dir, const std::vector<LayerEntry>& entries) {
   std::string tar;
-  write_tar(entries, [&](const void* data, size_t size) { tar.append(static_cast<const char*>(data), size); }, 0);
+  write_tar(
+      entries, [&](const void* data, size_t size) { tar.append(static_cast<const char*>(data), size); }, 0);
   std::string zst(ZSTD_compressBound(tar.size()), '\0');
   size_t n = ZSTD_compress(zst.data(), zst.size(), tar.data(), tar.size(), 19);
   REQUIRE_FALSE(ZSTD_isError(n));
