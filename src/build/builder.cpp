@@ -20,6 +20,7 @@
 #include "layer/resolve.hpp"
 #include "layer/unpack.hpp"
 #include "sandbox/sandbox.hpp"
+#include "store/run_cache.hpp"
 
 namespace imgbuild {
 
@@ -1280,9 +1281,10 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   };
   std::vector<fs::path> run_caches;
   for (auto& dir : op.cache) {
-    // One cache per image path, shared by every build that mounts it.
-    fs::path host = settings.cache_dir / "run-cache" / std::string(sha256_of(dir).hex().substr(0, 16));
+    fs::path host = run_cache_folder(settings.cache_dir, dir);
+    if (settings.seed_run_cache) settings.seed_run_cache(dir, host);
     fs::create_directories(host);
+    if (!op.secrets.empty()) mark_secret_exposed(host);
     mark_used(host);
     run_caches.push_back(host);
     spec.mounts.push_back({host, dir, false});

@@ -100,6 +100,11 @@ struct BuildSettings {
   /// Step results imported from registries (`--cache-from`), by key; their
   /// source names the registry cache.
   std::map<Digest, CachedStep> remote_cache;
+  /// Fills the cache folder `folder` of the `:run` cache mounted at
+  /// `image_path` from a registry cache (`--cache-from`) when this machine
+  /// has none yet; called before each step that mounts it, from the threads
+  /// that build stages. Unset: the folder starts empty.
+  std::function<void(const std::string& image_path, const std::filesystem::path& folder)> seed_run_cache;
 };
 
 /// One step as `imgbuild plan` reports it.

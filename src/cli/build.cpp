@@ -14,12 +14,54 @@
 #include "cli/session.hpp"
 #include "registry/cache_transfer.hpp"
 #include "store/docker_archive.hpp"
+#include "store/run_cache.hpp"
 #include "store/step_cache.hpp"
 
 namespace imgbuild::cli {
 namespace {
 
-/// --cache-to: this build's steps, and the layers the registry lacks, to `dest`.
+/// The archives of the `:run` cache mounts the recipe names, for --cache-to:
+/// of this machine's folder, else the one --cache-from offered (a build
+/// whose steps were all cached keeps the cache it was given). Archives that
+/// are only in another registry are fetched into the store.
+RunCacheBlobs cache_mount_archives(Session& s, const Reference& dest) {
+  std::set<std::string> paths;
+  auto named = [&](const Graph& graph) {
+    for (const Node& node : graph.nodes)
+      if (auto* run = std::get_if<RunOp>(&node.op)) paths.insert(run->cache.begin(), run->cache.end());
+  };
+  named(s.ev.graph);
+  for (auto& [platform, pb] : s.platform_builds) named(pb.ev.graph);
+  RunCacheBlobs archives;
+  for (const std::string& path : paths) {
+    RunCacheArchive made;
+    try {
+      made = archive_run_cache(run_cache_folder(s.cache_dir, path), s.store->blob_dir());
+    } catch (const std::exception& e) {
+      // A folder a step left unreadable, or one a running build writes to:
+      // the steps are exported all the same.
+      made.skipped = e.what();
+    }
+    if (made.blob) {
+      archives.emplace(path, *made.blob);
+      continue;
+    }
+    auto offered = s.cache_mount_archives.find(path);
+    if (!made.skipped.empty()) {
+      report("--cache-to " + dest.str() + ": the cache mounted at " + path + " is not exported: " + made.skipped);
+    } else if (offered != s.cache_mount_archives.end()) {
+      const auto& [blob, source] = offered->second;
+      if (!s.store->has_blob(blob.digest) && !s.registry->client().has_blob(dest, blob.digest))
+        fetch_layers(s.registry->client(), *s.store, source, {blob}, {},
+                     s.meter(TransferDirection::Pull, source.str()));
+      archives.emplace(path, blob);
+    }
+  }
+  return archives;
+}
+
+/// --cache-to: this build's steps and cache mounts, and the blobs the
+/// registry lacks, to `dest`.
 void export_cache(Session& s, const Reference& dest) {
   std::vector<CachedStep> steps;
   for (Builder* builder : s.builders()) {
@@ -33,10 +75,15 @@ void export_cache(Session& s, const Reference& dest) {
     if (step.layer && !s.store->has_blob(step.layer->digest) && !client.has_blob(dest, step.layer->digest))
       missing.push_back(*step.layer);
   s.builder->ensure_local(missing);
-  Descriptor manifest = store_cache_manifest(*s.store, steps);
+  RunCacheBlobs mounts = cache_mount_archives(s, dest);
+  Descriptor manifest = store_cache_manifest(*s.store, steps, mounts);
   PushResult r = push_image(client, *s.store, manifest, dest, {}, s.meter(TransferDirection::Push, dest.str()));
-  report("exported " + std::to_string(steps.size()) + " cached steps to " + dest.str() + "@" + r.digest.str() + " (" +
-         std::to_string(r.uploaded) + " layers uploaded, " + human_size(r.bytes) + ")");
+  report("exported " + std::to_string(steps.size()) + " cached steps" +
+         (mounts.empty()
+              ? ""
+              : " and " + std::to_string(mounts.size()) + (mounts.size() == 1 ? " cache mount" : " cache mounts")) +
+         " to " + dest.str() + "@" + r.digest.str() + " (" + std::to_string(r.uploaded) + " layers uploaded, " +
+         human_size(r.bytes) + ")");
 }
 
 /// What the provenance of every image of this build says alike: the recipe,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <set>
 
 #include "base/text.hpp"
@@ -12,6 +13,7 @@
 #include "cli/url_fetch.hpp"
 #include "registry/cache_transfer.hpp"
 #include "registry/http.hpp"
+#include "store/run_cache.hpp"
 #include "store/step_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -76,7 +78,7 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
       report("warning: --set " + name + ": the recipe never asks for param(\"" + name + "\")");
   choose_targets();
 
-  fs::path cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
+  cache_dir = b.cache_dir ? *b.cache_dir : default_cache_dir();
   fs::create_directories(cache_dir);
   auto waiting = [] { report("waiting for `imgbuild cache prune` to finish"); };
   cache_lock = std::make_unique<FileLock>(usage_lock_path(cache_dir), FileLock::Mode::Shared, waiting);
@@ -115,10 +117,12 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
     settings.layer_stored = early_uploads(ev.graph, settings.platform);
   }
   for (auto& ref : b.cache_from) {
-    auto steps = import_step_cache(registry->client(), ref);
-    if (steps.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
-    settings.remote_cache.merge(steps);
+    RegistryCache cache = import_step_cache(registry->client(), ref);
+    if (cache.steps.empty() && cache.run_caches.empty()) report("--cache-from " + ref.str() + ": no cache there yet");
+    settings.remote_cache.merge(cache.steps);
+    for (auto& [path, blob] : cache.run_caches) cache_mount_archives.try_emplace(path, CacheMountArchive{blob, ref});
   }
+  if (!cache_mount_archives.empty()) seed_cache_mounts(settings);
   // Each other platform: the recipe evaluated again, so that what it reads
   // of `platform` describes that platform's image, and a builder of its own
   // (its layers pushed early too; the index goes after its manifests). Both
@@ -204,6 +208,22 @@ BlobProgress Session::meter(TransferDirection direction, const std::string& ref)
   if (!view) return {};
   auto m = std::make_shared<TransferMeter>(view->sink(), direction, ref);
   return [m](const Digest& blob, uint64_t done, uint64_t total) { m->update(blob, done, total); };
+}
+
+void Session::seed_cache_mounts(BuildSettings& settings) {
+  // One seeding at a time: two stages that mount the same cache at once
+  // fetch and unpack it once.
+  settings.seed_run_cache = [this, once = std::make_shared<std::mutex>()](const std::string& path,
+                                                                          const fs::path& folder) {
+    auto it = cache_mount_archives.find(path);
+    if (it == cache_mount_archives.end()) return;
+    std::lock_guard lock(*once);
+    if (!run_cache_needs_seed(folder)) return;
+    const auto& [blob, source] = it->second;
+    fetch_layers(registry->client(), *store, source, {blob}, {}, meter(TransferDirection::Pull, source.str()));
+    seed_run_cache(store->blob_path(blob.digest), folder,
+                   "--cache-from " + source.str() + ": the cache mounted at " + path + " (" + blob.digest.str() + ")");
+  };
 }
 
 void Session::push_early() {

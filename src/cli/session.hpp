@@ -74,6 +74,17 @@ public:
   /// By platform ("linux/arm64"): one for each platform a chosen target or
   /// push is built for besides the machine's own, which `ev` and `builder` serve.
   std::map<std::string, PlatformBuild> platform_builds;
+  /// The cache's folder (--cache-dir or the default).
+  std::filesystem::path cache_dir;
+  /// An archive of a `:run` cache mount that --cache-from offers, and the
+  /// registry cache it is in.
+  struct CacheMountArchive {
+    LayerBlob blob;
+    Reference source;
+  };
+  /// By the image path the cache is mounted at; the first --cache-from that
+  /// has one wins, as for steps.
+  std::map<std::string, CacheMountArchive> cache_mount_archives;
 
   /// The platforms an image the recipe gives `recipe_platforms` is built
   /// for: --platform, else those; empty: one image for the machine's own.
@@ -104,6 +115,9 @@ private:
   /// the registries of the pushes whose image on that platform is built on
   /// its step as soon as the step has stored it, while later steps still run.
   std::function<void(size_t, const LayerBlob&)> early_uploads(const Graph& graph, const Platform& platform);
+  /// Seeds each `:run` cache folder this machine lacks from the archive
+  /// --cache-from offers, before the first step that mounts it.
+  void seed_cache_mounts(BuildSettings& settings);
   void choose_targets();
 };
 

@@ -15,6 +15,7 @@
 
 #include "layer/unpack.hpp"
 #include "store/layout.hpp"
+#include "store/run_cache.hpp"
 
 namespace imgbuild {
 
@@ -638,6 +639,7 @@ PruneReport prune_cache(const fs::path& cache_dir, const Layout& store, const Pr
     remove_tree(item.tree);
     std::error_code ec;
     fs::remove(record_path(item.tree), ec);
+    if (item.kind == "run-cache") remove_run_cache_marks(item.tree);
     ++report.trees;
     freed += bytes;
     if (item.kind == "root") {

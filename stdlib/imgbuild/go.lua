@@ -97,4 +97,46 @@ function go.build(opts)
   }
 end
 
+--- Where the official golang images keep Go's caches: HOME is /root, GOPATH /go.
+local cache_defaults = { GOCACHE = "/root/.cache/go-build", GOMODCACHE = "/go/pkg/mod" }
+
+--- Options for a `:run` of the go command in a builder stage (`from "golang"`):
+--- Go's build cache (GOCACHE) and module cache (GOMODCACHE) on `:run` cache
+--- mounts, so that an edit recompiles only what changed and modules are
+--- downloaded once per machine, or once per CI pipeline with `--cache-to` and
+--- `--cache-from`, which carry cache mounts. `opts` are further `:run`
+--- options, kept; its `env` may move either cache (GOCACHE = "/cache/go"),
+--- and the mount follows; its `cache` paths are mounted too.
+---@param opts? table  `:run` options: env, workdir, user, network, cache, secrets, emulate
+---@return table       the options for `:run`
+function go.caches(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
+    internal.fail("go.caches: expected a table of :run options, got %s", internal.typename(opts))
+  end
+  local out = {}
+  for k, v in pairs(opts) do out[k] = v end
+  local env = {}
+  for k, v in pairs(cache_defaults) do env[k] = v end
+  if opts.env ~= nil then
+    for k, v in pairs(internal.check_string_map("go.caches: env", opts.env, env_name_ok, "letters, digits and _")) do
+      env[k] = v
+    end
+  end
+  local cache = {}
+  for _, name in ipairs { "GOCACHE", "GOMODCACHE" } do
+    if env[name]:sub(1, 1) ~= "/" then
+      internal.fail("go.caches: env.%s: '%s' must be an absolute path in the image", name, env[name])
+    end
+    cache[#cache + 1] = env[name]
+  end
+  if opts.cache ~= nil then
+    for _, dir in ipairs(internal.check_string_list("go.caches: cache", opts.cache, '{ "/root/.npm" }')) do
+      if dir ~= env.GOCACHE and dir ~= env.GOMODCACHE then cache[#cache + 1] = dir end
+    end
+  end
+  out.env, out.cache = env, cache
+  return out
+end
+
 return go

@@ -104,6 +104,28 @@ TEST_CASE("go.build describes a host build for the image's platform", "[recipe][
                                             "-tags=netgo", "-o", "${OUT}", "."});
 }
 
+TEST_CASE("go.caches mounts Go's build and module caches where the env puts them", "[recipe][describe]") {
+  RecipeRun r;
+  Evaluation ev = r.evaluate(
+      "local go = require \"imgbuild.go\"\n"
+      "local b = scratch:run(\"go build\", go.caches())\n"
+      "image(\"a\", b:run(\"go vet\", go.caches { network = \"host\", env = { GOCACHE = \"/c/go\", X = \"1\" },"
+      " cache = { \"/root/.npm\", \"/go/pkg/mod\" } }))\n");
+  const Node& moved = ev.graph.nodes[ev.graph.targets[0].node];
+  const auto& plain = std::get<RunOp>(ev.graph.nodes[*moved.parent].op);
+  CHECK(plain.cache == std::vector<std::string>{"/root/.cache/go-build", "/go/pkg/mod"});
+  CHECK(plain.env ==
+        std::map<std::string, std::string>{{"GOCACHE", "/root/.cache/go-build"}, {"GOMODCACHE", "/go/pkg/mod"}});
+  const auto& op = std::get<RunOp>(moved.op);
+  CHECK(op.cache == std::vector<std::string>{"/c/go", "/go/pkg/mod", "/root/.npm"});
+  CHECK(op.env.at("GOCACHE") == "/c/go");
+  CHECK(op.env.at("X") == "1");
+  CHECK(op.network == StepNetwork::host);
+  CHECK(r.error_of("local go = require \"imgbuild.go\"\n"
+                   "image(\"a\", scratch:run(\"go build\", go.caches { env = { GOMODCACHE = \"mod\" } }))\n") ==
+        "recipe.lua:2: go.caches: env.GOMODCACHE: 'mod' must be an absolute path in the image");
+}
+
 TEST_CASE("from describes a normalised reference; push a normalised target", "[recipe][describe]") {
   RecipeRun r;
   Evaluation ev = r.evaluate(
