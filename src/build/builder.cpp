@@ -519,13 +519,17 @@ void Builder::check_budget(const Stage& st, uint64_t compressed) const {
 
 void Builder::check_documents(Stage& st, size_t history_before) {
   // Serialising the documents at every step would make a long chain
-  // quadratic. A step adds its history line to the config, the values of a
-  // config change at most a few times over (a label "k=" in its line is
-  // "\"k\":\"\"," in the config), and a layer a diff ID and a manifest
-  // entry: the documents are measured again only when that bound could cross
-  // the limit, a few times per image, so the step that crosses it is named.
-  for (size_t i = history_before; i < st.image.history.size(); ++i)
-    st.documents_growth += 5 * json(st.image.history[i].created_by).dump().size() + 512;
+  // quadratic. A step adds its history line to the config (its text and
+  // under 128 bytes of keys and time), the values of a config change at most
+  // a few times over (a label "k=" in its line is "\"k\":\"\"," in the
+  // config), and a layer a diff ID and a manifest entry (under 512 bytes
+  // with its history keys): the documents are measured again only when that
+  // bound could cross the limit, so the step that crosses it is named. The
+  // closer the bound, the fewer times a long chain near the limit measures.
+  for (size_t i = history_before; i < st.image.history.size(); ++i) {
+    const HistoryEntry& line = st.image.history[i];
+    st.documents_growth += 5 * json(line.created_by).dump().size() + (line.empty_layer ? 128 : 512);
+  }
   if (st.documents_measured + st.documents_growth <= kMaxDocumentSize) return;
   std::string config = st.image.config_document();
   check_document_size("the image config (its env, labels and a history line per step)", config.size());

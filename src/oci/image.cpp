@@ -153,15 +153,16 @@ std::string Image::config_document() const {
   json diff_ids = json::array();
   for (auto& l : layers) diff_ids.push_back(l.diff_id.str());
   json hist = json::array();
+  const std::string built_at = rfc3339(created);
   for (auto& h : history) {
-    json e = {{"created", h.created.empty() ? rfc3339(created) : h.created}};
+    json e = {{"created", h.created.empty() ? built_at : h.created}};
     if (!h.created_by.empty()) e["created_by"] = h.created_by;
     if (!h.author.empty()) e["author"] = h.author;
     if (!h.comment.empty()) e["comment"] = h.comment;
     if (h.empty_layer) e["empty_layer"] = true;
     hist.push_back(e);
   }
-  json doc = {{"created", rfc3339(created)},
+  json doc = {{"created", built_at},
               {"architecture", platform.architecture},
               {"os", platform.os},
               {"config", cfg},
