@@ -1,6 +1,8 @@
 // imgbuild verify REF|oci:DIR[:NAME] --key PUB.pem...: the image's signatures
 // checked against the keys and the image's digest, and every artifact
-// attached to it (SBOM, provenance) checked to be about that digest.
+// attached to it (SBOM, provenance) checked to be about that digest. An index
+// of several platforms carries the signature; each platform's image carries
+// its own SBOM and provenance, checked the same way.
 #include <algorithm>
 #include <iostream>
 #include <optional>
@@ -34,18 +36,27 @@ std::string text_at(const json& j, const char* key) {
 /// digest, and verify cannot tell.
 constexpr const char* kNotSigned = " (not signed: its content is not checked)";
 
-/// What verify found: each finding printed, each mismatch counted.
+/// What verify found: each finding printed, each mismatch counted; while a
+/// platform's image of an index is checked, both say which one.
 class Findings {
 public:
-  void found(const std::string& line) { std::cout << "  " << line << "\n"; }
+  void found(const std::string& line) { std::cout << (scope_.empty() ? "  " : "    ") << line << "\n"; }
   void mismatch(const std::string& line) {
-    report("verify: " + line);
+    report("verify: " + (scope_.empty() ? "" : scope_ + ": ") + line);
     ++mismatches_;
   }
   int mismatches() const { return mismatches_; }
+  /// Starts the findings about one platform's image: `scope` names it.
+  void enter(const std::string& scope) {
+    scope_ = scope;
+    std::cout << "  " << scope << "\n";
+  }
+  /// Ends the findings about a platform's image.
+  void leave() { scope_.clear(); }
 
 private:
   int mismatches_ = 0;
+  std::string scope_;
 };
 
 /// Where verify reads an image's referrers and their documents: a
@@ -184,6 +195,76 @@ bool statement_is_about(const std::string& statement, const Digest& image) {
   return false;
 }
 
+/// What verify counted: signatures that verified, SBOMs and provenance
+/// statements about their image.
+struct Counts {
+  size_t signatures = 0, sboms = 0, provenances = 0;
+  Counts& operator+=(const Counts& more) {
+    signatures += more.signatures;
+    sboms += more.sboms;
+    provenances += more.provenances;
+    return *this;
+  }
+};
+
+/// Checks everything attached to the manifest or index `image`: each
+/// referrer must be about it, each signature (referrer or under cosign's tag)
+/// must verify with one of `keys` and be of `image`.
+Counts check_attached(Source& source, const Digest& image, const Keys& keys, Findings& findings) {
+  std::string how;
+  std::vector<json> referrers = source.referrers(image, how);
+  findings.found("referrers: " + std::to_string(referrers.size()) + " through " + how);
+  Counts counts;
+  std::set<std::string> seen;
+  for (const json& entry : referrers) {
+    const Descriptor described = Descriptor::from_json(entry);
+    const Digest& digest = described.digest;
+    if (!seen.insert(digest.str()).second) continue;
+    json doc = about_image(source, described, image, findings);
+    const std::string type = text_at(doc, "artifactType");
+    if (type == kCosignArtifactType) {
+      counts.signatures += check_signatures(source, digest.str(), doc, image, keys, findings);
+    } else if (type == kSpdxMediaType) {
+      std::optional<std::string> sbom = artifact_document(source, digest, doc, "an SBOM", findings);
+      if (!sbom) continue;
+      if (sbom->find(image.str()) == std::string::npos) {
+        findings.mismatch(digest.str() + ": the SBOM does not name " + image.str());
+        continue;
+      }
+      findings.found("sbom " + digest.str() + ": " + type + ", " + std::to_string(sbom->size()) + " bytes, about " +
+                     image.str() + kNotSigned);
+      ++counts.sboms;
+    } else if (type == kInTotoMediaType) {
+      std::optional<std::string> statement = artifact_document(source, digest, doc, "a provenance", findings);
+      if (!statement) continue;
+      if (!statement_is_about(*statement, image)) {
+        findings.mismatch(digest.str() + ": the provenance's subject is not " + image.str());
+        continue;
+      }
+      findings.found("provenance " + digest.str() + ": " + type + ", " + std::to_string(statement->size()) +
+                     " bytes, about " + image.str() + kNotSigned);
+      ++counts.provenances;
+    } else {
+      findings.found("artifact " + digest.str() + ": " + (type.empty() ? std::string("no artifactType") : type) +
+                     ", about " + image.str());
+    }
+  }
+  if (auto tagged = source.cosign_tag(image); tagged && seen.insert(tagged->second.digest.str()).second) {
+    json doc = json::parse(tagged->second.body, nullptr, false);
+    counts.signatures += check_signatures(source, tagged->first, doc, image, keys, findings);
+  }
+  return counts;
+}
+
+/// The image manifests an index lists, each with its platform.
+std::vector<Descriptor> platform_images(Source& source, const Descriptor& index) {
+  json doc = json::parse(source.manifest(index), nullptr, false);
+  const json listed = doc.is_object() ? doc.value("manifests", json::array()) : json::array();
+  std::vector<Descriptor> images;
+  for (const json& entry : listed.is_array() ? listed : json::array()) images.push_back(Descriptor::from_json(entry));
+  return images;
+}
+
 }  // namespace
 
 int cmd_verify(const std::vector<std::string>& args) {
@@ -199,13 +280,13 @@ int cmd_verify(const std::vector<std::string>& args) {
   std::optional<RegistryAccess> registry;
   std::optional<NamedImage> written;
   std::unique_ptr<Source> source;
-  std::optional<Digest> named;
+  std::optional<Descriptor> named;
   if (operands[0].starts_with("oci:")) {
     written = open_named_image(operands[0], "verify");
     // What was written under the name: the index of several platforms, signed as a whole.
-    named = (written->index ? *written->index : written->manifest).digest;
+    named = written->index ? *written->index : written->manifest;
     source = std::make_unique<LayoutSource>(written->layout);
-    std::cout << written->layout.root().string() << ":" << written->name << "@" << named->str() << "\n";
+    std::cout << written->layout.root().string() << ":" << written->name << "@" << named->digest.str() << "\n";
   } else {
     Reference ref;
     try {
@@ -214,65 +295,52 @@ int cmd_verify(const std::vector<std::string>& args) {
       throw UsageError(e.what());
     }
     registry.emplace(options);
-    named = registry->client().get_manifest(ref).digest;
+    const Manifest manifest = registry->client().get_manifest(ref);
+    named = Descriptor{
+        .media_type = manifest.media_type, .digest = manifest.digest, .size = manifest.body.size(), .annotations = {}};
     source = std::make_unique<RegistrySource>(registry->client(), ref);
-    std::cout << ref.name() << "@" << named->str() << "\n";
+    std::cout << ref.name() << "@" << named->digest.str() << "\n";
   }
-  const Digest image = *named;
+  const Digest& image = named->digest;
 
   Findings findings;
-  std::string how;
-  std::vector<json> referrers = source->referrers(image, how);
-  findings.found("referrers: " + std::to_string(referrers.size()) + " through " + how);
-  size_t signatures = 0, sboms = 0, provenances = 0;
-  std::set<std::string> seen;
-  for (const json& entry : referrers) {
-    const Descriptor described = Descriptor::from_json(entry);
-    const Digest& digest = described.digest;
-    if (!seen.insert(digest.str()).second) continue;
-    json doc = about_image(*source, described, image, findings);
-    const std::string type = text_at(doc, "artifactType");
-    if (type == kCosignArtifactType) {
-      signatures += check_signatures(*source, digest.str(), doc, image, keys, findings);
-    } else if (type == kSpdxMediaType) {
-      std::optional<std::string> sbom = artifact_document(*source, digest, doc, "an SBOM", findings);
-      if (!sbom) continue;
-      if (sbom->find(image.str()) == std::string::npos) {
-        findings.mismatch(digest.str() + ": the SBOM does not name " + image.str());
-        continue;
-      }
-      findings.found("sbom " + digest.str() + ": " + type + ", " + std::to_string(sbom->size()) + " bytes, about " +
-                     image.str() + kNotSigned);
-      ++sboms;
-    } else if (type == kInTotoMediaType) {
-      std::optional<std::string> statement = artifact_document(*source, digest, doc, "a provenance", findings);
-      if (!statement) continue;
-      if (!statement_is_about(*statement, image)) {
-        findings.mismatch(digest.str() + ": the provenance's subject is not " + image.str());
-        continue;
-      }
-      findings.found("provenance " + digest.str() + ": " + type + ", " + std::to_string(statement->size()) +
-                     " bytes, about " + image.str() + kNotSigned);
-      ++provenances;
-    } else {
-      findings.found("artifact " + digest.str() + ": " + (type.empty() ? std::string("no artifactType") : type) +
-                     ", about " + image.str());
+  Counts counts = check_attached(*source, image, keys, findings);
+  if (counts.signatures == 0) findings.mismatch("no signature of " + image.str() + " verifies with " + either_of(keys));
+  if (!named->media_type.is_index()) {
+    if (counts.sboms == 0) findings.mismatch("no SBOM is attached to " + image.str());
+  } else {
+    // The index is signed; what each platform's image is made of is
+    // described on that image, where scanners look it up by its digest.
+    std::vector<std::string> without_provenance;
+    size_t platform_provenances = 0;
+    const std::vector<Descriptor> platforms = platform_images(*source, *named);
+    if (platforms.empty()) findings.mismatch("the index " + image.str() + " lists no platform's image");
+    for (const Descriptor& platform_image : platforms) {
+      const std::string scope =
+          "platform " + (platform_image.platform ? platform_image.platform->str() : std::string("(none named)")) + " " +
+          platform_image.digest.str();
+      findings.enter(scope);
+      const Counts found = check_attached(*source, platform_image.digest, keys, findings);
+      if (found.sboms == 0) findings.mismatch("no SBOM is attached to " + platform_image.digest.str());
+      if (found.provenances == 0) without_provenance.push_back(scope);
+      platform_provenances += found.provenances;
+      counts += found;
     }
+    // An image pushed from elsewhere has no provenance; one platform without
+    // it while the others have theirs had it removed.
+    findings.leave();
+    if (platform_provenances > 0)
+      for (const std::string& scope : without_provenance)
+        findings.mismatch(scope + ": no provenance is attached, while the index's other platforms have theirs");
   }
-  if (auto tagged = source->cosign_tag(image); tagged && seen.insert(tagged->second.digest.str()).second) {
-    json doc = json::parse(tagged->second.body, nullptr, false);
-    signatures += check_signatures(*source, tagged->first, doc, image, keys, findings);
-  }
-  if (signatures == 0) findings.mismatch("no signature of " + image.str() + " verifies with " + either_of(keys));
-  if (sboms == 0) findings.mismatch("no SBOM is attached to " + image.str());
   if (findings.mismatches() > 0) {
     report("verify " + operands[0] + ": " + std::to_string(findings.mismatches()) + " mismatch" +
            (findings.mismatches() == 1 ? "" : "es"));
     return kExitError;
   }
-  std::cout << "verified: " << signatures << " signature" << (signatures == 1 ? "" : "s") << ", " << sboms << " SBOM"
-            << (sboms == 1 ? "" : "s") << ", " << provenances << " provenance statement"
-            << (provenances == 1 ? "" : "s")
+  std::cout << "verified: " << counts.signatures << " signature" << (counts.signatures == 1 ? "" : "s") << ", "
+            << counts.sboms << " SBOM" << (counts.sboms == 1 ? "" : "s") << ", " << counts.provenances
+            << " provenance statement" << (counts.provenances == 1 ? "" : "s")
             << " (the signatures cover the image's digest; the SBOM and provenance are checked to be about it, "
                "their contents are covered by no signature)\n";
   return 0;

@@ -6,8 +6,10 @@
 # openssl on its own, `imgbuild verify` catches a tampered payload, signature
 # and subject, and a provenance about another image, a second push adds
 # nothing, `-o oci:DIR` carries them the same way (found by their subject in
-# index.json, the image still read by skopeo and umoci), and the key appears
-# nowhere.
+# index.json, the image still read by skopeo and umoci), an index of two
+# platforms verifies (its signature, each platform's SBOM and provenance)
+# pushed and written, one platform's SBOM or provenance tampered or removed
+# being named, and the key appears nowhere.
 #
 #   tests/e2e/sign.sh IMGBUILD REPO_ROOT
 set -uo pipefail
@@ -101,10 +103,10 @@ get "hello/manifests/sha256-$hex" >referrers-after.json
 check "the referrers index has no duplicate" cmp referrers.json referrers-after.json
 
 step "tampering is caught by verify"
-# put TAG FILE [TYPE]: PUTs a manifest under a tag.
+# put TAG FILE [TYPE]: PUTs a manifest under a tag (of $repo, hello unless set).
 put() {
   curl -sf -X PUT -H "Content-Type: ${3:-application/vnd.oci.image.manifest.v1+json}" --data-binary "@$2" \
-    "http://$REG/v2/hello/manifests/$1" >/dev/null
+    "http://$REG/v2/${repo:-hello}/manifests/$1" >/dev/null
 }
 # blob FILE: uploads a blob; prints its digest.
 blob() {
@@ -115,9 +117,9 @@ blob() {
   curl -sf -X PUT -H "Content-Type: application/octet-stream" --data-binary "@$1" "$location&digest=$d" >/dev/null
   echo "$d"
 }
-# tampered DESCRIPTION MESSAGE: verify fails, saying MESSAGE.
+# tampered DESCRIPTION MESSAGE: verify (of $verified, $REG/hello:1 unless set) fails, saying MESSAGE.
 tampered() {
-  "$IMGBUILD" verify "$REG/hello:1" --key pub.pem >last.out 2>last.err
+  "$IMGBUILD" verify "${verified:-$REG/hello:1}" --key pub.pem >last.out 2>last.err
   check "$1: exit 1" test $? -eq 1
   check "$1: says '$2'" grep -qF "$2" last.err
 }
@@ -256,6 +258,76 @@ openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout
 "$IMGBUILD" verify "$API/hello:1" --key pub.pem --key third-pub.pem >last.out 2>last.err
 check "a key that signed nothing does not stand for one that did: exit 1" test $? -eq 1
 check "  naming the keys tried" grep -qF "does not verify with pub.pem or third-pub.pem" last.err
+
+step "an index of two platforms: the index signed, each platform's image described"
+FOREIGN=arm64
+[[ $HOST_ARCH == arm64 ]] && FOREIGN=amd64
+# examples/hello, pushed by its recipe to $REGISTRY/multi:1.
+mkdir multi-src && cp "$ROOT"/examples/hello/{go.mod,main.go} multi-src/
+cat >multi-src/recipe.lua <<'EOF'
+local go = require "imgbuild.go"
+local hello = scratch:copy(go.build { main = ".", static = true }, "/app"):entrypoint { "/app" }
+image("hello", hello)
+push(hello, param("REGISTRY") .. "/multi:1")
+EOF
+check_cmd "$IMGBUILD" multi-src/recipe.lua --platform "linux/$HOST_ARCH,linux/$FOREIGN" --set "REGISTRY=$REG" --sign-key key.pem
+get "multi/manifests/1" >multi-index.json
+index_digest=sha256:$(sha256sum multi-index.json | cut -d' ' -f1)
+foreign_digest=$(jq -r --arg a "$FOREIGN" '.manifests[] | select(.platform.architecture == $a) | .digest' multi-index.json)
+check "the index lists the two platforms" jq -e '.manifests | length == 2' multi-index.json
+check_cmd "$IMGBUILD" verify "$REG/multi:1" --key pub.pem
+outcome "verify checks the index's signature" "signature sha256:[0-9a-f]*: verified with pub.pem ($REG/multi@$index_digest)"
+outcome "  then names each platform's image" "^  platform linux/$FOREIGN $foreign_digest\$"
+outcome "  with its SBOM, about it" "^    sbom sha256:[0-9a-f]*: application/spdx+json, [0-9]* bytes, about $foreign_digest"
+outcome "  and its provenance" "^    provenance sha256:[0-9a-f]*: application/vnd.in-toto+json, [0-9]* bytes, about $foreign_digest"
+outcome "  one signature, an SBOM and a provenance per platform" "^verified: 1 signature, 2 SBOMs, 2 provenance statements"
+foreign_hex=${foreign_digest#sha256:}
+get "multi/manifests/sha256-$foreign_hex" >multi-referrers.json
+foreign_sbom=$(jq -r '.manifests[] | select(.artifactType == "application/spdx+json") | .digest' multi-referrers.json)
+get "multi/manifests/$foreign_sbom" | jq -c --arg o "$other" '.subject.digest = $o' >t8.json
+t8=sha256:$(sha256sum t8.json | cut -d' ' -f1)
+repo=multi put "$t8" t8.json
+jq -c --arg old "$foreign_sbom" --arg d "$t8" --argjson s "$(stat -c %s t8.json)" \
+  '.manifests |= map(if .digest == $old then .digest = $d | .size = $s else . end)' multi-referrers.json >t9.json
+repo=multi put "sha256-$foreign_hex" t9.json application/vnd.oci.image.index.v1+json
+verified=$REG/multi:1 tampered "one platform's SBOM about another image" \
+  "verify: platform linux/$FOREIGN $foreign_digest: $t8 is listed as a referrer of $foreign_digest but its subject is $other"
+jq -c --arg old "$foreign_sbom" '.manifests |= map(select(.digest != $old))' multi-referrers.json >t10.json
+repo=multi put "sha256-$foreign_hex" t10.json application/vnd.oci.image.index.v1+json
+verified=$REG/multi:1 tampered "one platform's SBOM removed" \
+  "verify: platform linux/$FOREIGN $foreign_digest: no SBOM is attached to $foreign_digest"
+repo=multi put "sha256-$foreign_hex" multi-referrers.json application/vnd.oci.image.index.v1+json
+check_cmd "$IMGBUILD" verify "$REG/multi:1" --key pub.pem
+check_cmd "$IMGBUILD" multi-src/recipe.lua --platform "linux/$HOST_ARCH,linux/$FOREIGN" --set "REGISTRY=$API" --sign-key key.pem
+check_cmd "$IMGBUILD" verify "$API/multi:1" --key pub.pem
+outcome "the referrers API: each platform's referrers found through it" "^    referrers: 2 through the referrers API"
+outcome "  all of them verified" "^verified: 1 signature, 2 SBOMs, 2 provenance statements"
+
+step "an index of two platforms written with -o oci:DIR"
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" --platform "linux/$HOST_ARCH,linux/$FOREIGN" \
+  -o "oci:$work/multi" --sign-key key.pem
+check_cmd "$IMGBUILD" verify "oci:$work/multi" --key pub.pem
+outcome "verify oci:DIR finds each platform's referrers in index.json" "^    referrers: 2 through $work/multi/index.json"
+outcome "  and verifies them all" "^verified: 1 signature, 2 SBOMs, 2 provenance statements"
+layout_foreign=$(jq -r --arg a "$FOREIGN" '.manifests[] | select(.platform.architecture == $a) | .digest' \
+  "multi/blobs/sha256/$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "hello") | .digest[7:]' multi/index.json)")
+# layout_referrer TYPE: the manifest index.json lists of TYPE about the foreign platform's image.
+layout_referrer() {
+  for d in $(jq -r --arg t "$1" '.manifests[] | select(.artifactType == $t) | .digest[7:]' multi/index.json); do
+    jq -r --arg f "$layout_foreign" 'select(.subject.digest == $f) | "sha256:" + "'"$d"'"' "multi/blobs/sha256/$d"
+  done
+}
+cp multi/index.json multi-index-before.json
+jq -c --arg d "$(layout_referrer application/spdx+json)" '.manifests |= map(select(.digest != $d))' \
+  multi-index-before.json >multi/index.json
+verified=oci:$work/multi tampered "oci:DIR: one platform's SBOM no longer listed" \
+  "verify: platform linux/$FOREIGN $layout_foreign: no SBOM is attached to $layout_foreign"
+jq -c --arg d "$(layout_referrer application/vnd.in-toto+json)" '.manifests |= map(select(.digest != $d))' \
+  multi-index-before.json >multi/index.json
+verified=oci:$work/multi tampered "oci:DIR: one platform's provenance no longer listed" \
+  "verify: platform linux/$FOREIGN $layout_foreign: no provenance is attached, while the index's other platforms have theirs"
+cp multi-index-before.json multi/index.json
+check_cmd "$IMGBUILD" verify "oci:$work/multi" --key pub.pem
 
 step "the key is nowhere: outputs, store, cache"
 grep -v -- '-----' key.pem >key-lines.txt
