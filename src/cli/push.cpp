@@ -36,14 +36,17 @@ int cmd_push(const std::vector<std::string>& args) {
   if (!manifest) throw std::runtime_error("no image named '" + operands[0] + "' in the store (see imgbuild images)");
   RegistryAccess registry(options);
   // A pulled base is stored without the layers no build needed yet; they come
-  // from the registry it was pulled from (its stored name).
-  StoredImage stored = load_stored(store, *manifest);
-  Image image = image_from_documents(stored.manifest_json, stored.config_json);
-  std::vector<LayerBlob> missing;
-  for (auto& layer : image.layers)
-    if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
-  if (!missing.empty() && manifest->platform)
-    fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
+  // from the registry it was pulled from (its stored name). An index is one a
+  // build made for several platforms: every blob of it is in the store.
+  if (!manifest->media_type.is_index()) {
+    StoredImage stored = load_stored(store, *manifest);
+    Image image = image_from_documents(stored.manifest_json, stored.config_json);
+    std::vector<LayerBlob> missing;
+    for (auto& layer : image.layers)
+      if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
+    if (!missing.empty() && manifest->platform)
+      fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
+  }
   PushResult result = push_tags(registry.client(), store, *manifest, dests);
   print_push(result);
   attach_pushed(registry.client(), store, *manifest, result.pushed(), key ? &*key : nullptr);

@@ -256,6 +256,17 @@ for arch in amd64 arm64; do
     jq -e '[.manifests[].artifactType] | sort == [\"application/spdx+json\", \"application/vnd.in-toto+json\"]'"
 done
 
+step "imgbuild push of a stored index: the index under every tag, each platform's image before it"
+# The name holds the index again (a single-platform build took it since): every step cached.
+check_cmd "$IMGBUILD" "$ROOT/examples/hello/recipe.lua" --platform "$BOTH"
+check_cmd "$IMGBUILD" push hello "$REG/team/hello:2" "$REG/team/hello:latest"
+check "both tags hold the same index of two platforms" sh -c "
+  a=\$(skopeo inspect --tls-verify=false --raw docker://$REG/team/hello:2) &&
+  b=\$(skopeo inspect --tls-verify=false --raw docker://$REG/team/hello:latest) && [ \"\$a\" = \"\$b\" ] &&
+  echo \"\$a\" | jq -e '.mediaType == \"application/vnd.oci.image.index.v1+json\" and (.manifests | length) == 2'"
+check "skopeo pulls its $FOREIGN image" sh -c "skopeo inspect --tls-verify=false --override-arch $FOREIGN docker://$REG/team/hello:2 |
+  jq -e '.Architecture == \"$FOREIGN\"'"
+
 step "every platform's layers go up while the build runs (early uploads)"
 # The machine's image waits in its last step (a RUN step on the host network)
 # until the registry has the layer only the $FOREIGN image makes: the build
