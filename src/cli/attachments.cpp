@@ -38,7 +38,7 @@ std::vector<std::pair<std::string, Attachment>> documents_of(const Layout& store
                                                              const std::string& name) {
   std::vector<std::pair<std::string, Attachment>> documents;
   if (manifest.media_type.is_manifest()) {
-    NamedImage image{store, manifest, load_stored(store, manifest), name};
+    NamedImage image{store, manifest, load_stored(store, manifest), name, std::nullopt, {}};
     documents.emplace_back("SBOM", Attachment{kSpdxMediaType, kSpdxMediaType, spdx_document(sbom_of(image))});
   }
   if (const std::filesystem::path kept = provenance_path(store.root(), manifest.digest); std::filesystem::exists(kept))
