@@ -152,7 +152,7 @@ local function check_string_list(what, v, example)
 end
 
 --- A NAME = value table; numbers become strings, other types are errors.
-local function check_string_map(what, v, key_ok, key_rule)
+local function check_string_map(what, v, key_ok, key_rule, strings_only)
   if type(v) ~= "table" or getmetatable(v) ~= nil then
     fail("%s: expected a table of NAME = value, got %s", what, typename(v))
   end
@@ -161,7 +161,7 @@ local function check_string_map(what, v, key_ok, key_rule)
     if type(k) ~= "string" then fail("%s: names must be strings, got %s", what, typename(k)) end
     if not key_ok(k) then fail("%s: invalid name '%s' (%s)", what, k, key_rule) end
     local val = v[k]
-    if math.type(val) == "integer" then val = tostring(val) end
+    if math.type(val) == "integer" and not strings_only then val = tostring(val) end
     if type(val) ~= "string" then fail("%s: value of %s is %s, not a string", what, k, typename(val)) end
     out[k] = val
   end
@@ -630,18 +630,28 @@ local function check_platform(what, p)
   return p
 end
 
---- The `platforms` option of image() and push(): a list of distinct platforms, or nil.
-local function check_platforms(what, opts)
-  opts = check_options(what, opts, { platforms = true })
-  if opts.platforms == nil then return nil end
-  local list = check_string_list(what .. ": platforms", opts.platforms, '{ "linux/amd64", "linux/arm64" }')
-  local seen = {}
-  for _, p in ipairs(list) do
-    check_platform(what .. ": platforms", p)
-    if seen[p] then fail("%s: platforms: '%s' is listed twice", what, p) end
-    seen[p] = true
+--- The options of image() and push(): `platforms`, a list of distinct
+--- platforms, and `annotations`, a map of strings put on the manifest (and
+--- index) without touching the config; each nil when not given.
+local function check_image_options(what, opts)
+  opts = check_options(what, opts, { platforms = true, annotations = true })
+  local list, annotations
+  if opts.platforms ~= nil then
+    list = check_string_list(what .. ": platforms", opts.platforms, '{ "linux/amd64", "linux/arm64" }')
+    local seen = {}
+    for _, p in ipairs(list) do
+      check_platform(what .. ": platforms", p)
+      if seen[p] then fail("%s: platforms: '%s' is listed twice", what, p) end
+      seen[p] = true
+    end
   end
-  return list
+  if opts.annotations ~= nil then
+    -- Strings only: a number's text would be one Lua chose, not the recipe.
+    annotations = check_string_map(what .. ": annotations", opts.annotations,
+      function(k) return k ~= "" end, "annotations need a non-empty name", true)
+    if next(annotations) == nil then annotations = nil end
+  end
+  return list, annotations
 end
 
 --- The platform this evaluation describes: the recipe is evaluated once per
@@ -662,7 +672,8 @@ api.platform = platform_value(settings.platform, platform_value(settings.build_p
 
 ---@param name string the image's name in the store ("hello", "team/api")
 ---@param img image
----@param opts? table { platforms = { "linux/amd64", "linux/arm64" } }: one image per platform, stored as an index
+---@param opts? table { platforms = { "linux/amd64", "linux/arm64" } }: one image per platform, stored as an index;
+---{ annotations = { ["org.opencontainers.image.url"] = "https://..." } }: set on the manifest (and index), "" drops one
 function api.image(name, img, opts)
   if type(name) ~= "string" or not name:match("^[a-z0-9][a-z0-9._/-]*$") then
     fail("image: invalid name %s (use lowercase letters, digits, '.', '_', '-' and '/')",
@@ -671,7 +682,8 @@ function api.image(name, img, opts)
   if not is_image(img) then fail("image: expected an image as second argument, got %s", typename(img)) end
   local loc = caller_loc()
   if target_by_name[name] then fail("image: '%s' is already defined at %s", name, target_by_name[name].loc) end
-  local t = { name = name, node = nodes[img], loc = loc, platforms = check_platforms("image", opts) }
+  local platforms, annotations = check_image_options("image", opts)
+  local t = { name = name, node = nodes[img], loc = loc, platforms = platforms, annotations = annotations }
   targets[#targets + 1] = t
   target_by_name[name] = t
   return img
@@ -705,7 +717,8 @@ end
 ---@param img image
 ---@param ref string|string[] where to push it: "registry.example.com/team/app:tag", or a list of
 ---such references (each blob is sent once per registry, then the manifest goes under every tag)
----@param opts? table { platforms = { "linux/amd64", "linux/arm64" } }: one image per platform, pushed as an index
+---@param opts? table { platforms = { "linux/amd64", "linux/arm64" } }: one image per platform, pushed as an index;
+---{ annotations = { ... } }: as image()'s
 function api.push(img, ref, opts)
   if not is_image(img) then fail("push: expected an image as first argument, got %s", typename(img)) end
   local refs = { ref }
@@ -714,13 +727,15 @@ function api.push(img, ref, opts)
     if #refs == 0 then fail("push: the list of references is empty") end
   end
   local loc, seen = caller_loc(), {}
-  local platforms = check_platforms("push", opts)
+  local platforms, annotations = check_image_options("push", opts)
   for i, r in ipairs(refs) do
     local normal = check_push_reference(#refs > 1 and ("push: reference " .. i) or "push", r)
     -- A tag named twice gets the manifest once.
     if not seen[normal] then
       seen[normal] = true
-      pushes[#pushes + 1] = { node = nodes[img], ref = normal, loc = loc, platforms = platforms }
+      pushes[#pushes + 1] = {
+        node = nodes[img], ref = normal, loc = loc, platforms = platforms, annotations = annotations,
+      }
     end
   end
   return img
@@ -1101,13 +1116,16 @@ function M.collect()
   local out_targets = {}
   for _, t in ipairs(targets) do
     number(t.node)
-    out_targets[#out_targets + 1] = { name = t.name, node = ids[t.node], loc = t.loc, platforms = t.platforms }
+    out_targets[#out_targets + 1] = {
+      name = t.name, node = ids[t.node], loc = t.loc, platforms = t.platforms, annotations = t.annotations,
+    }
   end
   local out_pushes = {}
   for _, p in ipairs(pushes) do
     number(p.node)
     out_pushes[#out_pushes + 1] = {
       node = ids[p.node], ref = p.ref, loc = p.loc, always = p.always, platforms = p.platforms,
+      annotations = p.annotations,
     }
   end
   local used = {}

@@ -418,8 +418,9 @@ void Builder::prepare(const std::vector<size_t>& nodes) {
   run_side_by_side(nodes.size(), [&](size_t i) { stage(walk_, nodes[i]); });
 }
 
-const BuiltImage& Builder::build(size_t node) {
-  if (auto it = finished_.find(node); it != finished_.end()) return it->second;
+const BuiltImage& Builder::build(size_t node, const std::map<std::string, std::string>& annotations) {
+  auto key = std::pair{node, annotations};
+  if (auto it = finished_.find(key); it != finished_.end()) return it->second;
   const Stage& st = stage(walk_, node);
   uint64_t compressed = 0, base_compressed = 0, uncompressed = 0;
   for (size_t i = 0; i < st.image.layers.size(); ++i) {
@@ -440,7 +441,7 @@ const BuiltImage& Builder::build(size_t node) {
     }
   };
   Image image = st.image;
-  image.annotations = built_annotations(st.image, settings_.origin, st.base_labels);
+  image.annotations = built_annotations(st.image, settings_.origin, st.base_labels, annotations);
   std::string config = image.config_document();
   Descriptor config_desc = put(config, media_type::kConfig);
   std::string manifest = image.manifest_document(config_desc);
@@ -460,7 +461,7 @@ const BuiltImage& Builder::build(size_t node) {
                    .layer_locs = layer_locs,
                    .entrypoint_loc = st.entrypoint_loc,
                    .ignore = st.ignore};
-  return finished_.emplace(node, std::move(built)).first->second;
+  return finished_.emplace(std::move(key), std::move(built)).first->second;
 }
 
 std::vector<BuildInput> Builder::inputs_of(size_t node) {

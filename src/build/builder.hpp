@@ -190,7 +190,10 @@ public:
 
   /// Builds the image node `node` (and what it depends on) once. Fails when
   /// the image is larger than its `:budget`, naming its biggest layers.
-  const BuiltImage& build(size_t node);
+  /// `annotations` (a target's or a push's) are set on its manifest over the
+  /// defaults: one node under other annotations is another manifest of the
+  /// same config and layers.
+  const BuiltImage& build(size_t node, const std::map<std::string, std::string>& annotations = {});
 
   /// Builds the steps of all `nodes` at once, as far as they are independent
   /// (each chain on its own thread; a copy from another image builds that
@@ -366,7 +369,7 @@ private:
   /// The walk of build() and prepare(), and its policy.
   std::unique_ptr<Building> building_;
   Walk walk_;
-  std::map<size_t, BuiltImage> finished_;
+  std::map<std::pair<size_t, std::map<std::string, std::string>>, BuiltImage> finished_;
   mutable std::mutex records_mutex_;
   std::map<Digest, CachedStep> used_;
   /// Each base image resolved, by its node: for provenance (inputs_of).

@@ -163,6 +163,14 @@ std::vector<Platform> platforms(const json& entry) {
   return out;
 }
 
+/// A target's or a push's `annotations`, checked by the DSL (strings only).
+std::map<std::string, std::string> annotations(const json& entry) {
+  std::map<std::string, std::string> out;
+  if (auto it = entry.find("annotations"); it != entry.end() && it->is_object())
+    for (auto& [k, v] : it->items()) out[k] = v.get<std::string>();
+  return out;
+}
+
 ConfigOp parse_config(const json& n, size_t index) {
   std::string key = str(n, "key", index);
   if (!n.contains("value") || n["value"].is_null()) malformed(index, "missing value");
@@ -220,7 +228,7 @@ Graph Graph::from_json(const json& d) {
   if (auto t = d.find("targets"); t != d.end() && t->is_array())
     for (auto& target : *t) try {
         Target tg{target.at("name").get<std::string>(), node_ref(target.at("node"), g.nodes.size()),
-                  target.value("loc", ""), platforms(target)};
+                  target.value("loc", ""), platforms(target), annotations(target)};
         if (g.nodes[tg.node].is_file()) throw std::runtime_error("malformed build graph: target is a file");
         g.targets.push_back(std::move(tg));
       } catch (const json::exception& e) {
@@ -228,8 +236,12 @@ Graph Graph::from_json(const json& d) {
       }
   if (auto p = d.find("pushes"); p != d.end() && p->is_array())
     for (auto& push : *p) try {
-        Push ps{node_ref(push.at("node"), g.nodes.size()), push.at("ref").get<std::string>(), push.value("loc", ""),
-                push.value("always", false), platforms(push)};
+        Push ps{node_ref(push.at("node"), g.nodes.size()),
+                push.at("ref").get<std::string>(),
+                push.value("loc", ""),
+                push.value("always", false),
+                platforms(push),
+                annotations(push)};
         if (g.nodes[ps.node].is_file()) throw std::runtime_error("malformed build graph: pushed node is a file");
         g.pushes.push_back(std::move(ps));
       } catch (const json::exception& e) {

@@ -188,7 +188,7 @@ struct Node {
   bool is_file() const { return std::holds_alternative<HostBuildOp>(op) || std::holds_alternative<HostPathOp>(op); }
 };
 
-/// `image(name, img, { platforms = {...} })`.
+/// `image(name, img, { platforms = {...}, annotations = {...} })`.
 struct Target {
   std::string name;
   size_t node = 0;
@@ -196,6 +196,8 @@ struct Target {
   /// The platforms the image is built for, one image each under an index;
   /// empty: the platform the recipe was evaluated for.
   std::vector<Platform> platforms;
+  /// Set on the manifest (and index) over the defaults; an empty value drops one.
+  std::map<std::string, std::string> annotations;
 };
 
 /// `push(img, ref)`: after the build, the image goes to `reference` (normalised).
@@ -209,6 +211,8 @@ struct Push {
   bool always = false;
   /// As Target::platforms: several make an index.
   std::vector<Platform> platforms;
+  /// As Target::annotations.
+  std::map<std::string, std::string> annotations;
 };
 
 struct Graph {

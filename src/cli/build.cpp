@@ -102,11 +102,11 @@ BuildFacts build_facts(const Session& s) {
       .version = IMGBUILD_VERSION};
 }
 
-/// Keeps the provenance of image `node` of `builder`, output as `name`,
-/// beside it in the local store (provenance_path), where attaching it to the
-/// image finds it.
-void keep_provenance(Session& s, Builder& builder, const BuildFacts& build, size_t node, const std::string& name) {
-  const BuiltImage& built = builder.build(node);
+/// Keeps the provenance of `built`, image `node` of `builder`, output as
+/// `name`, beside it in the local store (provenance_path), where attaching it
+/// to the image finds it.
+void keep_provenance(Session& s, Builder& builder, const BuildFacts& build, size_t node, const BuiltImage& built,
+                     const std::string& name) {
   const ProvenanceFacts facts{.name = name,
                               .manifest = built.manifest.digest,
                               .platform = built.image.platform.str(),
@@ -151,9 +151,8 @@ int cmd_build(const std::vector<std::string>& args) {
 
   const BuildFacts facts = build_facts(s);
   std::set<std::string> attested;  ///< manifest digests whose provenance is kept: once per image
-  auto attest = [&](Builder& builder, size_t node, const std::string& name) {
-    if (attested.insert(builder.build(node).manifest.digest.str()).second)
-      keep_provenance(s, builder, facts, node, name);
+  auto attest = [&](Builder& builder, size_t node, const BuiltImage& built, const std::string& name) {
+    if (attested.insert(built.manifest.digest.str()).second) keep_provenance(s, builder, facts, node, built, name);
   };
 
   // The image `t` names, on `platform` (the machine's when none is given):
@@ -168,9 +167,9 @@ int cmd_build(const std::vector<std::string>& args) {
     if (!node)
       throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + on.str() +
                                   " (platform.arch is " + on.architecture + " then)");
-    const BuiltImage& built = platform_builder->build(*node);
-    if (!examine(built, Target{t.name, *node, t.loc, {}}, refusal, platform ? platform->str() : "")) return nullptr;
-    attest(*platform_builder, *node, name);
+    const BuiltImage& built = platform_builder->build(*node, t.annotations);
+    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "")) return nullptr;
+    attest(*platform_builder, *node, built, name);
     return &built;
   };
   auto target_named = [](const std::string& name) -> Finder {
@@ -193,7 +192,7 @@ int cmd_build(const std::vector<std::string>& args) {
       manifests.push_back(built->manifest);
       manifests.back().platform = platform;
     }
-    return store.put_index(manifests);
+    return store.put_index(manifests, index_annotations(t.annotations));
   };
 
   // A refused credential fails now, not after the whole build: each
@@ -252,10 +251,13 @@ int cmd_build(const std::vector<std::string>& args) {
 
   // The pushes of one image go out together: each blob once per registry,
   // then the manifest (or index) under every tag (push(img, { ref, ref... })
-  // makes several, as do several push() calls of one image).
+  // makes several, as do several push() calls of one image with the same
+  // annotations: other annotations make another manifest).
   std::vector<std::vector<const Push*>> groups;
   for (const Push* p : s.pushes) {
-    auto same = std::find_if(groups.begin(), groups.end(), [&](auto& g) { return g.front()->node == p->node; });
+    auto same = std::find_if(groups.begin(), groups.end(), [&](auto& g) {
+      return g.front()->node == p->node && g.front()->annotations == p->annotations;
+    });
     if (same == groups.end())
       groups.push_back({p});
     else
@@ -270,7 +272,7 @@ int cmd_build(const std::vector<std::string>& args) {
       refs.push_back(dests.back().str());
     }
     std::vector<Platform> platforms = s.platforms_of(first.platforms);
-    const Target pushed_target{first.reference, first.node, first.loc, {}};
+    const Target pushed_target{first.reference, first.node, first.loc, {}, first.annotations};
     std::optional<Descriptor> pushed;
     if (platforms.size() > 1) {
       pushed = build_index(pushed_target, platforms, " was not pushed", pushed_to(first.reference));

@@ -173,7 +173,8 @@ std::string Image::config_document() const {
 }
 
 std::map<std::string, std::string> built_annotations(const Image& image, const ImageOrigin& origin,
-                                                     const std::map<std::string, std::string>& base_labels) {
+                                                     const std::map<std::string, std::string>& base_labels,
+                                                     const std::map<std::string, std::string>& overrides) {
   std::map<std::string, std::string> out;
   out[kCreatedAnnotation] = rfc3339(image.created);
   for (auto [name, value] :
@@ -194,6 +195,18 @@ std::map<std::string, std::string> built_annotations(const Image& image, const I
     else
       out[name] = label->second;
   }
+  for (const auto& [name, value] : overrides)
+    if (value.empty())
+      out.erase(name);
+    else
+      out[name] = value;
+  return out;
+}
+
+std::map<std::string, std::string> index_annotations(const std::map<std::string, std::string>& overrides) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, value] : overrides)
+    if (!value.empty()) out[name] = value;
   return out;
 }
 

@@ -157,9 +157,17 @@ struct ImageOrigin {
 /// was built on (kBaseNameAnnotation and kBaseDigestAnnotation, set by the
 /// pull in `image.annotations`). A config label of one of these names that
 /// the recipe set (one not inherited unchanged from `base_labels`, the
-/// base's labels) replaces the annotation, or drops it when empty.
+/// base's labels) replaces the annotation, or drops it when empty. Last,
+/// `overrides` (a recipe's `annotations` option of image() or push()) set
+/// any annotation, or drop one when empty, leaving the config as it is.
 std::map<std::string, std::string> built_annotations(const Image& image, const ImageOrigin& origin,
-                                                     const std::map<std::string, std::string>& base_labels);
+                                                     const std::map<std::string, std::string>& base_labels,
+                                                     const std::map<std::string, std::string>& overrides = {});
+
+/// The annotations of an index over several platforms' images: those a
+/// recipe set (`overrides`, as built_annotations takes them), its emptied
+/// ones left out, as they are of each manifest.
+std::map<std::string, std::string> index_annotations(const std::map<std::string, std::string>& overrides);
 
 /// Reads an image config document (OCI or Docker) and its manifest's layer
 /// descriptors back into the model, to build on it. Docker layer types become

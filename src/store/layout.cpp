@@ -350,9 +350,11 @@ void place_blob(const fs::path& from, const fs::path& to) {
 
 }  // namespace
 
-Descriptor Layout::put_index(const std::vector<Descriptor>& manifests) {
+Descriptor Layout::put_index(const std::vector<Descriptor>& manifests,
+                             const std::map<std::string, std::string>& annotations) {
   json index = {{"schemaVersion", 2}, {"mediaType", media_type::kIndex.str()}, {"manifests", json::array()}};
   for (auto& m : manifests) index["manifests"].push_back(m.to_json());
+  if (!annotations.empty()) index["annotations"] = annotations;
   return put_document(index.dump(), media_type::kIndex);
 }
 

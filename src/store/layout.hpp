@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -111,8 +112,9 @@ public:
   /// (StoredImage::total_size() works on what this returns).
   StoredImage load(const Descriptor& manifest) const;
   /// Stores the index of an image built for several platforms: `manifests`,
-  /// each with its platform, in their order.
-  Descriptor put_index(const std::vector<Descriptor>& manifests);
+  /// each with its platform, in their order, and `annotations` (none: no field).
+  Descriptor put_index(const std::vector<Descriptor>& manifests,
+                       const std::map<std::string, std::string>& annotations = {});
   /// The manifests a stored index lists; DamagedImage when it cannot be read.
   std::vector<Descriptor> index_manifests(const Descriptor& index) const;
   /// Copies an image's blobs from `src` (hard links where possible) and names

@@ -7,7 +7,8 @@
 # manifest and a base without one fails at the recipe's line; a foreign RUN
 # step is refused unless emulation is allowed, and allowed it runs through
 # qemu-user-static registered for the step alone; docker-archive
-# refuses an index; a push sends the manifests, then the index.
+# refuses an index; a push sends the manifests, then the index, both with the
+# recipe's annotations (and without a default it emptied), the configs untouched.
 #
 #   tests/e2e/platforms.sh IMGBUILD REPO_ROOT
 set -uo pipefail
@@ -234,17 +235,32 @@ if command -v "qemu-$FOREIGN_MACHINE-static" >/dev/null; then
     "recipe.lua:3: run: an emulated RUN step registers its emulator in a user namespace of its own, which chroot isolation does not make" "$work/last.err"
 fi
 
-step "push: the manifests, then the index"
+step "push: the manifests, then the index, with the recipe's annotations"
 mkdir -p "$work/push"
 cat >"$work/push/recipe.lua" <<LUA
 push(from "$REG/base/multi:oci":label { built = platform.arch }, "$REG/team/multi:1",
-  { platforms = { "linux/amd64", "linux/arm64" } })
+  { platforms = { "linux/amd64", "linux/arm64" },
+    annotations = { ["org.example.team"] = "payments", ["org.opencontainers.image.created"] = "" } })
 LUA
 check_cmd "$IMGBUILD" "$work/push/recipe.lua"
 check "the registry has an index of two platforms" sh -c "skopeo inspect --tls-verify=false --raw docker://$REG/team/multi:1 |
   jq -e '.mediaType == \"application/vnd.oci.image.index.v1+json\" and ([.manifests[].platform.architecture] == [\"amd64\", \"arm64\"])'"
 check "skopeo pulls its arm64 image" sh -c "skopeo inspect --tls-verify=false --override-arch arm64 --config docker://$REG/team/multi:1 |
   jq -e '.config.Labels.built == \"arm64\"'"
+check "the index carries the annotation the recipe set, not the one it emptied" sh -c \
+  "skopeo inspect --tls-verify=false --raw docker://$REG/team/multi:1 |
+  jq -e '.annotations == {\"org.example.team\": \"payments\"}'"
+for arch in amd64 arm64; do
+  child=$(skopeo inspect --tls-verify=false --raw "docker://$REG/team/multi:1" |
+    jq -r --arg a "$arch" '.manifests[] | select(.platform.architecture == $a) | .digest')
+  check "the $arch manifest carries it, its emptied default gone, the others kept" sh -c \
+    "skopeo inspect --tls-verify=false --raw docker://$REG/team/multi@$child |
+    jq -e '.annotations[\"org.example.team\"] == \"payments\" and (.annotations | has(\"org.opencontainers.image.created\") | not)
+      and .annotations[\"org.opencontainers.image.base.name\"] != null'"
+  check "the $arch config's labels are the recipe's, untouched by the annotations" sh -c \
+    "skopeo inspect --tls-verify=false --config docker://$REG/team/multi@$child |
+    jq -e '.config.Labels.built == \"$arch\" and (.config.Labels | has(\"org.example.team\") | not)'"
+done
 check "the output names the index pushed" grep -q "^pushed $REG/team/multi:1@sha256:" "$work/last.out"
 # What is attached goes to each platform's image, by its digest (the referrers
 # tag schema: docker-registry has no referrers API), never into the index.
