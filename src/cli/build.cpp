@@ -184,6 +184,7 @@ int cmd_build(const std::vector<std::string>& args) {
   auto build_index = [&](const Target& t, const std::vector<Platform>& platforms, const char* refusal,
                          const Finder& same) -> std::optional<Descriptor> {
     std::vector<Descriptor> manifests;
+    std::vector<std::map<std::string, std::string>> annotations;
     for (const Platform& platform : platforms) {
       const std::string name = t.name + "@" + platform.str();
       const BuiltImage* built = build_on(t, platform, refusal, same, name);
@@ -191,8 +192,9 @@ int cmd_build(const std::vector<std::string>& args) {
       s.view->image(OutputImage{name, *built, std::nullopt});
       manifests.push_back(built->manifest);
       manifests.back().platform = platform;
+      annotations.push_back(built->image.annotations);
     }
-    return store.put_index(manifests, index_annotations(t.annotations));
+    return store.put_index(manifests, index_annotations(annotations));
   };
 
   // A refused credential fails now, not after the whole build: each

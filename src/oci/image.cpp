@@ -203,10 +203,14 @@ std::map<std::string, std::string> built_annotations(const Image& image, const I
   return out;
 }
 
-std::map<std::string, std::string> index_annotations(const std::map<std::string, std::string>& overrides) {
-  std::map<std::string, std::string> out;
-  for (const auto& [name, value] : overrides)
-    if (!value.empty()) out[name] = value;
+std::map<std::string, std::string> index_annotations(const std::vector<std::map<std::string, std::string>>& images) {
+  if (images.empty()) return {};
+  std::map<std::string, std::string> out = images.front();
+  for (const auto& image : images)
+    std::erase_if(out, [&](const auto& entry) {
+      auto it = image.find(entry.first);
+      return it == image.end() || it->second != entry.second;
+    });
   return out;
 }
 

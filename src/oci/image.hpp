@@ -164,10 +164,11 @@ std::map<std::string, std::string> built_annotations(const Image& image, const I
                                                      const std::map<std::string, std::string>& base_labels,
                                                      const std::map<std::string, std::string>& overrides = {});
 
-/// The annotations of an index over several platforms' images: those a
-/// recipe set (`overrides`, as built_annotations takes them), its emptied
-/// ones left out, as they are of each manifest.
-std::map<std::string, std::string> index_annotations(const std::map<std::string, std::string>& overrides);
+/// The annotations of an index over several platforms' images, given theirs
+/// (built_annotations): those every image has with the same value. So the
+/// index says when, from what commit and base it was built and what the
+/// recipe set, but names no base digest of one platform's.
+std::map<std::string, std::string> index_annotations(const std::vector<std::map<std::string, std::string>>& images);
 
 /// Reads an image config document (OCI or Docker) and its manifest's layer
 /// descriptors back into the model, to build on it. Docker layer types become

@@ -36,6 +36,9 @@ check "skopeo inspect --raw: an OCI image index" jq -e '.mediaType == "applicati
 check "of linux/$HOST_ARCH then linux/$FOREIGN" jq -e --arg h "$HOST_ARCH" --arg f "$FOREIGN" \
   '[.manifests[].platform | .os + "/" + .architecture] == ["linux/" + $h, "linux/" + $f]' "$work/index.json"
 check "oci_validate.py and check_promises.py say OK" valid_image "$work/oci"
+check "the index says when and from what commit it was built, as its images do" jq -e \
+  --arg rev "$(git -C "$ROOT" rev-parse HEAD)" '.annotations["org.opencontainers.image.revision"] == $rev and
+    (.annotations["org.opencontainers.image.created"] | test("^[0-9-]+T[0-9:]+Z$"))' "$work/index.json"
 for arch in "$HOST_ARCH" "$FOREIGN"; do
   check "skopeo: the $arch config says $arch" sh -c \
     "skopeo inspect --override-arch $arch --config 'oci:$work/oci:hello' | jq -e '.architecture == \"$arch\" and .os == \"linux\"'"
@@ -247,9 +250,9 @@ check "the registry has an index of two platforms" sh -c "skopeo inspect --tls-v
   jq -e '.mediaType == \"application/vnd.oci.image.index.v1+json\" and ([.manifests[].platform.architecture] == [\"amd64\", \"arm64\"])'"
 check "skopeo pulls its arm64 image" sh -c "skopeo inspect --tls-verify=false --override-arch arm64 --config docker://$REG/team/multi:1 |
   jq -e '.config.Labels.built == \"arm64\"'"
-check "the index carries the annotation the recipe set, not the one it emptied" sh -c \
+check "the index carries what its images say alike: the annotation the recipe set and the base's name, not the default it emptied nor one platform's base digest" sh -c \
   "skopeo inspect --tls-verify=false --raw docker://$REG/team/multi:1 |
-  jq -e '.annotations == {\"org.example.team\": \"payments\"}'"
+  jq -e '.annotations == {\"org.example.team\": \"payments\", \"org.opencontainers.image.base.name\": \"$REG/base/multi:oci\"}'"
 for arch in amd64 arm64; do
   child=$(skopeo inspect --tls-verify=false --raw "docker://$REG/team/multi:1" |
     jq -r --arg a "$arch" '.manifests[] | select(.platform.architecture == $a) | .digest')

@@ -83,9 +83,23 @@ TEST_CASE("annotations set and drop a manifest's, not the config's labels, repro
   CHECK(build(ev.graph.targets[1]).manifest.digest == annotated.manifest.digest);
 }
 
-TEST_CASE("an index carries the annotations a recipe set, not the ones it emptied", "[recipe][annotations]") {
-  CHECK(index_annotations({{"org.example.team", "payments"}, {kSourceAnnotation, ""}}) ==
-        std::map<std::string, std::string>{{"org.example.team", "payments"}});
+TEST_CASE("an index carries the annotations all its images have alike", "[recipe][annotations]") {
+  const std::string base_a = "sha256:" + std::string(64, 'a'), base_b = "sha256:" + std::string(64, 'b');
+  // What each platform's image says: the same commit, base name and team;
+  // each platform's own base manifest; one image without a version.
+  CHECK(index_annotations({{{"org.example.team", "payments"},
+                            {kRevisionAnnotation, "abc"},
+                            {kBaseNameAnnotation, "docker.io/library/alpine:3"},
+                            {kBaseDigestAnnotation, base_a},
+                            {kVersionAnnotation, "1.0"}},
+                           {{"org.example.team", "payments"},
+                            {kRevisionAnnotation, "abc"},
+                            {kBaseNameAnnotation, "docker.io/library/alpine:3"},
+                            {kBaseDigestAnnotation, base_b}}}) ==
+        std::map<std::string, std::string>{{"org.example.team", "payments"},
+                                           {kRevisionAnnotation, "abc"},
+                                           {kBaseNameAnnotation, "docker.io/library/alpine:3"}});
+  CHECK(index_annotations({}).empty());
   RecipeRun r;
   Layout store(r.cache_dir().parent_path() / "store");
   Descriptor m{media_type::kManifest, Digest::parse("sha256:" + std::string(64, 'a')), 1, {}};
