@@ -70,6 +70,9 @@ class Image:
         self.manifest["config"].update(digest=digest, size=size)
         digest, size = put_blob(self.layout, json.dumps(self.manifest).encode())
         self.index["manifests"][0].update(digest=digest, size=size)
+        # What was attached to the image as it was (its SBOM, its provenance)
+        # is about another image now.
+        self.index["manifests"] = [m for m in self.index["manifests"] if "artifactType" not in m]
         with open(os.path.join(self.layout, "index.json"), "w") as f:
             json.dump(self.index, f)
 
