@@ -21,9 +21,8 @@ TEST_CASE("image() and push() carry their annotations into the graph", "[recipe]
       "push(img, { \"localhost:5000/a:1\", \"localhost:5000/a:2\" }, { annotations = { [\"k\"] = \"v\" } })\n"
       "push(img, \"localhost:5000/c\")\n");
   REQUIRE(ev.graph.targets.size() == 2);
-  CHECK(ev.graph.targets[0].annotations == std::map<std::string, std::string>{
-                                               {"org.example.team", "payments"},
-                                               {"org.opencontainers.image.source", ""}});
+  CHECK(ev.graph.targets[0].annotations ==
+        std::map<std::string, std::string>{{"org.example.team", "payments"}, {"org.opencontainers.image.source", ""}});
   CHECK(ev.graph.targets[1].annotations.empty());
   REQUIRE(ev.graph.pushes.size() == 3);
   CHECK(ev.graph.pushes[0].annotations == std::map<std::string, std::string>{{"k", "v"}});
@@ -71,8 +70,8 @@ TEST_CASE("annotations set and drop a manifest's, not the config's labels, repro
   BuiltImage plain = build(ev.graph.targets[0]);
   BuiltImage annotated = build(ev.graph.targets[1]);
   CHECK(plain.image.annotations.count(kCreatedAnnotation) == 1);
-  CHECK(annotated.image.annotations == std::map<std::string, std::string>{{"org.example.team", "payments"},
-                                                                          {"team", "override"}});
+  CHECK(annotated.image.annotations ==
+        std::map<std::string, std::string>{{"org.example.team", "payments"}, {"team", "override"}});
   auto manifest = nlohmann::json::parse(store.read_document(annotated.manifest));
   CHECK(manifest["annotations"] == nlohmann::json{{"org.example.team", "payments"}, {"team", "override"}});
   // The config is the same document: its labels are the recipe's.
