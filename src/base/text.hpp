@@ -1,6 +1,7 @@
 #pragma once
 // Small string helpers shared by the engine and the command line.
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -74,5 +75,8 @@ std::string base64_encode(std::string_view bytes);
 /// The bytes of standard base64 (RFC 4648, with padding), as Go's
 /// StdEncoding reads it: line breaks are skipped. nullopt for anything else.
 std::optional<std::string> base64_decode(std::string_view in);
+
+/// "1.9 MB": sizes for people (decimal units, as registries and docker show them).
+std::string human_size(uint64_t bytes);
 
 }  // namespace imgbuild

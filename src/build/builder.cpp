@@ -332,19 +332,6 @@ private:
   std::map<size_t, PlannedStep> planned_;
 };
 
-std::string human_size(uint64_t bytes) {
-  static const char* units[] = {"B", "kB", "MB", "GB", "TB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1000 && u < 4) {
-    v /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-
 std::optional<uint64_t> parse_size(const std::string& text) {
   size_t used = 0;
   double value = 0;

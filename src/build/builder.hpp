@@ -380,9 +380,6 @@ private:
   std::once_flag unconfined_told_;
 };
 
-/// "1.9 MB": sizes for people (decimal units, as registries and docker show them).
-std::string human_size(uint64_t bytes);
-
 /// Reads a size as people write it: "10MB", "500kB", "1.5G", "4096" (decimal
 /// units, as human_size() prints them) or "2GiB" (binary ones). nullopt when
 /// `text` is not a size.

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 
+#include "base/text.hpp"
 #include "build/builder.hpp"
 #include "cli/commands.hpp"
 #include "cli/local_store.hpp"

@@ -12,6 +12,7 @@
 
 #include "base/errors.hpp"
 #include "base/fs.hpp"
+#include "base/text.hpp"
 #include "layer/layer.hpp"
 #include "layer/unpack.hpp"
 
@@ -22,12 +23,6 @@ fs::path secret_mark(const fs::path& folder) {
   // Beside the folder, where the steps that mount it cannot remove it; the
   // leading dot keeps it out of the cache's trees (`cache ls`, prune).
   return folder.parent_path() / ("." + folder.filename().string() + ".secret");
-}
-
-std::string megabytes(uint64_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
-  return text;
 }
 
 /// Decompresses the zstd blob without keeping anything, to refuse one whose
@@ -53,7 +48,7 @@ void check_stream_size(const fs::path& blob, const std::string& label, uint64_t 
       if (ZSTD_isError(r)) throw UnpackError(label + ": damaged zstd stream: " + ZSTD_getErrorName(r));
       total += output.pos;
       if (total > limit)
-        throw UnpackError(label + ": holds more than " + megabytes(limit) + " unpacked, the most a cache mount may");
+        throw UnpackError(label + ": holds more than " + human_size(limit) + " unpacked, the most a cache mount may");
     }
   }
   if (first) throw UnpackError(label + ": empty archive");
@@ -114,7 +109,8 @@ RunCacheArchive archive_run_cache(const fs::path& folder, const fs::path& blob_d
     entries.push_back(std::move(e));
   }
   if (bytes > limit)
-    return {std::nullopt, "holds " + megabytes(bytes) + ", over the " + megabytes(limit) + " a cache mount may export"};
+    return {std::nullopt,
+            "holds " + human_size(bytes) + ", over the " + human_size(limit) + " a cache mount may export"};
   LayerOptions options;
   options.compression = Compression::Zstd;
   return {write_layer(std::move(entries), blob_dir, options), ""};

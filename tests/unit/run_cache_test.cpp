@@ -122,7 +122,7 @@ TEST_CASE("a missing or empty cache folder has no archive, a too big one says wh
   fill_cache(t.path / "big", false);
   RunCacheArchive big = archive_run_cache(t.path / "big", t.path, 10);
   CHECK_FALSE(big.blob);
-  CHECK(big.skipped == "holds 0.0 MB, over the 0.0 MB a cache mount may export");
+  CHECK(big.skipped == "holds 33 B, over the 10 B a cache mount may export");
 }
 
 TEST_CASE("a cache folder a secret was exposed to is never archived, until it is removed", "[run-cache]") {
@@ -178,7 +178,7 @@ TEST_CASE("hostile cache archives are refused and write nothing outside the cach
   SECTION("a stream over the limit, however small its blob") {
     spit(t.path / "zeros", std::string(1 << 20, '\0'));
     refused(hostile_blob(t.path, {file_entry("zeros", t.path / "zeros")}),
-            "the cache at /c: holds more than 0.1 MB unpacked", 100'000);
+            "the cache at /c: holds more than 100.0 kB unpacked", 100'000);
   }
   SECTION("not zstd") {
     spit(t.path / "plain", "just some bytes, not an archive");
