@@ -24,8 +24,8 @@ public:
   /// gzip layer (see ParallelGzipSink), so it is fixed.
   static constexpr size_t kChunk = 1 << 20;
 
-  /// Receives each chunk; it may keep the buffer (move it out), or leave it
-  /// to be filled again.
+  /// Receives each chunk; it may leave the buffer to be filled again, or
+  /// take it and swap in another (of any size and contents) in its place.
   using Consumer = std::function<void(std::vector<char>& chunk)>;
   explicit ChunkPipe(Consumer consume);
   ~ChunkPipe();

@@ -37,6 +37,13 @@ bool incompressible(const unsigned char* p, size_t n) {
   return squares * 256 * 1000 < uint64_t{1014} * n * n;
 }
 
+/// Moves the last of `spares` into `buffer`, if there is one (under the sink's lock).
+void take_spare(std::vector<std::vector<char>>& spares, std::vector<char>& buffer) {
+  if (spares.empty()) return;
+  buffer.swap(spares.back());
+  spares.pop_back();
+}
+
 }  // namespace
 
 struct ParallelGzipSink::Compressors {
@@ -53,12 +60,14 @@ ParallelGzipSink::ParallelGzipSink(BlobOutput& out, unsigned threads) : out_(out
 
 ParallelGzipSink::~ParallelGzipSink() { stop_threads(mutex_, stopping_, wake_workers_, workers_); }
 
-void ParallelGzipSink::add(std::vector<char>&& chunk) {
+void ParallelGzipSink::add(std::vector<char>& chunk) {
   while (order_.size() >= 2 * workers_.size()) write_front();
   auto job = std::make_shared<Job>();
-  job->in = std::move(chunk);
+  job->in.swap(chunk);
   {
     std::lock_guard lock(mutex_);
+    take_spare(spare_in_, chunk);
+    take_spare(spare_out_, job->out);
     pending_.push_back(job);
     order_.push_back(job);
   }
@@ -67,7 +76,10 @@ void ParallelGzipSink::add(std::vector<char>&& chunk) {
 
 void ParallelGzipSink::finish() {
   // An empty stream still needs one (empty) member to be valid gzip.
-  if (order_.empty()) add({});
+  if (order_.empty()) {
+    std::vector<char> none;
+    add(none);
+  }
   while (!order_.empty()) write_front();
 }
 
@@ -79,7 +91,9 @@ void ParallelGzipSink::write_front() {
   }
   order_.pop_front();
   if (job->failed) throw std::runtime_error("gzip: compression failed");
-  out_.write(job->out.data(), job->out.size());
+  out_.write(job->out.data(), job->written);
+  std::lock_guard lock(mutex_);
+  spare_out_.push_back(std::move(job->out));
 }
 
 bool ParallelGzipSink::compress(Compressors& c, Job& job) {
@@ -103,7 +117,8 @@ bool ParallelGzipSink::compress(Compressors& c, Job& job) {
     at = end;
   }
   for (auto& r : runs) bound += libdeflate_gzip_compress_bound(c.deflate.get(), r.end - r.start);
-  job.out.resize(bound);
+  // Zero-filled only where a reused buffer grows.
+  if (job.out.size() < bound) job.out.resize(bound);
   size_t written = 0;
   for (auto& r : runs) {
     size_t n = libdeflate_gzip_compress(r.stored ? c.store.get() : c.deflate.get(), in + r.start, r.end - r.start,
@@ -111,7 +126,7 @@ bool ParallelGzipSink::compress(Compressors& c, Job& job) {
     if (n == 0) return false;
     written += n;
   }
-  job.out.resize(written);
+  job.written = written;
   return true;
 }
 
@@ -127,9 +142,9 @@ void ParallelGzipSink::work() {
       pending_.pop_front();
     }
     bool ok = compress(compressors, *job);
-    std::vector<char>().swap(job->in);
     {
       std::lock_guard lock(mutex_);
+      spare_in_.push_back(std::move(job->in));
       job->failed = !ok;
       job->done = true;
     }

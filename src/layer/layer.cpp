@@ -111,7 +111,7 @@ LayerBlob store_layer(const std::filesystem::path& blob_dir, const LayerOptions&
     stream([&](std::vector<char>& chunk) {
       tar_hash.update(chunk.data(), chunk.size());
       tar_size += chunk.size();
-      sink.add(std::move(chunk));
+      sink.add(chunk);
     });
     sink.finish();
   };
@@ -164,9 +164,10 @@ LayerBlob compress_layer(const LayerBlob& tar, const std::filesystem::path& blob
   LayerBlob blob = store_layer(
       blob_dir, compressed,
       [&](const ChunkPipe::Consumer& consume) {
+        std::vector<char> chunk;  // the sink may swap in one of its own: reused, not zero-filled again
         for (bool more = true; more;) {
           check_interrupt();
-          std::vector<char> chunk(ChunkPipe::kChunk);
+          chunk.resize(ChunkPipe::kChunk);
           size_t got = 0;
           while (got < chunk.size()) {
             ssize_t n = ::read(fd.get(), chunk.data() + got, chunk.size() - got);

@@ -52,8 +52,11 @@ public:
     // and containerd read, without libarchive's own base64 copy of each.
     check(archive_write_set_format_option(a_.get(), "pax", "xattrheader", "SCHILY"));
     check(archive_write_add_filter_none(a_.get()));
-    check(archive_write_set_bytes_per_block(a_.get(), 65536));
-    check(archive_write_set_bytes_in_last_block(a_.get(), 1));
+    // No blocking: each header, file and padding goes straight to the sink,
+    // not copied into a block buffer first (ChunkPipe cuts the stream into
+    // chunks anyway), and the stream ends right after its end-of-archive
+    // records, unpadded.
+    check(archive_write_set_bytes_per_block(a_.get(), 0));
     check(archive_write_open2(a_.get(), &sink_, nullptr, archive_write_cb, nullptr, nullptr));
   }
 
