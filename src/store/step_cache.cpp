@@ -27,7 +27,10 @@ namespace {
 /// image) for the same inputs: older entries then simply stop matching.
 /// 3: steps on a base run only on layers verified against their diff_ids;
 /// older entries may have been made on files an image lied about.
-constexpr const char* kFormat = "imgbuild-step-3";
+/// 4: gzip layers at libdeflate level 5 (ParallelGzipSink::kLevel), not 6:
+/// an older entry's layer holds the same tar in other gzip bytes, and a build
+/// from the cache must give the digests a build without it gives.
+constexpr const char* kFormat = "imgbuild-step-4";
 
 const char* type_name(LayerEntry::Type t) {
   switch (t) {
