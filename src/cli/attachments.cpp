@@ -5,6 +5,7 @@
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "base/threads.hpp"
 #include "build/provenance.hpp"
 #include "cli/report.hpp"
 #include "cli/sbom.hpp"
@@ -46,15 +47,21 @@ std::vector<std::pair<std::string, Attachment>> documents_of(const Layout& store
   return documents;
 }
 
-/// write_oci_output's attaching: `manifest` is in `output` already.
+/// write_oci_output's attaching: `manifest` is in `output` already, and
+/// `documents` are documents_of() it.
 void attach_to_output(const Layout& store, Layout& output, const Descriptor& manifest, const std::string& name,
-                      const EcKey* key) {
-  if (manifest.media_type.is_index())
-    for (const Descriptor& platform_image : store.index_manifests(manifest))
-      attach_to_output(store, output, platform_image, name, nullptr);
+                      const std::vector<std::pair<std::string, Attachment>>& documents, const EcKey* key) {
+  if (manifest.media_type.is_index()) {
+    // Each platform's SBOM reads its layers: the platforms side by side.
+    const std::vector<Descriptor> platform_images = store.index_manifests(manifest);
+    std::vector<std::vector<std::pair<std::string, Attachment>>> described(platform_images.size());
+    run_side_by_side(platform_images.size(),
+                     [&](size_t i) { described[i] = documents_of(store, platform_images[i], name); });
+    for (size_t i = 0; i < platform_images.size(); ++i)
+      attach_to_output(store, output, platform_images[i], name, described[i], nullptr);
+  }
   std::vector<Artifact> artifacts;
-  for (const auto& [kind, document] : documents_of(store, manifest, name))
-    artifacts.push_back(make_artifact(manifest, document));
+  for (const auto& [kind, document] : documents) artifacts.push_back(make_artifact(manifest, document));
   // The signature kept there is reused when it is this key's: signing again
   // would list one more each time the output is written.
   if (key) artifacts.push_back(cosign_signature(layout_signature(output, manifest.digest), name, manifest, *key));
@@ -111,7 +118,7 @@ void write_oci_output(const Layout& store, const std::filesystem::path& dir, con
                       const std::string& name, const EcKey* key) {
   Layout output(dir);
   output.import_image(store, manifest, name);
-  attach_to_output(store, output, manifest, name, key);
+  attach_to_output(store, output, manifest, name, documents_of(store, manifest, name), key);
 }
 
 }  // namespace imgbuild::cli

@@ -2,11 +2,13 @@
 // and written to each output; then the recipe's pushes and the cache export.
 #include <algorithm>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <set>
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "base/threads.hpp"
 #include "build/provenance.hpp"
 #include "cli/attachments.hpp"
 #include "cli/commands.hpp"
@@ -134,33 +136,49 @@ int cmd_build(const std::vector<std::string>& args) {
   // The doctor sees every image before it is stored, written or pushed, and
   // says what it found once: an image stored under two names or pushed to two
   // tags is one image. An image of several platforms is examined on each, and
-  // what it says names the platform.
-  std::set<std::pair<std::string, size_t>> examined;
-  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal, const std::string& platform) {
-    if (!examined.insert({platform, t.node}).second) return true;
+  // what it says names the platform. The examining may run on several threads
+  // (one per platform); what it found is said afterwards, in order.
+  struct Examined {
+    const BuiltImage* built = nullptr;  ///< null when the doctor refused it
+    std::vector<std::string> said;      ///< the doctor's findings, and its refusal
+  };
+  std::mutex examining;
+  std::set<std::pair<std::string, size_t>> examined;  ///< (platform, node): under `examining`
+  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal, const std::string& platform,
+                     Examined& out) {
+    {
+      std::lock_guard lock(examining);
+      if (!examined.insert({platform, t.node}).second) return true;
+    }
     bool refused = false;
     std::string on = platform.empty() ? "" : platform + ": ";
     for (const Finding& f : examine_built(built, t.loc, b.ignore)) {
       bool fatal = f.error || b.strict;
       refused = refused || fatal;
-      report((fatal ? "" : "warning: ") + f.loc + ": " + on + f.message + (f.error ? "" : " [" + f.check + "]"));
+      out.said.push_back((fatal ? "" : "warning: ") + f.loc + ": " + on + f.message +
+                         (f.error ? "" : " [" + f.check + "]"));
     }
-    if (refused) report(t.name + refusal + (b.strict ? " (--strict makes warnings errors)" : ""));
+    if (refused) out.said.push_back(t.name + refusal + (b.strict ? " (--strict makes warnings errors)" : ""));
     return !refused;
   };
 
   const BuildFacts facts = build_facts(s);
-  std::set<std::string> attested;  ///< manifest digests whose provenance is kept: once per image
+  std::set<std::string> attested;  ///< manifest digests whose provenance is kept, once per image: under `examining`
   auto attest = [&](Builder& builder, size_t node, const BuiltImage& built, const std::string& name) {
-    if (attested.insert(built.manifest.digest.str()).second) keep_provenance(s, builder, facts, node, built, name);
+    {
+      std::lock_guard lock(examining);
+      if (!attested.insert(built.manifest.digest.str()).second) return;
+    }
+    keep_provenance(s, builder, facts, node, built, name);
   };
 
   // The image `t` names, on `platform` (the machine's when none is given):
   // found by `same` in that platform's evaluation, built, examined and its
-  // provenance kept under `name`; nullptr when the doctor refused it.
+  // provenance kept under `name`; nothing said yet. Platforms' images are
+  // examined side by side: each has its own builder.
   using Finder = std::function<std::optional<size_t>(const Graph&)>;
-  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
-                      const std::string& name) -> const BuiltImage* {
+  auto examine_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal,
+                        const Finder& same, const std::string& name) -> Examined {
     const Platform on = platform.value_or(Platform::host());
     auto [graph, platform_builder] = s.for_platform(on);
     std::optional<size_t> node = same(*graph);
@@ -168,10 +186,20 @@ int cmd_build(const std::vector<std::string>& args) {
       throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + on.str() +
                                   " (platform.arch is " + on.architecture + " then)");
     const BuiltImage& built = platform_builder->build(*node, t.annotations);
-    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "")) return nullptr;
+    Examined out;
+    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "", out))
+      return out;
     attest(*platform_builder, *node, built, name);
-    return &built;
+    out.built = &built;
+    return out;
   };
+  // Says what the doctor found; the image, or nullptr when it refused it.
+  auto said = [](const Examined& examination) {
+    for (const std::string& line : examination.said) report(line);
+    return examination.built;
+  };
+  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
+                      const std::string& name) { return said(examine_on(t, platform, refusal, same, name)); };
   auto target_named = [](const std::string& name) -> Finder {
     return [name](const Graph& g) { return g.target_node(name); };
   };
@@ -180,18 +208,22 @@ int cmd_build(const std::vector<std::string>& args) {
   };
 
   // `t`'s image for each of `platforms`, shown and put under an index in the
-  // store; nullopt when the doctor refused one.
+  // store; nullopt when the doctor refused one (what it found on the
+  // platforms after that one is not said).
   auto build_index = [&](const Target& t, const std::vector<Platform>& platforms, const char* refusal,
                          const Finder& same) -> std::optional<Descriptor> {
+    std::vector<Examined> examinations(platforms.size());
+    run_side_by_side(platforms.size(), [&](size_t i) {
+      examinations[i] = examine_on(t, platforms[i], refusal, same, t.name + "@" + platforms[i].str());
+    });
     std::vector<Descriptor> manifests;
     std::vector<std::map<std::string, std::string>> annotations;
-    for (const Platform& platform : platforms) {
-      const std::string name = t.name + "@" + platform.str();
-      const BuiltImage* built = build_on(t, platform, refusal, same, name);
+    for (size_t i = 0; i < platforms.size(); ++i) {
+      const BuiltImage* built = said(examinations[i]);
       if (!built) return std::nullopt;
-      s.view->image(OutputImage{name, *built, std::nullopt});
+      s.view->image(OutputImage{t.name + "@" + platforms[i].str(), *built, std::nullopt});
       manifests.push_back(built->manifest);
-      manifests.back().platform = platform;
+      manifests.back().platform = platforms[i];
       annotations.push_back(built->image.annotations);
     }
     return store.put_index(manifests, index_annotations(annotations));

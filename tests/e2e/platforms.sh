@@ -89,6 +89,26 @@ check "refused (exit 2)" test $? -eq 2
 check "with what to do instead" grep -qx "imgbuild: -o docker-archive: holds one platform's image, and 'hello' is built for linux/$HOST_ARCH, linux/$FOREIGN (.*recipe.lua:5): write the index with -o oci:DIR, or choose one platform with --platform" "$work/last.err"
 check "nothing was written" test ! -e "$work/hello.tar"
 
+step "the doctor examines each platform's image (the platforms side by side) and says it in their order"
+# go.build told to make a $HOST_ARCH program for both: the $FOREIGN image gets the wrong CPU's entrypoint.
+mkdir -p "$work/wrongcpu"
+cp "$ROOT/examples/hello/"*.go "$ROOT/examples/hello/go.mod" "$work/wrongcpu/"
+cat >"$work/wrongcpu/recipe.lua" <<LUA
+local go = require "imgbuild.go"
+image("wrongcpu", scratch
+  :copy(go.build { main = ".", env = { GOARCH = "$HOST_ARCH" } }, "/app")
+  :entrypoint { "/app" },
+  { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+LUA
+imgbuild "$work/wrongcpu/recipe.lua" -o "oci:$work/wrongcpu-out"
+check "refused (exit 1)" test $? -eq 1
+check "the $HOST_ARCH image's warnings, then the $FOREIGN image's error, then the refusal" test \
+  "$(grep -oE "linux/$HOST_ARCH: the image runs as root|linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE|wrongcpu was not stored" "$work/last.err" | tr '\n' '|')" = \
+  "linux/$HOST_ARCH: the image runs as root|linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE|wrongcpu was not stored|"
+check "the error is at the entrypoint's line" grep -qx \
+  "imgbuild: .*recipe.lua:4: linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE, image is linux/$FOREIGN" "$work/last.err"
+check "nothing was stored under the name, nor written" sh -c "! '$IMGBUILD' images | grep -q '^wrongcpu ' && test ! -e '$work/wrongcpu-out/index.json'"
+
 step "--platform is checked as it is read"
 for bad in "arm64|--platform: invalid platform 'arm64' (expected os/arch[/variant], e.g. linux/arm64)" \
   "linux/arm64,linux/arm64|--platform: linux/arm64 is listed twice"; do
