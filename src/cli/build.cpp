@@ -1,6 +1,7 @@
 // imgbuild build: every chosen target built, examined by the doctor, stored
 // and written to each output; then the recipe's pushes and the cache export.
 #include <algorithm>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -141,6 +142,7 @@ int cmd_build(const std::vector<std::string>& args) {
   struct Examined {
     const BuiltImage* built = nullptr;  ///< null when the doctor refused it
     std::vector<std::string> said;      ///< the doctor's findings, and its refusal
+    std::exception_ptr error;           ///< what stopped an examination made early, to be thrown in turn
   };
   std::mutex examining;
   std::set<std::pair<std::string, size_t>> examined;  ///< (platform, node): under `examining`
@@ -150,9 +152,17 @@ int cmd_build(const std::vector<std::string>& args) {
       std::lock_guard lock(examining);
       if (!examined.insert({platform, t.node}).second) return true;
     }
+    std::vector<Finding> findings;
+    try {
+      findings = examine_built(built, t.loc, b.ignore);
+    } catch (...) {
+      std::lock_guard lock(examining);
+      examined.erase({platform, t.node});
+      throw;
+    }
     bool refused = false;
     std::string on = platform.empty() ? "" : platform + ": ";
-    for (const Finding& f : examine_built(built, t.loc, b.ignore)) {
+    for (const Finding& f : findings) {
       bool fatal = f.error || b.strict;
       refused = refused || fatal;
       out.said.push_back((fatal ? "" : "warning: ") + f.loc + ": " + on + f.message +
@@ -174,11 +184,12 @@ int cmd_build(const std::vector<std::string>& args) {
 
   // The image `t` names, on `platform` (the machine's when none is given):
   // found by `same` in that platform's evaluation, built, examined and its
-  // provenance kept under `name`; nothing said yet. Platforms' images are
-  // examined side by side: each has its own builder.
+  // provenance kept under `name` (into `out`, whose findings stand should
+  // the provenance fail); nothing said yet. Platforms' images are examined
+  // side by side: each has its own builder.
   using Finder = std::function<std::optional<size_t>(const Graph&)>;
   auto examine_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal,
-                        const Finder& same, const std::string& name) -> Examined {
+                        const Finder& same, const std::string& name, Examined& out) {
     const Platform on = platform.value_or(Platform::host());
     auto [graph, platform_builder] = s.for_platform(on);
     std::optional<size_t> node = same(*graph);
@@ -186,23 +197,67 @@ int cmd_build(const std::vector<std::string>& args) {
       throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + on.str() +
                                   " (platform.arch is " + on.architecture + " then)");
     const BuiltImage& built = platform_builder->build(*node, t.annotations);
-    Examined out;
-    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "", out))
-      return out;
+    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "", out)) return;
     attest(*platform_builder, *node, built, name);
     out.built = &built;
-    return out;
   };
-  // Says what the doctor found; the image, or nullptr when it refused it.
-  auto said = [](const Examined& examination) {
-    for (const std::string& line : examination.said) report(line);
-    return examination.built;
-  };
-  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
-                      const std::string& name) { return said(examine_on(t, platform, refusal, same, name)); };
   auto target_named = [](const std::string& name) -> Finder {
     return [name](const Graph& g) { return g.target_node(name); };
   };
+
+  // The chosen targets' images are examined as soon as their platform's
+  // steps are done, on its thread, while other platforms still build (the
+  // machine's platform and a cross-compiled one rarely finish together);
+  // in the order of the chosen targets, as they are said, so that an image
+  // two of them name is examined for the first, as it would be in turn.
+  struct Early {
+    const Target* target;
+    std::optional<Platform> platform;
+    std::string name;  ///< what its provenance names it
+    Builder* builder;  ///< its platform's
+    Examined examined;
+    bool done = false;
+  };
+  std::vector<Early> early;
+  for (const Target* t : s.chosen) {
+    std::vector<Platform> platforms = s.platforms_of(t->platforms);
+    if (platforms.size() > 1) {
+      for (const Platform& p : platforms)
+        early.push_back({t, p, t->name + "@" + p.str(), s.for_platform(p).second, {}});
+    } else {
+      std::optional<Platform> platform;
+      if (!platforms.empty()) platform = platforms[0];
+      early.push_back({t, platform, t->name, s.for_platform(platform.value_or(Platform::host())).second, {}});
+    }
+  }
+  auto examine_early = [&](Builder& builder) {
+    for (Early& e : early) {
+      if (e.builder != &builder) continue;
+      try {
+        examine_on(*e.target, e.platform, " was not stored", target_named(e.target->name), e.name, e.examined);
+      } catch (...) {
+        e.examined.error = std::current_exception();
+      }
+      e.done = true;
+    }
+  };
+  // What the doctor found of `t` on `platform`: examined early, or now.
+  auto examination = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal,
+                         const Finder& same, const std::string& name) {
+    for (Early& e : early)
+      if (e.done && e.target == &t && e.platform == platform) return e.examined;
+    Examined out;
+    examine_on(t, platform, refusal, same, name, out);
+    return out;
+  };
+  // Says what the doctor found; the image, or nullptr when it refused it.
+  auto said = [](const Examined& found) {
+    for (const std::string& line : found.said) report(line);
+    if (found.error) std::rethrow_exception(found.error);
+    return found.built;
+  };
+  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
+                      const std::string& name) { return said(examination(t, platform, refusal, same, name)); };
   auto pushed_to = [](const std::string& reference) -> Finder {
     return [reference](const Graph& g) { return g.push_node(reference); };
   };
@@ -214,7 +269,7 @@ int cmd_build(const std::vector<std::string>& args) {
                          const Finder& same) -> std::optional<Descriptor> {
     std::vector<Examined> examinations(platforms.size());
     run_side_by_side(platforms.size(), [&](size_t i) {
-      examinations[i] = examine_on(t, platforms[i], refusal, same, t.name + "@" + platforms[i].str());
+      examinations[i] = examination(t, platforms[i], refusal, same, t.name + "@" + platforms[i].str());
     });
     std::vector<Descriptor> manifests;
     std::vector<std::map<std::string, std::string>> annotations;
@@ -244,7 +299,7 @@ int cmd_build(const std::vector<std::string>& args) {
     }
   }
 
-  s.prepare();
+  s.prepare(examine_early);
 
   ProgressView& view = *s.view;
   std::set<size_t> shown;  ///< nodes with a row in the size table
