@@ -109,6 +109,23 @@ check "the error is at the entrypoint's line" grep -qx \
   "imgbuild: .*recipe.lua:4: linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE, image is linux/$FOREIGN" "$work/last.err"
 check "nothing was stored under the name, nor written" sh -c "! '$IMGBUILD' images | grep -q '^wrongcpu ' && test ! -e '$work/wrongcpu-out/index.json'"
 
+step "an image the recipe describes on one platform only fails in its turn, after the images before it"
+mkdir -p "$work/oneonly"
+echo hi >"$work/oneonly/data.txt"
+cat >"$work/oneonly/recipe.lua" <<LUA
+image("before", scratch:copy("data.txt", "/data.txt"), { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+if platform.arch == "$HOST_ARCH" then
+  image("hostonly", scratch:copy("data.txt", "/d2.txt"), { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+end
+LUA
+imgbuild "$work/oneonly/recipe.lua"
+check "exit 1" test $? -eq 1
+check "the error at hostonly's line, naming the platform" grep -qx \
+  "imgbuild: .*recipe.lua:3: hostonly is not described when the recipe is evaluated for linux/$FOREIGN (platform.arch is $FOREIGN then)" "$work/last.err"
+check "said after the image before it was stored" sh -c \
+  "test \$(grep -n 'before: index' '$work/last.err' | cut -d: -f1) -lt \$(grep -n 'hostonly is not described' '$work/last.err' | cut -d: -f1)"
+check "before is stored, hostonly is not" sh -c "'$IMGBUILD' images | grep -q '^before ' && ! '$IMGBUILD' images | grep -q '^hostonly '"
+
 step "--platform is checked as it is read"
 for bad in "arm64|--platform: invalid platform 'arm64' (expected os/arch[/variant], e.g. linux/arm64)" \
   "linux/arm64,linux/arm64|--platform: linux/arm64 is listed twice"; do
