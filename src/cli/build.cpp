@@ -210,24 +210,32 @@ int cmd_build(const std::vector<std::string>& args) {
   // machine's platform and a cross-compiled one rarely finish together);
   // in the order of the chosen targets, as they are said, so that an image
   // two of them name is examined for the first, as it would be in turn.
+  // What an -o oci: output attaches to them is made there too.
   struct Early {
     const Target* target;
     std::optional<Platform> platform;
     std::string name;  ///< what its provenance names it
     Builder* builder;  ///< its platform's
-    Examined examined;
+    Examined examined{};
     bool done = false;
+    std::optional<Documents> documents{};  ///< for the outputs, when there are oci ones
   };
+  const bool oci_output =
+      std::any_of(b.outputs.begin(), b.outputs.end(), [](const Output& o) { return o.kind == Output::Kind::Oci; });
   std::vector<Early> early;
   for (const Target* t : s.chosen) {
     std::vector<Platform> platforms = s.platforms_of(t->platforms);
     if (platforms.size() > 1) {
       for (const Platform& p : platforms)
-        early.push_back({t, p, t->name + "@" + p.str(), s.for_platform(p).second, {}});
+        early.push_back(
+            {.target = t, .platform = p, .name = t->name + "@" + p.str(), .builder = s.for_platform(p).second});
     } else {
       std::optional<Platform> platform;
       if (!platforms.empty()) platform = platforms[0];
-      early.push_back({t, platform, t->name, s.for_platform(platform.value_or(Platform::host())).second, {}});
+      early.push_back({.target = t,
+                       .platform = platform,
+                       .name = t->name,
+                       .builder = s.for_platform(platform.value_or(Platform::host())).second});
     }
   }
   auto examine_early = [&](Builder& builder) {
@@ -239,7 +247,19 @@ int cmd_build(const std::vector<std::string>& args) {
         e.examined.error = std::current_exception();
       }
       e.done = true;
+      if (oci_output && e.examined.built && !e.examined.error) try {
+          e.documents = documents_of(store, e.examined.built->manifest, e.target->name);
+        } catch (const std::exception&) {
+          // Made again when the output is written, and fails in its turn.
+        }
     }
+  };
+  // The documents made early of `t`'s images, for its outputs.
+  auto documents_made = [&](const Target& t) {
+    std::map<Digest, Documents> made;
+    for (const Early& e : early)
+      if (e.target == &t && e.documents) made.emplace(e.examined.built->manifest.digest, *e.documents);
+    return made;
   };
   // What the doctor found of `t` on `platform`: examined early, or now.
   auto examination = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal,
@@ -309,7 +329,8 @@ int cmd_build(const std::vector<std::string>& args) {
       std::optional<Descriptor> index = build_index(*t, platforms, " was not stored", target_named(t->name));
       if (!index) return kExitError;
       store.set_ref(t->name, *index);
-      for (auto& out : b.outputs) write_oci_output(store, out.path, *index, t->name, key ? &*key : nullptr);
+      const std::map<Digest, Documents> made = documents_made(*t);
+      for (auto& out : b.outputs) write_oci_output(store, out.path, *index, t->name, key ? &*key : nullptr, made);
       report(t->name + ": index " + index->digest.str() + " of " + std::to_string(platforms.size()) + " platforms");
       continue;
     }
@@ -329,7 +350,7 @@ int cmd_build(const std::vector<std::string>& args) {
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
-        write_oci_output(store, out.path, built.manifest, t->name, key ? &*key : nullptr);
+        write_oci_output(store, out.path, built.manifest, t->name, key ? &*key : nullptr, documents_made(*t));
       } else {
         write_docker_archive(store, built.manifest, t->name + ":latest", out.path, s.epoch);
       }
