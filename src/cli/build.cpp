@@ -116,8 +116,16 @@ void keep_provenance(Session& s, Builder& builder, const BuildFacts& build, size
                               .images = builder.inputs_of(node),
                               .build = build};
   std::filesystem::path path = provenance_path(s.store->root(), facts.manifest);
+  const std::string statement = provenance_json(facts);
+  // A rebuild that changed nothing finds it there already: not written (and
+  // synced) again.
+  try {
+    if (read_file(path) == statement) return;
+  } catch (const std::exception&) {
+    // none yet, or unreadable: written
+  }
   std::filesystem::create_directories(path.parent_path());
-  write_file_atomic(path, provenance_json(facts));
+  write_file_atomic(path, statement);
 }
 
 }  // namespace
