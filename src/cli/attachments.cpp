@@ -5,6 +5,7 @@
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "base/threads.hpp"
 #include "build/provenance.hpp"
 #include "cli/report.hpp"
 #include "cli/sbom.hpp"
@@ -30,13 +31,10 @@ std::string english_list(const std::vector<std::string>& items) {
   return join(std::vector<std::string>(items.begin(), items.end() - 1), ", ") + " and " + items.back();
 }
 
-/// What is attached to the image `manifest` of `store`, its layers all
-/// there: the SPDX SBOM of an image manifest (naming it `name`), and the
-/// provenance its build kept in the store (an image pushed from elsewhere
-/// has none), each with the word that says what it is.
-std::vector<std::pair<std::string, Attachment>> documents_of(const Layout& store, const Descriptor& manifest,
-                                                             const std::string& name) {
-  std::vector<std::pair<std::string, Attachment>> documents;
+}  // namespace
+
+Documents documents_of(const Layout& store, const Descriptor& manifest, const std::string& name) {
+  Documents documents;
   if (manifest.media_type.is_manifest()) {
     NamedImage image{store, manifest, load_stored(store, manifest), name, std::nullopt, {}};
     documents.emplace_back("SBOM", Attachment{kSpdxMediaType, kSpdxMediaType, spdx_document(sbom_of(image))});
@@ -46,15 +44,26 @@ std::vector<std::pair<std::string, Attachment>> documents_of(const Layout& store
   return documents;
 }
 
-/// write_oci_output's attaching: `manifest` is in `output` already.
+namespace {
+
+/// write_oci_output's attaching: `manifest` is in `output` already, and
+/// `documents` are documents_of() it; `made` those of its platform images
+/// made ahead.
 void attach_to_output(const Layout& store, Layout& output, const Descriptor& manifest, const std::string& name,
-                      const EcKey* key) {
-  if (manifest.media_type.is_index())
-    for (const Descriptor& platform_image : store.index_manifests(manifest))
-      attach_to_output(store, output, platform_image, name, nullptr);
+                      const Documents& documents, const EcKey* key, const std::map<Digest, Documents>& made) {
+  if (manifest.media_type.is_index()) {
+    // Each platform's SBOM reads its layers: the platforms side by side.
+    const std::vector<Descriptor> platform_images = store.index_manifests(manifest);
+    std::vector<Documents> described(platform_images.size());
+    run_side_by_side(platform_images.size(), [&](size_t i) {
+      auto ahead = made.find(platform_images[i].digest);
+      described[i] = ahead != made.end() ? ahead->second : documents_of(store, platform_images[i], name);
+    });
+    for (size_t i = 0; i < platform_images.size(); ++i)
+      attach_to_output(store, output, platform_images[i], name, described[i], nullptr, made);
+  }
   std::vector<Artifact> artifacts;
-  for (const auto& [kind, document] : documents_of(store, manifest, name))
-    artifacts.push_back(make_artifact(manifest, document));
+  for (const auto& [kind, document] : documents) artifacts.push_back(make_artifact(manifest, document));
   // The signature kept there is reused when it is this key's: signing again
   // would list one more each time the output is written.
   if (key) artifacts.push_back(cosign_signature(layout_signature(output, manifest.digest), name, manifest, *key));
@@ -82,7 +91,7 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
       if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
     if (!missing.empty()) fetch_layers(client, store, first, missing);
   }
-  const std::vector<std::pair<std::string, Attachment>> documents = documents_of(store, manifest, first.str());
+  const Documents documents = documents_of(store, manifest, first.str());
   // Referrers and signatures belong to a repository: each gets them once,
   // however many of its tags were pushed.
   std::set<std::string> repositories;
@@ -108,10 +117,12 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
 }
 
 void write_oci_output(const Layout& store, const std::filesystem::path& dir, const Descriptor& manifest,
-                      const std::string& name, const EcKey* key) {
+                      const std::string& name, const EcKey* key, const std::map<Digest, Documents>& made) {
   Layout output(dir);
   output.import_image(store, manifest, name);
-  attach_to_output(store, output, manifest, name, key);
+  auto ahead = made.find(manifest.digest);
+  attach_to_output(store, output, manifest, name,
+                   ahead != made.end() ? ahead->second : documents_of(store, manifest, name), key, made);
 }
 
 }  // namespace imgbuild::cli

@@ -3,12 +3,14 @@
 // and, with a signing key, its cosign signature, each an OCI 1.1 artifact
 // whose subject is the image.
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/options.hpp"
 #include "registry/registry.hpp"
+#include "sign/artifact.hpp"
 #include "sign/cosign.hpp"
 #include "store/layout.hpp"
 
@@ -33,13 +35,24 @@ std::optional<EcKey> signing_key(const Options& options);
 void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
                    const std::vector<Reference>& dests, const EcKey* key);
 
+/// What is attached to an image manifest: its SPDX SBOM, and the provenance
+/// its build kept in the store (an image pushed from elsewhere has none),
+/// each with the word that says what it is.
+using Documents = std::vector<std::pair<std::string, Attachment>>;
+
+/// The documents attached to the image `manifest` of `store`, its layers all
+/// there, that name it `name`. The SBOM reads the image's layers: a build
+/// makes them while its other platforms still build, for write_oci_output().
+Documents documents_of(const Layout& store, const Descriptor& manifest, const std::string& name);
+
 /// Writes the image `manifest` of `store`, named `name`, into the layout at
 /// `dir` (an `-o oci:DIR` output) with what a push attaches to it, the same
 /// way: its SBOM and provenance (each platform image's, for an index) and,
 /// with `key`, the signature of `manifest` (its docker-reference is `name`),
 /// as artifacts listed in index.json whose subject is the image. Writing
-/// the same image again adds nothing.
+/// the same image again adds nothing. `made`: documents_of() some of its
+/// images already, by manifest digest, each for `name`.
 void write_oci_output(const Layout& store, const std::filesystem::path& dir, const Descriptor& manifest,
-                      const std::string& name, const EcKey* key);
+                      const std::string& name, const EcKey* key, const std::map<Digest, Documents>& made = {});
 
 }  // namespace imgbuild::cli

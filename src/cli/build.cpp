@@ -1,12 +1,15 @@
 // imgbuild build: every chosen target built, examined by the doctor, stored
 // and written to each output; then the recipe's pushes and the cache export.
 #include <algorithm>
+#include <exception>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <set>
 
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "base/threads.hpp"
 #include "build/provenance.hpp"
 #include "cli/attachments.hpp"
 #include "cli/commands.hpp"
@@ -113,8 +116,16 @@ void keep_provenance(Session& s, Builder& builder, const BuildFacts& build, size
                               .images = builder.inputs_of(node),
                               .build = build};
   std::filesystem::path path = provenance_path(s.store->root(), facts.manifest);
+  const std::string statement = provenance_json(facts);
+  // A rebuild that changed nothing finds it there already: not written (and
+  // synced) again.
+  try {
+    if (read_file(path) == statement) return;
+  } catch (const std::exception&) {
+    // none yet, or unreadable: written
+  }
   std::filesystem::create_directories(path.parent_path());
-  write_file_atomic(path, provenance_json(facts));
+  write_file_atomic(path, statement);
 }
 
 }  // namespace
@@ -134,33 +145,59 @@ int cmd_build(const std::vector<std::string>& args) {
   // The doctor sees every image before it is stored, written or pushed, and
   // says what it found once: an image stored under two names or pushed to two
   // tags is one image. An image of several platforms is examined on each, and
-  // what it says names the platform.
-  std::set<std::pair<std::string, size_t>> examined;
-  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal, const std::string& platform) {
-    if (!examined.insert({platform, t.node}).second) return true;
+  // what it says names the platform. The examining may run on several threads
+  // (one per platform); what it found is said afterwards, in order.
+  struct Examined {
+    const BuiltImage* built = nullptr;  ///< null when the doctor refused it
+    std::vector<std::string> said;      ///< the doctor's findings, and its refusal
+    std::exception_ptr error;           ///< what stopped an examination made early, to be thrown in turn
+  };
+  std::mutex examining;
+  std::set<std::pair<std::string, size_t>> examined;  ///< (platform, node): under `examining`
+  auto examine = [&](const BuiltImage& built, const Target& t, const char* refusal, const std::string& platform,
+                     Examined& out) {
+    {
+      std::lock_guard lock(examining);
+      if (!examined.insert({platform, t.node}).second) return true;
+    }
+    std::vector<Finding> findings;
+    try {
+      findings = examine_built(built, t.loc, b.ignore);
+    } catch (...) {
+      std::lock_guard lock(examining);
+      examined.erase({platform, t.node});
+      throw;
+    }
     bool refused = false;
     std::string on = platform.empty() ? "" : platform + ": ";
-    for (const Finding& f : examine_built(built, t.loc, b.ignore)) {
+    for (const Finding& f : findings) {
       bool fatal = f.error || b.strict;
       refused = refused || fatal;
-      report((fatal ? "" : "warning: ") + f.loc + ": " + on + f.message + (f.error ? "" : " [" + f.check + "]"));
+      out.said.push_back((fatal ? "" : "warning: ") + f.loc + ": " + on + f.message +
+                         (f.error ? "" : " [" + f.check + "]"));
     }
-    if (refused) report(t.name + refusal + (b.strict ? " (--strict makes warnings errors)" : ""));
+    if (refused) out.said.push_back(t.name + refusal + (b.strict ? " (--strict makes warnings errors)" : ""));
     return !refused;
   };
 
   const BuildFacts facts = build_facts(s);
-  std::set<std::string> attested;  ///< manifest digests whose provenance is kept: once per image
+  std::set<std::string> attested;  ///< manifest digests whose provenance is kept, once per image: under `examining`
   auto attest = [&](Builder& builder, size_t node, const BuiltImage& built, const std::string& name) {
-    if (attested.insert(built.manifest.digest.str()).second) keep_provenance(s, builder, facts, node, built, name);
+    {
+      std::lock_guard lock(examining);
+      if (!attested.insert(built.manifest.digest.str()).second) return;
+    }
+    keep_provenance(s, builder, facts, node, built, name);
   };
 
   // The image `t` names, on `platform` (the machine's when none is given):
   // found by `same` in that platform's evaluation, built, examined and its
-  // provenance kept under `name`; nullptr when the doctor refused it.
+  // provenance kept under `name` (into `out`, whose findings stand should
+  // the provenance fail); nothing said yet. Platforms' images are examined
+  // side by side: each has its own builder.
   using Finder = std::function<std::optional<size_t>(const Graph&)>;
-  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
-                      const std::string& name) -> const BuiltImage* {
+  auto examine_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal,
+                        const Finder& same, const std::string& name, Examined& out) {
     const Platform on = platform.value_or(Platform::host());
     auto [graph, platform_builder] = s.for_platform(on);
     std::optional<size_t> node = same(*graph);
@@ -168,30 +205,108 @@ int cmd_build(const std::vector<std::string>& args) {
       throw BuildError(t.loc, t.name + " is not described when the recipe is evaluated for " + on.str() +
                                   " (platform.arch is " + on.architecture + " then)");
     const BuiltImage& built = platform_builder->build(*node, t.annotations);
-    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "")) return nullptr;
+    if (!examine(built, Target{t.name, *node, t.loc, {}, {}}, refusal, platform ? platform->str() : "", out)) return;
     attest(*platform_builder, *node, built, name);
-    return &built;
+    out.built = &built;
   };
   auto target_named = [](const std::string& name) -> Finder {
     return [name](const Graph& g) { return g.target_node(name); };
   };
+
+  // The chosen targets' images are examined as soon as their platform's
+  // steps are done, on its thread, while other platforms still build (the
+  // machine's platform and a cross-compiled one rarely finish together);
+  // in the order of the chosen targets, as they are said, so that an image
+  // two of them name is examined for the first, as it would be in turn.
+  // What an -o oci: output attaches to them is made there too.
+  struct Early {
+    const Target* target;
+    std::optional<Platform> platform;
+    std::string name;  ///< what its provenance names it
+    Builder* builder;  ///< its platform's
+    Examined examined{};
+    bool done = false;
+    std::optional<Documents> documents{};  ///< for the outputs, when there are oci ones
+  };
+  const bool oci_output =
+      std::any_of(b.outputs.begin(), b.outputs.end(), [](const Output& o) { return o.kind == Output::Kind::Oci; });
+  std::vector<Early> early;
+  for (const Target* t : s.chosen) {
+    std::vector<Platform> platforms = s.platforms_of(t->platforms);
+    if (platforms.size() > 1) {
+      for (const Platform& p : platforms)
+        early.push_back(
+            {.target = t, .platform = p, .name = t->name + "@" + p.str(), .builder = s.for_platform(p).second});
+    } else {
+      std::optional<Platform> platform;
+      if (!platforms.empty()) platform = platforms[0];
+      early.push_back({.target = t,
+                       .platform = platform,
+                       .name = t->name,
+                       .builder = s.for_platform(platform.value_or(Platform::host())).second});
+    }
+  }
+  auto examine_early = [&](Builder& builder) {
+    for (Early& e : early) {
+      if (e.builder != &builder) continue;
+      try {
+        examine_on(*e.target, e.platform, " was not stored", target_named(e.target->name), e.name, e.examined);
+      } catch (...) {
+        e.examined.error = std::current_exception();
+      }
+      e.done = true;
+      if (oci_output && e.examined.built && !e.examined.error) try {
+          e.documents = documents_of(store, e.examined.built->manifest, e.target->name);
+        } catch (const std::exception&) {
+          // Made again when the output is written, and fails in its turn.
+        }
+    }
+  };
+  // The documents made early of `t`'s images, for its outputs.
+  auto documents_made = [&](const Target& t) {
+    std::map<Digest, Documents> made;
+    for (const Early& e : early)
+      if (e.target == &t && e.documents) made.emplace(e.examined.built->manifest.digest, *e.documents);
+    return made;
+  };
+  // What the doctor found of `t` on `platform`: examined early, or now.
+  auto examination = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal,
+                         const Finder& same, const std::string& name) {
+    for (Early& e : early)
+      if (e.done && e.target == &t && e.platform == platform) return e.examined;
+    Examined out;
+    examine_on(t, platform, refusal, same, name, out);
+    return out;
+  };
+  // Says what the doctor found; the image, or nullptr when it refused it.
+  auto said = [](const Examined& found) {
+    for (const std::string& line : found.said) report(line);
+    if (found.error) std::rethrow_exception(found.error);
+    return found.built;
+  };
+  auto build_on = [&](const Target& t, const std::optional<Platform>& platform, const char* refusal, const Finder& same,
+                      const std::string& name) { return said(examination(t, platform, refusal, same, name)); };
   auto pushed_to = [](const std::string& reference) -> Finder {
     return [reference](const Graph& g) { return g.push_node(reference); };
   };
 
   // `t`'s image for each of `platforms`, shown and put under an index in the
-  // store; nullopt when the doctor refused one.
+  // store; nullopt when the doctor refused one (what it found on the
+  // platforms after that one is not said).
   auto build_index = [&](const Target& t, const std::vector<Platform>& platforms, const char* refusal,
                          const Finder& same) -> std::optional<Descriptor> {
+    std::vector<Examined> examinations(platforms.size());
+    run_side_by_side(platforms.size(), [&](size_t i) {
+      examinations[i] = examination(t, platforms[i], refusal, same, t.name + "@" + platforms[i].str());
+    });
     std::vector<Descriptor> manifests;
     std::vector<std::map<std::string, std::string>> annotations;
-    for (const Platform& platform : platforms) {
-      const std::string name = t.name + "@" + platform.str();
-      const BuiltImage* built = build_on(t, platform, refusal, same, name);
+    for (size_t i = 0; i < platforms.size(); ++i) {
+      const BuiltImage* built = said(examinations[i]);
       if (!built) return std::nullopt;
-      s.view->image(OutputImage{name, *built, std::nullopt});
+      s.view->image(OutputImage{t.name + "@" + platforms[i].str(), *built, std::nullopt});
       manifests.push_back(built->manifest);
-      manifests.back().platform = platform;
+      manifests.back().platform = platforms[i];
       annotations.push_back(built->image.annotations);
     }
     return store.put_index(manifests, index_annotations(annotations));
@@ -212,7 +327,7 @@ int cmd_build(const std::vector<std::string>& args) {
     }
   }
 
-  s.prepare();
+  s.prepare(examine_early);
 
   ProgressView& view = *s.view;
   std::set<size_t> shown;  ///< nodes with a row in the size table
@@ -222,7 +337,8 @@ int cmd_build(const std::vector<std::string>& args) {
       std::optional<Descriptor> index = build_index(*t, platforms, " was not stored", target_named(t->name));
       if (!index) return kExitError;
       store.set_ref(t->name, *index);
-      for (auto& out : b.outputs) write_oci_output(store, out.path, *index, t->name, key ? &*key : nullptr);
+      const std::map<Digest, Documents> made = documents_made(*t);
+      for (auto& out : b.outputs) write_oci_output(store, out.path, *index, t->name, key ? &*key : nullptr, made);
       report(t->name + ": index " + index->digest.str() + " of " + std::to_string(platforms.size()) + " platforms");
       continue;
     }
@@ -242,7 +358,7 @@ int cmd_build(const std::vector<std::string>& args) {
     store.set_ref(t->name, built.manifest);
     for (auto& out : b.outputs) {
       if (out.kind == Output::Kind::Oci) {
-        write_oci_output(store, out.path, built.manifest, t->name, key ? &*key : nullptr);
+        write_oci_output(store, out.path, built.manifest, t->name, key ? &*key : nullptr, documents_made(*t));
       } else {
         write_docker_archive(store, built.manifest, t->name + ":latest", out.path, s.epoch);
       }

@@ -187,7 +187,7 @@ std::vector<Session::PlatformNodes> Session::by_platform() {
   return all;
 }
 
-void Session::prepare() {
+void Session::prepare(const std::function<void(Builder&)>& built) {
   std::vector<PlatformNodes> work = by_platform();
   // Each platform's images are also finished there (layers checked, config
   // and manifest stored), the platforms at once rather than one after the
@@ -195,6 +195,7 @@ void Session::prepare() {
   run_side_by_side(work.size(), [&](size_t i) {
     work[i].builder->prepare(work[i].nodes);
     for (size_t node : work[i].nodes) work[i].builder->build(node);
+    built(*work[i].builder);
   });
 }
 

@@ -4,6 +4,7 @@
 // builder over them.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -105,8 +106,10 @@ public:
   /// when none is), with what it builds.
   std::vector<PlatformNodes> by_platform();
   /// Builds every platform's chosen targets and pushes, and what they need,
-  /// the platforms at once (Builder::prepare and Builder::build each).
-  void prepare();
+  /// the platforms at once (Builder::prepare and Builder::build each); then,
+  /// on that platform's thread, `built` with its builder, while the other
+  /// platforms may still be building.
+  void prepare(const std::function<void(Builder&)>& built);
 
 private:
   /// Makes the uploader that early_uploads() feeds, and each push's meter.

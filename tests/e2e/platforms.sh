@@ -89,6 +89,43 @@ check "refused (exit 2)" test $? -eq 2
 check "with what to do instead" grep -qx "imgbuild: -o docker-archive: holds one platform's image, and 'hello' is built for linux/$HOST_ARCH, linux/$FOREIGN (.*recipe.lua:5): write the index with -o oci:DIR, or choose one platform with --platform" "$work/last.err"
 check "nothing was written" test ! -e "$work/hello.tar"
 
+step "the doctor examines each platform's image (the platforms side by side) and says it in their order"
+# go.build told to make a $HOST_ARCH program for both: the $FOREIGN image gets the wrong CPU's entrypoint.
+mkdir -p "$work/wrongcpu"
+cp "$ROOT/examples/hello/"*.go "$ROOT/examples/hello/go.mod" "$work/wrongcpu/"
+cat >"$work/wrongcpu/recipe.lua" <<LUA
+local go = require "imgbuild.go"
+image("wrongcpu", scratch
+  :copy(go.build { main = ".", env = { GOARCH = "$HOST_ARCH" } }, "/app")
+  :entrypoint { "/app" },
+  { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+LUA
+imgbuild "$work/wrongcpu/recipe.lua" -o "oci:$work/wrongcpu-out"
+check "refused (exit 1)" test $? -eq 1
+check "the $HOST_ARCH image's warnings, then the $FOREIGN image's error, then the refusal" test \
+  "$(grep -oE "linux/$HOST_ARCH: the image runs as root|linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE|wrongcpu was not stored" "$work/last.err" | tr '\n' '|')" = \
+  "linux/$HOST_ARCH: the image runs as root|linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE|wrongcpu was not stored|"
+check "the error is at the entrypoint's line" grep -qx \
+  "imgbuild: .*recipe.lua:4: linux/$FOREIGN: entrypoint /app: built for $HOST_MACHINE, image is linux/$FOREIGN" "$work/last.err"
+check "nothing was stored under the name, nor written" sh -c "! '$IMGBUILD' images | grep -q '^wrongcpu ' && test ! -e '$work/wrongcpu-out/index.json'"
+
+step "an image the recipe describes on one platform only fails in its turn, after the images before it"
+mkdir -p "$work/oneonly"
+echo hi >"$work/oneonly/data.txt"
+cat >"$work/oneonly/recipe.lua" <<LUA
+image("before", scratch:copy("data.txt", "/data.txt"), { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+if platform.arch == "$HOST_ARCH" then
+  image("hostonly", scratch:copy("data.txt", "/d2.txt"), { platforms = { "linux/$HOST_ARCH", "linux/$FOREIGN" } })
+end
+LUA
+imgbuild "$work/oneonly/recipe.lua"
+check "exit 1" test $? -eq 1
+check "the error at hostonly's line, naming the platform" grep -qx \
+  "imgbuild: .*recipe.lua:3: hostonly is not described when the recipe is evaluated for linux/$FOREIGN (platform.arch is $FOREIGN then)" "$work/last.err"
+check "said after the image before it was stored" sh -c \
+  "test \$(grep -n 'before: index' '$work/last.err' | cut -d: -f1) -lt \$(grep -n 'hostonly is not described' '$work/last.err' | cut -d: -f1)"
+check "before is stored, hostonly is not" sh -c "'$IMGBUILD' images | grep -q '^before ' && ! '$IMGBUILD' images | grep -q '^hostonly '"
+
 step "--platform is checked as it is read"
 for bad in "arm64|--platform: invalid platform 'arm64' (expected os/arch[/variant], e.g. linux/arm64)" \
   "linux/arm64,linux/arm64|--platform: linux/arm64 is listed twice"; do
