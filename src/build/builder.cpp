@@ -1165,8 +1165,10 @@ std::vector<std::filesystem::path> Builder::step_root(const Stage& st, const std
   namespace fs = std::filesystem;
   size_t top = st.image.layers.size();
   // One folder where no overlay will stack it (chroot isolation, or none
-  // here), and where a root of all the layers is made already.
-  if (top == 0 || settings_.isolation != Isolation::namespaces || stacks_refused_ || fs::exists(root_of(st, top)))
+  // here), where a root of all the layers is made already, and for a base
+  // image's layers, whose root later builds take again as it is.
+  if (top <= st.base_layers || settings_.isolation != Isolation::namespaces || stacks_refused_ ||
+      fs::exists(root_of(st, top)))
     return {image_root(st)};
   fs::path below = image_root(st, top - 1);
   const LayerBlob& layer = st.image.layers[top - 1];

@@ -318,10 +318,12 @@ private:
   /// unless the store knows its diff_id: a layer that lies is refused.
   void apply_checked(const Stage& stage, size_t i, const std::filesystem::path& tree);
   /// The folders of the root a RUN step of `stage` runs on, the upper first:
-  /// its top layer unpacked alone into `scratch` and stacked on the root of
-  /// the layers below it, when the two plainly merge into the image's root
-  /// (stacks_plainly) and the step will run on an overlay; else image_root()
-  /// alone. What this costs is the top layer, not the image.
+  /// its top layer, when a step of the stage made it (not the base image,
+  /// whose root later builds take again), unpacked alone into `scratch` and
+  /// stacked on the root of the layers below it, when the two plainly merge
+  /// into the image's root (stacks_plainly) and the step will run on an
+  /// overlay; else image_root() alone. What this costs is the top layer, not
+  /// the image.
   std::vector<std::filesystem::path> step_root(const Stage& stage, const std::filesystem::path& scratch);
   /// The sources of `op`, a copy from `stage`, taken out of the layers this
   /// build keeps as plain tars (a builder stage's RUN and copy steps) into

@@ -204,7 +204,8 @@ bool stacks_plainly(const fs::path& top, const fs::path& below, const ImageTree:
     in_below.resize(depth + 1);
     std::string rel = it->path().lexically_relative(top).generic_string();
     fs::path there = below / rel;
-    struct stat ours {}, theirs{};
+    struct stat ours {
+    }, theirs{};
     if (::lstat(it->path().c_str(), &ours) != 0) throw_errno("stat " + it->path().string());
     if (S_ISCHR(ours.st_mode) || S_ISBLK(ours.st_mode)) return false;
     bool below_too = in_below[depth] && ::lstat(there.c_str(), &theirs) == 0;
