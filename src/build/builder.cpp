@@ -1177,6 +1177,7 @@ std::vector<std::filesystem::path> Builder::step_root(const Stage& st, const std
   fs::create_directory(folder);
   apply_checked(st, top - 1, folder);
   if (stacks_plainly(folder, below, *listings_->of(store_.blob_path(layer.digest)))) return {folder, below};
+  remove_tree(folder);
   return {image_root(st)};
 }
 

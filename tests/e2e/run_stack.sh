@@ -63,6 +63,15 @@ ran_as_builder() {
 }
 check "the step ran as the user the copied /etc/passwd adds, and read the copied files through /lib" ran_as_builder
 
+step "a build folder overlay options cannot name: the stacked step runs again on the linked root's copy"
+XDG_CACHE_HOME=$work/no:overlay XDG_DATA_HOME=$work/no-overlay-data \
+  build_recipe same-snapshot "$(cat "$ctx/same.lua")" -o "oci:$work/same-snapshot"
+check "it builds, and says it ran on a copy of the image" \
+  grep -q "no overlay here (the build folder .* has a ',', ':' or '\\\\', which overlay options cannot take): ran on a copy of the image" "$work/same-snapshot.err"
+check "the step's second try made the roots linking makes" test "$(roots "$work/no:overlay")" -eq 3
+snapshot_same() { [[ $(manifest_of "$work/same-snapshot") == "$(manifest_of "$work/same-linked")" ]]; }
+check "the same image" snapshot_same
+
 step "a top layer with a whiteout: the step runs on the linked root"
 both whiteout "$base
 image(\"whiteout\", base:run \"rm /etc/group\":run \"cat /etc/group >/tmp/group 2>&1 || echo gone >/tmp/group\")"
