@@ -199,16 +199,22 @@ bool stacks_plainly(const fs::path& top, const fs::path& below, const ImageTree:
   std::vector<bool> in_below{true};
   // The folders the unpack made on the way to the layer's entries, with what `below` has there.
   std::vector<std::pair<fs::path, struct stat>> unnamed;
-  for (auto it = fs::recursive_directory_iterator(top); it != fs::recursive_directory_iterator(); ++it) {
+  // What cannot be read (a folder of mode 000, without privileges) cannot be
+  // shown plain: the step runs on a root of one folder then.
+  std::error_code error;
+  for (auto it = fs::recursive_directory_iterator(top, error); it != fs::recursive_directory_iterator();
+       it.increment(error)) {
+    if (error) return false;
     size_t depth = static_cast<size_t>(it.depth());
     in_below.resize(depth + 1);
     std::string rel = it->path().lexically_relative(top).generic_string();
     fs::path there = below / rel;
     struct stat ours {
     }, theirs{};
-    if (::lstat(it->path().c_str(), &ours) != 0) throw_errno("stat " + it->path().string());
+    if (::lstat(it->path().c_str(), &ours) != 0) return false;
     if (S_ISCHR(ours.st_mode) || S_ISBLK(ours.st_mode)) return false;
     bool below_too = in_below[depth] && ::lstat(there.c_str(), &theirs) == 0;
+    if (in_below[depth] && !below_too && errno != ENOENT) return false;
     if (below_too && S_ISDIR(ours.st_mode) != S_ISDIR(theirs.st_mode)) return false;
     if (!S_ISDIR(ours.st_mode)) continue;
     in_below.push_back(below_too);
@@ -216,6 +222,7 @@ bool stacks_plainly(const fs::path& top, const fs::path& below, const ImageTree:
     if (::llistxattr(there.c_str(), nullptr, 0) != 0) return false;
     if (!named("/" + rel)) unnamed.emplace_back(it->path(), theirs);
   }
+  if (error) return false;
   // Deepest first, after the walk: a mode that shuts a folder is set once
   // nothing more is done in it.
   for (auto at = unnamed.rbegin(); at != unnamed.rend(); ++at) {

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -235,6 +236,26 @@ TEST_CASE("what would make a stack differ from the applied layer refuses it", "[
       REQUIRE(::setxattr((root / "dir").c_str(), "user.kept", "1", 1, 0) == 0);
     });
     CHECK_FALSE(s.plain());
+  }
+  SECTION("what the walk cannot read, without privileges") {
+    if (::geteuid() != 0) return;  // dropping to another user needs root
+    Stacked s({dir_entry("dir/shut", 0755), file_entry(src.path / "f", "dir/shut/f")});
+    REQUIRE(s.plain());
+    for (auto& e : fs::recursive_directory_iterator(s.dir.path)) REQUIRE(::lchown(e.path().c_str(), 65534, 65534) == 0);
+    REQUIRE(::chown(s.dir.path.c_str(), 65534, 65534) == 0);
+    // A folder of the layer, and the same folder below, that the user cannot read.
+    for (const fs::path& shut : {s.top / "dir/shut", s.below / "dir"}) {
+      fs::permissions(shut, fs::perms::none);
+      pid_t child = ::fork();
+      if (child == 0) {
+        bool plain = ::setgid(65534) == 0 && ::setuid(65534) == 0 && stacks_plainly(s.top, s.below, *s.listing);
+        ::_exit(plain ? 1 : 0);
+      }
+      int status = 0;
+      REQUIRE(::waitpid(child, &status, 0) == child);
+      CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+      fs::permissions(shut, fs::perms(0755));
+    }
   }
   SECTION("a non-folder over a non-folder stacks") {
     Stacked s({link_entry("file", "dir")});
