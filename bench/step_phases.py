@@ -9,7 +9,9 @@ from one line to the next is what that phase cost.
     step_phases.py STRACE_LOG
 
 Each is told by the call that ends it, as imgbuild names its files (man
-imgbuild, FILES): a root is renamed from roots/.unpack-*/root into place, a
+imgbuild, FILES): a root is renamed from roots/.unpack-*/root into place (a
+RUN step that stacks its top layer on the root below makes none: unpacking
+that layer is in the gap before its overlay is mounted), a
 RUN step's first process mounts its overlay and its exit ends the step, a
 layer blob is renamed from blobs/sha256/.layer.tmp-*, a step's cache entry
 from steps/.*.tmp-*.

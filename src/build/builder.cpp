@@ -783,7 +783,7 @@ json layer_settings(const LayerOptions& o) {
 /// Where a step's writes to the volume `volume` land: its path with the
 /// image's symlinks followed as far as it exists (a /data that links to
 /// /srv/data is written at /srv/data).
-ImagePath volume_in(const RootDir& root, const std::string& volume) {
+ImagePath volume_in(const RootStack& root, const std::string& volume) {
   std::vector<std::string> rest;
   for (ImagePath at(volume);; at = at.parent()) {
     if (auto real = root.resolve(at.str())) {
@@ -801,7 +801,7 @@ ImagePath volume_in(const RootDir& root, const std::string& volume) {
 /// while RUN steps run): files written, changed or deleted below a volume,
 /// and the volume's own removal or replacement. The folder itself stays when
 /// the step made it: the mount point docker makes.
-void drop_volume_writes(std::vector<LayerEntry>& entries, const RootDir& root, const std::set<std::string>& volumes) {
+void drop_volume_writes(std::vector<LayerEntry>& entries, const RootStack& root, const std::set<std::string>& volumes) {
   for (auto& volume : volumes) {
     ImagePath at = volume_in(root, volume);
     if (at.is_root()) continue;
@@ -1041,23 +1041,42 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   return "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
 }
 
-std::filesystem::path Builder::image_root(const Stage& st) {
-  namespace fs = std::filesystem;
-  const Image& image = st.image;
-  fs::path roots = settings_.cache_dir / "roots";
-  fs::create_directories(roots);
+std::filesystem::path Builder::root_of(const Stage& st, size_t layers) const {
   // Named by the chain ID with a mark older engines never wrote: their roots
   // were unpacked without checking the diff_ids, so they name nothing.
-  auto root_of = [&](size_t n) {
-    return roots / (n == 0 ? std::string("empty")
-                           : std::string(chain_id({image.layers.begin(), image.layers.begin() + n}).hex()) + ".v");
-  };
+  return settings_.cache_dir / "roots" /
+         (layers == 0
+              ? std::string("empty")
+              : std::string(chain_id({st.image.layers.begin(), st.image.layers.begin() + layers}).hex()) + ".v");
+}
+
+void Builder::apply_checked(const Stage& st, size_t i, const std::filesystem::path& tree) {
+  const LayerBlob& layer = st.image.layers[i];
+  std::optional<Digest> known = store_.known_diff_id(layer.digest);
+  if (known && *known != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *known);
+  try {
+    apply_layer(tree,
+                {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+                 known ? std::nullopt : std::optional(layer.diff_id)});
+  } catch (const DiffIdMismatch& lie) {
+    store_.note_diff_id(layer.digest, lie.actual);
+    throw lying_layer(st.layer_origins.at(i).str(), layer, lie.actual);
+  }
+  store_.note_diff_id(layer.digest, layer.diff_id);
+}
+
+std::filesystem::path Builder::image_root(const Stage& st, std::optional<size_t> count) {
+  namespace fs = std::filesystem;
+  const std::vector<LayerBlob> layers(st.image.layers.begin(),
+                                      st.image.layers.begin() + count.value_or(st.image.layers.size()));
+  fs::path roots = settings_.cache_dir / "roots";
+  fs::create_directories(roots);
   // A root is used only for layers checked against their diff_ids: those the
   // store has a record of, those read now when a root stands for them
   // already, and those hashed below as they are unpacked.
-  std::vector<bool> checked(image.layers.size());
-  for (size_t i = 0; i < image.layers.size(); ++i) {
-    const LayerBlob& layer = image.layers[i];
+  std::vector<bool> checked(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerBlob& layer = layers[i];
     std::optional<Digest> known = store_.known_diff_id(layer.digest);
     if (known && *known != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *known);
     checked[i] = known.has_value();
@@ -1066,24 +1085,24 @@ std::filesystem::path Builder::image_root(const Stage& st) {
     for (size_t i = 0; i < below; ++i)
       if (!checked[i]) check_layer(st, i);
   };
-  fs::path root = root_of(image.layers.size());
+  fs::path root = root_of(st, layers.size());
   if (fs::exists(root)) {
     if (std::find(checked.begin(), checked.end(), false) != checked.end()) {
-      ensure_local(image.layers);
-      read_unchecked(image.layers.size());
+      ensure_local(layers);
+      read_unchecked(layers.size());
     }
     mark_used(root);
     return root;
   }
-  ensure_local(image.layers);
+  ensure_local(layers);
   // The root of the longest prefix of these layers unpacked before (a base's,
   // an earlier step's) is the start: only the layers above it are applied.
   size_t start = 0;
   fs::path below;
-  for (size_t n = image.layers.empty() ? 0 : image.layers.size() - 1; n > 0 && below.empty(); --n) {
-    if (fs::exists(root_of(n))) {
+  for (size_t n = layers.empty() ? 0 : layers.size() - 1; n > 0 && below.empty(); --n) {
+    if (fs::exists(root_of(st, n))) {
       start = n;
-      below = root_of(n);
+      below = root_of(st, n);
     }
   }
   read_unchecked(start);
@@ -1100,19 +1119,7 @@ std::filesystem::path Builder::image_root(const Stage& st) {
       mark_used(base);
       link_tree(base, tree);
     }
-    for (size_t i = from; i < to; ++i) try {
-        const LayerBlob& layer = image.layers[i];
-        apply_layer(tree,
-                    {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
-                     checked[i] ? std::nullopt : std::optional(layer.diff_id)});
-      } catch (const DiffIdMismatch& lie) {
-        store_.note_diff_id(image.layers[i].digest, lie.actual);
-        throw lying_layer(st.layer_origins.at(i).str(), image.layers[i], lie.actual);
-      }
-    for (size_t i = from; i < to; ++i) {
-      store_.note_diff_id(image.layers[i].digest, image.layers[i].diff_id);
-      checked[i] = true;
-    }
+    for (size_t i = from; i < to; ++i) apply_checked(st, i, tree);
     // The same step of an earlier build wrote many of the same files (Go's
     // build cache in a `go build` layer): shared, they take their disk once.
     if (auto donor = root_like(roots, to)) {
@@ -1120,7 +1127,7 @@ std::filesystem::path Builder::image_root(const Stage& st) {
       std::vector<std::string> written;
       bool listed = true;
       for (size_t i = from; i < to; ++i) {
-        fs::path blob = store_.blob_path(image.layers[i].digest);
+        fs::path blob = store_.blob_path(layers[i].digest);
         listed = listings_->known(blob);
         if (!listed) break;
         std::shared_ptr<const ImageTree::Listing> listing = listings_->of(blob);
@@ -1131,7 +1138,7 @@ std::filesystem::path Builder::image_root(const Stage& st) {
     }
     // What it adds to `base`: all prune needs to know of it, without a walk.
     uint64_t added = own_bytes(tree);
-    fs::path made = root_of(to);
+    fs::path made = root_of(st, to);
     std::error_code ec;
     fs::rename(tree, made, ec);
     if (!ec) {
@@ -1144,14 +1151,34 @@ std::filesystem::path Builder::image_root(const Stage& st) {
   // too: the next build whose top layer differs (a copy of edited sources on
   // `go mod download`) starts there and links what lies below, instead of
   // applying those layers again as files of its own.
-  size_t top = image.layers.size();
+  size_t top = layers.size();
   if (top - start >= 2) {
     make_root(below, start, top - 1);
     start = top - 1;
-    below = root_of(start);
+    below = root_of(st, start);
   }
   make_root(below, start, top);
   return root;
+}
+
+std::vector<std::filesystem::path> Builder::step_root(const Stage& st, const std::filesystem::path& scratch) {
+  namespace fs = std::filesystem;
+  size_t top = st.image.layers.size();
+  // One folder where no overlay will stack it (chroot isolation, or none
+  // here), where a root of all the layers is made already, and for a base
+  // image's layers, whose root later builds take again as it is.
+  if (top <= st.base_layers || settings_.isolation != Isolation::namespaces || stacks_refused_ ||
+      fs::exists(root_of(st, top)))
+    return {image_root(st)};
+  fs::path below = image_root(st, top - 1);
+  const LayerBlob& layer = st.image.layers[top - 1];
+  ensure_local({layer});
+  fs::path folder = scratch / "top";
+  fs::create_directory(folder);
+  apply_checked(st, top - 1, folder);
+  if (stacks_plainly(folder, below, *listings_->of(store_.blob_path(layer.digest)))) return {folder, below};
+  remove_tree(folder);
+  return {image_root(st)};
 }
 
 std::optional<std::vector<CopyItem>> Builder::items_from_tar_layers(const Stage& st, const CopyOp& op,
@@ -1258,8 +1285,10 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   SandboxSpec& spec = run.spec;
   const BuildSettings& settings = b_.settings_;
 
-  spec.lower = b_.image_root(st);
   TempDir step(settings.cache_dir / "tmp", "run-");
+  std::vector<fs::path> root = b_.step_root(st, step.path());
+  spec.lower = root.back();
+  spec.stacked.assign(root.begin(), root.end() - 1);
   spec.upper = step.path() / "upper";
   spec.work = step.path() / "work";
   fs::create_directory(spec.upper);
@@ -1295,7 +1324,16 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   spec.output = [&](std::string_view line) {
     settings.progress(StepOutput{b_.index_of(node), node.loc, std::string(line)});
   };
-  SandboxResult result = run_in_sandbox(spec);
+  SandboxResult result;
+  try {
+    result = run_in_sandbox(spec);
+  } catch (const NeedsOneFolder&) {
+    // No overlay here: the root as one folder, for this step and the rest of the build.
+    b_.stacks_refused_ = true;
+    spec.stacked.clear();
+    spec.lower = b_.image_root(st);
+    result = run_in_sandbox(spec);
+  }
   // What they hold now: prune reads it instead of walking the caches it keeps.
   for (auto& host : run_caches) record_tree_bytes(host, own_bytes(host));
   if (result.exit_code != 0) {
@@ -1315,7 +1353,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     settings.progress(StepNotice{b_.index_of(node), node.loc,
                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
   std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
-  drop_volume_writes(entries, RootDir(spec.lower), st.image.config.volumes);
+  drop_volume_writes(entries, image_root_of(spec), st.image.config.volumes);
   if (::geteuid() != 0)
     // Rootless: the step's root is the invoking user on disk; in the image it is root.
     for (auto& e : entries) {

@@ -2,11 +2,13 @@
 // Executes a build graph: builds the images the requested targets need into a
 // layout, from the bottom of each chain up, reusing what is already built; or
 // plans that build without running anything.
+#include <atomic>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -305,11 +307,24 @@ private:
   Digest copy_key(const CopyStep& step, const FileDigests& contents) const;
   /// The verified cached result of step `key`, or nullopt (it must run).
   std::optional<CacheHit> lookup(const Digest& key, StepPolicy& policy);
-  /// The file system of a stage's image, unpacked read-only into the build
-  /// cache under its layers' chain ID, so RUN steps and copies from it share
-  /// it. Every layer under a root was verified to hash to its diff_id: the
+  /// The file system of a stage's image (of its first `layers` layers),
+  /// unpacked read-only into the build cache under its layers' chain ID, so
+  /// RUN steps and copies from it share it. Every layer under a root was verified to hash to its diff_id: the
   /// chain ID names what the root holds, whatever the config claims.
-  std::filesystem::path image_root(const Stage& stage);
+  std::filesystem::path image_root(const Stage& stage, std::optional<size_t> layers = std::nullopt);
+  /// Where the root of the first `layers` layers of `stage` is kept.
+  std::filesystem::path root_of(const Stage& stage, size_t layers) const;
+  /// Applies layer `i` of `stage` to the folder `tree`, hashed as it is read
+  /// unless the store knows its diff_id: a layer that lies is refused.
+  void apply_checked(const Stage& stage, size_t i, const std::filesystem::path& tree);
+  /// The folders of the root a RUN step of `stage` runs on, the upper first:
+  /// its top layer, when a step of the stage made it (not the base image,
+  /// whose root later builds take again), unpacked alone into `scratch` and
+  /// stacked on the root of the layers below it, when the two plainly merge
+  /// into the image's root (stacks_plainly) and the step will run on an
+  /// overlay; else image_root() alone. What this costs is the top layer, not
+  /// the image.
+  std::vector<std::filesystem::path> step_root(const Stage& stage, const std::filesystem::path& scratch);
   /// The sources of `op`, a copy from `stage`, taken out of the layers this
   /// build keeps as plain tars (a builder stage's RUN and copy steps) into
   /// the empty folder `scratch`, one member each: what such a copy costs is
@@ -378,6 +393,9 @@ private:
   std::map<Digest, std::string> layer_sources_;
   /// What RUN steps run without on this host (no process limit...): told once.
   std::once_flag unconfined_told_;
+  /// A step on stacked folders found no overlay here (NeedsOneFolder): the
+  /// rest run on one folder.
+  std::atomic<bool> stacks_refused_ = false;
 };
 
 /// Reads a size as people write it: "10MB", "500kB", "1.5G", "4096" (decimal

@@ -51,15 +51,13 @@ bool same_bytes(const fs::path& a, const fs::path& b) {
 /// share, so that a change gives the same entries whichever ran.
 class Diff {
 public:
-  Diff(const fs::path& lower, const std::vector<std::string>& mount_points, const fs::path& whiteout_source)
+  Diff(const RootStack& lower, const std::vector<std::string>& mount_points, const fs::path& whiteout_source)
       : lower_(lower), whiteout_source_(whiteout_source) {
     for (auto& m : mount_points) mount_points_.insert(m.starts_with("/") ? m.substr(1) : m);
   }
 
   /// A folder or file made only to mount on, which the image did not have.
-  bool stub(const std::string& rel) const {
-    return mount_points_.count(rel) && !fs::exists(fs::symlink_status(lower_ / rel));
-  }
+  bool stub(const std::string& rel) const { return mount_points_.count(rel) && !lower_.find(rel); }
 
   /// The step's folder, file or symlink `rel`, found at `full`. `keep`: it
   /// is below an opaque folder, so it is in the layer even when the image's
@@ -140,7 +138,9 @@ private:
   }
 
   bool same_as_lower(const LayerEntry& e) const {
-    fs::path path = lower_ / e.path;
+    std::optional<fs::path> found = lower_.find(e.path);
+    if (!found) return false;
+    const fs::path& path = *found;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) return false;
     if ((st.st_mode & 07777) != e.mode || st.st_uid != e.uid || st.st_gid != e.gid) return false;
@@ -164,7 +164,8 @@ private:
     return false;
   }
 
-  fs::path lower_, whiteout_source_;
+  const RootStack& lower_;
+  fs::path whiteout_source_;
   std::set<std::string> mount_points_;  // relative to the root
   std::vector<Candidate> candidates_;
 };
@@ -233,7 +234,7 @@ private:
 
 }  // namespace
 
-std::vector<LayerEntry> overlay_diff(const fs::path& upper, const fs::path& lower,
+std::vector<LayerEntry> overlay_diff(const fs::path& upper, const RootStack& lower,
                                      const std::vector<std::string>& mount_points, const fs::path& whiteout_source) {
   Diff diff(lower, mount_points, whiteout_source);
   const std::string opaque_xattr = rootless() ? "user.overlay.opaque" : "trusted.overlay.opaque";
@@ -271,8 +272,9 @@ std::vector<LayerEntry> step_changes(const SandboxSpec& spec, const SandboxResul
                                      const std::vector<std::string>& mount_points, const fs::path& whiteout_source) {
   std::vector<std::string> all = result.mount_points;
   all.insert(all.end(), mount_points.begin(), mount_points.end());
-  if (!result.snapshot) return overlay_diff(spec.upper, spec.lower, all, whiteout_source);
-  Diff diff(spec.lower, all, whiteout_source);
+  if (!result.snapshot) return overlay_diff(spec.upper, image_root_of(spec), all, whiteout_source);
+  RootStack lower(spec.lower);
+  Diff diff(lower, all, whiteout_source);
   SnapshotWalk(diff, spec.upper, spec.lower).children("");
   return diff.finish();
 }

@@ -31,14 +31,14 @@ inline std::string step_hosts() {
 /// The device nodes of a step's /dev, as /dev/NAME of the host.
 constexpr const char* kStepDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
-/// Where the mounts of a step land in the image at `lower`: each target
+/// Where the mounts of a step land in the image `image`: each target
 /// resolved inside the image (a symlink to /etc of the host is /etc of the
 /// image), the missing rest as named, to be made; never one at or below
 /// another, whose mount would be made in what the outer one shows.
 class MountTargets {
 public:
   /// `prefix`: what the resolved targets are put after (the folder the root is at).
-  MountTargets(const std::filesystem::path& lower, std::string prefix) : image_(lower), prefix_(std::move(prefix)) {}
+  MountTargets(RootStack image, std::string prefix) : image_(std::move(image)), prefix_(std::move(prefix)) {}
   /// `prefix` + `image_path` resolved; throws SandboxError naming it when it
   /// leads nowhere inside the image or nests with one added before.
   std::string add(const std::string& image_path);
@@ -46,7 +46,7 @@ public:
   const std::vector<std::pair<std::string, std::string>>& all() const { return targets_; }
 
 private:
-  RootDir image_;
+  RootStack image_;
   std::string prefix_;
   std::vector<std::pair<std::string, std::string>> targets_;
 };

@@ -57,7 +57,7 @@ std::string absolute_in(const std::string& path) { return path.starts_with("/") 
 /// The result names no symlink, so the child can make and mount on it from
 /// outside the root. A symlink that leads nowhere inside the root (dangling,
 /// looping, through a file) is refused: what it would make is not known.
-std::string resolve_target(const RootDir& root, const std::string& target) {
+std::string resolve_target(const RootStack& root, const std::string& target) {
   ImagePath at;
   std::vector<std::string> names = ImagePath(target).segments();
   for (size_t i = 0; i < names.size(); ++i) {
@@ -66,10 +66,7 @@ std::string resolve_target(const RootDir& root, const std::string& target) {
       at = *resolved;
       continue;
     }
-    ResolveError error;
-    Fd dir = root.open_dir(at.segments(), false, error);
-    struct stat st {};
-    if (dir && ::fstatat(dir.get(), names[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+    if (root.lacks(at, names[i])) {
       for (; i < names.size(); ++i) at = at.join(names[i]);
       return at.str();
     }
@@ -105,7 +102,7 @@ std::string MountTargets::add(const std::string& image_path) {
 }
 
 void plan_command(ChildPlan& p, const SandboxSpec& spec) {
-  p.ids = resolve_user(spec.lower, spec.user);
+  p.ids = resolve_user(image_root_of(spec), spec.user);
   p.workdir_path = absolute_in(spec.workdir.empty() ? "/" : spec.workdir);
   for (size_t i = 1; i <= p.workdir_path.size(); ++i)
     if (i == p.workdir_path.size() || p.workdir_path[i] == '/')
@@ -153,8 +150,8 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
   p.merged = merged.string();
   // Every target resolved in the image before the child makes or mounts
   // anything: it works on host paths, where the image's symlinks would lead
-  // out of the root. The root the child mounts starts as `lower` is.
-  MountTargets targets(spec.lower, p.merged);
+  // out of the root. The root the child mounts starts as the image's root is.
+  MountTargets targets(image_root_of(spec), p.merged);
   // The folders a target needs are made by the step's root before it runs.
   auto make_parents = [&](const std::string& path) {
     std::string parent = fs::path(path).parent_path().string();
@@ -227,7 +224,9 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
   for (auto& made : p.dirs_to_make) result.mount_points.push_back(made.substr(p.merged.size()));
   for (auto& [name, at] : targets.all()) result.mount_points.push_back(at.substr(p.merged.size()));
   if (!spec.force_snapshot) {
-    for (auto& dir : {spec.lower, spec.upper, spec.work})
+    std::vector<fs::path> dirs = spec.stacked;
+    dirs.insert(dirs.end(), {spec.lower, spec.upper, spec.work});
+    for (auto& dir : dirs)
       if (result.overlay_error.empty() && dir.string().find_first_of(",:\\") != std::string::npos)
         result.overlay_error =
             "the build folder " + dir.string() + " has a ',', ':' or '\\', which overlay options cannot take";
@@ -237,7 +236,9 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
       // renamed folder that only points at the lower one (redirect_dir). A
       // kernel that does not know these options is one to take a snapshot on.
       // userxattr (rootless) rules both out itself, and refuses them spelled out.
-      p.overlay_options = "lowerdir=" + spec.lower.string() + ",upperdir=" + spec.upper.string() +
+      std::string lowerdir;
+      for (auto& dir : spec.stacked) lowerdir += dir.string() + ":";
+      p.overlay_options = "lowerdir=" + lowerdir + spec.lower.string() + ",upperdir=" + spec.upper.string() +
                           ",workdir=" + spec.work.string() +
                           (p.user_namespace ? ",userxattr" : ",redirect_dir=off,metacopy=off");
       std::optional<SetupFailure> failure = launch(p, spec, result);
@@ -246,6 +247,8 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
       result.overlay_error = describe(*failure);
     }
   }
+  if (!spec.stacked.empty())
+    throw NeedsOneFolder(spec.force_snapshot ? "a snapshot step was asked for" : result.overlay_error);
   copy_image(spec.lower, spec.upper);
   p.overlay_options.clear();
   p.snapshot = spec.upper.string();
@@ -256,12 +259,20 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
 
 }  // namespace
 
+RootStack image_root_of(const SandboxSpec& spec) {
+  std::vector<fs::path> folders = spec.stacked;
+  folders.push_back(spec.lower);
+  return RootStack(std::move(folders));
+}
+
 SandboxResult run_in_sandbox(const SandboxSpec& spec) {
   if (spec.argv.empty()) throw SandboxError("nothing to run");
   // Once refused, refused for the rest of the build: no step tries again.
   static std::atomic<bool> namespaces_refused = false;
   static std::string refusal;
   if (spec.emulator && spec.isolation == Isolation::chroot) throw SandboxError(kNoEmulatorInChroot);
+  if (!spec.stacked.empty() && spec.isolation != Isolation::namespaces)
+    throw NeedsOneFolder("chroot isolation mounts no overlay");
   if (spec.isolation == Isolation::chroot) return run_in_chroot(spec, "");
   if (spec.isolation == Isolation::automatic && namespaces_refused) {
     if (spec.emulator) throw SandboxError(refusal + "; " + kNoEmulatorInChroot);

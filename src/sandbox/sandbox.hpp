@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "layer/layer.hpp"
+#include "sandbox/root_stack.hpp"
 
 namespace imgbuild {
 
@@ -39,6 +40,14 @@ namespace imgbuild {
 class SandboxError : public std::runtime_error {
 public:
   using std::runtime_error::runtime_error;
+};
+
+/// A step on stacked folders (SandboxSpec::stacked) that cannot run on an
+/// overlay here (none, or chroot isolation): nothing of it ran, and it runs
+/// on the image root as one folder instead. Says why, as overlay_error does.
+class NeedsOneFolder : public SandboxError {
+public:
+  using SandboxError::SandboxError;
 };
 
 /// A host path mounted into the step.
@@ -98,7 +107,12 @@ struct StepEmulator {
 };
 
 struct SandboxSpec {
-  std::filesystem::path lower;  ///< the image root; never modified
+  std::filesystem::path lower;  ///< the image root, or its lowest folder (`stacked`); never modified
+  /// Folders stacked on `lower`, the upper first: the image root is then
+  /// their union as overlay merges it (RootStack), and every reader of the
+  /// root reads that union. Only for a step on an overlay: see
+  /// NeedsOneFolder. Never modified.
+  std::vector<std::filesystem::path> stacked;
   /// An empty folder: receives the step's changes (overlay), or a whole copy
   /// of `lower` that the step runs on (snapshot).
   std::filesystem::path upper;
@@ -154,10 +168,11 @@ struct SandboxResult {
 
 /// Runs the step to its end: on an overlay, or on a snapshot when the overlay
 /// cannot be mounted, `force_snapshot` is set or the isolation is chroot.
-/// Throws SandboxError when it cannot start.
+/// Throws SandboxError when it cannot start, NeedsOneFolder when a step on
+/// stacked folders would need a snapshot.
 SandboxResult run_in_sandbox(const SandboxSpec& spec);
 
-/// uid, gid, supplementary groups and home folder of `user` as the image at
+/// uid, gid, supplementary groups and home folder of `user` as the image
 /// `root` defines it (its /etc/passwd and /etc/group, never the host's); ""
 /// is root. Numeric ids need no entry. Throws SandboxError naming the user
 /// when a name is unknown.
@@ -166,7 +181,7 @@ struct UserIds {
   std::vector<uint32_t> groups;
   std::string home = "/";  ///< HOME of a step that sets none, as runc sets it
 };
-UserIds resolve_user(const std::filesystem::path& root, const std::string& user);
+UserIds resolve_user(const RootStack& root, const std::string& user);
 
 /// The layer entries of an overlay upper folder: what a step changed. Overlay
 /// whiteouts (0/0 character devices) become OCI whiteouts and opaque folders
@@ -178,9 +193,12 @@ UserIds resolve_user(const std::filesystem::path& root, const std::string& user)
 /// the step left them. What overlay copied up but the step left as it was (a
 /// folder above a change, a file rewritten with the same bytes) is left out,
 /// except below an opaque folder. Sorted by path, so parents come first.
-std::vector<LayerEntry> overlay_diff(const std::filesystem::path& upper, const std::filesystem::path& lower,
+std::vector<LayerEntry> overlay_diff(const std::filesystem::path& upper, const RootStack& lower,
                                      const std::vector<std::string>& mount_points,
                                      const std::filesystem::path& whiteout_source);
+
+/// The image root of `spec`: `stacked` on `lower`.
+RootStack image_root_of(const SandboxSpec& spec);
 
 /// What the step of `spec` changed, as layer entries: overlay_diff of its
 /// upper folder, or for a snapshot step the same entries found by comparing

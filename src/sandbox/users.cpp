@@ -4,7 +4,6 @@
 #include <sstream>
 
 #include "base/text.hpp"
-#include "layer/resolve.hpp"
 
 namespace imgbuild {
 
@@ -14,7 +13,7 @@ namespace {
 
 /// Lines of /etc/passwd or /etc/group: name:x:id:... Read inside the image's
 /// root: a symlink there names a file of the image, never one of the host.
-std::vector<std::vector<std::string>> read_db(const RootDir& root, const char* file) {
+std::vector<std::vector<std::string>> read_db(const RootStack& root, const char* file) {
   std::vector<std::vector<std::string>> rows;
   std::istringstream in(root.read(file).value_or(""));
   for (std::string line; std::getline(in, line);)
@@ -31,9 +30,8 @@ std::optional<uint32_t> number(const std::string& s) {
 
 }  // namespace
 
-UserIds resolve_user(const fs::path& root, const std::string& user) {
+UserIds resolve_user(const RootStack& image, const std::string& user) {
   UserIds ids;
-  RootDir image(root);
   auto passwd = read_db(image, "/etc/passwd");
   // The home folder as runc sets HOME: the user's passwd entry, "/" without one.
   auto take_home = [&](const std::vector<std::string>& row) {
