@@ -966,26 +966,37 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
   // its files as last read, so only files whose stamp changed since are read.
   // A shape never built cannot be cached, so it is not looked up.
   const bool first_of_shape = step.shape && !b_.could_be_cached(*step.shape);
+  // Nor is its key needed before its layer is made. Into an image without
+  // layers, the entries the key lists are the layer's (only the image's
+  // folders and symlinks could move them): the layer is written from them,
+  // without planning the copy again, and its writer hashes each file as it
+  // reads it, so the files are read once, not once for the key and again
+  // for the layer. The key then names the very bytes the layer holds, even
+  // of a file written to meanwhile: there is no second read to differ from.
+  const bool keyed_by_layer = first_of_shape && st.image.layers.empty();
   FileDigests contents;
   const int64_t read_since = now_ns();
-  if (!step.source) {
-    size_t files_read = 0;
-    contents = b_.hash_copy(step, files_read);
-    if (files_read > 0) b_.cache_.add_shape(*step.shape, contents, read_since);
+  std::optional<Digest> key;
+  if (!keyed_by_layer) {
+    if (!step.source) {
+      size_t files_read = 0;
+      contents = b_.hash_copy(step, files_read);
+      if (files_read > 0) b_.cache_.add_shape(*step.shape, contents, read_since);
+    }
+    key = b_.copy_key(step, contents);
+    if (!first_of_shape)
+      if (auto hit = b_.lookup(*key, *this)) return take(st, *hit, step.description, StepKind::Copy, node);
+    // The key is known: the entries at the recipe's destination go before
+    // those placed in the image are made (a context of a million files is
+    // listed once in memory, not twice).
+    std::vector<LayerEntry>().swap(step.entries);
+    FileDigests().swap(contents);
   }
-  const Digest key = b_.copy_key(step, contents);
-  if (!first_of_shape)
-    if (auto hit = b_.lookup(key, *this)) return take(st, *hit, step.description, StepKind::Copy, node);
-  // The key is known: the entries at the recipe's destination go before
-  // those placed in the image are made (a context of a million files is
-  // listed once in memory, not twice).
-  std::vector<LayerEntry>().swap(step.entries);
-  FileDigests().swap(contents);
   StepReport report(*this, node, step.description, StepKind::Copy);
   const CopyOp& op = step.op;
   b_.ensure_listed(st);
   std::optional<TempDir> taken;  // what a copy from a stage took out of its layers, until the layer is written
-  std::vector<LayerEntry> entries;
+  std::vector<LayerEntry> placed;
   if (step.source) {
     const Stage& source = *step.source;
     b_.ensure_listed(source);
@@ -993,17 +1004,25 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
     taken.emplace(b_.settings_.cache_dir / "tmp", "copy-from-");
     std::optional<std::vector<CopyItem>> items = b_.items_from_tar_layers(source, op, taken->path());
     if (!items) items = copy_from_items(op, b_.image_root(source), source.image.config.workdir);
-    entries = plan_copy_from(op, *items, st.image.config.workdir, *st.tree);
-  } else {
-    entries = plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
-                        [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
+    placed = plan_copy_from(op, *items, st.image.config.workdir, *st.tree);
+  } else if (!keyed_by_layer) {
+    placed = plan_copy(op, b_.context_, st.image.config.workdir, *st.tree, step.files,
+                       [this](const std::filesystem::path& archive) { return b_.extracted(archive); });
   }
+  const std::vector<LayerEntry>& entries = keyed_by_layer ? step.entries : placed;
   if (op.static_only) b_.check_static(entries, st.image.platform);
-  LayerBlob blob =
-      write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(node), nullptr, b_.listings_.get());
-  std::vector<LayerEntry>().swap(entries);  // gone before the image's tree takes the layer in
+  LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(node),
+                                      keyed_by_layer ? &contents : nullptr, b_.listings_.get());
+  if (keyed_by_layer) {
+    // Recorded as hash_copy would have: the next build reads only the files changed since.
+    b_.cache_.add_shape(*step.shape, contents, read_since);
+    key = b_.copy_key(step, contents);
+    FileDigests().swap(contents);
+  }
+  std::vector<LayerEntry>().swap(step.entries);  // gone before the image's tree takes the layer in
+  std::vector<LayerEntry>().swap(placed);
   b_.store_.note_layer(blob);
-  b_.remember(CachedStep{key, step.description, blob, std::time(nullptr)});
+  b_.remember(CachedStep{*key, step.description, blob, std::time(nullptr)});
   b_.add_layer(st, blob, step.description, node);
   report.end(StepStatus::Done, blob.size);
   stored(node, blob);

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -396,4 +397,104 @@ TEST_CASE("a builder stage's layer stays an uncompressed tar until an output or 
     CHECK(site.ended == Lines{"recipe.lua:2 copy hello.txt /hello.txt: cached"});
     CHECK(second.build(both.targets[0].node).manifest.digest == eager_app);
   }
+}
+
+namespace {
+
+/// `image("tree", scratch:copy("tree", "/"))` over a context folder with a
+/// small file, one read in pieces, an empty one and a symlink.
+struct TreeCopy {
+  Site site;
+  Graph graph;
+  size_t target = 0;
+
+  TreeCopy() {
+    std::filesystem::create_directories(site.context.path / "tree" / "sub");
+    spit(site.context.path / "tree" / "a.txt", "one\n");
+    spit(site.context.path / "tree" / "sub" / "big", std::string(3 << 20, 'x') + "end");
+    spit(site.context.path / "tree" / "sub" / "empty", "");
+    std::filesystem::create_symlink("a.txt", site.context.path / "tree" / "link");
+    size_t n = add(graph, "recipe.lua:1", std::nullopt, ScratchOp{});
+    target = add(graph, "recipe.lua:2", n, copy_of("tree", "/"));
+    graph.targets.push_back(Target{"tree", target, "recipe.lua:3", {}});
+  }
+
+  /// The key a plan works out for the copy: each file read and hashed first.
+  Digest planned_key(Layout& store) {
+    std::vector<PlannedStep> plan = Builder(graph, store, site.settings()).plan({target});
+    REQUIRE(plan.size() == 1);
+    REQUIRE(plan[0].key);
+    return *plan[0].key;
+  }
+};
+
+/// The key the build recorded for its only step.
+Digest recorded_key(Builder& builder) {
+  std::vector<CachedStep> used = builder.used_steps();
+  REQUIRE(used.size() == 1);
+  return used[0].key;
+}
+
+std::string contents_of(const BuiltImage& built, const std::string& path) {
+  REQUIRE(built.tree);
+  auto found = built.tree->resolve(path);
+  REQUIRE(found);
+  REQUIRE(found->file);
+  return built.tree->contents(*found->file, 1 << 10);
+}
+
+}  // namespace
+
+TEST_CASE("a first copy into an empty image is keyed by its layer's reading: the key hashing first gives",
+          "[builder]") {
+  TreeCopy copy;
+  Layout store(copy.site.state.path / "store");
+  const Digest planned = copy.planned_key(store);
+
+  // --no-cache: no lookup, so the files are read once, by the layer writer.
+  BuildSettings no_cache = copy.site.settings();
+  no_cache.use_cache = false;
+  Builder first(copy.graph, store, no_cache);
+  const BuiltImage built = first.build(copy.target);
+  CHECK(recorded_key(first) == planned);
+  CHECK(copy.site.ended == Lines{"recipe.lua:2 copy tree /: done"});
+
+  // The shape was recorded too: the next build looks the key up and finds it.
+  copy.site.ended.clear();
+  CHECK(Builder(copy.graph, store, copy.site.settings()).build(copy.target).manifest.digest == built.manifest.digest);
+  CHECK(copy.site.ended == Lines{"recipe.lua:2 copy tree /: cached"});
+
+  // A file written again with the same bytes is read again for the key (its
+  // stamp changed), through the lookup's path: the same key, still cached.
+  spit(copy.site.context.path / "tree" / "sub" / "big", std::string(3 << 20, 'x') + "end");
+  copy.site.ended.clear();
+  Builder later(copy.graph, store, copy.site.settings());
+  CHECK(later.build(copy.target).manifest.digest == built.manifest.digest);
+  CHECK(recorded_key(later) == planned);
+  CHECK(copy.site.ended == Lines{"recipe.lua:2 copy tree /: cached"});
+}
+
+TEST_CASE("a file rewritten while a first copy's layer is made: the key names the bytes the layer holds", "[builder]") {
+  TreeCopy copy;
+  Layout store(copy.site.state.path / "store");
+  BuildSettings settings = copy.site.settings();
+  // The attack: once the copy is planned and starts, a file changes (same
+  // size), before its layer is written.
+  settings.progress = [&, report = settings.progress](const ProgressEvent& event) {
+    report(event);
+    if (auto* start = std::get_if<StepStarted>(&event); start && !start->cached)
+      spit(copy.site.context.path / "tree" / "a.txt", "two\n");
+  };
+  Builder first(copy.graph, store, settings);
+  const BuiltImage built = first.build(copy.target);
+  CHECK(contents_of(built, "/a.txt") == "two\n");
+  // Recorded under the key of what the layer holds, not of what was there when the copy was planned ...
+  CHECK(recorded_key(first) == copy.planned_key(store));
+
+  // ... so the old bytes back are not taken for the layer that holds the new ones.
+  spit(copy.site.context.path / "tree" / "a.txt", "one\n");
+  copy.site.ended.clear();
+  const BuiltImage again = Builder(copy.graph, store, copy.site.settings()).build(copy.target);
+  CHECK(copy.site.ended == Lines{"recipe.lua:2 copy tree /: done"});
+  CHECK(contents_of(again, "/a.txt") == "one\n");
 }
