@@ -14,6 +14,7 @@
 #include <string>
 #include <tuple>
 
+#include "base/fs.hpp"
 #include "build/context.hpp"
 #include "build/graph.hpp"
 #include "build/progress.hpp"
@@ -396,6 +397,9 @@ private:
   /// A step on stacked folders found no overlay here (NeedsOneFolder): the
   /// rest run on one folder.
   std::atomic<bool> stacks_refused_ = false;
+  /// Removes the RUN steps' scratch folders off the build's path; waits for
+  /// them when the builder ends (after the outputs are written).
+  BackgroundRemover scratch_remover_;
 };
 
 /// Reads a size as people write it: "10MB", "500kB", "1.5G", "4096" (decimal

@@ -24,6 +24,7 @@
 
 namespace fs = std::filesystem;
 using imgbuild::AtomicFile;
+using imgbuild::BackgroundRemover;
 using imgbuild::Fd;
 using imgbuild::FileLock;
 using imgbuild::TempDir;
@@ -170,6 +171,21 @@ TEST_CASE("write_file_atomic creates and replaces", "[fs]") {
   imgbuild::write_file_atomic(p, binary);
   REQUIRE(slurp(p) == binary);
   REQUIRE(names_in(dir.path) == std::vector<std::string>{"oci-layout"});
+}
+
+TEST_CASE("write_record_atomic creates and replaces, leaving no temporary", "[fs]") {
+  ScratchDir dir;
+  fs::path p = dir.path / "record.json";
+  imgbuild::write_record_atomic(p, "first, the longer one");
+  REQUIRE(slurp(p) == "first, the longer one");
+  imgbuild::write_record_atomic(p, "second");
+  REQUIRE(slurp(p) == "second");
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0644);
+  REQUIRE(names_in(dir.path) == std::vector<std::string>{"record.json"});
+  REQUIRE_THROWS_WITH(imgbuild::write_record_atomic(dir.path / "no" / "such", "x"),
+                      Contains((dir.path / "no").string()));
 }
 
 TEST_CASE("read_file, open_read and write_all", "[fs]") {
@@ -326,4 +342,32 @@ TEST_CASE("TempDir is private and removed on destruction", "[fs]") {
   TempDir a(parent), b(parent);
   REQUIRE(a.path() != b.path());
   REQUIRE(a.path().filename().string().rfind("imgbuild-", 0) == 0);
+}
+
+TEST_CASE("BackgroundRemover removes what it is handed before its destructor returns", "[fs]") {
+  ScratchDir dir;
+  spit(dir.path / "outside", "survives");
+  std::vector<fs::path> handed;
+  fs::path kept;
+  {
+    BackgroundRemover remover;
+    for (int i = 0; i < 3; ++i) {
+      fs::path d = dir.path / ("step-" + std::to_string(i));
+      fs::create_directories(d / "upper" / "deep");
+      for (int f = 0; f < 50; ++f) spit(d / "upper" / "deep" / std::to_string(f), "data");
+      fs::create_symlink(dir.path, d / "upper" / "link-out");  // must not be followed on removal
+      handed.push_back(d);
+      remover.remove(d);
+    }
+    remover.remove(dir.path / "never-made");  // nothing there: no error
+    TempDir scratch(dir.path, "run-");
+    kept = scratch.path();
+    spit(kept / "file", "data");
+    scratch.remove_later(remover);
+    CHECK(scratch.path().empty());  // its destructor leaves the folder to the remover
+  }
+  for (auto& d : handed) CHECK_FALSE(fs::exists(d));
+  CHECK_FALSE(fs::exists(kept));
+  CHECK(slurp(dir.path / "outside") == "survives");
+  CHECK(names_in(dir.path) == std::vector<std::string>{"outside"});
 }
