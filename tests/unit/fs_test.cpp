@@ -157,35 +157,26 @@ TEST_CASE("AtomicFile in a missing directory throws naming the directory", "[fs]
   REQUIRE_THROWS_WITH(AtomicFile(missing), Contains((dir.path / "no" / "such").string()));
 }
 
-TEST_CASE("write_file_atomic creates and replaces", "[fs]") {
-  ScratchDir dir;
-  fs::path p = dir.path / "oci-layout";
-  imgbuild::write_file_atomic(p, "first");
-  REQUIRE(slurp(p) == "first");
-  imgbuild::write_file_atomic(p, "second, longer than the first");
-  REQUIRE(slurp(p) == "second, longer than the first");
-  imgbuild::write_file_atomic(p, "");
-  REQUIRE(fs::exists(p));
-  REQUIRE(fs::file_size(p) == 0);
-  std::string binary("a\0b\xff", 4);
-  imgbuild::write_file_atomic(p, binary);
-  REQUIRE(slurp(p) == binary);
-  REQUIRE(names_in(dir.path) == std::vector<std::string>{"oci-layout"});
-}
-
-TEST_CASE("write_record_atomic creates and replaces, leaving no temporary", "[fs]") {
-  ScratchDir dir;
-  fs::path p = dir.path / "record.json";
-  imgbuild::write_record_atomic(p, "first, the longer one");
-  REQUIRE(slurp(p) == "first, the longer one");
-  imgbuild::write_record_atomic(p, "second");
-  REQUIRE(slurp(p) == "second");
-  struct stat st {};
-  REQUIRE(::stat(p.c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 0644);
-  REQUIRE(names_in(dir.path) == std::vector<std::string>{"record.json"});
-  REQUIRE_THROWS_WITH(imgbuild::write_record_atomic(dir.path / "no" / "such", "x"),
-                      Contains((dir.path / "no").string()));
+TEST_CASE("write_file_atomic and write_record_atomic create and replace", "[fs]") {
+  for (auto write : {&imgbuild::write_file_atomic, &imgbuild::write_record_atomic}) {
+    ScratchDir dir;
+    fs::path p = dir.path / "oci-layout";
+    write(p, "first");
+    REQUIRE(slurp(p) == "first");
+    write(p, "second, longer than the first");
+    REQUIRE(slurp(p) == "second, longer than the first");
+    write(p, "");
+    REQUIRE(fs::exists(p));
+    REQUIRE(fs::file_size(p) == 0);
+    std::string binary("a\0b\xff", 4);
+    write(p, binary);
+    REQUIRE(slurp(p) == binary);
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0644);
+    REQUIRE(names_in(dir.path) == std::vector<std::string>{"oci-layout"});
+    REQUIRE_THROWS_WITH(write(dir.path / "no" / "such", "x"), Contains((dir.path / "no").string()));
+  }
 }
 
 TEST_CASE("read_file, open_read and write_all", "[fs]") {
