@@ -382,6 +382,11 @@ private:
   /// The listings of the layers this build's image trees hold, each made once
   /// and kept in the build cache for the next build.
   std::shared_ptr<LayerListings> listings_;
+  /// Removes the RUN steps' scratch folders off the build's path; waits for
+  /// them when the builder ends (after the outputs are written). Declared
+  /// before the walk, so that a step still running when the walk is torn down
+  /// hands its folder to a remover that is still there.
+  BackgroundRemover scratch_remover_;
   /// The walk of build() and prepare(), and its policy.
   std::unique_ptr<Building> building_;
   Walk walk_;
@@ -397,9 +402,6 @@ private:
   /// A step on stacked folders found no overlay here (NeedsOneFolder): the
   /// rest run on one folder.
   std::atomic<bool> stacks_refused_ = false;
-  /// Removes the RUN steps' scratch folders off the build's path; waits for
-  /// them when the builder ends (after the outputs are written).
-  BackgroundRemover scratch_remover_;
 };
 
 /// Reads a size as people write it: "10MB", "500kB", "1.5G", "4096" (decimal
