@@ -150,7 +150,7 @@ if [[ -n $phases ]]; then
   edit
   sync
   # --seccomp-bpf: only these calls stop the build, which runs at nearly its own speed.
-  strace -f --seccomp-bpf -ttt -qq -o "$phases/strace.log" -e trace=mount,rename,exit_group \
+  strace -f --seccomp-bpf -ttt -qq -o "$phases/strace.log" -e trace=mount,rename,rmdir,exit_group \
     "${IMGBUILD_CMD[@]}" "${args[@]}" >"$phases/edit-strace.log" 2>&1 ||
     die "the traced edit rebuild failed (see $phases/edit-strace.log)"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores); the steps as --progress plain timed them:"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """When each phase of an imgbuild build ends: reads the output of
-`strace -f --seccomp-bpf -ttt -e trace=mount,rename,exit_group` (few calls
+`strace -f --seccomp-bpf -ttt -e trace=mount,rename,rmdir,exit_group` (few calls
 traced, so the build runs at nearly its own speed) and prints, as a markdown
 table, the seconds since the build started at which it put a root in place,
 started and ended a RUN step, wrote a layer blob and recorded a step; the gap
@@ -14,7 +14,9 @@ RUN step that stacks its top layer on the root below makes none: unpacking
 that layer is in the gap before its overlay is mounted), a
 RUN step's first process mounts its overlay and its exit ends the step, a
 layer blob is renamed from blobs/sha256/.layer.tmp-*, a step's cache entry
-from steps/.*.tmp-*.
+from steps/.*.tmp-*; a RUN step's scratch folder (cache/tmp/run-*, its
+overlay's upper folder) is removed by a thread of its own, beside the phases
+that follow: its line is not a gap on the build's path.
 """
 import re
 import sys
@@ -46,6 +48,8 @@ def phases(lines):
             events.append((at, "a layer blob written into the store"))
         elif call.startswith("rename(") and re.search(r'/steps/\.[0-9a-f]+\.json\.tmp-', call):
             events.append((at, "a step recorded in the cache"))
+        elif call.startswith("rmdir(") and re.search(r'/tmp/run-[^/"]+"', call):
+            events.append((at, "a RUN step's scratch folder removed (in the background)"))
     if start is not None:
         events.append((when - start, "the build ended"))
     return events

@@ -9,8 +9,10 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 #include "base/interrupt.hpp"
+#include "base/threads.hpp"
 
 namespace imgbuild {
 
@@ -124,6 +126,12 @@ void AtomicFile::commit(mode_t mode) {
   fsync_dir(final_.parent_path().empty() ? fs::path(".") : final_.parent_path());
 }
 
+void AtomicFile::commit_unsynced(mode_t mode) {
+  if (::fchmod(fd_.get(), mode) != 0) throw_errno("chmod " + temp_.string());
+  if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno("rename to " + final_.string());
+  committed_ = true;
+}
+
 void AtomicFile::commit_as(fs::path final_path) {
   final_ = std::move(final_path);
   commit();
@@ -135,6 +143,12 @@ void write_file_atomic(const fs::path& path, std::string_view data) {
   AtomicFile f(path);
   f.write(data);
   f.commit();
+}
+
+void write_record_atomic(const fs::path& path, std::string_view data) {
+  AtomicFile f(path);
+  f.write(data);
+  f.commit_unsynced();
 }
 
 FileLock::FileLock(const fs::path& lock_path, Mode mode, const std::function<void()>& on_wait) {
@@ -164,7 +178,34 @@ TempDir::TempDir(const fs::path& parent, std::string_view prefix) {
 
 TempDir::~TempDir() {
   std::error_code ec;
-  fs::remove_all(path_, ec);
+  if (!path_.empty()) fs::remove_all(path_, ec);
+}
+
+void TempDir::remove_later(BackgroundRemover& remover) { remover.remove(std::exchange(path_, fs::path())); }
+
+BackgroundRemover::~BackgroundRemover() { stop_threads(mutex_, stopping_, wake_, std::span(&thread_, 1)); }
+
+void BackgroundRemover::remove(fs::path dir) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(dir));
+    if (!thread_.joinable()) thread_ = std::thread([this] { work(); });
+  }
+  wake_.notify_one();
+}
+
+void BackgroundRemover::work() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left to remove
+    fs::path dir = std::move(queue_.back());
+    queue_.pop_back();
+    lock.unlock();
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    lock.lock();
+  }
 }
 
 }  // namespace imgbuild

@@ -1,12 +1,17 @@
 #pragma once
 // File-system primitives with RAII and the atomic-write discipline every store
-// and cache update follows: write a temporary file, fsync, rename into place.
+// and cache update follows: write a temporary file, fsync, rename into place
+// (a record that only saves work skips the fsync: write_record_atomic).
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "base/errors.hpp"
 
@@ -76,6 +81,8 @@ public:
   void commit(mode_t mode = 0644);
   /// Same, for content whose name is known only once written (a blob named by its digest).
   void commit_as(fs::path final_path);
+  /// commit() without the fsyncs: see write_record_atomic().
+  void commit_unsynced(mode_t mode = 0644);
 
 private:
   fs::path final_, temp_;
@@ -89,6 +96,13 @@ void mark_used(const fs::path& path);
 
 /// Atomically replaces `path` with `data`.
 void write_file_atomic(const fs::path& path, std::string_view data);
+
+/// write_file_atomic() without the fsyncs, for a record that only saves work
+/// (what was verified, a step's cache entry): after a crash it may be missing
+/// or empty, never another record's half, so its reader must take one it
+/// cannot parse as none. Written after what it names is durable (a blob
+/// committed by AtomicFile), it never names what a crash took away.
+void write_record_atomic(const fs::path& path, std::string_view data);
 
 /// An advisory lock (flock) on a lock file, held until destruction. Lets
 /// concurrent builds share a store and a cache without corrupting them.
@@ -106,6 +120,32 @@ private:
   Fd fd_;
 };
 
+/// Removes folders on a thread of its own, so that whoever hands it a folder
+/// it no longer needs (a RUN step's scratch folder) goes on without waiting
+/// for the removal. Everything handed to it is removed before its destructor
+/// returns; a killed process leaves the folder where it was, for whoever
+/// cleans that place (the build cache's tmp: `cache prune`).
+class BackgroundRemover {
+public:
+  BackgroundRemover() = default;
+  ~BackgroundRemover();
+  BackgroundRemover(const BackgroundRemover&) = delete;
+  BackgroundRemover& operator=(const BackgroundRemover&) = delete;
+
+  /// Removes `dir` and everything below it, soon, as TempDir would have
+  /// (errors ignored: what is left is cleaned with the rest of its parent).
+  void remove(fs::path dir);
+
+private:
+  void work();
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<fs::path> queue_;
+  bool stopping_ = false;
+  std::thread thread_;  // started by the first remove()
+};
+
 /// A private temporary directory, removed recursively on destruction.
 class TempDir {
 public:
@@ -114,6 +154,9 @@ public:
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const fs::path& path() const { return path_; }
+  /// Hands the directory to `remover` instead of removing it on destruction;
+  /// path() is empty afterwards.
+  void remove_later(BackgroundRemover& remover);
 
 private:
   fs::path path_;

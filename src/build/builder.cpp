@@ -1,6 +1,7 @@
 #include "build/builder.hpp"
 #include "oci/image_path.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1361,7 +1362,9 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     throw BuildError(node.loc, "run: " + run.shown + ": exited with status " + std::to_string(result.exit_code) +
                                    (tail.empty() ? "" : ":" + tail));
   }
-  write_file_atomic(step.path() / "empty", "");
+  // The whiteouts' empty source: a scratch file, gone with the folder, so not synced.
+  const fs::path empty = step.path() / "empty";
+  if (!Fd(::open(empty.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644))) throw_errno(empty.string());
   if (!result.unconfined.empty())
     std::call_once(b_.unconfined_told_, [&] {
       settings.progress(
@@ -1371,7 +1374,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   if (!result.overlay_error.empty())
     settings.progress(StepNotice{b_.index_of(node), node.loc,
                                  "run: no overlay here (" + result.overlay_error + "): ran on a copy of the image"});
-  std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, step.path() / "empty");
+  std::vector<LayerEntry> entries = step_changes(spec, result, mount_points, empty);
   drop_volume_writes(entries, image_root_of(spec), st.image.config.volumes);
   if (::geteuid() != 0)
     // Rootless: the step's root is the invoking user on disk; in the image it is root.
@@ -1384,6 +1387,9 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     layer = write_layer(std::move(entries), b_.store_.blob_dir(), b_.layer_options(node), b_.listings_.get());
     b_.store_.note_layer(*layer);
   }
+  // The layer holds what the step made: its scratch folder (tens of MB for a
+  // compiler's cache) is removed beside the rest of the build.
+  step.remove_later(b_.scratch_remover_);
   b_.remember(CachedStep{run.key, run.description, layer, std::time(nullptr)});
   b_.add_layer(st, layer, run.description, node);
   report.end(StepStatus::Done, layer ? std::optional(layer->size) : std::nullopt);

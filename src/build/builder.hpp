@@ -14,6 +14,7 @@
 #include <string>
 #include <tuple>
 
+#include "base/fs.hpp"
 #include "build/context.hpp"
 #include "build/graph.hpp"
 #include "build/progress.hpp"
@@ -381,6 +382,11 @@ private:
   /// The listings of the layers this build's image trees hold, each made once
   /// and kept in the build cache for the next build.
   std::shared_ptr<LayerListings> listings_;
+  /// Removes the RUN steps' scratch folders off the build's path; waits for
+  /// them when the builder ends (after the outputs are written). Declared
+  /// before the walk, so that a step still running when the walk is torn down
+  /// hands its folder to a remover that is still there.
+  BackgroundRemover scratch_remover_;
   /// The walk of build() and prepare(), and its policy.
   std::unique_ptr<Building> building_;
   Walk walk_;

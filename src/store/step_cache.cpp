@@ -390,7 +390,9 @@ std::optional<CachedStep> StepCache::find(const Digest& key) const {
 }
 
 void StepCache::put(const CachedStep& entry) const {
-  write_file_atomic(entry_path(entry.key), entry.to_json().dump() + "\n");
+  // Unsynced: the layer it names was fsynced when written, and a record a
+  // crash left empty is read as none (read_entry), which only runs the step again.
+  write_record_atomic(entry_path(entry.key), entry.to_json().dump() + "\n");
 }
 
 void StepCache::remove(const Digest& key) const {

@@ -39,7 +39,7 @@ void write_record(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path(), ec);
   // A record that cannot be written costs a hash next time, never a build.
   try {
-    write_file_atomic(path, text);
+    write_record_atomic(path, text);
   } catch (const std::exception&) {
   }
 }

@@ -24,6 +24,7 @@
 
 namespace fs = std::filesystem;
 using imgbuild::AtomicFile;
+using imgbuild::BackgroundRemover;
 using imgbuild::Fd;
 using imgbuild::FileLock;
 using imgbuild::TempDir;
@@ -156,20 +157,26 @@ TEST_CASE("AtomicFile in a missing directory throws naming the directory", "[fs]
   REQUIRE_THROWS_WITH(AtomicFile(missing), Contains((dir.path / "no" / "such").string()));
 }
 
-TEST_CASE("write_file_atomic creates and replaces", "[fs]") {
-  ScratchDir dir;
-  fs::path p = dir.path / "oci-layout";
-  imgbuild::write_file_atomic(p, "first");
-  REQUIRE(slurp(p) == "first");
-  imgbuild::write_file_atomic(p, "second, longer than the first");
-  REQUIRE(slurp(p) == "second, longer than the first");
-  imgbuild::write_file_atomic(p, "");
-  REQUIRE(fs::exists(p));
-  REQUIRE(fs::file_size(p) == 0);
-  std::string binary("a\0b\xff", 4);
-  imgbuild::write_file_atomic(p, binary);
-  REQUIRE(slurp(p) == binary);
-  REQUIRE(names_in(dir.path) == std::vector<std::string>{"oci-layout"});
+TEST_CASE("write_file_atomic and write_record_atomic create and replace", "[fs]") {
+  for (auto write : {&imgbuild::write_file_atomic, &imgbuild::write_record_atomic}) {
+    ScratchDir dir;
+    fs::path p = dir.path / "oci-layout";
+    write(p, "first");
+    REQUIRE(slurp(p) == "first");
+    write(p, "second, longer than the first");
+    REQUIRE(slurp(p) == "second, longer than the first");
+    write(p, "");
+    REQUIRE(fs::exists(p));
+    REQUIRE(fs::file_size(p) == 0);
+    std::string binary("a\0b\xff", 4);
+    write(p, binary);
+    REQUIRE(slurp(p) == binary);
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0644);
+    REQUIRE(names_in(dir.path) == std::vector<std::string>{"oci-layout"});
+    REQUIRE_THROWS_WITH(write(dir.path / "no" / "such", "x"), Contains((dir.path / "no").string()));
+  }
 }
 
 TEST_CASE("read_file, open_read and write_all", "[fs]") {
@@ -326,4 +333,32 @@ TEST_CASE("TempDir is private and removed on destruction", "[fs]") {
   TempDir a(parent), b(parent);
   REQUIRE(a.path() != b.path());
   REQUIRE(a.path().filename().string().rfind("imgbuild-", 0) == 0);
+}
+
+TEST_CASE("BackgroundRemover removes what it is handed before its destructor returns", "[fs]") {
+  ScratchDir dir;
+  spit(dir.path / "outside", "survives");
+  std::vector<fs::path> handed;
+  fs::path kept;
+  {
+    BackgroundRemover remover;
+    for (int i = 0; i < 3; ++i) {
+      fs::path d = dir.path / ("step-" + std::to_string(i));
+      fs::create_directories(d / "upper" / "deep");
+      for (int f = 0; f < 50; ++f) spit(d / "upper" / "deep" / std::to_string(f), "data");
+      fs::create_symlink(dir.path, d / "upper" / "link-out");  // must not be followed on removal
+      handed.push_back(d);
+      remover.remove(d);
+    }
+    remover.remove(dir.path / "never-made");  // nothing there: no error
+    TempDir scratch(dir.path, "run-");
+    kept = scratch.path();
+    spit(kept / "file", "data");
+    scratch.remove_later(remover);
+    CHECK(scratch.path().empty());  // its destructor leaves the folder to the remover
+  }
+  for (auto& d : handed) CHECK_FALSE(fs::exists(d));
+  CHECK_FALSE(fs::exists(kept));
+  CHECK(slurp(dir.path / "outside") == "survives");
+  CHECK(names_in(dir.path) == std::vector<std::string>{"outside"});
 }

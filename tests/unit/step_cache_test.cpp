@@ -121,6 +121,13 @@ TEST_CASE("the step cache keeps results by key and survives damage", "[step_cach
     CHECK_FALSE(cache.find(key));
     CHECK_FALSE(fs::exists(file));
   }
+  SECTION("an entry a crash left empty (entries are written unsynced) is a miss and is removed") {
+    fs::path file = dir.path / "cache" / "steps" / (std::string(key.hex()) + ".json");
+    spit(file, "");
+    CHECK_FALSE(cache.find(key));
+    CHECK_FALSE(fs::exists(file));
+    CHECK(cache.list().size() == 1);
+  }
   SECTION("an entry filed under another key is a miss") {
     fs::copy_file(dir.path / "cache" / "steps" / (std::string(key.hex()) + ".json"),
                   dir.path / "cache" / "steps" / (std::string(step_key({{"op", "x"}}).hex()) + ".json"));
