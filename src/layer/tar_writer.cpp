@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include <cerrno>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -21,16 +20,18 @@ struct ArchiveSink {
   std::exception_ptr error;
 };
 
-la_ssize_t archive_write_cb(struct archive* a, void* client, const void* buf, size_t size) {
+/// Never fails libarchive: a sink's error is kept for TarWriter to throw, and
+/// what comes after it is dropped. An archive failed by its callback leaks its
+/// output state when freed (libarchive 3.6), and unblocked (bytes_per_block 0)
+/// the callback runs in every write, not only in the last.
+la_ssize_t archive_write_cb(struct archive*, void* client, const void* buf, size_t size) {
   auto* s = static_cast<ArchiveSink*>(client);
-  try {
-    s->sink(buf, size);
-    return static_cast<la_ssize_t>(size);
-  } catch (...) {
-    s->error = std::current_exception();
-    archive_set_error(a, EIO, "layer sink failed");
-    return -1;
-  }
+  if (!s->error) try {
+      s->sink(buf, size);
+    } catch (...) {
+      s->error = std::current_exception();
+    }
+  return static_cast<la_ssize_t>(size);
 }
 
 struct ArchiveDeleter {
@@ -100,7 +101,7 @@ public:
     check(archive_write_header(a_.get(), en));
     if (e.type != LayerEntry::Type::File) return std::nullopt;
     return files.next(index, [&](const char* data, size_t size) {
-      if (archive_write_data(a_.get(), data, size) != static_cast<la_ssize_t>(size)) check(ARCHIVE_FATAL);
+      check(archive_write_data(a_.get(), data, size) == static_cast<la_ssize_t>(size) ? ARCHIVE_OK : ARCHIVE_FATAL);
     });
   }
 
@@ -108,8 +109,8 @@ public:
 
 private:
   void check(int rc) {
-    if (rc >= ARCHIVE_WARN) return;
     if (sink_.error) std::rethrow_exception(sink_.error);
+    if (rc >= ARCHIVE_WARN) return;
     const char* msg = archive_error_string(a_.get());
     throw std::runtime_error(std::string("tar: ") + (msg ? msg : "write failed"));
   }
