@@ -1,5 +1,6 @@
 #include "base/fs.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -183,27 +184,98 @@ TempDir::~TempDir() {
 
 void TempDir::remove_later(BackgroundRemover& remover) { remover.remove(std::exchange(path_, fs::path())); }
 
-BackgroundRemover::~BackgroundRemover() { stop_threads(mutex_, stopping_, wake_, std::span(&thread_, 1)); }
+namespace {
 
-void BackgroundRemover::remove(fs::path dir) {
+/// Removes `name` in the folder `parent` and everything below it, entry by
+/// entry, never following a symlink; false when `stop` was set before it was
+/// all gone. Errors leave what they concern where it is.
+bool remove_entry(int parent, const char* name, const std::atomic<bool>& stop) {
+  if (stop.load(std::memory_order_relaxed)) return false;
+  // Linux says EISDIR for a folder.
+  if (::unlinkat(parent, name, 0) == 0 || errno != EISDIR) return true;
+  int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return true;
+  DIR* dir = ::fdopendir(fd);
+  if (!dir) {
+    ::close(fd);
+    return true;
+  }
+  bool whole = true;
+  while (const dirent* e = ::readdir(dir)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    if (!remove_entry(fd, e->d_name, stop)) {
+      whole = false;
+      break;
+    }
+  }
+  ::closedir(dir);
+  if (whole) ::unlinkat(parent, name, AT_REMOVEDIR);
+  return whole;
+}
+
+/// Removes everything in the folder `dir` (not `dir` itself) until `stop`.
+void empty_folder(const fs::path& dir, const std::atomic<bool>& stop) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  DIR* entries = ::fdopendir(fd);
+  if (!entries) {
+    ::close(fd);
+    return;
+  }
+  while (const dirent* e = ::readdir(entries)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    if (!remove_entry(fd, e->d_name, stop)) break;
+  }
+  ::closedir(entries);
+}
+
+}  // namespace
+
+BackgroundRemover::BackgroundRemover(fs::path trash) : trash_(std::move(trash)) {
+  std::error_code ec;
+  if (trash_.empty() || fs::is_empty(trash_, ec) || ec) return;
+  std::lock_guard lock(mutex_);
+  start();
+}
+
+BackgroundRemover::~BackgroundRemover() {
+  stop_now_ = leave_the_rest_.load();
+  stop_threads(mutex_, stopping_, wake_, std::span(&thread_, 1));
+}
+
+void BackgroundRemover::remove(const fs::path& dir) {
+  std::error_code ec;
+  if (!trash_.empty()) {
+    fs::create_directories(trash_, ec);
+    // Unique in the trash as it was in its folder (mkdtemp's name), unless
+    // two folders of one name meet there: the rename then fails, and the
+    // thread removes the second where it is.
+    if (!ec) fs::rename(dir, trash_ / dir.filename(), ec);
+  }
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(dir));
-    if (!thread_.joinable()) thread_ = std::thread([this] { work(); });
+    if (trash_.empty() || ec) unmoved_.push_back(dir);
+    start();
   }
   wake_.notify_one();
+}
+
+void BackgroundRemover::start() {
+  pending_ = true;
+  if (!thread_.joinable()) thread_ = std::thread([this] { work(); });
 }
 
 void BackgroundRemover::work() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and nothing left to remove
-    fs::path dir = std::move(queue_.back());
-    queue_.pop_back();
+    wake_.wait(lock, [&] { return stopping_ || pending_; });
+    if (!pending_) return;  // stopping, and everything handed is removed
+    pending_ = false;
+    std::vector<fs::path> unmoved = std::exchange(unmoved_, {});
     lock.unlock();
-    std::error_code ec;
-    fs::remove_all(dir, ec);
+    for (const fs::path& dir : unmoved)
+      if (!remove_entry(AT_FDCWD, dir.c_str(), stop_now_)) break;
+    if (!trash_.empty()) empty_folder(trash_, stop_now_);
     lock.lock();
   }
 }

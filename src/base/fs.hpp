@@ -4,6 +4,7 @@
 // (a record that only saves work skips the fsync: write_record_atomic).
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
@@ -122,28 +123,43 @@ private:
 
 /// Removes folders on a thread of its own, so that whoever hands it a folder
 /// it no longer needs (a RUN step's scratch folder) goes on without waiting
-/// for the removal. Everything handed to it is removed before its destructor
-/// returns; a killed process leaves the folder where it was, for whoever
-/// cleans that place (the build cache's tmp: `cache prune`).
+/// for the removal. A folder handed to it is first renamed into `trash` (on
+/// the same file system: a rename, however big the folder), and the thread
+/// empties `trash` entry by entry, what earlier processes left there too.
+/// Its destructor waits until all is removed, unless leave_the_rest() was
+/// called: then it stops at the next entry (on a disk mounted with `discard`,
+/// removing a compiler's cache takes seconds), and what is left waits in
+/// `trash` for the next remover, or for whoever cleans the place (the build
+/// cache's tmp: `cache prune`).
 class BackgroundRemover {
 public:
-  BackgroundRemover() = default;
+  /// Empties `trash` (when it exists) on its thread from now on.
+  explicit BackgroundRemover(fs::path trash);
   ~BackgroundRemover();
   BackgroundRemover(const BackgroundRemover&) = delete;
   BackgroundRemover& operator=(const BackgroundRemover&) = delete;
 
-  /// Removes `dir` and everything below it, soon, as TempDir would have
-  /// (errors ignored: what is left is cleaned with the rest of its parent).
-  void remove(fs::path dir);
+  /// Moves `dir` into the trash now and removes it soon (errors ignored: a
+  /// folder that cannot be moved is removed where it is, on the thread, and
+  /// what cannot be removed is left).
+  void remove(const fs::path& dir);
+
+  /// The destructor leaves what is not removed yet in the trash.
+  void leave_the_rest() { leave_the_rest_ = true; }
 
 private:
+  void start();  // under mutex_
   void work();
 
+  const fs::path trash_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::vector<fs::path> queue_;
+  std::vector<fs::path> unmoved_;  // handed folders the rename could not take
+  bool pending_ = false;           // something to remove since the thread last looked
   bool stopping_ = false;
-  std::thread thread_;  // started by the first remove()
+  std::atomic<bool> leave_the_rest_{false};
+  std::atomic<bool> stop_now_{false};  // read between entries, without the lock
+  std::thread thread_;                 // started when there is something to remove
 };
 
 /// A private temporary directory, removed recursively on destruction.

@@ -373,6 +373,7 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
       cache_(settings_.cache_dir),
       listings_(std::make_shared<LayerListings>(settings_.cache_dir.empty() ? std::filesystem::path()
                                                                             : settings_.cache_dir / "layer-listings")),
+      scratch_remover_(settings_.cache_dir.empty() ? std::filesystem::path() : settings_.cache_dir / "tmp" / "trash"),
       building_(std::make_unique<Building>(*this)),
       walk_(*building_) {
   consumers_.resize(graph_.nodes.size());

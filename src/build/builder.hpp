@@ -204,6 +204,12 @@ public:
   /// error is rethrown after every started step has ended.
   void prepare(const std::vector<size_t>& nodes);
 
+  /// Said once the build succeeded: the RUN steps' scratch folders not removed
+  /// yet when the builder ends are left in the cache's tmp/trash, for the next
+  /// build (or `cache prune`) to remove, instead of being waited for. A failed
+  /// or interrupted build leaves nothing behind.
+  void leave_scratch_to_next_build() { scratch_remover_.leave_the_rest(); }
+
   /// Works out every step `nodes` need without running, writing or pushing
   /// anything: each step's cache key and where its result would come from.
   /// Only bases never pulled before are resolved (manifest and config).
@@ -382,8 +388,9 @@ private:
   /// The listings of the layers this build's image trees hold, each made once
   /// and kept in the build cache for the next build.
   std::shared_ptr<LayerListings> listings_;
-  /// Removes the RUN steps' scratch folders off the build's path; waits for
-  /// them when the builder ends (after the outputs are written). Declared
+  /// Removes the RUN steps' scratch folders off the build's path, through the
+  /// cache's tmp/trash. A build that failed waits for it when the builder
+  /// ends; one that succeeded does not (leave_scratch_to_next_build()). Declared
   /// before the walk, so that a step still running when the walk is torn down
   /// hands its folder to a remover that is still there.
   BackgroundRemover scratch_remover_;

@@ -429,6 +429,7 @@ int cmd_build(const std::vector<std::string>& args) {
     else
       report("would export the step cache to " + b.cache_to->str() + " (--no-push)");
   }
+  for (Builder* builder : s.builders()) builder->leave_scratch_to_next_build();
   view.finish();
   return 0;
 }
