@@ -68,10 +68,12 @@ no_process() {
 # temporary is left (run and host-build folders, half-unpacked roots, blobs
 # and index files being written), index.json is a valid index, every blob the
 # store names is whole, no lock is held, and `imgbuild images` reads the store.
+# tmp/trash is no leftover: what a successful build's RUN steps left to be
+# removed (see imgbuild(1), FILES), emptied by the next build.
 consistent() {
   local what=$1 store=$2 cache=$3 lock
   check "$what: no temporary folder left in the cache" \
-    sh -c "! find '$cache/tmp' -mindepth 1 2>/dev/null | grep -q ."
+    sh -c "! find '$cache/tmp' -mindepth 1 -not -path '$cache/tmp/trash' -not -path '$cache/tmp/trash/*' 2>/dev/null | grep -q ."
   check "$what: no half-unpacked root left" sh -c "! find '$cache' -maxdepth 2 -name '.unpack-*' | grep -q ."
   check "$what: no partial file left in the store or the cache" \
     sh -c "! find '$store' '$cache' -name '*.tmp-*' | grep -q ."
