@@ -81,13 +81,17 @@ else
 fi
 
 step "network = \"none\": lo is up"
+# The server's stdin stays open (sleep): busybox nc may read EOF on a /dev/null
+# stdin (a background job's) before the client's bytes, and quit without them.
+# It is stopped once the bytes have arrived (or after 10 s).
 build lo "$base
 image('lo', base:run({ 'sh', '-c', [[ip link show lo | grep -q ',UP' && echo lo-up
-nc -l -p 9999 >/tmp/got & server=\$!
+sleep 30 | nc -l -p 9999 >/tmp/got & server=\$!
 tries=0; until echo over-lo | nc -w 1 127.0.0.1 9999; do
-  tries=\$((tries + 1)); if [ \$tries -ge 100 ]; then kill \$server; break; fi; sleep 0.1
+  tries=\$((tries + 1)); if [ \$tries -ge 100 ]; then break; fi; sleep 0.1
 done
-wait \$server; cat /tmp/got]],
+tries=0; until [ -s /tmp/got ] || [ \$tries -ge 100 ]; do tries=\$((tries + 1)); sleep 0.1; done
+kill \$server; cat /tmp/got]],
   network = 'none' }))"
 check "the build succeeds" test $? -eq 0
 check "ip link shows lo UP" grep -q '| lo-up$' "$work/lo.err"
