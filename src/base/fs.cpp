@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -119,18 +120,16 @@ AtomicFile::~AtomicFile() {
   if (!committed_) ::unlink(temp_.c_str());
 }
 
-void AtomicFile::commit(mode_t mode) {
-  if (::fchmod(fd_.get(), mode) != 0) throw_errno("chmod " + temp_.string());
-  if (::fsync(fd_.get()) != 0) throw_errno("fsync " + temp_.string());
-  if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno("rename to " + final_.string());
-  committed_ = true;
-  fsync_dir(final_.parent_path().empty() ? fs::path(".") : final_.parent_path());
-}
+void AtomicFile::commit(mode_t mode) { put_in_place(mode, true); }
 
-void AtomicFile::commit_unsynced(mode_t mode) {
+void AtomicFile::commit_unsynced(mode_t mode) { put_in_place(mode, false); }
+
+void AtomicFile::put_in_place(mode_t mode, bool durable) {
   if (::fchmod(fd_.get(), mode) != 0) throw_errno("chmod " + temp_.string());
+  if (durable && ::fsync(fd_.get()) != 0) throw_errno("fsync " + temp_.string());
   if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno("rename to " + final_.string());
   committed_ = true;
+  if (durable) fsync_dir(final_.parent_path().empty() ? fs::path(".") : final_.parent_path());
 }
 
 void AtomicFile::commit_as(fs::path final_path) {
@@ -186,47 +185,35 @@ void TempDir::remove_later(BackgroundRemover& remover) { remover.remove(std::exc
 
 namespace {
 
-/// Removes `name` in the folder `parent` and everything below it, entry by
-/// entry, never following a symlink; false when `stop` was set before it was
-/// all gone. Errors leave what they concern where it is.
+bool remove_entry(int parent, const char* name, const std::atomic<bool>& stop);
+
+/// Removes everything in the open folder `fd` (closed here), entry by entry,
+/// never following a symlink; false when `stop` was set before it was all
+/// gone. Errors leave what they concern where it is.
+bool remove_children(int fd, const std::atomic<bool>& stop) {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd), ::closedir);
+  if (!dir) {
+    ::close(fd);
+    return true;
+  }
+  while (const dirent* e = ::readdir(dir.get())) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    if (!remove_entry(fd, e->d_name, stop)) return false;
+  }
+  return true;
+}
+
+/// Removes `name` in the folder `parent` and everything below it, as
+/// remove_children() does.
 bool remove_entry(int parent, const char* name, const std::atomic<bool>& stop) {
   if (stop.load(std::memory_order_relaxed)) return false;
   // Linux says EISDIR for a folder.
   if (::unlinkat(parent, name, 0) == 0 || errno != EISDIR) return true;
   int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return true;
-  DIR* dir = ::fdopendir(fd);
-  if (!dir) {
-    ::close(fd);
-    return true;
-  }
-  bool whole = true;
-  while (const dirent* e = ::readdir(dir)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    if (!remove_entry(fd, e->d_name, stop)) {
-      whole = false;
-      break;
-    }
-  }
-  ::closedir(dir);
-  if (whole) ::unlinkat(parent, name, AT_REMOVEDIR);
-  return whole;
-}
-
-/// Removes everything in the folder `dir` (not `dir` itself) until `stop`.
-void empty_folder(const fs::path& dir, const std::atomic<bool>& stop) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return;
-  DIR* entries = ::fdopendir(fd);
-  if (!entries) {
-    ::close(fd);
-    return;
-  }
-  while (const dirent* e = ::readdir(entries)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    if (!remove_entry(fd, e->d_name, stop)) break;
-  }
-  ::closedir(entries);
+  if (!remove_children(fd, stop)) return false;
+  ::unlinkat(parent, name, AT_REMOVEDIR);
+  return true;
 }
 
 }  // namespace
@@ -275,7 +262,10 @@ void BackgroundRemover::work() {
     lock.unlock();
     for (const fs::path& dir : unmoved)
       if (!remove_entry(AT_FDCWD, dir.c_str(), stop_now_)) break;
-    if (!trash_.empty()) empty_folder(trash_, stop_now_);
+    if (!trash_.empty()) {
+      int fd = ::open(trash_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) remove_children(fd, stop_now_);
+    }
     lock.lock();
   }
 }

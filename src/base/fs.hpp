@@ -86,6 +86,9 @@ public:
   void commit_unsynced(mode_t mode = 0644);
 
 private:
+  /// Gives the file `mode` and its final name; `durable`: synced, and its folder too.
+  void put_in_place(mode_t mode, bool durable);
+
   fs::path final_, temp_;
   Fd fd_;
   bool committed_ = false;
