@@ -25,6 +25,7 @@
 #include "base/interrupt.hpp"
 #include "base/text.hpp"
 #include "layer/layer.hpp"
+#include "layer/layer_stream.hpp"
 #include "layer/resolve.hpp"
 #include "oci/image_path.hpp"
 
@@ -489,13 +490,19 @@ private:
 
 using ArchivePtr = std::unique_ptr<archive, int (*)(archive*)>;
 
-/// A tar reader. Layers: the compressions OCI layers use. `archives`: also
-/// those Docker's ADD extracts (bzip2, xz). In-process only (ARCHIVE_WARN
-/// would mean an outside program); tar formats only (ustar, pax, GNU):
-/// anything else is not a layer.
-ArchivePtr new_reader(const std::string& label, bool archives = false) {
+ArchivePtr new_archive(const std::string& label) {
   ArchivePtr a(archive_read_new(), archive_read_free);
   if (!a) throw UnpackError(label + ": libarchive: out of memory");
+  return a;
+}
+
+/// A tar reader of a layer in memory or an archive file. Layers: the
+/// compressions OCI layers use. `archives`: also those Docker's ADD extracts
+/// (bzip2, xz). In-process only (ARCHIVE_WARN would mean an outside
+/// program); tar formats only (ustar, pax, GNU): anything else is not a
+/// layer. Layer blobs on disk are read through TarFeed instead.
+ArchivePtr new_reader(const std::string& label, bool archives = false) {
+  ArchivePtr a = new_archive(label);
   if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
       archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
       (archives && (archive_read_support_filter_bzip2(a.get()) != ARCHIVE_OK ||
@@ -533,65 +540,38 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
   }
 }
 
-/// Reads the uncompressed stream of a layer blob and hands it to a second
-/// reader (the tar), hashing every byte on the way: a layer's diff_id comes
-/// from the same single read that unpacks it.
-class HashedStream {
+/// A layer blob's tar stream (LayerStream) for a tar reader, hashing every
+/// byte on the way when asked: a layer's diff_id comes from the same single
+/// read that unpacks it. Its errors are UnpackErrors.
+class TarFeed {
 public:
-  HashedStream(const std::filesystem::path& blob, const std::string& label)
-      : label_(label), raw_(archive_read_new(), archive_read_free), buffer_(kBuffer) {
-    fd_ = Fd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd_) throw UnpackError(label + ": cannot open " + blob.string() + ": " + std::strerror(errno));
-    if (!raw_) throw UnpackError(label + ": libarchive: out of memory");
-    // The raw format: the decompressed stream as one entry, whatever it holds.
-    archive_entry* e = nullptr;
-    if (archive_read_support_filter_gzip(raw_.get()) != ARCHIVE_OK ||
-        archive_read_support_filter_zstd(raw_.get()) != ARCHIVE_OK ||
-        archive_read_support_format_raw(raw_.get()) != ARCHIVE_OK ||
-        archive_read_open_fd(raw_.get(), fd_.get(), kBuffer) != ARCHIVE_OK ||
-        archive_read_next_header(raw_.get(), &e) != ARCHIVE_OK)
-      throw UnpackError(label + ": " + archive_message(raw_.get()));
+  TarFeed(const std::filesystem::path& blob, const std::string& label, bool hashed) try
+      : label_(label), stream_(blob, label) {
+    if (hashed) stream_.hash_into(hash_);
+  } catch (const std::runtime_error& e) {
+    throw UnpackError(e.what());
   }
 
-  /// Opens `tar` on the stream.
-  void feed(archive* tar) {
-    if (archive_read_open(tar, this, nullptr, &HashedStream::read, nullptr) != ARCHIVE_OK)
-      throw UnpackError(label_ + ": " + archive_message(tar));
+  /// A tar reader on the stream; it must go before this feed does.
+  ArchivePtr reader() {
+    ArchivePtr a = new_archive(label_);
+    if (stream_.feed(a.get()) != ARCHIVE_OK) throw UnpackError(label_ + ": " + archive_message(a.get()));
+    return a;
   }
 
   /// Reads what the tar reader left (the padding after its end) and returns the whole stream.
-  TarStream finish() {
-    for (la_ssize_t n; (n = next()) != 0;)
-      if (n < 0) throw UnpackError(label_ + ": " + archive_message(raw_.get()));
-    return {size_, hash_.finish()};
+  TarStream finish() try {
+    while (!stream_.next().empty()) {
+    }
+    return {stream_.size(), hash_.finish()};
+  } catch (const std::runtime_error& e) {
+    throw UnpackError(e.what());
   }
 
 private:
-  la_ssize_t next() {
-    la_ssize_t n = archive_read_data(raw_.get(), buffer_.data(), buffer_.size());
-    if (n > 0) {
-      hash_.update(buffer_.data(), static_cast<size_t>(n));
-      size_ += static_cast<uint64_t>(n);
-    }
-    return n;
-  }
-  static la_ssize_t read(archive* tar, void* self, const void** data) {
-    auto* stream = static_cast<HashedStream*>(self);
-    la_ssize_t n = stream->next();
-    if (n < 0) {
-      archive_set_error(tar, EIO, "%s", archive_message(stream->raw_.get()).c_str());
-      return -1;
-    }
-    *data = stream->buffer_.data();
-    return n;
-  }
-
   std::string label_;
-  Fd fd_;
-  ArchivePtr raw_;
-  std::vector<char> buffer_;
+  LayerStream stream_;
   Sha256 hash_;
-  uint64_t size_ = 0;
 };
 
 }  // namespace
@@ -619,19 +599,15 @@ void extract_archive(const std::filesystem::path& root, const std::filesystem::p
 
 void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
                  const UnpackOptions& options) {
-  ArchivePtr a = new_reader(label);
-  Fd fd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw UnpackError(label + ": cannot open " + blob.string() + ": " + std::strerror(errno));
-  if (archive_read_open_fd(a.get(), fd.get(), kBuffer) != ARCHIVE_OK)
-    throw UnpackError(label + ": " + archive_message(a.get()));
+  TarFeed stream(blob, label, false);
+  ArchivePtr a = stream.reader();
   apply_archive(a.get(), root, label, options);
 }
 
 void apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options) {
   if (!layer.diff_id) return apply_layer(root, layer.blob, layer.label, options);
-  HashedStream stream(layer.blob, layer.label);
-  ArchivePtr a = new_reader(layer.label);
-  stream.feed(a.get());
+  TarFeed stream(layer.blob, layer.label, true);
+  ArchivePtr a = stream.reader();
   apply_archive(a.get(), root, layer.label, options);
   Digest actual = stream.finish().digest;
   if (actual != *layer.diff_id) throw DiffIdMismatch(layer.label, *layer.diff_id, actual);
@@ -645,7 +621,7 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
   apply_archive(a.get(), root, label, options);
 }
 
-TarStream read_tar_stream(const std::filesystem::path& blob) { return HashedStream(blob, blob.string()).finish(); }
+TarStream read_tar_stream(const std::filesystem::path& blob) { return TarFeed(blob, blob.string(), true).finish(); }
 
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options) {

@@ -21,7 +21,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-20}
-targets="elf reference www_authenticate credentials documents dockerignore unpack"
+targets="elf reference www_authenticate credentials documents dockerignore unpack layer_stream"
 
 say() { printf '%s\n' "fuzz: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -336,6 +336,31 @@ write_dict unpack <<'EOF'
 "GNU.sparse.map="
 "\x1f\x8b\x08"
 "\x28\xb5\x2f\xfd"
+EOF
+
+# Layer blobs: gzip (one member, a named one, several), zstd (two frames) and a
+# plain tar, each of a small tar's bytes.
+mkdir -p "$build/corpus/layer_stream"
+python3 - "$build/corpus/layer_stream" "$build/corpus/unpack/seed-normal" <<'EOF'
+import gzip, os, sys
+out, tar = sys.argv[1], open(sys.argv[2], "rb").read()
+def seed(name, data):
+    with open(os.path.join(out, "seed-" + name), "wb") as f:
+        f.write(data)
+seed("gzip", gzip.compress(tar, mtime=0))
+seed("gzip-many", gzip.compress(tar[:700], mtime=0) + gzip.compress(tar[700:], mtime=0))
+with open(os.path.join(out, "seed-gzip-named"), "wb") as f, gzip.GzipFile("layer.tar", "wb", fileobj=f, mtime=0) as g:
+    g.write(tar)
+seed("plain", tar)
+EOF
+command -v zstd >/dev/null 2>&1 &&
+  { zstd -q -c "$build/corpus/unpack/seed-normal"; zstd -q -c "$build/corpus/unpack/seed-normal"; } >"$build/corpus/layer_stream/seed-zstd"
+write_dict layer_stream <<'EOF'
+"\x1f\x8b\x08"
+"\x28\xb5\x2f\xfd"
+"\x50\x2a\x4d\x18"
+"\x00\x00\x00\x00"
+"\xff\xff"
 EOF
 
 # ---- run ------------------------------------------------------------------------

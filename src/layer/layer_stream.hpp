@@ -1,0 +1,78 @@
+#pragma once
+// The uncompressed tar stream of a layer blob. Decoded here, not by
+// libarchive's filters: libarchive inflates gzip with zlib, and a pulled
+// builder image's layers are hundreds of megabytes (golang's largest is 468
+// MB of tar): ISA-L inflates them with about a quarter of zlib's CPU time.
+// libarchive then reads the tar from this stream.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/fs.hpp"
+#include "oci/digest.hpp"
+
+struct archive;
+
+namespace imgbuild {
+
+/// Reads the uncompressed bytes of a layer blob, told by its first bytes:
+/// gzip (one member or many, as pigz and imgbuild write them), zstd (one
+/// frame or many), or a plain tar. Every gzip member's CRC and length are
+/// checked; bytes after the last member that do not start another one end
+/// the stream, as gzip(1) and libarchive take them. Memory stays bounded
+/// whatever the blob's size.
+class LayerStream {
+public:
+  /// Opens `blob`; `label` starts every error message. Throws
+  /// std::runtime_error when it cannot be opened.
+  LayerStream(const std::filesystem::path& blob, std::string label);
+  ~LayerStream();
+  LayerStream(const LayerStream&) = delete;
+  LayerStream& operator=(const LayerStream&) = delete;
+
+  /// The next bytes of the stream, valid until the next call; empty at its
+  /// end. Throws std::runtime_error ("LABEL: truncated gzip input", ...) for
+  /// a damaged or cut blob, or one that cannot be read.
+  std::span<const char> next();
+
+  /// Opens libarchive's reader `tar` on this stream: tar formats only, no
+  /// filters (the stream is already decoded). next()'s errors reach the
+  /// reader's calls as ARCHIVE_FATAL with the message, without the label.
+  /// Returns what archive_read_open returns.
+  int feed(archive* tar);
+
+  /// From now on, also hashes every byte next() hands out into `hash`
+  /// (a layer's diff_id comes from the same read that unpacks it).
+  void hash_into(Hasher& hash) { hash_ = &hash; }
+
+  /// How many uncompressed bytes next() has handed out.
+  uint64_t size() const { return size_; }
+
+private:
+  enum class Kind { Plain, Gzip, Zstd };
+  struct Inflater;
+  struct ZstdReader;
+
+  /// Refills `in_` when everything in it was used; false at the end of the blob.
+  bool fill();
+  std::span<const char> next_gzip();
+  std::span<const char> next_zstd();
+  [[noreturn]] void fail(const std::string& what) const;
+
+  std::string label_;
+  Fd fd_;
+  Kind kind_ = Kind::Plain;
+  /// Not zero-filled (make_unique_for_overwrite): a stream per blob read.
+  std::unique_ptr<char[]> in_, out_;
+  size_t out_size_ = 0;
+  size_t in_start_ = 0, in_end_ = 0;  ///< the bytes of in_ not decoded yet
+  bool eof_ = false, done_ = false;
+  uint64_t read_ = 0, size_ = 0;  ///< bytes read from the blob; handed out
+  std::unique_ptr<Inflater> inflater_;
+  std::unique_ptr<ZstdReader> zstd_;
+  Hasher* hash_ = nullptr;
+};
+
+}  // namespace imgbuild
