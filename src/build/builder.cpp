@@ -468,15 +468,24 @@ std::vector<BuildInput> Builder::inputs_of(size_t node) {
   return {inputs.begin(), inputs.end()};
 }
 
+std::filesystem::path Builder::tar_size_memo(const LayerBlob& layer) const {
+  return settings_.cache_dir / "tar-sizes" / layer.digest.hex();
+}
+
+void Builder::note_tar_size(const LayerBlob& layer, uint64_t size) const {
+  std::filesystem::path memo = tar_size_memo(layer);
+  std::filesystem::create_directories(memo.parent_path());
+  write_file_atomic(memo, std::to_string(size));
+}
+
 uint64_t Builder::check_layer(const Stage& st, size_t i) {
   const LayerBlob& layer = st.image.layers[i];
   // Once per blob, so a large base costs nothing on rebuilds: the tar's size
   // is kept in the cache, its digest in the store (with the blob it is of).
-  auto memo = settings_.cache_dir / "tar-sizes" / layer.digest.hex();
   std::optional<uint64_t> size;
   if (layer.uncompressed_size) size = layer.uncompressed_size;
   try {
-    if (!size) size = std::stoull(read_file(memo));
+    if (!size) size = std::stoull(read_file(tar_size_memo(layer)));
   } catch (const std::exception&) {
     // Not measured yet (or a torn memo): measure again.
   }
@@ -484,8 +493,7 @@ uint64_t Builder::check_layer(const Stage& st, size_t i) {
   if (!diff_id || !size) {
     TarStream tar = read_tar_stream(store_.blob_path(layer.digest));
     store_.note_diff_id(layer.digest, tar.digest);
-    std::filesystem::create_directories(memo.parent_path());
-    write_file_atomic(memo, std::to_string(tar.size));
+    note_tar_size(layer, tar.size);
     diff_id = tar.digest;
     if (!size) size = tar.size;
   }
@@ -1075,15 +1083,18 @@ void Builder::apply_checked(const Stage& st, size_t i, const std::filesystem::pa
   const LayerBlob& layer = st.image.layers[i];
   std::optional<Digest> known = store_.known_diff_id(layer.digest);
   if (known && *known != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *known);
+  uint64_t size = 0;
   try {
-    apply_layer(tree,
-                {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
-                 known ? std::nullopt : std::optional(layer.diff_id)});
+    size = apply_layer(
+        tree, {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+               known ? std::nullopt : std::optional(layer.diff_id)});
   } catch (const DiffIdMismatch& lie) {
     store_.note_diff_id(layer.digest, lie.actual);
     throw lying_layer(st.layer_origins.at(i).str(), layer, lie.actual);
   }
   store_.note_diff_id(layer.digest, layer.diff_id);
+  // The image's size needs it later (check_layer): not a second read of the blob.
+  if (!layer.uncompressed_size && !std::filesystem::exists(tar_size_memo(layer))) note_tar_size(layer, size);
 }
 
 std::filesystem::path Builder::image_root(const Stage& st, std::optional<size_t> count) {

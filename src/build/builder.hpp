@@ -357,6 +357,9 @@ private:
   /// record, or its blob read once), and its uncompressed size (a pulled
   /// layer's manifest gives only the compressed one). The blob is in the store.
   uint64_t check_layer(const Stage& stage, size_t i);
+  /// Where the size of `layer`'s tar stream is kept once measured, by blob digest.
+  std::filesystem::path tar_size_memo(const LayerBlob& layer) const;
+  void note_tar_size(const LayerBlob& layer, uint64_t size) const;
   /// Throws when `compressed` layer bytes are over the budget of `stage`.
   void check_budget(const Stage& stage, uint64_t compressed) const;
   /// Throws DocumentTooLarge when the step that added `stage`'s history

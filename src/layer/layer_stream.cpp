@@ -62,7 +62,8 @@ struct LayerStream::ZstdReader {
 };
 
 LayerStream::LayerStream(const std::filesystem::path& blob, std::string label)
-    : label_(std::move(label)), fd_(::open(blob.c_str(), O_RDONLY | O_CLOEXEC)),
+    : label_(std::move(label)),
+      fd_(::open(blob.c_str(), O_RDONLY | O_CLOEXEC)),
       in_(std::make_unique_for_overwrite<char[]>(kIn)) {
   if (!fd_) throw std::runtime_error(label_ + ": cannot open " + blob.string() + ": " + std::strerror(errno));
   ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);

@@ -597,20 +597,22 @@ void extract_archive(const std::filesystem::path& root, const std::filesystem::p
   apply_archive(a.get(), root, label, options);
 }
 
-void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
-                 const UnpackOptions& options) {
+uint64_t apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
+                     const UnpackOptions& options) {
   TarFeed stream(blob, label, false);
   ArchivePtr a = stream.reader();
   apply_archive(a.get(), root, label, options);
+  return stream.finish().size;
 }
 
-void apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options) {
+uint64_t apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options) {
   if (!layer.diff_id) return apply_layer(root, layer.blob, layer.label, options);
   TarFeed stream(layer.blob, layer.label, true);
   ArchivePtr a = stream.reader();
   apply_archive(a.get(), root, layer.label, options);
-  Digest actual = stream.finish().digest;
-  if (actual != *layer.diff_id) throw DiffIdMismatch(layer.label, *layer.diff_id, actual);
+  TarStream whole = stream.finish();
+  if (whole.digest != *layer.diff_id) throw DiffIdMismatch(layer.label, *layer.diff_id, whole.digest);
+  return whole.size;
 }
 
 void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,

@@ -67,12 +67,13 @@ struct UnpackLayer {
 /// Applies one layer (a tar, plain or gzip- or zstd-compressed) onto the
 /// existing directory `root`, with OCI whiteouts. Entries and their data are
 /// streamed: memory grows with the number of paths in the layer, not with its
-/// size. On error the root is left as far as it got.
-void apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
-                 const UnpackOptions& options = {});
+/// size. On error the root is left as far as it got. Returns the size of
+/// the layer's tar stream, read to its end.
+uint64_t apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
+                     const UnpackOptions& options = {});
 
 /// The same, checking the layer's diff_id when it has one.
-void apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options = {});
+uint64_t apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options = {});
 
 /// The same for a layer held in memory (the fuzzer's input).
 void apply_layer(const std::filesystem::path& root, std::span<const unsigned char> data, const std::string& label,

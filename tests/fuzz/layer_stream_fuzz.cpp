@@ -107,7 +107,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size >= 2 && data[0] == 0x1f && data[1] == 0x8b)
     reference = zlib_gunzip(data, size);
   else if (size >= 4 && (uint32_t(data[0]) | uint32_t(data[1]) << 8 | uint32_t(data[2]) << 16 |
-                          uint32_t(data[3]) << 24) == ZSTD_MAGICNUMBER)
+                         uint32_t(data[3]) << 24) == ZSTD_MAGICNUMBER)
     reference = zstd_decode(data, size);
   else if (size >= 4 && (data[0] & 0xf0) == 0x50 && data[1] == 0x2a && data[2] == 0x4d && data[3] == 0x18)
     reference = zstd_decode(data, size);  // a skippable frame first: zstd too

@@ -37,9 +37,12 @@ TEST_CASE("apply_layer checks the uncompressed stream against the diff_id", "[un
   fs::path blob = s.path / "blobs" / std::string(layer.digest.hex());
   fs::create_directories(s.path / "root");
 
-  SECTION("the true diff_id: unpacked") {
-    apply_layer(s.path / "root", UnpackLayer{blob, "layer 1", layer.diff_id});
+  SECTION("the true diff_id: unpacked, and the tar's size told, so that no second read measures it") {
+    CHECK(apply_layer(s.path / "root", UnpackLayer{blob, "layer 1", layer.diff_id}) == layer.uncompressed_size);
     CHECK(slurp(s.path / "root" / "file") == "the layer's bytes\n");
+  }
+  SECTION("no diff_id to check: the size is still the whole stream's") {
+    CHECK(apply_layer(s.path / "root", UnpackLayer{blob, "layer 1"}) == layer.uncompressed_size);
   }
   SECTION("another image's diff_id: refused, with both digests") {
     Digest claimed = sha256_of("a trusted base's layer");

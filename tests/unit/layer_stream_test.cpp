@@ -135,8 +135,9 @@ TEST_CASE("layer stream: a cut or damaged blob is an error, never fewer or other
   SECTION("gzip whose checksum does not match") {
     std::string gz = gzip_member(data);
     gz[gz.size() - 8] = char(gz[gz.size() - 8] ^ 1);
-    CHECK(error_of([&] { decode(gz); }) == "layer 1: gzip data does not match its checksum (the blob is damaged) at byte " +
-                                                std::to_string(gz.size()) + " of the blob");
+    CHECK(error_of([&] { decode(gz); }) ==
+          "layer 1: gzip data does not match its checksum (the blob is damaged) at byte " + std::to_string(gz.size()) +
+              " of the blob");
   }
   SECTION("a second gzip member cut short") {
     const std::string gz = gzip_member(data) + gzip_member(data);
