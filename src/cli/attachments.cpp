@@ -36,7 +36,7 @@ std::string english_list(const std::vector<std::string>& items) {
 /// The SPDX SBOM of the image `manifest` of `store`, named `name`: the one
 /// kept at sbom_path() when it describes that image under that name (this
 /// imgbuild made it), else made from the image's layers, after
-/// `reading_layers`, and kept for the next push.
+/// `reading_layers`, and kept for the next push when the store takes it.
 std::string spdx_of(const Layout& store, const Descriptor& manifest, const std::string& name,
                     const std::function<void()>& reading_layers) {
   const std::filesystem::path kept = sbom_path(store.root(), manifest.digest);
@@ -49,8 +49,15 @@ std::string spdx_of(const Layout& store, const Descriptor& manifest, const std::
   if (reading_layers) reading_layers();
   std::string document =
       spdx_document(sbom_of({store, manifest, load_stored(store, manifest), name, std::nullopt, {}}));
-  std::filesystem::create_directories(kept.parent_path());
-  write_record_atomic(kept, document);
+  // Keeping it only saves the next push work: a store that cannot take it
+  // (a full disk) does not fail this one.
+  try {
+    std::filesystem::create_directories(kept.parent_path());
+    write_record_atomic(kept, document);
+  } catch (const std::exception& e) {
+    report("warning: the SBOM of " + manifest.digest.str() + " was not kept (" + e.what() +
+           "): the next push of the image makes it again");
+  }
   return document;
 }
 

@@ -5,7 +5,8 @@
 # blobs the test has taken out of the store, reads none of them (nor fetches
 # them back) and attaches the same bytes. A kept document that is damaged,
 # about another image or made for another name is made again from the
-# layers, and what is pushed is byte-identical to what a fresh store makes.
+# layers, and what is pushed is byte-identical to what a fresh store makes;
+# a store that cannot keep it (a file where its folder goes) still pushes.
 # A build whose push() made it leaves it for a later `imgbuild push`.
 #
 #   tests/e2e/sbom_kept.sh IMGBUILD REPO_ROOT
@@ -103,6 +104,16 @@ jq -cSj '.creationInfo.creators = ["Tool: imgbuild-0.0.1"]' first.json >"$kept"
 remade "made by another imgbuild"
 rm -f "$kept"
 remade "removed"
+
+step "a store that cannot keep it still pushes"
+rm -rf "${kept%/*}"
+echo "not a folder" >"${kept%/*}"
+check_cmd "$IMGBUILD" push kept "$REG/kept/app:1"
+check "it says the SBOM was not kept" grep -qF "warning: the SBOM of $digest was not kept (" last.err
+check "and attaches it" grep -qF "attached SBOM and provenance to $REG/kept/app@$digest" last.err
+pushed_sbom kept/app >unkept.json
+check "the registry still lists the one SBOM" cmp first.json unkept.json
+rm -f "${kept%/*}"
 
 step "a fresh store makes the same bytes"
 export XDG_DATA_HOME=$work/fresh-data XDG_CACHE_HOME=$work/fresh-cache
