@@ -13,6 +13,7 @@
 #include "inspect/sbom.hpp"
 #include "registry/transfer.hpp"
 #include "sign/publish.hpp"
+#include "store/image_records.hpp"
 
 namespace imgbuild::cli {
 
@@ -34,12 +35,12 @@ std::string english_list(const std::vector<std::string>& items) {
 }
 
 /// The SPDX SBOM of the image `manifest` of `store`, named `name`: the one
-/// kept at sbom_path() when it describes that image under that name (this
+/// the store keeps (ImageRecord::Sbom) when it describes that image under that name (this
 /// imgbuild made it), else made from the image's layers, after
 /// `reading_layers`, and kept for the next push when the store takes it.
 std::string spdx_of(const Layout& store, const Descriptor& manifest, const std::string& name,
                     const std::function<void()>& reading_layers) {
-  const std::filesystem::path kept = sbom_path(store.root(), manifest.digest);
+  const std::filesystem::path kept = image_record_path(store.root(), ImageRecord::Sbom, manifest.digest);
   try {
     std::string document = read_file(kept);
     if (spdx_describes(document, name, manifest.digest, sbom_tool())) return document;

@@ -42,7 +42,7 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
 using Documents = std::vector<std::pair<std::string, Attachment>>;
 
 /// The documents attached to the image `manifest` of `store` that name it
-/// `name`. The SBOM is the one kept in the store (sbom_path) when it
+/// `name`. The SBOM is the one kept in the store (ImageRecord::Sbom) when it
 /// describes that image under that name; else it is made from the image's
 /// layers, after `reading_layers` (which brings in those the store lacks),
 /// and kept: a build makes them while its other platforms still build, for

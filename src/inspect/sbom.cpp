@@ -516,10 +516,6 @@ bool spdx_describes(std::string_view document, const std::string& name, const Di
          member(image, "versionInfo") == manifest.str();
 }
 
-std::filesystem::path sbom_path(const std::filesystem::path& store_root, const Digest& manifest) {
-  return store_root / "sbom" / ("sha256-" + std::string(manifest.hex()) + ".spdx.json");
-}
-
 std::string cyclonedx_document(const Sbom& sbom) {
   auto property = [](const std::string& name, const std::string& value) {
     return json{{"name", name}, {"value", value}};

@@ -4,7 +4,6 @@
 // programs, the base's package databases, the files the recipe added), so it
 // says the same on any machine for the same image.
 #include <cstddef>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -137,15 +136,9 @@ std::string spdx_document(const Sbom& sbom);
 /// manifest is `manifest`, named `name`, by `tool` ("imgbuild-<version>"):
 /// canonical SPDX 2.3 JSON whose name, namespace, creator and image package
 /// say so. What it lists is not checked: that is only known by reading the
-/// image again, which a kept document (sbom_path) saves.
+/// image again, which a document the store keeps (ImageRecord::Sbom) saves.
 bool spdx_describes(std::string_view document, const std::string& name, const Digest& manifest,
                     const std::string& tool);
-
-/// Where the local store keeps the SPDX document last made of the image with
-/// manifest `manifest` (`STORE/sbom/sha256-HEX.spdx.json`), so that pushing
-/// that image again does not read its layers again; trusted only when
-/// spdx_describes() it, and made again otherwise.
-std::filesystem::path sbom_path(const std::filesystem::path& store_root, const Digest& manifest);
 
 /// `sbom` as CycloneDX 1.6 JSON, canonical as spdx_document() is: the image
 /// as `metadata.component` with its base as pedigree ancestor, the programs,

@@ -7,7 +7,8 @@
 # about another image or made for another name is made again from the
 # layers, and what is pushed is byte-identical to what a fresh store makes;
 # a store that cannot keep it (a file where its folder goes) still pushes.
-# A build whose push() made it leaves it for a later `imgbuild push`.
+# A build whose push() made it leaves it for a later `imgbuild push`; `rmi`
+# of the image removes it, and its provenance.
 #
 #   tests/e2e/sbom_kept.sh IMGBUILD REPO_ROOT
 set -uo pipefail
@@ -133,4 +134,13 @@ check_cmd "$IMGBUILD" push kept "$REG/kept/built:1"
 check "imgbuild push read no layer" layers_gone
 pushed_sbom kept/built >repushed.json
 check "and attached the build's SBOM, byte for byte" cmp built.json repushed.json
+
+step "the kept SBOM and provenance go with their image"
+fresh_kept=$XDG_DATA_HOME/imgbuild/sbom/sha256-$hex.spdx.json
+provenance=$XDG_DATA_HOME/imgbuild/provenance/sha256-$hex.intoto.json
+check "both are kept while the image is named" test -s "$fresh_kept" -a -s "$provenance"
+check_cmd "$IMGBUILD" cache prune
+check "cache prune keeps them" test -s "$fresh_kept" -a -s "$provenance"
+check_cmd "$IMGBUILD" rmi kept
+check "rmi of its last name removes them" test ! -e "$fresh_kept" -a ! -e "$provenance"
 finish
