@@ -28,7 +28,8 @@ void drop_image_records(const fs::path& store_root, const std::set<Digest>& live
     for (const auto& f : fs::directory_iterator(store_root / folder, ec)) {
       const std::string name = f.path().filename().string();
       if (name.starts_with("sha256-") && name.ends_with(ending)) try {
-          const Digest manifest = Digest::parse("sha256:" + name.substr(7, name.size() - 7 - std::string(ending).size()));
+          const Digest manifest =
+              Digest::parse("sha256:" + name.substr(7, name.size() - 7 - std::string(ending).size()));
           if (live.count(manifest)) continue;
         } catch (const std::runtime_error&) {
           // not a record's name: removed below
