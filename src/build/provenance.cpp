@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "store/image_records.hpp"
+
 namespace imgbuild {
 
 using json = nlohmann::json;
@@ -85,7 +87,7 @@ std::string provenance_json(const ProvenanceFacts& image) {
 }
 
 std::filesystem::path provenance_path(const std::filesystem::path& store_root, const Digest& manifest) {
-  return store_root / "provenance" / ("sha256-" + std::string(manifest.hex()) + ".intoto.json");
+  return image_record_path(store_root, ImageRecord::Provenance, manifest);
 }
 
 }  // namespace imgbuild

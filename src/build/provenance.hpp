@@ -66,8 +66,9 @@ bool secret_parameter(const std::string& name);
 std::string provenance_json(const ProvenanceFacts& facts);
 
 /// Where the local store keeps the statement of the image with manifest
-/// `manifest` (`STORE/provenance/sha256-HEX.intoto.json`): written by each
-/// build that makes the image, the last build's.
+/// `manifest` (`STORE/provenance/sha256-HEX.intoto.json`, ImageRecord::Provenance):
+/// written by each build that makes the image, the last build's; dropped
+/// with the image.
 std::filesystem::path provenance_path(const std::filesystem::path& store_root, const Digest& manifest);
 
 }  // namespace imgbuild

@@ -1,6 +1,7 @@
 #include "cli/attachments.hpp"
 
 #include <cstdlib>
+#include <functional>
 #include <set>
 
 #include "base/fs.hpp"
@@ -9,8 +10,10 @@
 #include "build/provenance.hpp"
 #include "cli/report.hpp"
 #include "cli/sbom.hpp"
+#include "inspect/sbom.hpp"
 #include "registry/transfer.hpp"
 #include "sign/publish.hpp"
+#include "store/image_records.hpp"
 
 namespace imgbuild::cli {
 
@@ -31,14 +34,42 @@ std::string english_list(const std::vector<std::string>& items) {
   return join(std::vector<std::string>(items.begin(), items.end() - 1), ", ") + " and " + items.back();
 }
 
+/// The SPDX SBOM of the image `manifest` of `store`, named `name`: the one
+/// the store keeps (ImageRecord::Sbom) when it describes that image under that name (this
+/// imgbuild made it), else made from the image's layers, after
+/// `reading_layers`, and kept for the next push when the store takes it.
+std::string spdx_of(const Layout& store, const Descriptor& manifest, const std::string& name,
+                    const std::function<void()>& reading_layers) {
+  const std::filesystem::path kept = image_record_path(store.root(), ImageRecord::Sbom, manifest.digest);
+  try {
+    std::string document = read_file(kept);
+    if (spdx_describes(document, name, manifest.digest, sbom_tool())) return document;
+  } catch (const std::exception&) {
+    // none kept yet, or unreadable: made again
+  }
+  if (reading_layers) reading_layers();
+  std::string document =
+      spdx_document(sbom_of({store, manifest, load_stored(store, manifest), name, std::nullopt, {}}));
+  // Keeping it only saves the next push work: a store that cannot take it
+  // (a full disk) does not fail this one.
+  try {
+    std::filesystem::create_directories(kept.parent_path());
+    write_record_atomic(kept, document);
+  } catch (const std::exception& e) {
+    report("warning: the SBOM of " + manifest.digest.str() + " was not kept (" + e.what() +
+           "): the next push of the image makes it again");
+  }
+  return document;
+}
+
 }  // namespace
 
-Documents documents_of(const Layout& store, const Descriptor& manifest, const std::string& name) {
+Documents documents_of(const Layout& store, const Descriptor& manifest, const std::string& name,
+                       const std::function<void()>& reading_layers) {
   Documents documents;
-  if (manifest.media_type.is_manifest()) {
-    NamedImage image{store, manifest, load_stored(store, manifest), name, std::nullopt, {}};
-    documents.emplace_back("SBOM", Attachment{kSpdxMediaType, kSpdxMediaType, spdx_document(sbom_of(image))});
-  }
+  if (manifest.media_type.is_manifest())
+    documents.emplace_back("SBOM",
+                           Attachment{kSpdxMediaType, kSpdxMediaType, spdx_of(store, manifest, name, reading_layers)});
   if (const std::filesystem::path kept = provenance_path(store.root(), manifest.digest); std::filesystem::exists(kept))
     documents.emplace_back("provenance", Attachment{kInTotoMediaType, kInTotoMediaType, read_file(kept)});
   return documents;
@@ -82,16 +113,16 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
     for (const Descriptor& platform_image : store.index_manifests(manifest))
       attach_pushed(client, store, platform_image, dests, nullptr);
   const Reference& first = dests.front();
-  if (manifest.media_type.is_manifest()) {
-    // The SBOM reads every layer; a base's that no step needed were mounted,
-    // never downloaded: they come back from where they were just pushed.
+  // An SBOM made anew reads every layer; a base's that no step needed were
+  // mounted, never downloaded: they come back from where they were just pushed.
+  auto fetch_missing = [&] {
     std::vector<LayerBlob> missing;
     const StoredImage stored = load_stored(store, manifest);
     for (const LayerBlob& layer : image_from_documents(stored.manifest_json, stored.config_json).layers)
       if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
     if (!missing.empty()) fetch_layers(client, store, first, missing);
-  }
-  const Documents documents = documents_of(store, manifest, first.str());
+  };
+  const Documents documents = documents_of(store, manifest, first.str(), fetch_missing);
   // Referrers and signatures belong to a repository: each gets them once,
   // however many of its tags were pushed.
   std::set<std::string> repositories;

@@ -3,6 +3,7 @@
 // and, with a signing key, its cosign signature, each an OCI 1.1 artifact
 // whose subject is the image.
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -40,10 +41,14 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
 /// each with the word that says what it is.
 using Documents = std::vector<std::pair<std::string, Attachment>>;
 
-/// The documents attached to the image `manifest` of `store`, its layers all
-/// there, that name it `name`. The SBOM reads the image's layers: a build
-/// makes them while its other platforms still build, for write_oci_output().
-Documents documents_of(const Layout& store, const Descriptor& manifest, const std::string& name);
+/// The documents attached to the image `manifest` of `store` that name it
+/// `name`. The SBOM is the one kept in the store (ImageRecord::Sbom) when it
+/// describes that image under that name; else it is made from the image's
+/// layers, after `reading_layers` (which brings in those the store lacks),
+/// and kept: a build makes them while its other platforms still build, for
+/// write_oci_output().
+Documents documents_of(const Layout& store, const Descriptor& manifest, const std::string& name,
+                       const std::function<void()>& reading_layers = {});
 
 /// Writes the image `manifest` of `store`, named `name`, into the layout at
 /// `dir` (an `-o oci:DIR` output) with what a push attaches to it, the same

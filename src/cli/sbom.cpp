@@ -46,6 +46,8 @@ size_t base_layer_count(const NamedImage& img, const Image& image, const std::st
 
 }  // namespace
 
+std::string sbom_tool() { return std::string("imgbuild-") + IMGBUILD_VERSION; }
+
 Sbom sbom_of(const NamedImage& img) {
   const nlohmann::json& config = img.image.config_json;
   const nlohmann::json annotations = img.image.manifest_json.value("annotations", nlohmann::json::object());
@@ -65,7 +67,7 @@ Sbom sbom_of(const NamedImage& img) {
                       base_digest,
                       tree,
                       base_layer_count(img, image, base_digest),
-                      std::string("imgbuild-") + IMGBUILD_VERSION};
+                      sbom_tool()};
   return gather_sbom(subject);
 }
 

@@ -8,6 +8,9 @@
 
 namespace imgbuild::cli {
 
+/// "imgbuild-<version>": who makes an SBOM, as its SPDX creator says.
+std::string sbom_tool();
+
 /// What `img` holds, read from its layers: written out by spdx_document or
 /// cyclonedx_document.
 Sbom sbom_of(const NamedImage& img);

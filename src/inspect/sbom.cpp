@@ -60,6 +60,15 @@ std::string image_short_name(const std::string& name) {
   return last.substr(0, last.find_first_of(":@"));
 }
 
+/// An SPDX document's namespace: unique per image, and the same for the same
+/// image on any machine.
+std::string spdx_namespace(const std::string& short_name, const Digest& manifest) {
+  return "https://imgbuild.dev/spdx/" + purl_part(short_name) + "/sha256-" + std::string(manifest.hex());
+}
+
+/// An SPDX document's creators: the tool that wrote it.
+json spdx_creators(const std::string& tool) { return json::array({"Tool: " + tool}); }
+
 /// A Go `h1:` sum is the base64 of a SHA-256: as SPDX's hex checksum.
 std::optional<std::string> h1_sha256(const std::string& sum) {
   if (sum.rfind("h1:", 0) != 0) return std::nullopt;
@@ -479,15 +488,32 @@ std::string spdx_document(const Sbom& sbom) {
       {"dataLicense", "CC0-1.0"},
       {"SPDXID", "SPDXRef-DOCUMENT"},
       {"name", sbom.name},
-      // Unique per image, and the same for the same image on any machine.
-      {"documentNamespace",
-       "https://imgbuild.dev/spdx/" + purl_part(sbom.short_name) + "/sha256-" + std::string(sbom.manifest.hex())},
-      {"creationInfo", {{"created", sbom.created}, {"creators", json::array({"Tool: " + sbom.tool})}}},
+      {"documentNamespace", spdx_namespace(sbom.short_name, sbom.manifest)},
+      {"creationInfo", {{"created", sbom.created}, {"creators", spdx_creators(sbom.tool)}}},
       {"packages", std::move(packages)},
       {"relationships", std::move(relationships)},
   };
   if (!spdx_files.empty()) doc["files"] = std::move(spdx_files);
   return canonical(doc);
+}
+
+bool spdx_describes(std::string_view document, const std::string& name, const Digest& manifest,
+                    const std::string& tool) {
+  // Whatever a damaged document holds: null where it has no such member.
+  auto member = [](const json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() ? *it : json();
+  };
+  const json doc = json::parse(document, nullptr, false);
+  if (doc.is_discarded() || canonical(doc) != document) return false;
+  const json packages = member(doc, "packages");
+  // spdx_document() lists the image first.
+  const json image = packages.is_array() && !packages.empty() ? packages.front() : json();
+  return member(doc, "spdxVersion") == "SPDX-2.3" && member(doc, "name") == name &&
+         member(doc, "documentNamespace") == spdx_namespace(image_short_name(name), manifest) &&
+         member(member(doc, "creationInfo"), "creators") == spdx_creators(tool) &&
+         member(image, "SPDXID") == "SPDXRef-Image" && member(image, "name") == name &&
+         member(image, "versionInfo") == manifest.str();
 }
 
 std::string cyclonedx_document(const Sbom& sbom) {

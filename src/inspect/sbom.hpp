@@ -132,6 +132,14 @@ Sbom gather_sbom(const SbomSubject& subject);
 /// same image gives the same bytes on any machine.
 std::string spdx_document(const Sbom& sbom);
 
+/// Whether `document` is what spdx_document() wrote of the image whose
+/// manifest is `manifest`, named `name`, by `tool` ("imgbuild-<version>"):
+/// canonical SPDX 2.3 JSON whose name, namespace, creator and image package
+/// say so. What it lists is not checked: that is only known by reading the
+/// image again, which a document the store keeps (ImageRecord::Sbom) saves.
+bool spdx_describes(std::string_view document, const std::string& name, const Digest& manifest,
+                    const std::string& tool);
+
 /// `sbom` as CycloneDX 1.6 JSON, canonical as spdx_document() is: the image
 /// as `metadata.component` with its base as pedigree ancestor, the programs,
 /// toolchains, modules, packages and files as components, and what depends

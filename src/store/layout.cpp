@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "base/fs.hpp"
+#include "store/image_records.hpp"
 
 namespace imgbuild {
 
@@ -274,6 +275,7 @@ std::set<Digest> Layout::live_blobs() const {
 std::pair<size_t, uint64_t> Layout::remove_unused(const std::set<Digest>& candidates,
                                                   const std::set<Digest>& keep) const {
   std::set<Digest> live = live_blobs();
+  drop_image_records(root_, live);
   size_t removed = 0;
   uint64_t bytes = 0;
   for (auto& d : candidates) {
@@ -292,6 +294,7 @@ std::pair<size_t, uint64_t> Layout::remove_unused(const std::set<Digest>& candid
 std::pair<size_t, uint64_t> Layout::collect_garbage(const std::set<Digest>& keep) const {
   std::set<Digest> live = live_blobs();
   live.insert(keep.begin(), keep.end());
+  drop_image_records(root_, live);
   size_t removed = 0;
   uint64_t bytes = 0;
   for (auto& f : fs::directory_iterator(blob_dir())) {

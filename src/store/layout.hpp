@@ -144,12 +144,14 @@ public:
   std::set<Digest> live_blobs() const;
 
   /// Removes every blob (and leftover temporary file) that neither a named
-  /// image nor `keep` needs. The caller holds the store's usage lock
+  /// image nor `keep` needs, and the records of images no named image needs
+  /// (drop_image_records). The caller holds the store's usage lock
   /// exclusively: no build is writing blobs it has not named yet.
   /// Returns how many files went and their bytes.
   std::pair<size_t, uint64_t> collect_garbage(const std::set<Digest>& keep) const;
   /// Removes each of `candidates` that neither a named image nor `keep`
-  /// needs, under the same lock as collect_garbage. Returns how many blobs
+  /// needs, and the records of images no named image needs, under the same
+  /// lock as collect_garbage. Returns how many blobs
   /// went and their bytes.
   std::pair<size_t, uint64_t> remove_unused(const std::set<Digest>& candidates, const std::set<Digest>& keep) const;
 

@@ -3,6 +3,7 @@
 // blobs verified against their digests (a tampered store, a planted output
 // file, an image that lies about its diff_ids) and `store verify`.
 #include "store/layout.hpp"
+#include "store/image_records.hpp"
 #include "store/verified.hpp"
 
 #include <catch2/catch.hpp>
@@ -31,6 +32,7 @@
 namespace fs = std::filesystem;
 using imgbuild::Descriptor;
 using imgbuild::Digest;
+using imgbuild::ImageRecord;
 using imgbuild::Layout;
 using imgbuild::sha256_of;
 using namespace imgbuild::test;
@@ -731,6 +733,58 @@ TEST_CASE("a store with damaged entries lists them all and loads the good ones",
   // Garbage collection keeps every blob a good image needs, and does not fail on the others.
   l.collect_garbage({});
   for (const Digest& d : {good.manifest.digest, good.config.digest, good.layer.digest}) CHECK(l.has_blob(d));
+}
+
+TEST_CASE("an image's provenance and SBOM records go with it, and nothing else does", "[layout][records]") {
+  ScratchDir s;
+  Layout l(s.path / "store");
+  StoredFixture a = store_image(l, s.path);
+  l.set_ref("a:1", a.manifest);
+  l.set_ref("alias:1", a.manifest);
+  const Digest gone = imgbuild::sha256_of("an image no longer in the store");
+  auto record = [&](ImageRecord kind, const Digest& manifest) {
+    return imgbuild::image_record_path(l.root(), kind, manifest);
+  };
+  CHECK(record(ImageRecord::Sbom, a.manifest.digest) ==
+        l.root() / "sbom" / ("sha256-" + std::string(a.manifest.digest.hex()) + ".spdx.json"));
+  CHECK(record(ImageRecord::Provenance, a.manifest.digest) ==
+        l.root() / "provenance" / ("sha256-" + std::string(a.manifest.digest.hex()) + ".intoto.json"));
+  auto write_records = [&] {
+    for (ImageRecord kind : {ImageRecord::Provenance, ImageRecord::Sbom})
+      for (const Digest& d : {a.manifest.digest, gone}) {
+        std::filesystem::create_directories(record(kind, d).parent_path());
+        spit(record(kind, d), "{}");
+      }
+    // Not a record's name, or one about no digest: no record of a live image.
+    spit(l.root() / "sbom" / "stray.tmp", "x");
+    spit(l.root() / "sbom" / "sha256-zz.spdx.json", "x");
+  };
+  auto kept = [&] {
+    std::set<std::string> names;
+    for (const char* folder : {"provenance", "sbom"})
+      for (const auto& f : std::filesystem::directory_iterator(l.root() / folder))
+        names.insert(std::string(folder) + "/" + f.path().filename().string());
+    return names;
+  };
+  const std::set<std::string> live{
+      "provenance/" + record(ImageRecord::Provenance, a.manifest.digest).filename().string(),
+      "sbom/" + record(ImageRecord::Sbom, a.manifest.digest).filename().string()};
+  // cache prune's collection keeps the named image's and drops the rest.
+  write_records();
+  l.collect_garbage({});
+  CHECK(kept() == live);
+  // rmi: a name of an image that has another keeps them; the last name drops them.
+  write_records();
+  auto remove = [&](const std::string& name) {
+    std::set<Digest> candidates;
+    for (auto& e : l.remove_entries([&](const imgbuild::IndexEntry& e) { return e.name == name; }))
+      candidates.merge(l.blobs_of(*e.descriptor));
+    return l.remove_unused(candidates, {});
+  };
+  remove("a:1");
+  CHECK(kept() == live);
+  remove("alias:1");
+  CHECK(kept().empty());
 }
 
 TEST_CASE("an index.json whose list is not a list is damage, not an empty store", "[layout][entries]") {

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -240,4 +241,39 @@ TEST_CASE("CycloneDX serial number: a version 5 UUID of the image, the same on e
   CHECK(serial == "urn:uuid:c00d7291-2792-570e-8965-3e7d26addace");
   s.manifest = Digest::parse("sha256:" + std::string(64, 'c'));
   CHECK(json::parse(cyclonedx_document(s))["serialNumber"] != serial);
+}
+
+TEST_CASE("a kept SPDX document is taken only when it describes that image under that name", "[sbom]") {
+  const Sbom s = small_sbom();
+  const std::string text = spdx_document(s);
+  const Digest other = Digest::parse("sha256:" + std::string(64, 'c'));
+  CHECK(spdx_describes(text, "svc", s.manifest, "imgbuild-0.9.0"));
+  // Another image, another name for it, another imgbuild's document.
+  CHECK_FALSE(spdx_describes(text, "svc", other, "imgbuild-0.9.0"));
+  CHECK_FALSE(spdx_describes(text, "registry.example/svc:v1", s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(spdx_describes(text, "svc", s.manifest, "imgbuild-0.9.1"));
+  // Damaged: cut short, emptied, not canonical, not an object, members of
+  // the wrong type, the image package not first or about another digest.
+  for (size_t cut : {size_t{0}, size_t{1}, text.size() / 2, text.size() - 1})
+    CHECK_FALSE(spdx_describes(text.substr(0, cut), "svc", s.manifest, "imgbuild-0.9.0"));
+  const json doc = json::parse(text);
+  CHECK_FALSE(spdx_describes(doc.dump(1), "svc", s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(spdx_describes(text + "\n", "svc", s.manifest, "imgbuild-0.9.0"));
+  for (const char* junk : {"null", "[]", "{}", "\"svc\"", "42"})
+    CHECK_FALSE(spdx_describes(junk, "svc", s.manifest, "imgbuild-0.9.0"));
+  auto edited = [&](const std::function<void(json&)>& edit) {
+    json d = doc;
+    edit(d);
+    return d.dump();
+  };
+  CHECK(spdx_describes(edited([](json&) {}), "svc", s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(spdx_describes(edited([](json& d) { d["packages"] = 5; }), "svc", s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(spdx_describes(edited([](json& d) { d["creationInfo"] = "x"; }), "svc", s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(
+      spdx_describes(edited([](json& d) { d["spdxVersion"] = "SPDX-2.2"; }), "svc", s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(
+      spdx_describes(edited([](json& d) { d["packages"][0]["versionInfo"] = "sha256:" + std::string(64, 'c'); }), "svc",
+                     s.manifest, "imgbuild-0.9.0"));
+  CHECK_FALSE(spdx_describes(edited([](json& d) { std::swap(d["packages"][0], d["packages"][1]); }), "svc", s.manifest,
+                             "imgbuild-0.9.0"));
 }
