@@ -97,6 +97,12 @@ std::pair<Fd, Fd> make_pipe() {
   return {Fd(fds[0]), Fd(fds[1])};
 }
 
+void write_scratch_file(const fs::path& path, std::string_view data) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd) throw_errno(path.string());
+  write_all(fd.get(), data.data(), data.size(), path);
+}
+
 namespace {
 
 void make_file(const std::string& path) {

@@ -206,13 +206,13 @@ SandboxResult run_in_namespaces(const SandboxSpec& spec) {
   // for a resolver on the host's loopback, which a network of the step's own
   // reaches through slirp4netns's forwarder.
   fs::path hosts = scratch.path() / "hosts";
-  write_file_atomic(hosts, step_hosts());
+  write_scratch_file(hosts, step_hosts());
   bind(hosts, "/etc/hosts", true, true);
   if (spec.network == StepNetwork::host && fs::exists("/etc/resolv.conf"))
     bind(fs::canonical("/etc/resolv.conf"), "/etc/resolv.conf", true, true);
   if (spec.network == StepNetwork::own && fs::exists("/etc/resolv.conf")) {
     fs::path resolv_conf = scratch.path() / "resolv.conf";
-    write_file_atomic(resolv_conf, step_resolv_conf(read_file("/etc/resolv.conf"), p.dns_forwarder));
+    write_scratch_file(resolv_conf, step_resolv_conf(read_file("/etc/resolv.conf"), p.dns_forwarder));
     bind(resolv_conf, "/etc/resolv.conf", true, true);
   }
   for (auto& m : spec.mounts) {
