@@ -117,6 +117,9 @@ void close_fds(unsigned lo, unsigned hi);
 /// A close-on-exec pipe: read end, write end.
 std::pair<Fd, Fd> make_pipe();
 
+/// Whether the running kernel is version `major`.`minor` or later.
+bool kernel_at_least(int major, int minor);
+
 /// Writes `data` into the new file `path` of a step's scratch folder (its
 /// /etc/hosts, its resolv.conf). Neither atomic nor synced: the folder is
 /// the step's own and goes with it, so no reader sees the file half written
