@@ -13,6 +13,8 @@
 #                                        edit rebuild writes go (strace), in DIR
 #   bench/peers.sh --trace-steps DIR     no peers: when each phase of an imgbuild
 #                                        edit rebuild ends (roots, RUN, layers), in DIR
+#   bench/peers.sh --run-parity DIR      the builder's `go build` alone, timed inside
+#                                        imgbuild's RUN, BuildKit's RUN and plain runc, in DIR
 #
 # IMGBUILD=path/to/imgbuild picks the binary (default build/imgbuild). Needs
 # root: it starts its own dockerd on a private socket and runs buildah with a
@@ -22,11 +24,13 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 started=$(date +%s)
 
-usage() { sed -n '8,15s/^# \{0,3\}//p' "$repo/bench/peers.sh"; }
+usage() { sed -n '8,17s/^# \{0,3\}//p' "$repo/bench/peers.sh"; }
 die() { printf 'bench/peers: error: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench/peers: %s\n' "$*" >&2; }
+now() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 
-runs=3 recipes=(blank multi) md="" trace="" phases=""
+runs=3 recipes=(blank multi) md="" trace="" phases="" parity=""
 while (($#)); do
   case $1 in
     --runs) (($# >= 2)) || die "--runs needs a number"; runs=$2; shift ;;
@@ -34,6 +38,7 @@ while (($#)); do
     --output) (($# >= 2)) || die "--output needs a file"; md=$2; shift ;;
     --trace-writes) (($# >= 2)) || die "--trace-writes needs a folder"; trace=$2; shift ;;
     --trace-steps) (($# >= 2)) || die "--trace-steps needs a folder"; phases=$2; shift ;;
+    --run-parity) (($# >= 2)) || die "--run-parity needs a folder"; parity=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'bench/peers: unknown option %s\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
@@ -187,6 +192,82 @@ mkdir -p "$bd/tmp"
 # TMPDIR: buildah keeps RUN --mount=type=cache folders there
 BUILDAH=(env -u DOCKER_CONFIG TMPDIR="$bd/tmp" buildah --root "$bd/root" --runroot "$bd/run" --storage-driver overlay)
 
+# --- --run-parity: the same `go build` inside each tool's RUN, and under plain runc ----
+# Whether a RUN step costs its command anything: the builder stage of
+# Dockerfile.blank with its command under busybox `time -v` (the command's
+# own wall, user and system time, from wait4), after what the step sees of
+# itself (nproc, seccomp, cgroups). imgbuild and BuildKit run it as an edit
+# rebuild; runc runs it with `runc spec`'s default config (no seccomp filter,
+# the host's network) on an overlay of the builder image as umoci unpacks it,
+# with the edited source in its upper folder. Runs alternate between the three.
+if [[ -n $parity ]]; then
+  { command -v runc && command -v umoci; } >/dev/null || die "--run-parity needs runc and umoci"
+  mkdir -p "$parity"
+  parity=$(realpath "$parity")
+  # shellcheck disable=SC2016 # expanded by the step's shell
+  probe='echo "PROBE nproc=$(nproc) $(grep -E "^(Seccomp|Seccomp_filters|NoNewPrivs|Cpus_allowed_list):" /proc/self/status | tr -d "\t" | tr "\n" " ")"; cat /proc/self/cgroup | sed "s/^/PROBE /"; time -v env CGO_ENABLED=0 go build -o app . 2>&1 | sed "s/^/TIME /"'
+  cat >"$tmp/parity.lua" <<LUA
+local builder = from("$REG/library/golang:1.22-alpine")
+  :env { GOPROXY = "$GOPROXY", GOSUMDB = "off" }
+  :workdir "/go/src/app"
+  :copy(".", ".")
+  :run([[$probe]], { network = "host" })
+image("peers-parity", scratch:copy("/go/src/app/app", "/app", { from = builder }))
+LUA
+  { sed -n '/^FROM .* AS builder/,/^COPY \. \./p' "$tmp/Dockerfile.blank" && echo "RUN $probe"; } >"$tmp/Dockerfile.parity"
+  imgbuild_parity() {
+    "${IMGBUILD_CMD[@]}" build "$tmp/parity.lua" --context "$ctx" --no-push --ignore entrypoint --ignore root --ignore tls --progress plain
+  }
+  docker_parity() { "${DOCKER[@]}" build --progress plain --network host -f "$tmp/Dockerfile.parity" -t peers-parity "$ctx"; }
+  rb=$tmp/runc
+  mkdir -p "$rb"
+  { skopeo copy --src-tls-verify=false "docker://$REG/library/golang:1.22-alpine" "oci:$rb/oci:golang" >"$parity/umoci.log" 2>&1 &&
+    umoci unpack --image "$rb/oci:golang" "$rb/image" >>"$parity/umoci.log" 2>&1; } || die "unpacking the builder image for runc failed (see $parity/umoci.log)"
+  (cd "$rb" && runc spec) || die "runc spec failed"
+  python3 - "$rb/config.json" "$probe" "$GOPROXY" "$(jq -r '.process.env[] | select(startswith("PATH="))' "$rb/image/config.json")" <<'PY'
+import json, sys
+path, probe, goproxy, env_path = sys.argv[1:]
+c = json.load(open(path))
+c["process"].update(terminal=False, args=["/bin/sh", "-c", probe], cwd="/go/src/app",
+                    env=[env_path, "GOTOOLCHAIN=local", "GOPROXY=" + goproxy, "GOSUMDB=off", "HOME=/root"])
+c["root"] = {"path": "merged", "readonly": False}
+c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(c, open(path, "w"), indent=1)
+PY
+  # shellcheck disable=SC2317 # called as "${tool}_parity"
+  runc_parity() {
+    { rm -rf "$rb/upper" "$rb/work" && mkdir -p "$rb/upper/go/src" "$rb/work" "$rb/merged" && cp -r "$ctx" "$rb/upper/go/src/app" &&
+      mount -t overlay overlay -o "lowerdir=$rb/image/rootfs,upperdir=$rb/upper,workdir=$rb/work" "$rb/merged"; } || return 1
+    local rc=0
+    (cd "$rb" && runc --root "$rb/state" run "peers-parity-$$" </dev/null) || rc=$?
+    umount "$rb/merged"
+    return "$rc"
+  }
+  say "one untimed build each, then $runs alternating edit rebuilds of the builder stage: imgbuild, BuildKit, runc"
+  imgbuild_parity >"$parity/imgbuild-cold.log" 2>&1 || die "imgbuild's first build failed (see $parity/imgbuild-cold.log)"
+  docker_parity >"$parity/docker-cold.log" 2>&1 || die "docker's first build failed (see $parity/docker-cold.log)"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores) at the start"
+  echo "| run | tool | go build: wall | user + system (CPU-s) | CPU-s / wall | whole build | load |"
+  echo "|---|---|---|---|---|---|---|"
+  for ((run = 1; run <= runs; run++)); do
+    for tool in imgbuild docker runc; do
+      edit
+      sync
+      t0=$(now)
+      "${tool}_parity" >"$parity/$tool-$run.log" 2>&1 || die "$tool failed (see $parity/$tool-$run.log)"
+      t1=$(now)
+      awk -v run="$run" -v tool="$tool" -v whole="$(secs "$t0" "$t1")" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
+        /TIME.*User time/ {u = $NF} /TIME.*System time/ {s = $NF}
+        /TIME.*Elapsed/ {w = $NF + 0; if ($(NF - 1) ~ /m$/) w += 60 * $(NF - 1)}  # busybox: "0m 6.33s"
+        END {printf "| %d | %s | %.2f s | %.2f | %.2f | %.2f s | %s |\n", run, tool, w, u + s, (u + s) / w, whole, load}' "$parity/$tool-$run.log"
+    done
+  done
+  echo
+  echo "What each RUN saw of itself (run 1):"
+  for tool in imgbuild docker runc; do grep -hE 'PROBE (nproc=[0-9]|[0-9]+:cpu[,:])' "$parity/$tool-1.log" | sed "s/^.*PROBE/    $tool:/"; done
+  exit 0
+fi
+
 # --- Each tool's commands: TOOL_reset, TOOL_build RECIPE MOUNTS [FROM_CACHE],
 # TOOL_push RECIPE, TOOL_export RECIPE MOUNTS (untimed: a registry cache for the
 # fresh runner). MOUNTS is "" or ".cache"; the image is bench/peers-RECIPE.
@@ -236,8 +317,6 @@ imgbuild_export() {
 # T[RECIPE MOUNTS TOOL JOB] holds one wall time a run; JOB is cold, noop, edit
 # or fresh, and JOB+push the same build followed by its push.
 declare -A T=() FAILED=()
-now() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 job() {  # KEY LOG TOOL RECIPE MOUNTS [FROM_CACHE]: times the build, then the push
   local key=$1 log=$2 tool=$3 t0 t1 t2
   shift 3

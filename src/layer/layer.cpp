@@ -107,16 +107,18 @@ LayerBlob store_layer(const std::filesystem::path& blob_dir, const LayerOptions&
   BlobOutput out(file.fd(), file.temp_path());
   Sha256 tar_hash;
   uint64_t tar_size = 0;
+  // An uncompressed blob's digest is its diff_id: `out` hashes those bytes already.
+  const bool plain = options.deferred;
   auto compress = [&](auto& sink) {
     stream([&](std::vector<char>& chunk) {
-      tar_hash.update(chunk.data(), chunk.size());
+      if (!plain) tar_hash.update(chunk.data(), chunk.size());
       tar_size += chunk.size();
       sink.add(chunk);
     });
     sink.finish();
   };
   MediaType type = media_type::kLayerGzip;
-  if (options.deferred) {
+  if (plain) {
     PlainSink sink(out);
     compress(sink);
     type = media_type::kLayerTar;
@@ -128,7 +130,8 @@ LayerBlob store_layer(const std::filesystem::path& blob_dir, const LayerOptions&
     ParallelGzipSink sink(out, options.threads);
     compress(sink);
   }
-  LayerBlob blob{out.finish(), out.size(), tar_hash.finish(), tar_size, type};
+  const Digest digest = out.finish();
+  LayerBlob blob{digest, out.size(), plain ? digest : tar_hash.finish(), tar_size, type};
   if (expect && (blob.diff_id != expect->diff_id || tar_size != expect->size))
     throw std::runtime_error("layer " + expect->digest.str() + " in " + blob_dir.string() +
                              " is damaged: it reads as " + blob.diff_id.str() + " (" + std::to_string(tar_size) +

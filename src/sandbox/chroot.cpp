@@ -286,7 +286,7 @@ SandboxResult run_in_chroot(const SandboxSpec& spec, const std::string& why) {
   };
   TempDir scratch(spec.work.parent_path(), "chroot-");
   fs::path hosts = scratch.path() / "hosts";
-  write_file_atomic(hosts, step_hosts());
+  write_scratch_file(hosts, step_hosts());
   add(Placed::Kind::Dev, "/dev", {});
   add(Placed::Kind::File, "/etc/hosts", hosts);
   // The step is on the container's network: its resolver is the container's.

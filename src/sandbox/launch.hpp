@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -115,6 +116,15 @@ void close_fds(unsigned lo, unsigned hi);
 
 /// A close-on-exec pipe: read end, write end.
 std::pair<Fd, Fd> make_pipe();
+
+/// Whether the running kernel is version `major`.`minor` or later.
+bool kernel_at_least(int major, int minor);
+
+/// Writes `data` into the new file `path` of a step's scratch folder (its
+/// /etc/hosts, its resolv.conf). Neither atomic nor synced: the folder is
+/// the step's own and goes with it, so no reader sees the file half written
+/// and no crash leaves it for anyone.
+void write_scratch_file(const fs::path& path, std::string_view data);
 
 /// What the child writes on its report pipe when it cannot set the step up.
 /// A pipe of its own, not the output: the parent must tell a refused overlay

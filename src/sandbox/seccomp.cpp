@@ -6,17 +6,16 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "base/fs.hpp"
+#include "sandbox/launch.hpp"
 
 namespace imgbuild {
 
@@ -67,13 +66,6 @@ constexpr uint64_t kNamespaceFlags[] = {CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPI
 /// 0xffffffff, which libseccomp cannot tell apart here from a value with
 /// every flag: refused too.
 constexpr uint32_t kPersonalityAllowed = 0x0008 | 0x20000;
-
-bool kernel_at_least(int major, int minor) {
-  utsname u{};
-  int ma = 0, mi = 0;
-  return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &ma, &mi) == 2 &&
-         (ma > major || (ma == major && mi >= minor));
-}
 
 struct ContextDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }

@@ -520,7 +520,8 @@ uint64_t own_bytes(const fs::path& tree) {
 }
 
 void record_tree_bytes(const fs::path& tree, uint64_t bytes, std::optional<size_t> layers) {
-  write_file_atomic(record_path(tree), std::to_string(bytes) + "\n" + (layers ? std::to_string(*layers) + "\n" : ""));
+  // Unsynced: a record lost in a crash reads as none, and the tree is walked again.
+  write_record_atomic(record_path(tree), std::to_string(bytes) + "\n" + (layers ? std::to_string(*layers) + "\n" : ""));
 }
 
 std::optional<fs::path> root_like(const fs::path& roots, size_t layers) {

@@ -136,7 +136,8 @@ uint64_t own_bytes(const std::filesystem::path& tree);
 /// TREE.bytes beside it): prune reads it instead of walking a tree it keeps.
 /// A root records what it added to the root it was made from, when it is
 /// made, and its number of `layers`; a run cache what it holds after each
-/// step that used it.
+/// step that used it. Not synced (write_record_atomic): one a crash took is
+/// missing, and the tree is walked again.
 void record_tree_bytes(const std::filesystem::path& tree, uint64_t bytes, std::optional<size_t> layers = std::nullopt);
 
 /// The root in `roots` of as many `layers` used last, if there is one: the

@@ -21,6 +21,7 @@
 
 #include "base/fs.hpp"
 #include "base/interrupt.hpp"
+#include "sandbox/launch.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -503,6 +504,31 @@ TEST_CASE("a step ends with its main process, and no process of it stays", "[san
     CHECK(result.last_lines == std::vector<std::string>{"started"});
     CHECK_FALSE(running("86402"));
   }
+}
+
+TEST_CASE("an overlay step's root is volatile: its end syncs nothing of the disk its folders are on",
+          "[sandbox][root]") {
+  // Without volatile, unmounting the overlay when the step ends syncs the
+  // whole file system of its upper folder (syncfs), every dirty page on it.
+  if (!imgbuild::kernel_at_least(5, 10)) {
+    WARN("overlay has no volatile option before Linux 5.10: not checked");
+    return;
+  }
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  ScratchDir step;
+  SandboxSpec spec = step_spec(image, step.path, false);
+  spec.argv = {"/bin/sh", "-c", "busybox grep '^overlay / ' /proc/self/mounts"};
+  SandboxResult result = run_in_sandbox(spec);
+  REQUIRE(result.exit_code == 0);
+  CHECK_FALSE(result.snapshot);
+  REQUIRE(result.last_lines.size() == 1);
+  const std::string& root = result.last_lines[0];
+  INFO(root);
+  // Linux 6.8 and later show it as fsync=volatile.
+  CHECK((root.find(",volatile") != std::string::npos || root.find(",fsync=volatile") != std::string::npos));
+  CHECK(root.find("nodev") != std::string::npos);
 }
 
 TEST_CASE("a step without a network has lo up, in a session of its own", "[sandbox][root]") {
