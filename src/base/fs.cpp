@@ -9,11 +9,14 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
 #include "base/interrupt.hpp"
+#include "base/text.hpp"
 #include "base/threads.hpp"
 
 namespace imgbuild {
@@ -183,37 +186,137 @@ TempDir::~TempDir() {
 
 void TempDir::remove_later(BackgroundRemover& remover) { remover.remove(std::exchange(path_, fs::path())); }
 
+std::pair<dev_t, ino_t> file_identity(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno("stat");
+  return {st.st_dev, st.st_ino};
+}
+
+Fd open_dir_nofollow(int dirfd, const std::string& name) {
+  return Fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
+
 namespace {
 
-bool remove_entry(int parent, const char* name, const std::atomic<bool>& stop);
+bool stopped(const std::atomic<bool>* stop) { return stop && stop->load(std::memory_order_relaxed); }
 
-/// Removes everything in the open folder `fd` (closed here), entry by entry,
-/// never following a symlink; false when `stop` was set before it was all
-/// gone. Errors leave what they concern where it is.
-bool remove_children(int fd, const std::atomic<bool>& stop) {
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd), ::closedir);
-  if (!dir) {
-    ::close(fd);
+/// Reads the names in directory `dirfd` and unlinks every non-directory among
+/// them; returns the subdirectories, or nullopt when `stop` was set first.
+std::optional<std::vector<std::string>> unlink_files(int dirfd, const std::atomic<bool>* stop) {
+  Fd fd(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open directory");
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd.get()), ::closedir);
+  if (!dir) throw_errno("cannot read directory");
+  fd.release();
+  std::vector<std::string> subdirs;
+  while (dirent* de = ::readdir(dir.get())) {
+    if (stopped(stop)) return std::nullopt;
+    std::string_view name = de->d_name;
+    if (name == "." || name == "..") continue;
+    unsigned char type = de->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat st;
+      if (::fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) continue;
+        throw_errno("cannot stat " + quote(name));
+      }
+      type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+    }
+    if (type == DT_DIR)
+      subdirs.emplace_back(name);
+    else if (::unlinkat(dirfd, de->d_name, 0) != 0 && errno != ENOENT)
+      throw_errno("cannot remove " + quote(name));
+  }
+  return subdirs;
+}
+
+}  // namespace
+
+bool remove_tree_at(int dirfd, const std::string& name, const std::atomic<bool>* stop) {
+  if (stopped(stop)) return false;
+  Fd cur = open_dir_nofollow(dirfd, name);
+  if (!cur) {
+    if (errno == ENOENT) return true;
+    if (errno != ENOTDIR && errno != ELOOP) throw_errno("cannot open " + quote(name));
+    if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) throw_errno("cannot remove " + quote(name));
     return true;
   }
-  while (const dirent* e = ::readdir(dir.get())) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    if (!remove_entry(fd, e->d_name, stop)) return false;
+  struct Level {
+    std::string name;                  ///< of this directory in its parent
+    std::pair<dev_t, ino_t> parent;    ///< where ".." must lead
+    std::vector<std::string> subdirs;  ///< still to remove
+  };
+  std::vector<Level> levels;
+  std::optional<std::vector<std::string>> first = unlink_files(cur.get(), stop);
+  if (!first) return false;
+  levels.push_back({name, {}, std::move(*first)});
+  for (;;) {
+    Level& level = levels.back();
+    if (!level.subdirs.empty()) {
+      std::string sub = std::move(level.subdirs.back());
+      level.subdirs.pop_back();
+      Fd next = open_dir_nofollow(cur.get(), sub);
+      if (!next) {
+        if (errno == ENOENT) continue;
+        throw_errno("cannot open " + quote(sub));
+      }
+      auto parent = file_identity(cur.get());
+      std::optional<std::vector<std::string>> subdirs = unlink_files(next.get(), stop);
+      if (!subdirs) return false;
+      levels.push_back({std::move(sub), parent, std::move(*subdirs)});
+      cur = std::move(next);
+      continue;
+    }
+    // A name unlinked while the directory was read may hide another from
+    // readdir on some file systems: look again before removing it.
+    std::optional<std::vector<std::string>> again = unlink_files(cur.get(), stop);
+    if (!again) return false;
+    level.subdirs = std::move(*again);
+    if (!level.subdirs.empty()) continue;
+    if (levels.size() == 1) break;
+    Fd up(::openat(cur.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!up) throw_errno("cannot open the parent of " + quote(level.name));
+    if (file_identity(up.get()) != level.parent)
+      throw std::runtime_error("cannot remove " + quote(level.name) + ": it was moved during the removal");
+    if (::unlinkat(up.get(), level.name.c_str(), AT_REMOVEDIR) != 0) throw_errno("cannot remove " + quote(level.name));
+    levels.pop_back();
+    cur = std::move(up);
   }
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) throw_errno("cannot remove " + quote(name));
   return true;
 }
 
-/// Removes `name` in the folder `parent` and everything below it, as
-/// remove_children() does.
-bool remove_entry(int parent, const char* name, const std::atomic<bool>& stop) {
-  if (stop.load(std::memory_order_relaxed)) return false;
-  // Linux says EISDIR for a folder.
-  if (::unlinkat(parent, name, 0) == 0 || errno != EISDIR) return true;
-  int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return true;
-  if (!remove_children(fd, stop)) return false;
-  ::unlinkat(parent, name, AT_REMOVEDIR);
+namespace {
+
+/// Removes every entry of the folder `dir` as remove_tree_at() does; an entry
+/// that cannot be removed is left, the others still go. False once `stop` is set.
+bool remove_children(const fs::path& dir, const std::atomic<bool>& stop) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return true;
+  std::vector<std::string> names;
+  {
+    std::unique_ptr<DIR, int (*)(DIR*)> listing(::fdopendir(::dup(fd.get())), ::closedir);
+    if (!listing) return true;
+    while (const dirent* e = ::readdir(listing.get()))
+      if (std::string_view n = e->d_name; n != "." && n != "..") names.emplace_back(n);
+  }
+  for (const std::string& name : names) try {
+      if (!remove_tree_at(fd.get(), name, &stop)) return false;
+    } catch (const std::runtime_error&) {
+      // left where it is, for the next remover or `cache prune`
+    }
   return true;
+}
+
+/// remove_tree_at() for a path; errors leave what they concern where it is.
+bool remove_path(const fs::path& path, const std::atomic<bool>& stop) {
+  Fd parent(::open(path.parent_path().empty() ? "." : path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent) return true;
+  try {
+    return remove_tree_at(parent.get(), path.filename().string(), &stop);
+  } catch (const std::runtime_error&) {
+    return true;
+  }
 }
 
 }  // namespace
@@ -260,12 +363,10 @@ void BackgroundRemover::work() {
     pending_ = false;
     std::vector<fs::path> unmoved = std::exchange(unmoved_, {});
     lock.unlock();
+    bool going = true;
     for (const fs::path& dir : unmoved)
-      if (!remove_entry(AT_FDCWD, dir.c_str(), stop_now_)) break;
-    if (!trash_.empty()) {
-      int fd = ::open(trash_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd >= 0) remove_children(fd, stop_now_);
-    }
+      if (!(going = remove_path(dir, stop_now_))) break;
+    if (going && !trash_.empty()) remove_children(trash_, stop_now_);
     lock.lock();
   }
 }

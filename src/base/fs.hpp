@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/errors.hpp"
@@ -123,6 +124,23 @@ public:
 private:
   Fd fd_;
 };
+
+/// The device and inode of an open file: what tells that the folder ".."
+/// leads to is the one a walk came down through.
+std::pair<dev_t, ino_t> file_identity(int fd);
+
+/// Opens the folder `name` in `dirfd`, never through a symlink; invalid (errno
+/// set) when it is not a folder or cannot be opened.
+Fd open_dir_nofollow(int dirfd, const std::string& name);
+
+/// Removes `name` in the folder `dirfd` and everything below it, never
+/// following a symlink. One folder is held open at a time, however deep the
+/// tree (a RUN step's can be as deep as it likes), and the way back up is
+/// "..", checked against the identity recorded on the way down. With `stop`:
+/// returns false, leaving the rest, once it is set (looked at between
+/// entries). Throws std::runtime_error (std::system_error for a failed call)
+/// naming the entry it could not remove, or a folder moved meanwhile.
+bool remove_tree_at(int dirfd, const std::string& name, const std::atomic<bool>* stop = nullptr);
 
 /// Removes folders on a thread of its own, so that whoever hands it a folder
 /// it no longer needs (a RUN step's scratch folder) goes on without waiting

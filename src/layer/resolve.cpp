@@ -79,12 +79,6 @@ std::optional<ResolveError> RootWalk::walk(std::string_view path, const Options&
   return std::nullopt;
 }
 
-std::pair<dev_t, ino_t> file_identity(int fd) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) throw_errno("stat");
-  return {st.st_dev, st.st_ino};
-}
-
 namespace {
 
 constexpr uint64_t kInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;

@@ -72,10 +72,6 @@ private:
   std::vector<std::string> at_;
 };
 
-/// The device and inode of an open file: what tells that the folder ".."
-/// leads to is the one a walk came down through.
-std::pair<dev_t, ino_t> file_identity(int fd);
-
 /// An image root on disk. Every path below it is walked through descriptors
 /// of the folders on the way, one name at a time with O_NOFOLLOW (or by the
 /// kernel's openat2 RESOLVE_IN_ROOT where that is offered), so nothing

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -371,6 +372,35 @@ TEST_CASE("BackgroundRemover removes what it is handed before its destructor ret
     CHECK(names_in(dir.path) == std::vector<std::string>{"outside", "trash"});
     CHECK(fs::is_empty(dir.path / trash));
   }
+}
+
+TEST_CASE("BackgroundRemover empties a tree deeper than the process may hold folders open", "[fs]") {
+  // A RUN step can leave a folder chain as deep as it likes in its scratch
+  // folder. A removal that held every folder on the way down open would run
+  // out of descriptors (and leave the chain in the trash for good), or starve
+  // the build's other threads of them.
+  ScratchDir dir;
+  const fs::path trash = dir.path / "trash";
+  fs::create_directories(trash / "deep");
+  constexpr int kDepth = 3000;  // "d/" 3000 times: also longer than PATH_MAX
+  {
+    imgbuild::Fd cur(::open((trash / "deep").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (int i = 0; i < kDepth; ++i) {
+      REQUIRE(::mkdirat(cur.get(), "d", 0755) == 0);
+      imgbuild::Fd next(::openat(cur.get(), "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      REQUIRE(next);
+      if (i % 500 == 0) REQUIRE(::close(::openat(next.get(), "f", O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) == 0);
+      cur = std::move(next);
+    }
+  }
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  { BackgroundRemover remover(trash); }  // the destructor waits until all is removed
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  CHECK(fs::is_empty(trash));
 }
 
 TEST_CASE("BackgroundRemover moves a folder into the trash at once, and the next one empties what is left", "[fs]") {
