@@ -76,15 +76,15 @@ LayerStream::LayerStream(const std::filesystem::path& blob, std::string label)
     kind_ = Kind::Zstd;
     zstd_ = std::make_unique<ZstdReader>();
   }
-  if (kind_ != Kind::Plain) {
-    out_ = std::make_unique_for_overwrite<char[]>(kOut);
-    out_size_ = kOut;
-  }
+  if (kind_ != Kind::Plain) out_ = std::make_unique_for_overwrite<char[]>(kOut);
 }
 
 LayerStream::~LayerStream() = default;
 
-void LayerStream::fail(const std::string& what) const { throw std::runtime_error(label_ + ": " + what); }
+void LayerStream::fail(const std::string& what) {
+  failure_ = what;
+  throw std::runtime_error(label_ + ": " + what);
+}
 
 bool LayerStream::fill() {
   if (eof_) return false;
@@ -140,11 +140,11 @@ std::span<const char> LayerStream::next_gzip() {
     s.next_in = reinterpret_cast<uint8_t*>(in_.get() + in_start_);
     s.avail_in = uint32_t(in_end_ - in_start_);
     s.next_out = reinterpret_cast<uint8_t*>(out_.get());
-    s.avail_out = uint32_t(out_size_);
+    s.avail_out = uint32_t(kOut);
     int rc = isal_inflate(&s);
     in_start_ = in_end_ - s.avail_in;
     if (rc < 0) fail(gzip_error(rc) + " at byte " + std::to_string(read_ - (in_end_ - in_start_)) + " of the blob");
-    if (size_t n = out_size_ - s.avail_out) return {out_.get(), n};
+    if (size_t n = kOut - s.avail_out) return {out_.get(), n};
     if (s.block_state != ISAL_BLOCK_FINISH && in_start_ == in_end_ && eof_) fail("truncated gzip input");
   }
 }
@@ -153,7 +153,7 @@ std::span<const char> LayerStream::next_zstd() {
   for (;;) {
     if (in_start_ == in_end_) fill();
     ZSTD_inBuffer in{in_.get() + in_start_, in_end_ - in_start_, 0};
-    ZSTD_outBuffer out{out_.get(), out_size_, 0};
+    ZSTD_outBuffer out{out_.get(), kOut, 0};
     size_t rc = ZSTD_decompressStream(zstd_->stream, &out, &in);
     in_start_ += in.pos;
     if (ZSTD_isError(rc)) fail(std::string("damaged zstd data: ") + ZSTD_getErrorName(rc));
@@ -175,11 +175,9 @@ int LayerStream::feed(archive* tar) {
       *data = bytes.data();
       return la_ssize_t(bytes.size());
     } catch (const std::runtime_error& e) {
-      // The reader's caller names the blob: the message alone.
-      std::string_view what = e.what();
-      const std::string& label = static_cast<LayerStream*>(self)->label_;
-      if (what.starts_with(label + ": ")) what.remove_prefix(label.size() + 2);
-      archive_set_error(a, EIO, "%s", std::string(what).c_str());  // libarchive's printf knows no %.*s
+      // The reader's caller names the blob: the message alone (fail()'s).
+      const std::string& failure = static_cast<LayerStream*>(self)->failure_;
+      archive_set_error(a, EIO, "%s", failure.empty() ? e.what() : failure.c_str());
       return -1;
     }
   };

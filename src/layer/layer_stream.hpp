@@ -59,14 +59,16 @@ private:
   bool fill();
   std::span<const char> next_gzip();
   std::span<const char> next_zstd();
-  [[noreturn]] void fail(const std::string& what) const;
+  /// Throws "LABEL: what", keeping `what` for feed()'s reader.
+  [[noreturn]] void fail(const std::string& what);
 
   std::string label_;
+  std::string failure_;  ///< what fail() last said, without the label
   Fd fd_;
   Kind kind_ = Kind::Plain;
   /// Not zero-filled (make_unique_for_overwrite): a stream per blob read.
+  /// out_ (kOut bytes) only for a compressed blob.
   std::unique_ptr<char[]> in_, out_;
-  size_t out_size_ = 0;
   size_t in_start_ = 0, in_end_ = 0;  ///< the bytes of in_ not decoded yet
   bool eof_ = false, done_ = false;
   uint64_t read_ = 0, size_ = 0;  ///< bytes read from the blob; handed out
