@@ -32,22 +32,6 @@ std::optional<std::string> tree_path(std::string_view name) {
   return path->str();
 }
 
-/// A layer blob's tar, read through LayerStream.
-class LayerReader {
-public:
-  explicit LayerReader(const std::filesystem::path& blob)
-      : stream_(blob, blob.string()), archive_(archive_read_new(), archive_read_free) {
-    if (!archive_) throw std::runtime_error(blob.string() + ": libarchive: out of memory");
-    if (stream_.feed(archive_.get()) != ARCHIVE_OK)
-      throw std::runtime_error(blob.string() + ": " + archive_error_string(archive_.get()));
-  }
-  archive* get() const { return archive_.get(); }
-
-private:
-  LayerStream stream_;  ///< read by archive_'s callbacks: outlives it
-  std::unique_ptr<archive, decltype(&archive_read_free)> archive_;
-};
-
 constexpr std::string_view kWhiteout = ".wh.";
 constexpr std::string_view kOpaque = ".wh..wh..opq";
 
@@ -136,7 +120,8 @@ private:
 };
 
 std::shared_ptr<const ImageTree::Listing> read_listing(const std::filesystem::path& blob) {
-  LayerReader a(blob);
+  LayerStream stream(blob, blob.string());
+  LayerStream::TarReader a = stream.tar_reader();
   ListingMaker maker;
   archive_entry* e = nullptr;
   for (;;) {
@@ -383,7 +368,8 @@ void ImageTree::stream_contents(const std::vector<const File*>& files, ContentSi
     if (files[i]->type == LayerEntry::Type::File) wanted[files[i]->layer].emplace(files[i]->where, i);
   for (auto& [layer, members] : wanted) {
     const std::filesystem::path& blob = blobs_.at(layer);
-    LayerReader a(blob);
+    LayerStream stream(blob, blob.string());
+    LayerStream::TarReader a = stream.tar_reader();
     archive_entry* e = nullptr;
     std::set<std::string_view> found;
     char buf[1 << 16];
@@ -411,7 +397,8 @@ const ImageTree::Node* ImageTree::find(std::string_view path) const { return fin
 std::string ImageTree::contents(const File& file, size_t max, std::string_view magic) const {
   if (file.type != LayerEntry::Type::File) return "";
   const std::filesystem::path& blob = blobs_.at(file.layer);
-  LayerReader a(blob);
+  LayerStream stream(blob, blob.string());
+  LayerStream::TarReader a = stream.tar_reader();
   archive_entry* e = nullptr;
   while (archive_read_next_header(a.get(), &e) >= ARCHIVE_WARN) {
     const char* name = archive_entry_pathname(e);

@@ -167,8 +167,9 @@ std::span<const char> LayerStream::next_zstd() {
   }
 }
 
-int LayerStream::feed(archive* tar) {
-  if (archive_read_support_format_tar(tar) != ARCHIVE_OK) return ARCHIVE_FATAL;
+LayerStream::TarReader LayerStream::tar_reader() {
+  TarReader tar(archive_read_new(), archive_read_free);
+  if (!tar) throw std::runtime_error(label_ + ": libarchive: out of memory");
   auto read = [](archive* a, void* self, const void** data) -> la_ssize_t {
     try {
       std::span<const char> bytes = static_cast<LayerStream*>(self)->next();
@@ -181,7 +182,12 @@ int LayerStream::feed(archive* tar) {
       return -1;
     }
   };
-  return archive_read_open(tar, this, nullptr, read, nullptr);
+  if (archive_read_support_format_tar(tar.get()) != ARCHIVE_OK ||
+      archive_read_open(tar.get(), this, nullptr, read, nullptr) != ARCHIVE_OK) {
+    const char* message = archive_error_string(tar.get());
+    throw std::runtime_error(label_ + ": " + (message ? message : "unreadable tar"));
+  }
+  return tar;
 }
 
 }  // namespace imgbuild

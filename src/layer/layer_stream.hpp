@@ -37,11 +37,13 @@ public:
   /// a damaged or cut blob, or one that cannot be read.
   std::span<const char> next();
 
-  /// Opens libarchive's reader `tar` on this stream: tar formats only, no
-  /// filters (the stream is already decoded). next()'s errors reach the
-  /// reader's calls as ARCHIVE_FATAL with the message, without the label.
-  /// Returns what archive_read_open returns.
-  int feed(archive* tar);
+  /// A libarchive reader of the tar on this stream: tar formats only, no
+  /// filters (the stream is already decoded). next()'s errors reach its calls
+  /// as ARCHIVE_FATAL with the message, without the label. It must go before
+  /// this stream does. Throws std::runtime_error ("LABEL: ...") when it
+  /// cannot be opened.
+  using TarReader = std::unique_ptr<archive, int (*)(archive*)>;
+  TarReader tar_reader();
 
   /// From now on, also hashes every byte next() hands out into `hash`
   /// (a layer's diff_id comes from the same read that unpacks it).
@@ -59,7 +61,7 @@ private:
   bool fill();
   std::span<const char> next_gzip();
   std::span<const char> next_zstd();
-  /// Throws "LABEL: what", keeping `what` for feed()'s reader.
+  /// Throws "LABEL: what", keeping `what` for tar_reader()'s reader.
   [[noreturn]] void fail(const std::string& what);
 
   std::string label_;

@@ -408,19 +408,14 @@ private:
 
 using ArchivePtr = std::unique_ptr<archive, int (*)(archive*)>;
 
-ArchivePtr new_archive(const std::string& label) {
-  ArchivePtr a(archive_read_new(), archive_read_free);
-  if (!a) throw UnpackError(label + ": libarchive: out of memory");
-  return a;
-}
-
 /// A tar reader of a layer in memory or an archive file. Layers: the
 /// compressions OCI layers use. `archives`: also those Docker's ADD extracts
 /// (bzip2, xz). In-process only (ARCHIVE_WARN would mean an outside
 /// program); tar formats only (ustar, pax, GNU): anything else is not a
 /// layer. Layer blobs on disk are read through TarFeed instead.
 ArchivePtr new_reader(const std::string& label, bool archives = false) {
-  ArchivePtr a = new_archive(label);
+  ArchivePtr a(archive_read_new(), archive_read_free);
+  if (!a) throw UnpackError(label + ": libarchive: out of memory");
   if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
       archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
       (archives && (archive_read_support_filter_bzip2(a.get()) != ARCHIVE_OK ||
@@ -463,18 +458,15 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
 /// read that unpacks it. Its errors are UnpackErrors.
 class TarFeed {
 public:
-  TarFeed(const std::filesystem::path& blob, const std::string& label, bool hashed) try
-      : label_(label), stream_(blob, label) {
+  TarFeed(const std::filesystem::path& blob, const std::string& label, bool hashed) try : stream_(blob, label) {
     if (hashed) stream_.hash_into(hash_);
   } catch (const std::runtime_error& e) {
     throw UnpackError(e.what());
   }
 
   /// A tar reader on the stream; it must go before this feed does.
-  ArchivePtr reader() {
-    ArchivePtr a = new_archive(label_);
-    if (stream_.feed(a.get()) != ARCHIVE_OK) throw UnpackError(label_ + ": " + archive_message(a.get()));
-    return a;
+  ArchivePtr reader() try { return stream_.tar_reader(); } catch (const std::runtime_error& e) {
+    throw UnpackError(e.what());
   }
 
   /// Reads what the tar reader left (the padding after its end) and returns the whole stream.
@@ -487,7 +479,6 @@ public:
   }
 
 private:
-  std::string label_;
   LayerStream stream_;
   Sha256 hash_;
 };

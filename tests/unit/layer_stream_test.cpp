@@ -187,8 +187,8 @@ TEST_CASE("layer stream: libarchive reads the tar from it, and its errors withou
   spit(dir.path / "cut", gz.substr(0, gz.size() / 2));
   for (const char* name : {"whole", "cut"}) {
     LayerStream stream(dir.path / name, "layer 1");
-    std::unique_ptr<archive, decltype(&archive_read_free)> r(archive_read_new(), archive_read_free);
-    REQUIRE(stream.feed(r.get()) == ARCHIVE_OK);
+    LayerStream::TarReader r = stream.tar_reader();
+    REQUIRE(r);
     archive_entry* e = nullptr;
     REQUIRE(archive_read_next_header(r.get(), &e) == ARCHIVE_OK);
     CHECK(std::string(archive_entry_pathname(e)) == "big");
