@@ -7,7 +7,6 @@
 // image root for the step and taken out again before the copy is compared
 // with the image, so its layer is the one the namespace sandbox gives.
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -166,9 +165,7 @@ void take_out(const fs::path& root, const std::vector<Placed>& placed) {
     if (!keeps_capability(p, cap) && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
       child_fail(report_fd, "dropping capabilities");
   if (!limit_capabilities(p)) child_fail(report_fd, "limiting capabilities");
-  if (::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
-  if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
-  if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
+  become_step_user(p, false, report_fd);
   // After the change of ids, which clears it: killed with the supervisor.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (::getppid() != supervisor) _exit(125);

@@ -1,7 +1,6 @@
 #include "sandbox/launch.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <sched.h>
@@ -15,6 +14,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +78,13 @@ void child_fail(int report_fd, const char* what, bool overlay) {
   _exit(125);
 }
 
+void become_step_user(const ChildPlan& p, bool keep_groups, int report_fd) {
+  if (!keep_groups && ::syscall(SYS_setgroups, p.groups.size(), p.groups.data()) != 0)
+    child_fail(report_fd, "setgroups");
+  if (::syscall(SYS_setgid, p.ids.gid) != 0) child_fail(report_fd, "setgid");
+  if (::syscall(SYS_setuid, p.ids.uid) != 0) child_fail(report_fd, "setuid");
+}
+
 void close_fds(unsigned lo, unsigned hi) {
   if (lo > hi || ::syscall(SYS_close_range, lo, hi, 0) == 0) return;
   for (unsigned fd = lo; fd <= std::min(hi, 65535U); ++fd) ::close(static_cast<int>(fd));
@@ -86,10 +93,15 @@ void close_fds(unsigned lo, unsigned hi) {
 void exec_command(const ChildPlan& p) {
   environ = const_cast<char**>(p.envp.data());
   ::execvp(p.argv[0], const_cast<char* const*>(p.argv.data()));
-  char buf[512];
-  int n = snprintf(buf, sizeof buf, "%s: %s\n", p.argv[0], strerror(errno));
-  if (n > 0) (void)!write(2, buf, static_cast<size_t>(std::min(n, 511)));
-  _exit(errno == ENOENT ? 127 : 126);
+  int error = errno;
+  // strerrordesc_np, not strerror: no translation, so no locale lock that
+  // another thread of imgbuild may have held at the clone.
+  const char* why = ::strerrordesc_np(error);
+  std::string_view parts[] = {p.argv[0], ": ", why ? why : "cannot run", "\n"};
+  iovec lines[std::size(parts)];
+  for (size_t i = 0; i < std::size(parts); ++i) lines[i] = {const_cast<char*>(parts[i].data()), parts[i].size()};
+  (void)!::writev(2, lines, std::size(parts));
+  _exit(error == ENOENT ? 127 : 126);
 }
 
 std::pair<Fd, Fd> make_pipe() {
@@ -311,9 +323,7 @@ struct KernelLimits {
     if (!limit_capabilities(p)) child_fail(report_fd, "limiting capabilities");
     rlimit nproc{limits.nproc, limits.nproc};
     if (limits.nproc && ::setrlimit(RLIMIT_NPROC, &nproc) != 0) child_fail(report_fd, "limiting processes");
-    if (!p.user_namespace && ::setgroups(p.groups.size(), p.groups.data()) != 0) child_fail(report_fd, "setgroups");
-    if (::setgid(p.ids.gid) != 0) child_fail(report_fd, "setgid");
-    if (::setuid(p.ids.uid) != 0) child_fail(report_fd, "setuid");
+    become_step_user(p, p.user_namespace, report_fd);
     exec_command(p);
   }
   // PID 1: reap orphans until the command ends, then end with its status.

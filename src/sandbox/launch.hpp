@@ -104,6 +104,15 @@ bool keeps_capability(const ChildPlan& p, int cap);
 /// root's full effective set until exec, and an inheritable one past it.
 bool limit_capabilities(const ChildPlan& p);
 
+/// Switches the calling process to the step's user: its groups (unless
+/// `keep_groups`: a user namespace denies setgroups), gid, then uid. Raw
+/// system calls, which change the calling process alone: glibc's setuid and
+/// friends, in a process it believes multi-threaded (as a raw clone's child
+/// of imgbuild is), take its thread-list lock and signal every thread it
+/// lists; a lock another thread of imgbuild held at the clone stays held
+/// in the child forever. Ends the child with a report on failure.
+void become_step_user(const ChildPlan& p, bool keep_groups, int report_fd);
+
 /// Reports `what` and errno on the child's report pipe and ends the child.
 [[noreturn]] void child_fail(int report_fd, const char* what, bool overlay = false);
 

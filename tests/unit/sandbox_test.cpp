@@ -14,9 +14,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/fs.hpp"
@@ -457,6 +460,54 @@ TEST_CASE("an interrupted step is killed with everything it started", "[sandbox]
     // The sandbox's own scratch folder is gone; the caller's are left to it.
     CHECK(names_in(step.path) == std::vector<std::string>{"upper", "work"});
   }
+}
+
+TEST_CASE("a step becomes its user though imgbuild's other threads start and end threads meanwhile",
+          "[sandbox][root]") {
+  // glibc's setuid in a process it believes multi-threaded (a raw clone's
+  // child of one) takes the lock of its thread list, which a thread being
+  // started or ended at the clone held: the step waited forever.
+  ScratchDir dir;
+  fs::path image = dir.path / "image";
+  make_image(image);
+  fs::create_symlink("busybox", image / "bin/id");
+  struct Background {
+    std::atomic<bool> done{false};
+    std::thread churn{[this] {
+      while (!done) std::thread([] {}).join();
+    }};
+    // A hung step is interrupted (and so killed) rather than hanging the suite.
+    std::thread watchdog{[this] {
+      for (int waited = 0; !done && waited < 600; ++waited) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!done) imgbuild::set_interrupt_for_testing(SIGINT);
+    }};
+    ~Background() {
+      done = true;
+      churn.join();
+      watchdog.join();
+      imgbuild::set_interrupt_for_testing(0);
+    }
+  } background;
+  int finished = 0;
+  bool hung = false;
+  for (auto isolation : {imgbuild::Isolation::namespaces, imgbuild::Isolation::chroot})
+    for (int i = 0; i < 25 && !hung; ++i) {
+      ScratchDir step;
+      SandboxSpec spec = step_spec(image, step.path, false, isolation);
+      spec.argv = {"/bin/id", "-u"};
+      spec.user = "app";
+      std::vector<std::string> lines;
+      try {
+        lines = run_in_sandbox(spec).last_lines;
+      } catch (const imgbuild::Interrupted&) {
+        hung = true;
+        break;
+      }
+      CHECK(lines == std::vector<std::string>{"1000"});
+      ++finished;
+    }
+  INFO("steps finished before one hung: " << finished);
+  CHECK_FALSE(hung);
 }
 
 TEST_CASE("resolve_user never reads the host's files through the image's symlinks", "[sandbox]") {
