@@ -403,12 +403,22 @@ std::string ImageTree::contents(const File& file, size_t max, std::string_view m
   while (archive_read_next_header(a.get(), &e) >= ARCHIVE_WARN) {
     const char* name = archive_entry_pathname(e);
     if (!name || file.where != name) continue;
-    std::string out;
-    char buf[1 << 16];
-    for (la_ssize_t n; out.size() < max && (n = archive_read_data(a.get(), buf, sizeof buf)) > 0;) {
-      out.append(buf, std::min<size_t>(static_cast<size_t>(n), max - out.size()));
-      if (!out.starts_with(magic.substr(0, out.size()))) break;
+    // Read in place, into room for what the header says: a Go program is
+    // megabytes, and growing a string for it by copies cost more than inflating it.
+    const uint64_t announced = archive_entry_size_is_set(e) ? static_cast<uint64_t>(archive_entry_size(e)) : 0;
+    std::string out(std::min<uint64_t>(announced, max), '\0');
+    size_t got = 0;
+    while (got < max) {
+      if (got == out.size()) out.resize(std::min(max, std::max<size_t>(out.size() * 2, 1 << 16)));
+      // A file that must start with `magic` is looked at first: most are not.
+      size_t want = out.size() - got;
+      if (got == 0 && !magic.empty()) want = std::min<size_t>(want, 1 << 16);
+      la_ssize_t n = archive_read_data(a.get(), out.data() + got, want);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+      if (!std::string_view(out.data(), got).starts_with(magic.substr(0, got))) break;
     }
+    out.resize(got);
     return out;
   }
   throw std::runtime_error(blob.string() + ": " + file.where + " is missing from its layer");
