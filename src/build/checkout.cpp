@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -32,61 +33,82 @@ fs::path checkout_root(const fs::path& dir) {
   }
 }
 
-/// What `git -C root ARGS...` printed (stdout and stderr, at most 4 KiB,
-/// trailing blanks dropped) and its exit status.
-std::pair<std::string, int> run_git(const fs::path& root, const std::vector<std::string>& args) {
-  // Reading pack files and their deltas is git's job, kept from anything a
-  // repository's config could start beside it (fsmonitor, gpg for
-  // signatures) and from prompts, locks and translated messages.
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  for (const char* v : {"LC_ALL=C", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0"}) env.emplace_back(v);
-  std::vector<std::string> argv = {"git", "-C", root.string(), "-c", "core.fsmonitor=false"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  int ends[2];
-  if (::pipe2(ends, O_CLOEXEC) != 0) throw_errno("git in " + root.string());
-  Fd read_end(ends[0]), write_end(ends[1]);
-  Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  std::string out;
-  int status = 0;
-  try {
-    ChildProcess git = spawn_process(
-        {.argv = argv, .env = env, .stdin_fd = null.get(), .stdout_fd = write_end.get(), .stderr_fd = write_end.get()});
-    write_end = Fd();
+/// `git -C root ARGS...`, started at once: two calls run side by side.
+class GitCall {
+public:
+  GitCall(const fs::path& root, const std::vector<std::string>& args)
+      : ends_(output_pipe()), git_(start(root, args, ends_.second.get())) {
+    ends_.second = Fd();
+  }
+
+  /// What it printed (stdout and stderr, at most 4 KiB, trailing blanks
+  /// dropped) and its exit status.
+  std::pair<std::string, int> result() {
+    std::string out;
     char buf[4096];
-    for (ssize_t n; (n = ::read(read_end.get(), buf, sizeof buf)) != 0;) {
+    for (ssize_t n; (n = ::read(ends_.first.get(), buf, sizeof buf)) != 0;) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) break;
       if (out.size() < 4096) out.append(buf, static_cast<size_t>(n));
     }
-    status = git.wait();
-  } catch (const std::system_error& e) {
-    throw std::runtime_error("the git checkout " + root.string() + ": " + e.what());
+    int status = git_.wait();
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return {out, status};
   }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return {out, status};
-}
+
+private:
+  static std::pair<Fd, Fd> output_pipe() {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) throw_errno("a pipe for git");
+    return {Fd(ends[0]), Fd(ends[1])};
+  }
+
+  static ChildProcess start(const fs::path& root, const std::vector<std::string>& args, int output) {
+    // Reading pack files and their deltas is git's job, kept from anything a
+    // repository's config could start beside it (fsmonitor, gpg for
+    // signatures) and from prompts, locks and translated messages.
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    for (const char* v : {"LC_ALL=C", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0"}) env.emplace_back(v);
+    std::vector<std::string> argv = {"git", "-C", root.string(), "-c", "core.fsmonitor=false"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return spawn_process({.argv = argv, .env = env, .stdin_fd = null.get(), .stdout_fd = output, .stderr_fd = output});
+  }
+
+  std::pair<Fd, Fd> ends_;  ///< read, write (closed once git has it)
+  ChildProcess git_;
+};
 
 }  // namespace
 
 std::optional<Checkout> read_checkout(const fs::path& dir) {
   fs::path root = checkout_root(dir);
   if (root.empty()) return std::nullopt;
-  auto [time, status] = run_git(root, {"log", "-1", "--no-show-signature", "--format=%ct", "HEAD"});
+  std::pair<std::string, int> head, remote;
+  try {
+    GitCall log(root, {"log", "-1", "--no-show-signature", "--format=%ct%n%H", "HEAD"});
+    GitCall origin(root, {"config", "--get", "remote.origin.url"});
+    head = log.result();
+    remote = origin.result();
+  } catch (const std::system_error& e) {
+    throw std::runtime_error("the git checkout " + root.string() + ": " + e.what());
+  }
+  // HEAD's committer time, then its commit id.
+  const auto& [printed, status] = head;
+  const size_t newline = printed.find('\n');
+  const std::string time = printed.substr(0, newline);
+  const std::string revision = newline == std::string::npos ? "" : printed.substr(newline + 1);
   bool digits = !time.empty() && time.size() < 19 && time.find_first_not_of("0123456789") == std::string::npos;
-  if (status != 0 || !digits)
-    throw std::runtime_error("the git checkout " + root.string() + ": git log -1 --format=%ct HEAD failed: " +
-                             (time.empty() ? "exit status " + std::to_string(status) : time));
+  if (status != 0 || !digits || revision.size() < 40 ||
+      revision.find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw std::runtime_error("the git checkout " + root.string() + ": git log -1 HEAD failed: " +
+                             (printed.empty() ? "exit status " + std::to_string(status) : printed));
   Checkout c;
   c.commit_time = std::stoll(time);
-  auto [revision, revision_status] = run_git(root, {"rev-parse", "--verify", "HEAD^{commit}"});
-  if (revision_status != 0 || revision.size() < 40 ||
-      revision.find_first_not_of("0123456789abcdef") != std::string::npos)
-    throw std::runtime_error("the git checkout " + root.string() + ": git rev-parse HEAD failed: " + revision);
   c.revision = revision;
   // Exit status 1: no such remote, which is no error.
-  auto [remote, remote_status] = run_git(root, {"config", "--get", "remote.origin.url"});
-  if (remote_status == 0 && remote.find('\n') == std::string::npos) c.remote = remote;
+  if (remote.second == 0 && remote.first.find('\n') == std::string::npos) c.remote = remote.first;
   return c;
 }
 
