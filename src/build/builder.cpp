@@ -541,12 +541,16 @@ void Builder::check_documents(Stage& st, size_t history_before) {
 
 size_t Builder::index_of(const Node& node) const { return static_cast<size_t>(&node - graph_.nodes.data()); }
 
-std::vector<Finding> examine_built(const BuiltImage& built, const std::string& loc,
-                                   const std::set<std::string>& ignore) {
+DoctorContext doctor_context(const BuiltImage& built, const std::string& loc, const std::set<std::string>& ignore) {
   DoctorContext ctx{built.entrypoint_loc.empty() ? loc : built.entrypoint_loc, loc, built.ignore, built.layer_locs,
                     built.base_layers};
   ctx.ignore.insert(ignore.begin(), ignore.end());
-  return examine_image(built.image, *built.tree, ctx);
+  return ctx;
+}
+
+std::vector<Finding> examine_built(const BuiltImage& built, const std::string& loc,
+                                   const std::set<std::string>& ignore) {
+  return examine_image(built.image, *built.tree, doctor_context(built, loc, ignore));
 }
 
 std::vector<PlannedStep> Builder::plan(const std::vector<size_t>& nodes) {

@@ -174,9 +174,13 @@ struct BuildInput {
   bool operator==(const BuildInput&) const = default;
 };
 
-/// Runs the doctor on `built`: what would make it fail at run time. `loc` is
-/// the line of the image() or push() that outputs it; `ignore` adds warnings
-/// to silence to the recipe's own.
+/// What the doctor is told of `built` besides the image. `loc` is the line
+/// of the image() or push() that outputs it; `ignore` adds warnings to
+/// silence to the recipe's own.
+DoctorContext doctor_context(const BuiltImage& built, const std::string& loc, const std::set<std::string>& ignore = {});
+
+/// Runs the doctor on `built` in doctor_context(built, loc, ignore): what
+/// would make it fail at run time.
 std::vector<Finding> examine_built(const BuiltImage& built, const std::string& loc,
                                    const std::set<std::string>& ignore = {});
 

@@ -13,6 +13,7 @@
 #include "build/provenance.hpp"
 #include "cli/attachments.hpp"
 #include "cli/commands.hpp"
+#include "cli/doctor_record.hpp"
 #include "cli/report.hpp"
 #include "cli/session.hpp"
 #include "registry/cache_transfer.hpp"
@@ -162,7 +163,7 @@ int cmd_build(const std::vector<std::string>& args) {
     }
     std::vector<Finding> findings;
     try {
-      findings = examine_built(built, t.loc, b.ignore);
+      findings = examine_kept(store, built, t.loc, b.ignore);
     } catch (...) {
       std::lock_guard lock(examining);
       examined.erase({platform, t.node});

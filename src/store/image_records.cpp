@@ -13,6 +13,7 @@ namespace {
 constexpr std::pair<const char*, const char*> kRecords[] = {
     {"provenance", ".intoto.json"},
     {"sbom", ".spdx.json"},
+    {"doctor", ".json"},
 };
 
 }  // namespace

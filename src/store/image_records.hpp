@@ -1,8 +1,9 @@
 #pragma once
 // What the local store keeps beside an image about it, one file per manifest
-// digest, for attaching to the image when it is pushed or written: the
-// provenance its build wrote, and the SBOM made of it. Each goes with its
-// image: garbage collection drops the records no named image needs.
+// digest: for attaching to the image when it is pushed or written, the
+// provenance its build wrote and the SBOM made of it; and what the doctor
+// found in it, said again when a build makes the same image. Each goes with
+// its image: garbage collection drops the records no named image needs.
 #include <filesystem>
 #include <set>
 
@@ -14,6 +15,7 @@ namespace imgbuild {
 enum class ImageRecord {
   Provenance,  ///< `provenance/sha256-HEX.intoto.json`: the in-toto statement its last build wrote
   Sbom,        ///< `sbom/sha256-HEX.spdx.json`: the SPDX document last made of it
+  Findings,    ///< `doctor/sha256-HEX.json`: what the doctor last found in it (cli/doctor_record.hpp)
 };
 
 /// Where the store at `store_root` keeps `record` of the image whose manifest
