@@ -3,10 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -76,18 +79,40 @@ Fd open_read(const fs::path& path, FollowLink follow) {
 
 std::string read_file(const fs::path& path) {
   Fd fd = open_read(path);
+  // Read in place, into room for what fstat says and a byte more (the read
+  // that sees the end); a file that grows meanwhile, or a /proc file that
+  // says 0, gets more room as it goes.
+  struct stat st {};
+  const size_t announced = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) : 0;
   std::string out;
-  char buf[65536];
+  make_room(out, std::max<size_t>(announced + 1, 1 << 16));
+  size_t got = 0;
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (got == out.size()) make_room(out, out.size() * 2);
+    ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno(path.string());
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    got += static_cast<size_t>(n);
   }
+  out.resize(got);
   return out;
+}
+
+void make_room(std::string& s, size_t size) {
+  // Two huge pages at least: a smaller buffer holds no aligned one whole.
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (size >= 2 * kHugePage && size > s.size()) {
+    s.reserve(size);
+    const auto start = (reinterpret_cast<uintptr_t>(s.data()) + s.size() + kHugePage - 1) & ~(kHugePage - 1);
+    const auto end = (reinterpret_cast<uintptr_t>(s.data()) + size) & ~(kHugePage - 1);
+    // Advice only: a kernel without transparent huge pages says no, and the
+    // pages are the usual ones.
+    if (end > start) (void)::madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE);
+  }
+  s.resize(size);
 }
 
 void write_all(int fd, const void* data, size_t size, const fs::path& what) {

@@ -62,6 +62,12 @@ enum class FollowLink { Yes, No };
 Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes);
 /// Reads a whole (small) file: JSON documents, .dockerignore, lockfiles.
 std::string read_file(const fs::path& path);
+
+/// Resizes `s` to `size` bytes, to be read into, and asks the kernel to back
+/// a large one with huge pages: each first touch of fresh memory costs a page
+/// fault per 4 KiB, which in a virtual machine took more than inflating a
+/// program of megabytes into it.
+void make_room(std::string& s, size_t size);
 /// Writes all of `data` to `fd`, retrying short writes.
 void write_all(int fd, const void* data, size_t size, const fs::path& what);
 

@@ -406,10 +406,11 @@ std::string ImageTree::contents(const File& file, size_t max, std::string_view m
     // Read in place, into room for what the header says: a Go program is
     // megabytes, and growing a string for it by copies cost more than inflating it.
     const uint64_t announced = archive_entry_size_is_set(e) ? static_cast<uint64_t>(archive_entry_size(e)) : 0;
-    std::string out(std::min<uint64_t>(announced, max), '\0');
+    std::string out;
+    make_room(out, std::min<uint64_t>(announced, max));
     size_t got = 0;
     while (got < max) {
-      if (got == out.size()) out.resize(std::min(max, std::max<size_t>(out.size() * 2, 1 << 16)));
+      if (got == out.size()) make_room(out, std::min(max, std::max<size_t>(out.size() * 2, 1 << 16)));
       // A file that must start with `magic` is looked at first: most are not.
       size_t want = out.size() - got;
       if (got == 0 && !magic.empty()) want = std::min<size_t>(want, 1 << 16);

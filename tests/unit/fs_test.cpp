@@ -199,6 +199,17 @@ TEST_CASE("read_file, open_read and write_all", "[fs]") {
   spit(empty, "");
   REQUIRE(imgbuild::read_file(empty).empty());
 
+  // Room is made for what fstat says: a file that says 0 (a /proc file) is
+  // still read whole, and one bigger than the huge pages asked for too.
+  std::string status = imgbuild::read_file("/proc/self/status");
+  CHECK(status.starts_with("Name:"));
+  CHECK(status.ends_with("\n"));
+  fs::path large = dir.path / "large";
+  std::string many(5 << 20, 'x');
+  for (size_t i = 0; i < many.size(); i += 4099) many[i] = static_cast<char>('a' + i % 26);
+  spit(large, many);
+  CHECK(imgbuild::read_file(large) == many);
+
   fs::path missing = dir.path / "missing";
   REQUIRE_THROWS_AS(imgbuild::read_file(missing), std::system_error);
   REQUIRE_THROWS_WITH(imgbuild::read_file(missing), Contains(missing.string()));
