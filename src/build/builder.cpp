@@ -1336,14 +1336,12 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     for (std::string p = target; p != "/" && !p.empty(); p = fs::path(p).parent_path().string())
       mount_points.push_back(p);
   };
-  std::vector<fs::path> run_caches;
   for (auto& dir : op.cache) {
     fs::path host = run_cache_folder(settings.cache_dir, dir);
     if (settings.seed_run_cache) settings.seed_run_cache(dir, host);
     fs::create_directories(host);
     if (!op.secrets.empty()) mark_secret_exposed(host);
     mark_used(host);
-    run_caches.push_back(host);
     spec.mounts.push_back({host, dir, false});
     mount_point(dir);
   }
@@ -1370,8 +1368,10 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
     spec.lower = b_.image_root(st);
     result = run_in_sandbox(spec);
   }
-  // What they hold now: prune reads it instead of walking the caches it keeps.
-  for (auto& host : run_caches) record_tree_bytes(host, own_bytes(host));
+  // The caches are not measured here: a Go module cache holds tens of
+  // thousands of files, and walking them after every step cost each build
+  // time in proportion to the cache, not to what changed. mark_used above
+  // made their records stale; `cache ls` and prune measure them when they look.
   if (result.exit_code != 0) {
     std::string tail;
     for (auto& l : result.last_lines) tail += "\n    " + printable_text(l);

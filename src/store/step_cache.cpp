@@ -498,8 +498,13 @@ std::optional<uint64_t> read_bytes_record(const fs::path& path) {
 uint64_t recorded_bytes(const fs::path& tree, const std::string& kind, const struct stat& tree_st) {
   fs::path record = record_path(tree);
   struct stat st {};
-  bool current =
-      ::stat(record.c_str(), &st) == 0 && (kind != "run-cache" || st.st_mtim.tv_sec >= tree_st.st_mtim.tv_sec);
+  // A run cache's record is current only when written after its last use
+  // (mark_used): strictly, to the nanosecond, as a use in the same tick may
+  // have followed it.
+  auto after = [](const timespec& a, const timespec& b) {
+    return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec);
+  };
+  bool current = ::stat(record.c_str(), &st) == 0 && (kind != "run-cache" || after(st.st_mtim, tree_st.st_mtim));
   if (current)
     if (auto bytes = read_bytes_record(record)) return *bytes;
   uint64_t bytes = own_bytes(tree);
