@@ -101,6 +101,12 @@ std::string read_file(const fs::path& path) {
   return out;
 }
 
+std::pair<Fd, Fd> make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
+  return {Fd(fds[0]), Fd(fds[1])};
+}
+
 void make_room(std::string& s, size_t size) {
   // Two huge pages at least: a smaller buffer holds no aligned one whole.
   constexpr size_t kHugePage = size_t{2} << 20;

@@ -49,6 +49,9 @@ private:
 const char* file_kind(mode_t mode);
 
 /// Whether open_read follows a symlink that is the path's last component.
+/// A close-on-exec pipe: read end, write end.
+std::pair<Fd, Fd> make_pipe();
+
 enum class FollowLink { Yes, No };
 
 /// Opens a regular file read-only with O_CLOEXEC; throws naming the path

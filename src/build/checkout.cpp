@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "base/errors.hpp"
 #include "base/fs.hpp"
 #include "base/process.hpp"
 
@@ -37,7 +36,7 @@ fs::path checkout_root(const fs::path& dir) {
 class GitCall {
 public:
   GitCall(const fs::path& root, const std::vector<std::string>& args)
-      : ends_(output_pipe()), git_(start(root, args, ends_.second.get())) {
+      : ends_(make_pipe()), git_(start(root, args, ends_.second.get())) {
     ends_.second = Fd();
   }
 
@@ -57,12 +56,6 @@ public:
   }
 
 private:
-  static std::pair<Fd, Fd> output_pipe() {
-    int ends[2];
-    if (::pipe2(ends, O_CLOEXEC) != 0) throw_errno("a pipe for git");
-    return {Fd(ends[0]), Fd(ends[1])};
-  }
-
   static ChildProcess start(const fs::path& root, const std::vector<std::string>& args, int output) {
     // Reading pack files and their deltas is git's job, kept from anything a
     // repository's config could start beside it (fsmonitor, gpg for

@@ -104,12 +104,6 @@ void exec_command(const ChildPlan& p) {
   _exit(error == ENOENT ? 127 : 126);
 }
 
-std::pair<Fd, Fd> make_pipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
-  return {Fd(fds[0]), Fd(fds[1])};
-}
-
 bool kernel_at_least(int major, int minor) {
   utsname u{};
   int ma = 0, mi = 0;

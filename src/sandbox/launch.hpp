@@ -123,9 +123,6 @@ void become_step_user(const ChildPlan& p, bool keep_groups, int report_fd);
 /// Closes descriptors `lo` to `hi`, both included.
 void close_fds(unsigned lo, unsigned hi);
 
-/// A close-on-exec pipe: read end, write end.
-std::pair<Fd, Fd> make_pipe();
-
 /// Whether the running kernel is version `major`.`minor` or later.
 bool kernel_at_least(int major, int minor);
 

@@ -47,12 +47,6 @@ bool ipv6_loopback(std::string_view address) {
          (IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127));
 }
 
-std::pair<Fd, Fd> make_pipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
-  return {Fd(fds[0]), Fd(fds[1])};
-}
-
 /// Everything left to read on `fd`, which its writers have closed.
 std::string read_rest(int fd) {
   std::string text;
