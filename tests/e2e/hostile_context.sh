@@ -80,8 +80,14 @@ left_behind() {
   find "$store" "$cache" -name '*.tmp-*' -o -name '.unpack-*' 2>/dev/null
   no_process "sleep $((86500 + $1))" || echo "the step's process: $(pgrep -af "sleep $((86500 + $1))")"
 }
-# is_imgbuild: the background build has become imgbuild (is past its exec).
-is_imgbuild() { [[ $(readlink "/proc/$build_pid/exe") == "$IMGBUILD" ]]; }
+# is_imgbuild: the background build has become imgbuild (is past its exec)
+# and catches SIGINT (bit 2 of SigCgt): before main installs its handlers, a
+# sanitized binary under load spends a while loading, and SIGINT then ends
+# it as it ends any program.
+is_imgbuild() {
+  [[ $(readlink "/proc/$build_pid/exe") == "$IMGBUILD" ]] &&
+    (($(printf '%d' "0x$(awk '/^SigCgt:/ {print $2}' "/proc/$build_pid/status")") & 2))
+}
 rounds=20 clean=0
 for round in $(seq "$rounds"); do
   if ((round % 4 == 0)); then
