@@ -6,9 +6,19 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <sys/stat.h>
+
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "base/threads.hpp"
 
 namespace imgbuild {
 
@@ -76,8 +86,96 @@ LayerStream::LayerStream(const std::filesystem::path& blob, std::string label)
     kind_ = Kind::Zstd;
     zstd_ = std::make_unique<ZstdReader>();
   }
-  if (kind_ != Kind::Plain) out_ = std::make_unique_for_overwrite<char[]>(kOut);
+  if (kind_ == Kind::Plain) return;
+  struct stat st {};
+  decode_ahead_ = ::fstat(fd_.get(), &st) == 0 && uint64_t(st.st_size) >= kDecodeAheadFrom;
+  if (!decode_ahead_) out_ = std::make_unique_for_overwrite<char[]>(kOut);
 }
+
+/// Decodes a compressed blob on a thread of its own, up to kDepth chunks of
+/// kOut bytes ahead of next(), and hashes them there: the reader's side is
+/// left with the tar and the files. The stream's decoder state (fd_, in_,
+/// the inflater) is the thread's alone from the first next() on.
+class LayerStream::DecodeAhead {
+public:
+  explicit DecodeAhead(LayerStream& stream) : stream_(stream), thread_([this] { run(); }) {}
+  ~DecodeAhead() { stop_threads(mutex_, stopping_, wake_, {&thread_, 1}); }
+  DecodeAhead(const DecodeAhead&) = delete;
+  DecodeAhead& operator=(const DecodeAhead&) = delete;
+
+  /// The next chunk, valid until the next call; empty at the end of the
+  /// stream. Rethrows what stopped the decoder, at the point it stopped.
+  std::span<const char> next() {
+    std::unique_lock lock(mutex_);
+    if (held_.bytes) {
+      spare_.push_back(std::move(held_));
+      wake_.notify_all();
+    }
+    wake_.wait(lock, [&] { return !ready_.empty() || ended_; });
+    if (ready_.empty()) {
+      if (error_) std::rethrow_exception(error_);
+      return {};
+    }
+    held_ = std::move(ready_.front());
+    ready_.pop_front();
+    wake_.notify_all();
+    return {held_.bytes.get(), held_.size};
+  }
+
+private:
+  static constexpr size_t kDepth = 3;
+  struct Chunk {
+    std::unique_ptr<char[]> bytes;
+    size_t size = 0;
+  };
+
+  void run() {
+    try {
+      for (;;) {
+        Chunk chunk;
+        {
+          std::unique_lock lock(mutex_);
+          wake_.wait(lock, [&] { return stopping_ || ready_.size() < kDepth; });
+          if (stopping_) return;
+          if (!spare_.empty()) {
+            chunk = std::move(spare_.back());
+            spare_.pop_back();
+          }
+        }
+        if (!chunk.bytes) chunk.bytes = std::make_unique_for_overwrite<char[]>(kOut);
+        chunk.size = 0;
+        while (chunk.size < kOut) {
+          size_t n = stream_.decode(chunk.bytes.get() + chunk.size, kOut - chunk.size);
+          if (n == 0) break;
+          chunk.size += n;
+        }
+        if (stream_.hash_) stream_.hash_->update(chunk.bytes.get(), chunk.size);
+        std::lock_guard lock(mutex_);
+        if (chunk.size == 0)
+          ended_ = true;
+        else
+          ready_.push_back(std::move(chunk));
+        wake_.notify_all();
+        if (ended_) return;
+      }
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      error_ = std::current_exception();
+      ended_ = true;
+      wake_.notify_all();
+    }
+  }
+
+  LayerStream& stream_;
+  std::mutex mutex_;
+  std::condition_variable wake_;  ///< both sides wait on it: one reader, one decoder
+  std::deque<Chunk> ready_;       ///< decoded, oldest first
+  std::vector<Chunk> spare_;      ///< handed out and given back, to fill again
+  Chunk held_;                    ///< what next() last handed out
+  bool ended_ = false, stopping_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  ///< last: it starts once the rest is made
+};
 
 LayerStream::~LayerStream() = default;
 
@@ -107,62 +205,65 @@ bool LayerStream::fill() {
 std::span<const char> LayerStream::next() {
   if (done_) return {};
   std::span<const char> bytes;
-  switch (kind_) {
-    case Kind::Gzip:
-      bytes = next_gzip();
-      break;
-    case Kind::Zstd:
-      bytes = next_zstd();
-      break;
-    case Kind::Plain:
+  if (decode_ahead_) {
+    if (!ahead_) ahead_ = std::make_unique<DecodeAhead>(*this);
+    bytes = ahead_->next();  // hashed on the decoder's thread
+  } else {
+    if (kind_ != Kind::Plain) {
+      bytes = {out_.get(), decode(out_.get(), kOut)};
+    } else {
       if (in_start_ == in_end_) fill();
       bytes = {in_.get() + in_start_, in_end_ - in_start_};
       in_start_ = in_end_;
-      break;
+    }
+    if (hash_) hash_->update(bytes.data(), bytes.size());
   }
   if (bytes.empty()) done_ = true;
-  if (hash_) hash_->update(bytes.data(), bytes.size());
   size_ += bytes.size();
   return bytes;
 }
 
-std::span<const char> LayerStream::next_gzip() {
+size_t LayerStream::decode(char* out, size_t room) {
+  return kind_ == Kind::Gzip ? inflate_some(out, room) : unzstd_some(out, room);
+}
+
+size_t LayerStream::inflate_some(char* out, size_t room) {
   inflate_state& s = inflater_->state;
   for (;;) {
     if (s.block_state == ISAL_BLOCK_FINISH) {
       // A member ended: the next one starts here, or the stream is over.
       while (in_end_ - in_start_ < 2 && fill()) {
       }
-      if (in_end_ - in_start_ < 2 || !starts_gzip(in_.get() + in_start_)) return {};
+      if (in_end_ - in_start_ < 2 || !starts_gzip(in_.get() + in_start_)) return 0;
       inflater_->start();
     }
     if (in_start_ == in_end_) fill();
     s.next_in = reinterpret_cast<uint8_t*>(in_.get() + in_start_);
     s.avail_in = uint32_t(in_end_ - in_start_);
-    s.next_out = reinterpret_cast<uint8_t*>(out_.get());
-    s.avail_out = uint32_t(kOut);
+    s.next_out = reinterpret_cast<uint8_t*>(out);
+    s.avail_out = uint32_t(room);
     int rc = isal_inflate(&s);
     in_start_ = in_end_ - s.avail_in;
     if (rc < 0) fail(gzip_error(rc) + " at byte " + std::to_string(read_ - (in_end_ - in_start_)) + " of the blob");
-    if (size_t n = kOut - s.avail_out) return {out_.get(), n};
+    if (size_t n = room - s.avail_out) return n;
     if (s.block_state != ISAL_BLOCK_FINISH && in_start_ == in_end_ && eof_) fail("truncated gzip input");
   }
 }
 
-std::span<const char> LayerStream::next_zstd() {
+size_t LayerStream::unzstd_some(char* out_bytes, size_t room) {
   for (;;) {
     if (in_start_ == in_end_) fill();
     ZSTD_inBuffer in{in_.get() + in_start_, in_end_ - in_start_, 0};
-    ZSTD_outBuffer out{out_.get(), kOut, 0};
+    ZSTD_outBuffer out{out_bytes, room, 0};
     size_t rc = ZSTD_decompressStream(zstd_->stream, &out, &in);
     in_start_ += in.pos;
     if (ZSTD_isError(rc)) fail(std::string("damaged zstd data: ") + ZSTD_getErrorName(rc));
     if (in.pos > 0 || out.pos > 0) zstd_->last = rc;
-    if (out.pos > 0) return {out_.get(), out.pos};
+    if (out.pos > 0) return out.pos;
     if (in_start_ == in_end_ && eof_) {
       // A frame cut short leaves the decoder waiting for more.
       if (zstd_->last != 0) fail("truncated zstd input");
-      return {};
+      return 0;
     }
   }
 }

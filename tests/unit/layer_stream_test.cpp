@@ -205,3 +205,96 @@ TEST_CASE("layer stream: libarchive reads the tar from it, and its errors withou
     }
   }
 }
+
+TEST_CASE("layer stream: a large blob decoded ahead on a thread gives the same bytes, hash and errors",
+          "[layer_stream]") {
+  // Random bytes (which no compressor shrinks) then words: a blob well over
+  // kDecodeAheadFrom, so a thread of its own decodes it.
+  std::mt19937 rng(7);
+  std::string data(3 << 20, '\0');
+  for (char& c : data) c = char(rng());
+  data += sample(4 << 20, 8);
+  const std::string gz = gzip_member(data.substr(0, 5 << 20)) + gzip_member(data.substr(5 << 20));
+  const std::string zst = zstd_frame(data);
+  REQUIRE(gz.size() > LayerStream::kDecodeAheadFrom);
+  REQUIRE(zst.size() > LayerStream::kDecodeAheadFrom);
+
+  SECTION("every byte, in order, then the end for good") {
+    CHECK(decode(gz) == data);
+    CHECK(decode(zst) == data);
+  }
+  SECTION("hashed on the decoder's thread as next() would have") {
+    ScratchDir dir;
+    spit(dir.path / "blob", gz);
+    LayerStream stream(dir.path / "blob", "layer 1");
+    imgbuild::Sha256 hash;
+    stream.hash_into(hash);
+    while (!stream.next().empty()) {
+    }
+    imgbuild::Sha256 expected;
+    expected.update(data);
+    CHECK(hash.finish() == expected.finish());
+  }
+  SECTION("cut or damaged: the error the reader's thread would have given, after the bytes before it") {
+    for (size_t cut : {size_t(2), gz.size() / 7, gz.size() / 2, gz.size() - 9}) {
+      INFO("cut at " << cut);
+      CHECK(error_of([&] { decode(gz.substr(0, cut)); }) == "layer 1: truncated gzip input");
+    }
+    std::string bad = gz;
+    bad[bad.size() - 8] = char(bad[bad.size() - 8] ^ 1);
+    CHECK(error_of([&] { decode(bad); }) ==
+          "layer 1: gzip data does not match its checksum (the blob is damaged) at byte " + std::to_string(gz.size()) +
+              " of the blob");
+    CHECK(error_of([&] { decode(zst.substr(0, zst.size() - 5)); }) == "layer 1: truncated zstd input");
+  }
+  SECTION("a reader that stops early stops the decoder too") {
+    ScratchDir dir;
+    spit(dir.path / "blob", gz);
+    for (int i = 0; i < 20; ++i) {
+      LayerStream stream(dir.path / "blob", "layer 1");
+      CHECK(stream.next().size() > 0);
+    }
+    // and one that never asked starts none
+    LayerStream untouched(dir.path / "blob", "layer 1");
+  }
+  SECTION("libarchive reads the tar from it, and its errors without the label") {
+    std::string tar(data.size() + (64 << 10), '\0');
+    {
+      std::unique_ptr<archive, decltype(&archive_write_free)> w(archive_write_new(), archive_write_free);
+      archive_write_set_format_pax_restricted(w.get());
+      size_t used = 0;
+      REQUIRE(archive_write_open_memory(w.get(), tar.data(), tar.size(), &used) == ARCHIVE_OK);
+      std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
+      archive_entry_set_pathname(e.get(), "big");
+      archive_entry_set_filetype(e.get(), AE_IFREG);
+      archive_entry_set_perm(e.get(), 0644);
+      archive_entry_set_size(e.get(), la_int64_t(data.size()));
+      REQUIRE(archive_write_header(w.get(), e.get()) == ARCHIVE_OK);
+      REQUIRE(archive_write_data(w.get(), data.data(), data.size()) == la_ssize_t(data.size()));
+      REQUIRE(archive_write_close(w.get()) == ARCHIVE_OK);
+      tar.resize(used);
+    }
+    ScratchDir dir;
+    const std::string tgz = gzip_member(tar);
+    spit(dir.path / "whole", tgz);
+    spit(dir.path / "cut", tgz.substr(0, tgz.size() / 2));
+    for (const char* name : {"whole", "cut"}) {
+      LayerStream stream(dir.path / name, "layer 1");
+      LayerStream::TarReader r = stream.tar_reader();
+      archive_entry* e = nullptr;
+      REQUIRE(archive_read_next_header(r.get(), &e) == ARCHIVE_OK);
+      std::string read;
+      char buf[65536];
+      la_ssize_t n;
+      while ((n = archive_read_data(r.get(), buf, sizeof buf)) > 0) read.append(buf, size_t(n));
+      if (std::string(name) == "whole") {
+        CHECK(n == 0);
+        CHECK(read == data);
+      } else {
+        CHECK(n < 0);
+        CHECK(std::string(archive_error_string(r.get())) == "truncated gzip input");
+        CHECK(read == data.substr(0, read.size()));
+      }
+    }
+  }
+}
