@@ -218,6 +218,7 @@ private:
 void Builder::Building::pull(Stage& st, const PullOp& op, const Platform& platform, const Node& node) {
   StepReport report(*this, node, "from " + op.reference, StepKind::From);
   report.describe(b_.resolve_base(st, op, platform, node));
+  b_.unpack_when_listed(st, node);
   report.end(StepStatus::Done);
 }
 
@@ -393,6 +394,12 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
     ++consumers_.at(p.node);
     exported(p.node);
   }
+  run_above_.resize(graph_.nodes.size());
+  for (size_t i = 0; i < graph_.nodes.size(); ++i)
+    if (std::holds_alternative<RunOp>(graph_.nodes[i].op))
+      for (std::optional<size_t> n = graph_.nodes[i].parent; n && !run_above_[*n]; n = graph_.nodes.at(*n).parent)
+        run_above_[*n] = true;
+  listings_->before_reading([this](const std::filesystem::path& blob) { unpack_for_listing(blob); });
   // Steps of independent stages report from several threads: one event at a time.
   auto report = std::make_shared<std::mutex>();
   settings_.progress = [report, inner = std::move(settings_.progress)](const ProgressEvent& event) {
@@ -401,7 +408,8 @@ Builder::Builder(const Graph& graph, Layout& store, BuildSettings settings)
   };
 }
 
-Builder::~Builder() = default;
+// The listings outlive the builder in the trees it made: its hook must not.
+Builder::~Builder() { listings_->before_reading(nullptr); }
 
 void Builder::prepare(const std::vector<size_t>& nodes) {
   run_side_by_side(nodes.size(), [&](size_t i) { stage(walk_, nodes[i]); });
@@ -1074,6 +1082,37 @@ std::string Builder::resolve_base(Stage& st, const PullOp& op, const Platform& p
   return "from " + op.reference + (digest != st.image.annotations.end() ? "@" + digest->second : "");
 }
 
+void Builder::unpack_when_listed(const Stage& st, const Node& node) {
+  if (!run_above_[index_of(node)] || settings_.cache_dir.empty()) return;
+  auto base = std::make_shared<BaseToUnpack>();
+  base->stage = st;
+  std::lock_guard lock(records_mutex_);
+  for (auto& layer : st.image.layers)
+    bases_to_unpack_.try_emplace(store_.blob_path(layer.digest).filename().string(), base);
+}
+
+void Builder::unpack_for_listing(const std::filesystem::path& blob) {
+  std::shared_ptr<BaseToUnpack> base;
+  {
+    std::lock_guard lock(records_mutex_);
+    auto it = bases_to_unpack_.find(blob.filename().string());
+    if (it == bases_to_unpack_.end()) return;
+    base = it->second;
+  }
+  // A tree asks what the base holds, so a step builds on it: most likely
+  // the copy of edited sources before the RUN steps. Those need the root
+  // anyway; unpacked now, the listings come from that same read, where
+  // listing them first would decode every layer twice.
+  std::lock_guard once(base->once);
+  if (std::exchange(base->tried, true)) return;
+  try {
+    image_root(base->stage);
+  } catch (const std::exception&) {
+    // The listing is read from the blob instead; the RUN step that needs
+    // the root makes it again, and says what went wrong.
+  }
+}
+
 std::filesystem::path Builder::root_of(const Stage& st, size_t layers) const {
   // Named by the chain ID with a mark older engines never wrote: their roots
   // were unpacked without checking the diff_ids, so they name nothing.
@@ -1087,16 +1126,25 @@ void Builder::apply_checked(const Stage& st, size_t i, const std::filesystem::pa
   const LayerBlob& layer = st.image.layers[i];
   std::optional<Digest> known = store_.known_diff_id(layer.digest);
   if (known && *known != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *known);
+  const std::filesystem::path blob = store_.blob_path(layer.digest);
+  std::optional<LayerListings::Recording> listing;
+  UnpackOptions options;
+  if (!listings_->known(blob)) {
+    listing.emplace(*listings_, blob);
+    options.on_member = [&listing](archive_entry* header) { listing->member(header); };
+  }
   uint64_t size = 0;
   try {
-    size = apply_layer(
-        tree, {store_.blob_path(layer.digest), "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
-               known ? std::nullopt : std::optional(layer.diff_id)});
+    size = apply_layer(tree,
+                       {blob, "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+                        known ? std::nullopt : std::optional(layer.diff_id)},
+                       options);
   } catch (const DiffIdMismatch& lie) {
     store_.note_diff_id(layer.digest, lie.actual);
     throw lying_layer(st.layer_origins.at(i).str(), layer, lie.actual);
   }
   store_.note_diff_id(layer.digest, layer.diff_id);
+  if (listing) listing->keep();
   // The image's size needs it later (check_layer): not a second read of the blob.
   if (!layer.uncompressed_size && !std::filesystem::exists(tar_size_memo(layer))) note_tar_size(layer, size);
 }

@@ -326,8 +326,16 @@ private:
   /// Where the root of the first `layers` layers of `stage` is kept.
   std::filesystem::path root_of(const Stage& stage, size_t layers) const;
   /// Applies layer `i` of `stage` to the folder `tree`, hashed as it is read
-  /// unless the store knows its diff_id: a layer that lies is refused.
+  /// unless the store knows its diff_id: a layer that lies is refused. Its
+  /// listing, when not known yet, is made on the way.
   void apply_checked(const Stage& stage, size_t i, const std::filesystem::path& tree);
+  /// The base image `stage` just pulled for `node` will have RUN steps built
+  /// on it: the first tree that needs a listing of its layers gets the root
+  /// unpacked then, listing them in the same read (unpack_for_listing).
+  void unpack_when_listed(const Stage& stage, const Node& node);
+  /// LayerListings' before_reading hook: unpacks the root of the base image
+  /// that `blob` is a layer of, when unpack_when_listed named one.
+  void unpack_for_listing(const std::filesystem::path& blob);
   /// The folders of the root a RUN step of `stage` runs on, the upper first:
   /// its top layer, when a step of the stage made it (not the base image,
   /// whose root later builds take again), unpacked alone into `scratch` and
@@ -391,6 +399,9 @@ private:
   /// Whether each node's image is an output's or a push's (its own, or one
   /// built on it): its steps' layers are compressed as they are written.
   std::vector<bool> exported_;
+  /// Whether a RUN step is built on each node's image (in its own chain; a
+  /// copy from it needs no root).
+  std::vector<bool> run_above_;
   StepCache cache_;
   /// The listings of the layers this build's image trees hold, each made once
   /// and kept in the build cache for the next build.
@@ -411,6 +422,14 @@ private:
   std::map<size_t, BuildInput> resolved_bases_;
   /// Where layers not yet in the store can be fetched from (a registry reference).
   std::map<Digest, std::string> layer_sources_;
+  /// unpack_when_listed's base images, by the blob file name of each layer;
+  /// each unpacked once (its mutex held meanwhile), tried once.
+  struct BaseToUnpack {
+    Stage stage;
+    std::mutex once;
+    bool tried = false;
+  };
+  std::map<std::string, std::shared_ptr<BaseToUnpack>> bases_to_unpack_;
   /// What RUN steps run without on this host (no process limit...): told once.
   std::once_flag unconfined_told_;
   /// A step on stacked folders found no overlay here (NeedsOneFolder): the

@@ -63,6 +63,8 @@ std::vector<Node> unique_paths(std::vector<Node> nodes) {
   return nodes;
 }
 
+}  // namespace
+
 /// Makes a Listing from a layer's members in tar order.
 class ListingMaker {
 public:
@@ -107,29 +109,10 @@ public:
     listing_->added.emplace_back(std::move(path), std::move(f));
   }
 
-  /// The listing, in the order trees apply it.
-  std::shared_ptr<const ImageTree::Listing> finish() {
-    listing_->added = unique_paths(std::move(listing_->added));
-    std::sort(listing_->removed.begin(), listing_->removed.end());
-    std::sort(listing_->emptied.begin(), listing_->emptied.end());
-    return std::move(listing_);
-  }
-
-private:
-  std::shared_ptr<ImageTree::Listing> listing_ = std::make_shared<ImageTree::Listing>();
-};
-
-std::shared_ptr<const ImageTree::Listing> read_listing(const std::filesystem::path& blob) {
-  LayerStream stream(blob, blob.string());
-  LayerStream::TarReader a = stream.tar_reader();
-  ListingMaker maker;
-  archive_entry* e = nullptr;
-  for (;;) {
-    int r = archive_read_next_header(a.get(), &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) throw std::runtime_error(blob.string() + ": " + archive_error_string(a.get()));
+  /// One member as libarchive read its header.
+  void add_member(archive_entry* e) {
     const char* raw = archive_entry_pathname(e);
-    if (!raw) continue;
+    if (!raw) return;
     LayerEntry::Type type = LayerEntry::Type::Fifo;  // anything the tree skips
     switch (archive_entry_filetype(e)) {
       case AE_IFREG:
@@ -145,7 +128,33 @@ std::shared_ptr<const ImageTree::Listing> read_listing(const std::filesystem::pa
         break;
     }
     const char* link = archive_entry_symlink(e);
-    maker.add(raw, type, archive_entry_perm(e), link ? link : "", archive_entry_hardlink(e));
+    add(raw, type, archive_entry_perm(e), link ? link : "", archive_entry_hardlink(e));
+  }
+
+  /// The listing, in the order trees apply it.
+  std::shared_ptr<const ImageTree::Listing> finish() {
+    listing_->added = unique_paths(std::move(listing_->added));
+    std::sort(listing_->removed.begin(), listing_->removed.end());
+    std::sort(listing_->emptied.begin(), listing_->emptied.end());
+    return std::move(listing_);
+  }
+
+private:
+  std::shared_ptr<ImageTree::Listing> listing_ = std::make_shared<ImageTree::Listing>();
+};
+
+namespace {
+
+std::shared_ptr<const ImageTree::Listing> read_listing(const std::filesystem::path& blob) {
+  LayerStream stream(blob, blob.string());
+  LayerStream::TarReader a = stream.tar_reader();
+  ListingMaker maker;
+  archive_entry* e = nullptr;
+  for (;;) {
+    int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) throw std::runtime_error(blob.string() + ": " + archive_error_string(a.get()));
+    maker.add_member(e);
   }
   return maker.finish();
 }
@@ -279,6 +288,10 @@ void LayerListings::keep(const std::filesystem::path& blob, std::shared_ptr<cons
 
 std::shared_ptr<const ImageTree::Listing> LayerListings::of(const std::filesystem::path& blob) {
   if (auto listing = kept(blob)) return listing;
+  if (before_reading_) {
+    before_reading_(blob);
+    if (auto listing = kept(blob)) return listing;
+  }
   auto listing = read_listing(blob);
   keep(blob, listing);
   return listing;
@@ -296,6 +309,19 @@ void LayerListings::put(const std::filesystem::path& blob, const std::vector<Lay
 void LayerListings::same_as(const std::filesystem::path& blob, const std::filesystem::path& tar) {
   keep(blob, of(tar));
 }
+
+void LayerListings::before_reading(std::function<void(const std::filesystem::path& blob)> hook) {
+  before_reading_ = std::move(hook);
+}
+
+LayerListings::Recording::Recording(LayerListings& listings, std::filesystem::path blob)
+    : listings_(&listings), blob_(std::move(blob)), maker_(std::make_unique<ListingMaker>()) {}
+LayerListings::Recording::~Recording() = default;
+LayerListings::Recording::Recording(Recording&&) noexcept = default;
+
+void LayerListings::Recording::member(archive_entry* header) { maker_->add_member(header); }
+
+void LayerListings::Recording::keep() { listings_->keep(blob_, maker_->finish()); }
 
 ImageTree::ImageTree(std::shared_ptr<LayerListings> listings) : listings_(std::move(listings)) {}
 

@@ -3,6 +3,7 @@
 // anything: what the doctor checks entrypoints, loaders and libraries against.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,9 +14,12 @@
 
 #include "layer/layer.hpp"
 
+struct archive_entry;
+
 namespace imgbuild {
 
 class LayerListings;
+class ListingMaker;
 
 class ImageTree {
 public:
@@ -136,13 +140,11 @@ private:
 };
 
 /// The listings of the layer blobs a build knows, each made once: handed over
-/// by the layer writer for a layer just written, or read from the blob the
-/// first time a tree needs it. With a folder, they are also kept there, one
-/// small file per blob digest, so that the next build reads no blob at all
-/// for them. A listing says what its blob holds, and is trusted as far as
-/// the blob it was made from: it is named by that blob's digest, and made
-/// only from a blob the store has checked against it or from the entries
-/// that blob was written from.
+/// by the layer writer for a layer just written, recorded by the unpacker as
+/// it unpacks a blob, or read from the blob the first time a tree needs it. With a folder, they are also kept there,
+/// one small file per blob digest, so that the next build reads no blob at all for them. A listing says what its blob
+/// holds, and is trusted as far as the blob it was made from: it is named by that blob's digest, and made only from a
+/// blob the store has checked against it or from the entries that blob was written from.
 class LayerListings {
 public:
   /// `dir`: where listings are kept between builds; empty for nowhere.
@@ -164,11 +166,36 @@ public:
   /// (compress_layer), so its listing costs no read either.
   void same_as(const std::filesystem::path& blob, const std::filesystem::path& tar);
 
+  /// The listing of `blob` made on the way by another reader of its tar
+  /// stream (the unpacker): no read of its own. `member` takes every header
+  /// that reader reads, in order; `keep` once it read the stream whole and
+  /// found it what the store says (a read cut short keeps nothing).
+  class Recording {
+  public:
+    Recording(LayerListings& listings, std::filesystem::path blob);
+    ~Recording();
+    Recording(Recording&&) noexcept;
+    void member(archive_entry* header);
+    void keep();
+
+  private:
+    LayerListings* listings_;
+    std::filesystem::path blob_;
+    std::unique_ptr<ListingMaker> maker_;
+  };
+
+  /// Called by of() for a blob whose listing is not known yet, before it
+  /// reads the blob itself: a reader that is about to go through that blob
+  /// anyway (the builder, unpacking a base image it will run steps in) can
+  /// record the listing then (Recording), and of() reads nothing.
+  void before_reading(std::function<void(const std::filesystem::path& blob)> hook);
+
 private:
   std::shared_ptr<const ImageTree::Listing> kept(const std::filesystem::path& blob);
   void keep(const std::filesystem::path& blob, std::shared_ptr<const ImageTree::Listing> listing);
 
   std::filesystem::path dir_;
+  std::function<void(const std::filesystem::path& blob)> before_reading_;
   std::mutex mutex_;
   /// By blob file name (digest hex). Held only while a tree is being made
   /// from it when the folder has it (a context of a million files must not

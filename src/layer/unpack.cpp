@@ -438,6 +438,7 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
     // ARCHIVE_WARN is a name not valid in the locale's charset, or a malformed
     // extension libarchive skipped: the entry itself is usable.
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) throw UnpackError(label + ": " + archive_message(a));
+    if (options.on_member) options.on_member(e);
     const char* name = archive_entry_pathname(e);
     if (options.only && !options.only->contains(name ? name : "")) continue;
     try {

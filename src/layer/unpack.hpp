@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <set>
 #include <span>
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include "oci/digest.hpp"
+
+struct archive_entry;
 
 namespace imgbuild {
 
@@ -44,6 +47,9 @@ struct UnpackOptions {
   /// folders made; the rest are read past. What `:copy` from a stage needs of
   /// its builder's layer is then one file, not the whole layer unpacked.
   const std::set<std::string>* only = nullptr;
+  /// When set, sees every member header read, in order, before it is
+  /// applied (or read past): what lists a layer as it is unpacked.
+  std::function<void(archive_entry*)> on_member{};
 };
 
 /// A layer whose uncompressed stream is not the one its image's config names

@@ -131,6 +131,32 @@ l=$(jq -r '.layers[-1].digest[7:]' "$work/rootless/data/imgbuild/blobs/sha256/$m
 check "its file is owned by root in the layer, not by the invoking user" \
   sh -c "tar -tvzf '$work/rootless/data/imgbuild/blobs/sha256/$l' | grep -q '^-rw-r--r-- 0/0 .* made$'"
 
+step "a base image steps run in is read once: unpacked, and listed in the same read"
+if command -v strace >/dev/null; then
+  mkdir -p "$work/once"
+  echo hello >"$work/once/greeting"
+  # The image is a scratch one: the doctor reads the files of an output's
+  # base image, which would be a read of its own.
+  cat >"$work/once/recipe.lua" <<EOF
+local b = from("$REG/base/busybox:oci"):copy("greeting", "/greeting"):run("cat /greeting; cp /greeting /out")
+image("once", scratch:copy("/out", "/out", { from = b }):doctor { ignore = { "root", "entrypoint" } })
+EOF
+  # LeakSanitizer cannot run under ptrace (see doctor_kept.sh).
+  (cd "$work/once" && ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" XDG_DATA_HOME="$work/once/data" \
+    XDG_CACHE_HOME="$work/once/cache" strace -f -qq -e trace=openat -o "$work/once/trace.log" "$IMGBUILD" recipe.lua) \
+    >"$work/last.out" 2>"$work/last.err"
+  outcome "it builds" "^once  sha256:"
+  check "the step ran in the base" grep -q "recipe.lua:1 | hello$" "$work/last.err"
+  base_layers=$(skopeo inspect --tls-verify=false --raw "docker://$REG/base/busybox:oci" | jq -r '.layers[].digest[7:]')
+  for l in $base_layers; do
+    # LayerStream's open (read-only, blocking, no O_NOFOLLOW): the store's checks of a blob open it otherwise.
+    check "base layer ${l:0:12} read once" test "$(grep -c "blobs/sha256/$l\", O_RDONLY|O_CLOEXEC)" "$work/once/trace.log")" -eq 1
+    check "  and its listing kept" test -s "$work/once/cache/imgbuild/layer-listings/$l"
+  done
+else
+  echo "SKIP: needs strace (scripts/setup installs it)"
+fi
+
 step "a failing step"
 cat >"$work/ctx/fails.lua" <<EOF
 image("f", from "$REG/base/busybox:oci"

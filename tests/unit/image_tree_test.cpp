@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "layer/unpack.hpp"
 #include "test_support.hpp"
 
 using imgbuild::ImageTree;
@@ -261,6 +262,74 @@ TEST_CASE("a layer's listing is read from its blob once, kept on disk, and hande
   CHECK(exists(tree, "/srv/a"));
   CHECK(tree.folder_mode("/srv") == 01777u);
   CHECK(exists(tree, "/app/run"));
+}
+
+TEST_CASE("the unpacker lists a layer on its way, as a read of the blob would, and the hook lets it first",
+          "[image_tree]") {
+  ScratchDir s;
+  const std::filesystem::path blob = s.path / "blobs" / "3333";
+  std::filesystem::create_directories(blob.parent_path());
+  write_layer(blob, {{"bin/", 'd', "", 0755},
+                     {"bin/busybox", 'f', "elf", 0755},
+                     {"bin/sh", 'l', "busybox"},
+                     {"bin/ash", 'h', "bin/busybox"},
+                     {"var/cache/.wh..wh..opq", 'f', ""},
+                     {"etc/.wh.old", 'f', ""},
+                     {"etc/motd", 'f', "first"},
+                     {"etc/motd", 'f', "second", 0600},
+                     {"../escapes", 'f', "x"}});
+  auto unpack_recording = [&](imgbuild::LayerListings& listings, const std::filesystem::path& root) {
+    imgbuild::LayerListings::Recording recording(listings, blob);
+    imgbuild::UnpackOptions options;
+    options.on_member = [&](archive_entry* header) { recording.member(header); };
+    std::filesystem::create_directories(root);
+    imgbuild::apply_layer(root, blob, "layer 1", options);
+    recording.keep();
+  };
+  SECTION("the same listing, byte for byte, as the one read from the blob") {
+    imgbuild::LayerListings recorded(s.path / "recorded"), read(s.path / "read");
+    // The unpacker refuses the member that climbs out; the listing was made of every member up to it.
+    CHECK(error_of([&] { unpack_recording(recorded, s.path / "root"); }).find("escapes") != std::string::npos);
+    CHECK_FALSE(recorded.known(blob));  // a read cut short keeps nothing
+    write_layer(blob, {{"bin/", 'd', "", 0755},
+                       {"bin/busybox", 'f', "elf", 0755},
+                       {"bin/sh", 'l', "busybox"},
+                       {"bin/ash", 'h', "bin/busybox"},
+                       {"var/cache/.wh..wh..opq", 'f', ""},
+                       {"etc/.wh.old", 'f', ""},
+                       {"etc/motd", 'f', "first"},
+                       {"etc/motd", 'f', "second", 0600}});
+    unpack_recording(recorded, s.path / "root2");
+    REQUIRE(recorded.known(blob));
+    read.of(blob);
+    CHECK(slurp(s.path / "recorded" / "3333") == slurp(s.path / "read" / "3333"));
+  }
+  SECTION("of() asks the hook before it reads the blob, and reads nothing once the hook recorded it") {
+    write_layer(blob, {{"app/", 'd', "", 0755}, {"app/run", 'f', "run", 0755}});
+    auto listings = std::make_shared<imgbuild::LayerListings>();
+    int asked = 0;
+    listings->before_reading([&](const std::filesystem::path& named) {
+      ++asked;
+      CHECK(named == blob);
+      unpack_recording(*listings, s.path / "root");
+      std::filesystem::remove(blob);  // whatever of() does next, it cannot read the blob
+    });
+    ImageTree tree(listings);
+    tree.apply_layer_blob(blob);
+    CHECK(exists(tree, "/app/run"));
+    CHECK(asked == 1);
+    CHECK(slurp(s.path / "root" / "app" / "run") == "run");
+  }
+  SECTION("a hook that records nothing leaves of() to read the blob") {
+    write_layer(blob, {{"app", 'f', "app", 0755}});
+    auto listings = std::make_shared<imgbuild::LayerListings>();
+    int asked = 0;
+    listings->before_reading([&](const std::filesystem::path&) { ++asked; });
+    ImageTree tree(listings);
+    tree.apply_layer_blob(blob);
+    CHECK(exists(tree, "/app"));
+    CHECK(asked == 1);
+  }
 }
 
 TEST_CASE("place finds where a copy lands: through the image's symlinks, missing folders made", "[image_tree]") {
