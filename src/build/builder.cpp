@@ -1100,9 +1100,12 @@ void Builder::unpack_for_listing(const std::filesystem::path& blob) {
     base = it->second;
   }
   // A tree asks what the base holds, so a step builds on it: most likely
-  // the copy of edited sources before the RUN steps. Those need the root
-  // anyway; unpacked now, the listings come from that same read, where
-  // listing them first would decode every layer twice.
+  // the copy of edited sources before the RUN steps, which then run and
+  // need the root anyway (also after a RUN step a cache had: `go mod
+  // download`, then the copy, then `go build`). Unpacked now, the listings
+  // come from that same read, where listing them first would decode every
+  // layer twice. Only a tree asked after the last RUN step was taken from a
+  // cache (the doctor's, on a fresh machine) leaves the root unused.
   std::lock_guard once(base->once);
   if (std::exchange(base->tried, true)) return;
   try {
