@@ -48,10 +48,10 @@ private:
 /// "a character device", "a block device", "a folder", "a symlink", "a file".
 const char* file_kind(mode_t mode);
 
-/// Whether open_read follows a symlink that is the path's last component.
 /// A close-on-exec pipe: read end, write end.
 std::pair<Fd, Fd> make_pipe();
 
+/// Whether open_read follows a symlink that is the path's last component.
 enum class FollowLink { Yes, No };
 
 /// Opens a regular file read-only with O_CLOEXEC; throws naming the path

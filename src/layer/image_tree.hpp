@@ -141,10 +141,12 @@ private:
 
 /// The listings of the layer blobs a build knows, each made once: handed over
 /// by the layer writer for a layer just written, recorded by the unpacker as
-/// it unpacks a blob, or read from the blob the first time a tree needs it. With a folder, they are also kept there,
-/// one small file per blob digest, so that the next build reads no blob at all for them. A listing says what its blob
-/// holds, and is trusted as far as the blob it was made from: it is named by that blob's digest, and made only from a
-/// blob the store has checked against it or from the entries that blob was written from.
+/// it unpacks a blob, or read from the blob the first time a tree needs it.
+/// With a folder, they are also kept there, one small file per blob digest,
+/// so that the next build reads no blob at all for them. A listing says what
+/// its blob holds, and is trusted as far as the blob it was made from: it is
+/// named by that blob's digest, and made only from a blob the store has
+/// checked against it or from the entries that blob was written from.
 class LayerListings {
 public:
   /// `dir`: where listings are kept between builds; empty for nowhere.

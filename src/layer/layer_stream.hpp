@@ -32,7 +32,6 @@ public:
   /// a thread of its own; a smaller one is not worth a thread.
   static constexpr uint64_t kDecodeAheadFrom = 1 << 20;
 
-public:
   /// Opens `blob`; `label` starts every error message. Throws
   /// std::runtime_error when it cannot be opened.
   LayerStream(const std::filesystem::path& blob, std::string label);
