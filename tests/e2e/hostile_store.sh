@@ -93,6 +93,27 @@ check "nothing ran: no step output" bash -c "! grep -q pwned '$work/last.err'"
 check "no unpacked root is left" bash -c "[[ -z \$(ls -A '$XDG_CACHE_HOME/imgbuild/roots' 2>/dev/null) ]]"
 check "no RUN step is cached" bash -c "! '$IMGBUILD' cache ls | grep -q 'run '"
 
+step "the liar under a copy before its RUN step: unpacked ahead for its listing, refused all the same"
+# A tree asks for the base's listing at the copy, so the builder unpacks the
+# base then (unpack_for_listing), in a store and cache of their own, where
+# nothing is on record about the liar yet.
+mkdir -p "$work/ahead"
+echo hello >"$work/ahead/greeting"
+cat >"$work/ahead/recipe.lua" <<'EOF'
+local base = from(param("BASE"))
+  :copy("greeting", "/greeting")
+  :run "test ! -e /EVIL && echo built on trusted files > /built"
+  :doctor { ignore = { "root" } }
+image("app", base)
+EOF
+ahead() { (cd "$work/ahead" && XDG_DATA_HOME="$work/ahead/data" XDG_CACHE_HOME="$work/ahead/cache" "$IMGBUILD" "$@"); }
+ahead recipe.lua "${LIAR[@]}" >"$work/last.out" 2>"$work/last.err"
+errors "the build fails, naming the image, the layer and both diff_ids" \
+  "from $REG/liar/busybox:1 \(layer 1\): layer $evil_layer is not what the image's config says: diff_id sha256:[0-9a-f]{64} in the config, sha256:[0-9a-f]{64} in the layer; the image is refused"
+check "nothing ran: no step output" bash -c "! grep -q pwned '$work/last.err'"
+check "no unpacked root is left" bash -c "[[ -z \$(ls -A '$work/ahead/cache/imgbuild/roots' 2>/dev/null) ]]"
+check "no RUN step is cached" bash -c "! XDG_DATA_HOME='$work/ahead/data' XDG_CACHE_HOME='$work/ahead/cache' '$IMGBUILD' cache ls | grep -q 'run '"
+
 step "the trusted base after it: its RUN step runs on its own files"
 imgbuild "$APP" "${TRUSTED[@]}"
 outcome "the trusted build builds" "^app  sha256:"
