@@ -59,6 +59,8 @@ logs=$out/logs/peers
 mkdir -p "$logs"
 rm -f "$logs"/*.log
 tmp=$(mktemp -d "$out/peers.XXXXXX")
+source bench/workfs.sh
+workfs_mount "$tmp"
 dockerd_pid="" goproxy_pid=""
 stop_pid() {  # PID: TERM, up to 30 s to finish (dockerd stops its containerd), then KILL
   kill "$1" 2>/dev/null || return 0
@@ -72,6 +74,7 @@ cleanup() {
   # what dockerd and buildah leave mounted under their roots, innermost first
   # (|| true: no mount left is no failure, and set -e would skip the rm)
   { findmnt -rn -o TARGET | grep -F "$tmp/" | sort -r | while read -r m; do umount -l "$m"; done; } 2>/dev/null || true
+  workfs_unmount
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -399,6 +402,7 @@ target() {  # RECIPE MOUNTS JOB -> the issue's target for imgbuild / BuildKit, a
   echo
   echo "Written by \`bench/peers.sh --runs $runs\` on $(date -u '+%Y-%m-%d %H:%M UTC'); $((elapsed / 60)) min $((elapsed % 60)) s. **Load average: $load_start at the start, $load_end at the end** ($(nproc) cores)."
   echo "Tools: Debian's $(dpkg-query -W -f='docker.io ${Version}' docker.io 2>/dev/null) ($buildx), $(buildah --version | awk '{print "buildah " $3}'), imgbuild \`${bin#"$repo"/}\` (built $(date -u -r "$bin" '+%Y-%m-%d %H:%M UTC')), $(go version | awk '{print $3}') in the builder image."
+  echo "Work folder (every tool's state, the registry's storage): $WORKFS."
   echo
   echo "The job: the seed's scratch-122x Dockerfiles (bench/peers/Dockerfile.blank and .multi, with their registry and module proxy written in) and the equivalent recipes (bench/peers/blank.lua, multi.lua), building the service in bench/peers/service (net/http and two modules from Debian's sources through a module proxy on 127.0.0.1, tests/e2e/goproxy.py). The builder image (tests/registry/golang_image.sh) and the alpine stand-in (busybox) are pulled from docker-registry on 127.0.0.1. \`docker build --network host\` (DOCKER_BUILDKIT=1), \`buildah bud --layers --network host\` (overlay, private storage root), \`imgbuild build --no-push\`; each build is followed by a push of its image to the same registry (docker and buildah compress only then)."
   echo "*cold*: no local state (docker: every image and the build cache pruned; buildah: every image and its cache mounts removed; imgbuild: empty store and cache). *no-op*: the same build again. *edit*: version.go rewritten. *fresh runner*: version.go rewritten again, no local state, the registry cache of the previous build available: imgbuild \`--cache-from\` (exported by \`--cache-to\`), BuildKit \`--cache-from\` the pushed image with its inline cache (no buildx here: no \`type=registry\` cache, and an inline cache holds no builder stage), buildah \`--cache-from\` (exported by \`--cache-to\`). *+ push*: the build then the push, what CI waits for. Runs alternate between the tools (run 1 of each job for every tool, then run 2, ...); each cell is the median of $runs (min–max). Ratio: imgbuild / BuildKit, below 1 is faster; the targets are the issue's."

@@ -48,9 +48,11 @@ logs=$out/logs               # the output of every measured command, kept for po
 mkdir -p "$out" "$logs"
 rm -f "$logs"/*.log
 tmp=$(mktemp -d "$out/run.XXXXXX")
-cleanup() { rm -rf "$tmp"; }
+source bench/workfs.sh
+cleanup() { workfs_unmount; rm -rf "$tmp"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+workfs_mount "$tmp"
 # Nothing from the caller's environment may change what imgbuild builds.
 unset SOURCE_DATE_EPOCH IMGBUILD_PATH
 
@@ -537,7 +539,7 @@ met() {  # AWK_CONDITION -> **met** or **not met**
   echo "| imgbuild commit | $commit |"
   echo "| imgbuild binary | \`${bin#"$repo"/}\` (${btype:-unknown build type}), built $(date -u -r "$bin" '+%Y-%m-%d %H:%M UTC')$( ((stale == 0)) || echo "; **older than $stale source file(s)**: it may not match the commit above") |"
   echo "| machine | $cpu, \`nproc\` = $(nproc), $mem RAM, $os, Linux $(uname -r) |"
-  echo "| file system | $fstype (trees, stores and layouts all under \`bench/out\`) |"
+  echo "| file system | the trees: $fstype (\`bench/out\`); what the commands write (stores, layouts, bundles): $WORKFS |"
   echo "| tools | $versions |"
   echo "| load average | $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end |"
   echo "| method | $runs run$( ((runs == 1)) || echo s) per measurement; the **median** wall time, the range (min–max), the median CPU time (user + system, all processes) and the largest maximum RSS of one process over the runs; *other load*: the median number of cores that everything else on the machine (other processes, hypervisor steal) kept busy during the runs, from /proc/stat; \`sync\` before every run; MB = 10^6 bytes |"
