@@ -190,7 +190,7 @@ private:
     }
     const std::vector<const ImageTree::File*>& files() const { return files_; }
 
-    void begin(size_t i) override { active_.insert_or_assign(i, ElfCandidate{}); }
+    void begin(size_t i, uint64_t size) override { active_.insert_or_assign(i, ElfCandidate(size)); }
     void chunk(size_t i, std::string_view bytes) override { active_.at(i).add(bytes); }
     void end(size_t i) override {
       const auto& [path, loc] = paths_[i];

@@ -177,6 +177,7 @@ ElfInfo inspect_elf_bytes(std::span<const unsigned char> bytes) { return inspect
 
 void ElfCandidate::add(std::string_view bytes) {
   if (!possible_) return;
+  if (bytes_.empty() && bytes.starts_with(kElfMagic)) bytes_.reserve(std::min<uint64_t>(size_, kMaxProgramSize));
   bytes_.append(bytes.substr(0, std::min(bytes.size(), kMaxProgramSize - bytes_.size())));
   if (!bytes_.starts_with(kElfMagic.substr(0, std::min(bytes_.size(), kElfMagic.size())))) {
     possible_ = false;

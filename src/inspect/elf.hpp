@@ -77,12 +77,17 @@ inline constexpr size_t kMaxProgramSize = size_t{512} << 20;
 /// up to kMaxProgramSize, and let go as soon as they cannot.
 class ElfCandidate {
 public:
+  /// `size`: the bytes the file will have, when known (0 if not): an ELF
+  /// file's are then kept in one allocation, not copied again each time the
+  /// buffer doubles (most of the doctor's and the SBOM's time on a Go program).
+  explicit ElfCandidate(uint64_t size = 0) : size_(size) {}
   void add(std::string_view bytes);
   /// What the bytes are, once the file is whole: nullopt for a file that is
   /// no ELF file. Throws std::runtime_error, without a path, for a malformed one.
   std::optional<ElfInfo> inspect() const;
 
 private:
+  uint64_t size_;
   std::string bytes_;
   bool possible_ = true;
 };

@@ -123,9 +123,9 @@ public:
   /// The files to stream, by their index in hash and exec.
   const std::vector<size_t>& streamed() const { return streamed_; }
 
-  void begin(size_t k) override {
+  void begin(size_t k, uint64_t size) override {
     active_.erase(streamed_[k]);
-    active_.try_emplace(streamed_[k]);
+    active_.try_emplace(streamed_[k], size);
   }
   void chunk(size_t k, std::string_view data) override {
     const size_t i = streamed_[k];
@@ -156,6 +156,7 @@ public:
 
 private:
   struct Active {
+    explicit Active(uint64_t size) : program(size) {}
     Hasher sha1{"sha1"};
     Sha256 sha256;
     ElfCandidate program;

@@ -405,7 +405,8 @@ void ImageTree::stream_contents(const std::vector<const File*>& files, ContentSi
       auto [first, last] = members.equal_range(name);
       if (first == last) continue;
       found.insert(first->first);
-      for (auto it = first; it != last; ++it) sink.begin(it->second);
+      const uint64_t size = archive_entry_size_is_set(e) ? static_cast<uint64_t>(archive_entry_size(e)) : 0;
+      for (auto it = first; it != last; ++it) sink.begin(it->second, size);
       la_ssize_t n;
       while ((n = archive_read_data(a.get(), buf, sizeof buf)) > 0)
         for (auto it = first; it != last; ++it) sink.chunk(it->second, std::string_view(buf, size_t(n)));

@@ -73,8 +73,10 @@ public:
   struct ContentSink {
     virtual ~ContentSink() = default;
     /// files[i] starts: again at the second occurrence of a member a tar
-    /// names twice, which is the one the tree holds.
-    virtual void begin(size_t i) = 0;
+    /// names twice, which is the one the tree holds. `size`: the bytes its
+    /// tar header announces, which chunk() then hands over (libarchive
+    /// fails a member that ends sooner).
+    virtual void begin(size_t i, uint64_t size) = 0;
     /// The next bytes of files[i], in order (none for an empty file).
     virtual void chunk(size_t i, std::string_view bytes) = 0;
     /// files[i] is whole: what was kept of it can be examined and let go.

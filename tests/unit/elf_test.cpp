@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/fs.hpp"
 #include "elf_builder.hpp"
 #include "elf_fixtures.hpp"
 #include "test_support.hpp"
@@ -79,6 +82,29 @@ TEST_CASE("system binary and non-ELF files", "[elf]") {
 
   CHECK_THROWS_WITH(inspect_elf(scratch() / "no-such-file"), Contains("no-such-file") && Contains("cannot open"));
   CHECK_THROWS_WITH(inspect_elf(scratch()), Contains("not a regular file"));
+}
+
+// What a layer's stream hands over: chunks of a program, with the size its tar
+// header announced, which may lie (a hostile layer) or be unknown (0).
+TEST_CASE("a program gathered in chunks reads as the whole file, whatever size was announced", "[elf]") {
+  const std::string bytes = imgbuild::read_file("/bin/sh");
+  const ElfInfo whole = inspect_elf("/bin/sh");
+  for (uint64_t announced : {uint64_t{bytes.size()}, uint64_t{0}, uint64_t{16}, uint64_t{bytes.size()} * 4}) {
+    INFO("announced " << announced << " of " << bytes.size() << " bytes");
+    imgbuild::ElfCandidate candidate(announced);
+    for (size_t at = 0; at < bytes.size(); at += 4096) candidate.add(std::string_view(bytes).substr(at, 4096));
+    std::optional<ElfInfo> gathered = candidate.inspect();
+    REQUIRE(gathered);
+    CHECK(gathered->machine == whole.machine);
+    CHECK(gathered->needed == whole.needed);
+    CHECK(gathered->interpreter == whole.interpreter);
+  }
+  imgbuild::ElfCandidate text(uint64_t{1} << 40);
+  text.add("#!/bin/sh\n");
+  text.add(
+      "\x7f"
+      "ELF");
+  CHECK_FALSE(text.inspect());
 }
 
 // ---- synthetic files ------------------------------------------------------------
