@@ -195,6 +195,7 @@ std::optional<ImageTree::Listing> decode_listing(std::string_view text, const st
   if (!text.starts_with(header)) return std::nullopt;
   text.remove_prefix(header.size());
   ImageTree::Listing listing;
+  listing.added.reserve(static_cast<size_t>(std::count(text.begin(), text.end(), '\0')) / 3);  // three fields a record
   auto field = [&](std::string_view& out) {
     size_t end = text.find('\0');
     if (end == std::string_view::npos) return false;
@@ -267,7 +268,16 @@ std::shared_ptr<const ImageTree::Listing> LayerListings::kept(const std::filesys
   auto listing = std::make_shared<const ImageTree::Listing>(std::move(*decoded));
   std::lock_guard lock(mutex_);
   known_[hex].used = listing;
+  hold(listing);
   return listing;
+}
+
+void LayerListings::hold(std::shared_ptr<const ImageTree::Listing> listing) {
+  const size_t paths = listing->added.size();
+  if (paths > kRecentPaths) return;
+  recent_.push_back(std::move(listing));
+  for (recent_paths_ += paths; recent_paths_ > kRecentPaths; recent_.pop_front())
+    recent_paths_ -= recent_.front()->added.size();
 }
 
 void LayerListings::keep(const std::filesystem::path& blob, std::shared_ptr<const ImageTree::Listing> listing) {
@@ -284,6 +294,7 @@ void LayerListings::keep(const std::filesystem::path& blob, std::shared_ptr<cons
   }
   std::lock_guard lock(mutex_);
   known_[hex] = Known{listing, saved ? nullptr : listing};
+  if (saved) hold(std::move(listing));
 }
 
 std::shared_ptr<const ImageTree::Listing> LayerListings::of(const std::filesystem::path& blob) {

@@ -264,6 +264,29 @@ TEST_CASE("a layer's listing is read from its blob once, kept on disk, and hande
   CHECK(exists(tree, "/app/run"));
 }
 
+TEST_CASE("a listing kept on disk is decoded once a build, however many trees ask in turn", "[image_tree]") {
+  ScratchDir s;
+  const std::filesystem::path blob = s.path / "blobs" / "1111";
+  std::filesystem::create_directories(blob.parent_path());
+  write_layer(blob, {{"app/", 'd', "", 0755}, {"app/run", 'f', "#!/bin/sh\n", 0755}});
+  const std::filesystem::path kept = s.path / "listings";
+  {
+    ImageTree tree(std::make_shared<imgbuild::LayerListings>(kept));
+    tree.apply_layer_blob(blob);
+    REQUIRE(exists(tree, "/app/run"));
+  }
+  auto listings = std::make_shared<imgbuild::LayerListings>(kept);
+  REQUIRE(listings->known(blob));  // what a copy asks first; nothing holds the listing since
+  // Neither the kept listing nor the blob is read again: a read would fail now.
+  std::filesystem::remove(kept / "1111");
+  std::filesystem::remove(blob);
+  for (int i = 0; i < 2; ++i) {
+    ImageTree tree(listings);
+    tree.apply_layer_blob(blob);
+    CHECK(exists(tree, "/app/run"));
+  }
+}
+
 TEST_CASE("the unpacker lists a layer on its way, as a read of the blob would, and the hook lets it first",
           "[image_tree]") {
   ScratchDir s;
