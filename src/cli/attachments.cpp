@@ -8,6 +8,7 @@
 #include "base/text.hpp"
 #include "base/threads.hpp"
 #include "build/provenance.hpp"
+#include "cli/local_store.hpp"
 #include "cli/report.hpp"
 #include "cli/sbom.hpp"
 #include "inspect/sbom.hpp"
@@ -103,8 +104,25 @@ void attach_to_output(const Layout& store, Layout& output, const Descriptor& man
 
 }  // namespace
 
+DocumentsAhead::DocumentsAhead(const Layout& store, const Descriptor& manifest, std::string name)
+    : name_(std::move(name)) {
+  if (!manifest.media_type.is_manifest()) return;
+  try {
+    if (!layers_missing(store, manifest).empty()) return;
+  } catch (const std::exception&) {
+    return;  // a damaged image: the push says so
+  }
+  made_ =
+      std::async(std::launch::async, [&store, manifest, name = name_] { return documents_of(store, manifest, name); });
+}
+
+std::optional<Documents> DocumentsAhead::take(const std::string& name) {
+  if (!made_.valid() || name != name_) return std::nullopt;
+  return made_.get();
+}
+
 void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
-                   const std::vector<Reference>& dests, const EcKey* key) {
+                   const std::vector<Reference>& dests, const EcKey* key, DocumentsAhead* ahead) {
   if (dests.empty()) return;
   // Each platform's image is described on its own (scanners and admission
   // controllers look an image up by its manifest's digest); the index gets
@@ -116,13 +134,11 @@ void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& mani
   // An SBOM made anew reads every layer; a base's that no step needed were
   // mounted, never downloaded: they come back from where they were just pushed.
   auto fetch_missing = [&] {
-    std::vector<LayerBlob> missing;
-    const StoredImage stored = load_stored(store, manifest);
-    for (const LayerBlob& layer : image_from_documents(stored.manifest_json, stored.config_json).layers)
-      if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
-    if (!missing.empty()) fetch_layers(client, store, first, missing);
+    if (std::vector<LayerBlob> missing = layers_missing(store, manifest); !missing.empty())
+      fetch_layers(client, store, first, missing);
   };
-  const Documents documents = documents_of(store, manifest, first.str(), fetch_missing);
+  std::optional<Documents> made = ahead ? ahead->take(first.str()) : std::nullopt;
+  const Documents documents = made ? std::move(*made) : documents_of(store, manifest, first.str(), fetch_missing);
   // Referrers and signatures belong to a repository: each gets them once,
   // however many of its tags were pushed.
   std::set<std::string> repositories;

@@ -4,6 +4,7 @@
 // whose subject is the image.
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,13 +34,35 @@ std::optional<EcKey> signing_key(const Options& options);
 /// repository named (once per repository, whatever its tags); then says
 /// what it attached and how each registry lists them. `store` holds the
 /// image and the artifacts' blobs on their way up.
-void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
-                   const std::vector<Reference>& dests, const EcKey* key);
-
 /// What is attached to an image manifest: its SPDX SBOM, and the provenance
 /// its build kept in the store (an image pushed from elsewhere has none),
 /// each with the word that says what it is.
 using Documents = std::vector<std::pair<std::string, Attachment>>;
+
+/// The documents that attach_pushed() attaches to an image manifest, made
+/// on a thread of their own while the image uploads: an SBOM made anew
+/// reads every layer (for a Go service, as long as the upload of a new one
+/// to a registry on the same machine). None are made ahead for an index,
+/// nor for an image with a layer the store lacks (attach_pushed then reads
+/// it from where it was just pushed).
+class DocumentsAhead {
+public:
+  /// `name`: the reference they name the image by, the first one pushed to.
+  DocumentsAhead(const Layout& store, const Descriptor& manifest, std::string name);
+  /// The documents, when they were made ahead for `name` (the first tag that
+  /// was pushed, which is another when the first one failed); else nullopt.
+  /// Rethrows what making them threw.
+  std::optional<Documents> take(const std::string& name);
+
+private:
+  std::string name_;
+  /// Its destructor waits for the thread, which reads the store.
+  std::future<Documents> made_;
+};
+
+/// `ahead`: those documents made while `manifest` was pushed, if any.
+void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
+                   const std::vector<Reference>& dests, const EcKey* key, DocumentsAhead* ahead = nullptr);
 
 /// The documents attached to the image `manifest` of `store` that name it
 /// `name`. The SBOM is the one kept in the store (ImageRecord::Sbom) when it

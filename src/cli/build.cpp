@@ -410,12 +410,13 @@ int cmd_build(const std::vector<std::string>& args) {
       view.pushed(refs, pushed->digest, std::nullopt);
       continue;
     }
+    DocumentsAhead ahead(store, *pushed, dests.front().str());
     PushResult result = push_tags(
         s.registry->client(), store, *pushed, dests, {},
         [&s](const Reference& dest) { return s.push_meters.at(dest.str()); }, s.uploads.get());
     view.pushed(refs, pushed->digest, result);
     try {
-      attach_pushed(s.registry->client(), store, *pushed, result.pushed(), key ? &*key : nullptr);
+      attach_pushed(s.registry->client(), store, *pushed, result.pushed(), key ? &*key : nullptr, &ahead);
     } catch (const std::exception& e) {
       throw BuildError(first.loc, std::string("push: ") + e.what());
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cli/report.hpp"
+#include "oci/image.hpp"
 
 namespace imgbuild::cli {
 
@@ -35,6 +36,14 @@ StoredImage load_stored(const Layout& store, const Descriptor& manifest) {
     throw DamagedImage(e.name(),
                        std::string(e.what()) + " (" + removal_hint(store, IndexEntry{e.name(), manifest, {}}) + ")");
   }
+}
+
+std::vector<LayerBlob> layers_missing(const Layout& store, const Descriptor& manifest) {
+  const StoredImage stored = load_stored(store, manifest);
+  std::vector<LayerBlob> missing;
+  for (const LayerBlob& layer : image_from_documents(stored.manifest_json, stored.config_json).layers)
+    if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
+  return missing;
 }
 
 NamedImage open_named_image(const std::string& arg, const std::string& command) {

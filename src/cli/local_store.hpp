@@ -24,6 +24,10 @@ std::string removal_hint(const Layout& store, const IndexEntry& entry);
 /// DamagedImage says how to remove it.
 StoredImage load_stored(const Layout& store, const Descriptor& manifest);
 
+/// The layers of the image `manifest` (not an index) that `store` does not
+/// hold whole: a pulled base's that no build needed, never downloaded.
+std::vector<LayerBlob> layers_missing(const Layout& store, const Descriptor& manifest);
+
 /// An image a command names as NAME (the local store) or oci:DIR[:NAME].
 struct NamedImage {
   Layout layout;

@@ -39,17 +39,14 @@ int cmd_push(const std::vector<std::string>& args) {
   // from the registry it was pulled from (its stored name). An index is one a
   // build made for several platforms: every blob of it is in the store.
   if (!manifest->media_type.is_index()) {
-    StoredImage stored = load_stored(store, *manifest);
-    Image image = image_from_documents(stored.manifest_json, stored.config_json);
-    std::vector<LayerBlob> missing;
-    for (auto& layer : image.layers)
-      if (!store.verify_blob(layer.digest, layer.size)) missing.push_back(layer);
+    std::vector<LayerBlob> missing = layers_missing(store, *manifest);
     if (!missing.empty() && manifest->platform)
       fetch_layers(registry.client(), store, Reference::parse(operands[0]), missing);
   }
+  DocumentsAhead ahead(store, *manifest, dests.front().str());
   PushResult result = push_tags(registry.client(), store, *manifest, dests);
   print_push(result);
-  attach_pushed(registry.client(), store, *manifest, result.pushed(), key ? &*key : nullptr);
+  attach_pushed(registry.client(), store, *manifest, result.pushed(), key ? &*key : nullptr, &ahead);
   std::string failed = result.failures();
   if (failed.empty()) return 0;
   // One tag fails as a build's push() of it does, with the registry's words.

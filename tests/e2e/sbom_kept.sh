@@ -125,6 +125,20 @@ check "the fresh store's SBOM is the first one, byte for byte" cmp first.json "$
 pushed_sbom kept/app >fresh.json
 check "the registry still lists the one SBOM" cmp first.json fresh.json
 
+step "a push whose first tag fails names the image by the first tag that was pushed"
+# The SBOM is made while the image uploads, for the first tag: made again for
+# the one pushed when that one fails.
+dead=127.0.0.1:$(free_port)
+if "$IMGBUILD" push kept "$dead/kept/app:1" "$REG/kept/other:1" >last.out 2>last.err; then
+  fail "the push failed (it succeeded)"
+else
+  check "it says the dead tag failed" grep -qF "push: 1 of 2 tags failed" last.err
+  pushed_sbom kept/other >other.json
+  check "the SBOM attached names the tag pushed" jq -e --arg n "$REG/kept/other:1" --arg d "$digest" \
+    '.name == $n and .packages[0].versionInfo == $d' other.json
+  check "and is the one kept" cmp other.json "$XDG_DATA_HOME/imgbuild/sbom/sha256-$hex.spdx.json"
+fi
+
 step "a build whose push() made the SBOM leaves it for imgbuild push"
 check_cmd "$IMGBUILD" ctx/recipe.lua --set "REG=$REG"
 check "the build attached it" grep -qF "attached SBOM and provenance to $REG/kept/built@$digest" last.err
