@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <sstream>
@@ -190,10 +192,24 @@ HostBuildResult run_host_build(const HostBuildOp& op, const BuildContext& contex
     Fd fd = open_read(staged / output_name);
     if (::fsync(fd.get()) != 0) throw_errno("fsync " + (staged / output_name).string());
   }
-  fs::create_directories(cached.parent_path().parent_path());
-  std::error_code ec;
-  fs::remove_all(cached.parent_path(), ec);
-  fs::rename(staged, cached.parent_path());
+  const fs::path published = cached.parent_path();
+  fs::create_directories(published.parent_path());
+  if (::rename(staged.c_str(), published.c_str()) == 0) return {cached, false};
+  if (errno != ENOTEMPTY && errno != EEXIST) throw_errno("publishing " + published.string());
+  // Another build published this key meanwhile (two platforms building the
+  // same program side by side, two imgbuild processes on one cache), and may
+  // be reading it: what is there is never taken away first. A build that
+  // takes from the cache takes that one, made from the same inputs. One
+  // with --no-cache swaps its own in, in one step (the one replaced goes
+  // with `work`); only where the file system cannot swap does it replace it.
+  if (use_cache) {
+    mark_used(published);
+    return {cached, false};
+  }
+  if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, published.c_str(), RENAME_EXCHANGE) == 0) return {cached, false};
+  if (errno != EINVAL) throw_errno("replacing " + published.string());
+  fs::remove_all(published);
+  fs::rename(staged, published);
   return {cached, false};
 }
 

@@ -688,6 +688,39 @@ TEST_CASE("a host build's walk refuses an input that is a named pipe, and ignore
   CHECK(error_of(build).empty());
 }
 
+TEST_CASE("a host build's result published meanwhile by another build is kept, not removed from under it",
+          "[context]") {
+  Ctx c;
+  fs::create_directories(c.root / "mod");
+  // PUBLISH_TO is no part of the key: the command plays another build that
+  // publishes the same key while this one runs.
+  imgbuild::HostBuildOp op;
+  op.argv = {"sh", "-c",
+             "if [ -n \"$PUBLISH_TO\" ]; then mkdir -p \"$PUBLISH_TO\" && echo theirs >\"$PUBLISH_TO/out\"; fi; "
+             "echo mine >\"$0\"",
+             "${OUT}"};
+  op.dir = "mod";
+  op.input_root = "mod";
+  op.output_name = "out";
+  ScratchDir cache;
+  BuildContext context = c.context();
+  auto build = [&](bool use_cache) {
+    return imgbuild::run_host_build(op, context, imgbuild::Platform::host(), cache.path, use_cache).file;
+  };
+  ::unsetenv("PUBLISH_TO");
+  const fs::path published = build(true);
+  CHECK(slurp(published) == "mine\n");
+  fs::remove_all(published.parent_path());
+  ::setenv("PUBLISH_TO", published.parent_path().c_str(), 1);
+  CHECK(build(true) == published);
+  CHECK(slurp(published) == "theirs\n");
+  // --no-cache: this build's own, swapped in.
+  ::unsetenv("PUBLISH_TO");
+  CHECK(build(false) == published);
+  CHECK(slurp(published) == "mine\n");
+  CHECK(names_in(published.parent_path()) == std::vector<std::string>{"out"});
+}
+
 namespace {
 
 /// The image a copy goes into: one layer of `entries`, handed over as the
