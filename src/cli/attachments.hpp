@@ -27,13 +27,6 @@ inline constexpr const char* kSignKeyVariable = "IMGBUILD_SIGN_KEY";
 /// Called before any build work, so a wrong key fails first.
 std::optional<EcKey> signing_key(const Options& options);
 
-/// Attaches to `manifest`, just pushed to `dests`, its SPDX SBOM and the
-/// provenance its build kept (an image manifest's; an index's platform images
-/// get theirs each, the index none of its own) and, with `key`, its cosign
-/// signature under sha256-<hex>.sig, all as its referrers in each
-/// repository named (once per repository, whatever its tags); then says
-/// what it attached and how each registry lists them. `store` holds the
-/// image and the artifacts' blobs on their way up.
 /// What is attached to an image manifest: its SPDX SBOM, and the provenance
 /// its build kept in the store (an image pushed from elsewhere has none),
 /// each with the word that says what it is.
@@ -60,7 +53,14 @@ private:
   std::future<Documents> made_;
 };
 
-/// `ahead`: those documents made while `manifest` was pushed, if any.
+/// Attaches to `manifest`, just pushed to `dests`, its SPDX SBOM and the
+/// provenance its build kept (an image manifest's; an index's platform images
+/// get theirs each, the index none of its own) and, with `key`, its cosign
+/// signature under sha256-<hex>.sig, all as its referrers in each
+/// repository named (once per repository, whatever its tags); then says
+/// what it attached and how each registry lists them. `store` holds the
+/// image and the artifacts' blobs on their way up. `ahead`: the documents
+/// made while `manifest` was pushed, if any.
 void attach_pushed(RegistryClient& client, Layout& store, const Descriptor& manifest,
                    const std::vector<Reference>& dests, const EcKey* key, DocumentsAhead* ahead = nullptr);
 
