@@ -1033,14 +1033,16 @@ void Builder::Building::copy(Stage& st, CopyStep& step, const Node& node) {
   }
   const std::vector<LayerEntry>& entries = keyed_by_layer ? step.entries : placed;
   if (op.static_only) b_.check_static(entries, st.image.platform);
+  std::function<void(const LayerBlob&)> record_contents;
+  if (keyed_by_layer)
+    record_contents = [&](const LayerBlob&) {
+      // Recorded as hash_copy would have: the next build reads only the files changed since.
+      b_.cache_.add_shape(*step.shape, contents, read_since);
+      key = b_.copy_key(step, contents);
+    };
   LayerBlob blob = write_sorted_layer(entries, b_.store_.blob_dir(), b_.layer_options(node),
-                                      keyed_by_layer ? &contents : nullptr, b_.listings_.get());
-  if (keyed_by_layer) {
-    // Recorded as hash_copy would have: the next build reads only the files changed since.
-    b_.cache_.add_shape(*step.shape, contents, read_since);
-    key = b_.copy_key(step, contents);
-    FileDigests().swap(contents);
-  }
+                                      keyed_by_layer ? &contents : nullptr, b_.listings_.get(), record_contents);
+  FileDigests().swap(contents);
   std::vector<LayerEntry>().swap(step.entries);  // gone before the image's tree takes the layer in
   std::vector<LayerEntry>().swap(placed);
   b_.store_.note_layer(blob);

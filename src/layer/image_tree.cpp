@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -77,14 +77,15 @@ public:
     std::optional<std::string> cleaned = tree_path(raw);
     if (!cleaned) return;
     std::string path = std::move(*cleaned);
-    std::string dir = path.substr(0, path.rfind('/'));
-    std::string base = path.substr(path.rfind('/') + 1);
+    const size_t slash = path.rfind('/');
+    const std::string_view dir = std::string_view(path).substr(0, slash);
+    const std::string_view base = std::string_view(path).substr(slash + 1);
     if (base == kOpaque) {
-      listing_->emptied.push_back(dir);
+      listing_->emptied.emplace_back(dir);
       return;
     }
     if (base.starts_with(kWhiteout)) {
-      listing_->removed.push_back(dir + "/" + base.substr(kWhiteout.size()));
+      listing_->removed.push_back(std::string(dir) + "/" + std::string(base.substr(kWhiteout.size())));
       return;
     }
     if (hardlink) {
@@ -167,11 +168,22 @@ constexpr std::string_view kListingHeader = "imgbuild layer listing 1 ";
 
 std::string encode_listing(const ImageTree::Listing& listing, const std::string& digest_hex) {
   std::string out = std::string(kListingHeader) + digest_hex + "\n";
+  // Each record's size first: the text of a big copy is made in one
+  // allocation, not grown (and its pages faulted in) a dozen times.
+  constexpr size_t kRecordOverhead = 1 + 11 + 3;  // tag, up to 11 octal digits of a mode, three NULs
+  size_t size = out.size();
+  for (auto& [path, f] : listing.added) size += kRecordOverhead + path.size() + f.where.size();
+  for (auto& path : listing.removed) size += kRecordOverhead + path.size();
+  for (auto& path : listing.emptied) size += kRecordOverhead + path.size();
+  for (auto& [path, target] : listing.hardlinks) size += kRecordOverhead + path.size() + target.size();
+  out.reserve(size);
   auto record = [&](char tag, uint32_t mode, const std::string& path, const std::string& where) {
-    char octal[16];
-    std::snprintf(octal, sizeof octal, "%o", mode);
+    char octal[11];
+    char* digits = std::end(octal);
+    do *--digits = static_cast<char>('0' + (mode & 7));
+    while (mode >>= 3);
     out += tag;
-    out += octal;
+    out.append(digits, std::end(octal));
     out += '\0';
     out += path;
     out += '\0';

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <functional>
+#include <future>
 #include <stdexcept>
 
 #include "base/errors.hpp"
@@ -99,9 +101,14 @@ private:
 /// `stream(consume)` hands `consume` each ChunkPipe::kChunk piece of it in
 /// order (the cuts decide a gzip blob's bytes). With `expect`, the stream
 /// must be that tar (a plain layer read back), or nothing is committed.
+/// `while_committing(blob)`, when given, runs on another thread while the
+/// blob is made durable: work named by the blob's digest that need not wait
+/// for the disk (it may run before the blob is in place, and runs whether
+/// or not that then succeeds).
 template <class Stream>
 LayerBlob store_layer(const std::filesystem::path& blob_dir, const LayerOptions& options, Stream stream,
-                      const LayerBlob* expect = nullptr) {
+                      const LayerBlob* expect = nullptr,
+                      const std::function<void(const LayerBlob&)>& while_committing = {}) {
   std::filesystem::create_directories(blob_dir);
   AtomicFile file(blob_dir / "layer");
   BlobOutput out(file.fd(), file.temp_path());
@@ -136,26 +143,39 @@ LayerBlob store_layer(const std::filesystem::path& blob_dir, const LayerOptions&
     throw std::runtime_error("layer " + expect->digest.str() + " in " + blob_dir.string() +
                              " is damaged: it reads as " + blob.diff_id.str() + " (" + std::to_string(tar_size) +
                              " bytes); nothing was compressed (build again to make it anew)");
+  std::future<void> alongside;
+  if (while_committing) alongside = std::async(std::launch::async, while_committing, blob);
   file.commit_as(blob_dir / std::string(blob.digest.hex()));
+  if (alongside.valid()) alongside.get();
   return blob;
 }
 
 }  // namespace
 
 LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
-                             const LayerOptions& options, FileDigests* file_digests, LayerListings* listings) {
+                             const LayerOptions& options, FileDigests* file_digests, LayerListings* listings,
+                             const std::function<void(const LayerBlob&)>& while_committing) {
   if (std::adjacent_find(entries.begin(), entries.end(), [](auto& a, auto& b) { return !(a.path < b.path); }) !=
       entries.end())
     throw std::logic_error("layer: entries are not in layer order (sorted, each path once)");
 
-  LayerBlob blob = store_layer(blob_dir, options, [&](const ChunkPipe::Consumer& consume) {
-    ChunkPipe pipe(consume);
-    write_tar(
-        entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
-    pipe.finish();
-  });
-  if (listings) listings->put(blob_dir / std::string(blob.digest.hex()), entries);
-  return blob;
+  // The listing too is made and kept while the blob's fsync waits for the
+  // disk: for a copy of many small files, both take about as long.
+  std::function<void(const LayerBlob&)> alongside;
+  if (listings || while_committing)
+    alongside = [&](const LayerBlob& blob) {
+      if (listings) listings->put(blob_dir / std::string(blob.digest.hex()), entries);
+      if (while_committing) while_committing(blob);
+    };
+  return store_layer(
+      blob_dir, options,
+      [&](const ChunkPipe::Consumer& consume) {
+        ChunkPipe pipe(consume);
+        write_tar(
+            entries, [&](const void* data, size_t size) { pipe.write(data, size); }, options.mtime, file_digests);
+        pipe.finish();
+      },
+      nullptr, alongside);
 }
 
 LayerBlob compress_layer(const LayerBlob& tar, const std::filesystem::path& blob_dir, const LayerOptions& options,

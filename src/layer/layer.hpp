@@ -150,9 +150,16 @@ LayerBlob write_layer(std::vector<LayerEntry> entries, const std::filesystem::pa
 /// std::logic_error otherwise). With `file_digests`, also hashes each file's
 /// bytes as they are written, so a caller that needs them (a step key) does
 /// not read the files a second time. `listings` as for write_layer().
+/// `while_committing(blob)`, when given, runs on another thread while the
+/// blob is made durable (its fsync), with `file_digests` complete: the
+/// caller's own records of the layer wait for the disk at the same time,
+/// not after it. It may run before the blob is in place, and runs whether
+/// or not that succeeds; write_sorted_layer returns, or throws (its error
+/// too), once it is done.
 LayerBlob write_sorted_layer(const std::vector<LayerEntry>& entries, const std::filesystem::path& blob_dir,
                              const LayerOptions& options, FileDigests* file_digests = nullptr,
-                             LayerListings* listings = nullptr);
+                             LayerListings* listings = nullptr,
+                             const std::function<void(const LayerBlob&)>& while_committing = {});
 
 /// Compresses the plain tar layer `tar` (written `deferred`, in `blob_dir`)
 /// as `options` say, into `blob_dir`: byte for byte the blob write_layer()

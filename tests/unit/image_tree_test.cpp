@@ -262,6 +262,26 @@ TEST_CASE("a layer's listing is read from its blob once, kept on disk, and hande
   CHECK(exists(tree, "/srv/a"));
   CHECK(tree.folder_mode("/srv") == 01777u);
   CHECK(exists(tree, "/app/run"));
+
+  // Kept on disk, every mode comes back as it was handed over.
+  {
+    imgbuild::LayerListings keeper(kept);
+    LayerEntry none{.path = "m/none", .mode = 0};
+    LayerEntry all{.path = "m/all", .mode = 07777};
+    LayerEntry setuid{.path = "m/setuid", .mode = 04755};
+    LayerEntry m{.path = "m", .type = LayerEntry::Type::Directory, .mode = 0700};
+    keeper.put(s.path / "blobs" / "3333", {m, all, none, setuid});
+  }
+  ImageTree reread(std::make_shared<imgbuild::LayerListings>(kept));
+  reread.apply_layer_blob(s.path / "blobs" / "3333");
+  for (auto [path, mode] : {std::pair{"/m/none", 0u}, {"/m/all", 07777u}, {"/m/setuid", 04755u}}) {
+    INFO(path);
+    auto r = reread.resolve(path);
+    REQUIRE(r);
+    REQUIRE(r->file);
+    CHECK(r->file->mode == mode);
+  }
+  CHECK(reread.folder_mode("/m") == 0700u);
 }
 
 TEST_CASE("a listing kept on disk is decoded once a build, however many trees ask in turn", "[image_tree]") {

@@ -18,12 +18,14 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "base/interrupt.hpp"
+#include "layer/image_tree.hpp"
 #include "oci/digest.hpp"
 #include "test_support.hpp"
 
@@ -319,6 +321,37 @@ TEST_CASE("write_sorted_layer hashes each file as it writes it, as a step key re
   }
   std::swap(entries[0], entries[1]);
   CHECK_THROWS_AS(imgbuild::write_sorted_layer(entries, fx.blobs, LayerOptions{}), std::logic_error);
+}
+
+TEST_CASE("write_sorted_layer keeps the listing and runs the caller's records while the blob is committed", "[layer]") {
+  Fixture fx;
+  std::vector<LayerEntry> entries = fx.entries();
+  imgbuild::sort_layer_entries(entries);
+  imgbuild::FileDigests digests;
+  auto listings = std::make_shared<imgbuild::LayerListings>(fx.scratch.path / "listings");
+  std::optional<LayerBlob> seen;
+  size_t hashed = 0;
+  LayerBlob blob = imgbuild::write_sorted_layer(entries, fx.blobs, LayerOptions{}, &digests, listings.get(),
+                                                [&](const LayerBlob& b) {
+                                                  seen = b;
+                                                  for (auto& d : digests) hashed += d ? 1 : 0;
+                                                });
+  // Run once, with the blob's digest and every file already hashed.
+  REQUIRE(seen);
+  CHECK(seen->digest == blob.digest);
+  CHECK(hashed == static_cast<size_t>(std::count_if(entries.begin(), entries.end(), [](const LayerEntry& e) {
+          return e.type == LayerEntry::Type::File;
+        })));
+  // The listing was kept on disk on the way: another build knows it without the blob.
+  const fs::path path = fx.blobs / std::string(blob.digest.hex());
+  CHECK(fs::exists(path));
+  CHECK(imgbuild::LayerListings(fx.scratch.path / "listings").known(path));
+
+  // The caller's error is the writer's, and the blob it ran alongside stays whole.
+  CHECK_THROWS_WITH(imgbuild::write_sorted_layer(entries, fx.scratch.path / "other", LayerOptions{}, nullptr, nullptr,
+                                                 [](const LayerBlob&) { throw std::runtime_error("record failed"); }),
+                    "record failed");
+  CHECK(imgbuild::sha256_file(fx.scratch.path / "other" / std::string(blob.digest.hex())) == blob.digest);
 }
 
 TEST_CASE("files read ahead on several threads reach the tar whole and in order", "[layer]") {
