@@ -355,8 +355,8 @@ TEST_CASE("write_sorted_layer keeps the listing and runs the caller's records wh
 }
 
 TEST_CASE("files read ahead on several threads reach the tar whole and in order", "[layer]") {
-  // More files than the read-ahead window (256), more bytes than its budget
-  // (4 MiB), and files that end exactly on, just past and far past a 256 KiB
+  // More batches than the read-ahead window (64), more bytes than its budget
+  // (1 MiB), and files that end exactly on, just past and far past a 256 KiB
   // read piece, among hundreds of small ones and directories.
   ScratchDir s;
   std::vector<LayerEntry> entries;
