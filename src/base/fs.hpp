@@ -2,6 +2,7 @@
 // File-system primitives with RAII and the atomic-write discipline every store
 // and cache update follows: write a temporary file, fsync, rename into place
 // (a record that only saves work skips the fsync: write_record_atomic).
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -61,8 +62,9 @@ enum class FollowLink { Yes, No };
 /// end. The check is made on the opened descriptor, opened without waiting,
 /// so a file replaced by a pipe after a walk saw it cannot block either.
 /// FollowLink::No also refuses a symlink there: for paths a walk found to be
-/// files, which must not be swapped for a link to something else.
-Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes);
+/// files, which must not be swapped for a link to something else. With
+/// `st`, the opened file's fstat is also given there (no second call).
+Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes, struct ::stat* st = nullptr);
 /// Reads a whole (small) file: JSON documents, .dockerignore, lockfiles.
 std::string read_file(const fs::path& path);
 

@@ -111,10 +111,9 @@ void FileReadAhead::stream_file(size_t ordinal, FileRead& f) {
 Fd FileReadAhead::open_file(const LayerEntry& e, FileRead& f, std::optional<Sha256>& content) {
   // A file replaced by a pipe, a device or a symlink since the entry was
   // made is refused, never waited on nor followed.
-  Fd fd = open_read(e.source, FollowLink::No);
+  struct ::stat st {};
+  Fd fd = open_read(e.source, FollowLink::No, &st);
   if (hash_) {
-    struct ::stat st {};
-    if (::fstat(fd.get(), &st) != 0) throw_errno(e.source);
     f.digest = FileDigest{{}, FileStamp::of(st)};
     content.emplace();
   }
