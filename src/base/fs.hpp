@@ -63,8 +63,8 @@ enum class FollowLink { Yes, No };
 /// so a file replaced by a pipe after a walk saw it cannot block either.
 /// FollowLink::No also refuses a symlink there: for paths a walk found to be
 /// files, which must not be swapped for a link to something else. With
-/// `st`, the opened file's fstat is also given there (no second call).
-Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes, struct ::stat* st = nullptr);
+/// `opened`, the opened file's fstat is also given there (no second call).
+Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes, struct ::stat* opened = nullptr);
 /// Reads a whole (small) file: JSON documents, .dockerignore, lockfiles.
 std::string read_file(const fs::path& path);
 

@@ -78,9 +78,8 @@ void make_dev(const fs::path& dev, const std::string& at) {
 /// The file `source` copied to `to` with its mode and owner, as a bind
 /// mount of it would show it.
 void copy_file_in(const fs::path& source, const fs::path& to, const std::string& at) {
-  Fd in = open_read(source);
   struct stat st {};
-  if (::fstat(in.get(), &st) != 0) place_failed(at, "stat " + source.string());
+  Fd in = open_read(source, FollowLink::Yes, &st);
   Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out) place_failed(at, "create");
   std::string bytes = read_file(source);

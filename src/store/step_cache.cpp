@@ -69,8 +69,7 @@ bool reusable(const std::string& path, const std::optional<FileDigest>& known) {
 /// A file's digest, read and hashed, with its stamp from before the read.
 FileDigest hash_file(const std::string& path) {
   struct ::stat st {};
-  Fd fd = open_read(path);
-  if (::fstat(fd.get(), &st) != 0) throw_errno(path);
+  Fd fd = open_read(path, FollowLink::Yes, &st);
   Sha256 hash;
   hash.update_fd(fd.get(), path);
   return {hash.finish_raw(), FileStamp::of(st)};
