@@ -79,12 +79,16 @@ Fd open_read(const fs::path& path, FollowLink follow, struct ::stat* opened) {
 }
 
 std::string read_file(const fs::path& path) {
+  struct stat st {};
+  Fd fd = open_read(path, FollowLink::Yes, &st);
+  return read_opened(fd, st, path);
+}
+
+std::string read_opened(const Fd& fd, const struct ::stat& opened, const fs::path& path) {
   // Read in place, into room for what fstat says and a byte more (the read
   // that sees the end); a file that grows meanwhile, or a /proc file that
   // says 0, gets more room as it goes.
-  struct stat st {};
-  Fd fd = open_read(path, FollowLink::Yes, &st);
-  const size_t announced = static_cast<size_t>(st.st_size);
+  const size_t announced = static_cast<size_t>(opened.st_size);
   std::string out;
   make_room(out, std::max<size_t>(announced + 1, 1 << 16));
   size_t got = 0;

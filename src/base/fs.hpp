@@ -67,6 +67,10 @@ enum class FollowLink { Yes, No };
 Fd open_read(const fs::path& path, FollowLink follow = FollowLink::Yes, struct ::stat* opened = nullptr);
 /// Reads a whole (small) file: JSON documents, .dockerignore, lockfiles.
 std::string read_file(const fs::path& path);
+/// Reads the rest of a file open_read opened, `opened` its stat from there:
+/// the bytes of the very file whose stat the caller holds, not of whatever
+/// stands at `path` (which names it in errors) by the time of a second open.
+std::string read_opened(const Fd& fd, const struct ::stat& opened, const fs::path& path);
 
 /// Resizes `s` to `size` bytes, to be read into, and asks the kernel to back
 /// a large one with huge pages: each first touch of fresh memory costs a page

@@ -82,7 +82,7 @@ void copy_file_in(const fs::path& source, const fs::path& to, const std::string&
   Fd in = open_read(source, FollowLink::Yes, &st);
   Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out) place_failed(at, "create");
-  std::string bytes = read_file(source);
+  std::string bytes = read_opened(in, st, source);
   write_all(out.get(), bytes.data(), bytes.size(), to);
   if (::fchown(out.get(), st.st_uid, st.st_gid) != 0 || ::fchmod(out.get(), st.st_mode & 0777) != 0)
     place_failed(at, "chown");

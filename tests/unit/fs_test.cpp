@@ -222,6 +222,20 @@ TEST_CASE("read_file, open_read and write_all", "[fs]") {
   }
 }
 
+TEST_CASE("read_opened reads the file that was opened, not what its path names later", "[fs]") {
+  ScratchDir dir;
+  fs::path p = dir.path / "secret";
+  spit(p, "the opened file's bytes");
+  struct stat st {};
+  Fd fd = imgbuild::open_read(p, imgbuild::FollowLink::Yes, &st);
+  // Swapped for another file between the stat and the read.
+  fs::path other = dir.path / "other";
+  spit(other, "another file, put there after the open");
+  REQUIRE(::rename(other.c_str(), p.c_str()) == 0);
+  CHECK(imgbuild::read_opened(fd, st, p) == "the opened file's bytes");
+  CHECK(imgbuild::read_file(p) == "another file, put there after the open");
+}
+
 TEST_CASE("Fd closes on destruction and transfers on move", "[fs]") {
   ScratchDir dir;
   fs::path p = dir.path / "f";
