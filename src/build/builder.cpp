@@ -1375,18 +1375,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   const BuildSettings& settings = b_.settings_;
 
   TempDir step(settings.cache_dir / "tmp", "run-");
-  // On a fresh machine the caches it mounts come from --cache-from: fetched
-  // and unpacked beside the making of its root, which needs none of them.
-  std::vector<fs::path> root;
-  if (settings.seed_run_cache && !op.cache.empty())
-    run_side_by_side(1 + op.cache.size(), [&](size_t i) {
-      if (i == 0)
-        root = b_.step_root(st, step.path());
-      else
-        settings.seed_run_cache(op.cache[i - 1], run_cache_folder(settings.cache_dir, op.cache[i - 1]));
-    });
-  else
-    root = b_.step_root(st, step.path());
+  std::vector<fs::path> root = b_.step_root(st, step.path());
   spec.lower = root.back();
   spec.stacked.assign(root.begin(), root.end() - 1);
   spec.upper = step.path() / "upper";
@@ -1402,6 +1391,7 @@ void Builder::Building::run(Stage& st, RunStep& run, const Node& node) {
   };
   for (auto& dir : op.cache) {
     fs::path host = run_cache_folder(settings.cache_dir, dir);
+    if (settings.seed_run_cache) settings.seed_run_cache(dir, host);
     fs::create_directories(host);
     if (!op.secrets.empty()) mark_secret_exposed(host);
     mark_used(host);

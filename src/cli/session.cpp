@@ -212,14 +212,13 @@ BlobProgress Session::meter(TransferDirection direction, const std::string& ref)
 }
 
 void Session::seed_cache_mounts(BuildSettings& settings) {
-  // One seeding of a cache at a time: two stages that mount the same cache
-  // at once fetch and unpack it once. Different caches seed side by side.
-  auto once = std::make_shared<std::map<std::string, std::mutex>>();
-  for (auto& [path, archive] : cache_mount_archives) (*once)[path];
-  settings.seed_run_cache = [this, once](const std::string& path, const fs::path& folder) {
+  // One seeding at a time: two stages that mount the same cache at once
+  // fetch and unpack it once.
+  settings.seed_run_cache = [this, once = std::make_shared<std::mutex>()](const std::string& path,
+                                                                          const fs::path& folder) {
     auto it = cache_mount_archives.find(path);
     if (it == cache_mount_archives.end()) return;
-    std::lock_guard lock(once->at(path));
+    std::lock_guard lock(*once);
     if (!run_cache_needs_seed(folder)) return;
     const auto& [blob, source] = it->second;
     fetch_layers(registry->client(), *store, source, {blob}, {}, meter(TransferDirection::Pull, source.str()));
