@@ -93,9 +93,11 @@ LayerStream::LayerStream(const std::filesystem::path& blob, std::string label)
 }
 
 /// Decodes a compressed blob on a thread of its own, up to kDepth chunks of
-/// kOut bytes ahead of next(), and hashes them there: the reader's side is
-/// left with the tar and the files. The stream's decoder state (fd_, in_,
-/// the inflater) is the thread's alone from the first next() on.
+/// kOut bytes ahead of next(). The stream's decoder state (fd_, in_, the
+/// inflater) is the thread's alone from the first next() on. The reader
+/// hashes what it gets (next()): unpacking golang's 468 MB layer, the
+/// decoder spent 0.6 CPU-s inflating and 0.3 hashing, and the unpacker
+/// writing its files 0.5, so the hash waits least beside the files.
 class LayerStream::DecodeAhead {
 public:
   explicit DecodeAhead(LayerStream& stream) : stream_(stream), thread_([this] { run(); }) {}
@@ -149,7 +151,6 @@ private:
           if (n == 0) break;
           chunk.size += n;
         }
-        if (stream_.hash_) stream_.hash_->update(chunk.bytes.get(), chunk.size);
         std::lock_guard lock(mutex_);
         if (chunk.size == 0)
           ended_ = true;
@@ -207,17 +208,15 @@ std::span<const char> LayerStream::next() {
   std::span<const char> bytes;
   if (decode_ahead_) {
     if (!ahead_) ahead_ = std::make_unique<DecodeAhead>(*this);
-    bytes = ahead_->next();  // hashed on the decoder's thread
+    bytes = ahead_->next();
+  } else if (kind_ != Kind::Plain) {
+    bytes = {out_.get(), decode(out_.get(), kOut)};
   } else {
-    if (kind_ != Kind::Plain) {
-      bytes = {out_.get(), decode(out_.get(), kOut)};
-    } else {
-      if (in_start_ == in_end_) fill();
-      bytes = {in_.get() + in_start_, in_end_ - in_start_};
-      in_start_ = in_end_;
-    }
-    if (hash_) hash_->update(bytes.data(), bytes.size());
+    if (in_start_ == in_end_) fill();
+    bytes = {in_.get() + in_start_, in_end_ - in_start_};
+    in_start_ = in_end_;
   }
+  if (hash_) hash_->update(bytes.data(), bytes.size());
   if (bytes.empty()) done_ = true;
   size_ += bytes.size();
   return bytes;
