@@ -79,9 +79,9 @@ std::string archive_message(archive* a) {
   return msg ? msg : "unreadable archive";
 }
 
-/// Applies the entries of one layer. Paths are resolved inside the root for
-/// every entry; the last component is never followed, whatever stands there is
-/// replaced.
+/// Applies the entries of one layer. Paths are resolved inside the root (an
+/// entry's folder once for the entries that follow in it); the last component
+/// is never followed, whatever stands there is replaced.
 class LayerApplier {
 public:
   LayerApplier(Fd root, const UnpackOptions& options)
@@ -109,22 +109,21 @@ public:
 
     std::string joined = join(path, "/");
     mark_created(joined);
-    Fd parent = open_dir(ComponentSpan(path).first(path.size() - 1), true);
+    const int parent = folder_of(joined, ComponentSpan(path).first(path.size() - 1));
     const std::string& last = path.back();
-    if (hardlink) return link(parent.get(), last, joined, hardlink);
+    if (hardlink) return link(parent, last, joined, hardlink);
     switch (type) {
       case AE_IFREG:
-        return write_file(a, e, parent.get(), last, joined, meta);
+        return write_file(a, e, parent, last, joined, meta);
       case AE_IFDIR:
-        return make_directory(e, parent.get(), last, joined, meta);
+        return make_directory(e, parent, last, joined, meta);
       case AE_IFLNK: {
         const char* target = archive_entry_symlink(e);
-        clear(parent.get(), last, joined, false);
+        clear(parent, last, joined, false);
         // Stored exactly as given: an absolute target means inside the image,
         // and only this module's resolver ever follows it.
-        if (::symlinkat(target ? target : "", parent.get(), last.c_str()) != 0)
-          throw_errno("cannot create the symlink");
-        return finish_node(e, parent.get(), last, meta, false);
+        if (::symlinkat(target ? target : "", parent, last.c_str()) != 0) throw_errno("cannot create the symlink");
+        return finish_node(e, parent, last, meta, false);
       }
       case AE_IFCHR:
       case AE_IFBLK:
@@ -134,14 +133,14 @@ public:
         [[fallthrough]];
       case AE_IFIFO:
         if (!options_.nodes) throw std::runtime_error("a fifo: an archive holds only files, folders and links here");
-        clear(parent.get(), last, joined, false);
-        if (::mknodat(parent.get(), last.c_str(), type | 0600, archive_entry_rdev(e)) != 0) {
+        clear(parent, last, joined, false);
+        if (::mknodat(parent, last.c_str(), type | 0600, archive_entry_rdev(e)) != 0) {
           // Device nodes need CAP_MKNOD; an unprivileged unpack goes without
           // them, as rootless container tools do.
           if (errno == EPERM && type != AE_IFIFO) return;
           throw_errno("cannot create the node");
         }
-        return finish_node(e, parent.get(), last, meta, true);
+        return finish_node(e, parent, last, meta, true);
       default:
         throw std::runtime_error("unsupported entry type");
     }
@@ -241,6 +240,21 @@ private:
           error.error, std::generic_category(),
           "cannot open directory " + quote(join(dir.first(std::min(error.component + 1, dir.size())), "/")));
     return fd;
+  }
+
+  /// The folder `dir` of the entry at `path`, made when missing. A tar lists
+  /// a folder's entries one after another: the folder opened for the last
+  /// entry serves the next one in it, without resolving its path again.
+  /// Safe because an entry in a folder (even one that replaces a folder
+  /// inside it) never changes what the folder's own path names; a whiteout
+  /// could, and forgets it.
+  int folder_of(const std::string& path, ComponentSpan dir) {
+    std::string_view folder = std::string_view(path).substr(0, dir.empty() ? 0 : path.rfind('/'));
+    if (!last_folder_ || folder != last_folder_path_) {
+      last_folder_ = open_dir(dir, true);
+      last_folder_path_ = folder;
+    }
+    return last_folder_.get();
   }
 
   Fd open_entry_dir(const std::string& path) const {
@@ -354,6 +368,7 @@ private:
   }
 
   void whiteout(const Components& path) {
+    last_folder_ = Fd();
     const std::string& name = path.back();
     std::string_view target = std::string_view(name).substr(kWhiteout.size());
     if (is_aufs_metadata(name)) return;
@@ -404,6 +419,8 @@ private:
   const UnpackOptions& options_;
   std::unordered_set<std::string> created_;  ///< paths this layer made, with their parents
   std::map<std::string, Meta> dirs_;         ///< directories waiting for their mode and times
+  Fd last_folder_;                           ///< the folder of the last entry (see folder_of)
+  std::string last_folder_path_;
 };
 
 using ArchivePtr = std::unique_ptr<archive, int (*)(archive*)>;

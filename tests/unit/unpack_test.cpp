@@ -898,6 +898,29 @@ TEST_CASE("a root that is a symlink is unpacked into the directory it names", "[
   REQUIRE(fs::is_empty(outside));
 }
 
+TEST_CASE("a folder an entry replaced is resolved again for the entries after it", "[unpack]") {
+  // The folder opened for one entry serves the next entries in it: only
+  // while they follow one another, never after its path was given over to
+  // something else.
+  Sandbox box;
+  box.options.use_openat2 = use_openat2_or_walk();
+  box.apply({
+      {.path = "target/", .type = 'd'},
+      {.path = "d/", .type = 'd'},
+      {.path = "d/x", .content = "in the folder d"},
+      {.path = "elsewhere/z", .content = "z"},
+      {.path = "d/w", .content = "in d again"},
+      {.path = "d", .type = 'l', .link = "target"},
+      {.path = "d/y", .content = "through the symlink d"},
+  });
+  REQUIRE(fs::read_symlink(box.root / "d") == "target");
+  REQUIRE(fs::is_directory(fs::symlink_status(box.root / "target")));
+  REQUIRE(names_in(box.root / "target") == std::vector<std::string>{"y"});
+  REQUIRE(slurp(box.root / "target/y") == "through the symlink d");
+  REQUIRE(slurp(box.root / "elsewhere/z") == "z");
+  REQUIRE(box.nothing_outside());
+}
+
 TEST_CASE("a chain of symlinks is followed inside the root, across layers or within one", "[unpack]") {
   Sandbox box;
   box.options.use_openat2 = use_openat2_or_walk();
