@@ -15,6 +15,8 @@
 #                                        edit rebuild ends (roots, RUN, layers), in DIR
 #   bench/peers.sh --run-parity DIR      the builder's `go build` alone, timed inside
 #                                        imgbuild's RUN, BuildKit's RUN and plain runc, in DIR
+#   bench/peers.sh --cache-mounts ...    --trace-writes and --trace-steps with the Go
+#                                        caches mounted (Dockerfile.blank.cache's recipe)
 #
 # IMGBUILD=path/to/imgbuild picks the binary (default build/imgbuild). Needs
 # root: it starts its own dockerd on a private socket and runs buildah with a
@@ -24,13 +26,13 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 started=$(date +%s)
 
-usage() { sed -n '8,17s/^# \{0,3\}//p' "$repo/bench/peers.sh"; }
+usage() { sed -n '8,19s/^# \{0,3\}//p' "$repo/bench/peers.sh"; }
 die() { printf 'bench/peers: error: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench/peers: %s\n' "$*" >&2; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 
-runs=3 recipes=(blank multi) md="" trace="" phases="" parity=""
+runs=3 recipes=(blank multi) md="" trace="" phases="" parity="" traced_mounts=no
 while (($#)); do
   case $1 in
     --runs) (($# >= 2)) || die "--runs needs a number"; runs=$2; shift ;;
@@ -39,6 +41,7 @@ while (($#)); do
     --trace-writes) (($# >= 2)) || die "--trace-writes needs a folder"; trace=$2; shift ;;
     --trace-steps) (($# >= 2)) || die "--trace-steps needs a folder"; phases=$2; shift ;;
     --run-parity) (($# >= 2)) || die "--run-parity needs a folder"; parity=$2; shift ;;
+    --cache-mounts) traced_mounts=yes ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'bench/peers: unknown option %s\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
@@ -125,6 +128,7 @@ if [[ -n $trace ]]; then
   mkdir -p "$trace"
   trace=$(realpath "$trace")
   args=(build bench/peers/blank.lua --context "$ctx" --set "registry=$REG" --set "goproxy=$GOPROXY" --no-push
+    --set "cache_mounts=$traced_mounts"
     --ignore entrypoint --ignore root --ignore tls)
   say "building bench/peers/blank.lua cold, then an edit rebuild under GNU time, then one under strace"
   "${IMGBUILD_CMD[@]}" "${args[@]}" >"$trace/cold.log" 2>&1 || die "the cold build failed (see $trace/cold.log)"
@@ -149,6 +153,7 @@ if [[ -n $phases ]]; then
   mkdir -p "$phases"
   phases=$(realpath "$phases")
   args=(build bench/peers/blank.lua --context "$ctx" --set "registry=$REG" --set "goproxy=$GOPROXY" --no-push
+    --set "cache_mounts=$traced_mounts"
     --ignore entrypoint --ignore root --ignore tls --progress plain)
   say "building bench/peers/blank.lua cold, then an edit rebuild, then one under strace of the calls that end its phases"
   "${IMGBUILD_CMD[@]}" "${args[@]}" >"$phases/cold.log" 2>&1 || die "the cold build failed (see $phases/cold.log)"
