@@ -594,7 +594,7 @@ LayerBlob Builder::compressed(const LayerBlob& layer, const Digest& key) {
   return blob;
 }
 
-void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
+void Builder::ensure_local(const std::vector<LayerBlob>& layers, const IncomingBlobs& incoming) {
   std::map<std::string, std::vector<LayerBlob>> missing;
   for (auto& layer : layers) {
     // A damaged blob is removed here: fetched again like a missing one.
@@ -611,7 +611,7 @@ void Builder::ensure_local(const std::vector<LayerBlob>& layers) {
   }
   for (auto& [source, list] : missing) {
     if (!settings_.fetch) throw std::runtime_error(source + ": this build has no registry access");
-    settings_.fetch(list, source);
+    settings_.fetch(list, source, incoming);
   }
 }
 
@@ -634,10 +634,19 @@ void Builder::remember(const CachedStep& step) {
 }
 
 void Builder::ensure_listed(const Stage& st) {
-  std::vector<LayerBlob> unlisted;
-  for (auto& layer : st.image.layers)
-    if (!listings_->known(store_.blob_path(layer.digest))) unlisted.push_back(layer);
-  ensure_local(unlisted);
+  auto unlisted = [&] {
+    std::vector<LayerBlob> out;
+    for (auto& layer : st.image.layers)
+      if (!listings_->known(store_.blob_path(layer.digest))) out.push_back(layer);
+    return out;
+  };
+  std::vector<LayerBlob> missing = unlisted();
+  if (missing.empty()) return;
+  // A base whose root RUN steps will need is unpacked now, its layers listed
+  // on the way and fetched as they are unpacked (image_root), not fetched
+  // whole first.
+  unpack_for_listing(store_.blob_path(missing.front().digest));
+  ensure_local(unlisted());
 }
 
 void Builder::add_layer(Stage& st, const std::optional<LayerBlob>& layer, const std::string& description,
@@ -1127,7 +1136,8 @@ std::filesystem::path Builder::root_of(const Stage& st, size_t layers) const {
               : std::string(chain_id({st.image.layers.begin(), st.image.layers.begin() + layers}).hex()) + ".v");
 }
 
-void Builder::apply_checked(const Stage& st, size_t i, const std::filesystem::path& tree) {
+void Builder::apply_checked(const Stage& st, size_t i, const std::filesystem::path& tree,
+                            const IncomingBlobs& incoming) {
   const LayerBlob& layer = st.image.layers[i];
   std::optional<Digest> known = store_.known_diff_id(layer.digest);
   if (known && *known != layer.diff_id) throw lying_layer(st.layer_origins.at(i).str(), layer, *known);
@@ -1138,12 +1148,14 @@ void Builder::apply_checked(const Stage& st, size_t i, const std::filesystem::pa
     listing.emplace(*listings_, blob);
     options.on_member = [&listing](archive_entry* header) { listing->member(header); };
   }
+  auto arriving = incoming.find(layer.digest);
   uint64_t size = 0;
   try {
-    size = apply_layer(tree,
-                       {blob, "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
-                        known ? std::nullopt : std::optional(layer.diff_id)},
-                       options);
+    size = apply_layer(
+        tree,
+        {blob, "layer " + std::to_string(i + 1) + " (" + layer.digest.str() + ")",
+         known ? std::nullopt : std::optional(layer.diff_id), arriving == incoming.end() ? nullptr : arriving->second},
+        options);
   } catch (const DiffIdMismatch& lie) {
     store_.note_diff_id(layer.digest, lie.actual);
     throw lying_layer(st.layer_origins.at(i).str(), layer, lie.actual);
@@ -1183,23 +1195,44 @@ std::filesystem::path Builder::image_root(const Stage& st, std::optional<size_t>
     mark_used(root);
     return root;
   }
-  ensure_local(layers);
   // The root of the longest prefix of these layers unpacked before (a base's,
   // an earlier step's) is the start: only the layers above it are applied.
-  size_t start = 0;
-  fs::path below;
-  for (size_t n = layers.empty() ? 0 : layers.size() - 1; n > 0 && below.empty(); --n) {
-    if (fs::exists(root_of(st, n))) {
-      start = n;
-      below = root_of(st, n);
-    }
+  auto longest_below = [&] {
+    for (size_t n = layers.empty() ? 0 : layers.size() - 1; n > 0; --n)
+      if (fs::exists(root_of(st, n))) return n;
+    return size_t{0};
+  };
+  size_t start = longest_below();
+  // From nothing (a base image on a fresh machine), the layers the store
+  // lacks are fetched while they are applied, each read as it arrives: the
+  // pull and the unpack overlap. Each is still checked whole, its digest and
+  // its diff_id, before its root is put in place. Above a root, the layers
+  // below it are read whole to be checked, and fetched first.
+  IncomingBlobs incoming;
+  if (start == 0 && settings_.fetch)
+    for (auto& layer : layers)
+      if (!store_.has_blob(layer.digest)) incoming.try_emplace(layer.digest, std::make_shared<GrowingFile>(layer.size));
+  std::future<void> fetching;
+  if (incoming.empty()) {
+    ensure_local(layers);
+  } else {
+    fetching = std::async(std::launch::async, [&] {
+      try {
+        ensure_local(layers, incoming);
+      } catch (const std::exception& e) {
+        for (auto& [digest, file] : incoming) file->failed(e.what());
+        throw;
+      }
+      // One the store had after all (another build's) is read from there.
+      for (auto& [digest, file] : incoming) file->failed("not downloaded by this build");
+    });
   }
   read_unchecked(start);
   // The root of layers [from, to) on the root `base` of those below `from`
   // (none: from nothing). Unpacked beside its final name and renamed when
   // whole: a build killed half-way, or a layer found to lie, leaves no root
   // that looks complete.
-  auto make_root = [&](const fs::path& base, size_t from, size_t to) {
+  auto make_root = [&](const fs::path& base, size_t from, size_t to, const IncomingBlobs& arriving) {
     TempDir scratch(roots, ".unpack-");
     fs::path tree = scratch.path() / "root";
     if (base.empty()) {
@@ -1208,7 +1241,7 @@ std::filesystem::path Builder::image_root(const Stage& st, std::optional<size_t>
       mark_used(base);
       link_tree(base, tree);
     }
-    for (size_t i = from; i < to; ++i) apply_checked(st, i, tree);
+    for (size_t i = from; i < to; ++i) apply_checked(st, i, tree, arriving);
     // The same step of an earlier build wrote many of the same files (Go's
     // build cache in a `go build` layer): shared, they take their disk once.
     if (auto donor = root_like(roots, to)) {
@@ -1240,13 +1273,34 @@ std::filesystem::path Builder::image_root(const Stage& st, std::optional<size_t>
   // too: the next build whose top layer differs (a copy of edited sources on
   // `go mod download`) starts there and links what lies below, instead of
   // applying those layers again as files of its own.
-  size_t top = layers.size();
-  if (top - start >= 2) {
-    make_root(below, start, top - 1);
-    start = top - 1;
-    below = root_of(st, start);
+  const size_t top = layers.size();
+  auto make_roots = [&](size_t from, const IncomingBlobs& arriving) {
+    fs::path base = from == 0 ? fs::path() : root_of(st, from);
+    if (top - from >= 2) {
+      make_root(base, from, top - 1, arriving);
+      from = top - 1;
+      base = root_of(st, from);
+    }
+    make_root(base, from, top, arriving);
+  };
+  if (!fetching.valid()) {
+    make_roots(start, {});
+    return root;
   }
-  make_root(below, start, top);
+  try {
+    make_roots(start, incoming);
+  } catch (const UnpackError&) {
+    // A failed download fails its reader: its own error is the one to tell.
+    fetching.get();
+    // A download that started over (or left a failing mirror) is whole now,
+    // and read again from the store, as is one another build stored first;
+    // what its reader took of the first answer counts for nothing. Any other
+    // error is the layer's own.
+    if (std::none_of(incoming.begin(), incoming.end(), [](auto& blob) { return blob.second->abandoned(); })) throw;
+    make_roots(longest_below(), {});
+    return root;
+  }
+  fetching.get();
   return root;
 }
 

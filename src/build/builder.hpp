@@ -19,6 +19,7 @@
 #include "build/graph.hpp"
 #include "build/progress.hpp"
 #include "inspect/doctor.hpp"
+#include "layer/unpack.hpp"
 #include "oci/image.hpp"
 #include "sandbox/sandbox.hpp"
 #include "store/layout.hpp"
@@ -85,9 +86,11 @@ struct BuildSettings {
   /// a recipe with `from` fails at that line.
   /// Base image layers are fetched only when a step needs their files or an
   /// output needs their bytes: downloads `layers` from `source` (a registry
-  /// reference) into the store.
+  /// reference) into the store, telling those in `incoming` how far they are
+  /// written (fetch_layers), for an unpack that reads them as they come.
   std::function<Image(const PullOp&, const Platform&)> pull;
-  std::function<void(const std::vector<LayerBlob>& layers, const std::string& source)> fetch;
+  std::function<void(const std::vector<LayerBlob>& layers, const std::string& source, const IncomingBlobs& incoming)>
+      fetch;
   /// Downloads `url` (https with TLS verified, or http from loopback) into the
   /// new file `to`, for `:add` of a URL; the builder checks its checksum.
   /// Unset, such an `:add` fails at its line. The core knows no network.
@@ -231,7 +234,8 @@ public:
 
   /// Makes sure the store holds `layers`, fetching those it lacks from where
   /// the build learnt of them (a base image's registry, a registry cache).
-  void ensure_local(const std::vector<LayerBlob>& layers);
+  /// Those in `incoming` tell it there as they arrive.
+  void ensure_local(const std::vector<LayerBlob>& layers, const IncomingBlobs& incoming = {});
 
 private:
   /// `:budget { size = ... }` as it applies to an image.
@@ -327,8 +331,10 @@ private:
   std::filesystem::path root_of(const Stage& stage, size_t layers) const;
   /// Applies layer `i` of `stage` to the folder `tree`, hashed as it is read
   /// unless the store knows its diff_id: a layer that lies is refused. Its
-  /// listing, when not known yet, is made on the way.
-  void apply_checked(const Stage& stage, size_t i, const std::filesystem::path& tree);
+  /// listing, when not known yet, is made on the way. A layer in `incoming`
+  /// is applied as it downloads.
+  void apply_checked(const Stage& stage, size_t i, const std::filesystem::path& tree,
+                     const IncomingBlobs& incoming = {});
   /// The base image `stage` just pulled for `node` will have RUN steps built
   /// on it: the first tree that needs a listing of its layers gets the root
   /// unpacked then, listing them in the same read (unpack_for_listing).

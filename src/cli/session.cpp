@@ -107,9 +107,10 @@ Session::Session(BuildArgs args, bool planning) : b(std::move(args)) {
   settings.pull = [this](const PullOp& op, const Platform& platform) {
     return pull_image(registry->client(), *store, Reference::parse(op.reference), platform, b.pull).image;
   };
-  settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source) {
+  settings.fetch = [this](const std::vector<LayerBlob>& layers, const std::string& source,
+                          const IncomingBlobs& incoming) {
     fetch_layers(registry->client(), *store, Reference::parse(source), layers, {},
-                 meter(TransferDirection::Pull, source));
+                 meter(TransferDirection::Pull, source), incoming);
   };
   settings.fetch_url = fetch_url;
   if (!planning && b.push && !pushes.empty()) {

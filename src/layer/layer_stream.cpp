@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -71,11 +72,32 @@ struct LayerStream::ZstdReader {
   size_t last = 0;  ///< what the last call that moved anything returned: 0 when a frame just ended
 };
 
+namespace {
+
+Fd open_blob(const std::filesystem::path& blob, const std::string& label) {
+  Fd fd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw std::runtime_error(label + ": cannot open " + blob.string() + ": " + std::strerror(errno));
+  return fd;
+}
+
+uint64_t size_of(const Fd& fd) {
+  struct stat st {};
+  return ::fstat(fd.get(), &st) == 0 ? uint64_t(st.st_size) : 0;
+}
+
+}  // namespace
+
 LayerStream::LayerStream(const std::filesystem::path& blob, std::string label)
+    : LayerStream(open_blob(blob, label), nullptr, label) {}  // a copy: the arguments' order is unspecified
+
+LayerStream::LayerStream(std::shared_ptr<GrowingFile> incoming, std::string label)
+    : LayerStream(incoming->open_reader(), incoming, std::move(label)) {}
+
+LayerStream::LayerStream(Fd fd, std::shared_ptr<GrowingFile> incoming, std::string label)
     : label_(std::move(label)),
-      fd_(::open(blob.c_str(), O_RDONLY | O_CLOEXEC)),
+      fd_(std::move(fd)),
+      incoming_(std::move(incoming)),
       in_(std::make_unique_for_overwrite<char[]>(kIn)) {
-  if (!fd_) throw std::runtime_error(label_ + ": cannot open " + blob.string() + ": " + std::strerror(errno));
   ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   while (in_end_ < 4 && fill()) {
   }
@@ -87,8 +109,7 @@ LayerStream::LayerStream(const std::filesystem::path& blob, std::string label)
     zstd_ = std::make_unique<ZstdReader>();
   }
   if (kind_ == Kind::Plain) return;
-  struct stat st {};
-  decode_ahead_ = ::fstat(fd_.get(), &st) == 0 && uint64_t(st.st_size) >= kDecodeAheadFrom;
+  decode_ahead_ = (incoming_ ? incoming_->expected_size() : size_of(fd_)) >= kDecodeAheadFrom;
   if (!decode_ahead_) out_ = std::make_unique_for_overwrite<char[]>(kOut);
 }
 
@@ -193,7 +214,11 @@ bool LayerStream::fill() {
     in_start_ = 0;
   }
   for (;;) {
-    ssize_t n = ::read(fd_.get(), in_.get() + in_end_, kIn - in_end_);
+    size_t room = kIn - in_end_;
+    // A blob still arriving is read as far as it is written: pread, at the
+    // stream's own offset, since the descriptor shares the writer's.
+    if (incoming_) room = std::min<uint64_t>(room, incoming_->wait_beyond(read_) - read_);
+    ssize_t n = room == 0 ? 0 : ::pread(fd_.get(), in_.get() + in_end_, room, off_t(read_));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail(std::string("cannot read: ") + std::strerror(errno));
     if (n == 0) eof_ = true;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/fs.hpp"
+#include "base/growing_file.hpp"
 #include "oci/digest.hpp"
 
 struct archive;
@@ -35,6 +36,10 @@ public:
   /// Opens `blob`; `label` starts every error message. Throws
   /// std::runtime_error when it cannot be opened.
   LayerStream(const std::filesystem::path& blob, std::string label);
+  /// Reads a blob as it arrives (`incoming`, a download in progress): waits
+  /// for bytes not written yet, and ends only where the writer finished the
+  /// blob, checked. Throws GrowingFileError when the writer failed first.
+  LayerStream(std::shared_ptr<GrowingFile> incoming, std::string label);
   ~LayerStream();
   LayerStream(const LayerStream&) = delete;
   LayerStream& operator=(const LayerStream&) = delete;
@@ -65,6 +70,8 @@ private:
   struct ZstdReader;
   class DecodeAhead;
 
+  LayerStream(Fd fd, std::shared_ptr<GrowingFile> incoming, std::string label);
+
   /// Refills `in_` when everything in it was used; false at the end of the blob.
   bool fill();
   /// Decodes the next bytes of a compressed blob into `out` (at most `room`
@@ -78,6 +85,7 @@ private:
   std::string label_;
   std::string failure_;  ///< what fail() last said, without the label
   Fd fd_;
+  std::shared_ptr<GrowingFile> incoming_;  ///< the writer of a blob still arriving, or none
   Kind kind_ = Kind::Plain;
   /// Not zero-filled (make_unique_for_overwrite): a stream per blob read.
   /// out_ (kOut bytes) only for a compressed blob decoded on the reader's thread.

@@ -481,6 +481,13 @@ public:
   } catch (const std::runtime_error& e) {
     throw UnpackError(e.what());
   }
+  /// The layer's blob as it arrives, when it is still arriving.
+  explicit TarFeed(const UnpackLayer& layer) try
+      : stream_(layer.incoming ? LayerStream(layer.incoming, layer.label) : LayerStream(layer.blob, layer.label)) {
+    if (layer.diff_id) stream_.hash_into(hash_);
+  } catch (const std::runtime_error& e) {
+    throw UnpackError(e.what());
+  }
 
   /// A tar reader on the stream; it must go before this feed does.
   ArchivePtr reader() try { return stream_.tar_reader(); } catch (const std::runtime_error& e) {
@@ -533,12 +540,11 @@ uint64_t apply_layer(const std::filesystem::path& root, const std::filesystem::p
 }
 
 uint64_t apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options) {
-  if (!layer.diff_id) return apply_layer(root, layer.blob, layer.label, options);
-  TarFeed stream(layer.blob, layer.label, true);
+  TarFeed stream(layer);
   ArchivePtr a = stream.reader();
   apply_archive(a.get(), root, layer.label, options);
   TarStream whole = stream.finish();
-  if (whole.digest != *layer.diff_id) throw DiffIdMismatch(layer.label, *layer.diff_id, whole.digest);
+  if (layer.diff_id && whole.digest != *layer.diff_id) throw DiffIdMismatch(layer.label, *layer.diff_id, whole.digest);
   return whole.size;
 }
 

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/growing_file.hpp"
 #include "oci/digest.hpp"
 
 struct archive_entry;
@@ -68,7 +71,15 @@ struct UnpackLayer {
   /// diff_id), hashed as the stream is unpacked: no second read. A mismatch
   /// throws DiffIdMismatch once the stream ends.
   std::optional<Digest> diff_id{};
+  /// When set, the blob is still arriving (a download in progress, written
+  /// at `blob`'s temporary name): it is unpacked as it comes, and the unpack
+  /// ends only once the download is whole and its digest checked. A download
+  /// that fails or starts over fails the unpack (GrowingFileError's message).
+  std::shared_ptr<GrowingFile> incoming{};
 };
+
+/// Blobs being downloaded, by digest, for an unpack that reads them as they come.
+using IncomingBlobs = std::map<Digest, std::shared_ptr<GrowingFile>>;
 
 /// Applies one layer (a tar, plain or gzip- or zstd-compressed) onto the
 /// existing directory `root`, with OCI whiteouts. Entries and their data are

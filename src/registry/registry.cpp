@@ -186,9 +186,21 @@ std::string RegistryClient::get_document(const Reference& repo, const Descriptor
 }
 
 void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& path,
-                                   const TransferProgress& progress) {
+                                   const TransferProgress& progress, GrowingFile* incoming) {
+  if (!incoming) return download(repo, blob, path, progress, nullptr);
+  try {
+    download(repo, blob, path, progress, incoming);
+  } catch (const std::exception& e) {
+    incoming->failed(e.what());
+    throw;
+  }
+}
+
+void RegistryClient::download(const Reference& repo, const Descriptor& blob, const std::filesystem::path& path,
+                              const TransferProgress& progress, GrowingFile* incoming) {
   std::string what = repo.name() + ": blob " + blob.digest.str();
   AtomicFile out(path);
+  if (incoming) incoming->opened(out.fd());
   // The state of the download across attempts: a retry after a dropped
   // connection asks for the rest with Range, and starts over if the registry
   // answers with the whole blob instead.
@@ -209,6 +221,8 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
       } else if (status == 200 && received > 0) {
         received = 0;
         hasher = std::make_unique<Sha256>();
+        // What a reader took of the first answer is not known to be the blob's.
+        if (incoming) incoming->restarted();
         if (::ftruncate(out.fd(), 0) != 0 || ::lseek(out.fd(), 0, SEEK_SET) != 0) throw_errno(out.temp_path().string());
       }
     };
@@ -219,6 +233,7 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
       write_all(out.fd(), data, n, out.temp_path());
       hasher->update(data, n);
       received += n;
+      if (incoming) incoming->grew(received);
       if (progress) progress(received, blob.size);
     };
   };
@@ -236,6 +251,8 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
   }
   if (hasher->finish() != blob.digest)
     throw RegistryError(what + ": the registry sent content that does not match its digest");
+  // Checked: a reader may take the end of it while the blob is made durable.
+  if (incoming) incoming->finished();
   out.commit();
 }
 

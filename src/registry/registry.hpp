@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/growing_file.hpp"
 #include "oci/digest.hpp"
 #include "oci/image.hpp"
 #include "oci/reference.hpp"
@@ -55,8 +56,10 @@ public:
   std::string get_document(const Reference& repo, const Descriptor& blob);
   /// GET a blob into `path` (written atomically), hashing as it streams; the
   /// size and digest must match `blob`. A dropped download resumes with Range.
+  /// With `incoming`, tells it how far the file is written and how the
+  /// download ended, for a reader of the blob as it arrives.
   void download_blob(const Reference& repo, const Descriptor& blob, const std::filesystem::path& path,
-                     const TransferProgress& progress = {});
+                     const TransferProgress& progress = {}, GrowingFile* incoming = nullptr);
 
   /// HEAD a blob: whether the repository already has it.
   bool has_blob(const Reference& repo, const Digest& digest);
@@ -87,6 +90,9 @@ public:
   void set_chunk_threshold(uint64_t bytes) { chunk_threshold_ = bytes; }
 
 private:
+  /// download_blob() but for telling `incoming` of a failure.
+  void download(const Reference& repo, const Descriptor& blob, const std::filesystem::path& path,
+                const TransferProgress& progress, GrowingFile* incoming);
   bool upload_once(const Reference& repo, const Descriptor& blob, const std::filesystem::path& file,
                    const std::string& mount_from, const TransferProgress& progress);
 

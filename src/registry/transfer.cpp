@@ -165,16 +165,22 @@ TransferProgress blob_progress(const BlobProgress& progress, const Digest& blob)
 }  // namespace
 
 void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
-                  const TransferLog& log, const BlobProgress& progress) {
+                  const TransferLog& log, const BlobProgress& progress, const IncomingBlobs& incoming) {
   std::vector<Reference> sources = client.pull_sources(ref);
   parallel_each(layers.size(), kParallelBlobs, [&](size_t i) {
     const LayerBlob& layer = layers[i];
-    if (store.has_blob(layer.digest)) return;
+    auto arriving = incoming.find(layer.digest);
+    GrowingFile* reader_told = arriving == incoming.end() ? nullptr : arriving->second.get();
+    if (store.has_blob(layer.digest)) {
+      if (reader_told) reader_told->failed("the store had the blob already");
+      return;
+    }
     Descriptor blob{layer.media_type, layer.digest, layer.size, {}, {}};
     // A mirror that lacks the blob is no reason to fail while the registry has it.
     for (auto& source : sources) {
       try {
-        client.download_blob(source, blob, store.blob_path(layer.digest), blob_progress(progress, layer.digest));
+        client.download_blob(source, blob, store.blob_path(layer.digest), blob_progress(progress, layer.digest),
+                             reader_told);
         store.note_verified(layer.digest);  // hashed as it came
         break;
       } catch (const RegistryError&) {

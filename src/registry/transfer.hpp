@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "layer/unpack.hpp"
 #include "oci/image.hpp"
 #include "oci/reference.hpp"
 #include "registry/registry.hpp"
@@ -42,9 +43,12 @@ PulledImage pull_image(RegistryClient& client, Layout& store, const Reference& r
                        bool refresh, const TransferLog& log = {});
 
 /// Downloads the `layers` the store lacks from `ref`'s repository (its mirrors
-/// first), several at once, each verified against its digest and size.
+/// first), several at once, each verified against its digest and size. Those
+/// in `incoming` say there how far they are written and how they ended, for
+/// an unpack that reads them as they come; a mirror that fails one fails its
+/// reader too (it then waits for the blob whole).
 void fetch_layers(RegistryClient& client, Layout& store, const Reference& ref, const std::vector<LayerBlob>& layers,
-                  const TransferLog& log = {}, const BlobProgress& progress = {});
+                  const TransferLog& log = {}, const BlobProgress& progress = {}, const IncomingBlobs& incoming = {});
 
 /// One tag of a push and what became of it.
 struct TagPush {

@@ -230,6 +230,59 @@ keep
 check "an upload that failed with 500 is restarted from a new session" \
   sh -c "[ \$(jq -c 'select(.method == \"PUT\" and (.path | test(\"/blobs/uploads/\")))' '$PROXY_LOG' | wc -l) -ge 2 ] && grep -q '^pushed $PROXY/retry/web:1@' '$work/last.out'"
 
+step "a base unpacked as it downloads, checked whole before its root is kept"
+# A RUN step needs the base's root: on an empty store its layer is unpacked
+# while it arrives. What the step sees must be the verified blob's files,
+# whatever the download went through.
+recipe unpacked 'image("u", from(param("REGISTRY") .. "/base/busybox:docker")
+  :run "sha256sum /bin/busybox"
+  :doctor { ignore = { "root" } })'
+# unpacked_case WHAT RULES: a build from an empty store and cache through the proxy with RULES.
+unpacked_case() {
+  rm -rf "$XDG_DATA_HOME" "$XDG_CACHE_HOME"
+  proxy_reset
+  proxy_faults "$2"
+  "$IMGBUILD" "$work/ctx/unpacked.lua" --set "REGISTRY=$PROXY" --progress plain >"$work/last.out" 2>"$work/last.err"
+}
+# The busybox program's sum as the step printed it.
+step_sum() { sed -n 's/^.*unpacked.lua:2 | \([0-9a-f]\{64\}\)  \/bin\/busybox$/\1/p' "$work/last.err"; }
+rm -rf "$XDG_DATA_HOME" "$XDG_CACHE_HOME"
+proxy_reset
+build unpacked --set "REGISTRY=$PROXY" --progress plain
+keep
+# The store holds the layer now: with no root and no cached step, the root
+# is unpacked from the stored blob, as before any download overlapped.
+rm -rf "$XDG_CACHE_HOME"
+build unpacked --set "REGISTRY=$PROXY" --progress plain
+keep
+reference=$(step_sum)
+check "the step ran on the root unpacked from the stored blob" test -n "$reference"
+unpacked_case "no fault" '[]'
+keep
+check "unpacked while downloading: the same files" test "$(step_sum)" = "$reference"
+unpacked_case "dropped" '[{"method":"GET","path":"'"$blob"'","action":{"drop_after":100000}}]'
+keep
+check "a download dropped mid-blob and resumed: the same files" test "$(step_sum)" = "$reference"
+check "  ...resumed with Range" sh -c "jq -e 'select(.range == \"bytes=100000-\" and .status == 206)' '$PROXY_LOG' | grep -q ."
+# The first answer is damaged past its middle, then cut; the resume gets
+# the whole blob, intact. What was unpacked of the first answer must not count.
+unpacked_case "started over" '[{"method":"GET","path":"'"$blob"'","action":{"corrupt":true,"drop_after":800000}},
+  {"method":"GET","path":"'"$blob"'","action":{"ignore_range":true}}]'
+keep
+check "a damaged download that started over (no Range support): the same files, unpacked again from the whole blob" \
+  test "$(step_sum)" = "$reference"
+check "  ...the registry answered the resume with the whole blob" \
+  sh -c "jq -e 'select(.range == \"bytes=800000-\" and .status == 200)' '$PROXY_LOG' | grep -q ."
+if unpacked_case "corrupt" '[{"method":"GET","path":"'"$blob"'","times":-1,"action":{"corrupt":true}}]'; then
+  fail "a corrupted blob unpacked as it came: the build succeeded"
+else
+  check "a corrupted blob unpacked as it came: the download's error" grep -q "does not match its digest" "$work/last.err"
+fi
+keep
+check "  ...and the step never ran" sh -c "! grep -q 'unpacked.lua:2 | ' '$work/last.err'"
+check "  ...and no root was kept of it" sh -c "[ -z \"\$(find '$XDG_CACHE_HOME/imgbuild/roots' -mindepth 1 -maxdepth 1 ! -name '.*' 2>/dev/null)\" ]"
+proxy_reset
+
 step "an expired token is renewed"
 REG_TOKEN_TTL=2 here "a token registry whose tokens live 2 s" registry_start token short
 here "seed it" seed_images "$REGISTRY_short" "alice:$REG_PASSWORD"

@@ -19,7 +19,8 @@ that matches and has not been used up applies. Counters reset whenever the
 file is replaced. Actions:
   {"status": 500, "headers": {...}, "code": "UNKNOWN"}  reply instead of forwarding
   {"drop_after": N}       close the connection after N bytes of the body
-  {"corrupt": true}       flip one bit in the middle of the body
+  {"corrupt": true}       flip one bit in the middle of the body (with
+                          drop_after: then cut it short)
   {"replace_body": "x"}   replace the body
   {"oversize": N}         pad the body with spaces to N bytes
   {"redirect_other": true}  307 to the same path on the other listener;
@@ -27,6 +28,8 @@ file is replaced. Actions:
                           added, as a storage service's signed URL carries one
   {"delay": SECONDS}      wait before handling the request (with or without
                           another action), e.g. to let a token expire
+  {"ignore_range": true}  forward without the Range header: the whole body,
+                          200, as a registry without range support answers
 
 Every request is appended to --log as one JSON line: listener, method, path,
 status, authorization (whether the header arrived; never its value), range,
@@ -48,7 +51,7 @@ from urllib.parse import urlencode
 CHUNK = 64 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"}
 ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 405: "UNSUPPORTED", 429: "TOOMANYREQUESTS"}
-FAULTS = ("status", "drop_after", "corrupt", "replace_body", "oversize", "redirect_other", "delay")
+FAULTS = ("status", "drop_after", "corrupt", "replace_body", "oversize", "redirect_other", "delay", "ignore_range")
 
 
 class Rules:
@@ -210,9 +213,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_head(307, [("Location", location)], 0)
         return 307
 
-    def upstream_headers(self):
-        headers = [(k, v) for k, v in self.headers.items()
-                   if k.lower() not in HOP_BY_HOP and k.lower() != "host"]
+    def upstream_headers(self, ignore_range=False):
+        dropped = HOP_BY_HOP | {"host"} | ({"range"} if ignore_range else set())
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in dropped]
         if self.server.listener == "other":
             headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
         return [("Host", self.server.upstream)] + headers
@@ -240,8 +243,8 @@ class Handler(BaseHTTPRequestHandler):
             self.request_body(sink)
         return conn, conn.getresponse()
 
-    def open_upstream(self):
-        headers = self.upstream_headers()
+    def open_upstream(self, ignore_range=False):
+        headers = self.upstream_headers(ignore_range)
         conn, resp = self.send_upstream(headers, with_body=True)
         creds = self.server.upstream_creds
         if self.server.listener == "other" and resp.status == 401 and creds:
@@ -253,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
         return conn, resp
 
     def forward(self, action):
-        conn, resp = self.open_upstream()
+        conn, resp = self.open_upstream(action.get("ignore_range", False))
         try:
             headers = []
             for name, value in resp.getheaders():
@@ -285,6 +288,11 @@ class Handler(BaseHTTPRequestHandler):
             middle = len(body) // 2
             body = body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1:]
         self.send_head(resp.status, headers, len(body))
+        if "drop_after" in action:
+            # The length announced, then fewer bytes: a modified body cut short.
+            self.send_body(body[:action["drop_after"]])
+            self.close_connection = True
+            return
         self.send_body(body)
 
     def send_streamed(self, resp, headers, drop_after):

@@ -1,7 +1,8 @@
 // Tests for LayerStream, the decoder every layer blob on disk is read
 // through: gzip (one member or many, with or without a file name), zstd (one
 // frame or many, skippable ones), a plain tar; and every way a blob can be
-// cut or damaged, which must end in an error, never in fewer or other bytes.
+// cut or damaged, which must end in an error, never in fewer or other bytes;
+// and a blob read while it downloads (GrowingFile).
 #include "layer/layer_stream.hpp"
 
 #include <archive.h>
@@ -9,9 +10,16 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <fcntl.h>
+
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "test_support.hpp"
 
@@ -265,4 +273,96 @@ TEST_CASE("layer stream: a large blob decoded ahead on a thread gives the same b
     LayerStream untouched(dir.path / "blob", "layer 1");
   }
   SECTION("libarchive reads the tar from it, and its errors without the label") { check_tar_reads(data); }
+}
+
+namespace {
+
+/// A download as the registry client makes one: `blob` appended to a file in
+/// `pieces`, each told to `incoming` once written, from a thread of its own.
+/// `then` ends it (finished, failed, restarted) `delay` after the last piece.
+std::thread write_growing(const std::filesystem::path& file, std::shared_ptr<imgbuild::GrowingFile> incoming,
+                          std::string blob, size_t pieces, std::function<void()> then,
+                          std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
+  imgbuild::Fd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  REQUIRE(fd);
+  incoming->opened(fd.get());
+  return std::thread([fd = std::move(fd), incoming, blob = std::move(blob), pieces, then, delay] {
+    const size_t piece = blob.size() / pieces + 1;
+    for (size_t at = 0; at < blob.size(); at += piece) {
+      size_t n = std::min(piece, blob.size() - at);
+      imgbuild::write_all(fd.get(), blob.data() + at, n, "blob");
+      incoming->grew(at + n);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(delay);
+    then();
+  });
+}
+
+}  // namespace
+
+TEST_CASE("layer stream: a blob read as it arrives gives its bytes, and its end only once it is checked",
+          "[layer_stream]") {
+  using imgbuild::GrowingFile;
+  const std::string data = sample(3 << 20, 11);
+  const std::string gz = gzip_member(data.substr(0, 1 << 20)) + gzip_member(data.substr(1 << 20));
+  ScratchDir dir;
+
+  SECTION("small or large, plain or compressed: every byte, the end after the writer finished") {
+    const std::pair<std::string, std::string> blobs[] = {{gz, data}, {gzip_member("small"), "small"}, {data, data}};
+    for (auto& [blob, expected] : blobs) {
+      INFO("a blob of " << blob.size() << " bytes");
+      auto incoming = std::make_shared<GrowingFile>(blob.size());
+      std::atomic<bool> finished = false;
+      std::thread writer = write_growing(
+          dir.path / "blob.tmp", incoming, blob, 40,
+          [&] {
+            finished = true;
+            incoming->finished();
+          },
+          std::chrono::milliseconds(50));
+      LayerStream stream(incoming, "layer 1");
+      std::string out;
+      for (std::span<const char> bytes; !(bytes = stream.next()).empty();) out.append(bytes.data(), bytes.size());
+      CHECK(finished);
+      writer.join();
+      CHECK(out == expected);
+    }
+  }
+  SECTION("a writer that fails or starts over fails the reader after the bytes told, never past them") {
+    // Written whole, told only in part: what was not told is not read.
+    for (bool restart : {false, true}) {
+      INFO((restart ? "started over" : "failed"));
+      auto incoming = std::make_shared<GrowingFile>(data.size());
+      imgbuild::Fd fd(::open((dir.path / "told.tmp").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      REQUIRE(fd);
+      incoming->opened(fd.get());
+      imgbuild::write_all(fd.get(), data.data(), data.size(), "blob");
+      incoming->grew(300000);
+      std::thread writer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        restart ? incoming->restarted() : incoming->failed("the registry went away");
+      });
+      LayerStream stream(incoming, "layer 1");
+      std::string out;
+      std::string error = error_of([&] {
+        for (std::span<const char> bytes; !(bytes = stream.next()).empty();) out.append(bytes.data(), bytes.size());
+      });
+      writer.join();
+      CHECK(out == data.substr(0, 300000));
+      CHECK(error ==
+            (restart ? "the download started over: unpacked from the whole blob instead" : "the registry went away"));
+      CHECK(incoming->abandoned());
+      // A failure once finished changes nothing: the blob was whole and checked.
+      auto whole = std::make_shared<GrowingFile>(3);
+      whole->finished();
+      whole->failed("cannot make it durable");
+      CHECK_FALSE(whole->abandoned());
+    }
+  }
+  SECTION("a writer that failed before opening the file fails the reader at once") {
+    auto incoming = std::make_shared<GrowingFile>(10);
+    incoming->failed("401 Unauthorized");
+    CHECK(error_of([&] { LayerStream stream(incoming, "layer 1"); }) == "401 Unauthorized");
+  }
 }
