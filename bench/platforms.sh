@@ -3,7 +3,10 @@
 # host-built Go service) built for this machine's platform alone, then for
 # linux/amd64,linux/arm64, in alternating runs; prints the medians, the
 # ratio two / one of wall times (issue 21: at most 1.3x) and of CPU times
-# (what the ratio tends to on a busy machine), and the load average.
+# (what the ratio tends to on a busy machine), and the load average. The
+# peer in the same runs: the go commands imgbuild runs (go.build's), alone,
+# one platform then both side by side: what the Go toolchain's own work
+# makes of a second platform on this machine.
 # See bench/README.md.
 #
 #   bench/platforms.sh              5 alternating runs of each build
@@ -15,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-usage() { sed -n '9,13s/^# \{0,3\}//p' "$repo/bench/platforms.sh"; }
+usage() { sed -n '12,16s/^# \{0,3\}//p' "$repo/bench/platforms.sh"; }
 die() { printf 'bench/platforms: error: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench/platforms: %s\n' "$*" >&2; }
 
@@ -84,6 +87,24 @@ prepare() {  # CASE
   sync
 }
 
+# The go command go.build runs (stdlib/imgbuild/go.lua), for PLATFORM
+# ("linux/arm64"), its binary written to a fresh path: Go's build cache is
+# warm, so this is what the cold case leaves to Go.
+go_build() {  # PLATFORM OUT
+  (cd "$tmp/hello" && env GOOS="${1%%/*}" GOARCH="${1##*/}" CGO_ENABLED=0 \
+    go build -buildvcs=false "-ldflags=-s -w" -trimpath -o "$2" .)
+}
+go_alone() {  # one | two
+  rm -rf "$tmp/go-out" && mkdir -p "$tmp/go-out"
+  if [[ $1 == one ]]; then
+    go_build "$host" "$tmp/go-out/app"
+  else
+    go_build linux/amd64 "$tmp/go-out/amd64" & local amd64=$!
+    go_build linux/arm64 "$tmp/go-out/arm64" || { wait "$amd64"; return 1; }
+    wait "$amd64"
+  fi
+}
+
 declare -A WALL CPU
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 say "load average $load_start; $runs alternating runs of ${cases[*]}, each for $host then $both"
@@ -103,6 +124,15 @@ for ((run = 1; run <= runs; run++)); do
       CPU[$c-$p]+="$(awk '{printf "%d", ($1 + $2) * 1000}' "$tmp/time") "
     done
   done
+  for p in one two; do
+    sync
+    start=$(date +%s%N)
+    /usr/bin/time -f '%U %S' -o "$tmp/time" bash -c "$(declare -f go_build go_alone); tmp='$tmp' host='$host' go_alone $p" \
+      >"$logs/go-$p-$run.log" 2>&1 || die "go build alone ($p) failed: see ${logs#"$repo"/}/go-$p-$run.log"
+    end=$(date +%s%N)
+    WALL[go-$p]+="$(((end - start) / 1000000)) "
+    CPU[go-$p]+="$(awk '{printf "%d", ($1 + $2) * 1000}' "$tmp/time") "
+  done
   say "run $run of $runs done (load $(cut -d' ' -f1 /proc/loadavg))"
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -117,16 +147,16 @@ table() {
   echo
   echo "| case | $host | range | CPU | $both | range | CPU | two / one | CPU two / one |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for c in "${cases[@]}"; do
+  for c in "${cases[@]}" go; do
     one=$(median <<<"${WALL[$c-one]}") two=$(median <<<"${WALL[$c-two]}")
     cpu_one=$(median <<<"${CPU[$c-one]}") cpu_two=$(median <<<"${CPU[$c-two]}")
-    echo "| $c | $(secs "$one") | $(range <<<"${WALL[$c-one]}") | $(secs "$cpu_one") |" \
+    echo "| ${c/#go/go build alone} | $(secs "$one") | $(range <<<"${WALL[$c-one]}") | $(secs "$cpu_one") |" \
       "$(secs "$two") | $(range <<<"${WALL[$c-two]}") | $(secs "$cpu_two") | $(ratio "$two" "$one") | $(ratio "$cpu_two" "$cpu_one") |"
   done
   echo
   awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN {exit !(l > n / 2)}' &&
     echo "**The load average ($load_start) is above half the $(nproc) cores: the platforms' builds compete with other processes for the CPU, and the ratio measures that contention (it tends to the ratio of CPU times), not how well the platforms overlap on idle cores.**" && echo
-  echo "*cold*: imgbuild's store and cache empty (the issue's figure: a CI runner that keeps Go's cache but not imgbuild's, or a first build). *edit*: main.go changed, store and cache kept (a developer's rebuild: go build runs for each platform). *no-op*: nothing changed, every step cached."
+  echo "*cold*: imgbuild's store and cache empty (the issue's figure: a CI runner that keeps Go's cache but not imgbuild's, or a first build). *edit*: main.go changed, store and cache kept (a developer's rebuild: go build runs for each platform). *no-op*: nothing changed, every step cached. *go build alone*: the go commands go.build runs for the cold case, without imgbuild (both platforms' side by side): the Go toolchain's own ratio on this machine, which imgbuild's can only approach."
 }
 table
 [[ -z $md ]] || table >"$md"
