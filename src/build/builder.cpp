@@ -1219,8 +1219,9 @@ std::filesystem::path Builder::image_root(const Stage& st, std::optional<size_t>
     fetching = std::async(std::launch::async, [&] {
       try {
         ensure_local(layers, incoming);
-      } catch (const std::exception& e) {
-        for (auto& [digest, file] : incoming) file->failed(e.what());
+      } catch (...) {
+        // Whatever stopped it (an interrupt too), no reader may wait on.
+        for (auto& [digest, file] : incoming) file->failed("its download failed");
         throw;
       }
       // One the store had after all (another build's) is read from there.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Faults: Ctrl-C and SIGTERM. A build stopped by a signal while a RUN step
 # runs, while `go build` compiles, while the recipe itself is evaluated, or
-# while a registry stalls a download ends with status 130 (SIGINT) or 143
+# while a registry stalls a download (also one that a root's unpack reads
+# as it arrives) ends with status 130 (SIGINT) or 143
 # (SIGTERM); the step's processes are killed, temporary roots and partial
 # files are removed, locks are released, and the next build succeeds.
 #
@@ -102,6 +103,18 @@ manifest_fetched() { [[ -n $(proxy_requests 'select(.path | test("/manifests/"))
 if wait_until "the manifest was fetched" manifest_fetched; then
   sleep 1
   interrupted "SIGINT in a stalled download" INT 130
+fi
+
+step "a base layer unpacked as it downloads: Ctrl-C while the unpack waits for the download"
+# The config comes; the layer's download hangs once started, while the
+# root's unpack waits for its first bytes.
+layer=$(skopeo inspect --tls-verify=false --raw "docker://$REGISTRY/base/busybox:oci" | jq -r '.layers[0].digest[7:]')
+proxy_faults '[{"method": "GET", "path": "/blobs/sha256:'"${layer:0:12}"'", "times": -1, "action": {"delay": 86400}}]'
+start_build "$ctx/pull.lua"
+layer_download_started() { compgen -G "$store/blobs/sha256/.$layer.tmp-*" >/dev/null; }
+if wait_until "the layer's download started" layer_download_started; then
+  sleep 1
+  interrupted "SIGINT in a stalled download that a root's unpack reads" INT 130
 fi
 proxy_reset
 check_cmd "$IMGBUILD" "$ctx/pull.lua"

@@ -39,9 +39,20 @@ wait_until() {
 }
 
 # stop_build SIGNAL: sends SIGNAL to the background build and waits for its
-# end; $status is its exit status.
+# end, 60 s at most (then it fails the check and kills it); $status is its
+# exit status.
 stop_build() {
   kill -"$1" "$build_pid"
+  # A build that does not end on a signal is a failure, not a test that hangs.
+  for _ in $(seq 600); do
+    kill -0 "$build_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$build_pid" 2>/dev/null; then
+    fail "the build still ran 60 s after SIG$1"
+    tail -n 20 "$work/bg.err" | sed 's/^/        /'
+    kill -KILL "$build_pid"
+  fi
   wait "$build_pid"
   status=$?
   build_pid=""
