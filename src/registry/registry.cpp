@@ -193,6 +193,10 @@ void RegistryClient::download_blob(const Reference& repo, const Descriptor& blob
   } catch (const std::exception& e) {
     incoming->failed(e.what());
     throw;
+  } catch (...) {
+    // An interrupt: no reader may wait for the rest.
+    incoming->failed(repo.name() + ": blob " + blob.digest.str() + ": the download was interrupted");
+    throw;
   }
 }
 
