@@ -476,15 +476,11 @@ void apply_archive(archive* a, const std::filesystem::path& root, const std::str
 /// read that unpacks it. Its errors are UnpackErrors.
 class TarFeed {
 public:
-  TarFeed(const std::filesystem::path& blob, const std::string& label, bool hashed) try : stream_(blob, label) {
-    if (hashed) stream_.hash_into(hash_);
-  } catch (const std::runtime_error& e) {
-    throw UnpackError(e.what());
-  }
-  /// The layer's blob as it arrives, when it is still arriving.
-  explicit TarFeed(const UnpackLayer& layer) try
+  /// The layer's blob (as it arrives, when it is still arriving); with
+  /// `hashed`, the stream's sha256 too.
+  TarFeed(const UnpackLayer& layer, bool hashed) try
       : stream_(layer.incoming ? LayerStream(layer.incoming, layer.label) : LayerStream(layer.blob, layer.label)) {
-    if (layer.diff_id) stream_.hash_into(hash_);
+    if (hashed) stream_.hash_into(hash_);
   } catch (const std::runtime_error& e) {
     throw UnpackError(e.what());
   }
@@ -533,14 +529,11 @@ void extract_archive(const std::filesystem::path& root, const std::filesystem::p
 
 uint64_t apply_layer(const std::filesystem::path& root, const std::filesystem::path& blob, const std::string& label,
                      const UnpackOptions& options) {
-  TarFeed stream(blob, label, false);
-  ArchivePtr a = stream.reader();
-  apply_archive(a.get(), root, label, options);
-  return stream.finish().size;
+  return apply_layer(root, UnpackLayer{blob, label}, options);
 }
 
 uint64_t apply_layer(const std::filesystem::path& root, const UnpackLayer& layer, const UnpackOptions& options) {
-  TarFeed stream(layer);
+  TarFeed stream(layer, layer.diff_id.has_value());
   ArchivePtr a = stream.reader();
   apply_archive(a.get(), root, layer.label, options);
   TarStream whole = stream.finish();
@@ -556,7 +549,9 @@ void apply_layer(const std::filesystem::path& root, std::span<const unsigned cha
   apply_archive(a.get(), root, label, options);
 }
 
-TarStream read_tar_stream(const std::filesystem::path& blob) { return TarFeed(blob, blob.string(), true).finish(); }
+TarStream read_tar_stream(const std::filesystem::path& blob) {
+  return TarFeed(UnpackLayer{blob, blob.string()}, true).finish();
+}
 
 void unpack_image(const std::filesystem::path& root, const std::vector<UnpackLayer>& layers,
                   const UnpackOptions& options) {
