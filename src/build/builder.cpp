@@ -1328,14 +1328,9 @@ std::vector<std::filesystem::path> Builder::step_root(const Stage& st, const std
 std::optional<std::vector<CopyItem>> Builder::items_from_tar_layers(const Stage& st, const CopyOp& op,
                                                                     const std::filesystem::path& scratch) {
   namespace fs = std::filesystem;
-  std::optional<std::vector<TreeSource>> files;
-  {
-    // Two stages copying from one builder at once would read its layers'
-    // listings into its tree together; once read, the tree is only read.
-    static std::mutex settling;
-    std::lock_guard lock(settling);
-    files = copy_from_files(op, *st.tree, st.image.config.workdir);
-  }
+  // Two stages copying from one builder at once share its tree: the tree
+  // settles itself under its own lock.
+  std::optional<std::vector<TreeSource>> files = copy_from_files(op, *st.tree, st.image.config.workdir);
   if (!files) return std::nullopt;
   // Which layer holds each file, by its blob: only a plain tar is cheap to take one member from.
   std::map<fs::path, size_t> tar_layers;

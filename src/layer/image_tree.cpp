@@ -350,7 +350,16 @@ ImageTree::ImageTree(std::shared_ptr<LayerListings> listings) : listings_(std::m
 
 void ImageTree::apply_layer_blob(const std::filesystem::path& blob) { pending_.emplace_back(blob); }
 
+ImageTree::ImageTree(const ImageTree& other) {
+  std::lock_guard lock(other.settling_);
+  listings_ = other.listings_;
+  files_ = other.files_;
+  pending_ = other.pending_;
+  blobs_ = other.blobs_;
+}
+
 void ImageTree::settle() const {
+  std::lock_guard lock(settling_);
   std::vector<std::filesystem::path> layers;
   layers.swap(pending_);
   for (auto& blob : layers) apply_listing(*listings_->of(blob), blob);

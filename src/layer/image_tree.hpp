@@ -53,6 +53,10 @@ public:
   /// A tree whose layers' listings come from `listings`, shared with the
   /// other trees of a build so that each blob is listed once.
   explicit ImageTree(std::shared_ptr<LayerListings> listings = std::make_shared<LayerListings>());
+  /// A copy of a tree another thread may be settling (the stages built on
+  /// one stage share its tree): taken whole, under its lock.
+  ImageTree(const ImageTree& other);
+  ImageTree& operator=(const ImageTree&) = delete;
 
   /// Applies a layer blob (a tar, compressed or not: a pulled image's or one
   /// this build wrote), honouring OCI whiteouts. The listing is taken from
@@ -140,6 +144,9 @@ private:
   mutable std::vector<std::filesystem::path> pending_;  ///< layer blobs not read yet
   /// The layer blobs files are read from; File::layer indexes it.
   mutable std::vector<std::filesystem::path> blobs_;
+  /// Held while the pending layers are applied, and while the tree is
+  /// copied: the first thread to ask settles it, the others wait for that.
+  mutable std::mutex settling_;
 };
 
 /// The listings of the layer blobs a build knows, each made once: handed over
